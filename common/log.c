@@ -1,0 +1,59 @@
+/*
+ * log.c - leveled log lines with time and role. See log.h.
+ */
+#include "log.h"
+
+#include <stdarg.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+static log_conf_t g_log = {"funnel", LOG_LEVEL_INFO, NULL};
+
+static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+
+void log_init(const char *role, int rank, int level, FILE *out)
+{
+    if (rank >= 0)
+        snprintf(g_log.role, sizeof(g_log.role), "%s%d", role, rank);
+    else
+        snprintf(g_log.role, sizeof(g_log.role), "%s", role);
+    g_log.level = level;
+    g_log.out = out;
+}
+
+int log_level_parse(const char *s)
+{
+    static const char *const names[] = {"debug", "info", "warn", "error"};
+
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+int log_enabled(int level)
+{
+    return level >= g_log.level;
+}
+
+void log_write(int level, const char *fmt, ...)
+{
+    char msg[2048], stamp[32];
+    struct timeval tv;
+    struct tm tm;
+    va_list ap;
+    FILE *out = g_log.out ? g_log.out : stderr;
+
+    if (level < 0 || level > LOG_LEVEL_ERROR)
+        level = LOG_LEVEL_ERROR;
+    gettimeofday(&tv, NULL);
+    localtime_r(&tv.tv_sec, &tm);
+    strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(out, "%s.%03d %s %s %s\n", stamp, (int)(tv.tv_usec / 1000), g_log.role,
+            level_names[level], msg);
+    fflush(out);
+}

@@ -1,0 +1,151 @@
+/*
+ * model_conf.c - turn the [model] section into a validated model_spec_t.
+ * See model_conf.h.
+ */
+#include "model_conf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "keyhash.h"
+
+int model_spec_slot(const model_spec_t *ms, const char *name, size_t len)
+{
+    for (int i = 0; i < ms->nslots; i++)
+        if (strlen(ms->slot[i].name) == len && memcmp(ms->slot[i].name, name, len) == 0)
+            return i;
+    return -1;
+}
+
+static int parse_int(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+
+    if (end == s || *end != '\0' || v < lo || v > hi)
+        return ERR_PARSE;
+    *out = v;
+    return 0;
+}
+
+/* "slot:N,slot:N" overrides applied to the field at `field` of each slot. */
+static int apply_overrides(model_spec_t *ms, const char *key, const char *text, long lo, long hi,
+                           size_t field, errbuf_t *eb)
+{
+    char buf[CONF_STR_MAX];
+    char *items[MODEL_MAX_SLOTS];
+    int n;
+
+    snprintf(buf, sizeof(buf), "%s", text);
+    n = conf_split_list(buf, ',', items, MODEL_MAX_SLOTS);
+    if (n < 0)
+        return errbuf_set(eb, ERR_CONFIG, "key '%s': too many entries", key);
+    for (int i = 0; i < n; i++) {
+        char *colon = strrchr(items[i], ':');
+        long v;
+        int s;
+
+        if (!colon)
+            return errbuf_set(eb, ERR_CONFIG, "key '%s': '%s' is not slot:value", key, items[i]);
+        *colon = '\0';
+        s = model_spec_slot(ms, items[i], strlen(items[i]));
+        if (s < 0)
+            return errbuf_set(eb, ERR_CONFIG, "key '%s': slot '%s' is not in 'slots'", key,
+                              items[i]);
+        if (parse_int(colon + 1, lo, hi, &v) != 0)
+            return errbuf_set(eb, ERR_CONFIG, "key '%s': slot '%s': '%s' is not in [%ld, %ld]",
+                              key, items[i], colon + 1, lo, hi);
+        *(int *)((char *)&ms->slot[s] + field) = (int)v;
+    }
+    return 0;
+}
+
+int model_spec_from_conf(model_spec_t *ms, const model_conf_t *mc, errbuf_t *eb)
+{
+    char buf[CONF_STR_MAX];
+    char *items[MODEL_MAX_SLOTS + 1];
+    int n, rc;
+
+    memset(ms, 0, sizeof(*ms));
+    ms->type = mc->model;
+    ms->nloss = ms->type == MODEL_ESM2 ? 3 : 2;
+
+    snprintf(buf, sizeof(buf), "%s", mc->slots.s);
+    n = conf_split_list(buf, ',', items, MODEL_MAX_SLOTS);
+    if (n < 0)
+        return errbuf_set(eb, ERR_CONFIG, "key 'slots': more than %d slots", MODEL_MAX_SLOTS);
+    if (n == 0)
+        return errbuf_set(eb, ERR_CONFIG, "key 'slots': no slot declared");
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(items[i]);
+        if (len == 0 || len >= MODEL_SLOT_NAME_MAX || strpbrk(items[i], ": \t"))
+            return errbuf_set(eb, ERR_CONFIG, "key 'slots': bad slot name '%s'", items[i]);
+        if (model_spec_slot(ms, items[i], len) >= 0)
+            return errbuf_set(eb, ERR_CONFIG, "key 'slots': slot '%s' declared twice", items[i]);
+        slot_spec_t *s = &ms->slot[ms->nslots++];
+        memcpy(s->name, items[i], len + 1);
+        s->seed = keyhash_slot(s->name, len);
+        s->dim = (int)mc->emb_dim;
+        s->admit_min = (int)mc->admit_min_count;
+        s->expire_days = (int)mc->expire_days;
+    }
+    rc = apply_overrides(ms, "slot_dims", mc->slot_dims.s, 1, 1024, offsetof(slot_spec_t, dim), eb);
+    if (rc == 0)
+        rc = apply_overrides(ms, "slot_admit", mc->slot_admit.s, 1, 1000000,
+                             offsetof(slot_spec_t, admit_min), eb);
+    if (rc == 0)
+        rc = apply_overrides(ms, "slot_expire", mc->slot_expire.s, 0, 100000,
+                             offsetof(slot_spec_t, expire_days), eb);
+    if (rc != 0)
+        return rc;
+    for (int i = 0; i < ms->nslots; i++)
+        ms->input_dim += ms->slot[i].dim;
+
+    snprintf(buf, sizeof(buf), "%s", mc->towers.s);
+    n = conf_split_list(buf, ',', items, MODEL_MAX_LAYERS);
+    if (n < 0)
+        return errbuf_set(eb, ERR_CONFIG, "key 'towers': more than %d layers", MODEL_MAX_LAYERS);
+    for (int i = 0; i < n; i++) {
+        long v;
+        if (parse_int(items[i], 1, 65536, &v) != 0)
+            return errbuf_set(eb, ERR_CONFIG, "key 'towers': '%s' is not a size in [1, 65536]",
+                              items[i]);
+        ms->layer[ms->nlayers++] = (int)v;
+    }
+
+    snprintf(buf, sizeof(buf), "%s", mc->loss_weights.s);
+    n = conf_split_list(buf, ',', items, 3);
+    if (n != ms->nloss)
+        return errbuf_set(eb, ERR_CONFIG, "key 'loss_weights': model needs %d weights, got '%s'",
+                          ms->nloss, mc->loss_weights.s);
+    for (int i = 0; i < n; i++) {
+        char *end;
+        double w = strtod(items[i], &end);
+        if (end == items[i] || *end != '\0' || w < 0 || w > 1000)
+            return errbuf_set(eb, ERR_CONFIG, "key 'loss_weights': '%s' is not in [0, 1000]",
+                              items[i]);
+        ms->loss_weight[i] = (float)w;
+    }
+
+    ms->emb_opt = (optim_t){
+        .kind = mc->emb_optimizer,
+        .lr = (float)(mc->emb_optimizer == OPTIM_FTRL ? mc->ftrl_alpha : mc->emb_lr),
+        .eps = (float)(mc->emb_optimizer == OPTIM_ADAM ? mc->adam_eps : mc->adagrad_eps),
+        .beta1 = (float)mc->adam_beta1,
+        .beta2 = (float)mc->adam_beta2,
+        .ftrl_beta = (float)mc->ftrl_beta,
+        .l1 = (float)mc->ftrl_l1,
+        .l2 = (float)mc->ftrl_l2,
+        .init_std = (float)mc->emb_init_std,
+    };
+    /* dense enum is "adam|adagrad" */
+    int dk = mc->dense_optimizer == 0 ? OPTIM_ADAM : OPTIM_ADAGRAD;
+    ms->dense_opt = (optim_t){
+        .kind = dk,
+        .lr = (float)mc->dense_lr,
+        .eps = (float)(dk == OPTIM_ADAM ? mc->adam_eps : mc->adagrad_eps),
+        .beta1 = (float)mc->adam_beta1,
+        .beta2 = (float)mc->adam_beta2,
+    };
+    return 0;
+}

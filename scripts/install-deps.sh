@@ -1,0 +1,40 @@
+#!/bin/sh
+# Install the Debian packages funnel needs to build and test, if missing.
+#
+#   scripts/install-deps.sh          build + test dependencies
+#   scripts/install-deps.sh --bench  also what `make bench` compares against
+#
+# Checks each package with dpkg-query. As root it installs the missing ones
+# with apt-get; otherwise it prints the exact command to run and fails.
+set -eu
+
+PKGS="build-essential pkg-config zlib1g-dev libzmq3-dev libmsgpack-dev \
+librocksdb-dev libopenblas-dev libcunit1-dev libinih-dev libxxhash-dev"
+if [ "${1:-}" = "--bench" ]; then
+    PKGS="$PKGS python3 python3-numpy python3-torch"
+fi
+
+missing=""
+for p in $PKGS; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+
+if [ -z "$missing" ]; then
+    exit 0
+fi
+
+echo "install-deps: missing packages:$missing" >&2
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: run this, then retry:" >&2
+    echo "    sudo apt-get install -y$missing" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+# A fresh container has no package lists yet; refresh them only when needed.
+if ! apt-get install -y --no-install-recommends $missing; then
+    apt-get update
+    apt-get install -y --no-install-recommends $missing
+fi
