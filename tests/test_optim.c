@@ -102,7 +102,7 @@ static void test_adam(void)
     optim_row_update(&o, w, st, g1, 2);
     CLOSE(st[4], 1.0, 0);
     CLOSE(st[0], 0.02, 1e-8);
-    CLOSE(st[3], 1.6e-4, 2e-9); /* float 1 - 0.999 is off by 1.3e-5 relative */
+    CLOSE(st[3], 1.6e-4, 5e-9); /* float 1 - 0.999 is off by 1.3e-5 relative */
     CLOSE(w[0], 0.49, 1e-6);
     CLOSE(w[1], -0.24, 1e-6);
     optim_row_update(&o, w, st, g2, 2);
