@@ -1,0 +1,81 @@
+/*
+ * meta.h - the metadata file of a saved model or checkpoint directory.
+ *
+ * Every model directory (worker save) and checkpoint (cluster) carries a
+ * file META describing what the rows and dense weights inside mean: magic
+ * and format version, model type, slots with their dimensions, tower sizes,
+ * optimizers, shard count and routing, the day, and a digest of the [model]
+ * configuration. Loading compares it with the running configuration and
+ * refuses a mismatch with a message that says which property differs.
+ *
+ * NOTES ON THE DESIGN
+ *   META is text, one "key value" per line, so an operator can read it with
+ *   cat. It is written to META.tmp, fsynced, then renamed over META, so a
+ *   reader sees the old or the new file, never a torn one.
+ *
+ *     funnel-meta 1
+ *     model esm2
+ *     slots 8
+ *     slot 0 user_id 16
+ *     ...
+ *     towers 256,128,64
+ *     emb_optimizer adagrad
+ *     dense_optimizer adam
+ *     shards 2
+ *     routing xxh64-mod
+ *     day 3
+ *     dense_params 295172
+ *     digest 9a1f...
+ *
+ * Thread-safety: pure functions over caller-owned structs.
+ */
+#ifndef FUNNEL_META_H
+#define FUNNEL_META_H
+
+#include <stdint.h>
+
+#include "err.h"
+#include "model_conf.h"
+
+#define META_MAGIC "funnel-meta"
+#define META_VERSION 1
+#define META_FILE "META"
+
+typedef struct meta {
+    int version;
+    int model_type;                 /* MODEL_* */
+    int nslots;
+    char slot[MODEL_MAX_SLOTS][MODEL_SLOT_NAME_MAX];
+    int dim[MODEL_MAX_SLOTS];       /* floats per row */
+    int nlayers;
+    int layer[MODEL_MAX_LAYERS];
+    int emb_opt;                    /* OPTIM_* */
+    int dense_opt;                  /* OPTIM_* */
+    int shards;
+    int day;
+    uint64_t dense_params;          /* floats in the dense block */
+    uint64_t digest;                /* of the layout-defining [model] keys */
+} meta_t;
+
+/* Describe spec as it would be saved by `shards` shards on `day`. */
+void meta_from_spec(meta_t *m, const model_spec_t *ms, int shards, int day,
+                    uint64_t dense_params);
+
+/* Write dir/META atomically. Returns 0 or ERR_IO naming the file. */
+int meta_write(const char *dir, const meta_t *m, errbuf_t *eb);
+
+/* Read dir/META. ERR_NOTFOUND if absent, ERR_CORRUPT if unreadable,
+ * ERR_VERSION for a newer format. */
+int meta_read(const char *dir, meta_t *m, errbuf_t *eb);
+
+/* Compare a saved description with the running one (shards compared only
+ * when both are > 0). ERR_MISMATCH naming the first difference. */
+int meta_check(const meta_t *saved, const meta_t *running, const char *dir, errbuf_t *eb);
+
+/* Write/fsync a whole file atomically: path.tmp then rename. */
+int meta_write_file_atomic(const char *path, const void *data, size_t len, errbuf_t *eb);
+
+/* fsync a directory so a rename inside it is durable. */
+int meta_fsync_dir(const char *dir, errbuf_t *eb);
+
+#endif
