@@ -1,0 +1,186 @@
+/*
+ * test_dense.c - the OpenBLAS layer against the plain-loop double reference
+ * on random shapes (B = 1, odd sizes, ReLU and linear, accumulate or not),
+ * and the reference itself against a product worked out by hand.
+ */
+#include <CUnit/CUnit.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dense.h"
+
+static uint64_t rng_state;
+
+static double urand(void) /* [-1, 1) */
+{
+    rng_state = rng_state * UINT64_C(6364136223846793005) + UINT64_C(1442695040888963407);
+    return (double)(rng_state >> 11) * 0x1.0p-52 - 1.0;
+}
+
+static void fill(float *f, double *d, size_t n, double scale)
+{
+    for (size_t i = 0; i < n; i++) {
+        f[i] = (float)(urand() * scale);
+        d[i] = f[i];
+    }
+}
+
+/* Largest |a - b| / (1 + |b|) over n values. */
+static double max_err(const float *a, const double *b, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - b[i]) / (1.0 + fabs(b[i]));
+        if (!(e <= m))
+            m = e;
+    }
+    return m;
+}
+
+static void test_reference_by_hand(void)
+{
+    /* in (2,3), W (2,3), b (2) */
+    double in[6] = {1, 2, 3, -1, 0, 1};
+    double w[6] = {1, 0, -1, 0.5, 0.5, 0.5};
+    double b[2] = {0.5, -4};
+    double out[4], dout[4], din[6], dw[6], db[2];
+
+    /* row 0: 1-3+0.5 = -1.5, 0.5+1+1.5-4 = -1;  row 1: -1-1+0.5 = -1.5, -0.5+0.5-4 = -4 */
+    dense_forward_ref(out, in, w, b, 2, 3, 2, DENSE_LINEAR);
+    CU_ASSERT_EQUAL(out[0], -1.5);
+    CU_ASSERT_EQUAL(out[1], -1.0);
+    CU_ASSERT_EQUAL(out[2], -1.5);
+    CU_ASSERT_EQUAL(out[3], -4.0);
+    w[0] = 3; /* row 0, unit 0: 3-3+0.5 = 0.5 > 0; everything else stays <= 0 */
+    dense_forward_ref(out, in, w, b, 2, 3, 2, DENSE_RELU);
+    CU_ASSERT_EQUAL(out[0], 0.5);
+    CU_ASSERT_EQUAL(out[1], 0.0);
+    CU_ASSERT_EQUAL(out[2], 0.0);
+    CU_ASSERT_EQUAL(out[3], 0.0);
+    /* only (0,0) passes the mask: dw row 0 = 2 * in row 0, din row 0 = 2 * W row 0 */
+    for (int i = 0; i < 4; i++)
+        dout[i] = 2.0;
+    for (int i = 0; i < 6; i++)
+        din[i] = 1.0;
+    dense_backward_ref(din, dw, db, dout, in, w, out, 2, 3, 2, DENSE_RELU, 1);
+    CU_ASSERT_EQUAL(db[0], 2.0);
+    CU_ASSERT_EQUAL(db[1], 0.0);
+    CU_ASSERT_EQUAL(dw[0], 2.0);
+    CU_ASSERT_EQUAL(dw[1], 4.0);
+    CU_ASSERT_EQUAL(dw[2], 6.0);
+    CU_ASSERT_EQUAL(dw[3], 0.0);
+    CU_ASSERT_EQUAL(din[0], 1.0 + 6.0);
+    CU_ASSERT_EQUAL(din[1], 1.0);
+    CU_ASSERT_EQUAL(din[2], 1.0 - 2.0);
+    CU_ASSERT_EQUAL(din[3], 1.0);
+    CU_ASSERT_EQUAL(dout[1], 0.0);
+}
+
+/* One random case: forward and backward, float BLAS vs double loops. */
+static void check_shape(size_t B, size_t D, size_t H, int act, int accum, int with_din)
+{
+    float *in = malloc(B * D * sizeof(float)), *w = malloc(H * D * sizeof(float));
+    float *b = malloc(H * sizeof(float)), *out = malloc(B * H * sizeof(float));
+    float *dout = malloc(B * H * sizeof(float)), *din = malloc(B * D * sizeof(float));
+    float *dw = malloc(H * D * sizeof(float)), *db = malloc(H * sizeof(float));
+    double *ind = malloc(B * D * sizeof(double)), *wd = malloc(H * D * sizeof(double));
+    double *bd = malloc(H * sizeof(double)), *outd = malloc(B * H * sizeof(double));
+    double *doutd = malloc(B * H * sizeof(double)), *dind = malloc(B * D * sizeof(double));
+    double *dwd = malloc(H * D * sizeof(double)), *dbd = malloc(H * sizeof(double));
+
+    fill(in, ind, B * D, 1.0);
+    fill(w, wd, H * D, 1.0 / sqrt((double)D));
+    fill(b, bd, H, 0.5);
+    dense_forward(out, in, w, b, B, D, H, act);
+    dense_forward_ref(outd, ind, wd, bd, B, D, H, act);
+    CU_ASSERT(max_err(out, outd, B * H) < 1e-5);
+    if (act == DENSE_RELU) {
+        size_t zeros = 0;
+        for (size_t i = 0; i < B * H; i++) {
+            CU_ASSERT(out[i] >= 0.0f);
+            zeros += out[i] == 0.0f;
+        }
+        CU_ASSERT(B * H < 8 || (zeros > 0 && zeros < B * H)); /* the mask is exercised */
+    }
+
+    /* backward from the same out, so both sides use the same ReLU mask */
+    for (size_t i = 0; i < B * H; i++)
+        outd[i] = out[i];
+    fill(dout, doutd, B * H, 1.0);
+    fill(din, dind, B * D, 1.0);
+    memset(dw, 0x7f, H * D * sizeof(float)); /* garbage: must be overwritten */
+    memset(db, 0x7f, H * sizeof(float));
+    dense_backward(with_din ? din : NULL, dw, db, dout, in, w, out, B, D, H, act, accum);
+    dense_backward_ref(with_din ? dind : NULL, dwd, dbd, doutd, ind, wd, outd, B, D, H, act,
+                       accum);
+    CU_ASSERT(max_err(dout, doutd, B * H) == 0.0); /* the mask is exact */
+    CU_ASSERT(max_err(db, dbd, H) < 1e-5);
+    CU_ASSERT(max_err(dw, dwd, H * D) < 1e-5);
+    CU_ASSERT(max_err(din, dind, B * D) < 1e-5);
+
+    free(in);
+    free(w);
+    free(b);
+    free(out);
+    free(dout);
+    free(din);
+    free(dw);
+    free(db);
+    free(ind);
+    free(wd);
+    free(bd);
+    free(outd);
+    free(doutd);
+    free(dind);
+    free(dwd);
+    free(dbd);
+}
+
+static void test_blas_vs_reference(void)
+{
+    static const size_t fixed[][3] = {
+        {1, 1, 1}, {1, 7, 3}, {1, 128, 256}, {2, 3, 1}, {5, 1, 9},
+        {17, 33, 65}, {64, 128, 1}, {31, 257, 63}, {128, 64, 64},
+    };
+
+    rng_state = 42;
+    for (size_t c = 0; c < sizeof(fixed) / sizeof(fixed[0]); c++)
+        for (int act = 0; act < 2; act++) {
+            check_shape(fixed[c][0], fixed[c][1], fixed[c][2], act, 0, 1);
+            check_shape(fixed[c][0], fixed[c][1], fixed[c][2], act, 1, 1);
+        }
+    for (int r = 0; r < 40; r++) {
+        size_t B = 1 + (size_t)((urand() + 1) * 40);
+        size_t D = 1 + (size_t)((urand() + 1) * 70);
+        size_t H = 1 + (size_t)((urand() + 1) * 70);
+        check_shape(B, D, H, r & 1, (r >> 1) & 1, r % 5 != 0);
+    }
+}
+
+static void test_threads(void)
+{
+    int before = dense_threads_get();
+    dense_threads_set(1);
+    CU_ASSERT_EQUAL(dense_threads_get(), 1);
+    rng_state = 7;
+    check_shape(96, 80, 72, DENSE_RELU, 1, 1);
+    dense_threads_set(2);
+    CU_ASSERT(dense_threads_get() >= 1);
+    check_shape(96, 80, 72, DENSE_RELU, 1, 1);
+    dense_threads_set(before);
+    CU_ASSERT(dense_sgemm_gflops(16, 16, 16, 0.001) > 0.0);
+}
+
+int test_dense_register(void)
+{
+    CU_pSuite s = CU_add_suite("dense", NULL, NULL);
+
+    if (!s)
+        return CU_get_error();
+    CU_add_test(s, "double reference against a hand computation", test_reference_by_hand);
+    CU_add_test(s, "sgemm layer against the reference on random shapes", test_blas_vs_reference);
+    CU_add_test(s, "thread count and sgemm rate", test_threads);
+    return CU_get_error();
+}

@@ -1,0 +1,64 @@
+/*
+ * dense.h - the fully connected layer of the towers: forward and backward
+ * on OpenBLAS sgemm, the same math as plain double loops (the reference the
+ * tests compare against and the double-precision path of the gradient
+ * checks), and control of OpenBLAS's threads.
+ *
+ * This is the only module that includes cblas.h.
+ *
+ * NOTES ON THE DESIGN
+ *   Shapes (row-major, PyTorch's nn.Linear layout):
+ *     in (B,D), W (H,D), b (H), out (B,H) = act(in W^T + b)
+ *   act is ReLU or the identity. Backward needs only the layer's output, not
+ *   its pre-activation: out > 0 exactly where the pre-activation is > 0, so
+ *   the ReLU mask is read from out and no pre-activation is stored.
+ *   Backward overwrites dW and db (one batch = one gradient), and either
+ *   overwrites or accumulates into din so that towers sharing one input can
+ *   sum their input gradients without a temporary.
+ *
+ * Thread-safety: the kernels are reentrant (caller-owned memory).
+ * dense_threads_set() changes OpenBLAS's process-wide thread count.
+ */
+#ifndef FUNNEL_DENSE_H
+#define FUNNEL_DENSE_H
+
+#include <stddef.h>
+
+enum { DENSE_LINEAR = 0, DENSE_RELU = 1 };
+
+/* out (B,H) = act(in (B,D) W^T (D,H) + b (H)); W is (H,D). act: DENSE_*. */
+void dense_forward(float *out, const float *in, const float *w, const float *b, size_t B,
+                   size_t D, size_t H, int act);
+
+/*
+ * Backward of dense_forward, given its in, W and out:
+ *   dout (B,H)  gradient w.r.t. out; with DENSE_RELU it is overwritten with
+ *               the gradient w.r.t. the pre-activation (zero where out <= 0)
+ *   dw (H,D)    = dout^T in                    (overwritten)
+ *   db (H)      = sum over rows of dout        (overwritten)
+ *   din (B,D)   = dout W, added to din if accum, else stored; NULL: skipped
+ */
+void dense_backward(float *din, float *dw, float *db, float *dout, const float *in,
+                    const float *w, const float *out, size_t B, size_t D, size_t H, int act,
+                    int accum);
+
+/* The same two operations as plain loops in double precision. */
+void dense_forward_ref(double *out, const double *in, const double *w, const double *b, size_t B,
+                       size_t D, size_t H, int act);
+void dense_backward_ref(double *din, double *dw, double *db, double *dout, const double *in,
+                        const double *w, const double *out, size_t B, size_t D, size_t H,
+                        int act, int accum);
+
+/* Set OpenBLAS's thread count (process-wide; n >= 1) / read it back. */
+void dense_threads_set(int n);
+int dense_threads_get(void);
+
+/*
+ * Measure sgemm throughput on C (M,N) = A (M,K) B (K,N), all row-major, at
+ * OpenBLAS's current thread count: repeats the product until at least
+ * min_seconds elapsed. Returns GFLOP/s (2MNK per product), or a negative
+ * ERR_NOMEM if the matrices cannot be allocated.
+ */
+double dense_sgemm_gflops(size_t M, size_t N, size_t K, double min_seconds);
+
+#endif
