@@ -24,6 +24,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "err.h"
 #include "model_conf.h"
@@ -40,6 +41,17 @@ enum {
     PARAM_PULL_PREDICT = 1, /* return zeros, create nothing */
 };
 
+/* A worker's reader position, kept by the parameter servers so that a
+ * restarted worker of the same rank resumes (in process: not kept). */
+typedef struct param_progress {
+    int found;        /* 1 if a position was recorded */
+    uint32_t epoch;   /* passes completed */
+    uint32_t file;    /* reader file index */
+    uint64_t offset;  /* bytes into that file (uncompressed) */
+    uint64_t line;    /* lines before offset */
+    uint64_t samples; /* rows trained by this rank so far */
+} param_progress_t;
+
 typedef struct param param_t;
 
 typedef struct param_ops {
@@ -49,6 +61,8 @@ typedef struct param_ops {
     int (*pull_dense)(param_t *p, float *w, size_t n, errbuf_t *eb);
     int (*push_dense)(param_t *p, const float *g, size_t n, errbuf_t *eb);
     int (*sync)(param_t *p, errbuf_t *eb);
+    int (*progress_set)(param_t *p, const param_progress_t *pr, errbuf_t *eb);
+    int (*progress_get)(param_t *p, param_progress_t *pr, errbuf_t *eb);
     void (*destroy)(param_t *p);
 } param_ops_t;
 
@@ -96,6 +110,19 @@ static inline int param_push_dense(param_t *p, const float *g, size_t n, errbuf_
 static inline int param_sync(param_t *p, errbuf_t *eb)
 {
     return p->ops->sync(p, eb);
+}
+
+/* Record this worker's position (remote: on the parameter servers). */
+static inline int param_progress_set(param_t *p, const param_progress_t *pr, errbuf_t *eb)
+{
+    return p->ops->progress_set ? p->ops->progress_set(p, pr, eb) : 0;
+}
+
+/* The last recorded position of this worker's rank (pr->found = 0: none). */
+static inline int param_progress_get(param_t *p, param_progress_t *pr, errbuf_t *eb)
+{
+    memset(pr, 0, sizeof(*pr));
+    return p->ops->progress_get ? p->ops->progress_get(p, pr, eb) : 0;
 }
 
 /* Release the implementation; accepts NULL and clears the pointer. */
