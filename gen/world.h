@@ -1,0 +1,167 @@
+/*
+ * world.h - the hidden synthetic world behind funnel-gen: users and items
+ * with latent factors, the context of an impression, and the true
+ * probabilities of ESM2's four heads, from which click, action and buy are
+ * sampled. It knows nothing about files or formats (gen.c writes them).
+ *
+ * NOTES ON THE DESIGN
+ *
+ * Entities. Users u (Zipf activity, exponent user_zipf), items i
+ * (Zipf-Mandelbrot popularity (rank + offset)^-item_zipf, so a long tail of
+ * items is rarely seen). Each item has a category c (Zipf 0.8 over
+ * categories), a shop s (uniform), a brand b (Zipf 0.8) and 1..max_tags
+ * weighted tags (70% from its category's four "home" tags). Context: a
+ * position 1..P (uniform) and an hour 0..23 (a diurnal traffic curve).
+ *
+ * Latent factors, K = latent_dim, split in halves A (dims < K/2) and B:
+ *   p_u ~ N(0, I)                               user factors
+ *   q_i = 0.6 q_c + 0.4 q_s + 0.4 q_b + 0.57 e_i  item factors (unit variance)
+ *   aff_A = <p_u, q_i>_A / sqrt(|A|),  aff_B likewise (each ~ unit variance)
+ * Scalars, each a mix of category/shop/brand/item parts plus the weighted
+ * sum of the item's tag effects: appeal_i (clicks only), value_i
+ * (conversion); users: click_u, conv_u ~ N(0, 0.5^2). A second, independent
+ * set (p', q', value', conv') exists for the ablations.
+ *
+ * Logits (b0..b4 are intercepts solved at start-up by bisection on
+ * calib_samples impressions so that the mean rates hit the targets):
+ *   z1 = b0 + click_affinity (aff_A + aff_B)/sqrt2 + appeal_i + click_u
+ *        - position_bias ln(pos) + hour_click(h) + clickbait_click cb_i
+ *   core = value_i + conv_u - clickbait_conv cb_i
+ *   z2 = b1 + conv_affinity aff_A + core + position_intent ln(pos) + hour_conv(h)
+ *   z3 = b2 + 0.3 core          z4 = b3 + 0.3 core
+ * y_k = E[sigmoid(z_k + noise e)], e ~ N(0,1) per impression and head
+ * (unobservable noise, integrated out by a precomputed table so that the
+ * truth is p(label | observable features)). y1 = p(click), y2 = p(action |
+ * click), y3 = p(buy | action), y4 = p(buy | click, no action).
+ *
+ * Switches (they never change which random numbers are drawn, so an
+ * ablated world is the same world with one effect removed):
+ *   clickbait=false         cb_i = 0 and no position_intent term
+ *   action_informative=false  y3 = y4 = sigmoid-ish(b4 + conv_affinity aff'_B
+ *                           + value'_i + conv'_u - clickbait_conv cb_i
+ *                           + position_intent ln(pos) + hour_conv(h)):
+ *                           the buy has its own factors, independent of the
+ *                           action's, and does not depend on the action
+ *   shared_latents=false    conversion heads use p', q' instead of p, q
+ *
+ * Sampling one impression: click ~ y1; a_cf ~ y2; buy_cf ~ (a_cf ? y3 : y4);
+ * action = click & a_cf; buy = click & buy_cf. The same three uniforms are
+ * drawn for every impression, so buy == buy_cf on clicked lines.
+ *
+ * Drift (days > 1): item i is live on days [birth_i, death_i]. With
+ * drift f, an item is in the first day's catalog with probability
+ * 1/(1 + f(D-1)), else born on a uniform day 2..D; it then survives each
+ * further day with probability 1-f. So each day ~f of the live items leave
+ * and about as many new ones appear.
+ *
+ * Thread-safety: a world_t is read-only after world_new() except for
+ * world_set_day(); world_draw() on one world from several threads is safe
+ * with one rng each, as long as no thread calls world_set_day().
+ */
+#ifndef FUNNEL_WORLD_H
+#define FUNNEL_WORLD_H
+
+#include <stdint.h>
+
+#include "err.h"
+#include "gen_conf.h"
+
+#define WORLD_MAX_TAGS 4
+#define WORLD_HOURS 24
+
+/* xoshiro256** state; seed with world_rng_seed(). */
+typedef struct world_rng {
+    uint64_t s[4];
+} world_rng_t;
+
+/* Seed an rng from (seed, stream) through splitmix64: distinct streams of
+ * one seed, and distinct seeds, give unrelated sequences. */
+void world_rng_seed(world_rng_t *r, uint64_t seed, uint64_t stream);
+
+/* Next 64 random bits. */
+static inline uint64_t world_rng_next(world_rng_t *r)
+{
+    uint64_t *s = r->s;
+    uint64_t x = s[1] * 5;
+    uint64_t result = ((x << 7) | (x >> 57)) * 9;
+    uint64_t t = s[1] << 17;
+
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = (s[3] << 45) | (s[3] >> 19);
+    return result;
+}
+
+/* Uniform double in [0, 1) with 53 random bits. */
+static inline double world_rng_uniform(world_rng_t *r)
+{
+    return (double)(world_rng_next(r) >> 11) * 0x1.0p-53;
+}
+
+/* Observable attributes of an item. */
+typedef struct world_item {
+    uint32_t cate;                     /* 0..categories-1 */
+    uint32_t shop;                     /* 0..shops-1 */
+    uint32_t brand;                    /* 0..brands-1 */
+    uint16_t birth, death;             /* live on days birth..death (inclusive) */
+    uint8_t ntags;                     /* 0..WORLD_MAX_TAGS */
+    uint8_t clickbait;                 /* 1: drawn as clickbait (even if switched off) */
+    uint16_t tag[WORLD_MAX_TAGS];      /* tag ids, distinct */
+    float tag_w[WORLD_MAX_TAGS];       /* weights: 1, 0.5 or 0.25 */
+} world_item_t;
+
+/* One sampled impression: its observable ids, its true heads and labels. */
+typedef struct world_imp {
+    uint32_t user;
+    uint32_t item;
+    uint32_t position; /* 1..positions */
+    uint32_t hour;     /* 0..23 */
+    double y[4];       /* p(click), p(action|click), p(buy|action), p(buy|click,no action) */
+    uint8_t click, action, buy, buy_cf;
+} world_imp_t;
+
+typedef struct world world_t;
+
+/*
+ * Build the world described by c (sizes, effects, targets) from c->seed,
+ * select day 1 (or the whole catalog when c->days == 0) and calibrate the
+ * intercepts on c->calib_samples impressions. Returns 0, ERR_NOMEM, or
+ * ERR_INVAL (e.g. no live item on day 1) with eb filled. Caller owns *out;
+ * release with world_destroy().
+ */
+int world_new(world_t **out, const gen_conf_t *c, errbuf_t *eb);
+
+/* Free a world; accepts NULL and clears the pointer. */
+void world_destroy(world_t **w);
+
+/*
+ * Select the items impressions are drawn from: day 1..days (those live that
+ * day), or 0 for the whole catalog. Intercepts are not recalibrated.
+ * Returns 0, ERR_INVAL (bad day or no live item) or ERR_NOMEM.
+ */
+int world_set_day(world_t *w, int day, errbuf_t *eb);
+
+/* Number of items live on the selected day. */
+uint32_t world_live_items(const world_t *w);
+
+/* Draw one impression (context, true heads, labels) using r. Consumes a
+ * fixed number of random numbers per call. */
+void world_draw(const world_t *w, world_rng_t *r, world_imp_t *imp);
+
+/* Truth columns of FORMAT.md for an impression: t[0] pctr = y1,
+ * t[1] pcvr = (1-y2) y4 + y2 y3, t[2] pctcvr = y1 pcvr, t[3] pctavr = y1 y2. */
+void world_truth(const world_imp_t *imp, double t[4]);
+
+/* Attributes of item i (i < items). */
+const world_item_t *world_item(const world_t *w, uint32_t i);
+
+/* The calibrated intercepts b0..b4 (see the design notes). */
+void world_intercepts(const world_t *w, double b[5]);
+
+/* Fraction of items drawn as clickbait (before the switch). */
+double world_clickbait_share(const world_t *w);
+
+#endif
