@@ -523,8 +523,8 @@ static double solve_intercept(const world_t *w, const float *a, const double *wt
 static int calibrate(world_t *w, const gen_conf_t *c)
 {
     size_t n = (size_t)c->calib_samples;
-    float *a = malloc(n * 5 * sizeof(*a));
-    double *wt = malloc(n * sizeof(*wt)), *w1 = malloc(n * sizeof(*w1));
+    float *a = calloc(n * 5, sizeof(*a));
+    double *wt = calloc(n, sizeof(*wt)), *w1 = calloc(n, sizeof(*w1));
     double buy_click = c->action_rate * c->buy_action_rate +
                        (1.0 - c->action_rate) * c->buy_noaction_rate;
     world_rng_t r;
