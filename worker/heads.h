@@ -1,0 +1,61 @@
+/*
+ * heads.h - the multi-task heads: which probabilities a model type builds
+ * from its towers' logits, which of them are trained against which label on
+ * which rows, and what the model predicts. One table, one row per model
+ * type (esm2, esmm, naive); the loss and prediction code reads the table.
+ *
+ * Everything here works per sample on B x T logits in double precision: the
+ * heads are a few scalar operations per sample, so double costs nothing
+ * measurable next to the towers and serves both the float training path and
+ * the double gradient checks.
+ *
+ * Not here: the towers (model.c), pooling (pool.c).
+ *
+ * Thread-safety: the table is constant; the functions are pure.
+ */
+#ifndef FUNNEL_HEADS_H
+#define FUNNEL_HEADS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HEADS_MAX_TOWERS 4
+#define HEADS_MAX_LOSS 3
+
+/* Columns of a prediction row. */
+enum { HEADS_PCTR = 0, HEADS_PCVR = 1, HEADS_PCTCVR = 2, HEADS_PCTAVR = 3, HEADS_NPRED = 4 };
+
+typedef struct heads heads_t;
+
+/* The table row of a model type (MODEL_*), or NULL for an unknown type. */
+const heads_t *heads_for(int model_type);
+
+/* Model type name ("esm2", ...), towers and losses of a row. */
+const char *heads_name(const heads_t *h);
+int heads_ntowers(const heads_t *h);
+int heads_nloss(const heads_t *h);
+
+/* Name of loss k ("ctr", "ctavr", "ctcvr", "cvr"), k < heads_nloss(). */
+const char *heads_loss_name(const heads_t *h, int k);
+
+/* 1 if the model predicts the column (every type predicts pctr, pcvr,
+ * pctcvr; only esm2 predicts pctavr). */
+int heads_has_pred(const heads_t *h, int col);
+
+/*
+ * Losses of a batch. logits (B,T) row-major, T = heads_ntowers(h); labels
+ * click/action/buy (B) are 0 or 1. weight[k] weighs loss k.
+ *   loss[k]   = mean over loss k's rows of its binary cross-entropy (0 if
+ *               it has no rows in this batch: naive's CVR without clicks)
+ *   dlogits   (B,T) = d(sum_k weight[k] * loss[k]) / d logits (may be NULL)
+ * Returns sum_k weight[k] * loss[k].
+ */
+double heads_loss(const heads_t *h, const double *logits, const uint8_t *click,
+                  const uint8_t *action, const uint8_t *buy, size_t B, const float *weight,
+                  double loss[HEADS_MAX_LOSS], double *dlogits);
+
+/* Predictions out (B, HEADS_NPRED): pctr, pcvr, pctcvr, pctavr from logits
+ * (B,T); a column the model does not predict is NaN. */
+void heads_predict(const heads_t *h, const double *logits, size_t B, float *out);
+
+#endif
