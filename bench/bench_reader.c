@@ -55,8 +55,9 @@ static int write_log(const char *path, long lines)
         int click = a % 20 == 0, action = click && (a >> 8) % 6 == 0;
         int buy = click && (a >> 16) % 40 == 0;
 
-        fprintf(f, "%d\t%d\t%d\tuser_id:u%llu item_id:i%llu cate_id:c%llu shop_id:s%llu "
-                   "brand_id:b%llu position:%llu hour:%llu tag:t%llu",
+        fprintf(f,
+                "%d\t%d\t%d\tuser_id:u%llu item_id:i%llu cate_id:c%llu shop_id:s%llu "
+                "brand_id:b%llu position:%llu hour:%llu tag:t%llu",
                 click, action, buy, (unsigned long long)(a >> 20) % 1000000,
                 (unsigned long long)(b % 5000000), (unsigned long long)(b >> 24) % 3000,
                 (unsigned long long)(b >> 36) % 80000, (unsigned long long)(a >> 40) % 20000,

@@ -91,8 +91,7 @@ static void test_broken_file(void)
     fputs("# ten good lines, four bad ones\n", f);
     for (int i = 0; i < 10; i++) {
         fprintf(f, "%d\t%d\t%d\tuser_id:u%d item_id:i%d tag:a%s%s\n", i < 4, i < 2,
-                i == 0 || i == 3, i % 3, i, i % 2 == 0 ? " tag:b:0.5" : "",
-                i == 7 ? " x:1" : "");
+                i == 0 || i == 3, i % 3, i, i % 2 == 0 ? " tag:b:0.5" : "", i == 7 ? " x:1" : "");
         if (i == 2)
             fputs("1\t0\tuser_id:a\n", f);
         if (i == 5)
@@ -168,8 +167,16 @@ static void test_aliccp(void)
     wc.format = 1;
     snprintf(sk, sizeof(sk), "%s/sample_skeleton_test.csv", dir);
     snprintf(cf, sizeof(cf), "%s/common_features_test.csv", dir);
-    tu_write(cf, "m1,1,101\x02" "7\x03" "1\nm1,1,101\x02" "8\x03" "1\n");
-    tu_write(sk, "1,1,0,m1,1,205\x02" "1\x03" "1\n2,0,0,m1,1,205\x02" "2\x03" "1\n");
+    tu_write(cf, "m1,1,101\x02"
+                 "7\x03"
+                 "1\nm1,1,101\x02"
+                 "8\x03"
+                 "1\n");
+    tu_write(sk, "1,1,0,m1,1,205\x02"
+                 "1\x03"
+                 "1\n2,0,0,m1,1,205\x02"
+                 "2\x03"
+                 "1\n");
     paths[0] = sk;
     paths[1] = cf;
     CU_ASSERT_EQUAL(run(&wc, paths, 2, &text, &eb), 1); /* the duplicate md5 */

@@ -89,7 +89,8 @@ static void rows_add_batch(rows_t *r, const batch_t *b)
 {
     for (size_t i = 0; i < b->n; i++) {
         char sig[4096];
-        size_t o = (size_t)snprintf(sig, sizeof(sig), "%d%d%d", b->click[i], b->action[i], b->buy[i]);
+        size_t o =
+            (size_t)snprintf(sig, sizeof(sig), "%d%d%d", b->click[i], b->action[i], b->buy[i]);
 
         for (int s = 0; s < b->nslots; s++) {
             o += (size_t)snprintf(sig + o, sizeof(sig) - o, "|");
@@ -169,8 +170,8 @@ static void write_log(const char *path, const char *tag, int n, unsigned seed, i
         else if (i % 29 == 11)
             fprintf(f, "0\t1\t0\titem_id:%s%d\n", tag, i); /* COMBO */
         else
-            fprintf(f, "%d\t%d\t%d\tuser_id:u%u item_id:%s%d cate_id:c%u tag:t%u:%.2f tag:x%s",
-                    c, a, y, (x >> 8) % 50, tag, i, (x >> 12) % 9, (x >> 4) % 7,
+            fprintf(f, "%d\t%d\t%d\tuser_id:u%u item_id:%s%d cate_id:c%u tag:t%u:%.2f tag:x%s", c,
+                    a, y, (x >> 8) % 50, tag, i, (x >> 12) % 9, (x >> 4) % 7,
                     (double)((x >> 3) % 100) / 50.0, i + 1 < n || final_nl ? "\n" : "");
     }
     fclose(f);
@@ -195,33 +196,33 @@ static void test_reasons(void)
     paths[0] = (char *)P("reasons.tsv");
     f = fopen(paths[0], "wb");
     CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-    fputs("1\t0\t0\tuser_id:a item_id:b\n", f);         /* good */
-    fputs("0\t0\tuser_id:a\n", f);                       /* COLUMNS: 3 */
-    fputs("0\t0\t0\tuser_id:a\textra\n", f);             /* COLUMNS: 5 */
-    fputs("garbage\n", f);                               /* COLUMNS: 1 */
-    fputs("2\t0\t0\tuser_id:a\n", f);                    /* LABEL */
-    fputs("0\tx\t0\tuser_id:a\n", f);                    /* LABEL */
-    fputs("00\t0\t0\tuser_id:a\n", f);                   /* LABEL */
-    fputs("\t0\t0\tuser_id:a\n", f);                     /* LABEL (empty) */
-    fputs("0\t1\t0\tuser_id:a\n", f);                    /* COMBO */
-    fputs("0\t0\t1\tuser_id:a\n", f);                    /* COMBO */
-    fputs("0\t1\t1\tuser_id:a\n", f);                    /* COMBO */
-    fputs("0\t0\t0\tuser_id\n", f);                      /* TOKEN: no colon */
-    fputs("0\t0\t0\t:v\n", f);                           /* TOKEN: no slot */
-    fputs("0\t0\t0\tuser_id:\n", f);                     /* TOKEN: no value */
-    fputs("0\t0\t0\tuser_id:a  item_id:b\n", f);         /* TOKEN: double space */
-    fputs("0\t0\t0\tuser_id:a \n", f);                   /* TOKEN: trailing space */
-    fputs("0\t0\t0\ttag::0.5\n", f);                     /* TOKEN: empty value */
-    fputs("0\t0\t0\tnope user_id:a\n", f);               /* TOKEN, undeclared slot too */
-    fputs("0\t0\t0\ttag:sale:abc\n", f);                 /* WEIGHT */
-    fputs("0\t0\t0\ttag:a:\n", f);                       /* WEIGHT: empty */
-    fputs("0\t0\t0\ttag:a:1.5x\n", f);                   /* WEIGHT */
-    fputs("0\t0\t0\ttag:a:nan\n", f);                    /* WEIGHT */
-    fputs("0\t0\t0\ttag:a:1e99\n", f);                   /* WEIGHT: not finite */
-    fputs("0\t0\t0\tunknown:a:b\n", f);                  /* WEIGHT (undeclared slot) */
-    fprintf(f, "0\t0\t0\tuser_id:%s\n", big);            /* TOOLONG (max_line 1000) */
-    fputs("1\t1\t1\tuser_id:z\n", f);                    /* good */
-    fputs("0\t0\t0\t\n", f);                             /* good: no tokens */
+    fputs("1\t0\t0\tuser_id:a item_id:b\n", f);  /* good */
+    fputs("0\t0\tuser_id:a\n", f);               /* COLUMNS: 3 */
+    fputs("0\t0\t0\tuser_id:a\textra\n", f);     /* COLUMNS: 5 */
+    fputs("garbage\n", f);                       /* COLUMNS: 1 */
+    fputs("2\t0\t0\tuser_id:a\n", f);            /* LABEL */
+    fputs("0\tx\t0\tuser_id:a\n", f);            /* LABEL */
+    fputs("00\t0\t0\tuser_id:a\n", f);           /* LABEL */
+    fputs("\t0\t0\tuser_id:a\n", f);             /* LABEL (empty) */
+    fputs("0\t1\t0\tuser_id:a\n", f);            /* COMBO */
+    fputs("0\t0\t1\tuser_id:a\n", f);            /* COMBO */
+    fputs("0\t1\t1\tuser_id:a\n", f);            /* COMBO */
+    fputs("0\t0\t0\tuser_id\n", f);              /* TOKEN: no colon */
+    fputs("0\t0\t0\t:v\n", f);                   /* TOKEN: no slot */
+    fputs("0\t0\t0\tuser_id:\n", f);             /* TOKEN: no value */
+    fputs("0\t0\t0\tuser_id:a  item_id:b\n", f); /* TOKEN: double space */
+    fputs("0\t0\t0\tuser_id:a \n", f);           /* TOKEN: trailing space */
+    fputs("0\t0\t0\ttag::0.5\n", f);             /* TOKEN: empty value */
+    fputs("0\t0\t0\tnope user_id:a\n", f);       /* TOKEN, undeclared slot too */
+    fputs("0\t0\t0\ttag:sale:abc\n", f);         /* WEIGHT */
+    fputs("0\t0\t0\ttag:a:\n", f);               /* WEIGHT: empty */
+    fputs("0\t0\t0\ttag:a:1.5x\n", f);           /* WEIGHT */
+    fputs("0\t0\t0\ttag:a:nan\n", f);            /* WEIGHT */
+    fputs("0\t0\t0\ttag:a:1e99\n", f);           /* WEIGHT: not finite */
+    fputs("0\t0\t0\tunknown:a:b\n", f);          /* WEIGHT (undeclared slot) */
+    fprintf(f, "0\t0\t0\tuser_id:%s\n", big);    /* TOOLONG (max_line 1000) */
+    fputs("1\t1\t1\tuser_id:z\n", f);            /* good */
+    fputs("0\t0\t0\t\n", f);                     /* good: no tokens */
     fclose(f);
 
     o.max_line = 1000;
@@ -308,8 +309,9 @@ static void test_crlf_comments(void)
     p2[0] = (char *)P("crlf.tsv");
     tu_write(p1[0], "# header comment\n1\t0\t0\tuser_id:a hour:3\n\n0\t0\t0\titem_id:b:0.5\n"
                     "#\t1\t1\tnot a row\n1\t1\t1\tuser_id:c");
-    tu_write(p2[0], "# header comment\r\n1\t0\t0\tuser_id:a hour:3\r\n\r\n0\t0\t0\titem_id:b:0.5\r\n"
-                    "#\t1\t1\tnot a row\r\n1\t1\t1\tuser_id:c\r\n\r\n");
+    tu_write(p2[0],
+             "# header comment\r\n1\t0\t0\tuser_id:a hour:3\r\n\r\n0\t0\t0\titem_id:b:0.5\r\n"
+             "#\t1\t1\tnot a row\r\n1\t1\t1\tuser_id:c\r\n\r\n");
     CU_ASSERT_EQUAL(read_all(&ms, &o, p1, 1, 2, &r1, &st1, &eb), ERR_EOF);
     CU_ASSERT_EQUAL(read_all(&ms, &o, p2, 1, 2, &r2, &st2, &eb), ERR_EOF);
     CU_ASSERT_EQUAL(r1.n, 3);
@@ -395,11 +397,20 @@ static void test_tokens(void)
 
 static void test_weights(void)
 {
-    static const char *good[] = {"0.5", "1", "-2.25", ".5", "5.", "+1", "1e-3", "2E+2",
-                                 "0.1234567890123456789", "123456789012345678901234",
-                                 "1e-30", "-0"};
-    static const char *bad[] = {"", ".", "-", "1e", "1e+", "abc", "nan", "inf", "1.5x",
-                                "1e39", "0x10", " 1", "1 ", "--1", "1..2"};
+    static const char *good[] = {"0.5",
+                                 "1",
+                                 "-2.25",
+                                 ".5",
+                                 "5.",
+                                 "+1",
+                                 "1e-3",
+                                 "2E+2",
+                                 "0.1234567890123456789",
+                                 "123456789012345678901234",
+                                 "1e-30",
+                                 "-0"};
+    static const char *bad[] = {"",     ".",    "-",    "1e", "1e+", "abc", "nan", "inf",
+                                "1.5x", "1e39", "0x10", " 1", "1 ",  "--1", "1..2"};
     float w;
 
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
@@ -413,9 +424,9 @@ static void test_weights(void)
     for (int i = 0; i < 20000; i++) {
         char s[64];
         x = x * 1103515245u + 12345u;
-        int n = snprintf(s, sizeof(s), "%s%u.%0*u%s", x & 1 ? "-" : "", (x >> 3) % 1000,
-                         (int)((x >> 13) % 7 + 1), (x >> 7) % 100000,
-                         (x >> 20) % 3 == 0 ? "e-2" : "");
+        int n =
+            snprintf(s, sizeof(s), "%s%u.%0*u%s", x & 1 ? "-" : "", (x >> 3) % 1000,
+                     (int)((x >> 13) % 7 + 1), (x >> 7) % 100000, (x >> 20) % 3 == 0 ? "e-2" : "");
         CU_ASSERT_EQUAL(reader_parse_weight(s, (size_t)n, &w), 0);
         CU_ASSERT_EQUAL(w, strtof(s, NULL));
     }
@@ -477,8 +488,9 @@ static void test_bad_gzip(void)
     write_log(plain, "c", 20000, 3, 1);
     gzip_file(plain, gz);
     /* flip bytes in the middle of the deflate data */
-    CU_ASSERT_EQUAL(tu_sh(NULL, "cp '%s' '%s' && printf 'XXXXXXXXXXXXXXXX' | dd of='%s' bs=1 "
-                                "seek=20000 conv=notrunc 2>/dev/null",
+    CU_ASSERT_EQUAL(tu_sh(NULL,
+                          "cp '%s' '%s' && printf 'XXXXXXXXXXXXXXXX' | dd of='%s' bs=1 "
+                          "seek=20000 conv=notrunc 2>/dev/null",
                           gz, bad, bad),
                     0);
     memset(&eb, 0, sizeof(eb));
@@ -585,27 +597,64 @@ static void test_aliccp(void)
     CU_ASSERT_EQUAL_FATAL(tu_sh(NULL, "mkdir -p '%s/ccp'", dir), 0);
     /* join table: m1 has 101 and an undeclared 999; m2 has 216 twice;
      * then a duplicate m1, a count mismatch and a bad feature. */
-    tu_write(P("ccp/common_features_train.csv"),
-             "m1,2,101\x02" "7\x03" "1.0\x01" "999\x02" "5\x03" "1\n"
-             "m2,2,216\x02" "a\x03" "0.5\x01" "216\x02" "b\x03" "2\n"
-             "m1,1,101\x02" "8\x03" "1\n"
-             "m3,3,101\x02" "8\x03" "1\n"
-             "m4,1,101\x02" "8\n"
-             "m5,0,\n");
-    tu_write(P("ccp/sample_skeleton_train.csv"),
-             "1,1,0,m1,1,205\x02" "42\x03" "1.0\n"                 /* good */
-             "2,1,1,m2,2,301\x02" "3\x03" "0.25\x01" "888\x02" "x\x03" "1\n" /* good */
-             "3,0,0,m5,0,\n"                                        /* good, no features */
-             "4,0,0,nope,1,205\x02" "1\x03" "1\n"                   /* MD5 */
-             "5,0,0,m3,1,205\x02" "1\x03" "1\n"                     /* MD5: m3 was rejected */
-             "6,0,0,m1,2,205\x02" "1\x03" "1\n"                     /* FEATNUM */
-             "7,0,0,m1,x,205\x02" "1\x03" "1\n"                     /* FEATNUM */
-             "8,0,0,m1,1,205\x03" "1\n"                             /* TOKEN */
-             "9,0,0,m1,1,205\x02" "1\x03" "zz\n"                    /* WEIGHT */
-             "10,0,1,m1,1,205\x02" "1\x03" "1\n"                    /* COMBO */
-             "11,2,0,m1,1,205\x02" "1\x03" "1\n"                    /* LABEL */
-             "12,0,0,m1,1\n"                                         /* COLUMNS */
-             "13,0,0,m1,1,205\x02" "1\x03" "1,x\n");                /* COLUMNS */
+    tu_write(P("ccp/common_features_train.csv"), "m1,2,101\x02"
+                                                 "7\x03"
+                                                 "1.0\x01"
+                                                 "999\x02"
+                                                 "5\x03"
+                                                 "1\n"
+                                                 "m2,2,216\x02"
+                                                 "a\x03"
+                                                 "0.5\x01"
+                                                 "216\x02"
+                                                 "b\x03"
+                                                 "2\n"
+                                                 "m1,1,101\x02"
+                                                 "8\x03"
+                                                 "1\n"
+                                                 "m3,3,101\x02"
+                                                 "8\x03"
+                                                 "1\n"
+                                                 "m4,1,101\x02"
+                                                 "8\n"
+                                                 "m5,0,\n");
+    tu_write(P("ccp/sample_skeleton_train.csv"), "1,1,0,m1,1,205\x02"
+                                                 "42\x03"
+                                                 "1.0\n" /* good */
+                                                 "2,1,1,m2,2,301\x02"
+                                                 "3\x03"
+                                                 "0.25\x01"
+                                                 "888\x02"
+                                                 "x\x03"
+                                                 "1\n"           /* good */
+                                                 "3,0,0,m5,0,\n" /* good, no features */
+                                                 "4,0,0,nope,1,205\x02"
+                                                 "1\x03"
+                                                 "1\n" /* MD5 */
+                                                 "5,0,0,m3,1,205\x02"
+                                                 "1\x03"
+                                                 "1\n" /* MD5: m3 was rejected */
+                                                 "6,0,0,m1,2,205\x02"
+                                                 "1\x03"
+                                                 "1\n" /* FEATNUM */
+                                                 "7,0,0,m1,x,205\x02"
+                                                 "1\x03"
+                                                 "1\n" /* FEATNUM */
+                                                 "8,0,0,m1,1,205\x03"
+                                                 "1\n" /* TOKEN */
+                                                 "9,0,0,m1,1,205\x02"
+                                                 "1\x03"
+                                                 "zz\n" /* WEIGHT */
+                                                 "10,0,1,m1,1,205\x02"
+                                                 "1\x03"
+                                                 "1\n" /* COMBO */
+                                                 "11,2,0,m1,1,205\x02"
+                                                 "1\x03"
+                                                 "1\n"           /* LABEL */
+                                                 "12,0,0,m1,1\n" /* COLUMNS */
+                                                 "13,0,0,m1,1,205\x02"
+                                                 "1\x03"
+                                                 "1,x\n"); /* COLUMNS */
     paths[0] = (char *)P("ccp/sample_skeleton_*.csv");
     paths[1] = (char *)P("ccp/common_features_train.csv");
     o.format = READER_ALICCP;

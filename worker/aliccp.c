@@ -36,9 +36,9 @@ struct aliccp_join {
     size_t icap;     /* power of 2 */
     char *md5;       /* arena */
     size_t md5_used, md5_cap;
-    uint64_t *key;   /* nfeat keys */
-    float *weight;   /* nfeat weights */
-    uint8_t *slot;   /* nfeat slot indexes */
+    uint64_t *key; /* nfeat keys */
+    float *weight; /* nfeat weights */
+    uint8_t *slot; /* nfeat slot indexes */
     size_t nfeat, featcap;
 };
 

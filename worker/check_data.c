@@ -93,8 +93,7 @@ static void print_reasons(FILE *out, const uint64_t *by_reason)
 {
     for (int i = 1; i < READER_NREASONS; i++)
         if (by_reason[i])
-            fprintf(out, "  %-40s %llu\n", reader_reason_text(i),
-                    (unsigned long long)by_reason[i]);
+            fprintf(out, "  %-40s %llu\n", reader_reason_text(i), (unsigned long long)by_reason[i]);
 }
 
 static void print_report(FILE *out, const reader_t *rd, const model_spec_t *ms,
@@ -115,8 +114,8 @@ static void print_report(FILE *out, const reader_t *rd, const model_spec_t *ms,
     }
     fprintf(out, "%-22s %14s %14s\n", "slot", "tokens", "distinct");
     for (int s = 0; s < ms->nslots; s++)
-        fprintf(out, "  %-20s %14llu %14llu\n", ms->slot[s].name,
-                (unsigned long long)sc[s].tokens, (unsigned long long)keyset_count(&sc[s].keys));
+        fprintf(out, "  %-20s %14llu %14llu\n", ms->slot[s].name, (unsigned long long)sc[s].tokens,
+                (unsigned long long)keyset_count(&sc[s].keys));
     fprintf(out, "undeclared-slot tokens: %llu\n", (unsigned long long)st->unknown_slot_tokens);
     fprintf(out, "impressions: %llu\n", (unsigned long long)st->accepted);
     fprintf(out, "clicks: %llu\n", (unsigned long long)labels[0]);
@@ -150,8 +149,7 @@ static int count_batch(const batch_t *b, slot_count_t *sc, uint64_t labels[3])
     return 0;
 }
 
-int check_data_run(const worker_conf_t *wc, char *const *paths, int npaths, FILE *out,
-                   errbuf_t *eb)
+int check_data_run(const worker_conf_t *wc, char *const *paths, int npaths, FILE *out, errbuf_t *eb)
 {
     model_spec_t ms;
     reader_opts_t o;

@@ -23,17 +23,17 @@
 
 struct linesrc {
     char *path;
-    int fd;            /* plain files; -1 when gz is used */
-    gzFile gz;         /* gzip files; owns its descriptor */
-    int eof;           /* the file has no more bytes */
-    int checked_gzip;  /* first gzip bytes seen and verified */
+    int fd;           /* plain files; -1 when gz is used */
+    gzFile gz;        /* gzip files; owns its descriptor */
+    int eof;          /* the file has no more bytes */
+    int checked_gzip; /* first gzip bytes seen and verified */
     char *buf;
-    size_t cap;        /* bytes allocated at buf */
-    size_t start;      /* first byte not handed out */
-    size_t fill;       /* end of valid data */
-    size_t scan;       /* bytes after start known to hold no '\n' */
-    size_t max_line;   /* bytes */
-    uint64_t buf_off;  /* uncompressed offset of buf[0] */
+    size_t cap;       /* bytes allocated at buf */
+    size_t start;     /* first byte not handed out */
+    size_t fill;      /* end of valid data */
+    size_t scan;      /* bytes after start known to hold no '\n' */
+    size_t max_line;  /* bytes */
+    uint64_t buf_off; /* uncompressed offset of buf[0] */
     char head[LINESRC_HEAD];
 };
 
@@ -149,8 +149,7 @@ static int advance(linesrc_t *ls, uint64_t target, uint64_t *newlines, errbuf_t 
     return 0;
 }
 
-int linesrc_open(linesrc_t **out, const char *path, uint64_t offset, size_t max_line,
-                 errbuf_t *eb)
+int linesrc_open(linesrc_t **out, const char *path, uint64_t offset, size_t max_line, errbuf_t *eb)
 {
     linesrc_t *ls;
     int rc;

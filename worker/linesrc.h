@@ -50,8 +50,7 @@ int linesrc_is_gzip(const char *path);
  * cannot be opened or read, ERR_CORRUPT for bad gzip data before offset,
  * ERR_INVAL if offset is past the end, ERR_NOMEM. eb names the file.
  */
-int linesrc_open(linesrc_t **out, const char *path, uint64_t offset, size_t max_line,
-                 errbuf_t *eb);
+int linesrc_open(linesrc_t **out, const char *path, uint64_t offset, size_t max_line, errbuf_t *eb);
 
 /*
  * Next line into *line. Returns 0, ERR_EOF at the end of the file, ERR_IO

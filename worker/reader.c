@@ -52,31 +52,30 @@ typedef struct bad {
 } bad_t;
 
 struct reader {
-    model_spec_t ms;      /* copy: the slot table points into it */
+    model_spec_t ms; /* copy: the slot table points into it */
     reader_slots_t slots;
     reader_opts_t o;
-    rfile_t *file;        /* data files */
+    rfile_t *file; /* data files */
     int nfiles, filecap;
-    char **join_path;     /* Ali-CCP join tables (loaded at open) */
+    char **join_path; /* Ali-CCP join tables (loaded at open) */
     int njoin, joincap;
-    aliccp_join_t *join;  /* NULL for tsv1 */
+    aliccp_join_t *join; /* NULL for tsv1 */
 
-    int cur;              /* data file being read; nfiles when done */
-    linesrc_t *src;       /* part of file cur being read, or NULL */
-    uint64_t line;        /* lines of file cur consumed (see the top) */
-    uint64_t line_from;   /* offset where `line` started counting */
-    int line_known;       /* `line` counts from the start of the file */
-    reader_pos_t cursor;  /* after the last line consumed */
-    reader_pos_t told;    /* after the last successful reader_next_batch() */
+    int cur;             /* data file being read; nfiles when done */
+    linesrc_t *src;      /* part of file cur being read, or NULL */
+    uint64_t line;       /* lines of file cur consumed (see the top) */
+    uint64_t line_from;  /* offset where `line` started counting */
+    int line_known;      /* `line` counts from the start of the file */
+    reader_pos_t cursor; /* after the last line consumed */
+    reader_pos_t told;   /* after the last successful reader_next_batch() */
 
-    int reported;         /* rejected lines logged one by one */
+    int reported; /* rejected lines logged one by one */
     reader_stats_t st;
 };
 
-static const char *const reason_text[READER_NREASONS] = {
-    "none",
+static const char *const reason_text[READER_NREASONS] = {"none",
 #define X(name, text) text,
-    READER_REASONS(X)
+                                                         READER_REASONS(X)
 #undef X
 };
 
@@ -98,7 +97,8 @@ void reader_slots_init(reader_slots_t *t, const model_spec_t *ms)
 
         for (size_t k = 0; k < len; k++)
             h = reader_slot_hash_step(h, (unsigned char)name[k]);
-        for (i = h & (READER_SLOT_TABLE - 1); t->bucket[i] >= 0; i = (i + 1) & (READER_SLOT_TABLE - 1))
+        for (i = h & (READER_SLOT_TABLE - 1); t->bucket[i] >= 0;
+             i = (i + 1) & (READER_SLOT_TABLE - 1))
             ;
         t->bucket[i] = (int8_t)s;
         t->len[s] = (uint8_t)len;
@@ -224,6 +224,17 @@ static int tsv1_labels(const char *p, size_t len, int lab[3], const char **feat,
     return 0;
 }
 
+/* A malformed token at tok: undo the row, point at the token. */
+static int malformed(batch_t *b, bad_t *bad, const char *tok, const char *end)
+{
+    const char *q = tok;
+
+    while (q < end && *q != ' ')
+        q++;
+    batch_row_cancel(b);
+    return set_bad(bad, tok, (size_t)(q - tok), READER_R_TOKEN);
+}
+
 /*
  * Append a tsv1 line (no '\n' or '\r') as a row of b. Returns 0 (token
  * counts added to *tokens / *unknown), a reason (> 0, b unchanged), or
@@ -253,21 +264,19 @@ static int tsv1_parse(const reader_slots_t *sl, const char *p, size_t len, batch
             h = reader_slot_hash_step(h, (unsigned char)*q);
         colon = q;
         if (q == end || *q == ' ' || q == tok)
-            goto malformed;
+            return malformed(b, bad, tok, end);
         val = ++q;
         for (; q < end && *q != ' '; q++)
             if (*q == ':')
                 last = q;
-        if (last) {
-            if (reader_parse_weight(last + 1, (size_t)(q - last - 1), &w) != 0) {
-                batch_row_cancel(b);
-                return set_bad(bad, tok, (size_t)(q - tok), READER_R_WEIGHT);
-            }
-        } else {
+        if (!last)
             last = q;
+        else if (reader_parse_weight(last + 1, (size_t)(q - last - 1), &w) != 0) {
+            batch_row_cancel(b);
+            return set_bad(bad, tok, (size_t)(q - tok), READER_R_WEIGHT);
         }
         if (last == val)
-            goto malformed;
+            return malformed(b, bad, tok, end);
         s = reader_slots_find(sl, tok, (size_t)(colon - tok), h);
         if (s < 0) {
             nunk++;
@@ -279,16 +288,9 @@ static int tsv1_parse(const reader_slots_t *sl, const char *p, size_t len, batch
                 return ERR_NOMEM;
             }
         }
-        if (q < end && ++q == end) {
-            tok = q; /* a trailing space leaves an empty last token */
-            goto malformed;
-        }
-        continue;
-    malformed:
-        while (q < end && *q != ' ')
-            q++;
-        batch_row_cancel(b);
-        return set_bad(bad, tok, (size_t)(q - tok), READER_R_TOKEN);
+        /* one space between tokens: not two, and none at the end */
+        if (q < end && ++q == end)
+            return malformed(b, bad, q, end);
     }
     batch_row_end(b);
     *tokens += ntok;
@@ -552,8 +554,8 @@ static int load_join(reader_t *r, errbuf_t *eb)
 
 /* ---- open ---------------------------------------------------------------- */
 
-int reader_open(reader_t **out, const model_spec_t *ms, const reader_opts_t *o,
-                char *const *paths, int npaths, errbuf_t *eb)
+int reader_open(reader_t **out, const model_spec_t *ms, const reader_opts_t *o, char *const *paths,
+                int npaths, errbuf_t *eb)
 {
     reader_t *r;
     int rc;
@@ -562,8 +564,7 @@ int reader_open(reader_t **out, const model_spec_t *ms, const reader_opts_t *o,
     if (o->format != READER_TSV1 && o->format != READER_ALICCP)
         return errbuf_set(eb, ERR_INVAL, "reader: unknown format %d", o->format);
     if (o->workers < 0 || o->rank < 0 || o->rank >= (o->workers ? o->workers : 1))
-        return errbuf_set(eb, ERR_INVAL, "reader: rank %d is not in [0, %d)", o->rank,
-                          o->workers);
+        return errbuf_set(eb, ERR_INVAL, "reader: rank %d is not in [0, %d)", o->rank, o->workers);
     if (npaths <= 0)
         return errbuf_set(eb, ERR_INVAL, "reader: no input files");
     if (ms->nslots <= 0 || ms->nslots > MODEL_MAX_SLOTS)
@@ -662,39 +663,36 @@ static int take_line(reader_t *r, linesrc_line_t *ln, batch_t *b, errbuf_t *eb)
 {
     char *p = ln->p;
     size_t len = ln->len;
-    bad_t bad = {NULL, 0};
-    int reason;
+    bad_t bad = {p, len};
+    int reason = READER_R_TOOLONG;
 
     r->st.lines++;
     r->st.bytes += len + 1;
-    if (ln->too_long) {
-        bad.p = p;
-        bad.len = len;
-        reason = READER_R_TOOLONG;
-        goto rejected;
+    if (!ln->too_long) {
+        if (len > 0 && p[len - 1] == '\r')
+            len--;
+        if (len == 0 || p[0] == '#') {
+            r->st.skipped++;
+            return 0;
+        }
+        bad.p = NULL;
+        if (r->join) {
+            aliccp_bad_t ab = {NULL, 0};
+            reason = aliccp_parse_skeleton(r->join, &r->slots, p, len, b, &r->st.tokens,
+                                           &r->st.unknown_slot_tokens, &ab);
+            bad.p = ab.p;
+            bad.len = ab.len;
+        } else {
+            reason =
+                tsv1_parse(&r->slots, p, len, b, &r->st.tokens, &r->st.unknown_slot_tokens, &bad);
+        }
+        if (reason == 0) {
+            r->st.accepted++;
+            return 0;
+        }
+        if (reason < 0)
+            return errbuf_set(eb, reason, "%s: %s", r->file[r->cur].path, err_strerror(reason));
     }
-    if (len > 0 && p[len - 1] == '\r')
-        len--;
-    if (len == 0 || p[0] == '#') {
-        r->st.skipped++;
-        return 0;
-    }
-    if (r->join) {
-        aliccp_bad_t ab = {NULL, 0};
-        reason = aliccp_parse_skeleton(r->join, &r->slots, p, len, b, &r->st.tokens,
-                                       &r->st.unknown_slot_tokens, &ab);
-        bad.p = ab.p;
-        bad.len = ab.len;
-    } else {
-        reason = tsv1_parse(&r->slots, p, len, b, &r->st.tokens, &r->st.unknown_slot_tokens, &bad);
-    }
-    if (reason == 0) {
-        r->st.accepted++;
-        return 0;
-    }
-    if (reason < 0)
-        return errbuf_set(eb, reason, "%s: %s", r->file[r->cur].path, err_strerror(reason));
-rejected:
     return reject(r, 0, r->file[r->cur].path, current_line(r), reason, &bad, eb);
 }
 
@@ -773,8 +771,7 @@ int reader_seek(reader_t *r, const reader_pos_t *pos, errbuf_t *eb)
     int rc;
 
     if (pos->file > (uint32_t)r->nfiles)
-        return errbuf_set(eb, ERR_INVAL, "reader: position in file %u of %d", pos->file,
-                          r->nfiles);
+        return errbuf_set(eb, ERR_INVAL, "reader: position in file %u of %d", pos->file, r->nfiles);
     linesrc_destroy(&r->src);
     r->cur = (int)pos->file;
     r->line = 0;

@@ -59,15 +59,15 @@
 #include "model_conf.h"
 
 /* Why a line was rejected: X(name, text). */
-#define READER_REASONS(X)                                       \
-    X(COLUMNS, "wrong column count")                            \
-    X(LABEL, "label not 0/1")                                   \
-    X(COMBO, "action or buy without click")                     \
-    X(TOKEN, "malformed token")                                 \
-    X(WEIGHT, "unparsable weight")                              \
-    X(TOOLONG, "line too long")                                 \
-    X(FEATNUM, "feature_num does not match the feature list")   \
-    X(MD5, "md5 not in the common features")                    \
+#define READER_REASONS(X)                                                                          \
+    X(COLUMNS, "wrong column count")                                                               \
+    X(LABEL, "label not 0/1")                                                                      \
+    X(COMBO, "action or buy without click")                                                        \
+    X(TOKEN, "malformed token")                                                                    \
+    X(WEIGHT, "unparsable weight")                                                                 \
+    X(TOOLONG, "line too long")                                                                    \
+    X(FEATNUM, "feature_num does not match the feature list")                                      \
+    X(MD5, "md5 not in the common features")                                                       \
     X(DUPMD5, "md5 already in the common features")
 
 enum {
@@ -75,7 +75,7 @@ enum {
 #define X(name, text) READER_R_##name,
     READER_REASONS(X)
 #undef X
-    READER_NREASONS
+        READER_NREASONS
 };
 
 enum { READER_TSV1 = 0, READER_ALICCP = 1 }; /* worker_conf 'format' */
@@ -98,16 +98,16 @@ typedef struct reader_opts {
 } reader_opts_t;
 
 typedef struct reader_stats {
-    uint64_t lines;               /* lines this rank read (incl. skipped) */
-    uint64_t bytes;               /* bytes of those lines, uncompressed */
-    uint64_t skipped;             /* empty and '#' lines */
-    uint64_t accepted;            /* rows delivered */
-    uint64_t rejected;            /* lines rejected */
-    uint64_t by_reason[READER_NREASONS]; /* rejected lines per READER_R_* */
-    uint64_t tokens;              /* tokens of declared slots in accepted rows */
-    uint64_t unknown_slot_tokens; /* tokens of undeclared slots in accepted rows */
-    uint64_t join_rows;           /* Ali-CCP common-features rows loaded */
-    uint64_t join_rejected;       /* common-features lines rejected */
+    uint64_t lines;                           /* lines this rank read (incl. skipped) */
+    uint64_t bytes;                           /* bytes of those lines, uncompressed */
+    uint64_t skipped;                         /* empty and '#' lines */
+    uint64_t accepted;                        /* rows delivered */
+    uint64_t rejected;                        /* lines rejected */
+    uint64_t by_reason[READER_NREASONS];      /* rejected lines per READER_R_* */
+    uint64_t tokens;                          /* tokens of declared slots in accepted rows */
+    uint64_t unknown_slot_tokens;             /* tokens of undeclared slots in accepted rows */
+    uint64_t join_rows;                       /* Ali-CCP common-features rows loaded */
+    uint64_t join_rejected;                   /* common-features lines rejected */
     uint64_t join_by_reason[READER_NREASONS]; /* per READER_R_* */
 } reader_stats_t;
 
@@ -120,8 +120,8 @@ typedef struct reader_stats {
  * file), ERR_CORRUPT for a bad gzip join table, ERR_REJECTED for a bad
  * join-table line under strict, ERR_NOMEM. eb says which.
  */
-int reader_open(reader_t **out, const model_spec_t *ms, const reader_opts_t *o,
-                char *const *paths, int npaths, errbuf_t *eb);
+int reader_open(reader_t **out, const model_spec_t *ms, const reader_opts_t *o, char *const *paths,
+                int npaths, errbuf_t *eb);
 
 /*
  * Clear b and fill it with up to max_rows accepted rows, in input order.
