@@ -44,7 +44,7 @@
       "item popularity exponent: p(rank r) ~ (r + item_zipf_offset)^-item_zipf")               \
     X(gen, item_zipf_offset, FLOAT, "10", 0, 1e6, NULL,                                         \
       "Zipf-Mandelbrot offset flattening the head of the item popularity")                     \
-    X(gen, user_zipf, FLOAT, "0.6", 0, 4, NULL, "user activity exponent: p(rank r) ~ r^-user_zipf") \
+    X(gen, user_zipf, FLOAT, "0.9", 0, 4, NULL, "user activity exponent: p(rank r) ~ r^-user_zipf") \
     X(gen, ctr, FLOAT, "0.05", 1e-4, 0.9, NULL, "target mean p(click) (calibrates the click intercept)") \
     X(gen, action_rate, FLOAT, "0.15", 1e-4, 0.99, NULL,                                        \
       "target p(action | click) (ESM2's y2)")                                                  \
@@ -58,6 +58,9 @@
       "weight of the user-item affinity (all latent dims) in the click logit")                 \
     X(gen, conv_affinity, FLOAT, "0.9", 0, 10, NULL,                                            \
       "weight of the user-item affinity (half of the latent dims) in the conversion logits")   \
+    X(gen, quality_corr, FLOAT, "0.5", -1, 1, NULL,                                             \
+      "correlation of an item's click appeal and its conversion value (shared quality; "       \
+      "clickbait items break it); used only with shared_latents")                              \
     X(gen, noise, FLOAT, "0.5", 0, 5, NULL,                                                     \
       "std of unobservable per-impression noise in each logit (integrated out in the truth)")  \
     X(gen, clickbait, BOOL, "true", 0, 0, NULL,                                                 \
@@ -77,7 +80,7 @@
       "so the action label tells nothing about buys")                                          \
     X(gen, shared_latents, BOOL, "true", 0, 0, NULL,                                            \
       "conversion heads use the user/item factors of the click head; false: independent "     \
-      "factors (shared embeddings stop helping)")                                              \
+      "factors and quality_corr is ignored (shared embeddings stop helping)")                 \
     X(gen, drift, FLOAT, "0.1", 0, 1, NULL,                                                     \
       "with --days: expected fraction of the live catalog that leaves (and is replaced by "    \
       "new items) each day")                                                                   \

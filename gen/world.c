@@ -23,7 +23,8 @@
 #define W_SHOP 0.4f
 #define W_BRAND 0.4f
 #define W_ITEM 0.57f
-#define USER_SCALAR_STD 0.5
+#define USER_CLICK_STD 0.5   /* std of a user's click propensity */
+#define USER_CONV_STD 0.3    /* std of a user's conversion propensity */
 #define TAG_EFFECT_STD 0.3
 #define Y34_SLOPE 0.3     /* weight of the conversion core in z3, z4 */
 #define CATE_ZIPF 0.8
@@ -431,58 +432,103 @@ out:
     return rc;
 }
 
-/* Item factors and scalars from their category/shop/brand/item/tag parts.
- * set 0 fills ilat/appeal/value, set 1 the independent ilat2/value2. */
-static int compose_items(world_t *w, const gen_conf_t *c, world_rng_t *r, int set)
-{
-    const int K = w->K;
-    size_t nc = (size_t)c->categories, ns = (size_t)c->shops, nb = (size_t)c->brands;
-    size_t nt = (size_t)c->tags;
-    int fail = 0, rc = ERR_NOMEM;
-    float *qc = xcalloc(nc * K, sizeof(float), &fail), *qs = xcalloc(ns * K, sizeof(float), &fail);
-    float *qb = xcalloc(nb * K, sizeof(float), &fail);
-    float *sc = xcalloc(nc, sizeof(float), &fail), *ss = xcalloc(ns, sizeof(float), &fail);
-    float *sb = xcalloc(nb, sizeof(float), &fail), *st = xcalloc(nt, sizeof(float), &fail);
-    float *cc = xcalloc(nc, sizeof(float), &fail), *cs = xcalloc(ns, sizeof(float), &fail);
-    float *cbr = xcalloc(nb, sizeof(float), &fail), *ct = xcalloc(nt, sizeof(float), &fail);
-    float *lat = set ? w->ilat2 : w->ilat, *val = set ? w->value2 : w->value;
+/* Random parts of the categories, shops, brands or tags. */
+typedef struct parts {
+    float *q, *q2;     /* (n, K) factors of both sets; NULL for tags */
+    float *a, *v, *v2; /* (n) appeal, value, value of the ablation's buy head */
+} parts_t;
 
-    if (fail)
+static void parts_free(parts_t *p)
+{
+    free(p->q), free(p->q2), free(p->a), free(p->v), free(p->v2);
+}
+
+static int parts_draw(parts_t *p, size_t n, int K, double std, world_rng_t *r)
+{
+    int fail = 0;
+
+    memset(p, 0, sizeof(*p));
+    if (K > 0) {
+        p->q = xcalloc(n * K, sizeof(float), &fail);
+        p->q2 = xcalloc(n * K, sizeof(float), &fail);
+    }
+    p->a = xcalloc(n, sizeof(float), &fail);
+    p->v = xcalloc(n, sizeof(float), &fail);
+    p->v2 = xcalloc(n, sizeof(float), &fail);
+    if (fail) {
+        parts_free(p);
+        return ERR_NOMEM;
+    }
+    if (K > 0) {
+        fill_gauss(r, p->q, n * K, 1);
+        fill_gauss(r, p->q2, n * K, 1);
+    }
+    fill_gauss(r, p->a, n, std);
+    fill_gauss(r, p->v, n, std);
+    fill_gauss(r, p->v2, n, std);
+    return 0;
+}
+
+/*
+ * Item factors and scalars from their category/shop/brand/item/tag parts:
+ * appeal = sum_e WA_e a_e, value = rho sum_e WV_e a_e + sqrt(1-rho^2)
+ * sum_e WV_e v_e with rho = quality_corr when latents are shared, else 0;
+ * value2 = sum_e WV_e v2_e (independent of both); q = sum_e WQ_e q_e (q2
+ * from q2_e). e runs over category, shop, brand, the item itself and its
+ * weighted tags.
+ */
+static int compose_items(world_t *w, const gen_conf_t *c, world_rng_t *r)
+{
+    static const double WA[4] = {0.4, 0.3, 0.3, 0.3};     /* cate, shop, brand, item */
+    static const double WV[4] = {0.6, 0.4, 0.4, 0.3};
+    static const float WQ[4] = {W_CATE, W_SHOP, W_BRAND, W_ITEM};
+    const int K = w->K;
+    double rho = c->shared_latents ? c->quality_corr : 0.0, sr = sqrt(1.0 - rho * rho);
+    parts_t pc, ps, pb, pt;
+    int rc = ERR_NOMEM;
+
+    memset(&pc, 0, sizeof(pc)), memset(&ps, 0, sizeof(ps));
+    memset(&pb, 0, sizeof(pb)), memset(&pt, 0, sizeof(pt));
+    if (parts_draw(&pc, (size_t)c->categories, K, 1, r) ||
+        parts_draw(&ps, (size_t)c->shops, K, 1, r) ||
+        parts_draw(&pb, (size_t)c->brands, K, 1, r) ||
+        parts_draw(&pt, (size_t)c->tags, 0, TAG_EFFECT_STD, r))
         goto out;
-    fill_gauss(r, qc, nc * K, 1);
-    fill_gauss(r, qs, ns * K, 1);
-    fill_gauss(r, qb, nb * K, 1);
-    fill_gauss(r, sc, nc, 1); /* conversion value parts */
-    fill_gauss(r, ss, ns, 1);
-    fill_gauss(r, sb, nb, 1);
-    fill_gauss(r, st, nt, TAG_EFFECT_STD);
-    fill_gauss(r, cc, nc, 1); /* click appeal parts (set 0 only) */
-    fill_gauss(r, cs, ns, 1);
-    fill_gauss(r, cbr, nb, 1);
-    fill_gauss(r, ct, nt, TAG_EFFECT_STD);
     for (uint32_t i = 0; i < w->n_items; i++) {
         const world_item_t *it = &w->item[i];
-        float *q = lat + (size_t)i * K;
-        double v = 0.45 * sc[it->cate] + 0.35 * ss[it->shop] + 0.35 * sb[it->brand] +
-                   0.3 * rng_gauss(r);
-        double a = 0.4 * cc[it->cate] + 0.3 * cs[it->shop] + 0.3 * cbr[it->brand] +
-                   0.3 * rng_gauss(r);
+        const parts_t *pp[3] = {&pc, &ps, &pb};
+        const uint32_t id[3] = {it->cate, it->shop, it->brand};
+        float *q = w->ilat + (size_t)i * K, *q2 = w->ilat2 + (size_t)i * K;
+        double ai = rng_gauss(r), vi = rng_gauss(r), vi2 = rng_gauss(r);
+        double app = WA[3] * ai, av = WV[3] * ai, v = WV[3] * vi, v2 = WV[3] * vi2;
 
-        for (int k = 0; k < K; k++)
-            q[k] = W_CATE * qc[(size_t)it->cate * K + k] + W_SHOP * qs[(size_t)it->shop * K + k] +
-                   W_BRAND * qb[(size_t)it->brand * K + k] + W_ITEM * (float)rng_gauss(r);
-        for (int j = 0; j < it->ntags; j++) {
-            v += it->tag_w[j] * st[it->tag[j]];
-            a += it->tag_w[j] * ct[it->tag[j]];
+        for (int e = 0; e < 3; e++) {
+            app += WA[e] * pp[e]->a[id[e]];
+            av += WV[e] * pp[e]->a[id[e]];
+            v += WV[e] * pp[e]->v[id[e]];
+            v2 += WV[e] * pp[e]->v2[id[e]];
         }
-        val[i] = (float)v;
-        if (!set)
-            w->appeal[i] = (float)a;
+        for (int j = 0; j < it->ntags; j++) {
+            app += it->tag_w[j] * pt.a[it->tag[j]];
+            av += it->tag_w[j] * pt.a[it->tag[j]];
+            v += it->tag_w[j] * pt.v[it->tag[j]];
+            v2 += it->tag_w[j] * pt.v2[it->tag[j]];
+        }
+        w->appeal[i] = (float)app;
+        w->value[i] = (float)(rho * av + sr * v);
+        w->value2[i] = (float)v2;
+        for (int k = 0; k < K; k++) {
+            q[k] = WQ[3] * (float)rng_gauss(r);
+            q2[k] = WQ[3] * (float)rng_gauss(r);
+            for (int e = 0; e < 3; e++) {
+                q[k] += WQ[e] * pp[e]->q[(size_t)id[e] * K + k];
+                q2[k] += WQ[e] * pp[e]->q2[(size_t)id[e] * K + k];
+            }
+        }
     }
     rc = 0;
 out:
-    free(qc), free(qs), free(qb), free(sc), free(ss), free(sb), free(st);
-    free(cc), free(cs), free(cbr), free(ct);
+    parts_free(&pc), parts_free(&ps), parts_free(&pb), parts_free(&pt);
     return rc;
 }
 
@@ -621,9 +667,9 @@ int world_new(world_t **out, const gen_conf_t *c, errbuf_t *eb)
         goto nomem;
     fill_gauss(&r, w->ulat, nu * K, 1);
     fill_gauss(&r, w->ulat2, nu * K, 1);
-    fill_gauss(&r, w->uclick, nu, USER_SCALAR_STD);
-    fill_gauss(&r, w->uconv, nu, USER_SCALAR_STD);
-    fill_gauss(&r, w->uconv2, nu, USER_SCALAR_STD);
+    fill_gauss(&r, w->uclick, nu, USER_CLICK_STD);
+    fill_gauss(&r, w->uconv, nu, USER_CONV_STD);
+    fill_gauss(&r, w->uconv2, nu, USER_CONV_STD);
     for (int64_t s = 0; s < c->shops; s++)
         shop_cb[s] = world_rng_uniform(&r) < c->clickbait_frac ? 1.0f : 0.0f;
     {
@@ -641,8 +687,7 @@ int world_new(world_t **out, const gen_conf_t *c, errbuf_t *eb)
             home[k] = (uint16_t)alias_draw(&ta, &r);
         alias_release(&ta);
     }
-    if (draw_items(w, c, &r, shop_cb, home) != 0 || compose_items(w, c, &r, 0) != 0 ||
-        compose_items(w, c, &r, 1) != 0)
+    if (draw_items(w, c, &r, shop_cb, home) != 0 || compose_items(w, c, &r) != 0)
         goto nomem;
     fill_context(w, c);
     gtab_fill(w->gtab, c->noise);

@@ -14,13 +14,20 @@
  * position 1..P (uniform) and an hour 0..23 (a diurnal traffic curve).
  *
  * Latent factors, K = latent_dim, split in halves A (dims < K/2) and B:
- *   p_u ~ N(0, I)                               user factors
- *   q_i = 0.6 q_c + 0.4 q_s + 0.4 q_b + 0.57 e_i  item factors (unit variance)
- *   aff_A = <p_u, q_i>_A / sqrt(|A|),  aff_B likewise (each ~ unit variance)
- * Scalars, each a mix of category/shop/brand/item parts plus the weighted
- * sum of the item's tag effects: appeal_i (clicks only), value_i
- * (conversion); users: click_u, conv_u ~ N(0, 0.5^2). A second, independent
- * set (p', q', value', conv') exists for the ablations.
+ *   p_u ~ N(0, I)                                 user factors
+ *   q_i = 0.6 q_c + 0.4 q_s + 0.4 q_b + 0.57 e_i    item factors (~unit variance)
+ *   aff_A = <p_u, q_i>_A / sqrt(|A|), aff_B likewise (each ~unit variance)
+ * Item scalars mix N(0,1) parts of its category, shop, brand and itself,
+ * plus the weighted sum of its tags' N(0, 0.3^2) parts:
+ *   appeal_i = 0.4 a_c + 0.3 a_s + 0.3 a_b + 0.3 a_i + sum_t w_t a_t
+ *   value_i  = rho (0.6 a_c + 0.4 a_s + 0.4 a_b + 0.3 a_i + sum w_t a_t)
+ *              + sqrt(1 - rho^2) (0.6 v_c + 0.4 v_s + 0.4 v_b + 0.3 v_i + sum w_t v_t)
+ * with rho = quality_corr: good items draw clicks and sell, so what the
+ * click task learns about an item helps its conversion (shared
+ * embeddings). Users: click_u ~ N(0, 0.5^2), conv_u ~ N(0, 0.3^2).
+ * Clickbait: a clickbait_frac of shops are clickbait shops; 80% of their
+ * items and 2% of the others are clickbait, with strength cb_i ~ U(0.5,
+ * 1.5) (cb_i = 0 for other items).
  *
  * Logits (b0..b4 are intercepts solved at start-up by bisection on
  * calib_samples impressions so that the mean rates hit the targets):
@@ -29,20 +36,27 @@
  *   core = value_i + conv_u - clickbait_conv cb_i
  *   z2 = b1 + conv_affinity aff_A + core + position_intent ln(pos) + hour_conv(h)
  *   z3 = b2 + 0.3 core          z4 = b3 + 0.3 core
+ * hour_click(h) = 0.25 cos(2 pi (h-21)/24), hour_conv(h) = 0.2 cos(2 pi (h-20)/24).
  * y_k = E[sigmoid(z_k + noise e)], e ~ N(0,1) per impression and head
  * (unobservable noise, integrated out by a precomputed table so that the
  * truth is p(label | observable features)). y1 = p(click), y2 = p(action |
- * click), y3 = p(buy | action), y4 = p(buy | click, no action).
+ * click), y3 = p(buy | action), y4 = p(buy | click, no action). Targets:
+ * mean y1 = ctr; click-weighted y2 = action_rate; y3 over (click, action)
+ * = buy_action_rate; y4 over (click, no action) = buy_noaction_rate.
  *
  * Switches (they never change which random numbers are drawn, so an
  * ablated world is the same world with one effect removed):
  *   clickbait=false         cb_i = 0 and no position_intent term
- *   action_informative=false  y3 = y4 = sigmoid-ish(b4 + conv_affinity aff'_B
+ *   action_informative=false  y3 = y4 = g(b4 + conv_affinity aff'_B
  *                           + value'_i + conv'_u - clickbait_conv cb_i
- *                           + position_intent ln(pos) + hour_conv(h)):
- *                           the buy has its own factors, independent of the
- *                           action's, and does not depend on the action
- *   shared_latents=false    conversion heads use p', q' instead of p, q
+ *                           + position_intent ln(pos) + hour_conv(h)),
+ *                           where value' = 0.6 v'_c + 0.4 v'_s + 0.4 v'_b
+ *                           + 0.3 v'_i + sum w_t v'_t and conv'_u are
+ *                           independent draws: the buy does not depend on
+ *                           the action, nor share its hidden factors; b4 is
+ *                           solved for the same buy/click as the default
+ *   shared_latents=false    conversion heads use independent p', q' instead
+ *                           of p, q, and rho = 0
  *
  * Sampling one impression: click ~ y1; a_cf ~ y2; buy_cf ~ (a_cf ? y3 : y4);
  * action = click & a_cf; buy = click & buy_cf. The same three uniforms are
