@@ -32,9 +32,9 @@
 #define FIELD_TAG "210"
 #define FIELD_POSITION "301"
 #define FIELD_HOUR "302"
-#define SEP_FEAT "\x01"  /* between features */
-#define SEP_ID "\x02"    /* field id | feature id */
-#define SEP_VAL "\x03"   /* feature id | value */
+#define SEP_FEAT "\x01" /* between features */
+#define SEP_ID "\x02"   /* field id | feature id */
+#define SEP_VAL "\x03"  /* feature id | value */
 
 #define GEN_PROGRESS_MIN_LINES 1000000 /* shorter runs report progress at DEBUG */
 
@@ -54,16 +54,16 @@ typedef struct strtab {
 typedef struct gen {
     const gen_conf_t *c;
     world_t *w;
-    strtab_t user;   /* tsv1 "user_id:u1"; aliccp common row "md5,1,101^B1^C1.0\n" */
-    strtab_t md5;    /* aliccp: 16 hex digits per user */
-    strtab_t item;   /* item, cate, shop, brand tokens */
-    strtab_t tags;   /* tag tokens with their leading separators */
-    strtab_t pos;    /* position token, leading separator */
-    strtab_t hour;   /* hour token, leading separator */
-    uint8_t *seen;   /* aliccp: user's common row already written (n_users) */
+    strtab_t user; /* tsv1 "user_id:u1"; aliccp common row "md5,1,101^B1^C1.0\n" */
+    strtab_t md5;  /* aliccp: 16 hex digits per user */
+    strtab_t item; /* item, cate, shop, brand tokens */
+    strtab_t tags; /* tag tokens with their leading separators */
+    strtab_t pos;  /* position token, leading separator */
+    strtab_t hour; /* hour token, leading separator */
+    uint8_t *seen; /* aliccp: user's common row already written (n_users) */
     uint64_t done, total, next_report; /* lines, for progress */
-    double t0;       /* s, start of the run */
-    double t_write;  /* s, start of writing */
+    double t0;                         /* s, start of the run */
+    double t_write;                    /* s, start of writing */
 } gen_t;
 
 /* ---- small formatting helpers ----------------------------------------- */
@@ -262,9 +262,9 @@ static int build_tokens(gen_t *g)
         if (ali)
             rc |= strtab_addf(&g->item,
                               FIELD_ITEM SEP_ID "%zu" SEP_VAL "1.0" SEP_FEAT FIELD_CATE SEP_ID
-                                             "%u" SEP_VAL "1.0" SEP_FEAT FIELD_SHOP SEP_ID
-                                             "%u" SEP_VAL "1.0" SEP_FEAT FIELD_BRAND SEP_ID
-                                             "%u" SEP_VAL "1.0",
+                                                "%u" SEP_VAL "1.0" SEP_FEAT FIELD_SHOP SEP_ID
+                                                "%u" SEP_VAL "1.0" SEP_FEAT FIELD_BRAND SEP_ID
+                                                "%u" SEP_VAL "1.0",
                               i, it->cate, it->shop, it->brand);
         else
             rc |= strtab_addf(&g->item, "item_id:i%zu cate_id:c%u shop_id:s%u brand_id:b%u", i,
@@ -276,11 +276,15 @@ static int build_tokens(gen_t *g)
             if (ali) {
                 rc |= strtab_addf(&g->tags, SEP_FEAT FIELD_TAG SEP_ID "%u" SEP_VAL "%s",
                                   (unsigned)it->tag[k],
-                                  tw == 1.0f ? "1.0" : tw == 0.5f ? "0.5" : "0.25");
+                                  tw == 1.0f   ? "1.0"
+                                  : tw == 0.5f ? "0.5"
+                                               : "0.25");
             } else {
                 tag_name(name, sizeof(name), it->tag[k]);
                 rc |= strtab_addf(&g->tags, " tag:%s%s", name,
-                                  tw == 1.0f ? "" : tw == 0.5f ? ":0.5" : ":0.25");
+                                  tw == 1.0f   ? ""
+                                  : tw == 0.5f ? ":0.5"
+                                               : ":0.25");
             }
         }
         strtab_end(&g->tags);

@@ -44,7 +44,7 @@ enum { GEN_TRAIN = 0, GEN_TEST = 1 };
 
 /* Realized counts of one split (summed over days). */
 typedef struct gen_split_stats {
-    uint64_t lines;       /* impressions */
+    uint64_t lines; /* impressions */
     uint64_t clicks;
     uint64_t actions;
     uint64_t buys;

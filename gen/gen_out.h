@@ -17,15 +17,15 @@
 
 #include "err.h"
 
-#define GEN_OUT_BUF (1u << 20)  /* bytes buffered before a write */
-#define GEN_OUT_LINE_MAX 4096   /* longest reservation, bytes */
+#define GEN_OUT_BUF (1u << 20) /* bytes buffered before a write */
+#define GEN_OUT_LINE_MAX 4096  /* longest reservation, bytes */
 
 typedef struct gen_out {
-    char *buf;        /* GEN_OUT_BUF bytes */
-    size_t len;       /* bytes pending in buf */
-    void *fp;         /* FILE * or gzFile */
-    int gzip;         /* 1: fp is a gzFile */
-    int err;          /* first write error (errno), 0 if none */
+    char *buf;  /* GEN_OUT_BUF bytes */
+    size_t len; /* bytes pending in buf */
+    void *fp;   /* FILE * or gzFile */
+    int gzip;   /* 1: fp is a gzFile */
+    int err;    /* first write error (errno), 0 if none */
     char path[1024];
 } gen_out_t;
 

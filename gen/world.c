@@ -23,10 +23,10 @@
 #define W_SHOP 0.4f
 #define W_BRAND 0.4f
 #define W_ITEM 0.57f
-#define USER_CLICK_STD 0.5   /* std of a user's click propensity */
-#define USER_CONV_STD 0.3    /* std of a user's conversion propensity */
+#define USER_CLICK_STD 0.5 /* std of a user's click propensity */
+#define USER_CONV_STD 0.3  /* std of a user's conversion propensity */
 #define TAG_EFFECT_STD 0.3
-#define Y34_SLOPE 0.3     /* weight of the conversion core in z3, z4 */
+#define Y34_SLOPE 0.3 /* weight of the conversion core in z3, z4 */
 #define CATE_ZIPF 0.8
 #define BRAND_ZIPF 0.8
 #define TAG_ZIPF 1.0
@@ -41,35 +41,35 @@
 #define G_N ((int)(2 * G_RANGE * G_STEPS_PER_UNIT) + 1)
 
 /* Relative traffic per hour of the day (late-evening peak, night trough). */
-static const double hour_traffic[WORLD_HOURS] = {60, 35, 20, 12, 10, 12, 20, 35, 50, 60, 68, 70,
+static const double hour_traffic[WORLD_HOURS] = {60, 35, 20, 12, 10, 12, 20, 35, 50,  60,  68, 70,
                                                  72, 70, 68, 68, 70, 72, 78, 88, 100, 105, 95, 80};
 
 typedef struct alias {
-    uint32_t n;        /* columns */
-    uint32_t *thresh;  /* coin threshold of each column, 32-bit fixed point */
-    uint32_t *alias;   /* the other outcome of each column */
-    uint32_t *map;     /* column outcome -> id (NULL: identity) */
+    uint32_t n;       /* columns */
+    uint32_t *thresh; /* coin threshold of each column, 32-bit fixed point */
+    uint32_t *alias;  /* the other outcome of each column */
+    uint32_t *map;    /* column outcome -> id (NULL: identity) */
 } alias_t;
 
 struct world {
-    int K, half;                 /* latent dims, |A| */
+    int K, half; /* latent dims, |A| */
     uint32_t n_users, n_items, n_positions;
     int days;
     int clickbait, action_informative, shared;
     double click_aff, conv_aff, cb_click, cb_conv;
-    double b[5];                 /* intercepts */
-    float *ulat, *ulat2;         /* (n_users, K) */
-    float *ilat, *ilat2;         /* (n_items, K) */
-    float *uclick, *uconv, *uconv2; /* (n_users) */
-    float *appeal, *value, *value2, *cb; /* (n_items); cb: strength, 0 if not clickbait */
-    double *iweight;             /* (n_items) popularity weight */
-    world_item_t *item;          /* (n_items) */
+    double b[5];                           /* intercepts */
+    float *ulat, *ulat2;                   /* (n_users, K) */
+    float *ilat, *ilat2;                   /* (n_items, K) */
+    float *uclick, *uconv, *uconv2;        /* (n_users) */
+    float *appeal, *value, *value2, *cb;   /* (n_items); cb: strength, 0 if not clickbait */
+    double *iweight;                       /* (n_items) popularity weight */
+    world_item_t *item;                    /* (n_items) */
     float pos_click[1001], pos_conv[1001]; /* by position 1..n_positions */
     float hour_click[WORLD_HOURS], hour_conv[WORLD_HOURS];
     alias_t users, items, hours;
-    uint32_t *live;              /* scratch ids of live items (n_items) */
-    double *live_w;              /* scratch weights (n_items) */
-    float *gtab;                 /* (G_N) smoothed sigmoid */
+    uint32_t *live; /* scratch ids of live items (n_items) */
+    double *live_w; /* scratch weights (n_items) */
+    float *gtab;    /* (G_N) smoothed sigmoid */
 };
 
 /* ---- random numbers -------------------------------------------------- */
@@ -329,8 +329,7 @@ static void fill_gauss(world_rng_t *r, float *x, size_t n, double std)
 
 /* Zipf weights (rank + 1 + offset)^-s of n ids; rank == id unless
  * shuffle, then ranks are a random permutation. Returns 0 or ERR_NOMEM. */
-static int zipf_weights(world_rng_t *r, double *w, uint32_t n, double s, double offset,
-                        int shuffle)
+static int zipf_weights(world_rng_t *r, double *w, uint32_t n, double s, double offset, int shuffle)
 {
     uint32_t *perm;
 
@@ -362,8 +361,8 @@ static int draw_items(world_t *w, const gen_conf_t *c, world_rng_t *r, const flo
 {
     alias_t cates = {0}, brands = {0}, tagz = {0};
     uint32_t nc = (uint32_t)c->categories, nb = (uint32_t)c->brands, nt = (uint32_t)c->tags;
-    double *tmp = malloc((size_t)(nc > nb ? (nc > nt ? nc : nt) : (nb > nt ? nb : nt)) *
-                         sizeof(*tmp));
+    double *tmp =
+        malloc((size_t)(nc > nb ? (nc > nt ? nc : nt) : (nb > nt ? nb : nt)) * sizeof(*tmp));
     double f = c->drift, p_first = 1.0;
     int D = (int)c->days;
     int rc = ERR_NOMEM;
@@ -419,8 +418,8 @@ static int draw_items(world_t *w, const gen_conf_t *c, world_rng_t *r, const flo
             it->birth = u < p_first ? 1 : (uint16_t)(2 + rng_below(r, (uint32_t)(D - 1)));
             u = world_rng_uniform(r);
             life = f >= 1.0 ? 0 : f <= 0 ? 1e9 : floor(log(1.0 - u) / log(1.0 - f));
-            it->death = (uint16_t)(it->birth + life > UINT16_MAX - 1 ? UINT16_MAX - 1
-                                                                      : it->birth + life);
+            it->death =
+                (uint16_t)(it->birth + life > UINT16_MAX - 1 ? UINT16_MAX - 1 : it->birth + life);
         }
     }
     rc = 0;
@@ -479,7 +478,7 @@ static int parts_draw(parts_t *p, size_t n, int K, double std, world_rng_t *r)
  */
 static int compose_items(world_t *w, const gen_conf_t *c, world_rng_t *r)
 {
-    static const double WA[4] = {0.4, 0.3, 0.3, 0.3};     /* cate, shop, brand, item */
+    static const double WA[4] = {0.4, 0.3, 0.3, 0.3}; /* cate, shop, brand, item */
     static const double WV[4] = {0.6, 0.4, 0.4, 0.3};
     static const float WQ[4] = {W_CATE, W_SHOP, W_BRAND, W_ITEM};
     const int K = w->K;
@@ -490,8 +489,7 @@ static int compose_items(world_t *w, const gen_conf_t *c, world_rng_t *r)
     memset(&pc, 0, sizeof(pc)), memset(&ps, 0, sizeof(ps));
     memset(&pb, 0, sizeof(pb)), memset(&pt, 0, sizeof(pt));
     if (parts_draw(&pc, (size_t)c->categories, K, 1, r) ||
-        parts_draw(&ps, (size_t)c->shops, K, 1, r) ||
-        parts_draw(&pb, (size_t)c->brands, K, 1, r) ||
+        parts_draw(&ps, (size_t)c->shops, K, 1, r) || parts_draw(&pb, (size_t)c->brands, K, 1, r) ||
         parts_draw(&pt, (size_t)c->tags, 0, TAG_EFFECT_STD, r))
         goto out;
     for (uint32_t i = 0; i < w->n_items; i++) {
@@ -571,8 +569,8 @@ static int calibrate(world_t *w, const gen_conf_t *c)
     size_t n = (size_t)c->calib_samples;
     float *a = calloc(n * 5, sizeof(*a));
     double *wt = calloc(n, sizeof(*wt)), *w1 = calloc(n, sizeof(*w1));
-    double buy_click = c->action_rate * c->buy_action_rate +
-                       (1.0 - c->action_rate) * c->buy_noaction_rate;
+    double buy_click =
+        c->action_rate * c->buy_action_rate + (1.0 - c->action_rate) * c->buy_noaction_rate;
     world_rng_t r;
     int rc = ERR_NOMEM;
 

@@ -117,14 +117,14 @@ static inline double world_rng_uniform(world_rng_t *r)
 
 /* Observable attributes of an item. */
 typedef struct world_item {
-    uint32_t cate;                     /* 0..categories-1 */
-    uint32_t shop;                     /* 0..shops-1 */
-    uint32_t brand;                    /* 0..brands-1 */
-    uint16_t birth, death;             /* live on days birth..death (inclusive) */
-    uint8_t ntags;                     /* 0..WORLD_MAX_TAGS */
-    uint8_t clickbait;                 /* 1: drawn as clickbait (even if switched off) */
-    uint16_t tag[WORLD_MAX_TAGS];      /* tag ids, distinct */
-    float tag_w[WORLD_MAX_TAGS];       /* weights: 1, 0.5 or 0.25 */
+    uint32_t cate;                /* 0..categories-1 */
+    uint32_t shop;                /* 0..shops-1 */
+    uint32_t brand;               /* 0..brands-1 */
+    uint16_t birth, death;        /* live on days birth..death (inclusive) */
+    uint8_t ntags;                /* 0..WORLD_MAX_TAGS */
+    uint8_t clickbait;            /* 1: drawn as clickbait (even if switched off) */
+    uint16_t tag[WORLD_MAX_TAGS]; /* tag ids, distinct */
+    float tag_w[WORLD_MAX_TAGS];  /* weights: 1, 0.5 or 0.25 */
 } world_item_t;
 
 /* One sampled impression: its observable ids, its true heads and labels. */

@@ -86,7 +86,7 @@ static void check_rates(const gen_split_stats_t *s)
 
 /* ---- tsv1 line and truth checks ------------------------------------------ */
 
-static const char *const slot_order[] = {"user_id", "item_id", "cate_id", "shop_id",
+static const char *const slot_order[] = {"user_id",  "item_id",  "cate_id", "shop_id",
                                          "brand_id", "position", "hour"};
 
 /* Check one tsv1 line (without '\n'): labels valid, the seven single slots
@@ -160,8 +160,8 @@ static void test_format_prob(void)
 {
     char b[64];
     int n;
-    static const double v[] = {0.0312, 0.5, 0.123456789, 1.234567e-5, 9.9999996e-4, 0.9999999,
-                               3e-12, 0.1, 1e-3};
+    static const double v[] = {0.0312,    0.5,   0.123456789, 1.234567e-5, 9.9999996e-4,
+                               0.9999999, 3e-12, 0.1,         1e-3};
 
     n = gen_format_prob(b, 0.0312);
     b[n] = '\0';
@@ -446,9 +446,8 @@ static void test_gzip(void)
     snprintf(path, sizeof(path), "%s/gz.out", dir);
     CU_ASSERT_EQUAL(tu_sh(path, "gunzip -t '%s/gz/train.tsv.gz' '%s/gz/test.tsv.gz'", dir, dir), 0);
     /* decompressed bytes equal the plain output of the same seed */
-    CU_ASSERT_EQUAL(tu_sh(path, "gunzip -c '%s/gz/train.tsv.gz' | cmp - '%s/plain/train.tsv'",
-                          dir, dir),
-                    0);
+    CU_ASSERT_EQUAL(
+        tu_sh(path, "gunzip -c '%s/gz/train.tsv.gz' | cmp - '%s/plain/train.tsv'", dir, dir), 0);
     CU_ASSERT(same_file("gz", "plain", "test.truth.tsv"));
 }
 
@@ -574,9 +573,8 @@ static void test_aliccp(void)
     /* and the real reader joins it without a reject, every field declared */
     snprintf(p1, sizeof(p1), "%s/ali/sample_skeleton_train.csv", dir);
     snprintf(p2, sizeof(p2), "%s/ali/common_features_train.csv", dir);
-    CU_ASSERT_EQUAL(read_back("101,205,206,207,216,210,301,302", READER_ALICCP, paths, 2, &rej,
-                              &unk),
-                    20000);
+    CU_ASSERT_EQUAL(
+        read_back("101,205,206,207,216,210,301,302", READER_ALICCP, paths, 2, &rej, &unk), 20000);
     CU_ASSERT_EQUAL(rej, 0);
     CU_ASSERT_EQUAL(unk, 0);
 }
@@ -598,11 +596,12 @@ static void test_cli(void)
     CU_ASSERT_NOT_EQUAL(tu_sh(out, "%s --train 10", gen), 0); /* no --out */
     CU_ASSERT_NOT_EQUAL(tu_sh(out, "%s --out %s/x --no_such_key 1", gen, dir), 0);
     CU_ASSERT_NOT_EQUAL(tu_sh(out, "%s --out %s/x --format csv", gen, dir), 0);
-    CU_ASSERT_EQUAL(tu_sh(out,
-                          "%s --conf conf/gen.conf --out %s/cli --train 3000 --test 300 --users 2000 "
-                          "--items 1000 --calib_samples 5000 --clickbait false",
-                          gen, dir),
-                    0);
+    CU_ASSERT_EQUAL(
+        tu_sh(out,
+              "%s --conf conf/gen.conf --out %s/cli --train 3000 --test 300 --users 2000 "
+              "--items 1000 --calib_samples 5000 --clickbait false",
+              gen, dir),
+        0);
     text = tu_slurp(out, &len);
     CU_ASSERT_PTR_NOT_NULL_FATAL(text);
     CU_ASSERT(strstr(text, "CTR") != NULL && strstr(text, "buy/impression") != NULL);
