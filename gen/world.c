@@ -44,6 +44,9 @@
 static const double hour_traffic[WORLD_HOURS] = {60, 35, 20, 12, 10, 12, 20, 35, 50,  60,  68, 70,
                                                  72, 70, 68, 68, 70, 72, 78, 88, 100, 105, 95, 80};
 
+/* Weight of an item's second and later tags (its first has weight 1). */
+static const float tag_weights[3] = {1.0f, 0.5f, 0.25f};
+
 typedef struct alias {
     uint32_t n;       /* columns */
     uint32_t *thresh; /* coin threshold of each column, 32-bit fixed point */
@@ -361,8 +364,8 @@ static int draw_items(world_t *w, const gen_conf_t *c, world_rng_t *r, const flo
 {
     alias_t cates = {0}, brands = {0}, tagz = {0};
     uint32_t nc = (uint32_t)c->categories, nb = (uint32_t)c->brands, nt = (uint32_t)c->tags;
-    double *tmp =
-        malloc((size_t)(nc > nb ? (nc > nt ? nc : nt) : (nb > nt ? nb : nt)) * sizeof(*tmp));
+    uint32_t most = nc > nb ? nc : nb;
+    double *tmp = malloc((size_t)(most > nt ? most : nt) * sizeof(*tmp));
     double f = c->drift, p_first = 1.0;
     int D = (int)c->days;
     int rc = ERR_NOMEM;
@@ -393,8 +396,7 @@ static int draw_items(world_t *w, const gen_conf_t *c, world_rng_t *r, const flo
             uint16_t t = world_rng_uniform(r) < HOME_TAG_PROB
                              ? home[(size_t)it->cate * HOME_TAGS + rng_below(r, HOME_TAGS)]
                              : (uint16_t)alias_draw(&tagz, r);
-            static const float weights[3] = {1.0f, 0.5f, 0.25f};
-            float tw = k == 0 ? 1.0f : weights[rng_below(r, 3)];
+            float tw = k == 0 ? 1.0f : tag_weights[rng_below(r, 3)];
             int dup = 0;
 
             for (int j = 0; j < it->ntags; j++)
