@@ -5,7 +5,9 @@
  *     type, with logits far into saturation (|a| up to 30);
  *   - every parameter and dX of a small network against finite differences,
  *     in double (the double twin of the step) and in float (the OpenBLAS
- *     training path), and float analytic against double analytic;
+ *     training path), and float analytic against double analytic, each with
+ *     the towers on 1, 2 and 3 threads;
+ *   - every thread setting computes the same step;
  *   - init, errors, save -> load -> identical predictions, mismatch and
  *     corruption of the checkpoint, and a short learning run.
  */
@@ -238,7 +240,14 @@ typedef struct gc {
     uint8_t c[GB], ac[GB], bu[GB];
 } gc_t;
 
-static int gc_setup(gc_t *g, int type, uint64_t seed)
+/* Thread settings every check runs under: serial, towers split 2 ways
+ * (esmm 1 + 1, esm2 2 + 2) and 3 ways (uneven, one member idle for esmm). */
+static const struct {
+    int n, par;
+} THREADS[] = {{1, MODEL_PAR_BLAS}, {2, MODEL_PAR_TOWERS}, {3, MODEL_PAR_TOWERS}};
+#define NTHREADS (sizeof(THREADS) / sizeof(THREADS[0]))
+
+static int gc_setup(gc_t *g, int type, uint64_t seed, int th)
 {
     model_spec_t ms = small_spec(type, OPTIM_ADAM);
 
@@ -246,6 +255,10 @@ static int gc_setup(gc_t *g, int type, uint64_t seed)
     g->m = model_new(&ms, 16, seed, NULL);
     if (!g->m)
         return -1;
+    if (model_threads_set(g->m, THREADS[th].n, THREADS[th].par, NULL)) {
+        model_destroy(&g->m);
+        return -1;
+    }
     model_params(g->m, &g->n);
     g->D = 5;
     rs = seed;
@@ -278,12 +291,12 @@ static double total_f32(gc_t *g, const float *x)
 }
 
 /* Double: every parameter and every input against central differences. */
-static void gradcheck_f64(int type)
+static void gradcheck_f64(int type, int th)
 {
     gc_t g;
     double *p, *gr, dx[GB * 5], loss[3], worst = 0;
 
-    if (gc_setup(&g, type, 100 + (uint64_t)type)) {
+    if (gc_setup(&g, type, 100 + (uint64_t)type, th)) {
         CU_FAIL("model_new");
         return;
     }
@@ -318,8 +331,8 @@ static void gradcheck_f64(int type)
     }
     CU_ASSERT(worst < 1e-6);
     if (getenv("FUNNEL_TEST_VERBOSE") || !(worst < 1e-6))
-        fprintf(stderr, "\n    %s double gradient check: worst relative error %.3g\n",
-                heads_name(heads_for(type)), worst);
+        fprintf(stderr, "\n    %s, %d threads: double gradient check: worst relative error %.3g\n",
+                heads_name(heads_for(type)), THREADS[th].n, worst);
     free(gr);
     free(p);
     model_destroy(&g.m);
@@ -328,7 +341,8 @@ static void gradcheck_f64(int type)
 static void test_net_gradcheck_f64(void)
 {
     for (int type = 0; type < 3; type++)
-        gradcheck_f64(type);
+        for (size_t th = 0; th < NTHREADS; th++)
+            gradcheck_f64(type, (int)th);
 }
 
 /*
@@ -340,14 +354,14 @@ static void test_net_gradcheck_f64(void)
  * difference then disagrees with its own analytic gradient); they are
  * skipped, and there must be few of them.
  */
-static void gradcheck_f32(int type)
+static void gradcheck_f32(int type, int th)
 {
     gc_t g;
     size_t skipped = 0, checked = 0;
     double worst = 0, worst_vs64 = 0, loss[3];
     float dx[GB * 5];
 
-    if (gc_setup(&g, type, 200 + (uint64_t)type)) {
+    if (gc_setup(&g, type, 200 + (uint64_t)type, th)) {
         CU_FAIL("model_new");
         return;
     }
@@ -399,8 +413,10 @@ static void gradcheck_f32(int type)
     CU_ASSERT(skipped * 10 < checked);
     if (getenv("FUNNEL_TEST_VERBOSE") || !(worst < 1e-3) || !(worst_vs64 < 1e-4) ||
         !(skipped * 10 < checked))
-        fprintf(stderr, "\n    %s float check: worst %.3g, vs double %.3g, %zu skipped of %zu\n",
-                heads_name(heads_for(type)), worst, worst_vs64, skipped, skipped + checked);
+        fprintf(stderr,
+                "\n    %s, %d threads: float check: worst %.3g, vs double %.3g, %zu skipped of %zu\n",
+                heads_name(heads_for(type)), THREADS[th].n, worst, worst_vs64, skipped,
+                skipped + checked);
     free(g64);
     free(p);
     free(gf);
@@ -410,7 +426,67 @@ static void gradcheck_f32(int type)
 static void test_net_gradcheck_f32(void)
 {
     for (int type = 0; type < 3; type++)
-        gradcheck_f32(type);
+        for (size_t th = 0; th < NTHREADS; th++)
+            gradcheck_f32(type, (int)th);
+}
+
+/* Every thread setting computes the same step: gradients, losses and
+ * predictions bit for bit (each tower runs the same single-threaded code),
+ * dx up to the order of the towers' sum; the optimizer step too. */
+static void test_threads_agree(void)
+{
+    enum { B = 33 };
+    float x[B * 5], dx0[B * 5], dx[B * 5], out0[B * 4], out[B * 4];
+    uint8_t c[B], ac[B], bu[B];
+    double l0[3], l[3];
+    size_t n;
+
+    rs = 21;
+    for (size_t i = 0; i < B * 5; i++)
+        x[i] = (float)(urand() * 2 - 1);
+    labels(c, ac, bu, B, 0.5);
+    for (int type = 0; type < 3; type++) {
+        model_spec_t ms = small_spec(type, OPTIM_ADAM);
+        model_t *ref = model_new(&ms, B, 8, NULL);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(ref);
+        model_train_step(ref, x, c, ac, bu, B, dx0, l0);
+        model_predict(ref, x, B, out0);
+        model_apply_grads(ref);
+        float *g0 = model_grads(ref, &n), *p0 = model_params(ref, &n);
+        for (int n_th = 1; n_th <= 4; n_th++)
+            for (int par = 0; par < 2; par++) {
+                model_t *m = model_new(&ms, B, 8, NULL);
+                int got_par;
+                CU_ASSERT_EQUAL(model_threads_set(m, n_th, par, NULL), 0);
+                CU_ASSERT_EQUAL(model_threads(m, &got_par), n_th);
+                CU_ASSERT_EQUAL(got_par, par);
+                model_train_step(m, x, c, ac, bu, B, dx, l);
+                model_predict(m, x, B, out);
+                model_apply_grads(m);
+                if (par == MODEL_PAR_TOWERS) {
+                    CU_ASSERT_EQUAL(memcmp(g0, model_grads(m, &n), n * sizeof(float)), 0);
+                    CU_ASSERT_EQUAL(memcmp(p0, model_params(m, &n), n * sizeof(float)), 0);
+                    CU_ASSERT_EQUAL(memcmp(out0, out, sizeof(out)), 0);
+                    for (int k = 0; k < model_nloss(m); k++)
+                        CU_ASSERT_EQUAL(l0[k], l[k]);
+                }
+                for (size_t i = 0; i < n; i++)
+                    CU_ASSERT(rel_err(model_grads(m, &n)[i], g0[i], 1e-3) < 1e-5);
+                for (size_t i = 0; i < B * 5; i++)
+                    CU_ASSERT(rel_err(dx[i], dx0[i], 1e-3) < 1e-5);
+                model_destroy(&m);
+            }
+        model_destroy(&ref);
+    }
+    model_t *m = model_new(&(model_spec_t){0}, 4, 1, NULL);
+    CU_ASSERT_PTR_NULL(m);
+    model_spec_t ms = small_spec(MODEL_ESMM, OPTIM_ADAM);
+    m = model_new(&ms, 4, 1, NULL);
+    errbuf_t eb;
+    CU_ASSERT_EQUAL(model_threads_set(m, 0, MODEL_PAR_TOWERS, &eb), ERR_INVAL);
+    CU_ASSERT_EQUAL(model_threads_set(m, 2, 7, &eb), ERR_INVAL);
+    CU_ASSERT_EQUAL(model_threads(m, NULL), 1);
+    model_destroy(&m);
 }
 
 /* ---- init, errors, shapes --------------------------------------------------- */
@@ -637,6 +713,7 @@ int test_model_register(void)
     CU_add_test(s, "logit gradients vs finite differences, saturated", test_heads_gradcheck);
     CU_add_test(s, "network gradients vs finite differences, double", test_net_gradcheck_f64);
     CU_add_test(s, "network gradients vs finite differences, float", test_net_gradcheck_f32);
+    CU_add_test(s, "every thread setting computes the same step", test_threads_agree);
     CU_add_test(s, "init, shapes and argument errors", test_init_and_errors);
     CU_add_test(s, "save, load, predict; mismatch and corruption", test_save_load);
     CU_add_test(s, "a few hundred steps learn a separable funnel", test_learns);

@@ -17,6 +17,13 @@
  *   (model_train_step_f64, for gradient checks). The heads are per-sample
  *   scalar math and run in double for both: the float path converts the
  *   B x T logits to double and the logit gradients back to float.
+ *
+ *   Threads. A step is: towers forward (team) -> heads (caller) -> towers
+ *   backward (team) -> sum of the members' dx partials (caller); the
+ *   optimizer step runs tower by tower on the team too. The towers' sgemms
+ *   are independent, so splitting whole towers across cores needs no
+ *   synchronization inside a tower and keeps each sgemm single-threaded
+ *   (no OpenBLAS fork/join per product).
  */
 #include "model.h"
 
@@ -26,6 +33,7 @@
 
 #include "dense.h"
 #include "optim.h"
+#include "team.h"
 
 typedef struct layer {
     size_t in, out; /* units */
@@ -40,6 +48,9 @@ struct model {
     int ntowers;
     int depth; /* layers per tower: nlayers + 1 */
     layer_t layer[HEADS_MAX_TOWERS][MODEL_MAX_LAYERS + 1];
+    size_t tower_p[HEADS_MAX_TOWERS]; /* offset of tower t's parameters, floats */
+    size_t tower_s[HEADS_MAX_TOWERS]; /* offset of tower t's optimizer state, floats */
+    size_t tower_n;   /* parameters per tower (every tower has the same shape) */
     size_t nparams;   /* floats in the parameter and gradient blocks */
     size_t nstate;    /* floats of optimizer state */
     size_t act_width; /* sum of every layer's out over every tower */
@@ -47,8 +58,11 @@ struct model {
     size_t max_batch; /* rows */
     int64_t step;     /* optimizer steps applied */
     float *params, *grads, *state;
+    team_t *team;     /* runs the towers; size 1 unless MODEL_PAR_TOWERS */
+    int par;          /* MODEL_PAR_* */
     float *act;       /* max_batch * act_width */
-    float *tmp;       /* 2 * max_batch * max_width */
+    float *tmp;       /* per team member: 2 * max_batch * max_width */
+    float *dxp;       /* per team member but the first: max_batch * input_dim */
     double *lg, *dlg; /* max_batch * ntowers: logits and their gradients */
 };
 
@@ -108,6 +122,7 @@ static void lay_out(model_t *m)
     m->max_width = (size_t)ms->input_dim;
     for (int t = 0; t < m->ntowers; t++) {
         size_t in = (size_t)ms->input_dim;
+        m->tower_p[t] = off;
         for (int l = 0; l < m->depth; l++) {
             layer_t *L = &m->layer[t][l];
             L->in = in;
@@ -125,8 +140,11 @@ static void lay_out(model_t *m)
         }
     }
     m->nparams = off;
+    m->tower_n = off / (size_t)m->ntowers;
     m->act_width = col;
-    m->nstate = optim_dense_state_len(&ms->dense_opt, off);
+    for (int t = 0; t < m->ntowers; t++)
+        m->tower_s[t] = (size_t)t * optim_dense_state_len(&ms->dense_opt, m->tower_n);
+    m->nstate = (size_t)m->ntowers * optim_dense_state_len(&ms->dense_opt, m->tower_n);
 }
 
 static uint64_t splitmix64(uint64_t *s)
@@ -154,6 +172,25 @@ static void init_params(model_t *m, uint64_t seed)
         }
 }
 
+/* Per-member scratch for a team of n: backward buffers and dx partials. */
+static int alloc_team_scratch(model_t *m, int n)
+{
+    size_t D = (size_t)m->spec.input_dim;
+    float *tmp = malloc((size_t)n * 2 * m->max_batch * m->max_width * sizeof(float));
+    float *dxp = malloc(((size_t)n - 1) * m->max_batch * D * sizeof(float) + 1);
+
+    if (!tmp || !dxp) {
+        free(tmp);
+        free(dxp);
+        return ERR_NOMEM;
+    }
+    free(m->tmp);
+    free(m->dxp);
+    m->tmp = tmp;
+    m->dxp = dxp;
+    return 0;
+}
+
 model_t *model_new(const model_spec_t *ms, size_t max_batch, uint64_t seed, errbuf_t *eb)
 {
     const heads_t *h = heads_for(ms->type);
@@ -169,15 +206,17 @@ model_t *model_new(const model_spec_t *ms, size_t max_batch, uint64_t seed, errb
     m->ntowers = heads_ntowers(h);
     m->depth = ms->nlayers + 1;
     m->max_batch = max_batch;
+    m->par = MODEL_PAR_BLAS;
     lay_out(m);
     m->params = malloc(m->nparams * sizeof(float));
     m->grads = calloc(m->nparams, sizeof(float));
     m->state = calloc(m->nstate ? m->nstate : 1, sizeof(float));
     m->act = malloc(max_batch * m->act_width * sizeof(float));
-    m->tmp = malloc(2 * max_batch * m->max_width * sizeof(float));
     m->lg = malloc(max_batch * (size_t)m->ntowers * sizeof(double));
     m->dlg = malloc(max_batch * (size_t)m->ntowers * sizeof(double));
-    if (!m->params || !m->grads || !m->state || !m->act || !m->tmp || !m->lg || !m->dlg)
+    m->team = team_new(1, NULL);
+    if (!m->params || !m->grads || !m->state || !m->act || !m->lg || !m->dlg || !m->team ||
+        alloc_team_scratch(m, 1))
         goto nomem;
     init_params(m, seed);
     return m;
@@ -194,8 +233,10 @@ void model_destroy(model_t **pm)
 
     if (!m)
         return;
+    team_destroy(&m->team);
     free(m->dlg);
     free(m->lg);
+    free(m->dxp);
     free(m->tmp);
     free(m->act);
     free(m->state);
@@ -205,23 +246,61 @@ void model_destroy(model_t **pm)
     *pm = NULL;
 }
 
+int model_threads_set(model_t *m, int n, int par, errbuf_t *eb)
+{
+    team_t *team;
+    int members = par == MODEL_PAR_TOWERS ? n : 1;
+
+    if (n < 1 || n > 64 || (par != MODEL_PAR_BLAS && par != MODEL_PAR_TOWERS))
+        return errbuf_set(eb, ERR_INVAL, "model: %d threads (mode %d): want 1..64, mode %d or %d",
+                          n, par, MODEL_PAR_BLAS, MODEL_PAR_TOWERS);
+    if (!(team = team_new(members, eb)))
+        return ERR_NOMEM;
+    if (alloc_team_scratch(m, members)) {
+        team_destroy(&team);
+        return errbuf_set(eb, ERR_NOMEM, "model: out of memory for %d threads", n);
+    }
+    team_destroy(&m->team);
+    m->team = team;
+    m->par = par;
+    dense_threads_set(par == MODEL_PAR_TOWERS ? 1 : n);
+    return 0;
+}
+
+int model_threads(const model_t *m, int *par)
+{
+    if (par)
+        *par = m->par;
+    return m->par == MODEL_PAR_TOWERS ? team_size(m->team) : dense_threads_get();
+}
+
+static job_t_f32 job_f32(model_t *m, float *g, const float *x, size_t B, float *dx)
+{
+    return (job_t_f32){
+        .m = m, .p = m->params, .g = g, .x = x, .B = B,
+        .act = m->act, .tmp = m->tmp, .dx = dx, .dxp = m->dxp,
+    };
+}
+
 int model_train_step(model_t *m, const float *x, const uint8_t *click, const uint8_t *action,
                      const uint8_t *buy, size_t B, float *dx, double loss[HEADS_MAX_LOSS])
 {
+    job_t_f32 j = job_f32(m, m->grads, x, B, dx);
+
     if (B == 0 || B > m->max_batch)
         return ERR_INVAL;
-    net_step_f32(m, m->params, m->grads, x, click, action, buy, B, m->act, m->tmp, m->lg,
-                 m->dlg, dx, loss);
+    net_step_f32(m->team, &j, click, action, buy, m->lg, m->dlg, loss);
     return 0;
 }
 
 int model_loss(model_t *m, const float *x, const uint8_t *click, const uint8_t *action,
                const uint8_t *buy, size_t B, double loss[HEADS_MAX_LOSS])
 {
+    job_t_f32 j = job_f32(m, NULL, x, B, NULL);
+
     if (B == 0 || B > m->max_batch)
         return ERR_INVAL;
-    net_step_f32(m, m->params, NULL, x, click, action, buy, B, m->act, m->tmp, m->lg, m->dlg,
-                 NULL, loss);
+    net_step_f32(m->team, &j, click, action, buy, m->lg, m->dlg, loss);
     return 0;
 }
 
@@ -234,18 +313,30 @@ double model_loss_total(const model_t *m, const double loss[HEADS_MAX_LOSS])
     return total;
 }
 
+/* Member r updates towers r, r + n, ...: each tower's weights and state are
+ * contiguous, and the update is elementwise. */
+static void run_apply(void *arg, int r, int n)
+{
+    model_t *m = arg;
+
+    for (int t = r; t < m->ntowers; t += n)
+        optim_dense_update(&m->spec.dense_opt, m->params + m->tower_p[t], m->state + m->tower_s[t],
+                           m->grads + m->tower_p[t], m->tower_n, m->step);
+}
+
 void model_apply_grads(model_t *m)
 {
     m->step++;
-    optim_dense_update(&m->spec.dense_opt, m->params, m->state, m->grads, m->nparams, m->step);
+    team_run(m->team, run_apply, m);
 }
 
 int model_predict(model_t *m, const float *x, size_t B, float *out)
 {
+    job_t_f32 j = job_f32(m, NULL, x, B, NULL);
+
     if (B == 0 || B > m->max_batch)
         return ERR_INVAL;
-    for (int t = 0; t < m->ntowers; t++)
-        tower_forward_f32(m, t, m->params, x, B, m->act);
+    team_run(m->team, run_forward_f32, &j);
     gather_logits_f32(m, m->act, B, m->lg);
     heads_predict(m->heads, m->lg, B, out);
     return 0;
@@ -289,12 +380,6 @@ int model_nloss(const model_t *m)
     return heads_nloss(m->heads);
 }
 
-void model_threads_set(model_t *m, int n)
-{
-    (void)m;
-    dense_threads_set(n);
-}
-
 double model_flops_per_sample(const model_t *m)
 {
     double f = 0.0;
@@ -310,25 +395,32 @@ int model_train_step_f64(const model_t *m, const double *p, const double *x,
                          size_t B, double *g, double *dx, double loss[HEADS_MAX_LOSS],
                          double *total)
 {
-    size_t T = (size_t)m->ntowers;
-    double *act = NULL, *tmp = NULL, *lg = NULL, *dlg = NULL, tl;
+    size_t T = (size_t)m->ntowers, n = (size_t)team_size(m->team);
+    size_t D = (size_t)m->spec.input_dim;
+    double *act = NULL, *tmp = NULL, *dxp = NULL, *lg = NULL, *dlg = NULL, tl;
+    job_t_f64 j;
     int rc = ERR_NOMEM;
 
     if (B == 0)
         return ERR_INVAL;
     act = malloc(B * m->act_width * sizeof(double));
-    tmp = malloc(2 * B * m->max_width * sizeof(double));
+    tmp = malloc(n * 2 * B * m->max_width * sizeof(double));
+    dxp = malloc((n - 1) * B * D * sizeof(double) + 1);
     lg = malloc(B * T * sizeof(double));
     dlg = malloc(B * T * sizeof(double));
-    if (!act || !tmp || !lg || !dlg)
+    if (!act || !tmp || !dxp || !lg || !dlg)
         goto out;
-    tl = net_step_f64(m, p, g, x, click, action, buy, B, act, tmp, lg, dlg, dx, loss);
+    j = (job_t_f64){
+        .m = m, .p = p, .g = g, .x = x, .B = B, .act = act, .tmp = tmp, .dx = dx, .dxp = dxp,
+    };
+    tl = net_step_f64(m->team, &j, click, action, buy, lg, dlg, loss);
     if (total)
         *total = tl;
     rc = 0;
 out:
     free(dlg);
     free(lg);
+    free(dxp);
     free(tmp);
     free(act);
     return rc;

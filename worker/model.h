@@ -12,11 +12,14 @@
  *   block laid out by one table: for tower t = 0..T-1, for layer
  *   l = 0..nlayers (the last one is the 1-unit logit layer): W (out, in)
  *   row-major, then b (out). Sizes: in_0 = input_dim, in_l = layer[l-1],
- *   out_l = layer[l], out_nlayers = 1. The gradient block has the same
- *   layout; the optimizer state is optim_dense_state_len() floats (Adam:
- *   m block then v block). In cluster mode the worker pulls the parameter
- *   block from and pushes the gradient block to the parameter servers as
- *   flat float ranges.
+ *   out_l = layer[l], out_nlayers = 1. So tower t's parameters are the
+ *   contiguous range [t * n_t, (t + 1) * n_t) of the block (all towers have
+ *   the same shape). The gradient block has the same layout. The optimizer
+ *   state block is tower after tower, optim_dense_state_len(o, n_t) floats
+ *   each (Adam: the tower's m, then its v), so each tower is updated on its
+ *   own. In cluster mode the worker pulls the parameter block from and
+ *   pushes the gradient block to the parameter servers as flat float
+ *   ranges.
  *
  *   Init: W ~ U(-1/sqrt(in), 1/sqrt(in)) (the distribution of PyTorch's
  *   nn.Linear weight init, kaiming_uniform with a = sqrt(5)), drawn in
@@ -39,8 +42,11 @@
  *   ERR_MISMATCH naming the field; a bad magic or checksum or a short file
  *   is ERR_CORRUPT; another version ERR_VERSION.
  *
- *   Threads: both cores are used through OpenBLAS's threads (the towers'
- *   sgemms split across them), set with model_threads_set().
+ *   Threads (model_threads_set): MODEL_PAR_TOWERS runs whole towers on a
+ *   team of threads, each tower's sgemms single-threaded (esm2's 4 towers
+ *   split 2 + 2 on two cores, esmm's 2 towers 1 + 1); MODEL_PAR_BLAS runs
+ *   the towers one after another and lets OpenBLAS split each sgemm.
+ *   A new model uses one thread.
  *
  * Thread-safety: a model_t is used by one thread at a time.
  */
@@ -116,8 +122,18 @@ const model_spec_t *model_spec(const model_t *m);
 const heads_t *model_heads(const model_t *m);
 int model_nloss(const model_t *m);
 
-/* Use n threads for the dense math (OpenBLAS, process-wide). */
-void model_threads_set(model_t *m, int n);
+enum { MODEL_PAR_BLAS = 0, MODEL_PAR_TOWERS = 1 };
+
+/*
+ * Use n threads (1..64) for the towers, split as par says (MODEL_PAR_*, see
+ * the notes). Sets OpenBLAS's process-wide thread count (n for BLAS, 1 for
+ * TOWERS). Returns 0, ERR_INVAL or ERR_NOMEM (the model keeps its previous
+ * setting). Not while another thread uses the model.
+ */
+int model_threads_set(model_t *m, int n, int par, errbuf_t *eb);
+
+/* Threads in use; *par (if not NULL) gets the MODEL_PAR_* mode. */
+int model_threads(const model_t *m, int *par);
 
 /* FLOPs of one sample's training step: the towers' matrix products,
  * forward (2 in out per layer) + backward (dW and din: 4 in out). */
@@ -132,7 +148,8 @@ int model_load_dense(model_t *m, FILE *f, errbuf_t *eb);
 /*
  * The same training step in double precision, over a caller-owned
  * parameter block p (model_params layout, double): the towers run on the
- * plain-loop kernels. For gradient checks; allocates its scratch per call.
+ * plain-loop kernels, on the model's team of threads. For gradient checks;
+ * allocates its scratch per call.
  * g (same layout) receives the gradients if not NULL, dx (B, input_dim) if
  * not NULL; *total (if not NULL) gets the weighted total loss. Returns 0,
  * ERR_INVAL or ERR_NOMEM.

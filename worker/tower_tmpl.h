@@ -10,11 +10,13 @@
  *   FN(name)             name with a precision suffix
  *   DENSE_FORWARD(...)   dense_forward or dense_forward_ref
  *   DENSE_BACKWARD(...)  dense_backward or dense_backward_ref
- * and provides model_t (layer table, sizes) and the heads.
+ * and provides model_t (layer table, sizes), the heads and the team.
  *
  * Scratch layout for a batch of B rows (see model.c's notes): the outputs of
  * layer l of tower t are act + B * layer[t][l].act, (B, layer[t][l].out);
  * a tower's backward ping-pongs between two (B, max_width) buffers in tmp.
+ * The double path runs on the same team as the float one, so the check
+ * covers the split of the towers across threads and the sum of dx too.
  */
 
 /* act <- every layer output of tower t for input x (B,D). */
@@ -64,29 +66,72 @@ static void FN(gather_logits)(const model_t *m, const REAL *act, size_t B, doubl
 }
 
 /*
- * A whole step, one thread: forward every tower, the heads' losses, and
- * (if g) backward every tower. Scratch: act (B * act_width), tmp
- * (2 * B * max_width), lg and dlg (B * ntowers). Returns the total loss.
+ * One step's work shared by a team: member r of n runs towers r, r + n, ...
+ * Each member has its own backward scratch; member 0 writes the input
+ * gradient into dx, member r > 0 into its own partial dxp[r - 1], and the
+ * partials are summed after the join (towers share x, so their dx add up).
  */
-static double FN(net_step)(const model_t *m, const REAL *p, REAL *g, const REAL *x,
-                           const uint8_t *click, const uint8_t *action, const uint8_t *buy,
-                           size_t B, REAL *act, REAL *tmp, double *lg, double *dlg, REAL *dx,
+typedef struct FN(job) {
+    const model_t *m;
+    const REAL *p;      /* parameter block */
+    REAL *g;            /* gradient block, NULL: forward only */
+    const REAL *x;      /* (B, D) */
+    size_t B;
+    REAL *act;          /* B * act_width */
+    REAL *tmp;          /* member r: tmp + r * 2 * B * max_width */
+    REAL *dx;           /* (B, D) or NULL */
+    REAL *dxp;          /* member r > 0: dxp + (r - 1) * B * D */
+    const double *dlg;  /* (B, T) d loss / d logits */
+} FN(job_t);
+
+static void FN(run_forward)(void *arg, int r, int n)
+{
+    FN(job_t) *j = arg;
+
+    for (int t = r; t < j->m->ntowers; t += n)
+        FN(tower_forward)(j->m, t, j->p, j->x, j->B, j->act);
+}
+
+static void FN(run_backward)(void *arg, int r, int n)
+{
+    FN(job_t) *j = arg;
+    const size_t B = j->B, T = (size_t)j->m->ntowers, D = (size_t)j->m->spec.input_dim;
+    REAL *tmp = j->tmp + (size_t)r * 2 * B * j->m->max_width;
+    REAL *dx = !j->dx ? NULL : r == 0 ? j->dx : j->dxp + (size_t)(r - 1) * B * D;
+
+    for (int t = r; t < j->m->ntowers; t += n) {
+        for (size_t i = 0; i < B; i++)
+            tmp[i] = (REAL)j->dlg[i * T + (size_t)t];
+        FN(tower_backward)(j->m, t, j->p, j->g, j->x, B, j->act, tmp, dx, t >= n);
+    }
+}
+
+/*
+ * A whole step on the team: forward every tower, the heads' losses and,
+ * if j->g, backward every tower and the sum of the input gradients. lg and
+ * dlg are (B, T) scratch. Returns the total loss.
+ */
+static double FN(net_step)(team_t *team, FN(job_t) *j, const uint8_t *click,
+                           const uint8_t *action, const uint8_t *buy, double *lg, double *dlg,
                            double loss[HEADS_MAX_LOSS])
 {
+    const model_t *m = j->m;
+    const size_t n = (size_t)team_size(team), B = j->B, D = (size_t)m->spec.input_dim;
     double total;
-    const size_t T = (size_t)m->ntowers;
 
-    for (int t = 0; t < m->ntowers; t++)
-        FN(tower_forward)(m, t, p, x, B, act);
-    FN(gather_logits)(m, act, B, lg);
+    team_run(team, FN(run_forward), j);
+    FN(gather_logits)(m, j->act, B, lg);
     total = heads_loss(m->heads, lg, click, action, buy, B, m->spec.loss_weight, loss,
-                       g ? dlg : NULL);
-    if (!g)
+                       j->g ? dlg : NULL);
+    if (!j->g)
         return total;
-    for (int t = 0; t < m->ntowers; t++) {
-        for (size_t i = 0; i < B; i++)
-            tmp[i] = (REAL)dlg[i * T + (size_t)t];
-        FN(tower_backward)(m, t, p, g, x, B, act, tmp, dx, t > 0);
-    }
+    j->dlg = dlg;
+    team_run(team, FN(run_backward), j);
+    if (j->dx)
+        for (size_t r = 1; r < n && r < (size_t)m->ntowers; r++) {
+            const REAL *part = j->dxp + (r - 1) * B * D;
+            for (size_t i = 0; i < B * D; i++)
+                j->dx[i] += part[i];
+        }
     return total;
 }
