@@ -1,0 +1,478 @@
+/*
+ * param_remote.c - param.h over parameter-server shards. See
+ * param_remote.h.
+ *
+ * NOTES ON THE DESIGN
+ *   Splitting a request: for slot s, key i goes to shard route_shard(key);
+ *   it becomes entry j of that shard's key list for s, and back[s][shard]
+ *   remembers i for every j, so the reply's rows (in request order) land
+ *   at rows[s][i]. The per-shard key, gradient and index arrays are kept
+ *   and reused across batches.
+ *
+ *   Dense weights: pull_start also asks every shard for its dense range,
+ *   pull_dense() copies what arrived. push_dense() sends each shard the
+ *   gradient of its range. A fresh cluster's dense ranges are set by rank
+ *   0 at start-up (PUSH_DENSE with MSG_F_ASSIGN) when a shard reports
+ *   "dense_initialized" 0 in its STATS; other ranks wait until every
+ *   shard reports 1.
+ */
+#include "param_remote.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "codec.h"
+#include "log.h"
+#include "ps_client.h"
+#include "route.h"
+
+typedef struct shard_part {
+    uint64_t *keys[MODEL_MAX_SLOTS];  /* keys of slot s routed here */
+    uint32_t *back[MODEL_MAX_SLOTS];  /* their index in the request */
+    float *grads[MODEL_MAX_SLOTS];    /* their gradients (push) */
+    size_t n[MODEL_MAX_SLOTS];        /* keys in use */
+    size_t cap[MODEL_MAX_SLOTS];      /* keys allocated */
+    uint64_t pull_id;                 /* outstanding PULL, 0: none */
+    uint64_t dense_id;                /* outstanding PULL_DENSE, 0: none */
+    uint64_t dense_off, dense_cnt;    /* this shard's dense range (floats) */
+} shard_part_t;
+
+typedef struct remote {
+    param_t base;
+    const model_spec_t *ms;
+    ps_client_t *cli;
+    int nshards;
+    uint32_t rank;
+    shard_part_t *part;
+    float *dense;          /* the last dense weights received */
+    size_t dense_n;        /* floats */
+    int dense_fresh;       /* dense holds the reply to the last pull_start */
+    int pulling;           /* a pull is outstanding */
+    int mode;              /* of the outstanding pull */
+} remote_t;
+
+static int grow_part(shard_part_t *sp, int s, size_t need, size_t dim)
+{
+    if (need <= sp->cap[s])
+        return 0;
+    size_t cap = sp->cap[s] ? sp->cap[s] : 256;
+    while (cap < need)
+        cap *= 2;
+    uint64_t *k = realloc(sp->keys[s], cap * sizeof(*k));
+    if (!k)
+        return ERR_NOMEM;
+    sp->keys[s] = k;
+    uint32_t *b = realloc(sp->back[s], cap * sizeof(*b));
+    if (!b)
+        return ERR_NOMEM;
+    sp->back[s] = b;
+    float *g = realloc(sp->grads[s], cap * dim * sizeof(*g));
+    if (!g)
+        return ERR_NOMEM;
+    sp->grads[s] = g;
+    sp->cap[s] = cap;
+    return 0;
+}
+
+/* Route req's keys to shards (keys, back, n of every part). */
+static int split(remote_t *r, const param_req_t *req, errbuf_t *eb)
+{
+    for (int h = 0; h < r->nshards; h++)
+        memset(r->part[h].n, 0, sizeof(r->part[h].n));
+    for (int s = 0; s < req->nslots; s++) {
+        size_t dim = (size_t)r->ms->slot[s].dim;
+        for (size_t i = 0; i < req->n[s]; i++) {
+            uint64_t k = req->keys[s][i];
+            shard_part_t *sp = &r->part[route_shard(k, (uint32_t)r->nshards)];
+            if (sp->n[s] == sp->cap[s] && grow_part(sp, s, sp->n[s] + 1, dim) != 0)
+                return errbuf_set(eb, ERR_NOMEM, "out of memory routing keys");
+            sp->keys[s][sp->n[s]] = k;
+            sp->back[s][sp->n[s]] = (uint32_t)i;
+            sp->n[s]++;
+        }
+    }
+    return 0;
+}
+
+/* Fill a ROWS body with the slots of part sp that have keys. */
+static void rows_body(msg_rows_t *rb, const remote_t *r, const shard_part_t *sp, int with_grads)
+{
+    rb->nslots = 0;
+    for (int s = 0; s < r->ms->nslots; s++) {
+        if (sp->n[s] == 0)
+            continue;
+        msg_slot_t *e = &rb->slot[rb->nslots++];
+        memset(e, 0, sizeof(*e));
+        e->slot = (uint32_t)s;
+        e->nkeys = (uint32_t)sp->n[s];
+        e->keys = sp->keys[s];
+        if (with_grads) {
+            e->dim = (uint32_t)r->ms->slot[s].dim;
+            e->rows = sp->grads[s];
+        }
+    }
+}
+
+static int remote_pull_start(param_t *p, const param_req_t *req, int mode, errbuf_t *eb)
+{
+    remote_t *r = (remote_t *)p;
+    msg_t m;
+    int rc = split(r, req, eb);
+
+    if (rc != 0)
+        return rc;
+    for (int h = 0; h < r->nshards; h++) {
+        shard_part_t *sp = &r->part[h];
+        sp->pull_id = sp->dense_id = 0;
+        msg_init(&m, MSG_PULL, 0);
+        rows_body(&m.u.rows, r, sp, 0);
+        if (mode == PARAM_PULL_PREDICT)
+            m.u.rows.flags |= MSG_F_READONLY;
+        if (m.u.rows.nslots > 0) {
+            rc = ps_client_send(r->cli, h, &m, &sp->pull_id, eb);
+            if (rc != 0)
+                return rc;
+        }
+        if (sp->dense_cnt > 0 && mode == PARAM_PULL_TRAIN) {
+            msg_init(&m, MSG_PULL_DENSE, 0);
+            m.u.dense.offset = sp->dense_off;
+            m.u.dense.count = sp->dense_cnt;
+            rc = ps_client_send(r->cli, h, &m, &sp->dense_id, eb);
+            if (rc != 0)
+                return rc;
+        }
+    }
+    r->pulling = 1;
+    r->mode = mode;
+    return 0;
+}
+
+static int remote_pull_finish(param_t *p, float *const *rows, errbuf_t *eb)
+{
+    remote_t *r = (remote_t *)p;
+    msg_t rep;
+    int rc;
+
+    if (!r->pulling)
+        return errbuf_set(eb, ERR_INVAL, "pull_finish without pull_start");
+    r->pulling = 0;
+    for (int h = 0; h < r->nshards; h++) {
+        shard_part_t *sp = &r->part[h];
+        if (sp->pull_id) {
+            rc = ps_client_wait(r->cli, h, sp->pull_id, &rep, eb);
+            if (rc != 0)
+                return rc;
+            if (rep.hdr.type != MSG_PULL_OK)
+                return errbuf_set(eb, ERR_PROTO, "shard %d: PULL answered with %s", h,
+                                  msg_type_name(rep.hdr.type));
+            for (uint32_t e = 0; e < rep.u.rows.nslots; e++) {
+                const msg_slot_t *ms = &rep.u.rows.slot[e];
+                uint32_t s = ms->slot;
+                size_t dim;
+                if (s >= (uint32_t)r->ms->nslots || ms->nkeys != sp->n[s] ||
+                    ms->dim != (uint32_t)r->ms->slot[s].dim)
+                    return errbuf_set(eb, ERR_PROTO,
+                                      "shard %d: PULL reply does not match the request (slot %u)",
+                                      h, s);
+                dim = ms->dim;
+                for (uint32_t j = 0; j < ms->nkeys; j++)
+                    msg_row_get(rows[s] + (size_t)sp->back[s][j] * dim, ms->rows, j, dim);
+            }
+            sp->pull_id = 0;
+        }
+        if (sp->dense_id) {
+            rc = ps_client_wait(r->cli, h, sp->dense_id, &rep, eb);
+            if (rc != 0)
+                return rc;
+            if (rep.hdr.type != MSG_PULL_DENSE_OK || rep.u.dense.offset != sp->dense_off ||
+                rep.u.dense.count != sp->dense_cnt)
+                return errbuf_set(eb, ERR_PROTO, "shard %d: dense reply does not match", h);
+            memcpy(r->dense + sp->dense_off, rep.u.dense.values, sp->dense_cnt * sizeof(float));
+            sp->dense_id = 0;
+        }
+    }
+    r->dense_fresh = 1;
+    return 0;
+}
+
+static int remote_push(param_t *p, const param_req_t *req, const float *const *grads,
+                       errbuf_t *eb)
+{
+    remote_t *r = (remote_t *)p;
+    msg_t m;
+    uint64_t id;
+    int rc = split(r, req, eb);
+
+    if (rc != 0)
+        return rc;
+    for (int h = 0; h < r->nshards; h++) {
+        shard_part_t *sp = &r->part[h];
+        for (int s = 0; s < req->nslots; s++) {
+            size_t dim = (size_t)r->ms->slot[s].dim;
+            for (size_t j = 0; j < sp->n[s]; j++)
+                memcpy(sp->grads[s] + j * dim, grads[s] + (size_t)sp->back[s][j] * dim,
+                       dim * sizeof(float));
+        }
+        msg_init(&m, MSG_PUSH, 0);
+        rows_body(&m.u.rows, r, sp, 1);
+        if (m.u.rows.nslots == 0)
+            continue;
+        rc = ps_client_send(r->cli, h, &m, &id, eb);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int remote_pull_dense(param_t *p, float *w, size_t n, errbuf_t *eb)
+{
+    remote_t *r = (remote_t *)p;
+
+    if (n != r->dense_n)
+        return errbuf_set(eb, ERR_MISMATCH, "dense size %zu, cluster has %zu", n, r->dense_n);
+    if (!r->dense_fresh) {
+        /* No pull has brought the weights yet: fetch them now. */
+        msg_t m, rep;
+        for (int h = 0; h < r->nshards; h++) {
+            shard_part_t *sp = &r->part[h];
+            if (sp->dense_cnt == 0)
+                continue;
+            msg_init(&m, MSG_PULL_DENSE, 0);
+            m.u.dense.offset = sp->dense_off;
+            m.u.dense.count = sp->dense_cnt;
+            int rc = ps_client_call(r->cli, h, &m, &rep, eb);
+            if (rc != 0)
+                return rc;
+            memcpy(r->dense + sp->dense_off, rep.u.dense.values, sp->dense_cnt * sizeof(float));
+        }
+    }
+    memcpy(w, r->dense, n * sizeof(float));
+    r->dense_fresh = 0;
+    return 0;
+}
+
+static int send_dense(remote_t *r, const float *v, int assign, errbuf_t *eb)
+{
+    msg_t m;
+    uint64_t id;
+
+    for (int h = 0; h < r->nshards; h++) {
+        shard_part_t *sp = &r->part[h];
+        if (sp->dense_cnt == 0)
+            continue;
+        msg_init(&m, MSG_PUSH_DENSE, 0);
+        m.u.dense.flags = assign ? MSG_F_ASSIGN : 0;
+        m.u.dense.offset = sp->dense_off;
+        m.u.dense.count = sp->dense_cnt;
+        m.u.dense.values = v + sp->dense_off;
+        int rc = ps_client_send(r->cli, h, &m, &id, eb);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int remote_push_dense(param_t *p, const float *g, size_t n, errbuf_t *eb)
+{
+    remote_t *r = (remote_t *)p;
+
+    if (n != r->dense_n)
+        return errbuf_set(eb, ERR_MISMATCH, "dense size %zu, cluster has %zu", n, r->dense_n);
+    return send_dense(r, g, 0, eb);
+}
+
+static int remote_sync(param_t *p, errbuf_t *eb)
+{
+    return ps_client_drain(((remote_t *)p)->cli, eb);
+}
+
+static int remote_progress_set(param_t *p, const param_progress_t *pr, errbuf_t *eb)
+{
+    remote_t *r = (remote_t *)p;
+    msg_t m;
+    uint64_t id;
+
+    msg_init(&m, MSG_PROGRESS_SET, 0);
+    m.u.progress.rank = r->rank;
+    m.u.progress.found = 1;
+    m.u.progress.epoch = pr->epoch;
+    m.u.progress.file = pr->file;
+    m.u.progress.offset = pr->offset;
+    m.u.progress.line = pr->line;
+    m.u.progress.samples = pr->samples;
+    /* Not waited for: the ACK is matched whenever shard 0 is next waited on. */
+    int rc = ps_client_send(r->cli, 0, &m, &id, eb);
+    if (rc == 0) {
+        msg_t rep;
+        rc = ps_client_wait(r->cli, 0, id, &rep, eb);
+    }
+    return rc;
+}
+
+static int remote_progress_get(param_t *p, param_progress_t *pr, errbuf_t *eb)
+{
+    remote_t *r = (remote_t *)p;
+    msg_t m, rep;
+    int rc;
+
+    msg_init(&m, MSG_PROGRESS_GET, 0);
+    m.u.progress.rank = r->rank;
+    rc = ps_client_call(r->cli, 0, &m, &rep, eb);
+    if (rc != 0)
+        return rc;
+    pr->found = rep.u.progress.found != 0;
+    pr->epoch = rep.u.progress.epoch;
+    pr->file = rep.u.progress.file;
+    pr->offset = rep.u.progress.offset;
+    pr->line = rep.u.progress.line;
+    pr->samples = rep.u.progress.samples;
+    return 0;
+}
+
+static void remote_destroy(param_t *p)
+{
+    remote_t *r = (remote_t *)p;
+
+    for (int h = 0; r->part && h < r->nshards; h++)
+        for (int s = 0; s < MODEL_MAX_SLOTS; s++) {
+            free(r->part[h].keys[s]);
+            free(r->part[h].back[s]);
+            free(r->part[h].grads[s]);
+        }
+    free(r->part);
+    free(r->dense);
+    ps_client_destroy(&r->cli);
+    free(r);
+}
+
+static const param_ops_t remote_ops = {
+    remote_pull_start, remote_pull_finish, remote_push,         remote_pull_dense,
+    remote_push_dense, remote_sync,        remote_progress_set, remote_progress_get,
+    remote_destroy,
+};
+
+/* Value of counter `name` in shard h's STATS, or -1 if absent. */
+static int64_t stat_of(remote_t *r, int h, const char *name, errbuf_t *eb, int *rc)
+{
+    msg_t m, rep;
+
+    msg_init(&m, MSG_STATS, 0);
+    m.u.cmd.text.ptr = name;
+    m.u.cmd.text.len = (uint32_t)strlen(name);
+    *rc = ps_client_call(r->cli, h, &m, &rep, eb);
+    if (*rc != 0)
+        return -1;
+    for (uint32_t i = 0; i < rep.u.kv.n; i++) {
+        const msg_kv_t *kv = &rep.u.kv.kv[i];
+        if (!kv->is_str && kv->name.len == strlen(name) &&
+            memcmp(kv->name.ptr, name, kv->name.len) == 0)
+            return (int64_t)kv->u64;
+    }
+    return -1;
+}
+
+/* Make sure every shard's dense range holds weights (see the notes). */
+static int dense_bootstrap(remote_t *r, const float *init, volatile sig_atomic_t *stop,
+                           errbuf_t *eb)
+{
+    int rc = 0;
+
+    for (int h = 0; h < r->nshards; h++) {
+        for (int tries = 0;; tries++) {
+            int64_t v = stat_of(r, h, "dense_initialized", eb, &rc);
+            if (rc != 0)
+                return rc;
+            if (v < 0)
+                return errbuf_set(eb, ERR_PROTO, "shard %d (%s) does not report dense_initialized",
+                                  h, ps_client_endpoint(r->cli, h));
+            if (v > 0)
+                break;
+            if (r->rank == 0) {
+                msg_t m, rep;
+                shard_part_t *sp = &r->part[h];
+                msg_init(&m, MSG_PUSH_DENSE, 0);
+                m.u.dense.flags = MSG_F_ASSIGN;
+                m.u.dense.offset = sp->dense_off;
+                m.u.dense.count = sp->dense_cnt;
+                m.u.dense.values = init + sp->dense_off;
+                rc = ps_client_call(r->cli, h, &m, &rep, eb);
+                if (rc != 0)
+                    return rc;
+                LOG_INFO("shard %d: dense range [%llu, +%llu) initialized", h,
+                         (unsigned long long)sp->dense_off, (unsigned long long)sp->dense_cnt);
+                break;
+            }
+            if (stop && *stop)
+                return errbuf_set(eb, ERR_STOPPED, "interrupted");
+            if (tries % 50 == 0)
+                LOG_INFO("waiting for rank 0 to initialize the dense weights of shard %d", h);
+            struct timespec ts = {0, 100 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    return 0;
+}
+
+int param_remote_open(param_t **out, const worker_conf_t *wc, const model_spec_t *ms,
+                      const float *dense_init, size_t dense_n, volatile sig_atomic_t *stop,
+                      errbuf_t *eb)
+{
+    char buf[CONF_STR_MAX];
+    char *eps[PS_CLIENT_MAX_SHARDS];
+    remote_t *r;
+    int n, rc;
+
+    *out = NULL;
+    snprintf(buf, sizeof(buf), "%s", wc->ps.s);
+    n = conf_split_list(buf, ',', eps, PS_CLIENT_MAX_SHARDS);
+    if (n <= 0)
+        return errbuf_set(eb, ERR_CONFIG, "key 'ps': no parameter server endpoints");
+    r = calloc(1, sizeof(*r));
+    if (!r)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    r->base.ops = &remote_ops;
+    r->ms = ms;
+    r->nshards = n;
+    r->rank = (uint32_t)wc->rank;
+    r->dense_n = dense_n;
+    r->part = calloc((size_t)n, sizeof(*r->part));
+    r->dense = malloc((dense_n ? dense_n : 1) * sizeof(float));
+    if (!r->part || !r->dense) {
+        rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    ps_client_opts_t o = {
+        .sender = (uint32_t)wc->rank,
+        .timeout_ms = (int)wc->timeout_ms,
+        .deadline_s = (int)wc->deadline_s,
+        .max_inflight = (int)wc->max_inflight,
+    };
+    rc = ps_client_open(&r->cli, eps, n, &o, eb);
+    if (rc != 0)
+        goto fail;
+    ps_client_set_stop(r->cli, stop);
+    for (int h = 0; h < n; h++) {
+        msg_t m, rep;
+        route_dense_range(dense_n, (uint32_t)n, (uint32_t)h, &r->part[h].dense_off,
+                          &r->part[h].dense_cnt);
+        msg_init(&m, MSG_HELLO, 0);
+        codec_hello_from_spec(&m.u.hello, ms, (uint32_t)h, (uint32_t)n, dense_n, -1);
+        rc = ps_client_call(r->cli, h, &m, &rep, eb);
+        if (rc == 0)
+            rc = codec_hello_check(&m.u.hello, &rep.u.hello, eb);
+        if (rc != 0) {
+            errbuf_prefix(eb, rc, "handshake with shard %d (%s)", h, eps[h]);
+            goto fail;
+        }
+    }
+    rc = dense_bootstrap(r, dense_init, stop, eb);
+    if (rc != 0)
+        goto fail;
+    LOG_INFO("connected to %d parameter server shard%s", n, n > 1 ? "s" : "");
+    *out = &r->base;
+    return 0;
+fail:
+    remote_destroy(&r->base);
+    return rc;
+}
