@@ -54,6 +54,11 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# Hot elementwise loops (ReLU masks, bias sums, optimizer updates): let GCC
+# vectorize them - sqrtf without errno, and the dynamic cost model (-O2's
+# "very cheap" model skips loops of unknown length). About 1.3x on a step.
+$(BUILD)/worker/dense.o $(BUILD)/common/optim.o: CFLAGS += -fno-math-errno -fvect-cost-model=dynamic
+
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^

@@ -129,32 +129,35 @@ void optim_row_init(const optim_t *o, uint64_t key, float *w, float *state, size
     }
 }
 
-static void sgd_update(float lr, float *w, const float *g, size_t n)
+static void sgd_update(float lr, float *restrict w, const float *restrict g, size_t n)
 {
     for (size_t j = 0; j < n; j++)
         w[j] -= lr * g[j];
 }
 
-static void adagrad_update(const optim_t *o, float *w, float *acc, const float *g, size_t n)
+static void adagrad_update(const optim_t *o, float *restrict w, float *restrict acc,
+                           const float *restrict g, size_t n)
 {
+    const float lr = o->lr, eps = o->eps;
+
     for (size_t j = 0; j < n; j++) {
         acc[j] += g[j] * g[j];
-        w[j] -= o->lr * g[j] / (sqrtf(acc[j]) + o->eps);
+        w[j] -= lr * g[j] / (sqrtf(acc[j]) + eps);
     }
 }
 
 /* One Adam step at step count t >= 1 over m[n], v[n]. */
-static void adam_update(const optim_t *o, float *w, float *m, float *v, const float *g, size_t n,
-                        double t)
+static void adam_update(const optim_t *o, float *restrict w, float *restrict m,
+                        float *restrict v, const float *restrict g, size_t n, double t)
 {
-    float b1 = o->beta1, b2 = o->beta2;
+    const float b1 = o->beta1, b2 = o->beta2, eps = o->eps;
     float step = (float)(o->lr / (1.0 - pow(o->beta1, t)));
     float rbc2 = (float)(1.0 / sqrt(1.0 - pow(o->beta2, t)));
 
     for (size_t j = 0; j < n; j++) {
         m[j] = b1 * m[j] + (1.0f - b1) * g[j];
         v[j] = b2 * v[j] + (1.0f - b2) * g[j] * g[j];
-        w[j] -= step * m[j] / (sqrtf(v[j]) * rbc2 + o->eps);
+        w[j] -= step * m[j] / (sqrtf(v[j]) * rbc2 + eps);
     }
 }
 

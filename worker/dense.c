@@ -12,10 +12,10 @@
 #include "err.h"
 
 /* out (B,H) += b, then ReLU if asked: one pass over the output. */
-static void bias_act(float *out, const float *b, size_t B, size_t H, int act)
+static void bias_act(float *restrict out, const float *restrict b, size_t B, size_t H, int act)
 {
     for (size_t i = 0; i < B; i++) {
-        float *o = out + i * H;
+        float *restrict o = out + i * H;
         if (act == DENSE_RELU)
             for (size_t j = 0; j < H; j++) {
                 float v = o[j] + b[j];
@@ -36,13 +36,14 @@ void dense_forward(float *out, const float *in, const float *w, const float *b, 
 }
 
 /* db (H) = column sums of dout (B,H), after masking dout by out > 0 if ReLU. */
-static void mask_and_colsum(float *db, float *dout, const float *out, size_t B, size_t H, int act)
+static void mask_and_colsum(float *restrict db, float *restrict dout, const float *restrict out,
+                            size_t B, size_t H, int act)
 {
     memset(db, 0, H * sizeof(float));
     for (size_t i = 0; i < B; i++) {
-        float *d = dout + i * H;
+        float *restrict d = dout + i * H;
         if (act == DENSE_RELU) {
-            const float *o = out + i * H;
+            const float *restrict o = out + i * H;
             for (size_t j = 0; j < H; j++)
                 d[j] = o[j] > 0.0f ? d[j] : 0.0f;
         }
