@@ -13,13 +13,15 @@
 /* X(section, name, TYPE, default, min, max, choices, help) */
 #define WORKER_CONF_KEYS(X)                                                                     \
     X(data, format, ENUM, "tsv1", 0, 0, "tsv1|aliccp",                                          \
-      "log format: tsv1, or aliccp (pass the skeleton file, then the common-features file)")   \
+      "log format: tsv1, or aliccp (pass skeleton and common_features* files, any order)")   \
     X(data, strict, BOOL, "false", 0, 0, NULL, "make any rejected log line fatal")            \
     X(data, report_rejects, INT, "5", 0, 1000000, NULL,                                         \
       "rejected lines reported individually (file:line: reason) before only counting")         \
     X(train, batch_size, INT, "512", 1, 1048576, NULL, "impressions per training batch")       \
     X(train, epochs, INT, "1", 1, 10000, NULL, "passes over the training logs")                 \
     X(train, threads, INT, "2", 1, 256, NULL, "compute threads (BLAS + data-parallel batches)") \
+    X(train, parallel, ENUM, "towers", 0, 0, "blas|towers",                                     \
+      "how threads split the towers: whole towers per thread, or each sgemm across threads")  \
     X(train, seed, INT, "1", 0, 9.2e18, NULL, "seed of the dense weight initialization")        \
     X(train, metrics_file, STR, "", 0, 0, NULL,                                                 \
       "JSON-lines metrics (one record per interval); empty: <model dir>/metrics.jsonl")        \

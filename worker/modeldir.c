@@ -1,0 +1,180 @@
+/*
+ * modeldir.c - atomic save and load of model directories. See modeldir.h.
+ */
+#define _XOPEN_SOURCE 700
+#include "modeldir.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "meta.h"
+
+void modeldir_rows_path(const char *dir, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/%s", dir, MODELDIR_ROWS);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    return (flag == FTW_DP ? rmdir(path) : unlink(path)) == 0 ? 0 : -1;
+}
+
+int modeldir_remove_tree(const char *path, errbuf_t *eb)
+{
+    struct stat st;
+
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? 0 : errbuf_set(eb, ERR_IO, "%s: %s", path, strerror(errno));
+    if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        return errbuf_set(eb, ERR_IO, "remove %s: %s", path, strerror(errno));
+    return 0;
+}
+
+static int copy_file(const char *from, const char *to, errbuf_t *eb)
+{
+    char buf[1 << 16];
+    int in = open(from, O_RDONLY), out = -1, rc = 0;
+    ssize_t n;
+
+    if (in < 0)
+        return errbuf_set(eb, ERR_IO, "open %s: %s", from, strerror(errno));
+    out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (out < 0) {
+        rc = errbuf_set(eb, ERR_IO, "create %s: %s", to, strerror(errno));
+        goto done;
+    }
+    while ((n = read(in, buf, sizeof(buf))) > 0)
+        if (write(out, buf, (size_t)n) != n) {
+            rc = errbuf_set(eb, ERR_IO, "write %s: %s", to, strerror(errno));
+            goto done;
+        }
+    if (n < 0)
+        rc = errbuf_set(eb, ERR_IO, "read %s: %s", from, strerror(errno));
+    else if (fsync(out) != 0)
+        rc = errbuf_set(eb, ERR_IO, "fsync %s: %s", to, strerror(errno));
+done:
+    if (out >= 0)
+        close(out);
+    close(in);
+    return rc;
+}
+
+/* Copy the plain files of directory `from` (a RocksDB store has no
+ * subdirectories) into `to`. */
+static int copy_dir(const char *from, const char *to, errbuf_t *eb)
+{
+    char src[4400], dst[4400];
+    struct dirent *e;
+    struct stat st;
+    DIR *d;
+    int rc = 0;
+
+    if (mkdir(to, 0755) != 0 && errno != EEXIST)
+        return errbuf_set(eb, ERR_IO, "mkdir %s: %s", to, strerror(errno));
+    d = opendir(from);
+    if (!d)
+        return errbuf_set(eb, ERR_IO, "open %s: %s", from, strerror(errno));
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(src, sizeof(src), "%s/%s", from, e->d_name);
+        snprintf(dst, sizeof(dst), "%s/%s", to, e->d_name);
+        if (stat(src, &st) == 0 && S_ISREG(st.st_mode))
+            rc = copy_file(src, dst, eb);
+    }
+    closedir(d);
+    return rc;
+}
+
+int modeldir_begin(const char *dir, const char *init_from, char *tmp, size_t tmplen,
+                   errbuf_t *eb)
+{
+    char from[4096], to[4096];
+    int rc;
+
+    snprintf(tmp, tmplen, "%s.tmp", dir);
+    rc = modeldir_remove_tree(tmp, eb);
+    if (rc != 0)
+        return rc;
+    if (mkdir(tmp, 0755) != 0)
+        return errbuf_set(eb, ERR_IO, "mkdir %s: %s", tmp, strerror(errno));
+    if (init_from) {
+        modeldir_rows_path(init_from, from, sizeof(from));
+        modeldir_rows_path(tmp, to, sizeof(to));
+        rc = copy_dir(from, to, eb);
+        if (rc != 0)
+            return errbuf_prefix(eb, rc, "--init-from %s", init_from);
+    }
+    return 0;
+}
+
+int modeldir_commit(const char *dir, const char *tmp, const model_t *m, errbuf_t *eb)
+{
+    char path[4096], old[4096];
+    meta_t meta;
+    size_t n;
+    FILE *f;
+    int rc;
+
+    snprintf(path, sizeof(path), "%s/%s", tmp, MODELDIR_DENSE);
+    f = fopen(path, "wb");
+    if (!f)
+        return errbuf_set(eb, ERR_IO, "create %s: %s", path, strerror(errno));
+    rc = model_save_dense(m, f, eb);
+    if (rc == 0 && (fflush(f) != 0 || fsync(fileno(f)) != 0))
+        rc = errbuf_set(eb, ERR_IO, "write %s: %s", path, strerror(errno));
+    if (fclose(f) != 0 && rc == 0)
+        rc = errbuf_set(eb, ERR_IO, "close %s: %s", path, strerror(errno));
+    if (rc != 0)
+        return rc;
+    model_params((model_t *)m, &n);
+    meta_from_spec(&meta, model_spec(m), 1, 0, n);
+    rc = meta_write(tmp, &meta, eb);
+    if (rc == 0)
+        rc = meta_fsync_dir(tmp, eb);
+    if (rc != 0)
+        return rc;
+    snprintf(old, sizeof(old), "%s.old", dir);
+    modeldir_remove_tree(old, NULL);
+    if (rename(dir, old) != 0 && errno != ENOENT)
+        return errbuf_set(eb, ERR_IO, "move old model %s aside: %s", dir, strerror(errno));
+    if (rename(tmp, dir) != 0)
+        return errbuf_set(eb, ERR_IO, "rename %s to %s: %s", tmp, dir, strerror(errno));
+    modeldir_remove_tree(old, NULL);
+    return 0;
+}
+
+int modeldir_load_dense(const char *dir, model_t *m, errbuf_t *eb)
+{
+    char path[4096];
+    meta_t saved, running;
+    size_t n;
+    FILE *f;
+    int rc;
+
+    rc = meta_read(dir, &saved, eb);
+    if (rc != 0)
+        return rc;
+    model_params(m, &n);
+    meta_from_spec(&running, model_spec(m), 1, 0, n);
+    rc = meta_check(&saved, &running, dir, eb);
+    if (rc != 0)
+        return rc;
+    snprintf(path, sizeof(path), "%s/%s", dir, MODELDIR_DENSE);
+    f = fopen(path, "rb");
+    if (!f)
+        return errbuf_set(eb, ERR_IO, "open %s: %s", path, strerror(errno));
+    rc = model_load_dense(m, f, eb);
+    fclose(f);
+    if (rc != 0)
+        return errbuf_prefix(eb, rc, "%s", path);
+    return 0;
+}

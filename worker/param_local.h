@@ -1,0 +1,30 @@
+/*
+ * param_local.h - parameter access in this process (the in-process
+ * implementation of param.h): embedding rows live in the same embedding
+ * table the parameter server runs (ps/emb_table.h), on a RocksDB store in
+ * a model directory; the dense weights are the model's own block, updated
+ * by the model's dense optimizer.
+ *
+ * Thread-safety: one thread.
+ */
+#ifndef FUNNEL_PARAM_LOCAL_H
+#define FUNNEL_PARAM_LOCAL_H
+
+#include <stdint.h>
+
+#include "model.h"
+#include "param.h"
+
+/*
+ * Open the rows store in directory store_dir (created if missing unless
+ * readonly) for model m (which must outlive the param). readonly: no row
+ * is created or written (prediction). mem_limit: bytes of resident rows
+ * (0: unlimited). Returns 0 or ERR_*.
+ */
+int param_local_open(param_t **out, model_t *m, const char *store_dir, int readonly,
+                     uint64_t mem_limit, errbuf_t *eb);
+
+/* Write every changed row to the store (before the directory is saved). */
+int param_local_flush(param_t *p, errbuf_t *eb);
+
+#endif
