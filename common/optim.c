@@ -147,8 +147,8 @@ static void adagrad_update(const optim_t *o, float *restrict w, float *restrict 
 }
 
 /* One Adam step at step count t >= 1 over m[n], v[n]. */
-static void adam_update(const optim_t *o, float *restrict w, float *restrict m,
-                        float *restrict v, const float *restrict g, size_t n, double t)
+static void adam_update(const optim_t *o, float *restrict w, float *restrict m, float *restrict v,
+                        const float *restrict g, size_t n, double t)
 {
     const float b1 = o->beta1, b2 = o->beta2, eps = o->eps;
     float step = (float)(o->lr / (1.0 - pow(o->beta1, t)));

@@ -113,8 +113,7 @@ static void check_shape(size_t B, size_t D, size_t H, int act, int accum, int wi
     memset(dw, 0x7f, H * D * sizeof(float)); /* garbage: must be overwritten */
     memset(db, 0x7f, H * sizeof(float));
     dense_backward(with_din ? din : NULL, dw, db, dout, in, w, out, B, D, H, act, accum);
-    dense_backward_ref(with_din ? dind : NULL, dwd, dbd, doutd, ind, wd, outd, B, D, H, act,
-                       accum);
+    dense_backward_ref(with_din ? dind : NULL, dwd, dbd, doutd, ind, wd, outd, B, D, H, act, accum);
     CU_ASSERT(max_err(dout, doutd, B * H) == 0.0); /* the mask is exact */
     CU_ASSERT(max_err(db, dbd, H) < 1e-5);
     CU_ASSERT(max_err(dw, dwd, H * D) < 1e-5);
@@ -141,7 +140,7 @@ static void check_shape(size_t B, size_t D, size_t H, int act, int accum, int wi
 static void test_blas_vs_reference(void)
 {
     static const size_t fixed[][3] = {
-        {1, 1, 1}, {1, 7, 3}, {1, 128, 256}, {2, 3, 1}, {5, 1, 9},
+        {1, 1, 1},    {1, 7, 3},    {1, 128, 256}, {2, 3, 1},     {5, 1, 9},
         {17, 33, 65}, {64, 128, 1}, {31, 257, 63}, {128, 64, 64},
     };
 

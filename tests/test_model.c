@@ -305,8 +305,7 @@ static void gradcheck_f64(int type, int th)
     gr = malloc(g.n * sizeof(double));
     for (size_t i = 0; i < g.n; i++)
         p[i] = pf[i];
-    CU_ASSERT_EQUAL(model_train_step_f64(g.m, p, g.xd, g.c, g.ac, g.bu, GB, gr, dx, loss, NULL),
-                    0);
+    CU_ASSERT_EQUAL(model_train_step_f64(g.m, p, g.xd, g.c, g.ac, g.bu, GB, gr, dx, loss, NULL), 0);
     for (size_t i = 0; i < g.n; i++) {
         double v = p[i], e = 1e-5;
         p[i] = v + e;
@@ -413,10 +412,11 @@ static void gradcheck_f32(int type, int th)
     CU_ASSERT(skipped * 10 < checked);
     if (getenv("FUNNEL_TEST_VERBOSE") || !(worst < 1e-3) || !(worst_vs64 < 1e-4) ||
         !(skipped * 10 < checked))
-        fprintf(stderr,
-                "\n    %s, %d threads: float check: worst %.3g, vs double %.3g, %zu skipped of %zu\n",
-                heads_name(heads_for(type)), THREADS[th].n, worst, worst_vs64, skipped,
-                skipped + checked);
+        fprintf(
+            stderr,
+            "\n    %s, %d threads: float check: worst %.3g, vs double %.3g, %zu skipped of %zu\n",
+            heads_name(heads_for(type)), THREADS[th].n, worst, worst_vs64, skipped,
+            skipped + checked);
     free(g64);
     free(p);
     free(gf);
@@ -625,7 +625,7 @@ static void test_save_load(void)
     float before[4 * 43];
     memcpy(before, model_params(fresh, &n), sizeof(before));
     struct {
-        size_t off;     /* byte to flip, or cut length */
+        size_t off; /* byte to flip, or cut length */
         int cut;
         int want;
     } cases[] = {

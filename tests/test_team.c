@@ -10,10 +10,10 @@
 #include "team.h"
 
 typedef struct probe {
-    int calls[8];       /* per rank, this run */
+    int calls[8]; /* per rank, this run */
     int size_seen[8];
     pthread_t who[8];
-    long work[8];       /* per rank, a slow-ish result that must be complete */
+    long work[8]; /* per rank, a slow-ish result that must be complete */
 } probe_t;
 
 static void mark(void *arg, int r, int n)

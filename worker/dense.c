@@ -27,11 +27,11 @@ static void bias_act(float *restrict out, const float *restrict b, size_t B, siz
     }
 }
 
-void dense_forward(float *out, const float *in, const float *w, const float *b, size_t B,
-                   size_t D, size_t H, int act)
+void dense_forward(float *out, const float *in, const float *w, const float *b, size_t B, size_t D,
+                   size_t H, int act)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)H, (int)D, 1.0f, in,
-                (int)D, w, (int)D, 0.0f, out, (int)H);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)H, (int)D, 1.0f, in, (int)D,
+                w, (int)D, 0.0f, out, (int)H);
     bias_act(out, b, B, H, act);
 }
 
@@ -52,18 +52,17 @@ static void mask_and_colsum(float *restrict db, float *restrict dout, const floa
     }
 }
 
-void dense_backward(float *din, float *dw, float *db, float *dout, const float *in,
-                    const float *w, const float *out, size_t B, size_t D, size_t H, int act,
-                    int accum)
+void dense_backward(float *din, float *dw, float *db, float *dout, const float *in, const float *w,
+                    const float *out, size_t B, size_t D, size_t H, int act, int accum)
 {
     mask_and_colsum(db, dout, out, B, H, act);
     /* dw (H,D) = dout^T (H,B) in (B,D) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)H, (int)D, (int)B, 1.0f, dout,
-                (int)H, in, (int)D, 0.0f, dw, (int)D);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)H, (int)D, (int)B, 1.0f, dout, (int)H,
+                in, (int)D, 0.0f, dw, (int)D);
     /* din (B,D) = dout (B,H) W (H,D) */
     if (din)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B, (int)D, (int)H, 1.0f,
-                    dout, (int)H, w, (int)D, accum ? 1.0f : 0.0f, din, (int)D);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B, (int)D, (int)H, 1.0f, dout,
+                    (int)H, w, (int)D, accum ? 1.0f : 0.0f, din, (int)D);
 }
 
 void dense_forward_ref(double *out, const double *in, const double *w, const double *b, size_t B,
@@ -79,8 +78,8 @@ void dense_forward_ref(double *out, const double *in, const double *w, const dou
 }
 
 void dense_backward_ref(double *din, double *dw, double *db, double *dout, const double *in,
-                        const double *w, const double *out, size_t B, size_t D, size_t H,
-                        int act, int accum)
+                        const double *w, const double *out, size_t B, size_t D, size_t H, int act,
+                        int accum)
 {
     if (act == DENSE_RELU)
         for (size_t i = 0; i < B * H; i++)
@@ -140,8 +139,8 @@ double dense_sgemm_gflops(size_t M, size_t N, size_t K, double min_seconds)
     for (size_t i = 0; i < K * N; i++)
         b[i] = (float)(i % 7) * 0.02f;
     /* one untimed product warms caches and OpenBLAS's thread pool */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, a,
-                (int)K, b, (int)N, 0.0f, c, (int)N);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, a, (int)K,
+                b, (int)N, 0.0f, c, (int)N);
     t0 = now_seconds();
     do {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, a,

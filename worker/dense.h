@@ -27,8 +27,8 @@
 enum { DENSE_LINEAR = 0, DENSE_RELU = 1 };
 
 /* out (B,H) = act(in (B,D) W^T (D,H) + b (H)); W is (H,D). act: DENSE_*. */
-void dense_forward(float *out, const float *in, const float *w, const float *b, size_t B,
-                   size_t D, size_t H, int act);
+void dense_forward(float *out, const float *in, const float *w, const float *b, size_t B, size_t D,
+                   size_t H, int act);
 
 /*
  * Backward of dense_forward, given its in, W and out:
@@ -38,16 +38,15 @@ void dense_forward(float *out, const float *in, const float *w, const float *b, 
  *   db (H)      = sum over rows of dout        (overwritten)
  *   din (B,D)   = dout W, added to din if accum, else stored; NULL: skipped
  */
-void dense_backward(float *din, float *dw, float *db, float *dout, const float *in,
-                    const float *w, const float *out, size_t B, size_t D, size_t H, int act,
-                    int accum);
+void dense_backward(float *din, float *dw, float *db, float *dout, const float *in, const float *w,
+                    const float *out, size_t B, size_t D, size_t H, int act, int accum);
 
 /* The same two operations as plain loops in double precision. */
 void dense_forward_ref(double *out, const double *in, const double *w, const double *b, size_t B,
                        size_t D, size_t H, int act);
 void dense_backward_ref(double *din, double *dw, double *db, double *dout, const double *in,
-                        const double *w, const double *out, size_t B, size_t D, size_t H,
-                        int act, int accum);
+                        const double *w, const double *out, size_t B, size_t D, size_t H, int act,
+                        int accum);
 
 /* Set OpenBLAS's thread count (process-wide; n >= 1) / read it back. */
 void dense_threads_set(int n);

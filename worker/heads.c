@@ -80,19 +80,32 @@ struct heads {
 };
 
 static const heads_t table[] = {
-    [MODEL_ESM2] = {"esm2", 4, 3,
-                    {{"ctr", P_Y0, LABEL_CLICK, ROWS_ALL},
+    [MODEL_ESM2] =
+        {
+            .name = "esm2",
+            .ntowers = 4,
+            .nloss = 3,
+            .loss = {{"ctr", P_Y0, LABEL_CLICK, ROWS_ALL},
                      {"ctavr", P_Y0Y1, LABEL_ACTION, ROWS_ALL},
                      {"ctcvr", P_Y0_ESM2_CVR, LABEL_BUY, ROWS_ALL}},
-                    {P_Y0, P_ESM2_CVR, P_Y0_ESM2_CVR, P_Y0Y1}},
-    [MODEL_ESMM] = {"esmm", 2, 2,
-                    {{"ctr", P_Y0, LABEL_CLICK, ROWS_ALL},
-                     {"ctcvr", P_Y0Y1, LABEL_BUY, ROWS_ALL}},
-                    {P_Y0, P_Y1, P_Y0Y1, P_NONE}},
-    [MODEL_NAIVE] = {"naive", 2, 2,
-                     {{"ctr", P_Y0, LABEL_CLICK, ROWS_ALL},
-                      {"cvr", P_Y1, LABEL_BUY, ROWS_CLICKED}},
-                     {P_Y0, P_Y1, P_Y0Y1, P_NONE}},
+            .pred = {P_Y0, P_ESM2_CVR, P_Y0_ESM2_CVR, P_Y0Y1},
+        },
+    [MODEL_ESMM] =
+        {
+            .name = "esmm",
+            .ntowers = 2,
+            .nloss = 2,
+            .loss = {{"ctr", P_Y0, LABEL_CLICK, ROWS_ALL}, {"ctcvr", P_Y0Y1, LABEL_BUY, ROWS_ALL}},
+            .pred = {P_Y0, P_Y1, P_Y0Y1, P_NONE},
+        },
+    [MODEL_NAIVE] =
+        {
+            .name = "naive",
+            .ntowers = 2,
+            .nloss = 2,
+            .loss = {{"ctr", P_Y0, LABEL_CLICK, ROWS_ALL}, {"cvr", P_Y1, LABEL_BUY, ROWS_CLICKED}},
+            .pred = {P_Y0, P_Y1, P_Y0Y1, P_NONE},
+        },
 };
 
 const heads_t *heads_for(int model_type)

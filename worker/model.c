@@ -50,13 +50,13 @@ struct model {
     layer_t layer[HEADS_MAX_TOWERS][MODEL_MAX_LAYERS + 1];
     size_t tower_p[HEADS_MAX_TOWERS]; /* offset of tower t's parameters, floats */
     size_t tower_s[HEADS_MAX_TOWERS]; /* offset of tower t's optimizer state, floats */
-    size_t tower_n;   /* parameters per tower (every tower has the same shape) */
-    size_t nparams;   /* floats in the parameter and gradient blocks */
-    size_t nstate;    /* floats of optimizer state */
-    size_t act_width; /* sum of every layer's out over every tower */
-    size_t max_width; /* widest layer input or output */
-    size_t max_batch; /* rows */
-    int64_t step;     /* optimizer steps applied */
+    size_t tower_n;                   /* parameters per tower (every tower has the same shape) */
+    size_t nparams;                   /* floats in the parameter and gradient blocks */
+    size_t nstate;                    /* floats of optimizer state */
+    size_t act_width;                 /* sum of every layer's out over every tower */
+    size_t max_width;                 /* widest layer input or output */
+    size_t max_batch;                 /* rows */
+    int64_t step;                     /* optimizer steps applied */
     float *params, *grads, *state;
     team_t *team;     /* runs the towers; size 1 unless MODEL_PAR_TOWERS */
     int par;          /* MODEL_PAR_* */
@@ -222,8 +222,7 @@ model_t *model_new(const model_spec_t *ms, size_t max_batch, uint64_t seed, errb
     return m;
 nomem:
     model_destroy(&m);
-    errbuf_set(eb, ERR_NOMEM, "model %s: out of memory (max batch %zu)", heads_name(h),
-               max_batch);
+    errbuf_set(eb, ERR_NOMEM, "model %s: out of memory (max batch %zu)", heads_name(h), max_batch);
     return NULL;
 }
 
@@ -277,8 +276,15 @@ int model_threads(const model_t *m, int *par)
 static job_t_f32 job_f32(model_t *m, float *g, const float *x, size_t B, float *dx)
 {
     return (job_t_f32){
-        .m = m, .p = m->params, .g = g, .x = x, .B = B,
-        .act = m->act, .tmp = m->tmp, .dx = dx, .dxp = m->dxp,
+        .m = m,
+        .p = m->params,
+        .g = g,
+        .x = x,
+        .B = B,
+        .act = m->act,
+        .tmp = m->tmp,
+        .dx = dx,
+        .dxp = m->dxp,
     };
 }
 
@@ -390,10 +396,9 @@ double model_flops_per_sample(const model_t *m)
     return f;
 }
 
-int model_train_step_f64(const model_t *m, const double *p, const double *x,
-                         const uint8_t *click, const uint8_t *action, const uint8_t *buy,
-                         size_t B, double *g, double *dx, double loss[HEADS_MAX_LOSS],
-                         double *total)
+int model_train_step_f64(const model_t *m, const double *p, const double *x, const uint8_t *click,
+                         const uint8_t *action, const uint8_t *buy, size_t B, double *g, double *dx,
+                         double loss[HEADS_MAX_LOSS], double *total)
 {
     size_t T = (size_t)m->ntowers, n = (size_t)team_size(m->team);
     size_t D = (size_t)m->spec.input_dim;
@@ -411,7 +416,15 @@ int model_train_step_f64(const model_t *m, const double *p, const double *x,
     if (!act || !tmp || !dxp || !lg || !dlg)
         goto out;
     j = (job_t_f64){
-        .m = m, .p = p, .g = g, .x = x, .B = B, .act = act, .tmp = tmp, .dx = dx, .dxp = dxp,
+        .m = m,
+        .p = p,
+        .g = g,
+        .x = x,
+        .B = B,
+        .act = act,
+        .tmp = tmp,
+        .dx = dx,
+        .dxp = dxp,
     };
     tl = net_step_f64(m->team, &j, click, action, buy, lg, dlg, loss);
     if (total)
@@ -589,8 +602,7 @@ static int read_header(model_t *m, io_t *io, errbuf_t *eb)
     }
     if ((rc = same(eb, "input_dim", get_u32(io), (uint32_t)ms->input_dim)) ||
         (rc = same(eb, "hidden layer count", nl = get_u32(io), (uint32_t)ms->nlayers)))
-        return io->failed ? errbuf_set(eb, ERR_CORRUPT, "dense checkpoint: truncated header")
-                          : rc;
+        return io->failed ? errbuf_set(eb, ERR_CORRUPT, "dense checkpoint: truncated header") : rc;
     for (uint32_t l = 0; l < nl; l++) {
         char what[32];
         snprintf(what, sizeof(what), "size of hidden layer %u", l);

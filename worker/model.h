@@ -154,9 +154,8 @@ int model_load_dense(model_t *m, FILE *f, errbuf_t *eb);
  * not NULL; *total (if not NULL) gets the weighted total loss. Returns 0,
  * ERR_INVAL or ERR_NOMEM.
  */
-int model_train_step_f64(const model_t *m, const double *p, const double *x,
-                         const uint8_t *click, const uint8_t *action, const uint8_t *buy,
-                         size_t B, double *g, double *dx, double loss[HEADS_MAX_LOSS],
-                         double *total);
+int model_train_step_f64(const model_t *m, const double *p, const double *x, const uint8_t *click,
+                         const uint8_t *action, const uint8_t *buy, size_t B, double *g, double *dx,
+                         double loss[HEADS_MAX_LOSS], double *total);
 
 #endif

@@ -16,7 +16,7 @@ typedef struct member {
 
 struct team {
     int size;
-    int started;       /* helper threads running */
+    int started; /* helper threads running */
     pthread_mutex_t mu;
     pthread_cond_t go;   /* a new run (or stop) was posted */
     pthread_cond_t done; /* the last helper of a run finished */

@@ -73,15 +73,15 @@ static void FN(gather_logits)(const model_t *m, const REAL *act, size_t B, doubl
  */
 typedef struct FN(job) {
     const model_t *m;
-    const REAL *p;      /* parameter block */
-    REAL *g;            /* gradient block, NULL: forward only */
-    const REAL *x;      /* (B, D) */
+    const REAL *p; /* parameter block */
+    REAL *g;       /* gradient block, NULL: forward only */
+    const REAL *x; /* (B, D) */
     size_t B;
-    REAL *act;          /* B * act_width */
-    REAL *tmp;          /* member r: tmp + r * 2 * B * max_width */
-    REAL *dx;           /* (B, D) or NULL */
-    REAL *dxp;          /* member r > 0: dxp + (r - 1) * B * D */
-    const double *dlg;  /* (B, T) d loss / d logits */
+    REAL *act;         /* B * act_width */
+    REAL *tmp;         /* member r: tmp + r * 2 * B * max_width */
+    REAL *dx;          /* (B, D) or NULL */
+    REAL *dxp;         /* member r > 0: dxp + (r - 1) * B * D */
+    const double *dlg; /* (B, T) d loss / d logits */
 } FN(job_t);
 
 static void FN(run_forward)(void *arg, int r, int n)
@@ -111,9 +111,8 @@ static void FN(run_backward)(void *arg, int r, int n)
  * if j->g, backward every tower and the sum of the input gradients. lg and
  * dlg are (B, T) scratch. Returns the total loss.
  */
-static double FN(net_step)(team_t *team, FN(job_t) *j, const uint8_t *click,
-                           const uint8_t *action, const uint8_t *buy, double *lg, double *dlg,
-                           double loss[HEADS_MAX_LOSS])
+static double FN(net_step)(team_t *team, FN(job_t) * j, const uint8_t *click, const uint8_t *action,
+                           const uint8_t *buy, double *lg, double *dlg, double loss[HEADS_MAX_LOSS])
 {
     const model_t *m = j->m;
     const size_t n = (size_t)team_size(team), B = j->B, D = (size_t)m->spec.input_dim;
