@@ -22,7 +22,9 @@
  *   Row Adam keeps its step count t as the last state float: a float counts
  *   exactly to 2^24 updates of one row, after which t stops growing; by then
  *   both bias corrections are 1 to float precision, so nothing changes.
- *   Dense Adam gets t from the caller (the model counts its steps).
+ *   Dense Adam gets t from the caller (the model counts its steps). The
+ *   dense update also accepts OPTIM_SGD (no state), beyond optim.h's
+ *   contract; FTRL is rows only.
  *
  *   FTRL init. The paper starts from z = n = 0, i.e. w = 0. We want every
  *   optimizer to start from the same random embedding w0, so z is chosen to

@@ -104,8 +104,7 @@ static int check_spec(const model_spec_t *ms, const heads_t *h, size_t max_batch
         if (ms->layer[l] < 1)
             return errbuf_set(eb, ERR_INVAL, "model: hidden layer %d has %d units", l,
                               ms->layer[l]);
-    if (ms->dense_opt.kind != OPTIM_ADAM && ms->dense_opt.kind != OPTIM_ADAGRAD &&
-        ms->dense_opt.kind != OPTIM_SGD)
+    if (ms->dense_opt.kind != OPTIM_ADAM && ms->dense_opt.kind != OPTIM_ADAGRAD)
         return errbuf_set(eb, ERR_INVAL, "model: dense optimizer '%s' is not adam or adagrad",
                           optim_name(ms->dense_opt.kind));
     if (max_batch < 1 || max_batch > (size_t)1 << 24)
