@@ -448,6 +448,35 @@ void conf_print_help(const conf_schema_t *sc, FILE *out)
     }
 }
 
+void conf_print_ini(const conf_schema_t *sc, const char *const *only, FILE *out)
+{
+    const char *last = "";
+
+    for (size_t i = 0; i < sc->nkeys; i++) {
+        const conf_key_t *k = &sc->keys[i];
+        int want = only == NULL;
+
+        for (const char *const *o = only; o && *o; o++)
+            want |= strcmp(*o, k->section) == 0;
+        if (!want)
+            continue;
+        if (strcmp(k->section, last) != 0) {
+            fprintf(out, "%s[%s]\n", last[0] ? "\n" : "", k->section);
+            last = k->section;
+        }
+        fprintf(out, "\n# %s\n", k->help);
+        if (k->type == CONF_ENUM)
+            fprintf(out, "# one of: %s\n", k->choices);
+        else if (k->type == CONF_INT || k->type == CONF_FLOAT)
+            fprintf(out, "# range: %g .. %g\n", k->min, k->max);
+        else if (k->type == CONF_SIZE)
+            fprintf(out, "# bytes; suffixes K, M, G, T\n");
+        else if (k->type == CONF_BOOL)
+            fprintf(out, "# true or false\n");
+        fprintf(out, "%s = %s\n", k->name, k->def);
+    }
+}
+
 void conf_format_value(const conf_key_t *k, const void *obj, char *buf, size_t len)
 {
     const char *field = (const char *)obj + k->offset;

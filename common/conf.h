@@ -101,6 +101,12 @@ int conf_parse_args(const conf_schema_t *sc, void *obj, int argc, char **argv, c
 /* Print every key: --name TYPE (default) [range] help, grouped by section. */
 void conf_print_help(const conf_schema_t *sc, FILE *out);
 
+/* Print every key of the schema as a documented INI file with its default
+ * value (one "# help" comment line per key), grouped by section; only
+ * sections listed in `only` (NULL-terminated) when it is not NULL. This is
+ * how the shipped conf/ files are made, so they cannot drift from the table. */
+void conf_print_ini(const conf_schema_t *sc, const char *const *only, FILE *out);
+
 /* Write the effective configuration, one `section.key = value` per line,
  * through the logger at INFO level. */
 void conf_log_effective(const conf_schema_t *sc, const void *obj);
