@@ -22,8 +22,10 @@ local mode:
     fresh, untrained row like any new key in funnel.
   * Towers: one MLP per tower on the concatenated pooled slots, hidden sizes
     --towers (default 256,128,64) with ReLU, then a 1-unit sigmoid head.
-    Dense weights and biases start as U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
-    PyTorch's nn.Linear default (Kaiming uniform, a=sqrt(5)).
+    Dense weights start as U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (the
+    distribution of PyTorch's nn.Linear default, Kaiming uniform with
+    a=sqrt(5)) and biases as 0, like funnel (--bias-init uniform gives
+    nn.Linear's bias init instead).
   * Heads and losses (BCE on probabilities clamped to [1e-7, 1-1e-7]):
       esm2  towers y1..y4; pCTR = y1 vs click, pCTAVR = y1*y2 vs action,
             pCTCVR = y1*((1-y2)*y4 + y2*y3) vs buy; pCVR = (1-y2)*y4 + y2*y3.
@@ -31,10 +33,12 @@ local mode:
       naive towers ctr, cvr; pCTR vs click on every row, pCVR vs buy only on
             clicked rows (the CVR term is multiplied by click);
             pCTCVR = pCTR*pCVR is only reported.
-    The batch loss is the mean over the batch rows of the weighted sum of the
-    row's losses (--loss-weights, default 1,1,1 / 1,1). For naive the CVR
-    term of an unclicked row is 0 and still counts in the mean's
-    denominator (the batch size).
+    Batch loss = sum_k weight_k * loss_k (--loss-weights, default 1,1,1 or
+    1,1), where loss_k is the mean cross-entropy over the batch's rows -
+    except naive's CVR loss, the mean over the batch's clicked rows (0 with
+    no gradient in a batch without clicks). Same as funnel's heads.c.
+    Funnel's losses are exact log-domain forms; where this reference clamps
+    (a probability within 1e-7 of 0 or 1) its gradient is zero instead.
   * Optimizers: embedding rows Adagrad (acc += g^2; w -= lr*g/(sqrt(acc)+eps),
     lr 0.05, eps 1e-8, acc starts at 0, sparse gradients: only the rows of
     the batch change, a row's gradient summed over its occurrences); dense
@@ -105,6 +109,9 @@ def parse_args(argv):
     p.add_argument("--adam-beta1", type=float, default=0.9)
     p.add_argument("--adam-beta2", type=float, default=0.999)
     p.add_argument("--adam-eps", type=float, default=1e-8)
+    p.add_argument("--bias-init", choices=("zero", "uniform"), default="zero",
+                   help="dense biases: zero (funnel) or U(+-1/sqrt(fan_in)) "
+                   "(nn.Linear's default)")
     p.add_argument("--seed", type=int, default=1,
                    help="seed of the parameter initialization and synthetic data")
     p.add_argument("--threads", type=int, default=1,
@@ -208,6 +215,8 @@ class Vocab:
             if not WEIGHT_RE.match(wtext):
                 return -2
             weight = float(wtext)
+            if not math.isfinite(array.array("f", [weight])[0]):
+                return -2                       # overflows a float
         if not rest:
             return -1
         s = self.slot_index.get(slot)
@@ -271,7 +280,7 @@ def read_logs(paths, vocab, strict):
                     code = valid.get((cols[0], cols[1], cols[2]))
                     if code is None:
                         if all(c in ZERO_ONE for c in cols[:3]):
-                            reason = "invalid label combination"
+                            reason = "action or buy without click"
                         else:
                             reason = "label not 0/1"
                     elif cols[3]:
@@ -367,7 +376,10 @@ def build_model(args, nrows):
     def linear_init(weight, bias, fan_in):
         bound = 1.0 / math.sqrt(fan_in)
         nn.init.uniform_(weight, -bound, bound)
-        nn.init.uniform_(bias, -bound, bound)
+        if args.bias_init == "uniform":
+            nn.init.uniform_(bias, -bound, bound)
+        else:
+            nn.init.zeros_(bias)
 
     class SeparateTowers(nn.Module):
         """One nn.Linear stack per tower; returns logits (B, ntowers)."""
@@ -457,14 +469,19 @@ def bce(p, label):
 
 
 def losses(model_type, h, lab):
-    """Per-row losses (B,) in --loss-weights order; lab (B, 3) click/action/buy."""
+    """Batch losses (scalars) in --loss-weights order; lab (B, 3) holds
+    click/action/buy. Each is the mean cross-entropy over its rows: every
+    row, except naive's CVR loss, whose rows are the clicked ones (0, with
+    no gradient, in a batch without clicks)."""
     click, action, buy = lab.unbind(1)
     if model_type == "esm2":
-        return (bce(h["pctr"], click), bce(h["pctavr"], action),
-                bce(h["pctcvr"], buy))
+        return (bce(h["pctr"], click).mean(), bce(h["pctavr"], action).mean(),
+                bce(h["pctcvr"], buy).mean())
     if model_type == "esmm":
-        return bce(h["pctr"], click), bce(h["pctcvr"], buy)
-    return bce(h["pctr"], click), click * bce(h["pcvr"], buy)
+        return bce(h["pctr"], click).mean(), bce(h["pctcvr"], buy).mean()
+    nclick = click.sum().clamp(min=1.0)
+    return (bce(h["pctr"], click).mean(),
+            (click * bce(h["pcvr"], buy)).sum() / nclick)
 
 
 class Trainer:
@@ -479,20 +496,20 @@ class Trainer:
         self.dense_opt = torch.optim.Adam(
             dense, lr=args.dense_lr, betas=(args.adam_beta1, args.adam_beta2),
             eps=args.adam_eps, foreach=True)
-        self.weights = torch.tensor(args.weights).unsqueeze(1)    # (L, 1)
+        self.weights = torch.tensor(args.weights)                 # (L,)
 
     def step(self, rows, offsets, w, lab):
-        """One training step; returns the per-task mean losses (tensor)."""
+        """One training step; returns the per-task batch losses (L,)."""
         import torch
         h = heads(self.args.model, self.model(rows, offsets, w))
-        per_task = torch.stack(losses(self.args.model, h, lab))   # (L, B)
-        loss = (self.weights * per_task).sum(0).mean()
+        per_task = torch.stack(losses(self.args.model, h, lab))   # (L,)
+        loss = (self.weights * per_task).sum()
         self.emb_opt.zero_grad(set_to_none=True)
         self.dense_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.emb_opt.step()
         self.dense_opt.step()
-        return per_task.detach().mean(1)
+        return per_task.detach()
 
     def predict(self, data, size=8192):
         import torch
