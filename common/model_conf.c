@@ -67,7 +67,7 @@ int model_spec_from_conf(model_spec_t *ms, const model_conf_t *mc, errbuf_t *eb)
     int n, rc;
 
     memset(ms, 0, sizeof(*ms));
-    ms->type = mc->model;
+    ms->type = mc->model_type;
     ms->nloss = ms->type == MODEL_ESM2 ? 3 : 2;
 
     snprintf(buf, sizeof(buf), "%s", mc->slots.s);

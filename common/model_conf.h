@@ -20,7 +20,7 @@
 
 /* X(section, name, TYPE, default, min, max, choices, help) */
 #define MODEL_CONF_KEYS(X)                                                                      \
-    X(model, model, ENUM, "esm2", 0, 0, "esm2|esmm|naive",                                      \
+    X(model, model_type, ENUM, "esm2", 0, 0, "esm2|esmm|naive",                                      \
       "model type: esm2 (4 towers, 3 losses), esmm (2 towers), naive (CVR on clicks only)")     \
     X(model, slots, STR, "user_id,item_id,cate_id,shop_id,brand_id,position,hour,tag", 0, 0,    \
       NULL, "comma-separated feature slots; tokens of other slots are ignored (counted)")      \
@@ -30,7 +30,7 @@
     X(model, towers, STR, "256,128,64", 0, 0, NULL,                                             \
       "hidden layer sizes of every tower (ReLU), then a sigmoid head")                         \
     X(model, loss_weights, STR, "1,1,1", 0, 0, NULL,                                            \
-      "weights of the losses: ctr,ctavr,ctcvr for esm2; ctr,ctcvr for esmm/naive")             \
+      "weights of the losses: ctr,ctavr,ctcvr (esm2); ctr,ctcvr (esmm); ctr,cvr-on-clicks (naive)")             \
     X(model, emb_optimizer, ENUM, "adagrad", 0, 0, "adagrad|sgd|adam|ftrl",                     \
       "optimizer of embedding rows (state stored beside each row)")                            \
     X(model, emb_lr, FLOAT, "0.05", 0, 100, NULL, "learning rate of embedding rows")           \

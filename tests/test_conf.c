@@ -25,7 +25,7 @@ static const conf_key_t tkeys[] = {
 #define MROW(sect, name, ...) {#sect, #name, 0, 0, NULL, 0, 0, NULL, NULL},
     {"model", "emb_dim", CONF_INT, offsetof(tconf_t, model.emb_dim), "16", 1, 1024, NULL, "d"},
     {"model", "slots", CONF_STR, offsetof(tconf_t, model.slots), "a,b", 0, 0, NULL, "s"},
-    {"model", "model", CONF_ENUM, offsetof(tconf_t, model.model), "esm2", 0, 0, "esm2|esmm|naive", "m"},
+    {"model", "model_type", CONF_ENUM, offsetof(tconf_t, model.model_type), "esm2", 0, 0, "esm2|esmm|naive", "m"},
     ROW(train, batch, INT, "512", 1, 4096, NULL, "rows per batch")
     ROW(train, lr, FLOAT, "0.5", 0, 1, NULL, "learning rate")
     ROW(train, verbose, BOOL, "false", 0, 0, NULL, "chatty")
@@ -71,14 +71,14 @@ static void test_defaults_and_good_file(void)
     CU_ASSERT_EQUAL(c.mem, 1ull << 30);
     CU_ASSERT_EQUAL(c.verbose, 0);
     CU_ASSERT_EQUAL(load_text("# comment\n[train]\nbatch = 64\nlr = 0.25\nverbose = yes\n"
-                              "mem = 512M\n[model]\nmodel = esmm\n[ps]\nanything = 1\n",
+                              "mem = 512M\n[model]\nmodel_type = esmm\n[ps]\nanything = 1\n",
                               &c, &eb),
                     0);
     CU_ASSERT_EQUAL(c.batch, 64);
     CU_ASSERT_DOUBLE_EQUAL(c.lr, 0.25, 1e-12);
     CU_ASSERT_EQUAL(c.verbose, 1);
     CU_ASSERT_EQUAL(c.mem, 512ull << 20);
-    CU_ASSERT_EQUAL(c.model.model, MODEL_ESMM);
+    CU_ASSERT_EQUAL(c.model.model_type, MODEL_ESMM);
 }
 
 static void test_unknown_key_names_file_line_key(void)
@@ -109,7 +109,7 @@ static void test_bad_values(void)
     CU_ASSERT_EQUAL(load_text("[train]\nlr = nan\n", &c, &eb), ERR_CONFIG);
     CU_ASSERT_EQUAL(load_text("[train]\nverbose = maybe\n", &c, &eb), ERR_CONFIG);
     CU_ASSERT_EQUAL(load_text("[train]\nmem = 12Q\n", &c, &eb), ERR_CONFIG);
-    CU_ASSERT_EQUAL(load_text("[model]\nmodel = dcn\n", &c, &eb), ERR_CONFIG);
+    CU_ASSERT_EQUAL(load_text("[model]\nmodel_type = dcn\n", &c, &eb), ERR_CONFIG);
     CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "esm2|esmm|naive"));
     CU_ASSERT_EQUAL(load_text("[train]\nthis is not ini\n", &c, &eb), ERR_CONFIG);
     CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "t.conf:2"));
@@ -188,7 +188,7 @@ static void test_model_spec(void)
     CU_ASSERT_EQUAL(model_spec_from_conf(&ms, &mc, &eb), ERR_CONFIG);
     CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "nope"));
     conf_set(&msc, &mc, "slot_dims", "", "t", &eb);
-    conf_set(&msc, &mc, "model", "esmm", "t", &eb);
+    conf_set(&msc, &mc, "model_type", "esmm", "t", &eb);
     CU_ASSERT_EQUAL(model_spec_from_conf(&ms, &mc, &eb), ERR_CONFIG); /* 3 weights for esmm */
     conf_set(&msc, &mc, "loss_weights", "1,2", "t", &eb);
     CU_ASSERT_EQUAL(model_spec_from_conf(&ms, &mc, &eb), 0);
