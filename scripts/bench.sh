@@ -1,0 +1,46 @@
+#!/bin/sh
+# make bench: every benchmark prints numbers; nothing is asserted.
+# Ratios are measured in the same run, so a noisy shared machine moves both
+# sides together.
+#
+#   scripts/bench.sh [BINDIR] [NAME...]     NAME: reader codec table train torch ps
+set -u
+BIN=${1:-bin}
+[ $# -gt 0 ] && shift
+WANT="${*:-reader codec table train torch ps}"
+OUT=${BENCH_DIR:-bench-out}
+mkdir -p "$OUT"
+want() { case " $WANT " in *" $1 "*) return 0 ;; esac; return 1; }
+run() { # name, command...
+    n=$1; shift
+    printf '\n== %s\n' "$n"
+    "$@" 2>&1 | tee "$OUT/$n.txt"
+}
+
+want reader && [ -x "$BIN/bench-reader" ] && run reader "$BIN/bench-reader"
+want codec && [ -x "$BIN/bench-codec" ] && run codec "$BIN/bench-codec"
+want table && [ -x "$BIN/bench-table" ] && run table "$BIN/bench-table"
+want train && [ -x "$BIN/bench-train" ] && run train "$BIN/bench-train"
+if want torch && [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+    printf '\n== torch (PyTorch CPU reference, same model and batch; best thread setting)\n'
+    best=0
+    for tb in "1 1" "2 2" "1 2"; do
+        set -- $tb
+        r=$(OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 bench/torch_model.py throughput \
+            --model esm2 --threads "$1" --blas-threads "$2" --batches 200 --warmup 20 2>/dev/null |
+            tail -n 1)
+        sps=$(printf '%s' "$r" | sed -n 's/.*"samples_per_s": *\([0-9.]*\).*/\1/p')
+        echo "torch esm2 threads=$1 blas_threads=$2: ${sps:-?} samples/s"
+        if [ -n "$sps" ] && awk "BEGIN{exit !($sps > $best)}"; then best=$sps; fi
+    done | tee "$OUT/torch.txt"
+    best=$(sed -n 's/.*: \([0-9.]*\) samples\/s/\1/p' "$OUT/torch.txt" | sort -g | tail -n 1)
+    ours=$(sed -n 's/^train esm2 .*: \([0-9.]*\) samples\/s.*/\1/p' "$OUT/train.txt" 2>/dev/null |
+        sort -g | tail -n 1)
+    if [ -n "$best" ] && [ -n "$ours" ]; then
+        awk -v o="$ours" -v t="$best" \
+            'BEGIN{printf "funnel / PyTorch (esm2, best of each): %.0f / %.0f = %.2fx\n", o, t, o/t}' |
+            tee -a "$OUT/torch.txt"
+    fi
+fi
+want ps && [ -x "$BIN/bench-ps" ] && run ps "$BIN/bench-ps"
+printf '\nResults are in %s/.\n' "$OUT"
