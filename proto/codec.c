@@ -196,6 +196,9 @@ static int check_kv(int type, const msg_kvlist_t *l, int code, errbuf_t *eb)
 
     if ((rc = check_flags(type, l->flags, code, eb)) < 0)
         return rc;
+    if (l->n > 0 && l->kv == NULL)
+        return errbuf_set(eb, code, "%s: %" PRIu32 " counters but no array", msg_type_name(type),
+                          l->n);
     /* Each entry is 4 msgpack objects; keep what we send decodable. */
     if (l->n > (CODEC_MAX_OBJECTS - 16) / 4)
         return errbuf_set(eb, code == ERR_PROTO ? ERR_TOOBIG : code,
@@ -527,9 +530,6 @@ int codec_encode(codec_buf_t *b, const msg_t *m, errbuf_t *eb)
         return rc;
     if (msg_type_body(type) == MSG_BODY_ROWS && (rc = rows_pointers_ok(type, &m->u.rows, eb)) < 0)
         return rc;
-    if (msg_type_body(type) == MSG_BODY_KV && m->u.kv.n > 0 && m->u.kv.kv == NULL)
-        return errbuf_set(eb, ERR_INVAL, "%s: %" PRIu32 " counters but no array",
-                          msg_type_name(type), m->u.kv.n);
 
     /* Grow once up front for the bulk of the message (capped: the writes
      * below decide about ERR_TOOBIG exactly). */
