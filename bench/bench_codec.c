@@ -29,11 +29,11 @@
 #define RUN_SECONDS 0.3
 
 typedef struct bench {
-    size_t nkeys;      /* keys per message */
-    uint32_t dim;      /* floats per row */
-    uint64_t *keys;    /* nkeys */
-    float *rows;       /* nkeys * dim */
-    float *out;        /* nkeys * dim, decoded rows */
+    size_t nkeys;   /* keys per message */
+    uint32_t dim;   /* floats per row */
+    uint64_t *keys; /* nkeys */
+    float *rows;    /* nkeys * dim */
+    float *out;     /* nkeys * dim, decoded rows */
     codec_buf_t buf;
     codec_dec_t *dec;
     msg_t m, d;
@@ -58,8 +58,8 @@ static void set_pull_ok(bench_t *b, const float *rows)
 {
     msg_init(&b->m, MSG_PULL_OK, 42);
     b->m.u.rows.nslots = 1;
-    b->m.u.rows.slot[0] = (msg_slot_t){.slot = 3, .nkeys = (uint32_t)b->nkeys, .dim = b->dim,
-                                       .rows = rows};
+    b->m.u.rows.slot[0] =
+        (msg_slot_t){.slot = 3, .nkeys = (uint32_t)b->nkeys, .dim = b->dim, .rows = rows};
 }
 
 /* One operation on b; returns 0 or exits. */

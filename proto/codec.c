@@ -93,16 +93,15 @@ static int check_flags(int type, uint32_t flags, int code, errbuf_t *eb)
     return 0;
 }
 
-static int check_text(int type, const char *field, const msg_str_t *s, uint32_t max,
-                      int allow_nul, int code, errbuf_t *eb)
+static int check_text(int type, const char *field, const msg_str_t *s, uint32_t max, int allow_nul,
+                      int code, errbuf_t *eb)
 {
     if (s->len > max)
         return errbuf_set(eb, code == ERR_PROTO ? ERR_TOOBIG : code,
                           "%s: %s of %" PRIu32 " bytes exceeds %" PRIu32, msg_type_name(type),
                           field, s->len, max);
     if (s->len > 0 && s->ptr == NULL)
-        return errbuf_set(eb, code, "%s: %s has a length but no bytes", msg_type_name(type),
-                          field);
+        return errbuf_set(eb, code, "%s: %s has a length but no bytes", msg_type_name(type), field);
     if (!allow_nul && s->len > 0 && memchr(s->ptr, '\0', s->len) != NULL)
         return errbuf_set(eb, code, "%s: %s contains a NUL byte", msg_type_name(type), field);
     return 0;
@@ -129,8 +128,8 @@ static int check_rows(int type, const msg_rows_t *r, int code, errbuf_t *eb)
                               s->slot, MODEL_MAX_SLOTS);
         if (i > 0 && s->slot <= r->slot[i - 1].slot)
             return errbuf_set(eb, code,
-                              "%s: entry %" PRIu32 ": slot %" PRIu32
-                              " after slot %" PRIu32 " (slots must increase)",
+                              "%s: entry %" PRIu32 ": slot %" PRIu32 " after slot %" PRIu32
+                              " (slots must increase)",
                               tn, i, s->slot, r->slot[i - 1].slot);
         if (s->dim < rule->dim_min || s->dim > rule->dim_max)
             return errbuf_set(eb, code,
@@ -164,11 +163,11 @@ static int check_hello(int type, const msg_hello_t *h, int code, errbuf_t *eb)
         size_t nl = strnlen(s->name, sizeof(s->name));
 
         if (nl == 0 || nl == sizeof(s->name))
-            return errbuf_set(eb, code, "%s: slot %" PRIu32 ": name empty or over %d bytes", tn,
-                              i, MODEL_SLOT_NAME_MAX - 1);
+            return errbuf_set(eb, code, "%s: slot %" PRIu32 ": name empty or over %d bytes", tn, i,
+                              MODEL_SLOT_NAME_MAX - 1);
         if (s->dim < 1 || s->dim > MSG_MAX_DIM)
-            return errbuf_set(eb, code, "%s: slot %" PRIu32 ": dim %" PRIu32 " outside [1, %u]",
-                              tn, i, s->dim, MSG_MAX_DIM);
+            return errbuf_set(eb, code, "%s: slot %" PRIu32 ": dim %" PRIu32 " outside [1, %u]", tn,
+                              i, s->dim, MSG_MAX_DIM);
     }
     return 0;
 }
@@ -180,9 +179,8 @@ static int check_dense(int type, const msg_dense_t *d, int code, errbuf_t *eb)
     if ((rc = check_flags(type, d->flags, code, eb)) < 0)
         return rc;
     if (d->offset + d->count < d->offset)
-        return errbuf_set(eb, code,
-                          "%s: range %" PRIu64 " + %" PRIu64 " wraps around", msg_type_name(type),
-                          d->offset, d->count);
+        return errbuf_set(eb, code, "%s: range %" PRIu64 " + %" PRIu64 " wraps around",
+                          msg_type_name(type), d->offset, d->count);
     /* A range that has values must fit a bin; 2^30 floats is 4 GiB. */
     if (type != MSG_PULL_DENSE && d->count > ((uint64_t)1 << 30))
         return errbuf_set(eb, code == ERR_PROTO ? ERR_TOOBIG : code,
@@ -392,12 +390,11 @@ static int rows_pointers_ok(int type, const msg_rows_t *r, errbuf_t *eb)
 
         if ((rule->keys == BLOB_NEED && !empty && s->keys == NULL) ||
             (rule->meta == BLOB_NEED && !empty && s->meta == NULL))
-            return errbuf_set(eb, ERR_INVAL, "%s: entry %" PRIu32 ": keys or meta missing", tn,
-                              i);
+            return errbuf_set(eb, ERR_INVAL, "%s: entry %" PRIu32 ": keys or meta missing", tn, i);
         if ((rule->keys == BLOB_NO && s->keys) || (rule->rows == BLOB_NO && s->rows) ||
             (rule->counts == BLOB_NO && s->counts) || (rule->meta == BLOB_NO && s->meta))
-            return errbuf_set(eb, ERR_INVAL, "%s: entry %" PRIu32 ": a blob %s does not carry",
-                              tn, i, tn);
+            return errbuf_set(eb, ERR_INVAL, "%s: entry %" PRIu32 ": a blob %s does not carry", tn,
+                              i, tn);
     }
     return 0;
 }
@@ -620,30 +617,78 @@ static int prescan(const unsigned char *p, size_t len, size_t max, errbuf_t *eb)
         } else {
             /* k: bytes of the length field; n: fixed payload. */
             switch (t) {
-            case 0xc4: case 0xd9: k = 1; break;             /* bin8, str8 */
-            case 0xc5: case 0xda: k = 2; break;             /* bin16, str16 */
-            case 0xc6: case 0xdb: k = 4; break;             /* bin32, str32 */
-            case 0xc7: k = 1, n = 1; break;                 /* ext8 + type */
-            case 0xc8: k = 2, n = 1; break;
-            case 0xc9: k = 4, n = 1; break;
-            case 0xca: n = 4; break;                        /* float32 */
-            case 0xcb: n = 8; break;                        /* float64 */
-            case 0xcc: case 0xd0: n = 1; break;
-            case 0xcd: case 0xd1: n = 2; break;
-            case 0xce: case 0xd2: n = 4; break;
-            case 0xcf: case 0xd3: n = 8; break;
-            case 0xd4: n = 2; break;                        /* fixext 1..16 + type */
-            case 0xd5: n = 3; break;
-            case 0xd6: n = 5; break;
-            case 0xd7: n = 9; break;
-            case 0xd8: n = 17; break;
-            case 0xdc: k = 2, container = 1; break;         /* array16 */
-            case 0xdd: k = 4, container = 1; break;         /* array32 */
-            case 0xde: k = 2, container = 2; break;         /* map16 */
-            case 0xdf: k = 4, container = 2; break;         /* map32 */
+            case 0xc4:
+            case 0xd9:
+                k = 1;
+                break; /* bin8, str8 */
+            case 0xc5:
+            case 0xda:
+                k = 2;
+                break; /* bin16, str16 */
+            case 0xc6:
+            case 0xdb:
+                k = 4;
+                break; /* bin32, str32 */
+            case 0xc7:
+                k = 1, n = 1;
+                break; /* ext8 + type */
+            case 0xc8:
+                k = 2, n = 1;
+                break;
+            case 0xc9:
+                k = 4, n = 1;
+                break;
+            case 0xca:
+                n = 4;
+                break; /* float32 */
+            case 0xcb:
+                n = 8;
+                break; /* float64 */
+            case 0xcc:
+            case 0xd0:
+                n = 1;
+                break;
+            case 0xcd:
+            case 0xd1:
+                n = 2;
+                break;
+            case 0xce:
+            case 0xd2:
+                n = 4;
+                break;
+            case 0xcf:
+            case 0xd3:
+                n = 8;
+                break;
+            case 0xd4:
+                n = 2;
+                break; /* fixext 1..16 + type */
+            case 0xd5:
+                n = 3;
+                break;
+            case 0xd6:
+                n = 5;
+                break;
+            case 0xd7:
+                n = 9;
+                break;
+            case 0xd8:
+                n = 17;
+                break;
+            case 0xdc:
+                k = 2, container = 1;
+                break; /* array16 */
+            case 0xdd:
+                k = 4, container = 1;
+                break; /* array32 */
+            case 0xde:
+                k = 2, container = 2;
+                break; /* map16 */
+            case 0xdf:
+                k = 4, container = 2;
+                break; /* map32 */
             default:
-                return errbuf_set(eb, ERR_PROTO, "byte 0x%02x at %zu is not a msgpack type", t,
-                                  at);
+                return errbuf_set(eb, ERR_PROTO, "byte 0x%02x at %zu is not a msgpack type", t, at);
             }
             if (k > len - pos)
                 return errbuf_set(eb, ERR_PROTO, "truncated: length field at byte %zu", at);
@@ -655,8 +700,7 @@ static int prescan(const unsigned char *p, size_t len, size_t max, errbuf_t *eb)
         if (container) {
             /* Every element takes at least one byte. */
             if (items > len - pos)
-                return declared_too_long(items, len - pos, max, at, "container of n elements",
-                                         eb);
+                return declared_too_long(items, len - pos, max, at, "container of n elements", eb);
             if (items > 0) {
                 if (depth == CODEC_MAX_DEPTH)
                     return errbuf_set(eb, ERR_PROTO, "containers nested deeper than %d",
@@ -686,17 +730,27 @@ typedef struct dec {
 static const char *obj_kind(const msgpack_object *o)
 {
     switch (o->type) {
-    case MSGPACK_OBJECT_NIL: return "nil";
-    case MSGPACK_OBJECT_BOOLEAN: return "bool";
-    case MSGPACK_OBJECT_POSITIVE_INTEGER: return "uint";
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return "negative int";
+    case MSGPACK_OBJECT_NIL:
+        return "nil";
+    case MSGPACK_OBJECT_BOOLEAN:
+        return "bool";
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        return "uint";
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        return "negative int";
     case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: return "float";
-    case MSGPACK_OBJECT_STR: return "str";
-    case MSGPACK_OBJECT_ARRAY: return "array";
-    case MSGPACK_OBJECT_MAP: return "map";
-    case MSGPACK_OBJECT_BIN: return "bin";
-    case MSGPACK_OBJECT_EXT: return "ext";
+    case MSGPACK_OBJECT_FLOAT64:
+        return "float";
+    case MSGPACK_OBJECT_STR:
+        return "str";
+    case MSGPACK_OBJECT_ARRAY:
+        return "array";
+    case MSGPACK_OBJECT_MAP:
+        return "map";
+    case MSGPACK_OBJECT_BIN:
+        return "bin";
+    case MSGPACK_OBJECT_EXT:
+        return "ext";
     }
     return "?";
 }
@@ -741,7 +795,8 @@ static int get_i32(dec_t *c, const msgpack_object *o, const char *field, int32_t
         *out = (int32_t)o->via.u64;
     else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER && o->via.i64 >= INT32_MIN)
         *out = (int32_t)o->via.i64;
-    else if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER || o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+    else if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ||
+             o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
         return fail(c, ERR_PROTO, "%s: out of the int32 range", field);
     else
         return fail(c, ERR_PROTO, "%s: expected int, got %s", field, obj_kind(o));
@@ -860,8 +915,8 @@ static int decode_rows(dec_t *c, const msgpack_object *body, msg_rows_t *r)
         nk = s->nkeys;
         rows_len = nk * s->dim * 4; /* < 2^32 * 2^16 * 4: no overflow */
         if ((rc = get_bin(c, &e[3], "keys", rule->keys ? nk * 8 : 0, "nkeys*8", &s->keys)) < 0 ||
-            (rc = get_bin(c, &e[4], "rows", rule->rows ? rows_len : 0, "nkeys*dim*4",
-                          &s->rows)) < 0)
+            (rc = get_bin(c, &e[4], "rows", rule->rows ? rows_len : 0, "nkeys*dim*4", &s->rows)) <
+                0)
             return rc;
         /* counts: optional, so either empty or one per key. */
         ncounts = e[5].type == MSGPACK_OBJECT_BIN && e[5].via.bin.size > 0 ? s->nkeys : 0;
@@ -1011,8 +1066,7 @@ void codec_dec_destroy(codec_dec_t **d)
 }
 
 /* Steps 1 and 2: a msgpack object tree out of untrusted bytes. */
-static int unpack(codec_dec_t *d, const void *data, size_t len, msgpack_object *root,
-                  errbuf_t *eb)
+static int unpack(codec_dec_t *d, const void *data, size_t len, msgpack_object *root, errbuf_t *eb)
 {
     size_t off = 0;
     int rc;
@@ -1117,8 +1171,8 @@ int codec_hello_check(const msg_hello_t *mine, const msg_hello_t *peer, errbuf_t
         const msg_hello_slot_t *a = &mine->slot[i], *b = &peer->slot[i];
 
         if (strcmp(a->name, b->name) != 0)
-            return errbuf_set(eb, ERR_MISMATCH, "slot %" PRIu32 ": '%s' here, '%s' at the peer",
-                              i, a->name, b->name);
+            return errbuf_set(eb, ERR_MISMATCH, "slot %" PRIu32 ": '%s' here, '%s' at the peer", i,
+                              a->name, b->name);
         if (a->dim != b->dim)
             return errbuf_set(eb, ERR_MISMATCH,
                               "slot %" PRIu32 " '%s': dim %" PRIu32 " here, %" PRIu32
@@ -1142,8 +1196,8 @@ int codec_hello_check(const msg_hello_t *mine, const msg_hello_t *peer, errbuf_t
 static int peer_code(int32_t code)
 {
     switch (code) {
-#define X(name, val, text) \
-    case (val):            \
+#define X(name, val, text)                                                                         \
+    case (val):                                                                                    \
         return (val);
         ERR_LIST(X)
 #undef X
@@ -1174,8 +1228,8 @@ int codec_check_reply(const msg_t *req, const msg_t *rep, errbuf_t *eb)
         const msg_rows_t *a = &req->u.rows, *b = &rep->u.rows;
 
         if (a->nslots != b->nslots)
-            return errbuf_set(eb, ERR_PROTO, "%s of %" PRIu32 " slots answered with %" PRIu32,
-                              tn, a->nslots, b->nslots);
+            return errbuf_set(eb, ERR_PROTO, "%s of %" PRIu32 " slots answered with %" PRIu32, tn,
+                              a->nslots, b->nslots);
         for (uint32_t i = 0; i < a->nslots; i++)
             if (a->slot[i].slot != b->slot[i].slot || a->slot[i].nkeys != b->slot[i].nkeys)
                 return errbuf_set(eb, ERR_PROTO,
@@ -1187,16 +1241,15 @@ int codec_check_reply(const msg_t *req, const msg_t *rep, errbuf_t *eb)
     }
     case MSG_PULL_DENSE:
         if (req->u.dense.offset != rep->u.dense.offset || req->u.dense.count != rep->u.dense.count)
-            return errbuf_set(eb, ERR_PROTO,
-                              "%s [%" PRIu64 ", +%" PRIu64 ") answered with [%" PRIu64
-                              ", +%" PRIu64 ")",
-                              tn, req->u.dense.offset, req->u.dense.count, rep->u.dense.offset,
-                              rep->u.dense.count);
+            return errbuf_set(
+                eb, ERR_PROTO,
+                "%s [%" PRIu64 ", +%" PRIu64 ") answered with [%" PRIu64 ", +%" PRIu64 ")", tn,
+                req->u.dense.offset, req->u.dense.count, rep->u.dense.offset, rep->u.dense.count);
         break;
     case MSG_PROGRESS_GET:
         if (req->u.progress.rank != rep->u.progress.rank)
-            return errbuf_set(eb, ERR_PROTO, "%s rank %" PRIu32 " answered for rank %" PRIu32,
-                              tn, req->u.progress.rank, rep->u.progress.rank);
+            return errbuf_set(eb, ERR_PROTO, "%s rank %" PRIu32 " answered for rank %" PRIu32, tn,
+                              req->u.progress.rank, rep->u.progress.rank);
         break;
     }
     return 0;

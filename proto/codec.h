@@ -46,16 +46,16 @@
 #include "msg.h"
 
 #define CODEC_MAX_MSG_DEFAULT ((size_t)256 << 20) /* bytes (ps max_msg_size default) */
-#define CODEC_MAX_DEPTH 16                          /* nesting of msgpack containers */
-#define CODEC_MAX_OBJECTS 65536                     /* msgpack objects in one message */
+#define CODEC_MAX_DEPTH 16                        /* nesting of msgpack containers */
+#define CODEC_MAX_OBJECTS 65536                   /* msgpack objects in one message */
 
 /* A growable output buffer, reused across messages. */
 typedef struct codec_buf {
-    unsigned char *data; /* the encoded message: data[0 .. len) */
-    size_t len;          /* bytes of the last encoded message */
-    size_t cap;          /* bytes allocated */
-    size_t max;          /* largest message it may hold (bytes) */
-    int err;             /* internal: first error while writing */
+    unsigned char *data;              /* the encoded message: data[0 .. len) */
+    size_t len;                       /* bytes of the last encoded message */
+    size_t cap;                       /* bytes allocated */
+    size_t max;                       /* largest message it may hold (bytes) */
+    int err;                          /* internal: first error while writing */
     size_t blob_off[MODEL_MAX_SLOTS]; /* internal: offsets of reserved blobs */
 } codec_buf_t;
 

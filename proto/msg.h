@@ -22,7 +22,7 @@
  *   one per PUSH or PUSH_DENSE (one counter for both); a shard applies a
  *   push only if seq is above the last one it applied for that sender and
  *   otherwise answers ACK with MSG_F_DUPLICATE, so a retried push is applied
- *   once. Pushes must carry seq >= 1; other messages carry 0.
+ *   once. Pushes must carry seq >= 1; other messages do not use it (0).
  *
  *   Bodies are msgpack arrays of fixed arity per body kind (MSG_BODIES):
  *
@@ -99,9 +99,9 @@
 #define MSG_MAGIC 0x464e4cu /* "FNL" */
 #define MSG_VERSION 1u
 
-#define MSG_MAX_DIM 65536u     /* floats per row on the wire (embedding + state) */
-#define MSG_MAX_TEXT 4096u     /* bytes of a path, error text or string value */
-#define MSG_MAX_NAME 256u      /* bytes of a counter name */
+#define MSG_MAX_DIM 65536u          /* floats per row on the wire (embedding + state) */
+#define MSG_MAX_TEXT 4096u          /* bytes of a path, error text or string value */
+#define MSG_MAX_NAME 256u           /* bytes of a counter name */
 #define MSG_SENDER_TOOL 0xffffffffu /* sender of tools (funnel-emb, scripts) */
 
 /* Flags, one namespace; the X-macro says which each type accepts. */
@@ -120,30 +120,30 @@
  * wire: never renumber, only append.
  */
 #define MSG_TYPES(X)                                                                               \
-    X(HELLO, 1, HELLO_OK, HELLO, MSG_F_PROBE,                                                     \
-      "handshake: shard id and count, table layout, optimizers, dense size")                      \
-    X(HELLO_OK, 2, NONE, HELLO, 0, "handshake reply: the shard's own layout, compared both ways") \
-    X(PULL, 3, PULL_OK, ROWS, MSG_F_READONLY, "pull embedding rows: per slot, keys")              \
-    X(PULL_OK, 4, NONE, ROWS, 0, "pulled rows: per slot, rows in request key order")              \
+    X(HELLO, 1, HELLO_OK, HELLO, MSG_F_PROBE,                                                      \
+      "handshake: shard id and count, table layout, optimizers, dense size")                       \
+    X(HELLO_OK, 2, NONE, HELLO, 0, "handshake reply: the shard's own layout, compared both ways")  \
+    X(PULL, 3, PULL_OK, ROWS, MSG_F_READONLY, "pull embedding rows: per slot, keys")               \
+    X(PULL_OK, 4, NONE, ROWS, 0, "pulled rows: per slot, rows in request key order")               \
     X(PUSH, 5, ACK, ROWS, MSG_F_ASSIGN | MSG_F_STATE,                                              \
-      "push gradients: per slot, keys, gradient rows, occurrence counts")                         \
-    X(PULL_DENSE, 6, PULL_DENSE_OK, DENSE, 0, "pull a range of the dense parameter vector")       \
-    X(PULL_DENSE_OK, 7, NONE, DENSE, 0, "the values of a dense range")                            \
-    X(PUSH_DENSE, 8, ACK, DENSE, MSG_F_ASSIGN, "push a gradient (or values) for a dense range")   \
-    X(PROGRESS_SET, 9, ACK, PROGRESS, 0, "record a worker's reader position")                     \
-    X(PROGRESS_GET, 10, PROGRESS_OK, PROGRESS, 0, "ask for a worker's last reader position")      \
-    X(PROGRESS_OK, 11, NONE, PROGRESS, 0, "a worker's reader position, if one was recorded")      \
-    X(STATS, 12, STATS_OK, CMD, 0, "ask for the counters whose name starts with text")            \
-    X(STATS_OK, 13, NONE, KV, 0, "counters: name -> uint64 or string")                            \
-    X(FLUSH, 14, ACK, CMD, 0, "write dirty rows to the durable store now")                        \
-    X(CHECKPOINT, 15, ACK, CMD, 0, "write a consistent checkpoint of day into directory text")    \
-    X(EXPORT, 16, ACK, CMD, MSG_F_DELTA, "export rows of day (full or delta) to path text")       \
-    X(BEGIN_DAY, 17, ACK, CMD, MSG_F_EXPIRE, "set the current day; optionally expire stale rows") \
-    X(ROWS_GET, 18, ROWS_OK, ROWS, MSG_F_STATE, "inspect rows: per slot, keys")                   \
-    X(SCAN, 19, ROWS_OK, SCAN, MSG_F_STATE, "iterate over a slot's rows from a cursor")           \
-    X(ROWS_OK, 20, NONE, ROWS, MSG_F_STATE, "inspected rows: keys, metadata, values, cursor")     \
-    X(SHUTDOWN, 21, ACK, CMD, 0, "flush and stop the shard")                                      \
-    X(ACK, 22, NONE, KV, MSG_F_DUPLICATE, "request done; optional result counters")               \
+      "push gradients: per slot, keys, gradient rows, occurrence counts")                          \
+    X(PULL_DENSE, 6, PULL_DENSE_OK, DENSE, 0, "pull a range of the dense parameter vector")        \
+    X(PULL_DENSE_OK, 7, NONE, DENSE, 0, "the values of a dense range")                             \
+    X(PUSH_DENSE, 8, ACK, DENSE, MSG_F_ASSIGN, "push a gradient (or values) for a dense range")    \
+    X(PROGRESS_SET, 9, ACK, PROGRESS, 0, "record a worker's reader position")                      \
+    X(PROGRESS_GET, 10, PROGRESS_OK, PROGRESS, 0, "ask for a worker's last reader position")       \
+    X(PROGRESS_OK, 11, NONE, PROGRESS, 0, "a worker's reader position, if one was recorded")       \
+    X(STATS, 12, STATS_OK, CMD, 0, "ask for the counters whose name starts with text")             \
+    X(STATS_OK, 13, NONE, KV, 0, "counters: name -> uint64 or string")                             \
+    X(FLUSH, 14, ACK, CMD, 0, "write dirty rows to the durable store now")                         \
+    X(CHECKPOINT, 15, ACK, CMD, 0, "write a consistent checkpoint of day into directory text")     \
+    X(EXPORT, 16, ACK, CMD, MSG_F_DELTA, "export rows of day (full or delta) to path text")        \
+    X(BEGIN_DAY, 17, ACK, CMD, MSG_F_EXPIRE, "set the current day; optionally expire stale rows")  \
+    X(ROWS_GET, 18, ROWS_OK, ROWS, MSG_F_STATE, "inspect rows: per slot, keys")                    \
+    X(SCAN, 19, ROWS_OK, SCAN, MSG_F_STATE, "iterate over a slot's rows from a cursor")            \
+    X(ROWS_OK, 20, NONE, ROWS, MSG_F_STATE, "inspected rows: keys, metadata, values, cursor")      \
+    X(SHUTDOWN, 21, ACK, CMD, 0, "flush and stop the shard")                                       \
+    X(ACK, 22, NONE, KV, MSG_F_DUPLICATE, "request done; optional result counters")                \
     X(ERROR, 23, NONE, ERROR, 0, "request failed: ERR_* code and message")
 
 enum {
@@ -155,14 +155,14 @@ enum {
 };
 
 /* Body kinds: X(name, description). */
-#define MSG_BODIES(X)                                  \
-    X(HELLO, "handshake: layout")                      \
-    X(ROWS, "per-slot keys and rows")                  \
-    X(DENSE, "range of the dense vector")              \
-    X(PROGRESS, "worker reader position")              \
-    X(CMD, "control request: flags, day, text")        \
-    X(KV, "list of counters")                          \
-    X(SCAN, "table iteration request")                 \
+#define MSG_BODIES(X)                                                                              \
+    X(HELLO, "handshake: layout")                                                                  \
+    X(ROWS, "per-slot keys and rows")                                                              \
+    X(DENSE, "range of the dense vector")                                                          \
+    X(PROGRESS, "worker reader position")                                                          \
+    X(CMD, "control request: flags, day, text")                                                    \
+    X(KV, "list of counters")                                                                      \
+    X(SCAN, "table iteration request")                                                             \
     X(ERROR, "error code and text")
 
 enum {
@@ -240,9 +240,9 @@ typedef struct msg_slot {
 } msg_slot_t;
 
 typedef struct msg_rows {
-    uint32_t flags;   /* MSG_F_* allowed by the type */
-    uint64_t cursor;  /* ROWS_OK: where a SCAN continues; 0: done */
-    uint32_t nslots;  /* entries in slot[], <= MODEL_MAX_SLOTS */
+    uint32_t flags;  /* MSG_F_* allowed by the type */
+    uint64_t cursor; /* ROWS_OK: where a SCAN continues; 0: done */
+    uint32_t nslots; /* entries in slot[], <= MODEL_MAX_SLOTS */
     msg_slot_t slot[MODEL_MAX_SLOTS];
 } msg_rows_t;
 
@@ -254,13 +254,13 @@ typedef struct msg_dense {
 } msg_dense_t;
 
 typedef struct msg_progress {
-    uint32_t rank;        /* worker rank the position belongs to */
-    uint32_t found;       /* PROGRESS_OK: 1 if a position was recorded */
-    uint32_t epoch;       /* passes over the input completed */
-    uint32_t file;        /* data file index (reader_pos_t.file) */
-    uint64_t offset;      /* bytes, uncompressed, into that file */
-    uint64_t line;        /* lines before offset; 0 with offset > 0: unknown */
-    uint64_t samples;     /* samples trained by this rank so far */
+    uint32_t rank;    /* worker rank the position belongs to */
+    uint32_t found;   /* PROGRESS_OK: 1 if a position was recorded */
+    uint32_t epoch;   /* passes over the input completed */
+    uint32_t file;    /* data file index (reader_pos_t.file) */
+    uint64_t offset;  /* bytes, uncompressed, into that file */
+    uint64_t line;    /* lines before offset; 0 with offset > 0: unknown */
+    uint64_t samples; /* samples trained by this rank so far */
 } msg_progress_t;
 
 typedef struct msg_cmd {
@@ -312,8 +312,8 @@ typedef struct msg {
 static inline const char *msg_type_name(int type)
 {
     switch (type) {
-#define X(name, code, reply, body, flags, desc) \
-    case MSG_##name:                            \
+#define X(name, code, reply, body, flags, desc)                                                    \
+    case MSG_##name:                                                                               \
         return #name;
         MSG_TYPES(X)
 #undef X
@@ -325,8 +325,8 @@ static inline const char *msg_type_name(int type)
 static inline const char *msg_type_desc(int type)
 {
     switch (type) {
-#define X(name, code, reply, body, flags, desc) \
-    case MSG_##name:                            \
+#define X(name, code, reply, body, flags, desc)                                                    \
+    case MSG_##name:                                                                               \
         return desc;
         MSG_TYPES(X)
 #undef X
@@ -338,8 +338,8 @@ static inline const char *msg_type_desc(int type)
 static inline int msg_type_reply(int type)
 {
     switch (type) {
-#define X(name, code, reply, body, flags, desc) \
-    case MSG_##name:                            \
+#define X(name, code, reply, body, flags, desc)                                                    \
+    case MSG_##name:                                                                               \
         return MSG_##reply;
         MSG_TYPES(X)
 #undef X
@@ -351,8 +351,8 @@ static inline int msg_type_reply(int type)
 static inline int msg_type_body(int type)
 {
     switch (type) {
-#define X(name, code, reply, body, flags, desc) \
-    case MSG_##name:                            \
+#define X(name, code, reply, body, flags, desc)                                                    \
+    case MSG_##name:                                                                               \
         return MSG_BODY_##body;
         MSG_TYPES(X)
 #undef X
@@ -364,8 +364,8 @@ static inline int msg_type_body(int type)
 static inline uint32_t msg_type_flags(int type)
 {
     switch (type) {
-#define X(name, code, reply, body, flags, desc) \
-    case MSG_##name:                            \
+#define X(name, code, reply, body, flags, desc)                                                    \
+    case MSG_##name:                                                                               \
         return (flags);
         MSG_TYPES(X)
 #undef X

@@ -289,11 +289,11 @@ enum { MP_NIL, MP_BOOL, MP_UINT, MP_INT, MP_STR, MP_BIN, MP_ARR, MP_MAP };
 
 typedef struct mpn {
     int kind;
-    uint64_t u;              /* MP_UINT, MP_BOOL */
-    int64_t i;               /* MP_INT */
-    const unsigned char *p;  /* MP_STR, MP_BIN bytes */
-    uint32_t len;            /* MP_STR, MP_BIN bytes; MP_ARR, MP_MAP elements */
-    struct mpn *kid;         /* MP_ARR: len kids */
+    uint64_t u;             /* MP_UINT, MP_BOOL */
+    int64_t i;              /* MP_INT */
+    const unsigned char *p; /* MP_STR, MP_BIN bytes */
+    uint32_t len;           /* MP_STR, MP_BIN bytes; MP_ARR, MP_MAP elements */
+    struct mpn *kid;        /* MP_ARR: len kids */
 } mpn_t;
 
 #define POOL 4096 /* most nodes a sample message has */
@@ -355,26 +355,41 @@ static void mp_parse(mpn_t *n, const unsigned char *p, size_t *pos)
         n->kind = MP_STR, n->len = t & 0x1f;
     } else {
         switch (t) {
-        case 0xc0: n->kind = MP_NIL; return;
-        case 0xcc: case 0xcd: case 0xce: case 0xcf:
+        case 0xc0:
+            n->kind = MP_NIL;
+            return;
+        case 0xcc:
+        case 0xcd:
+        case 0xce:
+        case 0xcf:
             k = 1 << (t - 0xcc);
             n->kind = MP_UINT, n->u = be(p + *pos, k), *pos += (size_t)k;
             return;
-        case 0xd0: case 0xd1: case 0xd2: case 0xd3:
+        case 0xd0:
+        case 0xd1:
+        case 0xd2:
+        case 0xd3:
             k = 1 << (t - 0xd0);
             n->kind = MP_INT, n->u = be(p + *pos, k), *pos += (size_t)k;
-            n->i = k == 1 ? (int8_t)n->u : k == 2 ? (int16_t)n->u : k == 4 ? (int32_t)n->u
-                                                                            : (int64_t)n->u;
+            n->i = k == 1   ? (int8_t)n->u
+                   : k == 2 ? (int16_t)n->u
+                   : k == 4 ? (int32_t)n->u
+                            : (int64_t)n->u;
             return;
-        case 0xc4: case 0xc5: case 0xc6:
+        case 0xc4:
+        case 0xc5:
+        case 0xc6:
             k = 1 << (t - 0xc4);
             n->kind = MP_BIN;
             break;
-        case 0xd9: case 0xda: case 0xdb:
+        case 0xd9:
+        case 0xda:
+        case 0xdb:
             k = 1 << (t - 0xd9);
             n->kind = MP_STR;
             break;
-        case 0xdc: case 0xdd:
+        case 0xdc:
+        case 0xdd:
             k = 2 << (t - 0xdc);
             n->kind = MP_ARR;
             break;
@@ -1031,9 +1046,15 @@ static void test_fuzz(void)
                                                         0xdf, 0xc6, 0xdb, 0x9f, 0xcf, 0xd3};
 
                 switch (rng_next(&seed) % 6) {
-                case 0: mut[at] ^= (unsigned char)(1u << (rng_next(&seed) % 8)); break;
-                case 1: mut[at] = (unsigned char)rng_next(&seed); break;
-                case 2: mut[at] = special[rng_next(&seed) % sizeof(special)]; break;
+                case 0:
+                    mut[at] ^= (unsigned char)(1u << (rng_next(&seed) % 8));
+                    break;
+                case 1:
+                    mut[at] = (unsigned char)rng_next(&seed);
+                    break;
+                case 2:
+                    mut[at] = special[rng_next(&seed) % sizeof(special)];
+                    break;
                 case 3: /* insert */
                     memmove(mut + at + 1, mut + at, len - at);
                     mut[at] = (unsigned char)rng_next(&seed);
@@ -1043,7 +1064,9 @@ static void test_fuzz(void)
                     memmove(mut + at, mut + at + 1, len - at - 1);
                     len--;
                     break;
-                case 5: len = at; break; /* truncate */
+                case 5:
+                    len = at;
+                    break; /* truncate */
                 }
             }
             rc = fx_decode(&f, mut, len);
@@ -1076,11 +1099,11 @@ static void test_encoder_rejects(void)
     static const char nul_text[] = "a\0b";
 
     fx_init(&f);
-#define REJECT(...)                                              \
-    do {                                                         \
-        __VA_ARGS__;                                             \
-        CU_ASSERT_EQUAL(codec_encode(&f.buf, &f.m, &f.eb), ERR_INVAL); \
-        CU_ASSERT_EQUAL(f.buf.len, 0);                           \
+#define REJECT(...)                                                                                \
+    do {                                                                                           \
+        __VA_ARGS__;                                                                               \
+        CU_ASSERT_EQUAL(codec_encode(&f.buf, &f.m, &f.eb), ERR_INVAL);                             \
+        CU_ASSERT_EQUAL(f.buf.len, 0);                                                             \
     } while (0)
     REJECT(make_sample(&f.m, MSG_PULL); f.m.hdr.type = 0);
     REJECT(make_sample(&f.m, MSG_PULL); f.m.hdr.type = 200);
@@ -1174,13 +1197,13 @@ static void test_hello_check(void)
     codec_hello_from_spec(&a, &spec, 0, 2, 1000, 3);
     CU_ASSERT_EQUAL(a.nslots, (uint32_t)spec.nslots);
     CU_ASSERT_STRING_EQUAL(a.slot[0].name, spec.slot[0].name);
-#define MISMATCH(change, word)                                          \
-    do {                                                                \
-        b = a;                                                          \
-        change;                                                         \
-        CU_ASSERT_EQUAL(codec_hello_check(&a, &b, &eb), ERR_MISMATCH);  \
-        CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, word));                   \
-        CU_ASSERT_EQUAL(codec_hello_check(&b, &a, &eb), ERR_MISMATCH);  \
+#define MISMATCH(change, word)                                                                     \
+    do {                                                                                           \
+        b = a;                                                                                     \
+        change;                                                                                    \
+        CU_ASSERT_EQUAL(codec_hello_check(&a, &b, &eb), ERR_MISMATCH);                             \
+        CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, word));                                              \
+        CU_ASSERT_EQUAL(codec_hello_check(&b, &a, &eb), ERR_MISMATCH);                             \
     } while (0)
     b = a;
     b.day = 7, b.slot[1].admit_min = 9; /* not layout */
