@@ -6,6 +6,7 @@
 #include "eval.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +15,8 @@
 #include "model_conf.h"
 #include "reader.h"
 
-#define EVAL_BATCH 8192                 /* log rows per reader batch */
-#define EVAL_BUF_INIT (4u << 20)        /* bytes of the first file block */
+#define EVAL_BATCH 8192                  /* log rows per reader batch */
+#define EVAL_BUF_INIT (4u << 20)         /* bytes of the first file block */
 #define EVAL_LINE_MAX ((size_t)64 << 20) /* bytes; a longer line is an error */
 
 typedef struct task_def {
@@ -157,8 +158,8 @@ typedef struct table {
     lines_t ls;
     colspec_t *cs;
     int ncs;
-    int nfields;                    /* header fields */
-    int field[TABLE_MAX_FIELDS];    /* header field -> colspec index, -1: ignored */
+    int nfields;                 /* header fields */
+    int field[TABLE_MAX_FIELDS]; /* header field -> colspec index, -1: ignored */
 } table_t;
 
 static int count_fields(const char *line)
@@ -187,8 +188,8 @@ static int table_header(table_t *t, char *line, size_t n, errbuf_t *eb)
             if ((size_t)(e - p) == strlen(t->cs[i].name) && memcmp(p, t->cs[i].name, e - p) == 0)
                 c = i;
         if (c >= 0 && seen[c]++)
-            return errbuf_set(eb, ERR_PARSE, "%s:1: column '%s' appears twice in the header",
-                              path, t->cs[c].name);
+            return errbuf_set(eb, ERR_PARSE, "%s:1: column '%s' appears twice in the header", path,
+                              t->cs[c].name);
         t->field[t->nfields++] = c;
         if (*e == '\0')
             break;
@@ -212,6 +213,47 @@ static int table_header(table_t *t, char *line, size_t n, errbuf_t *eb)
     return 0;
 }
 
+/*
+ * Parse the decimal [p, e) - digits, an optional fraction, an optional
+ * exponent - into *v when it fits the exact fast path: a mantissa below
+ * 2^24 and a power of ten up to 10^10 are both exact floats, so one float
+ * multiply or divide rounds correctly, giving strtof()'s result (with
+ * FLT_EVAL_METHOD 0). Returns 0, or -1 to leave the text to strtof().
+ */
+static int parse_decimal_fast(const char *p, const char *e, float *v)
+{
+    static const float pow10[11] = {1e0f, 1e1f, 1e2f, 1e3f, 1e4f, 1e5f,
+                                    1e6f, 1e7f, 1e8f, 1e9f, 1e10f};
+    uint32_t m = 0;
+    int exp10 = 0, digits = 0;
+
+    if (FLT_EVAL_METHOD != 0)
+        return -1; /* float arithmetic in a wider type would round twice */
+    for (; p < e && *p >= '0' && *p <= '9'; p++, digits++)
+        if ((m = m * 10 + (uint32_t)(*p - '0')) >= (1u << 24))
+            return -1;
+    if (p < e && *p == '.')
+        for (p++; p < e && *p >= '0' && *p <= '9'; p++, digits++, exp10--)
+            if ((m = m * 10 + (uint32_t)(*p - '0')) >= (1u << 24))
+                return -1;
+    if (digits == 0)
+        return -1;
+    if (p < e && (*p == 'e' || *p == 'E')) {
+        int sign = 1, x = 0, xd = 0;
+        if (++p < e && (*p == '+' || *p == '-'))
+            sign = *p++ == '-' ? -1 : 1;
+        for (; p < e && *p >= '0' && *p <= '9' && x < 1000; p++, xd++)
+            x = x * 10 + (*p - '0');
+        if (xd == 0)
+            return -1;
+        exp10 += sign * x;
+    }
+    if (p != e || exp10 < -10 || exp10 > 10)
+        return -1;
+    *v = exp10 < 0 ? (float)m / pow10[-exp10] : (float)m * pow10[exp10];
+    return 0;
+}
+
 /* Parse field [p, e) of row r into column c. */
 static int table_value(table_t *t, const colspec_t *c, char *p, char *e, size_t r, errbuf_t *eb)
 {
@@ -221,9 +263,14 @@ static int table_value(table_t *t, const colspec_t *c, char *p, char *e, size_t 
         (*c->label)[r] = (uint8_t)(*p - '0');
         return 0;
     }
-    char *end;
-    float v = e > p ? strtof(p, &end) : NAN;
-    if (e == p || end != e || !(v >= 0.0f && v <= 1.0f))
+    float v;
+    if (parse_decimal_fast(p, e, &v) != 0) {
+        char *end;
+        v = e > p ? strtof(p, &end) : NAN;
+        if (e == p || end != e)
+            goto bad;
+    }
+    if (!(v >= 0.0f && v <= 1.0f))
         goto bad;
     (*c->prob)[r] = v;
     return 0;
@@ -328,8 +375,8 @@ static int grow_labels(eval_data_t *d, size_t *cap, size_t need)
 }
 
 /* The click/action/buy labels of every accepted line of the logs. */
-static int read_log_labels(eval_data_t *d, const worker_conf_t *wc, char *const *logs,
-                           int nlogs, errbuf_t *eb)
+static int read_log_labels(eval_data_t *d, const worker_conf_t *wc, char *const *logs, int nlogs,
+                           errbuf_t *eb)
 {
     model_spec_t ms;
     reader_t *r = NULL;
@@ -386,8 +433,8 @@ static int read_predictions(eval_data_t *d, const char *path, const char *logdes
     rc = table_read(path, cs, EVAL_NPROBS, d->n, &rows, eb);
     if (rc == 0 && rows != d->n)
         rc = errbuf_set(eb, ERR_MISMATCH,
-                        "prediction file %s has %llu rows but log %s has %llu accepted lines",
-                        path, (unsigned long long)rows, logdesc, (unsigned long long)d->n);
+                        "prediction file %s has %llu rows but log %s has %llu accepted lines", path,
+                        (unsigned long long)rows, logdesc, (unsigned long long)d->n);
     return rc;
 }
 
@@ -540,10 +587,9 @@ static void print_table(FILE *out, const eval_result_t *res)
         if (!et->present)
             continue;
         fprintf(out, "%-7s %10llu %10llu %9s %9s %10s %10s %7s", tasks[t].name,
-                (unsigned long long)s->n, (unsigned long long)s->pos,
-                fmt_num(b[0], 32, s->auc, 6), fmt_num(b[1], 32, s->logloss, 6),
-                fmt_num(b[2], 32, s->mean_pred, 6), fmt_num(b[3], 32, s->rate, 6),
-                fmt_num(b[4], 32, calibration(s), 3));
+                (unsigned long long)s->n, (unsigned long long)s->pos, fmt_num(b[0], 32, s->auc, 6),
+                fmt_num(b[1], 32, s->logloss, 6), fmt_num(b[2], 32, s->mean_pred, 6),
+                fmt_num(b[3], 32, s->rate, 6), fmt_num(b[4], 32, calibration(s), 3));
         if (res->has_truth)
             fprintf(out, " %10s %9s", fmt_num(b[5], 32, et->oracle.auc, 6),
                     fmt_num(b[6], 32, et->regret, 6));

@@ -60,11 +60,11 @@ enum { EVAL_L_CLICK, EVAL_L_ACTION, EVAL_L_BUY, EVAL_L_BUY_CF, EVAL_NLABELS };
 
 /* The rows to score, lined up: every array has n entries. */
 typedef struct eval_data {
-    size_t n;                      /* rows (accepted log lines) */
-    uint64_t rejected;             /* log lines the reader rejected */
-    uint8_t *label[EVAL_NLABELS];  /* 0/1; buy_cf NULL without truth */
-    float *pred[EVAL_NPROBS];      /* the model's; pctavr may be NULL */
-    float *truth[EVAL_NPROBS];     /* all NULL without truth; pctavr may be NULL */
+    size_t n;                     /* rows (accepted log lines) */
+    uint64_t rejected;            /* log lines the reader rejected */
+    uint8_t *label[EVAL_NLABELS]; /* 0/1; buy_cf NULL without truth */
+    float *pred[EVAL_NPROBS];     /* the model's; pctavr may be NULL */
+    float *truth[EVAL_NPROBS];    /* all NULL without truth; pctavr may be NULL */
 } eval_data_t;
 
 typedef struct eval_task {
@@ -76,10 +76,10 @@ typedef struct eval_task {
 } eval_task_t;
 
 typedef struct eval_result {
-    uint64_t rows;                  /* rows scored */
-    uint64_t rejected;              /* log lines rejected (not in the predictions) */
-    int has_truth;                  /* a truth file was given */
-    eval_task_t task[EVAL_NTASKS];  /* EVAL_* order */
+    uint64_t rows;                 /* rows scored */
+    uint64_t rejected;             /* log lines rejected (not in the predictions) */
+    int has_truth;                 /* a truth file was given */
+    eval_task_t task[EVAL_NTASKS]; /* EVAL_* order */
 } eval_result_t;
 
 /* Name of task t ("ctr", ..., "cvr_es"), or "?" out of range. */
