@@ -37,8 +37,8 @@
  * parsed to float (their ranking is exact for the 6 significant digits
  * funnel writes) and must lie in [0, 1]. Files are read in large blocks.
  *
- * Memory: about 30 bytes per row (labels, up to 8 float columns and the
- * AUC sort workspace of 16 bytes per row).
+ * Memory: about 52 bytes per row (4 label bytes, up to 8 float columns and
+ * the AUC sort workspace of 16 bytes per row).
  */
 #ifndef FUNNEL_EVAL_H
 #define FUNNEL_EVAL_H
