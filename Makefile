@@ -20,7 +20,7 @@ CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -pthread -MMD -MP \
            -Icommon -Iproto -Iworker -Ips -Igen -Itests \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread $(SANLIBS)
 
 SRC_DIRS := common proto worker ps gen
 ALL_SRC  := $(foreach d,$(SRC_DIRS),$(wildcard $(d)/*.c))
@@ -96,7 +96,7 @@ demo: deps
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/bin \
 	  OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
-	  LDLIBS="-fsanitize=address,undefined" test
+	  SANLIBS="-fsanitize=address,undefined" test
 
 bench: deps
 	@scripts/install-deps.sh --bench
