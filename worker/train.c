@@ -180,9 +180,10 @@ static int run_epoch(loop_t *l, int epoch, errbuf_t *eb)
     while (rc == 0) {
         int nxt = 1 - cur, have_next;
 
+        float *w = model_params(l->model, &n);
         rc = param_pull_finish(l->param, l->pool[cur].rows, eb);
         if (rc == 0)
-            rc = param_pull_dense(l->param, model_params(l->model, &n), n, eb);
+            rc = param_pull_dense(l->param, w, n, eb);
         if (rc != 0)
             break;
         rc = next_batch(l, nxt, eb);

@@ -1,0 +1,777 @@
+/*
+ * emb_table.c - slabs, index, eviction and write-back of embedding rows.
+ * See emb_table.h for the design notes.
+ */
+#include "emb_table.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "optim.h"
+
+#define EMPTY UINT32_MAX
+#define HDR 16 /* bytes of a record before its floats */
+
+typedef struct sub {
+    int slot;
+    size_t dim, nstate, nfloat; /* floats: w, state, both */
+    size_t rec;                 /* bytes per record */
+    unsigned char *slab;        /* cap records */
+    uint32_t cap, used;         /* records allocated / high-water mark */
+    uint32_t *freelist;         /* free record slots */
+    uint32_t nfree;
+    uint64_t *live, *dirty, *ref; /* bit maps over record slots */
+    uint32_t *idx;              /* open addressing: record slot or EMPTY */
+    uint32_t icap;              /* power of two */
+    uint32_t rows;              /* live records */
+    uint32_t hand;              /* CLOCK position */
+} sub_t;
+
+struct emb_table {
+    store_t *store;
+    model_spec_t ms;
+    uint64_t mem_limit;    /* bytes, 0: unlimited */
+    int day;
+    int store_maybe_rows;  /* 0 while the store provably holds no row */
+    sub_t sub[MODEL_MAX_SLOTS];
+    emb_table_stats_t st;
+    float *scratch;        /* one row of floats */
+};
+
+static inline uint64_t mix(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= UINT64_C(0xff51afd7ed558ccd);
+    k ^= k >> 33;
+    k *= UINT64_C(0xc4ceb9fe1a85ec53);
+    k ^= k >> 33;
+    return k;
+}
+
+static inline int bit(const uint64_t *m, uint32_t i)
+{
+    return (int)((m[i >> 6] >> (i & 63)) & 1);
+}
+static inline void bset(uint64_t *m, uint32_t i)
+{
+    m[i >> 6] |= UINT64_C(1) << (i & 63);
+}
+static inline void bclr(uint64_t *m, uint32_t i)
+{
+    m[i >> 6] &= ~(UINT64_C(1) << (i & 63));
+}
+
+static inline unsigned char *recp(const sub_t *s, uint32_t r)
+{
+    return s->slab + (size_t)r * s->rec;
+}
+static inline uint64_t rec_key(const sub_t *s, uint32_t r)
+{
+    uint64_t k;
+    memcpy(&k, recp(s, r), 8);
+    return k;
+}
+static inline float *rec_w(const sub_t *s, uint32_t r)
+{
+    return (float *)(recp(s, r) + HDR);
+}
+
+void emb_key_encode(unsigned char *buf, int slot, uint64_t key)
+{
+    buf[0] = 'r';
+    buf[1] = (unsigned char)slot;
+    for (int i = 0; i < 8; i++)
+        buf[2 + i] = (unsigned char)(key >> (56 - 8 * i));
+}
+
+int emb_key_decode(const void *buf, size_t len, int *slot, uint64_t *key)
+{
+    const unsigned char *b = buf;
+    uint64_t k = 0;
+
+    if (len != EMB_KEY_LEN || b[0] != 'r')
+        return ERR_CORRUPT;
+    for (int i = 0; i < 8; i++)
+        k = k << 8 | b[2 + i];
+    *slot = b[1];
+    *key = k;
+    return 0;
+}
+
+int emb_record_decode(const void *v, size_t vlen, int *slot, emb_row_meta_t *meta,
+                      const void **floats, uint32_t *nfloats)
+{
+    const unsigned char *b = v;
+    uint32_t upd, nf;
+    uint16_t fd, ld;
+
+    if (vlen < EMB_RECORD_HEADER || b[0] != EMB_RECORD_VERSION)
+        return ERR_CORRUPT;
+    memcpy(&upd, b + 4, 4);
+    memcpy(&fd, b + 8, 2);
+    memcpy(&ld, b + 10, 2);
+    memcpy(&nf, b + 12, 4);
+    if ((size_t)nf * 4 != vlen - EMB_RECORD_HEADER)
+        return ERR_CORRUPT;
+    *slot = b[1];
+    meta->updates = upd;
+    meta->first_day = fd;
+    meta->last_day = ld;
+    *floats = b + EMB_RECORD_HEADER;
+    *nfloats = nf;
+    return 0;
+}
+
+/* Serialize record r of s into buf (EMB_RECORD_HEADER + nfloat*4 bytes). */
+static size_t encode_record(const sub_t *s, uint32_t r, unsigned char *buf)
+{
+    const unsigned char *p = recp(s, r);
+    uint32_t nf = (uint32_t)s->nfloat;
+
+    buf[0] = EMB_RECORD_VERSION;
+    buf[1] = (unsigned char)s->slot;
+    buf[2] = buf[3] = 0;
+    memcpy(buf + 4, p + 8, 8); /* updates, first_day, last_day */
+    memcpy(buf + 12, &nf, 4);
+    memcpy(buf + EMB_RECORD_HEADER, p + HDR, s->nfloat * 4);
+    return EMB_RECORD_HEADER + s->nfloat * 4;
+}
+
+/* ---- index ---- */
+
+static uint32_t *find_pos(const sub_t *s, uint64_t key)
+{
+    uint32_t mask = s->icap - 1, h = (uint32_t)mix(key) & mask;
+
+    for (;;) {
+        uint32_t r = s->idx[h];
+        if (r == EMPTY || rec_key(s, r) == key)
+            return &s->idx[h];
+        h = (h + 1) & mask;
+    }
+}
+
+static uint32_t find(const sub_t *s, uint64_t key)
+{
+    return *find_pos(s, key);
+}
+
+static int grow_index(sub_t *s)
+{
+    uint32_t ncap = s->icap ? s->icap * 2 : 1024;
+    uint32_t *old = s->idx, ocap = s->icap;
+
+    s->idx = malloc((size_t)ncap * sizeof(uint32_t));
+    if (!s->idx) {
+        s->idx = old;
+        return ERR_NOMEM;
+    }
+    memset(s->idx, 0xff, (size_t)ncap * sizeof(uint32_t));
+    s->icap = ncap;
+    for (uint32_t i = 0; i < ocap; i++)
+        if (old[i] != EMPTY)
+            *find_pos(s, rec_key(s, old[i])) = old[i];
+    free(old);
+    return 0;
+}
+
+static void index_remove(sub_t *s, uint64_t key)
+{
+    uint32_t mask = s->icap - 1;
+    uint32_t *p = find_pos(s, key);
+    uint32_t i = (uint32_t)(p - s->idx), j = i;
+
+    if (*p == EMPTY)
+        return;
+    s->idx[i] = EMPTY;
+    for (;;) { /* backward shift: keep every probe chain unbroken */
+        j = (j + 1) & mask;
+        uint32_t r = s->idx[j];
+        if (r == EMPTY)
+            return;
+        uint32_t h = (uint32_t)mix(rec_key(s, r)) & mask;
+        if (((j - h) & mask) >= ((j - i) & mask)) {
+            s->idx[i] = r;
+            s->idx[j] = EMPTY;
+            i = j;
+        }
+    }
+}
+
+/* ---- slab ---- */
+
+static int grow_slab(sub_t *s)
+{
+    uint32_t ncap = s->cap ? s->cap * 2 : 1024;
+    size_t words = ((size_t)ncap + 63) / 64, owords = ((size_t)s->cap + 63) / 64;
+    unsigned char *slab = realloc(s->slab, (size_t)ncap * s->rec);
+    if (!slab)
+        return ERR_NOMEM;
+    s->slab = slab;
+    uint64_t **maps[3] = {&s->live, &s->dirty, &s->ref};
+    for (int m = 0; m < 3; m++) {
+        uint64_t *b = realloc(*maps[m], words * 8);
+        if (!b)
+            return ERR_NOMEM;
+        memset(b + owords, 0, (words - owords) * 8);
+        *maps[m] = b;
+    }
+    uint32_t *fl = realloc(s->freelist, (size_t)ncap * sizeof(uint32_t));
+    if (!fl)
+        return ERR_NOMEM;
+    s->freelist = fl;
+    s->cap = ncap;
+    return 0;
+}
+
+/* A new record for key (uninitialized floats). Returns its slot or EMPTY. */
+static uint32_t insert(sub_t *s, uint64_t key, int day)
+{
+    uint32_t r;
+
+    if ((uint64_t)(s->rows + 1) * 4 > (uint64_t)s->icap * 3 && grow_index(s) != 0)
+        return EMPTY;
+    if (s->nfree > 0) {
+        r = s->freelist[--s->nfree];
+    } else {
+        if (s->used == s->cap && grow_slab(s) != 0)
+            return EMPTY;
+        r = s->used++;
+    }
+    unsigned char *p = recp(s, r);
+    uint32_t upd = 0;
+    uint16_t d = (uint16_t)day;
+    memcpy(p, &key, 8);
+    memcpy(p + 8, &upd, 4);
+    memcpy(p + 12, &d, 2);
+    memcpy(p + 14, &d, 2);
+    bset(s->live, r);
+    bset(s->ref, r);
+    bclr(s->dirty, r);
+    *find_pos(s, key) = r;
+    s->rows++;
+    return r;
+}
+
+static void remove_rec(sub_t *s, uint32_t r)
+{
+    index_remove(s, rec_key(s, r));
+    bclr(s->live, r);
+    bclr(s->dirty, r);
+    bclr(s->ref, r);
+    s->freelist[s->nfree++] = r;
+    s->rows--;
+}
+
+/* ---- table ---- */
+
+static uint64_t resident_bytes(const emb_table_t *t)
+{
+    uint64_t b = 0;
+    for (int i = 0; i < t->ms.nslots; i++)
+        b += (uint64_t)t->sub[i].rows * t->sub[i].rec + (uint64_t)t->sub[i].icap * 4 +
+             (uint64_t)t->sub[i].cap * 3 / 8;
+    return b;
+}
+
+int emb_table_open(emb_table_t **out, store_t *store, const model_spec_t *ms, uint64_t mem_limit,
+                   errbuf_t *eb)
+{
+    emb_table_t *t = calloc(1, sizeof(*t));
+    size_t maxf = 1;
+
+    *out = NULL;
+    if (!t)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    t->store = store;
+    t->ms = *ms;
+    t->mem_limit = mem_limit;
+    for (int i = 0; i < ms->nslots; i++) {
+        sub_t *s = &t->sub[i];
+        s->slot = i;
+        s->dim = (size_t)ms->slot[i].dim;
+        s->nstate = optim_state_len(&ms->emb_opt, s->dim);
+        s->nfloat = s->dim + s->nstate;
+        s->rec = HDR + s->nfloat * 4;
+        if (s->nfloat > maxf)
+            maxf = s->nfloat;
+        if (grow_index(s) != 0) {
+            emb_table_destroy(&t);
+            return errbuf_set(eb, ERR_NOMEM, "out of memory");
+        }
+    }
+    t->scratch = malloc(maxf * sizeof(float));
+    if (!t->scratch) {
+        emb_table_destroy(&t);
+        return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    }
+    /* A fresh store lets every miss skip the MultiGet. */
+    const char pfx = 'r';
+    store_iter_t *it = store_iter_new(store, &pfx, 1);
+    const void *k, *v;
+    size_t kl, vl;
+    t->store_maybe_rows = it ? store_iter_next(store, it, &k, &kl, &v, &vl) : 1;
+    store_iter_destroy(store, &it);
+    *out = t;
+    return 0;
+}
+
+void emb_table_destroy(emb_table_t **tp)
+{
+    emb_table_t *t = tp ? *tp : NULL;
+
+    if (!t)
+        return;
+    for (int i = 0; i < MODEL_MAX_SLOTS; i++) {
+        sub_t *s = &t->sub[i];
+        free(s->slab);
+        free(s->freelist);
+        free(s->live);
+        free(s->dirty);
+        free(s->ref);
+        free(s->idx);
+    }
+    free(t->scratch);
+    free(t);
+    *tp = NULL;
+}
+
+void emb_table_set_day(emb_table_t *t, int day)
+{
+    t->day = day;
+}
+
+size_t emb_table_row_floats(const emb_table_t *t, int slot)
+{
+    return t->sub[slot].nfloat;
+}
+
+static int check_slot(const emb_table_t *t, int slot, errbuf_t *eb)
+{
+    if (slot < 0 || slot >= t->ms.nslots)
+        return errbuf_set(eb, ERR_INVAL, "slot %d out of range (table has %d)", slot,
+                          t->ms.nslots);
+    return 0;
+}
+
+/* Write (slot, record) pairs collected in ops/bufs to the store. */
+typedef struct wbuf {
+    store_op_t *ops;
+    unsigned char *bytes;
+    size_t n, cap, bcap, bused;
+} wbuf_t;
+
+static int wbuf_add(wbuf_t *w, const sub_t *s, uint32_t r)
+{
+    size_t need = EMB_KEY_LEN + EMB_RECORD_HEADER + s->nfloat * 4;
+
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 1024;
+        store_op_t *o = realloc(w->ops, cap * sizeof(*o));
+        if (!o)
+            return ERR_NOMEM;
+        w->ops = o;
+        w->cap = cap;
+    }
+    if (w->bused + need > w->bcap) {
+        /* ops point into bytes by offset until the write: fix up below */
+        size_t cap = w->bcap ? w->bcap * 2 : 1 << 20;
+        while (cap < w->bused + need)
+            cap *= 2;
+        unsigned char *b = realloc(w->bytes, cap);
+        if (!b)
+            return ERR_NOMEM;
+        w->bytes = b;
+        w->bcap = cap;
+    }
+    unsigned char *p = w->bytes + w->bused;
+    emb_key_encode(p, s->slot, rec_key(s, r));
+    size_t vl = encode_record(s, r, p + EMB_KEY_LEN);
+    w->ops[w->n].k = (const void *)(uintptr_t)w->bused;
+    w->ops[w->n].klen = EMB_KEY_LEN;
+    w->ops[w->n].v = (const void *)(uintptr_t)(w->bused + EMB_KEY_LEN);
+    w->ops[w->n].vlen = vl;
+    w->n++;
+    w->bused += EMB_KEY_LEN + vl;
+    return 0;
+}
+
+static int wbuf_write(emb_table_t *t, wbuf_t *w, errbuf_t *eb)
+{
+    int rc = 0;
+
+    if (w->n > 0) {
+        for (size_t i = 0; i < w->n; i++) {
+            w->ops[i].k = w->bytes + (uintptr_t)w->ops[i].k;
+            w->ops[i].v = w->bytes + (uintptr_t)w->ops[i].v;
+        }
+        rc = store_write(t->store, w->ops, w->n, 0, eb);
+        if (rc == 0)
+            t->store_maybe_rows = 1;
+    }
+    w->n = 0;
+    w->bused = 0;
+    return rc;
+}
+
+static void wbuf_release(wbuf_t *w)
+{
+    free(w->ops);
+    free(w->bytes);
+}
+
+/* Drop cold rows until resident bytes are under 90% of the budget. */
+static int evict(emb_table_t *t, errbuf_t *eb)
+{
+    uint64_t target = t->mem_limit / 10 * 9;
+    wbuf_t w = {0};
+    int rc = 0, idle = 0;
+
+    while (resident_bytes(t) > target && idle < 2 * t->ms.nslots + 2) {
+        int progress = 0;
+        for (int i = 0; i < t->ms.nslots && resident_bytes(t) > target; i++) {
+            sub_t *s = &t->sub[i];
+            /* one pass over a slice of this slot's records */
+            for (uint32_t step = 0; step < 4096 && s->used > 0 && s->rows > 0; step++) {
+                uint32_t r = s->hand;
+                s->hand = (s->hand + 1) % s->used;
+                if (!bit(s->live, r))
+                    continue;
+                if (bit(s->ref, r)) {
+                    bclr(s->ref, r);
+                    continue;
+                }
+                if (bit(s->dirty, r)) {
+                    rc = wbuf_add(&w, s, r);
+                    if (rc != 0)
+                        goto out;
+                    t->st.evicted_dirty++;
+                }
+                remove_rec(s, r);
+                t->st.evicted++;
+                progress = 1;
+            }
+        }
+        idle = progress ? 0 : idle + 1;
+    }
+out:
+    if (rc == 0)
+        rc = wbuf_write(t, &w, eb);
+    else
+        errbuf_set(eb, rc, "out of memory evicting rows");
+    wbuf_release(&w);
+    return rc;
+}
+
+static int maybe_evict(emb_table_t *t, errbuf_t *eb)
+{
+    if (t->mem_limit && resident_bytes(t) > t->mem_limit)
+        return evict(t, eb);
+    return 0;
+}
+
+/* Load the rows of keys[miss[0..nm)] from the store into s. found[j] is
+ * set for those present. */
+static int load_misses(emb_table_t *t, sub_t *s, const uint64_t *keys, const size_t *miss,
+                       size_t nm, uint8_t *found, errbuf_t *eb)
+{
+    unsigned char *kb = malloc(nm * EMB_KEY_LEN);
+    const void **kp = malloc(nm * sizeof(*kp));
+    size_t *kl = malloc(nm * sizeof(*kl)), *vl = malloc(nm * sizeof(*vl));
+    void **vals = calloc(nm, sizeof(*vals));
+    int rc = 0;
+
+    memset(found, 0, nm);
+    if (!kb || !kp || !kl || !vl || !vals) {
+        rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t j = 0; j < nm; j++) {
+        emb_key_encode(kb + j * EMB_KEY_LEN, s->slot, keys[miss[j]]);
+        kp[j] = kb + j * EMB_KEY_LEN;
+        kl[j] = EMB_KEY_LEN;
+    }
+    rc = store_multiget(t->store, nm, kp, kl, vals, vl, eb);
+    if (rc != 0)
+        goto out;
+    for (size_t j = 0; j < nm && rc == 0; j++) {
+        emb_row_meta_t meta;
+        const void *fl;
+        uint32_t nf;
+        int slot;
+        if (!vals[j])
+            continue;
+        if (emb_record_decode(vals[j], vl[j], &slot, &meta, &fl, &nf) != 0 || slot != s->slot ||
+            nf != s->nfloat) {
+            rc = errbuf_set(eb, ERR_CORRUPT,
+                            "%s: row of slot %d key %016llx: bad record (%zu bytes; expected %zu "
+                            "floats)",
+                            t->store->name, s->slot, (unsigned long long)keys[miss[j]], vl[j],
+                            s->nfloat);
+            break;
+        }
+        uint32_t r = find(s, keys[miss[j]]);
+        if (r == EMPTY) {
+            r = insert(s, keys[miss[j]], t->day);
+            if (r == EMPTY) {
+                rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
+                break;
+            }
+            unsigned char *p = recp(s, r);
+            memcpy(p + 8, &meta.updates, 4);
+            uint16_t fd = (uint16_t)meta.first_day, ld = (uint16_t)meta.last_day;
+            memcpy(p + 12, &fd, 2);
+            memcpy(p + 14, &ld, 2);
+            memcpy(p + HDR, fl, s->nfloat * 4);
+            t->st.loaded++;
+        }
+        found[j] = 1;
+    }
+out:
+    for (size_t j = 0; vals && j < nm; j++)
+        free(vals[j]);
+    free(vals);
+    free(vl);
+    free(kl);
+    free(kp);
+    free(kb);
+    return rc;
+}
+
+/* Make sure every key has a resident row (creating if create), loading
+ * misses from the store. rows[i] gets the record slot or EMPTY. */
+static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, uint32_t *rows,
+                   int create, errbuf_t *eb)
+{
+    size_t *miss = NULL, nm = 0;
+    uint8_t *found = NULL;
+    int rc = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        rows[i] = find(s, keys[i]);
+        if (rows[i] != EMPTY) {
+            bset(s->ref, rows[i]);
+            continue;
+        }
+        if (!miss && !(miss = malloc(n * sizeof(*miss))))
+            return errbuf_set(eb, ERR_NOMEM, "out of memory");
+        miss[nm++] = i;
+    }
+    if (nm == 0)
+        return 0;
+    found = calloc(nm, 1);
+    if (!found) {
+        rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    if (t->store_maybe_rows) {
+        rc = load_misses(t, s, keys, miss, nm, found, eb);
+        if (rc != 0)
+            goto out;
+    }
+    for (size_t j = 0; j < nm; j++) {
+        size_t i = miss[j];
+        rows[i] = find(s, keys[i]);
+        if (rows[i] != EMPTY || !create)
+            continue;
+        rows[i] = insert(s, keys[i], t->day);
+        if (rows[i] == EMPTY) {
+            rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
+            goto out;
+        }
+        float *w = rec_w(s, rows[i]);
+        optim_row_init(&t->ms.emb_opt, keys[i], w, w + s->dim, s->dim);
+        bset(s->dirty, rows[i]);
+        t->st.created++;
+    }
+out:
+    free(found);
+    free(miss);
+    return rc;
+}
+
+static uint32_t *row_scratch(size_t n)
+{
+    return malloc((n ? n : 1) * sizeof(uint32_t));
+}
+
+int emb_table_pull(emb_table_t *t, int slot, const uint64_t *keys, size_t n, float *out, int mode,
+                   errbuf_t *eb)
+{
+    int rc = check_slot(t, slot, eb);
+    sub_t *s = &t->sub[slot];
+    uint32_t *rows;
+
+    if (rc != 0)
+        return rc;
+    rows = row_scratch(n);
+    if (!rows)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    rc = resolve(t, s, keys, n, rows, mode == EMB_PULL_CREATE, eb);
+    if (rc == 0) {
+        for (size_t i = 0; i < n; i++) {
+            if (rows[i] == EMPTY)
+                memset(out + i * s->dim, 0, s->dim * sizeof(float));
+            else
+                memcpy(out + i * s->dim, rec_w(s, rows[i]), s->dim * sizeof(float));
+        }
+        t->st.pulls += n;
+    }
+    free(rows);
+    if (rc == 0)
+        rc = maybe_evict(t, eb);
+    return rc;
+}
+
+int emb_table_push(emb_table_t *t, int slot, const uint64_t *keys, size_t n, const float *g,
+                   errbuf_t *eb)
+{
+    int rc = check_slot(t, slot, eb);
+    sub_t *s = &t->sub[slot];
+    uint32_t *rows;
+    uint16_t day = (uint16_t)t->day;
+
+    if (rc != 0)
+        return rc;
+    rows = row_scratch(n);
+    if (!rows)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    rc = resolve(t, s, keys, n, rows, 1, eb);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        unsigned char *p = recp(s, rows[i]);
+        float *w = (float *)(p + HDR);
+        uint32_t upd;
+        optim_row_update(&t->ms.emb_opt, w, w + s->dim, g + i * s->dim, s->dim);
+        memcpy(&upd, p + 8, 4);
+        upd++;
+        memcpy(p + 8, &upd, 4);
+        memcpy(p + 14, &day, 2);
+        bset(s->dirty, rows[i]);
+    }
+    if (rc == 0)
+        t->st.pushes += n;
+    free(rows);
+    if (rc == 0)
+        rc = maybe_evict(t, eb);
+    return rc;
+}
+
+int emb_table_assign(emb_table_t *t, int slot, const uint64_t *keys, size_t n, const float *v,
+                     int with_state, errbuf_t *eb)
+{
+    int rc = check_slot(t, slot, eb);
+    sub_t *s = &t->sub[slot];
+    size_t width = with_state ? s->nfloat : s->dim;
+    uint32_t *rows;
+
+    if (rc != 0)
+        return rc;
+    rows = row_scratch(n);
+    if (!rows)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    rc = resolve(t, s, keys, n, rows, 1, eb);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        memcpy(rec_w(s, rows[i]), v + i * width, width * sizeof(float));
+        bset(s->dirty, rows[i]);
+    }
+    free(rows);
+    if (rc == 0)
+        rc = maybe_evict(t, eb);
+    return rc;
+}
+
+int emb_table_flush(emb_table_t *t, uint64_t *nrows, errbuf_t *eb)
+{
+    wbuf_t w = {0};
+    uint64_t total = 0;
+    int rc = 0;
+
+    for (int i = 0; i < t->ms.nslots && rc == 0; i++) {
+        sub_t *s = &t->sub[i];
+        size_t words = ((size_t)s->used + 63) / 64;
+        for (size_t wi = 0; wi < words && rc == 0; wi++) {
+            uint64_t d = s->dirty[wi] & s->live[wi];
+            while (d && rc == 0) {
+                uint32_t r = (uint32_t)(wi * 64 + (size_t)__builtin_ctzll(d));
+                d &= d - 1;
+                rc = wbuf_add(&w, s, r);
+                total++;
+            }
+            /* bound the batch: about 64k rows per write */
+            if (rc == 0 && w.n >= 65536)
+                rc = wbuf_write(t, &w, eb);
+        }
+    }
+    if (rc == 0)
+        rc = wbuf_write(t, &w, eb);
+    else if (rc == ERR_NOMEM)
+        errbuf_set(eb, rc, "out of memory flushing rows");
+    wbuf_release(&w);
+    if (rc != 0)
+        return rc;
+    for (int i = 0; i < t->ms.nslots; i++)
+        if (t->sub[i].dirty)
+            memset(t->sub[i].dirty, 0, (((size_t)t->sub[i].cap + 63) / 64) * 8);
+    t->st.flushed += total;
+    if (nrows)
+        *nrows = total;
+    return 0;
+}
+
+int emb_table_get(emb_table_t *t, int slot, uint64_t key, float *vals, emb_row_meta_t *meta,
+                  errbuf_t *eb)
+{
+    int rc = check_slot(t, slot, eb);
+    sub_t *s = &t->sub[slot];
+    uint32_t r;
+
+    if (rc != 0)
+        return rc;
+    r = find(s, key);
+    if (r != EMPTY) {
+        const unsigned char *p = recp(s, r);
+        uint16_t fd, ld;
+        memcpy(&meta->updates, p + 8, 4);
+        memcpy(&fd, p + 12, 2);
+        memcpy(&ld, p + 14, 2);
+        meta->first_day = fd;
+        meta->last_day = ld;
+        memcpy(vals, p + HDR, s->nfloat * 4);
+        return 0;
+    }
+    unsigned char kb[EMB_KEY_LEN];
+    void *v = NULL;
+    size_t vl;
+    const void *fl;
+    uint32_t nf;
+    int sl;
+    emb_key_encode(kb, slot, key);
+    rc = store_get(t->store, kb, EMB_KEY_LEN, &v, &vl, eb);
+    if (rc != 0)
+        return rc;
+    rc = emb_record_decode(v, vl, &sl, meta, &fl, &nf);
+    if (rc == 0 && nf == s->nfloat)
+        memcpy(vals, fl, nf * 4);
+    else
+        rc = errbuf_set(eb, ERR_CORRUPT, "%s: bad record for slot %d key %016llx",
+                        t->store->name, slot, (unsigned long long)key);
+    free(v);
+    return rc;
+}
+
+void emb_table_stats(const emb_table_t *t, emb_table_stats_t *st)
+{
+    *st = t->st;
+    st->resident_rows = 0;
+    st->payload_bytes = 0;
+    st->dirty_rows = 0;
+    for (int i = 0; i < t->ms.nslots; i++) {
+        const sub_t *s = &t->sub[i];
+        st->slot_rows[i] = s->rows;
+        st->resident_rows += s->rows;
+        st->payload_bytes += (uint64_t)s->rows * s->nfloat * 4;
+        for (size_t w = 0; w < ((size_t)s->used + 63) / 64; w++)
+            st->dirty_rows += (uint64_t)__builtin_popcountll(s->dirty[w] & s->live[w]);
+    }
+    st->resident_bytes = resident_bytes(t);
+}

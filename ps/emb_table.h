@@ -1,0 +1,128 @@
+/*
+ * emb_table.h - the embedding table of a parameter-server shard (and of
+ * in-process training): uint64 key -> row record (embedding + optimizer
+ * state + update count + first/last-seen day), one sub-table per slot, in
+ * memory, written back to a durable store (store.h).
+ *
+ * NOTES ON THE DESIGN
+ *   Memory. Each slot keeps a slab of fixed-size records
+ *     u64 key | u32 updates | u16 first_day | u16 last_day | f32 w[dim] | f32 state[S]
+ *   (S = optim_state_len) and an open-addressing index of u32 slab slots
+ *   (linear probing, load <= 0.75, backward-shift deletion), plus three
+ *   bit maps (live, dirty, referenced). Overhead per resident row beyond
+ *   the payload (w + state): 16 bytes of header + about 5.3 bytes of index
+ *   + 3 bits.
+ *
+ *   Memory budget. When the resident rows' bytes exceed mem_limit, a CLOCK
+ *   hand per slot evicts rows not referenced since its last pass, down to
+ *   90% of the budget; dirty ones are written to the store first (one
+ *   write batch). A miss reads the store (one MultiGet for all misses of a
+ *   request) before creating a row, so an evicted row comes back exactly.
+ *
+ *   Durability. Rows changed since the last emb_table_flush() are dirty;
+ *   flush writes them all (one record = row + optimizer state, so what is
+ *   stored is always consistent) and clears the bits. What a crash loses is
+ *   what changed since the last flush.
+ *
+ *   On disk. Key: 'r' | u8 slot | u64 key big-endian (10 bytes: a slot's
+ *   rows are one key range). Value: u8 version (EMB_RECORD_VERSION) | u8
+ *   slot | u16 0 | u32 updates | u16 first_day | u16 last_day | u32 nfloats
+ *   | f32 values[nfloats] (w then state), little-endian. Keys starting with
+ *   'm' are the owner's metadata (store_get / store_put).
+ *
+ * Thread-safety: none; one thread (the server loop or the trainer) owns a
+ * table.
+ */
+#ifndef FUNNEL_EMB_TABLE_H
+#define FUNNEL_EMB_TABLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "model_conf.h"
+#include "store.h"
+
+#define EMB_RECORD_VERSION 1
+#define EMB_KEY_LEN 10
+#define EMB_RECORD_HEADER 16 /* bytes before the floats of a stored record */
+
+enum {
+    EMB_PULL_CREATE = 0,   /* a key without row gets a new one */
+    EMB_PULL_READONLY = 1, /* a key without row reads zeros; nothing is created */
+};
+
+typedef struct emb_table emb_table_t;
+
+typedef struct emb_row_meta {
+    uint32_t updates;  /* gradient steps applied */
+    int first_day;     /* day created */
+    int last_day;      /* day last updated */
+} emb_row_meta_t;
+
+typedef struct emb_table_stats {
+    uint64_t resident_rows;   /* rows in memory */
+    uint64_t resident_bytes;  /* bytes of records + index + bit maps */
+    uint64_t payload_bytes;   /* bytes of w + state of resident rows */
+    uint64_t dirty_rows;      /* resident rows changed since the last flush */
+    uint64_t created;         /* rows created */
+    uint64_t loaded;          /* rows read back from the store */
+    uint64_t evicted;         /* rows dropped from memory */
+    uint64_t evicted_dirty;   /* of which written to the store first */
+    uint64_t flushed;         /* rows written by flushes */
+    uint64_t pulls, pushes;   /* keys pulled / pushed */
+    uint64_t slot_rows[MODEL_MAX_SLOTS]; /* resident rows per slot */
+} emb_table_stats_t;
+
+/*
+ * Open a table over store (not owned; must outlive the table) for the
+ * slots and row optimizer of ms (copied). mem_limit: bytes of resident
+ * rows, 0 for unlimited. Returns 0 or ERR_*; release with
+ * emb_table_destroy() (which does not flush).
+ */
+int emb_table_open(emb_table_t **out, store_t *store, const model_spec_t *ms, uint64_t mem_limit,
+                   errbuf_t *eb);
+void emb_table_destroy(emb_table_t **t);
+
+/* The day stamped on rows as first/last seen. */
+void emb_table_set_day(emb_table_t *t, int day);
+
+/* Rows (embeddings only, dim floats each) of n keys of slot into out.
+ * mode EMB_PULL_*. Returns 0, or ERR_STORE / ERR_CORRUPT / ERR_NOMEM. */
+int emb_table_pull(emb_table_t *t, int slot, const uint64_t *keys, size_t n, float *out, int mode,
+                   errbuf_t *eb);
+
+/* Apply gradients g (n x dim) to the rows of n keys of slot with the row
+ * optimizer (a key without row gets one first). */
+int emb_table_push(emb_table_t *t, int slot, const uint64_t *keys, size_t n, const float *g,
+                   errbuf_t *eb);
+
+/* Store values (n x (dim + state) floats with state, else n x dim) as the
+ * rows of n keys, marking them dirty (restores, tests). */
+int emb_table_assign(emb_table_t *t, int slot, const uint64_t *keys, size_t n, const float *v,
+                     int with_state, errbuf_t *eb);
+
+/* Write every dirty row to the store; *rows (if not NULL) gets the count. */
+int emb_table_flush(emb_table_t *t, uint64_t *rows, errbuf_t *eb);
+
+/* Copy one row (w then state: emb_table_row_floats() floats) and its
+ * metadata, from memory or the store. ERR_NOTFOUND if it has no row. */
+int emb_table_get(emb_table_t *t, int slot, uint64_t key, float *vals, emb_row_meta_t *meta,
+                  errbuf_t *eb);
+
+/* Floats of a slot's row as stored: dim + optimizer state. */
+size_t emb_table_row_floats(const emb_table_t *t, int slot);
+
+void emb_table_stats(const emb_table_t *t, emb_table_stats_t *st);
+
+/* The store key of (slot, key) into buf[EMB_KEY_LEN]. */
+void emb_key_encode(unsigned char *buf, int slot, uint64_t key);
+/* Parse a store key; 0, or ERR_CORRUPT if it is not a row key. */
+int emb_key_decode(const void *buf, size_t len, int *slot, uint64_t *key);
+
+/* Parse a stored record into its metadata and a pointer to its floats
+ * (unaligned: copy with memcpy). Returns 0 or ERR_CORRUPT. */
+int emb_record_decode(const void *v, size_t vlen, int *slot, emb_row_meta_t *meta,
+                      const void **floats, uint32_t *nfloats);
+
+#endif

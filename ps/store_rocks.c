@@ -1,0 +1,229 @@
+/*
+ * store_rocks.c - the RocksDB implementation of store.h; the only file of
+ * funnel that includes rocksdb/c.h. RocksDB's char *err messages are
+ * translated here into ERR_STORE with the store's name and the action.
+ */
+#include <rocksdb/c.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store.h"
+
+typedef struct rocks {
+    store_t base;
+    rocksdb_t *db;
+    rocksdb_options_t *opt;
+    rocksdb_readoptions_t *ropt;
+    rocksdb_writeoptions_t *wopt;
+    rocksdb_writeoptions_t *wopt_sync;
+    rocksdb_writebatch_t *wb;
+} rocks_t;
+
+struct store_iter {
+    rocksdb_iterator_t *it;
+    char *prefix;
+    size_t plen;
+    int started;
+};
+
+static int fail(rocks_t *r, char *err, const char *action, errbuf_t *eb)
+{
+    int rc = errbuf_set(eb, ERR_STORE, "%s: %s: %s", r->base.name, action, err);
+    rocksdb_free(err);
+    return rc;
+}
+
+static int rocks_multiget(store_t *s, size_t n, const void *const *keys, const size_t *klens,
+                          void **vals, size_t *vlens, errbuf_t *eb)
+{
+    rocks_t *r = (rocks_t *)s;
+    char *errs_small[64];
+    char **errs = n <= 64 ? errs_small : calloc(n, sizeof(char *));
+    int rc = 0;
+
+    if (!errs)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    memset(errs, 0, n * sizeof(char *));
+    rocksdb_multi_get(r->db, r->ropt, n, (const char *const *)keys, klens, (char **)vals, vlens,
+                      errs);
+    for (size_t i = 0; i < n; i++)
+        if (errs[i]) {
+            if (rc == 0)
+                rc = fail(r, errs[i], "multiget", eb);
+            else
+                rocksdb_free(errs[i]);
+        }
+    if (errs != errs_small)
+        free(errs);
+    return rc;
+}
+
+static int rocks_write(store_t *s, const store_op_t *ops, size_t n, int sync, errbuf_t *eb)
+{
+    rocks_t *r = (rocks_t *)s;
+    char *err = NULL;
+
+    rocksdb_writebatch_clear(r->wb);
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].v)
+            rocksdb_writebatch_put(r->wb, ops[i].k, ops[i].klen, ops[i].v, ops[i].vlen);
+        else
+            rocksdb_writebatch_delete(r->wb, ops[i].k, ops[i].klen);
+    }
+    rocksdb_write(r->db, sync ? r->wopt_sync : r->wopt, r->wb, &err);
+    rocksdb_writebatch_clear(r->wb);
+    return err ? fail(r, err, "write", eb) : 0;
+}
+
+static store_iter_t *rocks_iter_new(store_t *s, const void *prefix, size_t plen)
+{
+    rocks_t *r = (rocks_t *)s;
+    store_iter_t *it = calloc(1, sizeof(*it));
+
+    if (!it)
+        return NULL;
+    it->prefix = malloc(plen ? plen : 1);
+    it->it = rocksdb_create_iterator(r->db, r->ropt);
+    if (!it->prefix || !it->it) {
+        free(it->prefix);
+        if (it->it)
+            rocksdb_iter_destroy(it->it);
+        free(it);
+        return NULL;
+    }
+    memcpy(it->prefix, prefix, plen);
+    it->plen = plen;
+    return it;
+}
+
+static int rocks_iter_next(store_iter_t *it, const void **k, size_t *klen, const void **v,
+                           size_t *vlen)
+{
+    if (!it->started) {
+        if (it->plen)
+            rocksdb_iter_seek(it->it, it->prefix, it->plen);
+        else
+            rocksdb_iter_seek_to_first(it->it);
+        it->started = 1;
+    } else {
+        rocksdb_iter_next(it->it);
+    }
+    if (!rocksdb_iter_valid(it->it))
+        return 0;
+    *k = rocksdb_iter_key(it->it, klen);
+    if (*klen < it->plen || memcmp(*k, it->prefix, it->plen) != 0)
+        return 0;
+    *v = rocksdb_iter_value(it->it, vlen);
+    return 1;
+}
+
+static void rocks_iter_destroy(store_iter_t *it)
+{
+    rocksdb_iter_destroy(it->it);
+    free(it->prefix);
+    free(it);
+}
+
+static int rocks_checkpoint(store_t *s, const char *dir, errbuf_t *eb)
+{
+    rocks_t *r = (rocks_t *)s;
+    char *err = NULL;
+    rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(r->db, &err);
+
+    if (err)
+        return fail(r, err, "checkpoint", eb);
+    rocksdb_checkpoint_create(cp, dir, 0, &err);
+    rocksdb_checkpoint_object_destroy(cp);
+    if (err) {
+        char action[4200];
+        snprintf(action, sizeof(action), "checkpoint to %s", dir);
+        return fail(r, err, action, eb);
+    }
+    return 0;
+}
+
+static void rocks_close(store_t *s)
+{
+    rocks_t *r = (rocks_t *)s;
+
+    if (r->db)
+        rocksdb_close(r->db);
+    if (r->wb)
+        rocksdb_writebatch_destroy(r->wb);
+    if (r->wopt)
+        rocksdb_writeoptions_destroy(r->wopt);
+    if (r->wopt_sync)
+        rocksdb_writeoptions_destroy(r->wopt_sync);
+    if (r->ropt)
+        rocksdb_readoptions_destroy(r->ropt);
+    if (r->opt)
+        rocksdb_options_destroy(r->opt);
+    free(r);
+}
+
+static const store_ops_t rocks_ops = {
+    rocks_multiget,     rocks_write,      rocks_iter_new, rocks_iter_next,
+    rocks_iter_destroy, rocks_checkpoint, rocks_close,
+};
+
+int store_rocks_open(store_t **out, const char *path, int flags, const char *name, errbuf_t *eb)
+{
+    rocks_t *r = calloc(1, sizeof(*r));
+    char *err = NULL;
+
+    *out = NULL;
+    if (!r)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    r->base.ops = &rocks_ops;
+    snprintf(r->base.name, sizeof(r->base.name), "%s", name ? name : path);
+    r->opt = rocksdb_options_create();
+    r->ropt = rocksdb_readoptions_create();
+    r->wopt = rocksdb_writeoptions_create();
+    r->wopt_sync = rocksdb_writeoptions_create();
+    r->wb = rocksdb_writebatch_create();
+    rocksdb_writeoptions_set_sync(r->wopt_sync, 1);
+    rocksdb_options_set_create_if_missing(r->opt, (flags & STORE_CREATE) ? 1 : 0);
+    rocksdb_options_set_compression(r->opt, rocksdb_lz4_compression);
+    rocksdb_options_increase_parallelism(r->opt, 2);
+    rocksdb_options_set_max_open_files(r->opt, 512);
+    if (flags & STORE_READONLY)
+        r->db = rocksdb_open_for_read_only(r->opt, path, 0, &err);
+    else
+        r->db = rocksdb_open(r->opt, path, &err);
+    if (err) {
+        char action[4200];
+        snprintf(action, sizeof(action), "open %s", path);
+        int rc = fail(r, err, action, eb);
+        r->db = NULL;
+        rocks_close(&r->base);
+        return rc;
+    }
+    *out = &r->base;
+    return 0;
+}
+
+void store_close(store_t **s)
+{
+    if (s && *s) {
+        (*s)->ops->close(*s);
+        *s = NULL;
+    }
+}
+
+int store_get(store_t *s, const void *k, size_t klen, void **v, size_t *vlen, errbuf_t *eb)
+{
+    const void *keys[1] = {k};
+    int rc = store_multiget(s, 1, keys, &klen, v, vlen, eb);
+
+    if (rc == 0 && !*v)
+        return ERR_NOTFOUND;
+    return rc;
+}
+
+int store_put(store_t *s, const void *k, size_t klen, const void *v, size_t vlen, int sync,
+              errbuf_t *eb)
+{
+    store_op_t op = {k, klen, v, vlen};
+    return store_write(s, &op, 1, sync, eb);
+}
