@@ -115,6 +115,9 @@ int model_spec_from_conf(model_spec_t *ms, const model_conf_t *mc, errbuf_t *eb)
 
     snprintf(buf, sizeof(buf), "%s", mc->loss_weights.s);
     n = conf_split_list(buf, ',', items, 3);
+    /* The default "1,1,1" means "every loss weighs 1" for every model type. */
+    if (n == 3 && ms->nloss == 2 && strcmp(mc->loss_weights.s, "1,1,1") == 0)
+        n = 2;
     if (n != ms->nloss)
         return errbuf_set(eb, ERR_CONFIG, "key 'loss_weights': model needs %d weights, got '%s'",
                           ms->nloss, mc->loss_weights.s);

@@ -30,7 +30,7 @@
     X(model, towers, STR, "256,128,64", 0, 0, NULL,                                             \
       "hidden layer sizes of every tower (ReLU), then a sigmoid head")                         \
     X(model, loss_weights, STR, "1,1,1", 0, 0, NULL,                                            \
-      "weights of the losses: ctr,ctavr,ctcvr (esm2); ctr,ctcvr (esmm); ctr,cvr-on-clicks (naive)")             \
+      "loss weights: ctr,ctavr,ctcvr (esm2); ctr,ctcvr (esmm); ctr,cvr-on-clicks (naive); 1,1,1 = all ones")             \
     X(model, emb_optimizer, ENUM, "adagrad", 0, 0, "adagrad|sgd|adam|ftrl",                     \
       "optimizer of embedding rows (state stored beside each row)")                            \
     X(model, emb_lr, FLOAT, "0.05", 0, 100, NULL, "learning rate of embedding rows")           \

@@ -189,6 +189,9 @@ static void test_model_spec(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "nope"));
     conf_set(&msc, &mc, "slot_dims", "", "t", &eb);
     conf_set(&msc, &mc, "model_type", "esmm", "t", &eb);
+    CU_ASSERT_EQUAL(model_spec_from_conf(&ms, &mc, &eb), 0); /* the default: all ones */
+    CU_ASSERT_EQUAL(ms.nloss, 2);
+    conf_set(&msc, &mc, "loss_weights", "1,2,1", "t", &eb);
     CU_ASSERT_EQUAL(model_spec_from_conf(&ms, &mc, &eb), ERR_CONFIG); /* 3 weights for esmm */
     conf_set(&msc, &mc, "loss_weights", "1,2", "t", &eb);
     CU_ASSERT_EQUAL(model_spec_from_conf(&ms, &mc, &eb), 0);

@@ -65,6 +65,8 @@ static const cmd_t cmds[] = {
      "AUC, log-loss and calibration per task (and the oracle's, with a truth file)", eval_flags},
     {"check-data", "check-data [options] LOG...",
      "validate logs before a long job; exits 1 if any line is rejected", no_flags},
+    {"print-conf", "print-conf [options]",
+     "print every key with its default, as a documented config file", no_flags},
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -188,6 +190,11 @@ int main(int argc, char **argv)
     signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN);
 
+    if (strcmp(c->name, "print-conf") == 0) {
+        static const char *const sections[] = {"model", "data", "train", "cluster", NULL};
+        conf_print_ini(&worker_conf_schema, sections, stdout);
+        return 0;
+    }
     if (strcmp(c->name, "check-data") == 0) {
         if (st.npos == 0) {
             fprintf(stderr, "funnel-worker check-data: no log files given\n");
