@@ -44,7 +44,8 @@ typedef struct remote {
     ps_client_t *cli;
     int nshards;
     uint32_t rank;
-    shard_part_t *part;
+    shard_part_t *part;    /* the outstanding pull's routing */
+    shard_part_t *ppart;   /* the push being sent (a pull may be in flight) */
     float *dense;          /* the last dense weights received */
     size_t dense_n;        /* floats */
     int dense_fresh;       /* dense holds the reply to the last pull_start */
@@ -76,15 +77,15 @@ static int grow_part(shard_part_t *sp, int s, size_t need, size_t dim)
 }
 
 /* Route req's keys to shards (keys, back, n of every part). */
-static int split(remote_t *r, const param_req_t *req, errbuf_t *eb)
+static int split(remote_t *r, shard_part_t *part, const param_req_t *req, errbuf_t *eb)
 {
     for (int h = 0; h < r->nshards; h++)
-        memset(r->part[h].n, 0, sizeof(r->part[h].n));
+        memset(part[h].n, 0, sizeof(part[h].n));
     for (int s = 0; s < req->nslots; s++) {
         size_t dim = (size_t)r->ms->slot[s].dim;
         for (size_t i = 0; i < req->n[s]; i++) {
             uint64_t k = req->keys[s][i];
-            shard_part_t *sp = &r->part[route_shard(k, (uint32_t)r->nshards)];
+            shard_part_t *sp = &part[route_shard(k, (uint32_t)r->nshards)];
             if (sp->n[s] == sp->cap[s] && grow_part(sp, s, sp->n[s] + 1, dim) != 0)
                 return errbuf_set(eb, ERR_NOMEM, "out of memory routing keys");
             sp->keys[s][sp->n[s]] = k;
@@ -118,7 +119,7 @@ static int remote_pull_start(param_t *p, const param_req_t *req, int mode, errbu
 {
     remote_t *r = (remote_t *)p;
     msg_t m;
-    int rc = split(r, req, eb);
+    int rc = split(r, r->part, req, eb);
 
     if (rc != 0)
         return rc;
@@ -202,12 +203,12 @@ static int remote_push(param_t *p, const param_req_t *req, const float *const *g
     remote_t *r = (remote_t *)p;
     msg_t m;
     uint64_t id;
-    int rc = split(r, req, eb);
+    int rc = split(r, r->ppart, req, eb);
 
     if (rc != 0)
         return rc;
     for (int h = 0; h < r->nshards; h++) {
-        shard_part_t *sp = &r->part[h];
+        shard_part_t *sp = &r->ppart[h];
         for (int s = 0; s < req->nslots; s++) {
             size_t dim = (size_t)r->ms->slot[s].dim;
             for (size_t j = 0; j < sp->n[s]; j++)
@@ -334,12 +335,15 @@ static void remote_destroy(param_t *p)
 {
     remote_t *r = (remote_t *)p;
 
-    for (int h = 0; r->part && h < r->nshards; h++)
-        for (int s = 0; s < MODEL_MAX_SLOTS; s++) {
-            free(r->part[h].keys[s]);
-            free(r->part[h].back[s]);
-            free(r->part[h].grads[s]);
-        }
+    shard_part_t *sets[2] = {r->part, r->ppart};
+    for (int k = 0; k < 2; k++)
+        for (int h = 0; sets[k] && h < r->nshards; h++)
+            for (int s = 0; s < MODEL_MAX_SLOTS; s++) {
+                free(sets[k][h].keys[s]);
+                free(sets[k][h].back[s]);
+                free(sets[k][h].grads[s]);
+            }
+    free(r->ppart);
     free(r->part);
     free(r->dense);
     ps_client_destroy(&r->cli);
@@ -373,8 +377,8 @@ static int64_t stat_of(remote_t *r, int h, const char *name, errbuf_t *eb, int *
 }
 
 /* Make sure every shard's dense range holds weights (see the notes). */
-static int dense_bootstrap(remote_t *r, const float *init, volatile sig_atomic_t *stop,
-                           errbuf_t *eb)
+static int dense_bootstrap(remote_t *r, const float *init, int deadline_s,
+                           volatile sig_atomic_t *stop, errbuf_t *eb)
 {
     int rc = 0;
 
@@ -405,6 +409,11 @@ static int dense_bootstrap(remote_t *r, const float *init, volatile sig_atomic_t
             }
             if (stop && *stop)
                 return errbuf_set(eb, ERR_STOPPED, "interrupted");
+            if (tries * 0.1 > deadline_s)
+                return errbuf_set(eb, ERR_TIMEOUT,
+                                  "shard %d (%s): rank 0 did not initialize the dense weights "
+                                  "within %d s (is the rank-0 worker running?)",
+                                  h, ps_client_endpoint(r->cli, h), deadline_s);
             if (tries % 50 == 0)
                 LOG_INFO("waiting for rank 0 to initialize the dense weights of shard %d", h);
             struct timespec ts = {0, 100 * 1000 * 1000};
@@ -437,8 +446,9 @@ int param_remote_open(param_t **out, const worker_conf_t *wc, const model_spec_t
     r->rank = (uint32_t)wc->rank;
     r->dense_n = dense_n;
     r->part = calloc((size_t)n, sizeof(*r->part));
+    r->ppart = calloc((size_t)n, sizeof(*r->ppart));
     r->dense = malloc((dense_n ? dense_n : 1) * sizeof(float));
-    if (!r->part || !r->dense) {
+    if (!r->part || !r->ppart || !r->dense) {
         rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -466,7 +476,7 @@ int param_remote_open(param_t **out, const worker_conf_t *wc, const model_spec_t
             goto fail;
         }
     }
-    rc = dense_bootstrap(r, dense_init, stop, eb);
+    rc = dense_bootstrap(r, dense_init, (int)wc->deadline_s, stop, eb);
     if (rc != 0)
         goto fail;
     LOG_INFO("connected to %d parameter server shard%s", n, n > 1 ? "s" : "");

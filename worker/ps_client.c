@@ -201,13 +201,17 @@ static void drop_pending(shard_conn_t *s, pending_t *p)
     s->npend--;
 }
 
-static void transmit(shard_conn_t *s, pending_t *p)
+static void transmit(shard_conn_t *s, pending_t *p, int timeout_ms)
 {
-    /* A full queue or a shard not yet connected: the retry timer resends. */
-    if (zmq_send(s->sock, p->bytes, p->len, ZMQ_DONTWAIT) < 0 && errno != EAGAIN)
-        LOG_DEBUG("send to %s: %s", s->endpoint, zmq_strerror(errno));
     p->sent_at = now_s();
     p->attempts++;
+    if (zmq_send(s->sock, p->bytes, p->len, ZMQ_DONTWAIT) < 0) {
+        /* Not connected yet (or the queue is full): try again in about
+         * 100 ms instead of a whole timeout. */
+        if (errno != EAGAIN)
+            LOG_DEBUG("send to %s: %s", s->endpoint, zmq_strerror(errno));
+        p->sent_at -= (double)timeout_ms / 1000.0 - 0.1;
+    }
 }
 
 /* Receive and file every reply that is ready on shard i, waiting at most
@@ -281,7 +285,7 @@ static int retry_overdue(ps_client_t *c, int i, errbuf_t *eb)
         if ((now - p->sent_at) * 1000.0 >= c->o.timeout_ms) {
             LOG_DEBUG("shard %d (%s): no reply to request %llu for %d ms, resending", i,
                       s->endpoint, (unsigned long long)p->req_id, c->o.timeout_ms);
-            transmit(s, p);
+            transmit(s, p, c->o.timeout_ms);
         }
     }
     double since = now - (s->last_heard > oldest ? s->last_heard : oldest);
@@ -361,7 +365,7 @@ int ps_client_send(ps_client_t *c, int shard, msg_t *m, uint64_t *req_id, errbuf
         s->last_heard = p->first_sent; /* the deadline counts from here after idling */
     if (is_push)
         s->pushes++;
-    transmit(s, p);
+    transmit(s, p, c->o.timeout_ms);
     *req_id = m->hdr.req_id;
     return 0;
 }
@@ -405,6 +409,16 @@ int ps_client_call(ps_client_t *c, int shard, msg_t *req, msg_t *rep, errbuf_t *
     uint64_t id;
     int rc = ps_client_send(c, shard, req, &id, eb);
 
+    if (rc == 0 && (req->hdr.type == MSG_PUSH || req->hdr.type == MSG_PUSH_DENSE)) {
+        /* Push acknowledgements are consumed on arrival: wait for this one. */
+        while (rc == 0 && find_pending(&c->sh[shard], id))
+            rc = wait_round(c, shard, eb);
+        if (rc == 0) {
+            msg_init(rep, MSG_ACK, id);
+            return 0;
+        }
+        return rc;
+    }
     if (rc == 0)
         rc = ps_client_wait(c, shard, id, rep, eb);
     if (rc == 0)

@@ -1,0 +1,67 @@
+/*
+ * ps_main.c - funnel-ps: one parameter-server shard. Parses the command
+ * line and config, installs signal handlers, runs server_run().
+ *
+ *   funnel-ps [--conf FILE] --shard I --shards N --listen ENDPOINT --data DIR
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+#include "ps_conf.h"
+#include "server.h"
+
+typedef struct ps_state {
+    ps_conf_t conf;
+    volatile sig_atomic_t stop;
+} ps_state_t;
+
+static volatile sig_atomic_t *g_stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (g_stop)
+        *g_stop = 1;
+}
+
+int main(int argc, char **argv)
+{
+    static ps_state_t st;
+    errbuf_t eb = {{0}};
+    char *pos[1];
+    int npos, help, rc;
+
+    if (argc > 1 && strcmp(argv[1], "print-conf") == 0) {
+        static const char *const sections[] = {"ps", NULL};
+        conf_print_ini(&ps_conf_schema, sections, stdout);
+        return 0;
+    }
+    rc = conf_parse_args(&ps_conf_schema, &st.conf, argc - 1, argv + 1, pos, 0, &npos, &help,
+                         &eb);
+    if (help) {
+        printf("usage: funnel-ps [--conf FILE] --shard I --shards N --listen ENDPOINT --data DIR\n"
+               "       funnel-ps print-conf\n\n"
+               "One parameter-server shard: serves its share of the embedding rows and of the\n"
+               "dense weights over ZeroMQ, durable in RocksDB under --data.\n\n");
+        conf_print_help(&ps_conf_schema, stdout);
+        return 0;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "funnel-ps: %s\n", eb.msg);
+        return 2;
+    }
+    log_init("ps", (int)st.conf.shard, st.conf.log_level, NULL);
+    conf_log_effective(&ps_conf_schema, &st.conf);
+    g_stop = &st.stop;
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+    rc = server_run(&st.conf, &st.stop, &eb);
+    if (rc != 0) {
+        LOG_ERROR("%s", eb.msg[0] ? eb.msg : err_strerror(rc));
+        return 1;
+    }
+    return 0;
+}
