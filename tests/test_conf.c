@@ -5,10 +5,13 @@
  */
 #include <CUnit/CUnit.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "conf.h"
 #include "model_conf.h"
+#include "ps_conf.h"
+#include "worker_conf.h"
 #include "util.h"
 
 typedef struct tconf {
@@ -203,6 +206,39 @@ static void test_model_spec(void)
     CU_ASSERT_EQUAL(model_spec_from_conf(&ms, &mc, &eb), ERR_CONFIG);
 }
 
+/* The shipped file parses for both roles, names every key, and holds
+ * exactly the defaults. */
+static void check_shipped(const conf_schema_t *sc, size_t size)
+{
+    char *a = calloc(1, size), *b = calloc(1, size), *text;
+    errbuf_t eb = {{0}};
+
+    CU_ASSERT_EQUAL(conf_defaults(sc, a, &eb), 0);
+    CU_ASSERT_EQUAL(conf_defaults(sc, b, &eb), 0);
+    CU_ASSERT_EQUAL(conf_load_file(sc, b, "conf/funnel.conf", &eb), 0);
+    if (eb.msg[0])
+        fprintf(stderr, "\n  conf/funnel.conf: %s\n", eb.msg);
+    CU_ASSERT_EQUAL(memcmp(a, b, size), 0);
+    text = tu_slurp("conf/funnel.conf", NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    for (size_t i = 0; i < sc->nkeys; i++) {
+        char line[256];
+        snprintf(line, sizeof(line), "\n%s = ", sc->keys[i].name);
+        if (!strstr(text, line))
+            fprintf(stderr, "\n  conf/funnel.conf lacks %s\n", sc->keys[i].name);
+        CU_ASSERT_PTR_NOT_NULL(strstr(text, line));
+    }
+    free(text);
+    free(a);
+    free(b);
+}
+
+static void test_shipped_config(void)
+{
+    check_shipped(&worker_conf_schema, sizeof(worker_conf_t));
+    check_shipped(&ps_conf_schema, sizeof(ps_conf_t));
+}
+
 int test_conf_register(void)
 {
     CU_pSuite s = CU_add_suite("conf", setup, teardown);
@@ -215,5 +251,6 @@ int test_conf_register(void)
     CU_add_test(s, "missing file", test_missing_file);
     CU_add_test(s, "command-line overrides", test_overrides);
     CU_add_test(s, "model description", test_model_spec);
+    CU_add_test(s, "conf/funnel.conf documents every key with its default", test_shipped_config);
     return CU_get_error();
 }
