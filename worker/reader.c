@@ -836,7 +836,7 @@ void reader_log_summary(const reader_t *r)
         if (st->by_reason[i] && o < sizeof(why))
             o += (size_t)snprintf(why + o, sizeof(why) - o, "%s%s %llu", o ? ", " : "",
                                   reason_text[i], (unsigned long long)st->by_reason[i]);
-    LOG_INFO("read %llu lines: %llu trained, %llu rejected%s%s%s, %llu skipped; "
+    LOG_INFO("read %llu lines: %llu accepted, %llu rejected%s%s%s, %llu skipped; "
              "%llu tokens, %llu of undeclared slots",
              (unsigned long long)st->lines, (unsigned long long)st->accepted,
              (unsigned long long)st->rejected, o ? " (" : "", why, o ? ")" : "",
