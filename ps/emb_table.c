@@ -718,6 +718,76 @@ int emb_table_flush(emb_table_t *t, uint64_t *nrows, errbuf_t *eb)
     return 0;
 }
 
+int emb_table_expire(emb_table_t *t, int day, uint64_t *deleted, errbuf_t *eb)
+{
+    uint64_t total = 0;
+    int rc = emb_table_flush(t, NULL, eb);
+
+    for (int i = 0; rc == 0 && i < t->ms.nslots; i++) {
+        int exp = t->ms.slot[i].expire_days;
+        unsigned char pfx[2] = {'r', (unsigned char)i};
+        store_iter_t *it;
+        const void *k, *v;
+        size_t kl, vl, n = 0, cap = 0;
+        unsigned char *keys = NULL;
+
+        if (exp <= 0 || day - exp <= 0)
+            continue;
+        it = store_iter_new(t->store, pfx, 2);
+        if (!it)
+            return errbuf_set(eb, ERR_NOMEM, "out of memory");
+        while (store_iter_next(t->store, it, &k, &kl, &v, &vl)) {
+            emb_row_meta_t meta;
+            const void *fl;
+            uint32_t nf;
+            int sl;
+            if (emb_record_decode(v, vl, &sl, &meta, &fl, &nf) != 0 || kl != EMB_KEY_LEN) {
+                rc = errbuf_set(eb, ERR_CORRUPT, "%s: unreadable row record of slot %d",
+                                t->store->name, i);
+                break;
+            }
+            if (meta.last_day >= day - exp)
+                continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 1024;
+                unsigned char *nk = realloc(keys, cap * EMB_KEY_LEN);
+                if (!nk) {
+                    rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
+                    break;
+                }
+                keys = nk;
+            }
+            memcpy(keys + n * EMB_KEY_LEN, k, EMB_KEY_LEN);
+            n++;
+        }
+        store_iter_destroy(t->store, &it);
+        if (rc == 0 && n > 0) {
+            store_op_t *ops = calloc(n, sizeof(*ops));
+            if (!ops)
+                rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
+            for (size_t j = 0; rc == 0 && j < n; j++) {
+                int sl = 0;
+                uint64_t key = 0;
+                ops[j].k = keys + j * EMB_KEY_LEN;
+                ops[j].klen = EMB_KEY_LEN;
+                emb_key_decode(ops[j].k, EMB_KEY_LEN, &sl, &key);
+                uint32_t r = find(&t->sub[i], key);
+                if (r != EMPTY)
+                    remove_rec(&t->sub[i], r);
+            }
+            if (rc == 0)
+                rc = store_write(t->store, ops, n, 0, eb);
+            free(ops);
+            total += n;
+        }
+        free(keys);
+    }
+    t->st.expired += total;
+    if (deleted)
+        *deleted = total;
+    return rc;
+}
+
 int emb_table_get(emb_table_t *t, int slot, uint64_t key, float *vals, emb_row_meta_t *meta,
                   errbuf_t *eb)
 {

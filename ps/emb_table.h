@@ -71,6 +71,7 @@ typedef struct emb_table_stats {
     uint64_t evicted_dirty;   /* of which written to the store first */
     uint64_t flushed;         /* rows written by flushes */
     uint64_t pulls, pushes;   /* keys pulled / pushed */
+    uint64_t expired;         /* rows deleted by expiry */
     uint64_t slot_rows[MODEL_MAX_SLOTS]; /* resident rows per slot */
 } emb_table_stats_t;
 
@@ -104,6 +105,14 @@ int emb_table_assign(emb_table_t *t, int slot, const uint64_t *keys, size_t n, c
 
 /* Write every dirty row to the store; *rows (if not NULL) gets the count. */
 int emb_table_flush(emb_table_t *t, uint64_t *rows, errbuf_t *eb);
+
+/*
+ * Expiry: delete every row of a slot with expire_days > 0 whose last-seen
+ * day is before day - expire_days, from memory and from the store (dirty
+ * rows are flushed first so nothing is judged on stale data). *deleted (if
+ * not NULL) gets the count. Returns 0 or ERR_*.
+ */
+int emb_table_expire(emb_table_t *t, int day, uint64_t *deleted, errbuf_t *eb);
 
 /* Copy one row (w then state: emb_table_row_floats() floats) and its
  * metadata, from memory or the store. ERR_NOTFOUND if it has no row. */

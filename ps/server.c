@@ -14,6 +14,8 @@
 #include "codec.h"
 #include "emb_table.h"
 #include "log.h"
+#include "meta.h"
+#include "modeldir.h"
 #include "model.h"
 #include "msg.h"
 #include "optim.h"
@@ -79,6 +81,7 @@ typedef struct server {
     double t0, last_flush, last_warn;
     uint64_t warn_suppressed;
     int shutdown;
+    int day;                    /* stamped on rows as first/last seen */
 } server_t;
 
 static double now_s(void)
@@ -535,6 +538,8 @@ static int on_stats(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
     ADD("shards", (uint64_t)s->pc->shards);
     ADD("uptime_s", (uint64_t)(now_s() - s->t0));
     ADD("dense_initialized", (uint64_t)s->dense_init);
+    ADD("day", (uint64_t)s->day);
+    ADD("rows_expired", ts.expired);
     ADD("dense_step", (uint64_t)s->dense_step);
     ADD("dense_floats", s->dense_cnt);
     ADD("rows_resident", ts.resident_rows);
@@ -545,6 +550,11 @@ static int on_stats(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
     ADD("rows_loaded", ts.loaded);
     ADD("rows_evicted", ts.evicted);
     ADD("rows_evicted_dirty", ts.evicted_dirty);
+    for (size_t i = 0; i < s->nsenders; i++) {
+        char nm[64];
+        snprintf(nm, sizeof(nm), "seq_%u", s->senders[i].id);
+        ADD(nm, s->senders[i].last_seq);
+    }
     for (int t = 1; t < MSG_TYPE_END; t++)
         if (s->by_type[t]) {
             char nm[64];
@@ -575,6 +585,30 @@ static int on_checkpoint(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *e
     s->c.checkpoints++;
     LOG_INFO("checkpoint written to %s", dir);
     return reply_ack(s, id, m->hdr.req_id, 0, NULL, 0, eb);
+}
+
+static int on_begin_day(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
+{
+    uint64_t deleted = 0;
+    int rc = 0;
+
+    if (m->u.cmd.day < 0)
+        return errbuf_set(eb, ERR_INVAL, "BEGIN_DAY needs a day");
+    s->day = m->u.cmd.day;
+    emb_table_set_day(s->table, s->day);
+    s->nprog = 0; /* a new day is a new job: workers start on its logs */
+    if (m->u.cmd.flags & MSG_F_EXPIRE) {
+        rc = emb_table_expire(s->table, s->day, &deleted, eb);
+        if (rc == 0)
+            rc = flush_all(s, eb);
+        if (rc != 0)
+            return rc;
+    }
+    LOG_INFO("day %d begins%s: %llu rows expired", s->day,
+             (m->u.cmd.flags & MSG_F_EXPIRE) ? " with expiry" : "", (unsigned long long)deleted);
+    static char nm[] = "expired";
+    msg_kv_t kv = {{nm, sizeof(nm) - 1}, 0, deleted, {NULL, 0}};
+    return reply_ack(s, id, m->hdr.req_id, 0, &kv, 1, eb);
 }
 
 /* Decode and answer one request. */
@@ -617,6 +651,7 @@ static void handle(server_t *s, zmq_msg_t *id, const void *data, size_t len)
                 rc = reply_ack(s, id, m.hdr.req_id, 0, NULL, 0, &eb);
             break;
         case MSG_CHECKPOINT: rc = on_checkpoint(s, id, &m, &eb); break;
+        case MSG_BEGIN_DAY: rc = on_begin_day(s, id, &m, &eb); break;
         case MSG_SHUTDOWN:
             rc = flush_all(s, &eb);
             if (rc == 0) {
@@ -670,6 +705,41 @@ static void serve_one(server_t *s)
 out:
     zmq_msg_close(&body);
     zmq_msg_close(&id);
+}
+
+/* --init_from CKPT: a fresh data directory starts as the checkpoint's copy
+ * of this shard; a directory that already holds a store (a restart) keeps
+ * it. The checkpoint's META must match the running layout and shard count. */
+static int restore_checkpoint(server_t *s, errbuf_t *eb)
+{
+    const ps_conf_t *pc = s->pc;
+    char from[CONF_STR_MAX + 32], current[CONF_STR_MAX + 32];
+    meta_t saved, running;
+    struct stat st;
+    int rc;
+
+    if (!pc->init_from.s[0])
+        return 0;
+    snprintf(current, sizeof(current), "%s/CURRENT", pc->data.s);
+    if (stat(current, &st) == 0) {
+        LOG_INFO("%s already holds a store: continuing from it, not from %s", pc->data.s,
+                 pc->init_from.s);
+        return 0;
+    }
+    rc = meta_read(pc->init_from.s, &saved, eb);
+    if (rc != 0)
+        return rc;
+    meta_from_spec(&running, &s->ms, (int)pc->shards, (int)pc->day, s->dense_total);
+    rc = meta_check(&saved, &running, pc->init_from.s, eb);
+    if (rc != 0)
+        return rc;
+    snprintf(from, sizeof(from), "%s/shard-%lld", pc->init_from.s, (long long)pc->shard);
+    rc = modeldir_copy_files(from, pc->data.s, eb);
+    if (rc != 0)
+        return errbuf_prefix(eb, rc, "restore from checkpoint %s", pc->init_from.s);
+    LOG_INFO("restored shard %lld from checkpoint %s (day %d)", (long long)pc->shard,
+             pc->init_from.s, saved.day);
+    return 0;
 }
 
 static int open_dense(server_t *s, errbuf_t *eb)
@@ -751,6 +821,9 @@ int server_run(const ps_conf_t *pc, volatile sig_atomic_t *stop, errbuf_t *eb)
                         pc->data.s, strerror(errno));
         goto out;
     }
+    rc = restore_checkpoint(&s, eb);
+    if (rc != 0)
+        goto out;
     snprintf(name, sizeof(name), "shard %lld %s", (long long)pc->shard, pc->data.s);
     rc = store_rocks_open(&s.store, pc->data.s, STORE_CREATE, name, eb);
     if (rc == 0)
@@ -759,7 +832,8 @@ int server_run(const ps_conf_t *pc, volatile sig_atomic_t *stop, errbuf_t *eb)
         rc = load_meta(&s, eb);
     if (rc != 0)
         goto out;
-    emb_table_set_day(s.table, (int)pc->day);
+    s.day = (int)pc->day;
+    emb_table_set_day(s.table, s.day);
     codec_hello_from_spec(&s.hello, &s.ms, (uint32_t)pc->shard, (uint32_t)pc->shards,
                           s.dense_total, (int32_t)pc->day);
     s.dec = codec_dec_new(pc->max_msg_size);

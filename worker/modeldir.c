@@ -94,6 +94,11 @@ static int copy_dir(const char *from, const char *to, errbuf_t *eb)
     return rc;
 }
 
+int modeldir_copy_files(const char *from, const char *to, errbuf_t *eb)
+{
+    return copy_dir(from, to, eb);
+}
+
 int modeldir_begin(const char *dir, const char *init_from, char *tmp, size_t tmplen,
                    errbuf_t *eb)
 {

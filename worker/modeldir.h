@@ -43,6 +43,10 @@ int modeldir_load_dense(const char *dir, model_t *m, errbuf_t *eb);
 /* Path of the rows store of dir into buf. */
 void modeldir_rows_path(const char *dir, char *buf, size_t len);
 
+/* Copy the plain files of directory from into to (created if missing): a
+ * closed RocksDB store or checkpoint. */
+int modeldir_copy_files(const char *from, const char *to, errbuf_t *eb);
+
 /* Remove a directory tree (like rm -rf). Missing is not an error. */
 int modeldir_remove_tree(const char *path, errbuf_t *eb);
 

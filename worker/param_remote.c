@@ -476,6 +476,17 @@ int param_remote_open(param_t **out, const worker_conf_t *wc, const model_spec_t
             goto fail;
         }
     }
+    /* A restarted worker (or a new day's) continues its push numbering
+     * where the shard stands, so its pushes are not taken for retries. */
+    for (int h = 0; h < n; h++) {
+        char nm[32];
+        snprintf(nm, sizeof(nm), "seq_%u", r->rank);
+        int64_t last = stat_of(r, h, nm, eb, &rc);
+        if (rc != 0)
+            goto fail;
+        if (last > 0)
+            ps_client_set_seq(r->cli, h, (uint64_t)last);
+    }
     rc = dense_bootstrap(r, dense_init, (int)wc->deadline_s, stop, eb);
     if (rc != 0)
         goto fail;

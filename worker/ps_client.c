@@ -74,6 +74,11 @@ void ps_client_set_stop(ps_client_t *c, volatile sig_atomic_t *stop)
     c->stop = stop;
 }
 
+void ps_client_set_seq(ps_client_t *c, int shard, uint64_t seq)
+{
+    c->sh[shard].next_seq = seq + 1;
+}
+
 uint64_t ps_client_duplicates(const ps_client_t *c)
 {
     return c->duplicates;

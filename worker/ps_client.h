@@ -76,6 +76,10 @@ int ps_client_wait(ps_client_t *c, int shard, uint64_t req_id, msg_t *rep, errbu
 /* send + wait. */
 int ps_client_call(ps_client_t *c, int shard, msg_t *req, msg_t *rep, errbuf_t *eb);
 
+/* Continue shard's push sequence numbers after seq (what the shard last
+ * applied from this sender, e.g. before this process was restarted). */
+void ps_client_set_seq(ps_client_t *c, int shard, uint64_t seq);
+
 /* Wait until every push sent to every shard is acknowledged. */
 int ps_client_drain(ps_client_t *c, errbuf_t *eb);
 

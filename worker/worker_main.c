@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "check_data.h"
+#include "ctl.h"
 #include "eval.h"
 #include "log.h"
 #include "predict.h"
@@ -54,6 +55,13 @@ static const flag_t eval_flags[] = {
     {"json", 0, "one JSON object instead of a table"},
     {NULL, 0, NULL},
 };
+static const flag_t ctl_flags[] = {
+    {"out", 1, "checkpoint: directory to write"},
+    {"day", 1, "checkpoint, begin-day: the day number"},
+    {"expire", 0, "begin-day: delete rows unseen for longer than expire_days"},
+    {"json", 0, "stats: JSON instead of a table"},
+    {NULL, 0, NULL},
+};
 static const flag_t no_flags[] = {{NULL, 0, NULL}};
 
 static const cmd_t cmds[] = {
@@ -65,6 +73,8 @@ static const cmd_t cmds[] = {
      "AUC, log-loss and calibration per task (and the oracle's, with a truth file)", eval_flags},
     {"check-data", "check-data [options] LOG...",
      "validate logs before a long job; exits 1 if any line is rejected", no_flags},
+    {"ctl", "ctl stats|flush|checkpoint|begin-day|shutdown --ps ENDPOINTS [--out DIR] [--day D]",
+     "operate a running cluster: counters, flush, checkpoint, start a day, stop", ctl_flags},
     {"print-conf", "print-conf [options]",
      "print every key with its default, as a documented config file", no_flags},
 };
@@ -193,6 +203,20 @@ int main(int argc, char **argv)
     if (strcmp(c->name, "print-conf") == 0) {
         static const char *const sections[] = {"model", "data", "train", "cluster", NULL};
         conf_print_ini(&worker_conf_schema, sections, stdout);
+        return 0;
+    }
+    if (strcmp(c->name, "ctl") == 0) {
+        const char *day = flag(&st, c, "day");
+        ctl_args_t ca = {
+            .cmd = st.npos > 0 ? st.pos[0] : "",
+            .out = flag(&st, c, "out"),
+            .day = day ? atoi(day) : -1,
+            .expire = flag(&st, c, "expire") != NULL,
+            .json = flag(&st, c, "json") != NULL,
+        };
+        rc = ctl_run(&st.conf, &ca, stdout, &eb);
+        if (rc < 0)
+            goto fail;
         return 0;
     }
     if (strcmp(c->name, "check-data") == 0) {

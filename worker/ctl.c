@@ -1,0 +1,166 @@
+/*
+ * ctl.c - cluster operations over ps_client. See ctl.h.
+ */
+#include "ctl.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "meta.h"
+#include "model.h"
+#include "modeldir.h"
+#include "ps_client.h"
+
+static int connect_cluster(ps_client_t **c, const worker_conf_t *wc, char *buf, size_t len, errbuf_t *eb)
+{
+    char *eps[PS_CLIENT_MAX_SHARDS];
+    int n;
+
+    snprintf(buf, len, "%s", wc->ps.s);
+    n = conf_split_list(buf, ',', eps, PS_CLIENT_MAX_SHARDS);
+    if (n <= 0)
+        return errbuf_set(eb, ERR_CONFIG, "give the cluster's shards with --ps EP0,EP1,...");
+    ps_client_opts_t o = {.sender = MSG_SENDER_TOOL,
+                          .timeout_ms = (int)wc->timeout_ms,
+                          .deadline_s = (int)wc->deadline_s};
+    return ps_client_open(c, eps, n, &o, eb);
+}
+
+static int cmd_all(ps_client_t *c, int type, int day, uint32_t flags, const char *text,
+                   errbuf_t *eb)
+{
+    for (int h = 0; h < ps_client_shards(c); h++) {
+        msg_t m, rep;
+        char path[PATH_MAX];
+        msg_init(&m, type, 0);
+        m.u.cmd.day = day;
+        m.u.cmd.flags = flags;
+        if (text) {
+            snprintf(path, sizeof(path), "%s/shard-%d", text, h);
+            m.u.cmd.text.ptr = path;
+            m.u.cmd.text.len = (uint32_t)strlen(path);
+        }
+        int rc = ps_client_call(c, h, &m, &rep, eb);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int stats(ps_client_t *c, int json, FILE *out, errbuf_t *eb)
+{
+    if (json)
+        fprintf(out, "[");
+    for (int h = 0; h < ps_client_shards(c); h++) {
+        msg_t m, rep;
+        msg_init(&m, MSG_STATS, 0);
+        int rc = ps_client_call(c, h, &m, &rep, eb);
+        if (rc != 0)
+            return rc;
+        if (json)
+            fprintf(out, "%s{\"endpoint\":\"%s\"", h ? "," : "", ps_client_endpoint(c, h));
+        else
+            fprintf(out, "shard %d (%s)\n", h, ps_client_endpoint(c, h));
+        for (uint32_t i = 0; i < rep.u.kv.n; i++) {
+            const msg_kv_t *kv = &rep.u.kv.kv[i];
+            if (json)
+                fprintf(out, ",\"%.*s\":%llu", (int)kv->name.len, kv->name.ptr,
+                        (unsigned long long)kv->u64);
+            else
+                fprintf(out, "  %-28.*s %llu\n", (int)kv->name.len, kv->name.ptr,
+                        (unsigned long long)kv->u64);
+        }
+        if (json)
+            fprintf(out, "}");
+    }
+    if (json)
+        fprintf(out, "]\n");
+    return 0;
+}
+
+static int checkpoint(ps_client_t *c, const worker_conf_t *wc, const ctl_args_t *a, FILE *out,
+                      errbuf_t *eb)
+{
+    char dir[PATH_MAX], tmp[PATH_MAX + 8];
+    model_spec_t ms;
+    meta_t meta;
+    size_t n;
+    int rc;
+
+    if (!a->out)
+        return errbuf_set(eb, ERR_INVAL, "checkpoint: give --out DIR");
+    rc = model_spec_from_conf(&ms, &wc->model, eb);
+    if (rc != 0)
+        return rc;
+    model_t *m = model_new(&ms, 1, 0, eb);
+    if (!m)
+        return ERR_NOMEM;
+    model_params(m, &n);
+    model_destroy(&m);
+    /* shards write where they are: give them an absolute path */
+    if (a->out[0] == '/')
+        snprintf(dir, sizeof(dir), "%s", a->out);
+    else if (!getcwd(dir, sizeof(dir)) ||
+             strlen(dir) + strlen(a->out) + 2 > sizeof(dir))
+        return errbuf_set(eb, ERR_IO, "cannot resolve %s", a->out);
+    else
+        snprintf(dir + strlen(dir), sizeof(dir) - strlen(dir), "/%s", a->out);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", dir);
+    rc = modeldir_remove_tree(tmp, eb);
+    if (rc == 0 && mkdir(tmp, 0755) != 0)
+        rc = errbuf_set(eb, ERR_IO, "mkdir %s: %s", tmp, strerror(errno));
+    if (rc == 0)
+        rc = cmd_all(c, MSG_CHECKPOINT, a->day, 0, tmp, eb);
+    if (rc != 0)
+        return errbuf_prefix(eb, rc, "checkpoint %s", dir);
+    meta_from_spec(&meta, &ms, ps_client_shards(c), a->day < 0 ? 0 : a->day, n);
+    rc = meta_write(tmp, &meta, eb);
+    if (rc == 0)
+        rc = meta_fsync_dir(tmp, eb);
+    if (rc != 0)
+        return rc;
+    char old[PATH_MAX + 8];
+    snprintf(old, sizeof(old), "%s.old", dir);
+    modeldir_remove_tree(old, NULL);
+    if (rename(dir, old) != 0 && errno != ENOENT)
+        return errbuf_set(eb, ERR_IO, "move old checkpoint %s aside: %s", dir, strerror(errno));
+    if (rename(tmp, dir) != 0)
+        return errbuf_set(eb, ERR_IO, "rename %s to %s: %s", tmp, dir, strerror(errno));
+    modeldir_remove_tree(old, NULL);
+    fprintf(out, "checkpoint of %d shard%s written to %s (day %d)\n", ps_client_shards(c),
+            ps_client_shards(c) > 1 ? "s" : "", dir, meta.day);
+    return 0;
+}
+
+int ctl_run(const worker_conf_t *wc, const ctl_args_t *a, FILE *out, errbuf_t *eb)
+{
+    ps_client_t *c = NULL;
+    char buf[CONF_STR_MAX];
+    int rc = connect_cluster(&c, wc, buf, sizeof(buf), eb);
+
+    if (rc != 0)
+        return rc;
+    if (!strcmp(a->cmd, "stats"))
+        rc = stats(c, a->json, out, eb);
+    else if (!strcmp(a->cmd, "flush"))
+        rc = cmd_all(c, MSG_FLUSH, -1, 0, NULL, eb);
+    else if (!strcmp(a->cmd, "checkpoint"))
+        rc = checkpoint(c, wc, a, out, eb);
+    else if (!strcmp(a->cmd, "begin-day")) {
+        if (a->day < 0)
+            rc = errbuf_set(eb, ERR_INVAL, "begin-day: give --day D");
+        else
+            rc = cmd_all(c, MSG_BEGIN_DAY, a->day, a->expire ? MSG_F_EXPIRE : 0, NULL, eb);
+    } else if (!strcmp(a->cmd, "shutdown"))
+        rc = cmd_all(c, MSG_SHUTDOWN, -1, 0, NULL, eb);
+    else
+        rc = errbuf_set(eb, ERR_INVAL,
+                        "ctl: unknown command '%s' (stats, flush, checkpoint, begin-day, shutdown)",
+                        a->cmd);
+    ps_client_destroy(&c);
+    return rc;
+}

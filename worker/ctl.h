@@ -1,0 +1,45 @@
+/*
+ * ctl.h - `funnel-worker ctl`: operate a running cluster.
+ *
+ *   ctl stats                      every shard's counters
+ *   ctl flush                      write every shard's dirty rows now
+ *   ctl checkpoint --out DIR --day D
+ *                                  a checkpoint of the whole job: each shard
+ *                                  flushes and writes a RocksDB checkpoint
+ *                                  of its store (rows with optimizer state,
+ *                                  its dense range, push sequence numbers,
+ *                                  worker positions) into DIR/shard-I; then
+ *                                  DIR/META describes the layout, shard
+ *                                  count, day and config digest. Written
+ *                                  under DIR.tmp and renamed: a reader sees
+ *                                  a complete checkpoint or none.
+ *   ctl begin-day --day D [--expire]
+ *                                  set the day stamped on rows; with
+ *                                  --expire, delete rows unseen for longer
+ *                                  than their slot's expire_days
+ *   ctl shutdown                   flush and stop every shard
+ *
+ * Training is not paused: each shard answers the checkpoint request between
+ * two other requests, so training waits at most for that shard's flush.
+ *
+ * Thread-safety: one call per process.
+ */
+#ifndef FUNNEL_CTL_H
+#define FUNNEL_CTL_H
+
+#include <stdio.h>
+
+#include "err.h"
+#include "worker_conf.h"
+
+typedef struct ctl_args {
+    const char *cmd;   /* stats, flush, checkpoint, begin-day, shutdown */
+    const char *out;   /* checkpoint directory */
+    int day;           /* -1: none */
+    int expire;        /* begin-day: expire stale rows */
+    int json;
+} ctl_args_t;
+
+int ctl_run(const worker_conf_t *wc, const ctl_args_t *a, FILE *out, errbuf_t *eb);
+
+#endif
