@@ -123,14 +123,9 @@ static int checkpoint(ps_client_t *c, const worker_conf_t *wc, const ctl_args_t 
         rc = meta_fsync_dir(tmp, eb);
     if (rc != 0)
         return rc;
-    char old[PATH_MAX + 8];
-    snprintf(old, sizeof(old), "%s.old", dir);
-    modeldir_remove_tree(old, NULL);
-    if (rename(dir, old) != 0 && errno != ENOENT)
-        return errbuf_set(eb, ERR_IO, "move old checkpoint %s aside: %s", dir, strerror(errno));
-    if (rename(tmp, dir) != 0)
-        return errbuf_set(eb, ERR_IO, "rename %s to %s: %s", tmp, dir, strerror(errno));
-    modeldir_remove_tree(old, NULL);
+    rc = modeldir_install(tmp, dir, eb);
+    if (rc != 0)
+        return rc;
     fprintf(out, "checkpoint of %d shard%s written to %s (day %d)\n", ps_client_shards(c),
             ps_client_shards(c) > 1 ? "s" : "", dir, meta.day);
     return 0;

@@ -387,11 +387,8 @@ static int read_log_labels(eval_data_t *d, const worker_conf_t *wc, char *const 
     rc = model_spec_from_conf(&ms, &wc->model, eb);
     if (rc != 0)
         return rc;
-    reader_opts_t o = {.format = wc->format,
-                       .strict = wc->strict,
-                       .report_rejects = (int)wc->report_rejects,
-                       .rank = 0,
-                       .workers = 1};
+    reader_opts_t o;
+    worker_conf_reader_opts(wc, 0, &o);
     rc = reader_open(&r, &ms, &o, logs, nlogs, eb);
     if (rc != 0)
         goto done;

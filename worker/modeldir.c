@@ -123,7 +123,7 @@ int modeldir_begin(const char *dir, const char *init_from, char *tmp, size_t tmp
 
 int modeldir_commit(const char *dir, const char *tmp, const model_t *m, errbuf_t *eb)
 {
-    char path[4096], old[4096];
+    char path[4096];
     meta_t meta;
     size_t n;
     FILE *f;
@@ -147,10 +147,17 @@ int modeldir_commit(const char *dir, const char *tmp, const model_t *m, errbuf_t
         rc = meta_fsync_dir(tmp, eb);
     if (rc != 0)
         return rc;
+    return modeldir_install(tmp, dir, eb);
+}
+
+int modeldir_install(const char *tmp, const char *dir, errbuf_t *eb)
+{
+    char old[4200];
+
     snprintf(old, sizeof(old), "%s.old", dir);
     modeldir_remove_tree(old, NULL);
     if (rename(dir, old) != 0 && errno != ENOENT)
-        return errbuf_set(eb, ERR_IO, "move old model %s aside: %s", dir, strerror(errno));
+        return errbuf_set(eb, ERR_IO, "move old %s aside: %s", dir, strerror(errno));
     if (rename(tmp, dir) != 0)
         return errbuf_set(eb, ERR_IO, "rename %s to %s: %s", tmp, dir, strerror(errno));
     modeldir_remove_tree(old, NULL);

@@ -47,6 +47,10 @@ void modeldir_rows_path(const char *dir, char *buf, size_t len);
  * closed RocksDB store or checkpoint. */
 int modeldir_copy_files(const char *from, const char *to, errbuf_t *eb);
 
+/* Put the complete directory tmp in place of dir: an old dir is moved to
+ * dir.old first and removed after, so a crash leaves one of them whole. */
+int modeldir_install(const char *tmp, const char *dir, errbuf_t *eb);
+
 /* Remove a directory tree (like rm -rf). Missing is not an error. */
 int modeldir_remove_tree(const char *path, errbuf_t *eb);
 

@@ -78,11 +78,8 @@ int predict_run(const worker_conf_t *wc, const char *model_dir, char *const *log
     }
     if (rc != 0)
         goto out;
-    reader_opts_t o = {.format = wc->format,
-                       .strict = wc->strict,
-                       .report_rejects = (int)wc->report_rejects,
-                       .rank = 0,
-                       .workers = 1};
+    reader_opts_t o;
+    worker_conf_reader_opts(wc, 0, &o);
     rc = reader_open(&r, &ms, &o, logs, nlogs, eb);
     if (rc != 0)
         goto out;

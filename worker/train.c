@@ -57,15 +57,10 @@ static void loop_release(loop_t *l)
 
 static int open_reader(loop_t *l, errbuf_t *eb)
 {
-    reader_opts_t o = {
-        .format = l->wc->format,
-        .strict = l->wc->strict,
-        .report_rejects = (int)l->wc->report_rejects,
-        .rank = (int)l->wc->rank,
-        .workers = (int)l->wc->workers,
-    };
+    reader_opts_t o;
     struct stat st;
 
+    worker_conf_reader_opts(l->wc, 1, &o);
     reader_destroy(&l->reader);
     int rc = reader_open(&l->reader, &l->ms, &o, l->a->logs, l->a->nlogs, eb);
     if (rc != 0)

@@ -47,4 +47,10 @@ typedef struct worker_conf {
 /* The worker's key table ([model] + worker sections). */
 extern const conf_schema_t worker_conf_schema;
 
+struct reader_opts;
+
+/* Reader options from [data] (and, with split, this rank's share of the
+ * input per [cluster]; without, the whole input). */
+void worker_conf_reader_opts(const worker_conf_t *wc, int split, struct reader_opts *o);
+
 #endif
