@@ -1,0 +1,173 @@
+/*
+ * test_refresh.c - the daily refresh on a 3-day synthetic world, with the
+ * real programs: day 2 trained on top of day 1's checkpoint beats a cold
+ * start on day 2's test; rows unseen past the expiry are gone from day 3's
+ * checkpoint and funnel-emb's diff and stats say so; a checkpoint restored
+ * into a new cluster predicts exactly as the cluster it was taken from.
+ */
+#include <CUnit/CUnit.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define OPTS "--towers 64,32 --expire_days 1"
+
+static char dir[512], bin[600];
+
+static int setup(void)
+{
+    char gen[600];
+
+    if (tu_mkdtemp(dir, sizeof(dir), "refresh") != 0)
+        return -1;
+    tu_bin(gen, sizeof(gen), "funnel-gen");
+    snprintf(bin, sizeof(bin), "%s", gen);
+    *strrchr(bin, '/') = '\0';
+    return tu_sh(NULL, "%s --out %s/w --days 3 --train 150000 --test 40000 --seed 5 > %s/gen.log 2>&1",
+                 gen, dir, dir) == 0
+               ? 0
+               : -1;
+}
+
+static int teardown(void)
+{
+    tu_rmtree(dir);
+    return 0;
+}
+
+/* daily-refresh for day d (prev: checkpoint or NULL) into dir/name. */
+static int refresh(int d, const char *prev, const char *name)
+{
+    char out[700], prevarg[700] = "";
+
+    if (prev)
+        snprintf(prevarg, sizeof(prevarg), "--prev %s/%s", dir, prev);
+    snprintf(out, sizeof(out), "%s/%s.log", dir, name);
+    return tu_sh(out,
+                 "scripts/daily-refresh.sh --bin %s --day %d %s --out %s/%s --worker-opt '%s' "
+                 "--ps-opt '%s' %s/w/day%d/train.tsv",
+                 bin, d, prevarg, dir, name, OPTS, OPTS, dir, d);
+}
+
+/* Start 2 shards from checkpoint ck, predict day d's test into pred, stop. */
+static int predict_from(const char *ck, int d, const char *pred)
+{
+    char ep[2][700], log[700];
+    pid_t pid[2];
+    int rc;
+
+    for (int i = 0; i < 2; i++) {
+        snprintf(ep[i], sizeof(ep[i]), "ipc://%s/%s-p%d.sock", dir, ck, i);
+        snprintf(log, sizeof(log), "%s/%s-ps%d.log", dir, ck, i);
+        pid[i] = tu_spawn(log,
+                          "exec %s/funnel-ps --shard %d --shards 2 --listen %s --data %s/%s-data%d "
+                          "--init_from %s/%s %s",
+                          bin, i, ep[i], dir, ck, i, dir, ck, OPTS);
+    }
+    snprintf(log, sizeof(log), "%s/%s-predict.log", dir, ck);
+    rc = tu_sh(log, "%s/funnel-worker predict %s --ps %s,%s --in %s/w/day%d/test.tsv --out %s/%s",
+               bin, OPTS, ep[0], ep[1], dir, d, dir, pred);
+    for (int i = 0; i < 2; i++)
+        tu_stop(pid[i], 15);
+    return rc;
+}
+
+static double auc_of(const char *pred, int d, const char *task)
+{
+    char out[700], pat[64];
+    char *json;
+    double v = NAN;
+
+    snprintf(out, sizeof(out), "%s/%s.json", dir, pred);
+    if (tu_sh(NULL, "%s/funnel-worker eval --pred %s/%s --log %s/w/day%d/test.tsv --json > %s "
+                    "2>/dev/null",
+              bin, dir, pred, dir, d, out) != 0)
+        return NAN;
+    json = tu_slurp(out, NULL);
+    snprintf(pat, sizeof(pat), "\"%s\":{", task);
+    char *t = json ? strstr(json, pat) : NULL;
+    char *a = t ? strstr(t, "\"auc\":") : NULL;
+    if (a)
+        v = strtod(a + 6, NULL);
+    free(json);
+    return v;
+}
+
+static void test_three_days(void)
+{
+    char cmd[2000], out[700];
+    char *text;
+
+    CU_ASSERT_EQUAL_FATAL(refresh(1, NULL, "ck1"), 0);
+    CU_ASSERT_EQUAL_FATAL(refresh(2, "ck1", "ck2"), 0);
+    CU_ASSERT_EQUAL_FATAL(refresh(2, NULL, "ck2cold"), 0);
+    CU_ASSERT_EQUAL_FATAL(refresh(3, "ck2", "ck3"), 0);
+
+    /* warm start beats a cold start on day 2's test */
+    CU_ASSERT_EQUAL_FATAL(predict_from("ck2", 2, "warm.tsv"), 0);
+    CU_ASSERT_EQUAL_FATAL(predict_from("ck2cold", 2, "cold.tsv"), 0);
+    double warm = auc_of("warm.tsv", 2, "ctr"), cold = auc_of("cold.tsv", 2, "ctr");
+    fprintf(stderr, "\n  day-2 CTR AUC: warm %.4f, cold %.4f\n", warm, cold);
+    CU_ASSERT(warm > cold + 0.005);
+    double wc = auc_of("warm.tsv", 2, "ctcvr"), cc = auc_of("cold.tsv", 2, "ctcvr");
+    fprintf(stderr, "  day-2 CTCVR AUC: warm %.4f, cold %.4f\n", wc, cc);
+    CU_ASSERT(wc > cc);
+
+    /* a restored checkpoint predicts identically, every time */
+    CU_ASSERT_EQUAL_FATAL(predict_from("ck2", 2, "warm2.tsv"), 0);
+    snprintf(cmd, sizeof(cmd), "cmp -s %s/warm.tsv %s/warm2.tsv", dir, dir);
+    CU_ASSERT_EQUAL(tu_sh(NULL, "%s", cmd), 0);
+
+    /* expiry: rows last seen on day 1 are gone from day 3 (expire_days 1) */
+    snprintf(out, sizeof(out), "%s/stats3.json", dir);
+    CU_ASSERT_EQUAL(tu_sh(NULL, "%s/funnel-emb stats %s/ck3 --json %s > %s", bin, dir, OPTS, out),
+                    0);
+    text = tu_slurp(out, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    /* ages (days since last seen) in day 3's table: only 0 and 1 */
+    char *p = text;
+    int checked = 0;
+    while ((p = strstr(p, "\"age_hist\":[")) != NULL) {
+        long b0, b1, rest = 0;
+        p += strlen("\"age_hist\":[");
+        b0 = strtol(p, &p, 10);
+        p++;
+        b1 = strtol(p, &p, 10);
+        for (int i = 2; i < 12; i++) {
+            p++;
+            rest += strtol(p, &p, 10);
+        }
+        CU_ASSERT(b0 + b1 > 0);
+        CU_ASSERT_EQUAL(rest, 0);
+        checked++;
+    }
+    CU_ASSERT(checked >= 5);
+    free(text);
+    /* and the diff from day 2 to day 3 shows removed item rows */
+    snprintf(out, sizeof(out), "%s/diff23.json", dir);
+    CU_ASSERT_EQUAL(tu_sh(NULL, "%s/funnel-emb diff %s/ck2 %s/ck3 --json %s > %s", bin, dir, dir,
+                          OPTS, out),
+                    0);
+    text = tu_slurp(out, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    char *item = strstr(text, "\"item_id\":{");
+    char *rem = item ? strstr(item, "\"removed\":") : NULL;
+    long removed = rem ? strtol(rem + 10, NULL, 10) : 0;
+    fprintf(stderr, "  item rows expired between day 2 and 3: %ld\n", removed);
+    CU_ASSERT(removed > 0);
+    free(text);
+}
+
+int test_refresh_register(void)
+{
+    CU_pSuite s = CU_add_suite("refresh", setup, teardown);
+
+    if (!s)
+        return CU_get_error();
+    CU_add_test(s, "three days: warm start, expiry, restore", test_three_days);
+    return CU_get_error();
+}
