@@ -10,6 +10,8 @@
 #include "optim.h"
 
 #define EMPTY UINT32_MAX
+#define CM_ROWS 4
+#define CM_BITS 18
 #define HDR 16 /* bytes of a record before its floats */
 
 typedef struct sub {
@@ -36,6 +38,7 @@ struct emb_table {
     sub_t sub[MODEL_MAX_SLOTS];
     emb_table_stats_t st;
     float *scratch;        /* one row of floats */
+    uint16_t *sketch;      /* CM_ROWS x 2^CM_BITS sighting counters, or NULL */
 };
 
 static inline uint64_t mix(uint64_t k)
@@ -300,6 +303,14 @@ int emb_table_open(emb_table_t **out, store_t *store, const model_spec_t *ms, ui
             return errbuf_set(eb, ERR_NOMEM, "out of memory");
         }
     }
+    for (int i = 0; i < ms->nslots; i++)
+        if (ms->slot[i].admit_min > 1 && !t->sketch) {
+            t->sketch = calloc((size_t)CM_ROWS << CM_BITS, sizeof(uint16_t));
+            if (!t->sketch) {
+                emb_table_destroy(&t);
+                return errbuf_set(eb, ERR_NOMEM, "out of memory");
+            }
+        }
     t->scratch = malloc(maxf * sizeof(float));
     if (!t->scratch) {
         emb_table_destroy(&t);
@@ -331,6 +342,7 @@ void emb_table_destroy(emb_table_t **tp)
         free(s->ref);
         free(s->idx);
     }
+    free(t->sketch);
     free(t->scratch);
     free(t);
     *tp = NULL;
@@ -538,8 +550,49 @@ out:
     return rc;
 }
 
-/* Make sure every key has a resident row (creating if create), loading
- * misses from the store. rows[i] gets the record slot or EMPTY. */
+static inline uint32_t cm_index(int slot, uint64_t key, int row)
+{
+    return (uint32_t)(mix(key ^ ((uint64_t)(slot + 1) << 56) ^ (UINT64_C(0x9e3779b97f4a7c15) * (uint64_t)(row + 1))) >>
+                      (64 - CM_BITS));
+}
+
+static uint32_t cm_get(const emb_table_t *t, int slot, uint64_t key)
+{
+    uint32_t m = UINT16_MAX;
+    for (int r = 0; r < CM_ROWS; r++) {
+        uint16_t c = t->sketch[((size_t)r << CM_BITS) + cm_index(slot, key, r)];
+        if (c < m)
+            m = c;
+    }
+    return m;
+}
+
+/* Count a sighting (conservative update); returns the new estimate. */
+static uint32_t cm_add(emb_table_t *t, int slot, uint64_t key)
+{
+    uint32_t est = cm_get(t, slot, key) + 1;
+    if (est > UINT16_MAX)
+        est = UINT16_MAX;
+    for (int r = 0; r < CM_ROWS; r++) {
+        uint16_t *c = &t->sketch[((size_t)r << CM_BITS) + cm_index(slot, key, r)];
+        if (*c < est)
+            *c = (uint16_t)est;
+    }
+    return est;
+}
+
+uint32_t emb_table_sightings(const emb_table_t *t, int slot, uint64_t key)
+{
+    return t->sketch ? cm_get(t, slot, key) : 0;
+}
+
+enum { RESOLVE_FIND = 0, RESOLVE_SIGHT = 1, RESOLVE_APPLY = 2 };
+
+/* Make sure every key has a resident row, loading misses from the store.
+ * create: RESOLVE_FIND creates nothing; RESOLVE_SIGHT (a training pull)
+ * counts a sighting and creates admitted rows; RESOLVE_APPLY (push,
+ * assign) creates rows unless the slot uses admission. rows[i] gets the
+ * record slot or EMPTY. */
 static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, uint32_t *rows,
                    int create, errbuf_t *eb)
 {
@@ -574,6 +627,14 @@ static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, uin
         rows[i] = find(s, keys[i]);
         if (rows[i] != EMPTY || !create)
             continue;
+        if (t->sketch && t->ms.slot[s->slot].admit_min > 1) {
+            /* a pull sights the key; a push never admits one by itself */
+            if (create != RESOLVE_SIGHT ||
+                cm_add(t, s->slot, keys[i]) < (uint32_t)t->ms.slot[s->slot].admit_min) {
+                t->st.admit_pending += create == RESOLVE_SIGHT;
+                continue;
+            }
+        }
         rows[i] = insert(s, keys[i], t->day);
         if (rows[i] == EMPTY) {
             rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
@@ -607,7 +668,7 @@ int emb_table_pull(emb_table_t *t, int slot, const uint64_t *keys, size_t n, flo
     rows = row_scratch(n);
     if (!rows)
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
-    rc = resolve(t, s, keys, n, rows, mode == EMB_PULL_CREATE, eb);
+    rc = resolve(t, s, keys, n, rows, mode == EMB_PULL_CREATE ? RESOLVE_SIGHT : RESOLVE_FIND, eb);
     if (rc == 0) {
         for (size_t i = 0; i < n; i++) {
             if (rows[i] == EMPTY)
@@ -636,8 +697,12 @@ int emb_table_push(emb_table_t *t, int slot, const uint64_t *keys, size_t n, con
     rows = row_scratch(n);
     if (!rows)
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
-    rc = resolve(t, s, keys, n, rows, 1, eb);
+    rc = resolve(t, s, keys, n, rows, RESOLVE_APPLY, eb);
     for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (rows[i] == EMPTY) { /* not admitted yet */
+            t->st.admit_dropped++;
+            continue;
+        }
         unsigned char *p = recp(s, rows[i]);
         float *w = (float *)(p + HDR);
         uint32_t upd;
@@ -669,8 +734,10 @@ int emb_table_assign(emb_table_t *t, int slot, const uint64_t *keys, size_t n, c
     rows = row_scratch(n);
     if (!rows)
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
-    rc = resolve(t, s, keys, n, rows, 1, eb);
+    rc = resolve(t, s, keys, n, rows, RESOLVE_APPLY, eb);
     for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (rows[i] == EMPTY)
+            continue;
         memcpy(rec_w(s, rows[i]), v + i * width, width * sizeof(float));
         bset(s->dirty, rows[i]);
     }

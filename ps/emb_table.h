@@ -24,6 +24,13 @@
  *   stored is always consistent) and clears the bits. What a crash loses is
  *   what changed since the last flush.
  *
+ *   Admission. A slot with admit_min > 1 creates a row only on the
+ *   admit_min-th sighting of its key (a pull in create mode); until then
+ *   the key pulls zeros and its gradients are dropped. Sightings are
+ *   counted in a count-min sketch (4 x 2^18 saturating u16 counters per
+ *   table, conservative update), so never-admitted keys cost no row; the
+ *   count may overestimate (a key admitted early), never underestimate.
+ *
  *   On disk. Key: 'r' | u8 slot | u64 key big-endian (10 bytes: a slot's
  *   rows are one key range). Value: u8 version (EMB_RECORD_VERSION) | u8
  *   slot | u16 0 | u32 updates | u16 first_day | u16 last_day | u32 nfloats
@@ -72,6 +79,8 @@ typedef struct emb_table_stats {
     uint64_t flushed;         /* rows written by flushes */
     uint64_t pulls, pushes;   /* keys pulled / pushed */
     uint64_t expired;         /* rows deleted by expiry */
+    uint64_t admit_pending;   /* pulls of keys not admitted yet (zeros returned) */
+    uint64_t admit_dropped;   /* gradients dropped for keys not admitted yet */
     uint64_t slot_rows[MODEL_MAX_SLOTS]; /* resident rows per slot */
 } emb_table_stats_t;
 
@@ -87,6 +96,9 @@ void emb_table_destroy(emb_table_t **t);
 
 /* The day stamped on rows as first/last seen. */
 void emb_table_set_day(emb_table_t *t, int day);
+
+/* Sightings counted for a key of slot without a row (admission). */
+uint32_t emb_table_sightings(const emb_table_t *t, int slot, uint64_t key);
 
 /* Rows (embeddings only, dim floats each) of n keys of slot into out.
  * mode EMB_PULL_*. Returns 0, or ERR_STORE / ERR_CORRUPT / ERR_NOMEM. */

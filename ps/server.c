@@ -540,6 +540,8 @@ static int on_stats(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
     ADD("dense_initialized", (uint64_t)s->dense_init);
     ADD("day", (uint64_t)s->day);
     ADD("rows_expired", ts.expired);
+    ADD("admit_pending", ts.admit_pending);
+    ADD("admit_dropped", ts.admit_dropped);
     ADD("dense_step", (uint64_t)s->dense_step);
     ADD("dense_floats", s->dense_cnt);
     ADD("rows_resident", ts.resident_rows);
