@@ -829,9 +829,16 @@ int emb_table_expire(emb_table_t *t, int day, uint64_t *deleted, errbuf_t *eb)
         }
         store_iter_destroy(t->store, &it);
         if (rc == 0 && n > 0) {
-            store_op_t *ops = calloc(n, sizeof(*ops));
-            if (!ops)
+            store_op_t *ops = calloc(2 * n, sizeof(*ops));
+            unsigned char *tomb = malloc(n * EMB_KEY_LEN);
+            int32_t d32 = day;
+            if (!ops || !tomb)
                 rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
+            for (size_t j = 0; rc == 0 && j < n; j++) {
+                memcpy(tomb + j * EMB_KEY_LEN, keys + j * EMB_KEY_LEN, EMB_KEY_LEN);
+                tomb[j * EMB_KEY_LEN] = 'x';
+                ops[n + j] = (store_op_t){tomb + j * EMB_KEY_LEN, EMB_KEY_LEN, &d32, 4};
+            }
             for (size_t j = 0; rc == 0 && j < n; j++) {
                 int sl = 0;
                 uint64_t key = 0;
@@ -843,7 +850,8 @@ int emb_table_expire(emb_table_t *t, int day, uint64_t *deleted, errbuf_t *eb)
                     remove_rec(&t->sub[i], r);
             }
             if (rc == 0)
-                rc = store_write(t->store, ops, n, 0, eb);
+                rc = store_write(t->store, ops, 2 * n, 0, eb);
+            free(tomb);
             free(ops);
             total += n;
         }
@@ -894,6 +902,45 @@ int emb_table_get(emb_table_t *t, int slot, uint64_t key, float *vals, emb_row_m
                         t->store->name, slot, (unsigned long long)key);
     free(v);
     return rc;
+}
+
+int emb_table_inspect(emb_table_t *t, int slot, uint64_t key, float *vals, emb_row_meta_t *meta,
+                      int *status, uint32_t *seen, int *expired_day, errbuf_t *eb)
+{
+    int rc = check_slot(t, slot, eb);
+
+    if (rc != 0)
+        return rc;
+    memset(meta, 0, sizeof(*meta));
+    *seen = emb_table_sightings(t, slot, key);
+    *expired_day = -1;
+    if (find(&t->sub[slot], key) != EMPTY) {
+        *status = EMB_ROW_RESIDENT;
+        return emb_table_get(t, slot, key, vals, meta, eb);
+    }
+    rc = emb_table_get(t, slot, key, vals, meta, eb);
+    if (rc == 0) {
+        *status = EMB_ROW_STORED;
+        return 0;
+    }
+    if (rc != ERR_NOTFOUND)
+        return rc;
+    unsigned char kb[EMB_KEY_LEN];
+    void *v = NULL;
+    size_t vl;
+    emb_key_encode(kb, slot, key);
+    kb[0] = 'x';
+    rc = store_get(t->store, kb, EMB_KEY_LEN, &v, &vl, eb);
+    if (rc == 0 && vl == 4) {
+        int32_t d;
+        memcpy(&d, v, 4);
+        *status = EMB_ROW_EXPIRED;
+        *expired_day = d;
+    } else {
+        *status = *seen > 0 ? EMB_ROW_PENDING : EMB_ROW_NEVER;
+    }
+    free(v);
+    return rc == 0 || rc == ERR_NOTFOUND ? 0 : rc;
 }
 
 void emb_table_stats(const emb_table_t *t, emb_table_stats_t *st)

@@ -34,8 +34,9 @@
  *   On disk. Key: 'r' | u8 slot | u64 key big-endian (10 bytes: a slot's
  *   rows are one key range). Value: u8 version (EMB_RECORD_VERSION) | u8
  *   slot | u16 0 | u32 updates | u16 first_day | u16 last_day | u32 nfloats
- *   | f32 values[nfloats] (w then state), little-endian. Keys starting with
- *   'm' are the owner's metadata (store_get / store_put).
+ *   | f32 values[nfloats] (w then state), little-endian. An expired row
+ *   leaves a tombstone 'x' | u8 slot | u64 key -> i32 day. Keys starting
+ *   with 'm' are the owner's metadata (store_get / store_put).
  *
  * Thread-safety: none; one thread (the server loop or the trainer) owns a
  * table.
@@ -130,6 +131,24 @@ int emb_table_expire(emb_table_t *t, int day, uint64_t *deleted, errbuf_t *eb);
  * metadata, from memory or the store. ERR_NOTFOUND if it has no row. */
 int emb_table_get(emb_table_t *t, int slot, uint64_t key, float *vals, emb_row_meta_t *meta,
                   errbuf_t *eb);
+
+/* Why a key has (no) row: EMB_ROW_* (same values as MSG_ROW_* on the wire). */
+enum {
+    EMB_ROW_RESIDENT = 0, /* in memory */
+    EMB_ROW_STORED = 1,   /* only in the store */
+    EMB_ROW_NEVER = 2,    /* never seen */
+    EMB_ROW_PENDING = 3,  /* seen, not admitted yet */
+    EMB_ROW_EXPIRED = 4,  /* deleted by expiry */
+};
+
+/*
+ * Inspect a key without changing anything: its status, its row (vals, w
+ * then state, when it has one), metadata, sightings counted toward
+ * admission, and for an expired row the day it was deleted. Returns 0 or
+ * ERR_STORE / ERR_CORRUPT.
+ */
+int emb_table_inspect(emb_table_t *t, int slot, uint64_t key, float *vals, emb_row_meta_t *meta,
+                      int *status, uint32_t *seen, int *expired_day, errbuf_t *eb);
 
 /* Floats of a slot's row as stored: dim + optimizer state. */
 size_t emb_table_row_floats(const emb_table_t *t, int slot);

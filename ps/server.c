@@ -589,6 +589,70 @@ static int on_checkpoint(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *e
     return reply_ack(s, id, m->hdr.req_id, 0, NULL, 0, eb);
 }
 
+/* ROWS_GET: each key's row (with optimizer state if asked) and why it has
+ * none. */
+static int on_rows_get(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
+{
+    const msg_rows_t *q = &m->u.rows;
+    int with_state = (q->flags & MSG_F_STATE) != 0;
+    size_t total_f = 0, total_k = 0;
+    msg_t r;
+    int rc = 0;
+
+    for (uint32_t e = 0; e < q->nslots; e++) {
+        total_k += q->slot[e].nkeys;
+        total_f += (size_t)q->slot[e].nkeys * emb_table_row_floats(s->table, (int)q->slot[e].slot);
+    }
+    float *vals = malloc((total_f + 1) * sizeof(float));
+    msg_row_meta_t *metas = malloc((total_k + 1) * sizeof(*metas));
+    float *row = malloc(((size_t)MSG_MAX_DIM + 1) * sizeof(float));
+    if (!vals || !metas || !row) {
+        rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    msg_init(&r, MSG_ROWS_OK, m->hdr.req_id);
+    r.u.rows.flags = q->flags & MSG_F_STATE;
+    r.u.rows.nslots = q->nslots;
+    size_t fo = 0, ko = 0;
+    for (uint32_t e = 0; e < q->nslots && rc == 0; e++) {
+        const msg_slot_t *in = &q->slot[e];
+        int sl = (int)in->slot;
+        size_t full = emb_table_row_floats(s->table, sl);
+        size_t width = with_state ? full : (size_t)s->ms.slot[sl].dim;
+        msg_slot_t *o = &r.u.rows.slot[e];
+        memset(o, 0, sizeof(*o));
+        o->slot = in->slot;
+        o->nkeys = in->nkeys;
+        o->dim = (uint32_t)width;
+        o->keys = in->keys;
+        o->rows = vals + fo;
+        o->meta = metas + ko;
+        for (uint32_t j = 0; j < in->nkeys && rc == 0; j++) {
+            emb_row_meta_t rm;
+            int status, exp;
+            uint32_t seen;
+            memset(row, 0, full * sizeof(float));
+            rc = emb_table_inspect(s->table, sl, msg_key_get(in->keys, j), row, &rm, &status,
+                                   &seen, &exp, eb);
+            memcpy(vals + fo, row, width * sizeof(float));
+            fo += width;
+            int has = status == EMB_ROW_RESIDENT || status == EMB_ROW_STORED;
+            metas[ko++] = (msg_row_meta_t){(uint32_t)status, seen, rm.updates,
+                                           has ? rm.first_day : -1, has ? rm.last_day : -1,
+                                           exp, 0};
+        }
+    }
+    if (rc == 0)
+        rc = codec_encode(&s->out, &r, eb);
+    if (rc == 0)
+        send_reply(s, id);
+out:
+    free(row);
+    free(metas);
+    free(vals);
+    return rc;
+}
+
 static int on_begin_day(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
 {
     uint64_t deleted = 0;
@@ -654,6 +718,7 @@ static void handle(server_t *s, zmq_msg_t *id, const void *data, size_t len)
             break;
         case MSG_CHECKPOINT: rc = on_checkpoint(s, id, &m, &eb); break;
         case MSG_BEGIN_DAY: rc = on_begin_day(s, id, &m, &eb); break;
+        case MSG_ROWS_GET: rc = on_rows_get(s, id, &m, &eb); break;
         case MSG_SHUTDOWN:
             rc = flush_all(s, &eb);
             if (rc == 0) {
