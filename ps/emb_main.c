@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "emb_online.h"
 #include "emb_tool.h"
 #include "log.h"
 #include "ps_conf.h"
@@ -32,6 +33,9 @@ static void usage(FILE *out)
             "                                  age histograms\n"
             "  get DIR SLOT:VALUE|KEY...       a row's embedding, optimizer state, update count,\n"
             "                                  first/last day - or why there is none\n"
+            "  get --ps EP0,EP1 SLOT:VALUE...  the same from a live cluster, with the reason a\n"
+            "                                  key has no row (never seen, seen N times but not\n"
+            "                                  admitted, expired on day D)\n"
             "  top DIR [--by count|norm|age] [-n N]\n"
             "                                  rows with the most updates, largest norm, oldest\n"
             "  dump DIR [--format tsv|jsonl]   every row\n"
@@ -45,6 +49,7 @@ int main(int argc, char **argv)
 {
     static ps_conf_t conf;
     emb_tool_args_t a = {.n = 10, .day = -1};
+    const char *online = NULL;
     char *rest[MAX_ARGS], *pos[MAX_ARGS];
     int nrest = 0, npos = 0, help = 0, rc;
     model_spec_t ms;
@@ -65,6 +70,8 @@ int main(int argc, char **argv)
                    !v) {
             fprintf(stderr, "funnel-emb: %s needs a value\n", o);
             return 2;
+        } else if (!strcmp(o, "--ps") && v) {
+            online = argv[++i];
         } else if (!strcmp(o, "--slot")) {
             a.slot = argv[++i];
         } else if (!strcmp(o, "--by")) {
@@ -93,11 +100,27 @@ int main(int argc, char **argv)
         fprintf(stderr, "funnel-emb %s: %s\n", a.cmd, eb.msg);
         return 2;
     }
+    log_init("emb", -1, LOG_LEVEL_WARN, NULL);
+    if (online) {
+        if (strcmp(a.cmd, "get") != 0) {
+            fprintf(stderr, "funnel-emb %s: --ps works with get; for a live cluster's counters "
+                            "use funnel-worker ctl stats --ps ...\n",
+                    a.cmd);
+            return 2;
+        }
+        rc = model_spec_from_conf(&ms, &conf.model, &eb);
+        if (rc == 0)
+            rc = emb_online_get(&ms, online, pos, npos, a.json, stdout, &eb);
+        if (rc < 0) {
+            fprintf(stderr, "funnel-emb get: %s\n", eb.msg);
+            return 1;
+        }
+        return rc;
+    }
     if (npos < 1) {
         fprintf(stderr, "funnel-emb %s: give the table directory (see --help)\n", a.cmd);
         return 2;
     }
-    log_init("emb", -1, LOG_LEVEL_WARN, NULL);
     a.dir = pos[0];
     a.args = pos + 1;
     a.nargs = npos - 1;
