@@ -162,6 +162,64 @@ static void test_three_days(void)
     free(text);
 }
 
+/* Checkpoint a cluster in the middle of training (workers paused so that
+ * "that point" is well defined), then compare the live cluster's
+ * predictions with those of a new cluster restored from the checkpoint. */
+static void test_checkpoint_during_training(void)
+{
+    char cl[700], pids[800], ep[800], log[800];
+    char *text = NULL;
+    pid_t job;
+
+    snprintf(cl, sizeof(cl), "%s/mid", dir);
+    snprintf(log, sizeof(log), "%s/mid.log", dir);
+    job = tu_spawn(log,
+                   "exec scripts/run-local.sh --bin %s --dir %s --keep --ps-opt '%s' "
+                   "--worker-opt '%s --batch_size 64' %s/w/day*/train.tsv",
+                   bin, cl, OPTS, OPTS, dir);
+    CU_ASSERT_FATAL(job > 0);
+    snprintf(pids, sizeof(pids), "%s/worker.pids", cl);
+    /* wait until both workers train, then let them run a little */
+    for (int i = 0; i < 300; i++) {
+        snprintf(ep, sizeof(ep), "%s/logs/worker1.log", cl);
+        free(text);
+        text = tu_slurp(ep, NULL);
+        if (text && strstr(text, "training"))
+            break;
+        usleep(100 * 1000);
+    }
+    free(text);
+    text = NULL;
+    usleep(1000 * 1000);
+    CU_ASSERT_EQUAL_FATAL(tu_sh(NULL, "kill -STOP $(cat %s)", pids), 0);
+    usleep(1500 * 1000); /* pushes in flight are applied */
+    text = tu_slurp(pids, NULL);
+    char endpoints[800];
+    snprintf(ep, sizeof(ep), "%s/endpoints", cl);
+    char *e = tu_slurp(ep, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    snprintf(endpoints, sizeof(endpoints), "%.*s", (int)strcspn(e, "\n"), e);
+    free(e);
+    CU_ASSERT_EQUAL(tu_sh(NULL, "%s/funnel-worker ctl checkpoint %s --ps %s --out %s/ckmid --day 1 "
+                                "> /dev/null",
+                          bin, OPTS, endpoints, dir),
+                    0);
+    CU_ASSERT_EQUAL(tu_sh(NULL, "%s/funnel-worker predict %s --ps %s --in %s/w/day1/test.tsv "
+                                "--out %s/mid-live.tsv 2>/dev/null",
+                          bin, OPTS, endpoints, dir, dir),
+                    0);
+    tu_sh(NULL, "kill -CONT $(cat %s) 2>/dev/null", pids);
+    free(text);
+    CU_ASSERT_EQUAL(predict_from("ckmid", 1, "mid-restored.tsv"), 0);
+    CU_ASSERT_EQUAL(tu_sh(NULL, "cmp -s %s/mid-live.tsv %s/mid-restored.tsv", dir, dir), 0);
+    /* the paused training job still completes */
+    for (int i = 0; i < 600 && access(pids, F_OK) == 0; i++)
+        usleep(100 * 1000);
+    CU_ASSERT_NOT_EQUAL(access(pids, F_OK), 0);
+    tu_sh(NULL, "scripts/run-local.sh --stop --dir %s > /dev/null 2>&1", cl);
+    tu_stop(job, 15);
+}
+
 int test_refresh_register(void)
 {
     CU_pSuite s = CU_add_suite("refresh", setup, teardown);
@@ -169,5 +227,7 @@ int test_refresh_register(void)
     if (!s)
         return CU_get_error();
     CU_add_test(s, "three days: warm start, expiry, restore", test_three_days);
+    CU_add_test(s, "a checkpoint taken during training restores identically",
+                test_checkpoint_during_training);
     return CU_get_error();
 }
