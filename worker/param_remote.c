@@ -472,7 +472,7 @@ int param_remote_open(param_t **out, const worker_conf_t *wc, const model_spec_t
         if (rc == 0)
             rc = codec_hello_check(&m.u.hello, &rep.u.hello, eb);
         if (rc != 0) {
-            if (!strstr(eb->msg, eps[h]))
+            if (!eb || !strstr(eb->msg, eps[h]))
                 errbuf_prefix(eb, rc, "handshake with shard %d (%s)", h, eps[h]);
             else
                 errbuf_prefix(eb, rc, "handshake");
