@@ -1,6 +1,9 @@
 /*
  * server.c - the parameter-server shard loop; the only server file that
- * includes zmq.h. See server.h for the design notes.
+ * includes zmq.h. It owns the embedding table, the dense range, the push
+ * sequence numbers and the workers' progress, answers every request from
+ * them, and writes them to the store at each flush. See server.h for the
+ * design notes.
  */
 #include "server.h"
 
@@ -12,29 +15,33 @@
 #include <zmq.h>
 
 #include "codec.h"
+#include "dense_shard.h"
 #include "emb_table.h"
 #include "log.h"
 #include "meta.h"
-#include "modeldir.h"
 #include "model.h"
+#include "modeldir.h"
 #include "msg.h"
-#include "optim.h"
-#include "route.h"
 #include "store.h"
 
 /* Counters reported by STATS, listed once. */
-#define SERVER_COUNTERS(X)                                                   \
-    X(requests, "requests served")                                           \
-    X(pull_keys, "keys pulled")                                              \
-    X(push_keys, "keys pushed")                                              \
-    X(pushes, "pushes applied (rows and dense)")                             \
-    X(duplicate_pushes, "retried pushes answered without applying them")     \
-    X(lost_pushes, "pushes applied before a crash and not flushed")          \
-    X(dense_pulls, "dense range pulls")                                      \
-    X(errors, "requests answered with an error")                             \
-    X(bad_messages, "messages that did not decode or had bad framing")      \
-    X(flushes, "flushes to RocksDB")                                         \
-    X(rows_flushed, "rows written by flushes")                               \
+#define SERVER_COUNTERS(X)                                                                         \
+    X(requests, "messages received (every payload, good or bad)")                                  \
+    X(bytes_in, "bytes of payloads received")                                                      \
+    X(bytes_out, "bytes of replies sent")                                                          \
+    X(replies_dropped, "replies ZeroMQ could not queue (peer gone or not reading)")                \
+    X(pull_keys, "keys pulled")                                                                    \
+    X(push_keys, "keys pushed")                                                                    \
+    X(pushes, "pushes applied (rows and dense)")                                                   \
+    X(duplicate_pushes, "retried pushes answered without applying them")                           \
+    X(lost_pushes, "pushes applied before a crash and not flushed (since this start)")             \
+    X(dense_pulls, "dense range pulls")                                                            \
+    X(dense_pushes, "dense gradients and assignments applied")                                     \
+    X(errors, "requests answered with an error (errors_<CODE>: by kind)")                          \
+    X(bad_messages, "messages that did not decode, were not requests or had bad framing")          \
+    X(bad_frames, "of bad_messages: multipart messages dropped without a reply")                   \
+    X(flushes, "flushes to RocksDB")                                                               \
+    X(rows_flushed, "rows written by flushes")                                                     \
     X(checkpoints, "checkpoints written")
 
 typedef struct counters {
@@ -43,164 +50,282 @@ typedef struct counters {
 #undef X
 } counters_t;
 
-/* Last applied push of one sender. */
+#define ERR_KINDS 32 /* errors_by_kind[-code]; the last one: codes out of the list */
+
+/* Last applied push of one sender (a worker rank or a tool). */
 typedef struct sender {
     uint32_t id;
-    uint64_t last_seq;  /* applied */
-    int restored;       /* last_seq came from the store: next gap = lost */
+    uint64_t last_seq; /* applied */
+    int checked;       /* its first push since this start was compared with last_seq */
 } sender_t;
 
-typedef struct progress_rec {
-    uint32_t rank;
-    msg_progress_t p;
-} progress_rec_t;
+/* One STATS entry being built (names copied into `name`). */
+typedef struct stat_ent {
+    char name[64];
+    uint64_t value;
+} stat_ent_t;
 
 typedef struct server {
     const ps_conf_t *pc;
     model_spec_t ms;
     store_t *store;
     emb_table_t *table;
+    dense_shard_t dense;
     void *ctx, *sock;
     codec_dec_t *dec;
     codec_buf_t out;
-    msg_hello_t hello;          /* this shard's layout */
-    uint64_t dense_total;       /* floats in the whole dense vector */
-    uint64_t dense_off, dense_cnt; /* this shard's range */
-    float *dense_w, *dense_state;
-    size_t dense_nstate;
-    int64_t dense_step;
-    int dense_init;
+    msg_hello_t hello; /* this shard's layout */
     sender_t *senders;
     size_t nsenders;
-    progress_rec_t *prog;
+    msg_progress_t *prog; /* recorded positions, one per rank (found = 1) */
     size_t nprog;
-    float *scratch;             /* rows of one request */
-    size_t scratch_cap;         /* floats */
+    float *rows;       /* scratch: rows of one request entry */
+    size_t rows_cap;   /* floats */
+    uint64_t *keys;    /* scratch: keys of one request entry */
+    size_t keys_cap;   /* keys */
+    unsigned char *meta_buf; /* scratch: encoded sender and progress records */
+    size_t meta_cap;         /* bytes */
+    stat_ent_t *st;    /* scratch: STATS entries */
+    size_t st_cap;     /* entries */
+    msg_kv_t *kv;      /* scratch: STATS reply list */
+    size_t kv_cap;     /* entries */
     counters_t c;
     uint64_t by_type[MSG_TYPE_END];
-    double t0, last_flush, last_warn;
+    uint64_t by_err[ERR_KINDS];
+    double t0, last_flush, last_warn; /* s, monotonic */
     uint64_t warn_suppressed;
     int shutdown;
-    int day;                    /* stamped on rows as first/last seen */
+    int day; /* stamped on rows as first/last seen */
 } server_t;
 
 static double now_s(void)
 {
     struct timespec ts;
+
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* ---- metadata in the store: dense range, senders, progress ---- */
+static const char *err_name(int code)
+{
+    switch (code) {
+#define X(name, val, text)                                                                         \
+    case val:                                                                                      \
+        return #name;
+        ERR_LIST(X)
+#undef X
+    }
+    return "OTHER";
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap : 64;
+    while (n < need)
+        n *= 2;
+    void *q = realloc(*p, n * elem);
+    if (!q)
+        return ERR_NOMEM;
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+/* ---- metadata in the store: dense range, senders, progress ----
+ *
+ * Keys starting with 'm' belong to the server (emb_table.h). Records are
+ * little-endian with a version byte:
+ *   m:dense     dense_shard.h's record
+ *   m:seq       u8 1 | u8[3] 0 | u32 n | n x (u32 sender, u32 0, u64 last_seq)
+ *   m:progress  u8 1 | u8[3] 0 | u32 n | n x (u32 rank, u32 epoch, u32 file,
+ *               u32 0, u64 offset, u64 line, u64 samples)
+ */
 
 static const char KEY_DENSE[] = "m:dense";
 static const char KEY_SEQ[] = "m:seq";
 static const char KEY_PROG[] = "m:progress";
 
+#define META_VERSION 1
+#define META_HEADER 8
+#define SEQ_REC 16
+#define PROG_REC 40
+
+static unsigned char *put32(unsigned char *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+    return p + 4;
+}
+
+static unsigned char *put64(unsigned char *p, uint64_t v)
+{
+    memcpy(p, &v, 8);
+    return p + 8;
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+    uint32_t v;
+
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static uint64_t get64(const unsigned char *p)
+{
+    uint64_t v;
+
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* Encode the sender and progress records into s->meta_buf: seq at
+ * offset 0 (*seq_len bytes), progress right after (*prog_len). */
+static int encode_lists(server_t *s, size_t *seq_len, size_t *prog_len)
+{
+    size_t sl = META_HEADER + s->nsenders * SEQ_REC, pl = META_HEADER + s->nprog * PROG_REC;
+    unsigned char *p;
+
+    if (grow((void **)&s->meta_buf, &s->meta_cap, sl + pl, 1) != 0)
+        return ERR_NOMEM;
+    p = s->meta_buf;
+    memset(p, 0, sl + pl);
+    p[0] = META_VERSION;
+    p = put32(p + 4, (uint32_t)s->nsenders);
+    for (size_t i = 0; i < s->nsenders; i++) {
+        p = put32(p, s->senders[i].id);
+        p = put64(p + 4, s->senders[i].last_seq);
+    }
+    p[0] = META_VERSION;
+    p = put32(p + 4, (uint32_t)s->nprog);
+    for (size_t i = 0; i < s->nprog; i++) {
+        const msg_progress_t *q = &s->prog[i];
+        p = put32(p, q->rank);
+        p = put32(p, q->epoch);
+        p = put32(p, q->file);
+        p = put64(p + 4, q->offset);
+        p = put64(p, q->line);
+        p = put64(p, q->samples);
+    }
+    *seq_len = sl;
+    *prog_len = pl;
+    return 0;
+}
+
 static int save_meta(server_t *s, errbuf_t *eb)
 {
-    size_t dn = 8 * 3 + 4 + (s->dense_cnt + s->dense_nstate) * 4;
-    size_t sn = s->nsenders * 12, pn = s->nprog * sizeof(progress_rec_t);
-    unsigned char *d = malloc(dn), *q = malloc(sn ? sn : 1);
-    int rc;
+    const void *drec;
+    size_t dl, sl, pl;
+    int rc = dense_shard_encode(&s->dense, &drec, &dl, eb);
 
-    if (!d || !q) {
-        free(d);
-        free(q);
-        return errbuf_set(eb, ERR_NOMEM, "out of memory");
-    }
-    uint32_t init = (uint32_t)s->dense_init;
-    memcpy(d, &s->dense_off, 8);
-    memcpy(d + 8, &s->dense_cnt, 8);
-    memcpy(d + 16, &s->dense_step, 8);
-    memcpy(d + 24, &init, 4);
-    memcpy(d + 28, s->dense_w, s->dense_cnt * 4);
-    memcpy(d + 28 + s->dense_cnt * 4, s->dense_state, s->dense_nstate * 4);
-    for (size_t i = 0; i < s->nsenders; i++) {
-        memcpy(q + i * 12, &s->senders[i].id, 4);
-        memcpy(q + i * 12 + 4, &s->senders[i].last_seq, 8);
-    }
+    if (rc != 0)
+        return rc;
+    if (encode_lists(s, &sl, &pl) != 0)
+        return errbuf_set(eb, ERR_NOMEM, "shard %lld: out of memory for its metadata",
+                          (long long)s->pc->shard);
     store_op_t ops[3] = {
-        {KEY_DENSE, sizeof(KEY_DENSE) - 1, d, dn},
-        {KEY_SEQ, sizeof(KEY_SEQ) - 1, q, sn},
-        {KEY_PROG, sizeof(KEY_PROG) - 1, s->prog ? (const void *)s->prog : (const void *)"", pn},
+        {KEY_DENSE, sizeof(KEY_DENSE) - 1, drec, dl},
+        {KEY_SEQ, sizeof(KEY_SEQ) - 1, s->meta_buf, sl},
+        {KEY_PROG, sizeof(KEY_PROG) - 1, s->meta_buf + sl, pl},
     };
-    rc = store_write(s->store, ops, 3, 1, eb);
-    free(d);
-    free(q);
+    return store_write(s->store, ops, 3, 1, eb);
+}
+
+/* Check a list record's header; *n gets its entry count. */
+static int list_header(const unsigned char *v, size_t vl, size_t rec, const char *what,
+                       const char *where, uint32_t *n, errbuf_t *eb)
+{
+    if (vl < META_HEADER || v[0] != META_VERSION)
+        return errbuf_set(eb, ERR_CORRUPT, "%s: %s record: %zu bytes, version %d (expected %d)",
+                          where, what, vl, vl ? v[0] : -1, META_VERSION);
+    *n = get32(v + 4);
+    if (vl != META_HEADER + (size_t)*n * rec)
+        return errbuf_set(eb, ERR_CORRUPT, "%s: %s record of %zu bytes for %u entries", where,
+                          what, vl, *n);
+    return 0;
+}
+
+static int decode_senders(server_t *s, const unsigned char *v, size_t vl, errbuf_t *eb)
+{
+    uint32_t n;
+    int rc = list_header(v, vl, SEQ_REC, "push sequence", s->pc->data.s, &n, eb);
+
+    if (rc != 0)
+        return rc;
+    s->senders = calloc((size_t)n + 1, sizeof(*s->senders));
+    if (!s->senders)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    for (uint32_t i = 0; i < n; i++) {
+        const unsigned char *p = v + META_HEADER + (size_t)i * SEQ_REC;
+        s->senders[i] = (sender_t){get32(p), get64(p + 8), 0};
+    }
+    s->nsenders = n;
+    return 0;
+}
+
+static int decode_progress(server_t *s, const unsigned char *v, size_t vl, errbuf_t *eb)
+{
+    uint32_t n;
+    int rc = list_header(v, vl, PROG_REC, "worker progress", s->pc->data.s, &n, eb);
+
+    if (rc != 0)
+        return rc;
+    s->prog = calloc((size_t)n + 1, sizeof(*s->prog));
+    if (!s->prog)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    for (uint32_t i = 0; i < n; i++) {
+        const unsigned char *p = v + META_HEADER + (size_t)i * PROG_REC;
+        s->prog[i] = (msg_progress_t){get32(p),      1,           get32(p + 4), get32(p + 8),
+                                      get64(p + 16), get64(p + 24), get64(p + 32)};
+    }
+    s->nprog = n;
+    return 0;
+}
+
+/* Read one metadata record; *v NULL if absent. */
+static int meta_get(server_t *s, const char *key, void **v, size_t *vl, errbuf_t *eb)
+{
+    int rc = store_get(s->store, key, strlen(key), v, vl, eb);
+
+    if (rc == ERR_NOTFOUND) {
+        *v = NULL;
+        return 0;
+    }
     return rc;
 }
 
 static int load_meta(server_t *s, errbuf_t *eb)
 {
     void *v = NULL;
-    size_t vl;
-    int rc = store_get(s->store, KEY_DENSE, sizeof(KEY_DENSE) - 1, &v, &vl, eb);
+    size_t vl = 0;
+    int rc = meta_get(s, KEY_DENSE, &v, &vl, eb);
 
-    if (rc == 0) {
-        uint64_t off = UINT64_MAX, cnt = 0;
-        uint32_t init;
-        if (vl >= 28) {
-            memcpy(&off, v, 8);
-            memcpy(&cnt, (char *)v + 8, 8);
-        }
-        if (vl != 28 + (s->dense_cnt + s->dense_nstate) * 4 || off != s->dense_off ||
-            cnt != s->dense_cnt) {
-            free(v);
-            return errbuf_set(eb, ERR_MISMATCH,
-                              "%s: stored dense range does not match this shard's layout "
-                              "(different shard count or towers?)",
-                              s->pc->data.s);
-        }
-        memcpy(&s->dense_step, (char *)v + 16, 8);
-        memcpy(&init, (char *)v + 24, 4);
-        s->dense_init = init != 0;
-        memcpy(s->dense_w, (char *)v + 28, s->dense_cnt * 4);
-        memcpy(s->dense_state, (char *)v + 28 + s->dense_cnt * 4, s->dense_nstate * 4);
-        free(v);
-    } else if (rc != ERR_NOTFOUND) {
-        return rc;
-    }
+    if (rc == 0 && v)
+        rc = dense_shard_decode(&s->dense, v, vl, s->pc->data.s, eb);
+    free(v);
     v = NULL;
-    rc = store_get(s->store, KEY_SEQ, sizeof(KEY_SEQ) - 1, &v, &vl, eb);
-    if (rc == 0) {
-        size_t n = vl / 12;
-        s->senders = calloc(n ? n : 1, sizeof(*s->senders));
-        if (!s->senders) {
-            free(v);
-            return errbuf_set(eb, ERR_NOMEM, "out of memory");
-        }
-        for (size_t i = 0; i < n; i++) {
-            memcpy(&s->senders[i].id, (char *)v + i * 12, 4);
-            memcpy(&s->senders[i].last_seq, (char *)v + i * 12 + 4, 8);
-            s->senders[i].restored = 1;
-        }
-        s->nsenders = n;
-        free(v);
-    } else if (rc != ERR_NOTFOUND) {
-        return rc;
-    }
+    if (rc == 0)
+        rc = meta_get(s, KEY_SEQ, &v, &vl, eb);
+    if (rc == 0 && v)
+        rc = decode_senders(s, v, vl, eb);
+    free(v);
     v = NULL;
-    rc = store_get(s->store, KEY_PROG, sizeof(KEY_PROG) - 1, &v, &vl, eb);
-    if (rc == 0) {
-        size_t n = vl / sizeof(progress_rec_t);
-        s->prog = malloc((n ? n : 1) * sizeof(progress_rec_t));
-        if (!s->prog) {
-            free(v);
-            return errbuf_set(eb, ERR_NOMEM, "out of memory");
-        }
-        memcpy(s->prog, v, n * sizeof(progress_rec_t));
-        s->nprog = n;
-        free(v);
-    } else if (rc != ERR_NOTFOUND) {
-        return rc;
-    }
-    return 0;
+    if (rc == 0)
+        rc = meta_get(s, KEY_PROG, &v, &vl, eb);
+    if (rc == 0 && v)
+        rc = decode_progress(s, v, vl, eb);
+    free(v);
+    return rc;
 }
 
+/* Write dirty rows, then (synced) the dense range, the senders' last seqs
+ * and the progress. Rows first: a crash between the two leaves rows newer
+ * than the seqs, which can only overcount lost_pushes, never hide a loss. */
 static int flush_all(server_t *s, errbuf_t *eb)
 {
     uint64_t rows = 0;
+    double t = now_s();
     int rc = emb_table_flush(s->table, &rows, eb);
 
     if (rc == 0)
@@ -208,7 +333,7 @@ static int flush_all(server_t *s, errbuf_t *eb)
     if (rc == 0) {
         s->c.flushes++;
         s->c.rows_flushed += rows;
-        LOG_DEBUG("flushed %llu rows", (unsigned long long)rows);
+        LOG_DEBUG("flushed %llu rows in %.3f s", (unsigned long long)rows, now_s() - t);
     }
     s->last_flush = now_s();
     return rc;
@@ -216,6 +341,8 @@ static int flush_all(server_t *s, errbuf_t *eb)
 
 /* ---- replies ---- */
 
+/* Send s->out to the peer `id`. Never blocks: a peer that is gone or does
+ * not read its replies loses them (ZMQ_ROUTER_MANDATORY is off). */
 static void send_reply(server_t *s, zmq_msg_t *id)
 {
     zmq_msg_t idc;
@@ -224,12 +351,19 @@ static void send_reply(server_t *s, zmq_msg_t *id)
     zmq_msg_copy(&idc, id);
     if (zmq_msg_send(&idc, s->sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
         zmq_msg_close(&idc);
+        s->c.replies_dropped++;
         return;
     }
-    if (zmq_send(s->sock, s->out.data, s->out.len, ZMQ_DONTWAIT) < 0)
+    if (zmq_send(s->sock, s->out.data, s->out.len, ZMQ_DONTWAIT) < 0) {
+        s->c.replies_dropped++;
         LOG_DEBUG("reply dropped: %s", zmq_strerror(errno));
+        return;
+    }
+    s->c.bytes_out += s->out.len;
 }
 
+/* A warning about peer input, at most one per second; the others are
+ * counted and their number is told with the next one. */
 static void warn_limited(server_t *s, const char *what, const char *msg)
 {
     double t = now_s();
@@ -251,8 +385,10 @@ static void reply_error(server_t *s, zmq_msg_t *id, uint64_t req_id, int code, c
 {
     msg_t m;
     errbuf_t eb;
+    int kind = code <= 0 && code > -(ERR_KINDS - 1) ? -code : ERR_KINDS - 1;
 
     s->c.errors++;
+    s->by_err[kind]++;
     msg_init(&m, MSG_ERROR, req_id);
     m.u.error.code = code;
     m.u.error.text.ptr = text;
@@ -277,16 +413,18 @@ static int reply_ack(server_t *s, zmq_msg_t *id, uint64_t req_id, uint32_t flags
     return rc;
 }
 
-static float *scratch(server_t *s, size_t floats)
+/* Copy the keys and rows (width floats each) of one request entry into
+ * aligned scratch: s->keys and s->rows. rows may be NULL (no rows). */
+static int load_entry(server_t *s, const msg_slot_t *in, size_t width, const void *rows,
+                      errbuf_t *eb)
 {
-    if (floats > s->scratch_cap) {
-        float *p = realloc(s->scratch, floats * sizeof(float));
-        if (!p)
-            return NULL;
-        s->scratch = p;
-        s->scratch_cap = floats;
-    }
-    return s->scratch;
+    if (grow((void **)&s->keys, &s->keys_cap, (size_t)in->nkeys + 1, sizeof(uint64_t)) != 0 ||
+        grow((void **)&s->rows, &s->rows_cap, (size_t)in->nkeys * width + 1, sizeof(float)) != 0)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory for %u keys", in->nkeys);
+    memcpy(s->keys, in->keys, (size_t)in->nkeys * sizeof(uint64_t));
+    if (rows)
+        memcpy(s->rows, rows, (size_t)in->nkeys * width * sizeof(float));
+    return 0;
 }
 
 /* ---- handlers: return 0 (reply sent) or an error to report ---- */
@@ -315,6 +453,7 @@ static int on_pull(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
     msg_t r;
     int rc;
 
+    /* the reply's row blobs are reserved by the encode and filled below */
     msg_init(&r, MSG_PULL_OK, m->hdr.req_id);
     r.u.rows.nslots = q->nslots;
     for (uint32_t e = 0; e < q->nslots; e++) {
@@ -324,29 +463,21 @@ static int on_pull(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
         o->nkeys = q->slot[e].nkeys;
         o->dim = (uint32_t)s->ms.slot[o->slot].dim;
     }
-    rc = codec_encode(&s->out, &r, eb); /* rows blobs reserved, filled below */
-    if (rc != 0)
-        return rc;
-    for (uint32_t e = 0; e < q->nslots; e++) {
+    rc = codec_encode(&s->out, &r, eb);
+    for (uint32_t e = 0; e < q->nslots && rc == 0; e++) {
         const msg_slot_t *in = &q->slot[e];
         size_t dim = (size_t)s->ms.slot[in->slot].dim;
-        float *rows = scratch(s, (size_t)in->nkeys * dim + 1);
-        uint64_t *keys = malloc(((size_t)in->nkeys + 1) * sizeof(uint64_t));
-        if (!rows || !keys) {
-            free(keys);
-            return errbuf_set(eb, ERR_NOMEM, "out of memory");
+        rc = load_entry(s, in, dim, NULL, eb);
+        if (rc == 0)
+            rc = emb_table_pull(s->table, (int)in->slot, s->keys, in->nkeys, s->rows, mode, eb);
+        if (rc == 0) {
+            memcpy(codec_buf_blob(&s->out, e), s->rows, (size_t)in->nkeys * dim * sizeof(float));
+            s->c.pull_keys += in->nkeys;
         }
-        for (uint32_t j = 0; j < in->nkeys; j++)
-            keys[j] = msg_key_get(in->keys, j);
-        rc = emb_table_pull(s->table, (int)in->slot, keys, in->nkeys, rows, mode, eb);
-        free(keys);
-        if (rc != 0)
-            return rc;
-        memcpy(codec_buf_blob(&s->out, e), rows, (size_t)in->nkeys * dim * sizeof(float));
-        s->c.pull_keys += in->nkeys;
     }
-    send_reply(s, id);
-    return 0;
+    if (rc == 0)
+        send_reply(s, id);
+    return rc;
 }
 
 static sender_t *sender_of(server_t *s, uint32_t id)
@@ -362,21 +493,27 @@ static sender_t *sender_of(server_t *s, uint32_t id)
     return &n[s->nsenders++];
 }
 
-/* 1 if the push must be skipped as a duplicate; counts lost pushes. */
+/*
+ * 1 if the push must be skipped as a duplicate. The first push of each
+ * sender since this start is compared with the last seq the store held
+ * (0 for a sender it never recorded): a gap means pushes this shard
+ * applied and acknowledged before a crash and never flushed.
+ */
 static int push_seen(server_t *s, const msg_t *m, sender_t *snd)
 {
     if (m->hdr.seq <= snd->last_seq) {
         s->c.duplicate_pushes++;
         return 1;
     }
-    if (snd->restored && m->hdr.seq > snd->last_seq + 1) {
+    if (!snd->checked && m->hdr.seq > snd->last_seq + 1) {
         uint64_t lost = m->hdr.seq - 1 - snd->last_seq;
         s->c.lost_pushes += lost;
-        LOG_WARN("sender %u: %llu push(es) since the last flush were lost (seq %llu after %llu)",
+        LOG_WARN("sender %u: %llu push(es) acknowledged before the last stop were not flushed "
+                 "and are lost (seq %llu after %llu)",
                  snd->id, (unsigned long long)lost, (unsigned long long)m->hdr.seq,
                  (unsigned long long)snd->last_seq);
     }
-    snd->restored = 0;
+    snd->checked = 1;
     return 0;
 }
 
@@ -392,22 +529,14 @@ static int on_push(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
         return reply_ack(s, id, m->hdr.req_id, MSG_F_DUPLICATE, NULL, 0, eb);
     for (uint32_t e = 0; e < q->nslots && rc == 0; e++) {
         const msg_slot_t *in = &q->slot[e];
-        size_t width = in->dim;
-        float *g = scratch(s, (size_t)in->nkeys * width + 1);
-        uint64_t *keys = malloc(((size_t)in->nkeys + 1) * sizeof(uint64_t));
-        if (!g || !keys) {
-            free(keys);
-            return errbuf_set(eb, ERR_NOMEM, "out of memory");
-        }
-        for (uint32_t j = 0; j < in->nkeys; j++)
-            keys[j] = msg_key_get(in->keys, j);
-        memcpy(g, in->rows, (size_t)in->nkeys * width * sizeof(float));
+        rc = load_entry(s, in, in->dim, in->rows, eb);
+        if (rc != 0)
+            break;
         if (q->flags & MSG_F_ASSIGN)
-            rc = emb_table_assign(s->table, (int)in->slot, keys, in->nkeys, g,
+            rc = emb_table_assign(s->table, (int)in->slot, s->keys, in->nkeys, s->rows,
                                   (q->flags & MSG_F_STATE) != 0, eb);
         else
-            rc = emb_table_push(s->table, (int)in->slot, keys, in->nkeys, g, eb);
-        free(keys);
+            rc = emb_table_push(s->table, (int)in->slot, s->keys, in->nkeys, s->rows, eb);
         s->c.push_keys += in->nkeys;
     }
     if (rc != 0)
@@ -417,27 +546,17 @@ static int on_push(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
     return reply_ack(s, id, m->hdr.req_id, 0, NULL, 0, eb);
 }
 
-static int dense_range_ok(server_t *s, const msg_dense_t *d, errbuf_t *eb)
-{
-    if (d->offset != s->dense_off || d->count != s->dense_cnt)
-        return errbuf_set(eb, ERR_INVAL,
-                          "dense range [%llu, +%llu) is not this shard's [%llu, +%llu)",
-                          (unsigned long long)d->offset, (unsigned long long)d->count,
-                          (unsigned long long)s->dense_off, (unsigned long long)s->dense_cnt);
-    return 0;
-}
-
 static int on_pull_dense(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
 {
     msg_t r;
-    int rc = dense_range_ok(s, &m->u.dense, eb);
+    int rc = dense_shard_check_range(&s->dense, m->u.dense.offset, m->u.dense.count, eb);
 
     if (rc != 0)
         return rc;
     msg_init(&r, MSG_PULL_DENSE_OK, m->hdr.req_id);
-    r.u.dense.offset = s->dense_off;
-    r.u.dense.count = s->dense_cnt;
-    r.u.dense.values = s->dense_w;
+    r.u.dense.offset = s->dense.offset;
+    r.u.dense.count = s->dense.count;
+    r.u.dense.values = s->dense.w;
     rc = codec_encode(&s->out, &r, eb);
     if (rc == 0) {
         send_reply(s, id);
@@ -449,129 +568,153 @@ static int on_pull_dense(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *e
 static int on_push_dense(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
 {
     const msg_dense_t *d = &m->u.dense;
-    sender_t *snd = sender_of(s, m->hdr.sender);
-    int rc = dense_range_ok(s, d, eb);
+    sender_t *snd;
+    int rc = dense_shard_check_range(&s->dense, d->offset, d->count, eb);
 
     if (rc != 0)
         return rc;
+    snd = sender_of(s, m->hdr.sender);
     if (!snd)
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
     if (push_seen(s, m, snd))
         return reply_ack(s, id, m->hdr.req_id, MSG_F_DUPLICATE, NULL, 0, eb);
     if (d->flags & MSG_F_ASSIGN) {
-        memcpy(s->dense_w, d->values, s->dense_cnt * sizeof(float));
-        if (!s->dense_init)
+        if (!s->dense.initialized)
             LOG_INFO("dense range initialized by sender %u", m->hdr.sender);
-        s->dense_init = 1;
+        dense_shard_assign(&s->dense, d->values);
     } else {
-        float *g = scratch(s, s->dense_cnt + 1);
-        if (!g)
-            return errbuf_set(eb, ERR_NOMEM, "out of memory");
-        memcpy(g, d->values, s->dense_cnt * sizeof(float));
-        s->dense_step++;
-        optim_dense_update(&s->ms.dense_opt, s->dense_w, s->dense_state, g, s->dense_cnt,
-                           s->dense_step);
+        dense_shard_apply(&s->dense, d->values);
     }
     snd->last_seq = m->hdr.seq;
     s->c.pushes++;
+    s->c.dense_pushes++;
     return reply_ack(s, id, m->hdr.req_id, 0, NULL, 0, eb);
 }
 
 static int on_progress(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
 {
-    progress_rec_t *p = NULL;
+    msg_progress_t *p = NULL;
     msg_t r;
+    int rc;
 
     for (size_t i = 0; i < s->nprog; i++)
         if (s->prog[i].rank == m->u.progress.rank)
             p = &s->prog[i];
     if (m->hdr.type == MSG_PROGRESS_SET) {
         if (!p) {
-            progress_rec_t *n = realloc(s->prog, (s->nprog + 1) * sizeof(*n));
+            msg_progress_t *n = realloc(s->prog, (s->nprog + 1) * sizeof(*n));
             if (!n)
                 return errbuf_set(eb, ERR_NOMEM, "out of memory");
             s->prog = n;
             p = &n[s->nprog++];
-            memset(p, 0, sizeof(*p));
         }
-        p->rank = m->u.progress.rank;
-        p->p = m->u.progress;
-        p->p.found = 1;
+        *p = m->u.progress;
+        p->found = 1;
         return reply_ack(s, id, m->hdr.req_id, 0, NULL, 0, eb);
     }
     msg_init(&r, MSG_PROGRESS_OK, m->hdr.req_id);
     if (p)
-        r.u.progress = p->p;
+        r.u.progress = *p;
     r.u.progress.rank = m->u.progress.rank;
     r.u.progress.found = p != NULL;
-    int rc = codec_encode(&s->out, &r, eb);
+    rc = codec_encode(&s->out, &r, eb);
     if (rc == 0)
         send_reply(s, id);
     return rc;
 }
 
-#define MAX_KV 128
+/* ---- STATS ---- */
+
+typedef struct stats_req {
+    const char *pfx; /* name prefix (not NUL-terminated) */
+    size_t pl;       /* bytes */
+    size_t n;        /* entries in s->st */
+    int nomem;
+} stats_req_t;
+
+static void stat_add(server_t *s, stats_req_t *q, const char *name, uint64_t value)
+{
+    size_t nl = strlen(name);
+
+    if (nl < q->pl || (q->pl && memcmp(name, q->pfx, q->pl) != 0))
+        return;
+    if (grow((void **)&s->st, &s->st_cap, q->n + 1, sizeof(*s->st)) != 0) {
+        q->nomem = 1;
+        return;
+    }
+    snprintf(s->st[q->n].name, sizeof(s->st[q->n].name), "%s", name);
+    s->st[q->n].value = value;
+    q->n++;
+}
 
 static int on_stats(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
 {
-    static char names[MAX_KV][64];
-    msg_kv_t kv[MAX_KV];
-    uint32_t n = 0;
+    stats_req_t q = {m->u.cmd.text.ptr, m->u.cmd.text.len, 0, 0};
     emb_table_stats_t ts;
-    const char *pfx = m->u.cmd.text.ptr;
-    size_t pl = m->u.cmd.text.len;
+    char nm[96];
     msg_t r;
+    int rc;
 
     emb_table_stats(s->table, &ts);
-#define ADD(nm, val)                                                                       \
-    do {                                                                                   \
-        if (n < MAX_KV && strlen(nm) >= pl && (pl == 0 || memcmp(nm, pfx, pl) == 0)) {     \
-            snprintf(names[n], sizeof(names[n]), "%s", nm);                                \
-            kv[n] = (msg_kv_t){{names[n], (uint32_t)strlen(names[n])}, 0, (val), {NULL, 0}}; \
-            n++;                                                                           \
-        }                                                                                  \
-    } while (0)
-#define X(name, desc) ADD(#name, s->c.name);
+#define X(name, desc) stat_add(s, &q, #name, s->c.name);
     SERVER_COUNTERS(X)
 #undef X
-    ADD("shard", (uint64_t)s->pc->shard);
-    ADD("shards", (uint64_t)s->pc->shards);
-    ADD("uptime_s", (uint64_t)(now_s() - s->t0));
-    ADD("dense_initialized", (uint64_t)s->dense_init);
-    ADD("day", (uint64_t)s->day);
-    ADD("rows_expired", ts.expired);
-    ADD("admit_pending", ts.admit_pending);
-    ADD("admit_dropped", ts.admit_dropped);
-    ADD("dense_step", (uint64_t)s->dense_step);
-    ADD("dense_floats", s->dense_cnt);
-    ADD("rows_resident", ts.resident_rows);
-    ADD("bytes_resident", ts.resident_bytes);
-    ADD("bytes_payload", ts.payload_bytes);
-    ADD("rows_dirty", ts.dirty_rows);
-    ADD("rows_created", ts.created);
-    ADD("rows_loaded", ts.loaded);
-    ADD("rows_evicted", ts.evicted);
-    ADD("rows_evicted_dirty", ts.evicted_dirty);
+    stat_add(s, &q, "shard", (uint64_t)s->pc->shard);
+    stat_add(s, &q, "shards", (uint64_t)s->pc->shards);
+    stat_add(s, &q, "uptime_s", (uint64_t)(now_s() - s->t0));
+    stat_add(s, &q, "day", (uint64_t)s->day);
+    stat_add(s, &q, "dense_initialized", (uint64_t)s->dense.initialized);
+    stat_add(s, &q, "dense_step", (uint64_t)s->dense.step);
+    stat_add(s, &q, "dense_floats", s->dense.count);
+    stat_add(s, &q, "rows_resident", ts.resident_rows);
+    stat_add(s, &q, "bytes_resident", ts.resident_bytes);
+    stat_add(s, &q, "bytes_payload", ts.payload_bytes);
+    stat_add(s, &q, "rows_dirty", ts.dirty_rows);
+    stat_add(s, &q, "rows_created", ts.created);
+    stat_add(s, &q, "rows_loaded", ts.loaded);
+    stat_add(s, &q, "rows_evicted", ts.evicted);
+    stat_add(s, &q, "rows_evicted_dirty", ts.evicted_dirty);
+    stat_add(s, &q, "rows_expired", ts.expired);
+    stat_add(s, &q, "admit_pending", ts.admit_pending);
+    stat_add(s, &q, "admit_dropped", ts.admit_dropped);
+    for (int sl = 0; sl < s->ms.nslots; sl++) {
+        snprintf(nm, sizeof(nm), "rows_resident_%s", s->ms.slot[sl].name);
+        stat_add(s, &q, nm, ts.slot_rows[sl]);
+    }
     for (size_t i = 0; i < s->nsenders; i++) {
-        char nm[64];
         snprintf(nm, sizeof(nm), "seq_%u", s->senders[i].id);
-        ADD(nm, s->senders[i].last_seq);
+        stat_add(s, &q, nm, s->senders[i].last_seq);
     }
     for (int t = 1; t < MSG_TYPE_END; t++)
         if (s->by_type[t]) {
-            char nm[64];
             snprintf(nm, sizeof(nm), "requests_%s", msg_type_name(t));
-            ADD(nm, s->by_type[t]);
+            stat_add(s, &q, nm, s->by_type[t]);
         }
-#undef ADD
+    for (int k = 1; k < ERR_KINDS; k++)
+        if (s->by_err[k]) {
+            snprintf(nm, sizeof(nm), "errors_%s", k < ERR_KINDS - 1 ? err_name(-k) : "OTHER");
+            stat_add(s, &q, nm, s->by_err[k]);
+        }
+    if (q.nomem)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory for the counters");
+    /* the names are final only now (s->st may have moved while growing) */
+    if (q.n > 0 && grow((void **)&s->kv, &s->kv_cap, q.n, sizeof(*s->kv)) != 0)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory for the counters");
+    for (size_t i = 0; i < q.n; i++)
+        s->kv[i] = (msg_kv_t){{s->st[i].name, (uint32_t)strlen(s->st[i].name)},
+                              0,
+                              s->st[i].value,
+                              {NULL, 0}};
     msg_init(&r, MSG_STATS_OK, m->hdr.req_id);
-    r.u.kv.n = n;
-    r.u.kv.kv = kv;
-    int rc = codec_encode(&s->out, &r, eb);
+    r.u.kv.n = (uint32_t)q.n;
+    r.u.kv.kv = s->kv;
+    rc = codec_encode(&s->out, &r, eb);
     if (rc == 0)
         send_reply(s, id);
     return rc;
 }
+
+/* ---- control ---- */
 
 static int on_checkpoint(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
 {
@@ -579,6 +722,8 @@ static int on_checkpoint(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *e
     int rc;
 
     snprintf(dir, sizeof(dir), "%.*s", (int)m->u.cmd.text.len, m->u.cmd.text.ptr);
+    if (!dir[0])
+        return errbuf_set(eb, ERR_INVAL, "CHECKPOINT needs a target directory");
     rc = flush_all(s, eb);
     if (rc == 0)
         rc = store_checkpoint(s->store, dir, eb);
@@ -595,7 +740,9 @@ static int on_rows_get(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
 {
     const msg_rows_t *q = &m->u.rows;
     int with_state = (q->flags & MSG_F_STATE) != 0;
-    size_t total_f = 0, total_k = 0;
+    size_t total_f = 0, total_k = 0, fo = 0, ko = 0;
+    float *vals = NULL, *row = NULL;
+    msg_row_meta_t *metas = NULL;
     msg_t r;
     int rc = 0;
 
@@ -603,9 +750,9 @@ static int on_rows_get(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
         total_k += q->slot[e].nkeys;
         total_f += (size_t)q->slot[e].nkeys * emb_table_row_floats(s->table, (int)q->slot[e].slot);
     }
-    float *vals = malloc((total_f + 1) * sizeof(float));
-    msg_row_meta_t *metas = malloc((total_k + 1) * sizeof(*metas));
-    float *row = malloc(((size_t)MSG_MAX_DIM + 1) * sizeof(float));
+    vals = malloc((total_f + 1) * sizeof(float));
+    metas = malloc((total_k + 1) * sizeof(*metas));
+    row = malloc(((size_t)MSG_MAX_DIM + 1) * sizeof(float));
     if (!vals || !metas || !row) {
         rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
         goto out;
@@ -613,7 +760,6 @@ static int on_rows_get(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
     msg_init(&r, MSG_ROWS_OK, m->hdr.req_id);
     r.u.rows.flags = q->flags & MSG_F_STATE;
     r.u.rows.nslots = q->nslots;
-    size_t fo = 0, ko = 0;
     for (uint32_t e = 0; e < q->nslots && rc == 0; e++) {
         const msg_slot_t *in = &q->slot[e];
         int sl = (int)in->slot;
@@ -628,15 +774,15 @@ static int on_rows_get(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
         o->rows = vals + fo;
         o->meta = metas + ko;
         for (uint32_t j = 0; j < in->nkeys && rc == 0; j++) {
-            emb_row_meta_t rm;
-            int status, exp;
-            uint32_t seen;
+            emb_row_meta_t rm = {0, -1, -1};
+            int status = EMB_ROW_NEVER, exp = -1, has;
+            uint32_t seen = 0;
             memset(row, 0, full * sizeof(float));
             rc = emb_table_inspect(s->table, sl, msg_key_get(in->keys, j), row, &rm, &status,
                                    &seen, &exp, eb);
             memcpy(vals + fo, row, width * sizeof(float));
             fo += width;
-            int has = status == EMB_ROW_RESIDENT || status == EMB_ROW_STORED;
+            has = status == EMB_ROW_RESIDENT || status == EMB_ROW_STORED;
             metas[ko++] = (msg_row_meta_t){(uint32_t)status, seen, rm.updates,
                                            has ? rm.first_day : -1, has ? rm.last_day : -1,
                                            exp, 0};
@@ -655,12 +801,15 @@ out:
 
 static int on_begin_day(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
 {
+    static const char nm[] = "expired";
     uint64_t deleted = 0;
-    int rc = 0;
+    msg_kv_t kv;
+    int rc;
 
     if (m->u.cmd.day < 0)
         return errbuf_set(eb, ERR_INVAL, "BEGIN_DAY needs a day");
     s->day = m->u.cmd.day;
+    s->hello.day = s->day;
     emb_table_set_day(s->table, s->day);
     s->nprog = 0; /* a new day is a new job: workers start on its logs */
     if (m->u.cmd.flags & MSG_F_EXPIRE) {
@@ -672,9 +821,54 @@ static int on_begin_day(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb
     }
     LOG_INFO("day %d begins%s: %llu rows expired", s->day,
              (m->u.cmd.flags & MSG_F_EXPIRE) ? " with expiry" : "", (unsigned long long)deleted);
-    static char nm[] = "expired";
-    msg_kv_t kv = {{nm, sizeof(nm) - 1}, 0, deleted, {NULL, 0}};
+    kv = (msg_kv_t){{nm, sizeof(nm) - 1}, 0, deleted, {NULL, 0}};
     return reply_ack(s, id, m->hdr.req_id, 0, &kv, 1, eb);
+}
+
+/* Answer one decoded request that fits the layout. */
+static int dispatch(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
+{
+    int rc;
+
+    switch (m->hdr.type) {
+    case MSG_HELLO:
+        return on_hello(s, id, m, eb);
+    case MSG_PULL:
+        return on_pull(s, id, m, eb);
+    case MSG_PUSH:
+        return on_push(s, id, m, eb);
+    case MSG_PULL_DENSE:
+        return on_pull_dense(s, id, m, eb);
+    case MSG_PUSH_DENSE:
+        return on_push_dense(s, id, m, eb);
+    case MSG_PROGRESS_SET:
+    case MSG_PROGRESS_GET:
+        return on_progress(s, id, m, eb);
+    case MSG_STATS:
+        return on_stats(s, id, m, eb);
+    case MSG_FLUSH:
+        rc = flush_all(s, eb);
+        return rc == 0 ? reply_ack(s, id, m->hdr.req_id, 0, NULL, 0, eb) : rc;
+    case MSG_CHECKPOINT:
+        return on_checkpoint(s, id, m, eb);
+    case MSG_BEGIN_DAY:
+        return on_begin_day(s, id, m, eb);
+    case MSG_ROWS_GET:
+        return on_rows_get(s, id, m, eb);
+    case MSG_SHUTDOWN:
+        rc = flush_all(s, eb);
+        if (rc != 0)
+            return rc;
+        s->shutdown = 1;
+        return reply_ack(s, id, m->hdr.req_id, 0, NULL, 0, eb);
+    case MSG_EXPORT:
+        return errbuf_set(eb, ERR_PROTO,
+                          "EXPORT is not supported by shards yet: take a CHECKPOINT and run "
+                          "funnel-emb export on it");
+    default:
+        return errbuf_set(eb, ERR_PROTO, "%s is not supported by this shard yet",
+                          msg_type_name(m->hdr.type));
+    }
 }
 
 /* Decode and answer one request. */
@@ -685,6 +879,7 @@ static void handle(server_t *s, zmq_msg_t *id, const void *data, size_t len)
     int rc;
 
     s->c.requests++;
+    s->c.bytes_in += len;
     rc = codec_decode(s->dec, &m, data, len, &eb);
     if (rc != 0) {
         s->c.bad_messages++;
@@ -701,70 +896,47 @@ static void handle(server_t *s, zmq_msg_t *id, const void *data, size_t len)
     }
     s->by_type[m.hdr.type]++;
     rc = codec_check_layout(&m, &s->hello, &eb);
-    if (rc == 0) {
-        switch (m.hdr.type) {
-        case MSG_HELLO: rc = on_hello(s, id, &m, &eb); break;
-        case MSG_PULL: rc = on_pull(s, id, &m, &eb); break;
-        case MSG_PUSH: rc = on_push(s, id, &m, &eb); break;
-        case MSG_PULL_DENSE: rc = on_pull_dense(s, id, &m, &eb); break;
-        case MSG_PUSH_DENSE: rc = on_push_dense(s, id, &m, &eb); break;
-        case MSG_PROGRESS_SET:
-        case MSG_PROGRESS_GET: rc = on_progress(s, id, &m, &eb); break;
-        case MSG_STATS: rc = on_stats(s, id, &m, &eb); break;
-        case MSG_FLUSH:
-            rc = flush_all(s, &eb);
-            if (rc == 0)
-                rc = reply_ack(s, id, m.hdr.req_id, 0, NULL, 0, &eb);
-            break;
-        case MSG_CHECKPOINT: rc = on_checkpoint(s, id, &m, &eb); break;
-        case MSG_BEGIN_DAY: rc = on_begin_day(s, id, &m, &eb); break;
-        case MSG_ROWS_GET: rc = on_rows_get(s, id, &m, &eb); break;
-        case MSG_SHUTDOWN:
-            rc = flush_all(s, &eb);
-            if (rc == 0) {
-                s->shutdown = 1;
-                rc = reply_ack(s, id, m.hdr.req_id, 0, NULL, 0, &eb);
-            }
-            break;
-        default:
-            rc = errbuf_set(&eb, ERR_PROTO, "%s is not supported by this shard yet",
-                            msg_type_name(m.hdr.type));
-        }
-    }
+    if (rc == 0)
+        rc = dispatch(s, id, &m, &eb);
     if (rc != 0) {
         warn_limited(s, msg_type_name(m.hdr.type), eb.msg);
         reply_error(s, id, m.hdr.req_id, rc, eb.msg);
     }
 }
 
-/* Receive one multipart message: [identity][payload]. */
+/* Receive one message: [identity][payload]. Anything with another number
+ * of frames is dropped and counted (there is no payload to answer). */
 static void serve_one(server_t *s)
 {
     zmq_msg_t id, body;
-    int more;
+    int more = 0;
     size_t ml = sizeof(more);
 
     zmq_msg_init(&id);
-    if (zmq_msg_recv(&id, s->sock, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&id);
-        return;
-    }
     zmq_msg_init(&body);
+    if (zmq_msg_recv(&id, s->sock, ZMQ_DONTWAIT) < 0)
+        goto out;
     zmq_getsockopt(s->sock, ZMQ_RCVMORE, &more, &ml);
     if (!more || zmq_msg_recv(&body, s->sock, ZMQ_DONTWAIT) < 0) {
+        s->c.requests++;
         s->c.bad_messages++;
+        s->c.bad_frames++;
+        warn_limited(s, "bad message", "no payload frame; dropped");
         goto out;
     }
     zmq_getsockopt(s->sock, ZMQ_RCVMORE, &more, &ml);
-    if (more) { /* more frames than one payload: drain and drop */
+    if (more) {
+        s->c.requests++;
         s->c.bad_messages++;
-        do {
+        s->c.bad_frames++;
+        while (more) { /* a multipart message arrives whole: this never waits */
             zmq_msg_t extra;
             zmq_msg_init(&extra);
-            zmq_msg_recv(&extra, s->sock, 0);
+            zmq_msg_recv(&extra, s->sock, ZMQ_DONTWAIT);
             zmq_msg_close(&extra);
-            zmq_getsockopt(s->sock, ZMQ_RCVMORE, &more, &ml);
-        } while (more);
+            if (zmq_getsockopt(s->sock, ZMQ_RCVMORE, &more, &ml) != 0)
+                more = 0;
+        }
         warn_limited(s, "bad message", "more than one payload frame; dropped");
         goto out;
     }
@@ -796,7 +968,7 @@ static int restore_checkpoint(server_t *s, errbuf_t *eb)
     rc = meta_read(pc->init_from.s, &saved, eb);
     if (rc != 0)
         return rc;
-    meta_from_spec(&running, &s->ms, (int)pc->shards, (int)pc->day, s->dense_total);
+    meta_from_spec(&running, &s->ms, (int)pc->shards, (int)pc->day, s->dense.total);
     rc = meta_check(&saved, &running, pc->init_from.s, eb);
     if (rc != 0)
         return rc;
@@ -809,6 +981,8 @@ static int restore_checkpoint(server_t *s, errbuf_t *eb)
     return 0;
 }
 
+/* The dense range: the vector's size is what model_new() allocates for
+ * the [model] towers, so shards and workers agree by construction. */
 static int open_dense(server_t *s, errbuf_t *eb)
 {
     model_t *m = model_new(&s->ms, 1, 0, eb);
@@ -818,15 +992,70 @@ static int open_dense(server_t *s, errbuf_t *eb)
         return ERR_NOMEM;
     model_params(m, &n);
     model_destroy(&m);
-    s->dense_total = n;
-    route_dense_range(n, (uint32_t)s->pc->shards, (uint32_t)s->pc->shard, &s->dense_off,
-                      &s->dense_cnt);
-    s->dense_nstate = optim_dense_state_len(&s->ms.dense_opt, s->dense_cnt);
-    s->dense_w = calloc(s->dense_cnt + 1, sizeof(float));
-    s->dense_state = calloc(s->dense_nstate + 1, sizeof(float));
-    if (!s->dense_w || !s->dense_state)
-        return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    return dense_shard_init(&s->dense, &s->ms.dense_opt, n, (uint32_t)s->pc->shards,
+                            (uint32_t)s->pc->shard, eb);
+}
+
+static int open_socket(server_t *s, errbuf_t *eb)
+{
+    int zero = 0, hwm = 100000;
+    int64_t maxmsg = (int64_t)s->pc->max_msg_size;
+
+    s->ctx = zmq_ctx_new();
+    s->sock = s->ctx ? zmq_socket(s->ctx, ZMQ_ROUTER) : NULL;
+    if (!s->sock)
+        return errbuf_set(eb, ERR_NET, "cannot create a ZeroMQ socket: %s", zmq_strerror(errno));
+    /* refused before allocation; a peer sending more is disconnected */
+    zmq_setsockopt(s->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
+    zmq_setsockopt(s->sock, ZMQ_LINGER, &zero, sizeof(zero));
+    /* a vanished peer's replies are dropped, never waited for */
+    zmq_setsockopt(s->sock, ZMQ_ROUTER_MANDATORY, &zero, sizeof(zero));
+    zmq_setsockopt(s->sock, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+    zmq_setsockopt(s->sock, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+    if (zmq_bind(s->sock, s->pc->listen.s) != 0)
+        return errbuf_set(eb, ERR_NET, "shard %lld: listen on %s: %s", (long long)s->pc->shard,
+                          s->pc->listen.s, zmq_strerror(errno));
     return 0;
+}
+
+/* Everything before serving: layout, store, table, metadata, socket. */
+static int server_open(server_t *s, errbuf_t *eb)
+{
+    const ps_conf_t *pc = s->pc;
+    char name[CONF_STR_MAX + 64];
+    int rc;
+
+    codec_buf_init(&s->out, pc->max_msg_size);
+    if (pc->shard >= pc->shards)
+        return errbuf_set(eb, ERR_CONFIG, "--shard %lld must be below --shards %lld",
+                          (long long)pc->shard, (long long)pc->shards);
+    rc = model_spec_from_conf(&s->ms, &pc->model, eb);
+    if (rc == 0)
+        rc = open_dense(s, eb);
+    if (rc != 0)
+        return rc;
+    if (mkdir(pc->data.s, 0755) != 0 && errno != EEXIST)
+        return errbuf_set(eb, ERR_IO, "shard %lld: create %s: %s", (long long)pc->shard,
+                          pc->data.s, strerror(errno));
+    rc = restore_checkpoint(s, eb);
+    if (rc != 0)
+        return rc;
+    snprintf(name, sizeof(name), "shard %lld %s", (long long)pc->shard, pc->data.s);
+    rc = store_rocks_open(&s->store, pc->data.s, STORE_CREATE, name, eb);
+    if (rc == 0)
+        rc = emb_table_open(&s->table, s->store, &s->ms, pc->mem_limit, eb);
+    if (rc == 0)
+        rc = load_meta(s, eb);
+    if (rc != 0)
+        return rc;
+    s->day = (int)pc->day;
+    emb_table_set_day(s->table, s->day);
+    codec_hello_from_spec(&s->hello, &s->ms, (uint32_t)pc->shard, (uint32_t)pc->shards,
+                          s->dense.total, (int32_t)pc->day);
+    s->dec = codec_dec_new(pc->max_msg_size);
+    if (!s->dec)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    return open_socket(s, eb);
 }
 
 static void server_release(server_t *s)
@@ -839,83 +1068,33 @@ static void server_release(server_t *s)
         zmq_ctx_term(s->ctx);
     codec_dec_destroy(&s->dec);
     codec_buf_release(&s->out);
-    free(s->scratch);
+    dense_shard_release(&s->dense);
+    free(s->kv);
+    free(s->st);
+    free(s->meta_buf);
+    free(s->keys);
+    free(s->rows);
     free(s->prog);
     free(s->senders);
-    free(s->dense_state);
-    free(s->dense_w);
-}
-
-static int open_socket(server_t *s, errbuf_t *eb)
-{
-    int zero = 0, hwm = 100000;
-    int64_t maxmsg = (int64_t)s->pc->max_msg_size;
-
-    s->ctx = zmq_ctx_new();
-    s->sock = s->ctx ? zmq_socket(s->ctx, ZMQ_ROUTER) : NULL;
-    if (!s->sock)
-        return errbuf_set(eb, ERR_NET, "cannot create a ZeroMQ socket: %s", zmq_strerror(errno));
-    zmq_setsockopt(s->sock, ZMQ_LINGER, &zero, sizeof(zero));
-    zmq_setsockopt(s->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
-    zmq_setsockopt(s->sock, ZMQ_SNDHWM, &hwm, sizeof(hwm));
-    zmq_setsockopt(s->sock, ZMQ_RCVHWM, &hwm, sizeof(hwm));
-    if (zmq_bind(s->sock, s->pc->listen.s) != 0)
-        return errbuf_set(eb, ERR_NET, "shard %lld: listen on %s: %s", (long long)s->pc->shard,
-                          s->pc->listen.s, zmq_strerror(errno));
-    return 0;
 }
 
 int server_run(const ps_conf_t *pc, volatile sig_atomic_t *stop, errbuf_t *eb)
 {
     server_t s;
-    char name[CONF_STR_MAX + 64];
     int rc;
 
     memset(&s, 0, sizeof(s));
     s.pc = pc;
     s.t0 = s.last_flush = now_s();
-    codec_buf_init(&s.out, pc->max_msg_size);
-    if (pc->shard >= pc->shards)
-        return errbuf_set(eb, ERR_CONFIG, "--shard %lld must be below --shards %lld",
-                          (long long)pc->shard, (long long)pc->shards);
-    rc = model_spec_from_conf(&s.ms, &pc->model, eb);
-    if (rc == 0)
-        rc = open_dense(&s, eb);
-    if (rc != 0)
-        goto out;
-    if (mkdir(pc->data.s, 0755) != 0 && errno != EEXIST) {
-        rc = errbuf_set(eb, ERR_IO, "shard %lld: create %s: %s", (long long)pc->shard,
-                        pc->data.s, strerror(errno));
-        goto out;
-    }
-    rc = restore_checkpoint(&s, eb);
-    if (rc != 0)
-        goto out;
-    snprintf(name, sizeof(name), "shard %lld %s", (long long)pc->shard, pc->data.s);
-    rc = store_rocks_open(&s.store, pc->data.s, STORE_CREATE, name, eb);
-    if (rc == 0)
-        rc = emb_table_open(&s.table, s.store, &s.ms, pc->mem_limit, eb);
-    if (rc == 0)
-        rc = load_meta(&s, eb);
-    if (rc != 0)
-        goto out;
-    s.day = (int)pc->day;
-    emb_table_set_day(s.table, s.day);
-    codec_hello_from_spec(&s.hello, &s.ms, (uint32_t)pc->shard, (uint32_t)pc->shards,
-                          s.dense_total, (int32_t)pc->day);
-    s.dec = codec_dec_new(pc->max_msg_size);
-    if (!s.dec) {
-        rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    rc = open_socket(&s, eb);
+    rc = server_open(&s, eb);
     if (rc != 0)
         goto out;
     LOG_INFO("shard %lld of %lld listening on %s (data %s, %s dense floats [%llu, +%llu), "
              "%zu senders and %zu worker positions restored)",
              (long long)pc->shard, (long long)pc->shards, pc->listen.s, pc->data.s,
-             s.dense_init ? "restored" : "uninitialized", (unsigned long long)s.dense_off,
-             (unsigned long long)s.dense_cnt, s.nsenders, s.nprog);
+             s.dense.initialized ? "restored" : "uninitialized",
+             (unsigned long long)s.dense.offset, (unsigned long long)s.dense.count, s.nsenders,
+             s.nprog);
 
     while (!*stop && !s.shutdown) {
         zmq_pollitem_t item = {s.sock, 0, ZMQ_POLLIN, 0};
@@ -926,7 +1105,9 @@ int server_run(const ps_conf_t *pc, volatile sig_atomic_t *stop, errbuf_t *eb)
             rc = errbuf_set(eb, ERR_NET, "poll: %s", zmq_strerror(errno));
             break;
         }
-        for (int burst = 0; n > 0 && burst < 256; burst++) {
+        /* a burst of queued requests, bounded so the flush and a signal
+         * are still noticed under load */
+        for (int burst = 0; n > 0 && burst < 256 && !s.shutdown; burst++) {
             serve_one(&s);
             n = zmq_poll(&item, 1, 0);
         }
@@ -941,7 +1122,8 @@ int server_run(const ps_conf_t *pc, volatile sig_atomic_t *stop, errbuf_t *eb)
         rc = flush_all(&s, eb);
     }
     if (rc == 0)
-        LOG_INFO("stopped cleanly after %llu requests", (unsigned long long)s.c.requests);
+        LOG_INFO("stopped cleanly after %llu requests (%llu lost pushes counted since start)",
+                 (unsigned long long)s.c.requests, (unsigned long long)s.c.lost_pushes);
 out:
     server_release(&s);
     return rc;

@@ -11,30 +11,49 @@
  *   frame, each reply one frame back to the same peer identity.
  *
  *   Durability. Every flush_interval seconds, on FLUSH, CHECKPOINT,
- *   SHUTDOWN and on SIGTERM/SIGINT, the shard writes its dirty rows, its
- *   dense range with the optimizer state, the last applied push sequence
- *   number of every sender and the workers' reader positions, ending with
- *   a synced write. After kill -9 a restarted shard serves exactly what the
- *   last flush wrote.
+ *   SHUTDOWN and on SIGTERM/SIGINT, the shard writes its dirty rows, then
+ *   in one synced batch its dense range with the optimizer state and step
+ *   (dense_shard.h), the last applied push sequence number of every sender
+ *   and the workers' reader positions (records: server.c). After kill -9 a
+ *   restarted shard serves exactly what the last flush wrote (plus rows
+ *   that eviction wrote back since). A failing flush (disk full, I/O
+ *   error) stops the shard with the error: serving on would make the loss
+ *   unbounded.
  *
  *   Exactly-once pushes. A push (rows or dense) carries the sender's
- *   sequence number for this shard (1, 2, 3, ...). The shard applies it only
- *   if it is above the last applied one for that sender; a retry gets an
- *   ACK flagged duplicate. Lost updates: after a restart, the first push of
- *   a sender with seq S when the flushed last seq is L means S-1-L pushes
- *   were applied before the crash but not flushed; they are counted in
- *   `lost_pushes` and logged. The bound: at most the pushes a sender made
- *   during one flush_interval (plus one flush's duration) per shard.
+ *   sequence number for this shard (1, 2, 3, ...; msg.h). The shard applies
+ *   it only if it is above the last applied one for that sender; a retry
+ *   gets an ACK flagged MSG_F_DUPLICATE. A worker that restarts reads
+ *   seq_<rank> from STATS and continues from there.
+ *
+ *   Lost updates. The first push of every sender after a (re)start is
+ *   compared with the last seq the store held for it, L (0 for a sender
+ *   it never recorded): seq S > L + 1 means S-1-L pushes were applied and
+ *   acknowledged before the crash but not flushed. They are added to
+ *   `lost_pushes` (STATS, since this start) and logged. The bound: at most
+ *   the pushes each sender had received by this shard during one
+ *   flush_interval plus the duration of one flush. Rows go to the store
+ *   before the sequence numbers, so a crash between the two (or a dirty
+ *   row evicted after the flush) can only make the count too high, never
+ *   hide a loss.
  *
  *   Dense weights. Shard i owns the range route_dense_range(n, N, i) of the
- *   n dense floats (n follows from the [model] towers). A fresh shard
- *   reports dense_initialized 0 in STATS; rank 0 then stores its initial
- *   weights with PUSH_DENSE + MSG_F_ASSIGN (other ranks wait for 1).
+ *   n dense floats (n: what model_new() allocates for the [model] towers).
+ *   The shard never invents them: a fresh range reports dense_initialized
+ *   0 in STATS; rank 0 then stores its initial weights (its model_new(seed))
+ *   with PUSH_DENSE + MSG_F_ASSIGN and the other ranks wait for 1, so every
+ *   worker and shard starts from the same weights.
  *
  *   Bad input. A message that does not decode, does not fit the layout or
- *   is not a request gets an ERROR reply naming the problem, a counter, and
- *   a warning at most once per second; the shard keeps serving. ZeroMQ
- *   refuses messages over max_msg_size before allocating them.
+ *   is not a request gets an ERROR reply naming the problem, a counter
+ *   (errors, errors_<CODE>, bad_messages), and a warning at most once per
+ *   second with the number of warnings suppressed; the shard keeps
+ *   serving. A message of another number of frames than [identity,
+ *   payload] is dropped and counted (bad_frames). ZeroMQ refuses messages
+ *   over max_msg_size before allocating them (the peer is disconnected).
+ *
+ *   Not served yet: EXPORT (funnel-emb exports checkpoints offline) and
+ *   SCAN (the store has no seek); both get an ERROR reply.
  *
  * Thread-safety: server_run() runs on the main thread; stop is the only
  * thing a signal handler touches.

@@ -696,6 +696,24 @@ static void test_dense_range(void)
     CU_ASSERT_EQUAL_FATAL(call(&mc, &m, &rep), 0);
     CU_ASSERT_EQUAL(rep.hdr.type, MSG_ERROR);
     CU_ASSERT_EQUAL(stat_of(&mc, "dense_step"), 1);
+
+    /* a retried dense gradient (seq 2 again) is acknowledged, not applied */
+    msg_init(&m, MSG_PUSH_DENSE, 0);
+    m.hdr.sender = 20;
+    m.hdr.seq = 2;
+    m.u.dense.offset = off;
+    m.u.dense.count = cnt;
+    m.u.dense.values = g;
+    CU_ASSERT_EQUAL_FATAL(call(&mc, &m, &rep), 0);
+    CU_ASSERT_EQUAL(rep.hdr.type, MSG_ACK);
+    CU_ASSERT_EQUAL(rep.u.kv.flags, MSG_F_DUPLICATE);
+    CU_ASSERT_EQUAL(stat_of(&mc, "dense_step"), 1);
+    msg_init(&m, MSG_PULL_DENSE, 0);
+    m.u.dense.offset = off;
+    m.u.dense.count = cnt;
+    CU_ASSERT_EQUAL_FATAL(call(&mc, &m, &rep), 0);
+    CU_ASSERT_FATAL(rep.hdr.type == MSG_PULL_DENSE_OK && rep.u.dense.count == cnt);
+    CU_ASSERT(memcmp(rep.u.dense.values, v, cnt * sizeof(float)) == 0);
     free(st);
     free(g);
     free(w);
@@ -958,6 +976,117 @@ static int pull_push(conn_t *c, const rowset_t *k, uint64_t seq, int round, rows
     return pull(c, after, 0);
 }
 
+/* This shard's dense range, from a probing HELLO. */
+static int dense_range_of(conn_t *c, uint64_t *off, uint64_t *cnt)
+{
+    msg_t m, rep;
+
+    msg_init(&m, MSG_HELLO, 0);
+    m.u.hello.flags = MSG_F_PROBE;
+    if (call(c, &m, &rep) != 0 || rep.hdr.type != MSG_HELLO_OK)
+        return -1;
+    route_dense_range(rep.u.hello.dense_size, NSHARDS, SHARD, off, cnt);
+    return 0;
+}
+
+/* PUSH_DENSE of v as sender/seq; returns the reply type or -1. */
+static int dense_push(conn_t *c, uint32_t sender, uint64_t seq, uint32_t flags, uint64_t off,
+                      uint64_t cnt, const float *v)
+{
+    msg_t m, rep;
+
+    msg_init(&m, MSG_PUSH_DENSE, 0);
+    m.hdr.sender = sender;
+    m.hdr.seq = seq;
+    m.u.dense.flags = flags;
+    m.u.dense.offset = off;
+    m.u.dense.count = cnt;
+    m.u.dense.values = v;
+    return call(c, &m, &rep) == 0 ? rep.hdr.type : -1;
+}
+
+/* PULL_DENSE into out[cnt]; 0 or -1. */
+static int dense_pull(conn_t *c, uint64_t off, uint64_t cnt, float *out)
+{
+    msg_t m, rep;
+
+    msg_init(&m, MSG_PULL_DENSE, 0);
+    m.u.dense.offset = off;
+    m.u.dense.count = cnt;
+    if (call(c, &m, &rep) != 0 || rep.hdr.type != MSG_PULL_DENSE_OK || rep.u.dense.count != cnt)
+        return -1;
+    memcpy(out, rep.u.dense.values, cnt * sizeof(float));
+    return 0;
+}
+
+static int progress_set(conn_t *c, const msg_progress_t *p)
+{
+    msg_t m, rep;
+
+    msg_init(&m, MSG_PROGRESS_SET, 0);
+    m.u.progress = *p;
+    return call(c, &m, &rep) == 0 && rep.hdr.type == MSG_ACK ? 0 : -1;
+}
+
+static int progress_get(conn_t *c, uint32_t rank, msg_progress_t *out)
+{
+    msg_t m, rep;
+
+    msg_init(&m, MSG_PROGRESS_GET, 0);
+    m.u.progress.rank = rank;
+    if (call(c, &m, &rep) != 0 || rep.hdr.type != MSG_PROGRESS_OK)
+        return -1;
+    *out = rep.u.progress;
+    return 0;
+}
+
+static int same_progress(const msg_progress_t *a, const msg_progress_t *b)
+{
+    return a->rank == b->rank && a->found == b->found && a->epoch == b->epoch &&
+           a->file == b->file && a->offset == b->offset && a->line == b->line &&
+           a->samples == b->samples;
+}
+
+/* The dense weights a shard should hold: v after `steps` gradients g
+ * (the shard's optimizer code, run here). */
+typedef struct dense_ref {
+    uint64_t off, cnt;
+    float *v, *g, *st, *got;
+} dense_ref_t;
+
+static int dense_ref_new(dense_ref_t *d, conn_t *c)
+{
+    memset(d, 0, sizeof(*d));
+    if (dense_range_of(c, &d->off, &d->cnt) != 0 || d->cnt == 0)
+        return -1;
+    d->v = calloc(d->cnt, sizeof(float));
+    d->g = calloc(d->cnt, sizeof(float));
+    d->got = calloc(d->cnt, sizeof(float));
+    d->st = calloc(optim_dense_state_len(&spec.dense_opt, d->cnt) + 1, sizeof(float));
+    if (!d->v || !d->g || !d->got || !d->st)
+        return -1;
+    for (uint64_t i = 0; i < d->cnt; i++) {
+        d->v[i] = 0.05f * cosf((float)i * 0.02f);
+        d->g[i] = 0.01f * sinf((float)i * 0.05f + 1.0f);
+    }
+    return 0;
+}
+
+static void dense_ref_free(dense_ref_t *d)
+{
+    free(d->v);
+    free(d->g);
+    free(d->st);
+    free(d->got);
+}
+
+/* 1 if the shard's dense range equals d->v. */
+static int dense_matches(conn_t *c, dense_ref_t *d)
+{
+    return dense_pull(c, d->off, d->cnt, d->got) == 0 &&
+           memcmp(d->got, d->v, d->cnt * sizeof(float)) == 0;
+}
+
 static void test_sigterm_flushes(void)
 {
     char ep[700];
@@ -971,6 +1100,15 @@ static void test_sigterm_flushes(void)
     make_keys(&k, 10);
     CU_ASSERT_EQUAL_FATAL(pull_push(&c, &k, 1, 1, &v1), 0);
     CU_ASSERT_EQUAL(pull_push(&c, &k, 2, 2, &v1), 0);
+    /* a worker position and the dense range (assigned, one Adam step) */
+    msg_progress_t pos = {2, 1, 1, 4, 987654321ULL, 1234, 777}, got;
+    CU_ASSERT_EQUAL(progress_set(&c, &pos), 0);
+    dense_ref_t d;
+    CU_ASSERT_EQUAL_FATAL(dense_ref_new(&d, &c), 0);
+    CU_ASSERT_EQUAL(dense_push(&c, 21, 1, MSG_F_ASSIGN, d.off, d.cnt, d.v), MSG_ACK);
+    CU_ASSERT_EQUAL(dense_push(&c, 21, 2, 0, d.off, d.cnt, d.g), MSG_ACK);
+    optim_dense_update(&spec.dense_opt, d.v, d.st, d.g, d.cnt, 1);
+    CU_ASSERT(dense_matches(&c, &d));
     CU_ASSERT_EQUAL(stat_of(&c, "flushes"), 0); /* nothing written yet */
     conn_close(&c);
     CU_ASSERT_EQUAL(shard_stop(pid, SIGTERM), 0); /* exit status 0: clean */
@@ -985,9 +1123,52 @@ static void test_sigterm_flushes(void)
     CU_ASSERT(same_rows(&back, &v1));
     CU_ASSERT_EQUAL(stat_of(&c, "seq_9"), 2);
     CU_ASSERT_EQUAL(stat_of(&c, "rows_loaded"), 2 * NK);
+    /* the worker position, the dense weights, Adam's state and step */
+    CU_ASSERT_EQUAL(progress_get(&c, 2, &got), 0);
+    CU_ASSERT(same_progress(&got, &pos));
+    CU_ASSERT_EQUAL(stat_of(&c, "dense_initialized"), 1);
+    CU_ASSERT_EQUAL(stat_of(&c, "dense_step"), 1);
+    CU_ASSERT_EQUAL(stat_of(&c, "seq_21"), 2);
+    CU_ASSERT(dense_matches(&c, &d));
+    CU_ASSERT_EQUAL(dense_push(&c, 21, 3, 0, d.off, d.cnt, d.g), MSG_ACK);
+    optim_dense_update(&spec.dense_opt, d.v, d.st, d.g, d.cnt, 2);
+    CU_ASSERT(dense_matches(&c, &d)); /* the second step used the restored m, v */
+    dense_ref_free(&d);
     /* the next push continues from the restored sequence: no loss */
     CU_ASSERT_EQUAL(pull_push(&c, &k, 3, 3, &v1), 0);
     CU_ASSERT_EQUAL(stat_of(&c, "lost_pushes"), 0);
+    conn_close(&c);
+    CU_ASSERT_EQUAL(shard_stop(pid, SIGTERM), 0);
+}
+
+static void test_shutdown_request(void)
+{
+    char ep[700];
+    conn_t c;
+    rowset_t k, v1, back;
+    msg_t m, rep;
+    pid_t pid = shard_start("shut", ep, sizeof(ep), NULL);
+
+    CU_ASSERT_FATAL(pid > 0);
+    remember(pid);
+    CU_ASSERT_EQUAL_FATAL(connect_ready(&c, ep), 0);
+    make_keys(&k, 14);
+    CU_ASSERT_EQUAL_FATAL(pull_push(&c, &k, 1, 1, &v1), 0);
+    msg_init(&m, MSG_SHUTDOWN, 0);
+    CU_ASSERT_EQUAL(call(&c, &m, &rep), 0);
+    CU_ASSERT_EQUAL(rep.hdr.type, MSG_ACK);
+    conn_close(&c);
+    /* signal 0: the shard must exit by itself, with status 0 */
+    CU_ASSERT_EQUAL(shard_stop(pid, 0), 0);
+
+    pid = shard_start("shut", ep, sizeof(ep), NULL);
+    CU_ASSERT_FATAL(pid > 0);
+    remember(pid);
+    CU_ASSERT_EQUAL_FATAL(connect_ready(&c, ep), 0);
+    back = k;
+    CU_ASSERT_EQUAL(pull(&c, &back, MSG_F_READONLY), 0);
+    CU_ASSERT(same_rows(&back, &v1));
+    CU_ASSERT_EQUAL(stat_of(&c, "seq_9"), 1);
     conn_close(&c);
     CU_ASSERT_EQUAL(shard_stop(pid, SIGTERM), 0);
 }
@@ -1004,9 +1185,19 @@ static void test_kill9_after_flush(void)
     CU_ASSERT_EQUAL_FATAL(connect_ready(&c, ep), 0);
     make_keys(&k, 11);
     CU_ASSERT_EQUAL_FATAL(pull_push(&c, &k, 1, 1, &v1), 0);
+    msg_progress_t pos = {1, 1, 0, 2, 5000, 50, 640}, later = {1, 1, 0, 2, 9000, 90, 1280};
+    msg_progress_t got;
+    CU_ASSERT_EQUAL(progress_set(&c, &pos), 0);
+    dense_ref_t d;
+    CU_ASSERT_EQUAL_FATAL(dense_ref_new(&d, &c), 0);
+    CU_ASSERT_EQUAL(dense_push(&c, 22, 1, MSG_F_ASSIGN, d.off, d.cnt, d.v), MSG_ACK);
     CU_ASSERT_EQUAL_FATAL(flush(&c), 0);
+    /* after the flush: a newer position and a dense step, both lost */
+    CU_ASSERT_EQUAL(progress_set(&c, &later), 0);
+    CU_ASSERT_EQUAL(dense_push(&c, 22, 2, 0, d.off, d.cnt, d.g), MSG_ACK);
+    CU_ASSERT_EQUAL(stat_of(&c, "dense_step"), 1);
     conn_close(&c);
-    shard_stop(pid, SIGKILL); /* right after the FLUSH ACK */
+    shard_stop(pid, SIGKILL);
 
     pid = shard_start("k9", ep, sizeof(ep), NULL);
     CU_ASSERT_FATAL(pid > 0);
@@ -1016,6 +1207,16 @@ static void test_kill9_after_flush(void)
     CU_ASSERT_EQUAL(pull(&c, &back, MSG_F_READONLY), 0);
     CU_ASSERT(same_rows(&back, &v1));
     CU_ASSERT_EQUAL(stat_of(&c, "seq_9"), 1);
+    CU_ASSERT_EQUAL(progress_get(&c, 1, &got), 0);
+    CU_ASSERT(same_progress(&got, &pos));
+    CU_ASSERT_EQUAL(stat_of(&c, "dense_initialized"), 1);
+    CU_ASSERT_EQUAL(stat_of(&c, "dense_step"), 0);
+    CU_ASSERT_EQUAL(stat_of(&c, "seq_22"), 1);
+    CU_ASSERT(dense_matches(&c, &d)); /* the assigned weights, not the step */
+    /* sender 22 goes on with seq 3: its dense push 2 is counted as lost */
+    CU_ASSERT_EQUAL(dense_push(&c, 22, 3, 0, d.off, d.cnt, d.g), MSG_ACK);
+    CU_ASSERT_EQUAL(stat_of(&c, "lost_pushes"), 1);
+    dense_ref_free(&d);
     conn_close(&c);
     CU_ASSERT_EQUAL(shard_stop(pid, SIGTERM), 0);
 }
@@ -1041,6 +1242,12 @@ static void test_lost_pushes_counted(void)
     CU_ASSERT_EQUAL_FATAL(pull_push(&c, &k, 2, 2, &v3), 0); /* seq 2, 3: not flushed */
     CU_ASSERT_EQUAL_FATAL(pull_push(&c, &k, 3, 3, &v3), 0);
     CU_ASSERT(!same_rows(&v3, &v1));
+    /* sender 11 starts after the flush: the store never hears of it */
+    rowset_t k11, g11;
+    make_keys(&k11, 13);
+    make_grads(&g11, &k11, 1);
+    CU_ASSERT_EQUAL(push(&c, &g11, 11, 1, NULL), MSG_ACK);
+    CU_ASSERT_EQUAL(push(&c, &g11, 11, 2, NULL), MSG_ACK);
     conn_close(&c);
     shard_stop(pid, SIGKILL);
 
@@ -1069,9 +1276,15 @@ static void test_lost_pushes_counted(void)
     CU_ASSERT_EQUAL(push(&c, &g, 9, 3, &fl), MSG_ACK);
     CU_ASSERT_EQUAL(fl, MSG_F_DUPLICATE);
     CU_ASSERT_EQUAL(stat_of(&c, "lost_pushes"), 2);
-    /* another sender that first appears after the restart loses nothing */
-    CU_ASSERT_EQUAL(push(&c, &g, 10, 7, &fl), MSG_ACK);
-    CU_ASSERT_EQUAL(stat_of(&c, "lost_pushes"), 2);
+    /* sender 11, unknown to the store, goes on with seq 3: 1 and 2 lost */
+    CU_ASSERT_EQUAL(stat_of(&c, "seq_11"), -1);
+    CU_ASSERT_EQUAL(push(&c, &g11, 11, 3, &fl), MSG_ACK);
+    CU_ASSERT_EQUAL(fl, 0);
+    CU_ASSERT_EQUAL(stat_of(&c, "lost_pushes"), 4);
+    /* a new sender starting at seq 1 loses nothing */
+    CU_ASSERT_EQUAL(push(&c, &g, 10, 1, &fl), MSG_ACK);
+    CU_ASSERT_EQUAL(push(&c, &g, 10, 2, &fl), MSG_ACK);
+    CU_ASSERT_EQUAL(stat_of(&c, "lost_pushes"), 4);
     conn_close(&c);
     CU_ASSERT_EQUAL(shard_stop(pid, SIGTERM), 0);
 }
@@ -1091,8 +1304,11 @@ int test_server_register(void)
     CU_add_test(s, "stats counters move", test_stats_move);
     CU_add_test(s, "malformed messages: error replies, counted, still serving",
                 test_malformed_input);
-    CU_add_test(s, "SIGTERM flushes; the restarted shard serves the rows", test_sigterm_flushes);
-    CU_add_test(s, "kill -9 after FLUSH serves the flushed rows", test_kill9_after_flush);
+    CU_add_test(s, "SIGTERM flushes; the restart serves rows, progress, dense range",
+                test_sigterm_flushes);
+    CU_add_test(s, "SHUTDOWN flushes and exits 0", test_shutdown_request);
+    CU_add_test(s, "kill -9 after FLUSH serves the flushed rows, progress and dense range",
+                test_kill9_after_flush);
     CU_add_test(s, "kill -9 + restart: a seq gap is counted in lost_pushes",
                 test_lost_pushes_counted);
     return CUE_SUCCESS;

@@ -1,0 +1,151 @@
+/*
+ * dense_shard.c - one shard's range of the dense weights, its optimizer
+ * state and its durable record. See dense_shard.h.
+ */
+#include "dense_shard.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "route.h"
+
+int dense_shard_init(dense_shard_t *d, const optim_t *opt, uint64_t total, uint32_t nshards,
+                     uint32_t shard, errbuf_t *eb)
+{
+    memset(d, 0, sizeof(*d));
+    d->opt = *opt;
+    d->total = total;
+    if (nshards == 0 || shard >= nshards)
+        return errbuf_set(eb, ERR_INVAL, "dense range: shard %u of %u does not exist", shard,
+                          nshards);
+    if (opt->kind != OPTIM_ADAM && opt->kind != OPTIM_ADAGRAD)
+        return errbuf_set(eb, ERR_INVAL, "dense range: %s is not a dense optimizer",
+                          optim_name(opt->kind));
+    route_dense_range(total, nshards, shard, &d->offset, &d->count);
+    d->nstate = optim_dense_state_len(opt, d->count);
+    /* +1: a shard may own an empty range (more shards than floats) */
+    d->w = calloc(d->count + 1, sizeof(float));
+    d->state = calloc(d->nstate + 1, sizeof(float));
+    d->grad = malloc((d->count + 1) * sizeof(float));
+    if (!d->w || !d->state || !d->grad)
+        return errbuf_set(eb, ERR_NOMEM, "dense range: out of memory for %llu floats",
+                          (unsigned long long)(d->count + d->nstate));
+    return 0;
+}
+
+void dense_shard_release(dense_shard_t *d)
+{
+    free(d->rec);
+    free(d->grad);
+    free(d->state);
+    free(d->w);
+    memset(d, 0, sizeof(*d));
+}
+
+int dense_shard_check_range(const dense_shard_t *d, uint64_t offset, uint64_t count,
+                            errbuf_t *eb)
+{
+    if (offset != d->offset || count != d->count)
+        return errbuf_set(eb, ERR_INVAL,
+                          "dense range [%llu, +%llu) is not this shard's [%llu, +%llu)",
+                          (unsigned long long)offset, (unsigned long long)count,
+                          (unsigned long long)d->offset, (unsigned long long)d->count);
+    return 0;
+}
+
+void dense_shard_assign(dense_shard_t *d, const void *values)
+{
+    memcpy(d->w, values, d->count * sizeof(float));
+    d->initialized = 1;
+}
+
+void dense_shard_apply(dense_shard_t *d, const void *g)
+{
+    memcpy(d->grad, g, d->count * sizeof(float)); /* the wire is not aligned */
+    d->step++;
+    optim_dense_update(&d->opt, d->w, d->state, d->grad, d->count, d->step);
+}
+
+static unsigned char *put_u64(unsigned char *p, uint64_t v)
+{
+    memcpy(p, &v, 8);
+    return p + 8;
+}
+
+static uint64_t get_u64(const unsigned char *p)
+{
+    uint64_t v;
+
+    memcpy(&v, p, 8);
+    return v;
+}
+
+int dense_shard_encode(dense_shard_t *d, const void **rec, size_t *len, errbuf_t *eb)
+{
+    size_t n = DENSE_SHARD_RECORD_HEADER + (d->count + d->nstate) * sizeof(float);
+    uint32_t kind = (uint32_t)d->opt.kind;
+    unsigned char *p;
+
+    if (n > d->rec_cap) {
+        p = realloc(d->rec, n);
+        if (!p)
+            return errbuf_set(eb, ERR_NOMEM, "dense range: out of memory for its record");
+        d->rec = p;
+        d->rec_cap = n;
+    }
+    p = d->rec;
+    p[0] = DENSE_SHARD_RECORD_VERSION;
+    p[1] = (unsigned char)(d->initialized != 0);
+    p[2] = p[3] = 0;
+    memcpy(p + 4, &kind, 4);
+    p = put_u64(p + 8, d->total);
+    p = put_u64(p, d->offset);
+    p = put_u64(p, d->count);
+    p = put_u64(p, (uint64_t)d->step);
+    p = put_u64(p, (uint64_t)d->nstate);
+    memcpy(p, d->w, d->count * sizeof(float));
+    memcpy(p + d->count * sizeof(float), d->state, d->nstate * sizeof(float));
+    *rec = d->rec;
+    *len = n;
+    return 0;
+}
+
+int dense_shard_decode(dense_shard_t *d, const void *rec, size_t len, const char *where,
+                       errbuf_t *eb)
+{
+    const unsigned char *p = rec;
+    uint64_t total, offset, count, nstate;
+    uint32_t kind;
+
+    if (len < DENSE_SHARD_RECORD_HEADER || p[0] != DENSE_SHARD_RECORD_VERSION)
+        return errbuf_set(eb, ERR_CORRUPT,
+                          "%s: dense record: %zu bytes, version %d (expected version %d)", where,
+                          len, len ? p[0] : -1, DENSE_SHARD_RECORD_VERSION);
+    memcpy(&kind, p + 4, 4);
+    total = get_u64(p + 8);
+    offset = get_u64(p + 16);
+    count = get_u64(p + 24);
+    nstate = get_u64(p + 40);
+    if (kind != (uint32_t)d->opt.kind)
+        return errbuf_set(eb, ERR_MISMATCH,
+                          "%s: dense weights were trained with %s, the config says %s", where,
+                          optim_name((int)kind), optim_name(d->opt.kind));
+    if (total != d->total || offset != d->offset || count != d->count || nstate != d->nstate)
+        return errbuf_set(eb, ERR_MISMATCH,
+                          "%s: dense range [%llu, +%llu) of %llu floats stored, [%llu, +%llu) "
+                          "of %llu expected (another shard count or towers?)",
+                          where, (unsigned long long)offset, (unsigned long long)count,
+                          (unsigned long long)total, (unsigned long long)d->offset,
+                          (unsigned long long)d->count, (unsigned long long)d->total);
+    if (len != DENSE_SHARD_RECORD_HEADER + (count + nstate) * sizeof(float))
+        return errbuf_set(eb, ERR_CORRUPT, "%s: dense record of %zu bytes, %llu expected", where,
+                          len,
+                          (unsigned long long)(DENSE_SHARD_RECORD_HEADER +
+                                               (count + nstate) * sizeof(float)));
+    d->initialized = p[1] != 0;
+    d->step = (int64_t)get_u64(p + 32);
+    memcpy(d->w, p + DENSE_SHARD_RECORD_HEADER, count * sizeof(float));
+    memcpy(d->state, p + DENSE_SHARD_RECORD_HEADER + count * sizeof(float),
+           nstate * sizeof(float));
+    return 0;
+}
