@@ -28,6 +28,7 @@
 #include <zmq.h>
 
 #include "codec.h"
+#include "dense_shard.h"
 #include "model_conf.h"
 #include "msg.h"
 #include "optim.h"
@@ -220,6 +221,30 @@ static int64_t stat_of(conn_t *c, const char *name)
             memcmp(r.u.kv.kv[i].name.ptr, name, strlen(name)) == 0)
             return (int64_t)r.u.kv.kv[i].u64;
     return -1;
+}
+
+/* Value of a counter that may not be listed yet (listed once non-zero). */
+static int64_t stat0(conn_t *c, const char *name)
+{
+    int64_t v = stat_of(c, name);
+
+    return v < 0 ? 0 : v;
+}
+
+/* Sum of the counters whose name starts with prefix, or -1. */
+static int64_t stat_sum(conn_t *c, const char *prefix)
+{
+    msg_t m, r;
+    int64_t sum = 0;
+
+    msg_init(&m, MSG_STATS, 0);
+    m.u.cmd.text.ptr = prefix;
+    m.u.cmd.text.len = (uint32_t)strlen(prefix);
+    if (call(c, &m, &r) != 0 || r.hdr.type != MSG_STATS_OK)
+        return -1;
+    for (uint32_t i = 0; i < r.u.kv.n; i++)
+        sum += (int64_t)r.u.kv.kv[i].u64;
+    return sum;
 }
 
 /* ---- requests on the two test slots ---- */
@@ -839,8 +864,10 @@ static void test_malformed_input(void)
     int code = 0, nbad = 0, nerr = 0;
     uint64_t rid = 0;
     int64_t bad0 = stat_of(&mc, "bad_messages"), err0 = stat_of(&mc, "errors");
+    int64_t ver0 = stat0(&mc, "errors_VERSION"), proto0 = stat0(&mc, "errors_PROTO");
+    int64_t frames0 = stat_of(&mc, "bad_frames"), in0 = stat_of(&mc, "bytes_in");
 
-    CU_ASSERT_FATAL(bad0 >= 0 && err0 >= 0);
+    CU_ASSERT_FATAL(bad0 >= 0 && err0 >= 0 && frames0 >= 0 && in0 > 0);
     /* random garbage of many lengths, including empty */
     for (int t = 0; t < 40; t++) {
         size_t len = (size_t)(rnd() % sizeof(buf));
@@ -959,7 +986,36 @@ static void test_malformed_input(void)
     CU_ASSERT_EQUAL(stat_of(&mc, "bad_messages"), bad0 + nbad);
     /* errors: every ERROR reply (bad messages answered + layout errors) */
     CU_ASSERT_EQUAL(stat_of(&mc, "errors"), err0 + nbad - 1 + nerr);
+    /* ... by kind: every ERROR under its code's name */
+    CU_ASSERT_EQUAL(stat_sum(&mc, "errors_"), stat_of(&mc, "errors"));
+    CU_ASSERT_EQUAL(stat0(&mc, "errors_VERSION"), ver0 + 1);
+    CU_ASSERT(stat0(&mc, "errors_PROTO") >= proto0 + 6); /* 3 truncated, trailing, ACK, slot */
+    CU_ASSERT(stat0(&mc, "errors_MISMATCH") >= 1);
+    CU_ASSERT_EQUAL(stat_of(&mc, "bad_frames"), frames0 + 1);
+    CU_ASSERT(stat_of(&mc, "bytes_in") > in0 + (int64_t)full);
     (void)code;
+}
+
+static void test_not_served_yet(void)
+{
+    msg_t m, rep;
+
+    msg_init(&m, MSG_EXPORT, 0);
+    m.u.cmd.day = 1;
+    m.u.cmd.text.ptr = "/tmp/x";
+    m.u.cmd.text.len = 6;
+    CU_ASSERT_EQUAL_FATAL(call(&mc, &m, &rep), 0);
+    CU_ASSERT_EQUAL(rep.hdr.type, MSG_ERROR);
+    CU_ASSERT_EQUAL(rep.u.error.code, ERR_PROTO);
+    CU_ASSERT(rep.u.error.text.len > 0);
+    msg_init(&m, MSG_SCAN, 0);
+    m.u.scan.slot = SL[0];
+    m.u.scan.limit = 10;
+    CU_ASSERT_EQUAL_FATAL(call(&mc, &m, &rep), 0);
+    CU_ASSERT_EQUAL(rep.hdr.type, MSG_ERROR);
+    CU_ASSERT_EQUAL(rep.u.error.code, ERR_PROTO);
+    /* and the shard still answers */
+    CU_ASSERT(stat_of(&mc, "requests_EXPORT") == 1 && stat_of(&mc, "requests_SCAN") == 1);
 }
 
 /* Pull k, push g (sender 9, seq 1): returns 0 and the pulled rows after. */
@@ -1289,12 +1345,154 @@ static void test_lost_pushes_counted(void)
     CU_ASSERT_EQUAL(shard_stop(pid, SIGTERM), 0);
 }
 
+/* ---- dense_shard, in process ---- */
+
+static void test_dense_shard_ranges(void)
+{
+    static const uint64_t totals[] = {0, 1, 7, 1000, 12345};
+    optim_t adam = spec.dense_opt, sgd = spec.dense_opt;
+    dense_shard_t d;
+    errbuf_t eb;
+
+    for (size_t t = 0; t < sizeof(totals) / sizeof(totals[0]); t++)
+        for (uint32_t n = 1; n <= 9; n++) {
+            uint64_t next = 0;
+            for (uint32_t i = 0; i < n; i++) {
+                CU_ASSERT_EQUAL_FATAL(dense_shard_init(&d, &adam, totals[t], n, i, &eb), 0);
+                /* the shards' ranges tile the vector in order */
+                CU_ASSERT_EQUAL(d.offset, next);
+                next = d.offset + d.count;
+                CU_ASSERT_EQUAL(d.nstate, optim_dense_state_len(&adam, d.count));
+                CU_ASSERT_EQUAL(dense_shard_check_range(&d, d.offset, d.count, &eb), 0);
+                CU_ASSERT_EQUAL(dense_shard_check_range(&d, d.offset + 1, d.count, &eb),
+                                ERR_INVAL);
+                CU_ASSERT_EQUAL(dense_shard_check_range(&d, d.offset, d.count + 1, &eb),
+                                ERR_INVAL);
+                CU_ASSERT_EQUAL(d.initialized, 0);
+                dense_shard_release(&d);
+            }
+            CU_ASSERT_EQUAL(next, totals[t]);
+        }
+    CU_ASSERT_EQUAL(dense_shard_init(&d, &adam, 100, 2, 2, &eb), ERR_INVAL);
+    dense_shard_release(&d);
+    sgd.kind = OPTIM_SGD;
+    CU_ASSERT_EQUAL(dense_shard_init(&d, &sgd, 100, 2, 0, &eb), ERR_INVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "sgd"));
+    dense_shard_release(&d);
+}
+
+/* Values as they come off the wire: at an odd address. */
+static void *unaligned_copy(unsigned char *buf, const float *v, size_t n)
+{
+    memcpy(buf + 1, v, n * sizeof(float));
+    return buf + 1;
+}
+
+static void test_dense_shard_steps_and_record(void)
+{
+    const size_t total = 1001;
+    dense_shard_t d, e;
+    optim_t ada = spec.dense_opt;
+    errbuf_t eb;
+    const void *rec;
+    size_t len, n;
+    float *v, *g, *st, *w2;
+    unsigned char *buf, *bad;
+
+    CU_ASSERT_EQUAL_FATAL(dense_shard_init(&d, &spec.dense_opt, total, 3, 1, &eb), 0);
+    n = d.count;
+    v = calloc(n, sizeof(float));
+    g = calloc(n, sizeof(float));
+    w2 = calloc(n, sizeof(float));
+    st = calloc(d.nstate + 1, sizeof(float));
+    buf = malloc(n * sizeof(float) + 1);
+    CU_ASSERT_FATAL(v && g && st && w2 && buf);
+    for (size_t i = 0; i < n; i++) {
+        v[i] = 0.1f * sinf((float)i);
+        g[i] = 0.01f * cosf((float)i * 0.7f);
+    }
+    /* assign, then three optimizer steps: bit for bit the library's */
+    dense_shard_assign(&d, unaligned_copy(buf, v, n));
+    CU_ASSERT_EQUAL(d.initialized, 1);
+    CU_ASSERT(memcmp(d.w, v, n * sizeof(float)) == 0);
+    for (int t = 1; t <= 3; t++) {
+        dense_shard_apply(&d, unaligned_copy(buf, g, n));
+        optim_dense_update(&spec.dense_opt, v, st, g, n, t);
+    }
+    CU_ASSERT_EQUAL(d.step, 3);
+    CU_ASSERT(memcmp(d.w, v, n * sizeof(float)) == 0);
+    CU_ASSERT(memcmp(d.state, st, d.nstate * sizeof(float)) == 0);
+    /* assigning keeps the optimizer's state and step */
+    dense_shard_assign(&d, unaligned_copy(buf, g, n));
+    CU_ASSERT_EQUAL(d.step, 3);
+    CU_ASSERT(memcmp(d.state, st, d.nstate * sizeof(float)) == 0);
+    dense_shard_assign(&d, unaligned_copy(buf, v, n));
+
+    /* the record round trip */
+    CU_ASSERT_EQUAL_FATAL(dense_shard_encode(&d, &rec, &len, &eb), 0);
+    CU_ASSERT_EQUAL(len, DENSE_SHARD_RECORD_HEADER + (n + d.nstate) * sizeof(float));
+    CU_ASSERT_EQUAL_FATAL(dense_shard_init(&e, &spec.dense_opt, total, 3, 1, &eb), 0);
+    CU_ASSERT_EQUAL(dense_shard_decode(&e, rec, len, "test", &eb), 0);
+    CU_ASSERT_EQUAL(e.initialized, 1);
+    CU_ASSERT_EQUAL(e.step, 3);
+    CU_ASSERT(memcmp(e.w, d.w, n * sizeof(float)) == 0);
+    CU_ASSERT(memcmp(e.state, d.state, d.nstate * sizeof(float)) == 0);
+    /* ... and the next step after it equals the uninterrupted one */
+    dense_shard_apply(&d, unaligned_copy(buf, g, n));
+    dense_shard_apply(&e, unaligned_copy(buf, g, n));
+    CU_ASSERT(memcmp(e.w, d.w, n * sizeof(float)) == 0);
+    dense_shard_release(&e);
+    CU_ASSERT_EQUAL_FATAL(dense_shard_encode(&d, &rec, &len, &eb), 0);
+    bad = malloc(len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(bad);
+
+    /* another shard's range, another shard count, another optimizer: refused */
+    CU_ASSERT_EQUAL_FATAL(dense_shard_init(&e, &spec.dense_opt, total, 3, 2, &eb), 0);
+    memcpy(w2, e.w, n * sizeof(float));
+    CU_ASSERT_EQUAL(dense_shard_decode(&e, rec, len, "dir-x", &eb), ERR_MISMATCH);
+    CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "dir-x"));
+    CU_ASSERT_EQUAL(e.initialized, 0);
+    dense_shard_release(&e);
+    CU_ASSERT_EQUAL_FATAL(dense_shard_init(&e, &spec.dense_opt, total, 2, 1, &eb), 0);
+    CU_ASSERT_EQUAL(dense_shard_decode(&e, rec, len, "test", &eb), ERR_MISMATCH);
+    dense_shard_release(&e);
+    ada.kind = spec.dense_opt.kind == OPTIM_ADAM ? OPTIM_ADAGRAD : OPTIM_ADAM;
+    CU_ASSERT_EQUAL_FATAL(dense_shard_init(&e, &ada, total, 3, 1, &eb), 0);
+    CU_ASSERT_EQUAL(dense_shard_decode(&e, rec, len, "test", &eb), ERR_MISMATCH);
+    CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, optim_name(spec.dense_opt.kind)));
+    dense_shard_release(&e);
+
+    /* truncated, padded, empty, another version: corrupt, d unchanged */
+    CU_ASSERT_EQUAL_FATAL(dense_shard_init(&e, &spec.dense_opt, total, 3, 1, &eb), 0);
+    CU_ASSERT_EQUAL(dense_shard_decode(&e, rec, len - 4, "test", &eb), ERR_CORRUPT);
+    CU_ASSERT_EQUAL(dense_shard_decode(&e, rec, 20, "test", &eb), ERR_CORRUPT);
+    CU_ASSERT_EQUAL(dense_shard_decode(&e, rec, 0, "test", &eb), ERR_CORRUPT);
+    memcpy(bad, rec, len);
+    bad[0] = DENSE_SHARD_RECORD_VERSION + 1;
+    CU_ASSERT_EQUAL(dense_shard_decode(&e, bad, len, "test", &eb), ERR_CORRUPT);
+    CU_ASSERT_EQUAL(e.initialized, 0);
+    CU_ASSERT_EQUAL(e.step, 0);
+    dense_shard_release(&e);
+
+    free(bad);
+    free(buf);
+    free(st);
+    free(w2);
+    free(g);
+    free(v);
+    dense_shard_release(&d);
+}
+
 int test_server_register(void)
 {
     CU_pSuite s = CU_add_suite("server", setup, teardown);
 
     if (!s)
         return CU_get_error();
+    CU_add_test(s, "dense_shard: ranges tile the vector; bad shard or optimizer refused",
+                test_dense_shard_ranges);
+    CU_add_test(s, "dense_shard: steps bit for bit, record round trip, mismatch, corrupt",
+                test_dense_shard_steps_and_record);
     CU_add_test(s, "handshake: same layout ok, other emb_dim refused", test_handshake);
     CU_add_test(s, "pull creates optim_row_init rows", test_pull_creates_init_rows);
     CU_add_test(s, "push then pull: one Adagrad step", test_push_one_adagrad_step);
@@ -1304,6 +1502,7 @@ int test_server_register(void)
     CU_add_test(s, "stats counters move", test_stats_move);
     CU_add_test(s, "malformed messages: error replies, counted, still serving",
                 test_malformed_input);
+    CU_add_test(s, "EXPORT and SCAN: an ERROR reply, not served yet", test_not_served_yet);
     CU_add_test(s, "SIGTERM flushes; the restart serves rows, progress, dense range",
                 test_sigterm_flushes);
     CU_add_test(s, "SHUTDOWN flushes and exits 0", test_shutdown_request);
