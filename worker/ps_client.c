@@ -191,18 +191,20 @@ static pending_t *find_pending(shard_conn_t *s, uint64_t req_id)
     return NULL;
 }
 
-/* Forget a pending request; keeps its byte buffer for reuse. */
+/* Forget a pending request; keeps its byte buffer for reuse. The others
+ * keep their order, which is the order they were sent in (retry_overdue
+ * relies on it). */
 static void drop_pending(shard_conn_t *s, pending_t *p)
 {
     size_t j = (size_t)(p - s->pend);
-    pending_t last;
+    pending_t gone;
 
     pending_free(p);
     if (p->is_push)
         s->pushes--;
-    last = s->pend[s->npend - 1];
-    s->pend[s->npend - 1] = *p;
-    s->pend[j] = last;
+    gone = *p;
+    memmove(&s->pend[j], &s->pend[j + 1], (s->npend - 1 - j) * sizeof(*p));
+    s->pend[s->npend - 1] = gone;
     s->npend--;
 }
 
@@ -275,19 +277,33 @@ static int pump(ps_client_t *c, int i, long timeout_ms, errbuf_t *eb)
     return 0;
 }
 
-/* Resend what is overdue; fail if the shard has been silent too long. */
+/*
+ * Resend what is overdue; fail if the shard has been silent too long.
+ *
+ * Pushes must reach a shard in sequence order: it takes a push whose seq
+ * is at or below the last one it applied for a retry, and drops it. After
+ * a shard restarts, unacknowledged pushes fall due one by one, and one
+ * resent late would arrive after a later push (resent or new) and be
+ * dropped without ever being applied - an update lost and not counted as
+ * lost. So when any push to a shard is overdue, every unacknowledged push
+ * to it is resent, in the order they were first sent (pend keeps it).
+ */
 static int retry_overdue(ps_client_t *c, int i, errbuf_t *eb)
 {
     shard_conn_t *s = &c->sh[i];
     double now = now_s(), oldest = now;
+    int push_due = 0;
 
+    for (size_t j = 0; j < s->npend; j++)
+        if (s->pend[j].is_push && (now - s->pend[j].sent_at) * 1000.0 >= c->o.timeout_ms)
+            push_due = 1;
     for (size_t j = 0; j < s->npend; j++) {
         pending_t *p = &s->pend[j];
         if (p->replied)
             continue;
         if (p->first_sent < oldest)
             oldest = p->first_sent;
-        if ((now - p->sent_at) * 1000.0 >= c->o.timeout_ms) {
+        if ((now - p->sent_at) * 1000.0 >= c->o.timeout_ms || (p->is_push && push_due)) {
             LOG_DEBUG("shard %d (%s): no reply to request %llu for %d ms, resending", i,
                       s->endpoint, (unsigned long long)p->req_id, c->o.timeout_ms);
             transmit(s, p, c->o.timeout_ms);
