@@ -42,8 +42,7 @@ void dense_shard_release(dense_shard_t *d)
     memset(d, 0, sizeof(*d));
 }
 
-int dense_shard_check_range(const dense_shard_t *d, uint64_t offset, uint64_t count,
-                            errbuf_t *eb)
+int dense_shard_check_range(const dense_shard_t *d, uint64_t offset, uint64_t count, errbuf_t *eb)
 {
     if (offset != d->offset || count != d->count)
         return errbuf_set(eb, ERR_INVAL,
@@ -138,14 +137,12 @@ int dense_shard_decode(dense_shard_t *d, const void *rec, size_t len, const char
                           (unsigned long long)total, (unsigned long long)d->offset,
                           (unsigned long long)d->count, (unsigned long long)d->total);
     if (len != DENSE_SHARD_RECORD_HEADER + (count + nstate) * sizeof(float))
-        return errbuf_set(eb, ERR_CORRUPT, "%s: dense record of %zu bytes, %llu expected", where,
-                          len,
-                          (unsigned long long)(DENSE_SHARD_RECORD_HEADER +
-                                               (count + nstate) * sizeof(float)));
+        return errbuf_set(
+            eb, ERR_CORRUPT, "%s: dense record of %zu bytes, %llu expected", where, len,
+            (unsigned long long)(DENSE_SHARD_RECORD_HEADER + (count + nstate) * sizeof(float)));
     d->initialized = p[1] != 0;
     d->step = (int64_t)get_u64(p + 32);
     memcpy(d->w, p + DENSE_SHARD_RECORD_HEADER, count * sizeof(float));
-    memcpy(d->state, p + DENSE_SHARD_RECORD_HEADER + count * sizeof(float),
-           nstate * sizeof(float));
+    memcpy(d->state, p + DENSE_SHARD_RECORD_HEADER + count * sizeof(float), nstate * sizeof(float));
     return 0;
 }

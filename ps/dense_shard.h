@@ -46,18 +46,18 @@
 #define DENSE_SHARD_RECORD_HEADER 48 /* bytes before w[] */
 
 typedef struct dense_shard {
-    optim_t opt;           /* dense optimizer ([model] dense_optimizer) */
-    uint64_t total;        /* floats in the whole dense vector (all shards) */
-    uint64_t offset;       /* first float of this shard's range */
-    uint64_t count;        /* floats in this shard's range */
-    float *w;              /* count weights */
-    float *state;          /* nstate floats of optimizer state */
-    size_t nstate;         /* floats */
-    float *grad;           /* count floats: aligned copy of a gradient */
-    int64_t step;          /* gradients applied so far */
-    int initialized;       /* 1 once weights were assigned (or loaded) */
-    unsigned char *rec;    /* the last encoded record (reused) */
-    size_t rec_cap;        /* bytes allocated for rec */
+    optim_t opt;        /* dense optimizer ([model] dense_optimizer) */
+    uint64_t total;     /* floats in the whole dense vector (all shards) */
+    uint64_t offset;    /* first float of this shard's range */
+    uint64_t count;     /* floats in this shard's range */
+    float *w;           /* count weights */
+    float *state;       /* nstate floats of optimizer state */
+    size_t nstate;      /* floats */
+    float *grad;        /* count floats: aligned copy of a gradient */
+    int64_t step;       /* gradients applied so far */
+    int initialized;    /* 1 once weights were assigned (or loaded) */
+    unsigned char *rec; /* the last encoded record (reused) */
+    size_t rec_cap;     /* bytes allocated for rec */
 } dense_shard_t;
 
 /*
@@ -73,8 +73,7 @@ void dense_shard_release(dense_shard_t *d);
 
 /* 0 if [offset, offset + count) is exactly this shard's range, else
  * ERR_INVAL naming both ranges. */
-int dense_shard_check_range(const dense_shard_t *d, uint64_t offset, uint64_t count,
-                            errbuf_t *eb);
+int dense_shard_check_range(const dense_shard_t *d, uint64_t offset, uint64_t count, errbuf_t *eb);
 
 /* Store count values (unaligned little-endian float32, as decoded from
  * the wire) as the weights; marks the range initialized. */

@@ -38,8 +38,7 @@ int main(int argc, char **argv)
         conf_print_ini(&ps_conf_schema, sections, stdout);
         return 0;
     }
-    rc = conf_parse_args(&ps_conf_schema, &st.conf, argc - 1, argv + 1, pos, 0, &npos, &help,
-                         &eb);
+    rc = conf_parse_args(&ps_conf_schema, &st.conf, argc - 1, argv + 1, pos, 0, &npos, &help, &eb);
     if (help) {
         printf("usage: funnel-ps [--conf FILE] --shard I --shards N --listen ENDPOINT --data DIR\n"
                "       funnel-ps print-conf\n\n"

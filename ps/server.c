@@ -79,16 +79,16 @@ typedef struct server {
     size_t nsenders;
     msg_progress_t *prog; /* recorded positions, one per rank (found = 1) */
     size_t nprog;
-    float *rows;       /* scratch: rows of one request entry */
-    size_t rows_cap;   /* floats */
-    uint64_t *keys;    /* scratch: keys of one request entry */
-    size_t keys_cap;   /* keys */
+    float *rows;             /* scratch: rows of one request entry */
+    size_t rows_cap;         /* floats */
+    uint64_t *keys;          /* scratch: keys of one request entry */
+    size_t keys_cap;         /* keys */
     unsigned char *meta_buf; /* scratch: encoded sender and progress records */
     size_t meta_cap;         /* bytes */
-    stat_ent_t *st;    /* scratch: STATS entries */
-    size_t st_cap;     /* entries */
-    msg_kv_t *kv;      /* scratch: STATS reply list */
-    size_t kv_cap;     /* entries */
+    stat_ent_t *st;          /* scratch: STATS entries */
+    size_t st_cap;           /* entries */
+    msg_kv_t *kv;            /* scratch: STATS reply list */
+    size_t kv_cap;           /* entries */
     counters_t c;
     uint64_t by_type[MSG_TYPE_END];
     uint64_t by_err[ERR_KINDS];
@@ -241,8 +241,8 @@ static int list_header(const unsigned char *v, size_t vl, size_t rec, const char
                           where, what, vl, vl ? v[0] : -1, META_VERSION);
     *n = get32(v + 4);
     if (vl != META_HEADER + (size_t)*n * rec)
-        return errbuf_set(eb, ERR_CORRUPT, "%s: %s record of %zu bytes for %u entries", where,
-                          what, vl, *n);
+        return errbuf_set(eb, ERR_CORRUPT, "%s: %s record of %zu bytes for %u entries", where, what,
+                          vl, *n);
     return 0;
 }
 
@@ -276,8 +276,8 @@ static int decode_progress(server_t *s, const unsigned char *v, size_t vl, errbu
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
     for (uint32_t i = 0; i < n; i++) {
         const unsigned char *p = v + META_HEADER + (size_t)i * PROG_REC;
-        s->prog[i] = (msg_progress_t){get32(p),      1,           get32(p + 4), get32(p + 8),
-                                      get64(p + 16), get64(p + 24), get64(p + 32)};
+        s->prog[i] = (msg_progress_t){
+            get32(p), 1, get32(p + 4), get32(p + 8), get64(p + 16), get64(p + 24), get64(p + 32)};
     }
     s->nprog = n;
     return 0;
@@ -701,10 +701,8 @@ static int on_stats(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
     if (q.n > 0 && grow((void **)&s->kv, &s->kv_cap, q.n, sizeof(*s->kv)) != 0)
         return errbuf_set(eb, ERR_NOMEM, "out of memory for the counters");
     for (size_t i = 0; i < q.n; i++)
-        s->kv[i] = (msg_kv_t){{s->st[i].name, (uint32_t)strlen(s->st[i].name)},
-                              0,
-                              s->st[i].value,
-                              {NULL, 0}};
+        s->kv[i] = (msg_kv_t){
+            {s->st[i].name, (uint32_t)strlen(s->st[i].name)}, 0, s->st[i].value, {NULL, 0}};
     msg_init(&r, MSG_STATS_OK, m->hdr.req_id);
     r.u.kv.n = (uint32_t)q.n;
     r.u.kv.kv = s->kv;
@@ -778,14 +776,14 @@ static int on_rows_get(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
             int status = EMB_ROW_NEVER, exp = -1, has;
             uint32_t seen = 0;
             memset(row, 0, full * sizeof(float));
-            rc = emb_table_inspect(s->table, sl, msg_key_get(in->keys, j), row, &rm, &status,
-                                   &seen, &exp, eb);
+            rc = emb_table_inspect(s->table, sl, msg_key_get(in->keys, j), row, &rm, &status, &seen,
+                                   &exp, eb);
             memcpy(vals + fo, row, width * sizeof(float));
             fo += width;
             has = status == EMB_ROW_RESIDENT || status == EMB_ROW_STORED;
-            metas[ko++] = (msg_row_meta_t){(uint32_t)status, seen, rm.updates,
-                                           has ? rm.first_day : -1, has ? rm.last_day : -1,
-                                           exp, 0};
+            metas[ko++] =
+                (msg_row_meta_t){(uint32_t)status,       seen, rm.updates, has ? rm.first_day : -1,
+                                 has ? rm.last_day : -1, exp,  0};
         }
     }
     if (rc == 0)
@@ -1035,8 +1033,8 @@ static int server_open(server_t *s, errbuf_t *eb)
     if (rc != 0)
         return rc;
     if (mkdir(pc->data.s, 0755) != 0 && errno != EEXIST)
-        return errbuf_set(eb, ERR_IO, "shard %lld: create %s: %s", (long long)pc->shard,
-                          pc->data.s, strerror(errno));
+        return errbuf_set(eb, ERR_IO, "shard %lld: create %s: %s", (long long)pc->shard, pc->data.s,
+                          strerror(errno));
     rc = restore_checkpoint(s, eb);
     if (rc != 0)
         return rc;
@@ -1092,9 +1090,8 @@ int server_run(const ps_conf_t *pc, volatile sig_atomic_t *stop, errbuf_t *eb)
     LOG_INFO("shard %lld of %lld listening on %s (data %s, %s dense floats [%llu, +%llu), "
              "%zu senders and %zu worker positions restored)",
              (long long)pc->shard, (long long)pc->shards, pc->listen.s, pc->data.s,
-             s.dense.initialized ? "restored" : "uninitialized",
-             (unsigned long long)s.dense.offset, (unsigned long long)s.dense.count, s.nsenders,
-             s.nprog);
+             s.dense.initialized ? "restored" : "uninitialized", (unsigned long long)s.dense.offset,
+             (unsigned long long)s.dense.count, s.nsenders, s.nprog);
 
     while (!*stop && !s.shutdown) {
         zmq_pollitem_t item = {s.sock, 0, ZMQ_POLLIN, 0};

@@ -39,8 +39,8 @@
 #define SHARD 1
 #define NSHARDS 2
 #define OPTS "--towers 16,8 --slot_dims tag:8 --flush_interval 3600"
-#define NK 6       /* keys per slot in a request */
-#define MAXDIM 16  /* largest slot dim of OPTS */
+#define NK 6      /* keys per slot in a request */
+#define MAXDIM 16 /* largest slot dim of OPTS */
 #define REPLY_MS 10000
 
 /* The two slots the tests use: item_id (dim 16) and tag (dim 8). */
@@ -1364,10 +1364,8 @@ static void test_dense_shard_ranges(void)
                 next = d.offset + d.count;
                 CU_ASSERT_EQUAL(d.nstate, optim_dense_state_len(&adam, d.count));
                 CU_ASSERT_EQUAL(dense_shard_check_range(&d, d.offset, d.count, &eb), 0);
-                CU_ASSERT_EQUAL(dense_shard_check_range(&d, d.offset + 1, d.count, &eb),
-                                ERR_INVAL);
-                CU_ASSERT_EQUAL(dense_shard_check_range(&d, d.offset, d.count + 1, &eb),
-                                ERR_INVAL);
+                CU_ASSERT_EQUAL(dense_shard_check_range(&d, d.offset + 1, d.count, &eb), ERR_INVAL);
+                CU_ASSERT_EQUAL(dense_shard_check_range(&d, d.offset, d.count + 1, &eb), ERR_INVAL);
                 CU_ASSERT_EQUAL(d.initialized, 0);
                 dense_shard_release(&d);
             }
