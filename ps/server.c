@@ -1114,6 +1114,9 @@ int server_run(const ps_conf_t *pc, volatile sig_atomic_t *stop, errbuf_t *eb)
                 break;
         }
     }
+    if (s.warn_suppressed)
+        LOG_WARN("%llu more warnings about bad requests were suppressed",
+                 (unsigned long long)s.warn_suppressed);
     if (rc == 0 && !s.shutdown) {
         LOG_INFO("stopping: flushing to %s", pc->data.s);
         rc = flush_all(&s, eb);
