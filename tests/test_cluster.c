@@ -382,8 +382,10 @@ static void test_fault_kill9_shard(void)
     snprintf(train, sizeof(train), "%s/w/train.tsv", dir);
     CU_ASSERT_EQUAL_FATAL(cl_workers(&c, 2, "--timeout_ms 500 --deadline_s 60", train), 0);
 
-    /* Watch shard 0's pushes: the rate between 10% and 35% of the job,
-     * then kill it once it has flushed at least twice. */
+    /* Watch shard 0's pushes: the rate between 10% and 60% of the job,
+     * then kill it once it has flushed at least twice. By then it has
+     * applied more pushes than the bound allows to lose, so a shard that
+     * did not flush on time would fail the bound. */
     t0 = now_s();
     while (now_s() - t0 < 240 && worker_rc(&c, 0) < 0 && worker_rc(&c, 1) < 0) {
         p = shard_stat(c.ep[0], "pushes");
@@ -392,7 +394,7 @@ static void test_fault_kill9_shard(void)
             pa = p;
             ta = now_s();
         }
-        if (pa >= 0 && p >= want * 35 / 100 && fl >= 2 && now_s() - ta > 0.3) {
+        if (pa >= 0 && p >= want * 60 / 100 && fl >= 2 && now_s() - ta > 0.3) {
             pb = p;
             tb = now_s();
             stop(c.ps[0], SIGKILL);
@@ -421,6 +423,8 @@ static void test_fault_kill9_shard(void)
             "restarted shard: lost_pushes %lld (bound %lld), duplicate_pushes %lld, "
             "pushes %lld\n",
             pb, want, rate, lost, bound, dups, after);
+    if (pb <= bound)
+        fprintf(stderr, "  (note: the kill came before the bound exceeded what was pushed)\n");
     CU_ASSERT(lost >= 0 && lost <= bound);
     CU_ASSERT(after > 0); /* training went on against the restarted shard */
 
