@@ -88,7 +88,7 @@ static void sleep_ms(long ms)
 typedef struct cluster {
     char dir[700];
     char ep[2][800];
-    char eps[1700];  /* "EP0,EP1" */
+    char eps[1700]; /* "EP0,EP1" */
     char ps_opt[256];
     pid_t ps[2];
     pid_t w[2];
@@ -101,7 +101,7 @@ static void cl_init(cluster_t *c, const char *name, const char *ps_opt)
     snprintf(c->dir, sizeof(c->dir), "%s/%s", dir, name);
     mkdir(c->dir, 0755);
     for (int i = 0; i < 2; i++)
-        snprintf(c->ep[i], sizeof(c->ep[i]), "ipc://%s/ps%d.sock", c->dir, i);
+        snprintf(c->ep[i], sizeof(c->ep[i]), "ipc://%s/%s/ps%d.sock", dir, name, i);
     snprintf(c->eps, sizeof(c->eps), "%s,%s", c->ep[0], c->ep[1]);
     snprintf(c->ps_opt, sizeof(c->ps_opt), "%s", ps_opt);
 }
@@ -242,8 +242,8 @@ static int predict_ps(const char *eps, const char *pred)
     char log[820];
 
     snprintf(log, sizeof(log), "%s.log", pred);
-    return tu_sh(log, "%s/funnel-worker predict %s --ps %s --in %s/w/test.tsv --out %s", bin,
-                 MODEL, eps, dir, pred);
+    return tu_sh(log, "%s/funnel-worker predict %s --ps %s --in %s/w/test.tsv --out %s", bin, MODEL,
+                 eps, dir, pred);
 }
 
 static void print_aucs(const char *what, const double *a)
@@ -299,7 +299,8 @@ static void test_integration(void)
     snprintf(log, sizeof(log), "%s/inproc.log", dir);
     snprintf(mdir, sizeof(mdir), "%s/inproc-model", dir);
     CU_ASSERT_EQUAL_FATAL(
-        tu_sh(log, "%s/funnel-worker train %s --model %s %s/w/train.tsv", bin, MODEL, mdir, dir), 0);
+        tu_sh(log, "%s/funnel-worker train %s --model %s %s/w/train.tsv", bin, MODEL, mdir, dir),
+        0);
     snprintf(pred, sizeof(pred), "%s/inproc.pred", dir);
     CU_ASSERT_EQUAL_FATAL(tu_sh(NULL,
                                 "%s/funnel-worker predict %s --model %s --in %s/w/test.tsv "
@@ -450,8 +451,7 @@ static void test_fault_kill9_shard(void)
     if (first[0] > 0 && first[1] > 0) {
         long long applied = shard_stat(c.ep[0], "seq_0") - first[0] + 1 +
                             shard_stat(c.ep[0], "seq_1") - first[1] + 1;
-        fprintf(stderr, "  pushes applied after the restart %lld, expected %lld\n", after,
-                applied);
+        fprintf(stderr, "  pushes applied after the restart %lld, expected %lld\n", after, applied);
         CU_ASSERT_EQUAL(after, applied);
     } else {
         fprintf(stderr, "  (a sender lost nothing: exact push accounting skipped)\n");
@@ -500,8 +500,7 @@ static void test_spill(void)
     double auca[NTASKS], aucb[NTASKS];
     const long long limit = 400 * 1024;
 
-    CU_ASSERT_EQUAL_FATAL(
-        tu_sh(NULL, "head -n 200000 %s/w/train.tsv > %s/small.tsv", dir, dir), 0);
+    CU_ASSERT_EQUAL_FATAL(tu_sh(NULL, "head -n 200000 %s/w/train.tsv > %s/small.tsv", dir, dir), 0);
     snprintf(a, sizeof(a), "%s/unlimited.pred", dir);
     snprintf(b, sizeof(b), "%s/spill.pred", dir);
     CU_ASSERT_EQUAL_FATAL(spill_run("unlimited", "", a, sa), 0);
