@@ -578,8 +578,9 @@ static int on_push_dense(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *e
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
     if (push_seen(s, m, snd))
         return reply_ack(s, id, m->hdr.req_id, MSG_F_DUPLICATE, NULL, 0, eb);
+    int first_init = (d->flags & MSG_F_ASSIGN) && !s->dense.initialized;
     if (d->flags & MSG_F_ASSIGN) {
-        if (!s->dense.initialized)
+        if (first_init)
             LOG_INFO("dense range initialized by sender %u", m->hdr.sender);
         dense_shard_assign(&s->dense, d->values);
     } else {
@@ -588,6 +589,12 @@ static int on_push_dense(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *e
     snd->last_seq = m->hdr.seq;
     s->c.pushes++;
     s->c.dense_pushes++;
+    /* The initial weights exist nowhere else once workers train on them
+     * (they initialize only at start-up): durable before the ACK, so a
+     * crash before the first timed flush cannot bring the range back
+     * uninitialized under running workers. */
+    if (first_init && (rc = flush_all(s, eb)) != 0)
+        return rc;
     return reply_ack(s, id, m->hdr.req_id, 0, NULL, 0, eb);
 }
 
