@@ -1153,19 +1153,22 @@ static void test_sigterm_flushes(void)
     CU_ASSERT_FATAL(pid > 0);
     remember(pid);
     CU_ASSERT_EQUAL_FATAL(connect_ready(&c, ep), 0);
-    make_keys(&k, 10);
-    CU_ASSERT_EQUAL_FATAL(pull_push(&c, &k, 1, 1, &v1), 0);
-    CU_ASSERT_EQUAL(pull_push(&c, &k, 2, 2, &v1), 0);
-    /* a worker position and the dense range (assigned, one Adam step) */
-    msg_progress_t pos = {2, 1, 1, 4, 987654321ULL, 1234, 777}, got;
-    CU_ASSERT_EQUAL(progress_set(&c, &pos), 0);
+    /* the dense range's initial weights are written at once (the only
+     * write before SIGTERM) */
     dense_ref_t d;
     CU_ASSERT_EQUAL_FATAL(dense_ref_new(&d, &c), 0);
     CU_ASSERT_EQUAL(dense_push(&c, 21, 1, MSG_F_ASSIGN, d.off, d.cnt, d.v), MSG_ACK);
+    CU_ASSERT_EQUAL(stat_of(&c, "flushes"), 1);
+    make_keys(&k, 10);
+    CU_ASSERT_EQUAL_FATAL(pull_push(&c, &k, 1, 1, &v1), 0);
+    CU_ASSERT_EQUAL(pull_push(&c, &k, 2, 2, &v1), 0);
+    /* a worker position and one Adam step of the dense range */
+    msg_progress_t pos = {2, 1, 1, 4, 987654321ULL, 1234, 777}, got;
+    CU_ASSERT_EQUAL(progress_set(&c, &pos), 0);
     CU_ASSERT_EQUAL(dense_push(&c, 21, 2, 0, d.off, d.cnt, d.g), MSG_ACK);
     optim_dense_update(&spec.dense_opt, d.v, d.st, d.g, d.cnt, 1);
     CU_ASSERT(dense_matches(&c, &d));
-    CU_ASSERT_EQUAL(stat_of(&c, "flushes"), 0); /* nothing written yet */
+    CU_ASSERT_EQUAL(stat_of(&c, "flushes"), 1); /* nothing written since */
     conn_close(&c);
     CU_ASSERT_EQUAL(shard_stop(pid, SIGTERM), 0); /* exit status 0: clean */
 
@@ -1347,6 +1350,39 @@ static void test_lost_pushes_counted(void)
 
 /* ---- dense_shard, in process ---- */
 
+/* The dense range's initial weights exist only in rank 0's ASSIGN: a
+ * shard killed before its first timed flush must still have them after a
+ * restart, or the workers (which initialize only at start-up) would go on
+ * training a range of zeros. */
+static void test_kill9_after_dense_assign(void)
+{
+    char ep[700];
+    conn_t c;
+    dense_ref_t d;
+    pid_t pid = shard_start("k9dense", ep, sizeof(ep), NULL);
+
+    CU_ASSERT_FATAL(pid > 0);
+    remember(pid);
+    CU_ASSERT_EQUAL_FATAL(connect_ready(&c, ep), 0);
+    CU_ASSERT_EQUAL_FATAL(dense_ref_new(&d, &c), 0);
+    CU_ASSERT_EQUAL(stat_of(&c, "dense_initialized"), 0);
+    CU_ASSERT_EQUAL(dense_push(&c, 0, 1, MSG_F_ASSIGN, d.off, d.cnt, d.v), MSG_ACK);
+    CU_ASSERT_EQUAL(stat_of(&c, "dense_initialized"), 1);
+    conn_close(&c);
+    shard_stop(pid, SIGKILL); /* no FLUSH, and flush_interval is an hour */
+
+    pid = shard_start("k9dense", ep, sizeof(ep), NULL);
+    CU_ASSERT_FATAL(pid > 0);
+    remember(pid);
+    CU_ASSERT_EQUAL_FATAL(connect_ready(&c, ep), 0);
+    CU_ASSERT_EQUAL(stat_of(&c, "dense_initialized"), 1);
+    CU_ASSERT(dense_matches(&c, &d));
+    CU_ASSERT_EQUAL(stat_of(&c, "seq_0"), 1);
+    conn_close(&c);
+    CU_ASSERT_EQUAL(shard_stop(pid, SIGTERM), 0);
+    dense_ref_free(&d);
+}
+
 static void test_dense_shard_ranges(void)
 {
     static const uint64_t totals[] = {0, 1, 7, 1000, 12345};
@@ -1506,6 +1542,8 @@ int test_server_register(void)
     CU_add_test(s, "SHUTDOWN flushes and exits 0", test_shutdown_request);
     CU_add_test(s, "kill -9 after FLUSH serves the flushed rows, progress and dense range",
                 test_kill9_after_flush);
+    CU_add_test(s, "kill -9 right after the dense ASSIGN keeps the initial weights",
+                test_kill9_after_dense_assign);
     CU_add_test(s, "kill -9 + restart: a seq gap is counted in lost_pushes",
                 test_lost_pushes_counted);
     return CUE_SUCCESS;
