@@ -7,6 +7,9 @@
  *   funnel-emb top   DIR [--by count|norm|age] [--slot S] [-n N] [--json]
  *   funnel-emb dump  DIR [--slot S] [--format tsv|jsonl]
  *   funnel-emb diff  DIR_A DIR_B [--json]
+ *   funnel-emb export CKPT [--since PREV_CKPT] --out FILE [--json]
+ *   funnel-emb apply BASE_EXPORT DELTA_EXPORT --out FILE [--json]
+ *   funnel-emb export-dump FILE
  *
  * The [model] configuration (--conf FILE and --key value) names the slots.
  */
@@ -39,10 +42,20 @@ static void usage(FILE *out)
             "  top DIR [--by count|norm|age] [-n N]\n"
             "                                  rows with the most updates, largest norm, oldest\n"
             "  dump DIR [--format tsv|jsonl]   every row\n"
-            "  diff DIR_A DIR_B                rows added, removed, changed; L2 change per slot\n\n"
+            "  diff DIR_A DIR_B                rows added, removed, changed; L2 change per slot\n"
+            "  export CKPT --out FILE          the serving export: every row's embedding (a\n"
+            "                                  full export; docs/export-format.md)\n"
+            "  export CKPT --since PREV --out FILE\n"
+            "                                  the delta since the checkpoint PREV: rows created\n"
+            "                                  or changed, and a delete for each row gone\n"
+            "  apply BASE DELTA --out FILE     apply a delta export to a full export, giving\n"
+            "                                  the full export of the delta's day\n"
+            "  export-dump FILE                an export's header and records as text\n\n"
             "options: --slot S (one slot), --json, --day D (current day for ages; default:\n"
             "the latest day in the table), --conf FILE and any [model] key (the slots must\n"
-            "be the table's: pass the same configuration the cluster used).\n");
+            "be the table's: pass the same configuration the cluster used). export takes\n"
+            "the slots and day from the checkpoint's META; only a bare store directory\n"
+            "without META needs --conf (and --day for the day recorded).\n");
 }
 
 int main(int argc, char **argv)
@@ -66,7 +79,8 @@ int main(int argc, char **argv)
         if (!strcmp(o, "--json")) {
             a.json = 1;
         } else if ((!strcmp(o, "--slot") || !strcmp(o, "--by") || !strcmp(o, "-n") ||
-                    !strcmp(o, "--format") || !strcmp(o, "--day")) &&
+                    !strcmp(o, "--format") || !strcmp(o, "--day") || !strcmp(o, "--out") ||
+                    !strcmp(o, "--since")) &&
                    !v) {
             fprintf(stderr, "funnel-emb: %s needs a value\n", o);
             return 2;
@@ -78,6 +92,10 @@ int main(int argc, char **argv)
             a.by = argv[++i];
         } else if (!strcmp(o, "-n")) {
             a.n = strtol(argv[++i], NULL, 10);
+        } else if (!strcmp(o, "--out")) {
+            a.out = argv[++i];
+        } else if (!strcmp(o, "--since")) {
+            a.since = argv[++i];
         } else if (!strcmp(o, "--day")) {
             a.day = (int)strtol(argv[++i], NULL, 10);
         } else if (!strcmp(o, "--format")) {

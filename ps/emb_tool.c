@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "emb_export.h"
 #include "emb_table.h"
 #include "keyhash.h"
 #include "store.h"
@@ -563,11 +564,73 @@ out:
     return rc;
 }
 
+/* ---- export, apply, export-dump (emb_export.h) ---- */
+
+static void print_summary(const char *what, const emb_export_stats_t *s, const char *file,
+                          int json, FILE *out)
+{
+    double rate = s->seconds > 0 ? (double)s->scanned / s->seconds : 0;
+
+    if (json) {
+        fprintf(out, "{\"%s\":\"%s\",\"records\":%" PRIu64 ",\"puts\":%" PRIu64
+                     ",\"deletes\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"read\":%" PRIu64
+                     ",\"seconds\":%.3f,\"rows_per_s\":%.0f}\n",
+                what, file, s->records, s->puts, s->deletes, s->bytes, s->scanned, s->seconds,
+                rate);
+        return;
+    }
+    fprintf(out, "%s %s: %" PRIu64 " records (%" PRIu64 " puts, %" PRIu64 " deletes), %" PRIu64
+                 " bytes, %" PRIu64 " rows read in %.2f s (%.0f rows/s)\n",
+            what, file, s->records, s->puts, s->deletes, s->bytes, s->scanned, s->seconds, rate);
+}
+
+static int cmd_export(const model_spec_t *ms, const emb_tool_args_t *a, FILE *out, errbuf_t *eb)
+{
+    emb_export_opts_t o = {.spec = ms, .day = a->day};
+    emb_export_stats_t s;
+    int rc;
+
+    if (!a->out)
+        return errbuf_set(eb, ERR_INVAL, "export: give the file to write with --out FILE");
+    if (a->nargs > 0)
+        return errbuf_set(eb, ERR_INVAL, "export: unexpected '%s' (the previous checkpoint goes "
+                                         "after --since)",
+                          a->args[0]);
+    if (a->since)
+        rc = emb_export_delta(a->dir, a->since, &o, a->out, &s, eb);
+    else
+        rc = emb_export_full(a->dir, &o, a->out, &s, eb);
+    if (rc == 0)
+        print_summary(a->since ? "delta" : "full", &s, a->out, a->json, out);
+    return rc;
+}
+
+static int cmd_apply(const emb_tool_args_t *a, FILE *out, errbuf_t *eb)
+{
+    emb_export_stats_t s;
+    int rc;
+
+    if (a->nargs != 1 || !a->out)
+        return errbuf_set(eb, ERR_INVAL, "apply: give BASE_EXPORT DELTA_EXPORT --out FILE");
+    rc = emb_export_apply(a->dir, a->args[0], a->out, &s, eb);
+    if (rc == 0)
+        print_summary("applied", &s, a->out, a->json, out);
+    return rc;
+}
+
 int emb_tool_run(const model_spec_t *ms, const emb_tool_args_t *a, FILE *out, errbuf_t *eb)
 {
     store_t *st = NULL;
-    int rc = open_rows(a->dir, &st, eb);
+    int rc;
 
+    if (!strcmp(a->cmd, "export"))
+        return cmd_export(ms, a, out, eb);
+    if (!strcmp(a->cmd, "apply"))
+        return cmd_apply(a, out, eb);
+    if (!strcmp(a->cmd, "export-dump"))
+        return a->nargs ? errbuf_set(eb, ERR_INVAL, "export-dump: give one export file")
+                        : emb_export_dump(a->dir, out, eb);
+    rc = open_rows(a->dir, &st, eb);
     if (rc != 0)
         return rc;
     if (!strcmp(a->cmd, "stats"))
@@ -581,7 +644,8 @@ int emb_tool_run(const model_spec_t *ms, const emb_tool_args_t *a, FILE *out, er
     else if (!strcmp(a->cmd, "diff"))
         rc = cmd_diff(ms, a, st, out, eb);
     else
-        rc = errbuf_set(eb, ERR_INVAL, "unknown command '%s' (stats, get, top, dump, diff)",
+        rc = errbuf_set(eb, ERR_INVAL, "unknown command '%s' (stats, get, top, dump, diff, "
+                                       "export, apply, export-dump)",
                         a->cmd);
     store_close(&st);
     return rc;

@@ -13,6 +13,11 @@
  *   dump                      every row as tsv or jsonl
  *   diff DIR_B                rows added, removed and changed, with the
  *                             distribution of L2 changes per slot
+ *   export --out F [--since PREV]
+ *                             the serving export (emb_export.h): every row,
+ *                             or the delta since the checkpoint PREV
+ *   apply DELTA --out F       DIR is a full export: apply the delta to it
+ *   export-dump               DIR is an export file: print it as text
  *
  * Slot names and dims come from the [model] configuration (--conf), which
  * must match the table's (rows whose width differs are reported).
@@ -28,7 +33,7 @@
 #include "model_conf.h"
 
 typedef struct emb_tool_args {
-    const char *cmd;        /* stats, get, top, dump, diff */
+    const char *cmd;        /* stats, get, top, dump, diff, export, apply, export-dump */
     const char *dir;        /* data, model or checkpoint directory */
     char *const *args;      /* get: tokens or keys; diff: the other directory */
     int nargs;
@@ -36,7 +41,9 @@ typedef struct emb_tool_args {
     const char *by;         /* top: count, norm or age */
     long n;                 /* top: rows */
     int json;               /* --json / --format jsonl */
-    int day;                /* current day for ages */
+    int day;                /* current day for ages; export: day of a store without META */
+    const char *out;        /* export, apply: the file to write */
+    const char *since;      /* export: the previous checkpoint (a delta), or NULL (full) */
 } emb_tool_args_t;
 
 /* Run one subcommand, writing to out. Returns 0, 1 ("not found" answers of
