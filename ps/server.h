@@ -42,7 +42,9 @@
  *   The shard never invents them: a fresh range reports dense_initialized
  *   0 in STATS; rank 0 then stores its initial weights (its model_new(seed))
  *   with PUSH_DENSE + MSG_F_ASSIGN and the other ranks wait for 1, so every
- *   worker and shard starts from the same weights.
+ *   worker and shard starts from the same weights. That first assignment
+ *   is flushed before its ACK: a shard killed before its first timed flush
+ *   must not come back with zero weights.
  *
  *   Bad input. A message that does not decode, does not fit the layout or
  *   is not a request gets an ERROR reply naming the problem, a counter
