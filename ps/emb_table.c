@@ -12,7 +12,8 @@
 #define EMPTY UINT32_MAX
 #define CM_ROWS 4
 #define CM_BITS 18
-#define HDR 16 /* bytes of a record before its floats */
+#define HDR 16         /* bytes of a record before its floats */
+#define INDEX_MIN 1024 /* smallest index of a slot (positions) */
 
 typedef struct sub {
     int slot;
@@ -23,22 +24,22 @@ typedef struct sub {
     uint32_t *freelist;         /* free record slots */
     uint32_t nfree;
     uint64_t *live, *dirty, *ref; /* bit maps over record slots */
-    uint32_t *idx;              /* open addressing: record slot or EMPTY */
-    uint32_t icap;              /* power of two */
-    uint32_t rows;              /* live records */
-    uint32_t hand;              /* CLOCK position */
+    uint32_t *idx;                /* open addressing: record slot or EMPTY */
+    uint32_t icap;                /* power of two */
+    uint32_t rows;                /* live records */
+    uint32_t hand;                /* CLOCK position */
 } sub_t;
 
 struct emb_table {
     store_t *store;
     model_spec_t ms;
-    uint64_t mem_limit;    /* bytes, 0: unlimited */
+    uint64_t mem_limit; /* bytes, 0: unlimited */
     int day;
-    int store_maybe_rows;  /* 0 while the store provably holds no row */
+    int store_maybe_rows; /* 0 while the store provably holds no row */
     sub_t sub[MODEL_MAX_SLOTS];
     emb_table_stats_t st;
-    float *scratch;        /* one row of floats */
-    uint16_t *sketch;      /* CM_ROWS x 2^CM_BITS sighting counters, or NULL */
+    float *scratch;   /* one row of floats */
+    uint16_t *sketch; /* CM_ROWS x 2^CM_BITS sighting counters, or NULL */
 };
 
 static inline uint64_t mix(uint64_t k)
@@ -159,9 +160,9 @@ static uint32_t find(const sub_t *s, uint64_t key)
     return *find_pos(s, key);
 }
 
-static int grow_index(sub_t *s)
+/* Rebuild the index with ncap (a power of two) positions. */
+static int resize_index(sub_t *s, uint32_t ncap)
 {
-    uint32_t ncap = s->icap ? s->icap * 2 : 1024;
     uint32_t *old = s->idx, ocap = s->icap;
 
     s->idx = malloc((size_t)ncap * sizeof(uint32_t));
@@ -176,6 +177,25 @@ static int grow_index(sub_t *s)
             *find_pos(s, rec_key(s, old[i])) = old[i];
     free(old);
     return 0;
+}
+
+static int grow_index(sub_t *s)
+{
+    return resize_index(s, s->icap ? s->icap * 2 : INDEX_MIN);
+}
+
+/* After evictions: an index under 1/8 full shrinks to about half full, so
+ * that the index too stays within the budget. Failure is harmless. */
+static void shrink_index(sub_t *s)
+{
+    uint32_t ncap = INDEX_MIN;
+
+    if (s->icap <= INDEX_MIN || (uint64_t)s->rows * 8 >= s->icap)
+        return;
+    while ((uint64_t)ncap < (uint64_t)s->rows * 2)
+        ncap *= 2;
+    if (ncap < s->icap)
+        resize_index(s, ncap);
 }
 
 static void index_remove(sub_t *s, uint64_t key)
@@ -348,9 +368,12 @@ void emb_table_destroy(emb_table_t **tp)
     *tp = NULL;
 }
 
-void emb_table_set_day(emb_table_t *t, int day)
+int emb_table_set_day(emb_table_t *t, int day)
 {
+    if (day < 0 || day > EMB_DAY_MAX)
+        return ERR_INVAL;
     t->day = day;
+    return 0;
 }
 
 size_t emb_table_row_floats(const emb_table_t *t, int slot)
@@ -361,8 +384,7 @@ size_t emb_table_row_floats(const emb_table_t *t, int slot)
 static int check_slot(const emb_table_t *t, int slot, errbuf_t *eb)
 {
     if (slot < 0 || slot >= t->ms.nslots)
-        return errbuf_set(eb, ERR_INVAL, "slot %d out of range (table has %d)", slot,
-                          t->ms.nslots);
+        return errbuf_set(eb, ERR_INVAL, "slot %d out of range (table has %d)", slot, t->ms.nslots);
     return 0;
 }
 
@@ -432,45 +454,77 @@ static void wbuf_release(wbuf_t *w)
     free(w->bytes);
 }
 
-/* Drop cold rows until resident bytes are under 90% of the budget. */
+/* Shrink the indexes that evictions left nearly empty; *cur gets the new
+ * resident bytes. Returns 1 if any shrank. */
+static int shrink_indexes(emb_table_t *t, uint64_t *cur)
+{
+    int any = 0;
+
+    for (int i = 0; i < t->ms.nslots; i++) {
+        uint32_t before = t->sub[i].icap;
+        shrink_index(&t->sub[i]);
+        any |= t->sub[i].icap != before;
+    }
+    if (any)
+        *cur = resident_bytes(t);
+    return any;
+}
+
+/*
+ * Drop cold rows until resident bytes are under 90% of the budget. The
+ * slots are swept in turn, each by a slice proportional to its size, so
+ * the hands approximate one CLOCK over all rows. The sweep only gives up
+ * after two full turns without an eviction (the first clears the
+ * referenced bits, the second must then find victims), which happens only
+ * when no row is left to drop.
+ */
 static int evict(emb_table_t *t, errbuf_t *eb)
 {
-    uint64_t target = t->mem_limit / 10 * 9;
+    uint64_t target = t->mem_limit / 10 * 9, cur = resident_bytes(t), turn = 0, idle = 0;
     wbuf_t w = {0};
-    int rc = 0, idle = 0;
+    int rc = 0;
 
-    while (resident_bytes(t) > target && idle < 2 * t->ms.nslots + 2) {
-        int progress = 0;
-        for (int i = 0; i < t->ms.nslots && resident_bytes(t) > target; i++) {
-            sub_t *s = &t->sub[i];
-            /* one pass over a slice of this slot's records */
-            for (uint32_t step = 0; step < 4096 && s->used > 0 && s->rows > 0; step++) {
-                uint32_t r = s->hand;
-                s->hand = (s->hand + 1) % s->used;
-                if (!bit(s->live, r))
-                    continue;
-                if (bit(s->ref, r)) {
-                    bclr(s->ref, r);
-                    continue;
-                }
-                if (bit(s->dirty, r)) {
-                    rc = wbuf_add(&w, s, r);
-                    if (rc != 0)
-                        goto out;
-                    t->st.evicted_dirty++;
-                }
-                remove_rec(s, r);
-                t->st.evicted++;
-                progress = 1;
-            }
+    if (t->ms.nslots <= 0)
+        return 0;
+    for (int i = 0; i < t->ms.nslots; i++)
+        turn += (uint64_t)t->sub[i].used + 1;
+    for (int i = 0; cur > target && idle <= 2 * turn; i = (i + 1) % t->ms.nslots) {
+        if (i == 0 && shrink_indexes(t, &cur) && cur <= target)
+            break;
+        sub_t *s = &t->sub[i];
+        uint32_t slice = s->used / 16 + 64;
+        if (s->rows == 0) {
+            idle++;
+            continue;
         }
-        idle = progress ? 0 : idle + 1;
+        for (uint32_t step = 0; step < slice && s->rows > 0 && cur > target; step++) {
+            uint32_t r = s->hand;
+            s->hand = (s->hand + 1) % s->used;
+            idle++;
+            if (!bit(s->live, r))
+                continue;
+            if (bit(s->ref, r)) {
+                bclr(s->ref, r);
+                continue;
+            }
+            if (bit(s->dirty, r)) {
+                rc = wbuf_add(&w, s, r);
+                if (rc != 0)
+                    goto out;
+                t->st.evicted_dirty++;
+            }
+            remove_rec(s, r);
+            t->st.evicted++;
+            cur -= s->rec;
+            idle = 0;
+        }
     }
 out:
+    shrink_indexes(t, &cur);
     if (rc == 0)
         rc = wbuf_write(t, &w, eb);
     else
-        errbuf_set(eb, rc, "out of memory evicting rows");
+        errbuf_set(eb, rc, "%s: out of memory evicting rows", t->store->name);
     wbuf_release(&w);
     return rc;
 }
@@ -552,7 +606,8 @@ out:
 
 static inline uint32_t cm_index(int slot, uint64_t key, int row)
 {
-    return (uint32_t)(mix(key ^ ((uint64_t)(slot + 1) << 56) ^ (UINT64_C(0x9e3779b97f4a7c15) * (uint64_t)(row + 1))) >>
+    return (uint32_t)(mix(key ^ ((uint64_t)(slot + 1) << 56) ^
+                          (UINT64_C(0x9e3779b97f4a7c15) * (uint64_t)(row + 1))) >>
                       (64 - CM_BITS));
 }
 
@@ -660,11 +715,12 @@ int emb_table_pull(emb_table_t *t, int slot, const uint64_t *keys, size_t n, flo
                    errbuf_t *eb)
 {
     int rc = check_slot(t, slot, eb);
-    sub_t *s = &t->sub[slot];
+    sub_t *s;
     uint32_t *rows;
 
     if (rc != 0)
         return rc;
+    s = &t->sub[slot];
     rows = row_scratch(n);
     if (!rows)
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
@@ -688,12 +744,13 @@ int emb_table_push(emb_table_t *t, int slot, const uint64_t *keys, size_t n, con
                    errbuf_t *eb)
 {
     int rc = check_slot(t, slot, eb);
-    sub_t *s = &t->sub[slot];
+    sub_t *s;
     uint32_t *rows;
     uint16_t day = (uint16_t)t->day;
 
     if (rc != 0)
         return rc;
+    s = &t->sub[slot];
     rows = row_scratch(n);
     if (!rows)
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
@@ -725,12 +782,14 @@ int emb_table_assign(emb_table_t *t, int slot, const uint64_t *keys, size_t n, c
                      int with_state, errbuf_t *eb)
 {
     int rc = check_slot(t, slot, eb);
-    sub_t *s = &t->sub[slot];
-    size_t width = with_state ? s->nfloat : s->dim;
+    sub_t *s;
+    size_t width;
     uint32_t *rows;
 
     if (rc != 0)
         return rc;
+    s = &t->sub[slot];
+    width = with_state ? s->nfloat : s->dim;
     rows = row_scratch(n);
     if (!rows)
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
@@ -788,7 +847,14 @@ int emb_table_flush(emb_table_t *t, uint64_t *nrows, errbuf_t *eb)
 int emb_table_expire(emb_table_t *t, int day, uint64_t *deleted, errbuf_t *eb)
 {
     uint64_t total = 0;
-    int rc = emb_table_flush(t, NULL, eb);
+    int rc;
+
+    if (deleted)
+        *deleted = 0;
+    if (day < 0 || day > EMB_DAY_MAX)
+        return errbuf_set(eb, ERR_INVAL, "%s: expiry on day %d: days are 0..%d", t->store->name,
+                          day, EMB_DAY_MAX);
+    rc = emb_table_flush(t, NULL, eb);
 
     for (int i = 0; rc == 0 && i < t->ms.nslots; i++) {
         int exp = t->ms.slot[i].expire_days;
@@ -808,9 +874,12 @@ int emb_table_expire(emb_table_t *t, int day, uint64_t *deleted, errbuf_t *eb)
             const void *fl;
             uint32_t nf;
             int sl;
-            if (emb_record_decode(v, vl, &sl, &meta, &fl, &nf) != 0 || kl != EMB_KEY_LEN) {
-                rc = errbuf_set(eb, ERR_CORRUPT, "%s: unreadable row record of slot %d",
-                                t->store->name, i);
+            if (kl != EMB_KEY_LEN || emb_record_decode(v, vl, &sl, &meta, &fl, &nf) != 0 ||
+                sl != i || nf != t->sub[i].nfloat) {
+                rc = errbuf_set(eb, ERR_CORRUPT,
+                                "%s: unreadable row record of slot %d (key of %zu bytes, value "
+                                "of %zu)",
+                                t->store->name, i, kl, vl);
                 break;
             }
             if (meta.last_day >= day - exp)
@@ -827,6 +896,8 @@ int emb_table_expire(emb_table_t *t, int day, uint64_t *deleted, errbuf_t *eb)
             memcpy(keys + n * EMB_KEY_LEN, k, EMB_KEY_LEN);
             n++;
         }
+        if (rc == 0)
+            rc = store_iter_error(t->store, it, eb);
         store_iter_destroy(t->store, &it);
         if (rc == 0 && n > 0) {
             store_op_t *ops = calloc(2 * n, sizeof(*ops));
@@ -867,11 +938,12 @@ int emb_table_get(emb_table_t *t, int slot, uint64_t key, float *vals, emb_row_m
                   errbuf_t *eb)
 {
     int rc = check_slot(t, slot, eb);
-    sub_t *s = &t->sub[slot];
+    sub_t *s;
     uint32_t r;
 
     if (rc != 0)
         return rc;
+    s = &t->sub[slot];
     r = find(s, key);
     if (r != EMPTY) {
         const unsigned char *p = recp(s, r);
@@ -895,11 +967,13 @@ int emb_table_get(emb_table_t *t, int slot, uint64_t key, float *vals, emb_row_m
     if (rc != 0)
         return rc;
     rc = emb_record_decode(v, vl, &sl, meta, &fl, &nf);
-    if (rc == 0 && nf == s->nfloat)
+    if (rc == 0 && sl == slot && nf == s->nfloat)
         memcpy(vals, fl, nf * 4);
     else
-        rc = errbuf_set(eb, ERR_CORRUPT, "%s: bad record for slot %d key %016llx",
-                        t->store->name, slot, (unsigned long long)key);
+        rc = errbuf_set(eb, ERR_CORRUPT,
+                        "%s: row of slot %d key %016llx: bad record (%zu bytes; expected %zu "
+                        "floats)",
+                        t->store->name, slot, (unsigned long long)key, vl, s->nfloat);
     free(v);
     return rc;
 }

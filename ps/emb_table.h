@@ -54,6 +54,7 @@
 #define EMB_RECORD_VERSION 1
 #define EMB_KEY_LEN 10
 #define EMB_RECORD_HEADER 16 /* bytes before the floats of a stored record */
+#define EMB_DAY_MAX 65535    /* largest day a row can carry */
 
 enum {
     EMB_PULL_CREATE = 0,   /* a key without row gets a new one */
@@ -63,25 +64,25 @@ enum {
 typedef struct emb_table emb_table_t;
 
 typedef struct emb_row_meta {
-    uint32_t updates;  /* gradient steps applied */
-    int first_day;     /* day created */
-    int last_day;      /* day last updated */
+    uint32_t updates; /* gradient steps applied */
+    int first_day;    /* day created */
+    int last_day;     /* day last updated */
 } emb_row_meta_t;
 
 typedef struct emb_table_stats {
-    uint64_t resident_rows;   /* rows in memory */
-    uint64_t resident_bytes;  /* bytes of records + index + bit maps */
-    uint64_t payload_bytes;   /* bytes of w + state of resident rows */
-    uint64_t dirty_rows;      /* resident rows changed since the last flush */
-    uint64_t created;         /* rows created */
-    uint64_t loaded;          /* rows read back from the store */
-    uint64_t evicted;         /* rows dropped from memory */
-    uint64_t evicted_dirty;   /* of which written to the store first */
-    uint64_t flushed;         /* rows written by flushes */
-    uint64_t pulls, pushes;   /* keys pulled / pushed */
-    uint64_t expired;         /* rows deleted by expiry */
-    uint64_t admit_pending;   /* pulls of keys not admitted yet (zeros returned) */
-    uint64_t admit_dropped;   /* gradients dropped for keys not admitted yet */
+    uint64_t resident_rows;              /* rows in memory */
+    uint64_t resident_bytes;             /* bytes of records + index + bit maps */
+    uint64_t payload_bytes;              /* bytes of w + state of resident rows */
+    uint64_t dirty_rows;                 /* resident rows changed since the last flush */
+    uint64_t created;                    /* rows created */
+    uint64_t loaded;                     /* rows read back from the store */
+    uint64_t evicted;                    /* rows dropped from memory */
+    uint64_t evicted_dirty;              /* of which written to the store first */
+    uint64_t flushed;                    /* rows written by flushes */
+    uint64_t pulls, pushes;              /* keys pulled / pushed */
+    uint64_t expired;                    /* rows deleted by expiry */
+    uint64_t admit_pending;              /* pulls of keys not admitted yet (zeros returned) */
+    uint64_t admit_dropped;              /* gradients dropped for keys not admitted yet */
     uint64_t slot_rows[MODEL_MAX_SLOTS]; /* resident rows per slot */
 } emb_table_stats_t;
 
@@ -95,8 +96,9 @@ int emb_table_open(emb_table_t **out, store_t *store, const model_spec_t *ms, ui
                    errbuf_t *eb);
 void emb_table_destroy(emb_table_t **t);
 
-/* The day stamped on rows as first/last seen. */
-void emb_table_set_day(emb_table_t *t, int day);
+/* The day stamped on rows as first/last seen: 0..EMB_DAY_MAX (days are
+ * u16 in memory and on disk). Returns 0, or ERR_INVAL (the day is kept). */
+int emb_table_set_day(emb_table_t *t, int day);
 
 /* Sightings counted for a key of slot without a row (admission). */
 uint32_t emb_table_sightings(const emb_table_t *t, int slot, uint64_t key);
@@ -123,7 +125,8 @@ int emb_table_flush(emb_table_t *t, uint64_t *rows, errbuf_t *eb);
  * Expiry: delete every row of a slot with expire_days > 0 whose last-seen
  * day is before day - expire_days, from memory and from the store (dirty
  * rows are flushed first so nothing is judged on stale data). *deleted (if
- * not NULL) gets the count. Returns 0 or ERR_*.
+ * not NULL) gets the count. Returns 0, ERR_INVAL for a day outside
+ * 0..EMB_DAY_MAX, ERR_CORRUPT for an unreadable record, or ERR_STORE.
  */
 int emb_table_expire(emb_table_t *t, int day, uint64_t *deleted, errbuf_t *eb);
 

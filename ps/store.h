@@ -33,14 +33,15 @@ typedef struct store_op {
 typedef struct store_ops {
     /* vals[i] gets a malloc()ed copy of key i's value (NULL: absent); the
      * caller frees each with free(). */
-    int (*multiget)(store_t *s, size_t n, const void *const *keys, const size_t *klens,
-                    void **vals, size_t *vlens, errbuf_t *eb);
+    int (*multiget)(store_t *s, size_t n, const void *const *keys, const size_t *klens, void **vals,
+                    size_t *vlens, errbuf_t *eb);
     int (*write)(store_t *s, const store_op_t *ops, size_t n, int sync, errbuf_t *eb);
     store_iter_t *(*iter_new)(store_t *s, const void *prefix, size_t plen);
     /* 1 with k/v pointing into the iterator (valid until the next call),
      * 0 at the end. */
-    int (*iter_next)(store_iter_t *it, const void **k, size_t *klen, const void **v,
-                     size_t *vlen);
+    int (*iter_next)(store_iter_t *it, const void **k, size_t *klen, const void **v, size_t *vlen);
+    /* 0 if the iteration met no error so far, else ERR_STORE. */
+    int (*iter_error)(store_iter_t *it, errbuf_t *eb);
     void (*iter_destroy)(store_iter_t *it);
     int (*checkpoint)(store_t *s, const char *dir, errbuf_t *eb);
     void (*close)(store_t *s);
@@ -68,19 +69,21 @@ int store_mem_open(store_t **out, errbuf_t *eb);
 /* Close and free; accepts NULL and clears the pointer. */
 void store_close(store_t **s);
 
-static inline int store_multiget(store_t *s, size_t n, const void *const *keys,
-                                 const size_t *klens, void **vals, size_t *vlens, errbuf_t *eb)
+static inline int store_multiget(store_t *s, size_t n, const void *const *keys, const size_t *klens,
+                                 void **vals, size_t *vlens, errbuf_t *eb)
 {
     return s->ops->multiget(s, n, keys, klens, vals, vlens, eb);
 }
 
-static inline int store_write(store_t *s, const store_op_t *ops, size_t n, int sync,
-                              errbuf_t *eb)
+static inline int store_write(store_t *s, const store_op_t *ops, size_t n, int sync, errbuf_t *eb)
 {
     return s->ops->write(s, ops, n, sync, eb);
 }
 
-/* Iterate keys starting with prefix (plen 0: all), in byte order. */
+/* Iterate keys starting with prefix (plen 0: all; prefix may then be
+ * NULL), in byte order, over a snapshot taken now (RocksDB) or over the
+ * live records (memory: do not write while iterating). NULL if out of
+ * memory. */
 static inline store_iter_t *store_iter_new(store_t *s, const void *prefix, size_t plen)
 {
     return s->ops->iter_new(s, prefix, plen);
@@ -90,6 +93,14 @@ static inline int store_iter_next(store_t *s, store_iter_t *it, const void **k, 
                                   const void **v, size_t *vlen)
 {
     return s->ops->iter_next(it, k, klen, v, vlen);
+}
+
+/* After store_iter_next() returned 0: 0 if that was the real end, or
+ * ERR_STORE if the iteration stopped on a read error (RocksDB reports
+ * both as "no more keys"). */
+static inline int store_iter_error(store_t *s, store_iter_t *it, errbuf_t *eb)
+{
+    return s->ops->iter_error(it, eb);
 }
 
 static inline void store_iter_destroy(store_t *s, store_iter_t **it)

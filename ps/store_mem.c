@@ -134,9 +134,10 @@ static store_iter_t *mem_iter_new(store_t *s, const void *prefix, size_t plen)
         free(it);
         return NULL;
     }
-    memcpy(it->prefix, prefix, plen);
+    if (plen)
+        memcpy(it->prefix, prefix, plen);
     it->plen = plen;
-    it->i = lower(it->m, prefix, plen);
+    it->i = lower(it->m, it->prefix, plen);
     return it;
 }
 
@@ -154,6 +155,13 @@ static int mem_iter_next(store_iter_t *it, const void **k, size_t *klen, const v
     *vlen = r->vlen;
     it->i++;
     return 1;
+}
+
+static int mem_iter_error(store_iter_t *it, errbuf_t *eb)
+{
+    (void)it;
+    (void)eb;
+    return 0;
 }
 
 static void mem_iter_destroy(store_iter_t *it)
@@ -180,8 +188,14 @@ static void mem_close(store_t *s)
 }
 
 static const store_ops_t mem_ops = {
-    mem_multiget,     mem_write,      mem_iter_new, mem_iter_next,
-    mem_iter_destroy, mem_checkpoint, mem_close,
+    .multiget = mem_multiget,
+    .write = mem_write,
+    .iter_new = mem_iter_new,
+    .iter_next = mem_iter_next,
+    .iter_error = mem_iter_error,
+    .iter_destroy = mem_iter_destroy,
+    .checkpoint = mem_checkpoint,
+    .close = mem_close,
 };
 
 int store_mem_open(store_t **out, errbuf_t *eb)

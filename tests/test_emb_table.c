@@ -1,0 +1,703 @@
+/*
+ * test_emb_table.c - the embedding table against a trivial reference.
+ *
+ * The backbone is a differential test (rax's fuzz test): four tables -
+ * RocksDB with a small mem_limit (rows are evicted and read back all the
+ * time), RocksDB unlimited, the in-memory store unlimited and with a small
+ * mem_limit - and a reference that keeps every row in a plain array indexed
+ * by the key's position in a fixed universe, updated with the same optim.h
+ * functions, run the same random pulls, pushes, flushes, day changes,
+ * expiries and close/reopen cycles from a fixed seed. Every pulled row
+ * and, at checkpoints, every row with its optimizer state, update count
+ * and days must agree bit for bit (memcmp).
+ *
+ * Also: a table ten times larger than mem_limit against an unlimited one,
+ * the memory bound holding even when one request brings more new rows
+ * than fit, malformed records on disk (ERR_CORRUPT, never a crash), the
+ * flush count and the record layout as documented.
+ */
+#include <CUnit/CUnit.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "emb_table.h"
+#include "optim.h"
+#include "store.h"
+#include "util.h"
+
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+/* Skewed index in [0, n): most draws hit a small hot set. */
+static size_t rng_skewed(uint64_t *s, size_t n)
+{
+    double u = (double)(rng_next(s) >> 11) * 0x1.0p-53;
+    return (size_t)((double)n * u * u * u) % n;
+}
+
+static optim_t make_opt(int kind)
+{
+    optim_t o;
+    memset(&o, 0, sizeof(o));
+    o.kind = kind;
+    o.lr = 0.05f;
+    o.eps = 1e-8f;
+    o.beta1 = 0.9f;
+    o.beta2 = 0.999f;
+    o.ftrl_beta = 1.0f;
+    o.l1 = 0.001f;
+    o.l2 = 0.01f;
+    o.init_std = 0.1f;
+    return o;
+}
+
+static model_spec_t make_spec(int kind, int nslots, const int *dims, const int *expire)
+{
+    model_spec_t ms;
+    memset(&ms, 0, sizeof(ms));
+    ms.nslots = nslots;
+    for (int i = 0; i < nslots; i++) {
+        snprintf(ms.slot[i].name, sizeof(ms.slot[i].name), "s%d", i);
+        ms.slot[i].dim = dims[i];
+        ms.slot[i].admit_min = 1;
+        ms.slot[i].expire_days = expire ? expire[i] : 0;
+    }
+    ms.emb_opt = make_opt(kind);
+    return ms;
+}
+
+/* ---- the reference: every row in an array, by universe position ---- */
+
+#define MAXSLOTS 4
+
+typedef struct ref {
+    const model_spec_t *ms;
+    size_t nk;                      /* keys per slot */
+    uint64_t *key[MAXSLOTS];        /* the universe */
+    float *row[MAXSLOTS];           /* nk x (dim + state) */
+    uint8_t *has[MAXSLOTS];         /* row exists */
+    emb_row_meta_t *meta[MAXSLOTS]; /* its metadata */
+    int *expired[MAXSLOTS];         /* day of the last expiry, -1 */
+    size_t nf[MAXSLOTS];            /* floats per row */
+    int day;
+} ref_t;
+
+static void ref_init(ref_t *r, const model_spec_t *ms, size_t nk, uint64_t seed)
+{
+    memset(r, 0, sizeof(*r));
+    r->ms = ms;
+    r->nk = nk;
+    for (int s = 0; s < ms->nslots; s++) {
+        size_t dim = (size_t)ms->slot[s].dim;
+        r->nf[s] = dim + optim_state_len(&ms->emb_opt, dim);
+        r->key[s] = malloc(nk * sizeof(uint64_t));
+        r->row[s] = calloc(nk * r->nf[s], sizeof(float));
+        r->has[s] = calloc(nk, 1);
+        r->meta[s] = calloc(nk, sizeof(emb_row_meta_t));
+        r->expired[s] = malloc(nk * sizeof(int));
+        for (size_t i = 0; i < nk; i++) {
+            /* random keys plus the extremes */
+            r->key[s][i] = i == 0 ? 0 : i == 1 ? UINT64_MAX : rng_next(&seed);
+            r->expired[s][i] = -1;
+        }
+    }
+}
+
+static void ref_release(ref_t *r)
+{
+    for (int s = 0; s < MAXSLOTS; s++) {
+        free(r->key[s]);
+        free(r->row[s]);
+        free(r->has[s]);
+        free(r->meta[s]);
+        free(r->expired[s]);
+    }
+}
+
+static float *ref_row(ref_t *r, int s, size_t i)
+{
+    return r->row[s] + i * r->nf[s];
+}
+
+static void ref_create(ref_t *r, int s, size_t i)
+{
+    size_t dim = (size_t)r->ms->slot[s].dim;
+    float *w = ref_row(r, s, i);
+    optim_row_init(&r->ms->emb_opt, r->key[s][i], w, w + dim, dim);
+    r->has[s][i] = 1;
+    r->meta[s][i] = (emb_row_meta_t){0, r->day, r->day};
+}
+
+static void ref_pull(ref_t *r, int s, const size_t *idx, size_t n, float *out, int create)
+{
+    size_t dim = (size_t)r->ms->slot[s].dim;
+    for (size_t j = 0; j < n; j++) {
+        if (!r->has[s][idx[j]] && create)
+            ref_create(r, s, idx[j]);
+        if (r->has[s][idx[j]])
+            memcpy(out + j * dim, ref_row(r, s, idx[j]), dim * sizeof(float));
+        else
+            memset(out + j * dim, 0, dim * sizeof(float));
+    }
+}
+
+static void ref_push(ref_t *r, int s, const size_t *idx, size_t n, const float *g)
+{
+    size_t dim = (size_t)r->ms->slot[s].dim;
+    for (size_t j = 0; j < n; j++) {
+        size_t i = idx[j];
+        if (!r->has[s][i])
+            ref_create(r, s, i);
+        float *w = ref_row(r, s, i);
+        optim_row_update(&r->ms->emb_opt, w, w + dim, g + j * dim, dim);
+        r->meta[s][i].updates++;
+        r->meta[s][i].last_day = r->day;
+    }
+}
+
+static uint64_t ref_expire(ref_t *r, int day)
+{
+    uint64_t n = 0;
+    for (int s = 0; s < r->ms->nslots; s++) {
+        int exp = r->ms->slot[s].expire_days;
+        if (exp <= 0 || day - exp <= 0)
+            continue;
+        for (size_t i = 0; i < r->nk; i++)
+            if (r->has[s][i] && r->meta[s][i].last_day < day - exp) {
+                r->has[s][i] = 0;
+                r->expired[s][i] = day;
+                n++;
+            }
+    }
+    return n;
+}
+
+/* ---- the tables under test ---- */
+
+enum { ROCKS_SMALL = 0, ROCKS_FULL, MEM_FULL, MEM_SMALL, NTAB };
+static const char *const tab_name[NTAB] = {"rocks+limit", "rocks", "mem", "mem+limit"};
+
+typedef struct fixture {
+    char dir[512];
+    store_t *st[NTAB];
+    emb_table_t *t[NTAB];
+    const model_spec_t *ms;
+    uint64_t small_limit;     /* bytes */
+    uint64_t evicted, loaded; /* by the budgeted tables, summed over reopens */
+} fixture_t;
+
+static int fx_open_tables(fixture_t *f, int day)
+{
+    errbuf_t eb = {{0}};
+    for (int i = 0; i < NTAB; i++) {
+        uint64_t lim = (i == ROCKS_SMALL || i == MEM_SMALL) ? f->small_limit : 0;
+        if (!f->st[i]) {
+            char path[600];
+            snprintf(path, sizeof(path), "%s/db%d", f->dir, i);
+            if (store_rocks_open(&f->st[i], path, STORE_CREATE, tab_name[i], &eb) != 0) {
+                fprintf(stderr, "%s\n", eb.msg);
+                return -1;
+            }
+        }
+        if (emb_table_open(&f->t[i], f->st[i], f->ms, lim, &eb) != 0) {
+            fprintf(stderr, "%s\n", eb.msg);
+            return -1;
+        }
+        emb_table_set_day(f->t[i], day);
+    }
+    return 0;
+}
+
+static int fx_open(fixture_t *f, const model_spec_t *ms, uint64_t small_limit)
+{
+    errbuf_t eb = {{0}};
+    memset(f, 0, sizeof(*f));
+    f->ms = ms;
+    f->small_limit = small_limit;
+    if (tu_mkdtemp(f->dir, sizeof(f->dir), "emb") != 0)
+        return -1;
+    if (store_mem_open(&f->st[MEM_FULL], &eb) != 0 || store_mem_open(&f->st[MEM_SMALL], &eb) != 0)
+        return -1;
+    return fx_open_tables(f, 0);
+}
+
+/* Flush, close everything (RocksDB stores too), reopen. */
+static int fx_reopen(fixture_t *f, int day)
+{
+    for (int i = 0; i < NTAB; i++) {
+        emb_table_stats_t st;
+        emb_table_stats(f->t[i], &st);
+        if (i == ROCKS_SMALL || i == MEM_SMALL) {
+            f->evicted += st.evicted;
+            f->loaded += st.loaded;
+        }
+        CU_ASSERT_EQUAL(emb_table_flush(f->t[i], NULL, NULL), 0);
+        emb_table_destroy(&f->t[i]);
+        CU_ASSERT_PTR_NULL(f->t[i]);
+        if (i == ROCKS_SMALL || i == ROCKS_FULL)
+            store_close(&f->st[i]);
+    }
+    return fx_open_tables(f, day);
+}
+
+static void fx_close(fixture_t *f)
+{
+    for (int i = 0; i < NTAB; i++) {
+        emb_table_destroy(&f->t[i]);
+        store_close(&f->st[i]);
+    }
+    tu_rmtree(f->dir);
+}
+
+/* Every key of the universe: same row, state, updates and days in every
+ * table as in the reference; absent where the reference has none, with
+ * the expiry day where it expired. Returns the mismatches. */
+static int compare_all(fixture_t *f, ref_t *r)
+{
+    float *got = malloc(4096 * sizeof(float));
+    int bad = 0;
+
+    for (int s = 0; s < f->ms->nslots; s++)
+        for (size_t i = 0; i < r->nk; i++)
+            for (int t = 0; t < NTAB; t++) {
+                emb_row_meta_t m;
+                int status, xday;
+                uint32_t seen;
+                int rc = emb_table_inspect(f->t[t], s, r->key[s][i], got, &m, &status, &seen, &xday,
+                                           NULL);
+                if (rc != 0) {
+                    bad++;
+                    continue;
+                }
+                if (!r->has[s][i]) {
+                    int want = r->expired[s][i] >= 0 ? EMB_ROW_EXPIRED : EMB_ROW_NEVER;
+                    if (status != want || (want == EMB_ROW_EXPIRED && xday != r->expired[s][i]))
+                        bad++;
+                    continue;
+                }
+                if ((status != EMB_ROW_RESIDENT && status != EMB_ROW_STORED) ||
+                    memcmp(got, ref_row(r, s, i), r->nf[s] * sizeof(float)) != 0 ||
+                    m.updates != r->meta[s][i].updates || m.first_day != r->meta[s][i].first_day ||
+                    m.last_day != r->meta[s][i].last_day) {
+                    if (bad < 5)
+                        fprintf(stderr, "\n%s: slot %d key %016llx differs (status %d)\n",
+                                tab_name[t], s, (unsigned long long)r->key[s][i], status);
+                    bad++;
+                }
+            }
+    free(got);
+    return bad;
+}
+
+typedef struct diff_counts {
+    uint64_t evicted, loaded, expired, pulls_compared;
+} diff_counts_t;
+
+/* The differential run for one optimizer. */
+static void run_differential(int kind, int steps, uint64_t seed, diff_counts_t *dc)
+{
+    static const int dims[3] = {4, 8, 16}, expire[3] = {0, 3, 0};
+    model_spec_t ms = make_spec(kind, 3, dims, expire);
+    fixture_t f;
+    ref_t r;
+    size_t nk = 1500;
+    float *out[NTAB + 1], *g;
+    size_t idx[96];
+    uint64_t keys[96];
+    int day = 0, bad_pulls = 0, over_budget = 0;
+    enum { MAXN = 96, MAXDIM = 16 };
+
+    memset(dc, 0, sizeof(*dc));
+    CU_ASSERT_EQUAL_FATAL(fx_open(&f, &ms, 48 * 1024), 0);
+    ref_init(&r, &ms, nk, seed);
+    for (int i = 0; i <= NTAB; i++)
+        out[i] = malloc(MAXN * MAXDIM * sizeof(float));
+    g = malloc(MAXN * MAXDIM * sizeof(float));
+
+    for (int step = 0; step < steps; step++) {
+        uint64_t op = rng_next(&seed) % 100;
+        int s = (int)(rng_next(&seed) % 3);
+        size_t dim = (size_t)dims[s], n = 1 + rng_next(&seed) % MAXN;
+
+        for (size_t j = 0; j < n; j++) {
+            /* mostly skewed, sometimes a duplicate of an earlier key */
+            idx[j] = (j > 0 && rng_next(&seed) % 16 == 0) ? idx[rng_next(&seed) % j]
+                                                          : rng_skewed(&seed, nk);
+            keys[j] = r.key[s][idx[j]];
+        }
+        if (op < 40 || (op >= 40 && op < 50)) { /* pull, creating or not */
+            int create = op < 40;
+            for (int t = 0; t < NTAB; t++)
+                CU_ASSERT_EQUAL(emb_table_pull(f.t[t], s, keys, n, out[t],
+                                               create ? EMB_PULL_CREATE : EMB_PULL_READONLY, NULL),
+                                0);
+            ref_pull(&r, s, idx, n, out[NTAB], create);
+            for (int t = 0; t < NTAB; t++)
+                bad_pulls += memcmp(out[t], out[NTAB], n * dim * sizeof(float)) != 0;
+            dc->pulls_compared += n;
+        } else if (op < 90) { /* push */
+            for (size_t j = 0; j < n * dim; j++)
+                g[j] = (float)((double)(rng_next(&seed) >> 11) * 0x1.0p-53 - 0.5);
+            for (int t = 0; t < NTAB; t++)
+                CU_ASSERT_EQUAL(emb_table_push(f.t[t], s, keys, n, g, NULL), 0);
+            ref_push(&r, s, idx, n, g);
+        } else if (op < 94) { /* flush */
+            uint64_t rows[NTAB];
+            for (int t = 0; t < NTAB; t++)
+                CU_ASSERT_EQUAL(emb_table_flush(f.t[t], &rows[t], NULL), 0);
+            /* unlimited tables hold every dirty row: same count */
+            CU_ASSERT_EQUAL(rows[ROCKS_FULL], rows[MEM_FULL]);
+        } else if (op < 97) { /* a new day */
+            day++;
+            r.day = day;
+            for (int t = 0; t < NTAB; t++)
+                emb_table_set_day(f.t[t], day);
+        } else if (op < 99) { /* expiry at the start of a day */
+            uint64_t del[NTAB], want = ref_expire(&r, day);
+            for (int t = 0; t < NTAB; t++) {
+                CU_ASSERT_EQUAL(emb_table_expire(f.t[t], day, &del[t], NULL), 0);
+                CU_ASSERT_EQUAL(del[t], want);
+            }
+            dc->expired += want;
+        } else {
+            CU_ASSERT_EQUAL_FATAL(fx_reopen(&f, day), 0);
+        }
+        for (int t = 0; t < NTAB; t++) {
+            emb_table_stats_t st;
+            emb_table_stats(f.t[t], &st);
+            if ((t == ROCKS_SMALL || t == MEM_SMALL) && st.resident_bytes > f.small_limit)
+                over_budget++;
+        }
+        if (step % 500 == 499)
+            CU_ASSERT_EQUAL(compare_all(&f, &r), 0);
+    }
+    CU_ASSERT_EQUAL(bad_pulls, 0);
+    CU_ASSERT_EQUAL(over_budget, 0);
+    CU_ASSERT_EQUAL(compare_all(&f, &r), 0);
+    /* and everything is still there after a final close and reopen */
+    CU_ASSERT_EQUAL_FATAL(fx_reopen(&f, day), 0);
+    CU_ASSERT_EQUAL(compare_all(&f, &r), 0);
+    dc->evicted = f.evicted;
+    dc->loaded = f.loaded;
+    fx_close(&f);
+    ref_release(&r);
+    for (int i = 0; i <= NTAB; i++)
+        free(out[i]);
+    free(g);
+}
+
+static void test_differential_adagrad(void)
+{
+    diff_counts_t dc;
+    run_differential(OPTIM_ADAGRAD, 4000, 1, &dc);
+    /* the small budget really did evict and reload, and expiry deleted */
+    CU_ASSERT(dc.evicted > 1000);
+    CU_ASSERT(dc.loaded > 1000);
+    CU_ASSERT(dc.expired > 0);
+    CU_ASSERT(dc.pulls_compared > 50000);
+}
+
+static void test_differential_other_optimizers(void)
+{
+    static const int kinds[3] = {OPTIM_SGD, OPTIM_ADAM, OPTIM_FTRL};
+    for (int k = 0; k < 3; k++) {
+        diff_counts_t dc;
+        run_differential(kinds[k], 1200, 100 + (uint64_t)k, &dc);
+        CU_ASSERT(dc.evicted > 0);
+        CU_ASSERT(dc.loaded > 0);
+    }
+}
+
+/* A table ten times larger than its budget answers like an unlimited one. */
+static void test_spill(void)
+{
+    static const int dims[1] = {16};
+    model_spec_t ms = make_spec(OPTIM_ADAGRAD, 1, dims, NULL);
+    char dir[512], pa[600], pb[600];
+    store_t *sa = NULL, *sb = NULL;
+    emb_table_t *a = NULL, *b = NULL;
+    emb_table_stats_t st;
+    errbuf_t eb = {{0}};
+    enum { NKEYS = 30000, BATCH = 500 };
+    uint64_t seed = 7, *keys = malloc(BATCH * sizeof(uint64_t));
+    float *ra = malloc(BATCH * 16 * sizeof(float)), *rb = malloc(BATCH * 16 * sizeof(float));
+    float *g = malloc(BATCH * 16 * sizeof(float));
+    /* 30000 rows x (16 header + 128 payload) bytes = 4.3 MB: budget a tenth */
+    uint64_t limit = (uint64_t)NKEYS * (16 + 32 * 4) / 10;
+    int bad = 0, over = 0;
+
+    CU_ASSERT_EQUAL_FATAL(tu_mkdtemp(dir, sizeof(dir), "spill"), 0);
+    snprintf(pa, sizeof(pa), "%s/a", dir);
+    snprintf(pb, sizeof(pb), "%s/b", dir);
+    CU_ASSERT_EQUAL_FATAL(store_rocks_open(&sa, pa, STORE_CREATE, "spill", &eb), 0);
+    CU_ASSERT_EQUAL_FATAL(store_rocks_open(&sb, pb, STORE_CREATE, "full", &eb), 0);
+    CU_ASSERT_EQUAL_FATAL(emb_table_open(&a, sa, &ms, limit, &eb), 0);
+    CU_ASSERT_EQUAL_FATAL(emb_table_open(&b, sb, &ms, 0, &eb), 0);
+    /* first touch every key once (the table grows to 10x its budget), then
+     * random batches */
+    for (int round = 0; round < NKEYS / BATCH + 200; round++) {
+        for (int j = 0; j < BATCH; j++)
+            keys[j] = round < NKEYS / BATCH ? (uint64_t)(round * BATCH + j) * 2654435761u
+                                            : (rng_next(&seed) % NKEYS) * 2654435761u;
+        CU_ASSERT_EQUAL(emb_table_pull(a, 0, keys, BATCH, ra, EMB_PULL_CREATE, &eb), 0);
+        CU_ASSERT_EQUAL(emb_table_pull(b, 0, keys, BATCH, rb, EMB_PULL_CREATE, &eb), 0);
+        bad += memcmp(ra, rb, BATCH * 16 * sizeof(float)) != 0;
+        for (int j = 0; j < BATCH * 16; j++)
+            g[j] = ra[j] * 0.5f + 0.01f;
+        CU_ASSERT_EQUAL(emb_table_push(a, 0, keys, BATCH, g, &eb), 0);
+        CU_ASSERT_EQUAL(emb_table_push(b, 0, keys, BATCH, g, &eb), 0);
+        emb_table_stats(a, &st);
+        over += st.resident_bytes > limit;
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(over, 0);
+    emb_table_stats(a, &st);
+    CU_ASSERT(st.resident_rows < NKEYS / 8);
+    CU_ASSERT(st.evicted > NKEYS);
+    CU_ASSERT(st.loaded > NKEYS / 2);
+    /* every row, state included, agrees */
+    float fa[32], fb[32];
+    emb_row_meta_t ma, mb;
+    for (uint64_t k = 0; k < NKEYS; k++) {
+        uint64_t key = k * 2654435761u;
+        CU_ASSERT_EQUAL(emb_table_get(a, 0, key, fa, &ma, NULL), 0);
+        CU_ASSERT_EQUAL(emb_table_get(b, 0, key, fb, &mb, NULL), 0);
+        bad += memcmp(fa, fb, sizeof(fa)) != 0 || ma.updates != mb.updates;
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    emb_table_destroy(&a);
+    emb_table_destroy(&b);
+    store_close(&sa);
+    store_close(&sb);
+    free(keys);
+    free(ra);
+    free(rb);
+    free(g);
+    tu_rmtree(dir);
+}
+
+/* One request bringing many more new rows than the budget holds, all of
+ * them referenced: the CLOCK hand must still bring memory under the
+ * budget before the call returns. */
+static void test_budget_after_big_request(void)
+{
+    static const int dims[2] = {8, 8};
+    model_spec_t ms = make_spec(OPTIM_SGD, 2, dims, NULL);
+    store_t *st = NULL;
+    emb_table_t *t = NULL;
+    emb_table_stats_t s;
+    enum { N = 60000 };
+    uint64_t *keys = malloc(N * sizeof(uint64_t));
+    float *out = malloc((size_t)N * 8 * sizeof(float));
+    uint64_t limit = 200 * 1024;
+
+    CU_ASSERT_EQUAL_FATAL(store_mem_open(&st, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(emb_table_open(&t, st, &ms, limit, NULL), 0);
+    for (int i = 0; i < N; i++)
+        keys[i] = (uint64_t)i + 1;
+    CU_ASSERT_EQUAL(emb_table_pull(t, 1, keys, N, out, EMB_PULL_CREATE, NULL), 0);
+    emb_table_stats(t, &s);
+    CU_ASSERT(s.resident_bytes <= limit);
+    CU_ASSERT_EQUAL(s.created, N);
+    /* the evicted rows were written (they were new) and read back intact */
+    float row[8], init[8];
+    emb_row_meta_t m;
+    CU_ASSERT_EQUAL(emb_table_get(t, 1, keys[0], row, &m, NULL), 0);
+    optim_row_init(&ms.emb_opt, keys[0], init, NULL, 8);
+    CU_ASSERT_EQUAL(memcmp(row, init, sizeof(row)), 0);
+    CU_ASSERT_EQUAL(memcmp(out, init, sizeof(init)), 0);
+    emb_table_destroy(&t);
+    store_close(&st);
+    free(keys);
+    free(out);
+}
+
+/* Records on disk as documented: key 'r' | slot | big-endian key; value
+ * version | slot | 0 0 | updates | first | last | nfloats | floats. */
+static void test_record_layout(void)
+{
+    static const int dims[2] = {2, 3};
+    model_spec_t ms = make_spec(OPTIM_ADAGRAD, 2, dims, NULL);
+    store_t *st = NULL;
+    emb_table_t *t = NULL;
+    uint64_t key = UINT64_C(0x0102030405060708), n = 0;
+    float g[3] = {1, 2, 3}, row[6];
+    unsigned char kb[EMB_KEY_LEN];
+    static const unsigned char want_key[EMB_KEY_LEN] = {'r', 1, 1, 2, 3, 4, 5, 6, 7, 8};
+    void *v = NULL;
+    size_t vl = 0;
+
+    CU_ASSERT_EQUAL_FATAL(store_mem_open(&st, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(emb_table_open(&t, st, &ms, 0, NULL), 0);
+    emb_table_set_day(t, 7);
+    CU_ASSERT_EQUAL(emb_table_pull(t, 1, &key, 1, row, EMB_PULL_CREATE, NULL), 0);
+    emb_table_set_day(t, 9);
+    CU_ASSERT_EQUAL(emb_table_push(t, 1, &key, 1, g, NULL), 0);
+    CU_ASSERT_EQUAL(emb_table_push(t, 1, &key, 1, g, NULL), 0);
+    CU_ASSERT_EQUAL(emb_table_flush(t, &n, NULL), 0);
+    CU_ASSERT_EQUAL(n, 1);
+    CU_ASSERT_EQUAL(emb_table_flush(t, &n, NULL), 0); /* nothing dirty any more */
+    CU_ASSERT_EQUAL(n, 0);
+    emb_key_encode(kb, 1, key);
+    CU_ASSERT_EQUAL(memcmp(kb, want_key, EMB_KEY_LEN), 0);
+    int slot;
+    uint64_t k2;
+    CU_ASSERT_EQUAL(emb_key_decode(kb, EMB_KEY_LEN, &slot, &k2), 0);
+    CU_ASSERT(slot == 1 && k2 == key);
+    CU_ASSERT_EQUAL(emb_key_decode(kb, EMB_KEY_LEN - 1, &slot, &k2), ERR_CORRUPT);
+
+    CU_ASSERT_EQUAL_FATAL(store_get(st, kb, EMB_KEY_LEN, &v, &vl, NULL), 0);
+    const unsigned char *b = v;
+    CU_ASSERT_EQUAL(vl, EMB_RECORD_HEADER + 6 * 4);
+    CU_ASSERT_EQUAL(b[0], EMB_RECORD_VERSION);
+    CU_ASSERT_EQUAL(b[1], 1);
+    CU_ASSERT(b[2] == 0 && b[3] == 0);
+    CU_ASSERT(b[4] == 2 && b[5] == 0 && b[6] == 0 && b[7] == 0); /* updates, LE */
+    CU_ASSERT(b[8] == 7 && b[9] == 0);                           /* first day */
+    CU_ASSERT(b[10] == 9 && b[11] == 0);                         /* last day */
+    CU_ASSERT(b[12] == 6 && b[13] == 0 && b[14] == 0 && b[15] == 0);
+    float full[6];
+    emb_row_meta_t m;
+    CU_ASSERT_EQUAL(emb_table_get(t, 1, key, full, &m, NULL), 0);
+    CU_ASSERT_EQUAL(memcmp(b + EMB_RECORD_HEADER, full, sizeof(full)), 0);
+    free(v);
+    emb_table_destroy(&t);
+    store_close(&st);
+}
+
+/* A record with the wrong version, length, float count or slot is
+ * ERR_CORRUPT naming the key - for pull, push, get and expiry - and the
+ * table keeps serving other keys. */
+static void test_corrupt_records(void)
+{
+    static const int dims[2] = {4, 4}, expire[2] = {1, 0};
+    model_spec_t ms = make_spec(OPTIM_ADAGRAD, 2, dims, expire);
+    char dir[512], path[600];
+    store_t *st = NULL;
+    emb_table_t *t = NULL;
+    errbuf_t eb = {{0}};
+    uint64_t key = 77, good = 78, n = 0;
+    unsigned char kb[EMB_KEY_LEN], rec[EMB_RECORD_HEADER + 8 * 4];
+    float row[8], g[4] = {1, 1, 1, 1};
+    emb_row_meta_t m;
+
+    CU_ASSERT_EQUAL_FATAL(tu_mkdtemp(dir, sizeof(dir), "corrupt"), 0);
+    snprintf(path, sizeof(path), "%s/db", dir);
+    CU_ASSERT_EQUAL_FATAL(store_rocks_open(&st, path, STORE_CREATE, "shard 5", &eb), 0);
+    CU_ASSERT_EQUAL_FATAL(emb_table_open(&t, st, &ms, 0, &eb), 0);
+    CU_ASSERT_EQUAL(emb_table_pull(t, 0, &key, 1, row, EMB_PULL_CREATE, &eb), 0);
+    CU_ASSERT_EQUAL(emb_table_flush(t, &n, &eb), 0);
+    emb_table_destroy(&t);
+    emb_key_encode(kb, 0, key);
+    void *v = NULL;
+    size_t vl = 0;
+    CU_ASSERT_EQUAL_FATAL(store_get(st, kb, EMB_KEY_LEN, &v, &vl, &eb), 0);
+    CU_ASSERT_EQUAL_FATAL(vl, sizeof(rec));
+    memcpy(rec, v, vl);
+    free(v);
+
+    /* the variants: version, truncated, float count, slot byte, empty */
+    for (int variant = 0; variant < 5; variant++) {
+        unsigned char bad[sizeof(rec)];
+        size_t bl = sizeof(rec);
+        memcpy(bad, rec, sizeof(rec));
+        switch (variant) {
+        case 0:
+            bad[0] = EMB_RECORD_VERSION + 1;
+            break;
+        case 1:
+            bl -= 3;
+            break;
+        case 2:
+            bad[12] = 7;
+            bl -= 4;
+            break; /* consistent length, wrong width */
+        case 3:
+            bad[1] = 1;
+            break;
+        case 4:
+            bl = 0;
+            break;
+        }
+        CU_ASSERT_EQUAL(store_put(st, kb, EMB_KEY_LEN, bad, bl, 0, &eb), 0);
+        CU_ASSERT_EQUAL_FATAL(emb_table_open(&t, st, &ms, 0, &eb), 0);
+        eb.msg[0] = 0;
+        CU_ASSERT_EQUAL(emb_table_pull(t, 0, &key, 1, row, EMB_PULL_CREATE, &eb), ERR_CORRUPT);
+        CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "shard 5"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "000000000000004d"));
+        CU_ASSERT_EQUAL(emb_table_push(t, 0, &key, 1, g, &eb), ERR_CORRUPT);
+        CU_ASSERT_EQUAL(emb_table_get(t, 0, key, row, &m, &eb), ERR_CORRUPT);
+        CU_ASSERT_EQUAL(emb_table_expire(t, 10, &n, &eb), ERR_CORRUPT);
+        /* still serving */
+        CU_ASSERT_EQUAL(emb_table_pull(t, 0, &good, 1, row, EMB_PULL_CREATE, &eb), 0);
+        CU_ASSERT_EQUAL(emb_table_push(t, 1, &key, 1, g, &eb), 0);
+        emb_table_destroy(&t);
+    }
+    /* a row key of the wrong length inside a slot's range */
+    CU_ASSERT_EQUAL(store_put(st, kb, EMB_KEY_LEN, rec, sizeof(rec), 0, &eb), 0);
+    CU_ASSERT_EQUAL(store_put(st, "r\0abc", 5, rec, sizeof(rec), 0, &eb), 0);
+    CU_ASSERT_EQUAL_FATAL(emb_table_open(&t, st, &ms, 0, &eb), 0);
+    CU_ASSERT_EQUAL(emb_table_expire(t, 10, &n, &eb), ERR_CORRUPT);
+    CU_ASSERT_EQUAL(emb_table_pull(t, 0, &key, 1, row, EMB_PULL_CREATE, &eb), 0);
+    emb_table_destroy(&t);
+    store_close(&st);
+    tu_rmtree(dir);
+}
+
+/* Bad slots and days are errors, not crashes or wrapped values. */
+static void test_bad_slot(void)
+{
+    static const int dims[1] = {4};
+    model_spec_t ms = make_spec(OPTIM_ADAGRAD, 1, dims, NULL);
+    store_t *st = NULL;
+    emb_table_t *t = NULL;
+    errbuf_t eb = {{0}};
+    uint64_t key = 1;
+    float row[8]; /* w + Adagrad state */
+    emb_row_meta_t m;
+
+    CU_ASSERT_EQUAL_FATAL(store_mem_open(&st, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(emb_table_open(&t, st, &ms, 0, NULL), 0);
+    CU_ASSERT_EQUAL(emb_table_pull(t, 1, &key, 1, row, EMB_PULL_CREATE, &eb), ERR_INVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "slot 1"));
+    CU_ASSERT_EQUAL(emb_table_push(t, -1, &key, 1, row, &eb), ERR_INVAL);
+    CU_ASSERT_EQUAL(emb_table_get(t, 3, key, row, &m, &eb), ERR_INVAL);
+    CU_ASSERT_EQUAL(emb_table_get(t, 0, key, row, &m, &eb), ERR_NOTFOUND);
+    CU_ASSERT_EQUAL(emb_table_pull(t, 0, &key, 0, row, EMB_PULL_CREATE, &eb), 0);
+    /* days are u16: out of range is refused, never wrapped */
+    uint64_t n = 0;
+    CU_ASSERT_EQUAL(emb_table_set_day(t, 12), 0);
+    CU_ASSERT_EQUAL(emb_table_set_day(t, EMB_DAY_MAX + 1), ERR_INVAL);
+    CU_ASSERT_EQUAL(emb_table_set_day(t, -1), ERR_INVAL);
+    CU_ASSERT_EQUAL(emb_table_expire(t, EMB_DAY_MAX + 1, &n, &eb), ERR_INVAL);
+    CU_ASSERT_EQUAL(emb_table_pull(t, 0, &key, 1, row, EMB_PULL_CREATE, &eb), 0);
+    CU_ASSERT_EQUAL(emb_table_get(t, 0, key, row, &m, &eb), 0);
+    CU_ASSERT_EQUAL(m.first_day, 12); /* the last valid day was kept */
+    emb_table_destroy(&t);
+    emb_table_destroy(&t);
+    store_close(&st);
+}
+
+int test_emb_table_register(void)
+{
+    CU_pSuite s = CU_add_suite("emb_table", NULL, NULL);
+
+    if (!s)
+        return CU_get_error();
+    if (!CU_add_test(s, "differential, adagrad (rocks+limit, rocks, mem, mem+limit, reference)",
+                     test_differential_adagrad) ||
+        !CU_add_test(s, "differential, sgd / adam / ftrl", test_differential_other_optimizers) ||
+        !CU_add_test(s, "spill: 10x the budget equals unlimited", test_spill) ||
+        !CU_add_test(s, "budget holds after one huge request", test_budget_after_big_request) ||
+        !CU_add_test(s, "record layout on disk", test_record_layout) ||
+        !CU_add_test(s, "malformed records are ERR_CORRUPT", test_corrupt_records) ||
+        !CU_add_test(s, "bad slot and day range", test_bad_slot))
+        return CU_get_error();
+    return CUE_SUCCESS;
+}
