@@ -3,11 +3,11 @@
 # Ratios are measured in the same run, so a noisy shared machine moves both
 # sides together.
 #
-#   scripts/bench.sh [BINDIR] [NAME...]     NAME: reader codec table train torch ps
+#   scripts/bench.sh [BINDIR] [NAME...]     NAME: reader codec table train torch ps export
 set -u
 BIN=${1:-bin}
 [ $# -gt 0 ] && shift
-WANT="${*:-reader codec table train torch ps}"
+WANT="${*:-reader codec table train torch ps export}"
 OUT=${BENCH_DIR:-bench-out}
 mkdir -p "$OUT"
 want() { case " $WANT " in *" $1 "*) return 0 ;; esac; return 1; }
@@ -43,4 +43,5 @@ if want torch && [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import torch' 2
     fi
 fi
 want ps && [ -x "$BIN/bench-ps" ] && run ps "$BIN/bench-ps"
+want export && [ -x "$BIN/bench-export" ] && run export "$BIN/bench-export"
 printf '\nResults are in %s/.\n' "$OUT"
