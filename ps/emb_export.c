@@ -719,8 +719,8 @@ static int shard_advance(src_t *s, int i, errbuf_t *eb)
     int sl;
 
     c->have = store_iter_next(c->st, c->it, &k, &kl, &v, &vl);
-    if (!c->have)
-        return 0;
+    if (!c->have) /* the end, or a read error that ended the iteration early */
+        return store_iter_error(c->st, c->it, eb);
     if (emb_key_decode(k, kl, &c->row.slot, &c->row.key) != 0 ||
         emb_record_decode(v, vl, &sl, &meta, &fl, &nf) != 0)
         return errbuf_set(eb, ERR_CORRUPT, "%s: unreadable row record", c->st->name);
