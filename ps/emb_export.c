@@ -914,7 +914,7 @@ int emb_export_delta(const char *dir, const char *prev, const emb_export_opts_t 
     emb_export_stats_t ws = {0};
     double t0 = now_s();
     src_t cur, old;
-    row_t rc_, rp;
+    row_t rn, rp;
     int hc, hp, rc;
 
     memset(&old, 0, sizeof(old));
@@ -939,21 +939,21 @@ int emb_export_delta(const char *dir, const char *prev, const emb_export_opts_t 
     rc = emb_export_writer_open(&w, out, &cur.h, eb);
     if (rc != 0)
         goto out;
-    hc = src_next(&cur, &rc_, eb);
+    hc = src_next(&cur, &rn, eb);
     hp = src_next(&old, &rp, eb);
     while ((hc == 1 || hp == 1) && hc >= 0 && hp >= 0) {
-        int c = hp != 1 ? 1 : hc != 1 ? -1 : cmp_sk(rp.slot, rp.key, rc_.slot, rc_.key);
+        int c = hp != 1 ? 1 : hc != 1 ? -1 : cmp_sk(rp.slot, rp.key, rn.slot, rn.key);
         if (c < 0)
             rc = emb_export_writer_delete(w, rp.slot, rp.key, eb);
-        else if (c > 0 || rp.updates != rc_.updates ||
-                 memcmp(rp.emb, rc_.emb, 4 * (size_t)cur.h.dim[rc_.slot]) != 0)
-            rc = emb_export_writer_put(w, rc_.slot, rc_.key, rc_.emb, eb);
+        else if (c > 0 || rp.updates != rn.updates ||
+                 memcmp(rp.emb, rn.emb, 4 * (size_t)cur.h.dim[rn.slot]) != 0)
+            rc = emb_export_writer_put(w, rn.slot, rn.key, rn.emb, eb);
         if (rc != 0)
             goto out;
         if (c <= 0)
             hp = src_next(&old, &rp, eb);
         if (c >= 0 && hp >= 0)
-            hc = src_next(&cur, &rc_, eb);
+            hc = src_next(&cur, &rn, eb);
     }
     if (hc < 0 || hp < 0) {
         rc = hc < 0 ? hc : hp;
