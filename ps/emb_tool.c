@@ -14,6 +14,7 @@
 #include "emb_export.h"
 #include "emb_table.h"
 #include "keyhash.h"
+#include "meta.h"
 #include "store.h"
 
 #define NBUCKET 12 /* histogram buckets: 0, 1, 2-3, 4-7, ..., >= 512 */
@@ -26,19 +27,42 @@ typedef struct row {
     uint32_t nf;
 } row_t;
 
+/* The rows of dir: a checkpoint's shards (META says how many) merged into
+ * one view, a model directory's shard-0, or a shard's own data directory. */
 static int open_rows(const char *dir, store_t **s, errbuf_t *eb)
 {
     char path[4200];
     struct stat st;
+    meta_t meta;
+    int shards = 1, rc;
 
     snprintf(path, sizeof(path), "%s/shard-0", dir);
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        snprintf(path, sizeof(path), "%s", dir);
-    if (stat(path, &st) != 0)
-        return errbuf_set(eb, ERR_IO, "%s: %s (give a shard data directory, a model "
-                                      "directory or a checkpoint)",
-                          path, strerror(errno));
-    return store_rocks_open(s, path, STORE_READONLY, path, eb);
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        if (stat(dir, &st) != 0)
+            return errbuf_set(eb, ERR_IO, "%s: %s (give a shard data directory, a model "
+                                          "directory or a checkpoint)",
+                              dir, strerror(errno));
+        return store_rocks_open(s, dir, STORE_READONLY, dir, eb);
+    }
+    if (meta_read(dir, &meta, NULL) == 0 && meta.shards > 1)
+        shards = meta.shards;
+    if (shards == 1)
+        return store_rocks_open(s, path, STORE_READONLY, path, eb);
+    store_t **parts = calloc((size_t)shards, sizeof(*parts));
+    if (!parts)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    rc = 0;
+    for (int i = 0; i < shards && rc == 0; i++) {
+        snprintf(path, sizeof(path), "%s/shard-%d", dir, i);
+        rc = store_rocks_open(&parts[i], path, STORE_READONLY, path, eb);
+    }
+    if (rc == 0)
+        rc = store_multi_open(s, parts, shards, dir, eb);
+    if (rc != 0)
+        for (int i = 0; i < shards; i++)
+            store_close(&parts[i]);
+    free(parts);
+    return rc;
 }
 
 /* Next row of an iteration; 1, 0 at the end, or a negative error. */

@@ -63,6 +63,11 @@ enum { STORE_CREATE = 1, STORE_READONLY = 2 };
  */
 int store_rocks_open(store_t **out, const char *path, int flags, const char *name, errbuf_t *eb);
 
+/* A read-only view of n stores as one (the shards of a checkpoint): reads
+ * ask every part, iteration merges them in key order. Takes ownership of
+ * the parts on success. */
+int store_multi_open(store_t **out, store_t **parts, int n, const char *name, errbuf_t *eb);
+
 /* An empty in-memory store (tests). */
 int store_mem_open(store_t **out, errbuf_t *eb);
 
