@@ -40,6 +40,7 @@ struct emb_table {
     emb_table_stats_t st;
     float *scratch;   /* one row of floats */
     uint16_t *sketch; /* CM_ROWS x 2^CM_BITS sighting counters, or NULL */
+    int sketch_dirty; /* counters changed since the sketch was last stored */
 };
 
 static inline uint64_t mix(uint64_t k)
@@ -297,6 +298,59 @@ static uint64_t resident_bytes(const emb_table_t *t)
     return b;
 }
 
+#define SKETCH_HDR 4 /* u8 version | u8 CM_ROWS | u8 CM_BITS | u8 0 */
+#define SKETCH_BYTES (SKETCH_HDR + ((size_t)CM_ROWS << CM_BITS) * 2)
+
+/* Read the stored admission sketch, if any (see EMB_SKETCH_KEY). */
+static int sketch_load(emb_table_t *t, errbuf_t *eb)
+{
+    void *v = NULL;
+    size_t vl = 0;
+    int rc = store_get(t->store, EMB_SKETCH_KEY, sizeof(EMB_SKETCH_KEY) - 1, &v, &vl, eb);
+    const unsigned char *b = v;
+
+    if (rc == ERR_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    if (vl != SKETCH_BYTES || b[0] != EMB_SKETCH_VERSION || b[1] != CM_ROWS || b[2] != CM_BITS)
+        rc = errbuf_set(eb, ERR_CORRUPT,
+                        "%s: admission sketch record: %zu bytes, version %d, %d x 2^%d "
+                        "(expected %zu bytes, version %d, %d x 2^%d)",
+                        t->store->name, vl, vl ? b[0] : -1, vl > 1 ? b[1] : -1, vl > 2 ? b[2] : -1,
+                        SKETCH_BYTES, EMB_SKETCH_VERSION, CM_ROWS, CM_BITS);
+    for (size_t i = 0; rc == 0 && i < ((size_t)CM_ROWS << CM_BITS); i++)
+        t->sketch[i] = (uint16_t)(b[SKETCH_HDR + 2 * i] | b[SKETCH_HDR + 2 * i + 1] << 8);
+    free(v);
+    return rc;
+}
+
+/* Store the admission sketch if it changed since it was last stored. */
+static int sketch_store(emb_table_t *t, errbuf_t *eb)
+{
+    unsigned char *b;
+    int rc;
+
+    if (!t->sketch || !t->sketch_dirty)
+        return 0;
+    b = malloc(SKETCH_BYTES);
+    if (!b)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory storing the admission sketch");
+    b[0] = EMB_SKETCH_VERSION;
+    b[1] = CM_ROWS;
+    b[2] = CM_BITS;
+    b[3] = 0;
+    for (size_t i = 0; i < ((size_t)CM_ROWS << CM_BITS); i++) {
+        b[SKETCH_HDR + 2 * i] = (unsigned char)(t->sketch[i] & 0xff);
+        b[SKETCH_HDR + 2 * i + 1] = (unsigned char)(t->sketch[i] >> 8);
+    }
+    rc = store_put(t->store, EMB_SKETCH_KEY, sizeof(EMB_SKETCH_KEY) - 1, b, SKETCH_BYTES, 0, eb);
+    if (rc == 0)
+        t->sketch_dirty = 0;
+    free(b);
+    return rc;
+}
+
 int emb_table_open(emb_table_t **out, store_t *store, const model_spec_t *ms, uint64_t mem_limit,
                    errbuf_t *eb)
 {
@@ -335,6 +389,13 @@ int emb_table_open(emb_table_t **out, store_t *store, const model_spec_t *ms, ui
     if (!t->scratch) {
         emb_table_destroy(&t);
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    }
+    if (t->sketch) {
+        int rc = sketch_load(t, eb);
+        if (rc != 0) {
+            emb_table_destroy(&t);
+            return rc;
+        }
     }
     /* A fresh store lets every miss skip the MultiGet. */
     const char pfx = 'r';
@@ -430,6 +491,13 @@ static int wbuf_add(wbuf_t *w, const sub_t *s, uint32_t r)
     return 0;
 }
 
+static int op_cmp(const void *a, const void *b)
+{
+    return memcmp(((const store_op_t *)a)->k, ((const store_op_t *)b)->k, EMB_KEY_LEN);
+}
+
+/* Write the collected rows in key order: a batch's keys are distinct, and
+ * RocksDB inserts sorted keys into its memtable much faster. */
 static int wbuf_write(emb_table_t *t, wbuf_t *w, errbuf_t *eb)
 {
     int rc = 0;
@@ -439,6 +507,7 @@ static int wbuf_write(emb_table_t *t, wbuf_t *w, errbuf_t *eb)
             w->ops[i].k = w->bytes + (uintptr_t)w->ops[i].k;
             w->ops[i].v = w->bytes + (uintptr_t)w->ops[i].v;
         }
+        qsort(w->ops, w->n, sizeof(*w->ops), op_cmp);
         rc = store_write(t->store, w->ops, w->n, 0, eb);
         if (rc == 0)
             t->store_maybe_rows = 1;
@@ -630,8 +699,10 @@ static uint32_t cm_add(emb_table_t *t, int slot, uint64_t key)
         est = UINT16_MAX;
     for (int r = 0; r < CM_ROWS; r++) {
         uint16_t *c = &t->sketch[((size_t)r << CM_BITS) + cm_index(slot, key, r)];
-        if (*c < est)
+        if (*c < est) {
             *c = (uint16_t)est;
+            t->sketch_dirty = 1;
+        }
     }
     return est;
 }
@@ -833,6 +904,8 @@ int emb_table_flush(emb_table_t *t, uint64_t *nrows, errbuf_t *eb)
     else if (rc == ERR_NOMEM)
         errbuf_set(eb, rc, "out of memory flushing rows");
     wbuf_release(&w);
+    if (rc == 0)
+        rc = sketch_store(t, eb);
     if (rc != 0)
         return rc;
     for (int i = 0; i < t->ms.nslots; i++)

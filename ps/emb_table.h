@@ -30,6 +30,8 @@
  *   counted in a count-min sketch (4 x 2^18 saturating u16 counters per
  *   table, conservative update), so never-admitted keys cost no row; the
  *   count may overestimate (a key admitted early), never underestimate.
+ *   Flushes store the sketch (when it changed) under EMB_SKETCH_KEY, so
+ *   sightings survive restarts, checkpoints and daily refreshes.
  *
  *   On disk. Key: 'r' | u8 slot | u64 key big-endian (10 bytes: a slot's
  *   rows are one key range). Value: u8 version (EMB_RECORD_VERSION) | u8
@@ -55,6 +57,10 @@
 #define EMB_KEY_LEN 10
 #define EMB_RECORD_HEADER 16 /* bytes before the floats of a stored record */
 #define EMB_DAY_MAX 65535    /* largest day a row can carry */
+/* The admission sketch's record: u8 version | u8 rows (4) | u8 log2 width
+ * (18) | u8 0 | u16 counters, little-endian, row after row. */
+#define EMB_SKETCH_KEY "m:emb_sketch"
+#define EMB_SKETCH_VERSION 1
 
 enum {
     EMB_PULL_CREATE = 0,   /* a key without row gets a new one */

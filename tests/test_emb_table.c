@@ -7,7 +7,9 @@
  * mem_limit - and a reference that keeps every row in a plain array indexed
  * by the key's position in a fixed universe, updated with the same optim.h
  * functions, run the same random pulls, pushes, flushes, day changes,
- * expiries and close/reopen cycles from a fixed seed. Every pulled row
+ * expiries and close/reopen cycles from a fixed seed; one slot expires
+ * rows, one admits keys on their third sighting (the reference counts
+ * exactly; the sketch is wide enough to be exact here). Every pulled row
  * and, at checkpoints, every row with its optimizer state, update count
  * and days must agree bit for bit (memcmp).
  *
@@ -84,6 +86,7 @@ typedef struct ref {
     uint8_t *has[MAXSLOTS];         /* row exists */
     emb_row_meta_t *meta[MAXSLOTS]; /* its metadata */
     int *expired[MAXSLOTS];         /* day of the last expiry, -1 */
+    uint32_t *seen[MAXSLOTS];       /* sightings while without a row (admission) */
     size_t nf[MAXSLOTS];            /* floats per row */
     int day;
 } ref_t;
@@ -101,6 +104,7 @@ static void ref_init(ref_t *r, const model_spec_t *ms, size_t nk, uint64_t seed)
         r->has[s] = calloc(nk, 1);
         r->meta[s] = calloc(nk, sizeof(emb_row_meta_t));
         r->expired[s] = malloc(nk * sizeof(int));
+        r->seen[s] = calloc(nk, sizeof(uint32_t));
         for (size_t i = 0; i < nk; i++) {
             /* random keys plus the extremes */
             r->key[s][i] = i == 0 ? 0 : i == 1 ? UINT64_MAX : rng_next(&seed);
@@ -117,6 +121,7 @@ static void ref_release(ref_t *r)
         free(r->has[s]);
         free(r->meta[s]);
         free(r->expired[s]);
+        free(r->seen[s]);
     }
 }
 
@@ -138,7 +143,8 @@ static void ref_pull(ref_t *r, int s, const size_t *idx, size_t n, float *out, i
 {
     size_t dim = (size_t)r->ms->slot[s].dim;
     for (size_t j = 0; j < n; j++) {
-        if (!r->has[s][idx[j]] && create)
+        if (!r->has[s][idx[j]] && create &&
+            ++r->seen[s][idx[j]] >= (uint32_t)r->ms->slot[s].admit_min)
             ref_create(r, s, idx[j]);
         if (r->has[s][idx[j]])
             memcpy(out + j * dim, ref_row(r, s, idx[j]), dim * sizeof(float));
@@ -152,6 +158,8 @@ static void ref_push(ref_t *r, int s, const size_t *idx, size_t n, const float *
     size_t dim = (size_t)r->ms->slot[s].dim;
     for (size_t j = 0; j < n; j++) {
         size_t i = idx[j];
+        if (!r->has[s][i] && r->ms->slot[s].admit_min > 1)
+            continue; /* not admitted: the gradient is dropped */
         if (!r->has[s][i])
             ref_create(r, s, i);
         float *w = ref_row(r, s, i);
@@ -275,8 +283,12 @@ static int compare_all(fixture_t *f, ref_t *r)
                     bad++;
                     continue;
                 }
+                if (r->ms->slot[s].admit_min > 1 && seen != r->seen[s][i])
+                    bad++;
                 if (!r->has[s][i]) {
-                    int want = r->expired[s][i] >= 0 ? EMB_ROW_EXPIRED : EMB_ROW_NEVER;
+                    int want = r->expired[s][i] >= 0 ? EMB_ROW_EXPIRED
+                               : r->seen[s][i] > 0   ? EMB_ROW_PENDING
+                                                     : EMB_ROW_NEVER;
                     if (status != want || (want == EMB_ROW_EXPIRED && xday != r->expired[s][i]))
                         bad++;
                     continue;
@@ -313,6 +325,7 @@ static void run_differential(int kind, int steps, uint64_t seed, diff_counts_t *
     int day = 0, bad_pulls = 0, over_budget = 0;
     enum { MAXN = 96, MAXDIM = 16 };
 
+    ms.slot[2].admit_min = 3; /* rows on the third sighting; sightings persist */
     memset(dc, 0, sizeof(*dc));
     CU_ASSERT_EQUAL_FATAL(fx_open(&f, &ms, 48 * 1024), 0);
     ref_init(&r, &ms, nk, seed);

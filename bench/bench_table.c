@@ -1,0 +1,339 @@
+/*
+ * bench_table.c - what the embedding table costs, on one core.
+ *
+ *   bin/bench-table [SCALE]      (SCALE multiplies the row counts; default 1)
+ *
+ * 1. Memory per resident row beside the payload (embedding + Adagrad
+ *    state) at dim 16 and 64: the table's own account (records + index +
+ *    bit maps) and the process's resident set growth, each per row, at two
+ *    table sizes (the index is between 3/8 and 3/4 full, so its share per
+ *    row moves by a factor of two between index growths).
+ * 2. In-memory throughput: pull, push (Adagrad) and pull+push in keys/s,
+ *    1000-key requests of Zipf(1.0) keys over a table holding every key.
+ * 3. Spill: the same pull+push loop with the table ten times larger than
+ *    mem_limit, on RocksDB, as a fraction of the all-in-memory figure
+ *    measured in the same run on the same keys; with the share of keys
+ *    read back from RocksDB. Also flush speed (rows/s into RocksDB).
+ *
+ * Prints numbers; asserts nothing (exits 1 if a table call fails).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "emb_table.h"
+#include "optim.h"
+#include "store.h"
+
+#define REQ 1000 /* keys per request */
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+/* The key of rank i: scattered, so hot keys are not neighbours. */
+static uint64_t key_of(uint64_t i)
+{
+    return (i + 1) * UINT64_C(0x9e3779b97f4a7c15);
+}
+
+static void die(const char *what, const errbuf_t *eb)
+{
+    fprintf(stderr, "bench-table: %s: %s\n", what, eb->msg);
+    exit(1);
+}
+
+/* Resident set size in bytes (/proc/self/statm). */
+static double rss_bytes(void)
+{
+    long pages = 0, res = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &res) != 2)
+            res = 0;
+        fclose(f);
+    }
+    return (double)res * (double)sysconf(_SC_PAGESIZE);
+}
+
+static model_spec_t spec(int dim)
+{
+    model_spec_t ms;
+
+    memset(&ms, 0, sizeof(ms));
+    ms.nslots = 1;
+    snprintf(ms.slot[0].name, sizeof(ms.slot[0].name), "item_id");
+    ms.slot[0].dim = dim;
+    ms.slot[0].admit_min = 1;
+    ms.emb_opt = (optim_t){.kind = OPTIM_ADAGRAD, .lr = 0.05f, .eps = 1e-8f, .init_std = 0.01f};
+    return ms;
+}
+
+/* Create rows for keys of rank [0, n), one request at a time. */
+static void fill(emb_table_t *t, uint64_t n, int dim, float *out)
+{
+    uint64_t keys[REQ];
+    errbuf_t eb = {{0}};
+
+    for (uint64_t i = 0; i < n; i += REQ) {
+        size_t m = n - i < REQ ? (size_t)(n - i) : REQ;
+        for (size_t j = 0; j < m; j++)
+            keys[j] = key_of(i + j);
+        if (emb_table_pull(t, 0, keys, m, out, EMB_PULL_CREATE, &eb) != 0)
+            die("fill", &eb);
+    }
+    (void)dim;
+}
+
+static void memory_child(int dim, uint64_t n)
+{
+    model_spec_t ms = spec(dim);
+    store_t *st = NULL;
+    emb_table_t *t = NULL;
+    emb_table_stats_t s;
+    errbuf_t eb = {{0}};
+    float *out = malloc(REQ * (size_t)dim * sizeof(float));
+    double payload = 4.0 * (dim + optim_state_len(&ms.emb_opt, (size_t)dim));
+
+    if (store_mem_open(&st, &eb) != 0 || emb_table_open(&t, st, &ms, 0, &eb) != 0)
+        die("open", &eb);
+    double rss0 = rss_bytes();
+    fill(t, n, dim, out);
+    double rss1 = rss_bytes();
+    emb_table_stats(t, &s);
+    double acc = (double)s.resident_bytes / (double)s.resident_rows;
+    double rss = (rss1 - rss0) / (double)n;
+    printf("memory dim %-3d adagrad %8llu rows: payload %4.0f B/row; table account %6.1f "
+           "B/row (overhead %5.1f); resident set %6.1f B/row (overhead %5.1f)\n",
+           dim, (unsigned long long)n, payload, acc, acc - payload, rss, rss - payload);
+    emb_table_destroy(&t);
+    store_close(&st);
+    free(out);
+}
+
+/* In a fresh process, so the resident set starts from a clean heap. */
+static void bench_memory(int dim, uint64_t n)
+{
+    pid_t pid;
+    int status;
+
+    fflush(stdout);
+    pid = fork();
+    if (pid == 0) {
+        memory_child(dim, n);
+        fflush(stdout);
+        _exit(0);
+    }
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "bench-table: the memory measurement of dim %d failed\n", dim);
+        exit(1);
+    }
+}
+
+/* Zipf(1.0) over n ranks by inverse CDF. */
+typedef struct zipf {
+    double *cdf;
+    uint64_t n;
+} zipf_t;
+
+static void zipf_init(zipf_t *z, uint64_t n)
+{
+    double sum = 0;
+
+    z->n = n;
+    z->cdf = malloc(n * sizeof(double));
+    for (uint64_t i = 0; i < n; i++) {
+        sum += 1.0 / (double)(i + 1);
+        z->cdf[i] = sum;
+    }
+    for (uint64_t i = 0; i < n; i++)
+        z->cdf[i] /= sum;
+}
+
+static uint64_t zipf_draw(const zipf_t *z, uint64_t *seed)
+{
+    double u = (double)(rng_next(seed) >> 11) * 0x1.0p-53;
+    uint64_t lo = 0, hi = z->n - 1;
+
+    while (lo < hi) {
+        uint64_t mid = (lo + hi) / 2;
+        if (z->cdf[mid] < u)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* One request of REQ distinct Zipf keys (a worker dedups its batch). */
+static void draw_request(const zipf_t *z, uint64_t *seed, uint64_t *keys, uint8_t *mark)
+{
+    uint64_t ranks[REQ];
+    size_t m = 0;
+
+    while (m < REQ) {
+        uint64_t r = zipf_draw(z, seed);
+        if (mark[r])
+            continue;
+        mark[r] = 1;
+        ranks[m] = r;
+        keys[m++] = key_of(r);
+    }
+    for (size_t j = 0; j < m; j++)
+        mark[ranks[j]] = 0;
+}
+
+typedef struct loop_result {
+    double pull_kps, push_kps, both_kps; /* keys/s */
+    double loaded_share;                 /* keys read back from the store per key pulled */
+} loop_result_t;
+
+/* Timed pull + push loop for about secs seconds. */
+static loop_result_t run_loop(emb_table_t *t, const zipf_t *z, int dim, double secs)
+{
+    uint64_t keys[REQ], seed = 99, nreq = 0;
+    uint8_t *mark = calloc(z->n, 1);
+    float *rows = malloc(REQ * (size_t)dim * sizeof(float));
+    float *g = malloc(REQ * (size_t)dim * sizeof(float));
+    double tpull = 0, tpush = 0, t0 = now_s();
+    errbuf_t eb = {{0}};
+    emb_table_stats_t s0, s1;
+    loop_result_t r;
+
+    for (size_t j = 0; j < REQ * (size_t)dim; j++)
+        g[j] = (float)((int)(j % 7) - 3) * 0.01f;
+    emb_table_stats(t, &s0);
+    while (now_s() - t0 < secs) {
+        draw_request(z, &seed, keys, mark);
+        double a = now_s();
+        if (emb_table_pull(t, 0, keys, REQ, rows, EMB_PULL_CREATE, &eb) != 0)
+            die("pull", &eb);
+        double b = now_s();
+        if (emb_table_push(t, 0, keys, REQ, g, &eb) != 0)
+            die("push", &eb);
+        double c = now_s();
+        tpull += b - a;
+        tpush += c - b;
+        nreq++;
+    }
+    emb_table_stats(t, &s1);
+    r.pull_kps = (double)(nreq * REQ) / tpull;
+    r.push_kps = (double)(nreq * REQ) / tpush;
+    r.both_kps = (double)(nreq * REQ) / (tpull + tpush);
+    r.loaded_share = (double)(s1.loaded - s0.loaded) / (double)(nreq * REQ);
+    free(mark);
+    free(rows);
+    free(g);
+    return r;
+}
+
+static void bench_throughput(int dim, uint64_t n, const char *dir)
+{
+    model_spec_t ms = spec(dim);
+    char pa[512], pb[512];
+    store_t *sa = NULL, *sb = NULL, *sm = NULL;
+    emb_table_t *mem = NULL, *full = NULL, *spill = NULL;
+    emb_table_stats_t s;
+    errbuf_t eb = {{0}};
+    float *out = malloc(REQ * (size_t)dim * sizeof(float));
+    zipf_t z;
+    uint64_t flushed = 0;
+
+    zipf_init(&z, n);
+    /* in memory (memory store) */
+    if (store_mem_open(&sm, &eb) != 0 || emb_table_open(&mem, sm, &ms, 0, &eb) != 0)
+        die("open", &eb);
+    fill(mem, n, dim, out);
+    loop_result_t m = run_loop(mem, &z, dim, 1.5);
+    printf("in memory  dim %-3d %8llu rows: pull %5.2f M keys/s, push (adagrad) %5.2f M keys/s, "
+           "pull+push %5.2f M keys/s\n",
+           dim, (unsigned long long)n, m.pull_kps / 1e6, m.push_kps / 1e6, m.both_kps / 1e6);
+    emb_table_destroy(&mem);
+    store_close(&sm);
+
+    /* RocksDB, unlimited: every row resident */
+    snprintf(pa, sizeof(pa), "%s/full%d", dir, dim);
+    snprintf(pb, sizeof(pb), "%s/spill%d", dir, dim);
+    if (store_rocks_open(&sa, pa, STORE_CREATE, "full", &eb) != 0 ||
+        emb_table_open(&full, sa, &ms, 0, &eb) != 0)
+        die("open", &eb);
+    fill(full, n, dim, out);
+    double t0 = now_s();
+    if (emb_table_flush(full, &flushed, &eb) != 0)
+        die("flush", &eb);
+    double tf = now_s() - t0;
+    printf("flush      dim %-3d %8llu rows into RocksDB in %.2f s: %5.2f M rows/s\n", dim,
+           (unsigned long long)flushed, tf, (double)flushed / tf / 1e6);
+    loop_result_t f = run_loop(full, &z, dim, 1.5);
+    emb_table_stats(full, &s);
+    uint64_t all_bytes = s.resident_bytes;
+    emb_table_destroy(&full);
+
+    /* RocksDB, a tenth of the memory */
+    if (store_rocks_open(&sb, pb, STORE_CREATE, "spill", &eb) != 0 ||
+        emb_table_open(&spill, sb, &ms, all_bytes / 10, &eb) != 0)
+        die("open", &eb);
+    fill(spill, n, dim, out);
+    if (emb_table_flush(spill, NULL, &eb) != 0)
+        die("flush", &eb);
+    loop_result_t w = run_loop(spill, &z, dim, 0.5); /* warm the CLOCK */
+    w = run_loop(spill, &z, dim, 1.5);
+    emb_table_stats(spill, &s);
+    printf("all in RAM dim %-3d %8llu rows (RocksDB-backed, %5.1f MB): pull+push %5.2f M keys/s\n",
+           dim, (unsigned long long)n, (double)all_bytes / 1e6, f.both_kps / 1e6);
+    printf("10x spill  dim %-3d %8llu rows, mem_limit %5.1f MB, %llu resident: pull+push %5.2f M "
+           "keys/s = %.2f of all-in-memory; %.1f%% of pulled keys read back from RocksDB\n",
+           dim, (unsigned long long)n, (double)(all_bytes / 10) / 1e6,
+           (unsigned long long)s.resident_rows, w.both_kps / 1e6, w.both_kps / f.both_kps,
+           100.0 * w.loaded_share);
+    emb_table_destroy(&spill);
+    store_close(&sa);
+    store_close(&sb);
+    free(z.cdf);
+    free(out);
+}
+
+int main(int argc, char **argv)
+{
+    double scale = argc > 1 ? atof(argv[1]) : 1.0;
+    char dir[] = "/tmp/bench-table-XXXXXX";
+    char cmd[600];
+
+    if (scale <= 0)
+        scale = 1.0;
+    if (!mkdtemp(dir)) {
+        perror("bench-table: mkdtemp");
+        return 1;
+    }
+    printf("bench-table: 1 core, %d-key requests, Adagrad rows\n", REQ);
+    /* two sizes each: index 3/4 full (just before it doubles), 3/8 full
+     * (just after) */
+    bench_memory(16, (uint64_t)(786000 * scale));
+    bench_memory(16, (uint64_t)(400000 * scale));
+    bench_memory(64, (uint64_t)(196000 * scale));
+    bench_memory(64, (uint64_t)(100000 * scale));
+    bench_throughput(16, (uint64_t)(300000 * scale), dir);
+    bench_throughput(64, (uint64_t)(100000 * scale), dir);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "bench-table: could not remove %s\n", dir);
+    return 0;
+}
