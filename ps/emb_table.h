@@ -8,16 +8,23 @@
  *   Memory. Each slot keeps a slab of fixed-size records
  *     u64 key | u32 updates | u16 first_day | u16 last_day | f32 w[dim] | f32 state[S]
  *   (S = optim_state_len) and an open-addressing index of u32 slab slots
- *   (linear probing, load <= 0.75, backward-shift deletion), plus three
+ *   (linear probing, load 3/8..3/4, backward-shift deletion), plus three
  *   bit maps (live, dirty, referenced). Overhead per resident row beyond
- *   the payload (w + state): 16 bytes of header + about 5.3 bytes of index
- *   + 3 bits.
+ *   the payload (w + state): 16 bytes of header + 5.3..10.7 bytes of index
+ *   + 3 bits; bench-table measures 21.8..27 bytes (the 16-byte target
+ *   would need a smaller header: the key and the metadata alone are 16).
  *
- *   Memory budget. When the resident rows' bytes exceed mem_limit, a CLOCK
- *   hand per slot evicts rows not referenced since its last pass, down to
- *   90% of the budget; dirty ones are written to the store first (one
- *   write batch). A miss reads the store (one MultiGet for all misses of a
- *   request) before creating a row, so an evicted row comes back exactly.
+ *   Memory budget. resident_bytes counts live records, indexes and bit
+ *   maps. When it exceeds mem_limit after a request, CLOCK hands (one per
+ *   slot, swept in turn by slices proportional to the slot's size, so
+ *   together they act as one CLOCK) evict rows not referenced since the
+ *   last pass, down to 90% of the budget; dirty ones are written to the
+ *   store first (one write batch, in key order). Indexes left under 1/8
+ *   full shrink. A slab keeps its capacity (freed records are reused), so
+ *   the process holds each slot's high-water mark of records. A miss reads
+ *   the store (one MultiGet for all misses of a request) before creating
+ *   a row, so an evicted row comes back exactly. Within one request the
+ *   budget may be exceeded by that request's new rows.
  *
  *   Durability. Rows changed since the last emb_table_flush() are dirty;
  *   flush writes them all (one record = row + optimizer state, so what is
@@ -36,7 +43,8 @@
  *   On disk. Key: 'r' | u8 slot | u64 key big-endian (10 bytes: a slot's
  *   rows are one key range). Value: u8 version (EMB_RECORD_VERSION) | u8
  *   slot | u16 0 | u32 updates | u16 first_day | u16 last_day | u32 nfloats
- *   | f32 values[nfloats] (w then state), little-endian. An expired row
+ *   | f32 values[nfloats] (w then state), little-endian. Days are u16, so
+ *   a table serves days 0..EMB_DAY_MAX. An expired row
  *   leaves a tombstone 'x' | u8 slot | u64 key -> i32 day. Keys starting
  *   with 'm' are the owner's metadata (store_get / store_put).
  *
@@ -124,7 +132,9 @@ int emb_table_push(emb_table_t *t, int slot, const uint64_t *keys, size_t n, con
 int emb_table_assign(emb_table_t *t, int slot, const uint64_t *keys, size_t n, const float *v,
                      int with_state, errbuf_t *eb);
 
-/* Write every dirty row to the store; *rows (if not NULL) gets the count. */
+/* Write every dirty row to the store (batches of 64k rows, each atomic;
+ * the dirty bits clear only when all succeeded), then the admission
+ * sketch if it changed; *rows (if not NULL) gets the rows written. */
 int emb_table_flush(emb_table_t *t, uint64_t *rows, errbuf_t *eb);
 
 /*
