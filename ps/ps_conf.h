@@ -22,7 +22,7 @@
       "seconds between writes of dirty rows to RocksDB: the most a crash can lose")            \
     X(ps, max_msg_size, SIZE, "256M", 1024, 1.8e19, NULL,                                       \
       "largest request accepted; bigger ones are refused before allocation")                   \
-    X(ps, day, INT, "0", 0, 1000000, NULL, "current day number (first/last-seen, expiry)")     \
+    X(ps, day, INT, "0", 0, 65535, NULL, "current day number (first/last-seen, expiry)")     \
     X(ps, init_from, STR, "", 0, 0, NULL, "start from this checkpoint directory")              \
     X(ps, log_level, ENUM, "info", 0, 0, "debug|info|warn|error", "least severe log level")
 

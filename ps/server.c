@@ -813,9 +813,11 @@ static int on_begin_day(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb
 
     if (m->u.cmd.day < 0)
         return errbuf_set(eb, ERR_INVAL, "BEGIN_DAY needs a day");
+    rc = emb_table_set_day(s->table, m->u.cmd.day);
+    if (rc != 0)
+        return errbuf_set(eb, rc, "BEGIN_DAY %d: days are 0..65535", (int)m->u.cmd.day);
     s->day = m->u.cmd.day;
     s->hello.day = s->day;
-    emb_table_set_day(s->table, s->day);
     s->nprog = 0; /* a new day is a new job: workers start on its logs */
     if (m->u.cmd.flags & MSG_F_EXPIRE) {
         rc = emb_table_expire(s->table, s->day, &deleted, eb);
