@@ -539,6 +539,35 @@ static int shrink_indexes(emb_table_t *t, uint64_t *cur)
     return any;
 }
 
+/* Put back the dirty rows an eviction removed when their write-back
+ * failed (ops[0..n) as wbuf_write left them): resident and dirty again, so
+ * a failed write loses nothing. */
+static void restore_evicted(emb_table_t *t, const store_op_t *ops, size_t n)
+{
+    for (size_t j = 0; j < n; j++) {
+        emb_row_meta_t meta;
+        const void *fl;
+        uint32_t nf, r;
+        uint64_t key;
+        int slot, vslot;
+        if (emb_key_decode(ops[j].k, ops[j].klen, &slot, &key) != 0 ||
+            emb_record_decode(ops[j].v, ops[j].vlen, &vslot, &meta, &fl, &nf) != 0)
+            continue; /* cannot happen: encoded by wbuf_add */
+        sub_t *s = &t->sub[slot];
+        r = insert(s, key, meta.first_day);
+        if (r == EMPTY)
+            continue; /* out of memory: the row is lost, the error already reported */
+        unsigned char *p = recp(s, r);
+        uint16_t ld = (uint16_t)meta.last_day;
+        memcpy(p + 8, &meta.updates, 4);
+        memcpy(p + 14, &ld, 2);
+        memcpy(p + HDR, fl, (size_t)nf * 4);
+        bset(s->dirty, r);
+        t->st.evicted--;
+        t->st.evicted_dirty--;
+    }
+}
+
 /*
  * Drop cold rows until resident bytes are under 90% of the budget. The
  * slots are swept in turn, each by a slice proportional to its size, so
@@ -590,10 +619,16 @@ static int evict(emb_table_t *t, errbuf_t *eb)
     }
 out:
     shrink_indexes(t, &cur);
-    if (rc == 0)
-        rc = wbuf_write(t, &w, eb);
-    else
+    /* write back the dirty rows removed so far, even after an error; if
+     * that fails they become resident (and dirty) again */
+    size_t nw = w.n;
+    int wrc = wbuf_write(t, &w, rc == 0 ? eb : NULL);
+    if (wrc != 0)
+        restore_evicted(t, w.ops, nw);
+    if (rc != 0)
         errbuf_set(eb, rc, "%s: out of memory evicting rows", t->store->name);
+    else
+        rc = wrc;
     wbuf_release(&w);
     return rc;
 }

@@ -697,6 +697,65 @@ static void test_bad_slot(void)
     store_close(&st);
 }
 
+/* A write-back that fails while evicting (here: a read-only RocksDB
+ * handle refuses every write) is an error, and the dirty rows it could not
+ * write stay resident with their updates - nothing pushed is lost. */
+static void test_failed_writeback_keeps_rows(void)
+{
+    static const int dims[1] = {8};
+    model_spec_t ms = make_spec(OPTIM_SGD, 1, dims, NULL);
+    char dir[512], path[600];
+    store_t *st = NULL;
+    emb_table_t *t = NULL;
+    errbuf_t eb = {{0}};
+    enum { NPUSHED = 50, NEW = 4000, ROUNDS = 5 };
+    uint64_t pushed[NPUSHED], *keys = malloc(NEW * sizeof(uint64_t));
+    float g[NPUSHED * 8], *out = malloc((size_t)NEW * 8 * sizeof(float));
+    float want[8], got[8];
+    emb_row_meta_t m;
+    int failed = 0, bad = 0;
+
+    CU_ASSERT_EQUAL_FATAL(tu_mkdtemp(dir, sizeof(dir), "wbfail"), 0);
+    snprintf(path, sizeof(path), "%s/db", dir);
+    CU_ASSERT_EQUAL_FATAL(store_rocks_open(&st, path, STORE_CREATE, "rw", &eb), 0);
+    store_close(&st);
+    CU_ASSERT_EQUAL_FATAL(store_rocks_open(&st, path, STORE_READONLY, "ro", &eb), 0);
+    CU_ASSERT_EQUAL_FATAL(emb_table_open(&t, st, &ms, 64 * 1024, &eb), 0);
+    for (int i = 0; i < NPUSHED; i++) {
+        pushed[i] = UINT64_C(0x5151) + (uint64_t)i * 7919;
+        for (int j = 0; j < 8; j++)
+            g[i * 8 + j] = (float)(i + 1) * 0.01f * (float)(j - 3);
+    }
+    CU_ASSERT_EQUAL(emb_table_push(t, 0, pushed, NPUSHED, g, &eb), 0);
+    /* many new rows: the budget forces evictions, whose writes fail */
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < NEW; i++)
+            keys[i] = UINT64_C(1) << 40 | (uint64_t)(round * NEW + i);
+        eb.msg[0] = 0;
+        int rc = emb_table_pull(t, 0, keys, NEW, out, EMB_PULL_CREATE, &eb);
+        CU_ASSERT(rc == 0 || rc == ERR_STORE);
+        if (rc == ERR_STORE) {
+            failed++;
+            CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "ro: write"));
+        }
+    }
+    CU_ASSERT(failed > 0);
+    /* every pushed row is still there, updated exactly once */
+    for (int i = 0; i < NPUSHED; i++) {
+        optim_row_init(&ms.emb_opt, pushed[i], want, NULL, 8);
+        optim_row_update(&ms.emb_opt, want, NULL, g + i * 8, 8);
+        if (emb_table_get(t, 0, pushed[i], got, &m, &eb) != 0 || m.updates != 1 ||
+            memcmp(got, want, sizeof(want)) != 0)
+            bad++;
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    emb_table_destroy(&t);
+    store_close(&st);
+    free(keys);
+    free(out);
+    tu_rmtree(dir);
+}
+
 int test_emb_table_register(void)
 {
     CU_pSuite s = CU_add_suite("emb_table", NULL, NULL);
@@ -710,7 +769,9 @@ int test_emb_table_register(void)
         !CU_add_test(s, "budget holds after one huge request", test_budget_after_big_request) ||
         !CU_add_test(s, "record layout on disk", test_record_layout) ||
         !CU_add_test(s, "malformed records are ERR_CORRUPT", test_corrupt_records) ||
-        !CU_add_test(s, "bad slot and day range", test_bad_slot))
+        !CU_add_test(s, "bad slot and day range", test_bad_slot) ||
+        !CU_add_test(s, "failed write-back keeps the evicted rows",
+                     test_failed_writeback_keeps_rows))
         return CU_get_error();
     return CUE_SUCCESS;
 }
