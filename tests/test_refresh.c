@@ -49,8 +49,8 @@ static int refresh(int d, const char *prev, const char *name)
     snprintf(out, sizeof(out), "%s/%s.log", dir, name);
     return tu_sh(out,
                  "scripts/daily-refresh.sh --bin %s --day %d %s --out %s/%s --worker-opt '%s' "
-                 "--ps-opt '%s' %s/w/day%d/train.tsv",
-                 bin, d, prevarg, dir, name, OPTS, OPTS, dir, d);
+                 "--ps-opt '%s' --conf conf/funnel.conf --export-dir %s/exp-%s %s/w/day%d/train.tsv",
+                 bin, d, prevarg, dir, name, OPTS, OPTS, dir, name, dir, d);
 }
 
 /* Start 2 shards from checkpoint ck, predict day d's test into pred, stop. */
@@ -106,6 +106,23 @@ static void test_three_days(void)
     CU_ASSERT_EQUAL_FATAL(refresh(2, "ck1", "ck2"), 0);
     CU_ASSERT_EQUAL_FATAL(refresh(2, NULL, "ck2cold"), 0);
     CU_ASSERT_EQUAL_FATAL(refresh(3, "ck2", "ck3"), 0);
+
+    /* the day-3 delta is exactly what changed: yesterday's full export plus
+     * today's delta is today's full export, byte for byte */
+    CU_ASSERT_EQUAL(tu_sh(NULL, "%s/funnel-emb apply %s/exp-ck2/full-day2.emb "
+                                "%s/exp-ck3/delta-day3.emb --out %s/rebuilt3.emb > /dev/null",
+                          bin, dir, dir, dir),
+                    0);
+    CU_ASSERT_EQUAL(tu_sh(NULL, "cmp -s %s/rebuilt3.emb %s/exp-ck3/full-day3.emb", dir, dir), 0);
+    /* and it carries tombstones for the rows expired on day 3 */
+    snprintf(out, sizeof(out), "%s/delta3.tsv", dir);
+    CU_ASSERT_EQUAL(tu_sh(NULL, "%s/funnel-emb export-dump %s/exp-ck3/delta-day3.emb > %s", bin,
+                          dir, out),
+                    0);
+    text = tu_slurp(out, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "delete"));
+    free(text);
 
     /* warm start beats a cold start on day 2's test */
     CU_ASSERT_EQUAL_FATAL(predict_from("ck2", 2, "warm.tsv"), 0);
