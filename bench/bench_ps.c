@@ -17,19 +17,28 @@
  *                (a warm-up pass creates every row first);
  *   ps push      PUSH of 1000 random keys with gradients, each push a new
  *                sequence number: the shard applies Adagrad;
- *   raw zmq      the same client loop against a ROUTER echo thread of
- *                this process (its own ZeroMQ context, as a second process
- *                would have) that answers a request of the PULL's (PUSH's)
- *                size with a reply of the PULL_OK's (ACK's) size: what
- *                ZeroMQ alone costs for the same bytes on the same
- *                transport; the ratio ps / raw is the issue's target
- *                (>= 0.8);
+ *   raw zmq      the same client loop against a ROUTER echo process
+ *                (forked before any ZeroMQ context exists; the shard's
+ *                socket options and loop shape) that answers a request of
+ *                the PULL's (PUSH's) size with a reply of the PULL_OK's
+ *                (ACK's) size: what ZeroMQ alone costs for the same bytes
+ *                on the same transport; the ratio ps / raw is the issue's
+ *                target (>= 0.8);
  *   ps_client    the same pulls and pushes through worker/ps_client.h (the
  *                workers' client: retries, reply matching, 8 in flight);
+ *   hot          the same pulls and pushes on the first 10 000 rows only
+ *                (they stay in the CPU caches): what the table's memory
+ *                accesses cost, by difference;
  *   spill        pull then push of the same 1000 Zipf(1.1) keys (distinct
  *                within a request) on a shard whose mem_limit holds a tenth
  *                of its 1 M rows (pre-filled, so most rows live in RocksDB),
  *                as a fraction of the same loop on an unlimited shard.
+ * Beside each rate: the CPU time the server process (shard or echo, all
+ * its threads) and this process spent per request, from /proc and
+ * getrusage - on a shared 2-core machine a rate moves with the other
+ * load, CPU per request much less. Also the table's resident bytes per
+ * row (STATS) after the warm-up.
+ *
  * The raw-DEALER client encodes every request with proto/codec.h and
  * decodes and checks every reply (type, request id, row count and width,
  * no duplicate ACK); a wrong reply ends the benchmark with exit status 1.
