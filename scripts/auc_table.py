@@ -153,7 +153,8 @@ def criterion_torch(runs, tags):
 
 
 def lead_rows(runs, tags, impl, a, b, tasks):
-    """Markdown rows of a's lead over b; returns whether every lead beats the spread."""
+    """Markdown rows of a's lead over b; returns whether every lead beats the
+    spread (None when a model has a single seed: no spread to beat)."""
     all_ok = True
     for task in tasks:
         name = dict(TASKS)[task]
@@ -168,7 +169,7 @@ def lead_rows(runs, tags, impl, a, b, tasks):
         diffs = paired(runs, tags, (impl, a), (impl, b), task)
         dm, ds, _ = mean_std(diffs)
         ok = lead > spread if na > 1 and nb > 1 else None
-        all_ok = all_ok and bool(ok)
+        all_ok = None if ok is None or all_ok is None else all_ok and ok
         print("| %s | %s vs %s | %s | %s | %s | %s | %s | %s |" % (
             impl, a, b, name, signed(lead), "%.4f" % spread if na > 1 else "n/a",
             " ".join(signed(d) for d in diffs),
@@ -193,11 +194,13 @@ def criterion_lead(runs, tags):
     for impl in IMPLS:
         ok[impl] = True
         for other in ("esmm", "naive"):
-            ok[impl] = lead_rows(runs, tags, impl, "esm2", other, LEAD_TASKS) and ok[impl]
+            r = lead_rows(runs, tags, impl, "esm2", other, LEAD_TASKS)
+            ok[impl] = None if r is None or ok[impl] is None else r and ok[impl]
     print()
     for impl in IMPLS:
         if any(k[1] == impl for k in runs):
-            print("Criterion 2 (%s): **%s**  " % (impl, "PASS" if ok[impl] else "FAIL"))
+            print("Criterion 2 (%s): **%s**  " % (impl, "n/a (1 seed)" if ok[impl] is None
+                                                    else "PASS" if ok[impl] else "FAIL"))
     print()
     print("### esmm vs naive (reported as measured)\n")
     lead_header()
