@@ -3,11 +3,11 @@
 # Ratios are measured in the same run, so a noisy shared machine moves both
 # sides together.
 #
-#   scripts/bench.sh [BINDIR] [NAME...]     NAME: reader codec table train torch ps export
+#   scripts/bench.sh [BINDIR] [NAME...]     NAME: reader codec table train torch ps export e2e
 set -u
 BIN=${1:-bin}
 [ $# -gt 0 ] && shift
-WANT="${*:-reader codec table train torch ps export}"
+WANT="${*:-reader codec table train torch ps export e2e}"
 OUT=${BENCH_DIR:-bench-out}
 mkdir -p "$OUT"
 want() { case " $WANT " in *" $1 "*) return 0 ;; esac; return 1; }
@@ -44,4 +44,5 @@ if want torch && [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import torch' 2
 fi
 want ps && [ -x "$BIN/bench-ps" ] && run ps "$BIN/bench-ps"
 want export && [ -x "$BIN/bench-export" ] && run export "$BIN/bench-export"
+want e2e && [ -x "$BIN/funnel-gen" ] && [ -x "$BIN/funnel-worker" ] && run e2e scripts/bench-e2e.sh "$BIN"
 printf '\nResults are in %s/.\n' "$OUT"
