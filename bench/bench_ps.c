@@ -891,11 +891,11 @@ static int run_dim(bench_t *b, shard_t *s, dim_run_t *d, char *const *ep)
     return rc;
 }
 
-/* " (CPU per request: server S us + client C us)" of a figure, medians. */
+/* "<server> S + client C us" of a figure: CPU per request, medians. */
 static const char *cpu_note(char *buf, size_t len, const char *server, const fig_t *f)
 {
-    snprintf(buf, len, "%s %.0f + client %.0f us CPU per request", server,
-             median_of(f->srv_us, f->n), median_of(f->cli_us, f->n));
+    snprintf(buf, len, "%s %.0f + client %.0f us", server, median_of(f->srv_us, f->n),
+             median_of(f->cli_us, f->n));
     return buf;
 }
 
@@ -908,23 +908,25 @@ static void print_dim(const dim_run_t *d)
     for (int i = 0; i < NFIG; i++)
         m[i] = median(&f[i]) / 1e6;
     printf("ps pull dim%d: %.2f M keys/s; raw zmq: %.2f M keys/s; ratio %.2f\n"
-           "    request %zu B, reply %zu B; shard: %s; raw: %s\n",
+           "    request %zu B, reply %zu B; CPU per request: %s, raw: %s\n",
            d->dim, m[PS_PULL], m[RAW_PULL], m[PS_PULL] / m[RAW_PULL], d->pull_req, d->pull_rep,
            cpu_note(c1, sizeof(c1), "shard", &f[PS_PULL]),
            cpu_note(c2, sizeof(c2), "echo", &f[RAW_PULL]));
     printf("ps push dim%d (Adagrad): %.2f M keys/s; raw zmq: %.2f M keys/s; ratio %.2f\n"
-           "    request %zu B, reply %zu B; shard: %s; raw: %s\n",
+           "    request %zu B, reply %zu B; CPU per request: %s, raw: %s\n",
            d->dim, m[PS_PUSH], m[RAW_PUSH], m[PS_PUSH] / m[RAW_PUSH], d->push_req, d->push_rep,
            cpu_note(c1, sizeof(c1), "shard", &f[PS_PUSH]),
            cpu_note(c2, sizeof(c2), "echo", &f[RAW_PUSH]));
-    printf("ps_client pull dim%d: %.2f M keys/s (ratio to raw %.2f; %s)\n", d->dim, m[CL_PULL],
-           m[CL_PULL] / m[RAW_PULL], cpu_note(c1, sizeof(c1), "shard", &f[CL_PULL]));
-    printf("ps_client push dim%d: %.2f M keys/s (ratio to raw %.2f; %s)\n", d->dim, m[CL_PUSH],
-           m[CL_PUSH] / m[RAW_PUSH], cpu_note(c1, sizeof(c1), "shard", &f[CL_PUSH]));
-    printf("ps pull dim%d on %d cache-resident rows: %.2f M keys/s (ratio to raw %.2f; %s)\n",
+    printf("ps_client pull dim%d: %.2f M keys/s (ratio to raw %.2f; CPU per request %s)\n", d->dim,
+           m[CL_PULL], m[CL_PULL] / m[RAW_PULL], cpu_note(c1, sizeof(c1), "shard", &f[CL_PULL]));
+    printf("ps_client push dim%d: %.2f M keys/s (ratio to raw %.2f; CPU per request %s)\n", d->dim,
+           m[CL_PUSH], m[CL_PUSH] / m[RAW_PUSH], cpu_note(c1, sizeof(c1), "shard", &f[CL_PUSH]));
+    printf("ps pull dim%d on %d cache-resident rows: %.2f M keys/s (ratio to raw %.2f; CPU per "
+           "request %s)\n",
            d->dim, HOT_ROWS, m[HOT_PULL], m[HOT_PULL] / m[RAW_PULL],
            cpu_note(c1, sizeof(c1), "shard", &f[HOT_PULL]));
-    printf("ps push dim%d on %d cache-resident rows: %.2f M keys/s (ratio to raw %.2f; %s)\n",
+    printf("ps push dim%d on %d cache-resident rows: %.2f M keys/s (ratio to raw %.2f; CPU per "
+           "request %s)\n",
            d->dim, HOT_ROWS, m[HOT_PUSH], m[HOT_PUSH] / m[RAW_PUSH],
            cpu_note(c1, sizeof(c1), "shard", &f[HOT_PUSH]));
     if (d->rows)
