@@ -761,7 +761,21 @@ static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, uin
     uint8_t *found = NULL;
     int rc = 0;
 
+    /* A request's keys are independent: start loading their index slots a
+     * few keys ahead, then their records, so the misses overlap instead of
+     * stalling one after another. */
+    enum { AHEAD = 8 };
+    uint32_t mask = s->icap - 1;
+    for (size_t i = 0; i < n && i < AHEAD; i++)
+        __builtin_prefetch(&s->idx[(uint32_t)mix(keys[i]) & mask]);
     for (size_t i = 0; i < n; i++) {
+        if (i + AHEAD < n)
+            __builtin_prefetch(&s->idx[(uint32_t)mix(keys[i + AHEAD]) & mask]);
+        if (i + AHEAD / 2 < n) {
+            uint32_t r = s->idx[(uint32_t)mix(keys[i + AHEAD / 2]) & mask];
+            if (r != EMPTY)
+                __builtin_prefetch(recp(s, r));
+        }
         rows[i] = find(s, keys[i]);
         if (rows[i] != EMPTY) {
             bset(s->ref, rows[i]);
