@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "clock.h"
 #include "gen_out.h"
 #include "log.h"
 #include "world.h"
@@ -67,13 +68,6 @@ typedef struct gen {
 } gen_t;
 
 /* ---- small formatting helpers ----------------------------------------- */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* Decimal digits of v into p; returns the length. */
 static int fmt_u64(char *p, uint64_t v)
@@ -414,7 +408,7 @@ static void progress(gen_t *g)
     g->next_report = g->done + (g->total + 9) / 10;
     if (!log_enabled(level))
         return;
-    dt = now_s() - g->t_write;
+    dt = clock_now_s() - g->t_write;
     log_write(level, "%3.0f%%  %llu/%llu lines  %.2f M lines/s", 100.0 * g->done / g->total,
               (unsigned long long)g->done, (unsigned long long)g->total,
               dt > 0 ? g->done / dt / 1e6 : 0.0);
@@ -524,7 +518,7 @@ int gen_run(const gen_conf_t *c, gen_stats_t *stats, errbuf_t *eb)
     int rc;
 
     memset(st, 0, sizeof(*st));
-    g.t0 = now_s();
+    g.t0 = clock_now_s();
     if (c->out.s[0] == '\0')
         return errbuf_set(eb, ERR_CONFIG, "--out DIR is required (see --help)");
     rc = world_new(&g.w, c, eb);
@@ -541,7 +535,7 @@ int gen_run(const gen_conf_t *c, gen_stats_t *stats, errbuf_t *eb)
         goto out;
     g.total = (uint64_t)(c->train + c->test) * (uint64_t)(days > 0 ? days : 1);
     g.next_report = (g.total + 9) / 10;
-    g.t_write = now_s();
+    g.t_write = clock_now_s();
     for (int d = days > 0 ? 1 : 0; d <= days; d++) {
         if (d == 0) {
             snprintf(dir, sizeof(dir), "%s", c->out.s);
@@ -560,11 +554,11 @@ int gen_run(const gen_conf_t *c, gen_stats_t *stats, errbuf_t *eb)
                 goto out;
         }
     }
-    st->seconds = now_s() - g.t0;
+    st->seconds = clock_now_s() - g.t0;
     log_split("train", &st->split[GEN_TRAIN]);
     log_split("test", &st->split[GEN_TEST]);
     {
-        double tw = now_s() - g.t_write;
+        double tw = clock_now_s() - g.t_write;
         LOG_INFO("wrote %llu lines to %s in %.2f s (world and tokens %.2f s, then %.2f M "
                  "lines/s)",
                  (unsigned long long)g.total, c->out.s, st->seconds, g.t_write - g.t0,

@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "clock.h"
 #include "emb_table.h"
 #include "meta.h"
 #include "store.h"
@@ -72,14 +73,6 @@ float emb_export_float(const void *emb, size_t i)
 
     memcpy(&f, &u, 4);
     return f;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* (slot, key) order of records and rows. */
@@ -883,7 +876,7 @@ int emb_export_full(const char *dir, const emb_export_opts_t *o, const char *out
 {
     emb_export_writer_t *w = NULL;
     emb_export_stats_t ws = {0};
-    double t0 = now_s();
+    double t0 = clock_now_s();
     src_t s;
     row_t r;
     int rc = src_open(&s, dir, o, eb);
@@ -900,7 +893,7 @@ int emb_export_full(const char *dir, const emb_export_opts_t *o, const char *out
     if (rc == 0 && st) {
         *st = ws;
         st->scanned = st->source = s.rows;
-        st->seconds = now_s() - t0;
+        st->seconds = clock_now_s() - t0;
     }
     emb_export_writer_destroy(&w);
     src_close(&s);
@@ -912,7 +905,7 @@ int emb_export_delta(const char *dir, const char *prev, const emb_export_opts_t 
 {
     emb_export_writer_t *w = NULL;
     emb_export_stats_t ws = {0};
-    double t0 = now_s();
+    double t0 = clock_now_s();
     src_t cur, old;
     row_t rn, rp;
     int hc, hp, rc;
@@ -964,7 +957,7 @@ int emb_export_delta(const char *dir, const char *prev, const emb_export_opts_t 
         *st = ws;
         st->scanned = cur.rows + old.rows;
         st->source = cur.rows;
-        st->seconds = now_s() - t0;
+        st->seconds = clock_now_s() - t0;
     }
 out:
     emb_export_writer_destroy(&w);
@@ -983,7 +976,7 @@ int emb_export_apply(const char *base, const char *delta, const char *out, emb_e
     emb_export_header_t h;
     emb_export_rec_t b, d;
     uint64_t nb = 0, nd = 0;
-    double t0 = now_s();
+    double t0 = clock_now_s();
     int has_b, has_d, rc;
 
     rc = emb_export_reader_open(&rb, base, eb);
@@ -1048,7 +1041,7 @@ int emb_export_apply(const char *base, const char *delta, const char *out, emb_e
         *st = ws;
         st->scanned = nb + nd;
         st->source = nd;
-        st->seconds = now_s() - t0;
+        st->seconds = clock_now_s() - t0;
     }
 out:
     emb_export_writer_destroy(&w);

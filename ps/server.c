@@ -14,6 +14,7 @@
 #include <time.h>
 #include <zmq.h>
 
+#include "clock.h"
 #include "codec.h"
 #include "dense_shard.h"
 #include "emb_table.h"
@@ -97,14 +98,6 @@ typedef struct server {
     int shutdown;
     int day; /* stamped on rows as first/last seen */
 } server_t;
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static const char *err_name(int code)
 {
@@ -325,7 +318,7 @@ static int load_meta(server_t *s, errbuf_t *eb)
 static int flush_all(server_t *s, errbuf_t *eb)
 {
     uint64_t rows = 0;
-    double t = now_s();
+    double t = clock_now_s();
     int rc = emb_table_flush(s->table, &rows, eb);
 
     if (rc == 0)
@@ -333,9 +326,9 @@ static int flush_all(server_t *s, errbuf_t *eb)
     if (rc == 0) {
         s->c.flushes++;
         s->c.rows_flushed += rows;
-        LOG_DEBUG("flushed %llu rows in %.3f s", (unsigned long long)rows, now_s() - t);
+        LOG_DEBUG("flushed %llu rows in %.3f s", (unsigned long long)rows, clock_now_s() - t);
     }
-    s->last_flush = now_s();
+    s->last_flush = clock_now_s();
     return rc;
 }
 
@@ -366,7 +359,7 @@ static void send_reply(server_t *s, zmq_msg_t *id)
  * counted and their number is told with the next one. */
 static void warn_limited(server_t *s, const char *what, const char *msg)
 {
-    double t = now_s();
+    double t = clock_now_s();
 
     if (t - s->last_warn >= 1.0) {
         if (s->warn_suppressed)
@@ -668,7 +661,7 @@ static int on_stats(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
 #undef X
     stat_add(s, &q, "shard", (uint64_t)s->pc->shard);
     stat_add(s, &q, "shards", (uint64_t)s->pc->shards);
-    stat_add(s, &q, "uptime_s", (uint64_t)(now_s() - s->t0));
+    stat_add(s, &q, "uptime_s", (uint64_t)(clock_now_s() - s->t0));
     stat_add(s, &q, "day", (uint64_t)s->day);
     stat_add(s, &q, "dense_initialized", (uint64_t)s->dense.initialized);
     stat_add(s, &q, "dense_step", (uint64_t)s->dense.step);
@@ -1092,7 +1085,7 @@ int server_run(const ps_conf_t *pc, volatile sig_atomic_t *stop, errbuf_t *eb)
 
     memset(&s, 0, sizeof(s));
     s.pc = pc;
-    s.t0 = s.last_flush = now_s();
+    s.t0 = s.last_flush = clock_now_s();
     rc = server_open(&s, eb);
     if (rc != 0)
         goto out;
@@ -1104,7 +1097,7 @@ int server_run(const ps_conf_t *pc, volatile sig_atomic_t *stop, errbuf_t *eb)
 
     while (!*stop && !s.shutdown) {
         zmq_pollitem_t item = {s.sock, 0, ZMQ_POLLIN, 0};
-        double wait = pc->flush_interval - (now_s() - s.last_flush);
+        double wait = pc->flush_interval - (clock_now_s() - s.last_flush);
         long ms = wait <= 0 ? 0 : wait > 0.1 ? 100 : (long)(wait * 1000);
         int n = zmq_poll(&item, 1, ms);
         if (n < 0 && errno != EINTR) {
@@ -1117,7 +1110,7 @@ int server_run(const ps_conf_t *pc, volatile sig_atomic_t *stop, errbuf_t *eb)
             serve_one(&s);
             n = zmq_poll(&item, 1, 0);
         }
-        if (now_s() - s.last_flush >= pc->flush_interval) {
+        if (clock_now_s() - s.last_flush >= pc->flush_interval) {
             rc = flush_all(&s, eb);
             if (rc != 0)
                 break;

@@ -3,16 +3,15 @@
  */
 #include "progress.h"
 
+#include "clock.h"
+
 #include <errno.h>
 #include <string.h>
 #include <time.h>
 
 double progress_now(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return clock_now_s();
 }
 
 int progress_init(progress_t *p, int show_line, const char *metrics_path, double interval,

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <zmq.h>
 
+#include "clock.h"
 #include "codec.h"
 #include "log.h"
 
@@ -51,13 +52,6 @@ struct ps_client {
     uint64_t duplicates;
     volatile sig_atomic_t *stop;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 int ps_client_shards(const ps_client_t *c)
 {
@@ -139,7 +133,7 @@ int ps_client_open(ps_client_t **out, char *const *endpoints, int n, const ps_cl
                             zmq_strerror(errno));
             goto fail;
         }
-        s->last_heard = now_s();
+        s->last_heard = clock_now_s();
     }
     *out = c;
     return 0;
@@ -210,7 +204,7 @@ static void drop_pending(shard_conn_t *s, pending_t *p)
 
 static void transmit(shard_conn_t *s, pending_t *p, int timeout_ms)
 {
-    p->sent_at = now_s();
+    p->sent_at = clock_now_s();
     p->attempts++;
     if (zmq_send(s->sock, p->bytes, p->len, ZMQ_DONTWAIT) < 0) {
         /* Not connected yet (or the queue is full): try again in about
@@ -245,7 +239,7 @@ static int pump(ps_client_t *c, int i, long timeout_ms, errbuf_t *eb)
             zmq_msg_close(&raw);
             break;
         }
-        s->last_heard = now_s();
+        s->last_heard = clock_now_s();
         int drc = codec_decode(c->scratch, &m, zmq_msg_data(&raw), zmq_msg_size(&raw), &deb);
         pending_t *p = find_pending(s, m.hdr.req_id);
         if (!p) { /* a late answer to a request retried and already answered */
@@ -291,7 +285,7 @@ static int pump(ps_client_t *c, int i, long timeout_ms, errbuf_t *eb)
 static int retry_overdue(ps_client_t *c, int i, errbuf_t *eb)
 {
     shard_conn_t *s = &c->sh[i];
-    double now = now_s(), oldest = now;
+    double now = clock_now_s(), oldest = now;
     int push_due = 0;
 
     for (size_t j = 0; j < s->npend; j++)
@@ -381,7 +375,7 @@ int ps_client_send(ps_client_t *c, int shard, msg_t *m, uint64_t *req_id, errbuf
     p->is_push = is_push;
     p->replied = 0;
     p->attempts = 0;
-    p->first_sent = now_s();
+    p->first_sent = clock_now_s();
     if (s->npend == 1)
         s->last_heard = p->first_sent; /* the deadline counts from here after idling */
     if (is_push)
