@@ -168,8 +168,11 @@ static void zipf_init(zipf_t *z, uint64_t n)
         z->cdf[i] /= sum;
 }
 
+/* A rank: Zipf, or uniform when z has no cdf. */
 static uint64_t zipf_draw(const zipf_t *z, uint64_t *seed)
 {
+    if (!z->cdf)
+        return rng_next(seed) % z->n;
     double u = (double)(rng_next(seed) >> 11) * 0x1.0p-53;
     uint64_t lo = 0, hi = z->n - 1;
 
@@ -243,6 +246,29 @@ static loop_result_t run_loop(emb_table_t *t, const zipf_t *z, int dim, double s
     free(rows);
     free(g);
     return r;
+}
+
+/* Uniform keys over a table larger than the CPU caches: every key is a
+ * memory miss, as on a shard (bench-ps's access pattern). */
+static void bench_uniform(int dim, uint64_t n)
+{
+    model_spec_t ms = spec(dim);
+    store_t *sm = NULL;
+    emb_table_t *mem = NULL;
+    errbuf_t eb = {{0}};
+    float *out = malloc(REQ * (size_t)dim * sizeof(float));
+    zipf_t z = {NULL, n};
+
+    if (store_mem_open(&sm, &eb) != 0 || emb_table_open(&mem, sm, &ms, 0, &eb) != 0)
+        die("open", &eb);
+    fill(mem, n, dim, out);
+    loop_result_t m = run_loop(mem, &z, dim, 1.5);
+    printf("uniform    dim %-3d %8llu rows: pull %5.2f M keys/s, push (adagrad) %5.2f M keys/s, "
+           "pull+push %5.2f M keys/s\n",
+           dim, (unsigned long long)n, m.pull_kps / 1e6, m.push_kps / 1e6, m.both_kps / 1e6);
+    emb_table_destroy(&mem);
+    store_close(&sm);
+    free(out);
 }
 
 static void bench_throughput(int dim, uint64_t n, const char *dir)
@@ -330,6 +356,11 @@ int main(int argc, char **argv)
     bench_memory(16, (uint64_t)(400000 * scale));
     bench_memory(64, (uint64_t)(196000 * scale));
     bench_memory(64, (uint64_t)(100000 * scale));
+    if (getenv("BENCH_TABLE_UNIFORM_ONLY")) {
+        bench_uniform(16, (uint64_t)(1000000 * scale));
+        bench_uniform(64, (uint64_t)(1000000 * scale));
+        return 0;
+    }
     bench_throughput(16, (uint64_t)(300000 * scale), dir);
     bench_throughput(64, (uint64_t)(100000 * scale), dir);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);

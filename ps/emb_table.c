@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "optim.h"
 
@@ -39,6 +40,8 @@ struct emb_table {
     sub_t sub[MODEL_MAX_SLOTS];
     emb_table_stats_t st;
     float *scratch;   /* one row of floats */
+    uint64_t *hm;     /* hashes of a request's keys */
+    size_t hm_cap;
     uint16_t *sketch; /* CM_ROWS x 2^CM_BITS sighting counters, or NULL */
     int sketch_dirty; /* counters changed since the sketch was last stored */
 };
@@ -142,40 +145,95 @@ static size_t encode_record(const sub_t *s, uint32_t r, unsigned char *buf)
     return EMB_RECORD_HEADER + s->nfloat * 4;
 }
 
+/* Ask for transparent huge pages on the 2 MiB-aligned interior of a large
+ * block (slabs, indexes): a row access is then one TLB miss less, which is
+ * what bounds a shard's random-key throughput once the cache misses
+ * overlap. Advisory: without THP it changes nothing. */
+static void want_huge_pages(void *p, size_t len)
+{
+#ifdef MADV_HUGEPAGE
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1), b = ((uintptr_t)p + len) & ~(huge - 1);
+
+    if (len >= 2 * huge && b > a)
+        madvise((void *)a, b - a, MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)len;
+#endif
+}
+
 /* ---- index ---- */
 
-static uint32_t *find_pos(const sub_t *s, uint64_t key)
+/*
+ * An index position holds EMPTY or an entry: the record slot in the low
+ * SLOT_BITS bits and a 4-bit tag of the key's hash above them, so a probe
+ * reads a record only when the tags agree (1 in 16 for another key). The
+ * position comes from the low bits of the hash, the tag from its top
+ * bits. Record slots stop below SLOT_MASK, so no entry equals EMPTY.
+ */
+#define SLOT_BITS 28
+#define SLOT_MASK ((UINT32_C(1) << SLOT_BITS) - 1)
+#define MAX_RECORDS SLOT_MASK /* record slots per slot of a table: 0..2^28-2 */
+
+static inline uint32_t tag_of(uint64_t hm)
 {
-    uint32_t mask = s->icap - 1, h = (uint32_t)mix(key) & mask;
+    return (uint32_t)(hm >> 60) << SLOT_BITS;
+}
+
+/* The position of key (hash hm) in the index, or of the EMPTY one that
+ * ends its probe chain. */
+static inline uint32_t *find_pos_h(const sub_t *s, uint64_t key, uint64_t hm)
+{
+    uint32_t mask = s->icap - 1, h = (uint32_t)hm & mask, tag = tag_of(hm);
 
     for (;;) {
-        uint32_t r = s->idx[h];
-        if (r == EMPTY || rec_key(s, r) == key)
+        uint32_t e = s->idx[h];
+        if (e == EMPTY || ((e & ~SLOT_MASK) == tag && rec_key(s, e & SLOT_MASK) == key))
             return &s->idx[h];
         h = (h + 1) & mask;
     }
 }
 
+static uint32_t *find_pos(const sub_t *s, uint64_t key)
+{
+    return find_pos_h(s, key, mix(key));
+}
+
+/* The record slot of key (hash hm), or EMPTY. */
+static inline uint32_t find_h(const sub_t *s, uint64_t key, uint64_t hm)
+{
+    uint32_t e = *find_pos_h(s, key, hm);
+    return e == EMPTY ? EMPTY : e & SLOT_MASK;
+}
+
 static uint32_t find(const sub_t *s, uint64_t key)
 {
-    return *find_pos(s, key);
+    return find_h(s, key, mix(key));
 }
 
 /* Rebuild the index with ncap (a power of two) positions. */
 static int resize_index(sub_t *s, uint32_t ncap)
 {
-    uint32_t *old = s->idx, ocap = s->icap;
+    uint32_t *old = s->idx, ocap = s->icap, mask = ncap - 1;
 
     s->idx = malloc((size_t)ncap * sizeof(uint32_t));
     if (!s->idx) {
         s->idx = old;
         return ERR_NOMEM;
     }
+    want_huge_pages(s->idx, (size_t)ncap * sizeof(uint32_t));
     memset(s->idx, 0xff, (size_t)ncap * sizeof(uint32_t));
     s->icap = ncap;
-    for (uint32_t i = 0; i < ocap; i++)
-        if (old[i] != EMPTY)
-            *find_pos(s, rec_key(s, old[i])) = old[i];
+    for (uint32_t i = 0; i < ocap; i++) {
+        if (old[i] == EMPTY)
+            continue;
+        /* keys are distinct: the first empty position of the chain */
+        uint32_t h = (uint32_t)mix(rec_key(s, old[i] & SLOT_MASK)) & mask;
+        while (s->idx[h] != EMPTY)
+            h = (h + 1) & mask;
+        s->idx[h] = old[i];
+    }
     free(old);
     return 0;
 }
@@ -213,7 +271,7 @@ static void index_remove(sub_t *s, uint64_t key)
         uint32_t r = s->idx[j];
         if (r == EMPTY)
             return;
-        uint32_t h = (uint32_t)mix(rec_key(s, r)) & mask;
+        uint32_t h = (uint32_t)mix(rec_key(s, r & SLOT_MASK)) & mask;
         if (((j - h) & mask) >= ((j - i) & mask)) {
             s->idx[i] = r;
             s->idx[j] = EMPTY;
@@ -226,12 +284,17 @@ static void index_remove(sub_t *s, uint64_t key)
 
 static int grow_slab(sub_t *s)
 {
-    uint32_t ncap = s->cap ? s->cap * 2 : 1024;
+    uint32_t ncap = s->cap ? (s->cap <= MAX_RECORDS / 2 ? s->cap * 2 : MAX_RECORDS) : 1024;
     size_t words = ((size_t)ncap + 63) / 64, owords = ((size_t)s->cap + 63) / 64;
-    unsigned char *slab = realloc(s->slab, (size_t)ncap * s->rec);
+    unsigned char *slab;
+
+    if (ncap <= s->cap) /* MAX_RECORDS rows: the index cannot address more */
+        return ERR_NOMEM;
+    slab = realloc(s->slab, (size_t)ncap * s->rec);
     if (!slab)
         return ERR_NOMEM;
     s->slab = slab;
+    want_huge_pages(slab, (size_t)ncap * s->rec);
     uint64_t **maps[3] = {&s->live, &s->dirty, &s->ref};
     for (int m = 0; m < 3; m++) {
         uint64_t *b = realloc(*maps[m], words * 8);
@@ -272,7 +335,8 @@ static uint32_t insert(sub_t *s, uint64_t key, int day)
     bset(s->live, r);
     bset(s->ref, r);
     bclr(s->dirty, r);
-    *find_pos(s, key) = r;
+    uint64_t hm = mix(key);
+    *find_pos_h(s, key, hm) = tag_of(hm) | r;
     s->rows++;
     return r;
 }
@@ -425,6 +489,7 @@ void emb_table_destroy(emb_table_t **tp)
     }
     free(t->sketch);
     free(t->scratch);
+    free(t->hm);
     free(t);
     *tp = NULL;
 }
@@ -761,29 +826,54 @@ static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, uin
     uint8_t *found = NULL;
     int rc = 0;
 
-    /* A request's keys are independent: start loading their index slots a
-     * few keys ahead, then their records, so the misses overlap instead of
-     * stalling one after another. */
-    enum { AHEAD = 8 };
+    /* A request's keys are independent, so their memory misses can
+     * overlap: a software pipeline loads the index position of key i +
+     * 2 * DIST, then the record of key i + DIST (its index line has
+     * arrived by then), while key i is looked up from cache. A pull needs
+     * the record's header and embedding; a push the whole record. */
+    enum { DIST = 16 };
     uint32_t mask = s->icap - 1;
-    for (size_t i = 0; i < n && i < AHEAD; i++)
-        __builtin_prefetch(&s->idx[(uint32_t)mix(keys[i]) & mask]);
-    for (size_t i = 0; i < n; i++) {
-        if (i + AHEAD < n)
-            __builtin_prefetch(&s->idx[(uint32_t)mix(keys[i + AHEAD]) & mask]);
-        if (i + AHEAD / 2 < n) {
-            uint32_t r = s->idx[(uint32_t)mix(keys[i + AHEAD / 2]) & mask];
-            if (r != EMPTY)
-                __builtin_prefetch(recp(s, r));
+    size_t pf_bytes = create == RESOLVE_APPLY ? s->rec : HDR + s->dim * sizeof(float);
+    uint64_t *hm;
+
+    if (n > t->hm_cap) {
+        uint64_t *p = realloc(t->hm, n * sizeof(*p));
+        if (!p)
+            return errbuf_set(eb, ERR_NOMEM, "out of memory");
+        t->hm = p;
+        t->hm_cap = n;
+    }
+    hm = t->hm;
+    for (size_t i = 0; i < n; i++)
+        hm[i] = mix(keys[i]);
+    for (size_t i = 0; i < n + 2 * DIST; i++) {
+        if (i < n)
+            __builtin_prefetch(&s->idx[(uint32_t)hm[i] & mask]);
+        if (i >= DIST && i - DIST < n) {
+            uint64_t h = hm[i - DIST];
+            uint32_t pos = (uint32_t)h & mask, tag = tag_of(h), e;
+            /* the first entry with the key's tag (usually its own) */
+            for (int probe = 0; probe < 4 && (e = s->idx[pos]) != EMPTY; probe++) {
+                if ((e & ~SLOT_MASK) == tag) {
+                    uintptr_t a = (uintptr_t)recp(s, e & SLOT_MASK);
+                    for (uintptr_t l = a & ~(uintptr_t)63; l < a + pf_bytes; l += 64)
+                        __builtin_prefetch((const void *)l);
+                    break;
+                }
+                pos = (pos + 1) & mask;
+            }
         }
-        rows[i] = find(s, keys[i]);
-        if (rows[i] != EMPTY) {
-            bset(s->ref, rows[i]);
+        if (i < 2 * DIST)
+            continue;
+        size_t k = i - 2 * DIST;
+        rows[k] = find_h(s, keys[k], hm[k]);
+        if (rows[k] != EMPTY) {
+            bset(s->ref, rows[k]);
             continue;
         }
         if (!miss && !(miss = malloc(n * sizeof(*miss))))
             return errbuf_set(eb, ERR_NOMEM, "out of memory");
-        miss[nm++] = i;
+        miss[nm++] = k;
     }
     if (nm == 0)
         return 0;
