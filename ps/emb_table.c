@@ -921,7 +921,7 @@ static uint32_t *row_scratch(size_t n)
     return malloc((n ? n : 1) * sizeof(uint32_t));
 }
 
-int emb_table_pull(emb_table_t *t, int slot, const uint64_t *keys, size_t n, float *out, int mode,
+int emb_table_pull(emb_table_t *t, int slot, const uint64_t *keys, size_t n, void *out, int mode,
                    errbuf_t *eb)
 {
     int rc = check_slot(t, slot, eb);
@@ -936,11 +936,13 @@ int emb_table_pull(emb_table_t *t, int slot, const uint64_t *keys, size_t n, flo
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
     rc = resolve(t, s, keys, n, rows, mode == EMB_PULL_CREATE ? RESOLVE_SIGHT : RESOLVE_FIND, eb);
     if (rc == 0) {
+        size_t rb = s->dim * sizeof(float);
+        unsigned char *o = out;
         for (size_t i = 0; i < n; i++) {
             if (rows[i] == EMPTY)
-                memset(out + i * s->dim, 0, s->dim * sizeof(float));
+                memset(o + i * rb, 0, rb);
             else
-                memcpy(out + i * s->dim, rec_w(s, rows[i]), s->dim * sizeof(float));
+                memcpy(o + i * rb, rec_w(s, rows[i]), rb);
         }
         t->st.pulls += n;
     }
@@ -950,7 +952,7 @@ int emb_table_pull(emb_table_t *t, int slot, const uint64_t *keys, size_t n, flo
     return rc;
 }
 
-int emb_table_push(emb_table_t *t, int slot, const uint64_t *keys, size_t n, const float *g,
+int emb_table_push(emb_table_t *t, int slot, const uint64_t *keys, size_t n, const void *g,
                    errbuf_t *eb)
 {
     int rc = check_slot(t, slot, eb);
@@ -972,8 +974,13 @@ int emb_table_push(emb_table_t *t, int slot, const uint64_t *keys, size_t n, con
         }
         unsigned char *p = recp(s, rows[i]);
         float *w = (float *)(p + HDR);
+        const unsigned char *gi = (const unsigned char *)g + i * s->dim * sizeof(float);
         uint32_t upd;
-        optim_row_update(&t->ms.emb_opt, w, w + s->dim, g + i * s->dim, s->dim);
+        if ((uintptr_t)gi % _Alignof(float) != 0) { /* straight from a message */
+            memcpy(t->scratch, gi, s->dim * sizeof(float));
+            gi = (const unsigned char *)t->scratch;
+        }
+        optim_row_update(&t->ms.emb_opt, w, w + s->dim, (const float *)gi, s->dim);
         memcpy(&upd, p + 8, 4);
         upd++;
         memcpy(p + 8, &upd, 4);
@@ -988,7 +995,7 @@ int emb_table_push(emb_table_t *t, int slot, const uint64_t *keys, size_t n, con
     return rc;
 }
 
-int emb_table_assign(emb_table_t *t, int slot, const uint64_t *keys, size_t n, const float *v,
+int emb_table_assign(emb_table_t *t, int slot, const uint64_t *keys, size_t n, const void *v,
                      int with_state, errbuf_t *eb)
 {
     int rc = check_slot(t, slot, eb);
@@ -1007,7 +1014,8 @@ int emb_table_assign(emb_table_t *t, int slot, const uint64_t *keys, size_t n, c
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (rows[i] == EMPTY)
             continue;
-        memcpy(rec_w(s, rows[i]), v + i * width, width * sizeof(float));
+        memcpy(rec_w(s, rows[i]), (const unsigned char *)v + i * width * sizeof(float),
+               width * sizeof(float));
         bset(s->dirty, rows[i]);
     }
     free(rows);

@@ -117,19 +117,23 @@ int emb_table_set_day(emb_table_t *t, int day);
 /* Sightings counted for a key of slot without a row (admission). */
 uint32_t emb_table_sightings(const emb_table_t *t, int slot, uint64_t key);
 
-/* Rows (embeddings only, dim floats each) of n keys of slot into out.
- * mode EMB_PULL_*. Returns 0, or ERR_STORE / ERR_CORRUPT / ERR_NOMEM. */
-int emb_table_pull(emb_table_t *t, int slot, const uint64_t *keys, size_t n, float *out, int mode,
+/* Rows (embeddings only, dim floats each) of n keys of slot into out
+ * (n x dim floats; need not be aligned: a shard writes straight into its
+ * reply). mode EMB_PULL_*. Returns 0, or ERR_STORE / ERR_CORRUPT /
+ * ERR_NOMEM. */
+int emb_table_pull(emb_table_t *t, int slot, const uint64_t *keys, size_t n, void *out, int mode,
                    errbuf_t *eb);
 
-/* Apply gradients g (n x dim) to the rows of n keys of slot with the row
- * optimizer (a key without row gets one first). */
-int emb_table_push(emb_table_t *t, int slot, const uint64_t *keys, size_t n, const float *g,
+/* Apply gradients g (n x dim floats, need not be aligned) to the rows of
+ * n keys of slot with the row optimizer (a key without row gets one
+ * first). */
+int emb_table_push(emb_table_t *t, int slot, const uint64_t *keys, size_t n, const void *g,
                    errbuf_t *eb);
 
 /* Store values (n x (dim + state) floats with state, else n x dim) as the
- * rows of n keys, marking them dirty (restores, tests). */
-int emb_table_assign(emb_table_t *t, int slot, const uint64_t *keys, size_t n, const float *v,
+ * rows of n keys, marking them dirty (restores, tests); v need not be
+ * aligned. */
+int emb_table_assign(emb_table_t *t, int slot, const uint64_t *keys, size_t n, const void *v,
                      int with_state, errbuf_t *eb);
 
 /* Write every dirty row to the store (batches of 64k rows, each atomic;

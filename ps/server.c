@@ -80,9 +80,7 @@ typedef struct server {
     size_t nsenders;
     msg_progress_t *prog; /* recorded positions, one per rank (found = 1) */
     size_t nprog;
-    float *rows;             /* scratch: rows of one request entry */
-    size_t rows_cap;         /* floats */
-    uint64_t *keys;          /* scratch: keys of one request entry */
+    uint64_t *keys;          /* scratch: keys of one request entry (unaligned in the message) */
     size_t keys_cap;         /* keys */
     unsigned char *meta_buf; /* scratch: encoded sender and progress records */
     size_t meta_cap;         /* bytes */
@@ -334,11 +332,22 @@ static int flush_all(server_t *s, errbuf_t *eb)
 
 /* ---- replies ---- */
 
+static void free_reply(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
+/* Replies this large are handed to ZeroMQ without a copy. */
+#define ZERO_COPY_MIN 8192
+
 /* Send s->out to the peer `id`. Never blocks: a peer that is gone or does
  * not read its replies loses them (ZMQ_ROUTER_MANDATORY is off). */
 static void send_reply(server_t *s, zmq_msg_t *id)
 {
-    zmq_msg_t idc;
+    zmq_msg_t idc, body;
+    size_t len = s->out.len;
+    unsigned char *data;
 
     zmq_msg_init(&idc);
     zmq_msg_copy(&idc, id);
@@ -347,12 +356,24 @@ static void send_reply(server_t *s, zmq_msg_t *id)
         s->c.replies_dropped++;
         return;
     }
-    if (zmq_send(s->sock, s->out.data, s->out.len, ZMQ_DONTWAIT) < 0) {
+    if (len >= ZERO_COPY_MIN && (data = codec_buf_take(&s->out)) != NULL) {
+        if (zmq_msg_init_data(&body, data, len, free_reply, NULL) != 0) {
+            free(data);
+            s->c.replies_dropped++;
+            return;
+        }
+        if (zmq_msg_send(&body, s->sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&body);
+            s->c.replies_dropped++;
+            LOG_DEBUG("reply dropped: %s", zmq_strerror(errno));
+            return;
+        }
+    } else if (zmq_send(s->sock, s->out.data, len, ZMQ_DONTWAIT) < 0) {
         s->c.replies_dropped++;
         LOG_DEBUG("reply dropped: %s", zmq_strerror(errno));
         return;
     }
-    s->c.bytes_out += s->out.len;
+    s->c.bytes_out += len;
 }
 
 /* A warning about peer input, at most one per second; the others are
@@ -406,18 +427,20 @@ static int reply_ack(server_t *s, zmq_msg_t *id, uint64_t req_id, uint32_t flags
     return rc;
 }
 
-/* Copy the keys and rows (width floats each) of one request entry into
- * aligned scratch: s->keys and s->rows. rows may be NULL (no rows). */
-static int load_entry(server_t *s, const msg_slot_t *in, size_t width, const void *rows,
-                      errbuf_t *eb)
+/* The keys of one request entry as an aligned array: the message's own
+ * bytes when they are aligned, else a copy in s->keys. NULL when out of
+ * memory. (Rows are read and written in place: the table takes unaligned
+ * row buffers.) */
+static const uint64_t *entry_keys(server_t *s, const msg_slot_t *in, errbuf_t *eb)
 {
-    if (grow((void **)&s->keys, &s->keys_cap, (size_t)in->nkeys + 1, sizeof(uint64_t)) != 0 ||
-        grow((void **)&s->rows, &s->rows_cap, (size_t)in->nkeys * width + 1, sizeof(float)) != 0)
-        return errbuf_set(eb, ERR_NOMEM, "out of memory for %u keys", in->nkeys);
+    if ((uintptr_t)in->keys % _Alignof(uint64_t) == 0)
+        return (const uint64_t *)in->keys;
+    if (grow((void **)&s->keys, &s->keys_cap, (size_t)in->nkeys + 1, sizeof(uint64_t)) != 0) {
+        errbuf_set(eb, ERR_NOMEM, "out of memory for %u keys", in->nkeys);
+        return NULL;
+    }
     memcpy(s->keys, in->keys, (size_t)in->nkeys * sizeof(uint64_t));
-    if (rows)
-        memcpy(s->rows, rows, (size_t)in->nkeys * width * sizeof(float));
-    return 0;
+    return s->keys;
 }
 
 /* ---- handlers: return 0 (reply sent) or an error to report ---- */
@@ -459,14 +482,12 @@ static int on_pull(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
     rc = codec_encode(&s->out, &r, eb);
     for (uint32_t e = 0; e < q->nslots && rc == 0; e++) {
         const msg_slot_t *in = &q->slot[e];
-        size_t dim = (size_t)s->ms.slot[in->slot].dim;
-        rc = load_entry(s, in, dim, NULL, eb);
+        const uint64_t *keys = entry_keys(s, in, eb);
+        rc = keys ? emb_table_pull(s->table, (int)in->slot, keys, in->nkeys,
+                                   codec_buf_blob(&s->out, e), mode, eb)
+                  : ERR_NOMEM;
         if (rc == 0)
-            rc = emb_table_pull(s->table, (int)in->slot, s->keys, in->nkeys, s->rows, mode, eb);
-        if (rc == 0) {
-            memcpy(codec_buf_blob(&s->out, e), s->rows, (size_t)in->nkeys * dim * sizeof(float));
             s->c.pull_keys += in->nkeys;
-        }
     }
     if (rc == 0)
         send_reply(s, id);
@@ -522,14 +543,16 @@ static int on_push(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
         return reply_ack(s, id, m->hdr.req_id, MSG_F_DUPLICATE, NULL, 0, eb);
     for (uint32_t e = 0; e < q->nslots && rc == 0; e++) {
         const msg_slot_t *in = &q->slot[e];
-        rc = load_entry(s, in, in->dim, in->rows, eb);
-        if (rc != 0)
+        const uint64_t *keys = entry_keys(s, in, eb);
+        if (!keys) {
+            rc = ERR_NOMEM;
             break;
+        }
         if (q->flags & MSG_F_ASSIGN)
-            rc = emb_table_assign(s->table, (int)in->slot, s->keys, in->nkeys, s->rows,
+            rc = emb_table_assign(s->table, (int)in->slot, keys, in->nkeys, in->rows,
                                   (q->flags & MSG_F_STATE) != 0, eb);
         else
-            rc = emb_table_push(s->table, (int)in->slot, s->keys, in->nkeys, s->rows, eb);
+            rc = emb_table_push(s->table, (int)in->slot, keys, in->nkeys, in->rows, eb);
         s->c.push_keys += in->nkeys;
     }
     if (rc != 0)
@@ -1073,7 +1096,6 @@ static void server_release(server_t *s)
     free(s->st);
     free(s->meta_buf);
     free(s->keys);
-    free(s->rows);
     free(s->prog);
     free(s->senders);
 }
