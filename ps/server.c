@@ -928,17 +928,20 @@ static void handle(server_t *s, zmq_msg_t *id, const void *data, size_t len)
 }
 
 /* Receive one message: [identity][payload]. Anything with another number
- * of frames is dropped and counted (there is no payload to answer). */
-static void serve_one(server_t *s)
+ * of frames is dropped and counted (there is no payload to answer).
+ * Returns 0 when nothing was queued. */
+static int serve_one(server_t *s)
 {
     zmq_msg_t id, body;
-    int more = 0;
+    int more = 0, got = 1;
     size_t ml = sizeof(more);
 
     zmq_msg_init(&id);
     zmq_msg_init(&body);
-    if (zmq_msg_recv(&id, s->sock, ZMQ_DONTWAIT) < 0)
+    if (zmq_msg_recv(&id, s->sock, ZMQ_DONTWAIT) < 0) {
+        got = 0;
         goto out;
+    }
     zmq_getsockopt(s->sock, ZMQ_RCVMORE, &more, &ml);
     if (!more || zmq_msg_recv(&body, s->sock, ZMQ_DONTWAIT) < 0) {
         s->c.requests++;
@@ -967,6 +970,7 @@ static void serve_one(server_t *s)
 out:
     zmq_msg_close(&body);
     zmq_msg_close(&id);
+    return got;
 }
 
 /* --init_from CKPT: a fresh data directory starts as the checkpoint's copy
@@ -1126,12 +1130,11 @@ int server_run(const ps_conf_t *pc, volatile sig_atomic_t *stop, errbuf_t *eb)
             rc = errbuf_set(eb, ERR_NET, "poll: %s", zmq_strerror(errno));
             break;
         }
-        /* a burst of queued requests, bounded so the flush and a signal
-         * are still noticed under load */
-        for (int burst = 0; n > 0 && burst < 256 && !s.shutdown; burst++) {
-            serve_one(&s);
-            n = zmq_poll(&item, 1, 0);
-        }
+        /* the queued requests until none is left (no poll between them),
+         * bounded so the flush and a signal are still noticed under load */
+        for (int burst = 0; n > 0 && burst < 256 && !s.shutdown; burst++)
+            if (!serve_one(&s))
+                break;
         if (clock_now_s() - s.last_flush >= pc->flush_interval) {
             rc = flush_all(&s, eb);
             if (rc != 0)
