@@ -94,7 +94,8 @@ typedef struct server {
     double t0, last_flush, last_warn; /* s, monotonic */
     uint64_t warn_suppressed;
     int shutdown;
-    int day; /* stamped on rows as first/last seen */
+    int day;        /* stamped on rows as first/last seen */
+    int stored_day; /* the day the data directory was left on, or -1 */
 } server_t;
 
 static const char *err_name(int code)
@@ -132,11 +133,14 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
  *   m:seq       u8 1 | u8[3] 0 | u32 n | n x (u32 sender, u32 0, u64 last_seq)
  *   m:progress  u8 1 | u8[3] 0 | u32 n | n x (u32 rank, u32 epoch, u32 file,
  *               u32 0, u64 offset, u64 line, u64 samples)
+ *   m:day       u8 1 | u8[3] 0 | i32 day: the current day (set by --day or
+ *               BEGIN_DAY), so a restart does not fall back to an older one
  */
 
 static const char KEY_DENSE[] = "m:dense";
 static const char KEY_SEQ[] = "m:seq";
 static const char KEY_PROG[] = "m:progress";
+static const char KEY_DAY[] = "m:day";
 
 #define META_VERSION 1
 #define META_HEADER 8
@@ -215,12 +219,15 @@ static int save_meta(server_t *s, errbuf_t *eb)
     if (encode_lists(s, &sl, &pl) != 0)
         return errbuf_set(eb, ERR_NOMEM, "shard %lld: out of memory for its metadata",
                           (long long)s->pc->shard);
-    store_op_t ops[3] = {
+    unsigned char day[8] = {META_VERSION};
+    put32(day + 4, (uint32_t)s->day);
+    store_op_t ops[4] = {
         {KEY_DENSE, sizeof(KEY_DENSE) - 1, drec, dl},
         {KEY_SEQ, sizeof(KEY_SEQ) - 1, s->meta_buf, sl},
         {KEY_PROG, sizeof(KEY_PROG) - 1, s->meta_buf + sl, pl},
+        {KEY_DAY, sizeof(KEY_DAY) - 1, day, sizeof(day)},
     };
-    return store_write(s->store, ops, 3, 1, eb);
+    return store_write(s->store, ops, 4, 1, eb);
 }
 
 /* Check a list record's header; *n gets its entry count. */
@@ -306,6 +313,19 @@ static int load_meta(server_t *s, errbuf_t *eb)
         rc = meta_get(s, KEY_PROG, &v, &vl, eb);
     if (rc == 0 && v)
         rc = decode_progress(s, v, vl, eb);
+    free(v);
+    v = NULL;
+    s->stored_day = -1;
+    if (rc == 0)
+        rc = meta_get(s, KEY_DAY, &v, &vl, eb);
+    if (rc == 0 && v) {
+        const unsigned char *b = v;
+        int32_t d = vl == 8 && b[0] == META_VERSION ? (int32_t)get32(b + 4) : -1;
+        if (d < 0 || d > EMB_DAY_MAX)
+            rc = errbuf_set(eb, ERR_CORRUPT, "%s: day record: %zu bytes, version %d", s->pc->data.s,
+                            vl, vl ? b[0] : -1);
+        s->stored_day = d;
+    }
     free(v);
     return rc;
 }
@@ -835,13 +855,13 @@ static int on_begin_day(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb
     s->day = m->u.cmd.day;
     s->hello.day = s->day;
     s->nprog = 0; /* a new day is a new job: workers start on its logs */
-    if (m->u.cmd.flags & MSG_F_EXPIRE) {
+    if (m->u.cmd.flags & MSG_F_EXPIRE)
         rc = emb_table_expire(s->table, s->day, &deleted, eb);
-        if (rc == 0)
-            rc = flush_all(s, eb);
-        if (rc != 0)
-            return rc;
-    }
+    /* the new day and the cleared progress survive a crash from here on */
+    if (rc == 0)
+        rc = flush_all(s, eb);
+    if (rc != 0)
+        return rc;
     LOG_INFO("day %d begins%s: %llu rows expired", s->day,
              (m->u.cmd.flags & MSG_F_EXPIRE) ? " with expiry" : "", (unsigned long long)deleted);
     kv = (msg_kv_t){{nm, sizeof(nm) - 1}, 0, deleted, {NULL, 0}};
@@ -1076,9 +1096,14 @@ static int server_open(server_t *s, errbuf_t *eb)
     if (rc != 0)
         return rc;
     s->day = (int)pc->day;
+    if (s->stored_day > s->day) { /* a BEGIN_DAY the command line does not know of */
+        LOG_INFO("%s was left on day %d (BEGIN_DAY): continuing on day %d, not %d", pc->data.s,
+                 s->stored_day, s->stored_day, s->day);
+        s->day = s->stored_day;
+    }
     emb_table_set_day(s->table, s->day);
     codec_hello_from_spec(&s->hello, &s->ms, (uint32_t)pc->shard, (uint32_t)pc->shards,
-                          s->dense.total, (int32_t)pc->day);
+                          s->dense.total, (int32_t)s->day);
     s->dec = codec_dec_new(pc->max_msg_size);
     if (!s->dec)
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
