@@ -705,6 +705,17 @@ static int maybe_evict(emb_table_t *t, errbuf_t *eb)
     return 0;
 }
 
+/* The error of a row that could not be created. */
+static int insert_failed(const emb_table_t *t, const sub_t *s, errbuf_t *eb)
+{
+    if (s->nfree == 0 && s->used >= MAX_RECORDS)
+        return errbuf_set(eb, ERR_NOMEM,
+                          "%s: slot '%s' holds %u rows, the most one table can address: spread "
+                          "the keys over more shards",
+                          t->store->name, t->ms.slot[s->slot].name, s->rows);
+    return errbuf_set(eb, ERR_NOMEM, "out of memory");
+}
+
 /* Load the rows of keys[miss[0..nm)] from the store into s. found[j] is
  * set for those present. */
 static int load_misses(emb_table_t *t, sub_t *s, const uint64_t *keys, const size_t *miss,
@@ -749,7 +760,7 @@ static int load_misses(emb_table_t *t, sub_t *s, const uint64_t *keys, const siz
         if (r == EMPTY) {
             r = insert(s, keys[miss[j]], t->day);
             if (r == EMPTY) {
-                rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
+                rc = insert_failed(t, s, eb);
                 break;
             }
             unsigned char *p = recp(s, r);
@@ -813,27 +824,84 @@ uint32_t emb_table_sightings(const emb_table_t *t, int slot, uint64_t key)
 }
 
 enum { RESOLVE_FIND = 0, RESOLVE_SIGHT = 1, RESOLVE_APPLY = 2 };
+enum { OP_PULL, OP_PUSH, OP_ASSIGN };
 
-/* Make sure every key has a resident row, loading misses from the store.
- * create: RESOLVE_FIND creates nothing; RESOLVE_SIGHT (a training pull)
- * counts a sighting and creates admitted rows; RESOLVE_APPLY (push,
- * assign) creates rows unless the slot uses admission. rows[i] gets the
- * record slot or EMPTY. */
-static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, uint32_t *rows,
-                   int create, errbuf_t *eb)
+/* What a request does with each key's row, once it is resolved. */
+typedef struct row_op {
+    int kind;                /* OP_* */
+    int create;              /* RESOLVE_* */
+    unsigned char *out;      /* OP_PULL: n x dim floats (unaligned) */
+    const unsigned char *in; /* OP_PUSH: n x dim gradients; OP_ASSIGN: n x width values */
+    size_t width;            /* OP_ASSIGN: floats per value row */
+} row_op_t;
+
+/* Do op for key k of the request, whose row is record r (or EMPTY). */
+static inline void visit(emb_table_t *t, sub_t *s, const row_op_t *op, size_t k, uint32_t r)
+{
+    size_t rb = s->dim * sizeof(float);
+
+    switch (op->kind) {
+    case OP_PULL:
+        if (r == EMPTY)
+            memset(op->out + k * rb, 0, rb);
+        else
+            memcpy(op->out + k * rb, rec_w(s, r), rb);
+        return;
+    case OP_PUSH: {
+        if (r == EMPTY) { /* not admitted yet */
+            t->st.admit_dropped++;
+            return;
+        }
+        unsigned char *p = recp(s, r);
+        float *w = (float *)(p + HDR);
+        const unsigned char *g = op->in + k * rb;
+        uint16_t day = (uint16_t)t->day;
+        uint32_t upd;
+        if ((uintptr_t)g % _Alignof(float) != 0) { /* straight from a message */
+            memcpy(t->scratch, g, rb);
+            g = (const unsigned char *)t->scratch;
+        }
+        optim_row_update(&t->ms.emb_opt, w, w + s->dim, (const float *)g, s->dim);
+        memcpy(&upd, p + 8, 4);
+        upd++;
+        memcpy(p + 8, &upd, 4);
+        memcpy(p + 14, &day, 2);
+        bset(s->dirty, r);
+        return;
+    }
+    case OP_ASSIGN:
+        if (r == EMPTY)
+            return;
+        memcpy(rec_w(s, r), op->in + k * op->width * sizeof(float), op->width * sizeof(float));
+        bset(s->dirty, r);
+        return;
+    }
+}
+
+/*
+ * Find every key's row and do op with it. A missing row is read back from
+ * the store or, by op->create, made: RESOLVE_FIND creates nothing;
+ * RESOLVE_SIGHT (a training pull) counts a sighting and creates admitted
+ * rows; RESOLVE_APPLY (push, assign) creates rows unless the slot uses
+ * admission. Keys are visited in order among the resident ones, then in
+ * order among the others, so repeated keys are applied in request order.
+ */
+static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, const row_op_t *op,
+                   errbuf_t *eb)
 {
     size_t *miss = NULL, nm = 0;
     uint8_t *found = NULL;
-    int rc = 0;
+    uint32_t *rows = NULL;
+    int rc = 0, create = op->create;
 
     /* A request's keys are independent, so their memory misses can
      * overlap: a software pipeline loads the index position of key i +
      * 2 * DIST, then the record of key i + DIST (its index line has
-     * arrived by then), while key i is looked up from cache. A pull needs
-     * the record's header and embedding; a push the whole record. */
+     * arrived by then), while key i is looked up and used from cache. A
+     * pull needs the record's header and embedding; a push all of it. */
     enum { DIST = 16 };
     uint32_t mask = s->icap - 1;
-    size_t pf_bytes = create == RESOLVE_APPLY ? s->rec : HDR + s->dim * sizeof(float);
+    size_t pf_bytes = op->kind == OP_PULL ? HDR + s->dim * sizeof(float) : s->rec;
     uint64_t *hm;
 
     if (n > t->hm_cap) {
@@ -866,9 +934,10 @@ static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, uin
         if (i < 2 * DIST)
             continue;
         size_t k = i - 2 * DIST;
-        rows[k] = find_h(s, keys[k], hm[k]);
-        if (rows[k] != EMPTY) {
-            bset(s->ref, rows[k]);
+        uint32_t r = find_h(s, keys[k], hm[k]);
+        if (r != EMPTY) {
+            bset(s->ref, r);
+            visit(t, s, op, k, r);
             continue;
         }
         if (!miss && !(miss = malloc(n * sizeof(*miss))))
@@ -878,7 +947,8 @@ static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, uin
     if (nm == 0)
         return 0;
     found = calloc(nm, 1);
-    if (!found) {
+    rows = malloc(nm * sizeof(*rows));
+    if (!found || !rows) {
         rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
         goto out;
     }
@@ -889,8 +959,8 @@ static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, uin
     }
     for (size_t j = 0; j < nm; j++) {
         size_t i = miss[j];
-        rows[i] = find(s, keys[i]);
-        if (rows[i] != EMPTY || !create)
+        rows[j] = find(s, keys[i]);
+        if (rows[j] != EMPTY || !create)
             continue;
         if (t->sketch && t->ms.slot[s->slot].admit_min > 1) {
             /* a pull sights the key; a push never admits one by itself */
@@ -900,55 +970,37 @@ static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, uin
                 continue;
             }
         }
-        rows[i] = insert(s, keys[i], t->day);
-        if (rows[i] == EMPTY) {
-            rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
+        rows[j] = insert(s, keys[i], t->day);
+        if (rows[j] == EMPTY) {
+            rc = insert_failed(t, s, eb);
             goto out;
         }
-        float *w = rec_w(s, rows[i]);
+        float *w = rec_w(s, rows[j]);
         optim_row_init(&t->ms.emb_opt, keys[i], w, w + s->dim, s->dim);
-        bset(s->dirty, rows[i]);
+        bset(s->dirty, rows[j]);
         t->st.created++;
     }
+    for (size_t j = 0; j < nm; j++)
+        visit(t, s, op, miss[j], rows[j]);
 out:
+    free(rows);
     free(found);
     free(miss);
     return rc;
-}
-
-static uint32_t *row_scratch(size_t n)
-{
-    return malloc((n ? n : 1) * sizeof(uint32_t));
 }
 
 int emb_table_pull(emb_table_t *t, int slot, const uint64_t *keys, size_t n, void *out, int mode,
                    errbuf_t *eb)
 {
     int rc = check_slot(t, slot, eb);
-    sub_t *s;
-    uint32_t *rows;
+    row_op_t op = {OP_PULL, mode == EMB_PULL_CREATE ? RESOLVE_SIGHT : RESOLVE_FIND, out, NULL, 0};
 
-    if (rc != 0)
-        return rc;
-    s = &t->sub[slot];
-    rows = row_scratch(n);
-    if (!rows)
-        return errbuf_set(eb, ERR_NOMEM, "out of memory");
-    rc = resolve(t, s, keys, n, rows, mode == EMB_PULL_CREATE ? RESOLVE_SIGHT : RESOLVE_FIND, eb);
-    if (rc == 0) {
-        size_t rb = s->dim * sizeof(float);
-        unsigned char *o = out;
-        for (size_t i = 0; i < n; i++) {
-            if (rows[i] == EMPTY)
-                memset(o + i * rb, 0, rb);
-            else
-                memcpy(o + i * rb, rec_w(s, rows[i]), rb);
-        }
-        t->st.pulls += n;
-    }
-    free(rows);
     if (rc == 0)
+        rc = resolve(t, &t->sub[slot], keys, n, &op, eb);
+    if (rc == 0) {
+        t->st.pulls += n;
         rc = maybe_evict(t, eb);
+    }
     return rc;
 }
 
@@ -956,42 +1008,14 @@ int emb_table_push(emb_table_t *t, int slot, const uint64_t *keys, size_t n, con
                    errbuf_t *eb)
 {
     int rc = check_slot(t, slot, eb);
-    sub_t *s;
-    uint32_t *rows;
-    uint16_t day = (uint16_t)t->day;
+    row_op_t op = {OP_PUSH, RESOLVE_APPLY, NULL, g, 0};
 
-    if (rc != 0)
-        return rc;
-    s = &t->sub[slot];
-    rows = row_scratch(n);
-    if (!rows)
-        return errbuf_set(eb, ERR_NOMEM, "out of memory");
-    rc = resolve(t, s, keys, n, rows, RESOLVE_APPLY, eb);
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        if (rows[i] == EMPTY) { /* not admitted yet */
-            t->st.admit_dropped++;
-            continue;
-        }
-        unsigned char *p = recp(s, rows[i]);
-        float *w = (float *)(p + HDR);
-        const unsigned char *gi = (const unsigned char *)g + i * s->dim * sizeof(float);
-        uint32_t upd;
-        if ((uintptr_t)gi % _Alignof(float) != 0) { /* straight from a message */
-            memcpy(t->scratch, gi, s->dim * sizeof(float));
-            gi = (const unsigned char *)t->scratch;
-        }
-        optim_row_update(&t->ms.emb_opt, w, w + s->dim, (const float *)gi, s->dim);
-        memcpy(&upd, p + 8, 4);
-        upd++;
-        memcpy(p + 8, &upd, 4);
-        memcpy(p + 14, &day, 2);
-        bset(s->dirty, rows[i]);
-    }
     if (rc == 0)
+        rc = resolve(t, &t->sub[slot], keys, n, &op, eb);
+    if (rc == 0) {
         t->st.pushes += n;
-    free(rows);
-    if (rc == 0)
         rc = maybe_evict(t, eb);
+    }
     return rc;
 }
 
@@ -999,26 +1023,12 @@ int emb_table_assign(emb_table_t *t, int slot, const uint64_t *keys, size_t n, c
                      int with_state, errbuf_t *eb)
 {
     int rc = check_slot(t, slot, eb);
-    sub_t *s;
-    size_t width;
-    uint32_t *rows;
+    row_op_t op = {OP_ASSIGN, RESOLVE_APPLY, NULL, v, 0};
 
     if (rc != 0)
         return rc;
-    s = &t->sub[slot];
-    width = with_state ? s->nfloat : s->dim;
-    rows = row_scratch(n);
-    if (!rows)
-        return errbuf_set(eb, ERR_NOMEM, "out of memory");
-    rc = resolve(t, s, keys, n, rows, RESOLVE_APPLY, eb);
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        if (rows[i] == EMPTY)
-            continue;
-        memcpy(rec_w(s, rows[i]), (const unsigned char *)v + i * width * sizeof(float),
-               width * sizeof(float));
-        bset(s->dirty, rows[i]);
-    }
-    free(rows);
+    op.width = with_state ? t->sub[slot].nfloat : t->sub[slot].dim;
+    rc = resolve(t, &t->sub[slot], keys, n, &op, eb);
     if (rc == 0)
         rc = maybe_evict(t, eb);
     return rc;
