@@ -466,7 +466,10 @@ int emb_table_open(emb_table_t **out, store_t *store, const model_spec_t *ms, ui
     store_iter_t *it = store_iter_new(store, &pfx, 1);
     const void *k, *v;
     size_t kl, vl;
-    t->store_maybe_rows = it ? store_iter_next(store, it, &k, &kl, &v, &vl) : 1;
+    errbuf_t ignored;
+    /* on a read error, assume rows: every miss then asks the store */
+    t->store_maybe_rows = !it || store_iter_next(store, it, &k, &kl, &v, &vl) ||
+                          store_iter_error(store, it, &ignored) != 0;
     store_iter_destroy(store, &it);
     *out = t;
     return 0;
