@@ -120,9 +120,12 @@ static void memory_child(int dim, uint64_t n)
     emb_table_stats(t, &s);
     double acc = (double)s.resident_bytes / (double)s.resident_rows;
     double rss = (rss1 - rss0) / (double)n;
+    double idx = (double)s.index_bytes / (double)s.resident_rows;
     printf("memory dim %-3d adagrad %8llu rows: payload %4.0f B/row; table account %6.1f "
-           "B/row (overhead %5.1f); resident set %6.1f B/row (overhead %5.1f)\n",
-           dim, (unsigned long long)n, payload, acc, acc - payload, rss, rss - payload);
+           "B/row (overhead %5.1f = %d header + %.1f index + %.1f bit maps); resident set "
+           "%6.1f B/row (overhead %5.1f)\n",
+           dim, (unsigned long long)n, payload, acc, acc - payload, EMB_ROW_HEADER, idx,
+           acc - payload - EMB_ROW_HEADER - idx, rss, rss - payload);
     emb_table_destroy(&t);
     store_close(&st);
     free(out);

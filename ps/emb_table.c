@@ -13,7 +13,7 @@
 #define EMPTY UINT32_MAX
 #define CM_ROWS 4
 #define CM_BITS 18
-#define HDR 16         /* bytes of a record before its floats */
+#define HDR EMB_ROW_HEADER /* bytes of a record before its floats */
 #define INDEX_MIN 1024 /* smallest index of a slot (positions) */
 
 typedef struct sub {
@@ -1255,12 +1255,14 @@ void emb_table_stats(const emb_table_t *t, emb_table_stats_t *st)
     *st = t->st;
     st->resident_rows = 0;
     st->payload_bytes = 0;
+    st->index_bytes = 0;
     st->dirty_rows = 0;
     for (int i = 0; i < t->ms.nslots; i++) {
         const sub_t *s = &t->sub[i];
         st->slot_rows[i] = s->rows;
         st->resident_rows += s->rows;
         st->payload_bytes += (uint64_t)s->rows * s->nfloat * 4;
+        st->index_bytes += (uint64_t)s->icap * 4;
         for (size_t w = 0; w < ((size_t)s->used + 63) / 64; w++)
             st->dirty_rows += (uint64_t)__builtin_popcountll(s->dirty[w] & s->live[w]);
     }

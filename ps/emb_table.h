@@ -64,6 +64,7 @@
 #define EMB_RECORD_VERSION 1
 #define EMB_KEY_LEN 10
 #define EMB_RECORD_HEADER 16 /* bytes before the floats of a stored record */
+#define EMB_ROW_HEADER 16    /* bytes before the floats of a resident row: key, updates, days */
 #define EMB_DAY_MAX 65535    /* largest day a row can carry */
 /* The admission sketch's record: u8 version | u8 rows (4) | u8 log2 width
  * (18) | u8 0 | u16 counters, little-endian, row after row. */
@@ -87,6 +88,7 @@ typedef struct emb_table_stats {
     uint64_t resident_rows;              /* rows in memory */
     uint64_t resident_bytes;             /* bytes of records + index + bit maps */
     uint64_t payload_bytes;              /* bytes of w + state of resident rows */
+    uint64_t index_bytes;                /* of resident_bytes: the hash indexes */
     uint64_t dirty_rows;                 /* resident rows changed since the last flush */
     uint64_t created;                    /* rows created */
     uint64_t loaded;                     /* rows read back from the store */
