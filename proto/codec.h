@@ -72,8 +72,8 @@ void codec_buf_release(codec_buf_t *b);
 /*
  * Take the encoded message (b->data, b->len bytes) out of b, so it can be
  * handed over without a copy (free() releases it); b gets a new empty
- * block of the same capacity. NULL (b unchanged) when b holds nothing or
- * out of memory.
+ * block the size of the message taken. NULL (b unchanged) when b holds
+ * nothing or out of memory.
  */
 unsigned char *codec_buf_take(codec_buf_t *b);
 
