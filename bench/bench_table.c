@@ -9,7 +9,9 @@
  *    table sizes (the index is between 3/8 and 3/4 full, so its share per
  *    row moves by a factor of two between index growths).
  * 2. In-memory throughput: pull, push (Adagrad) and pull+push in keys/s,
- *    1000-key requests of Zipf(1.0) keys over a table holding every key.
+ *    1000-key requests of Zipf(1.0) keys over a table holding every key;
+ *    and of uniform keys over 1 M rows (every row a cache miss, as on a
+ *    shard: bench-ps's keys), with pushes measured alone too.
  * 3. Spill: the same pull+push loop with the table ten times larger than
  *    mem_limit, on RocksDB, as a fraction of the all-in-memory figure
  *    measured in the same run on the same keys; with the share of keys
@@ -120,9 +122,12 @@ static void memory_child(int dim, uint64_t n)
     emb_table_stats(t, &s);
     double acc = (double)s.resident_bytes / (double)s.resident_rows;
     double rss = (rss1 - rss0) / (double)n;
+    double idx = (double)s.index_bytes / (double)s.resident_rows;
     printf("memory dim %-3d adagrad %8llu rows: payload %4.0f B/row; table account %6.1f "
-           "B/row (overhead %5.1f); resident set %6.1f B/row (overhead %5.1f)\n",
-           dim, (unsigned long long)n, payload, acc, acc - payload, rss, rss - payload);
+           "B/row (overhead %5.1f = %d header + %.1f index + %.1f bit maps); resident set "
+           "%6.1f B/row (overhead %5.1f)\n",
+           dim, (unsigned long long)n, payload, acc, acc - payload, EMB_ROW_HEADER, idx,
+           acc - payload - EMB_ROW_HEADER - idx, rss, rss - payload);
     emb_table_destroy(&t);
     store_close(&st);
     free(out);
@@ -168,8 +173,11 @@ static void zipf_init(zipf_t *z, uint64_t n)
         z->cdf[i] /= sum;
 }
 
+/* A rank: Zipf, or uniform when z has no cdf. */
 static uint64_t zipf_draw(const zipf_t *z, uint64_t *seed)
 {
+    if (!z->cdf)
+        return rng_next(seed) % z->n;
     double u = (double)(rng_next(seed) >> 11) * 0x1.0p-53;
     uint64_t lo = 0, hi = z->n - 1;
 
@@ -206,8 +214,9 @@ typedef struct loop_result {
     double loaded_share;                 /* keys read back from the store per key pulled */
 } loop_result_t;
 
-/* Timed pull + push loop for about secs seconds. */
-static loop_result_t run_loop(emb_table_t *t, const zipf_t *z, int dim, double secs)
+/* Timed pull + push loop for about secs seconds (push_only: no pulls, so
+ * every push meets rows that are not in the caches). */
+static loop_result_t run_loop(emb_table_t *t, const zipf_t *z, int dim, double secs, int push_only)
 {
     uint64_t keys[REQ], seed = 99, nreq = 0;
     uint8_t *mark = calloc(z->n, 1);
@@ -224,7 +233,7 @@ static loop_result_t run_loop(emb_table_t *t, const zipf_t *z, int dim, double s
     while (now_s() - t0 < secs) {
         draw_request(z, &seed, keys, mark);
         double a = now_s();
-        if (emb_table_pull(t, 0, keys, REQ, rows, EMB_PULL_CREATE, &eb) != 0)
+        if (!push_only && emb_table_pull(t, 0, keys, REQ, rows, EMB_PULL_CREATE, &eb) != 0)
             die("pull", &eb);
         double b = now_s();
         if (emb_table_push(t, 0, keys, REQ, g, &eb) != 0)
@@ -245,6 +254,31 @@ static loop_result_t run_loop(emb_table_t *t, const zipf_t *z, int dim, double s
     return r;
 }
 
+/* Uniform keys over a table larger than the CPU caches: every key is a
+ * memory miss, as on a shard (bench-ps's access pattern). */
+static void bench_uniform(int dim, uint64_t n)
+{
+    model_spec_t ms = spec(dim);
+    store_t *sm = NULL;
+    emb_table_t *mem = NULL;
+    errbuf_t eb = {{0}};
+    float *out = malloc(REQ * (size_t)dim * sizeof(float));
+    zipf_t z = {NULL, n};
+
+    if (store_mem_open(&sm, &eb) != 0 || emb_table_open(&mem, sm, &ms, 0, &eb) != 0)
+        die("open", &eb);
+    fill(mem, n, dim, out);
+    loop_result_t m = run_loop(mem, &z, dim, 1.5, 0);
+    loop_result_t p = run_loop(mem, &z, dim, 1.5, 1);
+    printf("uniform    dim %-3d %8llu rows: pull %5.2f M keys/s, push (adagrad) %5.2f M keys/s "
+           "(%5.2f M right after a pull of the same keys), pull+push %5.2f M keys/s\n",
+           dim, (unsigned long long)n, m.pull_kps / 1e6, p.push_kps / 1e6, m.push_kps / 1e6,
+           m.both_kps / 1e6);
+    emb_table_destroy(&mem);
+    store_close(&sm);
+    free(out);
+}
+
 static void bench_throughput(int dim, uint64_t n, const char *dir)
 {
     model_spec_t ms = spec(dim);
@@ -262,7 +296,7 @@ static void bench_throughput(int dim, uint64_t n, const char *dir)
     if (store_mem_open(&sm, &eb) != 0 || emb_table_open(&mem, sm, &ms, 0, &eb) != 0)
         die("open", &eb);
     fill(mem, n, dim, out);
-    loop_result_t m = run_loop(mem, &z, dim, 1.5);
+    loop_result_t m = run_loop(mem, &z, dim, 1.5, 0);
     printf("in memory  dim %-3d %8llu rows: pull %5.2f M keys/s, push (adagrad) %5.2f M keys/s, "
            "pull+push %5.2f M keys/s\n",
            dim, (unsigned long long)n, m.pull_kps / 1e6, m.push_kps / 1e6, m.both_kps / 1e6);
@@ -282,7 +316,7 @@ static void bench_throughput(int dim, uint64_t n, const char *dir)
     double tf = now_s() - t0;
     printf("flush      dim %-3d %8llu rows into RocksDB in %.2f s: %5.2f M rows/s\n", dim,
            (unsigned long long)flushed, tf, (double)flushed / tf / 1e6);
-    loop_result_t f = run_loop(full, &z, dim, 1.5);
+    loop_result_t f = run_loop(full, &z, dim, 1.5, 0);
     emb_table_stats(full, &s);
     uint64_t all_bytes = s.resident_bytes;
     emb_table_destroy(&full);
@@ -294,8 +328,8 @@ static void bench_throughput(int dim, uint64_t n, const char *dir)
     fill(spill, n, dim, out);
     if (emb_table_flush(spill, NULL, &eb) != 0)
         die("flush", &eb);
-    loop_result_t w = run_loop(spill, &z, dim, 0.5); /* warm the CLOCK */
-    w = run_loop(spill, &z, dim, 1.5);
+    loop_result_t w = run_loop(spill, &z, dim, 0.5, 0); /* warm the CLOCK */
+    w = run_loop(spill, &z, dim, 1.5, 0);
     emb_table_stats(spill, &s);
     printf("all in RAM dim %-3d %8llu rows (RocksDB-backed, %5.1f MB): pull+push %5.2f M keys/s\n",
            dim, (unsigned long long)n, (double)all_bytes / 1e6, f.both_kps / 1e6);
@@ -332,6 +366,8 @@ int main(int argc, char **argv)
     bench_memory(64, (uint64_t)(100000 * scale));
     bench_throughput(16, (uint64_t)(300000 * scale), dir);
     bench_throughput(64, (uint64_t)(100000 * scale), dir);
+    bench_uniform(16, (uint64_t)(1000000 * scale));
+    bench_uniform(64, (uint64_t)(1000000 * scale));
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)
         fprintf(stderr, "bench-table: could not remove %s\n", dir);

@@ -137,6 +137,17 @@ static void sgd_update(float lr, float *restrict w, const float *restrict g, siz
         w[j] -= lr * g[j];
 }
 
+/* The row updates are a shard's arithmetic: built twice, for the baseline
+ * and for AVX2 (picked at load time). Both round every operation the same
+ * way (IEEE sqrt and division, no FMA in either), so results do not depend
+ * on the machine. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define ROW_KERNEL __attribute__((target_clones("avx2", "default")))
+#else
+#define ROW_KERNEL
+#endif
+
+ROW_KERNEL
 static void adagrad_update(const optim_t *o, float *restrict w, float *restrict acc,
                            const float *restrict g, size_t n)
 {
@@ -149,6 +160,7 @@ static void adagrad_update(const optim_t *o, float *restrict w, float *restrict 
 }
 
 /* One Adam step at step count t >= 1 over m[n], v[n]. */
+ROW_KERNEL
 static void adam_update(const optim_t *o, float *restrict w, float *restrict m, float *restrict v,
                         const float *restrict g, size_t n, double t)
 {

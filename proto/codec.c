@@ -280,6 +280,23 @@ void codec_buf_release(codec_buf_t *b)
     codec_buf_init(b, max);
 }
 
+unsigned char *codec_buf_take(codec_buf_t *b)
+{
+    unsigned char *msg = b->data, *fresh;
+    /* room for a message like the one taken (the next is likely alike; a
+     * larger one grows the block as usual), not for the largest ever */
+    size_t cap = b->len < BUF_MIN ? BUF_MIN : b->len;
+
+    if (!msg || !(fresh = malloc(cap)))
+        return NULL;
+    b->data = fresh;
+    b->cap = cap;
+    b->len = 0;
+    for (int i = 0; i < MODEL_MAX_SLOTS; i++)
+        b->blob_off[i] = NO_BLOB;
+    return msg;
+}
+
 /* Make room for n more bytes. On failure records the error in b->err. */
 static int buf_grow(codec_buf_t *b, size_t n)
 {

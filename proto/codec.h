@@ -70,6 +70,14 @@ void codec_buf_init(codec_buf_t *b, size_t max);
 void codec_buf_release(codec_buf_t *b);
 
 /*
+ * Take the encoded message (b->data, b->len bytes) out of b, so it can be
+ * handed over without a copy (free() releases it); b gets a new empty
+ * block the size of the message taken. NULL (b unchanged) when b holds
+ * nothing or out of memory.
+ */
+unsigned char *codec_buf_take(codec_buf_t *b);
+
+/*
  * Encode m into b, replacing b's previous content (b->data, b->len).
  * Returns 0; ERR_INVAL if m is not a valid message (unknown type, flags
  * the type does not take, slots out of order or out of range, a missing

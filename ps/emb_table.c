@@ -6,13 +6,14 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "optim.h"
 
 #define EMPTY UINT32_MAX
 #define CM_ROWS 4
 #define CM_BITS 18
-#define HDR 16         /* bytes of a record before its floats */
+#define HDR EMB_ROW_HEADER /* bytes of a record before its floats */
 #define INDEX_MIN 1024 /* smallest index of a slot (positions) */
 
 typedef struct sub {
@@ -39,6 +40,8 @@ struct emb_table {
     sub_t sub[MODEL_MAX_SLOTS];
     emb_table_stats_t st;
     float *scratch;   /* one row of floats */
+    uint64_t *hm;     /* hashes of a request's keys */
+    size_t hm_cap;
     uint16_t *sketch; /* CM_ROWS x 2^CM_BITS sighting counters, or NULL */
     int sketch_dirty; /* counters changed since the sketch was last stored */
 };
@@ -142,40 +145,95 @@ static size_t encode_record(const sub_t *s, uint32_t r, unsigned char *buf)
     return EMB_RECORD_HEADER + s->nfloat * 4;
 }
 
+/* Ask for transparent huge pages on the 2 MiB-aligned interior of a large
+ * block (slabs, indexes): a row access is then one TLB miss less, which is
+ * what bounds a shard's random-key throughput once the cache misses
+ * overlap. Advisory: without THP it changes nothing. */
+static void want_huge_pages(void *p, size_t len)
+{
+#ifdef MADV_HUGEPAGE
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1), b = ((uintptr_t)p + len) & ~(huge - 1);
+
+    if (len >= 2 * huge && b > a)
+        madvise((void *)a, b - a, MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)len;
+#endif
+}
+
 /* ---- index ---- */
 
-static uint32_t *find_pos(const sub_t *s, uint64_t key)
+/*
+ * An index position holds EMPTY or an entry: the record slot in the low
+ * SLOT_BITS bits and a 4-bit tag of the key's hash above them, so a probe
+ * reads a record only when the tags agree (1 in 16 for another key). The
+ * position comes from the low bits of the hash, the tag from its top
+ * bits. Record slots stop below SLOT_MASK, so no entry equals EMPTY.
+ */
+#define SLOT_BITS 28
+#define SLOT_MASK ((UINT32_C(1) << SLOT_BITS) - 1)
+#define MAX_RECORDS SLOT_MASK /* record slots per slot of a table: 0..2^28-2 */
+
+static inline uint32_t tag_of(uint64_t hm)
 {
-    uint32_t mask = s->icap - 1, h = (uint32_t)mix(key) & mask;
+    return (uint32_t)(hm >> 60) << SLOT_BITS;
+}
+
+/* The position of key (hash hm) in the index, or of the EMPTY one that
+ * ends its probe chain. */
+static inline uint32_t *find_pos_h(const sub_t *s, uint64_t key, uint64_t hm)
+{
+    uint32_t mask = s->icap - 1, h = (uint32_t)hm & mask, tag = tag_of(hm);
 
     for (;;) {
-        uint32_t r = s->idx[h];
-        if (r == EMPTY || rec_key(s, r) == key)
+        uint32_t e = s->idx[h];
+        if (e == EMPTY || ((e & ~SLOT_MASK) == tag && rec_key(s, e & SLOT_MASK) == key))
             return &s->idx[h];
         h = (h + 1) & mask;
     }
 }
 
+static uint32_t *find_pos(const sub_t *s, uint64_t key)
+{
+    return find_pos_h(s, key, mix(key));
+}
+
+/* The record slot of key (hash hm), or EMPTY. */
+static inline uint32_t find_h(const sub_t *s, uint64_t key, uint64_t hm)
+{
+    uint32_t e = *find_pos_h(s, key, hm);
+    return e == EMPTY ? EMPTY : e & SLOT_MASK;
+}
+
 static uint32_t find(const sub_t *s, uint64_t key)
 {
-    return *find_pos(s, key);
+    return find_h(s, key, mix(key));
 }
 
 /* Rebuild the index with ncap (a power of two) positions. */
 static int resize_index(sub_t *s, uint32_t ncap)
 {
-    uint32_t *old = s->idx, ocap = s->icap;
+    uint32_t *old = s->idx, ocap = s->icap, mask = ncap - 1;
 
     s->idx = malloc((size_t)ncap * sizeof(uint32_t));
     if (!s->idx) {
         s->idx = old;
         return ERR_NOMEM;
     }
+    want_huge_pages(s->idx, (size_t)ncap * sizeof(uint32_t));
     memset(s->idx, 0xff, (size_t)ncap * sizeof(uint32_t));
     s->icap = ncap;
-    for (uint32_t i = 0; i < ocap; i++)
-        if (old[i] != EMPTY)
-            *find_pos(s, rec_key(s, old[i])) = old[i];
+    for (uint32_t i = 0; i < ocap; i++) {
+        if (old[i] == EMPTY)
+            continue;
+        /* keys are distinct: the first empty position of the chain */
+        uint32_t h = (uint32_t)mix(rec_key(s, old[i] & SLOT_MASK)) & mask;
+        while (s->idx[h] != EMPTY)
+            h = (h + 1) & mask;
+        s->idx[h] = old[i];
+    }
     free(old);
     return 0;
 }
@@ -213,7 +271,7 @@ static void index_remove(sub_t *s, uint64_t key)
         uint32_t r = s->idx[j];
         if (r == EMPTY)
             return;
-        uint32_t h = (uint32_t)mix(rec_key(s, r)) & mask;
+        uint32_t h = (uint32_t)mix(rec_key(s, r & SLOT_MASK)) & mask;
         if (((j - h) & mask) >= ((j - i) & mask)) {
             s->idx[i] = r;
             s->idx[j] = EMPTY;
@@ -226,12 +284,17 @@ static void index_remove(sub_t *s, uint64_t key)
 
 static int grow_slab(sub_t *s)
 {
-    uint32_t ncap = s->cap ? s->cap * 2 : 1024;
+    uint32_t ncap = s->cap ? (s->cap <= MAX_RECORDS / 2 ? s->cap * 2 : MAX_RECORDS) : 1024;
     size_t words = ((size_t)ncap + 63) / 64, owords = ((size_t)s->cap + 63) / 64;
-    unsigned char *slab = realloc(s->slab, (size_t)ncap * s->rec);
+    unsigned char *slab;
+
+    if (ncap <= s->cap) /* MAX_RECORDS rows: the index cannot address more */
+        return ERR_NOMEM;
+    slab = realloc(s->slab, (size_t)ncap * s->rec);
     if (!slab)
         return ERR_NOMEM;
     s->slab = slab;
+    want_huge_pages(slab, (size_t)ncap * s->rec);
     uint64_t **maps[3] = {&s->live, &s->dirty, &s->ref};
     for (int m = 0; m < 3; m++) {
         uint64_t *b = realloc(*maps[m], words * 8);
@@ -272,7 +335,8 @@ static uint32_t insert(sub_t *s, uint64_t key, int day)
     bset(s->live, r);
     bset(s->ref, r);
     bclr(s->dirty, r);
-    *find_pos(s, key) = r;
+    uint64_t hm = mix(key);
+    *find_pos_h(s, key, hm) = tag_of(hm) | r;
     s->rows++;
     return r;
 }
@@ -402,7 +466,10 @@ int emb_table_open(emb_table_t **out, store_t *store, const model_spec_t *ms, ui
     store_iter_t *it = store_iter_new(store, &pfx, 1);
     const void *k, *v;
     size_t kl, vl;
-    t->store_maybe_rows = it ? store_iter_next(store, it, &k, &kl, &v, &vl) : 1;
+    errbuf_t ignored;
+    /* on a read error, assume rows: every miss then asks the store */
+    t->store_maybe_rows = !it || store_iter_next(store, it, &k, &kl, &v, &vl) ||
+                          store_iter_error(store, it, &ignored) != 0;
     store_iter_destroy(store, &it);
     *out = t;
     return 0;
@@ -425,6 +492,7 @@ void emb_table_destroy(emb_table_t **tp)
     }
     free(t->sketch);
     free(t->scratch);
+    free(t->hm);
     free(t);
     *tp = NULL;
 }
@@ -640,6 +708,17 @@ static int maybe_evict(emb_table_t *t, errbuf_t *eb)
     return 0;
 }
 
+/* The error of a row that could not be created. */
+static int insert_failed(const emb_table_t *t, const sub_t *s, errbuf_t *eb)
+{
+    if (s->nfree == 0 && s->used >= MAX_RECORDS)
+        return errbuf_set(eb, ERR_NOMEM,
+                          "%s: slot '%s' holds %u rows, the most one table can address: spread "
+                          "the keys over more shards",
+                          t->store->name, t->ms.slot[s->slot].name, s->rows);
+    return errbuf_set(eb, ERR_NOMEM, "out of memory");
+}
+
 /* Load the rows of keys[miss[0..nm)] from the store into s. found[j] is
  * set for those present. */
 static int load_misses(emb_table_t *t, sub_t *s, const uint64_t *keys, const size_t *miss,
@@ -684,7 +763,7 @@ static int load_misses(emb_table_t *t, sub_t *s, const uint64_t *keys, const siz
         if (r == EMPTY) {
             r = insert(s, keys[miss[j]], t->day);
             if (r == EMPTY) {
-                rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
+                rc = insert_failed(t, s, eb);
                 break;
             }
             unsigned char *p = recp(s, r);
@@ -748,47 +827,131 @@ uint32_t emb_table_sightings(const emb_table_t *t, int slot, uint64_t key)
 }
 
 enum { RESOLVE_FIND = 0, RESOLVE_SIGHT = 1, RESOLVE_APPLY = 2 };
+enum { OP_PULL, OP_PUSH, OP_ASSIGN };
 
-/* Make sure every key has a resident row, loading misses from the store.
- * create: RESOLVE_FIND creates nothing; RESOLVE_SIGHT (a training pull)
- * counts a sighting and creates admitted rows; RESOLVE_APPLY (push,
- * assign) creates rows unless the slot uses admission. rows[i] gets the
- * record slot or EMPTY. */
-static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, uint32_t *rows,
-                   int create, errbuf_t *eb)
+/* What a request does with each key's row, once it is resolved. */
+typedef struct row_op {
+    int kind;                /* OP_* */
+    int create;              /* RESOLVE_* */
+    unsigned char *out;      /* OP_PULL: n x dim floats (unaligned) */
+    const unsigned char *in; /* OP_PUSH: n x dim gradients; OP_ASSIGN: n x width values */
+    size_t width;            /* OP_ASSIGN: floats per value row */
+} row_op_t;
+
+/* Do op for key k of the request, whose row is record r (or EMPTY). */
+static inline void visit(emb_table_t *t, sub_t *s, const row_op_t *op, size_t k, uint32_t r)
+{
+    size_t rb = s->dim * sizeof(float);
+
+    switch (op->kind) {
+    case OP_PULL:
+        if (r == EMPTY)
+            memset(op->out + k * rb, 0, rb);
+        else
+            memcpy(op->out + k * rb, rec_w(s, r), rb);
+        return;
+    case OP_PUSH: {
+        if (r == EMPTY) { /* not admitted yet */
+            t->st.admit_dropped++;
+            return;
+        }
+        unsigned char *p = recp(s, r);
+        float *w = (float *)(p + HDR);
+        const unsigned char *g = op->in + k * rb;
+        uint16_t day = (uint16_t)t->day;
+        uint32_t upd;
+        if ((uintptr_t)g % _Alignof(float) != 0) { /* straight from a message */
+            memcpy(t->scratch, g, rb);
+            g = (const unsigned char *)t->scratch;
+        }
+        optim_row_update(&t->ms.emb_opt, w, w + s->dim, (const float *)g, s->dim);
+        memcpy(&upd, p + 8, 4);
+        upd++;
+        memcpy(p + 8, &upd, 4);
+        memcpy(p + 14, &day, 2);
+        bset(s->dirty, r);
+        return;
+    }
+    case OP_ASSIGN:
+        if (r == EMPTY)
+            return;
+        memcpy(rec_w(s, r), op->in + k * op->width * sizeof(float), op->width * sizeof(float));
+        bset(s->dirty, r);
+        return;
+    }
+}
+
+/*
+ * Find every key's row and do op with it. A missing row is read back from
+ * the store or, by op->create, made: RESOLVE_FIND creates nothing;
+ * RESOLVE_SIGHT (a training pull) counts a sighting and creates admitted
+ * rows; RESOLVE_APPLY (push, assign) creates rows unless the slot uses
+ * admission. Keys are visited in order among the resident ones, then in
+ * order among the others, so repeated keys are applied in request order.
+ */
+static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, const row_op_t *op,
+                   errbuf_t *eb)
 {
     size_t *miss = NULL, nm = 0;
     uint8_t *found = NULL;
-    int rc = 0;
+    uint32_t *rows = NULL;
+    int rc = 0, create = op->create;
 
-    /* A request's keys are independent: start loading their index slots a
-     * few keys ahead, then their records, so the misses overlap instead of
-     * stalling one after another. */
-    enum { AHEAD = 8 };
+    /* A request's keys are independent, so their memory misses can
+     * overlap: a software pipeline loads the index position of key i +
+     * 2 * DIST, then the record of key i + DIST (its index line has
+     * arrived by then), while key i is looked up and used from cache. A
+     * pull needs the record's header and embedding; a push all of it. */
+    enum { DIST = 16 };
     uint32_t mask = s->icap - 1;
-    for (size_t i = 0; i < n && i < AHEAD; i++)
-        __builtin_prefetch(&s->idx[(uint32_t)mix(keys[i]) & mask]);
-    for (size_t i = 0; i < n; i++) {
-        if (i + AHEAD < n)
-            __builtin_prefetch(&s->idx[(uint32_t)mix(keys[i + AHEAD]) & mask]);
-        if (i + AHEAD / 2 < n) {
-            uint32_t r = s->idx[(uint32_t)mix(keys[i + AHEAD / 2]) & mask];
-            if (r != EMPTY)
-                __builtin_prefetch(recp(s, r));
+    size_t pf_bytes = op->kind == OP_PULL ? HDR + s->dim * sizeof(float) : s->rec;
+    uint64_t *hm;
+
+    if (n > t->hm_cap) {
+        uint64_t *p = realloc(t->hm, n * sizeof(*p));
+        if (!p)
+            return errbuf_set(eb, ERR_NOMEM, "out of memory");
+        t->hm = p;
+        t->hm_cap = n;
+    }
+    hm = t->hm;
+    for (size_t i = 0; i < n; i++)
+        hm[i] = mix(keys[i]);
+    for (size_t i = 0; i < n + 2 * DIST; i++) {
+        if (i < n)
+            __builtin_prefetch(&s->idx[(uint32_t)hm[i] & mask]);
+        if (i >= DIST && i - DIST < n) {
+            uint64_t h = hm[i - DIST];
+            uint32_t pos = (uint32_t)h & mask, tag = tag_of(h), e;
+            /* the first entry with the key's tag (usually its own) */
+            for (int probe = 0; probe < 4 && (e = s->idx[pos]) != EMPTY; probe++) {
+                if ((e & ~SLOT_MASK) == tag) {
+                    uintptr_t a = (uintptr_t)recp(s, e & SLOT_MASK);
+                    for (uintptr_t l = a & ~(uintptr_t)63; l < a + pf_bytes; l += 64)
+                        __builtin_prefetch((const void *)l);
+                    break;
+                }
+                pos = (pos + 1) & mask;
+            }
         }
-        rows[i] = find(s, keys[i]);
-        if (rows[i] != EMPTY) {
-            bset(s->ref, rows[i]);
+        if (i < 2 * DIST)
+            continue;
+        size_t k = i - 2 * DIST;
+        uint32_t r = find_h(s, keys[k], hm[k]);
+        if (r != EMPTY) {
+            bset(s->ref, r);
+            visit(t, s, op, k, r);
             continue;
         }
         if (!miss && !(miss = malloc(n * sizeof(*miss))))
             return errbuf_set(eb, ERR_NOMEM, "out of memory");
-        miss[nm++] = i;
+        miss[nm++] = k;
     }
     if (nm == 0)
         return 0;
     found = calloc(nm, 1);
-    if (!found) {
+    rows = malloc(nm * sizeof(*rows));
+    if (!found || !rows) {
         rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
         goto out;
     }
@@ -799,8 +962,8 @@ static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, uin
     }
     for (size_t j = 0; j < nm; j++) {
         size_t i = miss[j];
-        rows[i] = find(s, keys[i]);
-        if (rows[i] != EMPTY || !create)
+        rows[j] = find(s, keys[i]);
+        if (rows[j] != EMPTY || !create)
             continue;
         if (t->sketch && t->ms.slot[s->slot].admit_min > 1) {
             /* a pull sights the key; a push never admits one by itself */
@@ -810,117 +973,65 @@ static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, uin
                 continue;
             }
         }
-        rows[i] = insert(s, keys[i], t->day);
-        if (rows[i] == EMPTY) {
-            rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
+        rows[j] = insert(s, keys[i], t->day);
+        if (rows[j] == EMPTY) {
+            rc = insert_failed(t, s, eb);
             goto out;
         }
-        float *w = rec_w(s, rows[i]);
+        float *w = rec_w(s, rows[j]);
         optim_row_init(&t->ms.emb_opt, keys[i], w, w + s->dim, s->dim);
-        bset(s->dirty, rows[i]);
+        bset(s->dirty, rows[j]);
         t->st.created++;
     }
+    for (size_t j = 0; j < nm; j++)
+        visit(t, s, op, miss[j], rows[j]);
 out:
+    free(rows);
     free(found);
     free(miss);
     return rc;
 }
 
-static uint32_t *row_scratch(size_t n)
-{
-    return malloc((n ? n : 1) * sizeof(uint32_t));
-}
-
-int emb_table_pull(emb_table_t *t, int slot, const uint64_t *keys, size_t n, float *out, int mode,
+int emb_table_pull(emb_table_t *t, int slot, const uint64_t *keys, size_t n, void *out, int mode,
                    errbuf_t *eb)
 {
     int rc = check_slot(t, slot, eb);
-    sub_t *s;
-    uint32_t *rows;
+    row_op_t op = {OP_PULL, mode == EMB_PULL_CREATE ? RESOLVE_SIGHT : RESOLVE_FIND, out, NULL, 0};
 
-    if (rc != 0)
-        return rc;
-    s = &t->sub[slot];
-    rows = row_scratch(n);
-    if (!rows)
-        return errbuf_set(eb, ERR_NOMEM, "out of memory");
-    rc = resolve(t, s, keys, n, rows, mode == EMB_PULL_CREATE ? RESOLVE_SIGHT : RESOLVE_FIND, eb);
+    if (rc == 0)
+        rc = resolve(t, &t->sub[slot], keys, n, &op, eb);
     if (rc == 0) {
-        for (size_t i = 0; i < n; i++) {
-            if (rows[i] == EMPTY)
-                memset(out + i * s->dim, 0, s->dim * sizeof(float));
-            else
-                memcpy(out + i * s->dim, rec_w(s, rows[i]), s->dim * sizeof(float));
-        }
         t->st.pulls += n;
-    }
-    free(rows);
-    if (rc == 0)
         rc = maybe_evict(t, eb);
+    }
     return rc;
 }
 
-int emb_table_push(emb_table_t *t, int slot, const uint64_t *keys, size_t n, const float *g,
+int emb_table_push(emb_table_t *t, int slot, const uint64_t *keys, size_t n, const void *g,
                    errbuf_t *eb)
 {
     int rc = check_slot(t, slot, eb);
-    sub_t *s;
-    uint32_t *rows;
-    uint16_t day = (uint16_t)t->day;
+    row_op_t op = {OP_PUSH, RESOLVE_APPLY, NULL, g, 0};
 
-    if (rc != 0)
-        return rc;
-    s = &t->sub[slot];
-    rows = row_scratch(n);
-    if (!rows)
-        return errbuf_set(eb, ERR_NOMEM, "out of memory");
-    rc = resolve(t, s, keys, n, rows, RESOLVE_APPLY, eb);
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        if (rows[i] == EMPTY) { /* not admitted yet */
-            t->st.admit_dropped++;
-            continue;
-        }
-        unsigned char *p = recp(s, rows[i]);
-        float *w = (float *)(p + HDR);
-        uint32_t upd;
-        optim_row_update(&t->ms.emb_opt, w, w + s->dim, g + i * s->dim, s->dim);
-        memcpy(&upd, p + 8, 4);
-        upd++;
-        memcpy(p + 8, &upd, 4);
-        memcpy(p + 14, &day, 2);
-        bset(s->dirty, rows[i]);
-    }
     if (rc == 0)
+        rc = resolve(t, &t->sub[slot], keys, n, &op, eb);
+    if (rc == 0) {
         t->st.pushes += n;
-    free(rows);
-    if (rc == 0)
         rc = maybe_evict(t, eb);
+    }
     return rc;
 }
 
-int emb_table_assign(emb_table_t *t, int slot, const uint64_t *keys, size_t n, const float *v,
+int emb_table_assign(emb_table_t *t, int slot, const uint64_t *keys, size_t n, const void *v,
                      int with_state, errbuf_t *eb)
 {
     int rc = check_slot(t, slot, eb);
-    sub_t *s;
-    size_t width;
-    uint32_t *rows;
+    row_op_t op = {OP_ASSIGN, RESOLVE_APPLY, NULL, v, 0};
 
     if (rc != 0)
         return rc;
-    s = &t->sub[slot];
-    width = with_state ? s->nfloat : s->dim;
-    rows = row_scratch(n);
-    if (!rows)
-        return errbuf_set(eb, ERR_NOMEM, "out of memory");
-    rc = resolve(t, s, keys, n, rows, RESOLVE_APPLY, eb);
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        if (rows[i] == EMPTY)
-            continue;
-        memcpy(rec_w(s, rows[i]), v + i * width, width * sizeof(float));
-        bset(s->dirty, rows[i]);
-    }
-    free(rows);
+    op.width = with_state ? t->sub[slot].nfloat : t->sub[slot].dim;
+    rc = resolve(t, &t->sub[slot], keys, n, &op, eb);
     if (rc == 0)
         rc = maybe_evict(t, eb);
     return rc;
@@ -1144,12 +1255,14 @@ void emb_table_stats(const emb_table_t *t, emb_table_stats_t *st)
     *st = t->st;
     st->resident_rows = 0;
     st->payload_bytes = 0;
+    st->index_bytes = 0;
     st->dirty_rows = 0;
     for (int i = 0; i < t->ms.nslots; i++) {
         const sub_t *s = &t->sub[i];
         st->slot_rows[i] = s->rows;
         st->resident_rows += s->rows;
         st->payload_bytes += (uint64_t)s->rows * s->nfloat * 4;
+        st->index_bytes += (uint64_t)s->icap * 4;
         for (size_t w = 0; w < ((size_t)s->used + 63) / 64; w++)
             st->dirty_rows += (uint64_t)__builtin_popcountll(s->dirty[w] & s->live[w]);
     }

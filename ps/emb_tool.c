@@ -72,7 +72,7 @@ static int next_row(store_t *s, store_iter_t *it, row_t *r, errbuf_t *eb)
     size_t kl, vl;
 
     if (!store_iter_next(s, it, &k, &kl, &v, &vl))
-        return 0;
+        return store_iter_error(s, it, eb); /* the end, or a read error */
     int sl;
     if (emb_key_decode(k, kl, &r->slot, &r->key) != 0 ||
         emb_record_decode(v, vl, &sl, &r->meta, &r->floats, &r->nf) != 0)

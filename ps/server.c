@@ -80,9 +80,7 @@ typedef struct server {
     size_t nsenders;
     msg_progress_t *prog; /* recorded positions, one per rank (found = 1) */
     size_t nprog;
-    float *rows;             /* scratch: rows of one request entry */
-    size_t rows_cap;         /* floats */
-    uint64_t *keys;          /* scratch: keys of one request entry */
+    uint64_t *keys;          /* scratch: keys of one request entry (unaligned in the message) */
     size_t keys_cap;         /* keys */
     unsigned char *meta_buf; /* scratch: encoded sender and progress records */
     size_t meta_cap;         /* bytes */
@@ -96,7 +94,8 @@ typedef struct server {
     double t0, last_flush, last_warn; /* s, monotonic */
     uint64_t warn_suppressed;
     int shutdown;
-    int day; /* stamped on rows as first/last seen */
+    int day;        /* stamped on rows as first/last seen */
+    int stored_day; /* the day the data directory was left on, or -1 */
 } server_t;
 
 static const char *err_name(int code)
@@ -134,11 +133,14 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
  *   m:seq       u8 1 | u8[3] 0 | u32 n | n x (u32 sender, u32 0, u64 last_seq)
  *   m:progress  u8 1 | u8[3] 0 | u32 n | n x (u32 rank, u32 epoch, u32 file,
  *               u32 0, u64 offset, u64 line, u64 samples)
+ *   m:day       u8 1 | u8[3] 0 | i32 day: the current day (set by --day or
+ *               BEGIN_DAY), so a restart does not fall back to an older one
  */
 
 static const char KEY_DENSE[] = "m:dense";
 static const char KEY_SEQ[] = "m:seq";
 static const char KEY_PROG[] = "m:progress";
+static const char KEY_DAY[] = "m:day";
 
 #define META_VERSION 1
 #define META_HEADER 8
@@ -217,12 +219,15 @@ static int save_meta(server_t *s, errbuf_t *eb)
     if (encode_lists(s, &sl, &pl) != 0)
         return errbuf_set(eb, ERR_NOMEM, "shard %lld: out of memory for its metadata",
                           (long long)s->pc->shard);
-    store_op_t ops[3] = {
+    unsigned char day[8] = {META_VERSION};
+    put32(day + 4, (uint32_t)s->day);
+    store_op_t ops[4] = {
         {KEY_DENSE, sizeof(KEY_DENSE) - 1, drec, dl},
         {KEY_SEQ, sizeof(KEY_SEQ) - 1, s->meta_buf, sl},
         {KEY_PROG, sizeof(KEY_PROG) - 1, s->meta_buf + sl, pl},
+        {KEY_DAY, sizeof(KEY_DAY) - 1, day, sizeof(day)},
     };
-    return store_write(s->store, ops, 3, 1, eb);
+    return store_write(s->store, ops, 4, 1, eb);
 }
 
 /* Check a list record's header; *n gets its entry count. */
@@ -309,6 +314,19 @@ static int load_meta(server_t *s, errbuf_t *eb)
     if (rc == 0 && v)
         rc = decode_progress(s, v, vl, eb);
     free(v);
+    v = NULL;
+    s->stored_day = -1;
+    if (rc == 0)
+        rc = meta_get(s, KEY_DAY, &v, &vl, eb);
+    if (rc == 0 && v) {
+        const unsigned char *b = v;
+        int32_t d = vl == 8 && b[0] == META_VERSION ? (int32_t)get32(b + 4) : -1;
+        if (d < 0 || d > EMB_DAY_MAX)
+            rc = errbuf_set(eb, ERR_CORRUPT, "%s: day record: %zu bytes, version %d", s->pc->data.s,
+                            vl, vl ? b[0] : -1);
+        s->stored_day = d;
+    }
+    free(v);
     return rc;
 }
 
@@ -334,11 +352,22 @@ static int flush_all(server_t *s, errbuf_t *eb)
 
 /* ---- replies ---- */
 
+static void free_reply(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
+/* Replies this large are handed to ZeroMQ without a copy. */
+#define ZERO_COPY_MIN 8192
+
 /* Send s->out to the peer `id`. Never blocks: a peer that is gone or does
  * not read its replies loses them (ZMQ_ROUTER_MANDATORY is off). */
 static void send_reply(server_t *s, zmq_msg_t *id)
 {
-    zmq_msg_t idc;
+    zmq_msg_t idc, body;
+    size_t len = s->out.len;
+    unsigned char *data;
 
     zmq_msg_init(&idc);
     zmq_msg_copy(&idc, id);
@@ -347,12 +376,24 @@ static void send_reply(server_t *s, zmq_msg_t *id)
         s->c.replies_dropped++;
         return;
     }
-    if (zmq_send(s->sock, s->out.data, s->out.len, ZMQ_DONTWAIT) < 0) {
+    if (len >= ZERO_COPY_MIN && (data = codec_buf_take(&s->out)) != NULL) {
+        if (zmq_msg_init_data(&body, data, len, free_reply, NULL) != 0) {
+            free(data);
+            s->c.replies_dropped++;
+            return;
+        }
+        if (zmq_msg_send(&body, s->sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&body);
+            s->c.replies_dropped++;
+            LOG_DEBUG("reply dropped: %s", zmq_strerror(errno));
+            return;
+        }
+    } else if (zmq_send(s->sock, s->out.data, len, ZMQ_DONTWAIT) < 0) {
         s->c.replies_dropped++;
         LOG_DEBUG("reply dropped: %s", zmq_strerror(errno));
         return;
     }
-    s->c.bytes_out += s->out.len;
+    s->c.bytes_out += len;
 }
 
 /* A warning about peer input, at most one per second; the others are
@@ -406,18 +447,20 @@ static int reply_ack(server_t *s, zmq_msg_t *id, uint64_t req_id, uint32_t flags
     return rc;
 }
 
-/* Copy the keys and rows (width floats each) of one request entry into
- * aligned scratch: s->keys and s->rows. rows may be NULL (no rows). */
-static int load_entry(server_t *s, const msg_slot_t *in, size_t width, const void *rows,
-                      errbuf_t *eb)
+/* The keys of one request entry as an aligned array: the message's own
+ * bytes when they are aligned, else a copy in s->keys. NULL when out of
+ * memory. (Rows are read and written in place: the table takes unaligned
+ * row buffers.) */
+static const uint64_t *entry_keys(server_t *s, const msg_slot_t *in, errbuf_t *eb)
 {
-    if (grow((void **)&s->keys, &s->keys_cap, (size_t)in->nkeys + 1, sizeof(uint64_t)) != 0 ||
-        grow((void **)&s->rows, &s->rows_cap, (size_t)in->nkeys * width + 1, sizeof(float)) != 0)
-        return errbuf_set(eb, ERR_NOMEM, "out of memory for %u keys", in->nkeys);
+    if ((uintptr_t)in->keys % _Alignof(uint64_t) == 0)
+        return (const uint64_t *)in->keys;
+    if (grow((void **)&s->keys, &s->keys_cap, (size_t)in->nkeys + 1, sizeof(uint64_t)) != 0) {
+        errbuf_set(eb, ERR_NOMEM, "out of memory for %u keys", in->nkeys);
+        return NULL;
+    }
     memcpy(s->keys, in->keys, (size_t)in->nkeys * sizeof(uint64_t));
-    if (rows)
-        memcpy(s->rows, rows, (size_t)in->nkeys * width * sizeof(float));
-    return 0;
+    return s->keys;
 }
 
 /* ---- handlers: return 0 (reply sent) or an error to report ---- */
@@ -459,14 +502,12 @@ static int on_pull(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
     rc = codec_encode(&s->out, &r, eb);
     for (uint32_t e = 0; e < q->nslots && rc == 0; e++) {
         const msg_slot_t *in = &q->slot[e];
-        size_t dim = (size_t)s->ms.slot[in->slot].dim;
-        rc = load_entry(s, in, dim, NULL, eb);
+        const uint64_t *keys = entry_keys(s, in, eb);
+        rc = keys ? emb_table_pull(s->table, (int)in->slot, keys, in->nkeys,
+                                   codec_buf_blob(&s->out, e), mode, eb)
+                  : ERR_NOMEM;
         if (rc == 0)
-            rc = emb_table_pull(s->table, (int)in->slot, s->keys, in->nkeys, s->rows, mode, eb);
-        if (rc == 0) {
-            memcpy(codec_buf_blob(&s->out, e), s->rows, (size_t)in->nkeys * dim * sizeof(float));
             s->c.pull_keys += in->nkeys;
-        }
     }
     if (rc == 0)
         send_reply(s, id);
@@ -522,14 +563,16 @@ static int on_push(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
         return reply_ack(s, id, m->hdr.req_id, MSG_F_DUPLICATE, NULL, 0, eb);
     for (uint32_t e = 0; e < q->nslots && rc == 0; e++) {
         const msg_slot_t *in = &q->slot[e];
-        rc = load_entry(s, in, in->dim, in->rows, eb);
-        if (rc != 0)
+        const uint64_t *keys = entry_keys(s, in, eb);
+        if (!keys) {
+            rc = ERR_NOMEM;
             break;
+        }
         if (q->flags & MSG_F_ASSIGN)
-            rc = emb_table_assign(s->table, (int)in->slot, s->keys, in->nkeys, s->rows,
+            rc = emb_table_assign(s->table, (int)in->slot, keys, in->nkeys, in->rows,
                                   (q->flags & MSG_F_STATE) != 0, eb);
         else
-            rc = emb_table_push(s->table, (int)in->slot, s->keys, in->nkeys, s->rows, eb);
+            rc = emb_table_push(s->table, (int)in->slot, keys, in->nkeys, in->rows, eb);
         s->c.push_keys += in->nkeys;
     }
     if (rc != 0)
@@ -812,13 +855,13 @@ static int on_begin_day(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb
     s->day = m->u.cmd.day;
     s->hello.day = s->day;
     s->nprog = 0; /* a new day is a new job: workers start on its logs */
-    if (m->u.cmd.flags & MSG_F_EXPIRE) {
+    if (m->u.cmd.flags & MSG_F_EXPIRE)
         rc = emb_table_expire(s->table, s->day, &deleted, eb);
-        if (rc == 0)
-            rc = flush_all(s, eb);
-        if (rc != 0)
-            return rc;
-    }
+    /* the new day and the cleared progress survive a crash from here on */
+    if (rc == 0)
+        rc = flush_all(s, eb);
+    if (rc != 0)
+        return rc;
     LOG_INFO("day %d begins%s: %llu rows expired", s->day,
              (m->u.cmd.flags & MSG_F_EXPIRE) ? " with expiry" : "", (unsigned long long)deleted);
     kv = (msg_kv_t){{nm, sizeof(nm) - 1}, 0, deleted, {NULL, 0}};
@@ -905,17 +948,20 @@ static void handle(server_t *s, zmq_msg_t *id, const void *data, size_t len)
 }
 
 /* Receive one message: [identity][payload]. Anything with another number
- * of frames is dropped and counted (there is no payload to answer). */
-static void serve_one(server_t *s)
+ * of frames is dropped and counted (there is no payload to answer).
+ * Returns 0 when nothing was queued. */
+static int serve_one(server_t *s)
 {
     zmq_msg_t id, body;
-    int more = 0;
+    int more = 0, got = 1;
     size_t ml = sizeof(more);
 
     zmq_msg_init(&id);
     zmq_msg_init(&body);
-    if (zmq_msg_recv(&id, s->sock, ZMQ_DONTWAIT) < 0)
+    if (zmq_msg_recv(&id, s->sock, ZMQ_DONTWAIT) < 0) {
+        got = 0;
         goto out;
+    }
     zmq_getsockopt(s->sock, ZMQ_RCVMORE, &more, &ml);
     if (!more || zmq_msg_recv(&body, s->sock, ZMQ_DONTWAIT) < 0) {
         s->c.requests++;
@@ -944,6 +990,7 @@ static void serve_one(server_t *s)
 out:
     zmq_msg_close(&body);
     zmq_msg_close(&id);
+    return got;
 }
 
 /* --init_from CKPT: a fresh data directory starts as the checkpoint's copy
@@ -1049,9 +1096,14 @@ static int server_open(server_t *s, errbuf_t *eb)
     if (rc != 0)
         return rc;
     s->day = (int)pc->day;
+    if (s->stored_day > s->day) { /* a BEGIN_DAY the command line does not know of */
+        LOG_INFO("%s was left on day %d (BEGIN_DAY): continuing on day %d, not %d", pc->data.s,
+                 s->stored_day, s->stored_day, s->day);
+        s->day = s->stored_day;
+    }
     emb_table_set_day(s->table, s->day);
     codec_hello_from_spec(&s->hello, &s->ms, (uint32_t)pc->shard, (uint32_t)pc->shards,
-                          s->dense.total, (int32_t)pc->day);
+                          s->dense.total, (int32_t)s->day);
     s->dec = codec_dec_new(pc->max_msg_size);
     if (!s->dec)
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
@@ -1073,7 +1125,6 @@ static void server_release(server_t *s)
     free(s->st);
     free(s->meta_buf);
     free(s->keys);
-    free(s->rows);
     free(s->prog);
     free(s->senders);
 }
@@ -1104,12 +1155,11 @@ int server_run(const ps_conf_t *pc, volatile sig_atomic_t *stop, errbuf_t *eb)
             rc = errbuf_set(eb, ERR_NET, "poll: %s", zmq_strerror(errno));
             break;
         }
-        /* a burst of queued requests, bounded so the flush and a signal
-         * are still noticed under load */
-        for (int burst = 0; n > 0 && burst < 256 && !s.shutdown; burst++) {
-            serve_one(&s);
-            n = zmq_poll(&item, 1, 0);
-        }
+        /* the queued requests until none is left (no poll between them),
+         * bounded so the flush and a signal are still noticed under load */
+        for (int burst = 0; n > 0 && burst < 256 && !s.shutdown; burst++)
+            if (!serve_one(&s))
+                break;
         if (clock_now_s() - s.last_flush >= pc->flush_interval) {
             rc = flush_all(&s, eb);
             if (rc != 0)

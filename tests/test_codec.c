@@ -1186,6 +1186,29 @@ static void test_reserve_and_reuse(void)
     }
     CU_ASSERT_PTR_EQUAL(f.buf.data, data);
     CU_ASSERT_EQUAL(f.buf.cap, cap);
+
+    /* Taking a message out (a zero-copy send): the bytes are the caller's,
+     * the buffer starts over and still encodes. */
+    make_sample(&f.m, MSG_PULL_OK);
+    CU_ASSERT_EQUAL_FATAL(codec_encode(&f.buf, &f.m, &f.eb), 0);
+    size_t len = f.buf.len;
+    unsigned char *taken = codec_buf_take(&f.buf);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(taken);
+    CU_ASSERT_PTR_NOT_EQUAL(f.buf.data, taken);
+    CU_ASSERT_EQUAL(f.buf.len, 0);
+    CU_ASSERT(f.buf.cap >= len);
+    CU_ASSERT_PTR_NULL(codec_buf_blob(&f.buf, 0)); /* the reservation went with it */
+    CU_ASSERT_EQUAL(fx_decode(&f, taken, len), 0);
+    CU_ASSERT(msg_eq(&f.m, &f.d));
+    make_sample(&f.m, MSG_PUSH);
+    CU_ASSERT_EQUAL(codec_encode(&f.buf, &f.m, &f.eb), 0);
+    CU_ASSERT_EQUAL(fx_decode(&f, f.buf.data, f.buf.len), 0);
+    CU_ASSERT(msg_eq(&f.m, &f.d));
+    free(taken);
+    codec_buf_t empty;
+    codec_buf_init(&empty, 0);
+    CU_ASSERT_PTR_NULL(codec_buf_take(&empty)); /* nothing to take */
+    codec_buf_release(&empty);
     fx_release(&f);
 }
 

@@ -1200,6 +1200,47 @@ static void test_sigterm_flushes(void)
     CU_ASSERT_EQUAL(shard_stop(pid, SIGTERM), 0);
 }
 
+/* BEGIN_DAY is durable: a shard killed right after it and restarted with
+ * its old --day continues on the new day, and stamps new rows with it. */
+static void test_begin_day_survives_kill9(void)
+{
+    char ep[700];
+    conn_t c;
+    msg_t m, rep;
+    rowset_t k;
+    pid_t pid = shard_start("day", ep, sizeof(ep), "--day 3");
+
+    CU_ASSERT_FATAL(pid > 0);
+    remember(pid);
+    CU_ASSERT_EQUAL_FATAL(connect_ready(&c, ep), 0);
+    CU_ASSERT_EQUAL(stat_of(&c, "day"), 3);
+    msg_init(&m, MSG_BEGIN_DAY, 0);
+    m.u.cmd.day = 5;
+    CU_ASSERT_EQUAL(call(&c, &m, &rep), 0);
+    CU_ASSERT_EQUAL(rep.hdr.type, MSG_ACK);
+    CU_ASSERT_EQUAL(stat_of(&c, "day"), 5);
+    conn_close(&c);
+    shard_stop(pid, SIGKILL);
+
+    pid = shard_start("day", ep, sizeof(ep), "--day 3");
+    CU_ASSERT_FATAL(pid > 0);
+    remember(pid);
+    CU_ASSERT_EQUAL_FATAL(connect_ready(&c, ep), 0);
+    CU_ASSERT_EQUAL(stat_of(&c, "day"), 5);
+    make_keys(&k, 15);
+    CU_ASSERT_EQUAL(pull(&c, &k, 0), 0);
+    /* a later --day on the command line still wins */
+    conn_close(&c);
+    CU_ASSERT_EQUAL(shard_stop(pid, SIGTERM), 0);
+    pid = shard_start("day", ep, sizeof(ep), "--day 7");
+    CU_ASSERT_FATAL(pid > 0);
+    remember(pid);
+    CU_ASSERT_EQUAL_FATAL(connect_ready(&c, ep), 0);
+    CU_ASSERT_EQUAL(stat_of(&c, "day"), 7);
+    conn_close(&c);
+    CU_ASSERT_EQUAL(shard_stop(pid, SIGTERM), 0);
+}
+
 static void test_shutdown_request(void)
 {
     char ep[700];
@@ -1540,6 +1581,7 @@ int test_server_register(void)
     CU_add_test(s, "SIGTERM flushes; the restart serves rows, progress, dense range",
                 test_sigterm_flushes);
     CU_add_test(s, "SHUTDOWN flushes and exits 0", test_shutdown_request);
+    CU_add_test(s, "BEGIN_DAY survives kill -9 and an older --day", test_begin_day_survives_kill9);
     CU_add_test(s, "kill -9 after FLUSH serves the flushed rows, progress and dense range",
                 test_kill9_after_flush);
     CU_add_test(s, "kill -9 right after the dense ASSIGN keeps the initial weights",
