@@ -905,6 +905,7 @@ static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, con
     enum { DIST = 16 };
     uint32_t mask = s->icap - 1;
     size_t pf_bytes = op->kind == OP_PULL ? HDR + s->dim * sizeof(float) : s->rec;
+    const size_t pull_bytes = s->dim * sizeof(float);
     uint64_t *hm;
 
     if (n > t->hm_cap) {
@@ -940,7 +941,10 @@ static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, con
         uint32_t r = find_h(s, keys[k], hm[k]);
         if (r != EMPTY) {
             bset(s->ref, r);
-            visit(t, s, op, k, r);
+            if (op->kind == OP_PULL) /* the common case, without a call */
+                memcpy(op->out + k * pull_bytes, rec_w(s, r), pull_bytes);
+            else
+                visit(t, s, op, k, r);
             continue;
         }
         if (!miss && !(miss = malloc(n * sizeof(*miss))))
