@@ -1106,6 +1106,60 @@ static int unpack(codec_dec_t *d, const void *data, size_t len, msgpack_object *
     }
 }
 
+/* One msgpack unsigned integer at *p (advanced past it); -1 if the bytes
+ * there are not one, or end first. */
+static int peek_uint(const unsigned char **p, const unsigned char *end, uint64_t *v)
+{
+    const unsigned char *q = *p;
+    size_t n;
+
+    if (q >= end)
+        return -1;
+    if (*q <= 0x7f) {
+        *v = *q;
+        *p = q + 1;
+        return 0;
+    }
+    switch (*q) {
+    case 0xcc: n = 1; break;
+    case 0xcd: n = 2; break;
+    case 0xce: n = 4; break;
+    case 0xcf: n = 8; break;
+    default: return -1;
+    }
+    if ((size_t)(end - q) < 1 + n)
+        return -1;
+    *v = 0;
+    for (size_t i = 1; i <= n; i++) /* msgpack is big-endian */
+        *v = *v << 8 | q[i];
+    *p = q + 1 + n;
+    return 0;
+}
+
+/* The request id of a message that does not decode (truncated, say),
+ * read from its first bytes when the header is intact: the array header,
+ * then magic, version, type and req_id as unsigned integers. 0 if not. */
+static uint64_t peek_req_id(const unsigned char *p, size_t len)
+{
+    const unsigned char *end = p + len;
+    uint64_t v = 0;
+
+    if (len == 0)
+        return 0;
+    if (*p >= 0x90 && *p <= 0x9f)
+        p += 1;
+    else if (*p == 0xdc)
+        p += 3;
+    else if (*p == 0xdd)
+        p += 5;
+    else
+        return 0;
+    for (int i = 0; i < 4; i++)
+        if (peek_uint(&p, end, &v) != 0 || (i == 0 && v != MSG_MAGIC))
+            return 0;
+    return v;
+}
+
 int codec_decode(codec_dec_t *d, msg_t *m, const void *data, size_t len, errbuf_t *eb)
 {
     dec_t c = {.eb = eb, .type = 0, .where = ""};
@@ -1116,8 +1170,10 @@ int codec_decode(codec_dec_t *d, msg_t *m, const void *data, size_t len, errbuf_
 
     assert(d != NULL && m != NULL && (data != NULL || len == 0));
     memset(&m->hdr, 0, sizeof(m->hdr));
-    if ((rc = unpack(d, data, len, &root, eb)) < 0)
+    if ((rc = unpack(d, data, len, &root, eb)) < 0) {
+        m->hdr.req_id = peek_req_id(data, len); /* so the ERROR reply can be matched */
         return rc;
+    }
 
     /* Magic and version first: they keep their place in every version. */
     if (root.type != MSGPACK_OBJECT_ARRAY || root.via.array.size < 2 ||

@@ -113,7 +113,8 @@ void codec_dec_destroy(codec_dec_t **d);
  * success m's blobs and strings point into data and its KV list into d:
  * keep data and do not decode with d again while using m. On failure
  * m->hdr.req_id holds the request id if the header could be read (else
- * 0), so that an ERROR reply can be addressed; the rest of m is undefined.
+ * 0; also for a message cut short or malformed after its req_id), so
+ * that an ERROR reply can be addressed; the rest of m is undefined.
  */
 int codec_decode(codec_dec_t *d, msg_t *m, const void *data, size_t len, errbuf_t *eb);
 

@@ -622,6 +622,19 @@ static void test_round_trip(void)
     fx_release(&f);
 }
 
+/* Bytes of an encoded message up to the end of its req_id: a fixarray
+ * byte, then magic, version, type and req_id, each one msgpack uint. */
+static size_t header_prefix_len(const unsigned char *b, size_t len)
+{
+    size_t off = 1;
+
+    for (int i = 0; i < 4 && off < len; i++) {
+        unsigned char c = b[off];
+        off += c <= 0x7f ? 1 : c == 0xcc ? 2 : c == 0xcd ? 3 : c == 0xce ? 5 : 9;
+    }
+    return off;
+}
+
 static void test_truncated_everywhere(void)
 {
     fixture_t f;
@@ -632,11 +645,20 @@ static void test_truncated_everywhere(void)
 
         CU_ASSERT_EQUAL_FATAL(make_sample(&f.m, t), 0);
         CU_ASSERT_EQUAL_FATAL(codec_encode(&f.buf, &f.m, &f.eb), 0);
+        CU_ASSERT_FATAL(f.m.hdr.req_id != 0);
+        size_t hdr_len = header_prefix_len(f.buf.data, f.buf.len);
         for (size_t k = 0; k < f.buf.len; k++) {
             int rc = decode_copy(f.dec, &f.d, f.buf.data, k, &f.eb, NULL);
 
             if (rc != ERR_PROTO || f.eb.msg[0] == '\0')
                 bad += expect(rc, ERR_PROTO, "truncated", t) ? 0 : 1;
+            /* once the header's first four fields are in, the error can be
+             * addressed to the request; before, it is 0 */
+            if (f.d.hdr.req_id != (k >= hdr_len ? f.m.hdr.req_id : 0)) {
+                fprintf(stderr, "\n  %s cut at %zu: req_id %llu\n", msg_type_name(t), k,
+                        (unsigned long long)f.d.hdr.req_id);
+                bad++;
+            }
             if (bad > 3)
                 break;
         }
