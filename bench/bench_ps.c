@@ -29,6 +29,9 @@
  *   hot          the same pulls and pushes on the first 10 000 rows only
  *                (they stay in the CPU caches): what the table's memory
  *                accesses cost, by difference;
+ *   zipf         the same pulls and pushes of 1000 distinct Zipf(1.1) keys
+ *                over the 1 M rows (ID traffic is skewed: the hot rows stay
+ *                in the caches, the tail does not);
  *   spill        pull then push of the same 1000 Zipf(1.1) keys (distinct
  *                within a request) on a shard whose mem_limit holds a tenth
  *                of its 1 M rows (pre-filled, so most rows live in RocksDB),
@@ -133,6 +136,8 @@ enum {
     F_PULL_HOT, /* PULL of random keys of the first HOT_ROWS rows */
     F_PUSH_HOT, /* PUSH of random keys of the first HOT_ROWS rows */
     F_ZIPF,     /* request 2i: PULL of Zipf set i; 2i+1: PUSH of the same keys */
+    F_PULL_ZIPF, /* PULL of Zipf set n */
+    F_PUSH_ZIPF, /* PUSH of Zipf set n */
     F_RAW,      /* raw bytes to the echo process */
 };
 
@@ -400,7 +405,8 @@ static void random_keys(bench_t *b, uint64_t *keys, uint64_t rows)
 
 static int is_push(const flow_t *f, uint64_t n)
 {
-    return f->kind == F_PUSH || f->kind == F_PUSH_HOT || (f->kind == F_ZIPF && (n & 1));
+    return f->kind == F_PUSH || f->kind == F_PUSH_HOT || f->kind == F_PUSH_ZIPF ||
+           (f->kind == F_ZIPF && (n & 1));
 }
 
 /* Request n of flow f, encoded into b->enc (or the raw bytes): *data, *len. */
@@ -431,6 +437,10 @@ static int make_request(bench_t *b, shard_t *s, const flow_t *f, uint64_t n, con
         break;
     case F_ZIPF:
         keys = b->zipf_sets + (n / 2 % ZIPF_SETS) * KEYS;
+        break;
+    case F_PULL_ZIPF:
+    case F_PUSH_ZIPF:
+        keys = b->zipf_sets + (n % ZIPF_SETS) * KEYS;
         break;
     }
     if (is_push(f, n)) {
@@ -805,7 +815,19 @@ static int msg_size(bench_t *b, int type, int dim, size_t *len)
 }
 
 /* Which figures one dim has. */
-enum { PS_PULL, RAW_PULL, PS_PUSH, RAW_PUSH, CL_PULL, CL_PUSH, HOT_PULL, HOT_PUSH, NFIG };
+enum {
+    PS_PULL,
+    RAW_PULL,
+    PS_PUSH,
+    RAW_PUSH,
+    CL_PULL,
+    CL_PUSH,
+    HOT_PULL,
+    HOT_PUSH,
+    ZIPF_PULL,
+    ZIPF_PUSH,
+    NFIG
+};
 
 typedef struct dim_run {
     int dim;
@@ -827,9 +849,10 @@ static int prefill(bench_t *b, shard_t *s)
  * (left running for the spill comparison). */
 static int run_dim(bench_t *b, shard_t *s, dim_run_t *d, char *const *ep)
 {
-    static const char *names[NFIG] = {"ps pull",     "raw pull",       "ps push",
-                                      "raw push",    "ps_client pull", "ps_client push",
-                                      "ps pull hot", "ps push hot"};
+    static const char *names[NFIG] = {"ps pull",        "raw pull",       "ps push",
+                                      "raw push",       "ps_client pull", "ps_client push",
+                                      "ps pull hot",    "ps push hot",    "ps pull zipf",
+                                      "ps push zipf"};
     ps_client_opts_t o = {CLIENT_SENDER, 20000, 60, INFLIGHT, 0};
     ps_client_t *c = NULL;
     flow_t fl[NFIG];
@@ -855,6 +878,8 @@ static int run_dim(bench_t *b, shard_t *s, dim_run_t *d, char *const *ep)
     fl[CL_PUSH] = fl[PS_PUSH];
     fl[HOT_PULL] = (flow_t){F_PULL_HOT, d->dim, 0, 0, 0};
     fl[HOT_PUSH] = (flow_t){F_PUSH_HOT, d->dim, 0, 0, 0};
+    fl[ZIPF_PULL] = (flow_t){F_PULL_ZIPF, d->dim, 0, 0, 0};
+    fl[ZIPF_PUSH] = (flow_t){F_PUSH_ZIPF, d->dim, 0, 0, 0};
 
     double t = now_s();
     rc = prefill(b, s);
@@ -936,6 +961,14 @@ static void print_dim(const dim_run_t *d)
            "request %s)\n",
            d->dim, HOT_ROWS, m[HOT_PUSH], m[HOT_PUSH] / m[RAW_PUSH],
            cpu_note(c1, sizeof(c1), "shard", &f[HOT_PUSH]));
+    printf("ps pull dim%d on Zipf(%.1f) keys: %.2f M keys/s (ratio to raw %.2f; CPU per "
+           "request %s)\n",
+           d->dim, ZIPF_S, m[ZIPF_PULL], m[ZIPF_PULL] / m[RAW_PULL],
+           cpu_note(c1, sizeof(c1), "shard", &f[ZIPF_PULL]));
+    printf("ps push dim%d on Zipf(%.1f) keys: %.2f M keys/s (ratio to raw %.2f; CPU per "
+           "request %s)\n",
+           d->dim, ZIPF_S, m[ZIPF_PUSH], m[ZIPF_PUSH] / m[RAW_PUSH],
+           cpu_note(c1, sizeof(c1), "shard", &f[ZIPF_PUSH]));
     if (d->rows)
         printf("resident row dim%d: %.1f bytes (payload %.1f, overhead %.1f) over %llu rows\n",
                d->dim, (double)d->bytes_resident / (double)d->rows,
@@ -1048,9 +1081,7 @@ static int run_spill(bench_t *b, shard_t *all, const dim_run_t *d, shard_t *sp, 
     out->spill = (fig_t){.name = "spill"};
     out->fit = UNIVERSE / SPILL_FACTOR;
     out->mem_limit = (size_t)(per_row * (double)out->fit);
-    rc = make_zipf_sets(b);
-    if (rc == 0)
-        rc = shard_start(b, sp, "spill", all->dim, out->mem_limit);
+    rc = shard_start(b, sp, "spill", all->dim, out->mem_limit);
     if (rc != 0)
         return rc;
     t = now_s();
@@ -1106,8 +1137,9 @@ static void print_json(const dim_run_t *d, int nd, const spill_run_t *s)
     printf("{\"bench\": \"ps\", \"keys_per_request\": %d, \"inflight\": %d, \"rows\": %d", KEYS,
            INFLIGHT, UNIVERSE);
     for (int k = 0; k < nd; k++) {
-        static const char *const key[NFIG] = {"ps_pull",     "raw_pull",    "ps_push",  "raw_push",
-                                              "client_pull", "client_push", "hot_pull", "hot_push"};
+        static const char *const key[NFIG] = {
+            "ps_pull",     "raw_pull", "ps_push",  "raw_push",  "client_pull",
+            "client_push", "hot_pull", "hot_push", "zipf_pull", "zipf_push"};
         for (int i = 0; i < NFIG; i++)
             printf(", \"%s_dim%d\": %.0f", key[i], d[k].dim, median(&d[k].fig[i]));
         printf(", \"pull_ratio_dim%d\": %.3f, \"push_ratio_dim%d\": %.3f", d[k].dim,
@@ -1175,6 +1207,8 @@ int main(int argc, char **argv)
         goto out;
     }
     rc = echo_connect(&b);
+    if (rc == 0)
+        rc = make_zipf_sets(&b);
     if (rc != 0)
         goto out;
     printf("bench-ps: one funnel-ps shard on tcp loopback, %d-key requests, %d in flight, "
