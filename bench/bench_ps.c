@@ -91,6 +91,8 @@
 #define REPLY_TIMEOUT 30.0 /* s without a reply before giving up */
 #define START_TIMEOUT 30.0 /* s for a shard to answer its first request */
 #define MAX_DIM 64         /* largest dim benchmarked */
+#define STR_(x) #x
+#define STR(x) STR_(x) /* a constant above as a string */
 
 /* One funnel-ps process and our DEALER to it. */
 typedef struct shard {
@@ -953,22 +955,19 @@ static void print_dim(const dim_run_t *d)
            m[CL_PULL], m[CL_PULL] / m[RAW_PULL], cpu_note(c1, sizeof(c1), "shard", &f[CL_PULL]));
     printf("ps_client push dim%d: %.2f M keys/s (ratio to raw %.2f; CPU per request %s)\n", d->dim,
            m[CL_PUSH], m[CL_PUSH] / m[RAW_PUSH], cpu_note(c1, sizeof(c1), "shard", &f[CL_PUSH]));
-    printf("ps pull dim%d on %d cache-resident rows: %.2f M keys/s (ratio to raw %.2f; CPU per "
-           "request %s)\n",
-           d->dim, HOT_ROWS, m[HOT_PULL], m[HOT_PULL] / m[RAW_PULL],
-           cpu_note(c1, sizeof(c1), "shard", &f[HOT_PULL]));
-    printf("ps push dim%d on %d cache-resident rows: %.2f M keys/s (ratio to raw %.2f; CPU per "
-           "request %s)\n",
-           d->dim, HOT_ROWS, m[HOT_PUSH], m[HOT_PUSH] / m[RAW_PUSH],
-           cpu_note(c1, sizeof(c1), "shard", &f[HOT_PUSH]));
-    printf("ps pull dim%d on Zipf(%.1f) keys: %.2f M keys/s (ratio to raw %.2f; CPU per "
-           "request %s)\n",
-           d->dim, ZIPF_S, m[ZIPF_PULL], m[ZIPF_PULL] / m[RAW_PULL],
-           cpu_note(c1, sizeof(c1), "shard", &f[ZIPF_PULL]));
-    printf("ps push dim%d on Zipf(%.1f) keys: %.2f M keys/s (ratio to raw %.2f; CPU per "
-           "request %s)\n",
-           d->dim, ZIPF_S, m[ZIPF_PUSH], m[ZIPF_PUSH] / m[RAW_PUSH],
-           cpu_note(c1, sizeof(c1), "shard", &f[ZIPF_PUSH]));
+    /* the same requests on other keys, against the same raw figures */
+    static const struct {
+        int pull, push;
+        const char *keys;
+    } other[] = {{HOT_PULL, HOT_PUSH, STR(HOT_ROWS) " cache-resident rows"},
+                 {ZIPF_PULL, ZIPF_PUSH, "Zipf(" STR(ZIPF_S) ") keys"}};
+    for (size_t o = 0; o < sizeof(other) / sizeof(other[0]); o++)
+        for (int push = 0; push < 2; push++) {
+            int i = push ? other[o].push : other[o].pull, raw = push ? RAW_PUSH : RAW_PULL;
+            printf("ps %s dim%d on %s: %.2f M keys/s (ratio to raw %.2f; CPU per request %s)\n",
+                   push ? "push" : "pull", d->dim, other[o].keys, m[i], m[i] / m[raw],
+                   cpu_note(c1, sizeof(c1), "shard", &f[i]));
+        }
     if (d->rows)
         printf("resident row dim%d: %.1f bytes (payload %.1f, overhead %.1f) over %llu rows\n",
                d->dim, (double)d->bytes_resident / (double)d->rows,

@@ -1106,33 +1106,23 @@ static int unpack(codec_dec_t *d, const void *data, size_t len, msgpack_object *
     }
 }
 
-/* One msgpack unsigned integer at *p (advanced past it); -1 if the bytes
- * there are not one, or end first. */
-static int peek_uint(const unsigned char **p, const unsigned char *end, uint64_t *v)
+/* One msgpack unsigned integer at p[*pos] (advanced past it); -1 if the
+ * bytes there are not one, or end first. */
+static int peek_uint(const unsigned char *p, size_t len, size_t *pos, uint64_t *v)
 {
-    const unsigned char *q = *p;
-    size_t n;
+    static const size_t width[4] = {1, 2, 4, 8}; /* uint8 .. uint64: 0xcc .. 0xcf */
+    unsigned t;
 
-    if (q >= end)
+    if (*pos >= len)
         return -1;
-    if (*q <= 0x7f) {
-        *v = *q;
-        *p = q + 1;
+    t = p[(*pos)++];
+    if (t <= 0x7f) {
+        *v = t;
         return 0;
     }
-    switch (*q) {
-    case 0xcc: n = 1; break;
-    case 0xcd: n = 2; break;
-    case 0xce: n = 4; break;
-    case 0xcf: n = 8; break;
-    default: return -1;
-    }
-    if ((size_t)(end - q) < 1 + n)
+    if (t < 0xcc || t > 0xcf || len - *pos < width[t - 0xcc])
         return -1;
-    *v = 0;
-    for (size_t i = 1; i <= n; i++) /* msgpack is big-endian */
-        *v = *v << 8 | q[i];
-    *p = q + 1 + n;
+    *v = read_be(p, pos, width[t - 0xcc]);
     return 0;
 }
 
@@ -1141,21 +1131,19 @@ static int peek_uint(const unsigned char **p, const unsigned char *end, uint64_t
  * then magic, version, type and req_id as unsigned integers. 0 if not. */
 static uint64_t peek_req_id(const unsigned char *p, size_t len)
 {
-    const unsigned char *end = p + len;
+    size_t pos;
     uint64_t v = 0;
 
     if (len == 0)
         return 0;
-    if (*p >= 0x90 && *p <= 0x9f)
-        p += 1;
-    else if (*p == 0xdc)
-        p += 3;
-    else if (*p == 0xdd)
-        p += 5;
+    if ((p[0] & 0xf0) == 0x90)
+        pos = 1; /* fixarray */
+    else if (p[0] == 0xdc || p[0] == 0xdd)
+        pos = p[0] == 0xdc ? 3 : 5; /* array16, array32 */
     else
         return 0;
     for (int i = 0; i < 4; i++)
-        if (peek_uint(&p, end, &v) != 0 || (i == 0 && v != MSG_MAGIC))
+        if (peek_uint(p, len, &pos, &v) != 0 || (i == 0 && v != MSG_MAGIC))
             return 0;
     return v;
 }

@@ -838,8 +838,9 @@ typedef struct row_op {
     size_t width;            /* OP_ASSIGN: floats per value row */
 } row_op_t;
 
-/* Do op for key k of the request, whose row is record r (or EMPTY). */
-static inline void visit(emb_table_t *t, sub_t *s, const row_op_t *op, size_t k, uint32_t r)
+/* Do op for key k of the request, whose row is record r (or EMPTY).
+ * Inlined into the lookup loop: op->kind is the same for every key. */
+__attribute__((always_inline)) static inline void visit(emb_table_t *t, sub_t *s, const row_op_t *op, size_t k, uint32_t r)
 {
     size_t rb = s->dim * sizeof(float);
 
@@ -905,7 +906,6 @@ static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, con
     enum { DIST = 16 };
     uint32_t mask = s->icap - 1;
     size_t pf_bytes = op->kind == OP_PULL ? HDR + s->dim * sizeof(float) : s->rec;
-    const size_t pull_bytes = s->dim * sizeof(float);
     uint64_t *hm;
 
     if (n > t->hm_cap) {
@@ -941,10 +941,7 @@ static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, con
         uint32_t r = find_h(s, keys[k], hm[k]);
         if (r != EMPTY) {
             bset(s->ref, r);
-            if (op->kind == OP_PULL) /* the common case, without a call */
-                memcpy(op->out + k * pull_bytes, rec_w(s, r), pull_bytes);
-            else
-                visit(t, s, op, k, r);
+            visit(t, s, op, k, r);
             continue;
         }
         if (!miss && !(miss = malloc(n * sizeof(*miss))))
