@@ -282,15 +282,13 @@ void codec_buf_release(codec_buf_t *b)
 
 unsigned char *codec_buf_take(codec_buf_t *b)
 {
-    unsigned char *msg = b->data, *fresh;
-    /* room for a message like the one taken (the next is likely alike; a
-     * larger one grows the block as usual), not for the largest ever */
-    size_t cap = b->len < BUF_MIN ? BUF_MIN : b->len;
+    unsigned char *msg = b->data;
 
-    if (!msg || !(fresh = malloc(cap)))
+    if (!msg)
         return NULL;
-    b->data = fresh;
-    b->cap = cap;
+    /* no block until the next encode, which sizes one for its message */
+    b->data = NULL;
+    b->cap = 0;
     b->len = 0;
     for (int i = 0; i < MODEL_MAX_SLOTS; i++)
         b->blob_off[i] = NO_BLOB;
@@ -309,9 +307,18 @@ static int buf_grow(codec_buf_t *b, size_t n)
     }
     if (need <= b->cap)
         return 0;
-    cap = b->cap ? b->cap : BUF_MIN;
-    while (cap < need)
-        cap = cap > b->max / 2 ? b->max : cap * 2;
+    if (b->len == 0) {
+        /* nothing to keep: a block of the size asked for (codec_encode asks
+         * for its bound of the whole message), no copy of the old one */
+        cap = need < BUF_MIN ? BUF_MIN : need;
+        free(b->data);
+        b->data = NULL;
+        b->cap = 0;
+    } else {
+        cap = b->cap ? b->cap : BUF_MIN;
+        while (cap < need)
+            cap = cap > b->max / 2 ? b->max : cap * 2;
+    }
     p = realloc(b->data, cap);
     if (p == NULL) {
         b->err = ERR_NOMEM;
@@ -509,16 +516,22 @@ static void encode_body(msgpack_packer *pk, codec_buf_t *b, const msg_t *m)
     }
 }
 
-/* Bytes the blobs of m will take: enough to size the buffer once. */
+/* Bytes the blobs of m will take, with room for each slot's other fields:
+ * with a header's worth more, the size of the block to encode m into. */
 static size_t blob_bytes(const msg_t *m)
 {
     size_t n = 0;
 
     if (msg_type_body(m->hdr.type) == MSG_BODY_ROWS) {
+        const rows_rule_t *rule = rows_rule(m->hdr.type);
+
         for (uint32_t i = 0; i < m->u.rows.nslots; i++) {
             const msg_slot_t *s = &m->u.rows.slot[i];
+            size_t nk = s->nkeys;
 
-            n += (size_t)s->nkeys * (8 + 4 + sizeof(msg_row_meta_t) + (size_t)s->dim * 4) + 64;
+            /* the blobs encode_rows() writes, and room for the slot's fields */
+            n += (rule->keys ? nk * 8 : 0) + (rule->rows ? nk * s->dim * 4 : 0) +
+                 (s->counts ? nk * 4 : 0) + (rule->meta ? nk * sizeof(msg_row_meta_t) : 0) + 64;
         }
     } else if (msg_type_body(m->hdr.type) == MSG_BODY_DENSE) {
         n += m->u.dense.count * 4;

@@ -71,9 +71,9 @@ void codec_buf_release(codec_buf_t *b);
 
 /*
  * Take the encoded message (b->data, b->len bytes) out of b, so it can be
- * handed over without a copy (free() releases it); b gets a new empty
- * block the size of the message taken. NULL (b unchanged) when b holds
- * nothing or out of memory.
+ * handed over without a copy (free() releases it); b starts over with no
+ * block, and its next encode allocates one the size of that message
+ * (without copying anything). NULL (b unchanged) when b holds nothing.
  */
 unsigned char *codec_buf_take(codec_buf_t *b);
 
