@@ -2,7 +2,7 @@
  * ps_main.c - funnel-ps: one parameter-server shard. Parses the command
  * line and config, installs signal handlers, runs server_run().
  *
- *   funnel-ps [--conf FILE] --shard I --shards N --listen ENDPOINT --data DIR
+ *   funnel-ps [--conf FILE] [--shard I --shards N] [--listen ENDPOINT] [--data DIR]
  */
 #include <signal.h>
 #include <stdio.h>
@@ -40,10 +40,13 @@ int main(int argc, char **argv)
     }
     rc = conf_parse_args(&ps_conf_schema, &st.conf, argc - 1, argv + 1, pos, 0, &npos, &help, &eb);
     if (help) {
-        printf("usage: funnel-ps [--conf FILE] --shard I --shards N --listen ENDPOINT --data DIR\n"
+        printf("usage: funnel-ps [--conf FILE] [--shard I --shards N] [--listen ENDPOINT] [--data DIR]\n"
+               "                 [--KEY VALUE ...]\n"
                "       funnel-ps print-conf\n\n"
                "One parameter-server shard: serves its share of the embedding rows and of the\n"
-               "dense weights over ZeroMQ, durable in RocksDB under --data.\n\n");
+               "dense weights over ZeroMQ, durable in RocksDB under --data. Every option has\n"
+               "a default (below), so without options it is a single shard on this machine.\n"
+               "SIGINT or SIGTERM stops it after writing its dirty rows to RocksDB.\n\n");
         conf_print_help(&ps_conf_schema, stdout);
         return 0;
     }
