@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "dirs.h"
 #include "gen_out.h"
 #include "log.h"
 #include "world.h"
@@ -377,26 +378,6 @@ static void write_truth(gen_out_t *o, const world_imp_t *m)
 
 /* ---- files ------------------------------------------------------------- */
 
-static int make_dir(const char *path, errbuf_t *eb)
-{
-    char tmp[1024];
-    size_t n = strlen(path);
-
-    if (n == 0 || n >= sizeof(tmp))
-        return errbuf_set(eb, ERR_INVAL, "bad output directory '%s'", path);
-    memcpy(tmp, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (tmp[i] != '/' && tmp[i] != '\0')
-            continue;
-        char save = tmp[i];
-        tmp[i] = '\0';
-        if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
-            return errbuf_set(eb, ERR_IO, "mkdir %s: %s", tmp, strerror(errno));
-        tmp[i] = save;
-    }
-    return 0;
-}
-
 /* A line about every 10% of the run: INFO on long runs, DEBUG on short ones. */
 static void progress(gen_t *g)
 {
@@ -530,7 +511,7 @@ int gen_run(const gen_conf_t *c, gen_stats_t *stats, errbuf_t *eb)
         errbuf_set(eb, rc, "gen: out of memory formatting tokens");
         goto out;
     }
-    rc = make_dir(c->out.s, eb);
+    rc = dirs_make(c->out.s, eb);
     if (rc != 0)
         goto out;
     g.total = (uint64_t)(c->train + c->test) * (uint64_t)(days > 0 ? days : 1);
@@ -543,7 +524,7 @@ int gen_run(const gen_conf_t *c, gen_stats_t *stats, errbuf_t *eb)
             snprintf(dir, sizeof(dir), "%s/day%d", c->out.s, d);
             rc = world_set_day(g.w, d, eb);
             if (rc == 0)
-                rc = make_dir(dir, eb);
+                rc = dirs_make(dir, eb);
             if (rc != 0)
                 goto out;
             LOG_INFO("day %d: %u live items", d, world_live_items(g.w));

@@ -15,7 +15,8 @@
     X(ps, shards, INT, "1", 1, 65536, NULL, "number of shards in the cluster")                  \
     X(ps, listen, STR, "tcp://127.0.0.1:7700", 0, 0, NULL,                                      \
       "ZeroMQ endpoint to serve on (tcp://HOST:PORT or ipc://PATH)")                           \
-    X(ps, data, STR, "ps-data", 0, 0, NULL, "directory of this shard's RocksDB store")          \
+    X(ps, data, STR, "ps-data", 0, 0, NULL,                                                     \
+      "directory of this shard's RocksDB store (made if missing)")                             \
     X(ps, mem_limit, SIZE, "0", 0, 1.8e19, NULL,                                                \
       "bytes of resident rows; beyond it cold rows go to RocksDB (0: unlimited)")              \
     X(ps, flush_interval, FLOAT, "10", 0.05, 86400, NULL,                                       \

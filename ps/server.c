@@ -15,6 +15,7 @@
 #include <zmq.h>
 
 #include "clock.h"
+#include "dirs.h"
 #include "codec.h"
 #include "dense_shard.h"
 #include "emb_table.h"
@@ -1081,9 +1082,9 @@ static int server_open(server_t *s, errbuf_t *eb)
         rc = open_dense(s, eb);
     if (rc != 0)
         return rc;
-    if (mkdir(pc->data.s, 0755) != 0 && errno != EEXIST)
-        return errbuf_set(eb, ERR_IO, "shard %lld: create %s: %s", (long long)pc->shard, pc->data.s,
-                          strerror(errno));
+    rc = dirs_make(pc->data.s, eb);
+    if (rc != 0)
+        return errbuf_prefix(eb, rc, "shard %lld", (long long)pc->shard);
     rc = restore_checkpoint(s, eb);
     if (rc != 0)
         return rc;

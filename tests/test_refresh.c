@@ -217,7 +217,8 @@ static void test_checkpoint_during_training(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(e);
     snprintf(endpoints, sizeof(endpoints), "%.*s", (int)strcspn(e, "\n"), e);
     free(e);
-    CU_ASSERT_EQUAL(tu_sh(NULL, "%s/funnel-worker ctl checkpoint %s --ps %s --out %s/ckmid --day 1 "
+    /* ck/ does not exist yet: --out creates its parents */
+    CU_ASSERT_EQUAL(tu_sh(NULL, "%s/funnel-worker ctl checkpoint %s --ps %s --out %s/ck/mid --day 1 "
                                 "> /dev/null",
                           bin, OPTS, endpoints, dir),
                     0);
@@ -227,7 +228,7 @@ static void test_checkpoint_during_training(void)
                     0);
     tu_sh(NULL, "kill -CONT $(cat %s) 2>/dev/null", pids);
     free(text);
-    CU_ASSERT_EQUAL(predict_from("ckmid", 1, "mid-restored.tsv"), 0);
+    CU_ASSERT_EQUAL(predict_from("ck/mid", 1, "mid-restored.tsv"), 0);
     CU_ASSERT_EQUAL(tu_sh(NULL, "cmp -s %s/mid-live.tsv %s/mid-restored.tsv", dir, dir), 0);
     /* the paused training job still completes */
     for (int i = 0; i < 600 && access(pids, F_OK) == 0; i++)

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -1274,6 +1275,28 @@ static void test_shutdown_request(void)
     CU_ASSERT_EQUAL(shard_stop(pid, SIGTERM), 0);
 }
 
+/* --data DIR whose parents do not exist yet: the shard creates them and
+ * keeps its store there (a fresh machine's /srv/funnel/ps0). */
+static void test_data_parents_created(void)
+{
+    char ep[700], extra[700], current[800];
+    conn_t c;
+    rowset_t k, v;
+    struct stat st;
+
+    snprintf(extra, sizeof(extra), "--data %s/fresh/parents/data", dir); /* the last --data wins */
+    snprintf(current, sizeof(current), "%s/fresh/parents/data/CURRENT", dir);
+    pid_t pid = shard_start("fresh", ep, sizeof(ep), extra);
+    CU_ASSERT_FATAL(pid > 0);
+    remember(pid);
+    CU_ASSERT_EQUAL_FATAL(connect_ready(&c, ep), 0);
+    make_keys(&k, 15);
+    CU_ASSERT_EQUAL(pull_push(&c, &k, 1, 1, &v), 0);
+    conn_close(&c);
+    CU_ASSERT_EQUAL(shard_stop(pid, SIGTERM), 0);
+    CU_ASSERT_EQUAL(stat(current, &st), 0); /* RocksDB's store is there */
+}
+
 static void test_kill9_after_flush(void)
 {
     char ep[700];
@@ -1582,6 +1605,7 @@ int test_server_register(void)
     CU_add_test(s, "SIGTERM flushes; the restart serves rows, progress, dense range",
                 test_sigterm_flushes);
     CU_add_test(s, "SHUTDOWN flushes and exits 0", test_shutdown_request);
+    CU_add_test(s, "--data's missing parents are created", test_data_parents_created);
     CU_add_test(s, "BEGIN_DAY survives kill -9 and an older --day", test_begin_day_survives_kill9);
     CU_add_test(s, "kill -9 after FLUSH serves the flushed rows, progress and dense range",
                 test_kill9_after_flush);

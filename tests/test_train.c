@@ -126,7 +126,8 @@ static void test_continue_from_saved_model(void)
     char *log;
 
     snprintf(out, sizeof(out), "%s/train2.log", dir);
-    CU_ASSERT_EQUAL(tu_sh(out, "%s train --towers 128,64 --init-from %s/m1 --model %s/m2 "
+    /* days/2 does not exist yet: --model creates its parents */
+    CU_ASSERT_EQUAL(tu_sh(out, "%s train --towers 128,64 --init-from %s/m1 --model %s/days/2/m2 "
                                "%s/data/train.tsv",
                           worker, dir, dir, dir),
                     0);

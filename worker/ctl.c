@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dirs.h"
 #include "meta.h"
 #include "model.h"
 #include "modeldir.h"
@@ -111,8 +112,8 @@ static int checkpoint(ps_client_t *c, const worker_conf_t *wc, const ctl_args_t 
         snprintf(dir + strlen(dir), sizeof(dir) - strlen(dir), "/%s", a->out);
     snprintf(tmp, sizeof(tmp), "%s.tmp", dir);
     rc = modeldir_remove_tree(tmp, eb);
-    if (rc == 0 && mkdir(tmp, 0755) != 0)
-        rc = errbuf_set(eb, ERR_IO, "mkdir %s: %s", tmp, strerror(errno));
+    if (rc == 0)
+        rc = dirs_make(tmp, eb); /* and --out's parents */
     if (rc == 0)
         rc = cmd_all(c, MSG_CHECKPOINT, a->day, 0, tmp, eb);
     if (rc != 0)

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dirs.h"
 #include "meta.h"
 
 void modeldir_rows_path(const char *dir, char *buf, size_t len)
@@ -77,8 +78,9 @@ static int copy_dir(const char *from, const char *to, errbuf_t *eb)
     DIR *d;
     int rc = 0;
 
-    if (mkdir(to, 0755) != 0 && errno != EEXIST)
-        return errbuf_set(eb, ERR_IO, "mkdir %s: %s", to, strerror(errno));
+    rc = dirs_make(to, eb);
+    if (rc != 0)
+        return rc;
     d = opendir(from);
     if (!d)
         return errbuf_set(eb, ERR_IO, "open %s: %s", from, strerror(errno));
@@ -109,8 +111,9 @@ int modeldir_begin(const char *dir, const char *init_from, char *tmp, size_t tmp
     rc = modeldir_remove_tree(tmp, eb);
     if (rc != 0)
         return rc;
-    if (mkdir(tmp, 0755) != 0)
-        return errbuf_set(eb, ERR_IO, "mkdir %s: %s", tmp, strerror(errno));
+    rc = dirs_make(tmp, eb); /* and DIR's parents */
+    if (rc != 0)
+        return rc;
     if (init_from) {
         modeldir_rows_path(init_from, from, sizeof(from));
         modeldir_rows_path(tmp, to, sizeof(to));

@@ -1,0 +1,22 @@
+/*
+ * dirs.h - creating directories the way a user expects of an output path:
+ * missing parents are created too (mkdir -p), so `--data /srv/ps/shard0`
+ * or `--model out/day1` work on a fresh machine.
+ *
+ * Thread-safety: reentrant; concurrent calls creating the same path are
+ * fine (an existing directory is not an error).
+ */
+#ifndef FUNNEL_DIRS_H
+#define FUNNEL_DIRS_H
+
+#include "err.h"
+
+/*
+ * Create directory `path` (mode 0755 before umask) and any missing parent.
+ * An existing directory is success. Returns 0, ERR_INVAL for an empty or
+ * over-long path, ERR_IO naming the component that could not be created
+ * (a file in the way, no permission, ...).
+ */
+int dirs_make(const char *path, errbuf_t *eb);
+
+#endif
