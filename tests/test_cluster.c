@@ -13,6 +13,9 @@
  *   spill        shards with a mem_limit far below their table train and
  *                predict exactly like unlimited ones (1 worker: the runs
  *                are deterministic, so the predictions are identical).
+ *   late/absent  a worker started before its shards retries and warns; it
+ *                gives up past --deadline_s naming the endpoint, and uses
+ *                shards that come up in time.
  *
  * The world is small (600k training lines, towers 128,64 on both sides)
  * so the suite takes well under a minute and a half on 2 busy cores.
@@ -542,6 +545,49 @@ static void test_spill(void)
         CU_ASSERT(fabs(auca[k] - aucb[k]) <= 0.01);
 }
 
+/* A worker whose shards are not up: it warns while it retries and, past
+ * --deadline_s, ends with an error naming the endpoint; shards that come
+ * up before the deadline are used, and the worker says they answer. */
+static void test_shards_late_or_absent(void)
+{
+    cluster_t c;
+    char small[800], log[800];
+    char *text;
+
+    cl_init(&c, "late", "");
+    snprintf(small, sizeof(small), "%s/small.tsv", c.dir);
+    CU_ASSERT_EQUAL_FATAL(tu_sh(NULL, "head -n 20000 %s/w/train.tsv > %s", dir, small), 0);
+    snprintf(log, sizeof(log), "%s/worker0.log", c.dir);
+
+    /* nobody there */
+    CU_ASSERT_EQUAL_FATAL(cl_workers(&c, 1, "--timeout_ms 300 --deadline_s 2", small), 0);
+    for (double t0 = now_s(); worker_rc(&c, 0) < 0 && now_s() - t0 < 30;)
+        sleep_ms(100);
+    CU_ASSERT_EQUAL(worker_rc(&c, 0), 1);
+    stop(c.w[0], worker_rc(&c, 0) < 0 ? SIGKILL : SIGTERM);
+    text = tu_slurp(log, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "retrying until deadline_s 2"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "no reply for"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, c.ep[0]));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "is funnel-ps running there?"));
+    free(text);
+
+    /* the shards come up 1.5 s after the worker */
+    tu_sh(NULL, "rm -f %s/w0.rc", c.dir);
+    CU_ASSERT_EQUAL_FATAL(cl_workers(&c, 1, "--timeout_ms 300 --deadline_s 60", small), 0);
+    sleep_ms(1500);
+    CU_ASSERT_EQUAL_FATAL(cl_shard(&c, 0), 0);
+    CU_ASSERT_EQUAL_FATAL(cl_shard(&c, 1), 0);
+    CU_ASSERT_EQUAL(cl_wait_workers(&c, 120), 0);
+    text = tu_slurp(log, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "answers again"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "trained 20000 samples"));
+    free(text);
+    CU_ASSERT_EQUAL(cl_stop(&c), 0);
+}
+
 int test_cluster_register(void)
 {
     CU_pSuite s = CU_add_suite("cluster", setup, teardown);
@@ -552,5 +598,7 @@ int test_cluster_register(void)
     CU_add_test(s, "kill -9 a shard mid-training: job completes, loss bounded",
                 test_fault_kill9_shard);
     CU_add_test(s, "spill: small mem_limit predicts like unlimited", test_spill);
+    CU_add_test(s, "shards absent: warnings, then an error naming the endpoint; late: used",
+                test_shards_late_or_absent);
     return CUE_SUCCESS;
 }

@@ -14,6 +14,8 @@
 #include "codec.h"
 #include "log.h"
 
+#define WARN_EVERY_S 10.0 /* s between "no reply" warnings about one shard */
+
 typedef struct pending {
     uint64_t req_id;
     int is_push;
@@ -34,6 +36,7 @@ typedef struct shard_conn {
     size_t npend, cap;
     int pushes;           /* unacknowledged pushes */
     double last_heard;    /* s */
+    double warned_at;     /* s; when "no reply" was last logged, 0: not since the last reply */
     codec_dec_t *dec;
     zmq_msg_t cur;        /* bytes of the last reply handed out */
     int has_cur;
@@ -240,6 +243,10 @@ static int pump(ps_client_t *c, int i, long timeout_ms, errbuf_t *eb)
             break;
         }
         s->last_heard = clock_now_s();
+        if (s->warned_at > 0) {
+            LOG_INFO("shard %d (%s) answers again", i, s->endpoint);
+            s->warned_at = 0;
+        }
         int drc = codec_decode(c->scratch, &m, zmq_msg_data(&raw), zmq_msg_size(&raw), &deb);
         pending_t *p = find_pending(s, m.hdr.req_id);
         if (!p) { /* a late answer to a request retried and already answered */
@@ -304,6 +311,12 @@ static int retry_overdue(ps_client_t *c, int i, errbuf_t *eb)
         }
     }
     double since = now - (s->last_heard > oldest ? s->last_heard : oldest);
+    if (oldest < now && since * 1000.0 >= c->o.timeout_ms && now - s->warned_at >= WARN_EVERY_S &&
+        since <= c->o.deadline_s) {
+        LOG_WARN("shard %d (%s): no reply for %.0f s, retrying until deadline_s %d", i,
+                 s->endpoint, since, c->o.deadline_s);
+        s->warned_at = now;
+    }
     if (oldest < now && since > c->o.deadline_s)
         return errbuf_set(eb, ERR_TIMEOUT,
                           "shard %d (%s): no reply for %.0f s (deadline_s %d); is funnel-ps "

@@ -15,7 +15,9 @@
  *   once per (sender, seq), so a retried push is never applied twice.
  *   Push sequence numbers are per shard: each shard sees 1, 2, 3, ...
  *   from this sender, which is what lets a restarted shard count the
- *   pushes it lost.
+ *   pushes it lost. A shard silent past timeout_ms gets a warning in the
+ *   log every WARN_EVERY_S (10 s) until it answers or deadline_s ends
+ *   the wait with ERR_TIMEOUT.
  *
  *   A decoded reply points into bytes the client keeps until the next
  *   ps_client_wait() on the same shard.
