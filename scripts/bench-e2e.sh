@@ -21,8 +21,11 @@
 # and E2E_PS_OPT (extra "--key value" options for every worker / shard),
 # E2E_KEEP=1 keeps the scratch directory (printed) with every log.
 set -u
+. "$(dirname "$0")/lib.sh"
+case "${1:-}" in -h | --help) help_and_exit "$0" ;; esac
 
 BIN=${1:-bin}
+need_prog bench-e2e "$BIN" funnel-worker
 TRAIN=${E2E_TRAIN:-1000000}
 W_OPT=${E2E_WORKER_OPT:-}
 P_OPT=${E2E_PS_OPT:-}

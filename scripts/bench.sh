@@ -5,7 +5,10 @@
 #
 #   scripts/bench.sh [BINDIR] [NAME...]     NAME: reader codec table train torch ps export e2e
 set -u
+. "$(dirname "$0")/lib.sh"
+case "${1:-}" in -h | --help) help_and_exit "$0" ;; esac
 BIN=${1:-bin}
+need_prog bench "$BIN" funnel-ps
 [ $# -gt 0 ] && shift
 WANT="${*:-reader codec table train torch ps export e2e}"
 OUT=${BENCH_DIR:-bench-out}

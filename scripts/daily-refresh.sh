@@ -15,6 +15,7 @@
 #    since the previous day (puts and tombstones) are written there;
 # 6. everything it started is stopped, also on failure.
 set -eu
+. "$(dirname "$0")/lib.sh"
 
 DAY="" OUT="" PREV="" SHARDS=2 WORKERS=2 CONF="" BIN=bin WORK="" EXPORT="" W_OPT="" P_OPT=""
 while [ $# -gt 0 ]; do
@@ -30,7 +31,7 @@ while [ $# -gt 0 ]; do
     --export-dir) EXPORT=$2; shift 2 ;;
     --worker-opt) W_OPT=$2; shift 2 ;;
     --ps-opt) P_OPT=$2; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) help_and_exit "$0" ;;
     --) shift; break ;;
     -*) echo "daily-refresh: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) break ;;

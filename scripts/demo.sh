@@ -9,8 +9,11 @@
 # Environment: DEMO_DIR (default demo-out), DEMO_TRAIN (1000000),
 # DEMO_TEST (200000), DEMO_MODEL (esm2).
 set -eu
+. "$(dirname "$0")/lib.sh"
+case "${1:-}" in -h | --help) help_and_exit "$0" ;; esac
 
 BIN=${1:-bin}
+need_prog demo "$BIN" funnel-worker
 OUT=${DEMO_DIR:-demo-out}
 TRAIN=${DEMO_TRAIN:-1000000}
 TEST=${DEMO_TEST:-200000}

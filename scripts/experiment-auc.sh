@@ -24,7 +24,10 @@
 # PyTorch's loss curve is in its .log (--progress). Worlds are kept in
 # OUT/world-* (about 300 MB each); models and predictions are deleted.
 set -eu
+. "$(dirname "$0")/lib.sh"
+case "${1:-}" in -h | --help) help_and_exit "$0" ;; esac
 BIN=${1:-bin}
+need_prog experiment-auc "$BIN" funnel-worker
 OUT=${2:-/tmp/funnel-auc}
 SEEDS=${SEEDS:-"1 2 3"}
 TORCH=${TORCH:-1}

@@ -7,6 +7,12 @@
 # Checks each package with dpkg-query. As root it installs the missing ones
 # with apt-get; otherwise it prints the exact command to run and fails.
 set -eu
+. "$(dirname "$0")/lib.sh"
+case "${1:-}" in
+-h | --help) help_and_exit "$0" ;;
+"" | --bench) ;;
+*) echo "install-deps: unknown option $1 (see --help)" >&2; exit 2 ;;
+esac
 
 PKGS="build-essential pkg-config zlib1g-dev libzmq3-dev libmsgpack-dev \
 librocksdb-dev libopenblas-dev libcunit1-dev libinih-dev libxxhash-dev"

@@ -16,6 +16,7 @@
 # printed and written to DIR/endpoints); stop them with
 #   scripts/run-local.sh --stop --dir DIR
 set -u
+. "$(dirname "$0")/lib.sh"
 
 SHARDS=2 WORKERS=2 CONF="" DIR="cluster" BIN="bin" PS_OPT="" W_OPT="" KEEP=0 STOP=0
 while [ $# -gt 0 ]; do
@@ -29,7 +30,7 @@ while [ $# -gt 0 ]; do
     --worker-opt) W_OPT=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --stop) STOP=1; shift ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) help_and_exit "$0" ;;
     --) shift; break ;;
     -*) echo "run-local: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) break ;;

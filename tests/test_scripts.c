@@ -1,0 +1,84 @@
+/*
+ * test_scripts.c - the shell scripts under scripts/ answer --help with
+ * their usage and nothing else (before, some took --help for their BINDIR
+ * argument and started a benchmark), and refuse a BINDIR without funnel's
+ * programs with a hint instead of failing half-way.
+ */
+#include <CUnit/CUnit.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+
+static const char *const scripts[] = {"run-local",  "demo",           "daily-refresh", "bench",
+                                      "bench-e2e",  "experiment-auc", "install-deps"};
+#define NSCRIPTS (sizeof(scripts) / sizeof(scripts[0]))
+
+static char dir[512], root[512]; /* scratch; the checkout (tests run from its top) */
+
+static int setup(void)
+{
+    if (!getcwd(root, sizeof(root)))
+        return -1;
+    return tu_mkdtemp(dir, sizeof(dir), "scripts");
+}
+
+static int teardown(void)
+{
+    tu_rmtree(dir);
+    return 0;
+}
+
+static void test_help(void)
+{
+    char out[700];
+
+    for (size_t i = 0; i < NSCRIPTS; i++) {
+        snprintf(out, sizeof(out), "%s/%s.help", dir, scripts[i]);
+        /* run from the scratch directory: --help must not write anything there */
+        CU_ASSERT_EQUAL(tu_sh(out, "cd %s && sh %s/scripts/%s.sh --help", dir, root,
+                              scripts[i]),
+                        0);
+        char *text = tu_slurp(out, NULL);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+        char usage[128];
+        snprintf(usage, sizeof(usage), "scripts/%s.sh", scripts[i]);
+        if (!strstr(text, usage))
+            fprintf(stderr, "\n  %s --help printed:\n%s\n", scripts[i], text);
+        CU_ASSERT_PTR_NOT_NULL(strstr(text, usage)); /* the usage line */
+        CU_ASSERT_PTR_NULL(strstr(text, "set -")); /* not the code after the header */
+        free(text);
+    }
+    CU_ASSERT_EQUAL(tu_sh(NULL, "test -z \"$(ls -A %s | grep -v '\\.help$')\"", dir), 0);
+}
+
+static void test_missing_programs(void)
+{
+    static const char *const with_bindir[] = {"demo", "bench", "bench-e2e", "experiment-auc"};
+    char out[700];
+
+    for (size_t i = 0; i < sizeof(with_bindir) / sizeof(with_bindir[0]); i++) {
+        snprintf(out, sizeof(out), "%s/%s.nobin", dir, with_bindir[i]);
+        CU_ASSERT_EQUAL(tu_sh(out, "cd %s && sh %s/scripts/%s.sh %s/nowhere", dir, root,
+                              with_bindir[i], dir),
+                        2);
+        char *text = tu_slurp(out, NULL);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+        CU_ASSERT_PTR_NOT_NULL(strstr(text, "not found: run make first"));
+        free(text);
+    }
+}
+
+int test_scripts_register(void)
+{
+    CU_pSuite s = CU_add_suite("scripts", setup, teardown);
+
+    if (!s)
+        return CU_get_error();
+    CU_add_test(s, "--help prints the usage and runs nothing", test_help);
+    CU_add_test(s, "a BINDIR without funnel's programs: exit 2 with a hint",
+                test_missing_programs);
+    return CU_get_error();
+}
