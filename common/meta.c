@@ -163,9 +163,10 @@ int meta_read(const char *dir, meta_t *m, errbuf_t *eb)
             continue;
         }
         if (sscanf(line, "slot %d %127s %d", &a, name, &b) == 3) {
-            if (a < 0 || a >= MODEL_MAX_SLOTS || strlen(name) >= MODEL_SLOT_NAME_MAX)
+            size_t len = strlen(name);
+            if (a < 0 || a >= MODEL_MAX_SLOTS || len >= sizeof(m->slot[a]))
                 goto bad;
-            snprintf(m->slot[a], sizeof(m->slot[a]), "%s", name);
+            memcpy(m->slot[a], name, len + 1); /* fits: checked above */
             m->dim[a] = b;
         } else if (sscanf(line, "model %127s", word) == 1) {
             m->model_type = -1;
