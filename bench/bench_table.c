@@ -11,7 +11,9 @@
  * 2. In-memory throughput: pull, push (Adagrad) and pull+push in keys/s,
  *    1000-key requests of Zipf(1.0) keys over a table holding every key;
  *    and of uniform keys over 1 M rows (every row a cache miss, as on a
- *    shard: bench-ps's keys), with pushes measured alone too.
+ *    shard: bench-ps's keys), with pushes measured alone too. While those
+ *    1 M rows are created: the mean and the slowest creating request (the
+ *    requests that grow the slab or the index wait for it).
  * 3. Spill: the same pull+push loop with the table ten times larger than
  *    mem_limit, on RocksDB, as a fraction of the all-in-memory figure
  *    measured in the same run on the same keys; with the share of keys
@@ -89,19 +91,26 @@ static model_spec_t spec(int dim)
 }
 
 /* Create rows for keys of rank [0, n), one request at a time. */
-static void fill(emb_table_t *t, uint64_t n, int dim, float *out)
+/* Create rows 0 .. n-1 with 1000-key pulls; returns the slowest request
+ * (s): a pull that grows the hash index waits for the whole rehash. */
+static double fill(emb_table_t *t, uint64_t n, int dim, float *out)
 {
     uint64_t keys[REQ];
     errbuf_t eb = {{0}};
+    double slowest = 0;
 
     for (uint64_t i = 0; i < n; i += REQ) {
         size_t m = n - i < REQ ? (size_t)(n - i) : REQ;
         for (size_t j = 0; j < m; j++)
             keys[j] = key_of(i + j);
+        double t0 = now_s();
         if (emb_table_pull(t, 0, keys, m, out, EMB_PULL_CREATE, &eb) != 0)
             die("fill", &eb);
+        if (now_s() - t0 > slowest)
+            slowest = now_s() - t0;
     }
     (void)dim;
+    return slowest;
 }
 
 static void memory_child(int dim, uint64_t n)
@@ -267,13 +276,18 @@ static void bench_uniform(int dim, uint64_t n)
 
     if (store_mem_open(&sm, &eb) != 0 || emb_table_open(&mem, sm, &ms, 0, &eb) != 0)
         die("open", &eb);
-    fill(mem, n, dim, out);
+    double t0 = now_s(), slowest = fill(mem, n, dim, out), tfill = now_s() - t0;
     loop_result_t m = run_loop(mem, &z, dim, 1.5, 0);
     loop_result_t p = run_loop(mem, &z, dim, 1.5, 1);
     printf("uniform    dim %-3d %8llu rows: pull %5.2f M keys/s, push (adagrad) %5.2f M keys/s "
            "(%5.2f M right after a pull of the same keys), pull+push %5.2f M keys/s\n",
            dim, (unsigned long long)n, m.pull_kps / 1e6, p.push_kps / 1e6, m.push_kps / 1e6,
            m.both_kps / 1e6);
+    printf("growth     dim %-3d %8llu rows created by 1000-key pulls in %.2f s: %.1f us per "
+           "request on average, slowest %.1f ms (a request that grows the index waits for "
+           "the rehash of every row)\n",
+           dim, (unsigned long long)n, tfill, tfill / (double)((n + REQ - 1) / REQ) * 1e6,
+           slowest * 1e3);
     emb_table_destroy(&mem);
     store_close(&sm);
     free(out);
