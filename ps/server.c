@@ -15,9 +15,9 @@
 #include <zmq.h>
 
 #include "clock.h"
-#include "dirs.h"
 #include "codec.h"
 #include "dense_shard.h"
+#include "dirs.h"
 #include "emb_table.h"
 #include "log.h"
 #include "meta.h"
