@@ -12,8 +12,8 @@
 
 #include "util.h"
 
-static const char *const scripts[] = {"run-local",  "demo",           "daily-refresh", "bench",
-                                      "bench-e2e",  "experiment-auc", "install-deps"};
+static const char *const scripts[] = {"run-local", "demo",           "daily-refresh", "bench",
+                                      "bench-e2e", "experiment-auc", "install-deps"};
 #define NSCRIPTS (sizeof(scripts) / sizeof(scripts[0]))
 
 static char dir[512], root[512]; /* scratch; the checkout (tests run from its top) */
@@ -38,8 +38,7 @@ static void test_help(void)
     for (size_t i = 0; i < NSCRIPTS; i++) {
         snprintf(out, sizeof(out), "%s/%s.help", dir, scripts[i]);
         /* run from the scratch directory: --help must not write anything there */
-        CU_ASSERT_EQUAL(tu_sh(out, "cd %s && sh %s/scripts/%s.sh --help", dir, root,
-                              scripts[i]),
+        CU_ASSERT_EQUAL(tu_sh(out, "cd %s && sh %s/scripts/%s.sh --help", dir, root, scripts[i]),
                         0);
         char *text = tu_slurp(out, NULL);
         CU_ASSERT_PTR_NOT_NULL_FATAL(text);
@@ -48,7 +47,7 @@ static void test_help(void)
         if (!strstr(text, usage))
             fprintf(stderr, "\n  %s --help printed:\n%s\n", scripts[i], text);
         CU_ASSERT_PTR_NOT_NULL(strstr(text, usage)); /* the usage line */
-        CU_ASSERT_PTR_NULL(strstr(text, "set -")); /* not the code after the header */
+        CU_ASSERT_PTR_NULL(strstr(text, "set -"));   /* not the code after the header */
         free(text);
     }
     CU_ASSERT_EQUAL(tu_sh(NULL, "test -z \"$(ls -A %s | grep -v '\\.help$')\"", dir), 0);
@@ -61,9 +60,9 @@ static void test_missing_programs(void)
 
     for (size_t i = 0; i < sizeof(with_bindir) / sizeof(with_bindir[0]); i++) {
         snprintf(out, sizeof(out), "%s/%s.nobin", dir, with_bindir[i]);
-        CU_ASSERT_EQUAL(tu_sh(out, "cd %s && sh %s/scripts/%s.sh %s/nowhere", dir, root,
-                              with_bindir[i], dir),
-                        2);
+        CU_ASSERT_EQUAL(
+            tu_sh(out, "cd %s && sh %s/scripts/%s.sh %s/nowhere", dir, root, with_bindir[i], dir),
+            2);
         char *text = tu_slurp(out, NULL);
         CU_ASSERT_PTR_NOT_NULL_FATAL(text);
         CU_ASSERT_PTR_NOT_NULL(strstr(text, "not found: run make first"));
@@ -78,7 +77,6 @@ int test_scripts_register(void)
     if (!s)
         return CU_get_error();
     CU_add_test(s, "--help prints the usage and runs nothing", test_help);
-    CU_add_test(s, "a BINDIR without funnel's programs: exit 2 with a hint",
-                test_missing_programs);
+    CU_add_test(s, "a BINDIR without funnel's programs: exit 2 with a hint", test_missing_programs);
     return CU_get_error();
 }
