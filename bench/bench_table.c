@@ -90,9 +90,8 @@ static model_spec_t spec(int dim)
     return ms;
 }
 
-/* Create rows for keys of rank [0, n), one request at a time. */
-/* Create rows 0 .. n-1 with 1000-key pulls; returns the slowest request
- * (s): a pull that grows the hash index waits for the whole rehash. */
+/* Create rows for keys of rank [0, n), one request at a time; returns the
+ * slowest request (s): a pull that grows the slab or the index waits. */
 static double fill(emb_table_t *t, uint64_t n, int dim, float *out)
 {
     uint64_t keys[REQ];
@@ -106,8 +105,9 @@ static double fill(emb_table_t *t, uint64_t n, int dim, float *out)
         double t0 = now_s();
         if (emb_table_pull(t, 0, keys, m, out, EMB_PULL_CREATE, &eb) != 0)
             die("fill", &eb);
-        if (now_s() - t0 > slowest)
-            slowest = now_s() - t0;
+        double dt = now_s() - t0;
+        if (dt > slowest)
+            slowest = dt;
     }
     (void)dim;
     return slowest;

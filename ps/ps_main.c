@@ -40,8 +40,8 @@ int main(int argc, char **argv)
     }
     rc = conf_parse_args(&ps_conf_schema, &st.conf, argc - 1, argv + 1, pos, 0, &npos, &help, &eb);
     if (help) {
-        printf("usage: funnel-ps [--conf FILE] [--shard I --shards N] [--listen ENDPOINT] [--data DIR]\n"
-               "                 [--KEY VALUE ...]\n"
+        printf("usage: funnel-ps [--conf FILE] [--shard I --shards N] [--listen ENDPOINT]\n"
+               "                 [--data DIR] [--KEY VALUE ...]\n"
                "       funnel-ps print-conf\n\n"
                "One parameter-server shard: serves its share of the embedding rows and of the\n"
                "dense weights over ZeroMQ, durable in RocksDB under --data. Every option has\n"

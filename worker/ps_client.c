@@ -310,14 +310,16 @@ static int retry_overdue(ps_client_t *c, int i, errbuf_t *eb)
             transmit(s, p, c->o.timeout_ms);
         }
     }
+    if (oldest >= now)
+        return 0; /* nothing waits for a reply */
     double since = now - (s->last_heard > oldest ? s->last_heard : oldest);
-    if (oldest < now && since * 1000.0 >= c->o.timeout_ms && now - s->warned_at >= WARN_EVERY_S &&
-        since <= c->o.deadline_s) {
+    if (since * 1000.0 >= c->o.timeout_ms && since <= c->o.deadline_s &&
+        now - s->warned_at >= WARN_EVERY_S) {
         LOG_WARN("shard %d (%s): no reply for %.0f s, retrying until deadline_s %d", i,
                  s->endpoint, since, c->o.deadline_s);
         s->warned_at = now;
     }
-    if (oldest < now && since > c->o.deadline_s)
+    if (since > c->o.deadline_s)
         return errbuf_set(eb, ERR_TIMEOUT,
                           "shard %d (%s): no reply for %.0f s (deadline_s %d); is funnel-ps "
                           "running there?",
