@@ -1,41 +1,95 @@
 # funnel - one non-recursive Makefile.
 #
-#   make            build every program into bin/
-#   make test       install missing packages, build, run all tests
-#   make demo       install missing packages, build, run the main job end to end
-#   make asan       build and run the same tests under AddressSanitizer + UBSan
-#   make bench      benchmarks (print numbers; nothing is asserted)
-#   make format     clang-format every source file
+#   make              build every program into bin/
+#   make test         install missing packages, build, check the layers, run all tests
+#   make demo         install missing packages, build, run the main job end to end
+#   make asan         build and run the same tests under AddressSanitizer + UBSan
+#   make bench        benchmarks (print numbers; nothing is asserted)
+#   make format       clang-format every source file
+#   make check-format fail if `make format` would change a file
+#   make check-layers fail if a file includes a header its folder may not use
 #
-# Library code (everything but *_main.c, tests/ and bench/) is compiled once
-# into build/libfunnel.a; programs, the test runner and benchmarks link it.
+# Flags: CFLAGS, CPPFLAGS and LDFLAGS given on the command line are added
+# after the project's own (so `make CFLAGS=-O0` builds unoptimized); OPT
+# replaces the optimization flags.
+#
+# THE LAYERS. Every folder below is one layer (a library) or one program.
+# USES_<folder> lists the folders whose headers its files may include,
+# besides its own; it is the one statement of the architecture:
+# `check-layers` enforces it on every #include, and each program links
+# only its own folder's archive and those of the folders it uses, so a
+# call across a forbidden edge does not link either. tests/ and bench/
+# may use everything.
 
 .DEFAULT_GOAL := all
 BUILD   ?= build
 BIN     ?= bin
 CC      ?= cc
-PKGS    := libzmq msgpack rocksdb openblas cunit inih zlib libxxhash
-OPT     ?= -O2 -march=x86-64-v2
-CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=gnu11 -Wall -Wextra -pthread -MMD -MP \
-           -Icommon -Iproto -Iworker -Ips -Igen -Itests \
-           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread $(SANLIBS)
+OPT     ?= -O2 -march=x86-64-v2 -g
 
-SRC_DIRS := common proto worker ps gen
-ALL_SRC  := $(foreach d,$(SRC_DIRS),$(wildcard $(d)/*.c))
-MAIN_SRC := $(filter %_main.c,$(ALL_SRC))
-LIB_SRC  := $(filter-out %_main.c,$(ALL_SRC))
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
-LIB      := $(BUILD)/libfunnel.a
+#           folder   may include
+USES_common :=
+USES_proto  := common
+USES_table  := common
+USES_data   := common
+USES_model  := common
+USES_ps     := common proto table
+USES_emb    := common proto table
+USES_worker := common proto table data model
+USES_gen    := common
 
-# program name -> main file
-PROGS := $(BIN)/funnel-worker $(BIN)/funnel-ps $(BIN)/funnel-emb $(BIN)/funnel-gen
-$(BIN)/funnel-worker: $(BUILD)/worker/worker_main.o
-$(BIN)/funnel-ps:     $(BUILD)/ps/ps_main.o
-$(BIN)/funnel-emb:    $(BUILD)/ps/emb_main.o
-$(BIN)/funnel-gen:    $(BUILD)/gen/gen_main.o
-PROGS := $(foreach p,$(PROGS),$(if $(wildcard $(patsubst $(BIN)/funnel-%,*/%_main.c,$(p))),$(p)))
+# Link order: a folder before every folder it uses.
+LAYERS   := worker emb ps gen model data table proto common
+PROGRAMS := worker:funnel-worker ps:funnel-ps emb:funnel-emb gen:funnel-gen
+
+# Third-party libraries (pkg-config names) each folder's files use.
+PKGS_common := inih libxxhash
+PKGS_proto  := libzmq msgpack
+PKGS_table  := rocksdb libxxhash
+PKGS_data   := zlib
+PKGS_model  := openblas
+PKGS_ps     := libzmq
+PKGS_gen    := zlib
+PKGS_test   := cunit libzmq
+
+ALL_PKGS := $(sort $(foreach d,$(LAYERS),$(PKGS_$(d))) $(PKGS_test))
+FUNNEL_CFLAGS := -std=gnu11 -Wall -Wextra -pthread -MMD -MP -I. \
+                 $(shell pkg-config --cflags $(ALL_PKGS) 2>/dev/null)
+
+# Hot elementwise loops (ReLU masks, bias sums, optimizer updates): let GCC
+# vectorize them - sqrtf without errno, and the dynamic cost model (-O2's
+# "very cheap" model skips loops of unknown length). About 1.3x on a step.
+VECTORIZE := -fno-math-errno -fvect-cost-model=dynamic
+$(BUILD)/model/dense.o $(BUILD)/common/optim.o: FUNNEL_CFLAGS += $(VECTORIZE)
+
+COMPILE = $(CC) $(FUNNEL_CFLAGS) $(OPT) $(CPPFLAGS) $(CFLAGS)
+LINK    = $(CC) $(OPT) $(CFLAGS) -pthread $(SANLIBS) $(LDFLAGS)
+
+# Sources and archives: build/lib<folder>.a holds a folder's files but its main.
+src_of     = $(filter-out %_main.c,$(wildcard $(1)/*.c))
+lib_of     = $(BUILD)/lib$(1).a
+# A folder's closure of used folders, itself first, in link order.
+closure    = $(filter $(1) $(USES_$(1)),$(LAYERS))
+libs_for   = $(foreach d,$(call closure,$(1)),$(call lib_of,$(d)))
+ldlibs_for = $(shell pkg-config --libs $(sort $(foreach d,$(call closure,$(1)),$(PKGS_$(d)))) \
+               2>/dev/null) -lm
+
+ALL_SRC := $(foreach d,$(LAYERS),$(wildcard $(d)/*.c))
+ALL_LIBS := $(foreach d,$(LAYERS),$(if $(call src_of,$(d)),$(call lib_of,$(d))))
+
+$(foreach d,$(LAYERS),$(eval $(call lib_of,$(d)): $(patsubst %.c,$(BUILD)/%.o,$(call src_of,$(d)))))
+$(ALL_LIBS):
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+# bin/funnel-<name>: <folder>/<folder>_main.c + the folder's closure.
+define program
+$(BIN)/$(2): $(BUILD)/$(1)/$(1)_main.o $(call libs_for,$(1))
+	@mkdir -p $(BIN)
+	$$(LINK) -o $$@ $$^ $(call ldlibs_for,$(1))
+PROGS += $(BIN)/$(2)
+endef
+$(foreach p,$(PROGRAMS),$(eval $(call program,$(word 1,$(subst :, ,$(p))),$(word 2,$(subst :, ,$(p))))))
 
 TEST_SRC   := $(wildcard tests/*.c)
 TEST_OBJ   := $(TEST_SRC:%.c=$(BUILD)/%.o)
@@ -43,8 +97,10 @@ TEST_BIN   := $(BIN)/funnel-tests
 TEST_LIST  := $(BUILD)/tests/suites.h
 BENCH_SRC  := $(wildcard bench/bench_*.c)
 BENCH_BINS := $(BENCH_SRC:bench/bench_%.c=$(BIN)/bench-%)
+EVERY_LIB  := $(filter $(ALL_LIBS),$(foreach d,$(LAYERS),$(call lib_of,$(d))))
+EVERY_LDLIBS := $(shell pkg-config --libs $(ALL_PKGS) 2>/dev/null) -lm
 
-.PHONY: all deps test demo asan bench format clean
+.PHONY: all deps test demo asan bench format check-format check-layers clean
 all: $(PROGS) $(TEST_BIN) $(BENCH_BINS)
 
 deps:
@@ -52,24 +108,11 @@ deps:
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(COMPILE) -c $< -o $@
 
-# Hot elementwise loops (ReLU masks, bias sums, optimizer updates): let GCC
-# vectorize them - sqrtf without errno, and the dynamic cost model (-O2's
-# "very cheap" model skips loops of unknown length). About 1.3x on a step.
-$(BUILD)/worker/dense.o $(BUILD)/common/optim.o: CFLAGS += -fno-math-errno -fvect-cost-model=dynamic
-
-$(LIB): $(LIB_OBJ)
-	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
-
-$(BIN)/funnel-%: $(LIB)
+$(BIN)/bench-%: $(BUILD)/bench/bench_%.o $(EVERY_LIB)
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS)
-
-$(BIN)/bench-%: $(BUILD)/bench/bench_%.o $(LIB)
-	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(LINK) -o $@ $^ $(EVERY_LDLIBS)
 
 # The suite list is generated from the file names tests/test_<suite>.c.
 $(TEST_LIST): $(wildcard tests/test_*.c) Makefile
@@ -78,15 +121,16 @@ $(TEST_LIST): $(wildcard tests/test_*.c) Makefile
 	  n=$${f#tests/test_}; echo "SUITE($${n%.c})"; done > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/tests/main.o: $(TEST_LIST)
-$(BUILD)/tests/main.o: CFLAGS += -I$(BUILD)/tests
+$(BUILD)/tests/main.o: FUNNEL_CFLAGS += -I$(BUILD)/tests
 
-$(TEST_BIN): $(TEST_OBJ) $(LIB)
+$(TEST_BIN): $(TEST_OBJ) $(EVERY_LIB)
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(LINK) -o $@ $^ $(EVERY_LDLIBS)
 
 # Tests start the real programs from $(FUNNEL_BIN).
 test: deps
 	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory check-layers
 	FUNNEL_BIN=$(BIN) $(TEST_BIN) $(SUITES)
 
 demo: deps
@@ -95,7 +139,7 @@ demo: deps
 
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/bin \
-	  OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	  OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	  SANLIBS="-fsanitize=address,undefined" test
 
 bench: deps
@@ -103,8 +147,16 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	scripts/bench.sh $(BIN)
 
+FORMAT_SRC := $(sort $(ALL_SRC) $(foreach d,$(LAYERS) tests bench,$(wildcard $(d)/*.h)) \
+                $(TEST_SRC) $(BENCH_SRC))
 format:
-	clang-format -i $(ALL_SRC) $(wildcard */*.h) $(TEST_SRC) $(BENCH_SRC)
+	clang-format -i $(FORMAT_SRC)
+
+check-format:
+	@scripts/check-format.sh $(FORMAT_SRC)
+
+check-layers:
+	@scripts/check-layers.sh $(foreach d,$(LAYERS),"$(d): $(USES_$(d))")
 
 clean:
 	rm -rf build bin

@@ -22,8 +22,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "codec.h"
-#include "msg.h"
+#include "proto/codec.h"
+#include "proto/msg.h"
 
 #define RUNS 3
 #define RUN_SECONDS 0.3

@@ -29,11 +29,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "emb_export.h"
-#include "emb_table.h"
-#include "meta.h"
-#include "route.h"
-#include "store.h"
+#include "table/emb_export.h"
+#include "table/emb_table.h"
+#include "common/meta.h"
+#include "common/route.h"
+#include "table/store.h"
 
 #define SHARDS 2
 #define NSLOTS 4

@@ -73,10 +73,10 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "codec.h"
-#include "err.h"
-#include "msg.h"
-#include "ps_client.h"
+#include "proto/codec.h"
+#include "common/err.h"
+#include "proto/msg.h"
+#include "proto/ps_client.h"
 
 #define KEYS 1000          /* keys per request */
 #define INFLIGHT 8         /* requests in flight */

@@ -17,10 +17,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "batch.h"
-#include "log.h"
-#include "reader.h"
-#include "worker_conf.h"
+#include "common/batch.h"
+#include "common/log.h"
+#include "data/reader.h"
+#include "worker/worker_conf.h"
 
 #define BATCH_ROWS 512
 #define RUNS 3

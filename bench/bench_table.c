@@ -29,9 +29,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "emb_table.h"
-#include "optim.h"
-#include "store.h"
+#include "table/emb_table.h"
+#include "common/optim.h"
+#include "table/store.h"
 
 #define REQ 1000 /* keys per request */
 

@@ -15,13 +15,13 @@
 #include <string.h>
 #include <time.h>
 
-#include "batch.h"
-#include "dense.h"
-#include "model.h"
-#include "model_conf.h"
-#include "param_local.h"
-#include "pool.h"
-#include "worker_conf.h"
+#include "common/batch.h"
+#include "model/dense.h"
+#include "model/model.h"
+#include "common/model_conf.h"
+#include "worker/param_local.h"
+#include "worker/pool.h"
+#include "worker/worker_conf.h"
 
 #define NBATCH 64   /* distinct batches, cycled */
 #define WARMUP 20

@@ -5,12 +5,12 @@
  * each slot's arrays; off[n] is the start of the open row and off[n + 1] is
  * written at batch_row_end(), so an open row never changes closed rows.
  */
-#include "batch.h"
+#include "common/batch.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
+#include "common/err.h"
 
 static int grow_rows(batch_t *b, size_t need)
 {

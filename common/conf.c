@@ -3,7 +3,7 @@
  * See conf.h. INI files are tokenized by inih; everything else (types,
  * ranges, overrides, help, dump) is driven by the role's conf_key_t table.
  */
-#include "conf.h"
+#include "common/conf.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
+#include "common/log.h"
 
 const conf_key_t *conf_find(const conf_schema_t *sc, const char *name)
 {

@@ -1,11 +1,17 @@
 /*
- * dirs.c - mkdir -p (see dirs.h).
+ * dirs.c - mkdir -p, rm -rf, copying a directory's files (see dirs.h).
  */
+#define _XOPEN_SOURCE 700
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
-#include "dirs.h"
+#include "common/dirs.h"
 
 #define PATH_BYTES 4096
 
@@ -43,4 +49,77 @@ int dirs_make(const char *path, errbuf_t *eb)
         tmp[i] = save;
     }
     return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    return (flag == FTW_DP ? rmdir(path) : unlink(path)) == 0 ? 0 : -1;
+}
+
+int dirs_remove_tree(const char *path, errbuf_t *eb)
+{
+    struct stat st;
+
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? 0 : errbuf_set(eb, ERR_IO, "%s: %s", path, strerror(errno));
+    if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        return errbuf_set(eb, ERR_IO, "remove %s: %s", path, strerror(errno));
+    return 0;
+}
+
+static int copy_file(const char *from, const char *to, errbuf_t *eb)
+{
+    char buf[1 << 16];
+    int in = open(from, O_RDONLY), out = -1, rc = 0;
+    ssize_t n;
+
+    if (in < 0)
+        return errbuf_set(eb, ERR_IO, "open %s: %s", from, strerror(errno));
+    out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (out < 0) {
+        rc = errbuf_set(eb, ERR_IO, "create %s: %s", to, strerror(errno));
+        goto done;
+    }
+    while ((n = read(in, buf, sizeof(buf))) > 0)
+        if (write(out, buf, (size_t)n) != n) {
+            rc = errbuf_set(eb, ERR_IO, "write %s: %s", to, strerror(errno));
+            goto done;
+        }
+    if (n < 0)
+        rc = errbuf_set(eb, ERR_IO, "read %s: %s", from, strerror(errno));
+    else if (fsync(out) != 0)
+        rc = errbuf_set(eb, ERR_IO, "fsync %s: %s", to, strerror(errno));
+done:
+    if (out >= 0)
+        close(out);
+    close(in);
+    return rc;
+}
+
+int dirs_copy_files(const char *from, const char *to, errbuf_t *eb)
+{
+    char src[4400], dst[4400];
+    struct dirent *e;
+    struct stat st;
+    DIR *d;
+    int rc = 0;
+
+    rc = dirs_make(to, eb);
+    if (rc != 0)
+        return rc;
+    d = opendir(from);
+    if (!d)
+        return errbuf_set(eb, ERR_IO, "open %s: %s", from, strerror(errno));
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(src, sizeof(src), "%s/%s", from, e->d_name);
+        snprintf(dst, sizeof(dst), "%s/%s", to, e->d_name);
+        if (stat(src, &st) == 0 && S_ISREG(st.st_mode))
+            rc = copy_file(src, dst, eb);
+    }
+    closedir(d);
+    return rc;
 }

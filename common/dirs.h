@@ -1,7 +1,9 @@
 /*
- * dirs.h - creating directories the way a user expects of an output path:
- * missing parents are created too (mkdir -p), so `--data /srv/ps/shard0`
- * or `--model out/day1` work on a fresh machine.
+ * dirs.h - directories: creating them the way a user expects of an output path
+ * (and removing or copying them whole).
+ *
+ * Creating: missing parents are created too (mkdir -p), so
+ * `--data /srv/ps/shard0` or `--model out/day1` work on a fresh machine.
  *
  * Thread-safety: reentrant; concurrent calls creating the same path are
  * fine (an existing directory is not an error).
@@ -9,7 +11,7 @@
 #ifndef FUNNEL_DIRS_H
 #define FUNNEL_DIRS_H
 
-#include "err.h"
+#include "common/err.h"
 
 /*
  * Create directory `path` (mode 0755 before umask) and any missing parent.
@@ -18,5 +20,18 @@
  * (a file in the way, no permission, ...).
  */
 int dirs_make(const char *path, errbuf_t *eb);
+
+/*
+ * Remove path and everything below it (rm -rf; symlinks are removed, not
+ * followed). A missing path is success. Returns 0 or ERR_IO naming the path.
+ */
+int dirs_remove_tree(const char *path, errbuf_t *eb);
+
+/*
+ * Copy the plain files of directory `from` into `to` (made with its
+ * parents if missing), each fsynced; subdirectories are skipped (a RocksDB
+ * store has none). Returns 0 or ERR_IO naming the file.
+ */
+int dirs_copy_files(const char *from, const char *to, errbuf_t *eb);
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * err.c - error code texts and errbuf helpers. See err.h.
  */
-#include "err.h"
+#include "common/err.h"
 
 #include <stdarg.h>
 #include <stdio.h>

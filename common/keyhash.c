@@ -1,7 +1,7 @@
 /*
  * keyhash.c - XXH64-based feature keys. See keyhash.h.
  */
-#include "keyhash.h"
+#include "common/keyhash.h"
 
 #include <string.h>
 #include <xxhash.h>

@@ -1,7 +1,7 @@
 /*
  * log.c - leveled log lines with time and role. See log.h.
  */
-#include "log.h"
+#include "common/log.h"
 
 #include <stdarg.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /*
  * meta.c - META files of model and checkpoint directories. See meta.h.
  */
-#include "meta.h"
+#include "common/meta.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,7 +11,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "optim.h"
+#include "common/optim.h"
 
 static const char *const model_names[] = {"esm2", "esmm", "naive"};
 

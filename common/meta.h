@@ -34,8 +34,8 @@
 
 #include <stdint.h>
 
-#include "err.h"
-#include "model_conf.h"
+#include "common/err.h"
+#include "common/model_conf.h"
 
 #define META_MAGIC "funnel-meta"
 #define META_VERSION 1

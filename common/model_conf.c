@@ -2,12 +2,24 @@
  * model_conf.c - turn the [model] section into a validated model_spec_t.
  * See model_conf.h.
  */
-#include "model_conf.h"
+#include "common/model_conf.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "keyhash.h"
+#include "common/keyhash.h"
+
+size_t model_spec_dense_len(const model_spec_t *ms)
+{
+    size_t in = (size_t)ms->input_dim, tower = 0;
+
+    for (int l = 0; l <= ms->nlayers; l++) {
+        size_t out = l < ms->nlayers ? (size_t)ms->layer[l] : 1;
+        tower += in * out + out;
+        in = out;
+    }
+    return (size_t)ms->ntowers * tower;
+}
 
 int model_spec_slot(const model_spec_t *ms, const char *name, size_t len)
 {
@@ -68,6 +80,7 @@ int model_spec_from_conf(model_spec_t *ms, const model_conf_t *mc, errbuf_t *eb)
 
     memset(ms, 0, sizeof(*ms));
     ms->type = mc->model_type;
+    ms->ntowers = ms->type == MODEL_ESM2 ? 4 : 2;
     ms->nloss = ms->type == MODEL_ESM2 ? 3 : 2;
 
     snprintf(buf, sizeof(buf), "%s", mc->slots.s);

@@ -12,11 +12,12 @@
 #ifndef FUNNEL_MODEL_CONF_H
 #define FUNNEL_MODEL_CONF_H
 
+#include <stddef.h>
 #include <stdint.h>
 
-#include "conf.h"
-#include "err.h"
-#include "optim.h"
+#include "common/conf.h"
+#include "common/err.h"
+#include "common/optim.h"
 
 /* X(section, name, TYPE, default, min, max, choices, help) */
 #define MODEL_CONF_KEYS(X)                                                                      \
@@ -78,6 +79,7 @@ typedef struct model_spec {
     int input_dim;                     /* sum of slot dims */
     int nlayers;                       /* hidden layers per tower */
     int layer[MODEL_MAX_LAYERS];       /* hidden sizes */
+    int ntowers;                       /* 4 for esm2, 2 otherwise */
     int nloss;                         /* 3 for esm2, 2 otherwise */
     float loss_weight[3];
     optim_t emb_opt;
@@ -86,6 +88,14 @@ typedef struct model_spec {
 
 /* Build and validate the model description. Errors name the key. */
 int model_spec_from_conf(model_spec_t *ms, const model_conf_t *mc, errbuf_t *eb);
+
+/*
+ * Floats in the dense parameter vector of the model ms describes: every
+ * tower's layers (input_dim -> layer[0] -> ... -> 1), weights then biases.
+ * This is the layout model.c allocates and the dense range a shard serves;
+ * a shard learns its size here without building a model.
+ */
+size_t model_spec_dense_len(const model_spec_t *ms);
 
 /* Index of a slot by name, or -1. */
 int model_spec_slot(const model_spec_t *ms, const char *name, size_t len);

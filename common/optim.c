@@ -47,7 +47,7 @@
  *
  * Thread-safety: pure functions over caller-owned memory.
  */
-#include "optim.h"
+#include "common/optim.h"
 
 #include <assert.h>
 #include <math.h>

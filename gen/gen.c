@@ -9,7 +9,7 @@
  * numbers formatted per line are the truth probabilities and the Ali-CCP
  * sample id.
  */
-#include "gen.h"
+#include "gen/gen.h"
 
 #include <errno.h>
 #include <math.h>
@@ -20,11 +20,11 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "clock.h"
-#include "dirs.h"
-#include "gen_out.h"
-#include "log.h"
-#include "world.h"
+#include "common/clock.h"
+#include "common/dirs.h"
+#include "gen/gen_out.h"
+#include "common/log.h"
+#include "gen/world.h"
 
 #define FIELD_USER "101"
 #define FIELD_ITEM "205"

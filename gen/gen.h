@@ -37,8 +37,8 @@
 
 #include <stdint.h>
 
-#include "err.h"
-#include "gen_conf.h"
+#include "common/err.h"
+#include "gen/gen_conf.h"
 
 enum { GEN_TRAIN = 0, GEN_TEST = 1 };
 

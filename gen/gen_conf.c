@@ -2,7 +2,7 @@
  * gen_conf.c - funnel-gen's key table, built from GEN_CONF_KEYS.
  * See gen_conf.h.
  */
-#include "gen_conf.h"
+#include "gen/gen_conf.h"
 
 #define GEN_ROW(...) CONF_ROW(gen_conf_t, __VA_ARGS__)
 

@@ -13,7 +13,7 @@
 #ifndef FUNNEL_GEN_CONF_H
 #define FUNNEL_GEN_CONF_H
 
-#include "conf.h"
+#include "common/conf.h"
 
 /* X(section, name, TYPE, default, min, max, choices, help) */
 #define GEN_CONF_KEYS(X)                                                                           \

@@ -7,10 +7,10 @@
  */
 #include <stdio.h>
 
-#include "conf.h"
-#include "gen.h"
-#include "gen_conf.h"
-#include "log.h"
+#include "common/conf.h"
+#include "gen/gen.h"
+#include "gen/gen_conf.h"
+#include "common/log.h"
 
 static void usage(FILE *out)
 {

@@ -1,7 +1,7 @@
 /*
  * gen_out.c - buffered plain/gzip output files. See gen_out.h.
  */
-#include "gen_out.h"
+#include "gen/gen_out.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -15,7 +15,7 @@
 
 #include <stddef.h>
 
-#include "err.h"
+#include "common/err.h"
 
 #define GEN_OUT_BUF (1u << 20) /* bytes buffered before a write */
 #define GEN_OUT_LINE_MAX 4096  /* longest reservation, bytes */

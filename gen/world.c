@@ -9,7 +9,7 @@
  * Popularity draws use Vose alias tables: O(1) per draw, one 64-bit random
  * number (high half picks the column, low half tosses the coin).
  */
-#include "world.h"
+#include "gen/world.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -77,8 +77,8 @@
 
 #include <stdint.h>
 
-#include "err.h"
-#include "gen_conf.h"
+#include "common/err.h"
+#include "gen/gen_conf.h"
 
 #define WORLD_MAX_TAGS 4
 #define WORLD_HOURS 24

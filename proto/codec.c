@@ -24,7 +24,7 @@
  *        through the check_*() functions, which return ERR_INVAL when
  *        encoding and ERR_PROTO when decoding.
  */
-#include "codec.h"
+#include "proto/codec.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -34,7 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "optim.h"
+#include "common/optim.h"
 
 #define ZONE_CHUNK ((size_t)64 << 10) /* bytes; holds ~2700 msgpack objects */
 #define BUF_MIN ((size_t)4096)        /* bytes; first allocation of a codec_buf_t */

@@ -41,9 +41,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "err.h"
-#include "model_conf.h"
-#include "msg.h"
+#include "common/err.h"
+#include "common/model_conf.h"
+#include "proto/msg.h"
 
 #define CODEC_MAX_MSG_DEFAULT ((size_t)256 << 20) /* bytes (ps max_msg_size default) */
 #define CODEC_MAX_DEPTH 16                        /* nesting of msgpack containers */

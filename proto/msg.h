@@ -90,7 +90,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "model_conf.h"
+#include "common/model_conf.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "funnel's wire format is little-endian; this host needs byte swapping in proto/codec.c"

@@ -2,12 +2,12 @@
  * dense_shard.c - one shard's range of the dense weights, its optimizer
  * state and its durable record. See dense_shard.h.
  */
-#include "dense_shard.h"
+#include "ps/dense_shard.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "route.h"
+#include "common/route.h"
 
 int dense_shard_init(dense_shard_t *d, const optim_t *opt, uint64_t total, uint32_t nshards,
                      uint32_t shard, errbuf_t *eb)

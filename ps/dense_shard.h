@@ -39,8 +39,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "err.h"
-#include "optim.h"
+#include "common/err.h"
+#include "common/optim.h"
 
 #define DENSE_SHARD_RECORD_VERSION 1
 #define DENSE_SHARD_RECORD_HEADER 48 /* bytes before w[] */

@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "log.h"
-#include "ps_conf.h"
-#include "server.h"
+#include "common/log.h"
+#include "common/ps_conf.h"
+#include "ps/server.h"
 
 typedef struct ps_state {
     ps_conf_t conf;

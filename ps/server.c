@@ -5,7 +5,7 @@
  * them, and writes them to the store at each flush. See server.h for the
  * design notes.
  */
-#include "server.h"
+#include "ps/server.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -14,17 +14,15 @@
 #include <time.h>
 #include <zmq.h>
 
-#include "clock.h"
-#include "codec.h"
-#include "dense_shard.h"
-#include "dirs.h"
-#include "emb_table.h"
-#include "log.h"
-#include "meta.h"
-#include "model.h"
-#include "modeldir.h"
-#include "msg.h"
-#include "store.h"
+#include "common/clock.h"
+#include "proto/codec.h"
+#include "ps/dense_shard.h"
+#include "common/dirs.h"
+#include "table/emb_table.h"
+#include "common/log.h"
+#include "common/meta.h"
+#include "proto/msg.h"
+#include "table/store.h"
 
 /* Counters reported by STATS, listed once. */
 #define SERVER_COUNTERS(X)                                                                         \
@@ -1021,7 +1019,7 @@ static int restore_checkpoint(server_t *s, errbuf_t *eb)
     if (rc != 0)
         return rc;
     snprintf(from, sizeof(from), "%s/shard-%lld", pc->init_from.s, (long long)pc->shard);
-    rc = modeldir_copy_files(from, pc->data.s, eb);
+    rc = dirs_copy_files(from, pc->data.s, eb);
     if (rc != 0)
         return errbuf_prefix(eb, rc, "restore from checkpoint %s", pc->init_from.s);
     LOG_INFO("restored shard %lld from checkpoint %s (day %d)", (long long)pc->shard,
@@ -1029,18 +1027,12 @@ static int restore_checkpoint(server_t *s, errbuf_t *eb)
     return 0;
 }
 
-/* The dense range: the vector's size is what model_new() allocates for
- * the [model] towers, so shards and workers agree by construction. */
+/* The dense range: model_spec_dense_len() is the layout the workers'
+ * models allocate, so shards and workers agree by construction. */
 static int open_dense(server_t *s, errbuf_t *eb)
 {
-    model_t *m = model_new(&s->ms, 1, 0, eb);
-    size_t n;
-
-    if (!m)
-        return ERR_NOMEM;
-    model_params(m, &n);
-    model_destroy(&m);
-    return dense_shard_init(&s->dense, &s->ms.dense_opt, n, (uint32_t)s->pc->shards,
+    return dense_shard_init(&s->dense, &s->ms.dense_opt, model_spec_dense_len(&s->ms),
+                            (uint32_t)s->pc->shards,
                             (uint32_t)s->pc->shard, eb);
 }
 

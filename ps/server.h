@@ -65,8 +65,8 @@
 
 #include <signal.h>
 
-#include "err.h"
-#include "ps_conf.h"
+#include "common/err.h"
+#include "common/ps_conf.h"
 
 /* Serve until a SHUTDOWN request or *stop. Returns 0 on a clean stop,
  * else ERR_* with eb filled (bind failure, store errors). */

@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "log.h"
+#include "common/log.h"
 
 #define SUITE(name) int test_##name##_register(void);
 #include "suites.h"

@@ -6,9 +6,9 @@
 #include <CUnit/CUnit.h>
 #include <string.h>
 
-#include "emb_table.h"
-#include "optim.h"
-#include "store.h"
+#include "table/emb_table.h"
+#include "common/optim.h"
+#include "table/store.h"
 
 static void test_threshold(void)
 {

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check_data.h"
-#include "util.h"
-#include "worker_conf.h"
+#include "worker/check_data.h"
+#include "tests/util.h"
+#include "worker/worker_conf.h"
 
 static char dir[512];
 

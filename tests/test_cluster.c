@@ -36,7 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "tests/util.h"
 
 #define MODEL "--towers 128,64"
 #define TRAIN_LINES 600000

@@ -17,10 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec.h"
-#include "model_conf.h"
-#include "msg.h"
-#include "optim.h"
+#include "proto/codec.h"
+#include "common/model_conf.h"
+#include "proto/msg.h"
+#include "common/optim.h"
 
 /* ---------------------------------------------------------------------- */
 /* Sample messages of every type                                           */

@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "conf.h"
-#include "model_conf.h"
-#include "ps_conf.h"
-#include "worker_conf.h"
-#include "util.h"
+#include "common/conf.h"
+#include "common/model_conf.h"
+#include "common/ps_conf.h"
+#include "worker/worker_conf.h"
+#include "tests/util.h"
 
 typedef struct tconf {
     model_conf_t model;

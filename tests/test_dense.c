@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dense.h"
+#include "model/dense.h"
 
 static uint64_t rng_state;
 

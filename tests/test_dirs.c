@@ -6,8 +6,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "dirs.h"
-#include "util.h"
+#include "common/dirs.h"
+#include "tests/util.h"
 
 static int is_dir(const char *p)
 {

@@ -23,10 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "emb_table.h"
-#include "optim.h"
-#include "store.h"
-#include "util.h"
+#include "table/emb_table.h"
+#include "common/optim.h"
+#include "table/store.h"
+#include "tests/util.h"
 
 static uint64_t rng_next(uint64_t *s)
 {

@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "emb_table.h"
-#include "emb_tool.h"
-#include "keyhash.h"
-#include "store.h"
-#include "util.h"
+#include "table/emb_table.h"
+#include "emb/emb_tool.h"
+#include "common/keyhash.h"
+#include "table/store.h"
+#include "tests/util.h"
 
 static model_spec_t spec(void)
 {

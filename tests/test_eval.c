@@ -16,10 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "eval.h"
-#include "metrics.h"
-#include "util.h"
-#include "worker_conf.h"
+#include "worker/eval.h"
+#include "worker/metrics.h"
+#include "tests/util.h"
+#include "worker/worker_conf.h"
 
 static char dir[512];
 static char log_path[700], pred_path[700], truth_path[700];

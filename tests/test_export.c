@@ -14,13 +14,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "emb_export.h"
-#include "emb_table.h"
-#include "keyhash.h"
-#include "meta.h"
-#include "route.h"
-#include "store.h"
-#include "util.h"
+#include "table/emb_export.h"
+#include "table/emb_table.h"
+#include "common/keyhash.h"
+#include "common/meta.h"
+#include "common/route.h"
+#include "table/store.h"
+#include "tests/util.h"
 
 #define MAXDIM 4
 

@@ -11,12 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gen.h"
-#include "gen_conf.h"
-#include "reader.h"
-#include "util.h"
-#include "worker_conf.h"
-#include "world.h"
+#include "gen/gen.h"
+#include "gen/gen_conf.h"
+#include "data/reader.h"
+#include "tests/util.h"
+#include "worker/worker_conf.h"
+#include "gen/world.h"
 
 static char dir[512];
 

@@ -5,7 +5,7 @@
 #include <CUnit/CUnit.h>
 #include <string.h>
 
-#include "keyhash.h"
+#include "common/keyhash.h"
 
 static void test_vectors(void)
 {

@@ -6,9 +6,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "meta.h"
-#include "model_conf.h"
-#include "util.h"
+#include "common/meta.h"
+#include "common/model_conf.h"
+#include "tests/util.h"
 
 static model_spec_t default_spec(void)
 {

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
-#include "metrics.h"
+#include "common/err.h"
+#include "worker/metrics.h"
 
 /* splitmix64: a fixed-seed generator for the random cases. */
 static uint64_t next_u64(uint64_t *s)

@@ -18,9 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "heads.h"
-#include "model.h"
-#include "util.h"
+#include "model/heads.h"
+#include "model/model.h"
+#include "tests/util.h"
 
 static uint64_t rs;
 

@@ -8,7 +8,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "optim.h"
+#include "common/optim.h"
 
 #define CLOSE(a, b, tol) CU_ASSERT(fabs((double)(a) - (double)(b)) <= (tol))
 

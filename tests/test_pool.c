@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "batch.h"
-#include "pool.h"
+#include "common/batch.h"
+#include "worker/pool.h"
 
 static model_spec_t spec(void)
 {

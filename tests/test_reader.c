@@ -13,12 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "batch.h"
-#include "keyhash.h"
-#include "log.h"
-#include "reader.h"
-#include "util.h"
-#include "worker_conf.h"
+#include "common/batch.h"
+#include "common/keyhash.h"
+#include "common/log.h"
+#include "data/reader.h"
+#include "tests/util.h"
+#include "worker/worker_conf.h"
 
 static char dir[512];
 

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "tests/util.h"
 
 #define OPTS "--towers 64,32 --expire_days 1"
 

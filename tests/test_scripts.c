@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "tests/util.h"
 
 static const char *const scripts[] = {"run-local", "demo",           "daily-refresh", "bench",
                                       "bench-e2e", "experiment-auc", "install-deps"};

@@ -28,14 +28,14 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "codec.h"
-#include "dense_shard.h"
-#include "model_conf.h"
-#include "msg.h"
-#include "optim.h"
-#include "ps_conf.h"
-#include "route.h"
-#include "util.h"
+#include "proto/codec.h"
+#include "ps/dense_shard.h"
+#include "common/model_conf.h"
+#include "proto/msg.h"
+#include "common/optim.h"
+#include "common/ps_conf.h"
+#include "common/route.h"
+#include "tests/util.h"
 
 #define SHARD 1
 #define NSHARDS 2

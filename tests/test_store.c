@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store.h"
-#include "util.h"
+#include "table/store.h"
+#include "tests/util.h"
 
 static uint64_t rng_next(uint64_t *s)
 {

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "team.h"
+#include "model/team.h"
 
 typedef struct probe {
     int calls[8]; /* per rank, this run */

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "tests/util.h"
 
 static char dir[512];
 static char gen[600], worker[600];

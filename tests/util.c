@@ -2,7 +2,7 @@
  * util.c - test helpers. See util.h.
  */
 #define _GNU_SOURCE
-#include "util.h"
+#include "tests/util.h"
 
 #include <signal.h>
 #include <stdarg.h>

@@ -6,15 +6,15 @@
  * flag because 0 marks an empty bucket). Keys are hashes already, so the
  * bucket is taken from their high bits after one multiply.
  */
-#include "check_data.h"
+#include "worker/check_data.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "batch.h"
-#include "model_conf.h"
-#include "reader.h"
+#include "common/batch.h"
+#include "common/model_conf.h"
+#include "data/reader.h"
 
 #define CHECK_BATCH 4096 /* rows per batch */
 

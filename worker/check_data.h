@@ -13,8 +13,8 @@
 
 #include <stdio.h>
 
-#include "err.h"
-#include "worker_conf.h"
+#include "common/err.h"
+#include "worker/worker_conf.h"
 
 /*
  * Check the logs at paths (files or glob patterns) under the model and

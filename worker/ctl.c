@@ -1,7 +1,7 @@
 /*
  * ctl.c - cluster operations over ps_client. See ctl.h.
  */
-#include "ctl.h"
+#include "worker/ctl.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -10,11 +10,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "dirs.h"
-#include "meta.h"
-#include "model.h"
-#include "modeldir.h"
-#include "ps_client.h"
+#include "common/dirs.h"
+#include "common/meta.h"
+#include "model/model.h"
+#include "model/modeldir.h"
+#include "proto/ps_client.h"
 
 static int connect_cluster(ps_client_t **c, const worker_conf_t *wc, char *buf, size_t len, errbuf_t *eb)
 {
@@ -111,7 +111,7 @@ static int checkpoint(ps_client_t *c, const worker_conf_t *wc, const ctl_args_t 
     else
         snprintf(dir + strlen(dir), sizeof(dir) - strlen(dir), "/%s", a->out);
     snprintf(tmp, sizeof(tmp), "%s.tmp", dir);
-    rc = modeldir_remove_tree(tmp, eb);
+    rc = dirs_remove_tree(tmp, eb);
     if (rc == 0)
         rc = dirs_make(tmp, eb); /* and --out's parents */
     if (rc == 0)

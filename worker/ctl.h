@@ -29,8 +29,8 @@
 
 #include <stdio.h>
 
-#include "err.h"
-#include "worker_conf.h"
+#include "common/err.h"
+#include "worker/worker_conf.h"
 
 typedef struct ctl_args {
     const char *cmd;   /* stats, flush, checkpoint, begin-day, shutdown */

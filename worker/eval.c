@@ -3,7 +3,7 @@
  * prediction and truth files, one metrics summary per task, a table or a
  * JSON object. See eval.h for the row alignment and the task table.
  */
-#include "eval.h"
+#include "worker/eval.h"
 
 #include <errno.h>
 #include <float.h>
@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "batch.h"
-#include "model_conf.h"
-#include "reader.h"
+#include "common/batch.h"
+#include "common/model_conf.h"
+#include "data/reader.h"
 
 #define EVAL_BATCH 8192                  /* log rows per reader batch */
 #define EVAL_BUF_INIT (4u << 20)         /* bytes of the first file block */

@@ -46,9 +46,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "err.h"
-#include "metrics.h"
-#include "worker_conf.h"
+#include "common/err.h"
+#include "worker/metrics.h"
+#include "worker/worker_conf.h"
 
 enum { EVAL_CTR, EVAL_CVR, EVAL_CTCVR, EVAL_CTAVR, EVAL_CVR_ES, EVAL_NTASKS };
 

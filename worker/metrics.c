@@ -2,13 +2,13 @@
  * metrics.c - exact AUC, clamped log-loss and calibration. See metrics.h
  * for the definitions and the design of the AUC sweep.
  */
-#include "metrics.h"
+#include "worker/metrics.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
+#include "common/err.h"
 
 #define RADIX_BITS 11
 #define RADIX_SIZE (1u << RADIX_BITS)

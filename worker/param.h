@@ -26,8 +26,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "err.h"
-#include "model_conf.h"
+#include "common/err.h"
+#include "common/model_conf.h"
 
 typedef struct param_req {
     int nslots;

@@ -2,13 +2,13 @@
  * param_local.c - param.h in this process: rows in an emb_table over a
  * RocksDB store, dense weights in the model itself. See param_local.h.
  */
-#include "param_local.h"
+#include "worker/param_local.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "emb_table.h"
-#include "store.h"
+#include "table/emb_table.h"
+#include "table/store.h"
 
 typedef struct local {
     param_t base;

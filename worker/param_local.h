@@ -12,8 +12,8 @@
 
 #include <stdint.h>
 
-#include "model.h"
-#include "param.h"
+#include "model/model.h"
+#include "worker/param.h"
 
 /*
  * Open the rows store in directory store_dir (created if missing unless

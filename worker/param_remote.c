@@ -16,16 +16,16 @@
  *   "dense_initialized" 0 in its STATS; other ranks wait until every
  *   shard reports 1.
  */
-#include "param_remote.h"
+#include "worker/param_remote.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "codec.h"
-#include "log.h"
-#include "ps_client.h"
-#include "route.h"
+#include "proto/codec.h"
+#include "common/log.h"
+#include "proto/ps_client.h"
+#include "common/route.h"
 
 typedef struct shard_part {
     uint64_t *keys[MODEL_MAX_SLOTS];  /* keys of slot s routed here */

@@ -16,8 +16,8 @@
 
 #include <signal.h>
 
-#include "param.h"
-#include "worker_conf.h"
+#include "worker/param.h"
+#include "worker/worker_conf.h"
 
 /*
  * Connect to the shards in wc->ps, handshake with each (layout, shard

@@ -1,12 +1,12 @@
 /*
  * pool.c - unique keys, sum pooling and its backward pass. See pool.h.
  */
-#include "pool.h"
+#include "worker/pool.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
+#include "common/err.h"
 
 static inline uint64_t mix(uint64_t k)
 {

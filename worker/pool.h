@@ -22,9 +22,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "batch.h"
-#include "model_conf.h"
-#include "param.h"
+#include "common/batch.h"
+#include "common/model_conf.h"
+#include "worker/param.h"
 
 typedef struct pool_slot {
     uint64_t *ukeys;    /* nu unique keys */

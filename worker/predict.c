@@ -2,7 +2,7 @@
  * predict.c - prediction files from a model directory or a cluster.
  * See predict.h.
  */
-#include "predict.h"
+#include "worker/predict.h"
 
 #include <errno.h>
 #include <math.h>
@@ -11,15 +11,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "batch.h"
-#include "log.h"
-#include "meta.h"
-#include "model.h"
-#include "modeldir.h"
-#include "param_local.h"
-#include "param_remote.h"
-#include "pool.h"
-#include "reader.h"
+#include "common/batch.h"
+#include "common/log.h"
+#include "common/meta.h"
+#include "model/model.h"
+#include "model/modeldir.h"
+#include "worker/param_local.h"
+#include "worker/param_remote.h"
+#include "worker/pool.h"
+#include "data/reader.h"
 
 #define PREDICT_BATCH 4096 /* rows per prediction batch */
 

@@ -12,8 +12,8 @@
 #ifndef FUNNEL_PREDICT_H
 #define FUNNEL_PREDICT_H
 
-#include "err.h"
-#include "worker_conf.h"
+#include "common/err.h"
+#include "worker/worker_conf.h"
 
 /* model_dir: a saved model, or NULL to use the cluster in wc->ps.
  * out_path: prediction file, written atomically. Returns 0 or ERR_*. */

@@ -1,9 +1,9 @@
 /*
  * progress.c - live progress line and JSON-lines metrics. See progress.h.
  */
-#include "progress.h"
+#include "worker/progress.h"
 
-#include "clock.h"
+#include "common/clock.h"
 
 #include <errno.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /*
  * train.c - the training loop. See train.h.
  */
-#include "train.h"
+#include "worker/train.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -9,16 +9,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "batch.h"
-#include "log.h"
-#include "model.h"
-#include "modeldir.h"
-#include "param.h"
-#include "param_local.h"
-#include "param_remote.h"
-#include "pool.h"
-#include "progress.h"
-#include "reader.h"
+#include "common/batch.h"
+#include "common/log.h"
+#include "model/model.h"
+#include "model/modeldir.h"
+#include "worker/param.h"
+#include "worker/param_local.h"
+#include "worker/param_remote.h"
+#include "worker/pool.h"
+#include "worker/progress.h"
+#include "data/reader.h"
 
 #define PROGRESS_EVERY_S 2.0 /* s between worker position records (cluster) */
 

@@ -27,8 +27,8 @@
 
 #include <signal.h>
 
-#include "err.h"
-#include "worker_conf.h"
+#include "common/err.h"
+#include "worker/worker_conf.h"
 
 typedef struct train_args {
     const char *model_dir;             /* in process: model directory to write */

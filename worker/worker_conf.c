@@ -2,11 +2,11 @@
  * worker_conf.c - funnel-worker's key table, built from MODEL_CONF_KEYS
  * and WORKER_CONF_KEYS. See worker_conf.h.
  */
-#include "worker_conf.h"
+#include "worker/worker_conf.h"
 
 #include <string.h>
 
-#include "reader.h"
+#include "data/reader.h"
 
 #define MODEL_ROW(...) CONF_ROW_IN(worker_conf_t, model, __VA_ARGS__)
 #define WORKER_ROW(...) CONF_ROW(worker_conf_t, __VA_ARGS__)

@@ -7,8 +7,8 @@
 #ifndef FUNNEL_WORKER_CONF_H
 #define FUNNEL_WORKER_CONF_H
 
-#include "conf.h"
-#include "model_conf.h"
+#include "common/conf.h"
+#include "common/model_conf.h"
 
 /* X(section, name, TYPE, default, min, max, choices, help) */
 #define WORKER_CONF_KEYS(X)                                                                     \

@@ -13,13 +13,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "check_data.h"
-#include "ctl.h"
-#include "eval.h"
-#include "log.h"
-#include "predict.h"
-#include "train.h"
-#include "worker_conf.h"
+#include "worker/check_data.h"
+#include "worker/ctl.h"
+#include "worker/eval.h"
+#include "common/log.h"
+#include "worker/predict.h"
+#include "worker/train.h"
+#include "worker/worker_conf.h"
 
 #define MAX_POS 4096
 

@@ -1,0 +1,866 @@
+/*
+ * reader.c - tsv1 / Ali-CCP logs into training batches. See reader.h for
+ * the input set, the split across workers and the meaning of positions.
+ *
+ * Files come from linesrc (plain or gzip lines, in place); Ali-CCP lines
+ * are parsed by aliccp.c; tsv1 lines are parsed here. This file owns what
+ * is common to both formats: which lines belong to this rank, positions,
+ * the accounting of rejected lines and the summary.
+ *
+ * Reading state: `cur` is the data file being read and `src` its open line
+ * source (NULL before the rank's part of it is opened). `line` counts the
+ * lines of file cur consumed so far; when the rank started inside a plain
+ * file it counts from offset `line_from` until a report needs the true
+ * number, then the lines before line_from are counted once and added.
+ */
+#define _GNU_SOURCE
+#include "data/reader.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "data/aliccp.h"
+#include "common/keyhash.h"
+#include "data/linesrc.h"
+#include "common/log.h"
+
+enum {
+    SPLIT_BYTES = 0, /* plain file: a byte range of line starts per rank */
+    SPLIT_WHOLE = 1, /* gzip file, at least W of them: whole file per rank */
+    SPLIT_LINES = 2, /* gzip file, fewer than W: line index modulo W */
+};
+
+typedef struct rfile {
+    char *path;
+    int gz;          /* 1: gzip-compressed */
+    int split;       /* SPLIT_* */
+    int owned;       /* SPLIT_WHOLE: this rank reads the file */
+    uint64_t size;   /* bytes on disk */
+    uint64_t lo, hi; /* SPLIT_BYTES: this rank owns lines starting in [lo, hi) */
+} rfile_t;
+
+typedef struct bad {
+    const char *p; /* offending bytes in the line, or NULL */
+    size_t len;    /* bytes */
+} bad_t;
+
+struct reader {
+    model_spec_t ms; /* copy: the slot table points into it */
+    reader_slots_t slots;
+    reader_opts_t o;
+    rfile_t *file; /* data files */
+    int nfiles, filecap;
+    char **join_path; /* Ali-CCP join tables (loaded at open) */
+    int njoin, joincap;
+    aliccp_join_t *join; /* NULL for tsv1 */
+
+    int cur;             /* data file being read; nfiles when done */
+    linesrc_t *src;      /* part of file cur being read, or NULL */
+    uint64_t line;       /* lines of file cur consumed (see the top) */
+    uint64_t line_from;  /* offset where `line` started counting */
+    int line_known;      /* `line` counts from the start of the file */
+    reader_pos_t cursor; /* after the last line consumed */
+    reader_pos_t told;   /* after the last successful reader_next_batch() */
+
+    int reported; /* rejected lines logged one by one */
+    reader_stats_t st;
+};
+
+static const char *const reason_text[READER_NREASONS] = {"none",
+#define X(name, text) text,
+                                                         READER_REASONS(X)
+#undef X
+};
+
+const char *reader_reason_text(int reason)
+{
+    return reason >= 0 && reason < READER_NREASONS ? reason_text[reason] : "unknown reason";
+}
+
+/* ---- slot table ---------------------------------------------------------- */
+
+void reader_slots_init(reader_slots_t *t, const model_spec_t *ms)
+{
+    memset(t->bucket, -1, sizeof(t->bucket));
+    t->ms = ms;
+    for (int s = 0; s < ms->nslots; s++) {
+        const char *name = ms->slot[s].name;
+        size_t len = strlen(name);
+        uint32_t h = READER_SLOT_HASH0, i;
+
+        for (size_t k = 0; k < len; k++)
+            h = reader_slot_hash_step(h, (unsigned char)name[k]);
+        for (i = h & (READER_SLOT_TABLE - 1); t->bucket[i] >= 0;
+             i = (i + 1) & (READER_SLOT_TABLE - 1))
+            ;
+        t->bucket[i] = (int8_t)s;
+        t->len[s] = (uint8_t)len;
+    }
+}
+
+/* ---- weights ------------------------------------------------------------- */
+
+static const double pow10_tab[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                   1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                   1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+int reader_parse_weight(const char *p, size_t len, float *w)
+{
+    const char *s = p, *end = p + len;
+    uint64_t m = 0;
+    int neg = 0, digits = 0, exp10 = 0, exact = 1;
+    double v;
+
+    if (s < end && (*s == '+' || *s == '-'))
+        neg = *s++ == '-';
+    for (; s < end && *s >= '0' && *s <= '9'; s++, digits++) {
+        if (m < UINT64_C(100000000000000000))
+            m = m * 10 + (uint64_t)(*s - '0');
+        else
+            exact = 0;
+    }
+    if (s < end && *s == '.') {
+        for (s++; s < end && *s >= '0' && *s <= '9'; s++, digits++) {
+            if (m < UINT64_C(100000000000000000)) {
+                m = m * 10 + (uint64_t)(*s - '0');
+                exp10--;
+            } else {
+                exact = 0;
+            }
+        }
+    }
+    if (digits == 0)
+        return -1;
+    if (s < end && (*s == 'e' || *s == 'E')) {
+        int eneg = 0, e = 0, edigits = 0;
+
+        s++;
+        if (s < end && (*s == '+' || *s == '-'))
+            eneg = *s++ == '-';
+        for (; s < end && *s >= '0' && *s <= '9'; s++, edigits++)
+            if (e < 100000)
+                e = e * 10 + (*s - '0');
+        if (edigits == 0)
+            return -1;
+        exp10 += eneg ? -e : e;
+    }
+    if (s != end)
+        return -1;
+    if (exact && m < (UINT64_C(1) << 53) && exp10 >= -22 && exp10 <= 22) {
+        /* Both operands exact: one correctly rounded operation. */
+        v = exp10 < 0 ? (double)m / pow10_tab[-exp10] : (double)m * pow10_tab[exp10];
+        if (neg)
+            v = -v;
+    } else {
+        char tmp[128];
+        char *e;
+
+        if (len >= sizeof(tmp))
+            return -1;
+        memcpy(tmp, p, len);
+        tmp[len] = '\0';
+        v = strtod(tmp, &e);
+        if (e != tmp + len)
+            return -1;
+    }
+    *w = (float)v;
+    return isfinite(*w) ? 0 : -1;
+}
+
+/* ---- tsv1 ---------------------------------------------------------------- */
+
+static int label_of(char c)
+{
+    return c == '0' ? 0 : c == '1' ? 1 : -1;
+}
+
+static int set_bad(bad_t *bad, const char *p, size_t len, int reason)
+{
+    bad->p = p;
+    bad->len = len;
+    return reason;
+}
+
+/*
+ * Labels of a tsv1 line: exactly four TAB columns, the first three "0" or
+ * "1". Returns 0 with *feat at the features column, or a reason.
+ */
+static int tsv1_labels(const char *p, size_t len, int lab[3], const char **feat, bad_t *bad)
+{
+    const char *end = p + len;
+
+    if (len >= 6 && p[1] == '\t' && p[3] == '\t' && p[5] == '\t' &&
+        (lab[0] = label_of(p[0])) >= 0 && (lab[1] = label_of(p[2])) >= 0 &&
+        (lab[2] = label_of(p[4])) >= 0) {
+        *feat = p + 6;
+        if (memchr(*feat, '\t', (size_t)(end - *feat)))
+            return READER_R_COLUMNS;
+        return 0;
+    }
+    /* Not three one-byte labels: count the columns, then look closer. */
+    const char *col = p, *tab[3];
+    int ntab = 0;
+
+    for (const char *q = p; (q = memchr(q, '\t', (size_t)(end - q))) != NULL; q++) {
+        if (ntab == 3)
+            return READER_R_COLUMNS;
+        tab[ntab++] = q;
+    }
+    if (ntab != 3)
+        return READER_R_COLUMNS;
+    for (int i = 0; i < 3; i++) {
+        if (tab[i] - col != 1 || (lab[i] = label_of(col[0])) < 0)
+            return set_bad(bad, col, (size_t)(tab[i] - col), READER_R_LABEL);
+        col = tab[i] + 1;
+    }
+    *feat = col;
+    return 0;
+}
+
+/* A malformed token at tok: undo the row, point at the token. */
+static int malformed(batch_t *b, bad_t *bad, const char *tok, const char *end)
+{
+    const char *q = tok;
+
+    while (q < end && *q != ' ')
+        q++;
+    batch_row_cancel(b);
+    return set_bad(bad, tok, (size_t)(q - tok), READER_R_TOKEN);
+}
+
+/*
+ * Append a tsv1 line (no '\n' or '\r') as a row of b. Returns 0 (token
+ * counts added to *tokens / *unknown), a reason (> 0, b unchanged), or
+ * ERR_NOMEM.
+ */
+static int tsv1_parse(const reader_slots_t *sl, const char *p, size_t len, batch_t *b,
+                      uint64_t *tokens, uint64_t *unknown, bad_t *bad)
+{
+    const char *end = p + len, *q;
+    uint64_t ntok = 0, nunk = 0;
+    int lab[3], rc;
+
+    rc = tsv1_labels(p, len, lab, &q, bad);
+    if (rc != 0)
+        return rc;
+    if ((lab[1] || lab[2]) && !lab[0])
+        return READER_R_COMBO;
+    if (batch_row_begin(b, lab[0], lab[1], lab[2]) != 0)
+        return ERR_NOMEM;
+    while (q < end) {
+        const char *tok = q, *colon, *val, *last = NULL;
+        uint32_t h = READER_SLOT_HASH0;
+        float w = 1.0f;
+        int s;
+
+        for (; q < end && *q != ':' && *q != ' '; q++)
+            h = reader_slot_hash_step(h, (unsigned char)*q);
+        colon = q;
+        if (q == end || *q == ' ' || q == tok)
+            return malformed(b, bad, tok, end);
+        val = ++q;
+        for (; q < end && *q != ' '; q++)
+            if (*q == ':')
+                last = q;
+        if (!last)
+            last = q;
+        else if (reader_parse_weight(last + 1, (size_t)(q - last - 1), &w) != 0) {
+            batch_row_cancel(b);
+            return set_bad(bad, tok, (size_t)(q - tok), READER_R_WEIGHT);
+        }
+        if (last == val)
+            return malformed(b, bad, tok, end);
+        s = reader_slots_find(sl, tok, (size_t)(colon - tok), h);
+        if (s < 0) {
+            nunk++;
+        } else {
+            ntok++;
+            if (batch_row_add(b, s, keyhash_value(sl->ms->slot[s].seed, val, (size_t)(last - val)),
+                              w) != 0) {
+                batch_row_cancel(b);
+                return ERR_NOMEM;
+            }
+        }
+        /* one space between tokens: not two, and none at the end */
+        if (q < end && ++q == end)
+            return malformed(b, bad, q, end);
+    }
+    batch_row_end(b);
+    *tokens += ntok;
+    *unknown += nunk;
+    return 0;
+}
+
+/* ---- rejected lines ------------------------------------------------------ */
+
+/* Printable copy of the offending bytes: control bytes as \xNN, cut at 48. */
+static void quote_bad(const bad_t *bad, char *out, size_t cap)
+{
+    size_t o = 0, i;
+
+    out[0] = '\0';
+    if (!bad->p)
+        return;
+    o += (size_t)snprintf(out, cap, " '");
+    for (i = 0; i < bad->len && i < 48 && o + 8 < cap; i++) {
+        unsigned char c = (unsigned char)bad->p[i];
+        if (c < 0x20 || c == 0x7f)
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
+        else
+            out[o++] = (char)c;
+    }
+    snprintf(out + o, cap - o, "%s'", i < bad->len ? "..." : "");
+}
+
+/*
+ * Count a rejected line of path:line; log it while the report budget
+ * lasts. Under strict, fill eb and return ERR_REJECTED; else 0.
+ */
+static int reject(reader_t *r, int join, const char *path, uint64_t line, int reason,
+                  const bad_t *bad, errbuf_t *eb)
+{
+    char what[256];
+
+    if (join) {
+        r->st.join_rejected++;
+        r->st.join_by_reason[reason]++;
+    } else {
+        r->st.rejected++;
+        r->st.by_reason[reason]++;
+    }
+    if (!r->o.strict && r->reported >= r->o.report_rejects)
+        return 0;
+    quote_bad(bad, what, sizeof(what));
+    if (r->o.strict)
+        return errbuf_set(eb, ERR_REJECTED, "%s:%llu: %s%s", path, (unsigned long long)line,
+                          reason_text[reason], what);
+    LOG_WARN("%s:%llu: %s%s", path, (unsigned long long)line, reason_text[reason], what);
+    if (++r->reported == r->o.report_rejects)
+        LOG_WARN("further rejected lines are counted, not reported (report_rejects = %d)",
+                 r->o.report_rejects);
+    return 0;
+}
+
+/* Line number of the line just consumed from file cur (1-based); 0 if it
+ * cannot be counted. */
+static uint64_t current_line(reader_t *r)
+{
+    if (!r->line_known) {
+        uint64_t before;
+        errbuf_t e;
+
+        if (linesrc_count_lines(r->file[r->cur].path, r->line_from, &before, &e) != 0) {
+            LOG_WARN("cannot number lines: %s", e.msg);
+            return 0;
+        }
+        r->line += before;
+        r->line_known = 1;
+    }
+    return r->line;
+}
+
+/* ---- input set ----------------------------------------------------------- */
+
+static int push_path(reader_t *r, const char *path, errbuf_t *eb)
+{
+    char *copy = strdup(path);
+
+    if (!copy)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    if (r->o.format == READER_ALICCP && aliccp_is_join_file(path)) {
+        if (r->njoin == r->joincap) {
+            int cap = r->joincap ? r->joincap * 2 : 4;
+            char **p = realloc(r->join_path, (size_t)cap * sizeof(*p));
+            if (!p) {
+                free(copy);
+                return errbuf_set(eb, ERR_NOMEM, "out of memory");
+            }
+            r->join_path = p;
+            r->joincap = cap;
+        }
+        r->join_path[r->njoin++] = copy;
+        return 0;
+    }
+    if (r->nfiles == r->filecap) {
+        int cap = r->filecap ? r->filecap * 2 : 16;
+        rfile_t *f = realloc(r->file, (size_t)cap * sizeof(*f));
+        if (!f) {
+            free(copy);
+            return errbuf_set(eb, ERR_NOMEM, "out of memory");
+        }
+        r->file = f;
+        r->filecap = cap;
+    }
+    memset(&r->file[r->nfiles], 0, sizeof(rfile_t));
+    r->file[r->nfiles].path = copy;
+    r->file[r->nfiles].gz = linesrc_is_gzip(path);
+    r->nfiles++;
+    return 0;
+}
+
+/* Files and glob patterns, in the given order; each pattern sorted. */
+static int expand_paths(reader_t *r, char *const *paths, int npaths, errbuf_t *eb)
+{
+    for (int i = 0; i < npaths; i++) {
+        glob_t g;
+        int rc;
+
+        if (!strpbrk(paths[i], "*?[")) {
+            rc = push_path(r, paths[i], eb);
+            if (rc != 0)
+                return rc;
+            continue;
+        }
+        rc = glob(paths[i], GLOB_ERR, NULL, &g);
+        if (rc == GLOB_NOMATCH && access(paths[i], F_OK) == 0) {
+            /* a file whose name merely looks like a pattern */
+            globfree(&g);
+            rc = push_path(r, paths[i], eb);
+            if (rc != 0)
+                return rc;
+            continue;
+        }
+        if (rc == GLOB_NOMATCH) {
+            globfree(&g);
+            return errbuf_set(eb, ERR_IO, "%s: no file matches the pattern", paths[i]);
+        }
+        if (rc != 0) {
+            globfree(&g);
+            return errbuf_set(eb, rc == GLOB_NOSPACE ? ERR_NOMEM : ERR_IO, "%s: cannot expand: %s",
+                              paths[i], rc == GLOB_NOSPACE ? "out of memory" : "read error");
+        }
+        for (size_t k = 0; k < g.gl_pathc && rc == 0; k++)
+            rc = push_path(r, g.gl_pathv[k], eb);
+        globfree(&g);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* The file must be a readable regular file; its size into *size. */
+static int probe_file(const char *path, uint64_t *size, errbuf_t *eb)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return errbuf_set(eb, ERR_IO, "open %s: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return errbuf_set(eb, ERR_IO, "stat %s: %s", path, strerror(e));
+    }
+    close(fd);
+    if (S_ISDIR(st.st_mode))
+        return errbuf_set(eb, ERR_IO, "open %s: is a directory", path);
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+/* Decide which part of every data file this rank owns (see reader.h). */
+static void plan_split(reader_t *r)
+{
+    uint64_t w = (uint64_t)r->o.workers, k = (uint64_t)r->o.rank;
+    int ngz = 0, gzi = 0;
+
+    for (int i = 0; i < r->nfiles; i++)
+        ngz += r->file[i].gz;
+    for (int i = 0; i < r->nfiles; i++) {
+        rfile_t *f = &r->file[i];
+
+        if (!f->gz) {
+            /* floor(size * k / w) without overflowing size * k */
+            f->split = SPLIT_BYTES;
+            f->lo = f->size / w * k + f->size % w * k / w;
+            f->hi = f->size / w * (k + 1) + f->size % w * (k + 1) / w;
+        } else if ((uint64_t)ngz >= w) {
+            f->split = SPLIT_WHOLE;
+            f->owned = (uint64_t)gzi++ % w == k;
+        } else {
+            f->split = SPLIT_LINES;
+        }
+    }
+}
+
+/* ---- Ali-CCP join tables -------------------------------------------------- */
+
+static int load_join_file(reader_t *r, const char *path, errbuf_t *eb)
+{
+    linesrc_t *src = NULL;
+    linesrc_line_t ln;
+    uint64_t lineno = 0;
+    int rc;
+
+    rc = linesrc_open(&src, path, 0, r->o.max_line, eb);
+    while (rc == 0 && (rc = linesrc_next(src, &ln, eb)) == 0) {
+        aliccp_bad_t ab = {NULL, 0};
+        bad_t bad = {NULL, 0};
+        int reason;
+
+        lineno++;
+        if (ln.too_long) {
+            bad.p = ln.p;
+            bad.len = ln.len;
+            rc = reject(r, 1, path, lineno, READER_R_TOOLONG, &bad, eb);
+            continue;
+        }
+        if (ln.len > 0 && ln.p[ln.len - 1] == '\r')
+            ln.len--;
+        if (ln.len == 0 || ln.p[0] == '#')
+            continue;
+        reason = aliccp_join_add(r->join, &r->slots, ln.p, ln.len, &ab);
+        if (reason < 0) {
+            rc = errbuf_set(eb, reason, "%s:%llu: %s", path, (unsigned long long)lineno,
+                            err_strerror(reason));
+        } else if (reason > 0) {
+            bad.p = ab.p;
+            bad.len = ab.len;
+            rc = reject(r, 1, path, lineno, reason, &bad, eb);
+        }
+    }
+    linesrc_destroy(&src);
+    return rc == ERR_EOF ? 0 : rc;
+}
+
+static int load_join(reader_t *r, errbuf_t *eb)
+{
+    int rc;
+
+    if (r->njoin == 0)
+        return errbuf_set(eb, ERR_INVAL,
+                          "format aliccp: no common_features file among the inputs "
+                          "(pass the skeleton files and the common_features files)");
+    rc = aliccp_join_new(&r->join);
+    if (rc != 0)
+        return errbuf_set(eb, rc, "out of memory");
+    for (int i = 0; i < r->njoin; i++) {
+        rc = load_join_file(r, r->join_path[i], eb);
+        if (rc != 0)
+            return rc;
+    }
+    r->st.join_rows = aliccp_join_rows(r->join);
+    LOG_INFO("loaded %llu common-features rows from %d file(s)",
+             (unsigned long long)r->st.join_rows, r->njoin);
+    return 0;
+}
+
+/* ---- open ---------------------------------------------------------------- */
+
+int reader_open(reader_t **out, const model_spec_t *ms, const reader_opts_t *o, char *const *paths,
+                int npaths, errbuf_t *eb)
+{
+    reader_t *r;
+    int rc;
+
+    *out = NULL;
+    if (o->format != READER_TSV1 && o->format != READER_ALICCP)
+        return errbuf_set(eb, ERR_INVAL, "reader: unknown format %d", o->format);
+    if (o->workers < 0 || o->rank < 0 || o->rank >= (o->workers ? o->workers : 1))
+        return errbuf_set(eb, ERR_INVAL, "reader: rank %d is not in [0, %d)", o->rank, o->workers);
+    if (npaths <= 0)
+        return errbuf_set(eb, ERR_INVAL, "reader: no input files");
+    if (ms->nslots <= 0 || ms->nslots > MODEL_MAX_SLOTS)
+        return errbuf_set(eb, ERR_INVAL, "reader: model has %d slots", ms->nslots);
+    r = calloc(1, sizeof(*r));
+    if (!r)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    r->ms = *ms;
+    reader_slots_init(&r->slots, &r->ms);
+    r->o = *o;
+    if (r->o.workers == 0)
+        r->o.workers = 1;
+    if (r->o.report_rejects < 0)
+        r->o.report_rejects = 0;
+    r->line_known = 1;
+
+    rc = expand_paths(r, paths, npaths, eb);
+    for (int i = 0; rc == 0 && i < r->nfiles; i++)
+        rc = probe_file(r->file[i].path, &r->file[i].size, eb);
+    for (int i = 0; rc == 0 && i < r->njoin; i++) {
+        uint64_t size;
+        rc = probe_file(r->join_path[i], &size, eb);
+    }
+    if (rc == 0 && r->nfiles == 0)
+        rc = errbuf_set(eb, ERR_INVAL, "reader: no %s among the inputs",
+                        o->format == READER_ALICCP ? "skeleton file" : "data file");
+    if (rc == 0 && o->format == READER_ALICCP)
+        rc = load_join(r, eb);
+    if (rc != 0) {
+        reader_destroy(&r);
+        return rc;
+    }
+    plan_split(r);
+    *out = r;
+    return 0;
+}
+
+/* ---- reading ------------------------------------------------------------- */
+
+static void set_cursor(reader_t *r)
+{
+    r->cursor.file = (uint32_t)r->cur;
+    r->cursor.offset = r->src ? linesrc_offset(r->src) : 0;
+    r->cursor.line = r->line_known ? r->line : 0;
+}
+
+static void finish_file(reader_t *r)
+{
+    linesrc_destroy(&r->src);
+    r->cur++;
+    r->line = 0;
+    r->line_from = 0;
+    r->line_known = 1;
+    set_cursor(r);
+}
+
+/*
+ * Open this rank's part of the next data file that has one, from file cur
+ * on. Returns 0 with src open, ERR_EOF when no file is left, or an error.
+ */
+static int open_next(reader_t *r, errbuf_t *eb)
+{
+    while (r->cur < r->nfiles) {
+        rfile_t *f = &r->file[r->cur];
+        linesrc_line_t ln;
+        int rc;
+
+        if ((f->split == SPLIT_WHOLE && !f->owned) || (f->split == SPLIT_BYTES && f->lo >= f->hi)) {
+            finish_file(r);
+            continue;
+        }
+        if (f->split != SPLIT_BYTES || f->lo == 0)
+            return linesrc_open(&r->src, f->path, 0, r->o.max_line, eb);
+        /* Start at the first line that starts at or after lo: drop the
+         * rest of the line that holds byte lo - 1. */
+        rc = linesrc_open(&r->src, f->path, f->lo - 1, r->o.max_line, eb);
+        if (rc == 0)
+            rc = linesrc_next(r->src, &ln, eb);
+        if (rc == ERR_EOF) {
+            finish_file(r);
+            continue;
+        }
+        if (rc != 0)
+            return rc;
+        r->line = 0;
+        r->line_from = linesrc_offset(r->src);
+        r->line_known = 0;
+        return 0;
+    }
+    return ERR_EOF;
+}
+
+/* Account for one line this rank owns and append it to b if it is good.
+ * Returns 0, ERR_REJECTED (strict), or ERR_NOMEM. */
+static int take_line(reader_t *r, linesrc_line_t *ln, batch_t *b, errbuf_t *eb)
+{
+    char *p = ln->p;
+    size_t len = ln->len;
+    bad_t bad = {p, len};
+    int reason = READER_R_TOOLONG;
+
+    r->st.lines++;
+    r->st.bytes += len + 1;
+    if (!ln->too_long) {
+        if (len > 0 && p[len - 1] == '\r')
+            len--;
+        if (len == 0 || p[0] == '#') {
+            r->st.skipped++;
+            return 0;
+        }
+        bad.p = NULL;
+        if (r->join) {
+            aliccp_bad_t ab = {NULL, 0};
+            reason = aliccp_parse_skeleton(r->join, &r->slots, p, len, b, &r->st.tokens,
+                                           &r->st.unknown_slot_tokens, &ab);
+            bad.p = ab.p;
+            bad.len = ab.len;
+        } else {
+            reason =
+                tsv1_parse(&r->slots, p, len, b, &r->st.tokens, &r->st.unknown_slot_tokens, &bad);
+        }
+        if (reason == 0) {
+            r->st.accepted++;
+            return 0;
+        }
+        if (reason < 0)
+            return errbuf_set(eb, reason, "%s: %s", r->file[r->cur].path, err_strerror(reason));
+    }
+    return reject(r, 0, r->file[r->cur].path, current_line(r), reason, &bad, eb);
+}
+
+int reader_next_batch(reader_t *r, batch_t *b, size_t max_rows, errbuf_t *eb)
+{
+    uint64_t w = (uint64_t)r->o.workers, k = (uint64_t)r->o.rank;
+    int rc = 0;
+
+    if (b->nslots != r->ms.nslots)
+        return errbuf_set(eb, ERR_INVAL, "reader: batch has %d slots, the model %d", b->nslots,
+                          r->ms.nslots);
+    if (max_rows == 0)
+        return errbuf_set(eb, ERR_INVAL, "reader: batch of 0 rows");
+    batch_clear(b);
+    while (b->n < max_rows) {
+        linesrc_line_t ln;
+        rfile_t *f;
+
+        if (!r->src) {
+            rc = open_next(r, eb);
+            if (rc == ERR_EOF)
+                break;
+            if (rc != 0)
+                return rc;
+        }
+        f = &r->file[r->cur];
+        rc = linesrc_next(r->src, &ln, eb);
+        if (rc == ERR_EOF || (rc == 0 && f->split == SPLIT_BYTES && ln.off >= f->hi)) {
+            finish_file(r);
+            continue;
+        }
+        if (rc != 0)
+            return rc;
+        r->line++;
+        if (f->split != SPLIT_LINES || (r->line - 1) % w == k) {
+            rc = take_line(r, &ln, b, eb);
+            if (rc != 0)
+                return rc;
+        }
+        set_cursor(r);
+    }
+    r->told = r->cursor;
+    return b->n > 0 ? 0 : ERR_EOF;
+}
+
+void reader_tell(const reader_t *r, reader_pos_t *pos)
+{
+    *pos = r->told;
+}
+
+/* 1 if offset is 0 or the byte before it is '\n'. */
+static int is_line_start(const char *path, uint64_t offset, errbuf_t *eb, int *rc)
+{
+    char c = 0;
+    int fd;
+    ssize_t n;
+
+    *rc = 0;
+    if (offset == 0)
+        return 1;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        *rc = errbuf_set(eb, ERR_IO, "open %s: %s", path, strerror(errno));
+        return 0;
+    }
+    n = pread(fd, &c, 1, (off_t)offset - 1);
+    if (n < 0)
+        *rc = errbuf_set(eb, ERR_IO, "read %s: %s", path, strerror(errno));
+    close(fd);
+    return n == 1 && c == '\n';
+}
+
+int reader_seek(reader_t *r, const reader_pos_t *pos, errbuf_t *eb)
+{
+    rfile_t *f;
+    int rc;
+
+    if (pos->file > (uint32_t)r->nfiles)
+        return errbuf_set(eb, ERR_INVAL, "reader: position in file %u of %d", pos->file, r->nfiles);
+    linesrc_destroy(&r->src);
+    r->cur = (int)pos->file;
+    r->line = 0;
+    r->line_from = 0;
+    r->line_known = 1;
+    set_cursor(r);
+    r->told = r->cursor;
+    if (r->cur == r->nfiles || pos->offset == 0)
+        return 0;
+
+    f = &r->file[r->cur];
+    if ((f->split == SPLIT_WHOLE && !f->owned) || (f->split == SPLIT_BYTES && pos->offset < f->lo))
+        return errbuf_set(eb, ERR_INVAL, "%s: offset %llu is not in the part of worker %d of %d",
+                          f->path, (unsigned long long)pos->offset, r->o.rank, r->o.workers);
+    if (f->gz && pos->line == 0)
+        return errbuf_set(eb, ERR_INVAL, "%s: gzip position at offset %llu without a line number",
+                          f->path, (unsigned long long)pos->offset);
+    if (!f->gz) {
+        if (pos->offset > f->size)
+            return errbuf_set(eb, ERR_INVAL, "%s: offset %llu is past the end (%llu bytes)",
+                              f->path, (unsigned long long)pos->offset,
+                              (unsigned long long)f->size);
+        if (!is_line_start(f->path, pos->offset, eb, &rc))
+            return rc ? rc
+                      : errbuf_set(eb, ERR_INVAL, "%s: offset %llu is not the start of a line",
+                                   f->path, (unsigned long long)pos->offset);
+    }
+    rc = linesrc_open(&r->src, f->path, pos->offset, r->o.max_line, eb);
+    if (rc != 0)
+        return rc;
+    r->line = pos->line;
+    r->line_from = pos->offset;
+    r->line_known = pos->line > 0;
+    set_cursor(r);
+    r->told = r->cursor;
+    return 0;
+}
+
+const reader_stats_t *reader_stats(const reader_t *r)
+{
+    return &r->st;
+}
+
+int reader_nfiles(const reader_t *r)
+{
+    return r->nfiles;
+}
+
+const char *reader_file_path(const reader_t *r, int i)
+{
+    return i >= 0 && i < r->nfiles ? r->file[i].path : NULL;
+}
+
+void reader_log_summary(const reader_t *r)
+{
+    char why[1024];
+    size_t o = 0;
+    const reader_stats_t *st = &r->st;
+
+    why[0] = '\0';
+    for (int i = 1; i < READER_NREASONS; i++)
+        if (st->by_reason[i] && o < sizeof(why))
+            o += (size_t)snprintf(why + o, sizeof(why) - o, "%s%s %llu", o ? ", " : "",
+                                  reason_text[i], (unsigned long long)st->by_reason[i]);
+    LOG_INFO("read %llu lines: %llu accepted, %llu rejected%s%s%s, %llu skipped; "
+             "%llu tokens, %llu of undeclared slots",
+             (unsigned long long)st->lines, (unsigned long long)st->accepted,
+             (unsigned long long)st->rejected, o ? " (" : "", why, o ? ")" : "",
+             (unsigned long long)st->skipped, (unsigned long long)st->tokens,
+             (unsigned long long)st->unknown_slot_tokens);
+    if (r->join)
+        LOG_INFO("common features: %llu rows joined by md5, %llu lines rejected",
+                 (unsigned long long)st->join_rows, (unsigned long long)st->join_rejected);
+}
+
+void reader_destroy(reader_t **rp)
+{
+    reader_t *r = rp ? *rp : NULL;
+
+    if (!r)
+        return;
+    linesrc_destroy(&r->src);
+    aliccp_join_destroy(&r->join);
+    for (int i = 0; i < r->nfiles; i++)
+        free(r->file[i].path);
+    free(r->file);
+    for (int i = 0; i < r->njoin; i++)
+        free(r->join_path[i]);
+    free(r->join_path);
+    free(r);
+    *rp = NULL;
+}

@@ -1,0 +1,209 @@
+/*
+ * reader.h - impression logs in, training batches out: reads tsv1 (plain
+ * or .gz, many files or globs) and Ali-CCP (skeleton files joined with
+ * common-features files by md5) and yields batch_t rows - labels plus,
+ * per declared slot, the keys and weights of that slot's tokens.
+ *
+ * It does not train, shuffle or cache anything: rows come out in input
+ * order, the same on every run. Bad lines are rejected, counted by reason
+ * and the first few reported (FORMAT.md, "Bad input"); reading goes on
+ * unless the reader is strict. Thread-safety: one reader per thread.
+ *
+ * NOTES ON THE DESIGN
+ *
+ * Input set. Each path is a file or a glob(3) pattern; a pattern expands
+ * to its matches in sorted order and must match something. Files keep the
+ * order in which they were given. Under format aliccp, a file whose
+ * basename starts with "common_features" is a join table, every other
+ * file a skeleton; every join table is loaded into memory at open. The
+ * "data files" below are the tsv1 files or the skeleton files, numbered
+ * from 0 in that order; reader_pos_t.file is such a number.
+ *
+ * Split. Worker `rank` of `workers` (W) reads its own part of every data
+ * file, so that the union over all ranks is every line exactly once:
+ *   - plain file of S bytes: rank r owns the lines that START at a byte
+ *     offset in [S*r/W, S*(r+1)/W) (integer division);
+ *   - gzip files, when there are at least W of them: the i-th gzip file
+ *     (counting gzip files only, from 0) belongs wholly to rank i % W;
+ *   - gzip files, when there are fewer than W: every rank decompresses
+ *     each of them and owns the lines whose 0-based line index i in the
+ *     file has i % W == r.
+ * Skipped (empty, '#') and rejected lines belong to a rank like any other
+ * line, so per-rank statistics add up to the whole input.
+ *
+ * Positions. reader_tell() reports (file, offset, line) just after the
+ * last line consumed by the last successful reader_next_batch() (the row
+ * it ended on, or EOF). A reader opened with the same paths, format, rank
+ * and workers continues there after reader_seek(): exactly the rows not
+ * yet delivered, in the same order. `offset` counts uncompressed bytes;
+ * `line` is the number of lines of that file before offset. A plain-file
+ * reader with rank > 0 starts in the middle of a file and does not count
+ * the lines before its range unless it has to (to report a rejected line);
+ * until then it reports line 0, meaning "unknown" (offset > 0 is always
+ * past at least one line). Gzip positions always carry the line number.
+ *
+ * Tokens. Slot names are found with a small open-addressing hash table
+ * (reader_slots_t), tokens are parsed in place in the line buffer and their
+ * keys (keyhash_value with the slot's seed) appended straight into the
+ * batch's CSR arrays: nothing is allocated per line or per token.
+ */
+#ifndef FUNNEL_READER_H
+#define FUNNEL_READER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "common/batch.h"
+#include "common/err.h"
+#include "common/model_conf.h"
+
+/* Why a line was rejected: X(name, text). */
+#define READER_REASONS(X)                                                                          \
+    X(COLUMNS, "wrong column count")                                                               \
+    X(LABEL, "label not 0/1")                                                                      \
+    X(COMBO, "action or buy without click")                                                        \
+    X(TOKEN, "malformed token")                                                                    \
+    X(WEIGHT, "unparsable weight")                                                                 \
+    X(TOOLONG, "line too long")                                                                    \
+    X(FEATNUM, "feature_num does not match the feature list")                                      \
+    X(MD5, "md5 not in the common features")                                                       \
+    X(DUPMD5, "md5 already in the common features")
+
+enum {
+    READER_R_NONE = 0, /* not a reason: the line is fine */
+#define X(name, text) READER_R_##name,
+    READER_REASONS(X)
+#undef X
+        READER_NREASONS
+};
+
+enum { READER_TSV1 = 0, READER_ALICCP = 1 }; /* worker_conf 'format' */
+
+typedef struct reader reader_t;
+
+typedef struct reader_pos {
+    uint32_t file;   /* data file index (see the design notes) */
+    uint64_t offset; /* bytes, uncompressed, from the start of the file */
+    uint64_t line;   /* lines of the file before offset; 0 with offset > 0: unknown */
+} reader_pos_t;
+
+typedef struct reader_opts {
+    int format;         /* READER_TSV1 or READER_ALICCP */
+    int strict;         /* 1: the first rejected line is fatal (ERR_REJECTED) */
+    int report_rejects; /* rejected lines logged one by one before only counting */
+    int rank;           /* this worker, 0 .. workers-1 */
+    int workers;        /* workers splitting the input (0 counts as 1) */
+    size_t max_line;    /* bytes; longer lines are rejected (0: 64 MiB) */
+} reader_opts_t;
+
+typedef struct reader_stats {
+    uint64_t lines;                           /* lines this rank read (incl. skipped) */
+    uint64_t bytes;                           /* bytes of those lines, uncompressed */
+    uint64_t skipped;                         /* empty and '#' lines */
+    uint64_t accepted;                        /* rows delivered */
+    uint64_t rejected;                        /* lines rejected */
+    uint64_t by_reason[READER_NREASONS];      /* rejected lines per READER_R_* */
+    uint64_t tokens;                          /* tokens of declared slots in accepted rows */
+    uint64_t unknown_slot_tokens;             /* tokens of undeclared slots in accepted rows */
+    uint64_t join_rows;                       /* Ali-CCP common-features rows loaded */
+    uint64_t join_rejected;                   /* common-features lines rejected */
+    uint64_t join_by_reason[READER_NREASONS]; /* per READER_R_* */
+} reader_stats_t;
+
+/*
+ * Open a reader over paths (files or glob patterns) for the slots of ms
+ * (copied; ms need not outlive the reader). Loads the Ali-CCP join tables.
+ * Returns 0 and *out (release with reader_destroy()), or ERR_IO naming a
+ * missing/unreadable file or a pattern that matches nothing, ERR_INVAL for
+ * bad options or no input (or an aliccp input without a common_features
+ * file), ERR_CORRUPT for a bad gzip join table, ERR_REJECTED for a bad
+ * join-table line under strict, ERR_NOMEM. eb says which.
+ */
+int reader_open(reader_t **out, const model_spec_t *ms, const reader_opts_t *o, char *const *paths,
+                int npaths, errbuf_t *eb);
+
+/*
+ * Clear b and fill it with up to max_rows accepted rows, in input order.
+ * b must have been set up with batch_init(b, ms->nslots, ...).
+ * Returns 0 with b->n > 0; ERR_EOF when this rank has no more rows;
+ * ERR_REJECTED under strict (eb: "file:line: reason"); ERR_IO, ERR_CORRUPT
+ * (eb names the file); ERR_INVAL for a batch of the wrong shape; ERR_NOMEM.
+ * After an error the rows in b are not delivered and reader_tell() still
+ * gives the position of the last successful call.
+ */
+int reader_next_batch(reader_t *r, batch_t *b, size_t max_rows, errbuf_t *eb);
+
+/* Position just after the last row delivered (see the design notes). */
+void reader_tell(const reader_t *r, reader_pos_t *pos);
+
+/*
+ * Continue from a position reported by reader_tell() of a reader over the
+ * same input, format, rank and workers. Returns 0, ERR_INVAL for a position
+ * that cannot come from such a reader, ERR_IO / ERR_CORRUPT reading up to
+ * it. Statistics keep counting from where they were.
+ */
+int reader_seek(reader_t *r, const reader_pos_t *pos, errbuf_t *eb);
+
+/* Counters so far; valid until reader_destroy(). */
+const reader_stats_t *reader_stats(const reader_t *r);
+
+/* Number of data files after glob expansion. */
+int reader_nfiles(const reader_t *r);
+
+/* Path of data file i (0 <= i < reader_nfiles()), owned by the reader. */
+const char *reader_file_path(const reader_t *r, int i);
+
+/* Text of a READER_R_* reason; "unknown reason" out of range. */
+const char *reader_reason_text(int reason);
+
+/* One LOG_INFO line: lines read, trained (accepted), rejected by reason. */
+void reader_log_summary(const reader_t *r);
+
+/* Close files and free; accepts NULL and clears the pointer. */
+void reader_destroy(reader_t **r);
+
+/*
+ * Helpers shared by the format parsers (reader.c, aliccp.c).
+ */
+
+#define READER_SLOT_TABLE 256 /* hash buckets, a power of 2 >= 4 * MODEL_MAX_SLOTS */
+
+/* Slot name -> slot index, for the slots of one model_spec_t. */
+typedef struct reader_slots {
+    const model_spec_t *ms;           /* names and seeds; must outlive the table */
+    uint8_t len[MODEL_MAX_SLOTS];     /* bytes of each slot name */
+    int8_t bucket[READER_SLOT_TABLE]; /* slot index, -1: empty */
+} reader_slots_t;
+
+/* Build the table for ms. */
+void reader_slots_init(reader_slots_t *t, const model_spec_t *ms);
+
+/* FNV-1a step and start value, so a parser can hash a name while scanning it. */
+#define READER_SLOT_HASH0 2166136261u
+static inline uint32_t reader_slot_hash_step(uint32_t h, unsigned char c)
+{
+    return (h ^ c) * 16777619u;
+}
+
+/* Slot index of name[0, len) whose reader_slot_hash_step() hash is h, or -1. */
+static inline int reader_slots_find(const reader_slots_t *t, const char *name, size_t len,
+                                    uint32_t h)
+{
+    for (uint32_t i = h & (READER_SLOT_TABLE - 1);; i = (i + 1) & (READER_SLOT_TABLE - 1)) {
+        int s = t->bucket[i];
+        if (s < 0)
+            return -1;
+        if (t->len[s] == len && memcmp(t->ms->slot[s].name, name, len) == 0)
+            return s;
+    }
+}
+
+/*
+ * Parse a token weight: a decimal float ([+-]digits[.digits][e[+-]digits],
+ * or digits after the point only), finite, occupying exactly [p, p+len).
+ * Returns 0 and *w, or -1.
+ */
+int reader_parse_weight(const char *p, size_t len, float *w);
+
+#endif

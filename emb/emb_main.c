@@ -1,0 +1,153 @@
+/*
+ * emb_main.c - funnel-emb: inspect embedding tables offline (a shard's
+ * data directory, a model directory or a checkpoint, opened read-only).
+ *
+ *   funnel-emb stats DIR [--slot S] [--json]
+ *   funnel-emb get   DIR SLOT:VALUE|KEY... [--json]
+ *   funnel-emb top   DIR [--by count|norm|age] [--slot S] [-n N] [--json]
+ *   funnel-emb dump  DIR [--slot S] [--format tsv|jsonl]
+ *   funnel-emb diff  DIR_A DIR_B [--json]
+ *   funnel-emb export CKPT [--since PREV_CKPT] --out FILE [--json]
+ *   funnel-emb apply BASE_EXPORT DELTA_EXPORT --out FILE [--json]
+ *   funnel-emb export-dump FILE
+ *
+ * The [model] configuration (--conf FILE and --key value) names the slots.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "emb/emb_online.h"
+#include "emb/emb_tool.h"
+#include "common/log.h"
+#include "common/ps_conf.h"
+
+#define MAX_ARGS 1024
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: funnel-emb COMMAND DIR [args] [options]\n\n"
+            "Inspect an embedding table offline: DIR is a shard's data directory, a model\n"
+            "directory (train --model) or a checkpoint; it is opened read-only, so this is\n"
+            "safe beside a running shard (rows as of its last flush).\n\n"
+            "commands:\n"
+            "  stats DIR                       rows per slot, bytes per row, update-count and\n"
+            "                                  age histograms\n"
+            "  get DIR SLOT:VALUE|KEY...       a row's embedding, optimizer state, update count,\n"
+            "                                  first/last day - or why there is none\n"
+            "  get --ps EP0,EP1 SLOT:VALUE...  the same from a live cluster, with the reason a\n"
+            "                                  key has no row (never seen, seen N times but not\n"
+            "                                  admitted, expired on day D)\n"
+            "  top DIR [--by count|norm|age] [-n N]\n"
+            "                                  rows with the most updates, largest norm, oldest\n"
+            "  dump DIR [--format tsv|jsonl]   every row\n"
+            "  diff DIR_A DIR_B                rows added, removed, changed; L2 change per slot\n"
+            "  export CKPT --out FILE          the serving export: every row's embedding (a\n"
+            "                                  full export; docs/export-format.md)\n"
+            "  export CKPT --since PREV --out FILE\n"
+            "                                  the delta since the checkpoint PREV: rows created\n"
+            "                                  or changed, and a delete for each row gone\n"
+            "  apply BASE DELTA --out FILE     apply a delta export to a full export, giving\n"
+            "                                  the full export of the delta's day\n"
+            "  export-dump FILE                an export's header and records as text\n\n"
+            "options: --slot S (one slot), --json, --day D (current day for ages; default:\n"
+            "the latest day in the table), --conf FILE and any [model] key (the slots must\n"
+            "be the table's: pass the same configuration the cluster used). export takes\n"
+            "the slots and day from the checkpoint's META; only a bare store directory\n"
+            "without META needs --conf (and --day for the day recorded).\n");
+}
+
+int main(int argc, char **argv)
+{
+    static ps_conf_t conf;
+    emb_tool_args_t a = {.n = 10, .day = -1};
+    const char *online = NULL;
+    char *rest[MAX_ARGS], *pos[MAX_ARGS];
+    int nrest = 0, npos = 0, help = 0, rc;
+    model_spec_t ms;
+    errbuf_t eb = {{0}};
+
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    a.cmd = argv[1];
+    for (int i = 2; i < argc && nrest < MAX_ARGS; i++) {
+        const char *o = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(o, "--json")) {
+            a.json = 1;
+        } else if ((!strcmp(o, "--slot") || !strcmp(o, "--by") || !strcmp(o, "-n") ||
+                    !strcmp(o, "--format") || !strcmp(o, "--day") || !strcmp(o, "--out") ||
+                    !strcmp(o, "--since")) &&
+                   !v) {
+            fprintf(stderr, "funnel-emb: %s needs a value\n", o);
+            return 2;
+        } else if (!strcmp(o, "--ps") && v) {
+            online = argv[++i];
+        } else if (!strcmp(o, "--slot")) {
+            a.slot = argv[++i];
+        } else if (!strcmp(o, "--by")) {
+            a.by = argv[++i];
+        } else if (!strcmp(o, "-n")) {
+            a.n = strtol(argv[++i], NULL, 10);
+        } else if (!strcmp(o, "--out")) {
+            a.out = argv[++i];
+        } else if (!strcmp(o, "--since")) {
+            a.since = argv[++i];
+        } else if (!strcmp(o, "--day")) {
+            a.day = (int)strtol(argv[++i], NULL, 10);
+        } else if (!strcmp(o, "--format")) {
+            const char *f = argv[++i];
+            if (strcmp(f, "tsv") && strcmp(f, "jsonl")) {
+                fprintf(stderr, "funnel-emb: --format %s: use tsv or jsonl\n", f);
+                return 2;
+            }
+            a.json = !strcmp(f, "jsonl");
+        } else {
+            rest[nrest++] = argv[i];
+        }
+    }
+    rc = conf_parse_args(&ps_conf_schema, &conf, nrest, rest, pos, MAX_ARGS, &npos, &help, &eb);
+    if (help) {
+        usage(stdout);
+        return 0;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "funnel-emb %s: %s\n", a.cmd, eb.msg);
+        return 2;
+    }
+    log_init("emb", -1, LOG_LEVEL_WARN, NULL);
+    if (online) {
+        if (strcmp(a.cmd, "get") != 0) {
+            fprintf(stderr, "funnel-emb %s: --ps works with get; for a live cluster's counters "
+                            "use funnel-worker ctl stats --ps ...\n",
+                    a.cmd);
+            return 2;
+        }
+        rc = model_spec_from_conf(&ms, &conf.model, &eb);
+        if (rc == 0)
+            rc = emb_online_get(&ms, online, pos, npos, a.json, stdout, &eb);
+        if (rc < 0) {
+            fprintf(stderr, "funnel-emb get: %s\n", eb.msg);
+            return 1;
+        }
+        return rc;
+    }
+    if (npos < 1) {
+        fprintf(stderr, "funnel-emb %s: give the table directory (see --help)\n", a.cmd);
+        return 2;
+    }
+    a.dir = pos[0];
+    a.args = pos + 1;
+    a.nargs = npos - 1;
+    rc = model_spec_from_conf(&ms, &conf.model, &eb);
+    if (rc == 0)
+        rc = emb_tool_run(&ms, &a, stdout, &eb);
+    if (rc < 0) {
+        fprintf(stderr, "funnel-emb %s: %s\n", a.cmd, eb.msg);
+        return 1;
+    }
+    return rc;
+}

@@ -1,0 +1,157 @@
+/*
+ * dense.c - fully connected layer on OpenBLAS and its double reference.
+ * See dense.h for shapes and conventions.
+ */
+#include "model/dense.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/err.h"
+
+/* out (B,H) += b, then ReLU if asked: one pass over the output. */
+static void bias_act(float *restrict out, const float *restrict b, size_t B, size_t H, int act)
+{
+    for (size_t i = 0; i < B; i++) {
+        float *restrict o = out + i * H;
+        if (act == DENSE_RELU)
+            for (size_t j = 0; j < H; j++) {
+                float v = o[j] + b[j];
+                o[j] = v > 0.0f ? v : 0.0f;
+            }
+        else
+            for (size_t j = 0; j < H; j++)
+                o[j] += b[j];
+    }
+}
+
+void dense_forward(float *out, const float *in, const float *w, const float *b, size_t B, size_t D,
+                   size_t H, int act)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)H, (int)D, 1.0f, in, (int)D,
+                w, (int)D, 0.0f, out, (int)H);
+    bias_act(out, b, B, H, act);
+}
+
+/* db (H) = column sums of dout (B,H), after masking dout by out > 0 if ReLU. */
+static void mask_and_colsum(float *restrict db, float *restrict dout, const float *restrict out,
+                            size_t B, size_t H, int act)
+{
+    memset(db, 0, H * sizeof(float));
+    for (size_t i = 0; i < B; i++) {
+        float *restrict d = dout + i * H;
+        if (act == DENSE_RELU) {
+            const float *restrict o = out + i * H;
+            for (size_t j = 0; j < H; j++)
+                d[j] = o[j] > 0.0f ? d[j] : 0.0f;
+        }
+        for (size_t j = 0; j < H; j++)
+            db[j] += d[j];
+    }
+}
+
+void dense_backward(float *din, float *dw, float *db, float *dout, const float *in, const float *w,
+                    const float *out, size_t B, size_t D, size_t H, int act, int accum)
+{
+    mask_and_colsum(db, dout, out, B, H, act);
+    /* dw (H,D) = dout^T (H,B) in (B,D) */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)H, (int)D, (int)B, 1.0f, dout, (int)H,
+                in, (int)D, 0.0f, dw, (int)D);
+    /* din (B,D) = dout (B,H) W (H,D) */
+    if (din)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B, (int)D, (int)H, 1.0f, dout,
+                    (int)H, w, (int)D, accum ? 1.0f : 0.0f, din, (int)D);
+}
+
+void dense_forward_ref(double *out, const double *in, const double *w, const double *b, size_t B,
+                       size_t D, size_t H, int act)
+{
+    for (size_t i = 0; i < B; i++)
+        for (size_t j = 0; j < H; j++) {
+            double s = b[j];
+            for (size_t k = 0; k < D; k++)
+                s += in[i * D + k] * w[j * D + k];
+            out[i * H + j] = act == DENSE_RELU && s <= 0.0 ? 0.0 : s;
+        }
+}
+
+void dense_backward_ref(double *din, double *dw, double *db, double *dout, const double *in,
+                        const double *w, const double *out, size_t B, size_t D, size_t H, int act,
+                        int accum)
+{
+    if (act == DENSE_RELU)
+        for (size_t i = 0; i < B * H; i++)
+            if (!(out[i] > 0.0))
+                dout[i] = 0.0;
+    for (size_t j = 0; j < H; j++) {
+        double s = 0.0;
+        for (size_t i = 0; i < B; i++)
+            s += dout[i * H + j];
+        db[j] = s;
+        for (size_t k = 0; k < D; k++) {
+            double t = 0.0;
+            for (size_t i = 0; i < B; i++)
+                t += dout[i * H + j] * in[i * D + k];
+            dw[j * D + k] = t;
+        }
+    }
+    if (!din)
+        return;
+    for (size_t i = 0; i < B; i++)
+        for (size_t k = 0; k < D; k++) {
+            double s = accum ? din[i * D + k] : 0.0;
+            for (size_t j = 0; j < H; j++)
+                s += dout[i * H + j] * w[j * D + k];
+            din[i * D + k] = s;
+        }
+}
+
+void dense_threads_set(int n)
+{
+    openblas_set_num_threads(n < 1 ? 1 : n);
+}
+
+int dense_threads_get(void)
+{
+    return openblas_get_num_threads();
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double dense_sgemm_gflops(size_t M, size_t N, size_t K, double min_seconds)
+{
+    float *a = malloc(M * K * sizeof(float));
+    float *b = malloc(K * N * sizeof(float));
+    float *c = malloc(M * N * sizeof(float));
+    double t0, t = 0, reps = 0, rate = ERR_NOMEM;
+
+    if (!a || !b || !c)
+        goto out;
+    for (size_t i = 0; i < M * K; i++)
+        a[i] = (float)(i % 13) * 0.01f;
+    for (size_t i = 0; i < K * N; i++)
+        b[i] = (float)(i % 7) * 0.02f;
+    /* one untimed product warms caches and OpenBLAS's thread pool */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, a, (int)K,
+                b, (int)N, 0.0f, c, (int)N);
+    t0 = now_seconds();
+    do {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, a,
+                    (int)K, b, (int)N, 0.0f, c, (int)N);
+        reps++;
+        t = now_seconds() - t0;
+    } while (t < min_seconds);
+    rate = 2.0 * (double)M * (double)N * (double)K * reps / t * 1e-9;
+out:
+    free(c);
+    free(b);
+    free(a);
+    return rate;
+}

@@ -1,0 +1,678 @@
+/*
+ * model.c - towers, parameter blocks, training step, prediction and the
+ * dense checkpoint. See model.h for the block layout, the init and the file
+ * format; heads.c for the losses.
+ *
+ * NOTES ON THE DESIGN
+ *   The layer table layer[t][l] is computed once in model_new() and drives
+ *   everything: offsets of W and b in the blocks, shapes, activation
+ *   (ReLU for hidden layers, identity for the logit layer) and the column
+ *   offset `act` of the layer's output in the activation scratch. For a
+ *   batch of B rows the output of (t, l) is the (B, out) matrix at
+ *   act_scratch + B * act, so one buffer of max_batch * act_width floats
+ *   serves every batch size without gaps.
+ *
+ *   Precision. The towers are written once (tower_tmpl.h) and compiled for
+ *   float on OpenBLAS (training) and for double on the plain loops
+ *   (model_train_step_f64, for gradient checks). The heads are per-sample
+ *   scalar math and run in double for both: the float path converts the
+ *   B x T logits to double and the logit gradients back to float.
+ *
+ *   Threads. A step is: towers forward (team) -> heads (caller) -> towers
+ *   backward (team) -> sum of the members' dx partials (caller); the
+ *   optimizer step runs tower by tower on the team too. The towers' sgemms
+ *   are independent, so splitting whole towers across cores needs no
+ *   synchronization inside a tower and keeps each sgemm single-threaded
+ *   (no OpenBLAS fork/join per product).
+ */
+#include "model/model.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/dense.h"
+#include "common/optim.h"
+#include "model/team.h"
+
+typedef struct layer {
+    size_t in, out; /* units */
+    size_t w, b;    /* offsets of W (out, in) and b (out) in the blocks, floats */
+    size_t act;     /* column offset of the output in the activation scratch */
+    int fn;         /* DENSE_RELU or DENSE_LINEAR */
+} layer_t;
+
+struct model {
+    model_spec_t spec;
+    const heads_t *heads;
+    int ntowers;
+    int depth; /* layers per tower: nlayers + 1 */
+    layer_t layer[HEADS_MAX_TOWERS][MODEL_MAX_LAYERS + 1];
+    size_t tower_p[HEADS_MAX_TOWERS]; /* offset of tower t's parameters, floats */
+    size_t tower_s[HEADS_MAX_TOWERS]; /* offset of tower t's optimizer state, floats */
+    size_t tower_n;                   /* parameters per tower (every tower has the same shape) */
+    size_t nparams;                   /* floats in the parameter and gradient blocks */
+    size_t nstate;                    /* floats of optimizer state */
+    size_t act_width;                 /* sum of every layer's out over every tower */
+    size_t max_width;                 /* widest layer input or output */
+    size_t max_batch;                 /* rows */
+    int64_t step;                     /* optimizer steps applied */
+    float *params, *grads, *state;
+    team_t *team;     /* runs the towers; size 1 unless MODEL_PAR_TOWERS */
+    int par;          /* MODEL_PAR_* */
+    float *act;       /* max_batch * act_width */
+    float *tmp;       /* per team member: 2 * max_batch * max_width */
+    float *dxp;       /* per team member but the first: max_batch * input_dim */
+    double *lg, *dlg; /* max_batch * ntowers: logits and their gradients */
+};
+
+/* The float path: OpenBLAS. */
+#define REAL float
+#define FN(name) name##_f32
+#define DENSE_FORWARD dense_forward
+#define DENSE_BACKWARD dense_backward
+#include "model/tower_tmpl.h"
+#undef REAL
+#undef FN
+#undef DENSE_FORWARD
+#undef DENSE_BACKWARD
+
+/* The double path: plain loops. */
+#define REAL double
+#define FN(name) name##_f64
+#define DENSE_FORWARD dense_forward_ref
+#define DENSE_BACKWARD dense_backward_ref
+#include "model/tower_tmpl.h"
+#undef REAL
+#undef FN
+#undef DENSE_FORWARD
+#undef DENSE_BACKWARD
+
+static int check_spec(const model_spec_t *ms, const heads_t *h, size_t max_batch, errbuf_t *eb)
+{
+    if (!h)
+        return errbuf_set(eb, ERR_INVAL, "model: unknown model type %d", ms->type);
+    if (ms->ntowers != heads_ntowers(h))
+        return errbuf_set(eb, ERR_INVAL, "model %s: %d towers, the model has %d",
+                          heads_name(h), ms->ntowers, heads_ntowers(h));
+    if (ms->nloss != heads_nloss(h))
+        return errbuf_set(eb, ERR_INVAL, "model %s: %d loss weights, the model has %d losses",
+                          heads_name(h), ms->nloss, heads_nloss(h));
+    if (ms->input_dim < 1)
+        return errbuf_set(eb, ERR_INVAL, "model: input_dim %d < 1", ms->input_dim);
+    if (ms->nlayers < 0 || ms->nlayers > MODEL_MAX_LAYERS)
+        return errbuf_set(eb, ERR_INVAL, "model: %d hidden layers, at most %d", ms->nlayers,
+                          MODEL_MAX_LAYERS);
+    for (int l = 0; l < ms->nlayers; l++)
+        if (ms->layer[l] < 1)
+            return errbuf_set(eb, ERR_INVAL, "model: hidden layer %d has %d units", l,
+                              ms->layer[l]);
+    if (ms->dense_opt.kind != OPTIM_ADAM && ms->dense_opt.kind != OPTIM_ADAGRAD)
+        return errbuf_set(eb, ERR_INVAL, "model: dense optimizer '%s' is not adam or adagrad",
+                          optim_name(ms->dense_opt.kind));
+    if (max_batch < 1 || max_batch > (size_t)1 << 24)
+        return errbuf_set(eb, ERR_INVAL, "model: max batch %zu not in [1, 2^24]", max_batch);
+    return 0;
+}
+
+/* The layer table: offsets, shapes and scratch columns, in layout order. */
+static void lay_out(model_t *m)
+{
+    const model_spec_t *ms = &m->spec;
+    size_t off = 0, col = 0;
+
+    m->max_width = (size_t)ms->input_dim;
+    for (int t = 0; t < m->ntowers; t++) {
+        size_t in = (size_t)ms->input_dim;
+        m->tower_p[t] = off;
+        for (int l = 0; l < m->depth; l++) {
+            layer_t *L = &m->layer[t][l];
+            L->in = in;
+            L->out = l < ms->nlayers ? (size_t)ms->layer[l] : 1;
+            L->fn = l < ms->nlayers ? DENSE_RELU : DENSE_LINEAR;
+            L->w = off;
+            off += L->in * L->out;
+            L->b = off;
+            off += L->out;
+            L->act = col;
+            col += L->out;
+            if (L->out > m->max_width)
+                m->max_width = L->out;
+            in = L->out;
+        }
+    }
+    m->nparams = off;
+    assert(off == model_spec_dense_len(ms));
+    m->tower_n = off / (size_t)m->ntowers;
+    m->act_width = col;
+    for (int t = 0; t < m->ntowers; t++)
+        m->tower_s[t] = (size_t)t * optim_dense_state_len(&ms->dense_opt, m->tower_n);
+    m->nstate = (size_t)m->ntowers * optim_dense_state_len(&ms->dense_opt, m->tower_n);
+}
+
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+/* W ~ U(-1/sqrt(in), 1/sqrt(in)) in layout order, b = 0. */
+static void init_params(model_t *m, uint64_t seed)
+{
+    uint64_t s = seed;
+
+    memset(m->params, 0, m->nparams * sizeof(float));
+    for (int t = 0; t < m->ntowers; t++)
+        for (int l = 0; l < m->depth; l++) {
+            const layer_t *L = &m->layer[t][l];
+            double bound = 1.0 / sqrt((double)L->in);
+            for (size_t i = 0; i < L->in * L->out; i++) {
+                double u = (double)(splitmix64(&s) >> 40) * 0x1.0p-24; /* [0, 1) */
+                m->params[L->w + i] = (float)((2.0 * u - 1.0) * bound);
+            }
+        }
+}
+
+/* Per-member scratch for a team of n: backward buffers and dx partials. */
+static int alloc_team_scratch(model_t *m, int n)
+{
+    size_t D = (size_t)m->spec.input_dim;
+    float *tmp = malloc((size_t)n * 2 * m->max_batch * m->max_width * sizeof(float));
+    float *dxp = malloc(((size_t)n - 1) * m->max_batch * D * sizeof(float) + 1);
+
+    if (!tmp || !dxp) {
+        free(tmp);
+        free(dxp);
+        return ERR_NOMEM;
+    }
+    free(m->tmp);
+    free(m->dxp);
+    m->tmp = tmp;
+    m->dxp = dxp;
+    return 0;
+}
+
+model_t *model_new(const model_spec_t *ms, size_t max_batch, uint64_t seed, errbuf_t *eb)
+{
+    const heads_t *h = heads_for(ms->type);
+    model_t *m = NULL;
+
+    if (check_spec(ms, h, max_batch, eb))
+        return NULL;
+    m = calloc(1, sizeof(*m));
+    if (!m)
+        goto nomem;
+    m->spec = *ms;
+    m->heads = h;
+    m->ntowers = heads_ntowers(h);
+    m->depth = ms->nlayers + 1;
+    m->max_batch = max_batch;
+    m->par = MODEL_PAR_BLAS;
+    lay_out(m);
+    m->params = malloc(m->nparams * sizeof(float));
+    m->grads = calloc(m->nparams, sizeof(float));
+    m->state = calloc(m->nstate ? m->nstate : 1, sizeof(float));
+    m->act = malloc(max_batch * m->act_width * sizeof(float));
+    m->lg = malloc(max_batch * (size_t)m->ntowers * sizeof(double));
+    m->dlg = malloc(max_batch * (size_t)m->ntowers * sizeof(double));
+    m->team = team_new(1, NULL);
+    if (!m->params || !m->grads || !m->state || !m->act || !m->lg || !m->dlg || !m->team ||
+        alloc_team_scratch(m, 1))
+        goto nomem;
+    init_params(m, seed);
+    return m;
+nomem:
+    model_destroy(&m);
+    errbuf_set(eb, ERR_NOMEM, "model %s: out of memory (max batch %zu)", heads_name(h), max_batch);
+    return NULL;
+}
+
+void model_destroy(model_t **pm)
+{
+    model_t *m = pm ? *pm : NULL;
+
+    if (!m)
+        return;
+    team_destroy(&m->team);
+    free(m->dlg);
+    free(m->lg);
+    free(m->dxp);
+    free(m->tmp);
+    free(m->act);
+    free(m->state);
+    free(m->grads);
+    free(m->params);
+    free(m);
+    *pm = NULL;
+}
+
+int model_threads_set(model_t *m, int n, int par, errbuf_t *eb)
+{
+    team_t *team;
+    int members = par == MODEL_PAR_TOWERS ? n : 1;
+
+    if (n < 1 || n > 64 || (par != MODEL_PAR_BLAS && par != MODEL_PAR_TOWERS))
+        return errbuf_set(eb, ERR_INVAL, "model: %d threads (mode %d): want 1..64, mode %d or %d",
+                          n, par, MODEL_PAR_BLAS, MODEL_PAR_TOWERS);
+    if (!(team = team_new(members, eb)))
+        return ERR_NOMEM;
+    if (alloc_team_scratch(m, members)) {
+        team_destroy(&team);
+        return errbuf_set(eb, ERR_NOMEM, "model: out of memory for %d threads", n);
+    }
+    team_destroy(&m->team);
+    m->team = team;
+    m->par = par;
+    dense_threads_set(par == MODEL_PAR_TOWERS ? 1 : n);
+    return 0;
+}
+
+int model_threads(const model_t *m, int *par)
+{
+    if (par)
+        *par = m->par;
+    return m->par == MODEL_PAR_TOWERS ? team_size(m->team) : dense_threads_get();
+}
+
+static job_t_f32 job_f32(model_t *m, float *g, const float *x, size_t B, float *dx)
+{
+    return (job_t_f32){
+        .m = m,
+        .p = m->params,
+        .g = g,
+        .x = x,
+        .B = B,
+        .act = m->act,
+        .tmp = m->tmp,
+        .dx = dx,
+        .dxp = m->dxp,
+    };
+}
+
+int model_train_step(model_t *m, const float *x, const uint8_t *click, const uint8_t *action,
+                     const uint8_t *buy, size_t B, float *dx, double loss[HEADS_MAX_LOSS])
+{
+    job_t_f32 j = job_f32(m, m->grads, x, B, dx);
+
+    if (B == 0 || B > m->max_batch)
+        return ERR_INVAL;
+    net_step_f32(m->team, &j, click, action, buy, m->lg, m->dlg, loss);
+    return 0;
+}
+
+int model_loss(model_t *m, const float *x, const uint8_t *click, const uint8_t *action,
+               const uint8_t *buy, size_t B, double loss[HEADS_MAX_LOSS])
+{
+    job_t_f32 j = job_f32(m, NULL, x, B, NULL);
+
+    if (B == 0 || B > m->max_batch)
+        return ERR_INVAL;
+    net_step_f32(m->team, &j, click, action, buy, m->lg, m->dlg, loss);
+    return 0;
+}
+
+double model_loss_total(const model_t *m, const double loss[HEADS_MAX_LOSS])
+{
+    double total = 0.0;
+
+    for (int k = 0; k < m->spec.nloss; k++)
+        total += (double)m->spec.loss_weight[k] * loss[k];
+    return total;
+}
+
+/* Member r updates towers r, r + n, ...: each tower's weights and state are
+ * contiguous, and the update is elementwise. */
+static void run_apply(void *arg, int r, int n)
+{
+    model_t *m = arg;
+
+    for (int t = r; t < m->ntowers; t += n)
+        optim_dense_update(&m->spec.dense_opt, m->params + m->tower_p[t], m->state + m->tower_s[t],
+                           m->grads + m->tower_p[t], m->tower_n, m->step);
+}
+
+void model_apply_grads(model_t *m)
+{
+    m->step++;
+    team_run(m->team, run_apply, m);
+}
+
+int model_predict(model_t *m, const float *x, size_t B, float *out)
+{
+    job_t_f32 j = job_f32(m, NULL, x, B, NULL);
+
+    if (B == 0 || B > m->max_batch)
+        return ERR_INVAL;
+    team_run(m->team, run_forward_f32, &j);
+    gather_logits_f32(m, m->act, B, m->lg);
+    heads_predict(m->heads, m->lg, B, out);
+    return 0;
+}
+
+float *model_params(model_t *m, size_t *n)
+{
+    *n = m->nparams;
+    return m->params;
+}
+
+float *model_grads(model_t *m, size_t *n)
+{
+    *n = m->nparams;
+    return m->grads;
+}
+
+float *model_opt_state(model_t *m, size_t *n)
+{
+    *n = m->nstate;
+    return m->state;
+}
+
+int64_t model_step(const model_t *m)
+{
+    return m->step;
+}
+
+const model_spec_t *model_spec(const model_t *m)
+{
+    return &m->spec;
+}
+
+const heads_t *model_heads(const model_t *m)
+{
+    return m->heads;
+}
+
+int model_nloss(const model_t *m)
+{
+    return heads_nloss(m->heads);
+}
+
+double model_flops_per_sample(const model_t *m)
+{
+    double f = 0.0;
+
+    for (int t = 0; t < m->ntowers; t++)
+        for (int l = 0; l < m->depth; l++)
+            f += 6.0 * (double)m->layer[t][l].in * (double)m->layer[t][l].out;
+    return f;
+}
+
+int model_train_step_f64(const model_t *m, const double *p, const double *x, const uint8_t *click,
+                         const uint8_t *action, const uint8_t *buy, size_t B, double *g, double *dx,
+                         double loss[HEADS_MAX_LOSS], double *total)
+{
+    size_t T = (size_t)m->ntowers, n = (size_t)team_size(m->team);
+    size_t D = (size_t)m->spec.input_dim;
+    double *act = NULL, *tmp = NULL, *dxp = NULL, *lg = NULL, *dlg = NULL, tl;
+    job_t_f64 j;
+    int rc = ERR_NOMEM;
+
+    if (B == 0)
+        return ERR_INVAL;
+    act = malloc(B * m->act_width * sizeof(double));
+    tmp = malloc(n * 2 * B * m->max_width * sizeof(double));
+    dxp = malloc((n - 1) * B * D * sizeof(double) + 1);
+    lg = malloc(B * T * sizeof(double));
+    dlg = malloc(B * T * sizeof(double));
+    if (!act || !tmp || !dxp || !lg || !dlg)
+        goto out;
+    j = (job_t_f64){
+        .m = m,
+        .p = p,
+        .g = g,
+        .x = x,
+        .B = B,
+        .act = act,
+        .tmp = tmp,
+        .dx = dx,
+        .dxp = dxp,
+    };
+    tl = net_step_f64(m->team, &j, click, action, buy, lg, dlg, loss);
+    if (total)
+        *total = tl;
+    rc = 0;
+out:
+    free(dlg);
+    free(lg);
+    free(dxp);
+    free(tmp);
+    free(act);
+    return rc;
+}
+
+/* ---- dense checkpoint ---------------------------------------------------- */
+
+#define FNV_OFFSET UINT64_C(0xcbf29ce484222325)
+#define FNV_PRIME UINT64_C(0x100000001b3)
+
+typedef struct io {
+    FILE *f;
+    uint64_t hash; /* FNV-1a over the bytes after the magic */
+    int failed;    /* a read or write came up short */
+} io_t;
+
+static void hash_bytes(io_t *io, const uint8_t *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        io->hash = (io->hash ^ b[i]) * FNV_PRIME;
+}
+
+static void put(io_t *io, const void *b, size_t n)
+{
+    hash_bytes(io, b, n);
+    if (!io->failed && fwrite(b, 1, n, io->f) != n)
+        io->failed = 1;
+}
+
+static void put_u32(io_t *io, uint32_t v)
+{
+    uint8_t b[4];
+    for (int i = 0; i < 4; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
+    put(io, b, 4);
+}
+
+static void put_u64(io_t *io, uint64_t v)
+{
+    uint8_t b[8];
+    for (int i = 0; i < 8; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
+    put(io, b, 8);
+}
+
+static void put_floats(io_t *io, const float *x, size_t n)
+{
+    uint8_t buf[4096];
+
+    while (n) {
+        size_t k = n < sizeof(buf) / 4 ? n : sizeof(buf) / 4;
+        for (size_t i = 0; i < k; i++) {
+            uint32_t u;
+            memcpy(&u, &x[i], 4);
+            for (int j = 0; j < 4; j++)
+                buf[4 * i + (size_t)j] = (uint8_t)(u >> (8 * j));
+        }
+        put(io, buf, 4 * k);
+        x += k;
+        n -= k;
+    }
+}
+
+static void get(io_t *io, void *b, size_t n)
+{
+    if (io->failed || fread(b, 1, n, io->f) != n) {
+        io->failed = 1;
+        memset(b, 0, n);
+        return;
+    }
+    hash_bytes(io, b, n);
+}
+
+static uint32_t get_u32(io_t *io)
+{
+    uint8_t b[4];
+    uint32_t v = 0;
+    get(io, b, 4);
+    for (int i = 0; i < 4; i++)
+        v |= (uint32_t)b[i] << (8 * i);
+    return v;
+}
+
+static uint64_t get_u64(io_t *io)
+{
+    uint8_t b[8];
+    uint64_t v = 0;
+    get(io, b, 8);
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)b[i] << (8 * i);
+    return v;
+}
+
+static void get_floats(io_t *io, float *x, size_t n)
+{
+    uint8_t buf[4096];
+
+    while (n) {
+        size_t k = n < sizeof(buf) / 4 ? n : sizeof(buf) / 4;
+        get(io, buf, 4 * k);
+        for (size_t i = 0; i < k; i++) {
+            uint32_t u = 0;
+            for (int j = 0; j < 4; j++)
+                u |= (uint32_t)buf[4 * i + (size_t)j] << (8 * j);
+            memcpy(&x[i], &u, 4);
+        }
+        x += k;
+        n -= k;
+    }
+}
+
+int model_save_dense(const model_t *m, FILE *f, errbuf_t *eb)
+{
+    io_t io = {f, FNV_OFFSET, 0};
+    uint64_t hash;
+
+    if (fwrite(MODEL_DENSE_MAGIC, 1, 8, f) != 8)
+        return errbuf_set(eb, ERR_IO, "dense checkpoint: write failed");
+    put_u32(&io, MODEL_DENSE_VERSION);
+    put_u32(&io, (uint32_t)m->spec.type);
+    put_u32(&io, (uint32_t)m->spec.input_dim);
+    put_u32(&io, (uint32_t)m->spec.nlayers);
+    for (int l = 0; l < m->spec.nlayers; l++)
+        put_u32(&io, (uint32_t)m->spec.layer[l]);
+    put_u32(&io, (uint32_t)m->spec.dense_opt.kind);
+    put_u64(&io, m->nparams);
+    put_u64(&io, m->nstate);
+    put_u64(&io, (uint64_t)m->step);
+    put_floats(&io, m->params, m->nparams);
+    put_floats(&io, m->state, m->nstate);
+    hash = io.hash;
+    put_u64(&io, hash);
+    if (io.failed || fflush(f) != 0)
+        return errbuf_set(eb, ERR_IO, "dense checkpoint: write failed");
+    return 0;
+}
+
+/* Compare one header field; ERR_MISMATCH naming it. */
+static int same(errbuf_t *eb, const char *field, uint64_t file, uint64_t model)
+{
+    if (file == model)
+        return 0;
+    return errbuf_set(eb, ERR_MISMATCH,
+                      "dense checkpoint: %s is %llu in the file but %llu in the model", field,
+                      (unsigned long long)file, (unsigned long long)model);
+}
+
+static int read_header(model_t *m, io_t *io, errbuf_t *eb)
+{
+    const model_spec_t *ms = &m->spec;
+    uint32_t version, type, nl;
+    int rc;
+
+    version = get_u32(io);
+    if (io->failed)
+        return errbuf_set(eb, ERR_CORRUPT, "dense checkpoint: truncated header");
+    if (version != MODEL_DENSE_VERSION)
+        return errbuf_set(eb, ERR_VERSION, "dense checkpoint: version %u, expected %u", version,
+                          MODEL_DENSE_VERSION);
+    type = get_u32(io);
+    if (!io->failed && type != (uint32_t)ms->type) {
+        const heads_t *fh = heads_for((int)type);
+        return errbuf_set(eb, ERR_MISMATCH,
+                          "dense checkpoint: model type is %s in the file but %s in the model",
+                          fh ? heads_name(fh) : "unknown", heads_name(m->heads));
+    }
+    if ((rc = same(eb, "input_dim", get_u32(io), (uint32_t)ms->input_dim)) ||
+        (rc = same(eb, "hidden layer count", nl = get_u32(io), (uint32_t)ms->nlayers)))
+        return io->failed ? errbuf_set(eb, ERR_CORRUPT, "dense checkpoint: truncated header") : rc;
+    for (uint32_t l = 0; l < nl; l++) {
+        char what[32];
+        snprintf(what, sizeof(what), "size of hidden layer %u", l);
+        if ((rc = same(eb, what, get_u32(io), (uint32_t)ms->layer[l])))
+            return io->failed ? errbuf_set(eb, ERR_CORRUPT, "dense checkpoint: truncated header")
+                              : rc;
+    }
+    uint32_t kind = get_u32(io);
+    if (!io->failed && kind != (uint32_t)ms->dense_opt.kind)
+        return errbuf_set(eb, ERR_MISMATCH,
+                          "dense checkpoint: dense optimizer is %s in the file but %s in the model",
+                          optim_name((int)kind), optim_name(ms->dense_opt.kind));
+    uint64_t np = get_u64(io), ns = get_u64(io);
+    if (io->failed)
+        return errbuf_set(eb, ERR_CORRUPT, "dense checkpoint: truncated header");
+    if (np != m->nparams || ns != m->nstate)
+        return errbuf_set(eb, ERR_CORRUPT,
+                          "dense checkpoint: %llu parameters and %llu state floats, the "
+                          "header's shape implies %zu and %zu",
+                          (unsigned long long)np, (unsigned long long)ns, m->nparams, m->nstate);
+    return 0;
+}
+
+int model_load_dense(model_t *m, FILE *f, errbuf_t *eb)
+{
+    io_t io = {f, FNV_OFFSET, 0};
+    char magic[8];
+    float *params = NULL, *state = NULL;
+    uint64_t step, hash, stored;
+    int rc;
+
+    if (fread(magic, 1, 8, f) != 8 || memcmp(magic, MODEL_DENSE_MAGIC, 8) != 0)
+        return errbuf_set(eb, ERR_CORRUPT, "dense checkpoint: bad magic (not a dense model file)");
+    if ((rc = read_header(m, &io, eb)))
+        return rc;
+    step = get_u64(&io);
+    params = malloc(m->nparams * sizeof(float));
+    state = malloc((m->nstate ? m->nstate : 1) * sizeof(float));
+    if (!params || !state) {
+        rc = errbuf_set(eb, ERR_NOMEM, "dense checkpoint: out of memory");
+        goto out;
+    }
+    get_floats(&io, params, m->nparams);
+    get_floats(&io, state, m->nstate);
+    hash = io.hash;
+    stored = get_u64(&io);
+    if (io.failed) {
+        rc = errbuf_set(eb, ERR_CORRUPT, "dense checkpoint: truncated (%zu parameters expected)",
+                        m->nparams);
+        goto out;
+    }
+    if (stored != hash) {
+        rc = errbuf_set(eb, ERR_CORRUPT, "dense checkpoint: checksum mismatch");
+        goto out;
+    }
+    if (step > INT64_MAX) {
+        rc = errbuf_set(eb, ERR_CORRUPT, "dense checkpoint: step %llu out of range",
+                        (unsigned long long)step);
+        goto out;
+    }
+    memcpy(m->params, params, m->nparams * sizeof(float));
+    memcpy(m->state, state, m->nstate * sizeof(float));
+    m->step = (int64_t)step;
+    rc = 0;
+out:
+    free(state);
+    free(params);
+    return rc;
+}

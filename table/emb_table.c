@@ -1,0 +1,1287 @@
+/*
+ * emb_table.c - slabs, index, eviction and write-back of embedding rows.
+ * See emb_table.h for the design notes.
+ */
+#include "table/emb_table.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "common/optim.h"
+
+#define EMPTY UINT32_MAX
+#define CM_ROWS 4
+#define CM_BITS 18
+#define HDR EMB_ROW_HEADER /* bytes of a record before its floats */
+#define INDEX_MIN 1024 /* smallest index of a slot (positions) */
+
+typedef struct sub {
+    int slot;
+    size_t dim, nstate, nfloat; /* floats: w, state, both */
+    size_t rec;                 /* bytes per record */
+    unsigned char *slab;        /* cap records */
+    uint32_t cap, used;         /* records allocated / high-water mark */
+    uint32_t *freelist;         /* free record slots */
+    uint32_t nfree;
+    uint64_t *live, *dirty, *ref; /* bit maps over record slots */
+    uint32_t *idx;                /* open addressing: record slot or EMPTY */
+    uint32_t icap;                /* power of two */
+    uint32_t rows;                /* live records */
+    uint32_t hand;                /* CLOCK position */
+} sub_t;
+
+struct emb_table {
+    store_t *store;
+    model_spec_t ms;
+    uint64_t mem_limit; /* bytes, 0: unlimited */
+    int day;
+    int store_maybe_rows; /* 0 while the store provably holds no row */
+    sub_t sub[MODEL_MAX_SLOTS];
+    emb_table_stats_t st;
+    float *scratch;   /* one row of floats */
+    uint64_t *hm;     /* hashes of a request's keys */
+    size_t hm_cap;
+    uint16_t *sketch; /* CM_ROWS x 2^CM_BITS sighting counters, or NULL */
+    int sketch_dirty; /* counters changed since the sketch was last stored */
+};
+
+static inline uint64_t mix(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= UINT64_C(0xff51afd7ed558ccd);
+    k ^= k >> 33;
+    k *= UINT64_C(0xc4ceb9fe1a85ec53);
+    k ^= k >> 33;
+    return k;
+}
+
+static inline int bit(const uint64_t *m, uint32_t i)
+{
+    return (int)((m[i >> 6] >> (i & 63)) & 1);
+}
+static inline void bset(uint64_t *m, uint32_t i)
+{
+    m[i >> 6] |= UINT64_C(1) << (i & 63);
+}
+static inline void bclr(uint64_t *m, uint32_t i)
+{
+    m[i >> 6] &= ~(UINT64_C(1) << (i & 63));
+}
+
+static inline unsigned char *recp(const sub_t *s, uint32_t r)
+{
+    return s->slab + (size_t)r * s->rec;
+}
+static inline uint64_t rec_key(const sub_t *s, uint32_t r)
+{
+    uint64_t k;
+    memcpy(&k, recp(s, r), 8);
+    return k;
+}
+static inline float *rec_w(const sub_t *s, uint32_t r)
+{
+    return (float *)(recp(s, r) + HDR);
+}
+
+void emb_key_encode(unsigned char *buf, int slot, uint64_t key)
+{
+    buf[0] = 'r';
+    buf[1] = (unsigned char)slot;
+    for (int i = 0; i < 8; i++)
+        buf[2 + i] = (unsigned char)(key >> (56 - 8 * i));
+}
+
+int emb_key_decode(const void *buf, size_t len, int *slot, uint64_t *key)
+{
+    const unsigned char *b = buf;
+    uint64_t k = 0;
+
+    if (len != EMB_KEY_LEN || b[0] != 'r')
+        return ERR_CORRUPT;
+    for (int i = 0; i < 8; i++)
+        k = k << 8 | b[2 + i];
+    *slot = b[1];
+    *key = k;
+    return 0;
+}
+
+int emb_record_decode(const void *v, size_t vlen, int *slot, emb_row_meta_t *meta,
+                      const void **floats, uint32_t *nfloats)
+{
+    const unsigned char *b = v;
+    uint32_t upd, nf;
+    uint16_t fd, ld;
+
+    if (vlen < EMB_RECORD_HEADER || b[0] != EMB_RECORD_VERSION)
+        return ERR_CORRUPT;
+    memcpy(&upd, b + 4, 4);
+    memcpy(&fd, b + 8, 2);
+    memcpy(&ld, b + 10, 2);
+    memcpy(&nf, b + 12, 4);
+    if ((size_t)nf * 4 != vlen - EMB_RECORD_HEADER)
+        return ERR_CORRUPT;
+    *slot = b[1];
+    meta->updates = upd;
+    meta->first_day = fd;
+    meta->last_day = ld;
+    *floats = b + EMB_RECORD_HEADER;
+    *nfloats = nf;
+    return 0;
+}
+
+/* Serialize record r of s into buf (EMB_RECORD_HEADER + nfloat*4 bytes). */
+static size_t encode_record(const sub_t *s, uint32_t r, unsigned char *buf)
+{
+    const unsigned char *p = recp(s, r);
+    uint32_t nf = (uint32_t)s->nfloat;
+
+    buf[0] = EMB_RECORD_VERSION;
+    buf[1] = (unsigned char)s->slot;
+    buf[2] = buf[3] = 0;
+    memcpy(buf + 4, p + 8, 8); /* updates, first_day, last_day */
+    memcpy(buf + 12, &nf, 4);
+    memcpy(buf + EMB_RECORD_HEADER, p + HDR, s->nfloat * 4);
+    return EMB_RECORD_HEADER + s->nfloat * 4;
+}
+
+/* Ask for transparent huge pages on the 2 MiB-aligned interior of a large
+ * block (the indexes, which are rebuilt, never moved; see grow_slab() for
+ * why not the slabs): a probe is then one TLB miss less. Advisory: without
+ * THP it changes nothing. */
+static void want_huge_pages(void *p, size_t len)
+{
+#ifdef MADV_HUGEPAGE
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1), b = ((uintptr_t)p + len) & ~(huge - 1);
+
+    if (len >= 2 * huge && b > a)
+        madvise((void *)a, b - a, MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)len;
+#endif
+}
+
+/* ---- index ---- */
+
+/*
+ * An index position holds EMPTY or an entry: the record slot in the low
+ * SLOT_BITS bits and a 4-bit tag of the key's hash above them, so a probe
+ * reads a record only when the tags agree (1 in 16 for another key). The
+ * position comes from the low bits of the hash, the tag from its top
+ * bits. Record slots stop below SLOT_MASK, so no entry equals EMPTY.
+ */
+#define SLOT_BITS 28
+#define SLOT_MASK ((UINT32_C(1) << SLOT_BITS) - 1)
+#define MAX_RECORDS SLOT_MASK /* record slots per slot of a table: 0..2^28-2 */
+
+static inline uint32_t tag_of(uint64_t hm)
+{
+    return (uint32_t)(hm >> 60) << SLOT_BITS;
+}
+
+/* The position of key (hash hm) in the index, or of the EMPTY one that
+ * ends its probe chain. */
+static inline uint32_t *find_pos_h(const sub_t *s, uint64_t key, uint64_t hm)
+{
+    uint32_t mask = s->icap - 1, h = (uint32_t)hm & mask, tag = tag_of(hm);
+
+    for (;;) {
+        uint32_t e = s->idx[h];
+        if (e == EMPTY || ((e & ~SLOT_MASK) == tag && rec_key(s, e & SLOT_MASK) == key))
+            return &s->idx[h];
+        h = (h + 1) & mask;
+    }
+}
+
+static uint32_t *find_pos(const sub_t *s, uint64_t key)
+{
+    return find_pos_h(s, key, mix(key));
+}
+
+/* The record slot of key (hash hm), or EMPTY. */
+static inline uint32_t find_h(const sub_t *s, uint64_t key, uint64_t hm)
+{
+    uint32_t e = *find_pos_h(s, key, hm);
+    return e == EMPTY ? EMPTY : e & SLOT_MASK;
+}
+
+static uint32_t find(const sub_t *s, uint64_t key)
+{
+    return find_h(s, key, mix(key));
+}
+
+/*
+ * Rebuild the index with ncap (a power of two) positions. The requests
+ * that grow the index wait for this, so it walks the records in slab order
+ * (every live record is in the index): sequential reads of each key,
+ * where the old index's order would read the slab at random.
+ */
+static int resize_index(sub_t *s, uint32_t ncap)
+{
+    enum { AHEAD = 8 }; /* records prefetched ahead of the one hashed */
+    uint32_t *old = s->idx, mask = ncap - 1, n = 0;
+
+    s->idx = malloc((size_t)ncap * sizeof(uint32_t));
+    if (!s->idx) {
+        s->idx = old;
+        return ERR_NOMEM;
+    }
+    want_huge_pages(s->idx, (size_t)ncap * sizeof(uint32_t));
+    memset(s->idx, 0xff, (size_t)ncap * sizeof(uint32_t));
+    s->icap = ncap;
+    for (uint32_t r = 0; r < s->used; r++) {
+        if (r + AHEAD < s->used)
+            __builtin_prefetch(recp(s, r + AHEAD));
+        if (!bit(s->live, r))
+            continue;
+        uint64_t hm = mix(rec_key(s, r));
+        /* keys are distinct: the first empty position of the chain */
+        uint32_t h = (uint32_t)hm & mask;
+        while (s->idx[h] != EMPTY)
+            h = (h + 1) & mask;
+        s->idx[h] = tag_of(hm) | r;
+        n++;
+    }
+    assert(n == s->rows);
+    (void)n;
+    free(old);
+    return 0;
+}
+
+static int grow_index(sub_t *s)
+{
+    return resize_index(s, s->icap ? s->icap * 2 : INDEX_MIN);
+}
+
+/* After evictions: an index under 1/8 full shrinks to about half full, so
+ * that the index too stays within the budget. Failure is harmless. */
+static void shrink_index(sub_t *s)
+{
+    uint32_t ncap = INDEX_MIN;
+
+    if (s->icap <= INDEX_MIN || (uint64_t)s->rows * 8 >= s->icap)
+        return;
+    while ((uint64_t)ncap < (uint64_t)s->rows * 2)
+        ncap *= 2;
+    if (ncap < s->icap)
+        resize_index(s, ncap);
+}
+
+static void index_remove(sub_t *s, uint64_t key)
+{
+    uint32_t mask = s->icap - 1;
+    uint32_t *p = find_pos(s, key);
+    uint32_t i = (uint32_t)(p - s->idx), j = i;
+
+    if (*p == EMPTY)
+        return;
+    s->idx[i] = EMPTY;
+    for (;;) { /* backward shift: keep every probe chain unbroken */
+        j = (j + 1) & mask;
+        uint32_t r = s->idx[j];
+        if (r == EMPTY)
+            return;
+        uint32_t h = (uint32_t)mix(rec_key(s, r & SLOT_MASK)) & mask;
+        if (((j - h) & mask) >= ((j - i) & mask)) {
+            s->idx[i] = r;
+            s->idx[j] = EMPTY;
+            i = j;
+        }
+    }
+}
+
+/* ---- slab ---- */
+
+static int grow_slab(sub_t *s)
+{
+    uint32_t ncap = s->cap ? (s->cap <= MAX_RECORDS / 2 ? s->cap * 2 : MAX_RECORDS) : 1024;
+    size_t words = ((size_t)ncap + 63) / 64, owords = ((size_t)s->cap + 63) / 64;
+    unsigned char *slab;
+
+    if (ncap <= s->cap) /* MAX_RECORDS rows: the index cannot address more */
+        return ERR_NOMEM;
+    slab = realloc(s->slab, (size_t)ncap * s->rec);
+    if (!slab)
+        return ERR_NOMEM;
+    s->slab = slab;
+    /* no huge pages here: realloc moves a grown slab with mremap, which
+     * takes ~1 ms for 277 MB of small pages but ~150 ms for huge ones (the
+     * request that grows the slab waits), and on 1 M uniform rows they did
+     * not speed up lookups measurably (bench-table) */
+    uint64_t **maps[3] = {&s->live, &s->dirty, &s->ref};
+    for (int m = 0; m < 3; m++) {
+        uint64_t *b = realloc(*maps[m], words * 8);
+        if (!b)
+            return ERR_NOMEM;
+        memset(b + owords, 0, (words - owords) * 8);
+        *maps[m] = b;
+    }
+    uint32_t *fl = realloc(s->freelist, (size_t)ncap * sizeof(uint32_t));
+    if (!fl)
+        return ERR_NOMEM;
+    s->freelist = fl;
+    s->cap = ncap;
+    return 0;
+}
+
+/* A new record for key (uninitialized floats). Returns its slot or EMPTY. */
+static uint32_t insert(sub_t *s, uint64_t key, int day)
+{
+    uint32_t r;
+
+    if ((uint64_t)(s->rows + 1) * 4 > (uint64_t)s->icap * 3 && grow_index(s) != 0)
+        return EMPTY;
+    if (s->nfree > 0) {
+        r = s->freelist[--s->nfree];
+    } else {
+        if (s->used == s->cap && grow_slab(s) != 0)
+            return EMPTY;
+        r = s->used++;
+    }
+    unsigned char *p = recp(s, r);
+    uint32_t upd = 0;
+    uint16_t d = (uint16_t)day;
+    memcpy(p, &key, 8);
+    memcpy(p + 8, &upd, 4);
+    memcpy(p + 12, &d, 2);
+    memcpy(p + 14, &d, 2);
+    bset(s->live, r);
+    bset(s->ref, r);
+    bclr(s->dirty, r);
+    uint64_t hm = mix(key);
+    *find_pos_h(s, key, hm) = tag_of(hm) | r;
+    s->rows++;
+    return r;
+}
+
+static void remove_rec(sub_t *s, uint32_t r)
+{
+    index_remove(s, rec_key(s, r));
+    bclr(s->live, r);
+    bclr(s->dirty, r);
+    bclr(s->ref, r);
+    s->freelist[s->nfree++] = r;
+    s->rows--;
+}
+
+/* ---- table ---- */
+
+static uint64_t resident_bytes(const emb_table_t *t)
+{
+    uint64_t b = 0;
+    for (int i = 0; i < t->ms.nslots; i++)
+        b += (uint64_t)t->sub[i].rows * t->sub[i].rec + (uint64_t)t->sub[i].icap * 4 +
+             (uint64_t)t->sub[i].cap * 3 / 8;
+    return b;
+}
+
+#define SKETCH_HDR 4 /* u8 version | u8 CM_ROWS | u8 CM_BITS | u8 0 */
+#define SKETCH_BYTES (SKETCH_HDR + ((size_t)CM_ROWS << CM_BITS) * 2)
+
+/* Read the stored admission sketch, if any (see EMB_SKETCH_KEY). */
+static int sketch_load(emb_table_t *t, errbuf_t *eb)
+{
+    void *v = NULL;
+    size_t vl = 0;
+    int rc = store_get(t->store, EMB_SKETCH_KEY, sizeof(EMB_SKETCH_KEY) - 1, &v, &vl, eb);
+    const unsigned char *b = v;
+
+    if (rc == ERR_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    if (vl != SKETCH_BYTES || b[0] != EMB_SKETCH_VERSION || b[1] != CM_ROWS || b[2] != CM_BITS)
+        rc = errbuf_set(eb, ERR_CORRUPT,
+                        "%s: admission sketch record: %zu bytes, version %d, %d x 2^%d "
+                        "(expected %zu bytes, version %d, %d x 2^%d)",
+                        t->store->name, vl, vl ? b[0] : -1, vl > 1 ? b[1] : -1, vl > 2 ? b[2] : -1,
+                        SKETCH_BYTES, EMB_SKETCH_VERSION, CM_ROWS, CM_BITS);
+    for (size_t i = 0; rc == 0 && i < ((size_t)CM_ROWS << CM_BITS); i++)
+        t->sketch[i] = (uint16_t)(b[SKETCH_HDR + 2 * i] | b[SKETCH_HDR + 2 * i + 1] << 8);
+    free(v);
+    return rc;
+}
+
+/* Store the admission sketch if it changed since it was last stored. */
+static int sketch_store(emb_table_t *t, errbuf_t *eb)
+{
+    unsigned char *b;
+    int rc;
+
+    if (!t->sketch || !t->sketch_dirty)
+        return 0;
+    b = malloc(SKETCH_BYTES);
+    if (!b)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory storing the admission sketch");
+    b[0] = EMB_SKETCH_VERSION;
+    b[1] = CM_ROWS;
+    b[2] = CM_BITS;
+    b[3] = 0;
+    for (size_t i = 0; i < ((size_t)CM_ROWS << CM_BITS); i++) {
+        b[SKETCH_HDR + 2 * i] = (unsigned char)(t->sketch[i] & 0xff);
+        b[SKETCH_HDR + 2 * i + 1] = (unsigned char)(t->sketch[i] >> 8);
+    }
+    rc = store_put(t->store, EMB_SKETCH_KEY, sizeof(EMB_SKETCH_KEY) - 1, b, SKETCH_BYTES, 0, eb);
+    if (rc == 0)
+        t->sketch_dirty = 0;
+    free(b);
+    return rc;
+}
+
+int emb_table_open(emb_table_t **out, store_t *store, const model_spec_t *ms, uint64_t mem_limit,
+                   errbuf_t *eb)
+{
+    emb_table_t *t = calloc(1, sizeof(*t));
+    size_t maxf = 1;
+
+    *out = NULL;
+    if (!t)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    t->store = store;
+    t->ms = *ms;
+    t->mem_limit = mem_limit;
+    for (int i = 0; i < ms->nslots; i++) {
+        sub_t *s = &t->sub[i];
+        s->slot = i;
+        s->dim = (size_t)ms->slot[i].dim;
+        s->nstate = optim_state_len(&ms->emb_opt, s->dim);
+        s->nfloat = s->dim + s->nstate;
+        s->rec = HDR + s->nfloat * 4;
+        if (s->nfloat > maxf)
+            maxf = s->nfloat;
+        if (grow_index(s) != 0) {
+            emb_table_destroy(&t);
+            return errbuf_set(eb, ERR_NOMEM, "out of memory");
+        }
+    }
+    for (int i = 0; i < ms->nslots; i++)
+        if (ms->slot[i].admit_min > 1 && !t->sketch) {
+            t->sketch = calloc((size_t)CM_ROWS << CM_BITS, sizeof(uint16_t));
+            if (!t->sketch) {
+                emb_table_destroy(&t);
+                return errbuf_set(eb, ERR_NOMEM, "out of memory");
+            }
+        }
+    t->scratch = malloc(maxf * sizeof(float));
+    if (!t->scratch) {
+        emb_table_destroy(&t);
+        return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    }
+    if (t->sketch) {
+        int rc = sketch_load(t, eb);
+        if (rc != 0) {
+            emb_table_destroy(&t);
+            return rc;
+        }
+    }
+    /* A fresh store lets every miss skip the MultiGet. */
+    const char pfx = 'r';
+    store_iter_t *it = store_iter_new(store, &pfx, 1);
+    const void *k, *v;
+    size_t kl, vl;
+    errbuf_t ignored;
+    /* on a read error, assume rows: every miss then asks the store */
+    t->store_maybe_rows = !it || store_iter_next(store, it, &k, &kl, &v, &vl) ||
+                          store_iter_error(store, it, &ignored) != 0;
+    store_iter_destroy(store, &it);
+    *out = t;
+    return 0;
+}
+
+void emb_table_destroy(emb_table_t **tp)
+{
+    emb_table_t *t = tp ? *tp : NULL;
+
+    if (!t)
+        return;
+    for (int i = 0; i < MODEL_MAX_SLOTS; i++) {
+        sub_t *s = &t->sub[i];
+        free(s->slab);
+        free(s->freelist);
+        free(s->live);
+        free(s->dirty);
+        free(s->ref);
+        free(s->idx);
+    }
+    free(t->sketch);
+    free(t->scratch);
+    free(t->hm);
+    free(t);
+    *tp = NULL;
+}
+
+int emb_table_set_day(emb_table_t *t, int day)
+{
+    if (day < 0 || day > EMB_DAY_MAX)
+        return ERR_INVAL;
+    t->day = day;
+    return 0;
+}
+
+size_t emb_table_row_floats(const emb_table_t *t, int slot)
+{
+    return t->sub[slot].nfloat;
+}
+
+static int check_slot(const emb_table_t *t, int slot, errbuf_t *eb)
+{
+    if (slot < 0 || slot >= t->ms.nslots)
+        return errbuf_set(eb, ERR_INVAL, "slot %d out of range (table has %d)", slot, t->ms.nslots);
+    return 0;
+}
+
+/* Write (slot, record) pairs collected in ops/bufs to the store. */
+typedef struct wbuf {
+    store_op_t *ops;
+    unsigned char *bytes;
+    size_t n, cap, bcap, bused;
+} wbuf_t;
+
+static int wbuf_add(wbuf_t *w, const sub_t *s, uint32_t r)
+{
+    size_t need = EMB_KEY_LEN + EMB_RECORD_HEADER + s->nfloat * 4;
+
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 1024;
+        store_op_t *o = realloc(w->ops, cap * sizeof(*o));
+        if (!o)
+            return ERR_NOMEM;
+        w->ops = o;
+        w->cap = cap;
+    }
+    if (w->bused + need > w->bcap) {
+        /* ops point into bytes by offset until the write: fix up below */
+        size_t cap = w->bcap ? w->bcap * 2 : 1 << 20;
+        while (cap < w->bused + need)
+            cap *= 2;
+        unsigned char *b = realloc(w->bytes, cap);
+        if (!b)
+            return ERR_NOMEM;
+        w->bytes = b;
+        w->bcap = cap;
+    }
+    unsigned char *p = w->bytes + w->bused;
+    emb_key_encode(p, s->slot, rec_key(s, r));
+    size_t vl = encode_record(s, r, p + EMB_KEY_LEN);
+    w->ops[w->n].k = (const void *)(uintptr_t)w->bused;
+    w->ops[w->n].klen = EMB_KEY_LEN;
+    w->ops[w->n].v = (const void *)(uintptr_t)(w->bused + EMB_KEY_LEN);
+    w->ops[w->n].vlen = vl;
+    w->n++;
+    w->bused += EMB_KEY_LEN + vl;
+    return 0;
+}
+
+static int op_cmp(const void *a, const void *b)
+{
+    return memcmp(((const store_op_t *)a)->k, ((const store_op_t *)b)->k, EMB_KEY_LEN);
+}
+
+/* Write the collected rows in key order: a batch's keys are distinct, and
+ * RocksDB inserts sorted keys into its memtable much faster. */
+static int wbuf_write(emb_table_t *t, wbuf_t *w, errbuf_t *eb)
+{
+    int rc = 0;
+
+    if (w->n > 0) {
+        for (size_t i = 0; i < w->n; i++) {
+            w->ops[i].k = w->bytes + (uintptr_t)w->ops[i].k;
+            w->ops[i].v = w->bytes + (uintptr_t)w->ops[i].v;
+        }
+        qsort(w->ops, w->n, sizeof(*w->ops), op_cmp);
+        rc = store_write(t->store, w->ops, w->n, 0, eb);
+        if (rc == 0)
+            t->store_maybe_rows = 1;
+    }
+    w->n = 0;
+    w->bused = 0;
+    return rc;
+}
+
+static void wbuf_release(wbuf_t *w)
+{
+    free(w->ops);
+    free(w->bytes);
+}
+
+/* Shrink the indexes that evictions left nearly empty; *cur gets the new
+ * resident bytes. Returns 1 if any shrank. */
+static int shrink_indexes(emb_table_t *t, uint64_t *cur)
+{
+    int any = 0;
+
+    for (int i = 0; i < t->ms.nslots; i++) {
+        uint32_t before = t->sub[i].icap;
+        shrink_index(&t->sub[i]);
+        any |= t->sub[i].icap != before;
+    }
+    if (any)
+        *cur = resident_bytes(t);
+    return any;
+}
+
+/* Put back the dirty rows an eviction removed when their write-back
+ * failed (ops[0..n) as wbuf_write left them): resident and dirty again, so
+ * a failed write loses nothing. */
+static void restore_evicted(emb_table_t *t, const store_op_t *ops, size_t n)
+{
+    for (size_t j = 0; j < n; j++) {
+        emb_row_meta_t meta;
+        const void *fl;
+        uint32_t nf, r;
+        uint64_t key;
+        int slot, vslot;
+        if (emb_key_decode(ops[j].k, ops[j].klen, &slot, &key) != 0 ||
+            emb_record_decode(ops[j].v, ops[j].vlen, &vslot, &meta, &fl, &nf) != 0)
+            continue; /* cannot happen: encoded by wbuf_add */
+        sub_t *s = &t->sub[slot];
+        r = insert(s, key, meta.first_day);
+        if (r == EMPTY)
+            continue; /* out of memory: the row is lost, the error already reported */
+        unsigned char *p = recp(s, r);
+        uint16_t ld = (uint16_t)meta.last_day;
+        memcpy(p + 8, &meta.updates, 4);
+        memcpy(p + 14, &ld, 2);
+        memcpy(p + HDR, fl, (size_t)nf * 4);
+        bset(s->dirty, r);
+        t->st.evicted--;
+        t->st.evicted_dirty--;
+    }
+}
+
+/*
+ * Drop cold rows until resident bytes are under 90% of the budget. The
+ * slots are swept in turn, each by a slice proportional to its size, so
+ * the hands approximate one CLOCK over all rows. The sweep only gives up
+ * after two full turns without an eviction (the first clears the
+ * referenced bits, the second must then find victims), which happens only
+ * when no row is left to drop.
+ */
+static int evict(emb_table_t *t, errbuf_t *eb)
+{
+    uint64_t target = t->mem_limit / 10 * 9, cur = resident_bytes(t), turn = 0, idle = 0;
+    wbuf_t w = {0};
+    int rc = 0;
+
+    if (t->ms.nslots <= 0)
+        return 0;
+    for (int i = 0; i < t->ms.nslots; i++)
+        turn += (uint64_t)t->sub[i].used + 1;
+    for (int i = 0; cur > target && idle <= 2 * turn; i = (i + 1) % t->ms.nslots) {
+        if (i == 0 && shrink_indexes(t, &cur) && cur <= target)
+            break;
+        sub_t *s = &t->sub[i];
+        uint32_t slice = s->used / 16 + 64;
+        if (s->rows == 0) {
+            idle++;
+            continue;
+        }
+        for (uint32_t step = 0; step < slice && s->rows > 0 && cur > target; step++) {
+            uint32_t r = s->hand;
+            s->hand = (s->hand + 1) % s->used;
+            idle++;
+            if (!bit(s->live, r))
+                continue;
+            if (bit(s->ref, r)) {
+                bclr(s->ref, r);
+                continue;
+            }
+            if (bit(s->dirty, r)) {
+                rc = wbuf_add(&w, s, r);
+                if (rc != 0)
+                    goto out;
+                t->st.evicted_dirty++;
+            }
+            remove_rec(s, r);
+            t->st.evicted++;
+            cur -= s->rec;
+            idle = 0;
+        }
+    }
+out:
+    shrink_indexes(t, &cur);
+    /* write back the dirty rows removed so far, even after an error; if
+     * that fails they become resident (and dirty) again */
+    size_t nw = w.n;
+    int wrc = wbuf_write(t, &w, rc == 0 ? eb : NULL);
+    if (wrc != 0)
+        restore_evicted(t, w.ops, nw);
+    if (rc != 0)
+        errbuf_set(eb, rc, "%s: out of memory evicting rows", t->store->name);
+    else
+        rc = wrc;
+    wbuf_release(&w);
+    return rc;
+}
+
+static int maybe_evict(emb_table_t *t, errbuf_t *eb)
+{
+    if (t->mem_limit && resident_bytes(t) > t->mem_limit)
+        return evict(t, eb);
+    return 0;
+}
+
+/* The error of a row that could not be created. */
+static int insert_failed(const emb_table_t *t, const sub_t *s, errbuf_t *eb)
+{
+    if (s->nfree == 0 && s->used >= MAX_RECORDS)
+        return errbuf_set(eb, ERR_NOMEM,
+                          "%s: slot '%s' holds %u rows, the most one table can address: spread "
+                          "the keys over more shards",
+                          t->store->name, t->ms.slot[s->slot].name, s->rows);
+    return errbuf_set(eb, ERR_NOMEM, "out of memory");
+}
+
+/* Load the rows of keys[miss[0..nm)] from the store into s. found[j] is
+ * set for those present. */
+static int load_misses(emb_table_t *t, sub_t *s, const uint64_t *keys, const size_t *miss,
+                       size_t nm, uint8_t *found, errbuf_t *eb)
+{
+    unsigned char *kb = malloc(nm * EMB_KEY_LEN);
+    const void **kp = malloc(nm * sizeof(*kp));
+    size_t *kl = malloc(nm * sizeof(*kl)), *vl = malloc(nm * sizeof(*vl));
+    void **vals = calloc(nm, sizeof(*vals));
+    int rc = 0;
+
+    memset(found, 0, nm);
+    if (!kb || !kp || !kl || !vl || !vals) {
+        rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t j = 0; j < nm; j++) {
+        emb_key_encode(kb + j * EMB_KEY_LEN, s->slot, keys[miss[j]]);
+        kp[j] = kb + j * EMB_KEY_LEN;
+        kl[j] = EMB_KEY_LEN;
+    }
+    rc = store_multiget(t->store, nm, kp, kl, vals, vl, eb);
+    if (rc != 0)
+        goto out;
+    for (size_t j = 0; j < nm && rc == 0; j++) {
+        emb_row_meta_t meta;
+        const void *fl;
+        uint32_t nf;
+        int slot;
+        if (!vals[j])
+            continue;
+        if (emb_record_decode(vals[j], vl[j], &slot, &meta, &fl, &nf) != 0 || slot != s->slot ||
+            nf != s->nfloat) {
+            rc = errbuf_set(eb, ERR_CORRUPT,
+                            "%s: row of slot %d key %016llx: bad record (%zu bytes; expected %zu "
+                            "floats)",
+                            t->store->name, s->slot, (unsigned long long)keys[miss[j]], vl[j],
+                            s->nfloat);
+            break;
+        }
+        uint32_t r = find(s, keys[miss[j]]);
+        if (r == EMPTY) {
+            r = insert(s, keys[miss[j]], t->day);
+            if (r == EMPTY) {
+                rc = insert_failed(t, s, eb);
+                break;
+            }
+            unsigned char *p = recp(s, r);
+            memcpy(p + 8, &meta.updates, 4);
+            uint16_t fd = (uint16_t)meta.first_day, ld = (uint16_t)meta.last_day;
+            memcpy(p + 12, &fd, 2);
+            memcpy(p + 14, &ld, 2);
+            memcpy(p + HDR, fl, s->nfloat * 4);
+            t->st.loaded++;
+        }
+        found[j] = 1;
+    }
+out:
+    for (size_t j = 0; vals && j < nm; j++)
+        free(vals[j]);
+    free(vals);
+    free(vl);
+    free(kl);
+    free(kp);
+    free(kb);
+    return rc;
+}
+
+static inline uint32_t cm_index(int slot, uint64_t key, int row)
+{
+    return (uint32_t)(mix(key ^ ((uint64_t)(slot + 1) << 56) ^
+                          (UINT64_C(0x9e3779b97f4a7c15) * (uint64_t)(row + 1))) >>
+                      (64 - CM_BITS));
+}
+
+static uint32_t cm_get(const emb_table_t *t, int slot, uint64_t key)
+{
+    uint32_t m = UINT16_MAX;
+    for (int r = 0; r < CM_ROWS; r++) {
+        uint16_t c = t->sketch[((size_t)r << CM_BITS) + cm_index(slot, key, r)];
+        if (c < m)
+            m = c;
+    }
+    return m;
+}
+
+/* Count a sighting (conservative update); returns the new estimate. */
+static uint32_t cm_add(emb_table_t *t, int slot, uint64_t key)
+{
+    uint32_t est = cm_get(t, slot, key) + 1;
+    if (est > UINT16_MAX)
+        est = UINT16_MAX;
+    for (int r = 0; r < CM_ROWS; r++) {
+        uint16_t *c = &t->sketch[((size_t)r << CM_BITS) + cm_index(slot, key, r)];
+        if (*c < est) {
+            *c = (uint16_t)est;
+            t->sketch_dirty = 1;
+        }
+    }
+    return est;
+}
+
+uint32_t emb_table_sightings(const emb_table_t *t, int slot, uint64_t key)
+{
+    return t->sketch ? cm_get(t, slot, key) : 0;
+}
+
+enum { RESOLVE_FIND = 0, RESOLVE_SIGHT = 1, RESOLVE_APPLY = 2 };
+enum { OP_PULL, OP_PUSH, OP_ASSIGN };
+
+/* What a request does with each key's row, once it is resolved. */
+typedef struct row_op {
+    int kind;                /* OP_* */
+    int create;              /* RESOLVE_* */
+    unsigned char *out;      /* OP_PULL: n x dim floats (unaligned) */
+    const unsigned char *in; /* OP_PUSH: n x dim gradients; OP_ASSIGN: n x width values */
+    size_t width;            /* OP_ASSIGN: floats per value row */
+} row_op_t;
+
+/* Do op for key k of the request, whose row is record r (or EMPTY).
+ * Inlined into the lookup loop: op->kind is the same for every key. */
+__attribute__((always_inline)) static inline void visit(emb_table_t *t, sub_t *s, const row_op_t *op, size_t k, uint32_t r)
+{
+    size_t rb = s->dim * sizeof(float);
+
+    switch (op->kind) {
+    case OP_PULL:
+        if (r == EMPTY)
+            memset(op->out + k * rb, 0, rb);
+        else
+            memcpy(op->out + k * rb, rec_w(s, r), rb);
+        return;
+    case OP_PUSH: {
+        if (r == EMPTY) { /* not admitted yet */
+            t->st.admit_dropped++;
+            return;
+        }
+        unsigned char *p = recp(s, r);
+        float *w = (float *)(p + HDR);
+        const unsigned char *g = op->in + k * rb;
+        uint16_t day = (uint16_t)t->day;
+        uint32_t upd;
+        if ((uintptr_t)g % _Alignof(float) != 0) { /* straight from a message */
+            memcpy(t->scratch, g, rb);
+            g = (const unsigned char *)t->scratch;
+        }
+        optim_row_update(&t->ms.emb_opt, w, w + s->dim, (const float *)g, s->dim);
+        memcpy(&upd, p + 8, 4);
+        upd++;
+        memcpy(p + 8, &upd, 4);
+        memcpy(p + 14, &day, 2);
+        bset(s->dirty, r);
+        return;
+    }
+    case OP_ASSIGN:
+        if (r == EMPTY)
+            return;
+        memcpy(rec_w(s, r), op->in + k * op->width * sizeof(float), op->width * sizeof(float));
+        bset(s->dirty, r);
+        return;
+    }
+}
+
+/*
+ * Find every key's row and do op with it. A missing row is read back from
+ * the store or, by op->create, made: RESOLVE_FIND creates nothing;
+ * RESOLVE_SIGHT (a training pull) counts a sighting and creates admitted
+ * rows; RESOLVE_APPLY (push, assign) creates rows unless the slot uses
+ * admission. Keys are visited in order among the resident ones, then in
+ * order among the others, so repeated keys are applied in request order.
+ */
+static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, const row_op_t *op,
+                   errbuf_t *eb)
+{
+    size_t *miss = NULL, nm = 0;
+    uint8_t *found = NULL;
+    uint32_t *rows = NULL;
+    int rc = 0, create = op->create;
+
+    /* A request's keys are independent, so their memory misses can
+     * overlap: a software pipeline loads the index position of key i +
+     * 2 * DIST, then the record of key i + DIST (its index line has
+     * arrived by then), while key i is looked up and used from cache. A
+     * pull needs the record's header and embedding; a push all of it. */
+    enum { DIST = 16 };
+    uint32_t mask = s->icap - 1;
+    size_t pf_bytes = op->kind == OP_PULL ? HDR + s->dim * sizeof(float) : s->rec;
+    uint64_t *hm;
+
+    if (n > t->hm_cap) {
+        uint64_t *p = realloc(t->hm, n * sizeof(*p));
+        if (!p)
+            return errbuf_set(eb, ERR_NOMEM, "out of memory");
+        t->hm = p;
+        t->hm_cap = n;
+    }
+    hm = t->hm;
+    for (size_t i = 0; i < n; i++)
+        hm[i] = mix(keys[i]);
+    for (size_t i = 0; i < n + 2 * DIST; i++) {
+        if (i < n)
+            __builtin_prefetch(&s->idx[(uint32_t)hm[i] & mask]);
+        if (i >= DIST && i - DIST < n) {
+            uint64_t h = hm[i - DIST];
+            uint32_t pos = (uint32_t)h & mask, tag = tag_of(h), e;
+            /* the first entry with the key's tag (usually its own) */
+            for (int probe = 0; probe < 4 && (e = s->idx[pos]) != EMPTY; probe++) {
+                if ((e & ~SLOT_MASK) == tag) {
+                    uintptr_t a = (uintptr_t)recp(s, e & SLOT_MASK);
+                    for (uintptr_t l = a & ~(uintptr_t)63; l < a + pf_bytes; l += 64)
+                        __builtin_prefetch((const void *)l);
+                    break;
+                }
+                pos = (pos + 1) & mask;
+            }
+        }
+        if (i < 2 * DIST)
+            continue;
+        size_t k = i - 2 * DIST;
+        uint32_t r = find_h(s, keys[k], hm[k]);
+        if (r != EMPTY) {
+            bset(s->ref, r);
+            visit(t, s, op, k, r);
+            continue;
+        }
+        if (!miss && !(miss = malloc(n * sizeof(*miss))))
+            return errbuf_set(eb, ERR_NOMEM, "out of memory");
+        miss[nm++] = k;
+    }
+    if (nm == 0)
+        return 0;
+    found = calloc(nm, 1);
+    rows = malloc(nm * sizeof(*rows));
+    if (!found || !rows) {
+        rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    if (t->store_maybe_rows) {
+        rc = load_misses(t, s, keys, miss, nm, found, eb);
+        if (rc != 0)
+            goto out;
+    }
+    for (size_t j = 0; j < nm; j++) {
+        size_t i = miss[j];
+        rows[j] = find(s, keys[i]);
+        if (rows[j] != EMPTY || !create)
+            continue;
+        if (t->sketch && t->ms.slot[s->slot].admit_min > 1) {
+            /* a pull sights the key; a push never admits one by itself */
+            if (create != RESOLVE_SIGHT ||
+                cm_add(t, s->slot, keys[i]) < (uint32_t)t->ms.slot[s->slot].admit_min) {
+                t->st.admit_pending += create == RESOLVE_SIGHT;
+                continue;
+            }
+        }
+        rows[j] = insert(s, keys[i], t->day);
+        if (rows[j] == EMPTY) {
+            rc = insert_failed(t, s, eb);
+            goto out;
+        }
+        float *w = rec_w(s, rows[j]);
+        optim_row_init(&t->ms.emb_opt, keys[i], w, w + s->dim, s->dim);
+        bset(s->dirty, rows[j]);
+        t->st.created++;
+    }
+    for (size_t j = 0; j < nm; j++)
+        visit(t, s, op, miss[j], rows[j]);
+out:
+    free(rows);
+    free(found);
+    free(miss);
+    return rc;
+}
+
+int emb_table_pull(emb_table_t *t, int slot, const uint64_t *keys, size_t n, void *out, int mode,
+                   errbuf_t *eb)
+{
+    int rc = check_slot(t, slot, eb);
+    row_op_t op = {OP_PULL, mode == EMB_PULL_CREATE ? RESOLVE_SIGHT : RESOLVE_FIND, out, NULL, 0};
+
+    if (rc == 0)
+        rc = resolve(t, &t->sub[slot], keys, n, &op, eb);
+    if (rc == 0) {
+        t->st.pulls += n;
+        rc = maybe_evict(t, eb);
+    }
+    return rc;
+}
+
+int emb_table_push(emb_table_t *t, int slot, const uint64_t *keys, size_t n, const void *g,
+                   errbuf_t *eb)
+{
+    int rc = check_slot(t, slot, eb);
+    row_op_t op = {OP_PUSH, RESOLVE_APPLY, NULL, g, 0};
+
+    if (rc == 0)
+        rc = resolve(t, &t->sub[slot], keys, n, &op, eb);
+    if (rc == 0) {
+        t->st.pushes += n;
+        rc = maybe_evict(t, eb);
+    }
+    return rc;
+}
+
+int emb_table_assign(emb_table_t *t, int slot, const uint64_t *keys, size_t n, const void *v,
+                     int with_state, errbuf_t *eb)
+{
+    int rc = check_slot(t, slot, eb);
+    row_op_t op = {OP_ASSIGN, RESOLVE_APPLY, NULL, v, 0};
+
+    if (rc != 0)
+        return rc;
+    op.width = with_state ? t->sub[slot].nfloat : t->sub[slot].dim;
+    rc = resolve(t, &t->sub[slot], keys, n, &op, eb);
+    if (rc == 0)
+        rc = maybe_evict(t, eb);
+    return rc;
+}
+
+int emb_table_flush(emb_table_t *t, uint64_t *nrows, errbuf_t *eb)
+{
+    wbuf_t w = {0};
+    uint64_t total = 0;
+    int rc = 0;
+
+    for (int i = 0; i < t->ms.nslots && rc == 0; i++) {
+        sub_t *s = &t->sub[i];
+        size_t words = ((size_t)s->used + 63) / 64;
+        for (size_t wi = 0; wi < words && rc == 0; wi++) {
+            uint64_t d = s->dirty[wi] & s->live[wi];
+            while (d && rc == 0) {
+                uint32_t r = (uint32_t)(wi * 64 + (size_t)__builtin_ctzll(d));
+                d &= d - 1;
+                rc = wbuf_add(&w, s, r);
+                total++;
+            }
+            /* bound the batch: about 64k rows per write */
+            if (rc == 0 && w.n >= 65536)
+                rc = wbuf_write(t, &w, eb);
+        }
+    }
+    if (rc == 0)
+        rc = wbuf_write(t, &w, eb);
+    else if (rc == ERR_NOMEM)
+        errbuf_set(eb, rc, "out of memory flushing rows");
+    wbuf_release(&w);
+    if (rc == 0)
+        rc = sketch_store(t, eb);
+    if (rc != 0)
+        return rc;
+    for (int i = 0; i < t->ms.nslots; i++)
+        if (t->sub[i].dirty)
+            memset(t->sub[i].dirty, 0, (((size_t)t->sub[i].cap + 63) / 64) * 8);
+    t->st.flushed += total;
+    if (nrows)
+        *nrows = total;
+    return 0;
+}
+
+int emb_table_expire(emb_table_t *t, int day, uint64_t *deleted, errbuf_t *eb)
+{
+    uint64_t total = 0;
+    int rc;
+
+    if (deleted)
+        *deleted = 0;
+    if (day < 0 || day > EMB_DAY_MAX)
+        return errbuf_set(eb, ERR_INVAL, "%s: expiry on day %d: days are 0..%d", t->store->name,
+                          day, EMB_DAY_MAX);
+    rc = emb_table_flush(t, NULL, eb);
+
+    for (int i = 0; rc == 0 && i < t->ms.nslots; i++) {
+        int exp = t->ms.slot[i].expire_days;
+        unsigned char pfx[2] = {'r', (unsigned char)i};
+        store_iter_t *it;
+        const void *k, *v;
+        size_t kl, vl, n = 0, cap = 0;
+        unsigned char *keys = NULL;
+
+        if (exp <= 0 || day - exp <= 0)
+            continue;
+        it = store_iter_new(t->store, pfx, 2);
+        if (!it)
+            return errbuf_set(eb, ERR_NOMEM, "out of memory");
+        while (store_iter_next(t->store, it, &k, &kl, &v, &vl)) {
+            emb_row_meta_t meta;
+            const void *fl;
+            uint32_t nf;
+            int sl;
+            if (kl != EMB_KEY_LEN || emb_record_decode(v, vl, &sl, &meta, &fl, &nf) != 0 ||
+                sl != i || nf != t->sub[i].nfloat) {
+                rc = errbuf_set(eb, ERR_CORRUPT,
+                                "%s: unreadable row record of slot %d (key of %zu bytes, value "
+                                "of %zu)",
+                                t->store->name, i, kl, vl);
+                break;
+            }
+            if (meta.last_day >= day - exp)
+                continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 1024;
+                unsigned char *nk = realloc(keys, cap * EMB_KEY_LEN);
+                if (!nk) {
+                    rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
+                    break;
+                }
+                keys = nk;
+            }
+            memcpy(keys + n * EMB_KEY_LEN, k, EMB_KEY_LEN);
+            n++;
+        }
+        if (rc == 0)
+            rc = store_iter_error(t->store, it, eb);
+        store_iter_destroy(t->store, &it);
+        if (rc == 0 && n > 0) {
+            store_op_t *ops = calloc(2 * n, sizeof(*ops));
+            unsigned char *tomb = malloc(n * EMB_KEY_LEN);
+            int32_t d32 = day;
+            if (!ops || !tomb)
+                rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
+            for (size_t j = 0; rc == 0 && j < n; j++) {
+                memcpy(tomb + j * EMB_KEY_LEN, keys + j * EMB_KEY_LEN, EMB_KEY_LEN);
+                tomb[j * EMB_KEY_LEN] = 'x';
+                ops[n + j] = (store_op_t){tomb + j * EMB_KEY_LEN, EMB_KEY_LEN, &d32, 4};
+            }
+            for (size_t j = 0; rc == 0 && j < n; j++) {
+                int sl = 0;
+                uint64_t key = 0;
+                ops[j].k = keys + j * EMB_KEY_LEN;
+                ops[j].klen = EMB_KEY_LEN;
+                emb_key_decode(ops[j].k, EMB_KEY_LEN, &sl, &key);
+                uint32_t r = find(&t->sub[i], key);
+                if (r != EMPTY)
+                    remove_rec(&t->sub[i], r);
+            }
+            if (rc == 0)
+                rc = store_write(t->store, ops, 2 * n, 0, eb);
+            free(tomb);
+            free(ops);
+            total += n;
+        }
+        free(keys);
+    }
+    t->st.expired += total;
+    if (deleted)
+        *deleted = total;
+    return rc;
+}
+
+int emb_table_get(emb_table_t *t, int slot, uint64_t key, float *vals, emb_row_meta_t *meta,
+                  errbuf_t *eb)
+{
+    int rc = check_slot(t, slot, eb);
+    sub_t *s;
+    uint32_t r;
+
+    if (rc != 0)
+        return rc;
+    s = &t->sub[slot];
+    r = find(s, key);
+    if (r != EMPTY) {
+        const unsigned char *p = recp(s, r);
+        uint16_t fd, ld;
+        memcpy(&meta->updates, p + 8, 4);
+        memcpy(&fd, p + 12, 2);
+        memcpy(&ld, p + 14, 2);
+        meta->first_day = fd;
+        meta->last_day = ld;
+        memcpy(vals, p + HDR, s->nfloat * 4);
+        return 0;
+    }
+    unsigned char kb[EMB_KEY_LEN];
+    void *v = NULL;
+    size_t vl;
+    const void *fl;
+    uint32_t nf;
+    int sl;
+    emb_key_encode(kb, slot, key);
+    rc = store_get(t->store, kb, EMB_KEY_LEN, &v, &vl, eb);
+    if (rc != 0)
+        return rc;
+    rc = emb_record_decode(v, vl, &sl, meta, &fl, &nf);
+    if (rc == 0 && sl == slot && nf == s->nfloat)
+        memcpy(vals, fl, nf * 4);
+    else
+        rc = errbuf_set(eb, ERR_CORRUPT,
+                        "%s: row of slot %d key %016llx: bad record (%zu bytes; expected %zu "
+                        "floats)",
+                        t->store->name, slot, (unsigned long long)key, vl, s->nfloat);
+    free(v);
+    return rc;
+}
+
+int emb_table_inspect(emb_table_t *t, int slot, uint64_t key, float *vals, emb_row_meta_t *meta,
+                      int *status, uint32_t *seen, int *expired_day, errbuf_t *eb)
+{
+    int rc = check_slot(t, slot, eb);
+
+    if (rc != 0)
+        return rc;
+    memset(meta, 0, sizeof(*meta));
+    *seen = emb_table_sightings(t, slot, key);
+    *expired_day = -1;
+    if (find(&t->sub[slot], key) != EMPTY) {
+        *status = EMB_ROW_RESIDENT;
+        return emb_table_get(t, slot, key, vals, meta, eb);
+    }
+    rc = emb_table_get(t, slot, key, vals, meta, eb);
+    if (rc == 0) {
+        *status = EMB_ROW_STORED;
+        return 0;
+    }
+    if (rc != ERR_NOTFOUND)
+        return rc;
+    unsigned char kb[EMB_KEY_LEN];
+    void *v = NULL;
+    size_t vl;
+    emb_key_encode(kb, slot, key);
+    kb[0] = 'x';
+    rc = store_get(t->store, kb, EMB_KEY_LEN, &v, &vl, eb);
+    if (rc == 0 && vl == 4) {
+        int32_t d;
+        memcpy(&d, v, 4);
+        *status = EMB_ROW_EXPIRED;
+        *expired_day = d;
+    } else {
+        *status = *seen > 0 ? EMB_ROW_PENDING : EMB_ROW_NEVER;
+    }
+    free(v);
+    return rc == 0 || rc == ERR_NOTFOUND ? 0 : rc;
+}
+
+void emb_table_stats(const emb_table_t *t, emb_table_stats_t *st)
+{
+    *st = t->st;
+    st->resident_rows = 0;
+    st->payload_bytes = 0;
+    st->index_bytes = 0;
+    st->dirty_rows = 0;
+    for (int i = 0; i < t->ms.nslots; i++) {
+        const sub_t *s = &t->sub[i];
+        st->slot_rows[i] = s->rows;
+        st->resident_rows += s->rows;
+        st->payload_bytes += (uint64_t)s->rows * s->nfloat * 4;
+        st->index_bytes += (uint64_t)s->icap * 4;
+        for (size_t w = 0; w < ((size_t)s->used + 63) / 64; w++)
+            st->dirty_rows += (uint64_t)__builtin_popcountll(s->dirty[w] & s->live[w]);
+    }
+    st->resident_bytes = resident_bytes(t);
+}
