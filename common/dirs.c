@@ -13,7 +13,6 @@
 
 #include "common/dirs.h"
 
-#define PATH_BYTES 4096
 
 /* 0 if p names a directory (after a failed mkdir: someone else made it,
  * or it was there), else the errno of the mkdir. */
@@ -26,7 +25,7 @@ static int is_dir_or(const char *p, int err)
 
 int dirs_make(const char *path, errbuf_t *eb)
 {
-    char tmp[PATH_BYTES];
+    char tmp[DIRS_PATH_MAX];
     size_t n = path ? strlen(path) : 0;
 
     if (n == 0 || n >= sizeof(tmp))

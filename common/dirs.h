@@ -13,6 +13,9 @@
 
 #include "common/err.h"
 
+/* Bytes of a path buffer, with its NUL: every path funnel builds fits. */
+#define DIRS_PATH_MAX 4096
+
 /*
  * Create directory `path` (mode 0755 before umask) and any missing parent.
  * An existing directory is success. Returns 0, ERR_INVAL for an empty or
