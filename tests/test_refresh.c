@@ -179,6 +179,32 @@ static void test_three_days(void)
     free(text);
 }
 
+/* The shards' push counters ("pushes" and "dense_pushes" of every shard
+ * at endpoints, in order) as one line of text into buf, from `ctl stats`;
+ * the number of pushes in *total. Returns 0, or -1 if the shards did not
+ * answer. */
+static int push_counters(const char *endpoints, char *buf, size_t len, long *total)
+{
+    char out[800];
+    char *text, *p;
+
+    snprintf(out, sizeof(out), "%s/counters.txt", dir);
+    if (tu_sh(NULL,
+              "%s/funnel-worker ctl stats --ps %s --json 2>/dev/null | "
+              "grep -o '\"\\(dense_\\)\\{0,1\\}pushes\":[0-9]*' | tr '\\n' ' ' > %s",
+              bin, endpoints, out) != 0)
+        return -1;
+    text = tu_slurp(out, NULL);
+    if (!text)
+        return -1;
+    snprintf(buf, len, "%s", text);
+    *total = 0;
+    for (p = text; (p = strstr(p, "\"pushes\":")) != NULL;)
+        *total += strtol(p += strlen("\"pushes\":"), NULL, 10);
+    free(text);
+    return 0;
+}
+
 /* Checkpoint a cluster in the middle of training (workers paused so that
  * "that point" is well defined), then compare the live cluster's
  * predictions with those of a new cluster restored from the checkpoint. */
@@ -207,16 +233,30 @@ static void test_checkpoint_during_training(void)
     }
     free(text);
     text = NULL;
-    usleep(1000 * 1000);
-    CU_ASSERT_EQUAL_FATAL(tu_sh(NULL, "kill -STOP $(cat %s)", pids), 0);
-    usleep(1500 * 1000); /* pushes in flight are applied */
-    text = tu_slurp(pids, NULL);
-    char endpoints[800];
+    char endpoints[800], now[256], before[256] = "";
+    long pushes = 0;
     snprintf(ep, sizeof(ep), "%s/endpoints", cl);
     char *e = tu_slurp(ep, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(e);
     snprintf(endpoints, sizeof(endpoints), "%.*s", (int)strcspn(e, "\n"), e);
     free(e);
+    /* let them train: the shards have applied some pushes */
+    for (int i = 0; i < 600 && pushes < 40; i++) {
+        CU_ASSERT_EQUAL_FATAL(push_counters(endpoints, now, sizeof(now), &pushes), 0);
+        usleep(50 * 1000);
+    }
+    CU_ASSERT_FATAL(pushes >= 40);
+    CU_ASSERT_EQUAL_FATAL(tu_sh(NULL, "kill -STOP $(cat %s)", pids), 0);
+    /* pushes in flight are applied: the counters stand still (workers stopped) */
+    int settled = 0;
+    for (int i = 0; i < 200 && !settled; i++) {
+        usleep(200 * 1000);
+        CU_ASSERT_EQUAL_FATAL(push_counters(endpoints, now, sizeof(now), &pushes), 0);
+        settled = strcmp(now, before) == 0;
+        snprintf(before, sizeof(before), "%s", now);
+    }
+    CU_ASSERT_FATAL(settled);
+    text = tu_slurp(pids, NULL);
     /* ck/ does not exist yet: --out creates its parents */
     CU_ASSERT_EQUAL(tu_sh(NULL, "%s/funnel-worker ctl checkpoint %s --ps %s --out %s/ck/mid --day 1 "
                                 "> /dev/null",
