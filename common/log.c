@@ -22,16 +22,6 @@ void log_init(const char *role, int rank, int level, FILE *out)
     g_log.out = out;
 }
 
-int log_level_parse(const char *s)
-{
-    static const char *const names[] = {"debug", "info", "warn", "error"};
-
-    for (int i = 0; i < 4; i++)
-        if (strcmp(s, names[i]) == 0)
-            return i;
-    return -1;
-}
-
 int log_enabled(int level)
 {
     return level >= g_log.level;

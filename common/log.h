@@ -30,9 +30,6 @@ typedef struct log_conf {
  * (NULL: stderr). */
 void log_init(const char *role, int rank, int level, FILE *out);
 
-/* Parse "debug|info|warn|error"; returns -1 for anything else. */
-int log_level_parse(const char *s);
-
 int log_enabled(int level);
 void log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
