@@ -1,11 +1,16 @@
 /*
  * worker_main.c - funnel-worker: parse the command line, load the config,
- * install signal handlers, and run one subcommand.
+ * install signal handlers, and run one subcommand. The command table below
+ * (name, usage, summary, options, run function) drives the dispatch, the
+ * usage text and each command's --help; the run functions only turn flags
+ * into the arguments of the module that does the work.
  *
- *   funnel-worker train      [options] LOG...   train (in process, or on a cluster with --ps)
- *   funnel-worker predict    --model DIR --out FILE [options] LOG...
+ *   funnel-worker train      [--model DIR] [--init-from DIR] [options] LOG...
+ *   funnel-worker predict    (--model DIR | --ps ENDPOINTS) --in LOG --out FILE [options]
  *   funnel-worker eval       --pred FILE --log LOG [--truth FILE] [--json]
  *   funnel-worker check-data [options] LOG...
+ *   funnel-worker ctl        stats|flush|checkpoint|begin-day|shutdown --ps ENDPOINTS ...
+ *   funnel-worker print-conf [options]
  */
 #include <signal.h>
 #include <stdio.h>
@@ -30,12 +35,30 @@ typedef struct flag {
     const char *help;
 } flag_t;
 
-typedef struct cmd {
+typedef struct worker_state worker_state_t;
+typedef struct cmd cmd_t;
+
+/* Run command c with the parsed state. Returns the exit status (0; 1 from
+ * check-data when lines were rejected; 2 for a usage error, printed), or a
+ * negative ERR_* with eb filled. */
+typedef int cmd_run_fn(worker_state_t *st, const cmd_t *c, errbuf_t *eb);
+
+struct cmd {
     const char *name;
     const char *usage;
     const char *summary;
     const flag_t *flags;
-} cmd_t;
+    cmd_run_fn *run;
+    int log_rank;      /* log lines carry --rank (a training worker) */
+};
+
+struct worker_state {
+    worker_conf_t conf;
+    const char *flag_val[8];   /* values of the command's flags, by index */
+    char *pos[MAX_POS];
+    int npos;
+    volatile sig_atomic_t stop;
+};
 
 static const flag_t train_flags[] = {
     {"model", 1, "model directory to write (default: model)"},
@@ -64,30 +87,136 @@ static const flag_t ctl_flags[] = {
 };
 static const flag_t no_flags[] = {{NULL, 0, NULL}};
 
+static const char *flag(const worker_state_t *st, const cmd_t *c, const char *name)
+{
+    for (int f = 0; c->flags[f].name; f++)
+        if (strcmp(c->flags[f].name, name) == 0)
+            return st->flag_val[f];
+    return NULL;
+}
+
+/* 0, or 2 (printed) when no log was given. */
+static int need_logs(const worker_state_t *st, const cmd_t *c)
+{
+    if (st->npos > 0)
+        return 0;
+    fprintf(stderr, "funnel-worker %s: no log files given (see --help)\n", c->name);
+    return 2;
+}
+
+static int run_train(worker_state_t *st, const cmd_t *c, errbuf_t *eb)
+{
+    int rc = need_logs(st, c);
+
+    if (rc != 0)
+        return rc;
+    train_args_t ta = {
+        .model_dir = flag(st, c, "model") ? flag(st, c, "model") : "model",
+        .init_from = flag(st, c, "init-from"),
+        .logs = st->pos,
+        .nlogs = st->npos,
+        .stop = &st->stop,
+    };
+    conf_log_effective(&worker_conf_schema, &st->conf);
+    rc = train_run(&st->conf, &ta, eb);
+    return rc < 0 ? rc : 0;
+}
+
+static int run_predict(worker_state_t *st, const cmd_t *c, errbuf_t *eb)
+{
+    const char *model = flag(st, c, "model"), *out = flag(st, c, "out");
+    int rc;
+
+    if (flag(st, c, "in")) { /* --in LOG is the first log */
+        memmove(st->pos + 1, st->pos, (size_t)(st->npos < MAX_POS - 1 ? st->npos : MAX_POS - 1) *
+                                          sizeof(char *));
+        st->pos[0] = (char *)flag(st, c, "in");
+        st->npos = st->npos < MAX_POS - 1 ? st->npos + 1 : MAX_POS;
+    }
+    rc = need_logs(st, c);
+    if (rc != 0)
+        return rc;
+    if ((!model && !st->conf.ps.s[0]) || !out) {
+        fprintf(stderr, "funnel-worker predict: --out FILE and one of --model DIR or --ps "
+                        "ENDPOINTS are required\n");
+        return 2;
+    }
+    rc = predict_run(&st->conf, model, st->pos, st->npos, out, eb);
+    return rc < 0 ? rc : 0;
+}
+
+static int run_eval(worker_state_t *st, const cmd_t *c, errbuf_t *eb)
+{
+    const char *pred = flag(st, c, "pred"), *log = flag(st, c, "log");
+    char *logs[1] = {(char *)log};
+    int rc;
+
+    if (!pred || !log) {
+        fprintf(stderr, "funnel-worker eval: --pred FILE and --log LOG are required\n");
+        return 2;
+    }
+    rc = eval_run(&st->conf, pred, logs, 1, flag(st, c, "truth"), flag(st, c, "json") != NULL,
+                  stdout, eb);
+    return rc < 0 ? rc : 0;
+}
+
+static int run_check_data(worker_state_t *st, const cmd_t *c, errbuf_t *eb)
+{
+    (void)c;
+    if (st->npos == 0) {
+        fprintf(stderr, "funnel-worker check-data: no log files given\n");
+        return 2;
+    }
+    return check_data_run(&st->conf, st->pos, st->npos, stdout, eb);
+}
+
+static int run_ctl(worker_state_t *st, const cmd_t *c, errbuf_t *eb)
+{
+    const char *day = flag(st, c, "day");
+    ctl_args_t ca = {
+        .cmd = st->npos > 0 ? st->pos[0] : "",
+        .out = flag(st, c, "out"),
+        .day = day ? atoi(day) : -1,
+        .expire = flag(st, c, "expire") != NULL,
+        .json = flag(st, c, "json") != NULL,
+    };
+    int rc = ctl_run(&st->conf, &ca, stdout, eb);
+
+    return rc < 0 ? rc : 0;
+}
+
+static int run_print_conf(worker_state_t *st, const cmd_t *c, errbuf_t *eb)
+{
+    static const char *const sections[] = {"model", "data", "train", "cluster", NULL};
+
+    (void)st;
+    (void)c;
+    (void)eb;
+    conf_print_ini(&worker_conf_schema, sections, stdout);
+    return 0;
+}
+
 static const cmd_t cmds[] = {
     {"train", "train [--model DIR] [--init-from DIR] [options] LOG...",
-     "train the model on logs; in process, or with a cluster given by --ps", train_flags},
+     "train the model on logs; in process, or with a cluster given by --ps", train_flags,
+     run_train, 1},
     {"predict", "predict (--model DIR | --ps ENDPOINTS) --in LOG --out FILE [options]",
-     "write pctr/pcvr/pctcvr for every accepted line of the logs", predict_flags},
+     "write pctr/pcvr/pctcvr for every accepted line of the logs", predict_flags, run_predict, 0},
     {"eval", "eval --pred FILE --log LOG [--truth FILE] [--json]",
-     "AUC, log-loss and calibration per task (and the oracle's, with a truth file)", eval_flags},
+     "AUC, log-loss and calibration per task (and the oracle's, with a truth file)", eval_flags,
+     run_eval, 0},
     {"check-data", "check-data [options] LOG...",
-     "validate logs before a long job; exits 1 if any line is rejected", no_flags},
+     "validate logs before a long job; exits 1 if any line is rejected", no_flags,
+     run_check_data, 0},
     {"ctl", "ctl stats|flush|checkpoint|begin-day|shutdown --ps ENDPOINTS [--out DIR] [--day D]",
-     "operate a running cluster: counters, flush, checkpoint, start a day, stop", ctl_flags},
+     "operate a running cluster: counters, flush, checkpoint, start a day, stop", ctl_flags,
+     run_ctl, 0},
     {"print-conf", "print-conf [options]",
-     "print every key with its default, as a documented config file", no_flags},
+     "print every key with its default, as a documented config file", no_flags, run_print_conf,
+     0},
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
-
-typedef struct worker_state {
-    worker_conf_t conf;
-    const char *flag_val[8];   /* values of the command's flags, by index */
-    char *pos[MAX_POS];
-    int npos;
-    volatile sig_atomic_t stop;
-} worker_state_t;
 
 static volatile sig_atomic_t *g_stop;
 
@@ -152,14 +281,6 @@ static int take_flags(const cmd_t *c, worker_state_t *st, int *argc, char **argv
     return 0;
 }
 
-static const char *flag(const worker_state_t *st, const cmd_t *c, const char *name)
-{
-    for (int f = 0; c->flags[f].name; f++)
-        if (strcmp(c->flags[f].name, name) == 0)
-            return st->flag_val[f];
-    return NULL;
-}
-
 int main(int argc, char **argv)
 {
     static worker_state_t st;
@@ -193,88 +314,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "funnel-worker %s: %s\n", c->name, eb.msg);
         return 2;
     }
-    log_init("worker", strcmp(c->name, "train") == 0 ? (int)st.conf.rank : -1,
-             st.conf.log_level, NULL);
+    log_init("worker", c->log_rank ? (int)st.conf.rank : -1, st.conf.log_level, NULL);
     g_stop = &st.stop;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN);
 
-    if (strcmp(c->name, "print-conf") == 0) {
-        static const char *const sections[] = {"model", "data", "train", "cluster", NULL};
-        conf_print_ini(&worker_conf_schema, sections, stdout);
-        return 0;
+    rc = c->run(&st, c, &eb);
+    if (rc < 0) {
+        LOG_ERROR("%s: %s", c->name, eb.msg[0] ? eb.msg : err_strerror(rc));
+        return 1;
     }
-    if (strcmp(c->name, "ctl") == 0) {
-        const char *day = flag(&st, c, "day");
-        ctl_args_t ca = {
-            .cmd = st.npos > 0 ? st.pos[0] : "",
-            .out = flag(&st, c, "out"),
-            .day = day ? atoi(day) : -1,
-            .expire = flag(&st, c, "expire") != NULL,
-            .json = flag(&st, c, "json") != NULL,
-        };
-        rc = ctl_run(&st.conf, &ca, stdout, &eb);
-        if (rc < 0)
-            goto fail;
-        return 0;
-    }
-    if (strcmp(c->name, "check-data") == 0) {
-        if (st.npos == 0) {
-            fprintf(stderr, "funnel-worker check-data: no log files given\n");
-            return 2;
-        }
-        rc = check_data_run(&st.conf, st.pos, st.npos, stdout, &eb);
-        if (rc < 0)
-            goto fail;
-        return rc;
-    }
-    if (strcmp(c->name, "eval") == 0) {
-        const char *pred = flag(&st, c, "pred"), *log = flag(&st, c, "log");
-        if (!pred || !log) {
-            fprintf(stderr, "funnel-worker eval: --pred FILE and --log LOG are required\n");
-            return 2;
-        }
-        char *logs[1] = {(char *)log};
-        rc = eval_run(&st.conf, pred, logs, 1, flag(&st, c, "truth"),
-                      flag(&st, c, "json") != NULL, stdout, &eb);
-        if (rc < 0)
-            goto fail;
-        return 0;
-    }
-    if (strcmp(c->name, "predict") == 0 && flag(&st, c, "in")) {
-        memmove(st.pos + 1, st.pos, (size_t)(st.npos < MAX_POS - 1 ? st.npos : MAX_POS - 1) *
-                                        sizeof(char *));
-        st.pos[0] = (char *)flag(&st, c, "in");
-        st.npos = st.npos < MAX_POS - 1 ? st.npos + 1 : MAX_POS;
-    }
-    if (st.npos == 0) {
-        fprintf(stderr, "funnel-worker %s: no log files given (see --help)\n", c->name);
-        return 2;
-    }
-    if (strcmp(c->name, "train") == 0) {
-        train_args_t ta = {
-            .model_dir = flag(&st, c, "model") ? flag(&st, c, "model") : "model",
-            .init_from = flag(&st, c, "init-from"),
-            .logs = st.pos,
-            .nlogs = st.npos,
-            .stop = &st.stop,
-        };
-        conf_log_effective(&worker_conf_schema, &st.conf);
-        rc = train_run(&st.conf, &ta, &eb);
-    } else {
-        const char *model = flag(&st, c, "model"), *out = flag(&st, c, "out");
-        if ((!model && !st.conf.ps.s[0]) || !out) {
-            fprintf(stderr, "funnel-worker predict: --out FILE and one of --model DIR or --ps "
-                            "ENDPOINTS are required\n");
-            return 2;
-        }
-        rc = predict_run(&st.conf, model, st.pos, st.npos, out, &eb);
-    }
-    if (rc < 0)
-        goto fail;
-    return 0;
-fail:
-    LOG_ERROR("%s: %s", c->name, eb.msg[0] ? eb.msg : err_strerror(rc));
-    return 1;
+    return rc;
 }
