@@ -1,11 +1,13 @@
 /*
- * dirs.c - mkdir -p, rm -rf, copying a directory's files (see dirs.h).
+ * dirs.c - mkdir -p, rm -rf, copying a directory's files, paths that fit
+ * their buffer (see dirs.h).
  */
 #define _XOPEN_SOURCE 700
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -13,6 +15,19 @@
 
 #include "common/dirs.h"
 
+int dirs_path(char *buf, size_t len, errbuf_t *eb, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= len)
+        return errbuf_set(eb, ERR_INVAL, "path too long (more than %zu bytes): %s...", len - 1,
+                          buf);
+    return 0;
+}
 
 /* 0 if p names a directory (after a failed mkdir: someone else made it,
  * or it was there), else the errno of the mkdir. */
@@ -99,7 +114,7 @@ done:
 
 int dirs_copy_files(const char *from, const char *to, errbuf_t *eb)
 {
-    char src[4400], dst[4400];
+    char src[DIRS_PATH_MAX], dst[DIRS_PATH_MAX];
     struct dirent *e;
     struct stat st;
     DIR *d;
@@ -114,8 +129,9 @@ int dirs_copy_files(const char *from, const char *to, errbuf_t *eb)
     while (rc == 0 && (e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.')
             continue;
-        snprintf(src, sizeof(src), "%s/%s", from, e->d_name);
-        snprintf(dst, sizeof(dst), "%s/%s", to, e->d_name);
+        if ((rc = dirs_path(src, sizeof(src), eb, "%s/%s", from, e->d_name)) != 0 ||
+            (rc = dirs_path(dst, sizeof(dst), eb, "%s/%s", to, e->d_name)) != 0)
+            break;
         if (stat(src, &st) == 0 && S_ISREG(st.st_mode))
             rc = copy_file(src, dst, eb);
     }

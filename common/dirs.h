@@ -1,6 +1,7 @@
 /*
  * dirs.h - directories: creating them the way a user expects of an output path
- * (and removing or copying them whole).
+ * (and removing or copying them whole), and building paths inside them
+ * without cutting one short.
  *
  * Creating: missing parents are created too (mkdir -p), so
  * `--data /srv/ps/shard0` or `--model out/day1` work on a fresh machine.
@@ -11,10 +12,21 @@
 #ifndef FUNNEL_DIRS_H
 #define FUNNEL_DIRS_H
 
+#include <stddef.h>
+
 #include "common/err.h"
 
-/* Bytes of a path buffer, with its NUL: every path funnel builds fits. */
+/* Bytes of a path buffer, with its NUL. A path built from a longer one
+ * (a suffix added) is checked with dirs_path() rather than cut short. */
 #define DIRS_PATH_MAX 4096
+
+/*
+ * Format a path (printf-style) into buf[len]. Returns 0, or ERR_INVAL
+ * ("path too long") if it does not fit: buf then holds a truncated path
+ * that must not be used (removing or renaming it would touch another file).
+ */
+int dirs_path(char *buf, size_t len, errbuf_t *eb, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /*
  * Create directory `path` (mode 0755 before umask) and any missing parent.

@@ -40,7 +40,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/dirs.h"
 #include "table/store.h"
+
+#define ACTION_MAX (DIRS_PATH_MAX + 32) /* bytes: a path and the verb before it */
 
 typedef struct rocks {
     store_t base;
@@ -229,7 +232,7 @@ static int rocks_checkpoint(store_t *s, const char *dir, errbuf_t *eb)
     rocksdb_checkpoint_create(cp, dir, 0, &err);
     rocksdb_checkpoint_object_destroy(cp);
     if (err) {
-        char action[4200];
+        char action[ACTION_MAX];
         snprintf(action, sizeof(action), "checkpoint to %s", dir);
         return fail(r, err, action, eb);
     }
@@ -308,7 +311,7 @@ int store_rocks_open(store_t **out, const char *path, int flags, const char *nam
     else
         r->db = rocksdb_open_column_families(r->opt, path, 1, cf_names, cf_opts, &r->cf, &err);
     if (err) {
-        char action[4200];
+        char action[ACTION_MAX];
         snprintf(action, sizeof(action), "open %s", path);
         int rc = fail(r, err, action, eb);
         r->db = NULL;
