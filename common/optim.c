@@ -53,6 +53,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "common/rng.h"
+
 size_t optim_state_len(const optim_t *o, size_t dim)
 {
     switch (o->kind) {
@@ -84,14 +86,6 @@ const char *optim_name(int kind)
     return "unknown";
 }
 
-static inline uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
-
 /* w[dim] = init_std * the first dim normals of the stream seeded by key. */
 static void normal_fill(uint64_t key, float std, float *w, size_t dim)
 {
@@ -99,8 +93,8 @@ static void normal_fill(uint64_t key, float std, float *w, size_t dim)
     uint64_t s = key;
 
     for (size_t j = 0; j < dim; j += 2) {
-        double u1 = (double)((splitmix64(&s) >> 11) + 1) * 0x1.0p-53;
-        double u2 = (double)(splitmix64(&s) >> 11) * 0x1.0p-53;
+        double u1 = (double)((rng_splitmix64(&s) >> 11) + 1) * 0x1.0p-53;
+        double u2 = rng_unit(rng_splitmix64(&s));
         double r = sqrt(-2.0 * log(u1));
         w[j] = (float)(std * r * cos(two_pi * u2));
         if (j + 1 < dim)

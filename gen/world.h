@@ -78,6 +78,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "common/rng.h"
 #include "gen/gen_conf.h"
 
 #define WORLD_MAX_TAGS 4
@@ -112,7 +113,7 @@ static inline uint64_t world_rng_next(world_rng_t *r)
 /* Uniform double in [0, 1) with 53 random bits. */
 static inline double world_rng_uniform(world_rng_t *r)
 {
-    return (double)(world_rng_next(r) >> 11) * 0x1.0p-53;
+    return rng_unit(world_rng_next(r));
 }
 
 /* Observable attributes of an item. */

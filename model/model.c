@@ -32,8 +32,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/dense.h"
+#include "common/bytes.h"
 #include "common/optim.h"
+#include "common/rng.h"
+#include "model/dense.h"
 #include "model/team.h"
 
 typedef struct layer {
@@ -151,14 +153,6 @@ static void lay_out(model_t *m)
     m->nstate = (size_t)m->ntowers * optim_dense_state_len(&ms->dense_opt, m->tower_n);
 }
 
-static uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
-
 /* W ~ U(-1/sqrt(in), 1/sqrt(in)) in layout order, b = 0. */
 static void init_params(model_t *m, uint64_t seed)
 {
@@ -170,7 +164,7 @@ static void init_params(model_t *m, uint64_t seed)
             const layer_t *L = &m->layer[t][l];
             double bound = 1.0 / sqrt((double)L->in);
             for (size_t i = 0; i < L->in * L->out; i++) {
-                double u = (double)(splitmix64(&s) >> 40) * 0x1.0p-24; /* [0, 1) */
+                double u = (double)(rng_splitmix64(&s) >> 40) * 0x1.0p-24; /* [0, 1) */
                 m->params[L->w + i] = (float)((2.0 * u - 1.0) * bound);
             }
         }
@@ -470,16 +464,14 @@ static void put(io_t *io, const void *b, size_t n)
 static void put_u32(io_t *io, uint32_t v)
 {
     uint8_t b[4];
-    for (int i = 0; i < 4; i++)
-        b[i] = (uint8_t)(v >> (8 * i));
+    bytes_put_le32(b, v);
     put(io, b, 4);
 }
 
 static void put_u64(io_t *io, uint64_t v)
 {
     uint8_t b[8];
-    for (int i = 0; i < 8; i++)
-        b[i] = (uint8_t)(v >> (8 * i));
+    bytes_put_le64(b, v);
     put(io, b, 8);
 }
 
@@ -489,12 +481,8 @@ static void put_floats(io_t *io, const float *x, size_t n)
 
     while (n) {
         size_t k = n < sizeof(buf) / 4 ? n : sizeof(buf) / 4;
-        for (size_t i = 0; i < k; i++) {
-            uint32_t u;
-            memcpy(&u, &x[i], 4);
-            for (int j = 0; j < 4; j++)
-                buf[4 * i + (size_t)j] = (uint8_t)(u >> (8 * j));
-        }
+        for (size_t i = 0; i < k; i++)
+            bytes_put_le_float(buf + 4 * i, x[i]);
         put(io, buf, 4 * k);
         x += k;
         n -= k;
@@ -514,21 +502,15 @@ static void get(io_t *io, void *b, size_t n)
 static uint32_t get_u32(io_t *io)
 {
     uint8_t b[4];
-    uint32_t v = 0;
     get(io, b, 4);
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t)b[i] << (8 * i);
-    return v;
+    return bytes_get_le32(b);
 }
 
 static uint64_t get_u64(io_t *io)
 {
     uint8_t b[8];
-    uint64_t v = 0;
     get(io, b, 8);
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)b[i] << (8 * i);
-    return v;
+    return bytes_get_le64(b);
 }
 
 static void get_floats(io_t *io, float *x, size_t n)
@@ -538,12 +520,8 @@ static void get_floats(io_t *io, float *x, size_t n)
     while (n) {
         size_t k = n < sizeof(buf) / 4 ? n : sizeof(buf) / 4;
         get(io, buf, 4 * k);
-        for (size_t i = 0; i < k; i++) {
-            uint32_t u = 0;
-            for (int j = 0; j < 4; j++)
-                u |= (uint32_t)buf[4 * i + (size_t)j] << (8 * j);
-            memcpy(&x[i], &u, 4);
-        }
+        for (size_t i = 0; i < k; i++)
+            x[i] = bytes_get_le_float(buf + 4 * i);
         x += k;
         n -= k;
     }

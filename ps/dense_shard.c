@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/bytes.h"
 #include "common/route.h"
 
 int dense_shard_init(dense_shard_t *d, const optim_t *opt, uint64_t total, uint32_t nshards,
@@ -65,24 +66,9 @@ void dense_shard_apply(dense_shard_t *d, const void *g)
     optim_dense_update(&d->opt, d->w, d->state, d->grad, d->count, d->step);
 }
 
-static unsigned char *put_u64(unsigned char *p, uint64_t v)
-{
-    memcpy(p, &v, 8);
-    return p + 8;
-}
-
-static uint64_t get_u64(const unsigned char *p)
-{
-    uint64_t v;
-
-    memcpy(&v, p, 8);
-    return v;
-}
-
 int dense_shard_encode(dense_shard_t *d, const void **rec, size_t *len, errbuf_t *eb)
 {
     size_t n = DENSE_SHARD_RECORD_HEADER + (d->count + d->nstate) * sizeof(float);
-    uint32_t kind = (uint32_t)d->opt.kind;
     unsigned char *p;
 
     if (n > d->rec_cap) {
@@ -96,12 +82,14 @@ int dense_shard_encode(dense_shard_t *d, const void **rec, size_t *len, errbuf_t
     p[0] = DENSE_SHARD_RECORD_VERSION;
     p[1] = (unsigned char)(d->initialized != 0);
     p[2] = p[3] = 0;
-    memcpy(p + 4, &kind, 4);
-    p = put_u64(p + 8, d->total);
-    p = put_u64(p, d->offset);
-    p = put_u64(p, d->count);
-    p = put_u64(p, (uint64_t)d->step);
-    p = put_u64(p, (uint64_t)d->nstate);
+    bytes_put_le32(p + 4, (uint32_t)d->opt.kind);
+    bytes_put_le64(p + 8, d->total);
+    bytes_put_le64(p + 16, d->offset);
+    bytes_put_le64(p + 24, d->count);
+    bytes_put_le64(p + 32, (uint64_t)d->step);
+    bytes_put_le64(p + 40, (uint64_t)d->nstate);
+    p += DENSE_SHARD_RECORD_HEADER;
+    /* the floats as they are in memory: funnel's hosts are little-endian (proto/msg.h) */
     memcpy(p, d->w, d->count * sizeof(float));
     memcpy(p + d->count * sizeof(float), d->state, d->nstate * sizeof(float));
     *rec = d->rec;
@@ -120,11 +108,11 @@ int dense_shard_decode(dense_shard_t *d, const void *rec, size_t len, const char
         return errbuf_set(eb, ERR_CORRUPT,
                           "%s: dense record: %zu bytes, version %d (expected version %d)", where,
                           len, len ? p[0] : -1, DENSE_SHARD_RECORD_VERSION);
-    memcpy(&kind, p + 4, 4);
-    total = get_u64(p + 8);
-    offset = get_u64(p + 16);
-    count = get_u64(p + 24);
-    nstate = get_u64(p + 40);
+    kind = bytes_get_le32(p + 4);
+    total = bytes_get_le64(p + 8);
+    offset = bytes_get_le64(p + 16);
+    count = bytes_get_le64(p + 24);
+    nstate = bytes_get_le64(p + 40);
     if (kind != (uint32_t)d->opt.kind)
         return errbuf_set(eb, ERR_MISMATCH,
                           "%s: dense weights were trained with %s, the config says %s", where,
@@ -141,7 +129,7 @@ int dense_shard_decode(dense_shard_t *d, const void *rec, size_t len, const char
             eb, ERR_CORRUPT, "%s: dense record of %zu bytes, %llu expected", where, len,
             (unsigned long long)(DENSE_SHARD_RECORD_HEADER + (count + nstate) * sizeof(float)));
     d->initialized = p[1] != 0;
-    d->step = (int64_t)get_u64(p + 32);
+    d->step = (int64_t)bytes_get_le64(p + 32);
     memcpy(d->w, p + DENSE_SHARD_RECORD_HEADER, count * sizeof(float));
     memcpy(d->state, p + DENSE_SHARD_RECORD_HEADER + count * sizeof(float), nstate * sizeof(float));
     return 0;

@@ -23,23 +23,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "table/emb_table.h"
 #include "common/optim.h"
+#include "common/rng.h"
+#include "table/emb_table.h"
 #include "table/store.h"
 #include "tests/util.h"
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
 
 /* Skewed index in [0, n): most draws hit a small hot set. */
 static size_t rng_skewed(uint64_t *s, size_t n)
 {
-    double u = (double)(rng_next(s) >> 11) * 0x1.0p-53;
+    double u = rng_unit(rng_splitmix64(s));
     return (size_t)((double)n * u * u * u) % n;
 }
 
@@ -107,7 +100,7 @@ static void ref_init(ref_t *r, const model_spec_t *ms, size_t nk, uint64_t seed)
         r->seen[s] = calloc(nk, sizeof(uint32_t));
         for (size_t i = 0; i < nk; i++) {
             /* random keys plus the extremes */
-            r->key[s][i] = i == 0 ? 0 : i == 1 ? UINT64_MAX : rng_next(&seed);
+            r->key[s][i] = i == 0 ? 0 : i == 1 ? UINT64_MAX : rng_splitmix64(&seed);
             r->expired[s][i] = -1;
         }
     }
@@ -334,13 +327,13 @@ static void run_differential(int kind, int steps, uint64_t seed, diff_counts_t *
     g = malloc(MAXN * MAXDIM * sizeof(float));
 
     for (int step = 0; step < steps; step++) {
-        uint64_t op = rng_next(&seed) % 100;
-        int s = (int)(rng_next(&seed) % 3);
-        size_t dim = (size_t)dims[s], n = 1 + rng_next(&seed) % MAXN;
+        uint64_t op = rng_splitmix64(&seed) % 100;
+        int s = (int)(rng_splitmix64(&seed) % 3);
+        size_t dim = (size_t)dims[s], n = 1 + rng_splitmix64(&seed) % MAXN;
 
         for (size_t j = 0; j < n; j++) {
             /* mostly skewed, sometimes a duplicate of an earlier key */
-            idx[j] = (j > 0 && rng_next(&seed) % 16 == 0) ? idx[rng_next(&seed) % j]
+            idx[j] = (j > 0 && rng_splitmix64(&seed) % 16 == 0) ? idx[rng_splitmix64(&seed) % j]
                                                           : rng_skewed(&seed, nk);
             keys[j] = r.key[s][idx[j]];
         }
@@ -356,7 +349,7 @@ static void run_differential(int kind, int steps, uint64_t seed, diff_counts_t *
             dc->pulls_compared += n;
         } else if (op < 90) { /* push */
             for (size_t j = 0; j < n * dim; j++)
-                g[j] = (float)((double)(rng_next(&seed) >> 11) * 0x1.0p-53 - 0.5);
+                g[j] = (float)(rng_unit(rng_splitmix64(&seed)) - 0.5);
             for (int t = 0; t < NTAB; t++)
                 CU_ASSERT_EQUAL(emb_table_push(f.t[t], s, keys, n, g, NULL), 0);
             ref_push(&r, s, idx, n, g);
@@ -457,7 +450,7 @@ static void test_spill(void)
     for (int round = 0; round < NKEYS / BATCH + 200; round++) {
         for (int j = 0; j < BATCH; j++)
             keys[j] = round < NKEYS / BATCH ? (uint64_t)(round * BATCH + j) * 2654435761u
-                                            : (rng_next(&seed) % NKEYS) * 2654435761u;
+                                            : (rng_splitmix64(&seed) % NKEYS) * 2654435761u;
         CU_ASSERT_EQUAL(emb_table_pull(a, 0, keys, BATCH, ra, EMB_PULL_CREATE, &eb), 0);
         CU_ASSERT_EQUAL(emb_table_pull(b, 0, keys, BATCH, rb, EMB_PULL_CREATE, &eb), 0);
         bad += memcmp(ra, rb, BATCH * 16 * sizeof(float)) != 0;
