@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "common/bytes.h"
 #include "common/optim.h"
 
 #define EMPTY UINT32_MAX
@@ -16,6 +17,30 @@
 #define CM_BITS 18
 #define HDR EMB_ROW_HEADER /* bytes of a record before its floats */
 #define INDEX_MIN 1024 /* smallest index of a slot (positions) */
+
+/*
+ * A resident record, in a slab (memory only, host byte order, unaligned
+ * fields read and written with memcpy):
+ *   u64 key | u32 updates | u16 first_day | u16 last_day | f32 w[dim] | f32 state[nstate]
+ * at these byte offsets; w starts at HDR.
+ */
+enum { ROW_KEY = 0, ROW_UPDATES = 8, ROW_FIRST_DAY = 12, ROW_LAST_DAY = 14 };
+_Static_assert(ROW_LAST_DAY + 2 == HDR, "resident record header");
+
+/*
+ * A stored record (the store's value, little-endian; see emb_table.h):
+ *   u8 version | u8 slot | u16 0 | u32 updates | u16 first_day | u16 last_day | u32 nfloats
+ * at these byte offsets; the floats start at EMB_RECORD_HEADER.
+ */
+enum {
+    REC_VERSION = 0,
+    REC_SLOT = 1,
+    REC_UPDATES = 4,
+    REC_FIRST_DAY = 8,
+    REC_LAST_DAY = 10,
+    REC_NFLOATS = 12,
+};
+_Static_assert(REC_NFLOATS + 4 == EMB_RECORD_HEADER, "stored record header");
 
 typedef struct sub {
     int slot;
@@ -77,7 +102,7 @@ static inline unsigned char *recp(const sub_t *s, uint32_t r)
 static inline uint64_t rec_key(const sub_t *s, uint32_t r)
 {
     uint64_t k;
-    memcpy(&k, recp(s, r), 8);
+    memcpy(&k, recp(s, r) + ROW_KEY, 8);
     return k;
 }
 static inline float *rec_w(const sub_t *s, uint32_t r)
@@ -89,21 +114,17 @@ void emb_key_encode(unsigned char *buf, int slot, uint64_t key)
 {
     buf[0] = 'r';
     buf[1] = (unsigned char)slot;
-    for (int i = 0; i < 8; i++)
-        buf[2 + i] = (unsigned char)(key >> (56 - 8 * i));
+    bytes_put_be64(buf + 2, key);
 }
 
 int emb_key_decode(const void *buf, size_t len, int *slot, uint64_t *key)
 {
     const unsigned char *b = buf;
-    uint64_t k = 0;
 
     if (len != EMB_KEY_LEN || b[0] != 'r')
         return ERR_CORRUPT;
-    for (int i = 0; i < 8; i++)
-        k = k << 8 | b[2 + i];
     *slot = b[1];
-    *key = k;
+    *key = bytes_get_be64(b + 2);
     return 0;
 }
 
@@ -111,37 +132,60 @@ int emb_record_decode(const void *v, size_t vlen, int *slot, emb_row_meta_t *met
                       const void **floats, uint32_t *nfloats)
 {
     const unsigned char *b = v;
-    uint32_t upd, nf;
-    uint16_t fd, ld;
+    uint32_t nf;
 
-    if (vlen < EMB_RECORD_HEADER || b[0] != EMB_RECORD_VERSION)
+    if (vlen < EMB_RECORD_HEADER || b[REC_VERSION] != EMB_RECORD_VERSION)
         return ERR_CORRUPT;
-    memcpy(&upd, b + 4, 4);
-    memcpy(&fd, b + 8, 2);
-    memcpy(&ld, b + 10, 2);
-    memcpy(&nf, b + 12, 4);
+    nf = bytes_get_le32(b + REC_NFLOATS);
     if ((size_t)nf * 4 != vlen - EMB_RECORD_HEADER)
         return ERR_CORRUPT;
-    *slot = b[1];
-    meta->updates = upd;
-    meta->first_day = fd;
-    meta->last_day = ld;
+    *slot = b[REC_SLOT];
+    meta->updates = bytes_get_le32(b + REC_UPDATES);
+    meta->first_day = bytes_get_le16(b + REC_FIRST_DAY);
+    meta->last_day = bytes_get_le16(b + REC_LAST_DAY);
     *floats = b + EMB_RECORD_HEADER;
     *nfloats = nf;
     return 0;
+}
+
+/* The metadata in the header of resident record p. */
+static void row_get_meta(const unsigned char *p, emb_row_meta_t *meta)
+{
+    uint16_t fd, ld;
+
+    memcpy(&meta->updates, p + ROW_UPDATES, 4);
+    memcpy(&fd, p + ROW_FIRST_DAY, 2);
+    memcpy(&ld, p + ROW_LAST_DAY, 2);
+    meta->first_day = fd;
+    meta->last_day = ld;
+}
+
+/* Set the metadata in the header of resident record p (days 0..EMB_DAY_MAX). */
+static void row_set_meta(unsigned char *p, uint32_t updates, int first_day, int last_day)
+{
+    uint16_t fd = (uint16_t)first_day, ld = (uint16_t)last_day;
+
+    memcpy(p + ROW_UPDATES, &updates, 4);
+    memcpy(p + ROW_FIRST_DAY, &fd, 2);
+    memcpy(p + ROW_LAST_DAY, &ld, 2);
 }
 
 /* Serialize record r of s into buf (EMB_RECORD_HEADER + nfloat*4 bytes). */
 static size_t encode_record(const sub_t *s, uint32_t r, unsigned char *buf)
 {
     const unsigned char *p = recp(s, r);
-    uint32_t nf = (uint32_t)s->nfloat;
+    emb_row_meta_t meta;
 
-    buf[0] = EMB_RECORD_VERSION;
-    buf[1] = (unsigned char)s->slot;
+    assert(r < s->used && bit(s->live, r));
+    row_get_meta(p, &meta);
+    buf[REC_VERSION] = EMB_RECORD_VERSION;
+    buf[REC_SLOT] = (unsigned char)s->slot;
     buf[2] = buf[3] = 0;
-    memcpy(buf + 4, p + 8, 8); /* updates, first_day, last_day */
-    memcpy(buf + 12, &nf, 4);
+    bytes_put_le32(buf + REC_UPDATES, meta.updates);
+    bytes_put_le16(buf + REC_FIRST_DAY, (uint16_t)meta.first_day);
+    bytes_put_le16(buf + REC_LAST_DAY, (uint16_t)meta.last_day);
+    bytes_put_le32(buf + REC_NFLOATS, (uint32_t)s->nfloat);
+    /* the floats as they are in memory: funnel's hosts are little-endian */
     memcpy(buf + EMB_RECORD_HEADER, p + HDR, s->nfloat * 4);
     return EMB_RECORD_HEADER + s->nfloat * 4;
 }
@@ -224,6 +268,8 @@ static int resize_index(sub_t *s, uint32_t ncap)
     enum { AHEAD = 8 }; /* records prefetched ahead of the one hashed */
     uint32_t *old = s->idx, mask = ncap - 1, n = 0;
 
+    assert((ncap & mask) == 0 && ncap > s->rows); /* a power of two with an empty position */
+    assert(s->rows + s->nfree == s->used);        /* every slab slot is live or free */
     s->idx = malloc((size_t)ncap * sizeof(uint32_t));
     if (!s->idx) {
         s->idx = old;
@@ -276,6 +322,7 @@ static void index_remove(sub_t *s, uint64_t key)
     uint32_t *p = find_pos(s, key);
     uint32_t i = (uint32_t)(p - s->idx), j = i;
 
+    assert(*p != EMPTY); /* only live records are removed, and all are indexed */
     if (*p == EMPTY)
         return;
     s->idx[i] = EMPTY;
@@ -341,24 +388,25 @@ static uint32_t insert(sub_t *s, uint64_t key, int day)
             return EMPTY;
         r = s->used++;
     }
+    assert(r < s->used && s->used <= s->cap && !bit(s->live, r));
     unsigned char *p = recp(s, r);
-    uint32_t upd = 0;
-    uint16_t d = (uint16_t)day;
-    memcpy(p, &key, 8);
-    memcpy(p + 8, &upd, 4);
-    memcpy(p + 12, &d, 2);
-    memcpy(p + 14, &d, 2);
+    memcpy(p + ROW_KEY, &key, 8);
+    row_set_meta(p, 0, day, day);
     bset(s->live, r);
     bset(s->ref, r);
     bclr(s->dirty, r);
     uint64_t hm = mix(key);
-    *find_pos_h(s, key, hm) = tag_of(hm) | r;
+    uint32_t *pos = find_pos_h(s, key, hm);
+    assert(*pos == EMPTY); /* callers insert only keys without a row */
+    *pos = tag_of(hm) | r;
     s->rows++;
+    assert(s->rows + s->nfree == s->used);
     return r;
 }
 
 static void remove_rec(sub_t *s, uint32_t r)
 {
+    assert(r < s->used && bit(s->live, r) && s->rows > 0);
     index_remove(s, rec_key(s, r));
     bclr(s->live, r);
     bclr(s->dirty, r);
@@ -400,7 +448,7 @@ static int sketch_load(emb_table_t *t, errbuf_t *eb)
                         t->store->name, vl, vl ? b[0] : -1, vl > 1 ? b[1] : -1, vl > 2 ? b[2] : -1,
                         SKETCH_BYTES, EMB_SKETCH_VERSION, CM_ROWS, CM_BITS);
     for (size_t i = 0; rc == 0 && i < ((size_t)CM_ROWS << CM_BITS); i++)
-        t->sketch[i] = (uint16_t)(b[SKETCH_HDR + 2 * i] | b[SKETCH_HDR + 2 * i + 1] << 8);
+        t->sketch[i] = bytes_get_le16(b + SKETCH_HDR + 2 * i);
     free(v);
     return rc;
 }
@@ -420,10 +468,8 @@ static int sketch_store(emb_table_t *t, errbuf_t *eb)
     b[1] = CM_ROWS;
     b[2] = CM_BITS;
     b[3] = 0;
-    for (size_t i = 0; i < ((size_t)CM_ROWS << CM_BITS); i++) {
-        b[SKETCH_HDR + 2 * i] = (unsigned char)(t->sketch[i] & 0xff);
-        b[SKETCH_HDR + 2 * i + 1] = (unsigned char)(t->sketch[i] >> 8);
-    }
+    for (size_t i = 0; i < ((size_t)CM_ROWS << CM_BITS); i++)
+        bytes_put_le16(b + SKETCH_HDR + 2 * i, t->sketch[i]);
     rc = store_put(t->store, EMB_SKETCH_KEY, sizeof(EMB_SKETCH_KEY) - 1, b, SKETCH_BYTES, 0, eb);
     if (rc == 0)
         t->sketch_dirty = 0;
@@ -642,9 +688,7 @@ static void restore_evicted(emb_table_t *t, const store_op_t *ops, size_t n)
         if (r == EMPTY)
             continue; /* out of memory: the row is lost, the error already reported */
         unsigned char *p = recp(s, r);
-        uint16_t ld = (uint16_t)meta.last_day;
-        memcpy(p + 8, &meta.updates, 4);
-        memcpy(p + 14, &ld, 2);
+        row_set_meta(p, meta.updates, meta.first_day, meta.last_day);
         memcpy(p + HDR, fl, (size_t)nf * 4);
         bset(s->dirty, r);
         t->st.evicted--;
@@ -783,10 +827,7 @@ static int load_misses(emb_table_t *t, sub_t *s, const uint64_t *keys, const siz
                 break;
             }
             unsigned char *p = recp(s, r);
-            memcpy(p + 8, &meta.updates, 4);
-            uint16_t fd = (uint16_t)meta.first_day, ld = (uint16_t)meta.last_day;
-            memcpy(p + 12, &fd, 2);
-            memcpy(p + 14, &ld, 2);
+            row_set_meta(p, meta.updates, meta.first_day, meta.last_day);
             memcpy(p + HDR, fl, s->nfloat * 4);
             t->st.loaded++;
         }
@@ -882,10 +923,10 @@ __attribute__((always_inline)) static inline void visit(emb_table_t *t, sub_t *s
             g = (const unsigned char *)t->scratch;
         }
         optim_row_update(&t->ms.emb_opt, w, w + s->dim, (const float *)g, s->dim);
-        memcpy(&upd, p + 8, 4);
+        memcpy(&upd, p + ROW_UPDATES, 4);
         upd++;
-        memcpy(p + 8, &upd, 4);
-        memcpy(p + 14, &day, 2);
+        memcpy(p + ROW_UPDATES, &upd, 4);
+        memcpy(p + ROW_LAST_DAY, &day, 2);
         bset(s->dirty, r);
         return;
     }
@@ -1152,13 +1193,14 @@ int emb_table_expire(emb_table_t *t, int day, uint64_t *deleted, errbuf_t *eb)
         if (rc == 0 && n > 0) {
             store_op_t *ops = calloc(2 * n, sizeof(*ops));
             unsigned char *tomb = malloc(n * EMB_KEY_LEN);
-            int32_t d32 = day;
+            unsigned char d32[4]; /* the tombstone's value: i32 day */
+            bytes_put_le32(d32, (uint32_t)day);
             if (!ops || !tomb)
                 rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
             for (size_t j = 0; rc == 0 && j < n; j++) {
                 memcpy(tomb + j * EMB_KEY_LEN, keys + j * EMB_KEY_LEN, EMB_KEY_LEN);
                 tomb[j * EMB_KEY_LEN] = 'x';
-                ops[n + j] = (store_op_t){tomb + j * EMB_KEY_LEN, EMB_KEY_LEN, &d32, 4};
+                ops[n + j] = (store_op_t){tomb + j * EMB_KEY_LEN, EMB_KEY_LEN, d32, 4};
             }
             for (size_t j = 0; rc == 0 && j < n; j++) {
                 int sl = 0;
@@ -1197,12 +1239,7 @@ int emb_table_get(emb_table_t *t, int slot, uint64_t key, float *vals, emb_row_m
     r = find(s, key);
     if (r != EMPTY) {
         const unsigned char *p = recp(s, r);
-        uint16_t fd, ld;
-        memcpy(&meta->updates, p + 8, 4);
-        memcpy(&fd, p + 12, 2);
-        memcpy(&ld, p + 14, 2);
-        meta->first_day = fd;
-        meta->last_day = ld;
+        row_get_meta(p, meta);
         memcpy(vals, p + HDR, s->nfloat * 4);
         return 0;
     }
@@ -1256,10 +1293,8 @@ int emb_table_inspect(emb_table_t *t, int slot, uint64_t key, float *vals, emb_r
     kb[0] = 'x';
     rc = store_get(t->store, kb, EMB_KEY_LEN, &v, &vl, eb);
     if (rc == 0 && vl == 4) {
-        int32_t d;
-        memcpy(&d, v, 4);
         *status = EMB_ROW_EXPIRED;
-        *expired_day = d;
+        *expired_day = (int32_t)bytes_get_le32(v);
     } else {
         *status = *seen > 0 ? EMB_ROW_PENDING : EMB_ROW_NEVER;
     }
