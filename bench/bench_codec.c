@@ -20,8 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "common/clock.h"
 #include "proto/codec.h"
 #include "proto/msg.h"
 
@@ -39,14 +39,6 @@ typedef struct bench {
     msg_t m, d;
     errbuf_t eb;
 } bench_t;
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void die(const bench_t *b, const char *what)
 {
@@ -137,14 +129,14 @@ static double measure(bench_t *b, op_fn op)
 
     op(b); /* warm: buffers at their steady size */
     for (int r = 0; r < RUNS; r++) {
-        double t0 = now_s(), t;
+        double t0 = clock_now_s(), t;
         long n = 0;
 
         do {
             for (int i = 0; i < 16; i++)
                 op(b);
             n += 16;
-            t = now_s() - t0;
+            t = clock_now_s() - t0;
         } while (t < RUN_SECONDS);
         if (n / t > best)
             best = n / t;

@@ -26,13 +26,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
+#include "common/meta.h"
+#include "common/rng.h"
+#include "common/route.h"
 #include "table/emb_export.h"
 #include "table/emb_table.h"
-#include "common/meta.h"
-#include "common/route.h"
 #include "table/store.h"
 
 #define SHARDS 2
@@ -49,20 +50,10 @@ typedef struct bench {
     errbuf_t eb;
 } bench_t;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* splitmix64: row i's key, uniform over 64 bits like keyhash's */
 static uint64_t key_of(uint64_t i)
 {
-    uint64_t z = i * UINT64_C(0x9e3779b97f4a7c15) + UINT64_C(0x632be59bd9b4e019);
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
+    return rng_mix64(i * RNG_GAMMA + UINT64_C(0x632be59bd9b4e019));
 }
 
 static void die(const bench_t *b, const char *what)
@@ -287,13 +278,13 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    t0 = now_s();
+    t0 = clock_now_s();
     npush = ndel = nnew = 0;
     for (int h = 0; h < SHARDS; h++)
         build_shard(&b, q, h, &npush, &ndel, &nnew);
     write_meta(&b, b.ck1, 1);
     write_meta(&b, b.ck2, 2);
-    double build = now_s() - t0;
+    double build = clock_now_s() - t0;
     rows2 = b.rows - ndel + nnew;
     printf("tables: %llu rows of dim %d (Adagrad state: %zu bytes stored per row), %d slots, "
            "%d shards; day 2: %llu pushed, %llu deleted, %llu new (built in %.1f s)\n",

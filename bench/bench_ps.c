@@ -69,12 +69,14 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
-#include "proto/codec.h"
+#include "common/bytes.h"
+#include "common/clock.h"
 #include "common/err.h"
+#include "common/rng.h"
+#include "proto/codec.h"
 #include "proto/msg.h"
 #include "proto/ps_client.h"
 
@@ -165,27 +167,11 @@ typedef struct fig {
     int n;
 } fig_t;
 
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
-
 /* The key of row i: scattered over 64 bits, so hot rows are not neighbours. */
 static uint64_t key_of(uint64_t i)
 {
     uint64_t s = i * 2 + 1;
-    return rng_next(&s);
+    return rng_splitmix64(&s);
 }
 
 /* Median of the first n of x[ROUNDS]. */
@@ -357,7 +343,7 @@ static int shard_start(bench_t *b, shard_t *s, const char *name, int dim, size_t
 static int recv_reply(bench_t *b, void *sock, shard_t *s, zmq_msg_t *msg, double timeout)
 {
     zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
-    double t0 = now_s();
+    double t0 = clock_now_s();
 
     for (;;) {
         int n = zmq_poll(&item, 1, 200);
@@ -369,7 +355,7 @@ static int recv_reply(bench_t *b, void *sock, shard_t *s, zmq_msg_t *msg, double
             return errbuf_set(&b->eb, ERR_STOPPED, "interrupted");
         if (s && shard_alive(b, s) != 0)
             return ERR_NET;
-        if (now_s() - t0 > timeout)
+        if (clock_now_s() - t0 > timeout)
             return errbuf_set(&b->eb, ERR_TIMEOUT, "no reply from %s in %.0f s",
                               s ? s->endpoint : b->echo.endpoint, timeout);
     }
@@ -402,7 +388,7 @@ static void rows_msg(msg_t *m, int type, uint64_t req_id, const uint64_t *keys, 
 static void random_keys(bench_t *b, uint64_t *keys, uint64_t rows)
 {
     for (int i = 0; i < KEYS; i++)
-        keys[i] = key_of(rng_next(&b->rng) % rows);
+        keys[i] = key_of(rng_splitmix64(&b->rng) % rows);
 }
 
 static int is_push(const flow_t *f, uint64_t n)
@@ -421,7 +407,7 @@ static int make_request(bench_t *b, shard_t *s, const flow_t *f, uint64_t n, con
 
     switch (f->kind) {
     case F_RAW:
-        memcpy(b->raw_req, &f->rep_len, sizeof(uint64_t)); /* the echo's reply size */
+        bytes_put_le64(b->raw_req, f->rep_len); /* the echo's reply size */
         *data = b->raw_req;
         *len = f->req_len;
         return 0;
@@ -504,7 +490,7 @@ static int check_reply(bench_t *b, const flow_t *f, uint64_t sent, const void *d
 static int drive(bench_t *b, void *sock, shard_t *s, const flow_t *f, double seconds, result_t *r)
 {
     uint64_t sent = 0, done = 0;
-    double t0 = now_s(), t_end = t0 + seconds;
+    double t0 = clock_now_s(), t_end = t0 + seconds;
     int rc = 0;
 
     for (; sent < INFLIGHT && (!f->max_req || sent < f->max_req) && rc == 0; sent++) {
@@ -524,7 +510,7 @@ static int drive(bench_t *b, void *sock, shard_t *s, const flow_t *f, double sec
         if (rc != 0)
             break;
         done++;
-        if ((!f->max_req || sent < f->max_req) && now_s() < t_end) {
+        if ((!f->max_req || sent < f->max_req) && clock_now_s() < t_end) {
             const void *data;
             size_t len;
             rc = make_request(b, s, f, sent, &data, &len);
@@ -534,7 +520,7 @@ static int drive(bench_t *b, void *sock, shard_t *s, const flow_t *f, double sec
         }
     }
     r->requests = done;
-    r->seconds = now_s() - t0;
+    r->seconds = clock_now_s() - t0;
     return rc;
 }
 
@@ -610,7 +596,7 @@ static int echo_serve(const char *endpoint, size_t cap, volatile sig_atomic_t *s
                 zmq_msg_recv(&body, sock, ZMQ_DONTWAIT) >= 0) {
                 got = 1;
                 if (zmq_msg_size(&body) >= sizeof(want))
-                    memcpy(&want, zmq_msg_data(&body), sizeof(want));
+                    want = bytes_get_le64(zmq_msg_data(&body));
                 if (want > cap)
                     want = cap;
                 /* buf is never freed while the socket lives: no free function */
@@ -730,12 +716,12 @@ static double self_cpu_s(void)
 static int drive_client(bench_t *b, ps_client_t *c, const flow_t *f, double seconds, result_t *r)
 {
     uint64_t ids[INFLIGHT], sent = 0, done = 0;
-    double t0 = now_s(), t_end = t0 + seconds;
+    double t0 = clock_now_s(), t_end = t0 + seconds;
     msg_t m, rep;
     int rc = 0;
 
     if (f->kind == F_PUSH) {
-        while (rc == 0 && now_s() < t_end && !*b->stop) {
+        while (rc == 0 && clock_now_s() < t_end && !*b->stop) {
             random_keys(b, b->keys, UNIVERSE);
             rows_msg(&m, MSG_PUSH, 0, b->keys, b->grads, f->dim);
             rc = ps_client_send(c, 0, &m, &ids[0], &b->eb);
@@ -758,7 +744,7 @@ static int drive_client(bench_t *b, ps_client_t *c, const flow_t *f, double seco
                             rep.u.rows.slot[0].dim != (uint32_t)f->dim))
                 rc = errbuf_set(&b->eb, ERR_PROTO, "ps_client: bad PULL_OK");
             done++;
-            if (rc == 0 && now_s() < t_end && !*b->stop) {
+            if (rc == 0 && clock_now_s() < t_end && !*b->stop) {
                 random_keys(b, b->keys, UNIVERSE);
                 rows_msg(&m, MSG_PULL, 0, b->keys, NULL, 0);
                 rc = ps_client_send(c, 0, &m, &ids[sent % INFLIGHT], &b->eb);
@@ -769,7 +755,7 @@ static int drive_client(bench_t *b, ps_client_t *c, const flow_t *f, double seco
     if (rc == 0 && *b->stop)
         rc = errbuf_set(&b->eb, ERR_STOPPED, "interrupted");
     r->requests = done;
-    r->seconds = now_s() - t0;
+    r->seconds = clock_now_s() - t0;
     return rc;
 }
 
@@ -883,7 +869,7 @@ static int run_dim(bench_t *b, shard_t *s, dim_run_t *d, char *const *ep)
     fl[ZIPF_PULL] = (flow_t){F_PULL_ZIPF, d->dim, 0, 0, 0};
     fl[ZIPF_PUSH] = (flow_t){F_PUSH_ZIPF, d->dim, 0, 0, 0};
 
-    double t = now_s();
+    double t = clock_now_s();
     rc = prefill(b, s);
     if (rc == 0)
         rc = stat_get(b, s, "rows_resident", &d->rows, REPLY_TIMEOUT);
@@ -894,7 +880,7 @@ static int run_dim(bench_t *b, shard_t *s, dim_run_t *d, char *const *ep)
     if (rc != 0)
         return rc;
     fprintf(stderr, "bench-ps: dim %d: %llu rows created in %.1f s\n", d->dim,
-            (unsigned long long)d->rows, now_s() - t);
+            (unsigned long long)d->rows, clock_now_s() - t);
     rc = ps_client_open(&c, ep, 1, &o, &b->eb);
     if (rc != 0)
         return rc;
@@ -1012,7 +998,7 @@ static int zipf_init(zipf_t *z, size_t n, double s)
 
 static size_t zipf_draw(const zipf_t *z, uint64_t *rng)
 {
-    double u = (double)(rng_next(rng) >> 11) * 0x1p-53;
+    double u = rng_unit(rng_splitmix64(rng));
     size_t i = z->guide[(size_t)(u * (double)z->n)];
 
     while (z->cdf[i] < u)
@@ -1083,12 +1069,12 @@ static int run_spill(bench_t *b, shard_t *all, const dim_run_t *d, shard_t *sp, 
     rc = shard_start(b, sp, "spill", all->dim, out->mem_limit);
     if (rc != 0)
         return rc;
-    t = now_s();
+    t = clock_now_s();
     rc = prefill(b, sp);
     if (rc != 0)
         return rc;
     fprintf(stderr, "bench-ps: spill shard: %d rows created in %.1f s (mem_limit %zu bytes)\n",
-            UNIVERSE, now_s() - t, out->mem_limit);
+            UNIVERSE, clock_now_s() - t, out->mem_limit);
     /* untimed: the spill shard's memory fills with the Zipf-hot rows */
     rc = drive(b, all->sock, all, &f, b->window / 2, &r);
     if (rc == 0)
@@ -1192,7 +1178,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     b.rng = 42;
     for (size_t i = 0; i < KEYS * MAX_DIM; i++)
-        b.grads[i] = 0.01f * ((float)(rng_next(&b.rng) >> 40) / 16777216.0f - 0.5f);
+        b.grads[i] = 0.01f * ((float)(rng_splitmix64(&b.rng) >> 40) / 16777216.0f - 0.5f);
     b.raw_cap = (size_t)KEYS * (MAX_DIM * 4 + 8) + 4096;
     rc = echo_start(&b, b.raw_cap); /* forks: before any ZeroMQ context */
     if (rc != 0)

@@ -14,24 +14,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/batch.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "data/reader.h"
 #include "worker/worker_conf.h"
 
 #define BATCH_ROWS 512
 #define RUNS 3
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static uint64_t next_rand(uint64_t *s)
 {
@@ -89,10 +81,10 @@ static double read_once(const model_spec_t *ms, const char *path, uint64_t *line
         return -1;
     }
     batch_init(&b, ms->nslots, BATCH_ROWS);
-    t0 = now_s();
+    t0 = clock_now_s();
     while ((rc = reader_next_batch(rd, &b, BATCH_ROWS, &eb)) == 0)
         ;
-    t0 = now_s() - t0;
+    t0 = clock_now_s() - t0;
     if (rc != ERR_EOF) {
         fprintf(stderr, "bench-reader: %s\n", eb.msg);
         t0 = -1;

@@ -26,30 +26,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "table/emb_table.h"
+#include "common/clock.h"
 #include "common/optim.h"
+#include "common/rng.h"
+#include "table/emb_table.h"
 #include "table/store.h"
 
 #define REQ 1000 /* keys per request */
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
 
 /* The key of rank i: scattered, so hot keys are not neighbours. */
 static uint64_t key_of(uint64_t i)
@@ -102,10 +87,10 @@ static double fill(emb_table_t *t, uint64_t n, int dim, float *out)
         size_t m = n - i < REQ ? (size_t)(n - i) : REQ;
         for (size_t j = 0; j < m; j++)
             keys[j] = key_of(i + j);
-        double t0 = now_s();
+        double t0 = clock_now_s();
         if (emb_table_pull(t, 0, keys, m, out, EMB_PULL_CREATE, &eb) != 0)
             die("fill", &eb);
-        double dt = now_s() - t0;
+        double dt = clock_now_s() - t0;
         if (dt > slowest)
             slowest = dt;
     }
@@ -186,8 +171,8 @@ static void zipf_init(zipf_t *z, uint64_t n)
 static uint64_t zipf_draw(const zipf_t *z, uint64_t *seed)
 {
     if (!z->cdf)
-        return rng_next(seed) % z->n;
-    double u = (double)(rng_next(seed) >> 11) * 0x1.0p-53;
+        return rng_splitmix64(seed) % z->n;
+    double u = rng_unit(rng_splitmix64(seed));
     uint64_t lo = 0, hi = z->n - 1;
 
     while (lo < hi) {
@@ -231,7 +216,7 @@ static loop_result_t run_loop(emb_table_t *t, const zipf_t *z, int dim, double s
     uint8_t *mark = calloc(z->n, 1);
     float *rows = malloc(REQ * (size_t)dim * sizeof(float));
     float *g = malloc(REQ * (size_t)dim * sizeof(float));
-    double tpull = 0, tpush = 0, t0 = now_s();
+    double tpull = 0, tpush = 0, t0 = clock_now_s();
     errbuf_t eb = {{0}};
     emb_table_stats_t s0, s1;
     loop_result_t r;
@@ -239,15 +224,15 @@ static loop_result_t run_loop(emb_table_t *t, const zipf_t *z, int dim, double s
     for (size_t j = 0; j < REQ * (size_t)dim; j++)
         g[j] = (float)((int)(j % 7) - 3) * 0.01f;
     emb_table_stats(t, &s0);
-    while (now_s() - t0 < secs) {
+    while (clock_now_s() - t0 < secs) {
         draw_request(z, &seed, keys, mark);
-        double a = now_s();
+        double a = clock_now_s();
         if (!push_only && emb_table_pull(t, 0, keys, REQ, rows, EMB_PULL_CREATE, &eb) != 0)
             die("pull", &eb);
-        double b = now_s();
+        double b = clock_now_s();
         if (emb_table_push(t, 0, keys, REQ, g, &eb) != 0)
             die("push", &eb);
-        double c = now_s();
+        double c = clock_now_s();
         tpull += b - a;
         tpush += c - b;
         nreq++;
@@ -276,7 +261,7 @@ static void bench_uniform(int dim, uint64_t n)
 
     if (store_mem_open(&sm, &eb) != 0 || emb_table_open(&mem, sm, &ms, 0, &eb) != 0)
         die("open", &eb);
-    double t0 = now_s(), slowest = fill(mem, n, dim, out), tfill = now_s() - t0;
+    double t0 = clock_now_s(), slowest = fill(mem, n, dim, out), tfill = clock_now_s() - t0;
     loop_result_t m = run_loop(mem, &z, dim, 1.5, 0);
     loop_result_t p = run_loop(mem, &z, dim, 1.5, 1);
     printf("uniform    dim %-3d %8llu rows: pull %5.2f M keys/s, push (adagrad) %5.2f M keys/s "
@@ -324,10 +309,10 @@ static void bench_throughput(int dim, uint64_t n, const char *dir)
         emb_table_open(&full, sa, &ms, 0, &eb) != 0)
         die("open", &eb);
     fill(full, n, dim, out);
-    double t0 = now_s();
+    double t0 = clock_now_s();
     if (emb_table_flush(full, &flushed, &eb) != 0)
         die("flush", &eb);
-    double tf = now_s() - t0;
+    double tf = clock_now_s() - t0;
     printf("flush      dim %-3d %8llu rows into RocksDB in %.2f s: %5.2f M rows/s\n", dim,
            (unsigned long long)flushed, tf, (double)flushed / tf / 1e6);
     loop_result_t f = run_loop(full, &z, dim, 1.5, 0);

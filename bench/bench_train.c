@@ -13,9 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/batch.h"
+#include "common/clock.h"
+#include "common/rng.h"
 #include "model/dense.h"
 #include "model/model.h"
 #include "common/model_conf.h"
@@ -27,34 +28,20 @@
 #define WARMUP 20
 #define TIMED 300
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static uint64_t rng(uint64_t *s)
-{
-    uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
-
 static void make_batches(batch_t *b, int nslots, size_t B)
 {
     uint64_t s = 42;
     for (int i = 0; i < NBATCH; i++) {
         batch_init(&b[i], nslots, B);
         for (size_t r = 0; r < B; r++) {
-            uint64_t x = rng(&s);
+            uint64_t x = rng_splitmix64(&s);
             batch_row_begin(&b[i], (x & 15) == 0, (x & 127) == 0, (x & 511) == 0);
             for (int k = 0; k < nslots - 1; k++)
-                batch_row_add(&b[i], k, (uint64_t)k << 40 | (rng(&s) % 100000), 1.0f);
-            int nt = (int)(rng(&s) % 4);
+                batch_row_add(&b[i], k, (uint64_t)k << 40 | (rng_splitmix64(&s) % 100000),
+                              1.0f);
+            int nt = (int)(rng_splitmix64(&s) % 4);
             for (int t = 0; t < nt; t++)
-                batch_row_add(&b[i], nslots - 1, (rng(&s) % 100000), 0.5f);
+                batch_row_add(&b[i], nslots - 1, (rng_splitmix64(&s) % 100000), 0.5f);
             batch_row_end(&b[i]);
         }
     }
@@ -105,7 +92,7 @@ static int run(const char *type, int threads, int par, double gflops2, double gf
     for (int it = 0; it < WARMUP + TIMED; it++) {
         batch_t *bb = &b[it % NBATCH];
         if (it == WARMUP)
-            t0 = now_s();
+            t0 = clock_now_s();
         pool_prepare(&pool, bb);
         param_pull_start(p, &pool.req, PARAM_PULL_TRAIN, &eb);
         param_pull_finish(p, pool.rows, &eb);
@@ -116,7 +103,7 @@ static int run(const char *type, int threads, int par, double gflops2, double gf
         param_push(p, &pool.req, (const float *const *)pool.grads, &eb);
         param_push_dense(p, model_grads(m, &n), n, &eb);
     }
-    double el = now_s() - t0;
+    double el = clock_now_s() - t0;
     double sps = (double)TIMED * (double)B / el;
     double fps = model_flops_per_sample(m);
     double bound = (threads >= 2 ? gflops2 : gflops1) * 1e9 / fps;

@@ -7,8 +7,8 @@
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 
 /* out (B,H) += b, then ReLU if asked: one pass over the output. */
@@ -118,13 +118,6 @@ int dense_threads_get(void)
     return openblas_get_num_threads();
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 double dense_sgemm_gflops(size_t M, size_t N, size_t K, double min_seconds)
 {
     float *a = malloc(M * K * sizeof(float));
@@ -141,12 +134,12 @@ double dense_sgemm_gflops(size_t M, size_t N, size_t K, double min_seconds)
     /* one untimed product warms caches and OpenBLAS's thread pool */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, a, (int)K,
                 b, (int)N, 0.0f, c, (int)N);
-    t0 = now_seconds();
+    t0 = clock_now_s();
     do {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, a,
                     (int)K, b, (int)N, 0.0f, c, (int)N);
         reps++;
-        t = now_seconds() - t0;
+        t = clock_now_s() - t0;
     } while (t < min_seconds);
     rate = 2.0 * (double)M * (double)N * (double)K * reps / t * 1e-9;
 out:

@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "tests/util.h"
 
 #define MODEL "--towers 128,64"
@@ -71,13 +72,6 @@ static int stop(pid_t pid, int sig)
         if (pids[i] == pid)
             pids[i] = 0;
     return tu_stop(pid, sig);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static void sleep_ms(long ms)
@@ -159,11 +153,11 @@ static int worker_rc(const cluster_t *c, int r)
 /* Wait up to timeout_s for every worker; 0 if all exited with status 0. */
 static int cl_wait_workers(cluster_t *c, double timeout_s)
 {
-    double t0 = now_s();
+    double t0 = clock_now_s();
     int ok = 1;
 
     for (int r = 0; r < c->nw; r++) {
-        while (worker_rc(c, r) < 0 && now_s() - t0 < timeout_s)
+        while (worker_rc(c, r) < 0 && clock_now_s() - t0 < timeout_s)
             sleep_ms(100);
         if (worker_rc(c, r) != 0) {
             fprintf(stderr, "\n  worker %d of %s: status %d (see worker%d.log)\n", r, c->dir,
@@ -391,20 +385,20 @@ static void test_fault_kill9_shard(void)
      * the last 1.5 s) and kill it at 60%, once it has flushed twice. By then it has
      * applied more pushes than the bound allows to lose, so a shard that
      * did not flush on time would fail the bound. */
-    t0 = now_s();
-    while (now_s() - t0 < 240 && worker_rc(&c, 0) < 0 && worker_rc(&c, 1) < 0) {
+    t0 = clock_now_s();
+    while (clock_now_s() - t0 < 240 && worker_rc(&c, 0) < 0 && worker_rc(&c, 1) < 0) {
         p = shard_stat(c.ep[0], "pushes");
         fl = shard_stat(c.ep[0], "flushes");
-        ht[nh % 64] = now_s();
+        ht[nh % 64] = clock_now_s();
         hp[nh % 64] = p;
         nh++;
         if (p >= want / 10 && pa < 0) {
             pa = p;
-            ta = now_s();
+            ta = clock_now_s();
         }
-        if (pa >= 0 && p >= want * 60 / 100 && fl >= 2 && now_s() - ta > 0.3) {
+        if (pa >= 0 && p >= want * 60 / 100 && fl >= 2 && clock_now_s() - ta > 0.3) {
             pb = p;
-            tb = now_s();
+            tb = clock_now_s();
             stop(c.ps[0], SIGKILL);
             killed = 1;
             break;
@@ -561,7 +555,7 @@ static void test_shards_late_or_absent(void)
 
     /* nobody there */
     CU_ASSERT_EQUAL_FATAL(cl_workers(&c, 1, "--timeout_ms 300 --deadline_s 2", small), 0);
-    for (double t0 = now_s(); worker_rc(&c, 0) < 0 && now_s() - t0 < 30;)
+    for (double t0 = clock_now_s(); worker_rc(&c, 0) < 0 && clock_now_s() - t0 < 30;)
         sleep_ms(100);
     CU_ASSERT_EQUAL(worker_rc(&c, 0), 1);
     stop(c.w[0], worker_rc(&c, 0) < 0 ? SIGKILL : SIGTERM);
