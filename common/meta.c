@@ -4,13 +4,13 @@
 #include "common/meta.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <xxhash.h>
 
+#include "common/afile.h"
+#include "common/dirs.h"
 #include "common/optim.h"
 
 static const char *const model_names[] = {"esm2", "esmm", "naive"};
@@ -50,60 +50,11 @@ void meta_from_spec(meta_t *m, const model_spec_t *ms, int shards, int day,
     XXH64_freeState(st);
 }
 
-int meta_fsync_dir(const char *dir, errbuf_t *eb)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-
-    if (fd < 0)
-        return errbuf_set(eb, ERR_IO, "open directory %s: %s", dir, strerror(errno));
-    if (fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        return errbuf_set(eb, ERR_IO, "fsync directory %s: %s", dir, strerror(e));
-    }
-    close(fd);
-    return 0;
-}
-
-int meta_write_file_atomic(const char *path, const void *data, size_t len, errbuf_t *eb)
-{
-    char tmp[4096];
-    const char *p = data;
-    int fd, rc = 0;
-
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0)
-        return errbuf_set(eb, ERR_IO, "create %s: %s", tmp, strerror(errno));
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = errbuf_set(eb, ERR_IO, "write %s: %s", tmp, strerror(errno));
-            goto out;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    if (fsync(fd) != 0) {
-        rc = errbuf_set(eb, ERR_IO, "fsync %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-out:
-    if (close(fd) != 0 && rc == 0)
-        rc = errbuf_set(eb, ERR_IO, "close %s: %s", tmp, strerror(errno));
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = errbuf_set(eb, ERR_IO, "rename %s to %s: %s", tmp, path, strerror(errno));
-    if (rc != 0)
-        unlink(tmp);
-    return rc;
-}
-
 int meta_write(const char *dir, const meta_t *m, errbuf_t *eb)
 {
-    char buf[16384], path[4096];
+    char buf[16384], path[DIRS_PATH_MAX];
     size_t n = 0;
+    int rc;
 
 #define PUT(...) n += (size_t)snprintf(buf + n, sizeof(buf) - n, __VA_ARGS__)
     PUT("%s %d\n", META_MAGIC, m->version);
@@ -120,8 +71,9 @@ int meta_write(const char *dir, const meta_t *m, errbuf_t *eb)
     PUT("dense_params %llu\n", (unsigned long long)m->dense_params);
     PUT("digest %016llx\n", (unsigned long long)m->digest);
 #undef PUT
-    snprintf(path, sizeof(path), "%s/%s", dir, META_FILE);
-    return meta_write_file_atomic(path, buf, n, eb);
+    if ((rc = dirs_path(path, sizeof(path), eb, "%s/%s", dir, META_FILE)) != 0)
+        return rc;
+    return afile_write(path, buf, n, eb);
 }
 
 static int optim_kind(const char *name)
@@ -134,12 +86,13 @@ static int optim_kind(const char *name)
 
 int meta_read(const char *dir, meta_t *m, errbuf_t *eb)
 {
-    char path[4096], line[512], word[128], name[128];
+    char path[DIRS_PATH_MAX], line[512], word[128], name[128];
     FILE *f;
     int lineno = 0, rc = 0;
 
     memset(m, 0, sizeof(*m));
-    snprintf(path, sizeof(path), "%s/%s", dir, META_FILE);
+    if ((rc = dirs_path(path, sizeof(path), eb, "%s/%s", dir, META_FILE)) != 0)
+        return rc;
     f = fopen(path, "r");
     if (!f)
         return errbuf_set(eb, errno == ENOENT ? ERR_NOTFOUND : ERR_IO,

@@ -10,8 +10,9 @@
  *
  * NOTES ON THE DESIGN
  *   META is text, one "key value" per line, so an operator can read it with
- *   cat. It is written to META.tmp, fsynced, then renamed over META, so a
- *   reader sees the old or the new file, never a torn one.
+ *   cat. It is written atomically (afile.h: META.tmp, fsynced, renamed over
+ *   META, directory fsynced), so a reader sees the old or the new file,
+ *   never a torn one.
  *
  *     funnel-meta 1
  *     model esm2
@@ -61,21 +62,17 @@ typedef struct meta {
 void meta_from_spec(meta_t *m, const model_spec_t *ms, int shards, int day,
                     uint64_t dense_params);
 
-/* Write dir/META atomically. Returns 0 or ERR_IO naming the file. */
+/* Write dir/META atomically (afile_write), which fsyncs dir too: entries
+ * made in dir before, such as shard stores, are then durable as well.
+ * Returns 0, ERR_INVAL for a path too long, or ERR_IO naming the file. */
 int meta_write(const char *dir, const meta_t *m, errbuf_t *eb);
 
 /* Read dir/META. ERR_NOTFOUND if absent, ERR_CORRUPT if unreadable,
- * ERR_VERSION for a newer format. */
+ * ERR_VERSION for a newer format, ERR_INVAL for a path too long. */
 int meta_read(const char *dir, meta_t *m, errbuf_t *eb);
 
 /* Compare a saved description with the running one (shards compared only
  * when both are > 0). ERR_MISMATCH naming the first difference. */
 int meta_check(const meta_t *saved, const meta_t *running, const char *dir, errbuf_t *eb);
-
-/* Write/fsync a whole file atomically: path.tmp then rename. */
-int meta_write_file_atomic(const char *path, const void *data, size_t len, errbuf_t *eb);
-
-/* fsync a directory so a rename inside it is durable. */
-int meta_fsync_dir(const char *dir, errbuf_t *eb);
 
 #endif

@@ -1,33 +1,35 @@
 /*
  * modeldir.c - atomic save and load of model directories. See modeldir.h.
  */
-#define _XOPEN_SOURCE 700
 #include "model/modeldir.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "common/afile.h"
 #include "common/dirs.h"
 #include "common/meta.h"
 
+static int rows_path(const char *dir, char *buf, size_t len, errbuf_t *eb)
+{
+    return dirs_path(buf, len, eb, "%s/%s", dir, MODELDIR_ROWS);
+}
+
 void modeldir_rows_path(const char *dir, char *buf, size_t len)
 {
-    snprintf(buf, len, "%s/%s", dir, MODELDIR_ROWS);
+    rows_path(dir, buf, len, NULL);
 }
 
 int modeldir_begin(const char *dir, const char *init_from, char *tmp, size_t tmplen,
                    errbuf_t *eb)
 {
-    char from[4096], to[4096];
+    char from[DIRS_PATH_MAX], to[DIRS_PATH_MAX];
     int rc;
 
-    snprintf(tmp, tmplen, "%s.tmp", dir);
+    rc = dirs_path(tmp, tmplen, eb, "%s.tmp", dir);
+    if (rc != 0)
+        return rc;
     rc = dirs_remove_tree(tmp, eb);
     if (rc != 0)
         return rc;
@@ -35,8 +37,9 @@ int modeldir_begin(const char *dir, const char *init_from, char *tmp, size_t tmp
     if (rc != 0)
         return rc;
     if (init_from) {
-        modeldir_rows_path(init_from, from, sizeof(from));
-        modeldir_rows_path(tmp, to, sizeof(to));
+        if ((rc = rows_path(init_from, from, sizeof(from), eb)) != 0 ||
+            (rc = rows_path(tmp, to, sizeof(to), eb)) != 0)
+            return rc;
         rc = dirs_copy_files(from, to, eb);
         if (rc != 0)
             return errbuf_prefix(eb, rc, "--init-from %s", init_from);
@@ -46,28 +49,29 @@ int modeldir_begin(const char *dir, const char *init_from, char *tmp, size_t tmp
 
 int modeldir_commit(const char *dir, const char *tmp, const model_t *m, errbuf_t *eb)
 {
-    char path[4096];
+    char path[DIRS_PATH_MAX];
+    afile_t af;
     meta_t meta;
     size_t n;
-    FILE *f;
     int rc;
 
-    snprintf(path, sizeof(path), "%s/%s", tmp, MODELDIR_DENSE);
-    f = fopen(path, "wb");
-    if (!f)
-        return errbuf_set(eb, ERR_IO, "create %s: %s", path, strerror(errno));
-    rc = model_save_dense(m, f, eb);
-    if (rc == 0 && (fflush(f) != 0 || fsync(fileno(f)) != 0))
-        rc = errbuf_set(eb, ERR_IO, "write %s: %s", path, strerror(errno));
-    if (fclose(f) != 0 && rc == 0)
-        rc = errbuf_set(eb, ERR_IO, "close %s: %s", path, strerror(errno));
+    rc = dirs_path(path, sizeof(path), eb, "%s/%s", tmp, MODELDIR_DENSE);
+    if (rc != 0)
+        return rc;
+    rc = afile_open(&af, path, eb);
+    if (rc != 0)
+        return rc;
+    rc = model_save_dense(m, af.f, eb);
+    if (rc != 0) {
+        afile_abort(&af);
+        return rc;
+    }
+    rc = afile_commit(&af, eb);
     if (rc != 0)
         return rc;
     model_params((model_t *)m, &n);
     meta_from_spec(&meta, model_spec(m), 1, 0, n);
-    rc = meta_write(tmp, &meta, eb);
-    if (rc == 0)
-        rc = meta_fsync_dir(tmp, eb);
+    rc = meta_write(tmp, &meta, eb); /* fsyncs tmp: shard-0 and dense.bin are durable */
     if (rc != 0)
         return rc;
     return modeldir_install(tmp, dir, eb);
@@ -75,21 +79,25 @@ int modeldir_commit(const char *dir, const char *tmp, const model_t *m, errbuf_t
 
 int modeldir_install(const char *tmp, const char *dir, errbuf_t *eb)
 {
-    char old[4200];
+    char old[DIRS_PATH_MAX];
+    int rc;
 
-    snprintf(old, sizeof(old), "%s.old", dir);
+    rc = dirs_path(old, sizeof(old), eb, "%s.old", dir);
+    if (rc != 0)
+        return rc;
     dirs_remove_tree(old, NULL);
     if (rename(dir, old) != 0 && errno != ENOENT)
         return errbuf_set(eb, ERR_IO, "move old %s aside: %s", dir, strerror(errno));
     if (rename(tmp, dir) != 0)
         return errbuf_set(eb, ERR_IO, "rename %s to %s: %s", tmp, dir, strerror(errno));
+    rc = afile_fsync_parent(dir, eb); /* the renames survive a crash */
     dirs_remove_tree(old, NULL);
-    return 0;
+    return rc;
 }
 
 int modeldir_load_dense(const char *dir, model_t *m, errbuf_t *eb)
 {
-    char path[4096];
+    char path[DIRS_PATH_MAX];
     meta_t saved, running;
     size_t n;
     FILE *f;
@@ -103,7 +111,9 @@ int modeldir_load_dense(const char *dir, model_t *m, errbuf_t *eb)
     rc = meta_check(&saved, &running, dir, eb);
     if (rc != 0)
         return rc;
-    snprintf(path, sizeof(path), "%s/%s", dir, MODELDIR_DENSE);
+    rc = dirs_path(path, sizeof(path), eb, "%s/%s", dir, MODELDIR_DENSE);
+    if (rc != 0)
+        return rc;
     f = fopen(path, "rb");
     if (!f)
         return errbuf_set(eb, ERR_IO, "open %s: %s", path, strerror(errno));

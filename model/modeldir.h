@@ -29,12 +29,14 @@
 #define MODELDIR_DENSE "dense.bin"
 #define MODELDIR_ROWS "shard-0"
 
-/* Prepare DIR.tmp (removing a stale one); its path into tmp. If init_from
- * is not NULL, copy its rows store into the new directory. */
+/* Prepare DIR.tmp (removing a stale one); its path into tmp[tmplen]. If
+ * init_from is not NULL, copy its rows store into the new directory.
+ * Returns 0, ERR_INVAL for a path too long, or ERR_IO. */
 int modeldir_begin(const char *dir, const char *init_from, char *tmp, size_t tmplen,
                    errbuf_t *eb);
 
-/* Write dense.bin and META into tmp, fsync, and rename tmp to dir. */
+/* Write dense.bin and META into tmp (each atomically, tmp fsynced), then
+ * install tmp as dir (modeldir_install). Returns 0 or ERR_*. */
 int modeldir_commit(const char *dir, const char *tmp, const model_t *m, errbuf_t *eb);
 
 /* Check dir's META against m's spec and load its dense weights into m. */
@@ -44,7 +46,9 @@ int modeldir_load_dense(const char *dir, model_t *m, errbuf_t *eb);
 void modeldir_rows_path(const char *dir, char *buf, size_t len);
 
 /* Put the complete directory tmp in place of dir: an old dir is moved to
- * dir.old first and removed after, so a crash leaves one of them whole. */
+ * dir.old first and removed after, so a crash leaves one of them whole;
+ * dir's parent is fsynced so the renames are durable. Returns 0, ERR_INVAL
+ * for a path too long, or ERR_IO. */
 int modeldir_install(const char *tmp, const char *dir, errbuf_t *eb);
 
 #endif

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -16,63 +15,21 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "common/afile.h"
+#include "common/bytes.h"
 #include "common/clock.h"
-#include "table/emb_table.h"
+#include "common/dirs.h"
 #include "common/meta.h"
+#include "table/emb_table.h"
 #include "table/store.h"
 
 #define BUF_BYTES (1u << 20) /* write and read buffer; holds any record */
 #define HEAD_MAX (EMB_EXPORT_HEAD_FIXED + MODEL_MAX_SLOTS * (3 + MODEL_SLOT_NAME_MAX) + 8)
 #define DIM_MAX 65535 /* u16 in the slot table */
 
-/* ---- little-endian fields ---- */
-
-static void put_u16(unsigned char *p, uint16_t v)
-{
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-}
-
-static void put_u32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint16_t get_u16(const unsigned char *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t get_u32(const unsigned char *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get_u64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
 float emb_export_float(const void *emb, size_t i)
 {
-    uint32_t u = get_u32((const unsigned char *)emb + 4 * i);
-    float f;
-
-    memcpy(&f, &u, 4);
-    return f;
+    return bytes_get_le_float((const unsigned char *)emb + 4 * i);
 }
 
 /* (slot, key) order of records and rows. */
@@ -107,21 +64,21 @@ static size_t encode_header(const emb_export_header_t *h, uint64_t records, unsi
     size_t n = EMB_EXPORT_HEAD_FIXED;
 
     memcpy(buf, EMB_EXPORT_MAGIC, 8);
-    put_u16(buf + 8, EMB_EXPORT_VERSION);
+    bytes_put_le16(buf + 8, EMB_EXPORT_VERSION);
     buf[10] = (unsigned char)h->kind;
     buf[11] = (unsigned char)h->nslots;
-    put_u32(buf + 12, (uint32_t)h->day);
-    put_u32(buf + 16, (uint32_t)h->base_day);
-    put_u64(buf + 24, records);
+    bytes_put_le32(buf + 12, (uint32_t)h->day);
+    bytes_put_le32(buf + 16, (uint32_t)h->base_day);
+    bytes_put_le64(buf + 24, records);
     for (int s = 0; s < h->nslots; s++) {
         size_t len = strlen(h->slot[s]);
-        put_u16(buf + n, (uint16_t)h->dim[s]);
+        bytes_put_le16(buf + n, (uint16_t)h->dim[s]);
         buf[n + 2] = (unsigned char)len;
         memcpy(buf + n + 3, h->slot[s], len);
         n += 3 + len;
     }
-    put_u32(buf + 20, (uint32_t)(n + 8));
-    put_u64(buf + n, XXH64(buf, n, 0));
+    bytes_put_le32(buf + 20, (uint32_t)(n + 8));
+    bytes_put_le64(buf + n, XXH64(buf, n, 0));
     return n + 8;
 }
 
@@ -183,28 +140,15 @@ static int read_at(int fd, void *data, size_t len, uint64_t off, const char *pat
     return 0;
 }
 
-static int fsync_parent(const char *path, errbuf_t *eb)
-{
-    char dir[PATH_MAX];
-    char *slash;
-
-    snprintf(dir, sizeof(dir), "%s", path);
-    slash = strrchr(dir, '/');
-    if (!slash)
-        snprintf(dir, sizeof(dir), ".");
-    else if (slash == dir)
-        dir[1] = '\0';
-    else
-        *slash = '\0';
-    return meta_fsync_dir(dir, eb);
-}
-
 /* ---- writer ---- */
 
+/* The file is made by afile (path.tmp, renamed over path when finished),
+ * but written through its descriptor: records leave in buf-sized write()s
+ * and the header is rewritten in place with pwrite(), so af.f's own buffer
+ * stays empty. */
 struct emb_export_writer {
-    char path[PATH_MAX];
-    char tmp[PATH_MAX + 8];
-    int fd;
+    afile_t af; /* af.path, af.tmp */
+    int fd;     /* fileno(af.f), -1 once closed */
     emb_export_header_t h;
     size_t head_len;     /* bytes */
     unsigned char *buf;  /* BUF_BYTES: records not yet written */
@@ -231,14 +175,10 @@ int emb_export_writer_open(emb_export_writer_t **out, const char *path,
     rc = check_slots(h, path, eb);
     if (rc != 0)
         return rc;
-    if (strlen(path) + 5 > sizeof(w->path))
-        return errbuf_set(eb, ERR_INVAL, "export: path too long: %s", path);
-    w = calloc(1, sizeof(*w));
+    w = calloc(1, sizeof(*w)); /* a zeroed af: afile_abort() does nothing */
     if (!w)
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
     w->fd = -1;
-    snprintf(w->path, sizeof(w->path), "%s", path);
-    snprintf(w->tmp, sizeof(w->tmp), "%s.tmp", path);
     w->h = *h;
     w->buf = malloc(BUF_BYTES);
     w->hash = XXH64_createState();
@@ -247,14 +187,13 @@ int emb_export_writer_open(emb_export_writer_t **out, const char *path,
         goto fail;
     }
     XXH64_reset(w->hash, 0);
-    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (w->fd < 0) {
-        rc = errbuf_set(eb, ERR_IO, "create %s: %s", w->tmp, strerror(errno));
+    rc = afile_open(&w->af, path, eb);
+    if (rc != 0)
         goto fail;
-    }
+    w->fd = fileno(w->af.f);
     /* a placeholder: the record count is known at the end */
     w->head_len = encode_header(h, 0, head);
-    rc = write_all(w->fd, head, w->head_len, w->tmp, eb);
+    rc = write_all(w->fd, head, w->head_len, w->af.tmp, eb);
     if (rc != 0)
         goto fail;
     *out = w;
@@ -271,7 +210,7 @@ static int flush_buf(emb_export_writer_t *w, errbuf_t *eb)
     if (w->len == 0)
         return 0;
     XXH64_update(w->hash, w->buf, w->len);
-    rc = write_all(w->fd, w->buf, w->len, w->tmp, eb);
+    rc = write_all(w->fd, w->buf, w->len, w->af.tmp, eb);
     w->body += w->len;
     w->len = 0;
     return rc;
@@ -283,13 +222,13 @@ static int begin_record(emb_export_writer_t *w, int op, int slot, uint64_t key, 
                         unsigned char **p, errbuf_t *eb)
 {
     if (slot < 0 || slot >= w->h.nslots)
-        return errbuf_set(eb, ERR_INVAL, "export %s: slot %d is not in the slot table", w->path,
-                          slot);
+        return errbuf_set(eb, ERR_INVAL, "export %s: slot %d is not in the slot table",
+                          w->af.path, slot);
     if (w->have_last && cmp_sk(slot, key, w->last_slot, w->last_key) <= 0)
         return errbuf_set(eb, ERR_INVAL,
                           "export %s: record (%d, %016" PRIx64 ") after (%d, %016" PRIx64
                           "): records must be in increasing (slot, key) order",
-                          w->path, slot, key, w->last_slot, w->last_key);
+                          w->af.path, slot, key, w->last_slot, w->last_key);
     if (w->len + n > BUF_BYTES) {
         int rc = flush_buf(w, eb);
         if (rc != 0)
@@ -298,7 +237,7 @@ static int begin_record(emb_export_writer_t *w, int op, int slot, uint64_t key, 
     *p = w->buf + w->len;
     (*p)[0] = (unsigned char)op;
     (*p)[1] = (unsigned char)slot;
-    put_u64(*p + 2, key);
+    bytes_put_le64(*p + 2, key);
     w->len += n;
     w->records++;
     w->have_last = 1;
@@ -327,7 +266,8 @@ int emb_export_writer_delete(emb_export_writer_t *w, int slot, uint64_t key, err
     int rc;
 
     if (w->h.kind != EMB_EXPORT_DELTA)
-        return errbuf_set(eb, ERR_INVAL, "export %s: a full export has no deletes", w->path);
+        return errbuf_set(eb, ERR_INVAL, "export %s: a full export has no deletes",
+                          w->af.path);
     rc = begin_record(w, EMB_EXPORT_DELETE, slot, key, EMB_EXPORT_REC_HEAD, &p, eb);
     if (rc == 0)
         w->deletes++;
@@ -342,10 +282,10 @@ int emb_export_writer_finish(emb_export_writer_t **wp, emb_export_stats_t *st, e
 
     if (rc != 0)
         goto out;
-    put_u64(trailer, w->records);
-    put_u64(trailer + 8, XXH64_digest(w->hash));
+    bytes_put_le64(trailer, w->records);
+    bytes_put_le64(trailer + 8, XXH64_digest(w->hash));
     memcpy(trailer + 16, EMB_EXPORT_END_MAGIC, 8);
-    rc = write_all(w->fd, trailer, sizeof(trailer), w->tmp, eb);
+    rc = write_all(w->fd, trailer, sizeof(trailer), w->af.tmp, eb);
     if (rc != 0)
         goto out;
     encode_header(&w->h, w->records, head);
@@ -354,28 +294,14 @@ int emb_export_writer_finish(emb_export_writer_t **wp, emb_export_stats_t *st, e
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            rc = errbuf_set(eb, ERR_IO, "write %s: %s", w->tmp, strerror(errno));
+            rc = errbuf_set(eb, ERR_IO, "write %s: %s", w->af.tmp, strerror(errno));
             goto out;
         }
         done += (size_t)n;
     }
-    if (fsync(w->fd) != 0) {
-        rc = errbuf_set(eb, ERR_IO, "fsync %s: %s", w->tmp, strerror(errno));
-        goto out;
-    }
-    if (close(w->fd) != 0) {
-        w->fd = -1;
-        rc = errbuf_set(eb, ERR_IO, "close %s: %s", w->tmp, strerror(errno));
-        goto out;
-    }
     w->fd = -1;
-    if (rename(w->tmp, w->path) != 0) {
-        rc = errbuf_set(eb, ERR_IO, "rename %s to %s: %s", w->tmp, w->path, strerror(errno));
-        goto out;
-    }
-    w->tmp[0] = '\0'; /* nothing left to remove */
-    rc = fsync_parent(w->path, eb);
-    if (st) {
+    rc = afile_commit(&w->af, eb); /* fsync, close, rename, fsync the directory */
+    if (rc == 0 && st) {
         st->records = w->records;
         st->puts = w->puts;
         st->deletes = w->deletes;
@@ -392,10 +318,7 @@ void emb_export_writer_destroy(emb_export_writer_t **wp)
 
     if (!w)
         return;
-    if (w->fd >= 0)
-        close(w->fd);
-    if (w->tmp[0])
-        unlink(w->tmp);
+    afile_abort(&w->af); /* closes fd; removes path.tmp unless finished */
     if (w->hash)
         XXH64_freeState(w->hash);
     free(w->buf);
@@ -406,7 +329,7 @@ void emb_export_writer_destroy(emb_export_writer_t **wp)
 /* ---- reader ---- */
 
 struct emb_export_reader {
-    char path[PATH_MAX];
+    char path[DIRS_PATH_MAX]; /* for messages (cut short if longer) */
     int fd;
     emb_export_header_t h;
     uint64_t body_off;     /* bytes: where the records start */
@@ -428,15 +351,15 @@ static int parse_header(emb_export_reader_t *r, const unsigned char *p, size_t h
     emb_export_header_t *h = &r->h;
     size_t n = EMB_EXPORT_HEAD_FIXED;
 
-    if (XXH64(p, hl - 8, 0) != get_u64(p + hl - 8))
+    if (XXH64(p, hl - 8, 0) != bytes_get_le64(p + hl - 8))
         return errbuf_set(eb, ERR_CORRUPT, "%s: header checksum mismatch (the file is corrupt)",
                           r->path);
-    h->version = get_u16(p + 8);
+    h->version = bytes_get_le16(p + 8);
     h->kind = p[10];
     h->nslots = p[11];
-    h->day = (int32_t)get_u32(p + 12);
-    h->base_day = (int32_t)get_u32(p + 16);
-    h->records = get_u64(p + 24);
+    h->day = (int32_t)bytes_get_le32(p + 12);
+    h->base_day = (int32_t)bytes_get_le32(p + 16);
+    h->records = bytes_get_le64(p + 24);
     if (h->kind != EMB_EXPORT_FULL && h->kind != EMB_EXPORT_DELTA)
         return errbuf_set(eb, ERR_CORRUPT, "%s: kind %d is neither full (1) nor delta (2)", r->path,
                           h->kind);
@@ -447,7 +370,7 @@ static int parse_header(emb_export_reader_t *r, const unsigned char *p, size_t h
         if (n + 3 > hl - 8)
             return errbuf_set(eb, ERR_CORRUPT, "%s: slot table cut short", r->path);
         size_t len = p[n + 2];
-        h->dim[s] = get_u16(p + n);
+        h->dim[s] = bytes_get_le16(p + n);
         if (h->dim[s] < 1 || len < 1 || len >= MODEL_SLOT_NAME_MAX || n + 3 + len > hl - 8)
             return errbuf_set(eb, ERR_CORRUPT, "%s: slot %d: dim %d, name of %zu bytes", r->path, s,
                               h->dim[s], len);
@@ -504,7 +427,7 @@ int emb_export_reader_open(emb_export_reader_t **out, const char *path, errbuf_t
     if (rc != 0)
         goto fail;
     /* a newer version may lay out anything after the version differently */
-    version = get_u16(head + 8);
+    version = bytes_get_le16(head + 8);
     if (version > EMB_EXPORT_VERSION) {
         rc = errbuf_set(eb, ERR_VERSION,
                         "%s: export format version %d is newer than this "
@@ -512,7 +435,7 @@ int emb_export_reader_open(emb_export_reader_t **out, const char *path, errbuf_t
                         path, version, EMB_EXPORT_VERSION);
         goto fail;
     }
-    hl = get_u32(head + 20);
+    hl = bytes_get_le32(head + 20);
     if (version < 1 || hl < EMB_EXPORT_HEAD_FIXED + 8 || hl > HEAD_MAX ||
         hl > size - EMB_EXPORT_TRAILER) {
         rc = errbuf_set(eb, ERR_CORRUPT, "%s: impossible header (version %d, %u bytes)", path,
@@ -535,12 +458,13 @@ int emb_export_reader_open(emb_export_reader_t **out, const char *path, errbuf_t
     }
     r->body_off = hl;
     r->body_len = size - hl - EMB_EXPORT_TRAILER;
-    r->trailer_hash = get_u64(trailer + 8);
-    if (get_u64(trailer) != r->h.records || r->h.records > r->body_len / EMB_EXPORT_REC_HEAD) {
+    r->trailer_hash = bytes_get_le64(trailer + 8);
+    if (bytes_get_le64(trailer) != r->h.records ||
+        r->h.records > r->body_len / EMB_EXPORT_REC_HEAD) {
         rc = errbuf_set(eb, ERR_CORRUPT,
                         "%s: the header says %" PRIu64 " records, the trailer "
                         "%" PRIu64 ", in %" PRIu64 " bytes of records",
-                        path, r->h.records, get_u64(trailer), r->body_len);
+                        path, r->h.records, bytes_get_le64(trailer), r->body_len);
         goto fail;
     }
     r->buf = malloc(BUF_BYTES);
@@ -660,7 +584,7 @@ int emb_export_reader_next(emb_export_reader_t *r, emb_export_rec_t *rec, errbuf
     p = r->buf + r->pos;
     rec->op = op;
     rec->slot = slot;
-    rec->key = get_u64(p + 2);
+    rec->key = bytes_get_le64(p + 2);
     rec->emb = op == EMB_EXPORT_PUT ? p + EMB_EXPORT_REC_HEAD : NULL;
     if (r->have_last && cmp_sk(slot, rec->key, r->last_slot, r->last_key) <= 0)
         return errbuf_set(eb, ERR_CORRUPT,
@@ -746,7 +670,7 @@ static void src_close(src_t *s)
 /* Slot table and day from dir/META, or from o for a bare store. */
 static int src_describe(src_t *s, const emb_export_opts_t *o, errbuf_t *eb)
 {
-    char path[PATH_MAX];
+    char path[DIRS_PATH_MAX];
     struct stat sb;
     meta_t m;
     int rc = meta_read(s->dir, &m, eb);
@@ -765,7 +689,8 @@ static int src_describe(src_t *s, const emb_export_opts_t *o, errbuf_t *eb)
     }
     if (rc != ERR_NOTFOUND)
         return rc;
-    snprintf(path, sizeof(path), "%s/shard-0", s->dir);
+    if ((rc = dirs_path(path, sizeof(path), eb, "%s/shard-0", s->dir)) != 0)
+        return rc;
     if (stat(path, &sb) == 0)
         return errbuf_set(eb, ERR_NOTFOUND,
                           "%s has shard-0 but no META: not a complete "
@@ -804,12 +729,14 @@ static int src_open(src_t *s, const char *dir, const emb_export_opts_t *o, errbu
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
     s->nshards = n;
     for (int i = 0; i < n && rc == 0; i++) {
-        char path[PATH_MAX];
+        char path[DIRS_PATH_MAX];
         struct stat sb;
         if (bare)
-            snprintf(path, sizeof(path), "%s", dir);
+            rc = dirs_path(path, sizeof(path), eb, "%s", dir);
         else
-            snprintf(path, sizeof(path), "%s/shard-%d", dir, i);
+            rc = dirs_path(path, sizeof(path), eb, "%s/shard-%d", dir, i);
+        if (rc != 0)
+            break;
         if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
             rc = bare ? errbuf_set(eb, ERR_NOTFOUND, "%s: not a directory", path)
                       : errbuf_set(eb, ERR_NOTFOUND, "%s: missing (META says %d shards)", path, n);

@@ -4,7 +4,6 @@
 #include "worker/ctl.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -36,12 +35,14 @@ static int cmd_all(ps_client_t *c, int type, int day, uint32_t flags, const char
 {
     for (int h = 0; h < ps_client_shards(c); h++) {
         msg_t m, rep;
-        char path[PATH_MAX];
+        char path[DIRS_PATH_MAX];
         msg_init(&m, type, 0);
         m.u.cmd.day = day;
         m.u.cmd.flags = flags;
         if (text) {
-            snprintf(path, sizeof(path), "%s/shard-%d", text, h);
+            int rc = dirs_path(path, sizeof(path), eb, "%s/shard-%d", text, h);
+            if (rc != 0)
+                return rc;
             m.u.cmd.text.ptr = path;
             m.u.cmd.text.len = (uint32_t)strlen(path);
         }
@@ -86,7 +87,7 @@ static int stats(ps_client_t *c, int json, FILE *out, errbuf_t *eb)
 static int checkpoint(ps_client_t *c, const worker_conf_t *wc, const ctl_args_t *a, FILE *out,
                       errbuf_t *eb)
 {
-    char dir[PATH_MAX], tmp[PATH_MAX + 8];
+    char cwd[DIRS_PATH_MAX], dir[DIRS_PATH_MAX], tmp[DIRS_PATH_MAX];
     model_spec_t ms;
     meta_t meta;
     size_t n;
@@ -104,13 +105,15 @@ static int checkpoint(ps_client_t *c, const worker_conf_t *wc, const ctl_args_t 
     model_destroy(&m);
     /* shards write where they are: give them an absolute path */
     if (a->out[0] == '/')
-        snprintf(dir, sizeof(dir), "%s", a->out);
-    else if (!getcwd(dir, sizeof(dir)) ||
-             strlen(dir) + strlen(a->out) + 2 > sizeof(dir))
-        return errbuf_set(eb, ERR_IO, "cannot resolve %s", a->out);
+        rc = dirs_path(dir, sizeof(dir), eb, "%s", a->out);
+    else if (!getcwd(cwd, sizeof(cwd)))
+        rc = errbuf_set(eb, ERR_IO, "cannot resolve %s: %s", a->out, strerror(errno));
     else
-        snprintf(dir + strlen(dir), sizeof(dir) - strlen(dir), "/%s", a->out);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", dir);
+        rc = dirs_path(dir, sizeof(dir), eb, "%s/%s", cwd, a->out);
+    if (rc == 0)
+        rc = dirs_path(tmp, sizeof(tmp), eb, "%s.tmp", dir);
+    if (rc != 0)
+        return rc;
     rc = dirs_remove_tree(tmp, eb);
     if (rc == 0)
         rc = dirs_make(tmp, eb); /* and --out's parents */
@@ -119,9 +122,7 @@ static int checkpoint(ps_client_t *c, const worker_conf_t *wc, const ctl_args_t 
     if (rc != 0)
         return errbuf_prefix(eb, rc, "checkpoint %s", dir);
     meta_from_spec(&meta, &ms, ps_client_shards(c), a->day < 0 ? 0 : a->day, n);
-    rc = meta_write(tmp, &meta, eb);
-    if (rc == 0)
-        rc = meta_fsync_dir(tmp, eb);
+    rc = meta_write(tmp, &meta, eb); /* fsyncs tmp: the shard-N entries are durable too */
     if (rc != 0)
         return rc;
     rc = modeldir_install(tmp, dir, eb);
