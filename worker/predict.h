@@ -4,8 +4,9 @@
  * prediction file of FORMAT.md (pctr pcvr pctcvr, plus pctavr for esm2),
  * one line per accepted input line, in input order.
  *
- * Keys that have no row (never trained, or not yet admitted) pool as
- * zeros; prediction creates and changes nothing.
+ * The model, parameters and reader are a session (session.h), as in
+ * training. Keys that have no row (never trained, or not yet admitted)
+ * pool as zeros; prediction creates and changes nothing.
  *
  * Thread-safety: one call per process.
  */

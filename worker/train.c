@@ -9,67 +9,41 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/batch.h"
 #include "common/log.h"
-#include "model/model.h"
-#include "model/modeldir.h"
-#include "worker/param.h"
-#include "worker/param_local.h"
-#include "worker/param_remote.h"
-#include "worker/pool.h"
 #include "worker/progress.h"
-#include "data/reader.h"
+#include "worker/session.h"
 
 #define PROGRESS_EVERY_S 2.0 /* s between worker position records (cluster) */
 
-/* Everything the loop owns; released in reverse order by loop_release(). */
+/* Everything the loop owns; released in reverse order by loop_release().
+ * The session's batch[i] and pool[i] are the two pipeline slots. */
 typedef struct loop {
     const worker_conf_t *wc;
     const train_args_t *a;
-    model_spec_t ms;
-    model_t *model;
-    param_t *param;
-    reader_t *reader;
-    batch_t batch[2];
-    pool_t pool[2];
+    session_t s;             /* model, parameters, reader, batches */
     reader_pos_t pos[2];     /* reader position after batch[i] */
-    float *x, *dx;           /* (B, D) input and its gradient */
+    float *dx;               /* (B, D) gradient of the session's input x */
     progress_t prog;
     uint64_t total_bytes;    /* of the input files, for the ETA */
     uint64_t samples;        /* rows trained by this worker */
-    char tmpdir[4096];       /* in process: the model directory being written */
-    int cluster;
 } loop_t;
 
 static void loop_release(loop_t *l)
 {
     progress_release(&l->prog);
     free(l->dx);
-    free(l->x);
-    for (int i = 0; i < 2; i++) {
-        pool_release(&l->pool[i]);
-        batch_release(&l->batch[i]);
-    }
-    reader_destroy(&l->reader);
-    param_destroy(&l->param);
-    model_destroy(&l->model);
+    session_release(&l->s);
 }
 
-static int open_reader(loop_t *l, errbuf_t *eb)
+/* The size of this epoch's input, for the ETA. */
+static void count_bytes(loop_t *l)
 {
-    reader_opts_t o;
     struct stat st;
 
-    worker_conf_reader_opts(l->wc, 1, &o);
-    reader_destroy(&l->reader);
-    int rc = reader_open(&l->reader, &l->ms, &o, l->a->logs, l->a->nlogs, eb);
-    if (rc != 0)
-        return rc;
     l->total_bytes = 0;
-    for (int i = 0; i < reader_nfiles(l->reader); i++)
-        if (stat(reader_file_path(l->reader, i), &st) == 0)
+    for (int i = 0; i < reader_nfiles(l->s.reader); i++)
+        if (stat(reader_file_path(l->s.reader, i), &st) == 0)
             l->total_bytes += (uint64_t)st.st_size;
-    return 0;
 }
 
 /* Fraction of the whole job done (epochs included), or -1. */
@@ -77,14 +51,14 @@ static double job_fraction(const loop_t *l, int epoch, const reader_pos_t *pos)
 {
     struct stat st;
     uint64_t done = 0;
-    int nf = reader_nfiles(l->reader);
+    int nf = reader_nfiles(l->s.reader);
 
     if (l->total_bytes == 0 || nf == 0)
         return -1;
     for (uint32_t i = 0; i < pos->file && (int)i < nf; i++)
-        if (stat(reader_file_path(l->reader, (int)i), &st) == 0)
+        if (stat(reader_file_path(l->s.reader, (int)i), &st) == 0)
             done += (uint64_t)st.st_size;
-    if ((int)pos->file < nf && stat(reader_file_path(l->reader, (int)pos->file), &st) == 0) {
+    if ((int)pos->file < nf && stat(reader_file_path(l->s.reader, (int)pos->file), &st) == 0) {
         uint64_t off = pos->offset < (uint64_t)st.st_size ? pos->offset : (uint64_t)st.st_size;
         done += off; /* for .gz the offset is uncompressed: the estimate is rough */
     }
@@ -94,57 +68,39 @@ static double job_fraction(const loop_t *l, int epoch, const reader_pos_t *pos)
     return ((double)epoch + f) / (double)l->wc->epochs;
 }
 
-static int open_param(loop_t *l, errbuf_t *eb)
-{
-    size_t n;
-    float *w = model_params(l->model, &n);
-    char rows[4200];
-    int rc;
-
-    if (l->cluster)
-        return param_remote_open(&l->param, l->wc, &l->ms, w, n, l->a->stop, eb);
-    rc = modeldir_begin(l->a->model_dir, l->a->init_from, l->tmpdir, sizeof(l->tmpdir), eb);
-    if (rc == 0 && l->a->init_from)
-        rc = modeldir_load_dense(l->a->init_from, l->model, eb);
-    if (rc != 0)
-        return rc;
-    modeldir_rows_path(l->tmpdir, rows, sizeof(rows));
-    return param_local_open(&l->param, l->model, rows, 0, 0, eb);
-}
-
 /* Read the next batch into slot i and start pulling its rows.
  * Returns 0, ERR_EOF, or an error. */
 static int next_batch(loop_t *l, int i, errbuf_t *eb)
 {
-    int rc = reader_next_batch(l->reader, &l->batch[i], (size_t)l->wc->batch_size, eb);
+    int rc = reader_next_batch(l->s.reader, &l->s.batch[i], (size_t)l->wc->batch_size, eb);
 
     if (rc != 0)
         return rc;
-    reader_tell(l->reader, &l->pos[i]);
-    rc = pool_prepare(&l->pool[i], &l->batch[i]);
+    reader_tell(l->s.reader, &l->pos[i]);
+    rc = pool_prepare(&l->s.pool[i], &l->s.batch[i]);
     if (rc != 0)
         return errbuf_set(eb, rc, "out of memory preparing a batch");
-    return param_pull_start(l->param, &l->pool[i].req, PARAM_PULL_TRAIN, eb);
+    return param_pull_start(l->s.param, &l->s.pool[i].req, PARAM_PULL_TRAIN, eb);
 }
 
 /* Forward, backward and push of the batch in slot i (its rows pulled). */
 static int step(loop_t *l, int i, double *loss, errbuf_t *eb)
 {
-    batch_t *b = &l->batch[i];
+    batch_t *b = &l->s.batch[i];
     size_t n;
     float *g;
     int rc;
 
-    pool_forward(&l->pool[i], b, l->x);
-    rc = model_train_step(l->model, l->x, b->click, b->action, b->buy, b->n, l->dx, loss);
+    pool_forward(&l->s.pool[i], b, l->s.x);
+    rc = model_train_step(l->s.model, l->s.x, b->click, b->action, b->buy, b->n, l->dx, loss);
     if (rc != 0)
         return errbuf_set(eb, rc, "model step failed");
-    pool_backward(&l->pool[i], b, l->dx);
-    rc = param_push(l->param, &l->pool[i].req, (const float *const *)l->pool[i].grads, eb);
+    pool_backward(&l->s.pool[i], b, l->dx);
+    rc = param_push(l->s.param, &l->s.pool[i].req, (const float *const *)l->s.pool[i].grads, eb);
     if (rc != 0)
         return rc;
-    g = model_grads(l->model, &n);
-    return param_push_dense(l->param, g, n, eb);
+    g = model_grads(l->s.model, &n);
+    return param_push_dense(l->s.param, g, n, eb);
 }
 
 static int record_progress(loop_t *l, int epoch, const reader_pos_t *pos, errbuf_t *eb)
@@ -157,7 +113,7 @@ static int record_progress(loop_t *l, int epoch, const reader_pos_t *pos, errbuf
         .line = pos->line,
         .samples = l->samples,
     };
-    return param_progress_set(l->param, &pr, eb);
+    return param_progress_set(l->s.param, &pr, eb);
 }
 
 /* One pass over this worker's part of the input, from where the reader
@@ -175,10 +131,10 @@ static int run_epoch(loop_t *l, int epoch, errbuf_t *eb)
     while (rc == 0) {
         int nxt = 1 - cur, have_next;
 
-        float *w = model_params(l->model, &n);
-        rc = param_pull_finish(l->param, l->pool[cur].rows, eb);
+        float *w = model_params(l->s.model, &n);
+        rc = param_pull_finish(l->s.param, l->s.pool[cur].rows, eb);
         if (rc == 0)
-            rc = param_pull_dense(l->param, w, n, eb);
+            rc = param_pull_dense(l->s.param, w, n, eb);
         if (rc != 0)
             break;
         rc = next_batch(l, nxt, eb);
@@ -188,20 +144,20 @@ static int run_epoch(loop_t *l, int epoch, errbuf_t *eb)
         rc = step(l, cur, loss, eb);
         if (rc != 0)
             break;
-        l->samples += l->batch[cur].n;
-        for (int k = 0; k < model_nloss(l->model); k++)
+        l->samples += l->s.batch[cur].n;
+        for (int k = 0; k < model_nloss(l->s.model); k++)
             if (!isfinite(loss[k])) {
                 rc = errbuf_set(eb, ERR_INVAL,
                                 "loss %s is %g after %llu samples: lower the learning rates",
-                                heads_loss_name(model_heads(l->model), k), loss[k],
+                                heads_loss_name(model_heads(l->s.model), k), loss[k],
                                 (unsigned long long)l->samples);
                 break;
             }
         if (rc != 0)
             break;
         l->prog.epoch = epoch;
-        progress_update(&l->prog, l->batch[cur].n, loss, job_fraction(l, epoch, &l->pos[cur]));
-        if (l->cluster && progress_now() - last_rec >= PROGRESS_EVERY_S) {
+        progress_update(&l->prog, l->s.batch[cur].n, loss, job_fraction(l, epoch, &l->pos[cur]));
+        if (l->s.cluster && progress_now() - last_rec >= PROGRESS_EVERY_S) {
             rc = record_progress(l, epoch, &l->pos[cur], eb);
             if (rc != 0)
                 break;
@@ -210,15 +166,52 @@ static int run_epoch(loop_t *l, int epoch, errbuf_t *eb)
         if (*l->a->stop) {
             LOG_WARN("stopping on signal after %llu samples", (unsigned long long)l->samples);
             if (have_next)
-                param_pull_finish(l->param, l->pool[nxt].rows, NULL);
-            if (l->cluster)
+                param_pull_finish(l->s.param, l->s.pool[nxt].rows, NULL);
+            if (l->s.cluster)
                 record_progress(l, epoch, &l->pos[cur], NULL);
             return ERR_STOPPED;
         }
         if (!have_next)
-            return l->cluster ? record_progress(l, epoch + 1, &(reader_pos_t){0, 0, 0}, eb) : 0;
+            return l->s.cluster ? record_progress(l, epoch + 1, &(reader_pos_t){0, 0, 0}, eb) : 0;
         cur = nxt;
     }
+    return rc;
+}
+
+/* On a cluster: continue from the position this rank recorded on shard 0
+ * (its epoch, file, offset and samples), if any. */
+static int resume(loop_t *l, int *epoch, errbuf_t *eb)
+{
+    param_progress_t pr;
+    int rc = param_progress_get(l->s.param, &pr, eb);
+
+    if (rc != 0 || !pr.found)
+        return rc;
+    reader_pos_t pos = {pr.file, pr.offset, pr.line};
+    *epoch = (int)pr.epoch;
+    l->samples = pr.samples;
+    if (*epoch < l->wc->epochs && (pos.offset || pos.file)) {
+        rc = reader_seek(l->s.reader, &pos, eb);
+        if (rc != 0)
+            return rc;
+    }
+    LOG_INFO("resuming rank %lld at epoch %d, file %u, offset %llu (%llu samples done)",
+             (long long)l->wc->rank, *epoch, pos.file, (unsigned long long)pos.offset,
+             (unsigned long long)pr.samples);
+    return 0;
+}
+
+/* Keep what was trained: wait for every update, and in process save the
+ * model directory. */
+static int save(loop_t *l, errbuf_t *eb)
+{
+    int rc = param_sync(l->s.param, eb);
+
+    if (rc != 0 || l->s.cluster)
+        return rc;
+    rc = session_commit_model(&l->s, eb);
+    if (rc == 0)
+        LOG_INFO("model saved to %s", l->a->model_dir);
     return rc;
 }
 
@@ -230,102 +223,66 @@ int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
     loop_t l;
     int epoch = 0, rc;
     double t0 = progress_now();
+    int cluster = wc->ps.s[0] != '\0';
+    session_opts_t so = {
+        .mode = SESSION_TRAIN,
+        .batch_size = (size_t)wc->batch_size,
+        .logs = a->logs,
+        .nlogs = a->nlogs,
+        .model_dir = cluster ? NULL : a->model_dir,
+        .init_from = a->init_from,
+        .stop = a->stop,
+    };
 
     memset(&l, 0, sizeof(l));
     l.wc = wc;
     l.a = a;
-    l.cluster = wc->ps.s[0] != '\0';
-    rc = model_spec_from_conf(&l.ms, &wc->model, eb);
-    if (rc != 0)
-        return rc;
-    l.model = model_new(&l.ms, (size_t)wc->batch_size, (uint64_t)wc->seed, eb);
-    if (!l.model)
-        return ERR_NOMEM;
-    rc = model_threads_set(l.model, (int)wc->threads, wc->parallel, eb);
+    rc = session_init(&l.s, wc, &so, eb);
     if (rc != 0)
         goto out;
-    for (int i = 0; i < 2; i++) {
-        rc = batch_init(&l.batch[i], l.ms.nslots, (size_t)wc->batch_size);
-        if (rc == 0)
-            rc = pool_init(&l.pool[i], &l.ms);
-        if (rc != 0) {
-            errbuf_set(eb, rc, "out of memory");
-            goto out;
-        }
-    }
-    l.x = malloc((size_t)wc->batch_size * (size_t)l.ms.input_dim * sizeof(float));
-    l.dx = malloc((size_t)wc->batch_size * (size_t)l.ms.input_dim * sizeof(float));
-    if (!l.x || !l.dx) {
+    l.dx = malloc((size_t)wc->batch_size * (size_t)l.s.ms.input_dim * sizeof(float));
+    if (!l.dx) {
         rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
         goto out;
     }
-    rc = open_reader(&l, eb);
-    if (rc == 0)
-        rc = open_param(&l, eb);
-    if (rc != 0)
+    count_bytes(&l);
+    if (cluster && (rc = resume(&l, &epoch, eb)) != 0)
         goto out;
 
-    if (l.cluster) {
-        param_progress_t pr;
-        rc = param_progress_get(l.param, &pr, eb);
-        if (rc != 0)
-            goto out;
-        if (pr.found) {
-            reader_pos_t pos = {pr.file, pr.offset, pr.line};
-            epoch = (int)pr.epoch;
-            l.samples = pr.samples;
-            if (epoch < wc->epochs && (pos.offset || pos.file)) {
-                rc = reader_seek(l.reader, &pos, eb);
-                if (rc != 0)
-                    goto out;
-            }
-            LOG_INFO("resuming rank %lld at epoch %d, file %u, offset %llu (%llu samples done)",
-                     (long long)wc->rank, epoch, pos.file, (unsigned long long)pos.offset,
-                     (unsigned long long)pr.samples);
-        }
-    }
-
-    for (int k = 0; k < model_nloss(l.model); k++)
-        names[k] = heads_loss_name(model_heads(l.model), k);
+    for (int k = 0; k < model_nloss(l.s.model); k++)
+        names[k] = heads_loss_name(model_heads(l.s.model), k);
     if (wc->metrics_file.s[0])
         snprintf(metrics, sizeof(metrics), "%s", wc->metrics_file.s);
-    else if (l.cluster)
+    else if (cluster)
         snprintf(metrics, sizeof(metrics), "metrics-worker%lld.jsonl", (long long)wc->rank);
     else
         snprintf(metrics, sizeof(metrics), "%s.metrics.jsonl", a->model_dir);
     rc = progress_init(&l.prog,
                        wc->progress == 1 || (wc->progress == 0 && isatty(STDERR_FILENO)), metrics,
-                       wc->metrics_interval, model_nloss(l.model),
-                       model_nloss(l.model) ? names : none, eb);
+                       wc->metrics_interval, model_nloss(l.s.model),
+                       model_nloss(l.s.model) ? names : none, eb);
     if (rc != 0)
         goto out;
     LOG_INFO("training %s on %d log path%s, %d epoch%s, batch %lld, metrics in %s",
-             heads_name(model_heads(l.model)), a->nlogs, a->nlogs > 1 ? "s" : "",
+             heads_name(model_heads(l.s.model)), a->nlogs, a->nlogs > 1 ? "s" : "",
              (int)wc->epochs, wc->epochs > 1 ? "s" : "", (long long)wc->batch_size, metrics);
 
     for (; epoch < wc->epochs; epoch++) {
         rc = run_epoch(&l, epoch, eb);
         if (rc != 0)
             break;
-        reader_log_summary(l.reader);
-        if (epoch + 1 < wc->epochs)
-            rc = open_reader(&l, eb);
-        if (rc != 0)
-            break;
+        reader_log_summary(l.s.reader);
+        if (epoch + 1 < wc->epochs) {
+            rc = session_reopen_reader(&l.s, eb);
+            if (rc != 0)
+                break;
+            count_bytes(&l);
+        }
     }
     progress_finish(&l.prog);
     if (rc == 0 || rc == ERR_STOPPED) {
         /* Whatever was trained is kept, also when stopped by a signal. */
-        int src = param_sync(l.param, eb);
-        if (src == 0 && !l.cluster) {
-            src = param_local_flush(l.param, eb);
-            if (src == 0) {
-                param_destroy(&l.param); /* closes the rows store before the rename */
-                src = modeldir_commit(a->model_dir, l.tmpdir, l.model, eb);
-            }
-            if (src == 0)
-                LOG_INFO("model saved to %s", a->model_dir);
-        }
+        int src = save(&l, eb);
         if (src != 0)
             rc = src;
     }

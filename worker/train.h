@@ -4,7 +4,9 @@
  * metrics, and (in process) the saved model directory.
  *
  * The loop is the same in process and on a cluster; only the param_t
- * behind it differs (param_local.h / param_remote.h).
+ * behind it differs (param_local.h / param_remote.h). What it opens
+ * before the first batch, shared with prediction, is a session
+ * (session.h).
  *
  * NOTES ON THE DESIGN
  *   Pipelining: batch t+1 is read, its unique keys found and its pull
