@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "common/afile.h"
 #include "common/log.h"
 #include "worker/session.h"
 
@@ -28,17 +28,16 @@ static int write_rows(FILE *f, const float *pred, size_t n, int with_ctavr)
     return ferror(f) ? ERR_IO : 0;
 }
 
-/* Score every batch of the session's reader into f (path tmp), with the
- * header line first. *written gets the rows written. */
-static int predict_all(session_t *s, float *pred, FILE *f, const char *tmp, uint64_t *written,
-                       errbuf_t *eb)
+/* Score every batch of the session's reader into af->f, with the header
+ * line first. *written gets the rows written. */
+static int predict_all(session_t *s, float *pred, afile_t *af, uint64_t *written, errbuf_t *eb)
 {
     batch_t *b = &s->batch[0];
     pool_t *pool = &s->pool[0];
     int with_ctavr = heads_has_pred(model_heads(s->model), 3);
     int rc;
 
-    fprintf(f, with_ctavr ? "pctr\tpcvr\tpctcvr\tpctavr\n" : "pctr\tpcvr\tpctcvr\n");
+    fprintf(af->f, with_ctavr ? "pctr\tpcvr\tpctcvr\tpctavr\n" : "pctr\tpcvr\tpctcvr\n");
     while ((rc = reader_next_batch(s->reader, b, PREDICT_BATCH, eb)) == 0) {
         rc = pool_prepare(pool, b);
         if (rc == 0)
@@ -50,9 +49,9 @@ static int predict_all(session_t *s, float *pred, FILE *f, const char *tmp, uint
         pool_forward(pool, b, s->x);
         rc = model_predict(s->model, s->x, b->n, pred);
         if (rc == 0)
-            rc = write_rows(f, pred, b->n, with_ctavr);
+            rc = write_rows(af->f, pred, b->n, with_ctavr);
         if (rc != 0)
-            return errbuf_set(eb, rc, "write %s: %s", tmp, strerror(errno));
+            return errbuf_set(eb, rc, "write %s: %s", af->tmp, strerror(errno));
         *written += b->n;
     }
     return rc == ERR_EOF ? 0 : rc;
@@ -71,8 +70,7 @@ int predict_run(const worker_conf_t *wc, const char *model_dir, char *const *log
         .stop = &never,
     };
     session_t s;
-    FILE *f = NULL;
-    char tmp[4200];
+    afile_t af = {0};
     float *pred = NULL;
     uint64_t written = 0;
     size_t n;
@@ -90,32 +88,17 @@ int predict_run(const worker_conf_t *wc, const char *model_dir, char *const *log
         rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
         goto out;
     }
-    snprintf(tmp, sizeof(tmp), "%s.tmp", out_path);
-    f = fopen(tmp, "w");
-    if (!f) {
-        rc = errbuf_set(eb, ERR_IO, "create %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    rc = predict_all(&s, pred, f, tmp, &written, eb);
+    rc = afile_open(&af, out_path, eb);
+    if (rc == 0)
+        rc = predict_all(&s, pred, &af, &written, eb);
+    if (rc == 0)
+        rc = afile_commit(&af, eb);
     if (rc != 0)
         goto out;
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        rc = errbuf_set(eb, ERR_IO, "write %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    fclose(f);
-    f = NULL;
-    if (rename(tmp, out_path) != 0) {
-        rc = errbuf_set(eb, ERR_IO, "rename %s to %s: %s", tmp, out_path, strerror(errno));
-        goto out;
-    }
     reader_log_summary(s.reader);
     LOG_INFO("wrote %llu predictions to %s", (unsigned long long)written, out_path);
 out:
-    if (f) {
-        fclose(f);
-        unlink(tmp);
-    }
+    afile_abort(&af);
     free(pred);
     session_release(&s);
     return rc;

@@ -17,7 +17,8 @@
 #include "worker/worker_conf.h"
 
 /* model_dir: a saved model, or NULL to use the cluster in wc->ps.
- * out_path: prediction file, written atomically. Returns 0 or ERR_*. */
+ * out_path: prediction file, written atomically (afile.h). Returns 0 or
+ * ERR_*. */
 int predict_run(const worker_conf_t *wc, const char *model_dir, char *const *logs, int nlogs,
                 const char *out_path, errbuf_t *eb);
 
