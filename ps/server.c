@@ -2,15 +2,14 @@
  * server.c - the parameter-server shard loop; the only server file that
  * includes zmq.h. It owns the embedding table, the dense range, the push
  * sequence numbers and the workers' progress, answers every request from
- * them, and writes them to the store at each flush. See server.h for the
- * design notes.
+ * them, and writes them to the store at each flush (their records:
+ * shard_meta.h). See server.h for the design notes.
  */
 #include "ps/server.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <zmq.h>
 
@@ -20,8 +19,8 @@
 #include "common/dirs.h"
 #include "table/emb_table.h"
 #include "common/log.h"
-#include "common/meta.h"
 #include "proto/msg.h"
+#include "ps/shard_meta.h"
 #include "table/store.h"
 
 /* Counters reported by STATS, listed once. */
@@ -52,13 +51,6 @@ typedef struct counters {
 
 #define ERR_KINDS 32 /* errors_by_kind[-code]; the last one: codes out of the list */
 
-/* Last applied push of one sender (a worker rank or a tool). */
-typedef struct sender {
-    uint32_t id;
-    uint64_t last_seq; /* applied */
-    int checked;       /* its first push since this start was compared with last_seq */
-} sender_t;
-
 /* One STATS entry being built (names copied into `name`). */
 typedef struct stat_ent {
     char name[64];
@@ -75,14 +67,9 @@ typedef struct server {
     codec_dec_t *dec;
     codec_buf_t out;
     msg_hello_t hello; /* this shard's layout */
-    sender_t *senders;
-    size_t nsenders;
-    msg_progress_t *prog; /* recorded positions, one per rank (found = 1) */
-    size_t nprog;
+    shard_meta_t meta;       /* push seqs, worker positions, day: saved at each flush */
     uint64_t *keys;          /* scratch: keys of one request entry (unaligned in the message) */
     size_t keys_cap;         /* keys */
-    unsigned char *meta_buf; /* scratch: encoded sender and progress records */
-    size_t meta_cap;         /* bytes */
     stat_ent_t *st;          /* scratch: STATS entries */
     size_t st_cap;           /* entries */
     msg_kv_t *kv;            /* scratch: STATS reply list */
@@ -93,8 +80,6 @@ typedef struct server {
     double t0, last_flush, last_warn; /* s, monotonic */
     uint64_t warn_suppressed;
     int shutdown;
-    int day;        /* stamped on rows as first/last seen */
-    int stored_day; /* the day the data directory was left on, or -1 */
 } server_t;
 
 static const char *err_name(int code)
@@ -124,211 +109,6 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
-/* ---- metadata in the store: dense range, senders, progress ----
- *
- * Keys starting with 'm' belong to the server (emb_table.h). Records are
- * little-endian with a version byte:
- *   m:dense     dense_shard.h's record
- *   m:seq       u8 1 | u8[3] 0 | u32 n | n x (u32 sender, u32 0, u64 last_seq)
- *   m:progress  u8 1 | u8[3] 0 | u32 n | n x (u32 rank, u32 epoch, u32 file,
- *               u32 0, u64 offset, u64 line, u64 samples)
- *   m:day       u8 1 | u8[3] 0 | i32 day: the current day (set by --day or
- *               BEGIN_DAY), so a restart does not fall back to an older one
- */
-
-static const char KEY_DENSE[] = "m:dense";
-static const char KEY_SEQ[] = "m:seq";
-static const char KEY_PROG[] = "m:progress";
-static const char KEY_DAY[] = "m:day";
-
-#define META_VERSION 1
-#define META_HEADER 8
-#define SEQ_REC 16
-#define PROG_REC 40
-
-static unsigned char *put32(unsigned char *p, uint32_t v)
-{
-    memcpy(p, &v, 4);
-    return p + 4;
-}
-
-static unsigned char *put64(unsigned char *p, uint64_t v)
-{
-    memcpy(p, &v, 8);
-    return p + 8;
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-    uint32_t v;
-
-    memcpy(&v, p, 4);
-    return v;
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-    uint64_t v;
-
-    memcpy(&v, p, 8);
-    return v;
-}
-
-/* Encode the sender and progress records into s->meta_buf: seq at
- * offset 0 (*seq_len bytes), progress right after (*prog_len). */
-static int encode_lists(server_t *s, size_t *seq_len, size_t *prog_len)
-{
-    size_t sl = META_HEADER + s->nsenders * SEQ_REC, pl = META_HEADER + s->nprog * PROG_REC;
-    unsigned char *p;
-
-    if (grow((void **)&s->meta_buf, &s->meta_cap, sl + pl, 1) != 0)
-        return ERR_NOMEM;
-    p = s->meta_buf;
-    memset(p, 0, sl + pl);
-    p[0] = META_VERSION;
-    p = put32(p + 4, (uint32_t)s->nsenders);
-    for (size_t i = 0; i < s->nsenders; i++) {
-        p = put32(p, s->senders[i].id);
-        p = put64(p + 4, s->senders[i].last_seq);
-    }
-    p[0] = META_VERSION;
-    p = put32(p + 4, (uint32_t)s->nprog);
-    for (size_t i = 0; i < s->nprog; i++) {
-        const msg_progress_t *q = &s->prog[i];
-        p = put32(p, q->rank);
-        p = put32(p, q->epoch);
-        p = put32(p, q->file);
-        p = put64(p + 4, q->offset);
-        p = put64(p, q->line);
-        p = put64(p, q->samples);
-    }
-    *seq_len = sl;
-    *prog_len = pl;
-    return 0;
-}
-
-static int save_meta(server_t *s, errbuf_t *eb)
-{
-    const void *drec;
-    size_t dl, sl, pl;
-    int rc = dense_shard_encode(&s->dense, &drec, &dl, eb);
-
-    if (rc != 0)
-        return rc;
-    if (encode_lists(s, &sl, &pl) != 0)
-        return errbuf_set(eb, ERR_NOMEM, "shard %lld: out of memory for its metadata",
-                          (long long)s->pc->shard);
-    unsigned char day[8] = {META_VERSION};
-    put32(day + 4, (uint32_t)s->day);
-    store_op_t ops[4] = {
-        {KEY_DENSE, sizeof(KEY_DENSE) - 1, drec, dl},
-        {KEY_SEQ, sizeof(KEY_SEQ) - 1, s->meta_buf, sl},
-        {KEY_PROG, sizeof(KEY_PROG) - 1, s->meta_buf + sl, pl},
-        {KEY_DAY, sizeof(KEY_DAY) - 1, day, sizeof(day)},
-    };
-    return store_write(s->store, ops, 4, 1, eb);
-}
-
-/* Check a list record's header; *n gets its entry count. */
-static int list_header(const unsigned char *v, size_t vl, size_t rec, const char *what,
-                       const char *where, uint32_t *n, errbuf_t *eb)
-{
-    if (vl < META_HEADER || v[0] != META_VERSION)
-        return errbuf_set(eb, ERR_CORRUPT, "%s: %s record: %zu bytes, version %d (expected %d)",
-                          where, what, vl, vl ? v[0] : -1, META_VERSION);
-    *n = get32(v + 4);
-    if (vl != META_HEADER + (size_t)*n * rec)
-        return errbuf_set(eb, ERR_CORRUPT, "%s: %s record of %zu bytes for %u entries", where, what,
-                          vl, *n);
-    return 0;
-}
-
-static int decode_senders(server_t *s, const unsigned char *v, size_t vl, errbuf_t *eb)
-{
-    uint32_t n;
-    int rc = list_header(v, vl, SEQ_REC, "push sequence", s->pc->data.s, &n, eb);
-
-    if (rc != 0)
-        return rc;
-    s->senders = calloc((size_t)n + 1, sizeof(*s->senders));
-    if (!s->senders)
-        return errbuf_set(eb, ERR_NOMEM, "out of memory");
-    for (uint32_t i = 0; i < n; i++) {
-        const unsigned char *p = v + META_HEADER + (size_t)i * SEQ_REC;
-        s->senders[i] = (sender_t){get32(p), get64(p + 8), 0};
-    }
-    s->nsenders = n;
-    return 0;
-}
-
-static int decode_progress(server_t *s, const unsigned char *v, size_t vl, errbuf_t *eb)
-{
-    uint32_t n;
-    int rc = list_header(v, vl, PROG_REC, "worker progress", s->pc->data.s, &n, eb);
-
-    if (rc != 0)
-        return rc;
-    s->prog = calloc((size_t)n + 1, sizeof(*s->prog));
-    if (!s->prog)
-        return errbuf_set(eb, ERR_NOMEM, "out of memory");
-    for (uint32_t i = 0; i < n; i++) {
-        const unsigned char *p = v + META_HEADER + (size_t)i * PROG_REC;
-        s->prog[i] = (msg_progress_t){
-            get32(p), 1, get32(p + 4), get32(p + 8), get64(p + 16), get64(p + 24), get64(p + 32)};
-    }
-    s->nprog = n;
-    return 0;
-}
-
-/* Read one metadata record; *v NULL if absent. */
-static int meta_get(server_t *s, const char *key, void **v, size_t *vl, errbuf_t *eb)
-{
-    int rc = store_get(s->store, key, strlen(key), v, vl, eb);
-
-    if (rc == ERR_NOTFOUND) {
-        *v = NULL;
-        return 0;
-    }
-    return rc;
-}
-
-static int load_meta(server_t *s, errbuf_t *eb)
-{
-    void *v = NULL;
-    size_t vl = 0;
-    int rc = meta_get(s, KEY_DENSE, &v, &vl, eb);
-
-    if (rc == 0 && v)
-        rc = dense_shard_decode(&s->dense, v, vl, s->pc->data.s, eb);
-    free(v);
-    v = NULL;
-    if (rc == 0)
-        rc = meta_get(s, KEY_SEQ, &v, &vl, eb);
-    if (rc == 0 && v)
-        rc = decode_senders(s, v, vl, eb);
-    free(v);
-    v = NULL;
-    if (rc == 0)
-        rc = meta_get(s, KEY_PROG, &v, &vl, eb);
-    if (rc == 0 && v)
-        rc = decode_progress(s, v, vl, eb);
-    free(v);
-    v = NULL;
-    s->stored_day = -1;
-    if (rc == 0)
-        rc = meta_get(s, KEY_DAY, &v, &vl, eb);
-    if (rc == 0 && v) {
-        const unsigned char *b = v;
-        int32_t d = vl == 8 && b[0] == META_VERSION ? (int32_t)get32(b + 4) : -1;
-        if (d < 0 || d > EMB_DAY_MAX)
-            rc = errbuf_set(eb, ERR_CORRUPT, "%s: day record: %zu bytes, version %d", s->pc->data.s,
-                            vl, vl ? b[0] : -1);
-        s->stored_day = d;
-    }
-    free(v);
-    return rc;
-}
-
 /* Write dirty rows, then (synced) the dense range, the senders' last seqs
  * and the progress. Rows first: a crash between the two leaves rows newer
  * than the seqs, which can only overcount lost_pushes, never hide a loss. */
@@ -339,7 +119,7 @@ static int flush_all(server_t *s, errbuf_t *eb)
     int rc = emb_table_flush(s->table, &rows, eb);
 
     if (rc == 0)
-        rc = save_meta(s, eb);
+        rc = shard_meta_save(&s->meta, s->store, &s->dense, eb);
     if (rc == 0) {
         s->c.flushes++;
         s->c.rows_flushed += rows;
@@ -513,26 +293,13 @@ static int on_pull(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
     return rc;
 }
 
-static sender_t *sender_of(server_t *s, uint32_t id)
-{
-    for (size_t i = 0; i < s->nsenders; i++)
-        if (s->senders[i].id == id)
-            return &s->senders[i];
-    sender_t *n = realloc(s->senders, (s->nsenders + 1) * sizeof(*n));
-    if (!n)
-        return NULL;
-    s->senders = n;
-    n[s->nsenders] = (sender_t){id, 0, 0};
-    return &n[s->nsenders++];
-}
-
 /*
  * 1 if the push must be skipped as a duplicate. The first push of each
  * sender since this start is compared with the last seq the store held
  * (0 for a sender it never recorded): a gap means pushes this shard
  * applied and acknowledged before a crash and never flushed.
  */
-static int push_seen(server_t *s, const msg_t *m, sender_t *snd)
+static int push_seen(server_t *s, const msg_t *m, shard_sender_t *snd)
 {
     if (m->hdr.seq <= snd->last_seq) {
         s->c.duplicate_pushes++;
@@ -553,7 +320,7 @@ static int push_seen(server_t *s, const msg_t *m, sender_t *snd)
 static int on_push(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
 {
     const msg_rows_t *q = &m->u.rows;
-    sender_t *snd = sender_of(s, m->hdr.sender);
+    shard_sender_t *snd = shard_meta_sender(&s->meta, m->hdr.sender);
     int rc = 0;
 
     if (!snd)
@@ -603,12 +370,12 @@ static int on_pull_dense(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *e
 static int on_push_dense(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
 {
     const msg_dense_t *d = &m->u.dense;
-    sender_t *snd;
+    shard_sender_t *snd;
     int rc = dense_shard_check_range(&s->dense, d->offset, d->count, eb);
 
     if (rc != 0)
         return rc;
-    snd = sender_of(s, m->hdr.sender);
+    snd = shard_meta_sender(&s->meta, m->hdr.sender);
     if (!snd)
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
     if (push_seen(s, m, snd))
@@ -635,25 +402,16 @@ static int on_push_dense(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *e
 
 static int on_progress(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
 {
-    msg_progress_t *p = NULL;
+    const msg_progress_t *p;
     msg_t r;
     int rc;
 
-    for (size_t i = 0; i < s->nprog; i++)
-        if (s->prog[i].rank == m->u.progress.rank)
-            p = &s->prog[i];
     if (m->hdr.type == MSG_PROGRESS_SET) {
-        if (!p) {
-            msg_progress_t *n = realloc(s->prog, (s->nprog + 1) * sizeof(*n));
-            if (!n)
-                return errbuf_set(eb, ERR_NOMEM, "out of memory");
-            s->prog = n;
-            p = &n[s->nprog++];
-        }
-        *p = m->u.progress;
-        p->found = 1;
+        if (shard_meta_progress_set(&s->meta, &m->u.progress) != 0)
+            return errbuf_set(eb, ERR_NOMEM, "out of memory");
         return reply_ack(s, id, m->hdr.req_id, 0, NULL, 0, eb);
     }
+    p = shard_meta_progress_get(&s->meta, m->u.progress.rank);
     msg_init(&r, MSG_PROGRESS_OK, m->hdr.req_id);
     if (p)
         r.u.progress = *p;
@@ -704,7 +462,7 @@ static int on_stats(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
     stat_add(s, &q, "shard", (uint64_t)s->pc->shard);
     stat_add(s, &q, "shards", (uint64_t)s->pc->shards);
     stat_add(s, &q, "uptime_s", (uint64_t)(clock_now_s() - s->t0));
-    stat_add(s, &q, "day", (uint64_t)s->day);
+    stat_add(s, &q, "day", (uint64_t)s->meta.day);
     stat_add(s, &q, "dense_initialized", (uint64_t)s->dense.initialized);
     stat_add(s, &q, "dense_step", (uint64_t)s->dense.step);
     stat_add(s, &q, "dense_floats", s->dense.count);
@@ -723,9 +481,9 @@ static int on_stats(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
         snprintf(nm, sizeof(nm), "rows_resident_%s", s->ms.slot[sl].name);
         stat_add(s, &q, nm, ts.slot_rows[sl]);
     }
-    for (size_t i = 0; i < s->nsenders; i++) {
-        snprintf(nm, sizeof(nm), "seq_%u", s->senders[i].id);
-        stat_add(s, &q, nm, s->senders[i].last_seq);
+    for (size_t i = 0; i < s->meta.nsenders; i++) {
+        snprintf(nm, sizeof(nm), "seq_%u", s->meta.senders[i].id);
+        stat_add(s, &q, nm, s->meta.senders[i].last_seq);
     }
     for (int t = 1; t < MSG_TYPE_END; t++)
         if (s->by_type[t]) {
@@ -851,17 +609,16 @@ static int on_begin_day(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb
     rc = emb_table_set_day(s->table, m->u.cmd.day);
     if (rc != 0)
         return errbuf_set(eb, rc, "BEGIN_DAY %d: days are 0..65535", (int)m->u.cmd.day);
-    s->day = m->u.cmd.day;
-    s->hello.day = s->day;
-    s->nprog = 0; /* a new day is a new job: workers start on its logs */
+    shard_meta_begin_day(&s->meta, m->u.cmd.day);
+    s->hello.day = s->meta.day;
     if (m->u.cmd.flags & MSG_F_EXPIRE)
-        rc = emb_table_expire(s->table, s->day, &deleted, eb);
+        rc = emb_table_expire(s->table, s->meta.day, &deleted, eb);
     /* the new day and the cleared progress survive a crash from here on */
     if (rc == 0)
         rc = flush_all(s, eb);
     if (rc != 0)
         return rc;
-    LOG_INFO("day %d begins%s: %llu rows expired", s->day,
+    LOG_INFO("day %d begins%s: %llu rows expired", s->meta.day,
              (m->u.cmd.flags & MSG_F_EXPIRE) ? " with expiry" : "", (unsigned long long)deleted);
     kv = (msg_kv_t){{nm, sizeof(nm) - 1}, 0, deleted, {NULL, 0}};
     return reply_ack(s, id, m->hdr.req_id, 0, &kv, 1, eb);
@@ -992,41 +749,6 @@ out:
     return got;
 }
 
-/* --init_from CKPT: a fresh data directory starts as the checkpoint's copy
- * of this shard; a directory that already holds a store (a restart) keeps
- * it. The checkpoint's META must match the running layout and shard count. */
-static int restore_checkpoint(server_t *s, errbuf_t *eb)
-{
-    const ps_conf_t *pc = s->pc;
-    char from[CONF_STR_MAX + 32], current[CONF_STR_MAX + 32];
-    meta_t saved, running;
-    struct stat st;
-    int rc;
-
-    if (!pc->init_from.s[0])
-        return 0;
-    snprintf(current, sizeof(current), "%s/CURRENT", pc->data.s);
-    if (stat(current, &st) == 0) {
-        LOG_INFO("%s already holds a store: continuing from it, not from %s", pc->data.s,
-                 pc->init_from.s);
-        return 0;
-    }
-    rc = meta_read(pc->init_from.s, &saved, eb);
-    if (rc != 0)
-        return rc;
-    meta_from_spec(&running, &s->ms, (int)pc->shards, (int)pc->day, s->dense.total);
-    rc = meta_check(&saved, &running, pc->init_from.s, eb);
-    if (rc != 0)
-        return rc;
-    snprintf(from, sizeof(from), "%s/shard-%lld", pc->init_from.s, (long long)pc->shard);
-    rc = dirs_copy_files(from, pc->data.s, eb);
-    if (rc != 0)
-        return errbuf_prefix(eb, rc, "restore from checkpoint %s", pc->init_from.s);
-    LOG_INFO("restored shard %lld from checkpoint %s (day %d)", (long long)pc->shard,
-             pc->init_from.s, saved.day);
-    return 0;
-}
-
 /* The dense range: model_spec_dense_len() is the layout the workers'
  * models allocate, so shards and workers agree by construction. */
 static int open_dense(server_t *s, errbuf_t *eb)
@@ -1077,7 +799,7 @@ static int server_open(server_t *s, errbuf_t *eb)
     rc = dirs_make(pc->data.s, eb);
     if (rc != 0)
         return errbuf_prefix(eb, rc, "shard %lld", (long long)pc->shard);
-    rc = restore_checkpoint(s, eb);
+    rc = shard_meta_restore(pc, &s->ms, s->dense.total, eb);
     if (rc != 0)
         return rc;
     snprintf(name, sizeof(name), "shard %lld %s", (long long)pc->shard, pc->data.s);
@@ -1085,18 +807,12 @@ static int server_open(server_t *s, errbuf_t *eb)
     if (rc == 0)
         rc = emb_table_open(&s->table, s->store, &s->ms, pc->mem_limit, eb);
     if (rc == 0)
-        rc = load_meta(s, eb);
+        rc = shard_meta_load(&s->meta, s->store, &s->dense, eb);
     if (rc != 0)
         return rc;
-    s->day = (int)pc->day;
-    if (s->stored_day > s->day) { /* a BEGIN_DAY the command line does not know of */
-        LOG_INFO("%s was left on day %d (BEGIN_DAY): continuing on day %d, not %d", pc->data.s,
-                 s->stored_day, s->stored_day, s->day);
-        s->day = s->stored_day;
-    }
-    emb_table_set_day(s->table, s->day);
+    emb_table_set_day(s->table, s->meta.day);
     codec_hello_from_spec(&s->hello, &s->ms, (uint32_t)pc->shard, (uint32_t)pc->shards,
-                          s->dense.total, (int32_t)s->day);
+                          s->dense.total, (int32_t)s->meta.day);
     s->dec = codec_dec_new(pc->max_msg_size);
     if (!s->dec)
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
@@ -1116,10 +832,8 @@ static void server_release(server_t *s)
     dense_shard_release(&s->dense);
     free(s->kv);
     free(s->st);
-    free(s->meta_buf);
     free(s->keys);
-    free(s->prog);
-    free(s->senders);
+    shard_meta_release(&s->meta);
 }
 
 int server_run(const ps_conf_t *pc, volatile sig_atomic_t *stop, errbuf_t *eb)
@@ -1130,6 +844,7 @@ int server_run(const ps_conf_t *pc, volatile sig_atomic_t *stop, errbuf_t *eb)
     memset(&s, 0, sizeof(s));
     s.pc = pc;
     s.t0 = s.last_flush = clock_now_s();
+    shard_meta_init(&s.meta, (long long)pc->shard, pc->data.s, (int)pc->day);
     rc = server_open(&s, eb);
     if (rc != 0)
         goto out;
@@ -1137,7 +852,7 @@ int server_run(const ps_conf_t *pc, volatile sig_atomic_t *stop, errbuf_t *eb)
              "%zu senders and %zu worker positions restored)",
              (long long)pc->shard, (long long)pc->shards, pc->listen.s, pc->data.s,
              s.dense.initialized ? "restored" : "uninitialized", (unsigned long long)s.dense.offset,
-             (unsigned long long)s.dense.count, s.nsenders, s.nprog);
+             (unsigned long long)s.dense.count, s.meta.nsenders, s.meta.nprog);
 
     while (!*stop && !s.shutdown) {
         zmq_pollitem_t item = {s.sock, 0, ZMQ_POLLIN, 0};

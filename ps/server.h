@@ -14,7 +14,7 @@
  *   SHUTDOWN and on SIGTERM/SIGINT, the shard writes its dirty rows, then
  *   in one synced batch its dense range with the optimizer state and step
  *   (dense_shard.h), the last applied push sequence number of every sender
- *   and the workers' reader positions (records: server.c). After kill -9 a
+ *   and the workers' reader positions (records: shard_meta.h). After kill -9 a
  *   restarted shard serves exactly what the last flush wrote (plus rows
  *   that eviction wrote back since). A failing flush (disk full, I/O
  *   error) stops the shard with the error: serving on would make the loss

@@ -10,7 +10,8 @@
  *
  * Expected values come from the same library code the shard runs
  * (optim_row_init, optim_row_update, optim_dense_update), so rows are
- * compared bit for bit. Every shard is started with flush_interval 3600 so
+ * compared bit for bit. The shard's own records (shard_meta.h) are also
+ * checked in process on an in-memory store. Every shard is started with flush_interval 3600 so
  * that only explicit FLUSH, SIGTERM or SHUTDOWN write to RocksDB.
  *
  * Each test that restarts a shard uses its own data directory and
@@ -30,11 +31,13 @@
 
 #include "proto/codec.h"
 #include "ps/dense_shard.h"
+#include "ps/shard_meta.h"
 #include "common/model_conf.h"
 #include "proto/msg.h"
 #include "common/optim.h"
 #include "common/ps_conf.h"
 #include "common/route.h"
+#include "table/store.h"
 #include "tests/util.h"
 
 #define SHARD 1
@@ -1582,6 +1585,103 @@ static void test_dense_shard_steps_and_record(void)
     dense_shard_release(&d);
 }
 
+/* shard_meta on an in-memory store: what is saved is loaded back, the later
+ * day wins, a new day clears the positions, a bad record is refused. */
+static void test_shard_meta_records(void)
+{
+    const msg_progress_t pos = {2, 0, 1, 3, 1000, 77, 5000};
+    static const char bad_seq[] = {1, 0, 0, 0, 2, 0, 0}; /* 7 bytes */
+    store_t *st = NULL;
+    dense_shard_t d, e;
+    shard_meta_t m, l;
+    shard_sender_t *snd;
+    const msg_progress_t *p;
+    errbuf_t eb = {{0}};
+
+    CU_ASSERT_EQUAL_FATAL(store_mem_open(&st, &eb), 0);
+    CU_ASSERT_EQUAL_FATAL(dense_shard_init(&d, &spec.dense_opt, 100, 2, 1, &eb), 0);
+    CU_ASSERT_EQUAL_FATAL(dense_shard_init(&e, &spec.dense_opt, 100, 2, 1, &eb), 0);
+
+    /* a fresh store: nothing to load, the command line's day */
+    shard_meta_init(&l, 1, "dir-m", 4);
+    CU_ASSERT_EQUAL(shard_meta_load(&l, st, &e, &eb), 0);
+    CU_ASSERT_EQUAL(l.nsenders, 0);
+    CU_ASSERT_EQUAL(l.nprog, 0);
+    CU_ASSERT_EQUAL(l.day, 4);
+    CU_ASSERT_EQUAL(e.initialized, 0);
+    shard_meta_release(&l);
+
+    shard_meta_init(&m, 1, "dir-m", 3);
+    snd = shard_meta_sender(&m, 5);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(snd);
+    snd->last_seq = 42;
+    snd->checked = 1;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(shard_meta_sender(&m, 9));
+    shard_meta_sender(&m, 9)->last_seq = 7;
+    CU_ASSERT_EQUAL(shard_meta_sender(&m, 5)->last_seq, 42); /* found, not added */
+    CU_ASSERT_EQUAL(m.nsenders, 2);
+    CU_ASSERT_EQUAL(shard_meta_progress_set(&m, &pos), 0);
+    CU_ASSERT_EQUAL(shard_meta_progress_set(&m, &pos), 0); /* replaces */
+    CU_ASSERT_EQUAL(m.nprog, 1);
+    CU_ASSERT_PTR_NULL(shard_meta_progress_get(&m, 3));
+    d.initialized = 1;
+    d.step = 11;
+    CU_ASSERT_EQUAL_FATAL(shard_meta_save(&m, st, &d, &eb), 0);
+
+    /* loaded back; the stored day 3 is later than the command line's 1 */
+    shard_meta_init(&l, 1, "dir-m", 1);
+    CU_ASSERT_EQUAL_FATAL(shard_meta_load(&l, st, &e, &eb), 0);
+    CU_ASSERT_EQUAL(l.day, 3);
+    CU_ASSERT_EQUAL_FATAL(l.nsenders, 2);
+    CU_ASSERT_EQUAL(l.senders[0].id, 5);
+    CU_ASSERT_EQUAL(l.senders[0].last_seq, 42);
+    CU_ASSERT_EQUAL(l.senders[0].checked, 0); /* checked again after a start */
+    CU_ASSERT_EQUAL(l.senders[1].id, 9);
+    CU_ASSERT_EQUAL(l.senders[1].last_seq, 7);
+    p = shard_meta_progress_get(&l, 2);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_EQUAL(p->found, 1);
+    CU_ASSERT_EQUAL(p->epoch, 1);
+    CU_ASSERT_EQUAL(p->file, 3);
+    CU_ASSERT_EQUAL(p->offset, 1000);
+    CU_ASSERT_EQUAL(p->line, 77);
+    CU_ASSERT_EQUAL(p->samples, 5000);
+    CU_ASSERT_EQUAL(e.initialized, 1);
+    CU_ASSERT_EQUAL(e.step, 11);
+    shard_meta_release(&l);
+
+    /* a later command-line day wins over the stored one */
+    shard_meta_init(&l, 1, "dir-m", 8);
+    CU_ASSERT_EQUAL(shard_meta_load(&l, st, &e, &eb), 0);
+    CU_ASSERT_EQUAL(l.day, 8);
+    shard_meta_release(&l);
+
+    /* a new day clears the positions, and that is what is saved */
+    shard_meta_begin_day(&m, 6);
+    CU_ASSERT_EQUAL(m.day, 6);
+    CU_ASSERT_PTR_NULL(shard_meta_progress_get(&m, 2));
+    CU_ASSERT_EQUAL_FATAL(shard_meta_save(&m, st, &d, &eb), 0);
+    shard_meta_init(&l, 1, "dir-m", 0);
+    CU_ASSERT_EQUAL(shard_meta_load(&l, st, &e, &eb), 0);
+    CU_ASSERT_EQUAL(l.day, 6);
+    CU_ASSERT_EQUAL(l.nprog, 0);
+    CU_ASSERT_EQUAL(l.nsenders, 2);
+    shard_meta_release(&l);
+
+    /* a truncated sequence record: corrupt, naming the directory */
+    store_op_t op = {"m:seq", 5, bad_seq, sizeof(bad_seq)};
+    CU_ASSERT_EQUAL_FATAL(store_write(st, &op, 1, 0, &eb), 0);
+    shard_meta_init(&l, 1, "dir-m", 0);
+    CU_ASSERT_EQUAL(shard_meta_load(&l, st, &e, &eb), ERR_CORRUPT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "dir-m"));
+    shard_meta_release(&l);
+
+    shard_meta_release(&m);
+    dense_shard_release(&e);
+    dense_shard_release(&d);
+    store_close(&st);
+}
+
 int test_server_register(void)
 {
     CU_pSuite s = CU_add_suite("server", setup, teardown);
@@ -1592,6 +1692,8 @@ int test_server_register(void)
                 test_dense_shard_ranges);
     CU_add_test(s, "dense_shard: steps bit for bit, record round trip, mismatch, corrupt",
                 test_dense_shard_steps_and_record);
+    CU_add_test(s, "shard_meta: records round trip, the later day, a new day, corrupt",
+                test_shard_meta_records);
     CU_add_test(s, "handshake: same layout ok, other emb_dim refused", test_handshake);
     CU_add_test(s, "pull creates optim_row_init rows", test_pull_creates_init_rows);
     CU_add_test(s, "push then pull: one Adagrad step", test_push_one_adagrad_step);

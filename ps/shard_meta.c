@@ -1,0 +1,320 @@
+/*
+ * shard_meta.c - a shard's own records in its store, and its start from a
+ * checkpoint. See shard_meta.h.
+ */
+#include "ps/shard_meta.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/dirs.h"
+#include "common/log.h"
+#include "common/meta.h"
+#include "table/emb_table.h"
+
+static const char KEY_DENSE[] = "m:dense";
+static const char KEY_SEQ[] = "m:seq";
+static const char KEY_PROG[] = "m:progress";
+static const char KEY_DAY[] = "m:day";
+
+#define META_VERSION 1
+#define META_HEADER 8
+#define SEQ_REC 16
+#define PROG_REC 40
+
+static unsigned char *put32(unsigned char *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+    return p + 4;
+}
+
+static unsigned char *put64(unsigned char *p, uint64_t v)
+{
+    memcpy(p, &v, 8);
+    return p + 8;
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+    uint32_t v;
+
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static uint64_t get64(const unsigned char *p)
+{
+    uint64_t v;
+
+    memcpy(&v, p, 8);
+    return v;
+}
+
+void shard_meta_init(shard_meta_t *m, long long shard, const char *dir, int day)
+{
+    memset(m, 0, sizeof(*m));
+    m->shard = shard;
+    m->dir = dir;
+    m->day = day;
+}
+
+void shard_meta_release(shard_meta_t *m)
+{
+    free(m->buf);
+    free(m->prog);
+    free(m->senders);
+    m->buf = NULL;
+    m->prog = NULL;
+    m->senders = NULL;
+    m->buf_cap = m->nprog = m->nsenders = 0;
+}
+
+/* Encode the sender and progress records into m->buf: seq at offset 0
+ * (*seq_len bytes), progress right after (*prog_len). */
+static int encode_lists(shard_meta_t *m, size_t *seq_len, size_t *prog_len)
+{
+    size_t sl = META_HEADER + m->nsenders * SEQ_REC, pl = META_HEADER + m->nprog * PROG_REC;
+    unsigned char *p;
+
+    if (sl + pl > m->buf_cap) {
+        size_t cap = m->buf_cap ? m->buf_cap : 64;
+        while (cap < sl + pl)
+            cap *= 2;
+        p = realloc(m->buf, cap);
+        if (!p)
+            return ERR_NOMEM;
+        m->buf = p;
+        m->buf_cap = cap;
+    }
+    p = m->buf;
+    memset(p, 0, sl + pl);
+    p[0] = META_VERSION;
+    p = put32(p + 4, (uint32_t)m->nsenders);
+    for (size_t i = 0; i < m->nsenders; i++) {
+        p = put32(p, m->senders[i].id);
+        p = put64(p + 4, m->senders[i].last_seq);
+    }
+    p[0] = META_VERSION;
+    p = put32(p + 4, (uint32_t)m->nprog);
+    for (size_t i = 0; i < m->nprog; i++) {
+        const msg_progress_t *q = &m->prog[i];
+        p = put32(p, q->rank);
+        p = put32(p, q->epoch);
+        p = put32(p, q->file);
+        p = put64(p + 4, q->offset);
+        p = put64(p, q->line);
+        p = put64(p, q->samples);
+    }
+    *seq_len = sl;
+    *prog_len = pl;
+    return 0;
+}
+
+int shard_meta_save(shard_meta_t *m, store_t *st, dense_shard_t *dense, errbuf_t *eb)
+{
+    const void *drec;
+    size_t dl, sl, pl;
+    int rc = dense_shard_encode(dense, &drec, &dl, eb);
+
+    if (rc != 0)
+        return rc;
+    if (encode_lists(m, &sl, &pl) != 0)
+        return errbuf_set(eb, ERR_NOMEM, "shard %lld: out of memory for its metadata", m->shard);
+    unsigned char day[8] = {META_VERSION};
+    put32(day + 4, (uint32_t)m->day);
+    store_op_t ops[4] = {
+        {KEY_DENSE, sizeof(KEY_DENSE) - 1, drec, dl},
+        {KEY_SEQ, sizeof(KEY_SEQ) - 1, m->buf, sl},
+        {KEY_PROG, sizeof(KEY_PROG) - 1, m->buf + sl, pl},
+        {KEY_DAY, sizeof(KEY_DAY) - 1, day, sizeof(day)},
+    };
+    return store_write(st, ops, 4, 1, eb);
+}
+
+/* Check a list record's header; *n gets its entry count. */
+static int list_header(const unsigned char *v, size_t vl, size_t rec, const char *what,
+                       const char *where, uint32_t *n, errbuf_t *eb)
+{
+    if (vl < META_HEADER || v[0] != META_VERSION)
+        return errbuf_set(eb, ERR_CORRUPT, "%s: %s record: %zu bytes, version %d (expected %d)",
+                          where, what, vl, vl ? v[0] : -1, META_VERSION);
+    *n = get32(v + 4);
+    if (vl != META_HEADER + (size_t)*n * rec)
+        return errbuf_set(eb, ERR_CORRUPT, "%s: %s record of %zu bytes for %u entries", where, what,
+                          vl, *n);
+    return 0;
+}
+
+static int decode_senders(shard_meta_t *m, const unsigned char *v, size_t vl, errbuf_t *eb)
+{
+    uint32_t n;
+    int rc = list_header(v, vl, SEQ_REC, "push sequence", m->dir, &n, eb);
+
+    if (rc != 0)
+        return rc;
+    free(m->senders);
+    m->senders = calloc((size_t)n + 1, sizeof(*m->senders));
+    if (!m->senders)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    for (uint32_t i = 0; i < n; i++) {
+        const unsigned char *p = v + META_HEADER + (size_t)i * SEQ_REC;
+        m->senders[i] = (shard_sender_t){get32(p), get64(p + 8), 0};
+    }
+    m->nsenders = n;
+    return 0;
+}
+
+static int decode_progress(shard_meta_t *m, const unsigned char *v, size_t vl, errbuf_t *eb)
+{
+    uint32_t n;
+    int rc = list_header(v, vl, PROG_REC, "worker progress", m->dir, &n, eb);
+
+    if (rc != 0)
+        return rc;
+    free(m->prog);
+    m->prog = calloc((size_t)n + 1, sizeof(*m->prog));
+    if (!m->prog)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    for (uint32_t i = 0; i < n; i++) {
+        const unsigned char *p = v + META_HEADER + (size_t)i * PROG_REC;
+        m->prog[i] = (msg_progress_t){
+            get32(p), 1, get32(p + 4), get32(p + 8), get64(p + 16), get64(p + 24), get64(p + 32)};
+    }
+    m->nprog = n;
+    return 0;
+}
+
+/* The day record; the later of it and m->day becomes the current day. */
+static int decode_day(shard_meta_t *m, const unsigned char *v, size_t vl, errbuf_t *eb)
+{
+    int32_t d = vl == 8 && v[0] == META_VERSION ? (int32_t)get32(v + 4) : -1;
+
+    if (d < 0 || d > EMB_DAY_MAX)
+        return errbuf_set(eb, ERR_CORRUPT, "%s: day record: %zu bytes, version %d", m->dir, vl,
+                          vl ? v[0] : -1);
+    if (d > m->day) { /* a BEGIN_DAY the command line does not know of */
+        LOG_INFO("%s was left on day %d (BEGIN_DAY): continuing on day %d, not %d", m->dir, d, d,
+                 m->day);
+        m->day = d;
+    }
+    return 0;
+}
+
+/* Read one record; *v NULL if absent. */
+static int get_record(store_t *st, const char *key, void **v, size_t *vl, errbuf_t *eb)
+{
+    int rc = store_get(st, key, strlen(key), v, vl, eb);
+
+    if (rc == ERR_NOTFOUND) {
+        *v = NULL;
+        return 0;
+    }
+    return rc;
+}
+
+int shard_meta_load(shard_meta_t *m, store_t *st, dense_shard_t *dense, errbuf_t *eb)
+{
+    void *v = NULL;
+    size_t vl = 0;
+    int rc = get_record(st, KEY_DENSE, &v, &vl, eb);
+
+    if (rc == 0 && v)
+        rc = dense_shard_decode(dense, v, vl, m->dir, eb);
+    free(v);
+    v = NULL;
+    if (rc == 0)
+        rc = get_record(st, KEY_SEQ, &v, &vl, eb);
+    if (rc == 0 && v)
+        rc = decode_senders(m, v, vl, eb);
+    free(v);
+    v = NULL;
+    if (rc == 0)
+        rc = get_record(st, KEY_PROG, &v, &vl, eb);
+    if (rc == 0 && v)
+        rc = decode_progress(m, v, vl, eb);
+    free(v);
+    v = NULL;
+    if (rc == 0)
+        rc = get_record(st, KEY_DAY, &v, &vl, eb);
+    if (rc == 0 && v)
+        rc = decode_day(m, v, vl, eb);
+    free(v);
+    return rc;
+}
+
+shard_sender_t *shard_meta_sender(shard_meta_t *m, uint32_t id)
+{
+    for (size_t i = 0; i < m->nsenders; i++)
+        if (m->senders[i].id == id)
+            return &m->senders[i];
+    shard_sender_t *n = realloc(m->senders, (m->nsenders + 1) * sizeof(*n));
+    if (!n)
+        return NULL;
+    m->senders = n;
+    n[m->nsenders] = (shard_sender_t){id, 0, 0};
+    return &n[m->nsenders++];
+}
+
+const msg_progress_t *shard_meta_progress_get(const shard_meta_t *m, uint32_t rank)
+{
+    for (size_t i = 0; i < m->nprog; i++)
+        if (m->prog[i].rank == rank)
+            return &m->prog[i];
+    return NULL;
+}
+
+int shard_meta_progress_set(shard_meta_t *m, const msg_progress_t *p)
+{
+    msg_progress_t *q = (msg_progress_t *)shard_meta_progress_get(m, p->rank);
+
+    if (!q) {
+        msg_progress_t *n = realloc(m->prog, (m->nprog + 1) * sizeof(*n));
+        if (!n)
+            return ERR_NOMEM;
+        m->prog = n;
+        q = &n[m->nprog++];
+    }
+    *q = *p;
+    q->found = 1;
+    return 0;
+}
+
+void shard_meta_begin_day(shard_meta_t *m, int day)
+{
+    m->day = day;
+    m->nprog = 0;
+}
+
+int shard_meta_restore(const ps_conf_t *pc, const model_spec_t *ms, uint64_t dense_total,
+                       errbuf_t *eb)
+{
+    char from[CONF_STR_MAX + 32], current[CONF_STR_MAX + 32];
+    meta_t saved, running;
+    struct stat st;
+    int rc;
+
+    if (!pc->init_from.s[0])
+        return 0;
+    snprintf(current, sizeof(current), "%s/CURRENT", pc->data.s);
+    if (stat(current, &st) == 0) {
+        LOG_INFO("%s already holds a store: continuing from it, not from %s", pc->data.s,
+                 pc->init_from.s);
+        return 0;
+    }
+    rc = meta_read(pc->init_from.s, &saved, eb);
+    if (rc != 0)
+        return rc;
+    meta_from_spec(&running, ms, (int)pc->shards, (int)pc->day, dense_total);
+    rc = meta_check(&saved, &running, pc->init_from.s, eb);
+    if (rc != 0)
+        return rc;
+    snprintf(from, sizeof(from), "%s/shard-%lld", pc->init_from.s, (long long)pc->shard);
+    rc = dirs_copy_files(from, pc->data.s, eb);
+    if (rc != 0)
+        return errbuf_prefix(eb, rc, "restore from checkpoint %s", pc->init_from.s);
+    LOG_INFO("restored shard %lld from checkpoint %s (day %d)", (long long)pc->shard,
+             pc->init_from.s, saved.day);
+    return 0;
+}
