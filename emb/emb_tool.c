@@ -1,5 +1,6 @@
 /*
- * emb_tool.c - funnel-emb subcommands over a read-only rows store.
+ * emb_tool.c - funnel-emb subcommands over a read-only rows store: the
+ * answers as structs, their printing, and emb_tool_run() joining the two.
  * See emb_tool.h.
  */
 #include "emb/emb_tool.h"
@@ -12,13 +13,12 @@
 #include <sys/stat.h>
 
 #include "table/emb_export.h"
-#include "table/emb_table.h"
 #include "common/keyhash.h"
 #include "common/meta.h"
-#include "table/store.h"
 
-#define NBUCKET 12 /* histogram buckets: 0, 1, 2-3, 4-7, ..., >= 512 */
+#define NBUCKET EMB_TOOL_NBUCKET
 
+/* A row as the store iteration yields it (valid until the next row). */
 typedef struct row {
     int slot;
     uint64_t key;
@@ -27,9 +27,7 @@ typedef struct row {
     uint32_t nf;
 } row_t;
 
-/* The rows of dir: a checkpoint's shards (META says how many) merged into
- * one view, a model directory's shard-0, or a shard's own data directory. */
-static int open_rows(const char *dir, store_t **s, errbuf_t *eb)
+int emb_tool_open(const char *dir, store_t **s, errbuf_t *eb)
 {
     char path[4200];
     struct stat st;
@@ -97,7 +95,7 @@ static const char *slot_name(const model_spec_t *ms, int slot)
     return slot < ms->nslots ? ms->slot[slot].name : "?";
 }
 
-static int bucket(uint64_t v)
+int emb_tool_bucket(uint64_t v)
 {
     int b = 0;
     if (v == 0)
@@ -139,13 +137,9 @@ static int want_slot(const model_spec_t *ms, const char *slot, int s)
 
 /* ---- stats ---- */
 
-static int cmd_stats(const model_spec_t *ms, const emb_tool_args_t *a, store_t *st, FILE *out,
-                     errbuf_t *eb)
+/* The latest last-seen day of the rows of st. */
+static int latest_day(store_t *st, int *day, errbuf_t *eb)
 {
-    uint64_t rows[MODEL_MAX_SLOTS] = {0}, floats[MODEL_MAX_SLOTS] = {0};
-    uint64_t upd[MODEL_MAX_SLOTS][NBUCKET] = {{0}}, age[MODEL_MAX_SLOTS][NBUCKET] = {{0}};
-    uint64_t total = 0, bad_width = 0;
-    int maxday = a->day;
     const char pfx = 'r';
     store_iter_t *it = store_iter_new(st, &pfx, 1);
     row_t r;
@@ -153,59 +147,80 @@ static int cmd_stats(const model_spec_t *ms, const emb_tool_args_t *a, store_t *
 
     if (!it)
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
-    /* first pass: the latest day, unless given */
-    if (maxday < 0) {
-        maxday = 0;
-        while ((rc = next_row(st, it, &r, eb)) == 1)
-            if (r.meta.last_day > maxday)
-                maxday = r.meta.last_day;
-        store_iter_destroy(st, &it);
-        if (rc < 0)
-            return rc;
-        it = store_iter_new(st, &pfx, 1);
-    }
+    *day = 0;
+    while ((rc = next_row(st, it, &r, eb)) == 1)
+        if (r.meta.last_day > *day)
+            *day = r.meta.last_day;
+    store_iter_destroy(st, &it);
+    return rc < 0 ? rc : 0;
+}
+
+int emb_tool_stats(const model_spec_t *ms, store_t *st, const char *slot, int day,
+                   emb_tool_stats_t *s, errbuf_t *eb)
+{
+    uint64_t floats[MODEL_MAX_SLOTS] = {0};
+    const char pfx = 'r';
+    store_iter_t *it;
+    row_t r;
+    int rc;
+
+    memset(s, 0, sizeof(*s));
+    s->day = day;
+    if (day < 0 && (rc = latest_day(st, &s->day, eb)) != 0)
+        return rc;
+    it = store_iter_new(st, &pfx, 1);
+    if (!it)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory");
     while ((rc = next_row(st, it, &r, eb)) == 1) {
-        if (r.slot >= MODEL_MAX_SLOTS || !want_slot(ms, a->slot, r.slot))
+        if (r.slot >= MODEL_MAX_SLOTS || !want_slot(ms, slot, r.slot))
             continue;
-        rows[r.slot]++;
+        int age = s->day > r.meta.last_day ? s->day - r.meta.last_day : 0;
+        s->slot_rows[r.slot]++;
         floats[r.slot] += r.nf;
-        upd[r.slot][bucket(r.meta.updates)]++;
-        age[r.slot][bucket((uint64_t)(maxday > r.meta.last_day ? maxday - r.meta.last_day : 0))]++;
+        s->updates_hist[r.slot][emb_tool_bucket(r.meta.updates)]++;
+        s->age_hist[r.slot][emb_tool_bucket((uint64_t)age)]++;
         if ((int)r.nf < slot_dim(ms, r.slot))
-            bad_width++;
-        total++;
+            s->narrow++;
+        s->rows++;
     }
     store_iter_destroy(st, &it);
     if (rc < 0)
         return rc;
-    if (a->json) {
-        fprintf(out, "{\"rows\":%" PRIu64 ",\"day\":%d,\"slots\":{", total, maxday);
+    for (int sl = 0; sl < MODEL_MAX_SLOTS; sl++)
+        if (s->slot_rows[sl])
+            s->bytes_per_row[sl] = (double)EMB_KEY_LEN + EMB_RECORD_HEADER +
+                                   4.0 * (double)floats[sl] / (double)s->slot_rows[sl];
+    return 0;
+}
+
+void emb_tool_print_stats(const model_spec_t *ms, const emb_tool_stats_t *s, int json, FILE *out)
+{
+    if (json) {
+        fprintf(out, "{\"rows\":%" PRIu64 ",\"day\":%d,\"slots\":{", s->rows, s->day);
         int first = 1;
-        for (int s = 0; s < MODEL_MAX_SLOTS; s++) {
-            if (!rows[s])
+        for (int sl = 0; sl < MODEL_MAX_SLOTS; sl++) {
+            if (!s->slot_rows[sl])
                 continue;
             fprintf(out, "%s\"%s\":{\"rows\":%" PRIu64 ",\"bytes_per_row\":%.1f,\"updates_hist\":[",
-                    first ? "" : ",", slot_name(ms, s), rows[s],
-                    (double)EMB_KEY_LEN + EMB_RECORD_HEADER + 4.0 * (double)floats[s] / (double)rows[s]);
+                    first ? "" : ",", slot_name(ms, sl), s->slot_rows[sl], s->bytes_per_row[sl]);
             for (int b = 0; b < NBUCKET; b++)
-                fprintf(out, "%s%" PRIu64, b ? "," : "", upd[s][b]);
+                fprintf(out, "%s%" PRIu64, b ? "," : "", s->updates_hist[sl][b]);
             fprintf(out, "],\"age_hist\":[");
             for (int b = 0; b < NBUCKET; b++)
-                fprintf(out, "%s%" PRIu64, b ? "," : "", age[s][b]);
+                fprintf(out, "%s%" PRIu64, b ? "," : "", s->age_hist[sl][b]);
             fprintf(out, "]}");
             first = 0;
         }
         fprintf(out, "}}\n");
-        return 0;
+        return;
     }
-    fprintf(out, "rows on disk: %" PRIu64 " (as of the last flush), latest day %d\n\n", total,
-            maxday);
+    fprintf(out, "rows on disk: %" PRIu64 " (as of the last flush), latest day %d\n\n", s->rows,
+            s->day);
     fprintf(out, "%-16s %12s %14s\n", "slot", "rows", "bytes/row");
-    for (int s = 0; s < MODEL_MAX_SLOTS; s++)
-        if (rows[s])
-            fprintf(out, "%-16s %12" PRIu64 " %14.1f\n", slot_name(ms, s), rows[s],
-                    (double)EMB_KEY_LEN + EMB_RECORD_HEADER +
-                        4.0 * (double)floats[s] / (double)rows[s]);
+    for (int sl = 0; sl < MODEL_MAX_SLOTS; sl++)
+        if (s->slot_rows[sl])
+            fprintf(out, "%-16s %12" PRIu64 " %14.1f\n", slot_name(ms, sl), s->slot_rows[sl],
+                    s->bytes_per_row[sl]);
     const char *titles[2] = {"updates per row", "days since last seen"};
     for (int h = 0; h < 2; h++) {
         char lab[32];
@@ -213,20 +228,30 @@ static int cmd_stats(const model_spec_t *ms, const emb_tool_args_t *a, store_t *
         for (int b = 0; b < NBUCKET; b++)
             fprintf(out, " %9s", bucket_label(b, lab, sizeof(lab)));
         fputc('\n', out);
-        for (int s = 0; s < MODEL_MAX_SLOTS; s++) {
-            if (!rows[s])
+        for (int sl = 0; sl < MODEL_MAX_SLOTS; sl++) {
+            if (!s->slot_rows[sl])
                 continue;
-            fprintf(out, "%-16s", slot_name(ms, s));
+            fprintf(out, "%-16s", slot_name(ms, sl));
             for (int b = 0; b < NBUCKET; b++)
-                fprintf(out, " %9" PRIu64, h ? age[s][b] : upd[s][b]);
+                fprintf(out, " %9" PRIu64, h ? s->age_hist[sl][b] : s->updates_hist[sl][b]);
             fputc('\n', out);
         }
     }
-    if (bad_width)
+    if (s->narrow)
         fprintf(out, "\nwarning: %" PRIu64 " rows are narrower than the configured dims "
                      "(a different [model] configuration?)\n",
-                bad_width);
-    return 0;
+                s->narrow);
+}
+
+static int cmd_stats(const model_spec_t *ms, const emb_tool_args_t *a, store_t *st, FILE *out,
+                     errbuf_t *eb)
+{
+    emb_tool_stats_t s;
+    int rc = emb_tool_stats(ms, st, a->slot, a->day, &s, eb);
+
+    if (rc == 0)
+        emb_tool_print_stats(ms, &s, a->json, out);
+    return rc;
 }
 
 /* ---- get ---- */
@@ -261,23 +286,88 @@ static void print_row(const model_spec_t *ms, const row_t *r, int json, FILE *ou
     fputc('\n', out);
 }
 
-static int lookup(store_t *st, int slot, uint64_t key, row_t *r, void **buf, errbuf_t *eb)
+/* The row of (slot, key) into r (found, meta, floats). Returns 0,
+ * ERR_NOTFOUND, or an error. */
+static int lookup(store_t *st, int slot, uint64_t key, emb_tool_row_t *r, errbuf_t *eb)
 {
     unsigned char kb[EMB_KEY_LEN];
+    const void *floats;
+    void *buf = NULL;
     size_t vl;
     int sl;
     int rc;
 
     emb_key_encode(kb, slot, key);
-    *buf = NULL;
-    rc = store_get(st, kb, EMB_KEY_LEN, buf, &vl, eb);
-    if (rc != 0)
-        return rc;
-    r->slot = slot;
-    r->key = key;
-    if (emb_record_decode(*buf, vl, &sl, &r->meta, &r->floats, &r->nf) != 0)
-        return errbuf_set(eb, ERR_CORRUPT, "%s: unreadable row record", st->name);
+    rc = store_get(st, kb, EMB_KEY_LEN, &buf, &vl, eb);
+    if (rc == 0 && emb_record_decode(buf, vl, &sl, &r->meta, &floats, &r->nf) != 0)
+        rc = errbuf_set(eb, ERR_CORRUPT, "%s: unreadable row record", st->name);
+    if (rc == 0) {
+        r->floats = malloc(((size_t)r->nf + 1) * sizeof(float));
+        if (!r->floats)
+            rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
+    }
+    if (rc == 0) {
+        memcpy(r->floats, floats, (size_t)r->nf * sizeof(float));
+        r->found = 1;
+        r->slot = slot;
+    }
+    free(buf);
+    return rc;
+}
+
+int emb_tool_get(const model_spec_t *ms, store_t *st, const char *query, emb_tool_row_t *r,
+                 errbuf_t *eb)
+{
+    const char *colon = strchr(query, ':');
+    int lo = 0, hi = ms->nslots, rc;
+
+    memset(r, 0, sizeof(*r));
+    if (colon) {
+        int s = model_spec_slot(ms, query, (size_t)(colon - query));
+        if (s < 0)
+            return errbuf_set(eb, ERR_INVAL, "get %s: slot '%.*s' is not in the configured "
+                                             "slots (pass the table's --conf)",
+                              query, (int)(colon - query), query);
+        r->key = keyhash_value(ms->slot[s].seed, colon + 1, strlen(colon + 1));
+        lo = s;
+        hi = s + 1;
+    } else {
+        char *end;
+        r->key = strtoull(query, &end, 16);
+        if (end == query || *end)
+            return errbuf_set(eb, ERR_INVAL, "get %s: not SLOT:VALUE or a hex key", query);
+    }
+    for (int s = lo; s < hi && !r->found; s++) {
+        rc = lookup(st, s, r->key, r, eb);
+        if (rc != 0 && rc != ERR_NOTFOUND)
+            return rc;
+    }
     return 0;
+}
+
+void emb_tool_row_release(emb_tool_row_t *r)
+{
+    free(r->floats);
+    r->floats = NULL;
+    r->nf = 0;
+}
+
+void emb_tool_print_row(const model_spec_t *ms, const char *query, const emb_tool_row_t *r,
+                        int json, FILE *out)
+{
+    if (r->found) {
+        row_t row = {r->slot, r->key, r->meta, r->floats, r->nf};
+        print_row(ms, &row, json, out);
+    } else if (json) {
+        fprintf(out, "{\"query\":\"%s\",\"key\":\"%016" PRIx64 "\",\"row\":null,"
+                     "\"why\":\"no row: never seen, not admitted, expired, or not yet "
+                     "flushed\"}\n",
+                query, r->key);
+    } else {
+        fprintf(out, "%s (key %016" PRIx64 "): no row - never seen, not yet admitted, "
+                     "expired, or not flushed yet\n",
+                query, r->key);
+    }
 }
 
 static int cmd_get(const model_spec_t *ms, const emb_tool_args_t *a, store_t *st, FILE *out,
@@ -288,93 +378,50 @@ static int cmd_get(const model_spec_t *ms, const emb_tool_args_t *a, store_t *st
     if (a->nargs == 0)
         return errbuf_set(eb, ERR_INVAL, "get: give SLOT:VALUE tokens or hex keys");
     for (int i = 0; i < a->nargs; i++) {
-        const char *arg = a->args[i];
-        const char *colon = strchr(arg, ':');
-        int lo = 0, hi = ms->nslots, found = 0, rc;
-        uint64_t key;
-        row_t r;
-        void *buf;
+        emb_tool_row_t r;
+        int rc = emb_tool_get(ms, st, a->args[i], &r, eb);
 
-        if (colon) {
-            int s = model_spec_slot(ms, arg, (size_t)(colon - arg));
-            if (s < 0)
-                return errbuf_set(eb, ERR_INVAL, "get %s: slot '%.*s' is not in the configured "
-                                                 "slots (pass the table's --conf)",
-                                  arg, (int)(colon - arg), arg);
-            key = keyhash_value(ms->slot[s].seed, colon + 1, strlen(colon + 1));
-            lo = s;
-            hi = s + 1;
-        } else {
-            char *end;
-            key = strtoull(arg, &end, 16);
-            if (end == arg || *end)
-                return errbuf_set(eb, ERR_INVAL, "get %s: not SLOT:VALUE or a hex key", arg);
-        }
-        for (int s = lo; s < hi && !found; s++) {
-            rc = lookup(st, s, key, &r, &buf, eb);
-            if (rc == 0) {
-                print_row(ms, &r, a->json, out);
-                found = 1;
-            }
-            free(buf);
-            if (rc != 0 && rc != ERR_NOTFOUND)
-                return rc;
-        }
-        if (!found) {
+        if (rc == 0)
+            emb_tool_print_row(ms, a->args[i], &r, a->json, out);
+        emb_tool_row_release(&r);
+        if (rc != 0)
+            return rc;
+        if (!r.found)
             missing = 1;
-            if (a->json)
-                fprintf(out, "{\"query\":\"%s\",\"key\":\"%016" PRIx64 "\",\"row\":null,"
-                             "\"why\":\"no row: never seen, not admitted, expired, or not yet "
-                             "flushed\"}\n",
-                        arg, key);
-            else
-                fprintf(out, "%s (key %016" PRIx64 "): no row - never seen, not yet admitted, "
-                             "expired, or not flushed yet\n",
-                        arg, key);
-        }
     }
     return missing;
 }
 
 /* ---- top and dump ---- */
 
-typedef struct scored {
-    double score;
-    int slot;
-    uint64_t key;
-    uint32_t updates;
-    int last_day;
-    double norm;
-} scored_t;
-
-static int cmp_scored(const void *x, const void *y)
+static int cmp_ranked(const void *x, const void *y)
 {
-    double a = ((const scored_t *)x)->score, b = ((const scored_t *)y)->score;
+    double a = ((const emb_tool_ranked_t *)x)->score, b = ((const emb_tool_ranked_t *)y)->score;
     return (a < b) - (a > b);
 }
 
-static int cmd_top(const model_spec_t *ms, const emb_tool_args_t *a, store_t *st, FILE *out,
-                   errbuf_t *eb)
+int emb_tool_top(const model_spec_t *ms, store_t *st, const char *slot, const char *by, long n,
+                 emb_tool_top_t *top, errbuf_t *eb)
 {
-    const char *by = a->by ? a->by : "count";
-    long n = a->n > 0 ? a->n : 10;
-    scored_t *best = calloc((size_t)n, sizeof(*best));
+    emb_tool_ranked_t *best;
     long have = 0;
     const char pfx = 'r';
     store_iter_t *it;
     row_t r;
     int rc, kind;
 
+    memset(top, 0, sizeof(*top));
+    by = by ? by : "count";
+    n = n > 0 ? n : 10;
     if (!strcmp(by, "count"))
         kind = 0;
     else if (!strcmp(by, "norm"))
         kind = 1;
     else if (!strcmp(by, "age"))
         kind = 2;
-    else {
-        free(best);
+    else
         return errbuf_set(eb, ERR_INVAL, "top --by %s: use count, norm or age", by);
-    }
+    best = calloc((size_t)n, sizeof(*best));
     it = store_iter_new(st, &pfx, 1);
     if (!best || !it) {
         free(best);
@@ -382,11 +429,12 @@ static int cmd_top(const model_spec_t *ms, const emb_tool_args_t *a, store_t *st
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
     }
     while ((rc = next_row(st, it, &r, eb)) == 1) {
-        if (!want_slot(ms, a->slot, r.slot))
+        if (!want_slot(ms, slot, r.slot))
             continue;
         double nm = norm_of(&r, slot_dim(ms, r.slot));
-        scored_t c = {kind == 0 ? (double)r.meta.updates : kind == 1 ? nm : -(double)r.meta.last_day,
-                      r.slot, r.key, r.meta.updates, r.meta.last_day, nm};
+        emb_tool_ranked_t c = {
+            kind == 0 ? (double)r.meta.updates : kind == 1 ? nm : -(double)r.meta.last_day,
+            r.slot, r.key, r.meta.updates, r.meta.last_day, nm};
         if (have < n) {
             best[have++] = c;
             continue;
@@ -403,23 +451,48 @@ static int cmd_top(const model_spec_t *ms, const emb_tool_args_t *a, store_t *st
         free(best);
         return rc;
     }
-    qsort(best, (size_t)have, sizeof(*best), cmp_scored);
-    if (!a->json)
-        fprintf(out, "%-16s %-18s %10s %9s %10s\n", "slot", "key", "updates", "last_day", "norm");
-    for (long i = 0; i < have; i++) {
-        if (a->json)
-            fprintf(out, "{\"slot\":\"%s\",\"key\":\"%016" PRIx64 "\",\"updates\":%u,"
-                         "\"last_day\":%d,\"norm\":%.6g}\n",
-                    slot_name(ms, best[i].slot), best[i].key, best[i].updates, best[i].last_day,
-                    best[i].norm);
-        else
-            fprintf(out, "%-16s %016" PRIx64 "   %10u %9d %10.4f\n", slot_name(ms, best[i].slot),
-                    best[i].key, best[i].updates, best[i].last_day, best[i].norm);
-    }
-    free(best);
+    qsort(best, (size_t)have, sizeof(*best), cmp_ranked);
+    top->rows = best;
+    top->n = have;
     return 0;
 }
 
+void emb_tool_top_release(emb_tool_top_t *top)
+{
+    free(top->rows);
+    top->rows = NULL;
+    top->n = 0;
+}
+
+void emb_tool_print_top(const model_spec_t *ms, const emb_tool_top_t *top, int json, FILE *out)
+{
+    if (!json)
+        fprintf(out, "%-16s %-18s %10s %9s %10s\n", "slot", "key", "updates", "last_day", "norm");
+    for (long i = 0; i < top->n; i++) {
+        const emb_tool_ranked_t *b = &top->rows[i];
+        if (json)
+            fprintf(out, "{\"slot\":\"%s\",\"key\":\"%016" PRIx64 "\",\"updates\":%u,"
+                         "\"last_day\":%d,\"norm\":%.6g}\n",
+                    slot_name(ms, b->slot), b->key, b->updates, b->last_day, b->norm);
+        else
+            fprintf(out, "%-16s %016" PRIx64 "   %10u %9d %10.4f\n", slot_name(ms, b->slot),
+                    b->key, b->updates, b->last_day, b->norm);
+    }
+}
+
+static int cmd_top(const model_spec_t *ms, const emb_tool_args_t *a, store_t *st, FILE *out,
+                   errbuf_t *eb)
+{
+    emb_tool_top_t top;
+    int rc = emb_tool_top(ms, st, a->slot, a->by, a->n, &top, eb);
+
+    if (rc == 0)
+        emb_tool_print_top(ms, &top, a->json, out);
+    emb_tool_top_release(&top);
+    return rc;
+}
+
+/* Every row, as it is read: nothing to compute. */
 static int cmd_dump(const model_spec_t *ms, const emb_tool_args_t *a, store_t *st, FILE *out,
                     errbuf_t *eb)
 {
@@ -479,24 +552,32 @@ static int cmp_double(const void *x, const void *y)
     return (a > b) - (a < b);
 }
 
-static int cmd_diff(const model_spec_t *ms, const emb_tool_args_t *a, store_t *sa, FILE *out,
-                    errbuf_t *eb)
+/* The distribution of one slot's changes (sorts them). */
+static void summarize(dvec_t *c, emb_tool_diff_slot_t *o)
 {
-    uint64_t added[MODEL_MAX_SLOTS] = {0}, removed[MODEL_MAX_SLOTS] = {0};
-    uint64_t same[MODEL_MAX_SLOTS] = {0};
+    o->changed = c->n;
+    if (!c->n)
+        return;
+    qsort(c->v, c->n, sizeof(double), cmp_double);
+    o->l2_p50 = c->v[c->n / 2];
+    o->l2_p90 = c->v[(size_t)((double)(c->n - 1) * 0.9)];
+    o->l2_max = c->v[c->n - 1];
+    for (size_t i = 0; i < c->n; i++)
+        o->l2_mean += c->v[i];
+    o->l2_mean /= (double)c->n;
+}
+
+int emb_tool_diff(const model_spec_t *ms, store_t *sa, store_t *sb, emb_tool_diff_t *d,
+                  errbuf_t *eb)
+{
     dvec_t changed[MODEL_MAX_SLOTS];
-    store_t *sb = NULL;
     store_iter_t *ia = NULL, *ib = NULL;
     const char pfx = 'r';
     row_t ra, rb;
-    int ha, hb, rc;
+    int ha, hb, rc = 0;
 
+    memset(d, 0, sizeof(*d));
     memset(changed, 0, sizeof(changed));
-    if (a->nargs != 1)
-        return errbuf_set(eb, ERR_INVAL, "diff: give the second directory");
-    rc = open_rows(a->args[0], &sb, eb);
-    if (rc != 0)
-        return rc;
     ia = store_iter_new(sa, &pfx, 1);
     ib = store_iter_new(sb, &pfx, 1);
     ha = next_row(sa, ia, &ra, eb);
@@ -513,19 +594,19 @@ static int cmd_diff(const model_spec_t *ms, const emb_tool_args_t *a, store_t *s
                                    : (ra.key < rb.key ? -1 : ra.key > rb.key ? 1 : 0);
         if (c < 0) {
             if (ra.slot < MODEL_MAX_SLOTS)
-                removed[ra.slot]++;
+                d->slot[ra.slot].removed++;
             ha = next_row(sa, ia, &ra, eb);
         } else if (c > 0) {
             if (rb.slot < MODEL_MAX_SLOTS)
-                added[rb.slot]++;
+                d->slot[rb.slot].added++;
             hb = next_row(sb, ib, &rb, eb);
         } else {
             int dim = slot_dim(ms, ra.slot);
             double d2 = 0;
             if (dim <= 0 || (uint32_t)dim > ra.nf || (uint32_t)dim > rb.nf)
                 dim = (int)(ra.nf < rb.nf ? ra.nf : rb.nf);
-            for (int d = 0; d < dim; d++) {
-                double x = (double)fget(ra.floats, (size_t)d) - fget(rb.floats, (size_t)d);
+            for (int k = 0; k < dim; k++) {
+                double x = (double)fget(ra.floats, (size_t)k) - fget(rb.floats, (size_t)k);
                 d2 += x * x;
             }
             if (d2 > 0 || ra.meta.updates != rb.meta.updates) {
@@ -534,7 +615,7 @@ static int cmd_diff(const model_spec_t *ms, const emb_tool_args_t *a, store_t *s
                     goto out;
                 }
             } else if (ra.slot < MODEL_MAX_SLOTS) {
-                same[ra.slot]++;
+                d->slot[ra.slot].unchanged++;
             }
             ha = next_row(sa, ia, &ra, eb);
             hb = next_row(sb, ib, &rb, eb);
@@ -544,46 +625,60 @@ static int cmd_diff(const model_spec_t *ms, const emb_tool_args_t *a, store_t *s
             goto out;
         }
     }
-    if (!a->json)
-        fprintf(out, "%-16s %10s %10s %10s %10s %10s %10s %10s %10s\n", "slot", "added", "removed",
-                "changed", "unchanged", "l2_p50", "l2_p90", "l2_max", "l2_mean");
-    else
-        fprintf(out, "{\"slots\":{");
-    int first = 1;
-    for (int s = 0; s < MODEL_MAX_SLOTS; s++) {
-        dvec_t *d = &changed[s];
-        double p50 = 0, p90 = 0, mx = 0, mean = 0;
-        if (!added[s] && !removed[s] && !d->n && !same[s])
-            continue;
-        if (d->n) {
-            qsort(d->v, d->n, sizeof(double), cmp_double);
-            p50 = d->v[d->n / 2];
-            p90 = d->v[(size_t)((double)(d->n - 1) * 0.9)];
-            mx = d->v[d->n - 1];
-            for (size_t i = 0; i < d->n; i++)
-                mean += d->v[i];
-            mean /= (double)d->n;
-        }
-        if (a->json)
-            fprintf(out, "%s\"%s\":{\"added\":%" PRIu64 ",\"removed\":%" PRIu64
-                         ",\"changed\":%zu,\"unchanged\":%" PRIu64
-                         ",\"l2_p50\":%.6g,\"l2_p90\":%.6g,\"l2_max\":%.6g,\"l2_mean\":%.6g}",
-                    first ? "" : ",", slot_name(ms, s), added[s], removed[s], d->n, same[s], p50,
-                    p90, mx, mean);
-        else
-            fprintf(out, "%-16s %10" PRIu64 " %10" PRIu64 " %10zu %10" PRIu64
-                         " %10.4g %10.4g %10.4g %10.4g\n",
-                    slot_name(ms, s), added[s], removed[s], d->n, same[s], p50, p90, mx, mean);
-        first = 0;
-    }
-    if (a->json)
-        fprintf(out, "}}\n");
-    rc = 0;
+    for (int s = 0; s < MODEL_MAX_SLOTS; s++)
+        summarize(&changed[s], &d->slot[s]);
 out:
     for (int s = 0; s < MODEL_MAX_SLOTS; s++)
         free(changed[s].v);
     store_iter_destroy(sa, &ia);
     store_iter_destroy(sb, &ib);
+    return rc;
+}
+
+void emb_tool_print_diff(const model_spec_t *ms, const emb_tool_diff_t *d, int json, FILE *out)
+{
+    int first = 1;
+
+    if (!json)
+        fprintf(out, "%-16s %10s %10s %10s %10s %10s %10s %10s %10s\n", "slot", "added", "removed",
+                "changed", "unchanged", "l2_p50", "l2_p90", "l2_max", "l2_mean");
+    else
+        fprintf(out, "{\"slots\":{");
+    for (int s = 0; s < MODEL_MAX_SLOTS; s++) {
+        const emb_tool_diff_slot_t *o = &d->slot[s];
+        if (!o->added && !o->removed && !o->changed && !o->unchanged)
+            continue;
+        if (json)
+            fprintf(out, "%s\"%s\":{\"added\":%" PRIu64 ",\"removed\":%" PRIu64
+                         ",\"changed\":%" PRIu64 ",\"unchanged\":%" PRIu64
+                         ",\"l2_p50\":%.6g,\"l2_p90\":%.6g,\"l2_max\":%.6g,\"l2_mean\":%.6g}",
+                    first ? "" : ",", slot_name(ms, s), o->added, o->removed, o->changed,
+                    o->unchanged, o->l2_p50, o->l2_p90, o->l2_max, o->l2_mean);
+        else
+            fprintf(out, "%-16s %10" PRIu64 " %10" PRIu64 " %10" PRIu64 " %10" PRIu64
+                         " %10.4g %10.4g %10.4g %10.4g\n",
+                    slot_name(ms, s), o->added, o->removed, o->changed, o->unchanged, o->l2_p50,
+                    o->l2_p90, o->l2_max, o->l2_mean);
+        first = 0;
+    }
+    if (json)
+        fprintf(out, "}}\n");
+}
+
+static int cmd_diff(const model_spec_t *ms, const emb_tool_args_t *a, store_t *sa, FILE *out,
+                    errbuf_t *eb)
+{
+    emb_tool_diff_t d;
+    store_t *sb = NULL;
+    int rc;
+
+    if (a->nargs != 1)
+        return errbuf_set(eb, ERR_INVAL, "diff: give the second directory");
+    rc = emb_tool_open(a->args[0], &sb, eb);
+    if (rc == 0)
+        rc = emb_tool_diff(ms, sa, sb, &d, eb);
+    if (rc == 0)
+        emb_tool_print_diff(ms, &d, a->json, out);
     store_close(&sb);
     return rc;
 }
@@ -654,7 +749,7 @@ int emb_tool_run(const model_spec_t *ms, const emb_tool_args_t *a, FILE *out, er
     if (!strcmp(a->cmd, "export-dump"))
         return a->nargs ? errbuf_set(eb, ERR_INVAL, "export-dump: give one export file")
                         : emb_export_dump(a->dir, out, eb);
-    rc = open_rows(a->dir, &st, eb);
+    rc = emb_tool_open(a->dir, &st, eb);
     if (rc != 0)
         return rc;
     if (!strcmp(a->cmd, "stats"))

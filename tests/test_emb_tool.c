@@ -1,9 +1,11 @@
 /*
  * test_emb_tool.c - funnel-emb's answers on tables whose content the test
  * knows: stats counts per slot, get of present and absent keys, top by
- * update count, and diff between two tables.
+ * update count, and diff between two tables; both as the computed structs
+ * (emb_tool_stats, _get, _top, _diff) and as the printed text.
  */
 #include <CUnit/CUnit.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +70,119 @@ static char *run(const model_spec_t *ms, emb_tool_args_t *a, int *rc)
     return buf;
 }
 
+static uint64_t key_of(const model_spec_t *ms, int slot, const char *v)
+{
+    return keyhash_value(ms->slot[slot].seed, v, strlen(v));
+}
+
+static void test_histogram_buckets(void)
+{
+    static const uint64_t v[] = {0, 1, 2, 3, 4, 7, 8, 511, 512, 1023, 1024, UINT64_MAX};
+    static const int b[] = {0, 1, 2, 2, 3, 3, 4, 9, 10, 10, 11, 11};
+
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+        CU_ASSERT_EQUAL(emb_tool_bucket(v[i]), b[i]);
+    CU_ASSERT_EQUAL(EMB_TOOL_NBUCKET, 12);
+}
+
+static void test_computed_answers(void)
+{
+    char dir[512], a_dir[600], b_dir[600], hex[32];
+    model_spec_t ms = spec();
+    store_t *sa = NULL, *sb = NULL;
+    emb_tool_stats_t st;
+    emb_tool_row_t r;
+    emb_tool_top_t top;
+    emb_tool_diff_t d;
+    errbuf_t eb = {{0}};
+
+    CU_ASSERT_EQUAL_FATAL(tu_mkdtemp(dir, sizeof(dir), "embtool"), 0);
+    snprintf(a_dir, sizeof(a_dir), "%s/a", dir);
+    snprintf(b_dir, sizeof(b_dir), "%s/b", dir);
+    build(a_dir, &ms, 30, 20, 2);
+    build(b_dir, &ms, 35, 10, 3); /* 5 users added, 10 items removed, users changed */
+    CU_ASSERT_EQUAL_FATAL(emb_tool_open(a_dir, &sa, &eb), 0);
+    CU_ASSERT_EQUAL_FATAL(emb_tool_open(b_dir, &sb, &eb), 0);
+
+    /* stats: u0 has 7 updates, the other users 2, the items 1; all seen on day 0 */
+    CU_ASSERT_EQUAL_FATAL(emb_tool_stats(&ms, sa, NULL, -1, &st, &eb), 0);
+    CU_ASSERT_EQUAL(st.rows, 50);
+    CU_ASSERT_EQUAL(st.day, 0);
+    CU_ASSERT_EQUAL(st.narrow, 0);
+    CU_ASSERT_EQUAL(st.slot_rows[0], 30);
+    CU_ASSERT_EQUAL(st.slot_rows[1], 20);
+    CU_ASSERT_EQUAL(st.updates_hist[0][emb_tool_bucket(2)], 29);
+    CU_ASSERT_EQUAL(st.updates_hist[0][emb_tool_bucket(7)], 1);
+    CU_ASSERT_EQUAL(st.updates_hist[1][1], 20);
+    CU_ASSERT_EQUAL(st.age_hist[0][0], 30);
+    CU_ASSERT_EQUAL(st.age_hist[1][0], 20);
+    /* key, record header, at least the 4 embedding floats */
+    CU_ASSERT(st.bytes_per_row[0] >= EMB_KEY_LEN + EMB_RECORD_HEADER + 16);
+    CU_ASSERT_EQUAL(st.bytes_per_row[2], 0);
+    /* one slot, and ages from a given day */
+    CU_ASSERT_EQUAL_FATAL(emb_tool_stats(&ms, sa, "item_id", 3, &st, &eb), 0);
+    CU_ASSERT_EQUAL(st.rows, 20);
+    CU_ASSERT_EQUAL(st.slot_rows[0], 0);
+    CU_ASSERT_EQUAL(st.day, 3);
+    CU_ASSERT_EQUAL(st.age_hist[1][emb_tool_bucket(3)], 20);
+
+    /* get: by SLOT:VALUE, by hex key, absent, malformed */
+    CU_ASSERT_EQUAL(emb_tool_get(&ms, sa, "user_id:u3", &r, &eb), 0);
+    CU_ASSERT_EQUAL(r.found, 1);
+    CU_ASSERT_EQUAL(r.slot, 0);
+    CU_ASSERT_EQUAL(r.key, key_of(&ms, 0, "u3"));
+    CU_ASSERT_EQUAL(r.meta.updates, 2);
+    CU_ASSERT(r.nf >= 4 && r.floats != NULL);
+    emb_tool_row_release(&r);
+    snprintf(hex, sizeof(hex), "%llx", (unsigned long long)key_of(&ms, 1, "i4"));
+    CU_ASSERT_EQUAL(emb_tool_get(&ms, sa, hex, &r, &eb), 0);
+    CU_ASSERT_EQUAL(r.found, 1);
+    CU_ASSERT_EQUAL(r.slot, 1);
+    CU_ASSERT_EQUAL(r.meta.updates, 1);
+    emb_tool_row_release(&r);
+    CU_ASSERT_EQUAL(emb_tool_get(&ms, sa, "item_id:nope", &r, &eb), 0);
+    CU_ASSERT_EQUAL(r.found, 0);
+    CU_ASSERT_EQUAL(r.key, key_of(&ms, 1, "nope"));
+    emb_tool_row_release(&r);
+    CU_ASSERT_EQUAL(emb_tool_get(&ms, sa, "shop_id:1", &r, &eb), ERR_INVAL);
+    CU_ASSERT_EQUAL(emb_tool_get(&ms, sa, "xyz", &r, &eb), ERR_INVAL);
+
+    /* top: by update count, one slot, an unknown ranking */
+    CU_ASSERT_EQUAL_FATAL(emb_tool_top(&ms, sa, NULL, "count", 3, &top, &eb), 0);
+    CU_ASSERT_EQUAL_FATAL(top.n, 3);
+    CU_ASSERT_EQUAL(top.rows[0].key, key_of(&ms, 0, "u0"));
+    CU_ASSERT_EQUAL(top.rows[0].updates, 7);
+    CU_ASSERT_EQUAL(top.rows[1].updates, 2);
+    CU_ASSERT(top.rows[0].norm > 0);
+    emb_tool_top_release(&top);
+    CU_ASSERT_EQUAL_FATAL(emb_tool_top(&ms, sa, "item_id", NULL, 100, &top, &eb), 0);
+    CU_ASSERT_EQUAL(top.n, 20);
+    for (long i = 0; i < top.n; i++)
+        CU_ASSERT_EQUAL(top.rows[i].slot, 1);
+    emb_tool_top_release(&top);
+    CU_ASSERT_EQUAL(emb_tool_top(&ms, sa, NULL, "size", 3, &top, &eb), ERR_INVAL);
+    emb_tool_top_release(&top);
+
+    /* diff: users added and changed, items removed and unchanged */
+    CU_ASSERT_EQUAL_FATAL(emb_tool_diff(&ms, sa, sb, &d, &eb), 0);
+    CU_ASSERT_EQUAL(d.slot[0].added, 5);
+    CU_ASSERT_EQUAL(d.slot[0].removed, 0);
+    CU_ASSERT_EQUAL(d.slot[0].changed, 30);
+    CU_ASSERT_EQUAL(d.slot[0].unchanged, 0);
+    CU_ASSERT(d.slot[0].l2_p50 > 0);
+    CU_ASSERT(d.slot[0].l2_p50 <= d.slot[0].l2_p90 && d.slot[0].l2_p90 <= d.slot[0].l2_max);
+    CU_ASSERT(d.slot[0].l2_mean <= d.slot[0].l2_max);
+    CU_ASSERT_EQUAL(d.slot[1].added, 0);
+    CU_ASSERT_EQUAL(d.slot[1].removed, 10);
+    CU_ASSERT_EQUAL(d.slot[1].changed, 0);
+    CU_ASSERT_EQUAL(d.slot[1].unchanged, 10);
+    CU_ASSERT_EQUAL(d.slot[1].l2_max, 0);
+
+    store_close(&sb);
+    store_close(&sa);
+    tu_rmtree(dir);
+}
+
 static void test_stats_get_top_diff(void)
 {
     char dir[512], a_dir[600], b_dir[600];
@@ -125,6 +240,8 @@ int test_emb_tool_register(void)
 
     if (!s)
         return CU_get_error();
+    CU_add_test(s, "histogram buckets: 0, 1, powers of two, the last open", test_histogram_buckets);
+    CU_add_test(s, "stats, get, top and diff compute what the test wrote", test_computed_answers);
     CU_add_test(s, "stats, get, top and diff report what the test wrote", test_stats_get_top_diff);
     return CU_get_error();
 }
