@@ -58,7 +58,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <limits.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -74,6 +73,7 @@
 
 #include "common/bytes.h"
 #include "common/clock.h"
+#include "common/dirs.h"
 #include "common/err.h"
 #include "common/rng.h"
 #include "proto/codec.h"
@@ -101,8 +101,8 @@ typedef struct shard {
     pid_t pid;           /* 0: not running */
     int dim;             /* floats per row */
     char endpoint[64];   /* tcp://127.0.0.1:PORT */
-    char data[PATH_MAX]; /* its --data directory */
-    char log[PATH_MAX];  /* its stdout + stderr */
+    char data[DIRS_PATH_MAX]; /* its --data directory */
+    char log[DIRS_PATH_MAX];  /* its stdout + stderr */
     void *sock;          /* DEALER, in bench_t.ctx */
     uint64_t seq;        /* last push sequence number SENDER used */
 } shard_t;
@@ -114,7 +114,7 @@ typedef struct echo {
 } echo_t;
 
 typedef struct bench {
-    char bin[PATH_MAX]; /* directory of funnel-ps */
+    char bin[DIRS_PATH_MAX]; /* directory of funnel-ps */
     char dir[256];      /* scratch directory */
     double window;      /* s per measurement */
     volatile sig_atomic_t *stop;
@@ -287,7 +287,7 @@ static int stat_get(bench_t *b, shard_t *s, const char *name, uint64_t *v, doubl
  * bytes, 0: unlimited), connect a DEALER and wait until it answers. */
 static int shard_start(bench_t *b, shard_t *s, const char *name, int dim, size_t mem_limit)
 {
-    char prog[PATH_MAX + 16], dims[16], mem[32];
+    char prog[DIRS_PATH_MAX], dims[16], mem[32];
     int port, zero = 0, rc;
     uint64_t v;
     pid_t parent = getpid();
@@ -298,9 +298,10 @@ static int shard_start(bench_t *b, shard_t *s, const char *name, int dim, size_t
     if (rc != 0)
         return rc;
     snprintf(s->endpoint, sizeof(s->endpoint), "tcp://127.0.0.1:%d", port);
-    snprintf(s->data, sizeof(s->data), "%s/%s-data", b->dir, name);
-    snprintf(s->log, sizeof(s->log), "%s/%s.log", b->dir, name);
-    snprintf(prog, sizeof(prog), "%s/funnel-ps", b->bin);
+    if ((rc = dirs_path(s->data, sizeof(s->data), &b->eb, "%s/%s-data", b->dir, name)) != 0 ||
+        (rc = dirs_path(s->log, sizeof(s->log), &b->eb, "%s/%s.log", b->dir, name)) != 0 ||
+        (rc = dirs_path(prog, sizeof(prog), &b->eb, "%s/funnel-ps", b->bin)) != 0)
+        return rc;
     snprintf(dims, sizeof(dims), "%d", dim);
     snprintf(mem, sizeof(mem), "%zu", mem_limit);
     char *argv[] = {prog,        "--shard",  "0",     "--shards",    "1",  "--listen",
