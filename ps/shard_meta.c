@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/bytes.h"
 #include "common/dirs.h"
 #include "common/log.h"
 #include "common/meta.h"
@@ -26,30 +27,14 @@ static const char KEY_DAY[] = "m:day";
 
 static unsigned char *put32(unsigned char *p, uint32_t v)
 {
-    memcpy(p, &v, 4);
+    bytes_put_le32(p, v);
     return p + 4;
 }
 
 static unsigned char *put64(unsigned char *p, uint64_t v)
 {
-    memcpy(p, &v, 8);
+    bytes_put_le64(p, v);
     return p + 8;
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-    uint32_t v;
-
-    memcpy(&v, p, 4);
-    return v;
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-    uint64_t v;
-
-    memcpy(&v, p, 8);
-    return v;
 }
 
 void shard_meta_init(shard_meta_t *m, long long shard, const char *dir, int day)
@@ -140,7 +125,7 @@ static int list_header(const unsigned char *v, size_t vl, size_t rec, const char
     if (vl < META_HEADER || v[0] != META_VERSION)
         return errbuf_set(eb, ERR_CORRUPT, "%s: %s record: %zu bytes, version %d (expected %d)",
                           where, what, vl, vl ? v[0] : -1, META_VERSION);
-    *n = get32(v + 4);
+    *n = bytes_get_le32(v + 4);
     if (vl != META_HEADER + (size_t)*n * rec)
         return errbuf_set(eb, ERR_CORRUPT, "%s: %s record of %zu bytes for %u entries", where, what,
                           vl, *n);
@@ -160,7 +145,7 @@ static int decode_senders(shard_meta_t *m, const unsigned char *v, size_t vl, er
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
     for (uint32_t i = 0; i < n; i++) {
         const unsigned char *p = v + META_HEADER + (size_t)i * SEQ_REC;
-        m->senders[i] = (shard_sender_t){get32(p), get64(p + 8), 0};
+        m->senders[i] = (shard_sender_t){bytes_get_le32(p), bytes_get_le64(p + 8), 0};
     }
     m->nsenders = n;
     return 0;
@@ -180,7 +165,8 @@ static int decode_progress(shard_meta_t *m, const unsigned char *v, size_t vl, e
     for (uint32_t i = 0; i < n; i++) {
         const unsigned char *p = v + META_HEADER + (size_t)i * PROG_REC;
         m->prog[i] = (msg_progress_t){
-            get32(p), 1, get32(p + 4), get32(p + 8), get64(p + 16), get64(p + 24), get64(p + 32)};
+            bytes_get_le32(p), 1, bytes_get_le32(p + 4), bytes_get_le32(p + 8),
+            bytes_get_le64(p + 16), bytes_get_le64(p + 24), bytes_get_le64(p + 32)};
     }
     m->nprog = n;
     return 0;
@@ -189,7 +175,7 @@ static int decode_progress(shard_meta_t *m, const unsigned char *v, size_t vl, e
 /* The day record; the later of it and m->day becomes the current day. */
 static int decode_day(shard_meta_t *m, const unsigned char *v, size_t vl, errbuf_t *eb)
 {
-    int32_t d = vl == 8 && v[0] == META_VERSION ? (int32_t)get32(v + 4) : -1;
+    int32_t d = vl == 8 && v[0] == META_VERSION ? (int32_t)bytes_get_le32(v + 4) : -1;
 
     if (d < 0 || d > EMB_DAY_MAX)
         return errbuf_set(eb, ERR_CORRUPT, "%s: day record: %zu bytes, version %d", m->dir, vl,
