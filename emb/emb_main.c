@@ -4,6 +4,7 @@
  *
  *   funnel-emb stats DIR [--slot S] [--json]
  *   funnel-emb get   DIR SLOT:VALUE|KEY... [--json]
+ *   funnel-emb get   --ps EP0,EP1,... SLOT:VALUE... [--json]
  *   funnel-emb top   DIR [--by count|norm|age] [--slot S] [-n N] [--json]
  *   funnel-emb dump  DIR [--slot S] [--format tsv|jsonl]
  *   funnel-emb diff  DIR_A DIR_B [--json]

@@ -48,9 +48,9 @@ static void print_one(const model_spec_t *ms, const char *arg, int slot, uint64_
     const char *st = rm->status < 5 ? status_text[rm->status] : "?";
 
     if (json) {
-        fprintf(out, "{\"query\":\"%s\",\"slot\":\"%s\",\"key\":\"%016" PRIx64 "\",\"status\":\"%s\","
-                     "\"seen\":%u,\"updates\":%" PRIu64 ",\"first_day\":%d,\"last_day\":%d,"
-                     "\"expired_day\":%d,\"embedding\":",
+        fprintf(out, "{\"query\":\"%s\",\"slot\":\"%s\",\"key\":\"%016" PRIx64 "\","
+                     "\"status\":\"%s\",\"seen\":%u,\"updates\":%" PRIu64 ",\"first_day\":%d,"
+                     "\"last_day\":%d,\"expired_day\":%d,\"embedding\":",
                 arg, ms->slot[slot].name, key, st, rm->seen, rm->updates, rm->first_day,
                 rm->last_day, rm->expired_day);
         if (!has) {
