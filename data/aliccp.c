@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common/keyhash.h"
+#include "common/parse.h"
 
 #define SEP_FEATURE '\x01'
 #define SEP_FIELD '\x02'
@@ -71,7 +72,7 @@ static int split_cols(const char *line, size_t len, char sep, const char **col, 
     for (int i = 0; i < want; i++) {
         const char *c = i + 1 < want ? memchr(p, sep, (size_t)(end - p)) : NULL;
         if (i + 1 < want && !c)
-            return READER_R_COLUMNS;
+            return TOKENS_R_COLUMNS;
         if (!c)
             c = end;
         col[i] = p;
@@ -80,7 +81,7 @@ static int split_cols(const char *line, size_t len, char sep, const char **col, 
     }
     /* The last column must not hold another separator. */
     if (memchr(col[want - 1], sep, clen[want - 1]))
-        return READER_R_COLUMNS;
+        return TOKENS_R_COLUMNS;
     return 0;
 }
 
@@ -89,64 +90,45 @@ static int parse_label(const char *p, size_t len)
     return len == 1 && (p[0] == '0' || p[0] == '1') ? p[0] - '0' : -1;
 }
 
-/* A feature_num: 1 to 10 decimal digits. Returns 0 and *n, or -1. */
+/* A feature_num: 1 to 10 decimal digits. Returns 0 and *n, or ERR_PARSE. */
 static int parse_count(const char *p, size_t len, uint64_t *n)
 {
-    uint64_t v = 0;
-
-    if (len == 0 || len > 10)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return -1;
-        v = v * 10 + (uint64_t)(p[i] - '0');
-    }
-    *n = v;
-    return 0;
-}
-
-static int set_bad(aliccp_bad_t *bad, const char *p, size_t len, int reason)
-{
-    if (bad) {
-        bad->p = p;
-        bad->len = len;
-    }
-    return reason;
+    return len <= 10 ? parse_uint(p, len, UINT64_MAX, n) : ERR_PARSE;
 }
 
 /*
  * Parse a feature list of `want` features, emitting those of declared
  * slots. Returns 0, a reason, or ERR_NOMEM from emit.
  */
-static int parse_features(const reader_slots_t *sl, const char *p, size_t len, uint64_t want,
-                          emit_fn emit, void *ctx, uint64_t *unknown, aliccp_bad_t *bad)
+static int parse_features(const tokens_slots_t *sl, const char *p, size_t len, uint64_t want,
+                          emit_fn emit, void *ctx, uint64_t *unknown, tokens_bad_t *bad)
 {
     const char *end = p + len;
     uint64_t n = 0;
 
     if (len == 0)
-        return want == 0 ? 0 : set_bad(bad, NULL, 0, READER_R_FEATNUM);
+        return want == 0 ? 0 : tokens_reject(bad, NULL, 0, TOKENS_R_FEATNUM);
     for (;;) {
         const char *f = p, *q = p, *fid, *x;
         const char *fe = memchr(p, SEP_FEATURE, (size_t)(end - p));
-        uint32_t h = READER_SLOT_HASH0;
+        uint32_t h = TOKENS_SLOT_HASH0;
         float w;
         int s, rc;
 
         if (!fe)
             fe = end;
         while (q < fe && *q != SEP_FIELD)
-            h = reader_slot_hash_step(h, (unsigned char)*q++);
+            h = tokens_slot_hash_step(h, (unsigned char)*q++);
         if (q == fe || q == f)
-            return set_bad(bad, f, (size_t)(fe - f), READER_R_TOKEN);
+            return tokens_reject(bad, f, (size_t)(fe - f), TOKENS_R_TOKEN);
         fid = q + 1;
         x = memchr(fid, SEP_VALUE, (size_t)(fe - fid));
         if (!x || x == fid || memchr(fid, SEP_FIELD, (size_t)(x - fid)))
-            return set_bad(bad, f, (size_t)(fe - f), READER_R_TOKEN);
-        if (reader_parse_weight(x + 1, (size_t)(fe - x - 1), &w) != 0)
-            return set_bad(bad, x + 1, (size_t)(fe - x - 1), READER_R_WEIGHT);
+            return tokens_reject(bad, f, (size_t)(fe - f), TOKENS_R_TOKEN);
+        if (tokens_parse_weight(x + 1, (size_t)(fe - x - 1), &w) != 0)
+            return tokens_reject(bad, x + 1, (size_t)(fe - x - 1), TOKENS_R_WEIGHT);
         n++;
-        s = reader_slots_find(sl, f, (size_t)(q - f), h);
+        s = tokens_slots_find(sl, f, (size_t)(q - f), h);
         if (s < 0) {
             (*unknown)++;
         } else {
@@ -158,7 +140,7 @@ static int parse_features(const reader_slots_t *sl, const char *p, size_t len, u
             break;
         p = fe + 1;
     }
-    return n == want ? 0 : set_bad(bad, NULL, 0, READER_R_FEATNUM);
+    return n == want ? 0 : tokens_reject(bad, NULL, 0, TOKENS_R_FEATNUM);
 }
 
 int aliccp_join_new(aliccp_join_t **out)
@@ -262,8 +244,8 @@ static int reserve_row(aliccp_join_t *j, size_t md5_len)
     return 0;
 }
 
-int aliccp_join_add(aliccp_join_t *j, const reader_slots_t *slots, const char *line, size_t len,
-                    aliccp_bad_t *bad)
+int aliccp_join_add(aliccp_join_t *j, const tokens_slots_t *slots, const char *line, size_t len,
+                    tokens_bad_t *bad)
 {
     const char *col[JOIN_COLS];
     size_t clen[JOIN_COLS];
@@ -278,10 +260,10 @@ int aliccp_join_add(aliccp_join_t *j, const reader_slots_t *slots, const char *l
     if (rc != 0)
         return rc;
     if (parse_count(col[1], clen[1], &want) != 0)
-        return set_bad(bad, col[1], clen[1], READER_R_FEATNUM);
+        return tokens_reject(bad, col[1], clen[1], TOKENS_R_FEATNUM);
     h = md5_hash(col[0], clen[0]);
     if (find_row(j, col[0], clen[0], h))
-        return set_bad(bad, col[0], clen[0], READER_R_DUPMD5);
+        return tokens_reject(bad, col[0], clen[0], TOKENS_R_DUPMD5);
     if (clen[0] > UINT32_MAX || reserve_row(j, clen[0]) != 0)
         return ERR_NOMEM;
     rc = parse_features(slots, col[2], clen[2], want, join_emit, j, &unknown, bad);
@@ -320,9 +302,9 @@ static int batch_emit(void *ctx, int slot, uint64_t key, float weight)
     return batch_row_add(ctx, slot, key, weight);
 }
 
-int aliccp_parse_skeleton(const aliccp_join_t *j, const reader_slots_t *slots, const char *line,
+int aliccp_parse_skeleton(const aliccp_join_t *j, const tokens_slots_t *slots, const char *line,
                           size_t len, batch_t *b, uint64_t *tokens, uint64_t *unknown,
-                          aliccp_bad_t *bad)
+                          tokens_bad_t *bad)
 {
     const char *col[SKELETON_COLS];
     size_t clen[SKELETON_COLS];
@@ -339,16 +321,16 @@ int aliccp_parse_skeleton(const aliccp_join_t *j, const reader_slots_t *slots, c
     click = parse_label(col[1], clen[1]);
     buy = parse_label(col[2], clen[2]);
     if (click < 0)
-        return set_bad(bad, col[1], clen[1], READER_R_LABEL);
+        return tokens_reject(bad, col[1], clen[1], TOKENS_R_LABEL);
     if (buy < 0)
-        return set_bad(bad, col[2], clen[2], READER_R_LABEL);
+        return tokens_reject(bad, col[2], clen[2], TOKENS_R_LABEL);
     if (buy && !click)
-        return READER_R_COMBO;
+        return TOKENS_R_COMBO;
     if (parse_count(col[4], clen[4], &want) != 0)
-        return set_bad(bad, col[4], clen[4], READER_R_FEATNUM);
+        return tokens_reject(bad, col[4], clen[4], TOKENS_R_FEATNUM);
     row = find_row(j, col[3], clen[3], md5_hash(col[3], clen[3]));
     if (!row)
-        return set_bad(bad, col[3], clen[3], READER_R_MD5);
+        return tokens_reject(bad, col[3], clen[3], TOKENS_R_MD5);
 
     for (int s = 0; s < b->nslots; s++)
         nnz0 += b->slot[s].nnz;

@@ -15,7 +15,7 @@
  *   costs a hash lookup of its md5 and a copy of those features; its own
  *   features come first in each slot, the joined ones after them.
  *
- *   Decisions on bad input (each its own READER_R_* reason):
+ *   Decisions on bad input (each its own TOKENS_R_* reason):
  *   - a skeleton whose md5 has no common-features row is rejected (MD5):
  *     training on half of its features would be silently wrong;
  *   - a feature_num that is not a number or differs from the number of
@@ -37,15 +37,9 @@
 #include <stdint.h>
 
 #include "common/batch.h"
-#include "data/reader.h"
+#include "data/tokens.h"
 
 typedef struct aliccp_join aliccp_join_t;
-
-/* What a parse found wrong, for the report: the reason's offending bytes. */
-typedef struct aliccp_bad {
-    const char *p; /* into the line, or NULL */
-    size_t len;    /* bytes */
-} aliccp_bad_t;
 
 /* 1 if path's basename starts with "common_features" (a join table). */
 int aliccp_is_join_file(const char *path);
@@ -55,11 +49,11 @@ int aliccp_join_new(aliccp_join_t **out);
 
 /*
  * Parse one common-features line (md5,feature_num,feature_list; no '\n')
- * and add its row. Returns 0, a READER_R_* reason (> 0; the table is
+ * and add its row. Returns 0, a TOKENS_R_* reason (> 0; the table is
  * unchanged and *bad says where), or ERR_NOMEM.
  */
-int aliccp_join_add(aliccp_join_t *j, const reader_slots_t *slots, const char *line, size_t len,
-                    aliccp_bad_t *bad);
+int aliccp_join_add(aliccp_join_t *j, const tokens_slots_t *slots, const char *line, size_t len,
+                    tokens_bad_t *bad);
 
 /* Rows in the table. */
 size_t aliccp_join_rows(const aliccp_join_t *j);
@@ -68,12 +62,12 @@ size_t aliccp_join_rows(const aliccp_join_t *j);
  * Parse one skeleton line (sample_id,click,buy,md5,feature_num,
  * feature_list) and append it, with the features of its joined row, as one
  * row of b. Returns 0 (tokens added to *tokens, undeclared-slot features
- * to *unknown), a READER_R_* reason (> 0; b unchanged, *bad says where),
+ * to *unknown), a TOKENS_R_* reason (> 0; b unchanged, *bad says where),
  * or ERR_NOMEM.
  */
-int aliccp_parse_skeleton(const aliccp_join_t *j, const reader_slots_t *slots, const char *line,
+int aliccp_parse_skeleton(const aliccp_join_t *j, const tokens_slots_t *slots, const char *line,
                           size_t len, batch_t *b, uint64_t *tokens, uint64_t *unknown,
-                          aliccp_bad_t *bad);
+                          tokens_bad_t *bad);
 
 /* Free; accepts NULL and clears the pointer. */
 void aliccp_join_destroy(aliccp_join_t **j);

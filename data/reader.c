@@ -19,17 +19,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "data/aliccp.h"
 #include "common/keyhash.h"
-#include "data/linesrc.h"
 #include "common/log.h"
+#include "data/aliccp.h"
+#include "data/linesrc.h"
+#include "data/tokens.h"
 
 enum {
     SPLIT_BYTES = 0, /* plain file: a byte range of line starts per rank */
@@ -46,14 +46,9 @@ typedef struct rfile {
     uint64_t lo, hi; /* SPLIT_BYTES: this rank owns lines starting in [lo, hi) */
 } rfile_t;
 
-typedef struct bad {
-    const char *p; /* offending bytes in the line, or NULL */
-    size_t len;    /* bytes */
-} bad_t;
-
 struct reader {
     model_spec_t ms; /* copy: the slot table points into it */
-    reader_slots_t slots;
+    tokens_slots_t slots;
     reader_opts_t o;
     rfile_t *file; /* data files */
     int nfiles, filecap;
@@ -73,107 +68,6 @@ struct reader {
     reader_stats_t st;
 };
 
-static const char *const reason_text[READER_NREASONS] = {"none",
-#define X(name, text) text,
-                                                         READER_REASONS(X)
-#undef X
-};
-
-const char *reader_reason_text(int reason)
-{
-    return reason >= 0 && reason < READER_NREASONS ? reason_text[reason] : "unknown reason";
-}
-
-/* ---- slot table ---------------------------------------------------------- */
-
-void reader_slots_init(reader_slots_t *t, const model_spec_t *ms)
-{
-    memset(t->bucket, -1, sizeof(t->bucket));
-    t->ms = ms;
-    for (int s = 0; s < ms->nslots; s++) {
-        const char *name = ms->slot[s].name;
-        size_t len = strlen(name);
-        uint32_t h = READER_SLOT_HASH0, i;
-
-        for (size_t k = 0; k < len; k++)
-            h = reader_slot_hash_step(h, (unsigned char)name[k]);
-        for (i = h & (READER_SLOT_TABLE - 1); t->bucket[i] >= 0;
-             i = (i + 1) & (READER_SLOT_TABLE - 1))
-            ;
-        t->bucket[i] = (int8_t)s;
-        t->len[s] = (uint8_t)len;
-    }
-}
-
-/* ---- weights ------------------------------------------------------------- */
-
-static const double pow10_tab[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                   1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                                   1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-
-int reader_parse_weight(const char *p, size_t len, float *w)
-{
-    const char *s = p, *end = p + len;
-    uint64_t m = 0;
-    int neg = 0, digits = 0, exp10 = 0, exact = 1;
-    double v;
-
-    if (s < end && (*s == '+' || *s == '-'))
-        neg = *s++ == '-';
-    for (; s < end && *s >= '0' && *s <= '9'; s++, digits++) {
-        if (m < UINT64_C(100000000000000000))
-            m = m * 10 + (uint64_t)(*s - '0');
-        else
-            exact = 0;
-    }
-    if (s < end && *s == '.') {
-        for (s++; s < end && *s >= '0' && *s <= '9'; s++, digits++) {
-            if (m < UINT64_C(100000000000000000)) {
-                m = m * 10 + (uint64_t)(*s - '0');
-                exp10--;
-            } else {
-                exact = 0;
-            }
-        }
-    }
-    if (digits == 0)
-        return -1;
-    if (s < end && (*s == 'e' || *s == 'E')) {
-        int eneg = 0, e = 0, edigits = 0;
-
-        s++;
-        if (s < end && (*s == '+' || *s == '-'))
-            eneg = *s++ == '-';
-        for (; s < end && *s >= '0' && *s <= '9'; s++, edigits++)
-            if (e < 100000)
-                e = e * 10 + (*s - '0');
-        if (edigits == 0)
-            return -1;
-        exp10 += eneg ? -e : e;
-    }
-    if (s != end)
-        return -1;
-    if (exact && m < (UINT64_C(1) << 53) && exp10 >= -22 && exp10 <= 22) {
-        /* Both operands exact: one correctly rounded operation. */
-        v = exp10 < 0 ? (double)m / pow10_tab[-exp10] : (double)m * pow10_tab[exp10];
-        if (neg)
-            v = -v;
-    } else {
-        char tmp[128];
-        char *e;
-
-        if (len >= sizeof(tmp))
-            return -1;
-        memcpy(tmp, p, len);
-        tmp[len] = '\0';
-        v = strtod(tmp, &e);
-        if (e != tmp + len)
-            return -1;
-    }
-    *w = (float)v;
-    return isfinite(*w) ? 0 : -1;
-}
-
 /* ---- tsv1 ---------------------------------------------------------------- */
 
 static int label_of(char c)
@@ -181,18 +75,11 @@ static int label_of(char c)
     return c == '0' ? 0 : c == '1' ? 1 : -1;
 }
 
-static int set_bad(bad_t *bad, const char *p, size_t len, int reason)
-{
-    bad->p = p;
-    bad->len = len;
-    return reason;
-}
-
 /*
  * Labels of a tsv1 line: exactly four TAB columns, the first three "0" or
  * "1". Returns 0 with *feat at the features column, or a reason.
  */
-static int tsv1_labels(const char *p, size_t len, int lab[3], const char **feat, bad_t *bad)
+static int tsv1_labels(const char *p, size_t len, int lab[3], const char **feat, tokens_bad_t *bad)
 {
     const char *end = p + len;
 
@@ -201,7 +88,7 @@ static int tsv1_labels(const char *p, size_t len, int lab[3], const char **feat,
         (lab[2] = label_of(p[4])) >= 0) {
         *feat = p + 6;
         if (memchr(*feat, '\t', (size_t)(end - *feat)))
-            return READER_R_COLUMNS;
+            return TOKENS_R_COLUMNS;
         return 0;
     }
     /* Not three one-byte labels: count the columns, then look closer. */
@@ -210,14 +97,14 @@ static int tsv1_labels(const char *p, size_t len, int lab[3], const char **feat,
 
     for (const char *q = p; (q = memchr(q, '\t', (size_t)(end - q))) != NULL; q++) {
         if (ntab == 3)
-            return READER_R_COLUMNS;
+            return TOKENS_R_COLUMNS;
         tab[ntab++] = q;
     }
     if (ntab != 3)
-        return READER_R_COLUMNS;
+        return TOKENS_R_COLUMNS;
     for (int i = 0; i < 3; i++) {
         if (tab[i] - col != 1 || (lab[i] = label_of(col[0])) < 0)
-            return set_bad(bad, col, (size_t)(tab[i] - col), READER_R_LABEL);
+            return tokens_reject(bad, col, (size_t)(tab[i] - col), TOKENS_R_LABEL);
         col = tab[i] + 1;
     }
     *feat = col;
@@ -225,14 +112,14 @@ static int tsv1_labels(const char *p, size_t len, int lab[3], const char **feat,
 }
 
 /* A malformed token at tok: undo the row, point at the token. */
-static int malformed(batch_t *b, bad_t *bad, const char *tok, const char *end)
+static int malformed(batch_t *b, tokens_bad_t *bad, const char *tok, const char *end)
 {
     const char *q = tok;
 
     while (q < end && *q != ' ')
         q++;
     batch_row_cancel(b);
-    return set_bad(bad, tok, (size_t)(q - tok), READER_R_TOKEN);
+    return tokens_reject(bad, tok, (size_t)(q - tok), TOKENS_R_TOKEN);
 }
 
 /*
@@ -240,8 +127,8 @@ static int malformed(batch_t *b, bad_t *bad, const char *tok, const char *end)
  * counts added to *tokens / *unknown), a reason (> 0, b unchanged), or
  * ERR_NOMEM.
  */
-static int tsv1_parse(const reader_slots_t *sl, const char *p, size_t len, batch_t *b,
-                      uint64_t *tokens, uint64_t *unknown, bad_t *bad)
+static int tsv1_parse(const tokens_slots_t *sl, const char *p, size_t len, batch_t *b,
+                      uint64_t *tokens, uint64_t *unknown, tokens_bad_t *bad)
 {
     const char *end = p + len, *q;
     uint64_t ntok = 0, nunk = 0;
@@ -251,17 +138,17 @@ static int tsv1_parse(const reader_slots_t *sl, const char *p, size_t len, batch
     if (rc != 0)
         return rc;
     if ((lab[1] || lab[2]) && !lab[0])
-        return READER_R_COMBO;
+        return TOKENS_R_COMBO;
     if (batch_row_begin(b, lab[0], lab[1], lab[2]) != 0)
         return ERR_NOMEM;
     while (q < end) {
         const char *tok = q, *colon, *val, *last = NULL;
-        uint32_t h = READER_SLOT_HASH0;
+        uint32_t h = TOKENS_SLOT_HASH0;
         float w = 1.0f;
         int s;
 
         for (; q < end && *q != ':' && *q != ' '; q++)
-            h = reader_slot_hash_step(h, (unsigned char)*q);
+            h = tokens_slot_hash_step(h, (unsigned char)*q);
         colon = q;
         if (q == end || *q == ' ' || q == tok)
             return malformed(b, bad, tok, end);
@@ -271,13 +158,13 @@ static int tsv1_parse(const reader_slots_t *sl, const char *p, size_t len, batch
                 last = q;
         if (!last)
             last = q;
-        else if (reader_parse_weight(last + 1, (size_t)(q - last - 1), &w) != 0) {
+        else if (tokens_parse_weight(last + 1, (size_t)(q - last - 1), &w) != 0) {
             batch_row_cancel(b);
-            return set_bad(bad, tok, (size_t)(q - tok), READER_R_WEIGHT);
+            return tokens_reject(bad, tok, (size_t)(q - tok), TOKENS_R_WEIGHT);
         }
         if (last == val)
             return malformed(b, bad, tok, end);
-        s = reader_slots_find(sl, tok, (size_t)(colon - tok), h);
+        s = tokens_slots_find(sl, tok, (size_t)(colon - tok), h);
         if (s < 0) {
             nunk++;
         } else {
@@ -301,7 +188,7 @@ static int tsv1_parse(const reader_slots_t *sl, const char *p, size_t len, batch
 /* ---- rejected lines ------------------------------------------------------ */
 
 /* Printable copy of the offending bytes: control bytes as \xNN, cut at 48. */
-static void quote_bad(const bad_t *bad, char *out, size_t cap)
+static void quote_bad(const tokens_bad_t *bad, char *out, size_t cap)
 {
     size_t o = 0, i;
 
@@ -324,7 +211,7 @@ static void quote_bad(const bad_t *bad, char *out, size_t cap)
  * lasts. Under strict, fill eb and return ERR_REJECTED; else 0.
  */
 static int reject(reader_t *r, int join, const char *path, uint64_t line, int reason,
-                  const bad_t *bad, errbuf_t *eb)
+                  const tokens_bad_t *bad, errbuf_t *eb)
 {
     char what[256];
 
@@ -340,8 +227,8 @@ static int reject(reader_t *r, int join, const char *path, uint64_t line, int re
     quote_bad(bad, what, sizeof(what));
     if (r->o.strict)
         return errbuf_set(eb, ERR_REJECTED, "%s:%llu: %s%s", path, (unsigned long long)line,
-                          reason_text[reason], what);
-    LOG_WARN("%s:%llu: %s%s", path, (unsigned long long)line, reason_text[reason], what);
+                          tokens_reason_text(reason), what);
+    LOG_WARN("%s:%llu: %s%s", path, (unsigned long long)line, tokens_reason_text(reason), what);
     if (++r->reported == r->o.report_rejects)
         LOG_WARN("further rejected lines are counted, not reported (report_rejects = %d)",
                  r->o.report_rejects);
@@ -501,30 +388,24 @@ static int load_join_file(reader_t *r, const char *path, errbuf_t *eb)
 
     rc = linesrc_open(&src, path, 0, r->o.max_line, eb);
     while (rc == 0 && (rc = linesrc_next(src, &ln, eb)) == 0) {
-        aliccp_bad_t ab = {NULL, 0};
-        bad_t bad = {NULL, 0};
+        tokens_bad_t bad = {ln.p, ln.len};
         int reason;
 
         lineno++;
         if (ln.too_long) {
-            bad.p = ln.p;
-            bad.len = ln.len;
-            rc = reject(r, 1, path, lineno, READER_R_TOOLONG, &bad, eb);
+            rc = reject(r, 1, path, lineno, TOKENS_R_TOOLONG, &bad, eb);
             continue;
         }
         if (ln.len > 0 && ln.p[ln.len - 1] == '\r')
             ln.len--;
         if (ln.len == 0 || ln.p[0] == '#')
             continue;
-        reason = aliccp_join_add(r->join, &r->slots, ln.p, ln.len, &ab);
-        if (reason < 0) {
+        reason = aliccp_join_add(r->join, &r->slots, ln.p, ln.len, &bad);
+        if (reason < 0)
             rc = errbuf_set(eb, reason, "%s:%llu: %s", path, (unsigned long long)lineno,
                             err_strerror(reason));
-        } else if (reason > 0) {
-            bad.p = ab.p;
-            bad.len = ab.len;
+        else if (reason > 0)
             rc = reject(r, 1, path, lineno, reason, &bad, eb);
-        }
     }
     linesrc_destroy(&src);
     return rc == ERR_EOF ? 0 : rc;
@@ -573,7 +454,7 @@ int reader_open(reader_t **out, const model_spec_t *ms, const reader_opts_t *o, 
     if (!r)
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
     r->ms = *ms;
-    reader_slots_init(&r->slots, &r->ms);
+    tokens_slots_init(&r->slots, &r->ms);
     r->o = *o;
     if (r->o.workers == 0)
         r->o.workers = 1;
@@ -663,8 +544,8 @@ static int take_line(reader_t *r, linesrc_line_t *ln, batch_t *b, errbuf_t *eb)
 {
     char *p = ln->p;
     size_t len = ln->len;
-    bad_t bad = {p, len};
-    int reason = READER_R_TOOLONG;
+    tokens_bad_t bad = {p, len};
+    int reason = TOKENS_R_TOOLONG;
 
     r->st.lines++;
     r->st.bytes += len + 1;
@@ -676,16 +557,12 @@ static int take_line(reader_t *r, linesrc_line_t *ln, batch_t *b, errbuf_t *eb)
             return 0;
         }
         bad.p = NULL;
-        if (r->join) {
-            aliccp_bad_t ab = {NULL, 0};
+        if (r->join)
             reason = aliccp_parse_skeleton(r->join, &r->slots, p, len, b, &r->st.tokens,
-                                           &r->st.unknown_slot_tokens, &ab);
-            bad.p = ab.p;
-            bad.len = ab.len;
-        } else {
+                                           &r->st.unknown_slot_tokens, &bad);
+        else
             reason =
                 tsv1_parse(&r->slots, p, len, b, &r->st.tokens, &r->st.unknown_slot_tokens, &bad);
-        }
         if (reason == 0) {
             r->st.accepted++;
             return 0;
@@ -832,10 +709,10 @@ void reader_log_summary(const reader_t *r)
     const reader_stats_t *st = &r->st;
 
     why[0] = '\0';
-    for (int i = 1; i < READER_NREASONS; i++)
+    for (int i = 1; i < TOKENS_NREASONS; i++)
         if (st->by_reason[i] && o < sizeof(why))
             o += (size_t)snprintf(why + o, sizeof(why) - o, "%s%s %llu", o ? ", " : "",
-                                  reason_text[i], (unsigned long long)st->by_reason[i]);
+                                  tokens_reason_text(i), (unsigned long long)st->by_reason[i]);
     LOG_INFO("read %llu lines: %llu accepted, %llu rejected%s%s%s, %llu skipped; "
              "%llu tokens, %llu of undeclared slots",
              (unsigned long long)st->lines, (unsigned long long)st->accepted,

@@ -43,40 +43,22 @@
  * past at least one line). Gzip positions always carry the line number.
  *
  * Tokens. Slot names are found with a small open-addressing hash table
- * (reader_slots_t), tokens are parsed in place in the line buffer and their
+ * (tokens_slots_t), tokens are parsed in place in the line buffer and their
  * keys (keyhash_value with the slot's seed) appended straight into the
- * batch's CSR arrays: nothing is allocated per line or per token.
+ * batch's CSR arrays: nothing is allocated per line or per token. Why a
+ * line was rejected is one of the TOKENS_R_* reasons (tokens.h), which the
+ * statistics count and tokens_reason_text() names.
  */
 #ifndef FUNNEL_READER_H
 #define FUNNEL_READER_H
 
 #include <stddef.h>
 #include <stdint.h>
-#include <string.h>
 
 #include "common/batch.h"
 #include "common/err.h"
 #include "common/model_conf.h"
-
-/* Why a line was rejected: X(name, text). */
-#define READER_REASONS(X)                                                                          \
-    X(COLUMNS, "wrong column count")                                                               \
-    X(LABEL, "label not 0/1")                                                                      \
-    X(COMBO, "action or buy without click")                                                        \
-    X(TOKEN, "malformed token")                                                                    \
-    X(WEIGHT, "unparsable weight")                                                                 \
-    X(TOOLONG, "line too long")                                                                    \
-    X(FEATNUM, "feature_num does not match the feature list")                                      \
-    X(MD5, "md5 not in the common features")                                                       \
-    X(DUPMD5, "md5 already in the common features")
-
-enum {
-    READER_R_NONE = 0, /* not a reason: the line is fine */
-#define X(name, text) READER_R_##name,
-    READER_REASONS(X)
-#undef X
-        READER_NREASONS
-};
+#include "data/tokens.h"
 
 enum { READER_TSV1 = 0, READER_ALICCP = 1 }; /* worker_conf 'format' */
 
@@ -103,12 +85,12 @@ typedef struct reader_stats {
     uint64_t skipped;                         /* empty and '#' lines */
     uint64_t accepted;                        /* rows delivered */
     uint64_t rejected;                        /* lines rejected */
-    uint64_t by_reason[READER_NREASONS];      /* rejected lines per READER_R_* */
+    uint64_t by_reason[TOKENS_NREASONS];      /* rejected lines per TOKENS_R_* */
     uint64_t tokens;                          /* tokens of declared slots in accepted rows */
     uint64_t unknown_slot_tokens;             /* tokens of undeclared slots in accepted rows */
     uint64_t join_rows;                       /* Ali-CCP common-features rows loaded */
     uint64_t join_rejected;                   /* common-features lines rejected */
-    uint64_t join_by_reason[READER_NREASONS]; /* per READER_R_* */
+    uint64_t join_by_reason[TOKENS_NREASONS]; /* per TOKENS_R_* */
 } reader_stats_t;
 
 /*
@@ -154,56 +136,10 @@ int reader_nfiles(const reader_t *r);
 /* Path of data file i (0 <= i < reader_nfiles()), owned by the reader. */
 const char *reader_file_path(const reader_t *r, int i);
 
-/* Text of a READER_R_* reason; "unknown reason" out of range. */
-const char *reader_reason_text(int reason);
-
 /* One LOG_INFO line: lines read, trained (accepted), rejected by reason. */
 void reader_log_summary(const reader_t *r);
 
 /* Close files and free; accepts NULL and clears the pointer. */
 void reader_destroy(reader_t **r);
-
-/*
- * Helpers shared by the format parsers (reader.c, aliccp.c).
- */
-
-#define READER_SLOT_TABLE 256 /* hash buckets, a power of 2 >= 4 * MODEL_MAX_SLOTS */
-
-/* Slot name -> slot index, for the slots of one model_spec_t. */
-typedef struct reader_slots {
-    const model_spec_t *ms;           /* names and seeds; must outlive the table */
-    uint8_t len[MODEL_MAX_SLOTS];     /* bytes of each slot name */
-    int8_t bucket[READER_SLOT_TABLE]; /* slot index, -1: empty */
-} reader_slots_t;
-
-/* Build the table for ms. */
-void reader_slots_init(reader_slots_t *t, const model_spec_t *ms);
-
-/* FNV-1a step and start value, so a parser can hash a name while scanning it. */
-#define READER_SLOT_HASH0 2166136261u
-static inline uint32_t reader_slot_hash_step(uint32_t h, unsigned char c)
-{
-    return (h ^ c) * 16777619u;
-}
-
-/* Slot index of name[0, len) whose reader_slot_hash_step() hash is h, or -1. */
-static inline int reader_slots_find(const reader_slots_t *t, const char *name, size_t len,
-                                    uint32_t h)
-{
-    for (uint32_t i = h & (READER_SLOT_TABLE - 1);; i = (i + 1) & (READER_SLOT_TABLE - 1)) {
-        int s = t->bucket[i];
-        if (s < 0)
-            return -1;
-        if (t->len[s] == len && memcmp(t->ms->slot[s].name, name, len) == 0)
-            return s;
-    }
-}
-
-/*
- * Parse a token weight: a decimal float ([+-]digits[.digits][e[+-]digits],
- * or digits after the point only), finite, occupying exactly [p, p+len).
- * Returns 0 and *w, or -1.
- */
-int reader_parse_weight(const char *p, size_t len, float *w);
 
 #endif

@@ -17,6 +17,7 @@
 #include "common/keyhash.h"
 #include "common/log.h"
 #include "data/reader.h"
+#include "data/tokens.h"
 #include "tests/util.h"
 #include "worker/worker_conf.h"
 
@@ -229,14 +230,14 @@ static void test_reasons(void)
     CU_ASSERT_EQUAL(read_all(&ms, &o, paths, 1, 4, &rows, &st, &eb), ERR_EOF);
     CU_ASSERT_EQUAL(rows.n, 3);
     CU_ASSERT_EQUAL(st.accepted, 3);
-    CU_ASSERT_EQUAL(st.by_reason[READER_R_COLUMNS], 3);
-    CU_ASSERT_EQUAL(st.by_reason[READER_R_LABEL], 4);
-    CU_ASSERT_EQUAL(st.by_reason[READER_R_COMBO], 3);
-    CU_ASSERT_EQUAL(st.by_reason[READER_R_TOKEN], 7);
-    CU_ASSERT_EQUAL(st.by_reason[READER_R_WEIGHT], 6);
-    CU_ASSERT_EQUAL(st.by_reason[READER_R_TOOLONG], 1);
-    CU_ASSERT_EQUAL(st.by_reason[READER_R_FEATNUM], 0);
-    CU_ASSERT_EQUAL(st.by_reason[READER_R_MD5], 0);
+    CU_ASSERT_EQUAL(st.by_reason[TOKENS_R_COLUMNS], 3);
+    CU_ASSERT_EQUAL(st.by_reason[TOKENS_R_LABEL], 4);
+    CU_ASSERT_EQUAL(st.by_reason[TOKENS_R_COMBO], 3);
+    CU_ASSERT_EQUAL(st.by_reason[TOKENS_R_TOKEN], 7);
+    CU_ASSERT_EQUAL(st.by_reason[TOKENS_R_WEIGHT], 6);
+    CU_ASSERT_EQUAL(st.by_reason[TOKENS_R_TOOLONG], 1);
+    CU_ASSERT_EQUAL(st.by_reason[TOKENS_R_FEATNUM], 0);
+    CU_ASSERT_EQUAL(st.by_reason[TOKENS_R_MD5], 0);
     CU_ASSERT_EQUAL(st.rejected, 24);
     CU_ASSERT_EQUAL(st.lines, 27);
     CU_ASSERT_EQUAL(st.skipped, 0);
@@ -247,10 +248,10 @@ static void test_reasons(void)
         CU_ASSERT_EQUAL(strncmp(rows.v[1], "111|", 4), 0);
         CU_ASSERT_EQUAL(strncmp(rows.v[2], "000|", 4), 0);
     }
-    for (int i = 1; i < READER_NREASONS; i++)
-        CU_ASSERT_PTR_NOT_NULL(strstr(reader_reason_text(i), " "));
-    CU_ASSERT_STRING_EQUAL(reader_reason_text(READER_R_COMBO), "action or buy without click");
-    CU_ASSERT_STRING_EQUAL(reader_reason_text(-1), "unknown reason");
+    for (int i = 1; i < TOKENS_NREASONS; i++)
+        CU_ASSERT_PTR_NOT_NULL(strstr(tokens_reason_text(i), " "));
+    CU_ASSERT_STRING_EQUAL(tokens_reason_text(TOKENS_R_COMBO), "action or buy without click");
+    CU_ASSERT_STRING_EQUAL(tokens_reason_text(-1), "unknown reason");
     rows_free(&rows);
 }
 
@@ -414,11 +415,11 @@ static void test_weights(void)
     float w;
 
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
-        CU_ASSERT_EQUAL(reader_parse_weight(good[i], strlen(good[i]), &w), 0);
+        CU_ASSERT_EQUAL(tokens_parse_weight(good[i], strlen(good[i]), &w), 0);
         CU_ASSERT_EQUAL(w, strtof(good[i], NULL));
     }
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        CU_ASSERT_EQUAL(reader_parse_weight(bad[i], strlen(bad[i]), &w), -1);
+        CU_ASSERT_EQUAL(tokens_parse_weight(bad[i], strlen(bad[i]), &w), ERR_PARSE);
     /* differential against strtof on many random decimals */
     unsigned x = 7;
     for (int i = 0; i < 20000; i++) {
@@ -427,7 +428,7 @@ static void test_weights(void)
         int n =
             snprintf(s, sizeof(s), "%s%u.%0*u%s", x & 1 ? "-" : "", (x >> 3) % 1000,
                      (int)((x >> 13) % 7 + 1), (x >> 7) % 100000, (x >> 20) % 3 == 0 ? "e-2" : "");
-        CU_ASSERT_EQUAL(reader_parse_weight(s, (size_t)n, &w), 0);
+        CU_ASSERT_EQUAL(tokens_parse_weight(s, (size_t)n, &w), 0);
         CU_ASSERT_EQUAL(w, strtof(s, NULL));
     }
 }
@@ -688,19 +689,19 @@ static void test_aliccp(void)
     st = reader_stats(rd);
     CU_ASSERT_EQUAL(st->join_rows, 3);
     CU_ASSERT_EQUAL(st->join_rejected, 3);
-    CU_ASSERT_EQUAL(st->join_by_reason[READER_R_DUPMD5], 1);
-    CU_ASSERT_EQUAL(st->join_by_reason[READER_R_FEATNUM], 1);
-    CU_ASSERT_EQUAL(st->join_by_reason[READER_R_TOKEN], 1);
+    CU_ASSERT_EQUAL(st->join_by_reason[TOKENS_R_DUPMD5], 1);
+    CU_ASSERT_EQUAL(st->join_by_reason[TOKENS_R_FEATNUM], 1);
+    CU_ASSERT_EQUAL(st->join_by_reason[TOKENS_R_TOKEN], 1);
     CU_ASSERT_EQUAL(st->lines, 13);
     CU_ASSERT_EQUAL(st->accepted, 3);
     CU_ASSERT_EQUAL(st->rejected, 10);
-    CU_ASSERT_EQUAL(st->by_reason[READER_R_MD5], 2);
-    CU_ASSERT_EQUAL(st->by_reason[READER_R_FEATNUM], 2);
-    CU_ASSERT_EQUAL(st->by_reason[READER_R_TOKEN], 1);
-    CU_ASSERT_EQUAL(st->by_reason[READER_R_WEIGHT], 1);
-    CU_ASSERT_EQUAL(st->by_reason[READER_R_COMBO], 1);
-    CU_ASSERT_EQUAL(st->by_reason[READER_R_LABEL], 1);
-    CU_ASSERT_EQUAL(st->by_reason[READER_R_COLUMNS], 2);
+    CU_ASSERT_EQUAL(st->by_reason[TOKENS_R_MD5], 2);
+    CU_ASSERT_EQUAL(st->by_reason[TOKENS_R_FEATNUM], 2);
+    CU_ASSERT_EQUAL(st->by_reason[TOKENS_R_TOKEN], 1);
+    CU_ASSERT_EQUAL(st->by_reason[TOKENS_R_WEIGHT], 1);
+    CU_ASSERT_EQUAL(st->by_reason[TOKENS_R_COMBO], 1);
+    CU_ASSERT_EQUAL(st->by_reason[TOKENS_R_LABEL], 1);
+    CU_ASSERT_EQUAL(st->by_reason[TOKENS_R_COLUMNS], 2);
     CU_ASSERT_EQUAL(st->tokens, 5);
     CU_ASSERT_EQUAL(st->unknown_slot_tokens, 2); /* 999 via m1, own 888 */
     batch_release(&b);
@@ -967,7 +968,7 @@ static void test_strict(void)
     reader_pos_t after;
     reader_tell(rd, &after); /* unchanged by the failed call */
     CU_ASSERT(after.file == pos.file && after.offset == pos.offset && after.line == pos.line);
-    CU_ASSERT_EQUAL(reader_stats(rd)->by_reason[READER_R_TOKEN], 1);
+    CU_ASSERT_EQUAL(reader_stats(rd)->by_reason[TOKENS_R_TOKEN], 1);
     reader_destroy(&rd);
 
     /* rank 1 of 2 starts mid-file, yet reports the true line number */
@@ -1015,7 +1016,7 @@ static void test_long_lines(void)
     o.max_line = 100;
     CU_ASSERT_EQUAL(read_all(&ms, &o, paths, 2, 8, &rows, &st, &eb), ERR_EOF);
     CU_ASSERT_EQUAL(rows.n, 4);
-    CU_ASSERT_EQUAL(st.by_reason[READER_R_TOOLONG], 4);
+    CU_ASSERT_EQUAL(st.by_reason[TOKENS_R_TOOLONG], 4);
     CU_ASSERT_EQUAL(st.lines, 8);
     rows_free(&rows);
     /* the default limit takes them */

@@ -15,6 +15,7 @@
 #include "common/batch.h"
 #include "common/model_conf.h"
 #include "data/reader.h"
+#include "data/tokens.h"
 
 #define CHECK_BATCH 4096 /* rows per batch */
 
@@ -91,9 +92,9 @@ static void print_rate(FILE *out, const char *name, uint64_t num, uint64_t den)
 
 static void print_reasons(FILE *out, const uint64_t *by_reason)
 {
-    for (int i = 1; i < READER_NREASONS; i++)
+    for (int i = 1; i < TOKENS_NREASONS; i++)
         if (by_reason[i])
-            fprintf(out, "  %-40s %llu\n", reader_reason_text(i), (unsigned long long)by_reason[i]);
+            fprintf(out, "  %-40s %llu\n", tokens_reason_text(i), (unsigned long long)by_reason[i]);
 }
 
 static void print_report(FILE *out, const reader_t *rd, const model_spec_t *ms,
