@@ -6,13 +6,13 @@
 #include "worker/eval.h"
 
 #include <errno.h>
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/batch.h"
 #include "common/model_conf.h"
+#include "common/parse.h"
 #include "data/reader.h"
 
 #define EVAL_BATCH 8192                  /* log rows per reader batch */
@@ -213,47 +213,6 @@ static int table_header(table_t *t, char *line, size_t n, errbuf_t *eb)
     return 0;
 }
 
-/*
- * Parse the decimal [p, e) - digits, an optional fraction, an optional
- * exponent - into *v when it fits the exact fast path: a mantissa below
- * 2^24 and a power of ten up to 10^10 are both exact floats, so one float
- * multiply or divide rounds correctly, giving strtof()'s result (with
- * FLT_EVAL_METHOD 0). Returns 0, or -1 to leave the text to strtof().
- */
-static int parse_decimal_fast(const char *p, const char *e, float *v)
-{
-    static const float pow10[11] = {1e0f, 1e1f, 1e2f, 1e3f, 1e4f, 1e5f,
-                                    1e6f, 1e7f, 1e8f, 1e9f, 1e10f};
-    uint32_t m = 0;
-    int exp10 = 0, digits = 0;
-
-    if (FLT_EVAL_METHOD != 0)
-        return -1; /* float arithmetic in a wider type would round twice */
-    for (; p < e && *p >= '0' && *p <= '9'; p++, digits++)
-        if ((m = m * 10 + (uint32_t)(*p - '0')) >= (1u << 24))
-            return -1;
-    if (p < e && *p == '.')
-        for (p++; p < e && *p >= '0' && *p <= '9'; p++, digits++, exp10--)
-            if ((m = m * 10 + (uint32_t)(*p - '0')) >= (1u << 24))
-                return -1;
-    if (digits == 0)
-        return -1;
-    if (p < e && (*p == 'e' || *p == 'E')) {
-        int sign = 1, x = 0, xd = 0;
-        if (++p < e && (*p == '+' || *p == '-'))
-            sign = *p++ == '-' ? -1 : 1;
-        for (; p < e && *p >= '0' && *p <= '9' && x < 1000; p++, xd++)
-            x = x * 10 + (*p - '0');
-        if (xd == 0)
-            return -1;
-        exp10 += sign * x;
-    }
-    if (p != e || exp10 < -10 || exp10 > 10)
-        return -1;
-    *v = exp10 < 0 ? (float)m / pow10[-exp10] : (float)m * pow10[exp10];
-    return 0;
-}
-
 /* Parse field [p, e) of row r into column c. */
 static int table_value(table_t *t, const colspec_t *c, char *p, char *e, size_t r, errbuf_t *eb)
 {
@@ -264,7 +223,9 @@ static int table_value(table_t *t, const colspec_t *c, char *p, char *e, size_t 
         return 0;
     }
     float v;
-    if (parse_decimal_fast(p, e, &v) != 0) {
+    /* Decimals are what funnel writes; any other spelling strtof reads
+     * (leading blanks, hex) has always been accepted, so it still is. */
+    if (parse_float(p, (size_t)(e - p), &v) != 0) {
         char *end;
         v = e > p ? strtof(p, &end) : NAN;
         if (e == p || end != e)
