@@ -41,11 +41,6 @@ static const task_def_t tasks[EVAL_NTASKS] = {
 static const char *const prob_names[EVAL_NPROBS] = {"pctr", "pcvr", "pctcvr", "pctavr"};
 static const char *const label_names[EVAL_NLABELS] = {"click", "action", "buy", "buy_cf"};
 
-const char *eval_task_name(int t)
-{
-    return t >= 0 && t < EVAL_NTASKS ? tasks[t].name : "?";
-}
-
 /* ---- lines of a text file, read in large blocks ------------------------ */
 
 typedef struct lines {

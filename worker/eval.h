@@ -82,9 +82,6 @@ typedef struct eval_result {
     eval_task_t task[EVAL_NTASKS]; /* EVAL_* order */
 } eval_result_t;
 
-/* Name of task t ("ctr", ..., "cvr_es"), or "?" out of range. */
-const char *eval_task_name(int t);
-
 /*
  * Read the labels of the logs (files or globs, read with wc's [model]
  * slots and [data] format/strict/report_rejects), the prediction file and,
