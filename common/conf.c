@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/parse.h"
 
 const conf_key_t *conf_find(const conf_schema_t *sc, const char *name)
 {
@@ -142,27 +143,22 @@ static int set_value(const conf_key_t *k, void *obj, const char *v, const char *
                      errbuf_t *eb)
 {
     char *field = (char *)obj + k->offset;
-    char *end;
 
     switch (k->type) {
     case CONF_INT: {
-        long long x;
-        errno = 0;
-        x = strtoll(v, &end, 10);
-        if (end == v || *end != '\0' || errno != 0)
+        int64_t x;
+        if (parse_int_str(v, INT64_MIN, INT64_MAX, &x) != 0)
             return errbuf_set(eb, ERR_CONFIG, "%s: key '%s': '%s' is not an integer", where,
                               k->name, v);
         if ((double)x < k->min || (double)x > k->max)
             return errbuf_set(eb, ERR_CONFIG, "%s: key '%s': %lld is out of range [%.17g, %.17g]",
-                              where, k->name, x, k->min, k->max);
+                              where, k->name, (long long)x, k->min, k->max);
         *(int64_t *)field = x;
         return 0;
     }
     case CONF_FLOAT: {
         double x;
-        errno = 0;
-        x = strtod(v, &end);
-        if (end == v || *end != '\0' || errno != 0 || !isfinite(x))
+        if (parse_double_str(v, &x) != 0)
             return errbuf_set(eb, ERR_CONFIG, "%s: key '%s': '%s' is not a number", where,
                               k->name, v);
         if (x < k->min || x > k->max)

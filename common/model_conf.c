@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/keyhash.h"
+#include "common/parse.h"
 
 size_t model_spec_dense_len(const model_spec_t *ms)
 {
@@ -29,17 +30,6 @@ int model_spec_slot(const model_spec_t *ms, const char *name, size_t len)
     return -1;
 }
 
-static int parse_int(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-
-    if (end == s || *end != '\0' || v < lo || v > hi)
-        return ERR_PARSE;
-    *out = v;
-    return 0;
-}
-
 /* "slot:N,slot:N" overrides applied to the field at `field` of each slot. */
 static int apply_overrides(model_spec_t *ms, const char *key, const char *text, long lo, long hi,
                            size_t field, errbuf_t *eb)
@@ -54,7 +44,7 @@ static int apply_overrides(model_spec_t *ms, const char *key, const char *text, 
         return errbuf_set(eb, ERR_CONFIG, "key '%s': too many entries", key);
     for (int i = 0; i < n; i++) {
         char *colon = strrchr(items[i], ':');
-        long v;
+        int64_t v;
         int s;
 
         if (!colon)
@@ -64,7 +54,7 @@ static int apply_overrides(model_spec_t *ms, const char *key, const char *text, 
         if (s < 0)
             return errbuf_set(eb, ERR_CONFIG, "key '%s': slot '%s' is not in 'slots'", key,
                               items[i]);
-        if (parse_int(colon + 1, lo, hi, &v) != 0)
+        if (parse_int_str(colon + 1, lo, hi, &v) != 0)
             return errbuf_set(eb, ERR_CONFIG, "key '%s': slot '%s': '%s' is not in [%ld, %ld]",
                               key, items[i], colon + 1, lo, hi);
         *(int *)((char *)&ms->slot[s] + field) = (int)v;
@@ -119,8 +109,8 @@ int model_spec_from_conf(model_spec_t *ms, const model_conf_t *mc, errbuf_t *eb)
     if (n < 0)
         return errbuf_set(eb, ERR_CONFIG, "key 'towers': more than %d layers", MODEL_MAX_LAYERS);
     for (int i = 0; i < n; i++) {
-        long v;
-        if (parse_int(items[i], 1, 65536, &v) != 0)
+        int64_t v;
+        if (parse_int_str(items[i], 1, 65536, &v) != 0)
             return errbuf_set(eb, ERR_CONFIG, "key 'towers': '%s' is not a size in [1, 65536]",
                               items[i]);
         ms->layer[ms->nlayers++] = (int)v;
