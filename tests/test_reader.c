@@ -584,8 +584,53 @@ static void test_glob(void)
 
 /* ---- Ali-CCP ------------------------------------------------------------- */
 
+/*
+ * Ali-CCP fixtures are written readably and turned into the real bytes by
+ * ccp_write(): '/' stands for 0x02 (field id / feature id), '=' for 0x03
+ * (feature id = value) and ';' for 0x01 (between features). So
+ * "101/7=1.0;999/5=1" is field 101, feature 7, value 1.0, then field 999,
+ * feature 5, value 1. No fixture uses these three characters otherwise.
+ */
+static void ccp_write(const char *path, const char *const *lines, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    for (size_t i = 0; i < n; i++) {
+        for (const char *c = lines[i]; *c; c++)
+            fputc(*c == '/' ? 0x02 : *c == '=' ? 0x03 : *c == ';' ? 0x01 : *c, f);
+        fputc('\n', f);
+    }
+    fclose(f);
+}
+
 static void test_aliccp(void)
 {
+    /* common features: md5,feature_num,feature_list */
+    static const char *const join[] = {
+        "m1,2,101/7=1.0;999/5=1", /* good: 101 declared, 999 not (dropped, counted) */
+        "m2,2,216/a=0.5;216/b=2", /* good: slot 216 twice */
+        "m1,1,101/8=1",           /* DUPMD5 (line 3): m1 again, the first m1 stays */
+        "m3,3,101/8=1",           /* FEATNUM: says 3 features, has 1 */
+        "m4,1,101/8",             /* TOKEN: no '=' before a value */
+        "m5,0,",                  /* good: no features */
+    };
+    /* skeleton: sample_id,click,buy,md5,feature_num,feature_list */
+    static const char *const skeleton[] = {
+        "1,1,0,m1,1,205/42=1.0",         /* good: own 205:42, joined 101:7 */
+        "2,1,1,m2,2,301/3=0.25;888/x=1", /* good: own 301:3, undeclared 888, joined 216 x2 */
+        "3,0,0,m5,0,",                   /* good: no features */
+        "4,0,0,nope,1,205/1=1",          /* MD5: no such common-features row */
+        "5,0,0,m3,1,205/1=1",            /* MD5: m3 was rejected */
+        "6,0,0,m1,2,205/1=1",            /* FEATNUM: says 2 features, has 1 */
+        "7,0,0,m1,x,205/1=1",            /* FEATNUM: not a number */
+        "8,0,0,m1,1,205=1",              /* TOKEN: no '/' after the field id */
+        "9,0,0,m1,1,205/1=zz",           /* WEIGHT: value not a number */
+        "10,0,1,m1,1,205/1=1",           /* COMBO: buy without click */
+        "11,2,0,m1,1,205/1=1",           /* LABEL: click 2 */
+        "12,0,0,m1,1",                   /* COLUMNS: 5 */
+        "13,0,0,m1,1,205/1=1,x",         /* COLUMNS: 7 */
+    };
     model_spec_t ms;
     reader_opts_t o = opts(0, 1);
     reader_t *rd = NULL;
@@ -596,66 +641,8 @@ static void test_aliccp(void)
 
     make_spec(&ms, "101,205,216,301");
     CU_ASSERT_EQUAL_FATAL(tu_sh(NULL, "mkdir -p '%s/ccp'", dir), 0);
-    /* join table: m1 has 101 and an undeclared 999; m2 has 216 twice;
-     * then a duplicate m1, a count mismatch and a bad feature. */
-    tu_write(P("ccp/common_features_train.csv"), "m1,2,101\x02"
-                                                 "7\x03"
-                                                 "1.0\x01"
-                                                 "999\x02"
-                                                 "5\x03"
-                                                 "1\n"
-                                                 "m2,2,216\x02"
-                                                 "a\x03"
-                                                 "0.5\x01"
-                                                 "216\x02"
-                                                 "b\x03"
-                                                 "2\n"
-                                                 "m1,1,101\x02"
-                                                 "8\x03"
-                                                 "1\n"
-                                                 "m3,3,101\x02"
-                                                 "8\x03"
-                                                 "1\n"
-                                                 "m4,1,101\x02"
-                                                 "8\n"
-                                                 "m5,0,\n");
-    tu_write(P("ccp/sample_skeleton_train.csv"), "1,1,0,m1,1,205\x02"
-                                                 "42\x03"
-                                                 "1.0\n" /* good */
-                                                 "2,1,1,m2,2,301\x02"
-                                                 "3\x03"
-                                                 "0.25\x01"
-                                                 "888\x02"
-                                                 "x\x03"
-                                                 "1\n"           /* good */
-                                                 "3,0,0,m5,0,\n" /* good, no features */
-                                                 "4,0,0,nope,1,205\x02"
-                                                 "1\x03"
-                                                 "1\n" /* MD5 */
-                                                 "5,0,0,m3,1,205\x02"
-                                                 "1\x03"
-                                                 "1\n" /* MD5: m3 was rejected */
-                                                 "6,0,0,m1,2,205\x02"
-                                                 "1\x03"
-                                                 "1\n" /* FEATNUM */
-                                                 "7,0,0,m1,x,205\x02"
-                                                 "1\x03"
-                                                 "1\n" /* FEATNUM */
-                                                 "8,0,0,m1,1,205\x03"
-                                                 "1\n" /* TOKEN */
-                                                 "9,0,0,m1,1,205\x02"
-                                                 "1\x03"
-                                                 "zz\n" /* WEIGHT */
-                                                 "10,0,1,m1,1,205\x02"
-                                                 "1\x03"
-                                                 "1\n" /* COMBO */
-                                                 "11,2,0,m1,1,205\x02"
-                                                 "1\x03"
-                                                 "1\n"           /* LABEL */
-                                                 "12,0,0,m1,1\n" /* COLUMNS */
-                                                 "13,0,0,m1,1,205\x02"
-                                                 "1\x03"
-                                                 "1,x\n"); /* COLUMNS */
+    ccp_write(P("ccp/common_features_train.csv"), join, sizeof(join) / sizeof(join[0]));
+    ccp_write(P("ccp/sample_skeleton_train.csv"), skeleton, sizeof(skeleton) / sizeof(skeleton[0]));
     paths[0] = (char *)P("ccp/sample_skeleton_*.csv");
     paths[1] = (char *)P("ccp/common_features_train.csv");
     o.format = READER_ALICCP;
