@@ -57,6 +57,7 @@ static model_spec_t small_spec(int type, int dense_kind)
     model_spec_t ms;
     memset(&ms, 0, sizeof(ms));
     ms.type = type;
+    ms.ntowers = type == MODEL_ESM2 ? 4 : 2;
     ms.nloss = type == MODEL_ESM2 ? 3 : 2;
     ms.loss_weight[0] = 1.0f;
     ms.loss_weight[1] = 0.7f;
