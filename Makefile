@@ -97,7 +97,7 @@ TEST_BIN   := $(BIN)/funnel-tests
 TEST_LIST  := $(BUILD)/tests/suites.h
 BENCH_SRC  := $(wildcard bench/bench_*.c)
 BENCH_BINS := $(BENCH_SRC:bench/bench_%.c=$(BIN)/bench-%)
-EVERY_LIB  := $(filter $(ALL_LIBS),$(foreach d,$(LAYERS),$(call lib_of,$(d))))
+EVERY_LIB  := $(ALL_LIBS)
 EVERY_LDLIBS := $(shell pkg-config --libs $(ALL_PKGS) 2>/dev/null) -lm
 
 .PHONY: all deps test demo asan bench format check-format check-layers clean

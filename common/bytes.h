@@ -29,15 +29,11 @@
 #define BYTES_LE16(v) (v)
 #define BYTES_LE32(v) (v)
 #define BYTES_LE64(v) (v)
-#define BYTES_BE16(v) __builtin_bswap16(v)
-#define BYTES_BE32(v) __builtin_bswap32(v)
 #define BYTES_BE64(v) __builtin_bswap64(v)
 #else
 #define BYTES_LE16(v) __builtin_bswap16(v)
 #define BYTES_LE32(v) __builtin_bswap32(v)
 #define BYTES_LE64(v) __builtin_bswap64(v)
-#define BYTES_BE16(v) (v)
-#define BYTES_BE32(v) (v)
 #define BYTES_BE64(v) (v)
 #endif
 
@@ -85,42 +81,14 @@ static inline uint64_t bytes_get_le64(const void *p)
     return BYTES_LE64(v);
 }
 
-/* Store v at p[0..n) in big-endian order (most significant byte first). */
-static inline void bytes_put_be16(void *p, uint16_t v)
-{
-    v = BYTES_BE16(v);
-    memcpy(p, &v, 2);
-}
-
-static inline void bytes_put_be32(void *p, uint32_t v)
-{
-    v = BYTES_BE32(v);
-    memcpy(p, &v, 4);
-}
-
+/* Store v at p[0..8) in big-endian order (most significant byte first). */
 static inline void bytes_put_be64(void *p, uint64_t v)
 {
     v = BYTES_BE64(v);
     memcpy(p, &v, 8);
 }
 
-/* The big-endian value at p[0..n). */
-static inline uint16_t bytes_get_be16(const void *p)
-{
-    uint16_t v;
-
-    memcpy(&v, p, 2);
-    return BYTES_BE16(v);
-}
-
-static inline uint32_t bytes_get_be32(const void *p)
-{
-    uint32_t v;
-
-    memcpy(&v, p, 4);
-    return BYTES_BE32(v);
-}
-
+/* The big-endian value at p[0..8). */
 static inline uint64_t bytes_get_be64(const void *p)
 {
     uint64_t v;
