@@ -98,13 +98,13 @@
 
 /* One funnel-ps process and our DEALER to it. */
 typedef struct shard {
-    pid_t pid;           /* 0: not running */
-    int dim;             /* floats per row */
-    char endpoint[64];   /* tcp://127.0.0.1:PORT */
+    pid_t pid;                /* 0: not running */
+    int dim;                  /* floats per row */
+    char endpoint[64];        /* tcp://127.0.0.1:PORT */
     char data[DIRS_PATH_MAX]; /* its --data directory */
     char log[DIRS_PATH_MAX];  /* its stdout + stderr */
-    void *sock;          /* DEALER, in bench_t.ctx */
-    uint64_t seq;        /* last push sequence number SENDER used */
+    void *sock;               /* DEALER, in bench_t.ctx */
+    uint64_t seq;             /* last push sequence number SENDER used */
 } shard_t;
 
 /* The ROUTER echo process of the raw baseline. */
@@ -115,8 +115,8 @@ typedef struct echo {
 
 typedef struct bench {
     char bin[DIRS_PATH_MAX]; /* directory of funnel-ps */
-    char dir[256];      /* scratch directory */
-    double window;      /* s per measurement */
+    char dir[256];           /* scratch directory */
+    double window;           /* s per measurement */
     volatile sig_atomic_t *stop;
     void *ctx;      /* the client side's ZeroMQ context */
     void *raw_sock; /* DEALER to the echo process */
@@ -134,15 +134,15 @@ typedef struct bench {
 
 /* Request streams. */
 enum {
-    F_PULL_SEQ, /* PULL of keys n*KEYS .. +KEYS (creates the table) */
-    F_PULL,     /* PULL of uniformly random keys */
-    F_PUSH,     /* PUSH of uniformly random keys */
-    F_PULL_HOT, /* PULL of random keys of the first HOT_ROWS rows */
-    F_PUSH_HOT, /* PUSH of random keys of the first HOT_ROWS rows */
-    F_ZIPF,     /* request 2i: PULL of Zipf set i; 2i+1: PUSH of the same keys */
+    F_PULL_SEQ,  /* PULL of keys n*KEYS .. +KEYS (creates the table) */
+    F_PULL,      /* PULL of uniformly random keys */
+    F_PUSH,      /* PUSH of uniformly random keys */
+    F_PULL_HOT,  /* PULL of random keys of the first HOT_ROWS rows */
+    F_PUSH_HOT,  /* PUSH of random keys of the first HOT_ROWS rows */
+    F_ZIPF,      /* request 2i: PULL of Zipf set i; 2i+1: PUSH of the same keys */
     F_PULL_ZIPF, /* PULL of Zipf set n */
     F_PUSH_ZIPF, /* PUSH of Zipf set n */
-    F_RAW,      /* raw bytes to the echo process */
+    F_RAW,       /* raw bytes to the echo process */
 };
 
 typedef struct flow {
@@ -417,20 +417,12 @@ static int make_request(bench_t *b, shard_t *s, const flow_t *f, uint64_t n, con
             b->keys[i] = key_of(n * KEYS + (uint64_t)i);
         break;
     case F_PULL:
-    case F_PUSH:
-        random_keys(b, b->keys, UNIVERSE);
-        break;
+    case F_PUSH: random_keys(b, b->keys, UNIVERSE); break;
     case F_PULL_HOT:
-    case F_PUSH_HOT:
-        random_keys(b, b->keys, HOT_ROWS);
-        break;
-    case F_ZIPF:
-        keys = b->zipf_sets + (n / 2 % ZIPF_SETS) * KEYS;
-        break;
+    case F_PUSH_HOT: random_keys(b, b->keys, HOT_ROWS); break;
+    case F_ZIPF: keys = b->zipf_sets + (n / 2 % ZIPF_SETS) * KEYS; break;
     case F_PULL_ZIPF:
-    case F_PUSH_ZIPF:
-        keys = b->zipf_sets + (n % ZIPF_SETS) * KEYS;
-        break;
+    case F_PUSH_ZIPF: keys = b->zipf_sets + (n % ZIPF_SETS) * KEYS; break;
     }
     if (is_push(f, n)) {
         rows_msg(&m, MSG_PUSH, n + 1, keys, b->grads, f->dim);
@@ -838,10 +830,9 @@ static int prefill(bench_t *b, shard_t *s)
  * (left running for the spill comparison). */
 static int run_dim(bench_t *b, shard_t *s, dim_run_t *d, char *const *ep)
 {
-    static const char *names[NFIG] = {"ps pull",        "raw pull",       "ps push",
-                                      "raw push",       "ps_client pull", "ps_client push",
-                                      "ps pull hot",    "ps push hot",    "ps pull zipf",
-                                      "ps push zipf"};
+    static const char *names[NFIG] = {
+        "ps pull",        "raw pull",    "ps push",     "raw push",     "ps_client pull",
+        "ps_client push", "ps pull hot", "ps push hot", "ps pull zipf", "ps push zipf"};
     ps_client_opts_t o = {CLIENT_SENDER, 20000, 60, INFLIGHT, 0};
     ps_client_t *c = NULL;
     flow_t fl[NFIG];
@@ -1123,9 +1114,9 @@ static void print_json(const dim_run_t *d, int nd, const spill_run_t *s)
     printf("{\"bench\": \"ps\", \"keys_per_request\": %d, \"inflight\": %d, \"rows\": %d", KEYS,
            INFLIGHT, UNIVERSE);
     for (int k = 0; k < nd; k++) {
-        static const char *const key[NFIG] = {
-            "ps_pull",     "raw_pull", "ps_push",  "raw_push",  "client_pull",
-            "client_push", "hot_pull", "hot_push", "zipf_pull", "zipf_push"};
+        static const char *const key[NFIG] = {"ps_pull",     "raw_pull",    "ps_push",  "raw_push",
+                                              "client_pull", "client_push", "hot_pull", "hot_push",
+                                              "zipf_pull",   "zipf_push"};
         for (int i = 0; i < NFIG; i++)
             printf(", \"%s_dim%d\": %.0f", key[i], d[k].dim, median(&d[k].fig[i]));
         printf(", \"pull_ratio_dim%d\": %.3f, \"push_ratio_dim%d\": %.3f", d[k].dim,

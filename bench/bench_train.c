@@ -16,15 +16,15 @@
 
 #include "common/batch.h"
 #include "common/clock.h"
+#include "common/model_conf.h"
 #include "common/rng.h"
 #include "model/dense.h"
 #include "model/model.h"
-#include "common/model_conf.h"
 #include "worker/param_local.h"
 #include "worker/pool.h"
 #include "worker/worker_conf.h"
 
-#define NBATCH 64   /* distinct batches, cycled */
+#define NBATCH 64 /* distinct batches, cycled */
 #define WARMUP 20
 #define TIMED 300
 
@@ -37,8 +37,7 @@ static void make_batches(batch_t *b, int nslots, size_t B)
             uint64_t x = rng_splitmix64(&s);
             batch_row_begin(&b[i], (x & 15) == 0, (x & 127) == 0, (x & 511) == 0);
             for (int k = 0; k < nslots - 1; k++)
-                batch_row_add(&b[i], k, (uint64_t)k << 40 | (rng_splitmix64(&s) % 100000),
-                              1.0f);
+                batch_row_add(&b[i], k, (uint64_t)k << 40 | (rng_splitmix64(&s) % 100000), 1.0f);
             int nt = (int)(rng_splitmix64(&s) % 4);
             for (int t = 0; t < nt; t++)
                 batch_row_add(&b[i], nslots - 1, (rng_splitmix64(&s) % 100000), 0.5f);

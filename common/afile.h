@@ -21,9 +21,9 @@
 #include "common/err.h"
 
 typedef struct afile {
-    FILE *f;                   /* write here between open and commit */
-    char path[DIRS_PATH_MAX];  /* the destination */
-    char tmp[DIRS_PATH_MAX];   /* path + ".tmp" */
+    FILE *f;                  /* write here between open and commit */
+    char path[DIRS_PATH_MAX]; /* the destination */
+    char tmp[DIRS_PATH_MAX];  /* path + ".tmp" */
 } afile_t;
 
 /*

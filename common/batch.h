@@ -19,20 +19,20 @@
 #include <stdint.h>
 
 typedef struct batch_slot {
-    uint32_t *off;    /* rows + 1 offsets into keys/weights */
-    uint64_t *keys;   /* nnz keys */
-    float *weights;   /* nnz token weights */
-    size_t nnz;       /* tokens in use */
-    size_t cap;       /* tokens allocated */
+    uint32_t *off;  /* rows + 1 offsets into keys/weights */
+    uint64_t *keys; /* nnz keys */
+    float *weights; /* nnz token weights */
+    size_t nnz;     /* tokens in use */
+    size_t cap;     /* tokens allocated */
 } batch_slot_t;
 
 typedef struct batch {
-    size_t n;          /* rows in use */
-    size_t cap;        /* rows allocated */
+    size_t n;   /* rows in use */
+    size_t cap; /* rows allocated */
     int nslots;
-    uint8_t *click;    /* n labels, 0/1 */
-    uint8_t *action;   /* n labels, 0/1 */
-    uint8_t *buy;      /* n labels, 0/1 */
+    uint8_t *click;     /* n labels, 0/1 */
+    uint8_t *action;    /* n labels, 0/1 */
+    uint8_t *buy;       /* n labels, 0/1 */
     batch_slot_t *slot; /* nslots */
 } batch_t;
 

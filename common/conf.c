@@ -36,14 +36,24 @@ int conf_parse_size(const char *s, uint64_t *out)
     while (*end == ' ')
         end++;
     switch (toupper((unsigned char)*end)) {
-    case '\0':
+    case '\0': break;
+    case 'K':
+        mult = 1024.0;
+        end++;
         break;
-    case 'K': mult = 1024.0; end++; break;
-    case 'M': mult = 1024.0 * 1024; end++; break;
-    case 'G': mult = 1024.0 * 1024 * 1024; end++; break;
-    case 'T': mult = 1024.0 * 1024 * 1024 * 1024; end++; break;
-    default:
-        return ERR_PARSE;
+    case 'M':
+        mult = 1024.0 * 1024;
+        end++;
+        break;
+    case 'G':
+        mult = 1024.0 * 1024 * 1024;
+        end++;
+        break;
+    case 'T':
+        mult = 1024.0 * 1024 * 1024 * 1024;
+        end++;
+        break;
+    default: return ERR_PARSE;
     }
     if (*end == 'B' || *end == 'b')
         end++;
@@ -139,8 +149,7 @@ static int parse_bool(const char *v, int *out)
     return ERR_PARSE;
 }
 
-static int set_value(const conf_key_t *k, void *obj, const char *v, const char *where,
-                     errbuf_t *eb)
+static int set_value(const conf_key_t *k, void *obj, const char *v, const char *where, errbuf_t *eb)
 {
     char *field = (char *)obj + k->offset;
 
@@ -159,8 +168,8 @@ static int set_value(const conf_key_t *k, void *obj, const char *v, const char *
     case CONF_FLOAT: {
         double x;
         if (parse_double_str(v, &x) != 0)
-            return errbuf_set(eb, ERR_CONFIG, "%s: key '%s': '%s' is not a number", where,
-                              k->name, v);
+            return errbuf_set(eb, ERR_CONFIG, "%s: key '%s': '%s' is not a number", where, k->name,
+                              v);
         if (x < k->min || x > k->max)
             return errbuf_set(eb, ERR_CONFIG, "%s: key '%s': %g is out of range [%g, %g]", where,
                               k->name, x, k->min, k->max);
@@ -196,8 +205,8 @@ static int set_value(const conf_key_t *k, void *obj, const char *v, const char *
     case CONF_ENUM: {
         int idx = enum_index(k->choices, v);
         if (idx < 0)
-            return errbuf_set(eb, ERR_CONFIG, "%s: key '%s': '%s' is not one of %s", where,
-                              k->name, v, k->choices);
+            return errbuf_set(eb, ERR_CONFIG, "%s: key '%s': '%s' is not one of %s", where, k->name,
+                              v, k->choices);
         *(int *)field = idx;
         return 0;
     }
@@ -232,9 +241,9 @@ typedef struct ini_ctx {
     const conf_schema_t *sc;
     void *obj;
     const char *path;
-    int lineno;       /* line being handled, counted by our reader */
-    int err;          /* first error code */
-    errbuf_t first;   /* first error message */
+    int lineno;     /* line being handled, counted by our reader */
+    int err;        /* first error code */
+    errbuf_t first; /* first error message */
     FILE *fp;
 } ini_ctx_t;
 
@@ -266,8 +275,8 @@ static int on_key(void *user, const char *section, const char *name, const char 
         goto fail;
     }
     if (!section_known(c->sc, section, &ours)) {
-        rc = errbuf_set(&eb, ERR_CONFIG, "%s: key '%s': unknown section [%s]", where, name,
-                        section);
+        rc =
+            errbuf_set(&eb, ERR_CONFIG, "%s: key '%s': unknown section [%s]", where, name, section);
         goto fail;
     }
     if (!ours)
@@ -481,9 +490,7 @@ void conf_format_value(const conf_key_t *k, const void *obj, char *buf, size_t l
     case CONF_INT: snprintf(buf, len, "%lld", (long long)*(const int64_t *)field); break;
     case CONF_FLOAT: snprintf(buf, len, "%g", *(const double *)field); break;
     case CONF_BOOL: snprintf(buf, len, "%s", *(const int *)field ? "true" : "false"); break;
-    case CONF_SIZE:
-        snprintf(buf, len, "%llu", (unsigned long long)*(const uint64_t *)field);
-        break;
+    case CONF_SIZE: snprintf(buf, len, "%llu", (unsigned long long)*(const uint64_t *)field); break;
     case CONF_STR: snprintf(buf, len, "%s", ((const conf_str_t *)field)->s); break;
     case CONF_ENUM: enum_name(k->choices, *(const int *)field, buf, len); break;
     }

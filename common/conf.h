@@ -66,10 +66,10 @@ typedef struct conf_key {
     {#sect, #name, CONF_##type, offsetof(ST, member.name), def, lo, hi, choices, help},
 
 typedef struct conf_schema {
-    const char *role;                   /* "worker", "ps", ... */
+    const char *role; /* "worker", "ps", ... */
     const conf_key_t *keys;
     size_t nkeys;
-    const char *const *other_sections;  /* NULL-terminated; skipped in files */
+    const char *const *other_sections; /* NULL-terminated; skipped in files */
 } conf_schema_t;
 
 /* Set every key of obj to its default. Returns 0 or ERR_CONFIG (a bad

@@ -11,8 +11,7 @@ const char *err_strerror(int code)
 {
     switch (code) {
 #define X(name, val, text) \
-    case (val):            \
-        return text;
+    case (val): return text;
         ERR_LIST(X)
 #undef X
     }

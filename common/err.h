@@ -19,26 +19,26 @@
 #include <stddef.h>
 
 /* X(name, value, text) */
-#define ERR_LIST(X)                                                   \
-    X(OK, 0, "success")                                               \
-    X(NOMEM, -1, "out of memory")                                     \
-    X(IO, -2, "I/O error")                                            \
-    X(NOTFOUND, -3, "not found")                                      \
-    X(INVAL, -4, "invalid argument")                                  \
-    X(CONFIG, -5, "configuration error")                              \
-    X(PARSE, -6, "malformed input")                                   \
-    X(PROTO, -7, "protocol error")                                    \
-    X(VERSION, -8, "version mismatch")                                \
-    X(MISMATCH, -9, "layout mismatch")                                \
-    X(TIMEOUT, -10, "timed out")                                      \
-    X(STORE, -11, "storage error")                                    \
-    X(TOOBIG, -12, "too large")                                       \
-    X(CORRUPT, -13, "corrupt data")                                   \
-    X(EOF, -14, "end of input")                                       \
-    X(REJECTED, -15, "input rejected")                                \
-    X(NET, -16, "network error")                                      \
-    X(STOPPED, -17, "stopped")                                        \
-    X(EXISTS, -18, "already exists")                                  \
+#define ERR_LIST(X)                      \
+    X(OK, 0, "success")                  \
+    X(NOMEM, -1, "out of memory")        \
+    X(IO, -2, "I/O error")               \
+    X(NOTFOUND, -3, "not found")         \
+    X(INVAL, -4, "invalid argument")     \
+    X(CONFIG, -5, "configuration error") \
+    X(PARSE, -6, "malformed input")      \
+    X(PROTO, -7, "protocol error")       \
+    X(VERSION, -8, "version mismatch")   \
+    X(MISMATCH, -9, "layout mismatch")   \
+    X(TIMEOUT, -10, "timed out")         \
+    X(STORE, -11, "storage error")       \
+    X(TOOBIG, -12, "too large")          \
+    X(CORRUPT, -13, "corrupt data")      \
+    X(EOF, -14, "end of input")          \
+    X(REJECTED, -15, "input rejected")   \
+    X(NET, -16, "network error")         \
+    X(STOPPED, -17, "stopped")           \
+    X(EXISTS, -18, "already exists")     \
     X(BUSY, -19, "busy")
 
 enum {
@@ -60,8 +60,7 @@ typedef struct errbuf {
  * Write a formatted message into eb (if eb is not NULL) and return code,
  * so that failures read `return errbuf_set(eb, ERR_IO, "open %s: %s", ...)`.
  */
-int errbuf_set(errbuf_t *eb, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int errbuf_set(errbuf_t *eb, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Prefix the message already in eb with "prefix: ". Returns code. */
 int errbuf_prefix(errbuf_t *eb, int code, const char *fmt, ...)

@@ -33,9 +33,9 @@ void log_init(const char *role, int rank, int level, FILE *out);
 int log_enabled(int level);
 void log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define LOG_AT(lvl, ...)                  \
-    do {                                  \
-        if (log_enabled(lvl))             \
+#define LOG_AT(lvl, ...)                   \
+    do {                                   \
+        if (log_enabled(lvl))              \
             log_write((lvl), __VA_ARGS__); \
     } while (0)
 #define LOG_DEBUG(...) LOG_AT(LOG_LEVEL_DEBUG, __VA_ARGS__)

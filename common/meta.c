@@ -15,8 +15,7 @@
 
 static const char *const model_names[] = {"esm2", "esmm", "naive"};
 
-void meta_from_spec(meta_t *m, const model_spec_t *ms, int shards, int day,
-                    uint64_t dense_params)
+void meta_from_spec(meta_t *m, const model_spec_t *ms, int shards, int day, uint64_t dense_params)
 {
     memset(m, 0, sizeof(*m));
     m->version = META_VERSION;
@@ -108,8 +107,8 @@ int meta_read(const char *dir, meta_t *m, errbuf_t *eb)
                 goto out;
             }
             if (a > META_VERSION) {
-                rc = errbuf_set(eb, ERR_VERSION, "%s: format version %d is newer than %d", path,
-                                a, META_VERSION);
+                rc = errbuf_set(eb, ERR_VERSION, "%s: format version %d is newer than %d", path, a,
+                                META_VERSION);
                 goto out;
             }
             m->version = a;
@@ -194,7 +193,7 @@ int meta_check(const meta_t *saved, const meta_t *running, const char *dir, errb
         return errbuf_set(eb, ERR_MISMATCH, "%s: dense optimizer is %s, the configuration says %s",
                           dir, optim_name(saved->dense_opt), optim_name(running->dense_opt));
     if (saved->shards > 0 && running->shards > 0 && saved->shards != running->shards)
-        return errbuf_set(eb, ERR_MISMATCH, "%s was written by %d shards, this cluster has %d",
-                          dir, saved->shards, running->shards);
+        return errbuf_set(eb, ERR_MISMATCH, "%s was written by %d shards, this cluster has %d", dir,
+                          saved->shards, running->shards);
     return 0;
 }

@@ -44,23 +44,22 @@
 
 typedef struct meta {
     int version;
-    int model_type;                 /* MODEL_* */
+    int model_type; /* MODEL_* */
     int nslots;
     char slot[MODEL_MAX_SLOTS][MODEL_SLOT_NAME_MAX];
-    int dim[MODEL_MAX_SLOTS];       /* floats per row */
+    int dim[MODEL_MAX_SLOTS]; /* floats per row */
     int nlayers;
     int layer[MODEL_MAX_LAYERS];
-    int emb_opt;                    /* OPTIM_* */
-    int dense_opt;                  /* OPTIM_* */
+    int emb_opt;   /* OPTIM_* */
+    int dense_opt; /* OPTIM_* */
     int shards;
     int day;
-    uint64_t dense_params;          /* floats in the dense block */
-    uint64_t digest;                /* of the layout-defining [model] keys */
+    uint64_t dense_params; /* floats in the dense block */
+    uint64_t digest;       /* of the layout-defining [model] keys */
 } meta_t;
 
 /* Describe spec as it would be saved by `shards` shards on `day`. */
-void meta_from_spec(meta_t *m, const model_spec_t *ms, int shards, int day,
-                    uint64_t dense_params);
+void meta_from_spec(meta_t *m, const model_spec_t *ms, int shards, int day, uint64_t dense_params);
 
 /* Write dir/META atomically (afile_write), which fsyncs dir too: entries
  * made in dir before, such as shard stores, are then durable as well.

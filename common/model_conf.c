@@ -55,8 +55,8 @@ static int apply_overrides(model_spec_t *ms, const char *key, const char *text, 
             return errbuf_set(eb, ERR_CONFIG, "key '%s': slot '%s' is not in 'slots'", key,
                               items[i]);
         if (parse_int_str(colon + 1, lo, hi, &v) != 0)
-            return errbuf_set(eb, ERR_CONFIG, "key '%s': slot '%s': '%s' is not in [%ld, %ld]",
-                              key, items[i], colon + 1, lo, hi);
+            return errbuf_set(eb, ERR_CONFIG, "key '%s': slot '%s': '%s' is not in [%ld, %ld]", key,
+                              items[i], colon + 1, lo, hi);
         *(int *)((char *)&ms->slot[s] + field) = (int)v;
     }
     return 0;

@@ -20,38 +20,39 @@
 #include "common/optim.h"
 
 /* X(section, name, TYPE, default, min, max, choices, help) */
-#define MODEL_CONF_KEYS(X)                                                                      \
-    X(model, model_type, ENUM, "esm2", 0, 0, "esm2|esmm|naive",                                      \
-      "model type: esm2 (4 towers, 3 losses), esmm (2 towers), naive (CVR on clicks only)")     \
-    X(model, slots, STR, "user_id,item_id,cate_id,shop_id,brand_id,position,hour,tag", 0, 0,    \
-      NULL, "comma-separated feature slots; tokens of other slots are ignored (counted)")      \
-    X(model, emb_dim, INT, "16", 1, 1024, NULL, "embedding dimension of every slot")           \
-    X(model, slot_dims, STR, "", 0, 0, NULL,                                                    \
-      "per-slot dimension overrides, e.g. \"tag:8,hour:4\"")                                   \
-    X(model, towers, STR, "256,128,64", 0, 0, NULL,                                             \
-      "hidden layer sizes of every tower (ReLU), then a sigmoid head")                         \
-    X(model, loss_weights, STR, "1,1,1", 0, 0, NULL,                                            \
-      "loss weights: ctr,ctavr,ctcvr (esm2); ctr,ctcvr (esmm); ctr,cvr-on-clicks (naive); 1,1,1 = all ones")             \
-    X(model, emb_optimizer, ENUM, "adagrad", 0, 0, "adagrad|sgd|adam|ftrl",                     \
-      "optimizer of embedding rows (state stored beside each row)")                            \
-    X(model, emb_lr, FLOAT, "0.05", 0, 100, NULL, "learning rate of embedding rows")           \
-    X(model, emb_init_std, FLOAT, "0.01", 0, 10, NULL,                                          \
-      "std of the initial embedding (a deterministic function of the key)")                    \
-    X(model, dense_optimizer, ENUM, "adam", 0, 0, "adam|adagrad", "optimizer of tower weights") \
-    X(model, dense_lr, FLOAT, "0.001", 0, 100, NULL, "learning rate of tower weights")         \
-    X(model, adagrad_eps, FLOAT, "1e-8", 0, 1, NULL, "Adagrad epsilon")                         \
-    X(model, adam_beta1, FLOAT, "0.9", 0, 1, NULL, "Adam beta1")                                \
-    X(model, adam_beta2, FLOAT, "0.999", 0, 1, NULL, "Adam beta2")                              \
-    X(model, adam_eps, FLOAT, "1e-8", 0, 1, NULL, "Adam epsilon")                               \
-    X(model, ftrl_alpha, FLOAT, "0.05", 0, 100, NULL, "FTRL alpha (learning rate)")            \
-    X(model, ftrl_beta, FLOAT, "1", 0, 100, NULL, "FTRL beta")                                  \
-    X(model, ftrl_l1, FLOAT, "0", 0, 100, NULL, "FTRL L1 strength")                             \
-    X(model, ftrl_l2, FLOAT, "0", 0, 100, NULL, "FTRL L2 strength")                             \
-    X(model, admit_min_count, INT, "1", 1, 1000000, NULL,                                       \
-      "a new key gets a row after it was seen this many times (1: at once)")                   \
-    X(model, slot_admit, STR, "", 0, 0, NULL, "per-slot admission overrides, e.g. \"item_id:3\"") \
-    X(model, expire_days, INT, "0", 0, 100000, NULL,                                            \
-      "rows unseen for this many days are deleted at refresh (0: never)")                      \
+#define MODEL_CONF_KEYS(X)                                                                         \
+    X(model, model_type, ENUM, "esm2", 0, 0, "esm2|esmm|naive",                                    \
+      "model type: esm2 (4 towers, 3 losses), esmm (2 towers), naive (CVR on clicks only)")        \
+    X(model, slots, STR, "user_id,item_id,cate_id,shop_id,brand_id,position,hour,tag", 0, 0, NULL, \
+      "comma-separated feature slots; tokens of other slots are ignored (counted)")                \
+    X(model, emb_dim, INT, "16", 1, 1024, NULL, "embedding dimension of every slot")               \
+    X(model, slot_dims, STR, "", 0, 0, NULL,                                                       \
+      "per-slot dimension overrides, e.g. \"tag:8,hour:4\"")                                       \
+    X(model, towers, STR, "256,128,64", 0, 0, NULL,                                                \
+      "hidden layer sizes of every tower (ReLU), then a sigmoid head")                             \
+    X(model, loss_weights, STR, "1,1,1", 0, 0, NULL,                                               \
+      "loss weights: ctr,ctavr,ctcvr (esm2); ctr,ctcvr (esmm); ctr,cvr-on-clicks (naive); 1,1,1 "  \
+      "= all ones")                                                                                \
+    X(model, emb_optimizer, ENUM, "adagrad", 0, 0, "adagrad|sgd|adam|ftrl",                        \
+      "optimizer of embedding rows (state stored beside each row)")                                \
+    X(model, emb_lr, FLOAT, "0.05", 0, 100, NULL, "learning rate of embedding rows")               \
+    X(model, emb_init_std, FLOAT, "0.01", 0, 10, NULL,                                             \
+      "std of the initial embedding (a deterministic function of the key)")                        \
+    X(model, dense_optimizer, ENUM, "adam", 0, 0, "adam|adagrad", "optimizer of tower weights")    \
+    X(model, dense_lr, FLOAT, "0.001", 0, 100, NULL, "learning rate of tower weights")             \
+    X(model, adagrad_eps, FLOAT, "1e-8", 0, 1, NULL, "Adagrad epsilon")                            \
+    X(model, adam_beta1, FLOAT, "0.9", 0, 1, NULL, "Adam beta1")                                   \
+    X(model, adam_beta2, FLOAT, "0.999", 0, 1, NULL, "Adam beta2")                                 \
+    X(model, adam_eps, FLOAT, "1e-8", 0, 1, NULL, "Adam epsilon")                                  \
+    X(model, ftrl_alpha, FLOAT, "0.05", 0, 100, NULL, "FTRL alpha (learning rate)")                \
+    X(model, ftrl_beta, FLOAT, "1", 0, 100, NULL, "FTRL beta")                                     \
+    X(model, ftrl_l1, FLOAT, "0", 0, 100, NULL, "FTRL L1 strength")                                \
+    X(model, ftrl_l2, FLOAT, "0", 0, 100, NULL, "FTRL L2 strength")                                \
+    X(model, admit_min_count, INT, "1", 1, 1000000, NULL,                                          \
+      "a new key gets a row after it was seen this many times (1: at once)")                       \
+    X(model, slot_admit, STR, "", 0, 0, NULL, "per-slot admission overrides, e.g. \"item_id:3\"")  \
+    X(model, expire_days, INT, "0", 0, 100000, NULL,                                               \
+      "rows unseen for this many days are deleted at refresh (0: never)")                          \
     X(model, slot_expire, STR, "", 0, 0, NULL, "per-slot expiry overrides, e.g. \"user_id:30\"")
 
 typedef struct model_conf {
@@ -66,21 +67,21 @@ enum { MODEL_ESM2 = 0, MODEL_ESMM = 1, MODEL_NAIVE = 2 };
 
 typedef struct slot_spec {
     char name[MODEL_SLOT_NAME_MAX];
-    uint64_t seed;    /* keyhash_slot(name) */
-    int dim;          /* floats per embedding row */
-    int admit_min;    /* sightings before a row is created */
-    int expire_days;  /* 0: never */
+    uint64_t seed;   /* keyhash_slot(name) */
+    int dim;         /* floats per embedding row */
+    int admit_min;   /* sightings before a row is created */
+    int expire_days; /* 0: never */
 } slot_spec_t;
 
 typedef struct model_spec {
-    int type;                          /* MODEL_* */
+    int type; /* MODEL_* */
     int nslots;
     slot_spec_t slot[MODEL_MAX_SLOTS];
-    int input_dim;                     /* sum of slot dims */
-    int nlayers;                       /* hidden layers per tower */
-    int layer[MODEL_MAX_LAYERS];       /* hidden sizes */
-    int ntowers;                       /* 4 for esm2, 2 otherwise */
-    int nloss;                         /* 3 for esm2, 2 otherwise */
+    int input_dim;               /* sum of slot dims */
+    int nlayers;                 /* hidden layers per tower */
+    int layer[MODEL_MAX_LAYERS]; /* hidden sizes */
+    int ntowers;                 /* 4 for esm2, 2 otherwise */
+    int nloss;                   /* 3 for esm2, 2 otherwise */
     float loss_weight[3];
     optim_t emb_opt;
     optim_t dense_opt;

@@ -58,14 +58,10 @@
 size_t optim_state_len(const optim_t *o, size_t dim)
 {
     switch (o->kind) {
-    case OPTIM_SGD:
-        return 0;
-    case OPTIM_ADAGRAD:
-        return dim;
-    case OPTIM_ADAM:
-        return 2 * dim + 1;
-    case OPTIM_FTRL:
-        return 2 * dim;
+    case OPTIM_SGD: return 0;
+    case OPTIM_ADAGRAD: return dim;
+    case OPTIM_ADAM: return 2 * dim + 1;
+    case OPTIM_FTRL: return 2 * dim;
     }
     assert(!"unknown optimizer kind");
     return 0;
@@ -74,14 +70,10 @@ size_t optim_state_len(const optim_t *o, size_t dim)
 const char *optim_name(int kind)
 {
     switch (kind) {
-    case OPTIM_ADAGRAD:
-        return "adagrad";
-    case OPTIM_SGD:
-        return "sgd";
-    case OPTIM_ADAM:
-        return "adam";
-    case OPTIM_FTRL:
-        return "ftrl";
+    case OPTIM_ADAGRAD: return "adagrad";
+    case OPTIM_SGD: return "sgd";
+    case OPTIM_ADAM: return "adam";
+    case OPTIM_FTRL: return "ftrl";
     }
     return "unknown";
 }
@@ -135,7 +127,8 @@ static void sgd_update(float lr, float *restrict w, const float *restrict g, siz
  * and for AVX2 (picked at load time). Both round every operation the same
  * way (IEEE sqrt and division, no FMA in either), so results do not depend
  * on the machine. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_ADDRESS__)
 #define ROW_KERNEL __attribute__((target_clones("avx2", "default")))
 #else
 #define ROW_KERNEL
@@ -192,21 +185,15 @@ static void ftrl_update(const optim_t *o, float *w, float *z, float *nn, const f
 void optim_row_update(const optim_t *o, float *w, float *state, const float *g, size_t dim)
 {
     switch (o->kind) {
-    case OPTIM_SGD:
-        sgd_update(o->lr, w, g, dim);
-        return;
-    case OPTIM_ADAGRAD:
-        adagrad_update(o, w, state, g, dim);
-        return;
+    case OPTIM_SGD: sgd_update(o->lr, w, g, dim); return;
+    case OPTIM_ADAGRAD: adagrad_update(o, w, state, g, dim); return;
     case OPTIM_ADAM: {
         float *t = &state[2 * dim];
         *t += 1.0f;
         adam_update(o, w, state, state + dim, g, dim, (double)*t);
         return;
     }
-    case OPTIM_FTRL:
-        ftrl_update(o, w, state, state + dim, g, dim);
-        return;
+    case OPTIM_FTRL: ftrl_update(o, w, state, state + dim, g, dim); return;
     }
     assert(!"unknown optimizer kind");
 }
@@ -214,12 +201,9 @@ void optim_row_update(const optim_t *o, float *w, float *state, const float *g, 
 size_t optim_dense_state_len(const optim_t *o, size_t n)
 {
     switch (o->kind) {
-    case OPTIM_SGD:
-        return 0;
-    case OPTIM_ADAGRAD:
-        return n;
-    case OPTIM_ADAM:
-        return 2 * n;
+    case OPTIM_SGD: return 0;
+    case OPTIM_ADAGRAD: return n;
+    case OPTIM_ADAM: return 2 * n;
     }
     assert(!"optimizer kind not valid for dense weights");
     return 0;
@@ -229,12 +213,8 @@ void optim_dense_update(const optim_t *o, float *w, float *state, const float *g
                         int64_t t)
 {
     switch (o->kind) {
-    case OPTIM_SGD:
-        sgd_update(o->lr, w, g, n);
-        return;
-    case OPTIM_ADAGRAD:
-        adagrad_update(o, w, state, g, n);
-        return;
+    case OPTIM_SGD: sgd_update(o->lr, w, g, n); return;
+    case OPTIM_ADAGRAD: adagrad_update(o, w, state, g, n); return;
     case OPTIM_ADAM:
         assert(t >= 1);
         adam_update(o, w, state, state + n, g, n, (double)t);

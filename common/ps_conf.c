@@ -11,5 +11,4 @@ static const conf_key_t keys[] = {MODEL_CONF_KEYS(MODEL_ROW) PS_CONF_KEYS(PS_ROW
 
 static const char *const other_sections[] = {"data", "train", "cluster", "gen", NULL};
 
-const conf_schema_t ps_conf_schema = {"ps", keys, sizeof(keys) / sizeof(keys[0]),
-                                      other_sections};
+const conf_schema_t ps_conf_schema = {"ps", keys, sizeof(keys) / sizeof(keys[0]), other_sections};

@@ -10,21 +10,21 @@
 #include "common/model_conf.h"
 
 /* X(section, name, TYPE, default, min, max, choices, help) */
-#define PS_CONF_KEYS(X)                                                                         \
-    X(ps, shard, INT, "0", 0, 65535, NULL, "this shard's index, 0..shards-1")                   \
-    X(ps, shards, INT, "1", 1, 65536, NULL, "number of shards in the cluster")                  \
-    X(ps, listen, STR, "tcp://127.0.0.1:7700", 0, 0, NULL,                                      \
-      "ZeroMQ endpoint to serve on (tcp://HOST:PORT or ipc://PATH)")                           \
-    X(ps, data, STR, "ps-data", 0, 0, NULL,                                                     \
-      "directory of this shard's RocksDB store (made if missing)")                             \
-    X(ps, mem_limit, SIZE, "0", 0, 1.8e19, NULL,                                                \
-      "bytes of resident rows; beyond it cold rows go to RocksDB (0: unlimited)")              \
-    X(ps, flush_interval, FLOAT, "10", 0.05, 86400, NULL,                                       \
-      "seconds between writes of dirty rows to RocksDB: the most a crash can lose")            \
-    X(ps, max_msg_size, SIZE, "256M", 1024, 1.8e19, NULL,                                       \
-      "largest request accepted; bigger ones are refused before allocation")                   \
-    X(ps, day, INT, "0", 0, 65535, NULL, "current day number (first/last-seen, expiry)")     \
-    X(ps, init_from, STR, "", 0, 0, NULL, "start from this checkpoint directory")              \
+#define PS_CONF_KEYS(X)                                                                  \
+    X(ps, shard, INT, "0", 0, 65535, NULL, "this shard's index, 0..shards-1")            \
+    X(ps, shards, INT, "1", 1, 65536, NULL, "number of shards in the cluster")           \
+    X(ps, listen, STR, "tcp://127.0.0.1:7700", 0, 0, NULL,                               \
+      "ZeroMQ endpoint to serve on (tcp://HOST:PORT or ipc://PATH)")                     \
+    X(ps, data, STR, "ps-data", 0, 0, NULL,                                              \
+      "directory of this shard's RocksDB store (made if missing)")                       \
+    X(ps, mem_limit, SIZE, "0", 0, 1.8e19, NULL,                                         \
+      "bytes of resident rows; beyond it cold rows go to RocksDB (0: unlimited)")        \
+    X(ps, flush_interval, FLOAT, "10", 0.05, 86400, NULL,                                \
+      "seconds between writes of dirty rows to RocksDB: the most a crash can lose")      \
+    X(ps, max_msg_size, SIZE, "256M", 1024, 1.8e19, NULL,                                \
+      "largest request accepted; bigger ones are refused before allocation")             \
+    X(ps, day, INT, "0", 0, 65535, NULL, "current day number (first/last-seen, expiry)") \
+    X(ps, init_from, STR, "", 0, 0, NULL, "start from this checkpoint directory")        \
     X(ps, log_level, ENUM, "info", 0, 0, "debug|info|warn|error", "least severe log level")
 
 typedef struct ps_conf {

@@ -20,8 +20,8 @@ static inline uint32_t route_shard(uint64_t key, uint32_t nshards)
     return (uint32_t)(((unsigned __int128)key * nshards) >> 64);
 }
 
-static inline void route_dense_range(uint64_t n, uint32_t nshards, uint32_t shard,
-                                     uint64_t *offset, uint64_t *count)
+static inline void route_dense_range(uint64_t n, uint32_t nshards, uint32_t shard, uint64_t *offset,
+                                     uint64_t *count)
 {
     uint64_t lo = (uint64_t)(((unsigned __int128)n * shard) / nshards);
     uint64_t hi = (uint64_t)(((unsigned __int128)n * (shard + 1)) / nshards);

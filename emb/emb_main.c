@@ -18,10 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "emb/emb_online.h"
-#include "emb/emb_tool.h"
 #include "common/log.h"
 #include "common/ps_conf.h"
+#include "emb/emb_online.h"
+#include "emb/emb_tool.h"
 
 #define MAX_ARGS 1024
 
@@ -122,8 +122,9 @@ int main(int argc, char **argv)
     log_init("emb", -1, LOG_LEVEL_WARN, NULL);
     if (online) {
         if (strcmp(a.cmd, "get") != 0) {
-            fprintf(stderr, "funnel-emb %s: --ps works with get; for a live cluster's counters "
-                            "use funnel-worker ctl stats --ps ...\n",
+            fprintf(stderr,
+                    "funnel-emb %s: --ps works with get; for a live cluster's counters "
+                    "use funnel-worker ctl stats --ps ...\n",
                     a.cmd);
             return 2;
         }

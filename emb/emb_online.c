@@ -8,10 +8,10 @@
 #include <string.h>
 
 #include "common/keyhash.h"
-#include "proto/msg.h"
 #include "common/optim.h"
-#include "proto/ps_client.h"
 #include "common/route.h"
+#include "proto/msg.h"
+#include "proto/ps_client.h"
 
 static const char *const status_text[] = {"resident", "stored", "never seen", "not admitted yet",
                                           "expired"};
@@ -48,9 +48,10 @@ static void print_one(const model_spec_t *ms, const char *arg, int slot, uint64_
     const char *st = rm->status < 5 ? status_text[rm->status] : "?";
 
     if (json) {
-        fprintf(out, "{\"query\":\"%s\",\"slot\":\"%s\",\"key\":\"%016" PRIx64 "\","
-                     "\"status\":\"%s\",\"seen\":%u,\"updates\":%" PRIu64 ",\"first_day\":%d,"
-                     "\"last_day\":%d,\"expired_day\":%d,\"embedding\":",
+        fprintf(out,
+                "{\"query\":\"%s\",\"slot\":\"%s\",\"key\":\"%016" PRIx64 "\","
+                "\"status\":\"%s\",\"seen\":%u,\"updates\":%" PRIu64 ",\"first_day\":%d,"
+                "\"last_day\":%d,\"expired_day\":%d,\"embedding\":",
                 arg, ms->slot[slot].name, key, st, rm->seen, rm->updates, rm->first_day,
                 rm->last_day, rm->expired_day);
         if (!has) {
@@ -80,8 +81,9 @@ static void print_one(const model_spec_t *ms, const char *arg, int slot, uint64_
         fputc('\n', out);
         return;
     }
-    fprintf(out, "%s %016" PRIx64 " (%s)  updates %" PRIu64 "  first day %d  last day %d\n"
-                 "  embedding:",
+    fprintf(out,
+            "%s %016" PRIx64 " (%s)  updates %" PRIu64 "  first day %d  last day %d\n"
+            "  embedding:",
             ms->slot[slot].name, key, st, rm->updates, rm->first_day, rm->last_day);
     for (uint32_t d = 0; d < width; d++) {
         float f;

@@ -12,9 +12,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "table/emb_export.h"
 #include "common/keyhash.h"
 #include "common/meta.h"
+#include "table/emb_export.h"
 
 #define NBUCKET EMB_TOOL_NBUCKET
 
@@ -37,8 +37,9 @@ int emb_tool_open(const char *dir, store_t **s, errbuf_t *eb)
     snprintf(path, sizeof(path), "%s/shard-0", dir);
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
         if (stat(dir, &st) != 0)
-            return errbuf_set(eb, ERR_IO, "%s: %s (give a shard data directory, a model "
-                                          "directory or a checkpoint)",
+            return errbuf_set(eb, ERR_IO,
+                              "%s: %s (give a shard data directory, a model "
+                              "directory or a checkpoint)",
                               dir, strerror(errno));
         return store_rocks_open(s, dir, STORE_READONLY, dir, eb);
     }
@@ -238,8 +239,9 @@ void emb_tool_print_stats(const model_spec_t *ms, const emb_tool_stats_t *s, int
         }
     }
     if (s->narrow)
-        fprintf(out, "\nwarning: %" PRIu64 " rows are narrower than the configured dims "
-                     "(a different [model] configuration?)\n",
+        fprintf(out,
+                "\nwarning: %" PRIu64 " rows are narrower than the configured dims "
+                "(a different [model] configuration?)\n",
                 s->narrow);
 }
 
@@ -263,8 +265,9 @@ static void print_row(const model_spec_t *ms, const row_t *r, int json, FILE *ou
     if (dim <= 0 || (uint32_t)dim > r->nf)
         dim = (int)r->nf;
     if (json) {
-        fprintf(out, "{\"slot\":\"%s\",\"key\":\"%016" PRIx64 "\",\"updates\":%u,\"first_day\":%d,"
-                     "\"last_day\":%d,\"embedding\":[",
+        fprintf(out,
+                "{\"slot\":\"%s\",\"key\":\"%016" PRIx64 "\",\"updates\":%u,\"first_day\":%d,"
+                "\"last_day\":%d,\"embedding\":[",
                 slot_name(ms, r->slot), r->key, r->meta.updates, r->meta.first_day,
                 r->meta.last_day);
         for (int d = 0; d < dim; d++)
@@ -276,8 +279,7 @@ static void print_row(const model_spec_t *ms, const row_t *r, int json, FILE *ou
         return;
     }
     fprintf(out, "%s %016" PRIx64 "  updates %u  first day %d  last day %d\n  embedding:",
-            slot_name(ms, r->slot), r->key, r->meta.updates, r->meta.first_day,
-            r->meta.last_day);
+            slot_name(ms, r->slot), r->key, r->meta.updates, r->meta.first_day, r->meta.last_day);
     for (int d = 0; d < dim; d++)
         fprintf(out, " %.5g", fget(r->floats, (size_t)d));
     fprintf(out, "\n  optimizer state (%s):", optim_name(ms->emb_opt.kind));
@@ -325,8 +327,9 @@ int emb_tool_get(const model_spec_t *ms, store_t *st, const char *query, emb_too
     if (colon) {
         int s = model_spec_slot(ms, query, (size_t)(colon - query));
         if (s < 0)
-            return errbuf_set(eb, ERR_INVAL, "get %s: slot '%.*s' is not in the configured "
-                                             "slots (pass the table's --conf)",
+            return errbuf_set(eb, ERR_INVAL,
+                              "get %s: slot '%.*s' is not in the configured "
+                              "slots (pass the table's --conf)",
                               query, (int)(colon - query), query);
         r->key = keyhash_value(ms->slot[s].seed, colon + 1, strlen(colon + 1));
         lo = s;
@@ -359,13 +362,15 @@ void emb_tool_print_row(const model_spec_t *ms, const char *query, const emb_too
         row_t row = {r->slot, r->key, r->meta, r->floats, r->nf};
         print_row(ms, &row, json, out);
     } else if (json) {
-        fprintf(out, "{\"query\":\"%s\",\"key\":\"%016" PRIx64 "\",\"row\":null,"
-                     "\"why\":\"no row: never seen, not admitted, expired, or not yet "
-                     "flushed\"}\n",
+        fprintf(out,
+                "{\"query\":\"%s\",\"key\":\"%016" PRIx64 "\",\"row\":null,"
+                "\"why\":\"no row: never seen, not admitted, expired, or not yet "
+                "flushed\"}\n",
                 query, r->key);
     } else {
-        fprintf(out, "%s (key %016" PRIx64 "): no row - never seen, not yet admitted, "
-                     "expired, or not flushed yet\n",
+        fprintf(out,
+                "%s (key %016" PRIx64 "): no row - never seen, not yet admitted, "
+                "expired, or not flushed yet\n",
                 query, r->key);
     }
 }
@@ -432,9 +437,14 @@ int emb_tool_top(const model_spec_t *ms, store_t *st, const char *slot, const ch
         if (!want_slot(ms, slot, r.slot))
             continue;
         double nm = norm_of(&r, slot_dim(ms, r.slot));
-        emb_tool_ranked_t c = {
-            kind == 0 ? (double)r.meta.updates : kind == 1 ? nm : -(double)r.meta.last_day,
-            r.slot, r.key, r.meta.updates, r.meta.last_day, nm};
+        emb_tool_ranked_t c = {kind == 0   ? (double)r.meta.updates
+                               : kind == 1 ? nm
+                                           : -(double)r.meta.last_day,
+                               r.slot,
+                               r.key,
+                               r.meta.updates,
+                               r.meta.last_day,
+                               nm};
         if (have < n) {
             best[have++] = c;
             continue;
@@ -471,12 +481,13 @@ void emb_tool_print_top(const model_spec_t *ms, const emb_tool_top_t *top, int j
     for (long i = 0; i < top->n; i++) {
         const emb_tool_ranked_t *b = &top->rows[i];
         if (json)
-            fprintf(out, "{\"slot\":\"%s\",\"key\":\"%016" PRIx64 "\",\"updates\":%u,"
-                         "\"last_day\":%d,\"norm\":%.6g}\n",
+            fprintf(out,
+                    "{\"slot\":\"%s\",\"key\":\"%016" PRIx64 "\",\"updates\":%u,"
+                    "\"last_day\":%d,\"norm\":%.6g}\n",
                     slot_name(ms, b->slot), b->key, b->updates, b->last_day, b->norm);
         else
-            fprintf(out, "%-16s %016" PRIx64 "   %10u %9d %10.4f\n", slot_name(ms, b->slot),
-                    b->key, b->updates, b->last_day, b->norm);
+            fprintf(out, "%-16s %016" PRIx64 "   %10u %9d %10.4f\n", slot_name(ms, b->slot), b->key,
+                    b->updates, b->last_day, b->norm);
     }
 }
 
@@ -591,7 +602,9 @@ int emb_tool_diff(const model_spec_t *ms, store_t *sa, store_t *sb, emb_tool_dif
             c = -1;
         else
             c = ra.slot != rb.slot ? (ra.slot < rb.slot ? -1 : 1)
-                                   : (ra.key < rb.key ? -1 : ra.key > rb.key ? 1 : 0);
+                                   : (ra.key < rb.key   ? -1
+                                      : ra.key > rb.key ? 1
+                                                        : 0);
         if (c < 0) {
             if (ra.slot < MODEL_MAX_SLOTS)
                 d->slot[ra.slot].removed++;
@@ -649,14 +662,16 @@ void emb_tool_print_diff(const model_spec_t *ms, const emb_tool_diff_t *d, int j
         if (!o->added && !o->removed && !o->changed && !o->unchanged)
             continue;
         if (json)
-            fprintf(out, "%s\"%s\":{\"added\":%" PRIu64 ",\"removed\":%" PRIu64
-                         ",\"changed\":%" PRIu64 ",\"unchanged\":%" PRIu64
-                         ",\"l2_p50\":%.6g,\"l2_p90\":%.6g,\"l2_max\":%.6g,\"l2_mean\":%.6g}",
+            fprintf(out,
+                    "%s\"%s\":{\"added\":%" PRIu64 ",\"removed\":%" PRIu64 ",\"changed\":%" PRIu64
+                    ",\"unchanged\":%" PRIu64
+                    ",\"l2_p50\":%.6g,\"l2_p90\":%.6g,\"l2_max\":%.6g,\"l2_mean\":%.6g}",
                     first ? "" : ",", slot_name(ms, s), o->added, o->removed, o->changed,
                     o->unchanged, o->l2_p50, o->l2_p90, o->l2_max, o->l2_mean);
         else
-            fprintf(out, "%-16s %10" PRIu64 " %10" PRIu64 " %10" PRIu64 " %10" PRIu64
-                         " %10.4g %10.4g %10.4g %10.4g\n",
+            fprintf(out,
+                    "%-16s %10" PRIu64 " %10" PRIu64 " %10" PRIu64 " %10" PRIu64
+                    " %10.4g %10.4g %10.4g %10.4g\n",
                     slot_name(ms, s), o->added, o->removed, o->changed, o->unchanged, o->l2_p50,
                     o->l2_p90, o->l2_max, o->l2_mean);
         first = 0;
@@ -685,21 +700,22 @@ static int cmd_diff(const model_spec_t *ms, const emb_tool_args_t *a, store_t *s
 
 /* ---- export, apply, export-dump (emb_export.h) ---- */
 
-static void print_summary(const char *what, const emb_export_stats_t *s, const char *file,
-                          int json, FILE *out)
+static void print_summary(const char *what, const emb_export_stats_t *s, const char *file, int json,
+                          FILE *out)
 {
     double rate = s->seconds > 0 ? (double)s->scanned / s->seconds : 0;
 
     if (json) {
-        fprintf(out, "{\"%s\":\"%s\",\"records\":%" PRIu64 ",\"puts\":%" PRIu64
-                     ",\"deletes\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"read\":%" PRIu64
-                     ",\"seconds\":%.3f,\"rows_per_s\":%.0f}\n",
-                what, file, s->records, s->puts, s->deletes, s->bytes, s->scanned, s->seconds,
-                rate);
+        fprintf(
+            out,
+            "{\"%s\":\"%s\",\"records\":%" PRIu64 ",\"puts\":%" PRIu64 ",\"deletes\":%" PRIu64
+            ",\"bytes\":%" PRIu64 ",\"read\":%" PRIu64 ",\"seconds\":%.3f,\"rows_per_s\":%.0f}\n",
+            what, file, s->records, s->puts, s->deletes, s->bytes, s->scanned, s->seconds, rate);
         return;
     }
-    fprintf(out, "%s %s: %" PRIu64 " records (%" PRIu64 " puts, %" PRIu64 " deletes), %" PRIu64
-                 " bytes, %" PRIu64 " rows read in %.2f s (%.0f rows/s)\n",
+    fprintf(out,
+            "%s %s: %" PRIu64 " records (%" PRIu64 " puts, %" PRIu64 " deletes), %" PRIu64
+            " bytes, %" PRIu64 " rows read in %.2f s (%.0f rows/s)\n",
             what, file, s->records, s->puts, s->deletes, s->bytes, s->scanned, s->seconds, rate);
 }
 
@@ -712,8 +728,9 @@ static int cmd_export(const model_spec_t *ms, const emb_tool_args_t *a, FILE *ou
     if (!a->out)
         return errbuf_set(eb, ERR_INVAL, "export: give the file to write with --out FILE");
     if (a->nargs > 0)
-        return errbuf_set(eb, ERR_INVAL, "export: unexpected '%s' (the previous checkpoint goes "
-                                         "after --since)",
+        return errbuf_set(eb, ERR_INVAL,
+                          "export: unexpected '%s' (the previous checkpoint goes "
+                          "after --since)",
                           a->args[0]);
     if (a->since)
         rc = emb_export_delta(a->dir, a->since, &o, a->out, &s, eb);
@@ -763,8 +780,9 @@ int emb_tool_run(const model_spec_t *ms, const emb_tool_args_t *a, FILE *out, er
     else if (!strcmp(a->cmd, "diff"))
         rc = cmd_diff(ms, a, st, out, eb);
     else
-        rc = errbuf_set(eb, ERR_INVAL, "unknown command '%s' (stats, get, top, dump, diff, "
-                                       "export, apply, export-dump)",
+        rc = errbuf_set(eb, ERR_INVAL,
+                        "unknown command '%s' (stats, get, top, dump, diff, "
+                        "export, apply, export-dump)",
                         a->cmd);
     store_close(&st);
     return rc;

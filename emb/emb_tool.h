@@ -40,17 +40,17 @@
 #include "table/store.h"
 
 typedef struct emb_tool_args {
-    const char *cmd;        /* stats, get, top, dump, diff, export, apply, export-dump */
-    const char *dir;        /* data, model or checkpoint directory */
-    char *const *args;      /* get: tokens or keys; diff: the other directory */
+    const char *cmd;   /* stats, get, top, dump, diff, export, apply, export-dump */
+    const char *dir;   /* data, model or checkpoint directory */
+    char *const *args; /* get: tokens or keys; diff: the other directory */
     int nargs;
-    const char *slot;       /* restrict to one slot, or NULL */
-    const char *by;         /* top: count, norm or age */
-    long n;                 /* top: rows */
-    int json;               /* --json / --format jsonl */
-    int day;                /* current day for ages; export: day of a store without META */
-    const char *out;        /* export, apply: the file to write */
-    const char *since;      /* export: the previous checkpoint (a delta), or NULL (full) */
+    const char *slot;  /* restrict to one slot, or NULL */
+    const char *by;    /* top: count, norm or age */
+    long n;            /* top: rows */
+    int json;          /* --json / --format jsonl */
+    int day;           /* current day for ages; export: day of a store without META */
+    const char *out;   /* export, apply: the file to write */
+    const char *since; /* export: the previous checkpoint (a delta), or NULL (full) */
 } emb_tool_args_t;
 
 /* Run one subcommand, writing to out. Returns 0, 1 ("not found" answers of
@@ -69,11 +69,11 @@ int emb_tool_open(const char *dir, store_t **st, errbuf_t *eb);
 #define EMB_TOOL_NBUCKET 12 /* histogram buckets: 0, 1, 2-3, 4-7, ..., 512-1023, >= 1024 */
 
 typedef struct emb_tool_stats {
-    uint64_t rows;                     /* rows counted, all slots */
-    int day;                           /* the current day the ages count from */
-    uint64_t narrow;                   /* rows narrower than their slot's configured dim */
+    uint64_t rows;   /* rows counted, all slots */
+    int day;         /* the current day the ages count from */
+    uint64_t narrow; /* rows narrower than their slot's configured dim */
     uint64_t slot_rows[MODEL_MAX_SLOTS];
-    double bytes_per_row[MODEL_MAX_SLOTS];  /* stored: key, record header, floats */
+    double bytes_per_row[MODEL_MAX_SLOTS]; /* stored: key, record header, floats */
     uint64_t updates_hist[MODEL_MAX_SLOTS][EMB_TOOL_NBUCKET]; /* rows by update count */
     uint64_t age_hist[MODEL_MAX_SLOTS][EMB_TOOL_NBUCKET];     /* rows by days since last seen */
 } emb_tool_stats_t;
@@ -95,12 +95,12 @@ void emb_tool_print_stats(const model_spec_t *ms, const emb_tool_stats_t *s, int
 /* ---- get ---- */
 
 typedef struct emb_tool_row {
-    int found;                /* 0: no row (never seen, not admitted, expired, not flushed) */
-    int slot;                 /* found: the row's slot */
-    uint64_t key;             /* the key asked for */
-    emb_row_meta_t meta;      /* found: updates, first and last day */
-    uint32_t nf;              /* floats: the embedding (slot dim), then optimizer state */
-    float *floats;            /* nf floats; release with emb_tool_row_release() */
+    int found;           /* 0: no row (never seen, not admitted, expired, not flushed) */
+    int slot;            /* found: the row's slot */
+    uint64_t key;        /* the key asked for */
+    emb_row_meta_t meta; /* found: updates, first and last day */
+    uint32_t nf;         /* floats: the embedding (slot dim), then optimizer state */
+    float *floats;       /* nf floats; release with emb_tool_row_release() */
 } emb_tool_row_t;
 
 /*
@@ -122,16 +122,16 @@ void emb_tool_print_row(const model_spec_t *ms, const char *query, const emb_too
 /* ---- top ---- */
 
 typedef struct emb_tool_ranked {
-    double score;             /* what the rows are ranked by, largest first */
+    double score; /* what the rows are ranked by, largest first */
     int slot;
     uint64_t key;
     uint32_t updates;
     int last_day;
-    double norm;              /* L2 norm of the embedding */
+    double norm; /* L2 norm of the embedding */
 } emb_tool_ranked_t;
 
 typedef struct emb_tool_top {
-    emb_tool_ranked_t *rows;  /* n rows, best first; release with emb_tool_top_release() */
+    emb_tool_ranked_t *rows; /* n rows, best first; release with emb_tool_top_release() */
     long n;
 } emb_tool_top_t;
 
@@ -153,9 +153,9 @@ void emb_tool_print_top(const model_spec_t *ms, const emb_tool_top_t *top, int j
 /* ---- diff ---- */
 
 typedef struct emb_tool_diff_slot {
-    uint64_t added, removed;  /* rows only in B, only in A */
-    uint64_t changed;         /* rows in both whose embedding or update count differ */
-    uint64_t unchanged;       /* rows in both, equal */
+    uint64_t added, removed; /* rows only in B, only in A */
+    uint64_t changed;        /* rows in both whose embedding or update count differ */
+    uint64_t unchanged;      /* rows in both, equal */
     double l2_p50, l2_p90, l2_max, l2_mean; /* L2 norm of the changed rows' change */
 } emb_tool_diff_slot_t;
 
@@ -165,8 +165,7 @@ typedef struct emb_tool_diff {
 
 /* Compare the rows of a (before) with those of b (after), per slot.
  * Returns 0, ERR_NOMEM or a read error. */
-int emb_tool_diff(const model_spec_t *ms, store_t *a, store_t *b, emb_tool_diff_t *d,
-                  errbuf_t *eb);
+int emb_tool_diff(const model_spec_t *ms, store_t *a, store_t *b, emb_tool_diff_t *d, errbuf_t *eb);
 
 /* One line (or one JSON object) per slot with rows in a or b. */
 void emb_tool_print_diff(const model_spec_t *ms, const emb_tool_diff_t *d, int json, FILE *out);

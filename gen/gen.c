@@ -22,8 +22,8 @@
 
 #include "common/clock.h"
 #include "common/dirs.h"
-#include "gen/gen_out.h"
 #include "common/log.h"
+#include "gen/gen_out.h"
 #include "gen/world.h"
 
 #define FIELD_USER "101"

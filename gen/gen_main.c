@@ -8,9 +8,9 @@
 #include <stdio.h>
 
 #include "common/conf.h"
+#include "common/log.h"
 #include "gen/gen.h"
 #include "gen/gen_conf.h"
-#include "common/log.h"
 
 static void usage(FILE *out)
 {

@@ -205,18 +205,10 @@ static void prob_eval(lterm_t *t, int prob, const lterm_t *y)
     lterm_t cvr;
 
     switch (prob) {
-    case P_Y0:
-        *t = y[0];
-        return;
-    case P_Y1:
-        *t = y[1];
-        return;
-    case P_Y0Y1:
-        prod(t, &y[0], &y[1]);
-        return;
-    case P_ESM2_CVR:
-        mix(t, &y[1], &y[2], &y[3]);
-        return;
+    case P_Y0: *t = y[0]; return;
+    case P_Y1: *t = y[1]; return;
+    case P_Y0Y1: prod(t, &y[0], &y[1]); return;
+    case P_ESM2_CVR: mix(t, &y[1], &y[2], &y[3]); return;
     case P_Y0_ESM2_CVR:
         mix(&cvr, &y[1], &y[2], &y[3]);
         prod(t, &y[0], &cvr);
@@ -229,12 +221,9 @@ static int label_of(int label, size_t i, const uint8_t *click, const uint8_t *ac
                     const uint8_t *buy)
 {
     switch (label) {
-    case LABEL_CLICK:
-        return click[i] != 0;
-    case LABEL_ACTION:
-        return click[i] != 0 && action[i] != 0;
-    default:
-        return buy[i] != 0;
+    case LABEL_CLICK: return click[i] != 0;
+    case LABEL_ACTION: return click[i] != 0 && action[i] != 0;
+    default: return buy[i] != 0;
     }
 }
 

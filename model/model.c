@@ -96,8 +96,8 @@ static int check_spec(const model_spec_t *ms, const heads_t *h, size_t max_batch
     if (!h)
         return errbuf_set(eb, ERR_INVAL, "model: unknown model type %d", ms->type);
     if (ms->ntowers != heads_ntowers(h))
-        return errbuf_set(eb, ERR_INVAL, "model %s: %d towers, the model has %d",
-                          heads_name(h), ms->ntowers, heads_ntowers(h));
+        return errbuf_set(eb, ERR_INVAL, "model %s: %d towers, the model has %d", heads_name(h),
+                          ms->ntowers, heads_ntowers(h));
     if (ms->nloss != heads_nloss(h))
         return errbuf_set(eb, ERR_INVAL, "model %s: %d loss weights, the model has %d losses",
                           heads_name(h), ms->nloss, heads_nloss(h));

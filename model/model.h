@@ -58,8 +58,8 @@
 #include <stdio.h>
 
 #include "common/err.h"
-#include "model/heads.h"
 #include "common/model_conf.h"
+#include "model/heads.h"
 
 #define MODEL_DENSE_MAGIC "FNLDENSE"
 #define MODEL_DENSE_VERSION 1

@@ -21,8 +21,7 @@ void modeldir_rows_path(const char *dir, char *buf, size_t len)
     rows_path(dir, buf, len, NULL);
 }
 
-int modeldir_begin(const char *dir, const char *init_from, char *tmp, size_t tmplen,
-                   errbuf_t *eb)
+int modeldir_begin(const char *dir, const char *init_from, char *tmp, size_t tmplen, errbuf_t *eb)
 {
     char from[DIRS_PATH_MAX], to[DIRS_PATH_MAX];
     int rc;

@@ -32,8 +32,7 @@
 /* Prepare DIR.tmp (removing a stale one); its path into tmp[tmplen]. If
  * init_from is not NULL, copy its rows store into the new directory.
  * Returns 0, ERR_INVAL for a path too long, or ERR_IO. */
-int modeldir_begin(const char *dir, const char *init_from, char *tmp, size_t tmplen,
-                   errbuf_t *eb);
+int modeldir_begin(const char *dir, const char *init_from, char *tmp, size_t tmplen, errbuf_t *eb);
 
 /* Write dense.bin and META into tmp (each atomically, tmp fsynced), then
  * install tmp as dir (modeldir_install). Returns 0 or ERR_*. */

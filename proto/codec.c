@@ -62,14 +62,10 @@ static const rows_rule_t *rows_rule(int type)
 
     switch (type) {
     case MSG_PULL:
-    case MSG_ROWS_GET:
-        return &pull;
-    case MSG_PULL_OK:
-        return &pull_ok;
-    case MSG_PUSH:
-        return &push;
-    case MSG_ROWS_OK:
-        return &rows_ok;
+    case MSG_ROWS_GET: return &pull;
+    case MSG_PULL_OK: return &pull_ok;
+    case MSG_PUSH: return &push;
+    case MSG_ROWS_OK: return &rows_ok;
     }
     return NULL;
 }
@@ -226,12 +222,9 @@ static int check_msg(const msg_t *m, int code, errbuf_t *eb)
     if (is_push(type) && m->hdr.seq == 0)
         return errbuf_set(eb, code, "%s: a push needs a sequence number >= 1", tn);
     switch (msg_type_body(type)) {
-    case MSG_BODY_HELLO:
-        return check_hello(type, &m->u.hello, code, eb);
-    case MSG_BODY_ROWS:
-        return check_rows(type, &m->u.rows, code, eb);
-    case MSG_BODY_DENSE:
-        return check_dense(type, &m->u.dense, code, eb);
+    case MSG_BODY_HELLO: return check_hello(type, &m->u.hello, code, eb);
+    case MSG_BODY_ROWS: return check_rows(type, &m->u.rows, code, eb);
+    case MSG_BODY_DENSE: return check_dense(type, &m->u.dense, code, eb);
     case MSG_BODY_PROGRESS:
         if (m->u.progress.found > 1)
             return errbuf_set(eb, code, "%s: found is %" PRIu32 ", not 0 or 1", tn,
@@ -243,8 +236,7 @@ static int check_msg(const msg_t *m, int code, errbuf_t *eb)
         if (m->u.cmd.day < -1)
             return errbuf_set(eb, code, "%s: day %" PRId32 " < -1", tn, m->u.cmd.day);
         return check_text(type, "text", &m->u.cmd.text, MSG_MAX_TEXT, 0, code, eb);
-    case MSG_BODY_KV:
-        return check_kv(type, &m->u.kv, code, eb);
+    case MSG_BODY_KV: return check_kv(type, &m->u.kv, code, eb);
     case MSG_BODY_SCAN:
         if ((rc = check_flags(type, m->u.scan.flags, code, eb)) < 0)
             return rc;
@@ -451,12 +443,8 @@ static void encode_body(msgpack_packer *pk, codec_buf_t *b, const msg_t *m)
     int type = m->hdr.type;
 
     switch (msg_type_body(type)) {
-    case MSG_BODY_HELLO:
-        encode_hello(pk, &m->u.hello);
-        break;
-    case MSG_BODY_ROWS:
-        encode_rows(pk, b, type, &m->u.rows);
-        break;
+    case MSG_BODY_HELLO: encode_hello(pk, &m->u.hello); break;
+    case MSG_BODY_ROWS: encode_rows(pk, b, type, &m->u.rows); break;
     case MSG_BODY_DENSE: {
         const msg_dense_t *d = &m->u.dense;
 
@@ -648,75 +636,33 @@ static int prescan(const unsigned char *p, size_t len, size_t max, errbuf_t *eb)
             /* k: bytes of the length field; n: fixed payload. */
             switch (t) {
             case 0xc4:
-            case 0xd9:
-                k = 1;
-                break; /* bin8, str8 */
+            case 0xd9: k = 1; break; /* bin8, str8 */
             case 0xc5:
-            case 0xda:
-                k = 2;
-                break; /* bin16, str16 */
+            case 0xda: k = 2; break; /* bin16, str16 */
             case 0xc6:
-            case 0xdb:
-                k = 4;
-                break; /* bin32, str32 */
-            case 0xc7:
-                k = 1, n = 1;
-                break; /* ext8 + type */
-            case 0xc8:
-                k = 2, n = 1;
-                break;
-            case 0xc9:
-                k = 4, n = 1;
-                break;
-            case 0xca:
-                n = 4;
-                break; /* float32 */
-            case 0xcb:
-                n = 8;
-                break; /* float64 */
+            case 0xdb: k = 4; break;        /* bin32, str32 */
+            case 0xc7: k = 1, n = 1; break; /* ext8 + type */
+            case 0xc8: k = 2, n = 1; break;
+            case 0xc9: k = 4, n = 1; break;
+            case 0xca: n = 4; break; /* float32 */
+            case 0xcb: n = 8; break; /* float64 */
             case 0xcc:
-            case 0xd0:
-                n = 1;
-                break;
+            case 0xd0: n = 1; break;
             case 0xcd:
-            case 0xd1:
-                n = 2;
-                break;
+            case 0xd1: n = 2; break;
             case 0xce:
-            case 0xd2:
-                n = 4;
-                break;
+            case 0xd2: n = 4; break;
             case 0xcf:
-            case 0xd3:
-                n = 8;
-                break;
-            case 0xd4:
-                n = 2;
-                break; /* fixext 1..16 + type */
-            case 0xd5:
-                n = 3;
-                break;
-            case 0xd6:
-                n = 5;
-                break;
-            case 0xd7:
-                n = 9;
-                break;
-            case 0xd8:
-                n = 17;
-                break;
-            case 0xdc:
-                k = 2, container = 1;
-                break; /* array16 */
-            case 0xdd:
-                k = 4, container = 1;
-                break; /* array32 */
-            case 0xde:
-                k = 2, container = 2;
-                break; /* map16 */
-            case 0xdf:
-                k = 4, container = 2;
-                break; /* map32 */
+            case 0xd3: n = 8; break;
+            case 0xd4: n = 2; break; /* fixext 1..16 + type */
+            case 0xd5: n = 3; break;
+            case 0xd6: n = 5; break;
+            case 0xd7: n = 9; break;
+            case 0xd8: n = 17; break;
+            case 0xdc: k = 2, container = 1; break; /* array16 */
+            case 0xdd: k = 4, container = 1; break; /* array32 */
+            case 0xde: k = 2, container = 2; break; /* map16 */
+            case 0xdf: k = 4, container = 2; break; /* map32 */
             default:
                 return errbuf_set(eb, ERR_PROTO, "byte 0x%02x at %zu is not a msgpack type", t, at);
             }
@@ -760,27 +706,17 @@ typedef struct dec {
 static const char *obj_kind(const msgpack_object *o)
 {
     switch (o->type) {
-    case MSGPACK_OBJECT_NIL:
-        return "nil";
-    case MSGPACK_OBJECT_BOOLEAN:
-        return "bool";
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        return "uint";
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        return "negative int";
+    case MSGPACK_OBJECT_NIL: return "nil";
+    case MSGPACK_OBJECT_BOOLEAN: return "bool";
+    case MSGPACK_OBJECT_POSITIVE_INTEGER: return "uint";
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return "negative int";
     case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64:
-        return "float";
-    case MSGPACK_OBJECT_STR:
-        return "str";
-    case MSGPACK_OBJECT_ARRAY:
-        return "array";
-    case MSGPACK_OBJECT_MAP:
-        return "map";
-    case MSGPACK_OBJECT_BIN:
-        return "bin";
-    case MSGPACK_OBJECT_EXT:
-        return "ext";
+    case MSGPACK_OBJECT_FLOAT64: return "float";
+    case MSGPACK_OBJECT_STR: return "str";
+    case MSGPACK_OBJECT_ARRAY: return "array";
+    case MSGPACK_OBJECT_MAP: return "map";
+    case MSGPACK_OBJECT_BIN: return "bin";
+    case MSGPACK_OBJECT_EXT: return "ext";
     }
     return "?";
 }
@@ -1037,14 +973,10 @@ static int decode_body(dec_t *c, codec_dec_t *d, const msgpack_object *body, msg
     int rc;
 
     switch (msg_type_body(c->type)) {
-    case MSG_BODY_HELLO:
-        return decode_hello(c, body, &m->u.hello);
-    case MSG_BODY_ROWS:
-        return decode_rows(c, body, &m->u.rows);
-    case MSG_BODY_DENSE:
-        return decode_dense(c, body, &m->u.dense);
-    case MSG_BODY_PROGRESS:
-        return decode_progress(c, body, &m->u.progress);
+    case MSG_BODY_HELLO: return decode_hello(c, body, &m->u.hello);
+    case MSG_BODY_ROWS: return decode_rows(c, body, &m->u.rows);
+    case MSG_BODY_DENSE: return decode_dense(c, body, &m->u.dense);
+    case MSG_BODY_PROGRESS: return decode_progress(c, body, &m->u.progress);
     case MSG_BODY_CMD:
         if ((rc = get_array(c, body, "body", 3, &f)) < 0 ||
             (rc = get_u32(c, &f[0], "flags", &m->u.cmd.flags)) < 0 ||
@@ -1052,8 +984,7 @@ static int decode_body(dec_t *c, codec_dec_t *d, const msgpack_object *body, msg
             (rc = get_str(c, &f[2], "text", &m->u.cmd.text)) < 0)
             return rc;
         return 0;
-    case MSG_BODY_KV:
-        return decode_kv(c, d, body, &m->u.kv);
+    case MSG_BODY_KV: return decode_kv(c, d, body, &m->u.kv);
     case MSG_BODY_SCAN:
         if ((rc = get_array(c, body, "body", 4, &f)) < 0 ||
             (rc = get_u32(c, &f[0], "slot", &m->u.scan.slot)) < 0 ||
@@ -1110,8 +1041,7 @@ static int unpack(codec_dec_t *d, const void *data, size_t len, msgpack_object *
         return rc;
     msgpack_zone_clear(&d->zone);
     switch (msgpack_unpack(data, len, &off, &d->zone, root)) {
-    case MSGPACK_UNPACK_SUCCESS:
-        return 0;
+    case MSGPACK_UNPACK_SUCCESS: return 0;
     case MSGPACK_UNPACK_NOMEM_ERROR:
         return errbuf_set(eb, ERR_NOMEM, "out of memory decoding %zu bytes", len);
     default: /* prescan() makes these unreachable; stay safe anyway */
@@ -1270,9 +1200,8 @@ int codec_hello_check(const msg_hello_t *mine, const msg_hello_t *peer, errbuf_t
 static int peer_code(int32_t code)
 {
     switch (code) {
-#define X(name, val, text)                                                                         \
-    case (val):                                                                                    \
-        return (val);
+#define X(name, val, text) \
+    case (val): return (val);
         ERR_LIST(X)
 #undef X
     }

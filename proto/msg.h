@@ -119,31 +119,31 @@
  * body kind; flags the MSG_F_* bits the type may carry. Codes are on the
  * wire: never renumber, only append.
  */
-#define MSG_TYPES(X)                                                                               \
-    X(HELLO, 1, HELLO_OK, HELLO, MSG_F_PROBE,                                                      \
-      "handshake: shard id and count, table layout, optimizers, dense size")                       \
-    X(HELLO_OK, 2, NONE, HELLO, 0, "handshake reply: the shard's own layout, compared both ways")  \
-    X(PULL, 3, PULL_OK, ROWS, MSG_F_READONLY, "pull embedding rows: per slot, keys")               \
-    X(PULL_OK, 4, NONE, ROWS, 0, "pulled rows: per slot, rows in request key order")               \
-    X(PUSH, 5, ACK, ROWS, MSG_F_ASSIGN | MSG_F_STATE,                                              \
-      "push gradients: per slot, keys, gradient rows, occurrence counts")                          \
-    X(PULL_DENSE, 6, PULL_DENSE_OK, DENSE, 0, "pull a range of the dense parameter vector")        \
-    X(PULL_DENSE_OK, 7, NONE, DENSE, 0, "the values of a dense range")                             \
-    X(PUSH_DENSE, 8, ACK, DENSE, MSG_F_ASSIGN, "push a gradient (or values) for a dense range")    \
-    X(PROGRESS_SET, 9, ACK, PROGRESS, 0, "record a worker's reader position")                      \
-    X(PROGRESS_GET, 10, PROGRESS_OK, PROGRESS, 0, "ask for a worker's last reader position")       \
-    X(PROGRESS_OK, 11, NONE, PROGRESS, 0, "a worker's reader position, if one was recorded")       \
-    X(STATS, 12, STATS_OK, CMD, 0, "ask for the counters whose name starts with text")             \
-    X(STATS_OK, 13, NONE, KV, 0, "counters: name -> uint64 or string")                             \
-    X(FLUSH, 14, ACK, CMD, 0, "write dirty rows to the durable store now")                         \
-    X(CHECKPOINT, 15, ACK, CMD, 0, "write a consistent checkpoint of day into directory text")     \
-    X(EXPORT, 16, ACK, CMD, MSG_F_DELTA, "export rows of day (full or delta) to path text")        \
-    X(BEGIN_DAY, 17, ACK, CMD, MSG_F_EXPIRE, "set the current day; optionally expire stale rows")  \
-    X(ROWS_GET, 18, ROWS_OK, ROWS, MSG_F_STATE, "inspect rows: per slot, keys")                    \
-    X(SCAN, 19, ROWS_OK, SCAN, MSG_F_STATE, "iterate over a slot's rows from a cursor")            \
-    X(ROWS_OK, 20, NONE, ROWS, MSG_F_STATE, "inspected rows: keys, metadata, values, cursor")      \
-    X(SHUTDOWN, 21, ACK, CMD, 0, "flush and stop the shard")                                       \
-    X(ACK, 22, NONE, KV, MSG_F_DUPLICATE, "request done; optional result counters")                \
+#define MSG_TYPES(X)                                                                              \
+    X(HELLO, 1, HELLO_OK, HELLO, MSG_F_PROBE,                                                     \
+      "handshake: shard id and count, table layout, optimizers, dense size")                      \
+    X(HELLO_OK, 2, NONE, HELLO, 0, "handshake reply: the shard's own layout, compared both ways") \
+    X(PULL, 3, PULL_OK, ROWS, MSG_F_READONLY, "pull embedding rows: per slot, keys")              \
+    X(PULL_OK, 4, NONE, ROWS, 0, "pulled rows: per slot, rows in request key order")              \
+    X(PUSH, 5, ACK, ROWS, MSG_F_ASSIGN | MSG_F_STATE,                                             \
+      "push gradients: per slot, keys, gradient rows, occurrence counts")                         \
+    X(PULL_DENSE, 6, PULL_DENSE_OK, DENSE, 0, "pull a range of the dense parameter vector")       \
+    X(PULL_DENSE_OK, 7, NONE, DENSE, 0, "the values of a dense range")                            \
+    X(PUSH_DENSE, 8, ACK, DENSE, MSG_F_ASSIGN, "push a gradient (or values) for a dense range")   \
+    X(PROGRESS_SET, 9, ACK, PROGRESS, 0, "record a worker's reader position")                     \
+    X(PROGRESS_GET, 10, PROGRESS_OK, PROGRESS, 0, "ask for a worker's last reader position")      \
+    X(PROGRESS_OK, 11, NONE, PROGRESS, 0, "a worker's reader position, if one was recorded")      \
+    X(STATS, 12, STATS_OK, CMD, 0, "ask for the counters whose name starts with text")            \
+    X(STATS_OK, 13, NONE, KV, 0, "counters: name -> uint64 or string")                            \
+    X(FLUSH, 14, ACK, CMD, 0, "write dirty rows to the durable store now")                        \
+    X(CHECKPOINT, 15, ACK, CMD, 0, "write a consistent checkpoint of day into directory text")    \
+    X(EXPORT, 16, ACK, CMD, MSG_F_DELTA, "export rows of day (full or delta) to path text")       \
+    X(BEGIN_DAY, 17, ACK, CMD, MSG_F_EXPIRE, "set the current day; optionally expire stale rows") \
+    X(ROWS_GET, 18, ROWS_OK, ROWS, MSG_F_STATE, "inspect rows: per slot, keys")                   \
+    X(SCAN, 19, ROWS_OK, SCAN, MSG_F_STATE, "iterate over a slot's rows from a cursor")           \
+    X(ROWS_OK, 20, NONE, ROWS, MSG_F_STATE, "inspected rows: keys, metadata, values, cursor")     \
+    X(SHUTDOWN, 21, ACK, CMD, 0, "flush and stop the shard")                                      \
+    X(ACK, 22, NONE, KV, MSG_F_DUPLICATE, "request done; optional result counters")               \
     X(ERROR, 23, NONE, ERROR, 0, "request failed: ERR_* code and message")
 
 enum {
@@ -155,14 +155,14 @@ enum {
 };
 
 /* Body kinds: X(name, description). */
-#define MSG_BODIES(X)                                                                              \
-    X(HELLO, "handshake: layout")                                                                  \
-    X(ROWS, "per-slot keys and rows")                                                              \
-    X(DENSE, "range of the dense vector")                                                          \
-    X(PROGRESS, "worker reader position")                                                          \
-    X(CMD, "control request: flags, day, text")                                                    \
-    X(KV, "list of counters")                                                                      \
-    X(SCAN, "table iteration request")                                                             \
+#define MSG_BODIES(X)                           \
+    X(HELLO, "handshake: layout")               \
+    X(ROWS, "per-slot keys and rows")           \
+    X(DENSE, "range of the dense vector")       \
+    X(PROGRESS, "worker reader position")       \
+    X(CMD, "control request: flags, day, text") \
+    X(KV, "list of counters")                   \
+    X(SCAN, "table iteration request")          \
     X(ERROR, "error code and text")
 
 enum {
@@ -312,9 +312,8 @@ typedef struct msg {
 static inline const char *msg_type_name(int type)
 {
     switch (type) {
-#define X(name, code, reply, body, flags, desc)                                                    \
-    case MSG_##name:                                                                               \
-        return #name;
+#define X(name, code, reply, body, flags, desc) \
+    case MSG_##name: return #name;
         MSG_TYPES(X)
 #undef X
     }
@@ -325,9 +324,8 @@ static inline const char *msg_type_name(int type)
 static inline const char *msg_type_desc(int type)
 {
     switch (type) {
-#define X(name, code, reply, body, flags, desc)                                                    \
-    case MSG_##name:                                                                               \
-        return desc;
+#define X(name, code, reply, body, flags, desc) \
+    case MSG_##name: return desc;
         MSG_TYPES(X)
 #undef X
     }
@@ -338,9 +336,8 @@ static inline const char *msg_type_desc(int type)
 static inline int msg_type_reply(int type)
 {
     switch (type) {
-#define X(name, code, reply, body, flags, desc)                                                    \
-    case MSG_##name:                                                                               \
-        return MSG_##reply;
+#define X(name, code, reply, body, flags, desc) \
+    case MSG_##name: return MSG_##reply;
         MSG_TYPES(X)
 #undef X
     }
@@ -351,9 +348,8 @@ static inline int msg_type_reply(int type)
 static inline int msg_type_body(int type)
 {
     switch (type) {
-#define X(name, code, reply, body, flags, desc)                                                    \
-    case MSG_##name:                                                                               \
-        return MSG_BODY_##body;
+#define X(name, code, reply, body, flags, desc) \
+    case MSG_##name: return MSG_BODY_##body;
         MSG_TYPES(X)
 #undef X
     }
@@ -364,9 +360,8 @@ static inline int msg_type_body(int type)
 static inline uint32_t msg_type_flags(int type)
 {
     switch (type) {
-#define X(name, code, reply, body, flags, desc)                                                    \
-    case MSG_##name:                                                                               \
-        return (flags);
+#define X(name, code, reply, body, flags, desc) \
+    case MSG_##name: return (flags);
         MSG_TYPES(X)
 #undef X
     }
@@ -397,25 +392,15 @@ static inline void msg_init(msg_t *m, int type, uint64_t req_id)
         m->u.rows.cursor = 0;
         m->u.rows.nslots = 0;
         break;
-    case MSG_BODY_DENSE:
-        memset(&m->u.dense, 0, sizeof(m->u.dense));
-        break;
-    case MSG_BODY_PROGRESS:
-        memset(&m->u.progress, 0, sizeof(m->u.progress));
-        break;
+    case MSG_BODY_DENSE: memset(&m->u.dense, 0, sizeof(m->u.dense)); break;
+    case MSG_BODY_PROGRESS: memset(&m->u.progress, 0, sizeof(m->u.progress)); break;
     case MSG_BODY_CMD:
         memset(&m->u.cmd, 0, sizeof(m->u.cmd));
         m->u.cmd.day = -1;
         break;
-    case MSG_BODY_KV:
-        memset(&m->u.kv, 0, sizeof(m->u.kv));
-        break;
-    case MSG_BODY_SCAN:
-        memset(&m->u.scan, 0, sizeof(m->u.scan));
-        break;
-    case MSG_BODY_ERROR:
-        memset(&m->u.error, 0, sizeof(m->u.error));
-        break;
+    case MSG_BODY_KV: memset(&m->u.kv, 0, sizeof(m->u.kv)); break;
+    case MSG_BODY_SCAN: memset(&m->u.scan, 0, sizeof(m->u.scan)); break;
+    case MSG_BODY_ERROR: memset(&m->u.error, 0, sizeof(m->u.error)); break;
     }
 }
 

@@ -11,36 +11,36 @@
 #include <zmq.h>
 
 #include "common/clock.h"
-#include "proto/codec.h"
 #include "common/log.h"
+#include "proto/codec.h"
 
 #define WARN_EVERY_S 10.0 /* s between "no reply" warnings about one shard */
 
 typedef struct pending {
     uint64_t req_id;
     int is_push;
-    int replied;         /* raw holds the reply */
+    int replied;          /* raw holds the reply */
     unsigned char *bytes; /* the encoded request, for retries */
     size_t len, cap;
-    double first_sent;   /* s */
-    double sent_at;      /* s, last (re)send */
+    double first_sent; /* s */
+    double sent_at;    /* s, last (re)send */
     int attempts;
-    zmq_msg_t raw;       /* the reply, when replied */
+    zmq_msg_t raw; /* the reply, when replied */
 } pending_t;
 
 typedef struct shard_conn {
     void *sock;
     char endpoint[256];
-    uint64_t next_seq;    /* push sequence numbers, per shard */
-    pending_t *pend;      /* outstanding requests */
+    uint64_t next_seq; /* push sequence numbers, per shard */
+    pending_t *pend;   /* outstanding requests */
     size_t npend, cap;
-    int pushes;           /* unacknowledged pushes */
-    double last_heard;    /* s */
-    double warned_at;     /* s; when "no reply" was last logged, 0: not since the last reply */
+    int pushes;        /* unacknowledged pushes */
+    double last_heard; /* s */
+    double warned_at;  /* s; when "no reply" was last logged, 0: not since the last reply */
     codec_dec_t *dec;
-    zmq_msg_t cur;        /* bytes of the last reply handed out */
+    zmq_msg_t cur; /* bytes of the last reply handed out */
     int has_cur;
-    int push_err;         /* first error a push got back */
+    int push_err; /* first error a push got back */
     errbuf_t push_eb;
 } shard_conn_t;
 
@@ -50,7 +50,7 @@ struct ps_client {
     int n;
     shard_conn_t *sh;
     codec_buf_t enc;
-    codec_dec_t *scratch;  /* decodes replies on arrival */
+    codec_dec_t *scratch; /* decodes replies on arrival */
     uint64_t next_req;
     uint64_t duplicates;
     volatile sig_atomic_t *stop;
@@ -89,8 +89,8 @@ int ps_client_open(ps_client_t **out, char *const *endpoints, int n, const ps_cl
 
     *out = NULL;
     if (n < 1 || n > PS_CLIENT_MAX_SHARDS)
-        return errbuf_set(eb, ERR_INVAL, "need 1..%d shard endpoints, got %d",
-                          PS_CLIENT_MAX_SHARDS, n);
+        return errbuf_set(eb, ERR_INVAL, "need 1..%d shard endpoints, got %d", PS_CLIENT_MAX_SHARDS,
+                          n);
     c = calloc(1, sizeof(*c));
     if (!c)
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
@@ -315,8 +315,8 @@ static int retry_overdue(ps_client_t *c, int i, errbuf_t *eb)
     double since = now - (s->last_heard > oldest ? s->last_heard : oldest);
     if (since * 1000.0 >= c->o.timeout_ms && since <= c->o.deadline_s &&
         now - s->warned_at >= WARN_EVERY_S) {
-        LOG_WARN("shard %d (%s): no reply for %.0f s, retrying until deadline_s %d", i,
-                 s->endpoint, since, c->o.deadline_s);
+        LOG_WARN("shard %d (%s): no reply for %.0f s, retrying until deadline_s %d", i, s->endpoint,
+                 since, c->o.deadline_s);
         s->warned_at = now;
     }
     if (since > c->o.deadline_s)

@@ -39,11 +39,11 @@
 typedef struct ps_client ps_client_t;
 
 typedef struct ps_client_opts {
-    uint32_t sender;      /* worker rank, or MSG_SENDER_TOOL */
-    int timeout_ms;       /* resend a request unanswered this long */
-    int deadline_s;       /* give up on a shard silent this long */
-    int max_inflight;     /* unacknowledged pushes per shard before a push waits */
-    size_t max_msg;       /* largest message accepted (bytes; 0: default) */
+    uint32_t sender;  /* worker rank, or MSG_SENDER_TOOL */
+    int timeout_ms;   /* resend a request unanswered this long */
+    int deadline_s;   /* give up on a shard silent this long */
+    int max_inflight; /* unacknowledged pushes per shard before a push waits */
+    size_t max_msg;   /* largest message accepted (bytes; 0: default) */
 } ps_client_opts_t;
 
 /*

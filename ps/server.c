@@ -14,33 +14,33 @@
 #include <zmq.h>
 
 #include "common/clock.h"
-#include "proto/codec.h"
-#include "ps/dense_shard.h"
 #include "common/dirs.h"
-#include "table/emb_table.h"
 #include "common/log.h"
+#include "proto/codec.h"
 #include "proto/msg.h"
+#include "ps/dense_shard.h"
 #include "ps/shard_meta.h"
+#include "table/emb_table.h"
 #include "table/store.h"
 
 /* Counters reported by STATS, listed once. */
-#define SERVER_COUNTERS(X)                                                                         \
-    X(requests, "messages received (every payload, good or bad)")                                  \
-    X(bytes_in, "bytes of payloads received")                                                      \
-    X(bytes_out, "bytes of replies sent")                                                          \
-    X(replies_dropped, "replies ZeroMQ could not queue (peer gone or not reading)")                \
-    X(pull_keys, "keys pulled")                                                                    \
-    X(push_keys, "keys pushed")                                                                    \
-    X(pushes, "pushes applied (rows and dense)")                                                   \
-    X(duplicate_pushes, "retried pushes answered without applying them")                           \
-    X(lost_pushes, "pushes applied before a crash and not flushed (since this start)")             \
-    X(dense_pulls, "dense range pulls")                                                            \
-    X(dense_pushes, "dense gradients and assignments applied")                                     \
-    X(errors, "requests answered with an error (errors_<CODE>: by kind)")                          \
-    X(bad_messages, "messages that did not decode, were not requests or had bad framing")          \
-    X(bad_frames, "of bad_messages: multipart messages dropped without a reply")                   \
-    X(flushes, "flushes to RocksDB")                                                               \
-    X(rows_flushed, "rows written by flushes")                                                     \
+#define SERVER_COUNTERS(X)                                                                \
+    X(requests, "messages received (every payload, good or bad)")                         \
+    X(bytes_in, "bytes of payloads received")                                             \
+    X(bytes_out, "bytes of replies sent")                                                 \
+    X(replies_dropped, "replies ZeroMQ could not queue (peer gone or not reading)")       \
+    X(pull_keys, "keys pulled")                                                           \
+    X(push_keys, "keys pushed")                                                           \
+    X(pushes, "pushes applied (rows and dense)")                                          \
+    X(duplicate_pushes, "retried pushes answered without applying them")                  \
+    X(lost_pushes, "pushes applied before a crash and not flushed (since this start)")    \
+    X(dense_pulls, "dense range pulls")                                                   \
+    X(dense_pushes, "dense gradients and assignments applied")                            \
+    X(errors, "requests answered with an error (errors_<CODE>: by kind)")                 \
+    X(bad_messages, "messages that did not decode, were not requests or had bad framing") \
+    X(bad_frames, "of bad_messages: multipart messages dropped without a reply")          \
+    X(flushes, "flushes to RocksDB")                                                      \
+    X(rows_flushed, "rows written by flushes")                                            \
     X(checkpoints, "checkpoints written")
 
 typedef struct counters {
@@ -67,13 +67,13 @@ typedef struct server {
     codec_dec_t *dec;
     codec_buf_t out;
     msg_hello_t hello; /* this shard's layout */
-    shard_meta_t meta;       /* push seqs, worker positions, day: saved at each flush */
-    uint64_t *keys;          /* scratch: keys of one request entry (unaligned in the message) */
-    size_t keys_cap;         /* keys */
-    stat_ent_t *st;          /* scratch: STATS entries */
-    size_t st_cap;           /* entries */
-    msg_kv_t *kv;            /* scratch: STATS reply list */
-    size_t kv_cap;           /* entries */
+    shard_meta_t meta; /* push seqs, worker positions, day: saved at each flush */
+    uint64_t *keys;    /* scratch: keys of one request entry (unaligned in the message) */
+    size_t keys_cap;   /* keys */
+    stat_ent_t *st;    /* scratch: STATS entries */
+    size_t st_cap;     /* entries */
+    msg_kv_t *kv;      /* scratch: STATS reply list */
+    size_t kv_cap;     /* entries */
     counters_t c;
     uint64_t by_type[MSG_TYPE_END];
     uint64_t by_err[ERR_KINDS];
@@ -85,9 +85,8 @@ typedef struct server {
 static const char *err_name(int code)
 {
     switch (code) {
-#define X(name, val, text)                                                                         \
-    case val:                                                                                      \
-        return #name;
+#define X(name, val, text) \
+    case val: return #name;
         ERR_LIST(X)
 #undef X
     }
@@ -630,30 +629,20 @@ static int dispatch(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
     int rc;
 
     switch (m->hdr.type) {
-    case MSG_HELLO:
-        return on_hello(s, id, m, eb);
-    case MSG_PULL:
-        return on_pull(s, id, m, eb);
-    case MSG_PUSH:
-        return on_push(s, id, m, eb);
-    case MSG_PULL_DENSE:
-        return on_pull_dense(s, id, m, eb);
-    case MSG_PUSH_DENSE:
-        return on_push_dense(s, id, m, eb);
+    case MSG_HELLO: return on_hello(s, id, m, eb);
+    case MSG_PULL: return on_pull(s, id, m, eb);
+    case MSG_PUSH: return on_push(s, id, m, eb);
+    case MSG_PULL_DENSE: return on_pull_dense(s, id, m, eb);
+    case MSG_PUSH_DENSE: return on_push_dense(s, id, m, eb);
     case MSG_PROGRESS_SET:
-    case MSG_PROGRESS_GET:
-        return on_progress(s, id, m, eb);
-    case MSG_STATS:
-        return on_stats(s, id, m, eb);
+    case MSG_PROGRESS_GET: return on_progress(s, id, m, eb);
+    case MSG_STATS: return on_stats(s, id, m, eb);
     case MSG_FLUSH:
         rc = flush_all(s, eb);
         return rc == 0 ? reply_ack(s, id, m->hdr.req_id, 0, NULL, 0, eb) : rc;
-    case MSG_CHECKPOINT:
-        return on_checkpoint(s, id, m, eb);
-    case MSG_BEGIN_DAY:
-        return on_begin_day(s, id, m, eb);
-    case MSG_ROWS_GET:
-        return on_rows_get(s, id, m, eb);
+    case MSG_CHECKPOINT: return on_checkpoint(s, id, m, eb);
+    case MSG_BEGIN_DAY: return on_begin_day(s, id, m, eb);
+    case MSG_ROWS_GET: return on_rows_get(s, id, m, eb);
     case MSG_SHUTDOWN:
         rc = flush_all(s, eb);
         if (rc != 0)
@@ -754,8 +743,7 @@ out:
 static int open_dense(server_t *s, errbuf_t *eb)
 {
     return dense_shard_init(&s->dense, &s->ms.dense_opt, model_spec_dense_len(&s->ms),
-                            (uint32_t)s->pc->shards,
-                            (uint32_t)s->pc->shard, eb);
+                            (uint32_t)s->pc->shards, (uint32_t)s->pc->shard, eb);
 }
 
 static int open_socket(server_t *s, errbuf_t *eb)

@@ -164,9 +164,10 @@ static int decode_progress(shard_meta_t *m, const unsigned char *v, size_t vl, e
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
     for (uint32_t i = 0; i < n; i++) {
         const unsigned char *p = v + META_HEADER + (size_t)i * PROG_REC;
-        m->prog[i] = (msg_progress_t){
-            bytes_get_le32(p), 1, bytes_get_le32(p + 4), bytes_get_le32(p + 8),
-            bytes_get_le64(p + 16), bytes_get_le64(p + 24), bytes_get_le64(p + 32)};
+        m->prog[i] = (msg_progress_t){bytes_get_le32(p),      1,
+                                      bytes_get_le32(p + 4),  bytes_get_le32(p + 8),
+                                      bytes_get_le64(p + 16), bytes_get_le64(p + 24),
+                                      bytes_get_le64(p + 32)};
     }
     m->nprog = n;
     return 0;

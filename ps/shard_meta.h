@@ -46,15 +46,15 @@ typedef struct shard_sender {
 } shard_sender_t;
 
 typedef struct shard_meta {
-    long long shard;          /* for messages */
-    const char *dir;          /* the data directory, for messages */
-    shard_sender_t *senders;  /* nsenders, in order of first push */
+    long long shard;         /* for messages */
+    const char *dir;         /* the data directory, for messages */
+    shard_sender_t *senders; /* nsenders, in order of first push */
     size_t nsenders;
-    msg_progress_t *prog;     /* recorded positions, one per rank (found = 1) */
+    msg_progress_t *prog; /* recorded positions, one per rank (found = 1) */
     size_t nprog;
-    int day;                  /* the current day, stamped on rows as first/last seen */
-    unsigned char *buf;       /* scratch: the encoded m:seq and m:progress records */
-    size_t buf_cap;           /* bytes */
+    int day;            /* the current day, stamped on rows as first/last seen */
+    unsigned char *buf; /* scratch: the encoded m:seq and m:progress records */
+    size_t buf_cap;     /* bytes */
 } shard_meta_t;
 
 /* Start m empty on day `day` for shard `shard` in data directory dir

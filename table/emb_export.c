@@ -222,8 +222,8 @@ static int begin_record(emb_export_writer_t *w, int op, int slot, uint64_t key, 
                         unsigned char **p, errbuf_t *eb)
 {
     if (slot < 0 || slot >= w->h.nslots)
-        return errbuf_set(eb, ERR_INVAL, "export %s: slot %d is not in the slot table",
-                          w->af.path, slot);
+        return errbuf_set(eb, ERR_INVAL, "export %s: slot %d is not in the slot table", w->af.path,
+                          slot);
     if (w->have_last && cmp_sk(slot, key, w->last_slot, w->last_key) <= 0)
         return errbuf_set(eb, ERR_INVAL,
                           "export %s: record (%d, %016" PRIx64 ") after (%d, %016" PRIx64
@@ -266,8 +266,7 @@ int emb_export_writer_delete(emb_export_writer_t *w, int slot, uint64_t key, err
     int rc;
 
     if (w->h.kind != EMB_EXPORT_DELTA)
-        return errbuf_set(eb, ERR_INVAL, "export %s: a full export has no deletes",
-                          w->af.path);
+        return errbuf_set(eb, ERR_INVAL, "export %s: a full export has no deletes", w->af.path);
     rc = begin_record(w, EMB_EXPORT_DELETE, slot, key, EMB_EXPORT_REC_HEAD, &p, eb);
     if (rc == 0)
         w->deletes++;

@@ -16,7 +16,7 @@
 #define CM_ROWS 4
 #define CM_BITS 18
 #define HDR EMB_ROW_HEADER /* bytes of a record before its floats */
-#define INDEX_MIN 1024 /* smallest index of a slot (positions) */
+#define INDEX_MIN 1024     /* smallest index of a slot (positions) */
 
 /*
  * A resident record, in a slab (memory only, host byte order, unaligned
@@ -65,8 +65,8 @@ struct emb_table {
     int store_maybe_rows; /* 0 while the store provably holds no row */
     sub_t sub[MODEL_MAX_SLOTS];
     emb_table_stats_t st;
-    float *scratch;   /* one row of floats */
-    uint64_t *hm;     /* hashes of a request's keys */
+    float *scratch; /* one row of floats */
+    uint64_t *hm;   /* hashes of a request's keys */
     size_t hm_cap;
     uint16_t *sketch; /* CM_ROWS x 2^CM_BITS sighting counters, or NULL */
     int sketch_dirty; /* counters changed since the sketch was last stored */
@@ -897,7 +897,8 @@ typedef struct row_op {
 
 /* Do op for key k of the request, whose row is record r (or EMPTY).
  * Inlined into the lookup loop: op->kind is the same for every key. */
-__attribute__((always_inline)) static inline void visit(emb_table_t *t, sub_t *s, const row_op_t *op, size_t k, uint32_t r)
+__attribute__((always_inline)) static inline void visit(emb_table_t *t, sub_t *s,
+                                                        const row_op_t *op, size_t k, uint32_t r)
 {
     size_t rb = s->dim * sizeof(float);
 

@@ -6,8 +6,8 @@
 #include <CUnit/CUnit.h>
 #include <string.h>
 
-#include "table/emb_table.h"
 #include "common/optim.h"
+#include "table/emb_table.h"
 #include "table/store.h"
 
 static void test_threshold(void)

@@ -79,7 +79,7 @@ static void test_abort_keeps_the_old_file(void)
     afile_abort(&af);
     CU_ASSERT(!exists(tmp));
     CU_ASSERT(holds(path, "old\n"));
-    afile_abort(&af); /* twice is harmless */
+    afile_abort(&af);                                   /* twice is harmless */
     CU_ASSERT_EQUAL(afile_commit(&af, &eb), ERR_INVAL); /* nothing left to commit */
     CU_ASSERT(holds(path, "old\n"));
 
@@ -145,7 +145,7 @@ static void test_fsync_dirs(void)
     snprintf(path, sizeof(path), "%s/f", root);
     CU_ASSERT_EQUAL(afile_fsync_dir(root, &eb), 0);
     CU_ASSERT_EQUAL(afile_fsync_parent(path, &eb), 0);
-    CU_ASSERT_EQUAL(afile_fsync_parent("f", &eb), 0); /* "." */
+    CU_ASSERT_EQUAL(afile_fsync_parent("f", &eb), 0);  /* "." */
     CU_ASSERT_EQUAL(afile_fsync_parent("/f", &eb), 0); /* "/" */
     snprintf(path, sizeof(path), "%s/missing", root);
     CU_ASSERT_EQUAL(afile_fsync_dir(path, &eb), ERR_IO);

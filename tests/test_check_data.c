@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker/check_data.h"
 #include "tests/util.h"
+#include "worker/check_data.h"
 #include "worker/worker_conf.h"
 
 static char dir[512];

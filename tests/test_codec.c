@@ -17,10 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto/codec.h"
 #include "common/model_conf.h"
-#include "proto/msg.h"
 #include "common/optim.h"
+#include "proto/codec.h"
+#include "proto/msg.h"
 
 /* ---------------------------------------------------------------------- */
 /* Sample messages of every type                                           */
@@ -114,12 +114,8 @@ static int make_sample(msg_t *m, int type)
         set_slot(&m->u.rows.slot[0], 4, 3, 8, keys_a, rows_a, NULL, meta_a);
         set_slot(&m->u.rows.slot[1], 5, 3, 0, keys_a, NULL, NULL, meta_a);
         break;
-    case MSG_PULL_DENSE:
-        m->u.dense = (msg_dense_t){0, 10, 5, NULL};
-        break;
-    case MSG_PULL_DENSE_OK:
-        m->u.dense = (msg_dense_t){0, 10, 5, dense_v};
-        break;
+    case MSG_PULL_DENSE: m->u.dense = (msg_dense_t){0, 10, 5, NULL}; break;
+    case MSG_PULL_DENSE_OK: m->u.dense = (msg_dense_t){0, 10, 5, dense_v}; break;
     case MSG_PUSH_DENSE:
         m->hdr.seq = 78;
         m->u.dense = (msg_dense_t){MSG_F_ASSIGN, UINT64_C(1) << 33, 5, dense_v};
@@ -135,12 +131,9 @@ static int make_sample(msg_t *m, int type)
                                          .line = 123456,
                                          .samples = UINT64_C(987654321)};
         break;
-    case MSG_STATS:
-        m->u.cmd.text = (msg_str_t){"slot.", 5};
-        break;
+    case MSG_STATS: m->u.cmd.text = (msg_str_t){"slot.", 5}; break;
     case MSG_FLUSH:
-    case MSG_SHUTDOWN:
-        break;
+    case MSG_SHUTDOWN: break;
     case MSG_CHECKPOINT:
         m->u.cmd.day = 3;
         m->u.cmd.text = path;
@@ -154,12 +147,8 @@ static int make_sample(msg_t *m, int type)
         m->u.cmd.flags = MSG_F_EXPIRE;
         m->u.cmd.day = 4;
         break;
-    case MSG_STATS_OK:
-        m->u.kv = (msg_kvlist_t){0, 3, kv_a};
-        break;
-    case MSG_ACK:
-        m->u.kv = (msg_kvlist_t){MSG_F_DUPLICATE, 2, kv_a};
-        break;
+    case MSG_STATS_OK: m->u.kv = (msg_kvlist_t){0, 3, kv_a}; break;
+    case MSG_ACK: m->u.kv = (msg_kvlist_t){MSG_F_DUPLICATE, 2, kv_a}; break;
     case MSG_SCAN:
         m->u.scan = (msg_scan_t){.slot = 5, .flags = MSG_F_STATE, .cursor = 99, .limit = 500};
         break;
@@ -167,8 +156,7 @@ static int make_sample(msg_t *m, int type)
         m->u.error.code = ERR_MISMATCH;
         m->u.error.text = (msg_str_t){"slot 2 'cate_id': dim 16 here, 8 at the peer", 44};
         break;
-    default:
-        return -1;
+    default: return -1;
     }
     return 0;
 }
@@ -355,9 +343,7 @@ static void mp_parse(mpn_t *n, const unsigned char *p, size_t *pos)
         n->kind = MP_STR, n->len = t & 0x1f;
     } else {
         switch (t) {
-        case 0xc0:
-            n->kind = MP_NIL;
-            return;
+        case 0xc0: n->kind = MP_NIL; return;
         case 0xcc:
         case 0xcd:
         case 0xce:
@@ -393,8 +379,7 @@ static void mp_parse(mpn_t *n, const unsigned char *p, size_t *pos)
             k = 2 << (t - 0xdc);
             n->kind = MP_ARR;
             break;
-        default:
-            CU_FAIL_FATAL("unexpected msgpack type in our own encoding");
+        default: CU_FAIL_FATAL("unexpected msgpack type in our own encoding");
         }
         n->len = (uint32_t)be(p + *pos, k);
         *pos += (size_t)k;
@@ -421,12 +406,8 @@ static void mp_free(mpn_t *n)
 static void mp_write(tbuf_t *b, const mpn_t *n)
 {
     switch (n->kind) {
-    case MP_NIL:
-        tb_put(b, "\xc0", 1);
-        break;
-    case MP_BOOL:
-        tb_put(b, n->u ? "\xc3" : "\xc2", 1);
-        break;
+    case MP_NIL: tb_put(b, "\xc0", 1); break;
+    case MP_BOOL: tb_put(b, n->u ? "\xc3" : "\xc2", 1); break;
     case MP_UINT:
         if (n->u <= 0x7f)
             tb_be(b, (unsigned)n->u, 0, 0);
@@ -439,9 +420,7 @@ static void mp_write(tbuf_t *b, const mpn_t *n)
         else
             tb_be(b, 0xcf, n->u, 8);
         break;
-    case MP_INT:
-        tb_be(b, 0xd3, (uint64_t)n->i, 8);
-        break;
+    case MP_INT: tb_be(b, 0xd3, (uint64_t)n->i, 8); break;
     case MP_STR:
     case MP_BIN:
         if (n->kind == MP_STR && n->len <= 31)
@@ -1068,15 +1047,9 @@ static void test_fuzz(void)
                                                         0xdf, 0xc6, 0xdb, 0x9f, 0xcf, 0xd3};
 
                 switch (rng_next(&seed) % 6) {
-                case 0:
-                    mut[at] ^= (unsigned char)(1u << (rng_next(&seed) % 8));
-                    break;
-                case 1:
-                    mut[at] = (unsigned char)rng_next(&seed);
-                    break;
-                case 2:
-                    mut[at] = special[rng_next(&seed) % sizeof(special)];
-                    break;
+                case 0: mut[at] ^= (unsigned char)(1u << (rng_next(&seed) % 8)); break;
+                case 1: mut[at] = (unsigned char)rng_next(&seed); break;
+                case 2: mut[at] = special[rng_next(&seed) % sizeof(special)]; break;
                 case 3: /* insert */
                     memmove(mut + at + 1, mut + at, len - at);
                     mut[at] = (unsigned char)rng_next(&seed);
@@ -1086,9 +1059,7 @@ static void test_fuzz(void)
                     memmove(mut + at, mut + at + 1, len - at - 1);
                     len--;
                     break;
-                case 5:
-                    len = at;
-                    break; /* truncate */
+                case 5: len = at; break; /* truncate */
                 }
             }
             rc = fx_decode(&f, mut, len);
@@ -1121,11 +1092,11 @@ static void test_encoder_rejects(void)
     static const char nul_text[] = "a\0b";
 
     fx_init(&f);
-#define REJECT(...)                                                                                \
-    do {                                                                                           \
-        __VA_ARGS__;                                                                               \
-        CU_ASSERT_EQUAL(codec_encode(&f.buf, &f.m, &f.eb), ERR_INVAL);                             \
-        CU_ASSERT_EQUAL(f.buf.len, 0);                                                             \
+#define REJECT(...)                                                    \
+    do {                                                               \
+        __VA_ARGS__;                                                   \
+        CU_ASSERT_EQUAL(codec_encode(&f.buf, &f.m, &f.eb), ERR_INVAL); \
+        CU_ASSERT_EQUAL(f.buf.len, 0);                                 \
     } while (0)
     REJECT(make_sample(&f.m, MSG_PULL); f.m.hdr.type = 0);
     REJECT(make_sample(&f.m, MSG_PULL); f.m.hdr.type = 200);
@@ -1245,13 +1216,13 @@ static void test_hello_check(void)
     codec_hello_from_spec(&a, &spec, 0, 2, 1000, 3);
     CU_ASSERT_EQUAL(a.nslots, (uint32_t)spec.nslots);
     CU_ASSERT_STRING_EQUAL(a.slot[0].name, spec.slot[0].name);
-#define MISMATCH(change, word)                                                                     \
-    do {                                                                                           \
-        b = a;                                                                                     \
-        change;                                                                                    \
-        CU_ASSERT_EQUAL(codec_hello_check(&a, &b, &eb), ERR_MISMATCH);                             \
-        CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, word));                                              \
-        CU_ASSERT_EQUAL(codec_hello_check(&b, &a, &eb), ERR_MISMATCH);                             \
+#define MISMATCH(change, word)                                         \
+    do {                                                               \
+        b = a;                                                         \
+        change;                                                        \
+        CU_ASSERT_EQUAL(codec_hello_check(&a, &b, &eb), ERR_MISMATCH); \
+        CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, word));                  \
+        CU_ASSERT_EQUAL(codec_hello_check(&b, &a, &eb), ERR_MISMATCH); \
     } while (0)
     b = a;
     b.day = 7, b.slot[1].admit_min = 9; /* not layout */

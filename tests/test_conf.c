@@ -11,8 +11,8 @@
 #include "common/conf.h"
 #include "common/model_conf.h"
 #include "common/ps_conf.h"
-#include "worker/worker_conf.h"
 #include "tests/util.h"
+#include "worker/worker_conf.h"
 
 typedef struct tconf {
     model_conf_t model;
@@ -28,12 +28,13 @@ static const conf_key_t tkeys[] = {
 #define MROW(sect, name, ...) {#sect, #name, 0, 0, NULL, 0, 0, NULL, NULL},
     {"model", "emb_dim", CONF_INT, offsetof(tconf_t, model.emb_dim), "16", 1, 1024, NULL, "d"},
     {"model", "slots", CONF_STR, offsetof(tconf_t, model.slots), "a,b", 0, 0, NULL, "s"},
-    {"model", "model_type", CONF_ENUM, offsetof(tconf_t, model.model_type), "esm2", 0, 0, "esm2|esmm|naive", "m"},
+    {"model", "model_type", CONF_ENUM, offsetof(tconf_t, model.model_type), "esm2", 0, 0,
+     "esm2|esmm|naive", "m"},
     ROW(train, batch, INT, "512", 1, 4096, NULL, "rows per batch")
-    ROW(train, lr, FLOAT, "0.5", 0, 1, NULL, "learning rate")
-    ROW(train, verbose, BOOL, "false", 0, 0, NULL, "chatty")
-    ROW(train, mem, SIZE, "1G", 0, 1e15, NULL, "memory")
-    ROW(train, name, STR, "x", 0, 0, NULL, "name")
+        ROW(train, lr, FLOAT, "0.5", 0, 1, NULL, "learning rate")
+            ROW(train, verbose, BOOL, "false", 0, 0, NULL, "chatty")
+                ROW(train, mem, SIZE, "1G", 0, 1e15, NULL, "memory")
+                    ROW(train, name, STR, "x", 0, 0, NULL, "name")
 #undef ROW
 #undef MROW
 };
@@ -138,8 +139,7 @@ static void test_overrides(void)
 
     snprintf(path, sizeof(path), "%s/o.conf", dir);
     tu_write(path, "[train]\nbatch = 64\nlr = 0.1\n");
-    char *argv[] = {"--batch", "128", "in.log", "--conf", path, "--verbose", "--lr=0.3",
-                    "out.log"};
+    char *argv[] = {"--batch", "128", "in.log", "--conf", path, "--verbose", "--lr=0.3", "out.log"};
     CU_ASSERT_EQUAL(conf_parse_args(&tschema, &c, 8, argv, pos, 4, &npos, &help, &eb), 0);
     CU_ASSERT_EQUAL(c.batch, 128); /* command line wins over the file */
     CU_ASSERT_DOUBLE_EQUAL(c.lr, 0.3, 1e-12);
@@ -153,8 +153,7 @@ static void test_overrides(void)
     CU_ASSERT_EQUAL(conf_parse_args(&tschema, &c, 2, bad, pos, 4, &npos, &help, &eb), ERR_CONFIG);
     CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "--no-such-key"));
     char *range[] = {"--batch", "99999"};
-    CU_ASSERT_EQUAL(conf_parse_args(&tschema, &c, 2, range, pos, 4, &npos, &help, &eb),
-                    ERR_CONFIG);
+    CU_ASSERT_EQUAL(conf_parse_args(&tschema, &c, 2, range, pos, 4, &npos, &help, &eb), ERR_CONFIG);
     CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "--batch"));
     char *nov[] = {"--batch"};
     CU_ASSERT_EQUAL(conf_parse_args(&tschema, &c, 1, nov, pos, 4, &npos, &help, &eb), ERR_CONFIG);

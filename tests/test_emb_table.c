@@ -334,7 +334,7 @@ static void run_differential(int kind, int steps, uint64_t seed, diff_counts_t *
         for (size_t j = 0; j < n; j++) {
             /* mostly skewed, sometimes a duplicate of an earlier key */
             idx[j] = (j > 0 && rng_splitmix64(&seed) % 16 == 0) ? idx[rng_splitmix64(&seed) % j]
-                                                          : rng_skewed(&seed, nk);
+                                                                : rng_skewed(&seed, nk);
             keys[j] = r.key[s][idx[j]];
         }
         if (op < 40 || (op >= 40 && op < 50)) { /* pull, creating or not */
@@ -614,22 +614,14 @@ static void test_corrupt_records(void)
         size_t bl = sizeof(rec);
         memcpy(bad, rec, sizeof(rec));
         switch (variant) {
-        case 0:
-            bad[0] = EMB_RECORD_VERSION + 1;
-            break;
-        case 1:
-            bl -= 3;
-            break;
+        case 0: bad[0] = EMB_RECORD_VERSION + 1; break;
+        case 1: bl -= 3; break;
         case 2:
             bad[12] = 7;
             bl -= 4;
             break; /* consistent length, wrong width */
-        case 3:
-            bad[1] = 1;
-            break;
-        case 4:
-            bl = 0;
-            break;
+        case 3: bad[1] = 1; break;
+        case 4: bl = 0; break;
         }
         CU_ASSERT_EQUAL(store_put(st, kb, EMB_KEY_LEN, bad, bl, 0, &eb), 0);
         CU_ASSERT_EQUAL_FATAL(emb_table_open(&t, st, &ms, 0, &eb), 0);

@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "table/emb_table.h"
-#include "emb/emb_tool.h"
 #include "common/keyhash.h"
+#include "emb/emb_tool.h"
+#include "table/emb_table.h"
 #include "table/store.h"
 #include "tests/util.h"
 

@@ -16,9 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/util.h"
 #include "worker/eval.h"
 #include "worker/metrics.h"
-#include "tests/util.h"
 #include "worker/worker_conf.h"
 
 static char dir[512];

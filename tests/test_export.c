@@ -14,11 +14,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "table/emb_export.h"
-#include "table/emb_table.h"
 #include "common/keyhash.h"
 #include "common/meta.h"
 #include "common/route.h"
+#include "table/emb_export.h"
+#include "table/emb_table.h"
 #include "table/store.h"
 #include "tests/util.h"
 

@@ -11,12 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/reader.h"
 #include "gen/gen.h"
 #include "gen/gen_conf.h"
-#include "data/reader.h"
+#include "gen/world.h"
 #include "tests/util.h"
 #include "worker/worker_conf.h"
-#include "gen/world.h"
 
 static char dir[512];
 

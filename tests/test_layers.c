@@ -81,31 +81,31 @@ static int planted(const char *file, const char *line, const char *expect)
 
 static void test_program_uses_program(void)
 {
-    CU_ASSERT_EQUAL(planted("worker/train.c", "#include \"ps/server.h\"",
-                            "worker/train.c:"),
+    CU_ASSERT_EQUAL(planted("worker/train.c", "#include \"ps/server.h\"", "worker/train.c:"),
                     CHECK_FAILED);
-    CU_ASSERT_EQUAL(planted("emb/emb_tool.c", "#include \"worker/param.h\"",
-                            "emb/ may not use worker/"),
-                    CHECK_FAILED);
+    CU_ASSERT_EQUAL(
+        planted("emb/emb_tool.c", "#include \"worker/param.h\"", "emb/ may not use worker/"),
+        CHECK_FAILED);
 }
 
 static void test_library_uses_sibling(void)
 {
-    CU_ASSERT_EQUAL(planted("table/emb_table.h", "#include \"proto/codec.h\"",
-                            "table/ may not use proto/"),
-                    CHECK_FAILED);
+    CU_ASSERT_EQUAL(
+        planted("table/emb_table.h", "#include \"proto/codec.h\"", "table/ may not use proto/"),
+        CHECK_FAILED);
 }
 
 static void test_ground_uses_program(void)
 {
-    CU_ASSERT_EQUAL(planted("common/err.h", "#include \"model/model.h\"",
-                            "common/ may not use model/"),
-                    CHECK_FAILED);
+    CU_ASSERT_EQUAL(
+        planted("common/err.h", "#include \"model/model.h\"", "common/ may not use model/"),
+        CHECK_FAILED);
 }
 
 static void test_include_without_folder(void)
 {
-    CU_ASSERT_EQUAL(planted("proto/codec.c", "#include \"err.h\"", "names no folder"), CHECK_FAILED);
+    CU_ASSERT_EQUAL(planted("proto/codec.c", "#include \"err.h\"", "names no folder"),
+                    CHECK_FAILED);
 }
 
 int test_layers_register(void)
@@ -115,8 +115,7 @@ int test_layers_register(void)
     if (!s)
         return CU_get_error();
     CU_add_test(s, "the tree keeps its layers", test_tree_passes);
-    CU_add_test(s, "a program including another program's header fails",
-                test_program_uses_program);
+    CU_add_test(s, "a program including another program's header fails", test_program_uses_program);
     CU_add_test(s, "a library including a sibling library fails", test_library_uses_sibling);
     CU_add_test(s, "common including a program's header fails", test_ground_uses_program);
     CU_add_test(s, "an include without its folder fails", test_include_without_folder);

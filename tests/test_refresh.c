@@ -27,7 +27,8 @@ static int setup(void)
     tu_bin(gen, sizeof(gen), "funnel-gen");
     snprintf(bin, sizeof(bin), "%s", gen);
     *strrchr(bin, '/') = '\0';
-    return tu_sh(NULL, "%s --out %s/w --days 3 --train 150000 --test 40000 --seed 5 > %s/gen.log 2>&1",
+    return tu_sh(NULL,
+                 "%s --out %s/w --days 3 --train 150000 --test 40000 --seed 5 > %s/gen.log 2>&1",
                  gen, dir, dir) == 0
                ? 0
                : -1;
@@ -47,10 +48,11 @@ static int refresh(int d, const char *prev, const char *name)
     if (prev)
         snprintf(prevarg, sizeof(prevarg), "--prev %s/%s", dir, prev);
     snprintf(out, sizeof(out), "%s/%s.log", dir, name);
-    return tu_sh(out,
-                 "scripts/daily-refresh.sh --bin %s --day %d %s --out %s/%s --worker-opt '%s' "
-                 "--ps-opt '%s' --conf conf/funnel.conf --export-dir %s/exp-%s %s/w/day%d/train.tsv",
-                 bin, d, prevarg, dir, name, OPTS, OPTS, dir, name, dir, d);
+    return tu_sh(
+        out,
+        "scripts/daily-refresh.sh --bin %s --day %d %s --out %s/%s --worker-opt '%s' "
+        "--ps-opt '%s' --conf conf/funnel.conf --export-dir %s/exp-%s %s/w/day%d/train.tsv",
+        bin, d, prevarg, dir, name, OPTS, OPTS, dir, name, dir, d);
 }
 
 /* Start 2 shards from checkpoint ck, predict day d's test into pred, stop. */
@@ -83,8 +85,9 @@ static double auc_of(const char *pred, int d, const char *task)
     double v = NAN;
 
     snprintf(out, sizeof(out), "%s/%s.json", dir, pred);
-    if (tu_sh(NULL, "%s/funnel-worker eval --pred %s/%s --log %s/w/day%d/test.tsv --json > %s "
-                    "2>/dev/null",
+    if (tu_sh(NULL,
+              "%s/funnel-worker eval --pred %s/%s --log %s/w/day%d/test.tsv --json > %s "
+              "2>/dev/null",
               bin, dir, pred, dir, d, out) != 0)
         return NAN;
     json = tu_slurp(out, NULL);
@@ -109,16 +112,16 @@ static void test_three_days(void)
 
     /* the day-3 delta is exactly what changed: yesterday's full export plus
      * today's delta is today's full export, byte for byte */
-    CU_ASSERT_EQUAL(tu_sh(NULL, "%s/funnel-emb apply %s/exp-ck2/full-day2.emb "
-                                "%s/exp-ck3/delta-day3.emb --out %s/rebuilt3.emb > /dev/null",
+    CU_ASSERT_EQUAL(tu_sh(NULL,
+                          "%s/funnel-emb apply %s/exp-ck2/full-day2.emb "
+                          "%s/exp-ck3/delta-day3.emb --out %s/rebuilt3.emb > /dev/null",
                           bin, dir, dir, dir),
                     0);
     CU_ASSERT_EQUAL(tu_sh(NULL, "cmp -s %s/rebuilt3.emb %s/exp-ck3/full-day3.emb", dir, dir), 0);
     /* and it carries tombstones for the rows expired on day 3 */
     snprintf(out, sizeof(out), "%s/delta3.tsv", dir);
-    CU_ASSERT_EQUAL(tu_sh(NULL, "%s/funnel-emb export-dump %s/exp-ck3/delta-day3.emb > %s", bin,
-                          dir, out),
-                    0);
+    CU_ASSERT_EQUAL(
+        tu_sh(NULL, "%s/funnel-emb export-dump %s/exp-ck3/delta-day3.emb > %s", bin, dir, out), 0);
     text = tu_slurp(out, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(text);
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "delete"));
@@ -166,9 +169,9 @@ static void test_three_days(void)
     free(text);
     /* and the diff from day 2 to day 3 shows removed item rows */
     snprintf(out, sizeof(out), "%s/diff23.json", dir);
-    CU_ASSERT_EQUAL(tu_sh(NULL, "%s/funnel-emb diff %s/ck2 %s/ck3 --json %s > %s", bin, dir, dir,
-                          OPTS, out),
-                    0);
+    CU_ASSERT_EQUAL(
+        tu_sh(NULL, "%s/funnel-emb diff %s/ck2 %s/ck3 --json %s > %s", bin, dir, dir, OPTS, out),
+        0);
     text = tu_slurp(out, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(text);
     char *item = strstr(text, "\"item_id\":{");
@@ -258,12 +261,14 @@ static void test_checkpoint_during_training(void)
     CU_ASSERT_FATAL(settled);
     text = tu_slurp(pids, NULL);
     /* ck/ does not exist yet: --out creates its parents */
-    CU_ASSERT_EQUAL(tu_sh(NULL, "%s/funnel-worker ctl checkpoint %s --ps %s --out %s/ck/mid --day 1 "
-                                "> /dev/null",
+    CU_ASSERT_EQUAL(tu_sh(NULL,
+                          "%s/funnel-worker ctl checkpoint %s --ps %s --out %s/ck/mid --day 1 "
+                          "> /dev/null",
                           bin, OPTS, endpoints, dir),
                     0);
-    CU_ASSERT_EQUAL(tu_sh(NULL, "%s/funnel-worker predict %s --ps %s --in %s/w/day1/test.tsv "
-                                "--out %s/mid-live.tsv 2>/dev/null",
+    CU_ASSERT_EQUAL(tu_sh(NULL,
+                          "%s/funnel-worker predict %s --ps %s --in %s/w/day1/test.tsv "
+                          "--out %s/mid-live.tsv 2>/dev/null",
                           bin, OPTS, endpoints, dir, dir),
                     0);
     tu_sh(NULL, "kill -CONT $(cat %s) 2>/dev/null", pids);

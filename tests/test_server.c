@@ -29,14 +29,14 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "proto/codec.h"
-#include "ps/dense_shard.h"
-#include "ps/shard_meta.h"
 #include "common/model_conf.h"
-#include "proto/msg.h"
 #include "common/optim.h"
 #include "common/ps_conf.h"
 #include "common/route.h"
+#include "proto/codec.h"
+#include "proto/msg.h"
+#include "ps/dense_shard.h"
+#include "ps/shard_meta.h"
 #include "table/store.h"
 #include "tests/util.h"
 

@@ -23,8 +23,9 @@ static int setup(void)
         return -1;
     tu_bin(gen, sizeof(gen), "funnel-gen");
     tu_bin(worker, sizeof(worker), "funnel-worker");
-    return tu_sh(NULL, "%s --out %s/data --train 300000 --test 100000 --seed 11 "
-                       "> %s/gen.log 2>&1",
+    return tu_sh(NULL,
+                 "%s --out %s/data --train 300000 --test 100000 --seed 11 "
+                 "> %s/gen.log 2>&1",
                  gen, dir, dir) == 0
                ? 0
                : -1;
@@ -65,21 +66,23 @@ static void test_train_predict_eval_beats_constant(void)
     char *json;
 
     snprintf(out, sizeof(out), "%s/train.log", dir);
-    CU_ASSERT_EQUAL_FATAL(tu_sh(out, "%s train --towers 128,64 --model %s/m1 %s/data/train.tsv",
-                                worker, dir, dir),
-                          0);
+    CU_ASSERT_EQUAL_FATAL(
+        tu_sh(out, "%s train --towers 128,64 --model %s/m1 %s/data/train.tsv", worker, dir, dir),
+        0);
     snprintf(path, sizeof(path), "%s/m1/META", dir);
     char *meta = tu_slurp(path, NULL);
     CU_ASSERT_PTR_NOT_NULL(meta ? strstr(meta, "model esm2") : NULL);
     free(meta);
     snprintf(out, sizeof(out), "%s/predict.log", dir);
-    CU_ASSERT_EQUAL_FATAL(tu_sh(out, "%s predict --towers 128,64 --model %s/m1 --in %s/data/test.tsv "
-                                     "--out %s/pred.tsv",
+    CU_ASSERT_EQUAL_FATAL(tu_sh(out,
+                                "%s predict --towers 128,64 --model %s/m1 --in %s/data/test.tsv "
+                                "--out %s/pred.tsv",
                                 worker, dir, dir, dir),
                           0);
     snprintf(out, sizeof(out), "%s/eval.json", dir);
-    CU_ASSERT_EQUAL_FATAL(tu_sh(NULL, "%s eval --pred %s/pred.tsv --log %s/data/test.tsv "
-                                      "--truth %s/data/test.truth.tsv --json > %s 2>/dev/null",
+    CU_ASSERT_EQUAL_FATAL(tu_sh(NULL,
+                                "%s eval --pred %s/pred.tsv --log %s/data/test.tsv "
+                                "--truth %s/data/test.truth.tsv --json > %s 2>/dev/null",
                                 worker, dir, dir, dir, out),
                           0);
     json = tu_slurp(out, NULL);
@@ -92,7 +95,7 @@ static void test_train_predict_eval_beats_constant(void)
         double oracle = json_num(json, tasks[i], "oracle_auc");
         if (!(auc > 0.58))
             fprintf(stderr, "\n  %s: auc %.4f (oracle %.4f)\n", tasks[i], auc, oracle);
-        CU_ASSERT(auc > 0.58);    /* a constant predictor has 0.5 */
+        CU_ASSERT(auc > 0.58);           /* a constant predictor has 0.5 */
         CU_ASSERT(auc <= oracle + 0.01); /* nobody beats the truth */
         CU_ASSERT(ll < const_logloss(rate));
     }
@@ -105,8 +108,9 @@ static void test_saved_model_predicts_identically(void)
     size_t la, lb;
 
     snprintf(out, sizeof(out), "%s/predict2.log", dir);
-    CU_ASSERT_EQUAL_FATAL(tu_sh(out, "%s predict --towers 128,64 --model %s/m1 --in %s/data/test.tsv "
-                                     "--out %s/pred2.tsv",
+    CU_ASSERT_EQUAL_FATAL(tu_sh(out,
+                                "%s predict --towers 128,64 --model %s/m1 --in %s/data/test.tsv "
+                                "--out %s/pred2.tsv",
                                 worker, dir, dir, dir),
                           0);
     snprintf(a, sizeof(a), "%s/pred.tsv", dir);
@@ -127,14 +131,16 @@ static void test_continue_from_saved_model(void)
 
     snprintf(out, sizeof(out), "%s/train2.log", dir);
     /* days/2 does not exist yet: --model creates its parents */
-    CU_ASSERT_EQUAL(tu_sh(out, "%s train --towers 128,64 --init-from %s/m1 --model %s/days/2/m2 "
-                               "%s/data/train.tsv",
+    CU_ASSERT_EQUAL(tu_sh(out,
+                          "%s train --towers 128,64 --init-from %s/m1 --model %s/days/2/m2 "
+                          "%s/data/train.tsv",
                           worker, dir, dir, dir),
                     0);
     /* the wrong model type is refused, naming what differs */
     snprintf(out, sizeof(out), "%s/train3.log", dir);
-    CU_ASSERT_NOT_EQUAL(tu_sh(out, "%s train --model_type esmm --loss_weights 1,1 --towers "
-                                   "128,64 --init-from %s/m1 --model %s/m3 %s/data/test.tsv",
+    CU_ASSERT_NOT_EQUAL(tu_sh(out,
+                              "%s train --model_type esmm --loss_weights 1,1 --towers "
+                              "128,64 --init-from %s/m1 --model %s/m3 %s/data/test.tsv",
                               worker, dir, dir, dir),
                         0);
     log = tu_slurp(out, NULL);
@@ -172,7 +178,8 @@ int test_train_register(void)
         return CU_get_error();
     CU_add_test(s, "train, predict, eval: beats a constant predictor on every task",
                 test_train_predict_eval_beats_constant);
-    CU_add_test(s, "a saved model predicts identically twice", test_saved_model_predicts_identically);
+    CU_add_test(s, "a saved model predicts identically twice",
+                test_saved_model_predicts_identically);
     CU_add_test(s, "--init-from continues; a mismatched model is refused",
                 test_continue_from_saved_model);
     CU_add_test(s, "check-data on generated and broken logs",

@@ -15,7 +15,8 @@
 #include "model/modeldir.h"
 #include "proto/ps_client.h"
 
-static int connect_cluster(ps_client_t **c, const worker_conf_t *wc, char *buf, size_t len, errbuf_t *eb)
+static int connect_cluster(ps_client_t **c, const worker_conf_t *wc, char *buf, size_t len,
+                           errbuf_t *eb)
 {
     char *eps[PS_CLIENT_MAX_SHARDS];
     int n;

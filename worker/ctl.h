@@ -33,10 +33,10 @@
 #include "worker/worker_conf.h"
 
 typedef struct ctl_args {
-    const char *cmd;   /* stats, flush, checkpoint, begin-day, shutdown */
-    const char *out;   /* checkpoint directory */
-    int day;           /* -1: none */
-    int expire;        /* begin-day: expire stale rows */
+    const char *cmd; /* stats, flush, checkpoint, begin-day, shutdown */
+    const char *out; /* checkpoint directory */
+    int day;         /* -1: none */
+    int expire;      /* begin-day: expire stale rows */
     int json;
 } ctl_args_t;
 

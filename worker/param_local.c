@@ -43,17 +43,16 @@ static int local_pull_finish(param_t *p, float *const *rows, errbuf_t *eb)
     for (int s = 0; s < req->nslots; s++) {
         if (req->n[s] == 0)
             continue;
-        int rc = emb_table_pull(l->table, s, req->keys[s], req->n[s], rows[s],
-                                l->mode == PARAM_PULL_TRAIN ? EMB_PULL_CREATE : EMB_PULL_READONLY,
-                                eb);
+        int rc =
+            emb_table_pull(l->table, s, req->keys[s], req->n[s], rows[s],
+                           l->mode == PARAM_PULL_TRAIN ? EMB_PULL_CREATE : EMB_PULL_READONLY, eb);
         if (rc != 0)
             return rc;
     }
     return 0;
 }
 
-static int local_push(param_t *p, const param_req_t *req, const float *const *grads,
-                      errbuf_t *eb)
+static int local_push(param_t *p, const param_req_t *req, const float *const *grads, errbuf_t *eb)
 {
     local_t *l = (local_t *)p;
 
@@ -113,8 +112,9 @@ static void local_destroy(param_t *p)
 }
 
 static const param_ops_t local_ops = {
-    local_pull_start, local_pull_finish, local_push, local_pull_dense, local_push_dense,
-    local_sync,       NULL,              NULL,       local_destroy,
+    local_pull_start, local_pull_finish, local_push, local_pull_dense,
+    local_push_dense, local_sync,        NULL,       NULL,
+    local_destroy,
 };
 
 int param_local_open(param_t **out, model_t *m, const char *store_dir, int readonly,
@@ -129,8 +129,8 @@ int param_local_open(param_t **out, model_t *m, const char *store_dir, int reado
     l->base.ops = &local_ops;
     l->model = m;
     l->readonly = readonly;
-    rc = store_rocks_open(&l->store, store_dir, readonly ? STORE_READONLY : STORE_CREATE,
-                          store_dir, eb);
+    rc = store_rocks_open(&l->store, store_dir, readonly ? STORE_READONLY : STORE_CREATE, store_dir,
+                          eb);
     if (rc == 0)
         rc = emb_table_open(&l->table, l->store, model_spec(m), mem_limit, eb);
     if (rc != 0) {

@@ -22,20 +22,20 @@
 #include <string.h>
 #include <time.h>
 
-#include "proto/codec.h"
 #include "common/log.h"
-#include "proto/ps_client.h"
 #include "common/route.h"
+#include "proto/codec.h"
+#include "proto/ps_client.h"
 
 typedef struct shard_part {
-    uint64_t *keys[MODEL_MAX_SLOTS];  /* keys of slot s routed here */
-    uint32_t *back[MODEL_MAX_SLOTS];  /* their index in the request */
-    float *grads[MODEL_MAX_SLOTS];    /* their gradients (push) */
-    size_t n[MODEL_MAX_SLOTS];        /* keys in use */
-    size_t cap[MODEL_MAX_SLOTS];      /* keys allocated */
-    uint64_t pull_id;                 /* outstanding PULL, 0: none */
-    uint64_t dense_id;                /* outstanding PULL_DENSE, 0: none */
-    uint64_t dense_off, dense_cnt;    /* this shard's dense range (floats) */
+    uint64_t *keys[MODEL_MAX_SLOTS]; /* keys of slot s routed here */
+    uint32_t *back[MODEL_MAX_SLOTS]; /* their index in the request */
+    float *grads[MODEL_MAX_SLOTS];   /* their gradients (push) */
+    size_t n[MODEL_MAX_SLOTS];       /* keys in use */
+    size_t cap[MODEL_MAX_SLOTS];     /* keys allocated */
+    uint64_t pull_id;                /* outstanding PULL, 0: none */
+    uint64_t dense_id;               /* outstanding PULL_DENSE, 0: none */
+    uint64_t dense_off, dense_cnt;   /* this shard's dense range (floats) */
 } shard_part_t;
 
 typedef struct remote {
@@ -44,13 +44,13 @@ typedef struct remote {
     ps_client_t *cli;
     int nshards;
     uint32_t rank;
-    shard_part_t *part;    /* the outstanding pull's routing */
-    shard_part_t *ppart;   /* the push being sent (a pull may be in flight) */
-    float *dense;          /* the last dense weights received */
-    size_t dense_n;        /* floats */
-    int dense_fresh;       /* dense holds the reply to the last pull_start */
-    int pulling;           /* a pull is outstanding */
-    int mode;              /* of the outstanding pull */
+    shard_part_t *part;  /* the outstanding pull's routing */
+    shard_part_t *ppart; /* the push being sent (a pull may be in flight) */
+    float *dense;        /* the last dense weights received */
+    size_t dense_n;      /* floats */
+    int dense_fresh;     /* dense holds the reply to the last pull_start */
+    int pulling;         /* a pull is outstanding */
+    int mode;            /* of the outstanding pull */
 } remote_t;
 
 static int grow_part(shard_part_t *sp, int s, size_t need, size_t dim)
@@ -197,8 +197,7 @@ static int remote_pull_finish(param_t *p, float *const *rows, errbuf_t *eb)
     return 0;
 }
 
-static int remote_push(param_t *p, const param_req_t *req, const float *const *grads,
-                       errbuf_t *eb)
+static int remote_push(param_t *p, const param_req_t *req, const float *const *grads, errbuf_t *eb)
 {
     remote_t *r = (remote_t *)p;
     msg_t m;
@@ -351,9 +350,9 @@ static void remote_destroy(param_t *p)
 }
 
 static const param_ops_t remote_ops = {
-    remote_pull_start, remote_pull_finish, remote_push,         remote_pull_dense,
-    remote_push_dense, remote_sync,        remote_progress_set, remote_progress_get,
-    remote_destroy,
+    remote_pull_start,   remote_pull_finish,  remote_push,
+    remote_pull_dense,   remote_push_dense,   remote_sync,
+    remote_progress_set, remote_progress_get, remote_destroy,
 };
 
 /* Value of counter `name` in shard h's STATS, or -1 if absent. */

@@ -27,27 +27,27 @@
 #include "worker/param.h"
 
 typedef struct pool_slot {
-    uint64_t *ukeys;    /* nu unique keys */
-    uint32_t *tok;      /* per token of the batch: index into ukeys */
-    float *rows;        /* nu * dim pulled rows */
-    float *grads;       /* nu * dim row gradients */
-    size_t nu;          /* unique keys */
-    size_t cap_u;       /* unique keys allocated */
-    size_t cap_t;       /* tokens allocated */
-    uint64_t *hkeys;    /* dedup table: keys */
-    uint32_t *hval;     /* dedup table: index into ukeys */
-    uint32_t *hgen;     /* dedup table: generation stamp */
-    size_t hcap;        /* dedup table size (power of two) */
+    uint64_t *ukeys; /* nu unique keys */
+    uint32_t *tok;   /* per token of the batch: index into ukeys */
+    float *rows;     /* nu * dim pulled rows */
+    float *grads;    /* nu * dim row gradients */
+    size_t nu;       /* unique keys */
+    size_t cap_u;    /* unique keys allocated */
+    size_t cap_t;    /* tokens allocated */
+    uint64_t *hkeys; /* dedup table: keys */
+    uint32_t *hval;  /* dedup table: index into ukeys */
+    uint32_t *hgen;  /* dedup table: generation stamp */
+    size_t hcap;     /* dedup table size (power of two) */
 } pool_slot_t;
 
 typedef struct pool {
     const model_spec_t *ms;
-    int col[MODEL_MAX_SLOTS];          /* column offset of slot s in the input */
+    int col[MODEL_MAX_SLOTS]; /* column offset of slot s in the input */
     pool_slot_t slot[MODEL_MAX_SLOTS];
-    uint32_t gen;                      /* current dedup generation */
-    param_req_t req;                   /* unique keys, ready for param_pull_start */
-    float *rows[MODEL_MAX_SLOTS];      /* views for param_pull_finish */
-    float *grads[MODEL_MAX_SLOTS];     /* views for param_push */
+    uint32_t gen;                  /* current dedup generation */
+    param_req_t req;               /* unique keys, ready for param_pull_start */
+    float *rows[MODEL_MAX_SLOTS];  /* views for param_pull_finish */
+    float *grads[MODEL_MAX_SLOTS]; /* views for param_push */
 } pool_t;
 
 /* Set up an empty pool for ms (which must outlive it). 0 or ERR_NOMEM. */

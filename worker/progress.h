@@ -19,18 +19,18 @@
 #define PROGRESS_MAX_TASKS 3
 
 typedef struct progress {
-    FILE *line;             /* live line stream (stderr) or NULL */
-    FILE *metrics;          /* JSON-lines file or NULL */
+    FILE *line;    /* live line stream (stderr) or NULL */
+    FILE *metrics; /* JSON-lines file or NULL */
     int ntasks;
     const char *task[PROGRESS_MAX_TASKS];
-    double interval;        /* s between metric records */
-    double t0;              /* s, start */
-    double last_line;       /* s, last live line */
-    double last_record;     /* s, last metric record */
-    uint64_t samples;       /* rows trained so far */
-    uint64_t rec_samples;   /* rows at the last record */
+    double interval;                     /* s between metric records */
+    double t0;                           /* s, start */
+    double last_line;                    /* s, last live line */
+    double last_record;                  /* s, last metric record */
+    uint64_t samples;                    /* rows trained so far */
+    uint64_t rec_samples;                /* rows at the last record */
     double loss_sum[PROGRESS_MAX_TASKS]; /* sum of row-weighted losses since last record */
-    double loss_rows;       /* rows in loss_sum */
+    double loss_rows;                    /* rows in loss_sum */
     double last_loss[PROGRESS_MAX_TASKS];
     int epoch;
 } progress_t;

@@ -39,13 +39,13 @@ typedef enum session_mode {
 
 typedef struct session_opts {
     session_mode_t mode;
-    size_t batch_size;                 /* rows per batch */
-    char *const *logs;                 /* log files or globs */
+    size_t batch_size; /* rows per batch */
+    char *const *logs; /* log files or globs */
     int nlogs;
-    const char *model_dir;             /* in process: the model directory to write (train)
-                                          or read (predict); NULL: the cluster in wc->ps */
-    const char *init_from;             /* train in process: saved model to start from, or NULL */
-    volatile sig_atomic_t *stop;       /* cluster: interrupts waits for the shards */
+    const char *model_dir;       /* in process: the model directory to write (train)
+                                    or read (predict); NULL: the cluster in wc->ps */
+    const char *init_from;       /* train in process: saved model to start from, or NULL */
+    volatile sig_atomic_t *stop; /* cluster: interrupts waits for the shards */
 } session_opts_t;
 
 typedef struct session {
@@ -55,12 +55,12 @@ typedef struct session {
     model_t *model;
     param_t *param;
     reader_t *reader;
-    batch_t batch[SESSION_DEPTH];      /* the first `depth` are initialized */
-    pool_t pool[SESSION_DEPTH];        /* one per batch */
-    int depth;                         /* batches: 2 (train) or 1 (predict) */
-    float *x;                          /* (B, D) pooled input of one batch */
-    char tmpdir[DIRS_PATH_MAX];        /* train in process: the model directory being written */
-    int cluster;                       /* 1: parameters on the cluster in wc->ps */
+    batch_t batch[SESSION_DEPTH]; /* the first `depth` are initialized */
+    pool_t pool[SESSION_DEPTH];   /* one per batch */
+    int depth;                    /* batches: 2 (train) or 1 (predict) */
+    float *x;                     /* (B, D) pooled input of one batch */
+    char tmpdir[DIRS_PATH_MAX];   /* train in process: the model directory being written */
+    int cluster;                  /* 1: parameters on the cluster in wc->ps */
 } session_t;
 
 /*

@@ -20,12 +20,12 @@
 typedef struct loop {
     const worker_conf_t *wc;
     const train_args_t *a;
-    session_t s;             /* model, parameters, reader, batches */
-    reader_pos_t pos[2];     /* reader position after batch[i] */
-    float *dx;               /* (B, D) gradient of the session's input x */
+    session_t s;         /* model, parameters, reader, batches */
+    reader_pos_t pos[2]; /* reader position after batch[i] */
+    float *dx;           /* (B, D) gradient of the session's input x */
     progress_t prog;
-    uint64_t total_bytes;    /* of the input files, for the ETA */
-    uint64_t samples;        /* rows trained by this worker */
+    uint64_t total_bytes; /* of the input files, for the ETA */
+    uint64_t samples;     /* rows trained by this worker */
 } loop_t;
 
 static void loop_release(loop_t *l)
@@ -257,15 +257,14 @@ int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
         snprintf(metrics, sizeof(metrics), "metrics-worker%lld.jsonl", (long long)wc->rank);
     else
         snprintf(metrics, sizeof(metrics), "%s.metrics.jsonl", a->model_dir);
-    rc = progress_init(&l.prog,
-                       wc->progress == 1 || (wc->progress == 0 && isatty(STDERR_FILENO)), metrics,
-                       wc->metrics_interval, model_nloss(l.s.model),
+    rc = progress_init(&l.prog, wc->progress == 1 || (wc->progress == 0 && isatty(STDERR_FILENO)),
+                       metrics, wc->metrics_interval, model_nloss(l.s.model),
                        model_nloss(l.s.model) ? names : none, eb);
     if (rc != 0)
         goto out;
     LOG_INFO("training %s on %d log path%s, %d epoch%s, batch %lld, metrics in %s",
-             heads_name(model_heads(l.s.model)), a->nlogs, a->nlogs > 1 ? "s" : "",
-             (int)wc->epochs, wc->epochs > 1 ? "s" : "", (long long)wc->batch_size, metrics);
+             heads_name(model_heads(l.s.model)), a->nlogs, a->nlogs > 1 ? "s" : "", (int)wc->epochs,
+             wc->epochs > 1 ? "s" : "", (long long)wc->batch_size, metrics);
 
     for (; epoch < wc->epochs; epoch++) {
         rc = run_epoch(&l, epoch, eb);
@@ -288,8 +287,8 @@ int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
     }
     if (rc == 0 || rc == ERR_STOPPED) {
         double el = progress_now() - t0;
-        LOG_INFO("trained %llu samples in %.1f s (%.0f samples/s)",
-                 (unsigned long long)l.samples, el, el > 0 ? (double)l.samples / el : 0.0);
+        LOG_INFO("trained %llu samples in %.1f s (%.0f samples/s)", (unsigned long long)l.samples,
+                 el, el > 0 ? (double)l.samples / el : 0.0);
     }
 out:
     loop_release(&l);

@@ -33,11 +33,11 @@
 #include "worker/worker_conf.h"
 
 typedef struct train_args {
-    const char *model_dir;             /* in process: model directory to write */
-    const char *init_from;             /* in process: saved model to start from, or NULL */
-    char *const *logs;                 /* log files or globs */
+    const char *model_dir; /* in process: model directory to write */
+    const char *init_from; /* in process: saved model to start from, or NULL */
+    char *const *logs;     /* log files or globs */
     int nlogs;
-    volatile sig_atomic_t *stop;       /* set by a signal: stop cleanly */
+    volatile sig_atomic_t *stop; /* set by a signal: stop cleanly */
 } train_args_t;
 
 /* Train per wc. Returns 0, or a negative ERR_* with eb filled. */

@@ -11,32 +11,32 @@
 #include "common/model_conf.h"
 
 /* X(section, name, TYPE, default, min, max, choices, help) */
-#define WORKER_CONF_KEYS(X)                                                                     \
-    X(data, format, ENUM, "tsv1", 0, 0, "tsv1|aliccp",                                          \
-      "log format: tsv1, or aliccp (pass skeleton and common_features* files, any order)")   \
-    X(data, strict, BOOL, "false", 0, 0, NULL, "make any rejected log line fatal")            \
-    X(data, report_rejects, INT, "5", 0, 1000000, NULL,                                         \
-      "rejected lines reported individually (file:line: reason) before only counting")         \
-    X(train, batch_size, INT, "512", 1, 1048576, NULL, "impressions per training batch")       \
-    X(train, epochs, INT, "1", 1, 10000, NULL, "passes over the training logs")                 \
-    X(train, threads, INT, "2", 1, 256, NULL, "compute threads (BLAS + data-parallel batches)") \
-    X(train, parallel, ENUM, "towers", 0, 0, "blas|towers",                                     \
-      "how threads split the towers: whole towers per thread, or each sgemm across threads")  \
-    X(train, seed, INT, "1", 0, 9.2e18, NULL, "seed of the dense weight initialization")        \
-    X(train, metrics_file, STR, "", 0, 0, NULL,                                                 \
-      "JSON-lines metrics (one record per interval); empty: <model dir>/metrics.jsonl")        \
-    X(train, metrics_interval, FLOAT, "5", 0.01, 86400, NULL, "seconds between metric records") \
-    X(train, progress, ENUM, "auto", 0, 0, "auto|on|off",                                       \
-      "live progress line on stderr (auto: only when stderr is a terminal)")                   \
+#define WORKER_CONF_KEYS(X)                                                                      \
+    X(data, format, ENUM, "tsv1", 0, 0, "tsv1|aliccp",                                           \
+      "log format: tsv1, or aliccp (pass skeleton and common_features* files, any order)")       \
+    X(data, strict, BOOL, "false", 0, 0, NULL, "make any rejected log line fatal")               \
+    X(data, report_rejects, INT, "5", 0, 1000000, NULL,                                          \
+      "rejected lines reported individually (file:line: reason) before only counting")           \
+    X(train, batch_size, INT, "512", 1, 1048576, NULL, "impressions per training batch")         \
+    X(train, epochs, INT, "1", 1, 10000, NULL, "passes over the training logs")                  \
+    X(train, threads, INT, "2", 1, 256, NULL, "compute threads (BLAS + data-parallel batches)")  \
+    X(train, parallel, ENUM, "towers", 0, 0, "blas|towers",                                      \
+      "how threads split the towers: whole towers per thread, or each sgemm across threads")     \
+    X(train, seed, INT, "1", 0, 9.2e18, NULL, "seed of the dense weight initialization")         \
+    X(train, metrics_file, STR, "", 0, 0, NULL,                                                  \
+      "JSON-lines metrics (one record per interval); empty: <model dir>/metrics.jsonl")          \
+    X(train, metrics_interval, FLOAT, "5", 0.01, 86400, NULL, "seconds between metric records")  \
+    X(train, progress, ENUM, "auto", 0, 0, "auto|on|off",                                        \
+      "live progress line on stderr (auto: only when stderr is a terminal)")                     \
     X(train, log_level, ENUM, "info", 0, 0, "debug|info|warn|error", "least severe log level")   \
-    X(cluster, ps, STR, "", 0, 0, NULL,                                                         \
-      "parameter server endpoints, shard order, comma-separated (empty: train in process)")   \
+    X(cluster, ps, STR, "", 0, 0, NULL,                                                          \
+      "parameter server endpoints, shard order, comma-separated (empty: train in process)")      \
     X(cluster, rank, INT, "0", 0, 65535, NULL, "this worker's rank, 0..workers-1")               \
     X(cluster, workers, INT, "1", 1, 65536, NULL, "number of workers splitting the input")       \
-    X(cluster, max_inflight, INT, "4", 1, 1024, NULL,                                           \
-      "batches whose pushes may still be unacknowledged (staleness bound)")                    \
+    X(cluster, max_inflight, INT, "4", 1, 1024, NULL,                                            \
+      "batches whose pushes may still be unacknowledged (staleness bound)")                      \
     X(cluster, timeout_ms, INT, "5000", 10, 3600000, NULL, "per-request timeout before a retry") \
-    X(cluster, deadline_s, INT, "60", 1, 86400, NULL,                                           \
+    X(cluster, deadline_s, INT, "60", 1, 86400, NULL,                                            \
       "a shard unreachable for this long ends the worker with an error")
 
 typedef struct worker_conf {

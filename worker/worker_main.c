@@ -18,10 +18,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "worker/check_data.h"
 #include "worker/ctl.h"
 #include "worker/eval.h"
-#include "common/log.h"
 #include "worker/predict.h"
 #include "worker/train.h"
 #include "worker/worker_conf.h"
@@ -30,7 +30,7 @@
 
 /* Options of one subcommand that are not config keys. */
 typedef struct flag {
-    const char *name;  /* without "--" */
+    const char *name; /* without "--" */
     int takes_value;
     const char *help;
 } flag_t;
@@ -49,12 +49,12 @@ struct cmd {
     const char *summary;
     const flag_t *flags;
     cmd_run_fn *run;
-    int log_rank;      /* log lines carry --rank (a training worker) */
+    int log_rank; /* log lines carry --rank (a training worker) */
 };
 
 struct worker_state {
     worker_conf_t conf;
-    const char *flag_val[8];   /* values of the command's flags, by index */
+    const char *flag_val[8]; /* values of the command's flags, by index */
     char *pos[MAX_POS];
     int npos;
     volatile sig_atomic_t stop;
@@ -128,8 +128,8 @@ static int run_predict(worker_state_t *st, const cmd_t *c, errbuf_t *eb)
     int rc;
 
     if (flag(st, c, "in")) { /* --in LOG is the first log */
-        memmove(st->pos + 1, st->pos, (size_t)(st->npos < MAX_POS - 1 ? st->npos : MAX_POS - 1) *
-                                          sizeof(char *));
+        memmove(st->pos + 1, st->pos,
+                (size_t)(st->npos < MAX_POS - 1 ? st->npos : MAX_POS - 1) * sizeof(char *));
         st->pos[0] = (char *)flag(st, c, "in");
         st->npos = st->npos < MAX_POS - 1 ? st->npos + 1 : MAX_POS;
     }
@@ -198,22 +198,21 @@ static int run_print_conf(worker_state_t *st, const cmd_t *c, errbuf_t *eb)
 
 static const cmd_t cmds[] = {
     {"train", "train [--model DIR] [--init-from DIR] [options] LOG...",
-     "train the model on logs; in process, or with a cluster given by --ps", train_flags,
-     run_train, 1},
+     "train the model on logs; in process, or with a cluster given by --ps", train_flags, run_train,
+     1},
     {"predict", "predict (--model DIR | --ps ENDPOINTS) --in LOG --out FILE [options]",
      "write pctr/pcvr/pctcvr for every accepted line of the logs", predict_flags, run_predict, 0},
     {"eval", "eval --pred FILE --log LOG [--truth FILE] [--json]",
      "AUC, log-loss and calibration per task (and the oracle's, with a truth file)", eval_flags,
      run_eval, 0},
     {"check-data", "check-data [options] LOG...",
-     "validate logs before a long job; exits 1 if any line is rejected", no_flags,
-     run_check_data, 0},
+     "validate logs before a long job; exits 1 if any line is rejected", no_flags, run_check_data,
+     0},
     {"ctl", "ctl stats|flush|checkpoint|begin-day|shutdown --ps ENDPOINTS [--out DIR] [--day D]",
      "operate a running cluster: counters, flush, checkpoint, start a day, stop", ctl_flags,
      run_ctl, 0},
     {"print-conf", "print-conf [options]",
-     "print every key with its default, as a documented config file", no_flags, run_print_conf,
-     0},
+     "print every key with its default, as a documented config file", no_flags, run_print_conf, 0},
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
