@@ -3,6 +3,8 @@
 #
 #   scripts/install-deps.sh          build + test dependencies
 #   scripts/install-deps.sh --bench  also what `make bench` compares against
+#   scripts/install-deps.sh --dev    also what CI's checks use (clang-format,
+#                                    clang and its libFuzzer runtime)
 #
 # Checks each package with dpkg-query. As root it installs the missing ones
 # with apt-get; otherwise it prints the exact command to run and fails.
@@ -10,7 +12,7 @@ set -eu
 . "$(dirname "$0")/lib.sh"
 case "${1:-}" in
 -h | --help) help_and_exit "$0" ;;
-"" | --bench) ;;
+"" | --bench | --dev) ;;
 *) echo "install-deps: unknown option $1 (see --help)" >&2; exit 2 ;;
 esac
 
@@ -18,6 +20,9 @@ PKGS="build-essential pkg-config zlib1g-dev libzmq3-dev libmsgpack-dev \
 librocksdb-dev libopenblas-dev libcunit1-dev libinih-dev libxxhash-dev"
 if [ "${1:-}" = "--bench" ]; then
     PKGS="$PKGS python3 python3-numpy python3-torch"
+fi
+if [ "${1:-}" = "--dev" ]; then
+    PKGS="$PKGS clang clang-format libclang-rt-14-dev"
 fi
 
 missing=""
