@@ -8,6 +8,8 @@
 #   make format       clang-format every source file
 #   make check-format fail if `make format` would change a file
 #   make check-layers fail if a file includes a header its folder may not use
+#   make fuzz         build the libFuzzer targets (clang) and run each FUZZ_TIME s
+#   make fuzz-smoke   the same for a few seconds each (run by `make test`)
 #
 # Flags: CFLAGS, CPPFLAGS and LDFLAGS given on the command line are added
 # after the project's own (so `make CFLAGS=-O0` builds unoptimized); OPT
@@ -59,7 +61,7 @@ FUNNEL_CFLAGS := -std=gnu11 -Wall -Wextra -pthread -MMD -MP -I. \
 # Hot elementwise loops (ReLU masks, bias sums, optimizer updates): let GCC
 # vectorize them - sqrtf without errno, and the dynamic cost model (-O2's
 # "very cheap" model skips loops of unknown length). About 1.3x on a step.
-VECTORIZE := -fno-math-errno -fvect-cost-model=dynamic
+VECTORIZE ?= -fno-math-errno -fvect-cost-model=dynamic
 $(BUILD)/model/dense.o $(BUILD)/common/optim.o: FUNNEL_CFLAGS += $(VECTORIZE)
 
 COMPILE = $(CC) $(FUNNEL_CFLAGS) $(OPT) $(CPPFLAGS) $(CFLAGS)
@@ -100,7 +102,8 @@ BENCH_BINS := $(BENCH_SRC:bench/bench_%.c=$(BIN)/bench-%)
 EVERY_LIB  := $(ALL_LIBS)
 EVERY_LDLIBS := $(shell pkg-config --libs $(ALL_PKGS) 2>/dev/null) -lm
 
-.PHONY: all deps test demo asan bench format check-format check-layers clean
+.PHONY: all deps test demo asan bench format check-format check-layers clean \
+        fuzz fuzz-smoke fuzz-bins
 all: $(PROGS) $(TEST_BIN) $(BENCH_BINS)
 
 deps:
@@ -132,6 +135,7 @@ test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory check-layers
 	FUNNEL_BIN=$(BIN) $(TEST_BIN) $(SUITES)
+	@$(MAKE) --no-print-directory fuzz-smoke
 
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -147,8 +151,33 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	scripts/bench.sh $(BIN)
 
-FORMAT_SRC := $(sort $(ALL_SRC) $(foreach d,$(LAYERS) tests bench,$(wildcard $(d)/*.h)) \
-                $(TEST_SRC) $(BENCH_SRC))
+# Fuzzing: tests/fuzz/fuzz_<name>.c are libFuzzer targets over the whole
+# library, built by clang with ASan + UBSan into build/fuzz; their seed
+# corpora are tests/fuzz/corpus/<name>/ (scripts/fuzz.sh never writes there).
+FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_NAMES := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
+FUZZ_TIME  ?= 60
+FUZZ_SMOKE_TIME ?= 3
+FUZZ_MAKE   = $(MAKE) --no-print-directory BUILD=build/fuzz BIN=build/fuzz/bin CC=clang \
+  VECTORIZE=-fno-math-errno SANLIBS="-fsanitize=address,undefined" \
+  OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined"
+
+$(BIN)/fuzz-%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/util.o $(EVERY_LIB)
+	@mkdir -p $(BIN)
+	$(LINK) -fsanitize=fuzzer -o $@ $^ $(EVERY_LDLIBS)
+fuzz-bins: $(FUZZ_NAMES:%=$(BIN)/fuzz-%)
+.SECONDARY: $(FUZZ_SRC:%.c=$(BUILD)/%.o) $(BUILD)/tests/fuzz/util.o
+
+fuzz: deps
+	@$(FUZZ_MAKE) fuzz-bins
+	scripts/fuzz.sh build/fuzz/bin $(FUZZ_TIME) $(FUZZ_NAMES)
+
+fuzz-smoke: deps
+	@$(FUZZ_MAKE) fuzz-bins
+	@scripts/fuzz.sh build/fuzz/bin $(FUZZ_SMOKE_TIME) $(FUZZ_NAMES)
+
+FORMAT_SRC := $(sort $(ALL_SRC) $(foreach d,$(LAYERS) tests tests/fuzz bench,$(wildcard $(d)/*.h)) \
+                $(TEST_SRC) $(BENCH_SRC) $(wildcard tests/fuzz/*.c))
 format:
 	clang-format -i $(FORMAT_SRC)
 

@@ -231,7 +231,7 @@ static int reserve_row(aliccp_join_t *j, size_t md5_len)
         j->row = r;
         j->rowcap = cap;
     }
-    if (j->md5_used + md5_len > j->md5_cap) {
+    if (!j->md5 || j->md5_used + md5_len > j->md5_cap) { /* an arena even for an empty md5 */
         size_t cap = j->md5_cap ? j->md5_cap : 16384;
         while (cap < j->md5_used + md5_len)
             cap *= 2;

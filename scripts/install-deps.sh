@@ -3,8 +3,10 @@
 #
 #   scripts/install-deps.sh          build + test dependencies
 #   scripts/install-deps.sh --bench  also what `make bench` compares against
-#   scripts/install-deps.sh --dev    also what CI's checks use (clang-format,
-#                                    clang and its libFuzzer runtime)
+#   scripts/install-deps.sh --dev    also what CI's format check uses (clang-format)
+#
+# clang and its libFuzzer runtime are build + test dependencies: `make test`
+# ends with a short run of the fuzz targets (`make fuzz-smoke`).
 #
 # Checks each package with dpkg-query. As root it installs the missing ones
 # with apt-get; otherwise it prints the exact command to run and fails.
@@ -17,12 +19,13 @@ case "${1:-}" in
 esac
 
 PKGS="build-essential pkg-config zlib1g-dev libzmq3-dev libmsgpack-dev \
-librocksdb-dev libopenblas-dev libcunit1-dev libinih-dev libxxhash-dev"
+librocksdb-dev libopenblas-dev libcunit1-dev libinih-dev libxxhash-dev \
+clang libclang-rt-14-dev"
 if [ "${1:-}" = "--bench" ]; then
     PKGS="$PKGS python3 python3-numpy python3-torch"
 fi
 if [ "${1:-}" = "--dev" ]; then
-    PKGS="$PKGS clang clang-format libclang-rt-14-dev"
+    PKGS="$PKGS clang-format"
 fi
 
 missing=""

@@ -601,6 +601,53 @@ static void test_round_trip(void)
     fx_release(&f);
 }
 
+/*
+ * The fuzz target's seed corpus (tests/fuzz/corpus/codec/<TYPE>) holds the
+ * encoding of every sample message, so fuzzing starts from today's wire
+ * format. With FUNNEL_FUZZ_SEEDS=DIR set, the seeds are (re)written into
+ * DIR instead of compared: run it after a wire change.
+ */
+static void test_fuzz_seeds(void)
+{
+    const char *write_dir = getenv("FUNNEL_FUZZ_SEEDS");
+    const char *dir = write_dir ? write_dir : "tests/fuzz/corpus/codec";
+    fixture_t f;
+
+    fx_init(&f);
+    for (int i = 0; i < NTYPES; i++) {
+        int t = all_types[i];
+        char path[512];
+        unsigned char *seed = NULL;
+        size_t len = 0;
+        FILE *fp;
+
+        CU_ASSERT_EQUAL_FATAL(make_sample(&f.m, t), 0);
+        CU_ASSERT_EQUAL_FATAL(codec_encode(&f.buf, &f.m, &f.eb), 0);
+        snprintf(path, sizeof(path), "%s/%s", dir, msg_type_name(t));
+        if (write_dir) {
+            fp = fopen(path, "wb");
+            CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
+            CU_ASSERT_EQUAL(fwrite(f.buf.data, 1, f.buf.len, fp), f.buf.len);
+            CU_ASSERT_EQUAL(fclose(fp), 0);
+            continue;
+        }
+        fp = fopen(path, "rb");
+        if (fp) {
+            seed = malloc(f.buf.len + 1);
+            len = seed ? fread(seed, 1, f.buf.len + 1, fp) : 0;
+            fclose(fp);
+        }
+        if (!seed || len != f.buf.len || memcmp(seed, f.buf.data, len) != 0)
+            fprintf(stderr,
+                    "\n  %s is missing or stale: rewrite the seeds with "
+                    "FUNNEL_FUZZ_SEEDS=tests/fuzz/corpus/codec bin/funnel-tests codec\n",
+                    path);
+        CU_ASSERT(seed && len == f.buf.len && memcmp(seed, f.buf.data, len) == 0);
+        free(seed);
+    }
+    fx_release(&f);
+}
+
 /* Bytes of an encoded message up to the end of its req_id: a fixarray
  * byte, then magic, version, type and req_id, each one msgpack uint. */
 static size_t header_prefix_len(const unsigned char *b, size_t len)
@@ -1354,6 +1401,7 @@ int test_codec_register(void)
         return CU_get_error();
     CU_add_test(s, "type table", test_type_table);
     CU_add_test(s, "round trip of every type", test_round_trip);
+    CU_add_test(s, "fuzz seed corpus is today's encoding", test_fuzz_seeds);
     CU_add_test(s, "truncated at every byte", test_truncated_everywhere);
     CU_add_test(s, "version, magic, type, arity", test_wrong_version_magic_type);
     CU_add_test(s, "wrong msgpack type in every field", test_wrong_types_everywhere);
