@@ -127,7 +127,7 @@ int model_spec_from_conf(model_spec_t *ms, const model_conf_t *mc, errbuf_t *eb)
     for (int i = 0; i < n; i++) {
         char *end;
         double w = strtod(items[i], &end);
-        if (end == items[i] || *end != '\0' || w < 0 || w > 1000)
+        if (end == items[i] || *end != '\0' || !(w >= 0 && w <= 1000)) /* also refuses nan */
             return errbuf_set(eb, ERR_CONFIG, "key 'loss_weights': '%s' is not in [0, 1000]",
                               items[i]);
         ms->loss_weight[i] = (float)w;

@@ -198,6 +198,12 @@ static void test_model_spec(void)
     conf_set(&msc, &mc, "loss_weights", "1,2", "t", &eb);
     CU_ASSERT_EQUAL(model_spec_from_conf(&ms, &mc, &eb), 0);
     CU_ASSERT_DOUBLE_EQUAL(ms.loss_weight[1], 2.0, 1e-9);
+    conf_set(&msc, &mc, "loss_weights", "1,nan", "t", &eb);
+    /* never a non-finite weight */
+    CU_ASSERT_EQUAL(model_spec_from_conf(&ms, &mc, &eb), ERR_CONFIG);
+    conf_set(&msc, &mc, "loss_weights", "inf,1", "t", &eb);
+    CU_ASSERT_EQUAL(model_spec_from_conf(&ms, &mc, &eb), ERR_CONFIG);
+    conf_set(&msc, &mc, "loss_weights", "1,2", "t", &eb);
     conf_set(&msc, &mc, "slots", "a,b,a", "t", &eb);
     CU_ASSERT_EQUAL(model_spec_from_conf(&ms, &mc, &eb), ERR_CONFIG);
     conf_set(&msc, &mc, "slots", "a,b", "t", &eb);
