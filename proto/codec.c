@@ -900,7 +900,8 @@ static int decode_pos(dec_t *c, const msgpack_object *o, msg_pos_t *p)
     memset(p, 0, sizeof(*p));
     if (o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 0)
         return 0;
-    if ((rc = get_array(c, o, "pos", 6, &f)) < 0 || (rc = get_u32(c, &f[0], "last", &p->last)) < 0 ||
+    if ((rc = get_array(c, o, "pos", 6, &f)) < 0 ||
+        (rc = get_u32(c, &f[0], "last", &p->last)) < 0 ||
         (rc = get_u32(c, &f[1], "epoch", &p->epoch)) < 0 ||
         (rc = get_u32(c, &f[2], "file", &p->file)) < 0 ||
         (rc = get_uint(c, &f[3], "offset", UINT64_MAX, &p->offset)) < 0 ||

@@ -1121,7 +1121,8 @@ static void test_encoder_rejects(void)
     REJECT(make_sample(&f.m, MSG_PUSH_DENSE); f.m.hdr.seq = 0);
     /* batch positions: only on pushes, samples >= 1, last 0 or 1 */
     REJECT(make_sample(&f.m, MSG_PULL); f.m.u.rows.pos = (msg_pos_t){1, 1, 0, 0, 0, 0, 5});
-    REJECT(make_sample(&f.m, MSG_PULL_DENSE_OK); f.m.u.dense.pos = (msg_pos_t){1, 1, 0, 0, 0, 0, 5});
+    REJECT(make_sample(&f.m, MSG_PULL_DENSE_OK);
+           f.m.u.dense.pos = (msg_pos_t){1, 1, 0, 0, 0, 0, 5});
     REJECT(make_sample(&f.m, MSG_PUSH); f.m.u.rows.pos.samples = 0);
     REJECT(make_sample(&f.m, MSG_PUSH); f.m.u.rows.pos.last = 2);
     REJECT(make_sample(&f.m, MSG_PUSH_DENSE); f.m.u.dense.pos.has = 2);
