@@ -35,7 +35,7 @@
  *   its position; else the push is refused (ERR_BUSY). Expiry happens only
  *   then, so with fewer senders than the bound nobody is ever forgotten.
  *   A live worker pushes every batch and retries a push only within its
- *   deadline_s, far below sender_idle_s (at least 60 s; default a day):
+ *   deadline_s, far below sender_idle_s (default a day; keep it so):
  *   no retry of an expired sender can still be on its way, so expiry
  *   cannot re-open a duplicate window for a live worker. A worker that
  *   was away longer, restarted, starts its seq numbers at 1 and its part
