@@ -320,7 +320,7 @@ static int push_seen(server_t *s, const msg_t *m, shard_sender_t *snd)
 /* The sender's record, admitted into the bounded table (shard_meta.h). */
 static int push_sender(server_t *s, const msg_t *m, shard_sender_t **snd, errbuf_t *eb)
 {
-    return shard_meta_sender_admit(&s->meta, m->hdr.sender, (uint64_t)time(NULL), snd, eb);
+    return shard_meta_sender_admit(&s->meta, m->hdr.sender, clock_unix_s(), snd, eb);
 }
 
 /*

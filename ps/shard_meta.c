@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "common/bytes.h"
+#include "common/clock.h"
 #include "common/dirs.h"
 #include "common/log.h"
 #include "common/meta.h"
@@ -153,7 +153,7 @@ static int list_header(const unsigned char *v, size_t vl, size_t rec2, size_t re
 
 static int decode_senders(shard_meta_t *m, const unsigned char *v, size_t vl, errbuf_t *eb)
 {
-    uint64_t now = (uint64_t)time(NULL);
+    uint64_t now = clock_unix_s();
     uint32_t n;
     size_t rec;
     int rc = list_header(v, vl, SEQ_REC, SEQ_REC_V1, "push sequence", m->dir, &n, &rec, eb);
