@@ -25,6 +25,10 @@
       "largest request accepted; bigger ones are refused before allocation")             \
     X(ps, day, INT, "0", 0, 65535, NULL, "current day number (first/last-seen, expiry)") \
     X(ps, init_from, STR, "", 0, 0, NULL, "start from this checkpoint directory")        \
+    X(ps, max_senders, INT, "4096", 1, 1048576, NULL,                                    \
+      "most senders (workers, tools) recorded; a new one beyond is refused")             \
+    X(ps, sender_idle_s, INT, "86400", 1, 31536000, NULL,                                \
+      "s without a push before a sender may expire; keep above deadline_s")              \
     X(ps, log_level, ENUM, "info", 0, 0, "debug|info|warn|error", "least severe log level")
 
 typedef struct ps_conf {

@@ -103,13 +103,30 @@ static int check_text(int type, const char *field, const msg_str_t *s, uint32_t 
     return 0;
 }
 
+/* A batch position: only pushes carry one, with samples >= 1. */
+static int check_pos(int type, const msg_pos_t *p, int code, errbuf_t *eb)
+{
+    if (!p->has)
+        return 0;
+    if (p->has != 1 || !is_push(type))
+        return errbuf_set(eb, code, "%s: only a push carries a batch position",
+                          msg_type_name(type));
+    if (p->last > 1 || p->samples == 0)
+        return errbuf_set(eb, code,
+                          "%s: batch position with last %" PRIu32 ", samples %" PRIu64
+                          " (last is 0 or 1, samples >= 1)",
+                          msg_type_name(type), p->last, p->samples);
+    return 0;
+}
+
 static int check_rows(int type, const msg_rows_t *r, int code, errbuf_t *eb)
 {
     const rows_rule_t *rule = rows_rule(type);
     const char *tn = msg_type_name(type);
     int rc;
 
-    if ((rc = check_flags(type, r->flags, code, eb)) < 0)
+    if ((rc = check_flags(type, r->flags, code, eb)) < 0 ||
+        (rc = check_pos(type, &r->pos, code, eb)) < 0)
         return rc;
     if (r->cursor != 0 && type != MSG_ROWS_OK)
         return errbuf_set(eb, code, "%s: only ROWS_OK carries a cursor", tn);
@@ -172,7 +189,8 @@ static int check_dense(int type, const msg_dense_t *d, int code, errbuf_t *eb)
 {
     int rc;
 
-    if ((rc = check_flags(type, d->flags, code, eb)) < 0)
+    if ((rc = check_flags(type, d->flags, code, eb)) < 0 ||
+        (rc = check_pos(type, &d->pos, code, eb)) < 0)
         return rc;
     if (d->offset + d->count < d->offset)
         return errbuf_set(eb, code, "%s: range %" PRIu64 " + %" PRIu64 " wraps around",
@@ -415,11 +433,27 @@ static int rows_pointers_ok(int type, const msg_rows_t *r, errbuf_t *eb)
     return 0;
 }
 
+/* [] or [last, epoch, file, offset, line, samples] */
+static void encode_pos(msgpack_packer *pk, const msg_pos_t *p)
+{
+    if (!p->has) {
+        msgpack_pack_array(pk, 0);
+        return;
+    }
+    msgpack_pack_array(pk, 6);
+    msgpack_pack_uint32(pk, p->last);
+    msgpack_pack_uint32(pk, p->epoch);
+    msgpack_pack_uint32(pk, p->file);
+    msgpack_pack_uint64(pk, p->offset);
+    msgpack_pack_uint64(pk, p->line);
+    msgpack_pack_uint64(pk, p->samples);
+}
+
 static void encode_rows(msgpack_packer *pk, codec_buf_t *b, int type, const msg_rows_t *r)
 {
     const rows_rule_t *rule = rows_rule(type);
 
-    msgpack_pack_array(pk, 3);
+    msgpack_pack_array(pk, 4);
     msgpack_pack_uint32(pk, r->flags);
     msgpack_pack_uint64(pk, r->cursor);
     msgpack_pack_array(pk, r->nslots);
@@ -436,6 +470,7 @@ static void encode_rows(msgpack_packer *pk, codec_buf_t *b, int type, const msg_
         pack_blob(pk, b, s->counts, s->counts ? nk * 4 : 0, -1);
         pack_blob(pk, b, s->meta, rule->meta ? nk * sizeof(msg_row_meta_t) : 0, -1);
     }
+    encode_pos(pk, &r->pos);
 }
 
 static void encode_body(msgpack_packer *pk, codec_buf_t *b, const msg_t *m)
@@ -448,11 +483,12 @@ static void encode_body(msgpack_packer *pk, codec_buf_t *b, const msg_t *m)
     case MSG_BODY_DENSE: {
         const msg_dense_t *d = &m->u.dense;
 
-        msgpack_pack_array(pk, 4);
+        msgpack_pack_array(pk, 5);
         msgpack_pack_uint32(pk, d->flags);
         msgpack_pack_uint64(pk, d->offset);
         msgpack_pack_uint64(pk, d->count);
         pack_blob(pk, b, d->values, type == MSG_PULL_DENSE ? 0 : d->count * 4, 0);
+        encode_pos(pk, &d->pos);
         break;
     }
     case MSG_BODY_PROGRESS: {
@@ -855,16 +891,38 @@ static int decode_hello(dec_t *c, const msgpack_object *body, msg_hello_t *h)
     return 0;
 }
 
+/* [] (no position) or [last, epoch, file, offset, line, samples] */
+static int decode_pos(dec_t *c, const msgpack_object *o, msg_pos_t *p)
+{
+    const msgpack_object *f;
+    int rc;
+
+    memset(p, 0, sizeof(*p));
+    if (o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 0)
+        return 0;
+    if ((rc = get_array(c, o, "pos", 6, &f)) < 0 ||
+        (rc = get_u32(c, &f[0], "last", &p->last)) < 0 ||
+        (rc = get_u32(c, &f[1], "epoch", &p->epoch)) < 0 ||
+        (rc = get_u32(c, &f[2], "file", &p->file)) < 0 ||
+        (rc = get_uint(c, &f[3], "offset", UINT64_MAX, &p->offset)) < 0 ||
+        (rc = get_uint(c, &f[4], "line", UINT64_MAX, &p->line)) < 0 ||
+        (rc = get_uint(c, &f[5], "samples", UINT64_MAX, &p->samples)) < 0)
+        return rc;
+    p->has = 1;
+    return 0;
+}
+
 static int decode_rows(dec_t *c, const msgpack_object *body, msg_rows_t *r)
 {
     const rows_rule_t *rule = rows_rule(c->type);
     const msgpack_object *f, *ents, *e;
     int rc;
 
-    if ((rc = get_array(c, body, "body", 3, &f)) < 0 ||
+    if ((rc = get_array(c, body, "body", 4, &f)) < 0 ||
         (rc = get_u32(c, &f[0], "flags", &r->flags)) < 0 ||
         (rc = get_uint(c, &f[1], "cursor", UINT64_MAX, &r->cursor)) < 0 ||
-        (rc = get_list(c, &f[2], "slots", MODEL_MAX_SLOTS, &ents, &r->nslots)) < 0)
+        (rc = get_list(c, &f[2], "slots", MODEL_MAX_SLOTS, &ents, &r->nslots)) < 0 ||
+        (rc = decode_pos(c, &f[3], &r->pos)) < 0)
         return rc;
     for (uint32_t i = 0; i < r->nslots; i++) {
         msg_slot_t *s = &r->slot[i];
@@ -901,10 +959,11 @@ static int decode_dense(dec_t *c, const msgpack_object *body, msg_dense_t *d)
     const msgpack_object *f;
     int rc;
 
-    if ((rc = get_array(c, body, "body", 4, &f)) < 0 ||
+    if ((rc = get_array(c, body, "body", 5, &f)) < 0 ||
         (rc = get_u32(c, &f[0], "flags", &d->flags)) < 0 ||
         (rc = get_uint(c, &f[1], "offset", UINT64_MAX, &d->offset)) < 0 ||
-        (rc = get_uint(c, &f[2], "count", UINT64_MAX, &d->count)) < 0)
+        (rc = get_uint(c, &f[2], "count", UINT64_MAX, &d->count)) < 0 ||
+        (rc = decode_pos(c, &f[4], &d->pos)) < 0)
         return rc;
     if (c->type == MSG_PULL_DENSE)
         return get_bin(c, &f[3], "values", 0, "PULL_DENSE carries none", &d->values);

@@ -29,13 +29,21 @@
  *     HELLO    [flags, shard, nshards, emb_optim, dense_optim, dense_size,
  *               day, [[name, dim, admit_min, expire_days] ...]]
  *     ROWS     [flags, cursor, [[slot, nkeys, dim, keys, rows, counts,
- *               meta] ...]]              (one entry per slot present)
- *     DENSE    [flags, offset, count, values]
+ *               meta] ...], pos]         (one entry per slot present)
+ *     DENSE    [flags, offset, count, values, pos]
  *     PROGRESS [rank, found, epoch, file, offset, line, samples]
  *     CMD      [flags, day, text]
  *     KV       [flags, [[name, value] ...]]   (value: uint64 or string)
  *     SCAN     [slot, flags, cursor, limit]
  *     ERROR    [code, text]
+ *
+ *   pos is [] or, on a PUSH or PUSH_DENSE of a training batch, [last,
+ *   epoch, file, offset, line, samples]: the sender's reader position just
+ *   after that batch (samples >= 1: what the sender has trained with it),
+ *   last = 1 on the batch's final push to this shard. A shard records it
+ *   with the push, in the same step, and skips a push whose (samples,
+ *   last) it has already passed (server.h, "Exactly-once samples").
+ *   Version 2 added pos; a version-1 peer is told ERR_VERSION.
  *
  *   Binary data. Keys, float rows, occurrence counts and row metadata are
  *   msgpack bin blobs holding packed little-endian values (uint64 keys,
@@ -97,7 +105,7 @@
 #endif
 
 #define MSG_MAGIC 0x464e4cu /* "FNL" */
-#define MSG_VERSION 1u
+#define MSG_VERSION 2u
 
 #define MSG_MAX_DIM 65536u          /* floats per row on the wire (embedding + state) */
 #define MSG_MAX_TEXT 4096u          /* bytes of a path, error text or string value */
@@ -229,6 +237,17 @@ typedef struct msg_hello {
     msg_hello_slot_t slot[MODEL_MAX_SLOTS];
 } msg_hello_t;
 
+/* A training batch's end in its sender's input, carried by its pushes. */
+typedef struct msg_pos {
+    uint32_t has;     /* 1: the push belongs to a training batch ending here; 0: [] */
+    uint32_t last;    /* 1: the batch's final push to this shard: complete there */
+    uint32_t epoch;   /* passes over the input completed */
+    uint32_t file;    /* data file index (reader_pos_t.file) */
+    uint64_t offset;  /* bytes, uncompressed, into that file */
+    uint64_t line;    /* lines before offset; 0 with offset > 0: unknown */
+    uint64_t samples; /* samples the sender has trained with this batch, >= 1 */
+} msg_pos_t;
+
 typedef struct msg_slot {
     uint32_t slot;      /* index into the table layout */
     uint32_t nkeys;     /* keys in this entry */
@@ -244,6 +263,7 @@ typedef struct msg_rows {
     uint64_t cursor; /* ROWS_OK: where a SCAN continues; 0: done */
     uint32_t nslots; /* entries in slot[], <= MODEL_MAX_SLOTS */
     msg_slot_t slot[MODEL_MAX_SLOTS];
+    msg_pos_t pos; /* PUSH: the batch's position, else has = 0 */
 } msg_rows_t;
 
 typedef struct msg_dense {
@@ -251,6 +271,7 @@ typedef struct msg_dense {
     uint64_t offset;    /* first float of the range in the dense vector */
     uint64_t count;     /* floats in the range */
     const void *values; /* count float32 LE; NULL for PULL_DENSE */
+    msg_pos_t pos;      /* PUSH_DENSE: the batch's position, else has = 0 */
 } msg_dense_t;
 
 typedef struct msg_progress {
@@ -391,6 +412,7 @@ static inline void msg_init(msg_t *m, int type, uint64_t req_id)
         m->u.rows.flags = 0;
         m->u.rows.cursor = 0;
         m->u.rows.nslots = 0;
+        memset(&m->u.rows.pos, 0, sizeof(m->u.rows.pos));
         break;
     case MSG_BODY_DENSE: memset(&m->u.dense, 0, sizeof(m->u.dense)); break;
     case MSG_BODY_PROGRESS: memset(&m->u.progress, 0, sizeof(m->u.progress)); break;

@@ -33,6 +33,7 @@
     X(push_keys, "keys pushed")                                                           \
     X(pushes, "pushes applied (rows and dense)")                                          \
     X(duplicate_pushes, "retried pushes answered without applying them")                  \
+    X(replayed_pushes, "pushes of batches already applied, resent by a restarted worker") \
     X(lost_pushes, "pushes applied before a crash and not flushed (since this start)")    \
     X(dense_pulls, "dense range pulls")                                                   \
     X(dense_pushes, "dense gradients and assignments applied")                            \
@@ -316,16 +317,49 @@ static int push_seen(server_t *s, const msg_t *m, shard_sender_t *snd)
     return 0;
 }
 
+/* The sender's record, admitted into the bounded table (shard_meta.h). */
+static int push_sender(server_t *s, const msg_t *m, shard_sender_t **snd, errbuf_t *eb)
+{
+    return shard_meta_sender_admit(&s->meta, m->hdr.sender, clock_unix_s(), snd, eb);
+}
+
+/*
+ * 1 if the push carries the position of a batch part this shard applied
+ * already (a restarted worker replaying from the minimum position of all
+ * shards): it is answered as a duplicate, counted, and its seq taken.
+ * 0 to apply it, or an error.
+ */
+static int batch_seen(server_t *s, const msg_t *m, shard_sender_t *snd, const msg_pos_t *pos,
+                      errbuf_t *eb)
+{
+    int rc = pos->has ? shard_meta_batch_check(&s->meta, m->hdr.sender, pos) : 0;
+
+    if (rc == ERR_BUSY)
+        return errbuf_set(eb, rc,
+                          "shard %lld: %zu worker positions recorded: raise [ps] "
+                          "max_senders",
+                          (long long)s->pc->shard, s->meta.nprog);
+    if (rc < 0)
+        return errbuf_set(eb, rc, "out of memory for the position of sender %u", m->hdr.sender);
+    if (rc == 1) {
+        s->c.replayed_pushes++;
+        snd->last_seq = m->hdr.seq;
+    }
+    return rc;
+}
+
 static int on_push(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
 {
     const msg_rows_t *q = &m->u.rows;
-    shard_sender_t *snd = shard_meta_sender(&s->meta, m->hdr.sender);
-    int rc = 0;
+    shard_sender_t *snd;
+    int rc = push_sender(s, m, &snd, eb);
 
-    if (!snd)
-        return errbuf_set(eb, ERR_NOMEM, "out of memory");
-    if (push_seen(s, m, snd))
+    if (rc != 0)
+        return rc;
+    if (push_seen(s, m, snd) || (rc = batch_seen(s, m, snd, &q->pos, eb)) == 1)
         return reply_ack(s, id, m->hdr.req_id, MSG_F_DUPLICATE, NULL, 0, eb);
+    if (rc != 0)
+        return rc;
     for (uint32_t e = 0; e < q->nslots && rc == 0; e++) {
         const msg_slot_t *in = &q->slot[e];
         const uint64_t *keys = entry_keys(s, in, eb);
@@ -343,6 +377,8 @@ static int on_push(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
     if (rc != 0)
         return rc;
     snd->last_seq = m->hdr.seq;
+    if (q->pos.has)
+        shard_meta_batch_done(&s->meta, m->hdr.sender, &q->pos);
     s->c.pushes++;
     return reply_ack(s, id, m->hdr.req_id, 0, NULL, 0, eb);
 }
@@ -374,11 +410,12 @@ static int on_push_dense(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *e
 
     if (rc != 0)
         return rc;
-    snd = shard_meta_sender(&s->meta, m->hdr.sender);
-    if (!snd)
-        return errbuf_set(eb, ERR_NOMEM, "out of memory");
-    if (push_seen(s, m, snd))
+    if ((rc = push_sender(s, m, &snd, eb)) != 0)
+        return rc;
+    if (push_seen(s, m, snd) || (rc = batch_seen(s, m, snd, &d->pos, eb)) == 1)
         return reply_ack(s, id, m->hdr.req_id, MSG_F_DUPLICATE, NULL, 0, eb);
+    if (rc != 0)
+        return rc;
     int first_init = (d->flags & MSG_F_ASSIGN) && !s->dense.initialized;
     if (d->flags & MSG_F_ASSIGN) {
         if (first_init)
@@ -388,6 +425,8 @@ static int on_push_dense(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *e
         dense_shard_apply(&s->dense, d->values);
     }
     snd->last_seq = m->hdr.seq;
+    if (d->pos.has)
+        shard_meta_batch_done(&s->meta, m->hdr.sender, &d->pos);
     s->c.pushes++;
     s->c.dense_pushes++;
     /* The initial weights exist nowhere else once workers train on them
@@ -406,8 +445,12 @@ static int on_progress(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
     int rc;
 
     if (m->hdr.type == MSG_PROGRESS_SET) {
-        if (shard_meta_progress_set(&s->meta, &m->u.progress) != 0)
-            return errbuf_set(eb, ERR_NOMEM, "out of memory");
+        rc = shard_meta_progress_set(&s->meta, &m->u.progress);
+        if (rc != 0)
+            return errbuf_set(eb, rc, "shard %lld: cannot record the position of rank %u: %s",
+                              (long long)s->pc->shard, m->u.progress.rank,
+                              rc == ERR_BUSY ? "table full, raise [ps] max_senders"
+                                             : "out of memory");
         return reply_ack(s, id, m->hdr.req_id, 0, NULL, 0, eb);
     }
     p = shard_meta_progress_get(&s->meta, m->u.progress.rank);
@@ -446,6 +489,39 @@ static void stat_add(server_t *s, stats_req_t *q, const char *name, uint64_t val
     q->n++;
 }
 
+#define STATS_MAX_SENDERS 256 /* seq_<id> entries in one reply, at most */
+
+/*
+ * The sender table's counters and the senders' last seqs. A reply lists
+ * at most STATS_MAX_SENDERS seq_<id> entries (in order of first push, so
+ * the workers that came first), keeping STATS small with any number of
+ * senders; asked for exactly "seq_<id>", the reply has that sender's
+ * entry whatever its place.
+ */
+static void stats_senders(server_t *s, stats_req_t *q)
+{
+    const shard_meta_t *mt = &s->meta;
+    char nm[32], want[32];
+    size_t listed = 0;
+
+    stat_add(s, q, "senders", mt->nsenders);
+    stat_add(s, q, "senders_max", mt->max_senders);
+    stat_add(s, q, "senders_expired", mt->senders_expired);
+    stat_add(s, q, "senders_refused", mt->senders_refused);
+    snprintf(want, sizeof(want), "%.*s", (int)(q->pl < sizeof(want) - 1 ? q->pl : 0), q->pfx);
+    for (size_t i = 0; i < mt->nsenders; i++) {
+        snprintf(nm, sizeof(nm), "seq_%u", mt->senders[i].id);
+        if (want[0] && strcmp(nm, want) == 0) {
+            stat_add(s, q, nm, mt->senders[i].last_seq);
+            return;
+        }
+        if (listed < STATS_MAX_SENDERS && !(want[0] && strncmp(nm, want, strlen(want)) != 0)) {
+            stat_add(s, q, nm, mt->senders[i].last_seq);
+            listed++;
+        }
+    }
+}
+
 static int on_stats(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
 {
     stats_req_t q = {m->u.cmd.text.ptr, m->u.cmd.text.len, 0, 0};
@@ -480,10 +556,7 @@ static int on_stats(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
         snprintf(nm, sizeof(nm), "rows_resident_%s", s->ms.slot[sl].name);
         stat_add(s, &q, nm, ts.slot_rows[sl]);
     }
-    for (size_t i = 0; i < s->meta.nsenders; i++) {
-        snprintf(nm, sizeof(nm), "seq_%u", s->meta.senders[i].id);
-        stat_add(s, &q, nm, s->meta.senders[i].last_seq);
-    }
+    stats_senders(s, &q);
     for (int t = 1; t < MSG_TYPE_END; t++)
         if (s->by_type[t]) {
             snprintf(nm, sizeof(nm), "requests_%s", msg_type_name(t));
@@ -833,6 +906,7 @@ int server_run(const ps_conf_t *pc, volatile sig_atomic_t *stop, errbuf_t *eb)
     s.pc = pc;
     s.t0 = s.last_flush = clock_now_s();
     shard_meta_init(&s.meta, (long long)pc->shard, pc->data.s, (int)pc->day);
+    shard_meta_set_limits(&s.meta, (size_t)pc->max_senders, (uint64_t)pc->sender_idle_s);
     rc = server_open(&s, eb);
     if (rc != 0)
         goto out;

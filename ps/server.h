@@ -24,7 +24,30 @@
  *   sequence number for this shard (1, 2, 3, ...; msg.h). The shard applies
  *   it only if it is above the last applied one for that sender; a retry
  *   gets an ACK flagged MSG_F_DUPLICATE. A worker that restarts reads
- *   seq_<rank> from STATS and continues from there.
+ *   seq_<rank> from STATS and continues from there. The sender table is
+ *   bounded (max_senders; stale senders expire only to make room:
+ *   shard_meta.h), and STATS lists at most 256 seq_<id> entries, or the
+ *   one asked for by its full name.
+ *
+ *   Exactly-once samples. Every push of a training batch carries the
+ *   worker's reader position after that batch (msg.h pos: epoch, file,
+ *   offset, line, samples), and the batch's final push to each shard is
+ *   marked last: the PUSH_DENSE of the shard's range, or an empty PUSH to
+ *   a shard without one, so a batch with no rows on a shard still reaches
+ *   it. Applying a push and recording its position for the sender are
+ *   one step of the single-threaded loop, and both are flushed in the
+ *   same synced batch (shard_meta.h). Invariant: for each rank, a shard's
+ *   position is that of the last batch all of whose pushes to it were
+ *   applied, and a batch's pushes are applied there at most once, in
+ *   order; a push whose (samples, last) is not beyond what was applied is
+ *   answered as a duplicate and counted (replayed_pushes). A restarted
+ *   worker resumes from the least advanced shard's position (every
+ *   earlier batch is complete everywhere) and replays, with the same
+ *   batch boundaries, the batches some shards already hold: each is
+ *   applied only where it is missing. So a worker killed at any moment
+ *   trains every sample exactly once, provided it restarts with the same
+ *   logs, workers and batch_size. A shard killed loses what it applied
+ *   since its last flush (below); the worker, alive, does not replay it.
  *
  *   Lost updates. The first push of every sender after a (re)start is
  *   compared with the last seq the store held for it, L (0 for a sender

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "common/bytes.h"
+#include "common/clock.h"
 #include "common/dirs.h"
 #include "common/log.h"
 #include "common/meta.h"
@@ -20,10 +21,13 @@ static const char KEY_SEQ[] = "m:seq";
 static const char KEY_PROG[] = "m:progress";
 static const char KEY_DAY[] = "m:day";
 
-#define META_VERSION 1
+#define META_VERSION 1 /* of m:day */
+#define LIST_VERSION 2 /* of m:seq and m:progress; version 1 is still read */
 #define META_HEADER 8
-#define SEQ_REC 16
-#define PROG_REC 40
+#define SEQ_REC 24
+#define PROG_REC 48
+#define SEQ_REC_V1 16
+#define PROG_REC_V1 40
 
 static unsigned char *put32(unsigned char *p, uint32_t v)
 {
@@ -43,17 +47,27 @@ void shard_meta_init(shard_meta_t *m, long long shard, const char *dir, int day)
     m->shard = shard;
     m->dir = dir;
     m->day = day;
+    m->max_senders = SHARD_META_MAX_SENDERS;
+    m->sender_idle_s = SHARD_META_IDLE_S;
+}
+
+void shard_meta_set_limits(shard_meta_t *m, size_t max_senders, uint64_t sender_idle_s)
+{
+    m->max_senders = max_senders;
+    m->sender_idle_s = sender_idle_s;
 }
 
 void shard_meta_release(shard_meta_t *m)
 {
     free(m->buf);
+    free(m->partial);
     free(m->prog);
     free(m->senders);
     m->buf = NULL;
+    m->partial = NULL;
     m->prog = NULL;
     m->senders = NULL;
-    m->buf_cap = m->nprog = m->nsenders = 0;
+    m->buf_cap = m->nprog = m->prog_cap = m->nsenders = 0;
 }
 
 /* Encode the sender and progress records into m->buf: seq at offset 0
@@ -75,22 +89,25 @@ static int encode_lists(shard_meta_t *m, size_t *seq_len, size_t *prog_len)
     }
     p = m->buf;
     memset(p, 0, sl + pl);
-    p[0] = META_VERSION;
+    p[0] = LIST_VERSION;
     p = put32(p + 4, (uint32_t)m->nsenders);
     for (size_t i = 0; i < m->nsenders; i++) {
         p = put32(p, m->senders[i].id);
         p = put64(p + 4, m->senders[i].last_seq);
+        p = put64(p, m->senders[i].active);
     }
-    p[0] = META_VERSION;
+    p[0] = LIST_VERSION;
     p = put32(p + 4, (uint32_t)m->nprog);
     for (size_t i = 0; i < m->nprog; i++) {
         const msg_progress_t *q = &m->prog[i];
         p = put32(p, q->rank);
         p = put32(p, q->epoch);
         p = put32(p, q->file);
-        p = put64(p + 4, q->offset);
+        p = put32(p, q->found);
+        p = put64(p, q->offset);
         p = put64(p, q->line);
         p = put64(p, q->samples);
+        p = put64(p, m->partial[i]);
     }
     *seq_len = sl;
     *prog_len = pl;
@@ -118,15 +135,17 @@ int shard_meta_save(shard_meta_t *m, store_t *st, dense_shard_t *dense, errbuf_t
     return store_write(st, ops, 4, 1, eb);
 }
 
-/* Check a list record's header; *n gets its entry count. */
-static int list_header(const unsigned char *v, size_t vl, size_t rec, const char *what,
-                       const char *where, uint32_t *n, errbuf_t *eb)
+/* Check a list record's header; *n gets its entry count, *rec the bytes
+ * of one entry (rec2 for the current version, rec1 for version 1). */
+static int list_header(const unsigned char *v, size_t vl, size_t rec2, size_t rec1,
+                       const char *what, const char *where, uint32_t *n, size_t *rec, errbuf_t *eb)
 {
-    if (vl < META_HEADER || v[0] != META_VERSION)
+    if (vl < META_HEADER || (v[0] != LIST_VERSION && v[0] != 1))
         return errbuf_set(eb, ERR_CORRUPT, "%s: %s record: %zu bytes, version %d (expected %d)",
-                          where, what, vl, vl ? v[0] : -1, META_VERSION);
+                          where, what, vl, vl ? v[0] : -1, LIST_VERSION);
+    *rec = v[0] == LIST_VERSION ? rec2 : rec1;
     *n = bytes_get_le32(v + 4);
-    if (vl != META_HEADER + (size_t)*n * rec)
+    if (vl != META_HEADER + (size_t)*n * *rec)
         return errbuf_set(eb, ERR_CORRUPT, "%s: %s record of %zu bytes for %u entries", where, what,
                           vl, *n);
     return 0;
@@ -134,8 +153,10 @@ static int list_header(const unsigned char *v, size_t vl, size_t rec, const char
 
 static int decode_senders(shard_meta_t *m, const unsigned char *v, size_t vl, errbuf_t *eb)
 {
+    uint64_t now = clock_unix_s();
     uint32_t n;
-    int rc = list_header(v, vl, SEQ_REC, "push sequence", m->dir, &n, eb);
+    size_t rec;
+    int rc = list_header(v, vl, SEQ_REC, SEQ_REC_V1, "push sequence", m->dir, &n, &rec, eb);
 
     if (rc != 0)
         return rc;
@@ -144,27 +165,42 @@ static int decode_senders(shard_meta_t *m, const unsigned char *v, size_t vl, er
     if (!m->senders)
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
     for (uint32_t i = 0; i < n; i++) {
-        const unsigned char *p = v + META_HEADER + (size_t)i * SEQ_REC;
-        m->senders[i] = (shard_sender_t){bytes_get_le32(p), bytes_get_le64(p + 8), 0};
+        const unsigned char *p = v + META_HEADER + (size_t)i * rec;
+        m->senders[i] = (shard_sender_t){bytes_get_le32(p), bytes_get_le64(p + 8), 0,
+                                         rec == SEQ_REC ? bytes_get_le64(p + 16) : now};
     }
     m->nsenders = n;
+    if (n > m->max_senders)
+        LOG_WARN("%s holds %u senders, more than max_senders %zu: new senders are refused "
+                 "until some have been idle for sender_idle_s %llu s",
+                 m->dir, n, m->max_senders, (unsigned long long)m->sender_idle_s);
     return 0;
 }
 
 static int decode_progress(shard_meta_t *m, const unsigned char *v, size_t vl, errbuf_t *eb)
 {
     uint32_t n;
-    int rc = list_header(v, vl, PROG_REC, "worker progress", m->dir, &n, eb);
+    size_t rec;
+    int rc = list_header(v, vl, PROG_REC, PROG_REC_V1, "worker progress", m->dir, &n, &rec, eb);
 
     if (rc != 0)
         return rc;
     free(m->prog);
+    free(m->partial);
     m->prog = calloc((size_t)n + 1, sizeof(*m->prog));
-    if (!m->prog)
+    m->partial = calloc((size_t)n + 1, sizeof(*m->partial));
+    m->prog_cap = (size_t)n + 1;
+    if (!m->prog || !m->partial)
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
     for (uint32_t i = 0; i < n; i++) {
-        const unsigned char *p = v + META_HEADER + (size_t)i * PROG_REC;
-        m->prog[i] = (msg_progress_t){bytes_get_le32(p),      1,
+        const unsigned char *p = v + META_HEADER + (size_t)i * rec;
+        /* version 1 recorded complete positions only; version 2 says */
+        uint32_t found = rec == PROG_REC ? bytes_get_le32(p + 12) : 1;
+        if (found > 1)
+            return errbuf_set(eb, ERR_CORRUPT, "%s: worker progress record: entry %u found %u",
+                              m->dir, i, found);
+        m->partial[i] = rec == PROG_REC ? bytes_get_le64(p + 40) : 0;
+        m->prog[i] = (msg_progress_t){bytes_get_le32(p),      found,
                                       bytes_get_le32(p + 4),  bytes_get_le32(p + 8),
                                       bytes_get_le64(p + 16), bytes_get_le64(p + 24),
                                       bytes_get_le64(p + 32)};
@@ -240,31 +276,138 @@ shard_sender_t *shard_meta_sender(shard_meta_t *m, uint32_t id)
     if (!n)
         return NULL;
     m->senders = n;
-    n[m->nsenders] = (shard_sender_t){id, 0, 0};
+    n[m->nsenders] = (shard_sender_t){id, 0, 0, 0};
     return &n[m->nsenders++];
+}
+
+/* Drop sender i and the position of its id (expiry). */
+static void sender_remove(shard_meta_t *m, size_t i)
+{
+    uint32_t id = m->senders[i].id;
+
+    memmove(&m->senders[i], &m->senders[i + 1], (m->nsenders - i - 1) * sizeof(*m->senders));
+    m->nsenders--;
+    for (size_t j = 0; j < m->nprog; j++)
+        if (m->prog[j].rank == id) {
+            memmove(&m->prog[j], &m->prog[j + 1], (m->nprog - j - 1) * sizeof(*m->prog));
+            memmove(&m->partial[j], &m->partial[j + 1], (m->nprog - j - 1) * sizeof(*m->partial));
+            m->nprog--;
+            break;
+        }
+}
+
+int shard_meta_sender_admit(shard_meta_t *m, uint32_t id, uint64_t now, shard_sender_t **out,
+                            errbuf_t *eb)
+{
+    size_t idle = SIZE_MAX;
+
+    *out = NULL;
+    for (size_t i = 0; i < m->nsenders; i++)
+        if (m->senders[i].id == id) {
+            m->senders[i].active = now;
+            *out = &m->senders[i];
+            return 0;
+        }
+    if (m->nsenders >= m->max_senders) {
+        for (size_t i = 0; i < m->nsenders; i++)
+            if (m->senders[i].active + m->sender_idle_s <= now &&
+                (idle == SIZE_MAX || m->senders[i].active < m->senders[idle].active))
+                idle = i;
+        if (idle == SIZE_MAX) {
+            m->senders_refused++;
+            return errbuf_set(eb, ERR_BUSY,
+                              "shard %lld: sender table full (%zu senders, none idle for "
+                              "sender_idle_s %llu s): sender %u refused; raise [ps] max_senders",
+                              m->shard, m->nsenders, (unsigned long long)m->sender_idle_s, id);
+        }
+        LOG_DEBUG("sender %u expired (idle %llu s) to make room for sender %u", m->senders[idle].id,
+                  (unsigned long long)(now - m->senders[idle].active), id);
+        sender_remove(m, idle);
+        m->senders_expired++;
+    }
+    shard_sender_t *n = shard_meta_sender(m, id);
+    if (!n)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory for sender %u", id);
+    n->active = now;
+    *out = n;
+    return 0;
+}
+
+/* Index of rank's position entry, added (not found, partial 0) if absent.
+ * Returns the index, ERR_BUSY beyond max_senders, or ERR_NOMEM. */
+static long prog_entry(shard_meta_t *m, uint32_t rank)
+{
+    for (size_t i = 0; i < m->nprog; i++)
+        if (m->prog[i].rank == rank)
+            return (long)i;
+    if (m->nprog >= m->max_senders)
+        return ERR_BUSY;
+    if (m->nprog == m->prog_cap) {
+        size_t cap = m->prog_cap ? m->prog_cap * 2 : 8;
+        msg_progress_t *p = realloc(m->prog, cap * sizeof(*p));
+        if (!p)
+            return ERR_NOMEM;
+        m->prog = p;
+        uint64_t *q = realloc(m->partial, cap * sizeof(*q));
+        if (!q)
+            return ERR_NOMEM;
+        m->partial = q;
+        m->prog_cap = cap;
+    }
+    memset(&m->prog[m->nprog], 0, sizeof(*m->prog));
+    m->prog[m->nprog].rank = rank;
+    m->partial[m->nprog] = 0;
+    return (long)m->nprog++;
+}
+
+int shard_meta_batch_check(shard_meta_t *m, uint32_t id, const msg_pos_t *pos)
+{
+    long i = prog_entry(m, id);
+    uint64_t mark;
+    uint32_t mark_last;
+
+    if (i < 0)
+        return (int)i;
+    /* what was applied last: a batch in part, else the last complete one */
+    mark = m->partial[i] ? m->partial[i] : m->prog[i].samples;
+    mark_last = m->partial[i] ? 0 : 1;
+    if (pos->samples < mark || (pos->samples == mark && pos->last <= mark_last))
+        return 1;
+    return 0;
+}
+
+void shard_meta_batch_done(shard_meta_t *m, uint32_t id, const msg_pos_t *pos)
+{
+    long i = prog_entry(m, id); /* exists: shard_meta_batch_check() made it */
+
+    if (i < 0)
+        return;
+    if (!pos->last) {
+        m->partial[i] = pos->samples;
+        return;
+    }
+    m->prog[i] =
+        (msg_progress_t){id, 1, pos->epoch, pos->file, pos->offset, pos->line, pos->samples};
+    m->partial[i] = 0;
 }
 
 const msg_progress_t *shard_meta_progress_get(const shard_meta_t *m, uint32_t rank)
 {
     for (size_t i = 0; i < m->nprog; i++)
         if (m->prog[i].rank == rank)
-            return &m->prog[i];
+            return m->prog[i].found ? &m->prog[i] : NULL;
     return NULL;
 }
 
 int shard_meta_progress_set(shard_meta_t *m, const msg_progress_t *p)
 {
-    msg_progress_t *q = (msg_progress_t *)shard_meta_progress_get(m, p->rank);
+    long i = prog_entry(m, p->rank);
 
-    if (!q) {
-        msg_progress_t *n = realloc(m->prog, (m->nprog + 1) * sizeof(*n));
-        if (!n)
-            return ERR_NOMEM;
-        m->prog = n;
-        q = &n[m->nprog++];
-    }
-    *q = *p;
-    q->found = 1;
+    if (i < 0)
+        return (int)i;
+    m->prog[i] = *p;
+    m->prog[i].found = 1;
+    m->partial[i] = 0;
     return 0;
 }
 

@@ -14,11 +14,33 @@
  *   Records. Keys starting with 'm' belong to the server (emb_table.h).
  *   Records are little-endian with a version byte:
  *     m:dense     dense_shard.h's record
- *     m:seq       u8 1 | u8[3] 0 | u32 n | n x (u32 sender, u32 0, u64 last_seq)
- *     m:progress  u8 1 | u8[3] 0 | u32 n | n x (u32 rank, u32 epoch, u32 file,
- *                 u32 0, u64 offset, u64 line, u64 samples)
+ *     m:seq       u8 2 | u8[3] 0 | u32 n | n x (u32 sender, u32 0, u64 last_seq,
+ *                 u64 active: unix s of its last push)
+ *     m:progress  u8 2 | u8[3] 0 | u32 n | n x (u32 rank, u32 epoch, u32 file,
+ *                 u32 0, u64 offset, u64 line, u64 samples, u64 partial)
+ *   Version-1 records (without active and partial) are still read: their
+ *   senders count as active at load, their positions as complete.
  *     m:day       u8 1 | u8[3] 0 | i32 day: the current day (set by --day or
  *                 BEGIN_DAY), so a restart does not fall back to an older one
+ *   Batch positions. A worker's position on this shard is that of the
+ *   last training batch whose pushes to this shard all arrived (its final
+ *   push carries last = 1, msg.h); `partial` is the samples value of a
+ *   batch whose earlier push (rows) was applied here but not yet its final
+ *   one (dense), else 0. Ordered by (samples, last), they say which pushes
+ *   of a replayed batch were already applied (shard_meta_batch_check).
+ *
+ *   Sender table. At most max_senders senders are recorded. A push from a
+ *   new sender when the table is full expires the sender idle longest,
+ *   if it has been idle (no push at all) for sender_idle_s, together with
+ *   its position; else the push is refused (ERR_BUSY). Expiry happens only
+ *   then, so with fewer senders than the bound nobody is ever forgotten.
+ *   A live worker pushes every batch and retries a push only within its
+ *   deadline_s, far below sender_idle_s (default a day; keep it so):
+ *   no retry of an expired sender can still be on its way, so expiry
+ *   cannot re-open a duplicate window for a live worker. A worker that
+ *   was away longer, restarted, starts its seq numbers at 1 and its part
+ *   of the logs over (its position was expired with it).
+ *
  *   A missing record is a fresh shard (no senders, no positions, the
  *   command line's day, an uninitialized dense range); a record of another
  *   version or length is ERR_CORRUPT naming the data directory.
@@ -43,6 +65,7 @@ typedef struct shard_sender {
     uint32_t id;
     uint64_t last_seq; /* applied */
     int checked;       /* its first push since this start was compared with last_seq */
+    uint64_t active;   /* unix s of its last push (wall clock: survives restarts) */
 } shard_sender_t;
 
 typedef struct shard_meta {
@@ -51,10 +74,16 @@ typedef struct shard_meta {
     shard_sender_t *senders; /* nsenders, in order of first push */
     size_t nsenders;
     msg_progress_t *prog; /* recorded positions, one per rank (found = 1) */
+    uint64_t *partial;    /* per prog entry: samples of a batch applied in part, 0: none */
     size_t nprog;
-    int day;            /* the current day, stamped on rows as first/last seen */
-    unsigned char *buf; /* scratch: the encoded m:seq and m:progress records */
-    size_t buf_cap;     /* bytes */
+    size_t prog_cap;          /* entries allocated in prog and partial */
+    size_t max_senders;       /* bound of senders and of positions */
+    uint64_t sender_idle_s;   /* s without a push before a sender may expire */
+    uint64_t senders_expired; /* since this start */
+    uint64_t senders_refused; /* pushes refused: table full, none idle */
+    int day;                  /* the current day, stamped on rows as first/last seen */
+    unsigned char *buf;       /* scratch: the encoded m:seq and m:progress records */
+    size_t buf_cap;           /* bytes */
 } shard_meta_t;
 
 /* Start m empty on day `day` for shard `shard` in data directory dir
@@ -78,11 +107,42 @@ int shard_meta_save(shard_meta_t *m, store_t *st, dense_shard_t *dense, errbuf_t
  * out of memory. The pointer is valid until the next call. */
 shard_sender_t *shard_meta_sender(shard_meta_t *m, uint32_t id);
 
+/* Bound the sender table (see the design notes); shard_meta_init() sets
+ * SHARD_META_MAX_SENDERS and SHARD_META_IDLE_S. */
+void shard_meta_set_limits(shard_meta_t *m, size_t max_senders, uint64_t sender_idle_s);
+
+#define SHARD_META_MAX_SENDERS 4096
+#define SHARD_META_IDLE_S 86400
+
+/*
+ * The record of sender id at wall-clock time now (unix s), added if it has
+ * none, its `active` time set to now. A new sender beyond max_senders
+ * expires the longest-idle sender idle for sender_idle_s, or is refused:
+ * ERR_BUSY with eb saying which key to raise. Returns 0 with *out (valid
+ * until the next call), ERR_BUSY or ERR_NOMEM.
+ */
+int shard_meta_sender_admit(shard_meta_t *m, uint32_t id, uint64_t now, shard_sender_t **out,
+                            errbuf_t *eb);
+
+/*
+ * Before applying a push of sender id that carries batch position pos
+ * (pos->has): 1 if this shard already applied that part of that batch
+ * (skip it), 0 if it is to be applied (the sender's position entry then
+ * exists, so shard_meta_batch_done() cannot fail), ERR_BUSY when a new
+ * entry would exceed max_senders, ERR_NOMEM.
+ */
+int shard_meta_batch_check(shard_meta_t *m, uint32_t id, const msg_pos_t *pos);
+
+/* Record, in the step that applied it, the push of sender id carrying pos
+ * (after shard_meta_batch_check() returned 0). */
+void shard_meta_batch_done(shard_meta_t *m, uint32_t id, const msg_pos_t *pos);
+
 /* The position recorded for rank, or NULL. */
 const msg_progress_t *shard_meta_progress_get(const shard_meta_t *m, uint32_t rank);
 
 /* Record *p as the position of rank p->rank (found = 1), replacing an older
- * one. Returns 0 or ERR_NOMEM. */
+ * one (and a partly applied batch). Returns 0, ERR_BUSY for a new rank
+ * beyond max_senders, or ERR_NOMEM. */
 int shard_meta_progress_set(shard_meta_t *m, const msg_progress_t *p);
 
 /* Begin day `day`: a new day is a new job, so the workers' positions are

@@ -106,6 +106,7 @@ static int make_sample(msg_t *m, int type)
         m->u.rows.nslots = 2;
         set_slot(&m->u.rows.slot[0], 1, 3, 8, keys_a, rows_a, counts_a, NULL);
         set_slot(&m->u.rows.slot[1], 7, NK_BIG, 4, keys_big, rows_big, NULL, NULL);
+        m->u.rows.pos = (msg_pos_t){1, 0, 2, 5, 1000, 0, 512};
         break;
     case MSG_ROWS_OK:
         m->u.rows.flags = MSG_F_STATE;
@@ -114,11 +115,12 @@ static int make_sample(msg_t *m, int type)
         set_slot(&m->u.rows.slot[0], 4, 3, 8, keys_a, rows_a, NULL, meta_a);
         set_slot(&m->u.rows.slot[1], 5, 3, 0, keys_a, NULL, NULL, meta_a);
         break;
-    case MSG_PULL_DENSE: m->u.dense = (msg_dense_t){0, 10, 5, NULL}; break;
-    case MSG_PULL_DENSE_OK: m->u.dense = (msg_dense_t){0, 10, 5, dense_v}; break;
+    case MSG_PULL_DENSE: m->u.dense = (msg_dense_t){0, 10, 5, NULL, {0}}; break;
+    case MSG_PULL_DENSE_OK: m->u.dense = (msg_dense_t){0, 10, 5, dense_v, {0}}; break;
     case MSG_PUSH_DENSE:
         m->hdr.seq = 78;
-        m->u.dense = (msg_dense_t){MSG_F_ASSIGN, UINT64_C(1) << 33, 5, dense_v};
+        m->u.dense = (msg_dense_t){MSG_F_ASSIGN, UINT64_C(1) << 33, 5, dense_v,
+                                   (msg_pos_t){1, 1, 3, 9, UINT64_C(1) << 40, 77, 123456}};
         break;
     case MSG_PROGRESS_SET:
     case MSG_PROGRESS_GET:
@@ -207,7 +209,8 @@ static int msg_eq(const msg_t *a, const msg_t *b)
     case MSG_BODY_ROWS: {
         const msg_rows_t *x = &a->u.rows, *y = &b->u.rows;
 
-        if (x->flags != y->flags || x->cursor != y->cursor || x->nslots != y->nslots)
+        if (x->flags != y->flags || x->cursor != y->cursor || x->nslots != y->nslots ||
+            memcmp(&x->pos, &y->pos, sizeof(x->pos)) != 0)
             return 0;
         for (uint32_t i = 0; i < x->nslots; i++) {
             const msg_slot_t *s = &x->slot[i], *t = &y->slot[i];
@@ -226,6 +229,7 @@ static int msg_eq(const msg_t *a, const msg_t *b)
     case MSG_BODY_DENSE:
         return a->u.dense.flags == b->u.dense.flags && a->u.dense.offset == b->u.dense.offset &&
                a->u.dense.count == b->u.dense.count &&
+               memcmp(&a->u.dense.pos, &b->u.dense.pos, sizeof(a->u.dense.pos)) == 0 &&
                blob_eq(a->u.dense.values, b->u.dense.values,
                        a->u.dense.values || b->u.dense.values ? a->u.dense.count * 4 : 0);
     case MSG_BODY_PROGRESS:
@@ -704,12 +708,15 @@ static void test_wrong_version_magic_type(void)
         mpn_t saved;
 
         root = sample_tree(&f, t);
-        /* version 2: ERR_VERSION, and the request id is still known */
-        root->kid[1].u = 2;
-        CU_ASSERT(expect(tree_decode(&f, root), ERR_VERSION, "version 2", t));
+        /* the next version: ERR_VERSION, and the request id is still known */
+        root->kid[1].u = MSG_VERSION + 1;
+        CU_ASSERT(expect(tree_decode(&f, root), ERR_VERSION, "next version", t));
         CU_ASSERT_EQUAL(f.d.hdr.req_id, 1000u + (uint64_t)t);
-        CU_ASSERT_EQUAL(f.d.hdr.version, 2);
-        CU_ASSERT_PTR_NOT_NULL(strstr(f.eb.msg, "version 2"));
+        CU_ASSERT_EQUAL(f.d.hdr.version, MSG_VERSION + 1);
+        CU_ASSERT_PTR_NOT_NULL(strstr(f.eb.msg, "version 3"));
+        /* the previous version (no batch positions): ERR_VERSION too */
+        root->kid[1].u = MSG_VERSION - 1;
+        CU_ASSERT(expect(tree_decode(&f, root), ERR_VERSION, "previous version", t));
         root->kid[1].u = 0;
         CU_ASSERT(expect(tree_decode(&f, root), ERR_VERSION, "version 0", t));
         root->kid[1].u = MSG_VERSION;
@@ -1159,6 +1166,13 @@ static void test_encoder_rejects(void)
     REJECT(make_sample(&f.m, MSG_PULL_OK); f.m.u.rows.slot[0].keys = keys_a);
     REJECT(make_sample(&f.m, MSG_PUSH); f.m.hdr.seq = 0);
     REJECT(make_sample(&f.m, MSG_PUSH_DENSE); f.m.hdr.seq = 0);
+    /* batch positions: only on pushes, samples >= 1, last 0 or 1 */
+    REJECT(make_sample(&f.m, MSG_PULL); f.m.u.rows.pos = (msg_pos_t){1, 1, 0, 0, 0, 0, 5});
+    REJECT(make_sample(&f.m, MSG_PULL_DENSE_OK);
+           f.m.u.dense.pos = (msg_pos_t){1, 1, 0, 0, 0, 0, 5});
+    REJECT(make_sample(&f.m, MSG_PUSH); f.m.u.rows.pos.samples = 0);
+    REJECT(make_sample(&f.m, MSG_PUSH); f.m.u.rows.pos.last = 2);
+    REJECT(make_sample(&f.m, MSG_PUSH_DENSE); f.m.u.dense.pos.has = 2);
     REJECT(make_sample(&f.m, MSG_ROWS_OK); f.m.u.rows.slot[0].meta = NULL);
     REJECT(make_sample(&f.m, MSG_PULL_DENSE); f.m.u.dense.offset = UINT64_MAX);
     REJECT(make_sample(&f.m, MSG_CHECKPOINT); f.m.u.cmd.text = (msg_str_t){nul_text, 3});
@@ -1356,7 +1370,7 @@ static void test_check_layout(void)
     CU_ASSERT_EQUAL(codec_check_layout(&m, &lay, &eb), ERR_PROTO);
 
     msg_init(&m, MSG_PULL_DENSE, 2);
-    m.u.dense = (msg_dense_t){0, 90, 10, NULL};
+    m.u.dense = (msg_dense_t){0, 90, 10, NULL, {0}};
     CU_ASSERT_EQUAL(codec_check_layout(&m, &lay, &eb), 0);
     m.u.dense.count = 11;
     CU_ASSERT_EQUAL(codec_check_layout(&m, &lay, &eb), ERR_PROTO);

@@ -50,6 +50,8 @@ typedef struct param_progress {
     uint64_t offset;  /* bytes into that file (uncompressed) */
     uint64_t line;    /* lines before offset */
     uint64_t samples; /* rows trained by this rank so far */
+    uint64_t ahead;   /* progress_get: samples of the furthest shard's position (>= samples):
+                         batches up to it are resent only to the shards that missed them */
 } param_progress_t;
 
 typedef struct param param_t;
@@ -64,6 +66,7 @@ typedef struct param_ops {
     int (*progress_set)(param_t *p, const param_progress_t *pr, errbuf_t *eb);
     int (*progress_get)(param_t *p, param_progress_t *pr, errbuf_t *eb);
     void (*destroy)(param_t *p);
+    void (*batch_pos)(param_t *p, const param_progress_t *pr);
 } param_ops_t;
 
 /* Every implementation starts with this header. */
@@ -123,6 +126,19 @@ static inline int param_progress_get(param_t *p, param_progress_t *pr, errbuf_t 
 {
     memset(pr, 0, sizeof(*pr));
     return p->ops->progress_get ? p->ops->progress_get(p, pr, eb) : 0;
+}
+
+/*
+ * The pushes that follow, up to and including the next param_push_dense(),
+ * are those of the training batch after which this worker's position is
+ * pr (pr->samples: trained with it). Remote: they carry it, and each shard
+ * records it as it applies them, so a restarted worker resumes exactly
+ * there (server.h, "Exactly-once samples"). In process: nothing to keep.
+ */
+static inline void param_batch_pos(param_t *p, const param_progress_t *pr)
+{
+    if (p->ops->batch_pos)
+        p->ops->batch_pos(p, pr);
 }
 
 /* Release the implementation; accepts NULL and clears the pointer. */

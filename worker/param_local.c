@@ -112,9 +112,16 @@ static void local_destroy(param_t *p)
 }
 
 static const param_ops_t local_ops = {
-    local_pull_start, local_pull_finish, local_push, local_pull_dense,
-    local_push_dense, local_sync,        NULL,       NULL,
+    local_pull_start,
+    local_pull_finish,
+    local_push,
+    local_pull_dense,
+    local_push_dense,
+    local_sync,
+    NULL,
+    NULL,
     local_destroy,
+    NULL,
 };
 
 int param_local_open(param_t **out, model_t *m, const char *store_dir, int readonly,

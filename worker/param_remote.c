@@ -15,6 +15,13 @@
  *   0 at start-up (PUSH_DENSE with MSG_F_ASSIGN) when a shard reports
  *   "dense_initialized" 0 in its STATS; other ranks wait until every
  *   shard reports 1.
+ *
+ *   Batch positions: batch_pos() gives the position after the batch whose
+ *   pushes follow. Its row pushes carry it with last = 0, and push_dense()
+ *   ends the batch on every shard with last = 1: the shard's PUSH_DENSE,
+ *   or an empty PUSH for a shard without a dense range, so every shard
+ *   learns of every batch, also of one that has no rows there.
+ *   progress_get() asks every shard and resumes from the least advanced.
  */
 #include "worker/param_remote.h"
 
@@ -51,6 +58,7 @@ typedef struct remote {
     int dense_fresh;     /* dense holds the reply to the last pull_start */
     int pulling;         /* a pull is outstanding */
     int mode;            /* of the outstanding pull */
+    msg_pos_t bpos;      /* position of the batch being pushed; has = 0: none */
 } remote_t;
 
 static int grow_part(shard_part_t *sp, int s, size_t need, size_t dim)
@@ -218,6 +226,8 @@ static int remote_push(param_t *p, const param_req_t *req, const float *const *g
         rows_body(&m.u.rows, r, sp, 1);
         if (m.u.rows.nslots == 0)
             continue;
+        m.u.rows.pos = r->bpos;
+        m.u.rows.pos.last = 0;
         rc = ps_client_send(r->cli, h, &m, &id, eb);
         if (rc != 0)
             return rc;
@@ -259,17 +269,26 @@ static int send_dense(remote_t *r, const float *v, int assign, errbuf_t *eb)
 
     for (int h = 0; h < r->nshards; h++) {
         shard_part_t *sp = &r->part[h];
-        if (sp->dense_cnt == 0)
+        if (sp->dense_cnt == 0 && !r->bpos.has)
             continue;
-        msg_init(&m, MSG_PUSH_DENSE, 0);
-        m.u.dense.flags = assign ? MSG_F_ASSIGN : 0;
-        m.u.dense.offset = sp->dense_off;
-        m.u.dense.count = sp->dense_cnt;
-        m.u.dense.values = v + sp->dense_off;
+        if (sp->dense_cnt == 0) { /* the batch still ends here */
+            msg_init(&m, MSG_PUSH, 0);
+            m.u.rows.pos = r->bpos;
+        } else {
+            msg_init(&m, MSG_PUSH_DENSE, 0);
+            m.u.dense.flags = assign ? MSG_F_ASSIGN : 0;
+            m.u.dense.offset = sp->dense_off;
+            m.u.dense.count = sp->dense_cnt;
+            m.u.dense.values = v + sp->dense_off;
+            m.u.dense.pos = r->bpos;
+        }
+        if (r->bpos.has) /* the batch's final push to this shard */
+            (sp->dense_cnt == 0 ? &m.u.rows.pos : &m.u.dense.pos)->last = 1;
         int rc = ps_client_send(r->cli, h, &m, &id, eb);
         if (rc != 0)
             return rc;
     }
+    r->bpos.has = 0;
     return 0;
 }
 
@@ -287,47 +306,68 @@ static int remote_sync(param_t *p, errbuf_t *eb)
     return ps_client_drain(((remote_t *)p)->cli, eb);
 }
 
+/* Set this rank's position on every shard (replacing what its pushes
+ * recorded there). */
 static int remote_progress_set(param_t *p, const param_progress_t *pr, errbuf_t *eb)
 {
     remote_t *r = (remote_t *)p;
-    msg_t m;
-    uint64_t id;
+    msg_t m, rep;
 
-    msg_init(&m, MSG_PROGRESS_SET, 0);
-    m.u.progress.rank = r->rank;
-    m.u.progress.found = 1;
-    m.u.progress.epoch = pr->epoch;
-    m.u.progress.file = pr->file;
-    m.u.progress.offset = pr->offset;
-    m.u.progress.line = pr->line;
-    m.u.progress.samples = pr->samples;
-    /* Not waited for: the ACK is matched whenever shard 0 is next waited on. */
-    int rc = ps_client_send(r->cli, 0, &m, &id, eb);
-    if (rc == 0) {
-        msg_t rep;
-        rc = ps_client_wait(r->cli, 0, id, &rep, eb);
+    for (int h = 0; h < r->nshards; h++) {
+        msg_init(&m, MSG_PROGRESS_SET, 0);
+        m.u.progress.rank = r->rank;
+        m.u.progress.found = 1;
+        m.u.progress.epoch = pr->epoch;
+        m.u.progress.file = pr->file;
+        m.u.progress.offset = pr->offset;
+        m.u.progress.line = pr->line;
+        m.u.progress.samples = pr->samples;
+        int rc = ps_client_call(r->cli, h, &m, &rep, eb);
+        if (rc != 0)
+            return rc;
     }
-    return rc;
+    return 0;
 }
 
+/* The least advanced of the shards' positions for this rank: every batch
+ * before it is applied on every shard. A shard with none: start over. */
 static int remote_progress_get(param_t *p, param_progress_t *pr, errbuf_t *eb)
 {
     remote_t *r = (remote_t *)p;
     msg_t m, rep;
-    int rc;
+    int none = 0;
 
-    msg_init(&m, MSG_PROGRESS_GET, 0);
-    m.u.progress.rank = r->rank;
-    rc = ps_client_call(r->cli, 0, &m, &rep, eb);
-    if (rc != 0)
-        return rc;
-    pr->found = rep.u.progress.found != 0;
-    pr->epoch = rep.u.progress.epoch;
-    pr->file = rep.u.progress.file;
-    pr->offset = rep.u.progress.offset;
-    pr->line = rep.u.progress.line;
-    pr->samples = rep.u.progress.samples;
+    for (int h = 0; h < r->nshards; h++) {
+        msg_init(&m, MSG_PROGRESS_GET, 0);
+        m.u.progress.rank = r->rank;
+        int rc = ps_client_call(r->cli, h, &m, &rep, eb);
+        if (rc != 0)
+            return rc;
+        const msg_progress_t *q = &rep.u.progress;
+        if (!q->found) {
+            none = 1;
+            continue;
+        }
+        if (!pr->found || q->samples < pr->samples) {
+            uint64_t ahead = pr->ahead;
+            *pr = (param_progress_t){1, q->epoch, q->file, q->offset, q->line, q->samples, ahead};
+        }
+        if (q->samples > pr->ahead)
+            pr->ahead = q->samples;
+    }
+    if (none && pr->found) {
+        uint64_t ahead = pr->ahead;
+        memset(pr, 0, sizeof(*pr));
+        pr->ahead = ahead;
+    }
     return 0;
+}
+
+static void remote_batch_pos(param_t *p, const param_progress_t *pr)
+{
+    remote_t *r = (remote_t *)p;
+
+    r->bpos = (msg_pos_t){1, 0, pr->epoch, pr->file, pr->offset, pr->line, pr->samples};
 }
 
 static void remote_destroy(param_t *p)
@@ -350,9 +390,9 @@ static void remote_destroy(param_t *p)
 }
 
 static const param_ops_t remote_ops = {
-    remote_pull_start,   remote_pull_finish,  remote_push,
-    remote_pull_dense,   remote_push_dense,   remote_sync,
-    remote_progress_set, remote_progress_get, remote_destroy,
+    remote_pull_start, remote_pull_finish, remote_push,         remote_pull_dense,
+    remote_push_dense, remote_sync,        remote_progress_set, remote_progress_get,
+    remote_destroy,    remote_batch_pos,
 };
 
 /* Value of counter `name` in shard h's STATS, or -1 if absent. */

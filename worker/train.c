@@ -13,8 +13,6 @@
 #include "worker/progress.h"
 #include "worker/session.h"
 
-#define PROGRESS_EVERY_S 2.0 /* s between worker position records (cluster) */
-
 /* Everything the loop owns; released in reverse order by loop_release().
  * The session's batch[i] and pool[i] are the two pipeline slots. */
 typedef struct loop {
@@ -25,7 +23,9 @@ typedef struct loop {
     float *dx;           /* (B, D) gradient of the session's input x */
     progress_t prog;
     uint64_t total_bytes; /* of the input files, for the ETA */
-    uint64_t samples;     /* rows trained by this worker */
+    uint64_t samples;     /* rows trained by this worker (this rank, all runs) */
+    uint64_t done_before; /* of samples: already trained when this run resumed */
+    uint64_t resent;      /* of the others: in batches some shards had already */
 } loop_t;
 
 static void loop_release(loop_t *l)
@@ -83,10 +83,13 @@ static int next_batch(loop_t *l, int i, errbuf_t *eb)
     return param_pull_start(l->s.param, &l->s.pool[i].req, PARAM_PULL_TRAIN, eb);
 }
 
-/* Forward, backward and push of the batch in slot i (its rows pulled). */
-static int step(loop_t *l, int i, double *loss, errbuf_t *eb)
+/* Forward, backward and push of the batch in slot i (its rows pulled),
+ * the pushes carrying the position after it. */
+static int step(loop_t *l, int i, int epoch, double *loss, errbuf_t *eb)
 {
     batch_t *b = &l->s.batch[i];
+    param_progress_t after = {
+        1, (uint32_t)epoch, l->pos[i].file, l->pos[i].offset, l->pos[i].line, l->samples + b->n, 0};
     size_t n;
     float *g;
     int rc;
@@ -96,6 +99,7 @@ static int step(loop_t *l, int i, double *loss, errbuf_t *eb)
     if (rc != 0)
         return errbuf_set(eb, rc, "model step failed");
     pool_backward(&l->s.pool[i], b, l->dx);
+    param_batch_pos(l->s.param, &after);
     rc = param_push(l->s.param, &l->s.pool[i].req, (const float *const *)l->s.pool[i].grads, eb);
     if (rc != 0)
         return rc;
@@ -103,25 +107,11 @@ static int step(loop_t *l, int i, double *loss, errbuf_t *eb)
     return param_push_dense(l->s.param, g, n, eb);
 }
 
-static int record_progress(loop_t *l, int epoch, const reader_pos_t *pos, errbuf_t *eb)
-{
-    param_progress_t pr = {
-        .found = 1,
-        .epoch = (uint32_t)epoch,
-        .file = pos->file,
-        .offset = pos->offset,
-        .line = pos->line,
-        .samples = l->samples,
-    };
-    return param_progress_set(l->s.param, &pr, eb);
-}
-
 /* One pass over this worker's part of the input, from where the reader
  * stands. */
 static int run_epoch(loop_t *l, int epoch, errbuf_t *eb)
 {
     double loss[HEADS_MAX_LOSS] = {0};
-    double last_rec = progress_now();
     size_t n;
     int cur = 0, rc;
 
@@ -141,7 +131,7 @@ static int run_epoch(loop_t *l, int epoch, errbuf_t *eb)
         if (rc != 0 && rc != ERR_EOF)
             break;
         have_next = rc == 0;
-        rc = step(l, cur, loss, eb);
+        rc = step(l, cur, epoch, loss, eb);
         if (rc != 0)
             break;
         l->samples += l->s.batch[cur].n;
@@ -157,29 +147,22 @@ static int run_epoch(loop_t *l, int epoch, errbuf_t *eb)
             break;
         l->prog.epoch = epoch;
         progress_update(&l->prog, l->s.batch[cur].n, loss, job_fraction(l, epoch, &l->pos[cur]));
-        if (l->s.cluster && progress_now() - last_rec >= PROGRESS_EVERY_S) {
-            rc = record_progress(l, epoch, &l->pos[cur], eb);
-            if (rc != 0)
-                break;
-            last_rec = progress_now();
-        }
         if (*l->a->stop) {
             LOG_WARN("stopping on signal after %llu samples", (unsigned long long)l->samples);
             if (have_next)
                 param_pull_finish(l->s.param, l->s.pool[nxt].rows, NULL);
-            if (l->s.cluster)
-                record_progress(l, epoch, &l->pos[cur], NULL);
             return ERR_STOPPED;
         }
         if (!have_next)
-            return l->s.cluster ? record_progress(l, epoch + 1, &(reader_pos_t){0, 0, 0}, eb) : 0;
+            return 0;
         cur = nxt;
     }
     return rc;
 }
 
-/* On a cluster: continue from the position this rank recorded on shard 0
- * (its epoch, file, offset and samples), if any. */
+/* On a cluster: continue from the least advanced position the shards
+ * recorded for this rank with its pushes (epoch, file, offset, samples),
+ * if any. */
 static int resume(loop_t *l, int *epoch, errbuf_t *eb)
 {
     param_progress_t pr;
@@ -189,15 +172,17 @@ static int resume(loop_t *l, int *epoch, errbuf_t *eb)
         return rc;
     reader_pos_t pos = {pr.file, pr.offset, pr.line};
     *epoch = (int)pr.epoch;
-    l->samples = pr.samples;
+    l->samples = l->done_before = pr.samples;
+    l->resent = pr.ahead - pr.samples;
     if (*epoch < l->wc->epochs && (pos.offset || pos.file)) {
         rc = reader_seek(l->s.reader, &pos, eb);
         if (rc != 0)
             return rc;
     }
-    LOG_INFO("resuming rank %lld at epoch %d, file %u, offset %llu (%llu samples done)",
+    LOG_INFO("resuming rank %lld at epoch %d, file %u, offset %llu (%llu samples done; the "
+             "next %llu go only to the shards that missed them)",
              (long long)l->wc->rank, *epoch, pos.file, (unsigned long long)pos.offset,
-             (unsigned long long)pr.samples);
+             (unsigned long long)pr.samples, (unsigned long long)l->resent);
     return 0;
 }
 
@@ -287,8 +272,12 @@ int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
     }
     if (rc == 0 || rc == ERR_STOPPED) {
         double el = progress_now() - t0;
-        LOG_INFO("trained %llu samples in %.1f s (%.0f samples/s)", (unsigned long long)l.samples,
-                 el, el > 0 ? (double)l.samples / el : 0.0);
+        uint64_t run = l.samples - l.done_before;
+        LOG_INFO("trained %llu samples in %.1f s (%.0f samples/s); %llu already done before this "
+                 "run were skipped, %llu of this run's were resent only to shards that missed them",
+                 (unsigned long long)run, el, el > 0 ? (double)run / el : 0.0,
+                 (unsigned long long)l.done_before,
+                 (unsigned long long)(l.resent < run ? l.resent : run));
     }
 out:
     loop_release(&l);

@@ -16,11 +16,15 @@
  *   computes and may miss t's update for shared keys (staleness: one batch
  *   of this worker, plus at most max_inflight unacknowledged pushes).
  *
- *   Resuming: on a cluster, every progress_every_s the worker records the
- *   reader position after the last batch it pushed (epoch, file, offset,
- *   line) on shard 0; a worker restarted with the same rank continues from
- *   there. Batches between the last record and a crash are trained twice
- *   (at-least-once).
+ *   Resuming: on a cluster, every push of a batch carries the reader
+ *   position after it (epoch, file, offset, line, samples; param.h
+ *   param_batch_pos) and each shard records it as it applies the push. A
+ *   worker restarted with the same rank (same logs, workers and
+ *   batch_size) resumes from the least advanced shard's position; the
+ *   batches it then replays are applied only on the shards that missed
+ *   them, so after a kill -9 at any moment every sample is trained exactly
+ *   once (server.h, "Exactly-once samples"). The summary line says how
+ *   many samples this run trained and how many were already done.
  *
  * Thread-safety: one loop per process.
  */
