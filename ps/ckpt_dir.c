@@ -29,19 +29,19 @@ int ckpt_dir_check_name(const char *name, size_t len, errbuf_t *eb)
                           "CHECKPOINT needs a name (the shard writes it under "
                           "its checkpoint_root)");
     if (len > CKPT_NAME_MAX)
-        return errbuf_set(eb, ERR_INVAL, "checkpoint name longer than %d bytes", CKPT_NAME_MAX);
-    if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
-        return errbuf_set(eb, ERR_INVAL, "checkpoint name '%.*s' is not allowed", (int)len, name);
-    if (name[0] == '.')
-        return errbuf_set(eb, ERR_INVAL, "checkpoint name '%.*s' must not start with '.'", (int)len,
-                          name);
-    for (size_t i = 0; i < len; i++)
-        if (!name_char_ok(name[i]))
-            return errbuf_set(eb, ERR_INVAL,
-                              "checkpoint name '%.*s' is not one name: give letters, digits, "
-                              "'.', '_' or '-' only (no '/', no path); the shard writes it "
-                              "under its checkpoint_root",
-                              (int)len, name);
+        return errbuf_set(eb, ERR_INVAL,
+                          "checkpoint name longer than %d bytes: give a shorter name (the shard "
+                          "writes it under its own checkpoint_root)",
+                          CKPT_NAME_MAX);
+    int ok = name[0] != '.'; /* ".", "..", and the shard's own temporary names */
+    for (size_t i = 0; i < len && ok; i++)
+        ok = name_char_ok(name[i]);
+    if (!ok)
+        return errbuf_set(eb, ERR_INVAL,
+                          "checkpoint name '%.*s' refused: give one name of letters, digits, "
+                          "'.', '_' or '-', not starting with '.' (never a path); the shard "
+                          "writes it under its own checkpoint_root",
+                          (int)len, name);
     return 0;
 }
 
