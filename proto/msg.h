@@ -27,7 +27,12 @@
  *   Bodies are msgpack arrays of fixed arity per body kind (MSG_BODIES):
  *
  *     HELLO    [flags, shard, nshards, emb_optim, dense_optim, dense_size,
- *               day, [[name, dim, admit_min, expire_days] ...]]
+ *               day, [[name, dim, admit_min, expire_days] ...],
+ *               params]
+ *              (params: bin of 16 float32, the embedding then the dense
+ *              optimizer's lr, eps, beta1, beta2, ftrl_beta, l1, l2,
+ *              init_std; absent from an older peer, whose rates are then
+ *              not compared)
  *     ROWS     [flags, cursor, [[slot, nkeys, dim, keys, rows, counts,
  *               meta] ...]]              (one entry per slot present)
  *     DENSE    [flags, offset, count, values]
@@ -210,6 +215,9 @@ typedef struct msg_str {
     uint32_t len; /* bytes */
 } msg_str_t;
 
+/* Optimizer parameters in HELLO, in this order (optim_t's fields). */
+#define MSG_HELLO_PARAMS 8 /* lr, eps, beta1, beta2, ftrl_beta, l1, l2, init_std */
+
 typedef struct msg_hello_slot {
     char name[MODEL_SLOT_NAME_MAX]; /* NUL-terminated slot name */
     uint32_t dim;                   /* floats per embedding row */
@@ -227,6 +235,9 @@ typedef struct msg_hello {
     int32_t day;          /* current day; -1: none */
     uint32_t nslots;      /* <= MODEL_MAX_SLOTS */
     msg_hello_slot_t slot[MODEL_MAX_SLOTS];
+    int has_params;                       /* 0: the peer sent no optimizer parameters */
+    float emb_params[MSG_HELLO_PARAMS];   /* MSG_HELLO_PARAMS order, finite */
+    float dense_params[MSG_HELLO_PARAMS]; /* MSG_HELLO_PARAMS order, finite */
 } msg_hello_t;
 
 typedef struct msg_slot {

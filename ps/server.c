@@ -42,7 +42,8 @@
     X(bad_frames, "of bad_messages: multipart messages dropped without a reply")          \
     X(flushes, "flushes to RocksDB")                                                      \
     X(rows_flushed, "rows written by flushes")                                            \
-    X(checkpoints, "checkpoints written")
+    X(checkpoints, "checkpoints written")                                                 \
+    X(hello_policy_diffs, "handshakes whose admission or expiry differ from this shard's")
 
 typedef struct counters {
 #define X(name, desc) uint64_t name;
@@ -245,6 +246,20 @@ static const uint64_t *entry_keys(server_t *s, const msg_slot_t *in, errbuf_t *e
 
 /* ---- handlers: return 0 (reply sent) or an error to report ---- */
 
+/* Admission and expiry are this shard's to apply: a worker configured
+ * otherwise still trains correctly, so the difference is counted and
+ * warned about (rate-limited), not refused. */
+static void hello_policy_diff(server_t *s, const msg_hello_t *peer)
+{
+    char diff[256], msg[320];
+
+    if (!codec_hello_policy_diff(&s->hello, peer, diff, sizeof(diff)))
+        return;
+    s->c.hello_policy_diffs++;
+    snprintf(msg, sizeof(msg), "%s ('here' is this shard, whose values hold)", diff);
+    warn_limited(s, "handshake: admission or expiry differ", msg);
+}
+
 static int on_hello(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
 {
     msg_t r;
@@ -252,6 +267,7 @@ static int on_hello(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
 
     if (rc != 0)
         return errbuf_prefix(eb, rc, "handshake refused"); /* logged rate-limited */
+    hello_policy_diff(s, &m->u.hello);
     msg_init(&r, MSG_HELLO_OK, m->hdr.req_id);
     r.u.hello = s->hello;
     rc = codec_encode(&s->out, &r, eb);
