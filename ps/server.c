@@ -20,6 +20,7 @@
 #include "proto/msg.h"
 #include "ps/ckpt_dir.h"
 #include "ps/dense_shard.h"
+#include "ps/shard_layout.h"
 #include "ps/shard_meta.h"
 #include "table/emb_table.h"
 #include "table/store.h"
@@ -824,6 +825,8 @@ static int server_open(server_t *s, errbuf_t *eb)
         return rc;
     snprintf(name, sizeof(name), "shard %lld %s", (long long)pc->shard, pc->data.s);
     rc = store_rocks_open(&s->store, pc->data.s, STORE_CREATE, name, eb);
+    if (rc == 0)
+        rc = shard_layout_check(s->store, &s->ms, pc->data.s, eb);
     if (rc == 0)
         rc = emb_table_open(&s->table, s->store, &s->ms, pc->mem_limit, eb);
     if (rc == 0)
