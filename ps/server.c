@@ -824,7 +824,8 @@ static int server_open(server_t *s, errbuf_t *eb)
     if (rc != 0)
         return rc;
     snprintf(name, sizeof(name), "shard %lld %s", (long long)pc->shard, pc->data.s);
-    rc = store_rocks_open(&s->store, pc->data.s, STORE_CREATE, name, eb);
+    rc = store_rocks_open(&s->store, pc->data.s, STORE_CREATE | (pc->mem_limit ? STORE_NO_MMAP : 0),
+                          name, eb);
     if (rc == 0)
         rc = shard_layout_check(s->store, &s->ms, pc->data.s, eb);
     if (rc == 0)

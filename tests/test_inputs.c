@@ -146,12 +146,16 @@ static void test_handshake(void)
     path_of(o, sizeof(o), "hs-worker.txt");
     /* another learning rate: refused, both values named */
     CU_ASSERT_NOT_EQUAL(
-        tu_sh(o, BOUND "%s train %s --threads 1 --ps %s --emb_lr 0.1 %s", wbin, OPTS, ep, logs), 0);
+        tu_sh(o, BOUND "%s train %s --threads 1 --metrics_file %s/m.jsonl --ps %s --emb_lr 0.1 %s",
+              wbin, OPTS, dir, ep, logs),
+        0);
     out = tu_slurp(o, NULL);
     CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "lr 0.05 here, 0.1 at the peer"));
     free(out);
     CU_ASSERT_NOT_EQUAL(
-        tu_sh(o, BOUND "%s train %s --threads 1 --ps %s --dense_lr 0.01 %s", wbin, OPTS, ep, logs),
+        tu_sh(o,
+              BOUND "%s train %s --threads 1 --metrics_file %s/m.jsonl --ps %s --dense_lr 0.01 %s",
+              wbin, OPTS, dir, ep, logs),
         0);
     out = tu_slurp(o, NULL);
     CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "dense optimizer adam: lr 0.001 here, 0.01"));
@@ -159,9 +163,12 @@ static void test_handshake(void)
     /* another admission: trains (the shard's holds), reported on both sides
      * (after the shard's one-per-second warning limit has passed) */
     usleep(1100 * 1000);
-    CU_ASSERT_EQUAL(tu_sh(o, BOUND "%s train %s --threads 1 --ps %s --slot_admit item_id:3 %s",
-                          wbin, OPTS, ep, logs),
-                    0);
+    CU_ASSERT_EQUAL(
+        tu_sh(o,
+              BOUND
+              "%s train %s --threads 1 --metrics_file %s/m.jsonl --ps %s --slot_admit item_id:3 %s",
+              wbin, OPTS, dir, ep, logs),
+        0);
     out = tu_slurp(o, NULL);
     CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "admit_min 3 here, 1 at the peer"));
     free(out);
