@@ -75,12 +75,14 @@
  *   SCAN position to continue from (0: the scan is complete).
  *
  *   CMD is the one body of every control request: FLUSH (nothing), STATS
- *   (text: name prefix filter, "" for all), CHECKPOINT (day, text: target
- *   directory), EXPORT (day, text: target path; MSG_F_DELTA: only rows
- *   created, changed or deleted since the previous export, else all rows),
- *   BEGIN_DAY (day; MSG_F_EXPIRE: also delete rows unseen past their slot's
- *   expiry, as tombstones for the next delta) and SHUTDOWN. Their ACK may
- *   carry result counters in its KV list ("rows", "tombstones", "bytes",
+ *   (text: name prefix filter, "" for all), CHECKPOINT (day, text: a name,
+ *   never a path: the shard writes under its own checkpoint_root, and its
+ *   ACK says where in the string counter "path"), EXPORT (day, text:
+ *   target path; MSG_F_DELTA: only rows created, changed or deleted since
+ *   the previous export, else all rows), BEGIN_DAY (day; MSG_F_EXPIRE: also
+ *   delete rows unseen past their slot's expiry, as tombstones for the next
+ *   delta) and SHUTDOWN. Their ACK may carry result counters in its KV list
+ *   ("rows", "tombstones", "bytes",
  *   ...), the same representation as STATS_OK, so new results need no new
  *   message type.
  *
@@ -141,7 +143,7 @@
     X(STATS, 12, STATS_OK, CMD, 0, "ask for the counters whose name starts with text")            \
     X(STATS_OK, 13, NONE, KV, 0, "counters: name -> uint64 or string")                            \
     X(FLUSH, 14, ACK, CMD, 0, "write dirty rows to the durable store now")                        \
-    X(CHECKPOINT, 15, ACK, CMD, 0, "write a consistent checkpoint of day into directory text")    \
+    X(CHECKPOINT, 15, ACK, CMD, 0, "write a consistent checkpoint of day named text")             \
     X(EXPORT, 16, ACK, CMD, MSG_F_DELTA, "export rows of day (full or delta) to path text")       \
     X(BEGIN_DAY, 17, ACK, CMD, MSG_F_EXPIRE, "set the current day; optionally expire stale rows") \
     X(ROWS_GET, 18, ROWS_OK, ROWS, MSG_F_STATE, "inspect rows: per slot, keys")                   \
