@@ -59,14 +59,16 @@ static int train_local(const char *logs, const char *extra, char **out)
     return rc;
 }
 
-/* 1 if nothing of the model was written: no dir/model, no dir/model.tmp. */
+/* 1 if nothing of the model was written: no dir/model, dir/model.tmp or
+ * dir/model.metrics.jsonl. */
 static int no_model(void)
 {
-    char p[700], q[700];
+    char p[700], q[700], m[700];
 
     path_of(p, sizeof(p), "model");
     path_of(q, sizeof(q), "model.tmp");
-    return access(p, F_OK) != 0 && access(q, F_OK) != 0;
+    path_of(m, sizeof(m), "model.metrics.jsonl");
+    return access(p, F_OK) != 0 && access(q, F_OK) != 0 && access(m, F_OK) != 0;
 }
 
 static void test_bad_logs(void)

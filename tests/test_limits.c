@@ -4,7 +4,8 @@
  * checkpoint_root (names, never paths: "..", absolute names, slashes, a
  * symlink out of the root and an existing shard directory are refused,
  * and nothing outside the root, nor anything that existed, is created or
- * removed); `ctl checkpoint --name` lands where the ACK says; rows created
+ * removed); `ctl checkpoint --name` lands where the ACK says, and shards
+ * with different roots are refused (no META); rows created
  * per request and per shard are bounded (refused with ERROR and counted,
  * existing rows still served, the count survives a restart).
  *
@@ -206,6 +207,30 @@ static void test_checkpoint_default_root(void)
     CU_ASSERT_EQUAL(tu_stop(pid, 15), 0);
 }
 
+/* Shards of one cluster with different roots: the tool says so and writes
+ * no META (the parts are not one checkpoint). */
+static void test_checkpoint_split_roots(void)
+{
+    char ep0[700], ep1[700], o[700], extra[800];
+    char *text;
+    pid_t p0, p1;
+
+    snprintf(extra, sizeof(extra), "--shard 0 --shards 2 --checkpoint_root %s/r0", dir);
+    p0 = shard_start("sp0", ep0, sizeof(ep0), extra);
+    snprintf(extra, sizeof(extra), "--shard 1 --shards 2 --checkpoint_root %s/r1", dir);
+    p1 = shard_start("sp1", ep1, sizeof(ep1), extra);
+    CU_ASSERT_FATAL(p0 > 0 && p1 > 0);
+    snprintf(o, sizeof(o), "%s/split.out", dir);
+    CU_ASSERT_NOT_EQUAL(
+        tu_sh(o, "%s ctl checkpoint %s --ps %s,%s --name s --day 1", wbin, OPTS, ep0, ep1), 0);
+    text = tu_slurp(o, NULL);
+    CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "same checkpoint_root"));
+    free(text);
+    CU_ASSERT_EQUAL(tu_sh(NULL, "test -z \"$(find %s/r0 %s/r1 -name META)\"", dir, dir), 0);
+    CU_ASSERT_EQUAL(tu_stop(p0, 15), 0);
+    CU_ASSERT_EQUAL(tu_stop(p1, 15), 0);
+}
+
 /* ---- rows ---- */
 
 static uint64_t keybuf[64];
@@ -316,6 +341,8 @@ int test_limits_register(void)
                      test_checkpoint_paths) ||
         !CU_add_test(s, "CHECKPOINT: default root beside the data directory",
                      test_checkpoint_default_root) ||
+        !CU_add_test(s, "ctl checkpoint: shards with different roots are refused",
+                     test_checkpoint_split_roots) ||
         !CU_add_test(s, "rows created per request and per shard are bounded", test_row_limits))
         return -1;
     return 0;
