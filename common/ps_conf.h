@@ -29,6 +29,14 @@
       "most senders (workers, tools) recorded; a new one beyond is refused")             \
     X(ps, sender_idle_s, INT, "86400", 1, 31536000, NULL,                                \
       "s without a push before a sender may expire; keep above deadline_s")              \
+    X(ps, checkpoint_root, STR, "", 0, 0, NULL,                                          \
+      "CHECKPOINT writes ROOT/NAME/shard-I here, never elsewhere "                       \
+      "(empty: DATA/../checkpoints)")                                                    \
+    X(ps, max_rows, INT, "10000000", 0, 1e15, NULL,                                      \
+      "rows this shard may hold; requests that would create more get ERROR "             \
+      "(0: no limit)")                                                                   \
+    X(ps, max_new_rows, INT, "262144", 0, 1e15, NULL,                                    \
+      "new rows one PULL or PUSH may create; more gets ERROR (0: no limit)")             \
     X(ps, log_level, ENUM, "info", 0, 0, "debug|info|warn|error", "least severe log level")
 
 typedef struct ps_conf {

@@ -333,10 +333,27 @@ static int expand_paths(reader_t *r, char *const *paths, int npaths, errbuf_t *e
 }
 
 /* The file must be a readable regular file; its size into *size. */
-static int probe_file(const char *path, uint64_t *size, errbuf_t *eb)
+static const char *file_kind(mode_t m)
+{
+    return S_ISDIR(m)    ? "a directory"
+           : S_ISFIFO(m) ? "a named pipe"
+           : S_ISCHR(m)  ? "a character device"
+           : S_ISBLK(m)  ? "a block device"
+           : S_ISSOCK(m) ? "a socket"
+                         : "not a regular file";
+}
+
+/*
+ * A log must be a readable regular file: the input is split between
+ * workers by byte size and resumed by seeking, neither of which a pipe or
+ * a device allows (and /dev/zero never ends). An empty one is an error
+ * unless allow_empty: a job reading nothing almost always has the wrong
+ * path. Opened without blocking, so a FIFO with no writer cannot hang.
+ */
+static int probe_file(const char *path, int allow_empty, uint64_t *size, errbuf_t *eb)
 {
     struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 
     if (fd < 0)
         return errbuf_set(eb, ERR_IO, "open %s: %s", path, strerror(errno));
@@ -346,8 +363,16 @@ static int probe_file(const char *path, uint64_t *size, errbuf_t *eb)
         return errbuf_set(eb, ERR_IO, "stat %s: %s", path, strerror(e));
     }
     close(fd);
-    if (S_ISDIR(st.st_mode))
-        return errbuf_set(eb, ERR_IO, "open %s: is a directory", path);
+    if (!S_ISREG(st.st_mode))
+        return errbuf_set(eb, ERR_IO,
+                          "log %s is %s: give a regular file (pipes and devices "
+                          "cannot be split between workers or resumed)",
+                          path, file_kind(st.st_mode));
+    if (st.st_size == 0 && !allow_empty)
+        return errbuf_set(eb, ERR_INVAL,
+                          "log %s is empty: give the right file, or --allow-empty "
+                          "if an empty input is expected",
+                          path);
     *size = (uint64_t)st.st_size;
     return 0;
 }
@@ -464,10 +489,10 @@ int reader_open(reader_t **out, const model_spec_t *ms, const reader_opts_t *o, 
 
     rc = expand_paths(r, paths, npaths, eb);
     for (int i = 0; rc == 0 && i < r->nfiles; i++)
-        rc = probe_file(r->file[i].path, &r->file[i].size, eb);
+        rc = probe_file(r->file[i].path, o->allow_empty, &r->file[i].size, eb);
     for (int i = 0; rc == 0 && i < r->njoin; i++) {
         uint64_t size;
-        rc = probe_file(r->join_path[i], &size, eb);
+        rc = probe_file(r->join_path[i], o->allow_empty, &size, eb);
     }
     if (rc == 0 && r->nfiles == 0)
         rc = errbuf_set(eb, ERR_INVAL, "reader: no %s among the inputs",

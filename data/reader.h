@@ -77,6 +77,7 @@ typedef struct reader_opts {
     int rank;           /* this worker, 0 .. workers-1 */
     int workers;        /* workers splitting the input (0 counts as 1) */
     size_t max_line;    /* bytes; longer lines are rejected (0: 64 MiB) */
+    int allow_empty;    /* 1: an empty log file is read as no rows, not refused */
 } reader_opts_t;
 
 typedef struct reader_stats {
@@ -97,10 +98,11 @@ typedef struct reader_stats {
  * Open a reader over paths (files or glob patterns) for the slots of ms
  * (copied; ms need not outlive the reader). Loads the Ali-CCP join tables.
  * Returns 0 and *out (release with reader_destroy()), or ERR_IO naming a
- * missing/unreadable file or a pattern that matches nothing, ERR_INVAL for
- * bad options or no input (or an aliccp input without a common_features
- * file), ERR_CORRUPT for a bad gzip join table, ERR_REJECTED for a bad
- * join-table line under strict, ERR_NOMEM. eb says which.
+ * missing/unreadable file, one that is not a regular file (directory,
+ * FIFO, device) or a pattern that matches nothing, ERR_INVAL for an empty
+ * file (unless o->allow_empty), bad options or no input (or an aliccp input without a
+ * common_features file), ERR_CORRUPT for a bad gzip join table, ERR_REJECTED for a bad join-table
+ * line under strict, ERR_NOMEM. eb says which.
  */
 int reader_open(reader_t **out, const model_spec_t *ms, const reader_opts_t *o, char *const *paths,
                 int npaths, errbuf_t *eb);

@@ -27,6 +27,7 @@
 #include "proto/codec.h"
 
 #include <assert.h>
+#include <float.h>
 #include <inttypes.h>
 #include <msgpack.h>
 #include <stdarg.h>
@@ -391,7 +392,7 @@ static void pack_text(msgpack_packer *pk, const msg_str_t *s)
 
 static int encode_hello(msgpack_packer *pk, const msg_hello_t *h)
 {
-    msgpack_pack_array(pk, 8);
+    msgpack_pack_array(pk, 9);
     msgpack_pack_uint32(pk, h->flags);
     msgpack_pack_uint32(pk, h->shard);
     msgpack_pack_uint32(pk, h->nshards);
@@ -409,6 +410,11 @@ static int encode_hello(msgpack_packer *pk, const msg_hello_t *h)
         msgpack_pack_uint32(pk, s->admit_min);
         msgpack_pack_uint32(pk, s->expire_days);
     }
+    float p[2 * MSG_HELLO_PARAMS];
+    memcpy(p, h->emb_params, sizeof(h->emb_params));
+    memcpy(p + MSG_HELLO_PARAMS, h->dense_params, sizeof(h->dense_params));
+    msgpack_pack_bin(pk, sizeof(p));
+    msgpack_pack_bin_body(pk, p, sizeof(p));
     return 0;
 }
 
@@ -853,13 +859,36 @@ static int get_str(dec_t *c, const msgpack_object *o, const char *field, msg_str
     return 0;
 }
 
+/* HELLO's optimizer parameters: a bin of 2 x MSG_HELLO_PARAMS finite
+ * float32 (little-endian, like every float blob). */
+static int decode_hello_params(dec_t *c, const msgpack_object *o, msg_hello_t *h)
+{
+    float p[2 * MSG_HELLO_PARAMS];
+    const void *b;
+    int rc = get_bin(c, o, "optimizer params", sizeof(p), "16 float32", &b);
+
+    if (rc < 0)
+        return rc;
+    memcpy(p, b, sizeof(p));
+    for (int i = 0; i < 2 * MSG_HELLO_PARAMS; i++)
+        if (!(p[i] >= -FLT_MAX && p[i] <= FLT_MAX))
+            return fail(c, ERR_PROTO, "optimizer param %d: not a finite float", i);
+    memcpy(h->emb_params, p, sizeof(h->emb_params));
+    memcpy(h->dense_params, p + MSG_HELLO_PARAMS, sizeof(h->dense_params));
+    h->has_params = 1;
+    return 0;
+}
+
 static int decode_hello(dec_t *c, const msgpack_object *body, msg_hello_t *h)
 {
     const msgpack_object *f, *sl, *e;
     uint64_t dense;
     int rc;
 
-    if ((rc = get_array(c, body, "body", 8, &f)) < 0 ||
+    /* 8 elements: a peer from before the optimizer parameters */
+    uint32_t arity = body->type == MSGPACK_OBJECT_ARRAY && body->via.array.size == 8 ? 8 : 9;
+
+    if ((rc = get_array(c, body, "body", arity, &f)) < 0 ||
         (rc = get_u32(c, &f[0], "flags", &h->flags)) < 0 ||
         (rc = get_u32(c, &f[1], "shard", &h->shard)) < 0 ||
         (rc = get_u32(c, &f[2], "nshards", &h->nshards)) < 0 ||
@@ -888,7 +917,7 @@ static int decode_hello(dec_t *c, const msgpack_object *body, msg_hello_t *h)
         s->name[name.len] = '\0';
     }
     c->where[0] = '\0';
-    return 0;
+    return arity == 9 ? decode_hello_params(c, &f[8], h) : 0;
 }
 
 /* [] (no position) or [last, epoch, file, offset, line, samples] */
@@ -1199,6 +1228,62 @@ int codec_decode(codec_dec_t *d, msg_t *m, const void *data, size_t len, errbuf_
 /* ---------------------------------------------------------------------- */
 /* Protocol checks                                                         */
 
+static void hello_params(float *p, const optim_t *o)
+{
+    const float v[MSG_HELLO_PARAMS] = {o->lr,        o->eps, o->beta1, o->beta2,
+                                       o->ftrl_beta, o->l1,  o->l2,    o->init_std};
+    memcpy(p, v, sizeof(v));
+}
+
+/* The parameters an optimizer kind uses (bit i: MSG_HELLO_PARAMS item i);
+ * init_std only for rows, which the shard initializes. */
+static unsigned params_used(uint32_t kind, int rows)
+{
+    unsigned m = kind == OPTIM_SGD       ? 0x01u
+                 : kind == OPTIM_ADAGRAD ? 0x03u
+                 : kind == OPTIM_ADAM    ? 0x0fu
+                                         : 0x71u; /* FTRL: alpha, beta, l1, l2 */
+    return rows ? m | 0x80u : m;
+}
+
+static int params_check(const char *what, uint32_t kind, int rows, const float *a, const float *b,
+                        errbuf_t *eb)
+{
+    static const char *const name[MSG_HELLO_PARAMS] = {"lr",        "eps", "beta1", "beta2",
+                                                       "ftrl_beta", "l1",  "l2",    "init_std"};
+    unsigned used = params_used(kind, rows);
+
+    for (int i = 0; i < MSG_HELLO_PARAMS; i++)
+        if ((used >> i & 1u) && a[i] != b[i])
+            return errbuf_set(eb, ERR_MISMATCH,
+                              "%s optimizer %s: %s %g here, %g at the peer (give workers and "
+                              "shards the same [model] settings)",
+                              what, optim_name((int)kind),
+                              kind == OPTIM_FTRL && i == 0 ? "alpha" : name[i], (double)a[i],
+                              (double)b[i]);
+    return 0;
+}
+
+int codec_hello_policy_diff(const msg_hello_t *mine, const msg_hello_t *peer, char *buf, size_t len)
+{
+    if ((mine->flags | peer->flags) & MSG_F_PROBE || mine->nslots != peer->nslots)
+        return 0;
+    for (uint32_t i = 0; i < mine->nslots; i++) {
+        const msg_hello_slot_t *a = &mine->slot[i], *b = &peer->slot[i];
+        if (a->admit_min != b->admit_min) {
+            snprintf(buf, len, "slot '%s': admit_min %" PRIu32 " here, %" PRIu32 " at the peer",
+                     a->name, a->admit_min, b->admit_min);
+            return 1;
+        }
+        if (a->expire_days != b->expire_days) {
+            snprintf(buf, len, "slot '%s': expire_days %" PRIu32 " here, %" PRIu32 " at the peer",
+                     a->name, a->expire_days, b->expire_days);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 void codec_hello_from_spec(msg_hello_t *h, const model_spec_t *spec, uint32_t shard,
                            uint32_t nshards, uint64_t dense_size, int32_t day)
 {
@@ -1210,6 +1295,9 @@ void codec_hello_from_spec(msg_hello_t *h, const model_spec_t *spec, uint32_t sh
     h->dense_size = dense_size;
     h->day = day;
     h->nslots = (uint32_t)spec->nslots;
+    h->has_params = 1;
+    hello_params(h->emb_params, &spec->emb_opt);
+    hello_params(h->dense_params, &spec->dense_opt);
     for (int i = 0; i < spec->nslots; i++) {
         snprintf(h->slot[i].name, sizeof(h->slot[i].name), "%s", spec->slot[i].name);
         h->slot[i].dim = (uint32_t)spec->slot[i].dim;
@@ -1252,7 +1340,13 @@ int codec_hello_check(const msg_hello_t *mine, const msg_hello_t *peer, errbuf_t
         return errbuf_set(eb, ERR_MISMATCH,
                           "dense vector of %" PRIu64 " floats here, %" PRIu64 " at the peer",
                           mine->dense_size, peer->dense_size);
-    return 0;
+    if (!mine->has_params || !peer->has_params)
+        return 0; /* an older peer: nothing to compare */
+    int rc = params_check("embedding", mine->emb_optim, 1, mine->emb_params, peer->emb_params, eb);
+    if (rc == 0)
+        rc =
+            params_check("dense", mine->dense_optim, 0, mine->dense_params, peer->dense_params, eb);
+    return rc;
 }
 
 /* A peer's error code as one of ours. */

@@ -130,9 +130,23 @@ void codec_hello_from_spec(msg_hello_t *h, const model_spec_t *spec, uint32_t sh
  * and count, slots (count, names, dims), optimizers and dense size.
  * Returns 0 if they agree or either side set MSG_F_PROBE, else
  * ERR_MISMATCH naming the first difference ("slot 2 'cate_id': dim 16
- * here, 8 at the peer"). Admission, expiry and day are not compared.
+ * here, 8 at the peer"), including the optimizers' learning rates and the
+ * other parameters each optimizer kind uses ("embedding adagrad lr 0.05
+ * here, 0.1 at the peer": the shard applies its own, so a worker configured
+ * otherwise would train with rates other than its configuration says).
+ * Admission, expiry and day are not compared (codec_hello_policy_diff()).
  */
 int codec_hello_check(const msg_hello_t *mine, const msg_hello_t *peer, errbuf_t *eb);
+
+/*
+ * Admission (admit_min) and expiry (expire_days) are the shard's to apply:
+ * a worker with other values still trains correctly, so a difference is
+ * reported, not refused. Returns 1 and the first difference in buf[len]
+ * ("slot 'item_id': admit_min 3 here, 1 at the peer"), or 0 if they agree
+ * (or the slots differ, which codec_hello_check() refuses).
+ */
+int codec_hello_policy_diff(const msg_hello_t *mine, const msg_hello_t *peer, char *buf,
+                            size_t len);
 
 /*
  * Check that rep answers req: same req_id, the reply type of req, and for

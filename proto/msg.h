@@ -27,7 +27,12 @@
  *   Bodies are msgpack arrays of fixed arity per body kind (MSG_BODIES):
  *
  *     HELLO    [flags, shard, nshards, emb_optim, dense_optim, dense_size,
- *               day, [[name, dim, admit_min, expire_days] ...]]
+ *               day, [[name, dim, admit_min, expire_days] ...],
+ *               params]
+ *              (params: bin of 16 float32, the embedding then the dense
+ *              optimizer's lr, eps, beta1, beta2, ftrl_beta, l1, l2,
+ *              init_std; absent from an older peer, whose rates are then
+ *              not compared)
  *     ROWS     [flags, cursor, [[slot, nkeys, dim, keys, rows, counts,
  *               meta] ...], pos]         (one entry per slot present)
  *     DENSE    [flags, offset, count, values, pos]
@@ -78,12 +83,14 @@
  *   SCAN position to continue from (0: the scan is complete).
  *
  *   CMD is the one body of every control request: FLUSH (nothing), STATS
- *   (text: name prefix filter, "" for all), CHECKPOINT (day, text: target
- *   directory), EXPORT (day, text: target path; MSG_F_DELTA: only rows
- *   created, changed or deleted since the previous export, else all rows),
- *   BEGIN_DAY (day; MSG_F_EXPIRE: also delete rows unseen past their slot's
- *   expiry, as tombstones for the next delta) and SHUTDOWN. Their ACK may
- *   carry result counters in its KV list ("rows", "tombstones", "bytes",
+ *   (text: name prefix filter, "" for all), CHECKPOINT (day, text: a name,
+ *   never a path: the shard writes under its own checkpoint_root, and its
+ *   ACK says where in the string counter "path"), EXPORT (day, text:
+ *   target path; MSG_F_DELTA: only rows created, changed or deleted since
+ *   the previous export, else all rows), BEGIN_DAY (day; MSG_F_EXPIRE: also
+ *   delete rows unseen past their slot's expiry, as tombstones for the next
+ *   delta) and SHUTDOWN. Their ACK may carry result counters in its KV list
+ *   ("rows", "tombstones", "bytes",
  *   ...), the same representation as STATS_OK, so new results need no new
  *   message type.
  *
@@ -144,7 +151,7 @@
     X(STATS, 12, STATS_OK, CMD, 0, "ask for the counters whose name starts with text")            \
     X(STATS_OK, 13, NONE, KV, 0, "counters: name -> uint64 or string")                            \
     X(FLUSH, 14, ACK, CMD, 0, "write dirty rows to the durable store now")                        \
-    X(CHECKPOINT, 15, ACK, CMD, 0, "write a consistent checkpoint of day into directory text")    \
+    X(CHECKPOINT, 15, ACK, CMD, 0, "write a consistent checkpoint of day named text")             \
     X(EXPORT, 16, ACK, CMD, MSG_F_DELTA, "export rows of day (full or delta) to path text")       \
     X(BEGIN_DAY, 17, ACK, CMD, MSG_F_EXPIRE, "set the current day; optionally expire stale rows") \
     X(ROWS_GET, 18, ROWS_OK, ROWS, MSG_F_STATE, "inspect rows: per slot, keys")                   \
@@ -218,6 +225,9 @@ typedef struct msg_str {
     uint32_t len; /* bytes */
 } msg_str_t;
 
+/* Optimizer parameters in HELLO, in this order (optim_t's fields). */
+#define MSG_HELLO_PARAMS 8 /* lr, eps, beta1, beta2, ftrl_beta, l1, l2, init_std */
+
 typedef struct msg_hello_slot {
     char name[MODEL_SLOT_NAME_MAX]; /* NUL-terminated slot name */
     uint32_t dim;                   /* floats per embedding row */
@@ -235,6 +245,9 @@ typedef struct msg_hello {
     int32_t day;          /* current day; -1: none */
     uint32_t nslots;      /* <= MODEL_MAX_SLOTS */
     msg_hello_slot_t slot[MODEL_MAX_SLOTS];
+    int has_params;                       /* 0: the peer sent no optimizer parameters */
+    float emb_params[MSG_HELLO_PARAMS];   /* MSG_HELLO_PARAMS order, finite */
+    float dense_params[MSG_HELLO_PARAMS]; /* MSG_HELLO_PARAMS order, finite */
 } msg_hello_t;
 
 /* A training batch's end in its sender's input, carried by its pushes. */

@@ -4,6 +4,7 @@
  *
  *   funnel-ps [--conf FILE] [--shard I --shards N] [--listen ENDPOINT] [--data DIR]
  */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -56,6 +57,12 @@ int main(int argc, char **argv)
     }
     log_init("ps", (int)st.conf.shard, st.conf.log_level, NULL);
     conf_log_effective(&ps_conf_schema, &st.conf);
+    /* Fixed malloc thresholds: glibc's adaptive ones rise after the first
+     * large free (up to a 32 MB mmap threshold and a 64 MB trim threshold),
+     * and the shard's freed request buffers then stay resident for good,
+     * beyond mem_limit (bench-mem measures it). */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
     g_stop = &st.stop;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);

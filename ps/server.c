@@ -18,7 +18,9 @@
 #include "common/log.h"
 #include "proto/codec.h"
 #include "proto/msg.h"
+#include "ps/ckpt_dir.h"
 #include "ps/dense_shard.h"
+#include "ps/shard_layout.h"
 #include "ps/shard_meta.h"
 #include "table/emb_table.h"
 #include "table/store.h"
@@ -42,7 +44,8 @@
     X(bad_frames, "of bad_messages: multipart messages dropped without a reply")          \
     X(flushes, "flushes to RocksDB")                                                      \
     X(rows_flushed, "rows written by flushes")                                            \
-    X(checkpoints, "checkpoints written")
+    X(checkpoints, "checkpoints written")                                                 \
+    X(hello_policy_diffs, "handshakes whose admission or expiry differ from this shard's")
 
 typedef struct counters {
 #define X(name, desc) uint64_t name;
@@ -81,6 +84,7 @@ typedef struct server {
     double t0, last_flush, last_warn; /* s, monotonic */
     uint64_t warn_suppressed;
     int shutdown;
+    char ckpt_root[DIRS_PATH_MAX]; /* resolved checkpoint_root: CHECKPOINT writes only here */
 } server_t;
 
 static const char *err_name(int code)
@@ -244,15 +248,28 @@ static const uint64_t *entry_keys(server_t *s, const msg_slot_t *in, errbuf_t *e
 
 /* ---- handlers: return 0 (reply sent) or an error to report ---- */
 
+/* Admission and expiry are this shard's to apply: a worker configured
+ * otherwise still trains correctly, so the difference is counted and
+ * warned about (rate-limited), not refused. */
+static void hello_policy_diff(server_t *s, const msg_hello_t *peer)
+{
+    char diff[256], msg[320];
+
+    if (!codec_hello_policy_diff(&s->hello, peer, diff, sizeof(diff)))
+        return;
+    s->c.hello_policy_diffs++;
+    snprintf(msg, sizeof(msg), "%s ('here' is this shard, whose values hold)", diff);
+    warn_limited(s, "handshake: admission or expiry differ", msg);
+}
+
 static int on_hello(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
 {
     msg_t r;
     int rc = codec_hello_check(&s->hello, &m->u.hello, eb);
 
-    if (rc != 0) {
-        LOG_WARN("handshake refused: %s", eb->msg);
-        return rc;
-    }
+    if (rc != 0)
+        return errbuf_prefix(eb, rc, "handshake refused"); /* logged rate-limited */
+    hello_policy_diff(s, &m->u.hello);
     msg_init(&r, MSG_HELLO_OK, m->hdr.req_id);
     r.u.hello = s->hello;
     rc = codec_encode(&s->out, &r, eb);
@@ -307,11 +324,14 @@ static int push_seen(server_t *s, const msg_t *m, shard_sender_t *snd)
     }
     if (!snd->checked && m->hdr.seq > snd->last_seq + 1) {
         uint64_t lost = m->hdr.seq - 1 - snd->last_seq;
+        char msg[256];
         s->c.lost_pushes += lost;
-        LOG_WARN("sender %u: %llu push(es) acknowledged before the last stop were not flushed "
+        snprintf(msg, sizeof(msg),
+                 "sender %u: %llu push(es) acknowledged before the last stop were not flushed "
                  "and are lost (seq %llu after %llu)",
                  snd->id, (unsigned long long)lost, (unsigned long long)m->hdr.seq,
                  (unsigned long long)snd->last_seq);
+        warn_limited(s, "lost pushes", msg);
     }
     snd->checked = 1;
     return 0;
@@ -550,6 +570,8 @@ static int on_stats(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
     stat_add(s, &q, "rows_evicted", ts.evicted);
     stat_add(s, &q, "rows_evicted_dirty", ts.evicted_dirty);
     stat_add(s, &q, "rows_expired", ts.expired);
+    stat_add(s, &q, "rows_total", ts.rows_total);
+    stat_add(s, &q, "rows_refused", ts.create_refused);
     stat_add(s, &q, "admit_pending", ts.admit_pending);
     stat_add(s, &q, "admit_dropped", ts.admit_dropped);
     for (int sl = 0; sl < s->ms.nslots; sl++) {
@@ -586,22 +608,31 @@ static int on_stats(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
 
 /* ---- control ---- */
 
+/* CHECKPOINT: text is a name, never a path; the store goes to
+ * ROOT/NAME/shard-I (ckpt_dir.h) and the ACK's "path" says where ROOT/NAME
+ * is, so the client can write META there once every shard answered. */
 static int on_checkpoint(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
 {
-    char dir[MSG_MAX_TEXT + 1];
-    int rc;
+    ckpt_dir_t cd;
+    msg_kv_t kv;
+    int rc = ckpt_dir_begin(&cd, s->ckpt_root, m->u.cmd.text.ptr, m->u.cmd.text.len,
+                            (int)s->pc->shard, eb);
 
-    snprintf(dir, sizeof(dir), "%.*s", (int)m->u.cmd.text.len, m->u.cmd.text.ptr);
-    if (!dir[0])
-        return errbuf_set(eb, ERR_INVAL, "CHECKPOINT needs a target directory");
-    rc = flush_all(s, eb);
-    if (rc == 0)
-        rc = store_checkpoint(s->store, dir, eb);
     if (rc != 0)
         return rc;
+    rc = flush_all(s, eb);
+    if (rc == 0)
+        rc = store_checkpoint(s->store, cd.store, eb);
+    if (rc == 0)
+        rc = ckpt_dir_commit(&cd, eb);
+    if (rc != 0) {
+        ckpt_dir_abort(&cd);
+        return rc;
+    }
     s->c.checkpoints++;
-    LOG_INFO("checkpoint written to %s", dir);
-    return reply_ack(s, id, m->hdr.req_id, 0, NULL, 0, eb);
+    LOG_INFO("checkpoint written to %s", cd.final);
+    kv = (msg_kv_t){{"path", 4}, 1, 0, {cd.dir, (uint32_t)strlen(cd.dir)}};
+    return reply_ack(s, id, m->hdr.req_id, 0, &kv, 1, eb);
 }
 
 /* ROWS_GET: each key's row (with optimizer state if asked) and why it has
@@ -701,6 +732,8 @@ static int dispatch(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
 {
     int rc;
 
+    emb_table_set_create_budget(s->table, s->pc->max_new_rows > 0 ? (uint64_t)s->pc->max_new_rows
+                                                                  : UINT64_MAX);
     switch (m->hdr.type) {
     case MSG_HELLO: return on_hello(s, id, m, eb);
     case MSG_PULL: return on_pull(s, id, m, eb);
@@ -864,9 +897,17 @@ static int server_open(server_t *s, errbuf_t *eb)
     if (rc != 0)
         return rc;
     snprintf(name, sizeof(name), "shard %lld %s", (long long)pc->shard, pc->data.s);
-    rc = store_rocks_open(&s->store, pc->data.s, STORE_CREATE, name, eb);
+    rc = store_rocks_open(&s->store, pc->data.s, STORE_CREATE | (pc->mem_limit ? STORE_NO_MMAP : 0),
+                          name, eb);
+    if (rc == 0)
+        rc = shard_layout_check(s->store, &s->ms, pc->data.s, eb);
     if (rc == 0)
         rc = emb_table_open(&s->table, s->store, &s->ms, pc->mem_limit, eb);
+    if (rc == 0)
+        rc = emb_table_set_max_rows(s->table, (uint64_t)pc->max_rows, eb);
+    if (rc == 0)
+        rc = ckpt_dir_root(s->ckpt_root, sizeof(s->ckpt_root), pc->checkpoint_root.s, pc->data.s,
+                           eb);
     if (rc == 0)
         rc = shard_meta_load(&s->meta, s->store, &s->dense, eb);
     if (rc != 0)

@@ -77,6 +77,12 @@
  *   payload] is dropped and counted (bad_frames). ZeroMQ refuses messages
  *   over max_msg_size before allocating them (the peer is disconnected).
  *
+ *   Paths and limits. CHECKPOINT takes a name and writes under the shard's
+ *   own checkpoint_root (ckpt_dir.h); no request names a path. A request
+ *   creates at most max_new_rows rows and the shard holds at most max_rows
+ *   (emb_table_set_max_rows()); beyond, ERROR and rows_refused. The data
+ *   directory records its layout and refuses another (shard_layout.h).
+ *
  *   Not served yet: EXPORT (funnel-emb exports checkpoints offline) and
  *   SCAN (the store has no seek); both get an ERROR reply.
  *

@@ -10,7 +10,9 @@
 #    checkpoint; without --prev the model starts cold), with day D;
 # 2. M workers train on LOG... (today's logs);
 # 3. rows unseen for longer than their slot's expire_days are deleted;
-# 4. a checkpoint of the whole job is written to CKPT_D (META + shard-I);
+# 4. a checkpoint of the whole job is written to CKPT_D (META + shard-I):
+#    the shards get CKPT_D's parent as their checkpoint_root and its last
+#    component as the checkpoint's name; an existing CKPT_D is refused;
 # 5. with --export-dir, a full export of day D and, with --prev, the delta
 #    since the previous day (puts and tombstones) are written there;
 # 6. everything it started is stopped, also on failure.
@@ -41,6 +43,11 @@ done
     { echo "daily-refresh: need --day D, --out CKPT and today's logs (see --help)" >&2; exit 2; }
 [ -z "$PREV" ] || [ -f "$PREV/META" ] ||
     { echo "daily-refresh: $PREV is not a checkpoint (no META)" >&2; exit 2; }
+[ ! -e "$OUT" ] ||
+    { echo "daily-refresh: $OUT exists; checkpoints are never overwritten: give a new --out" >&2; exit 2; }
+mkdir -p "$(dirname "$OUT")"
+CK_ROOT=$(cd "$(dirname "$OUT")" && pwd)
+CK_NAME=$(basename "$OUT")
 
 WORK=${WORK:-$OUT.work}
 rm -rf "$WORK"
@@ -55,10 +62,10 @@ trap '"$SCRIPTS/run-local.sh" --stop --dir "$WORK" >/dev/null 2>&1 || true' EXIT
 
 echo "daily-refresh: day $DAY${PREV:+ from $PREV}: training on $*"
 "$SCRIPTS/run-local.sh" --bin "$BIN" --shards "$SHARDS" --workers "$WORKERS" --dir "$WORK" \
-    ${CONF:+--conf "$CONF"} --keep --ps-opt "$INIT --day $DAY $P_OPT" --worker-opt "$W_OPT" "$@"
+    ${CONF:+--conf "$CONF"} --keep --ps-opt "$INIT --day $DAY --checkpoint_root $CK_ROOT $P_OPT" --worker-opt "$W_OPT" "$@"
 EP=$(cat "$WORK/endpoints")
 "$BIN/funnel-worker" ctl begin-day $CONF_ARG $W_OPT --ps "$EP" --day "$DAY" --expire
-"$BIN/funnel-worker" ctl checkpoint $CONF_ARG $W_OPT --ps "$EP" --day "$DAY" --out "$OUT"
+"$BIN/funnel-worker" ctl checkpoint $CONF_ARG $W_OPT --ps "$EP" --day "$DAY" --name "$CK_NAME"
 "$SCRIPTS/run-local.sh" --stop --dir "$WORK"
 
 if [ -n "$EXPORT" ]; then

@@ -6,7 +6,8 @@
 #                        [--worker-opt "--key value ..."] LOG...
 #
 # Starts N funnel-ps shards (ipc:// endpoints inside DIR, so parallel runs
-# never clash) with their data under DIR/ps<i>, then M funnel-worker train
+# never clash) with their data under DIR/ps<i> (so their checkpoints, by
+# default, under DIR/checkpoints/NAME), then M funnel-worker train
 # processes (rank 0..M-1) over LOG..., waits for the workers, flushes and
 # stops the shards, and leaves every process's log in DIR/logs. Whatever
 # happens - a failing worker, Ctrl-C - every process it started is stopped.

@@ -68,8 +68,10 @@ struct emb_table {
     float *scratch; /* one row of floats */
     uint64_t *hm;   /* hashes of a request's keys */
     size_t hm_cap;
-    uint16_t *sketch; /* CM_ROWS x 2^CM_BITS sighting counters, or NULL */
-    int sketch_dirty; /* counters changed since the sketch was last stored */
+    uint16_t *sketch;     /* CM_ROWS x 2^CM_BITS sighting counters, or NULL */
+    int sketch_dirty;     /* counters changed since the sketch was last stored */
+    uint64_t max_rows;    /* rows, 0: no limit (emb_table_set_max_rows) */
+    uint64_t create_left; /* rows the current request may still create */
 };
 
 static inline uint64_t mix(uint64_t k)
@@ -489,6 +491,7 @@ int emb_table_open(emb_table_t **out, store_t *store, const model_spec_t *ms, ui
     t->store = store;
     t->ms = *ms;
     t->mem_limit = mem_limit;
+    t->create_left = UINT64_MAX;
     for (int i = 0; i < ms->nslots; i++) {
         sub_t *s = &t->sub[i];
         s->slot = i;
@@ -565,6 +568,37 @@ int emb_table_set_day(emb_table_t *t, int day)
         return ERR_INVAL;
     t->day = day;
     return 0;
+}
+
+int emb_table_set_max_rows(emb_table_t *t, uint64_t max_rows, errbuf_t *eb)
+{
+    const char pfx = 'r';
+    store_iter_t *it;
+    const void *k, *v;
+    size_t kl, vl;
+    uint64_t n = 0;
+    int rc;
+
+    t->max_rows = max_rows;
+    if (!max_rows)
+        return 0;
+    /* nothing is resident yet when a server sets it: the store has them all */
+    it = store_iter_new(t->store, &pfx, 1);
+    if (!it)
+        return errbuf_set(eb, ERR_NOMEM, "%s: out of memory counting rows", t->store->name);
+    while (store_iter_next(t->store, it, &k, &kl, &v, &vl))
+        n++;
+    rc = store_iter_error(t->store, it, eb);
+    store_iter_destroy(t->store, &it);
+    if (rc != 0)
+        return errbuf_prefix(eb, rc, "%s: counting rows", t->store->name);
+    t->st.rows_total = n;
+    return 0;
+}
+
+void emb_table_set_create_budget(emb_table_t *t, uint64_t rows)
+{
+    t->create_left = rows;
 }
 
 size_t emb_table_row_floats(const emb_table_t *t, int slot)
@@ -941,6 +975,49 @@ __attribute__((always_inline)) static inline void visit(emb_table_t *t, sub_t *s
 }
 
 /*
+ * ERR_TOOBIG if creating the rows the misses of a call need would pass the
+ * request's budget or max_rows: checked before any row is made, so a
+ * refused call leaves the table as it was. Called after the store was
+ * read, so only keys that truly have no row count.
+ */
+static int check_row_limits(emb_table_t *t, const sub_t *s, const uint64_t *keys,
+                            const size_t *miss, size_t nm, int create, errbuf_t *eb)
+{
+    uint64_t need = 0;
+    uint32_t admit = t->sketch ? (uint32_t)t->ms.slot[s->slot].admit_min : 0;
+
+    if (!t->max_rows && t->create_left == UINT64_MAX)
+        return 0;
+    for (size_t j = 0; j < nm; j++) {
+        if (find(s, keys[miss[j]]) != EMPTY)
+            continue;
+        if (admit > 1 && (create != RESOLVE_SIGHT || cm_get(t, s->slot, keys[miss[j]]) + 1 < admit))
+            continue; /* not admitted by this call: no row */
+        need++;
+    }
+    if (need > t->create_left) {
+        t->st.create_refused++;
+        return errbuf_set(eb, ERR_TOOBIG,
+                          "%s: request would create %llu new rows of slot %s, more than this "
+                          "shard allows per request (max_new_rows %llu left): send fewer new keys "
+                          "per request or raise max_new_rows",
+                          t->store->name, (unsigned long long)need, t->ms.slot[s->slot].name,
+                          (unsigned long long)t->create_left);
+    }
+    if (t->max_rows && t->st.rows_total + need > t->max_rows) {
+        t->st.create_refused++;
+        return errbuf_set(eb, ERR_TOOBIG,
+                          "%s: holds %llu rows; %llu new rows of slot %s would pass max_rows %llu: "
+                          "existing rows are still served; raise max_rows, expire rows or add "
+                          "shards",
+                          t->store->name, (unsigned long long)t->st.rows_total,
+                          (unsigned long long)need, t->ms.slot[s->slot].name,
+                          (unsigned long long)t->max_rows);
+    }
+    return 0;
+}
+
+/*
  * Find every key's row and do op with it. A missing row is read back from
  * the store or, by op->create, made: RESOLVE_FIND creates nothing;
  * RESOLVE_SIGHT (a training pull) counts a sighting and creates admitted
@@ -1019,6 +1096,8 @@ static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, con
         if (rc != 0)
             goto out;
     }
+    if (create && (rc = check_row_limits(t, s, keys, miss, nm, create, eb)) != 0)
+        goto out;
     for (size_t j = 0; j < nm; j++) {
         size_t i = miss[j];
         rows[j] = find(s, keys[i]);
@@ -1041,6 +1120,8 @@ static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, con
         optim_row_init(&t->ms.emb_opt, keys[i], w, w + s->dim, s->dim);
         bset(s->dirty, rows[j]);
         t->st.created++;
+        t->st.rows_total++;
+        t->create_left -= t->create_left != UINT64_MAX;
     }
     for (size_t j = 0; j < nm; j++)
         visit(t, s, op, miss[j], rows[j]);
@@ -1222,6 +1303,7 @@ int emb_table_expire(emb_table_t *t, int day, uint64_t *deleted, errbuf_t *eb)
         free(keys);
     }
     t->st.expired += total;
+    t->st.rows_total -= total < t->st.rows_total ? total : t->st.rows_total;
     if (deleted)
         *deleted = total;
     return rc;

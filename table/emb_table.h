@@ -114,6 +114,8 @@ typedef struct emb_table_stats {
     uint64_t admit_pending;              /* pulls of keys not admitted yet (zeros returned) */
     uint64_t admit_dropped;              /* gradients dropped for keys not admitted yet */
     uint64_t slot_rows[MODEL_MAX_SLOTS]; /* resident rows per slot */
+    uint64_t rows_total;                 /* rows stored or resident (0 unless max_rows set) */
+    uint64_t create_refused;             /* calls refused: they would pass a row limit */
 } emb_table_stats_t;
 
 /*
@@ -125,6 +127,22 @@ typedef struct emb_table_stats {
 int emb_table_open(emb_table_t **out, store_t *store, const model_spec_t *ms, uint64_t mem_limit,
                    errbuf_t *eb);
 void emb_table_destroy(emb_table_t **t);
+
+/*
+ * Row limits (a shard serving unauthenticated clients must not grow
+ * without bound). max_rows: rows the table may hold, stored or resident
+ * (0: no limit); setting it counts the stored rows once (a scan of the
+ * store), so set it right after opening, before any row is resident. A pull, push or assign that
+ * would create rows beyond the limit, or beyond the budget of emb_table_set_create_budget(),
+ * creates none and returns ERR_TOOBIG naming the limit; existing rows are still served. Repeated
+ * new keys of one call count once each time they appear. Returns 0, or ERR_STORE if the store could
+ * not be counted.
+ */
+int emb_table_set_max_rows(emb_table_t *t, uint64_t max_rows, errbuf_t *eb);
+
+/* New rows the following calls may create together (a server sets it
+ * before each request; UINT64_MAX, the default: no budget). */
+void emb_table_set_create_budget(emb_table_t *t, uint64_t rows);
 
 /* The day stamped on rows as first/last seen: 0..EMB_DAY_MAX (days are
  * u16 in memory and on disk). Returns 0, or ERR_INVAL (the day is kept). */

@@ -52,12 +52,15 @@ struct store {
     char name[256]; /* for messages: "shard 2 /data/ps2" */
 };
 
-enum { STORE_CREATE = 1, STORE_READONLY = 2 };
+enum { STORE_CREATE = 1, STORE_READONLY = 2, STORE_NO_MMAP = 4 };
 
 /*
  * Open the RocksDB store in directory path. flags: STORE_CREATE creates a
  * missing store; STORE_READONLY opens without writing (safe beside a
- * running shard, which keeps writing: the view is that of the open).
+ * running shard, which keeps writing: the view is that of the open);
+ * STORE_NO_MMAP reads table files with pread instead of mmap, so the data
+ * read stays in the kernel's page cache and out of the process's RSS (a
+ * shard with a memory budget; mmap is faster on the spill path).
  * name is used in error messages. Returns 0 or ERR_STORE with the
  * RocksDB message ("open /data/ps2: IO error: ...").
  */

@@ -1296,7 +1296,34 @@ static void test_hello_check(void)
     MISMATCH(b.emb_optim = OPTIM_SGD, "sgd");
     MISMATCH(b.dense_optim = OPTIM_ADAGRAD, "dense optimizer");
     MISMATCH(b.dense_size = 999, "dense vector");
+    /* learning rates and the parameters each optimizer kind uses (spec:
+     * adagrad rows, adam dense), both values named */
+    MISMATCH(b.emb_params[0] = 0.5f, "embedding optimizer adagrad: lr");
+    MISMATCH(b.emb_params[1] = 1e-3f, "eps");
+    MISMATCH(b.emb_params[7] = 0.5f, "init_std");
+    MISMATCH(b.dense_params[0] = 0.25f, "dense optimizer adam: lr");
+    MISMATCH(b.dense_params[3] = 0.5f, "beta2");
 #undef MISMATCH
+    b = a;
+    b.emb_params[2] = 0.5f;   /* adam's beta1: adagrad rows do not use it */
+    b.dense_params[7] = 0.5f; /* the shard does not initialize dense weights */
+    CU_ASSERT_EQUAL(codec_hello_check(&a, &b, &eb), 0);
+    b = a;
+    b.emb_params[0] = 0.5f;
+    b.has_params = 0; /* an older peer: rates not compared */
+    CU_ASSERT_EQUAL(codec_hello_check(&a, &b, &eb), 0);
+    /* admission and expiry: reported, not refused */
+    char diff[256];
+    b = a;
+    CU_ASSERT_EQUAL(codec_hello_policy_diff(&a, &b, diff, sizeof(diff)), 0);
+    b.slot[1].admit_min = 9;
+    CU_ASSERT_EQUAL(codec_hello_check(&a, &b, &eb), 0);
+    CU_ASSERT_EQUAL(codec_hello_policy_diff(&a, &b, diff, sizeof(diff)), 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(diff, "admit_min 1 here, 9 at the peer"));
+    b = a;
+    b.slot[0].expire_days = 30;
+    CU_ASSERT_EQUAL(codec_hello_policy_diff(&a, &b, diff, sizeof(diff)), 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(diff, "expire_days 0 here, 30 at the peer"));
     b = a;
     b.slot[2].dim = 8;
     b.flags = MSG_F_PROBE;

@@ -509,9 +509,62 @@ static void test_bad_gzip(void)
     memset(&eb, 0, sizeof(eb));
     CU_ASSERT_EQUAL(read_code(&ms, notgz, &eb), ERR_CORRUPT);
     CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, notgz));
-    /* an empty file is an empty log */
+    /* an empty file is refused, naming it (test_not_logs: --allow-empty) */
     tu_write(empty, "");
-    CU_ASSERT_EQUAL(read_code(&ms, empty, &eb), ERR_EOF);
+    CU_ASSERT_EQUAL(read_code(&ms, empty, &eb), ERR_INVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, empty));
+}
+
+/* Open a reader over one path with allow_empty; the code. */
+static int open_code(const model_spec_t *ms, const char *path, int allow_empty, errbuf_t *eb)
+{
+    reader_t *r = NULL;
+    char *paths[1] = {(char *)path};
+    reader_opts_t o = opts(0, 1);
+    int rc;
+
+    o.allow_empty = allow_empty;
+    memset(eb, 0, sizeof(*eb));
+    rc = reader_open(&r, ms, &o, paths, 1, eb);
+    reader_destroy(&r);
+    return rc;
+}
+
+/* Empty files, directories, FIFOs and devices are not logs: refused at
+ * open with the file named and what it is (a FIFO without a writer must
+ * not hang, /dev/zero must not be read forever); allow_empty lets only an
+ * empty regular file through, as no rows. */
+static void test_not_logs(void)
+{
+    model_spec_t ms;
+    errbuf_t eb;
+    const char *empty = P("empty.tsv"), *fifo = P("fifo.tsv"), *sub = P("subdir");
+    rows_t rows = {0};
+    char *paths[1] = {(char *)empty};
+    reader_opts_t o = opts(0, 1);
+
+    make_spec(&ms, NULL);
+    tu_write(empty, "");
+    CU_ASSERT_EQUAL_FATAL(
+        tu_sh(NULL, "rm -f '%s' && mkfifo '%s' && mkdir -p '%s'", fifo, fifo, sub), 0);
+    CU_ASSERT_EQUAL(open_code(&ms, empty, 0, &eb), ERR_INVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, empty));
+    CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "--allow-empty"));
+    CU_ASSERT_EQUAL(open_code(&ms, fifo, 0, &eb), ERR_IO);
+    CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, fifo));
+    CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "named pipe"));
+    CU_ASSERT_EQUAL(open_code(&ms, fifo, 1, &eb), ERR_IO);
+    CU_ASSERT_EQUAL(open_code(&ms, sub, 1, &eb), ERR_IO);
+    CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "directory"));
+    CU_ASSERT_EQUAL(open_code(&ms, "/dev/zero", 1, &eb), ERR_IO);
+    CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "/dev/zero is a character device"));
+    CU_ASSERT_EQUAL(open_code(&ms, P("missing.tsv"), 1, &eb), ERR_IO);
+    CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "missing.tsv"));
+    /* asked for: an empty log is no rows */
+    o.allow_empty = 1;
+    CU_ASSERT_EQUAL(read_all(&ms, &o, paths, 1, 16, &rows, NULL, &eb), ERR_EOF);
+    CU_ASSERT_EQUAL(rows.n, 0);
+    rows_free(&rows);
 }
 
 static void test_missing(void)
@@ -837,6 +890,8 @@ static void check_split(const model_spec_t *ms, char *const *paths, int n, int w
 {
     reader_opts_t o1 = opts(0, 1);
     reader_stats_t one, st;
+
+    o1.allow_empty = 1; /* the inputs include an empty file */
     rows_t all = {0}, uni = {0};
     uint64_t lines = 0, rejected = 0, skipped = 0, accepted = 0;
     errbuf_t eb;
@@ -847,6 +902,7 @@ static void check_split(const model_spec_t *ms, char *const *paths, int n, int w
         rows_t part = {0};
         size_t at = 0;
 
+        o.allow_empty = 1;
         CU_ASSERT_EQUAL_FATAL(read_all(ms, &o, paths, n, 33, &part, &st, &eb), ERR_EOF);
         /* a subsequence of the single reader's order */
         for (size_t i = 0; i < part.n; i++) {
@@ -1028,6 +1084,7 @@ int test_reader_register(void)
     CU_add_test(s, "weight parser against strtof", test_weights);
     CU_add_test(s, "gzip reads like plain, multi-member", test_gzip);
     CU_add_test(s, "corrupt, truncated, non-gzip .gz files", test_bad_gzip);
+    CU_add_test(s, "empty files, FIFOs, directories, devices are not logs", test_not_logs);
     CU_add_test(s, "missing file, unmatched glob, bad options", test_missing);
     CU_add_test(s, "glob expansion sorted, literal brackets", test_glob);
     CU_add_test(s, "Ali-CCP join by md5 and its rejections", test_aliccp);

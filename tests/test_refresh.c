@@ -220,9 +220,10 @@ static void test_checkpoint_during_training(void)
     snprintf(cl, sizeof(cl), "%s/mid", dir);
     snprintf(log, sizeof(log), "%s/mid.log", dir);
     job = tu_spawn(log,
-                   "exec scripts/run-local.sh --bin %s --dir %s --keep --ps-opt '%s' "
+                   "exec scripts/run-local.sh --bin %s --dir %s --keep "
+                   "--ps-opt '%s --checkpoint_root %s/ck' "
                    "--worker-opt '%s --batch_size 64' %s/w/day*/train.tsv",
-                   bin, cl, OPTS, OPTS, dir);
+                   bin, cl, OPTS, dir, OPTS, dir);
     CU_ASSERT_FATAL(job > 0);
     snprintf(pids, sizeof(pids), "%s/worker.pids", cl);
     /* wait until both workers train, then let them run a little */
@@ -260,11 +261,11 @@ static void test_checkpoint_during_training(void)
     }
     CU_ASSERT_FATAL(settled);
     text = tu_slurp(pids, NULL);
-    /* ck/ does not exist yet: --out creates its parents */
+    /* the shards made their checkpoint_root ck/ at start; the client names */
     CU_ASSERT_EQUAL(tu_sh(NULL,
-                          "%s/funnel-worker ctl checkpoint %s --ps %s --out %s/ck/mid --day 1 "
+                          "%s/funnel-worker ctl checkpoint %s --ps %s --name mid --day 1 "
                           "> /dev/null",
-                          bin, OPTS, endpoints, dir),
+                          bin, OPTS, endpoints),
                     0);
     CU_ASSERT_EQUAL(tu_sh(NULL,
                           "%s/funnel-worker predict %s --ps %s --in %s/w/day1/test.tsv "

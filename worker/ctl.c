@@ -31,22 +31,13 @@ static int connect_cluster(ps_client_t **c, const worker_conf_t *wc, char *buf, 
     return ps_client_open(c, eps, n, &o, eb);
 }
 
-static int cmd_all(ps_client_t *c, int type, int day, uint32_t flags, const char *text,
-                   errbuf_t *eb)
+static int cmd_all(ps_client_t *c, int type, int day, uint32_t flags, errbuf_t *eb)
 {
     for (int h = 0; h < ps_client_shards(c); h++) {
         msg_t m, rep;
-        char path[DIRS_PATH_MAX];
         msg_init(&m, type, 0);
         m.u.cmd.day = day;
         m.u.cmd.flags = flags;
-        if (text) {
-            int rc = dirs_path(path, sizeof(path), eb, "%s/shard-%d", text, h);
-            if (rc != 0)
-                return rc;
-            m.u.cmd.text.ptr = path;
-            m.u.cmd.text.len = (uint32_t)strlen(path);
-        }
         int rc = ps_client_call(c, h, &m, &rep, eb);
         if (rc != 0)
             return rc;
@@ -85,17 +76,37 @@ static int stats(ps_client_t *c, int json, FILE *out, errbuf_t *eb)
     return 0;
 }
 
+/* The "path" string of an ACK's counters into buf (empty if absent). */
+static void ack_path(const msg_t *rep, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    for (uint32_t i = 0; i < rep->u.kv.n; i++) {
+        const msg_kv_t *kv = &rep->u.kv.kv[i];
+        if (kv->is_str && kv->name.len == 4 && !memcmp(kv->name.ptr, "path", 4))
+            snprintf(buf, len, "%.*s", (int)kv->str.len, kv->str.ptr);
+    }
+}
+
+/* Every shard writes ROOT/NAME/shard-I under its own checkpoint_root and
+ * says where ROOT/NAME is; META goes there last, once all have answered,
+ * so a directory without META is an incomplete checkpoint. */
 static int checkpoint(ps_client_t *c, const worker_conf_t *wc, const ctl_args_t *a, FILE *out,
                       errbuf_t *eb)
 {
-    char cwd[DIRS_PATH_MAX], dir[DIRS_PATH_MAX], tmp[DIRS_PATH_MAX];
+    char dir[DIRS_PATH_MAX], got[DIRS_PATH_MAX];
     model_spec_t ms;
     meta_t meta;
     size_t n;
     int rc;
 
-    if (!a->out)
-        return errbuf_set(eb, ERR_INVAL, "checkpoint: give --out DIR");
+    if (a->out)
+        return errbuf_set(eb, ERR_INVAL,
+                          "checkpoint: --out is no longer accepted: each shard writes under its "
+                          "own checkpoint_root ([ps]); give --name NAME");
+    if (!a->name || !a->name[0])
+        return errbuf_set(eb, ERR_INVAL,
+                          "checkpoint: give --name NAME (letters, digits, '.', '_', '-'); the "
+                          "shards write it under their checkpoint_root");
     rc = model_spec_from_conf(&ms, &wc->model, eb);
     if (rc != 0)
         return rc;
@@ -104,29 +115,32 @@ static int checkpoint(ps_client_t *c, const worker_conf_t *wc, const ctl_args_t 
         return ERR_NOMEM;
     model_params(m, &n);
     model_destroy(&m);
-    /* shards write where they are: give them an absolute path */
-    if (a->out[0] == '/')
-        rc = dirs_path(dir, sizeof(dir), eb, "%s", a->out);
-    else if (!getcwd(cwd, sizeof(cwd)))
-        rc = errbuf_set(eb, ERR_IO, "cannot resolve %s: %s", a->out, strerror(errno));
-    else
-        rc = dirs_path(dir, sizeof(dir), eb, "%s/%s", cwd, a->out);
-    if (rc == 0)
-        rc = dirs_path(tmp, sizeof(tmp), eb, "%s.tmp", dir);
-    if (rc != 0)
-        return rc;
-    rc = dirs_remove_tree(tmp, eb);
-    if (rc == 0)
-        rc = dirs_make(tmp, eb); /* and --out's parents */
-    if (rc == 0)
-        rc = cmd_all(c, MSG_CHECKPOINT, a->day, 0, tmp, eb);
-    if (rc != 0)
-        return errbuf_prefix(eb, rc, "checkpoint %s", dir);
+    dir[0] = '\0';
+    for (int h = 0; h < ps_client_shards(c); h++) {
+        msg_t q, rep;
+        msg_init(&q, MSG_CHECKPOINT, 0);
+        q.u.cmd.day = a->day;
+        q.u.cmd.text.ptr = a->name;
+        q.u.cmd.text.len = (uint32_t)strlen(a->name);
+        rc = ps_client_call(c, h, &q, &rep, eb);
+        if (rc != 0)
+            return errbuf_prefix(eb, rc, "checkpoint %s", a->name);
+        ack_path(&rep, got, sizeof(got));
+        if (!got[0])
+            return errbuf_set(eb, ERR_PROTO,
+                              "checkpoint %s: shard %d did not say where it wrote (an older "
+                              "funnel-ps?)",
+                              a->name, h);
+        if (h == 0)
+            snprintf(dir, sizeof(dir), "%s", got);
+        else if (strcmp(dir, got) != 0)
+            return errbuf_set(eb, ERR_CONFIG,
+                              "checkpoint %s: shard %d wrote to %s but shard 0 to %s: give every "
+                              "shard the same checkpoint_root (on a filesystem they share)",
+                              a->name, h, got, dir);
+    }
     meta_from_spec(&meta, &ms, ps_client_shards(c), a->day < 0 ? 0 : a->day, n);
-    rc = meta_write(tmp, &meta, eb); /* fsyncs tmp: the shard-N entries are durable too */
-    if (rc != 0)
-        return rc;
-    rc = modeldir_install(tmp, dir, eb);
+    rc = meta_write(dir, &meta, eb); /* fsyncs dir: the shard-N entries are durable too */
     if (rc != 0)
         return rc;
     fprintf(out, "checkpoint of %d shard%s written to %s (day %d)\n", ps_client_shards(c),
@@ -145,16 +159,16 @@ int ctl_run(const worker_conf_t *wc, const ctl_args_t *a, FILE *out, errbuf_t *e
     if (!strcmp(a->cmd, "stats"))
         rc = stats(c, a->json, out, eb);
     else if (!strcmp(a->cmd, "flush"))
-        rc = cmd_all(c, MSG_FLUSH, -1, 0, NULL, eb);
+        rc = cmd_all(c, MSG_FLUSH, -1, 0, eb);
     else if (!strcmp(a->cmd, "checkpoint"))
         rc = checkpoint(c, wc, a, out, eb);
     else if (!strcmp(a->cmd, "begin-day")) {
         if (a->day < 0)
             rc = errbuf_set(eb, ERR_INVAL, "begin-day: give --day D");
         else
-            rc = cmd_all(c, MSG_BEGIN_DAY, a->day, a->expire ? MSG_F_EXPIRE : 0, NULL, eb);
+            rc = cmd_all(c, MSG_BEGIN_DAY, a->day, a->expire ? MSG_F_EXPIRE : 0, eb);
     } else if (!strcmp(a->cmd, "shutdown"))
-        rc = cmd_all(c, MSG_SHUTDOWN, -1, 0, NULL, eb);
+        rc = cmd_all(c, MSG_SHUTDOWN, -1, 0, eb);
     else
         rc = errbuf_set(eb, ERR_INVAL,
                         "ctl: unknown command '%s' (stats, flush, checkpoint, begin-day, shutdown)",

@@ -462,6 +462,20 @@ static int dense_bootstrap(remote_t *r, const float *init, int deadline_s,
     return 0;
 }
 
+/* Admission and expiry are applied by the shard: a difference from this
+ * worker's configuration is worth a warning (once per shard), not a
+ * refusal (codec_hello_policy_diff()). */
+static void warn_policy_diff(const msg_hello_t *mine, const msg_hello_t *shard, int h,
+                             const char *ep)
+{
+    char diff[256];
+
+    if (codec_hello_policy_diff(mine, shard, diff, sizeof(diff)))
+        LOG_WARN("shard %d (%s) applies other admission or expiry than this worker's "
+                 "configuration (%s: 'here' is this worker): the shard's values hold",
+                 h, ep, diff);
+}
+
 int param_remote_open(param_t **out, const worker_conf_t *wc, const model_spec_t *ms,
                       const float *dense_init, size_t dense_n, volatile sig_atomic_t *stop,
                       errbuf_t *eb)
@@ -517,6 +531,7 @@ int param_remote_open(param_t **out, const worker_conf_t *wc, const model_spec_t
                 errbuf_prefix(eb, rc, "handshake");
             goto fail;
         }
+        warn_policy_diff(&m.u.hello, &rep.u.hello, h, eps[h]);
     }
     /* A restarted worker (or a new day's) continues its push numbering
      * where the shard stands, so its pushes are not taken for retries. */

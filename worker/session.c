@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/dirs.h"
 #include "model/modeldir.h"
 #include "worker/param_local.h"
 #include "worker/param_remote.h"
@@ -96,6 +97,15 @@ int session_commit_model(session_t *s, errbuf_t *eb)
         return rc;
     param_destroy(&s->param); /* closes the rows store before the rename */
     return modeldir_commit(s->o.model_dir, s->tmpdir, s->model, eb);
+}
+
+void session_discard_model(session_t *s)
+{
+    if (s->cluster || !s->tmpdir[0])
+        return;
+    param_destroy(&s->param); /* closes the rows store inside tmpdir */
+    dirs_remove_tree(s->tmpdir, NULL);
+    s->tmpdir[0] = '\0';
 }
 
 void session_release(session_t *s)

@@ -86,6 +86,10 @@ int session_reopen_reader(session_t *s, errbuf_t *eb);
  */
 int session_commit_model(session_t *s, errbuf_t *eb);
 
+/* Train in process: drop the model directory being written (DIR.tmp, made
+ * by this run) so nothing is saved; a no-op in a cluster. */
+void session_discard_model(session_t *s);
+
 /* Free everything s holds, in reverse order; accepts a zeroed or partly
  * initialized s and leaves it zeroed. A model directory being written is
  * left for the next run to remove (modeldir_begin). */

@@ -200,6 +200,27 @@ static int save(loop_t *l, errbuf_t *eb)
     return rc;
 }
 
+/* Nothing was trained: a model saved now would be its random start, so in
+ * process nothing is saved (even with allow_empty, which only lets empty
+ * files be read); a cluster worker with nothing to do is an error unless
+ * allow_empty says empty input is expected. */
+static int no_samples(loop_t *l, const char *metrics, errbuf_t *eb)
+{
+    if (l->s.cluster && l->wc->allow_empty) {
+        LOG_WARN("rank %lld: 0 samples in its share of the logs", (long long)l->wc->rank);
+        return 0;
+    }
+    session_discard_model(&l->s);
+    if (!l->s.cluster && !l->wc->metrics_file.s[0])
+        unlink(metrics); /* MODEL.metrics.jsonl, made by this run: no record in it */
+    return errbuf_set(eb, ERR_INVAL,
+                      "0 samples trained from %d log path%s (empty, or every line rejected or "
+                      "skipped: see funnel-worker check-data)%s",
+                      l->a->nlogs, l->a->nlogs > 1 ? "s" : "",
+                      l->s.cluster ? "; --allow-empty if this rank may have nothing to do"
+                                   : ": the model is not saved, nothing was written");
+}
+
 int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
 {
     static const char *const none[1] = {"loss"};
@@ -264,6 +285,8 @@ int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
         }
     }
     progress_finish(&l.prog);
+    if (rc == 0 && l.samples == 0)
+        rc = no_samples(&l, metrics, eb);
     if (rc == 0 || rc == ERR_STOPPED) {
         /* Whatever was trained is kept, also when stopped by a signal. */
         int src = save(&l, eb);

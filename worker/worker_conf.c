@@ -24,6 +24,7 @@ void worker_conf_reader_opts(const worker_conf_t *wc, int split, reader_opts_t *
     o->format = wc->format;
     o->strict = wc->strict;
     o->report_rejects = (int)wc->report_rejects;
+    o->allow_empty = wc->allow_empty;
     o->rank = split ? (int)wc->rank : 0;
     o->workers = split ? (int)wc->workers : 1;
 }

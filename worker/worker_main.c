@@ -79,7 +79,8 @@ static const flag_t eval_flags[] = {
     {NULL, 0, NULL},
 };
 static const flag_t ctl_flags[] = {
-    {"out", 1, "checkpoint: directory to write"},
+    {"name", 1, "checkpoint: name to write under each shard's checkpoint_root"},
+    {"out", 1, "no longer accepted (checkpoint: use --name)"},
     {"day", 1, "checkpoint, begin-day: the day number"},
     {"expire", 0, "begin-day: delete rows unseen for longer than expire_days"},
     {"json", 0, "stats: JSON instead of a table"},
@@ -176,6 +177,7 @@ static int run_ctl(worker_state_t *st, const cmd_t *c, errbuf_t *eb)
     ctl_args_t ca = {
         .cmd = st->npos > 0 ? st->pos[0] : "",
         .out = flag(st, c, "out"),
+        .name = flag(st, c, "name"),
         .day = day ? atoi(day) : -1,
         .expire = flag(st, c, "expire") != NULL,
         .json = flag(st, c, "json") != NULL,
@@ -208,7 +210,7 @@ static const cmd_t cmds[] = {
     {"check-data", "check-data [options] LOG...",
      "validate logs before a long job; exits 1 if any line is rejected", no_flags, run_check_data,
      0},
-    {"ctl", "ctl stats|flush|checkpoint|begin-day|shutdown --ps ENDPOINTS [--out DIR] [--day D]",
+    {"ctl", "ctl stats|flush|checkpoint|begin-day|shutdown --ps ENDPOINTS [--name NAME] [--day D]",
      "operate a running cluster: counters, flush, checkpoint, start a day, stop", ctl_flags,
      run_ctl, 0},
     {"print-conf", "print-conf [options]",
