@@ -15,6 +15,7 @@
 
 #include "common/clock.h"
 #include "common/dirs.h"
+#include "common/finite.h"
 #include "common/log.h"
 #include "proto/codec.h"
 #include "proto/msg.h"
@@ -41,7 +42,8 @@
     X(bad_frames, "of bad_messages: multipart messages dropped without a reply")          \
     X(flushes, "flushes to RocksDB")                                                      \
     X(rows_flushed, "rows written by flushes")                                            \
-    X(checkpoints, "checkpoints written")
+    X(checkpoints, "checkpoints written")                                                 \
+    X(nonfinite_pushes, "pushes and assignments refused for carrying NaN or infinity")
 
 typedef struct counters {
 #define X(name, desc) uint64_t name;
@@ -316,12 +318,37 @@ static int push_seen(server_t *s, const msg_t *m, shard_sender_t *snd)
     return 0;
 }
 
+/* ERR_REJECTED naming the first NaN or infinity of a push's rows (gradients,
+ * values or optimizer state), checked before any of it is applied. */
+static int check_finite_rows(server_t *s, const msg_t *m, errbuf_t *eb)
+{
+    const msg_rows_t *q = &m->u.rows;
+
+    for (uint32_t e = 0; e < q->nslots; e++) {
+        const msg_slot_t *in = &q->slot[e];
+        size_t n = (size_t)in->nkeys * in->dim;
+        if (!in->rows || finite_all(in->rows, n))
+            continue;
+        size_t i = finite_first_bad(in->rows, n);
+        s->c.nonfinite_pushes++;
+        return errbuf_set(eb, ERR_REJECTED,
+                          "%s from sender %u: slot %u, row %zu, float %zu is not finite "
+                          "(NaN or infinity); nothing of the request was applied",
+                          (q->flags & MSG_F_ASSIGN) ? "assignment" : "push", m->hdr.sender,
+                          in->slot, i / in->dim, i % in->dim);
+    }
+    return 0;
+}
+
 static int on_push(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
 {
     const msg_rows_t *q = &m->u.rows;
-    shard_sender_t *snd = shard_meta_sender(&s->meta, m->hdr.sender);
-    int rc = 0;
+    shard_sender_t *snd;
+    int rc = check_finite_rows(s, m, eb);
 
+    if (rc != 0)
+        return rc;
+    snd = shard_meta_sender(&s->meta, m->hdr.sender);
     if (!snd)
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
     if (push_seen(s, m, snd))
@@ -374,6 +401,14 @@ static int on_push_dense(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *e
 
     if (rc != 0)
         return rc;
+    if (d->values && !finite_all(d->values, d->count)) {
+        s->c.nonfinite_pushes++;
+        return errbuf_set(eb, ERR_REJECTED,
+                          "dense %s from sender %u: float %llu is not finite (NaN or infinity); "
+                          "nothing of the request was applied",
+                          (d->flags & MSG_F_ASSIGN) ? "assignment" : "push", m->hdr.sender,
+                          (unsigned long long)(d->offset + finite_first_bad(d->values, d->count)));
+    }
     snd = shard_meta_sender(&s->meta, m->hdr.sender);
     if (!snd)
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
