@@ -121,10 +121,17 @@ static int flush_all(server_t *s, errbuf_t *eb)
 
     if (rc == 0)
         rc = shard_meta_save(&s->meta, s->store, &s->dense, eb);
+    if (rc == 0)
+        rc = store_seal(s->store, 0, eb);
     if (rc == 0) {
         s->c.flushes++;
         s->c.rows_flushed += rows;
         LOG_DEBUG("flushed %llu rows in %.3f s", (unsigned long long)rows, clock_now_s() - t);
+    } else {
+        errbuf_prefix(eb, rc,
+                      "flush failed: what was applied since the last flush %.1f s ago (at most "
+                      "one flush interval) is lost",
+                      t - s->last_flush);
     }
     s->last_flush = clock_now_s();
     return rc;
@@ -826,7 +833,7 @@ static int server_open(server_t *s, errbuf_t *eb)
     if (rc != 0)
         return rc;
     snprintf(name, sizeof(name), "shard %lld %s", (long long)pc->shard, pc->data.s);
-    rc = store_rocks_open(&s->store, pc->data.s, STORE_CREATE, name, eb);
+    rc = emb_store_open(&s->store, pc->data.s, STORE_CREATE, name, eb);
     if (rc == 0)
         rc = emb_table_open(&s->table, s->store, &s->ms, pc->mem_limit, eb);
     if (rc == 0)
