@@ -44,7 +44,12 @@ int emb_tool_open(const char *dir, store_t **s, errbuf_t *eb)
                               dir, strerror(errno));
         return emb_store_open(s, dir, STORE_READONLY, dir, eb);
     }
-    if (meta_read(dir, &meta, NULL) == 0 && meta.shards > 1)
+    /* a directory of shards without META is read as it is; a damaged META
+     * is refused like damaged rows */
+    rc = meta_read(dir, &meta, eb);
+    if (rc != 0 && rc != ERR_NOTFOUND)
+        return rc;
+    if (rc == 0 && meta.shards > 1)
         shards = meta.shards;
     if (shards == 1)
         return emb_store_open(s, path, STORE_READONLY, path, eb);

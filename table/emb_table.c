@@ -615,8 +615,14 @@ int emb_table_check_store(store_t *store, errbuf_t *eb)
 
     if (rc == ERR_NOTFOUND)
         return 0;
-    if (rc == 0)
-        rc = count_rows(store, has, eb);
+    if (rc == 0 && (rc = count_rows(store, has, eb)) == ERR_STORE) {
+        char msg[sizeof(eb->msg)];
+        snprintf(msg, sizeof(msg), "%s", eb->msg);
+        return errbuf_set(eb, ERR_CORRUPT,
+                          "%s; the store was left as it is: restore it from a checkpoint or an "
+                          "older copy",
+                          msg);
+    }
     if (rc != 0)
         return rc;
     for (int i = 0; i < 256; i++)
