@@ -33,6 +33,18 @@
  *   Durability is unchanged: every write goes to the WAL, sync writes
  *   fsync it.
  *
+ *   Damage is refused, never repaired. An existing store is first opened
+ *   read-only (which changes no file) and checked: RocksDB's paranoid
+ *   checks, a log that must replay whole, and the FUNNEL-SEAL file, which
+ *   store_seal() writes after each flush (and a checkpoint into its copy)
+ *   with RocksDB's latest sequence number: a store that holds less lost
+ *   data (a truncated MANIFEST, a lost log). The owner's check (the row
+ *   count, emb_table.h) runs on the same handle. Only then is the store
+ *   opened for writing; a read-write open of a damaged store would delete
+ *   the table files its MANIFEST no longer lists.
+ *
+ *   RocksDB's own info LOG is kept to fatal messages (INFO_LOG_FATAL).
+ *
  * Thread-safety: a handle is used by one thread at a time.
  */
 #include <errno.h>
