@@ -13,12 +13,15 @@
  * directory, removed by teardown.
  */
 #include <CUnit/CUnit.h>
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -367,12 +370,30 @@ static void test_nonfinite_refused_ipc(void)
     poison_on(ep, "ipc");
 }
 
+/* A loopback port free right now (the kernel's pick), or -1. */
+static int free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+    if (fd < 0)
+        return -1;
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &al) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
 static void test_nonfinite_refused_tcp(void)
 {
     char ep[64];
 
-    /* a port from the pid, in a range the other suites do not use */
-    snprintf(ep, sizeof(ep), "tcp://127.0.0.1:%d", 40000 + (int)(getpid() % 20000));
+    int port = free_port();
+
+    CU_ASSERT_FATAL(port > 0);
+    snprintf(ep, sizeof(ep), "tcp://127.0.0.1:%d", port);
     poison_on(ep, "tcp");
 }
 
@@ -457,7 +478,7 @@ static void make_good_shard(void)
                                 wbin, ep, dir, dir),
                           0);
     CU_ASSERT_EQUAL_FATAL(
-        tu_sh(NULL, "%s ctl checkpoint --towers 16,8 --ps %s --out %s/ckpt", wbin, ep, dir), 0);
+        tu_sh(log, "%s ctl checkpoint --towers 16,8 --ps %s --out %s/ckpt", wbin, ep, dir), 0);
     CU_ASSERT_EQUAL(tu_stop(pid, SIGTERM), 0);
 }
 
