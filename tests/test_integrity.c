@@ -26,8 +26,11 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "common/optim.h"
 #include "proto/codec.h"
 #include "proto/msg.h"
+#include "table/emb_table.h"
+#include "table/store.h"
 #include "tests/util.h"
 
 #define OPTS "--towers 16,8 --flush_interval 1"
@@ -616,9 +619,92 @@ static void test_model_dir(void)
                           wbin, m, dir, dir),
                     1);
     CU_ASSERT(file_has(log, "model.meta/META") && file_has(log, "checksum"));
+    /* a layout line changed, its checksum line dropped: the digest says so */
+    CU_ASSERT_EQUAL(tu_sh(NULL,
+                          "cp -a %s %s.dig && sed -i -e '/^check /d' -e 's/^slot 7 tag 16$/slot 7 "
+                          "tag 8/' %s.dig/META && grep -q 'slot 7 tag 8' %s.dig/META",
+                          m, m, m, m),
+                    0);
+    CU_ASSERT_EQUAL(tu_sh(log,
+                          "%s predict --towers 16,8 --model %s.dig --in %s/data/test.tsv "
+                          "--out %s/pred4.tsv",
+                          wbin, m, dir, dir),
+                    1);
+    CU_ASSERT(file_has(log, "model.dig/META") && file_has(log, "digest"));
     CU_ASSERT_EQUAL(tu_sh(NULL, "sed -i 's/^day 9$/day zero/' %s.meta/META", m), 0);
     CU_ASSERT_EQUAL(tu_sh(log, "%s stats %s.meta", ebin, m), 1);
     CU_ASSERT(file_has(log, "model.meta/META:") && file_has(log, "cannot parse 'day zero'"));
+}
+
+/* The row count record equals the stored rows after every batch: random
+ * creation, updates, evictions (a small memory budget), reloads and
+ * expiry over several days; a row deleted behind the table's back is
+ * then caught. */
+static void test_row_count_record(void)
+{
+    model_spec_t ms;
+    store_t *st = NULL;
+    emb_table_t *t = NULL;
+    errbuf_t eb = {{0}};
+    uint64_t rng = 12345, keys[64];
+    float buf[64 * 4];
+    void *v = NULL;
+    size_t vl = 0;
+
+    memset(&ms, 0, sizeof(ms));
+    ms.nslots = 2;
+    for (int i = 0; i < 2; i++) {
+        snprintf(ms.slot[i].name, sizeof(ms.slot[i].name), "s%d", i);
+        ms.slot[i].dim = 4;
+        ms.slot[i].admit_min = 1;
+        ms.slot[i].expire_days = i == 0 ? 2 : 0;
+    }
+    ms.emb_opt.kind = OPTIM_SGD;
+    ms.emb_opt.lr = 0.1f;
+    CU_ASSERT_EQUAL_FATAL(store_mem_open(&st, &eb), 0);
+    CU_ASSERT_EQUAL_FATAL(emb_table_open(&t, st, &ms, 24 << 10, &eb), 0); /* ~600 rows */
+    for (int day = 1; day <= 6; day++) {
+        emb_table_set_day(t, day);
+        for (int req = 0; req < 40; req++) {
+            int slot = req & 1;
+            for (int i = 0; i < 64; i++) {
+                rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+                keys[i] = (rng >> 33) % 3000 + (uint64_t)day * 400 + (uint64_t)i * 100000;
+            }
+            CU_ASSERT_EQUAL(emb_table_pull(t, slot, keys, 64, buf, EMB_PULL_CREATE, &eb), 0);
+            for (int i = 0; i < 64 * 4; i++)
+                buf[i] = 0.01f;
+            CU_ASSERT_EQUAL(emb_table_push(t, slot, keys, 64, buf, &eb), 0);
+        }
+        CU_ASSERT_EQUAL(emb_table_flush(t, NULL, &eb), 0);
+        CU_ASSERT_EQUAL(store_get(st, EMB_ROWS_KEY, sizeof(EMB_ROWS_KEY) - 1, &v, &vl, &eb), 0);
+        free(v);
+        v = NULL;
+        CU_ASSERT_EQUAL(emb_table_check_store(st, &eb), 0);
+        if (day >= 4) { /* rows last seen on day 1 expire on day 4 */
+            uint64_t deleted = 0;
+            CU_ASSERT_EQUAL(emb_table_expire(t, day, &deleted, &eb), 0);
+            CU_ASSERT(deleted > 0);
+            CU_ASSERT_EQUAL(emb_table_check_store(st, &eb), 0);
+        }
+    }
+    emb_table_stats_t ts;
+    emb_table_stats(t, &ts);
+    CU_ASSERT(ts.evicted > 0 && ts.loaded > 0);
+    emb_table_destroy(&t);
+    /* a row removed behind the table's back */
+    unsigned char k[EMB_KEY_LEN];
+    const void *kk, *vv;
+    size_t kl, vvl;
+    store_iter_t *it = store_iter_new(st, "r", 1);
+    CU_ASSERT_FATAL(it && store_iter_next(st, it, &kk, &kl, &vv, &vvl));
+    memcpy(k, kk, EMB_KEY_LEN);
+    store_iter_destroy(st, &it);
+    store_op_t del = {k, EMB_KEY_LEN, NULL, 0};
+    CU_ASSERT_EQUAL(store_write(st, &del, 1, 0, &eb), 0);
+    CU_ASSERT_EQUAL(emb_table_check_store(st, &eb), ERR_CORRUPT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "but the last write recorded"));
+    store_close(&st);
 }
 
 int test_integrity_register(void)
@@ -627,6 +713,8 @@ int test_integrity_register(void)
 
     if (!s)
         return CU_get_error();
+    CU_add_test(s, "row count record = stored rows through evictions, reloads, expiry",
+                test_row_count_record);
     CU_add_test(s, "NaN/Inf push, assign, dense push refused over ipc://; nothing changes",
                 test_nonfinite_refused_ipc);
     CU_add_test(s, "NaN/Inf push, assign, dense push refused over tcp://127.0.0.1",
