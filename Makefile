@@ -62,7 +62,7 @@ FUNNEL_CFLAGS := -std=gnu11 -Wall -Wextra -pthread -MMD -MP -I. \
 # vectorize them - sqrtf without errno, and the dynamic cost model (-O2's
 # "very cheap" model skips loops of unknown length). About 1.3x on a step.
 VECTORIZE ?= -fno-math-errno -fvect-cost-model=dynamic
-$(BUILD)/model/dense.o $(BUILD)/common/optim.o: FUNNEL_CFLAGS += $(VECTORIZE)
+$(BUILD)/model/dense.o $(BUILD)/common/optim.o $(BUILD)/common/finite.o: FUNNEL_CFLAGS += $(VECTORIZE)
 
 COMPILE = $(CC) $(FUNNEL_CFLAGS) $(OPT) $(CPPFLAGS) $(CFLAGS)
 LINK    = $(CC) $(OPT) $(CFLAGS) -pthread $(SANLIBS) $(LDFLAGS)

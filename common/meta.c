@@ -13,7 +13,11 @@
 #include "common/dirs.h"
 #include "common/optim.h"
 
+#define META_BYTES_MAX 16384 /* the writer's buffer: no META is longer */
+
 static const char *const model_names[] = {"esm2", "esmm", "naive"};
+
+static uint64_t layout_digest(const meta_t *m);
 
 void meta_from_spec(meta_t *m, const model_spec_t *ms, int shards, int day, uint64_t dense_params)
 {
@@ -32,7 +36,12 @@ void meta_from_spec(meta_t *m, const model_spec_t *ms, int shards, int day, uint
     m->shards = shards;
     m->day = day;
     m->dense_params = dense_params;
-    /* The digest covers what decides the layout of rows and weights. */
+    m->digest = layout_digest(m);
+}
+
+/* The digest covers what decides the layout of rows and weights. */
+static uint64_t layout_digest(const meta_t *m)
+{
     XXH64_state_t *st = XXH64_createState();
     XXH64_reset(st, 0);
     XXH64_update(st, &m->model_type, sizeof(m->model_type));
@@ -45,13 +54,14 @@ void meta_from_spec(meta_t *m, const model_spec_t *ms, int shards, int day, uint
     XXH64_update(st, m->layer, sizeof(int) * (size_t)m->nlayers);
     XXH64_update(st, &m->emb_opt, sizeof(int));
     XXH64_update(st, &m->dense_opt, sizeof(int));
-    m->digest = XXH64_digest(st);
+    uint64_t d = XXH64_digest(st);
     XXH64_freeState(st);
+    return d;
 }
 
 int meta_write(const char *dir, const meta_t *m, errbuf_t *eb)
 {
-    char buf[16384], path[DIRS_PATH_MAX];
+    char buf[META_BYTES_MAX], path[DIRS_PATH_MAX];
     size_t n = 0;
     int rc;
 
@@ -69,6 +79,7 @@ int meta_write(const char *dir, const meta_t *m, errbuf_t *eb)
     PUT("shards %d\nrouting xxh64-mod\nday %d\n", m->shards, m->day);
     PUT("dense_params %llu\n", (unsigned long long)m->dense_params);
     PUT("digest %016llx\n", (unsigned long long)m->digest);
+    PUT("check %016llx\n", (unsigned long long)XXH64(buf, n, 0));
 #undef PUT
     if ((rc = dirs_path(path, sizeof(path), eb, "%s/%s", dir, META_FILE)) != 0)
         return rc;
@@ -83,11 +94,82 @@ static int optim_kind(const char *name)
     return -1;
 }
 
+/* Parse one line of META (without its newline) into m. 0, or -1 if it is
+ * not a line META has. */
+static int parse_line(const char *line, meta_t *m, int *seen_slot)
+{
+    char word[128], name[128], extra[2];
+    int a, b;
+    unsigned long long u;
+
+    if (sscanf(line, "slot %d %127s %d %1s", &a, name, &b, extra) == 3) {
+        size_t len = strlen(name);
+        if (a < 0 || a >= MODEL_MAX_SLOTS || len >= sizeof(m->slot[a]) || b < 1)
+            return -1;
+        memcpy(m->slot[a], name, len + 1); /* fits: checked above */
+        m->dim[a] = b;
+        seen_slot[a] = 1;
+    } else if (sscanf(line, "model %127s %1s", word, extra) == 1) {
+        m->model_type = -1;
+        for (int t = 0; t < 3; t++)
+            if (strcmp(word, model_names[t]) == 0)
+                m->model_type = t;
+        if (m->model_type < 0)
+            return -1;
+    } else if (sscanf(line, "slots %d %1s", &a, extra) == 1) {
+        if (a < 1 || a > MODEL_MAX_SLOTS)
+            return -1;
+        m->nslots = a;
+    } else if (strcmp(line, "towers ") == 0) {
+        m->nlayers = 0; /* a layout without towers (tests, tools) */
+    } else if (sscanf(line, "towers %127s %1s", word, extra) == 1) {
+        char *p = word, *end;
+        m->nlayers = 0;
+        while (*p) {
+            long v = strtol(p, &end, 10);
+            if (end == p || v < 1 || m->nlayers >= MODEL_MAX_LAYERS)
+                return -1;
+            m->layer[m->nlayers++] = (int)v;
+            p = end;
+            if (*p == ',' && p[1])
+                p++;
+            else if (*p)
+                return -1;
+        }
+    } else if (sscanf(line, "emb_optimizer %127s %1s", word, extra) == 1) {
+        if ((m->emb_opt = optim_kind(word)) < 0)
+            return -1;
+    } else if (sscanf(line, "dense_optimizer %127s %1s", word, extra) == 1) {
+        if ((m->dense_opt = optim_kind(word)) < 0)
+            return -1;
+    } else if (sscanf(line, "shards %d %1s", &a, extra) == 1) {
+        if (a < 1)
+            return -1;
+        m->shards = a;
+    } else if (sscanf(line, "routing %127s %1s", word, extra) == 1) {
+        if (strcmp(word, "xxh64-mod") != 0)
+            return -1;
+    } else if (sscanf(line, "day %d %1s", &a, extra) == 1) {
+        if (a < 0)
+            return -1;
+        m->day = a;
+    } else if (sscanf(line, "dense_params %llu %1s", &u, extra) == 1) {
+        m->dense_params = u;
+    } else if (sscanf(line, "digest %llx %1s", &u, extra) == 1) {
+        m->digest = u;
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
 int meta_read(const char *dir, meta_t *m, errbuf_t *eb)
 {
-    char path[DIRS_PATH_MAX], line[512], word[128], name[128];
+    char path[DIRS_PATH_MAX], buf[META_BYTES_MAX + 1], word[128], line[512];
+    int seen_slot[MODEL_MAX_SLOTS] = {0};
+    int lineno = 0, rc = 0, a, has_digest = 0;
+    size_t len, pos = 0;
     FILE *f;
-    int lineno = 0, rc = 0;
 
     memset(m, 0, sizeof(*m));
     if ((rc = dirs_path(path, sizeof(path), eb, "%s/%s", dir, META_FILE)) != 0)
@@ -97,72 +179,69 @@ int meta_read(const char *dir, meta_t *m, errbuf_t *eb)
         return errbuf_set(eb, errno == ENOENT ? ERR_NOTFOUND : ERR_IO,
                           "%s: %s (not a funnel model or checkpoint directory?)", path,
                           strerror(errno));
-    while (fgets(line, sizeof(line), f)) {
-        int a, b;
+    len = fread(buf, 1, sizeof(buf), f);
+    rc = ferror(f) ? errbuf_set(eb, ERR_IO, "read %s: %s", path, strerror(errno)) : 0;
+    fclose(f);
+    if (rc != 0)
+        return rc;
+    if (len > META_BYTES_MAX)
+        return errbuf_set(eb, ERR_CORRUPT, "%s: longer than %d bytes: not a funnel META file", path,
+                          META_BYTES_MAX);
+    buf[len] = '\0';
+    if (len == 0 || buf[len - 1] != '\n')
+        return errbuf_set(eb, ERR_CORRUPT, "%s: %s: not a funnel META file or cut short", path,
+                          len ? "no newline at the end" : "empty");
+    while (pos < len) {
+        size_t ll = strcspn(buf + pos, "\n"), start = pos;
         unsigned long long u;
+        pos += ll + 1;
         lineno++;
+        snprintf(line, sizeof(line), "%.*s", (int)(ll < sizeof(line) ? ll : sizeof(line) - 1),
+                 buf + start);
+        if (ll >= sizeof(line) || strlen(line) != ll)
+            goto bad; /* too long, or a NUL byte */
         if (lineno == 1) {
-            if (sscanf(line, "%127s %d", word, &a) != 2 || strcmp(word, META_MAGIC) != 0) {
-                rc = errbuf_set(eb, ERR_CORRUPT, "%s: not a funnel META file", path);
-                goto out;
-            }
-            if (a > META_VERSION) {
-                rc = errbuf_set(eb, ERR_VERSION, "%s: format version %d is newer than %d", path, a,
-                                META_VERSION);
-                goto out;
-            }
+            if (sscanf(line, "%127s %d", word, &a) != 2 || strcmp(word, META_MAGIC) != 0)
+                return errbuf_set(eb, ERR_CORRUPT, "%s: not a funnel META file", path);
+            if (a > META_VERSION)
+                return errbuf_set(eb, ERR_VERSION, "%s: format version %d is newer than %d", path,
+                                  a, META_VERSION);
             m->version = a;
             continue;
         }
-        if (sscanf(line, "slot %d %127s %d", &a, name, &b) == 3) {
-            size_t len = strlen(name);
-            if (a < 0 || a >= MODEL_MAX_SLOTS || len >= sizeof(m->slot[a]))
+        if (sscanf(line, "check %llx", &u) == 1) {
+            /* the checksum of every byte before it; the last line */
+            if (pos != len)
                 goto bad;
-            memcpy(m->slot[a], name, len + 1); /* fits: checked above */
-            m->dim[a] = b;
-        } else if (sscanf(line, "model %127s", word) == 1) {
-            m->model_type = -1;
-            for (int t = 0; t < 3; t++)
-                if (strcmp(word, model_names[t]) == 0)
-                    m->model_type = t;
-            if (m->model_type < 0)
-                goto bad;
-        } else if (sscanf(line, "slots %d", &a) == 1) {
-            if (a < 1 || a > MODEL_MAX_SLOTS)
-                goto bad;
-            m->nslots = a;
-        } else if (sscanf(line, "towers %127s", word) == 1) {
-            char *p = word;
-            while (*p && m->nlayers < MODEL_MAX_LAYERS) {
-                m->layer[m->nlayers++] = (int)strtol(p, &p, 10);
-                if (*p == ',')
-                    p++;
-            }
-        } else if (sscanf(line, "emb_optimizer %127s", word) == 1) {
-            if ((m->emb_opt = optim_kind(word)) < 0)
-                goto bad;
-        } else if (sscanf(line, "dense_optimizer %127s", word) == 1) {
-            if ((m->dense_opt = optim_kind(word)) < 0)
-                goto bad;
-        } else if (sscanf(line, "shards %d", &a) == 1) {
-            m->shards = a;
-        } else if (sscanf(line, "day %d", &a) == 1) {
-            m->day = a;
-        } else if (sscanf(line, "dense_params %llu", &u) == 1) {
-            m->dense_params = u;
-        } else if (sscanf(line, "digest %llx", &u) == 1) {
-            m->digest = u;
+            if ((uint64_t)u != XXH64(buf, start, 0))
+                return errbuf_set(eb, ERR_CORRUPT,
+                                  "%s: the checksum on line %d does not match the lines before "
+                                  "it: the file was edited or damaged",
+                                  path, lineno);
+            continue;
         }
+        if (parse_line(line, m, seen_slot) != 0)
+            goto bad;
+        has_digest |= strncmp(line, "digest ", 7) == 0;
     }
     if (m->nslots == 0)
-        rc = errbuf_set(eb, ERR_CORRUPT, "%s: no slots", path);
-out:
-    fclose(f);
-    return rc;
+        return errbuf_set(eb, ERR_CORRUPT, "%s: no slots", path);
+    for (int sl = 0; sl < m->nslots; sl++)
+        if (!seen_slot[sl])
+            return errbuf_set(eb, ERR_CORRUPT, "%s: no line for slot %d of %d", path, sl,
+                              m->nslots);
+    if (!has_digest)
+        return errbuf_set(eb, ERR_CORRUPT, "%s: no digest line", path);
+    if (m->digest != layout_digest(m))
+        return errbuf_set(eb, ERR_CORRUPT,
+                          "%s: digest %016llx does not match the layout the file describes "
+                          "(%016llx): the file was edited or damaged",
+                          path, (unsigned long long)m->digest,
+                          (unsigned long long)layout_digest(m));
+    return 0;
 bad:
-    fclose(f);
     return errbuf_set(eb, ERR_CORRUPT, "%s:%d: cannot parse '%.*s'", path, lineno,
-                      (int)strcspn(line, "\n"), line);
+                      (int)(strcspn(line, "\n") < 80 ? strcspn(line, "\n") : 80), line);
 }
 
 int meta_check(const meta_t *saved, const meta_t *running, const char *dir, errbuf_t *eb)

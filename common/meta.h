@@ -27,6 +27,13 @@
  *     day 3
  *     dense_params 295172
  *     digest 9a1f...
+ *     check 5c03...
+ *
+ *   Reading is strict: every line must be one of these, the digest must
+ *   match the layout the lines describe, and "check" (the last line, an
+ *   XXH64 of every byte before it; files written before it existed have
+ *   none) must match, so an edited or damaged META is refused, never read
+ *   in part.
  *
  * Thread-safety: pure functions over caller-owned structs.
  */
@@ -66,8 +73,10 @@ void meta_from_spec(meta_t *m, const model_spec_t *ms, int shards, int day, uint
  * Returns 0, ERR_INVAL for a path too long, or ERR_IO naming the file. */
 int meta_write(const char *dir, const meta_t *m, errbuf_t *eb);
 
-/* Read dir/META. ERR_NOTFOUND if absent, ERR_CORRUPT if unreadable,
- * ERR_VERSION for a newer format, ERR_INVAL for a path too long. */
+/* Read dir/META. ERR_NOTFOUND if absent, ERR_CORRUPT (naming the file and
+ * line) for a line META does not have, a digest or checksum that does not
+ * match, a missing slot or digest line; ERR_VERSION for a newer format,
+ * ERR_INVAL for a path too long. */
 int meta_read(const char *dir, meta_t *m, errbuf_t *eb);
 
 /* Compare a saved description with the running one (shards compared only

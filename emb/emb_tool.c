@@ -15,6 +15,7 @@
 #include "common/keyhash.h"
 #include "common/meta.h"
 #include "table/emb_export.h"
+#include "table/emb_table.h"
 
 #define NBUCKET EMB_TOOL_NBUCKET
 
@@ -41,19 +42,24 @@ int emb_tool_open(const char *dir, store_t **s, errbuf_t *eb)
                               "%s: %s (give a shard data directory, a model "
                               "directory or a checkpoint)",
                               dir, strerror(errno));
-        return store_rocks_open(s, dir, STORE_READONLY, dir, eb);
+        return emb_store_open(s, dir, STORE_READONLY, dir, eb);
     }
-    if (meta_read(dir, &meta, NULL) == 0 && meta.shards > 1)
+    /* a directory of shards without META is read as it is; a damaged META
+     * is refused like damaged rows */
+    rc = meta_read(dir, &meta, eb);
+    if (rc != 0 && rc != ERR_NOTFOUND)
+        return rc;
+    if (rc == 0 && meta.shards > 1)
         shards = meta.shards;
     if (shards == 1)
-        return store_rocks_open(s, path, STORE_READONLY, path, eb);
+        return emb_store_open(s, path, STORE_READONLY, path, eb);
     store_t **parts = calloc((size_t)shards, sizeof(*parts));
     if (!parts)
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
     rc = 0;
     for (int i = 0; i < shards && rc == 0; i++) {
         snprintf(path, sizeof(path), "%s/shard-%d", dir, i);
-        rc = store_rocks_open(&parts[i], path, STORE_READONLY, path, eb);
+        rc = emb_store_open(&parts[i], path, STORE_READONLY, path, eb);
     }
     if (rc == 0)
         rc = store_multi_open(s, parts, shards, dir, eb);

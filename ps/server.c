@@ -15,6 +15,7 @@
 
 #include "common/clock.h"
 #include "common/dirs.h"
+#include "common/finite.h"
 #include "common/log.h"
 #include "proto/codec.h"
 #include "proto/msg.h"
@@ -45,7 +46,8 @@
     X(flushes, "flushes to RocksDB")                                                      \
     X(rows_flushed, "rows written by flushes")                                            \
     X(checkpoints, "checkpoints written")                                                 \
-    X(hello_policy_diffs, "handshakes whose admission or expiry differ from this shard's")
+    X(hello_policy_diffs, "handshakes whose admission or expiry differ from this shard's") \
+    X(nonfinite_pushes, "pushes and assignments refused for carrying NaN or infinity")
 
 typedef struct counters {
 #define X(name, desc) uint64_t name;
@@ -124,10 +126,17 @@ static int flush_all(server_t *s, errbuf_t *eb)
 
     if (rc == 0)
         rc = shard_meta_save(&s->meta, s->store, &s->dense, eb);
+    if (rc == 0)
+        rc = store_seal(s->store, 0, eb);
     if (rc == 0) {
         s->c.flushes++;
         s->c.rows_flushed += rows;
         LOG_DEBUG("flushed %llu rows in %.3f s", (unsigned long long)rows, clock_now_s() - t);
+    } else {
+        errbuf_prefix(eb, rc,
+                      "flush failed: what was applied since the last flush %.1f s ago (at most "
+                      "one flush interval) is lost",
+                      t - s->last_flush);
     }
     s->last_flush = clock_now_s();
     return rc;
@@ -368,13 +377,37 @@ static int batch_seen(server_t *s, const msg_t *m, shard_sender_t *snd, const ms
     return rc;
 }
 
+/* ERR_REJECTED naming the first NaN or infinity of a push's rows (gradients,
+ * values or optimizer state), checked before any of it is applied. */
+static int check_finite_rows(server_t *s, const msg_t *m, errbuf_t *eb)
+{
+    const msg_rows_t *q = &m->u.rows;
+
+    for (uint32_t e = 0; e < q->nslots; e++) {
+        const msg_slot_t *in = &q->slot[e];
+        size_t n = (size_t)in->nkeys * in->dim;
+        if (!in->rows || finite_all(in->rows, n))
+            continue;
+        size_t i = finite_first_bad(in->rows, n);
+        s->c.nonfinite_pushes++;
+        return errbuf_set(eb, ERR_REJECTED,
+                          "%s from sender %u: slot %u, row %zu, float %zu is not finite "
+                          "(NaN or infinity); nothing of the request was applied",
+                          (q->flags & MSG_F_ASSIGN) ? "assignment" : "push", m->hdr.sender,
+                          in->slot, i / in->dim, i % in->dim);
+    }
+    return 0;
+}
+
 static int on_push(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
 {
     const msg_rows_t *q = &m->u.rows;
     shard_sender_t *snd;
-    int rc = push_sender(s, m, &snd, eb);
+    int rc = check_finite_rows(s, m, eb);
 
     if (rc != 0)
+        return rc;
+    if ((rc = push_sender(s, m, &snd, eb)) != 0)
         return rc;
     if (push_seen(s, m, snd) || (rc = batch_seen(s, m, snd, &q->pos, eb)) == 1)
         return reply_ack(s, id, m->hdr.req_id, MSG_F_DUPLICATE, NULL, 0, eb);
@@ -430,6 +463,14 @@ static int on_push_dense(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *e
 
     if (rc != 0)
         return rc;
+    if (d->values && !finite_all(d->values, d->count)) {
+        s->c.nonfinite_pushes++;
+        return errbuf_set(eb, ERR_REJECTED,
+                          "dense %s from sender %u: float %llu is not finite (NaN or infinity); "
+                          "nothing of the request was applied",
+                          (d->flags & MSG_F_ASSIGN) ? "assignment" : "push", m->hdr.sender,
+                          (unsigned long long)(d->offset + finite_first_bad(d->values, d->count)));
+    }
     if ((rc = push_sender(s, m, &snd, eb)) != 0)
         return rc;
     if (push_seen(s, m, snd) || (rc = batch_seen(s, m, snd, &d->pos, eb)) == 1)
@@ -897,7 +938,7 @@ static int server_open(server_t *s, errbuf_t *eb)
     if (rc != 0)
         return rc;
     snprintf(name, sizeof(name), "shard %lld %s", (long long)pc->shard, pc->data.s);
-    rc = store_rocks_open(&s->store, pc->data.s, STORE_CREATE | (pc->mem_limit ? STORE_NO_MMAP : 0),
+    rc = emb_store_open(&s->store, pc->data.s, STORE_CREATE | (pc->mem_limit ? STORE_NO_MMAP : 0),
                           name, eb);
     if (rc == 0)
         rc = shard_layout_check(s->store, &s->ms, pc->data.s, eb);

@@ -741,7 +741,7 @@ static int src_open(src_t *s, const char *dir, const emb_export_opts_t *o, errbu
                       : errbuf_set(eb, ERR_NOTFOUND, "%s: missing (META says %d shards)", path, n);
             break;
         }
-        rc = store_rocks_open(&s->sh[i].st, path, STORE_READONLY, path, eb);
+        rc = emb_store_open(&s->sh[i].st, path, STORE_READONLY, path, eb);
         if (rc != 0)
             break;
         s->sh[i].it = store_iter_new(s->sh[i].st, &pfx, 1);

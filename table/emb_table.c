@@ -51,6 +51,7 @@ typedef struct sub {
     uint32_t *freelist;         /* free record slots */
     uint32_t nfree;
     uint64_t *live, *dirty, *ref; /* bit maps over record slots */
+    uint64_t *stored;             /* bit map: the store holds this row (maybe older) */
     uint32_t *idx;                /* open addressing: record slot or EMPTY */
     uint32_t icap;                /* power of two */
     uint32_t rows;                /* live records */
@@ -62,7 +63,10 @@ struct emb_table {
     model_spec_t ms;
     uint64_t mem_limit; /* bytes, 0: unlimited */
     int day;
-    int store_maybe_rows; /* 0 while the store provably holds no row */
+    int store_maybe_rows;                  /* 0 while the store provably holds no row */
+    int rows_known;                        /* stored_rows is exact (else the record is deleted) */
+    uint64_t stored_rows[MODEL_MAX_SLOTS]; /* rows the store holds, per slot */
+    unsigned char rows_rec[8 + 8 * MODEL_MAX_SLOTS]; /* scratch: the EMB_ROWS_KEY record */
     sub_t sub[MODEL_MAX_SLOTS];
     emb_table_stats_t st;
     float *scratch; /* one row of floats */
@@ -360,8 +364,8 @@ static int grow_slab(sub_t *s)
      * takes ~1 ms for 277 MB of small pages but ~150 ms for huge ones (the
      * request that grows the slab waits), and on 1 M uniform rows they did
      * not speed up lookups measurably (bench-table) */
-    uint64_t **maps[3] = {&s->live, &s->dirty, &s->ref};
-    for (int m = 0; m < 3; m++) {
+    uint64_t **maps[4] = {&s->live, &s->dirty, &s->ref, &s->stored};
+    for (int m = 0; m < 4; m++) {
         uint64_t *b = realloc(*maps[m], words * 8);
         if (!b)
             return ERR_NOMEM;
@@ -397,6 +401,7 @@ static uint32_t insert(sub_t *s, uint64_t key, int day)
     bset(s->live, r);
     bset(s->ref, r);
     bclr(s->dirty, r);
+    bclr(s->stored, r);
     uint64_t hm = mix(key);
     uint32_t *pos = find_pos_h(s, key, hm);
     assert(*pos == EMPTY); /* callers insert only keys without a row */
@@ -479,6 +484,8 @@ static int sketch_store(emb_table_t *t, errbuf_t *eb)
     return rc;
 }
 
+static int rows_load(emb_table_t *t, errbuf_t *eb);
+
 int emb_table_open(emb_table_t **out, store_t *store, const model_spec_t *ms, uint64_t mem_limit,
                    errbuf_t *eb)
 {
@@ -536,8 +543,106 @@ int emb_table_open(emb_table_t **out, store_t *store, const model_spec_t *ms, ui
     t->store_maybe_rows = !it || store_iter_next(store, it, &k, &kl, &v, &vl) ||
                           store_iter_error(store, it, &ignored) != 0;
     store_iter_destroy(store, &it);
+    int rc = rows_load(t, eb);
+    if (rc != 0) {
+        emb_table_destroy(&t);
+        return rc;
+    }
     *out = t;
     return 0;
+}
+
+/* Rows per slot byte of the store's keys ('r' | u8 slot | key) into
+ * rows[256]. Returns 0 or the store's error (a checksum, a read). */
+static int count_rows(store_t *store, uint64_t *rows, errbuf_t *eb)
+{
+    const char pfx = 'r';
+    store_iter_t *it = store_iter_new(store, &pfx, 1);
+    const void *k, *v;
+    size_t kl, vl;
+    int rc;
+
+    memset(rows, 0, 256 * sizeof(*rows));
+    if (!it)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    while (store_iter_next(store, it, &k, &kl, &v, &vl))
+        if (kl == EMB_KEY_LEN)
+            rows[((const unsigned char *)k)[1]]++;
+    rc = store_iter_error(store, it, eb);
+    store_iter_destroy(store, &it);
+    return rc;
+}
+
+/* The row count record into rows[256] (zeros beyond it): 0, ERR_NOTFOUND,
+ * ERR_CORRUPT. */
+static int rows_record_read(store_t *store, uint64_t *rows, errbuf_t *eb)
+{
+    void *v = NULL;
+    size_t vl = 0;
+    int rc = store_get(store, EMB_ROWS_KEY, sizeof(EMB_ROWS_KEY) - 1, &v, &vl, eb);
+    const unsigned char *b = v;
+
+    if (rc != 0)
+        return rc;
+    memset(rows, 0, 256 * sizeof(*rows));
+    uint32_t n = vl >= 8 ? bytes_get_le32(b + 4) : 0;
+    if (vl < 8 || b[0] != EMB_ROWS_VERSION || n > 256 || vl != 8 + 8 * (size_t)n)
+        rc = errbuf_set(eb, ERR_CORRUPT, "%s: row count record: %zu bytes, version %d", store->name,
+                        vl, vl ? b[0] : -1);
+    for (uint32_t i = 0; rc == 0 && i < n; i++)
+        rows[i] = bytes_get_le64(b + 8 + 8 * i);
+    free(v);
+    return rc;
+}
+
+/* The stored rows per slot: the record's, or counted (a store written
+ * before records, or after a failed write). */
+static int rows_load(emb_table_t *t, errbuf_t *eb)
+{
+    uint64_t rows[256] = {0};
+    int rc = rows_record_read(t->store, rows, eb);
+
+    if (rc == ERR_NOTFOUND)
+        rc = t->store_maybe_rows ? count_rows(t->store, rows, eb) : 0;
+    if (rc != 0)
+        return rc;
+    memcpy(t->stored_rows, rows, sizeof(t->stored_rows));
+    t->rows_known = 1;
+    return 0;
+}
+
+int emb_table_check_store(store_t *store, errbuf_t *eb)
+{
+    uint64_t want[256], has[256];
+    int rc = rows_record_read(store, want, eb);
+
+    if (rc == ERR_NOTFOUND)
+        return 0;
+    if (rc == 0 && (rc = count_rows(store, has, eb)) == ERR_STORE) {
+        char msg[sizeof(eb->msg)];
+        snprintf(msg, sizeof(msg), "%s", eb->msg);
+        return errbuf_set(eb, ERR_CORRUPT,
+                          "%s; the store was left as it is: restore it from a checkpoint or an "
+                          "older copy",
+                          msg);
+    }
+    if (rc != 0)
+        return rc;
+    for (int i = 0; i < 256; i++)
+        if (has[i] != want[i])
+            return errbuf_set(eb, ERR_CORRUPT,
+                              "%s: holds %llu rows of slot %d, but the last write recorded %llu: "
+                              "table files, the MANIFEST or the log are damaged or missing; the "
+                              "store was left as it is: restore it from a checkpoint or an older "
+                              "copy",
+                              store->name, (unsigned long long)has[i], i,
+                              (unsigned long long)want[i]);
+    return 0;
+}
+
+int emb_store_open(store_t **out, const char *path, int flags, const char *name, errbuf_t *eb)
+{
+    return store_rocks_open_checked(out, path, flags, name, emb_table_check_store, eb);
 }
 
 void emb_table_destroy(emb_table_t **tp)
@@ -553,6 +658,7 @@ void emb_table_destroy(emb_table_t **tp)
         free(s->live);
         free(s->dirty);
         free(s->ref);
+        free(s->stored);
         free(s->idx);
     }
     free(t->sketch);
@@ -615,16 +721,17 @@ static int check_slot(const emb_table_t *t, int slot, errbuf_t *eb)
 
 /* Write (slot, record) pairs collected in ops/bufs to the store. */
 typedef struct wbuf {
-    store_op_t *ops;
+    store_op_t *ops; /* cap, one kept for the row count record */
     unsigned char *bytes;
     size_t n, cap, bcap, bused;
+    uint64_t added[MODEL_MAX_SLOTS]; /* rows of the batch new to the store */
 } wbuf_t;
 
-static int wbuf_add(wbuf_t *w, const sub_t *s, uint32_t r)
+static int wbuf_add(wbuf_t *w, sub_t *s, uint32_t r)
 {
     size_t need = EMB_KEY_LEN + EMB_RECORD_HEADER + s->nfloat * 4;
 
-    if (w->n == w->cap) {
+    if (w->n + 1 >= w->cap) {
         size_t cap = w->cap ? w->cap * 2 : 1024;
         store_op_t *o = realloc(w->ops, cap * sizeof(*o));
         if (!o)
@@ -652,7 +759,43 @@ static int wbuf_add(wbuf_t *w, const sub_t *s, uint32_t r)
     w->ops[w->n].vlen = vl;
     w->n++;
     w->bused += EMB_KEY_LEN + vl;
+    if (!bit(s->stored, r)) {
+        w->added[s->slot]++;
+        bset(s->stored, r);
+    }
     return 0;
+}
+
+/* The op that keeps the row count record equal to the stored rows once
+ * the batch is written, when the slots' counts change by added[]
+ * (subtracted for removed): the record, or its deletion when the count is
+ * no longer known. */
+static store_op_t rows_record_op(emb_table_t *t, const uint64_t *added, int removed)
+{
+    unsigned char *b = t->rows_rec;
+    uint32_t n = (uint32_t)t->ms.nslots;
+
+    if (!t->rows_known)
+        return (store_op_t){EMB_ROWS_KEY, sizeof(EMB_ROWS_KEY) - 1, NULL, 0};
+    memset(b, 0, 8);
+    b[0] = EMB_ROWS_VERSION;
+    bytes_put_le32(b + 4, n);
+    for (uint32_t i = 0; i < n; i++)
+        bytes_put_le64(b + 8 + 8 * i,
+                       removed ? t->stored_rows[i] - added[i] : t->stored_rows[i] + added[i]);
+    return (store_op_t){EMB_ROWS_KEY, sizeof(EMB_ROWS_KEY) - 1, b, 8 + 8 * (size_t)n};
+}
+
+/* After a batch with the record of rows_record_op(): the counts follow,
+ * or are unknown from now on if the batch failed. */
+static void rows_written(emb_table_t *t, const uint64_t *added, int removed, int rc)
+{
+    if (rc != 0) {
+        t->rows_known = 0;
+        return;
+    }
+    for (int i = 0; t->rows_known && i < t->ms.nslots; i++)
+        t->stored_rows[i] = removed ? t->stored_rows[i] - added[i] : t->stored_rows[i] + added[i];
 }
 
 static int op_cmp(const void *a, const void *b)
@@ -672,12 +815,15 @@ static int wbuf_write(emb_table_t *t, wbuf_t *w, errbuf_t *eb)
             w->ops[i].v = w->bytes + (uintptr_t)w->ops[i].v;
         }
         qsort(w->ops, w->n, sizeof(*w->ops), op_cmp);
-        rc = store_write(t->store, w->ops, w->n, 0, eb);
+        w->ops[w->n] = rows_record_op(t, w->added, 0);
+        rc = store_write(t->store, w->ops, w->n + 1, 0, eb);
+        rows_written(t, w->added, 0, rc);
         if (rc == 0)
             t->store_maybe_rows = 1;
     }
     w->n = 0;
     w->bused = 0;
+    memset(w->added, 0, sizeof(w->added));
     return rc;
 }
 
@@ -863,6 +1009,7 @@ static int load_misses(emb_table_t *t, sub_t *s, const uint64_t *keys, const siz
             unsigned char *p = recp(s, r);
             row_set_meta(p, meta.updates, meta.first_day, meta.last_day);
             memcpy(p + HDR, fl, s->nfloat * 4);
+            bset(s->stored, r);
             t->st.loaded++;
         }
         found[j] = 1;
@@ -1201,7 +1348,15 @@ int emb_table_flush(emb_table_t *t, uint64_t *nrows, errbuf_t *eb)
     }
     if (rc == 0)
         rc = wbuf_write(t, &w, eb);
-    else if (rc == ERR_NOMEM)
+    if (rc == 0 && total == 0) {
+        /* every flush leaves the record in the newest writes, beside the
+         * owner's records (a store whose older files were lost then shows
+         * a count that disagrees) */
+        uint64_t none[MODEL_MAX_SLOTS] = {0};
+        store_op_t op = rows_record_op(t, none, 0);
+        rc = store_write(t->store, &op, 1, 0, eb);
+        rows_written(t, none, 0, rc);
+    } else if (rc == ERR_NOMEM)
         errbuf_set(eb, rc, "out of memory flushing rows");
     wbuf_release(&w);
     if (rc == 0)
@@ -1273,7 +1428,9 @@ int emb_table_expire(emb_table_t *t, int day, uint64_t *deleted, errbuf_t *eb)
             rc = store_iter_error(t->store, it, eb);
         store_iter_destroy(t->store, &it);
         if (rc == 0 && n > 0) {
-            store_op_t *ops = calloc(2 * n, sizeof(*ops));
+            store_op_t *ops = calloc(2 * n + 1, sizeof(*ops));
+            uint64_t removed[MODEL_MAX_SLOTS] = {0};
+            removed[i] = n;
             unsigned char *tomb = malloc(n * EMB_KEY_LEN);
             unsigned char d32[4]; /* the tombstone's value: i32 day */
             bytes_put_le32(d32, (uint32_t)day);
@@ -1294,8 +1451,11 @@ int emb_table_expire(emb_table_t *t, int day, uint64_t *deleted, errbuf_t *eb)
                 if (r != EMPTY)
                     remove_rec(&t->sub[i], r);
             }
-            if (rc == 0)
-                rc = store_write(t->store, ops, 2 * n, 0, eb);
+            if (rc == 0) {
+                ops[2 * n] = rows_record_op(t, removed, 1);
+                rc = store_write(t->store, ops, 2 * n + 1, 0, eb);
+                rows_written(t, removed, 1, rc);
+            }
             free(tomb);
             free(ops);
             total += n;

@@ -62,6 +62,18 @@
  *   leaves a tombstone 'x' | u8 slot | u64 key -> i32 day. Keys starting
  *   with 'm' are the owner's metadata (store_get / store_put).
  *
+ *   Row count. Every batch that writes or deletes rows also writes, in
+ *   the same atomic batch, EMB_ROWS_KEY -> u8 version | u8[3] 0 | u32 n |
+ *   n x u64 rows of slot s in the store (little-endian). So the record
+ *   always equals the rows the store holds, and emb_table_check_store()
+ *   compares the two when a store is opened: rows that a damaged MANIFEST,
+ *   table file or log lost make the store refused, never "restored" with
+ *   fewer (or zero) rows. The table knows which resident rows the store
+ *   already holds (one bit per record); after a failed write it no longer
+ *   knows the count and deletes the record in every later batch (a store
+ *   without the record is counted at the next open, as one written before
+ *   records were).
+ *
  * Thread-safety: none; one thread (the server loop or the trainer) owns a
  * table.
  */
@@ -83,6 +95,8 @@
 /* The admission sketch's record: u8 version | u8 rows (4) | u8 log2 width
  * (18) | u8 0 | u16 counters, little-endian, row after row. */
 #define EMB_SKETCH_KEY "m:emb_sketch"
+#define EMB_ROWS_KEY "m:emb_rows" /* the row count record; see the notes */
+#define EMB_ROWS_VERSION 1
 #define EMB_SKETCH_VERSION 1
 
 enum {
@@ -143,6 +157,18 @@ int emb_table_set_max_rows(emb_table_t *t, uint64_t max_rows, errbuf_t *eb);
 /* New rows the following calls may create together (a server sets it
  * before each request; UINT64_MAX, the default: no budget). */
 void emb_table_set_create_budget(emb_table_t *t, uint64_t rows);
+
+/*
+ * Compare the rows store holds with its row count record (see the notes),
+ * reading every row (block checksums checked). Returns 0 (also for a store
+ * without a record), ERR_CORRUPT naming the store, the slot and both
+ * counts, or the store's read error. A store_check_fn.
+ */
+int emb_table_check_store(store_t *store, errbuf_t *eb);
+
+/* store_rocks_open_checked() with emb_table_check_store(): how every
+ * program opens a directory of embedding rows. */
+int emb_store_open(store_t **out, const char *path, int flags, const char *name, errbuf_t *eb);
 
 /* The day stamped on rows as first/last seen: 0..EMB_DAY_MAX (days are
  * u16 in memory and on disk). Returns 0, or ERR_INVAL (the day is kept). */

@@ -44,6 +44,8 @@ typedef struct store_ops {
     int (*iter_error)(store_iter_t *it, errbuf_t *eb);
     void (*iter_destroy)(store_iter_t *it);
     int (*checkpoint)(store_t *s, const char *dir, errbuf_t *eb);
+    /* NULL: nothing to seal (memory). */
+    int (*seal)(store_t *s, int to_tables, errbuf_t *eb);
     void (*close)(store_t *s);
 } store_ops_t;
 
@@ -65,6 +67,31 @@ enum { STORE_CREATE = 1, STORE_READONLY = 2, STORE_NO_MMAP = 4 };
  * RocksDB message ("open /data/ps2: IO error: ...").
  */
 int store_rocks_open(store_t **out, const char *path, int flags, const char *name, errbuf_t *eb);
+
+/*
+ * A check of an opened store's contents, run by store_rocks_open_checked()
+ * on a read-only handle before the store is opened for writing. Returns 0
+ * or an error (in eb) that refuses the store.
+ */
+typedef int (*store_check_fn)(store_t *s, errbuf_t *eb);
+
+/*
+ * store_rocks_open() that first proves the store whole, so that a damaged
+ * one is refused before RocksDB changes any of its files (a read-write
+ * open deletes table files a damaged MANIFEST no longer lists):
+ *   - RocksDB's own checks: paranoid checks, a log that must replay to its
+ *     end (absolute consistency), checksums of every block read;
+ *   - the store holds every change up to the one store_seal() recorded
+ *     last (the SEAL file beside RocksDB's), so a MANIFEST or log that
+ *     lost data is refused;
+ *   - check (if not NULL) on a read-only handle, e.g. the row count.
+ * A missing directory (with STORE_CREATE) is a fresh store, not checked.
+ * Returns what store_rocks_open() does, ERR_CORRUPT for a store that lost
+ * data (the message names the path and says that no file was changed), or
+ * check's error.
+ */
+int store_rocks_open_checked(store_t **out, const char *path, int flags, const char *name,
+                             store_check_fn check, errbuf_t *eb);
 
 /* A read-only view of n stores as one (the shards of a checkpoint): reads
  * ask every part, iteration merges them in key order. Takes ownership of
@@ -124,6 +151,19 @@ static inline void store_iter_destroy(store_t *s, store_iter_t **it)
 static inline int store_checkpoint(store_t *s, const char *dir, errbuf_t *eb)
 {
     return s->ops->checkpoint(s, dir, eb);
+}
+
+/*
+ * Record the store's state as complete: what it holds now is what its next
+ * open must find (store_rocks_open_checked). to_tables: first move every
+ * change out of the log into synced table files (a model directory, whose
+ * rows must not depend on the log). Called after a synced write (a flush);
+ * a store without the notion (memory) does nothing. Returns 0 or
+ * ERR_STORE / ERR_IO naming the path.
+ */
+static inline int store_seal(store_t *s, int to_tables, errbuf_t *eb)
+{
+    return s->ops->seal ? s->ops->seal(s, to_tables, eb) : 0;
 }
 
 /* Small helpers for metadata values stored under reserved keys. */

@@ -37,13 +37,28 @@
  *   Durability is unchanged: every write goes to the WAL, sync writes
  *   fsync it.
  *
+ *   Damage is refused, never repaired. An existing store is first opened
+ *   read-only (which changes no file) and checked: RocksDB's paranoid
+ *   checks, a log that must replay whole, and the FUNNEL-SEAL file, which
+ *   store_seal() writes after each flush (and a checkpoint into its copy)
+ *   with RocksDB's latest sequence number: a store that holds less lost
+ *   data (a truncated MANIFEST, a lost log). The owner's check (the row
+ *   count, emb_table.h) runs on the same handle. Only then is the store
+ *   opened for writing; a read-write open of a damaged store would delete
+ *   the table files its MANIFEST no longer lists.
+ *
+ *   RocksDB's own info LOG is kept to fatal messages (INFO_LOG_FATAL).
+ *
  * Thread-safety: a handle is used by one thread at a time.
  */
+#include <errno.h>
 #include <rocksdb/c.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "common/afile.h"
 #include "common/dirs.h"
 #include "table/store.h"
 
@@ -58,11 +73,32 @@ typedef struct rocks {
     rocksdb_writeoptions_t *wopt_sync;
     rocksdb_writebatch_t *wb;
     rocksdb_column_family_handle_t *cf; /* the default one: batched MultiGet needs it */
+    char path[DIRS_PATH_MAX];           /* the directory, for the SEAL file */
     /* multiget scratch, kept between calls */
     rocksdb_pinnableslice_t **pins;
     char **errs;
     size_t scap; /* entries of pins and errs */
 } rocks_t;
+
+#define SEAL_FILE "FUNNEL-SEAL"
+#define SEAL_MAGIC "funnel-seal"
+#define SEAL_VERSION 1
+#define DAMAGED "the store was left as it is: restore it from a checkpoint or an older copy"
+
+/* rocksdb_options_set_wal_recovery_mode(): every record of the log must
+ * replay (RocksDB's WALRecoveryMode::kAbsoluteConsistency). A shard writes
+ * its log with write(2) per batch, so a killed process leaves no torn
+ * record; a damaged log is damage, never a crash's tail. */
+#define WAL_ABSOLUTE_CONSISTENCY 1
+
+/* rocksdb_options_set_info_log_level(): FATAL_LEVEL. RocksDB's own LOG
+ * file lives in the store's directory; on a full disk its writer fails
+ * once and RocksDB 7.8 then aborts on an assertion the next time it logs
+ * (WritableFileWriter::AssertFalseAndGetStatusForPrevError, reached from
+ * ErrorHandler::SetBGError: the abort seen on disk full). funnel reports
+ * every failure itself from the statuses it gets, with the path, so
+ * RocksDB logs only what it must. */
+#define INFO_LOG_FATAL 4
 
 enum {
     MEMTABLE_BYTES = 4 << 20, /* write_buffer_size; see the notes */
@@ -225,11 +261,50 @@ static void rocks_iter_destroy(store_iter_t *it)
     free(it);
 }
 
+/* Write dir/FUNNEL-SEAL: the store in dir holds every change up to seq. */
+static int write_seal(const char *dir, uint64_t seq, errbuf_t *eb)
+{
+    char path[DIRS_PATH_MAX], text[96];
+    int n = snprintf(text, sizeof(text), "%s %d\nseq %llu\n", SEAL_MAGIC, SEAL_VERSION,
+                     (unsigned long long)seq);
+    int rc = dirs_path(path, sizeof(path), eb, "%s/%s", dir, SEAL_FILE);
+
+    return rc != 0 ? rc : afile_write(path, text, (size_t)n, eb);
+}
+
+/* The sequence number dir/FUNNEL-SEAL records into *seq: 0, ERR_NOTFOUND
+ * when there is none (a store from before seals), ERR_CORRUPT. */
+static int read_seal(const char *dir, uint64_t *seq, errbuf_t *eb)
+{
+    char path[DIRS_PATH_MAX], word[32];
+    unsigned long long u;
+    int version, rc = dirs_path(path, sizeof(path), eb, "%s/%s", dir, SEAL_FILE);
+    FILE *f;
+
+    if (rc != 0)
+        return rc;
+    f = fopen(path, "r");
+    if (!f)
+        return errno == ENOENT ? ERR_NOTFOUND
+                               : errbuf_set(eb, ERR_IO, "%s: %s", path, strerror(errno));
+    rc = fscanf(f, "%31s %d seq %llu", word, &version, &u) == 3 && strcmp(word, SEAL_MAGIC) == 0 &&
+         version == SEAL_VERSION;
+    fclose(f);
+    if (!rc)
+        return errbuf_set(eb, ERR_CORRUPT,
+                          "%s: unreadable (expected '%s %d' and 'seq N'); " DAMAGED, path,
+                          SEAL_MAGIC, SEAL_VERSION);
+    *seq = u;
+    return 0;
+}
+
 static int rocks_checkpoint(store_t *s, const char *dir, errbuf_t *eb)
 {
     rocks_t *r = (rocks_t *)s;
     char *err = NULL;
     rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(r->db, &err);
+    /* read before the copy, which holds at least this much */
+    uint64_t seq = rocksdb_get_latest_sequence_number(r->db);
 
     if (err)
         return fail(r, err, "checkpoint", eb);
@@ -240,7 +315,28 @@ static int rocks_checkpoint(store_t *s, const char *dir, errbuf_t *eb)
         snprintf(action, sizeof(action), "checkpoint to %s", dir);
         return fail(r, err, action, eb);
     }
-    return 0;
+    int rc = write_seal(dir, seq, eb);
+    return rc == 0 ? 0 : errbuf_prefix(eb, rc, "%s: checkpoint", r->base.name);
+}
+
+static int rocks_seal(store_t *s, int to_tables, errbuf_t *eb)
+{
+    rocks_t *r = (rocks_t *)s;
+    char *err = NULL;
+
+    if (to_tables) {
+        rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+        rocksdb_flushoptions_set_wait(fo, 1);
+        rocksdb_flush(r->db, fo, &err);
+        rocksdb_flushoptions_destroy(fo);
+        if (err) {
+            char action[ACTION_MAX];
+            snprintf(action, sizeof(action), "write table files in %s", r->path);
+            return fail(r, err, action, eb);
+        }
+    }
+    int rc = write_seal(r->path, rocksdb_get_latest_sequence_number(r->db), eb);
+    return rc == 0 ? 0 : errbuf_prefix(eb, rc, "%s", r->base.name);
 }
 
 static void rocks_close(store_t *s)
@@ -274,10 +370,12 @@ static const store_ops_t rocks_ops = {
     .iter_error = rocks_iter_error,
     .iter_destroy = rocks_iter_destroy,
     .checkpoint = rocks_checkpoint,
+    .seal = rocks_seal,
     .close = rocks_close,
 };
 
-int store_rocks_open(store_t **out, const char *path, int flags, const char *name, errbuf_t *eb)
+/* Open the RocksDB store in path as flags say (no funnel check). */
+static int open_db(rocks_t **out, const char *path, int flags, const char *name, errbuf_t *eb)
 {
     rocks_t *r = calloc(1, sizeof(*r));
     char *err = NULL;
@@ -287,13 +385,18 @@ int store_rocks_open(store_t **out, const char *path, int flags, const char *nam
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
     r->base.ops = &rocks_ops;
     snprintf(r->base.name, sizeof(r->base.name), "%s", name ? name : path);
+    snprintf(r->path, sizeof(r->path), "%s", path);
     r->opt = rocksdb_options_create();
     r->ropt = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_verify_checksums(r->ropt, 1);
     r->wopt = rocksdb_writeoptions_create();
     r->wopt_sync = rocksdb_writeoptions_create();
     r->wb = rocksdb_writebatch_create();
     rocksdb_writeoptions_set_sync(r->wopt_sync, 1);
     rocksdb_options_set_create_if_missing(r->opt, (flags & STORE_CREATE) ? 1 : 0);
+    rocksdb_options_set_paranoid_checks(r->opt, 1);
+    rocksdb_options_set_wal_recovery_mode(r->opt, WAL_ABSOLUTE_CONSISTENCY);
+    rocksdb_options_set_info_log_level(r->opt, INFO_LOG_FATAL);
     rocksdb_options_set_compression(r->opt, rocksdb_no_compression);
     rocksdb_options_increase_parallelism(r->opt, 2);
     rocksdb_options_set_max_open_files(r->opt, (flags & STORE_READONLY) ? -1 : 512);
@@ -317,14 +420,81 @@ int store_rocks_open(store_t **out, const char *path, int flags, const char *nam
     if (err) {
         char action[ACTION_MAX];
         snprintf(action, sizeof(action), "open %s", path);
-        int rc = fail(r, err, action, eb);
+        int rc;
+        if (strstr(err, "Corruption") != NULL) {
+            rc = errbuf_set(eb, ERR_CORRUPT, "%s: %s: %s; " DAMAGED, r->base.name, action, err);
+            rocksdb_free(err);
+        } else {
+            rc = fail(r, err, action, eb);
+        }
         r->db = NULL;
         r->cf = NULL;
         rocks_close(&r->base);
         return rc;
     }
-    *out = &r->base;
+    *out = r;
     return 0;
+}
+
+/* ERR_CORRUPT if the store lost changes its SEAL file says it held. */
+static int check_seal(rocks_t *r, errbuf_t *eb)
+{
+    uint64_t sealed = 0, has = rocksdb_get_latest_sequence_number(r->db);
+    int rc = read_seal(r->path, &sealed, eb);
+
+    if (rc == ERR_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return errbuf_prefix(eb, rc, "%s", r->base.name);
+    if (has < sealed)
+        return errbuf_set(eb, ERR_CORRUPT,
+                          "%s: %s holds changes up to number %llu, but its last flush recorded "
+                          "%llu (%s): its MANIFEST or log lost data; " DAMAGED,
+                          r->base.name, r->path, (unsigned long long)has,
+                          (unsigned long long)sealed, SEAL_FILE);
+    return 0;
+}
+
+int store_rocks_open_checked(store_t **out, const char *path, int flags, const char *name,
+                             store_check_fn check, errbuf_t *eb)
+{
+    char current[DIRS_PATH_MAX];
+    rocks_t *ro = NULL, *rw = NULL;
+    int rc;
+
+    *out = NULL;
+    if ((rc = dirs_path(current, sizeof(current), eb, "%s/CURRENT", path)) != 0)
+        return rc;
+    if (!(flags & STORE_READONLY) && access(current, F_OK) != 0) {
+        /* nothing to check: a fresh store (or RocksDB's own error) */
+        rc = open_db(&rw, path, flags, name, eb);
+        if (rc == 0)
+            *out = &rw->base;
+        return rc;
+    }
+    /* a read-only handle changes no file, whatever the damage */
+    rc = open_db(&ro, path, STORE_READONLY, name, eb);
+    if (rc == 0)
+        rc = check_seal(ro, eb);
+    if (rc == 0 && check)
+        rc = check(&ro->base, eb);
+    if (rc != 0 || (flags & STORE_READONLY)) {
+        if (rc == 0)
+            *out = &ro->base;
+        else if (ro)
+            rocks_close(&ro->base);
+        return rc;
+    }
+    rocks_close(&ro->base);
+    rc = open_db(&rw, path, flags, name, eb);
+    if (rc == 0)
+        *out = &rw->base;
+    return rc;
+}
+
+int store_rocks_open(store_t **out, const char *path, int flags, const char *name, errbuf_t *eb)
+{
+    return store_rocks_open_checked(out, path, flags, name, NULL, eb);
 }
 
 void store_close(store_t **s)

@@ -136,8 +136,8 @@ int param_local_open(param_t **out, model_t *m, const char *store_dir, int reado
     l->base.ops = &local_ops;
     l->model = m;
     l->readonly = readonly;
-    rc = store_rocks_open(&l->store, store_dir, readonly ? STORE_READONLY : STORE_CREATE, store_dir,
-                          eb);
+    rc = emb_store_open(&l->store, store_dir, readonly ? STORE_READONLY : STORE_CREATE, store_dir,
+                        eb);
     if (rc == 0)
         rc = emb_table_open(&l->table, l->store, model_spec(m), mem_limit, eb);
     if (rc != 0) {
@@ -150,5 +150,10 @@ int param_local_open(param_t **out, model_t *m, const char *store_dir, int reado
 
 int param_local_flush(param_t *p, errbuf_t *eb)
 {
-    return emb_table_flush(((local_t *)p)->table, NULL, eb);
+    local_t *l = (local_t *)p;
+    int rc = emb_table_flush(l->table, NULL, eb);
+
+    /* a model directory keeps its rows in synced table files, not in the
+     * log, and records that it does (store_seal) */
+    return rc == 0 ? store_seal(l->store, 1, eb) : rc;
 }

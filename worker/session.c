@@ -93,10 +93,13 @@ int session_commit_model(session_t *s, errbuf_t *eb)
 {
     int rc = param_local_flush(s->param, eb);
 
+    if (rc == 0) {
+        param_destroy(&s->param); /* closes the rows store before the rename */
+        rc = modeldir_commit(s->o.model_dir, s->tmpdir, s->model, eb);
+    }
     if (rc != 0)
-        return rc;
-    param_destroy(&s->param); /* closes the rows store before the rename */
-    return modeldir_commit(s->o.model_dir, s->tmpdir, s->model, eb);
+        return errbuf_prefix(eb, rc, "model not saved (%s keeps what it held)", s->o.model_dir);
+    return 0;
 }
 
 void session_discard_model(session_t *s)

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "worker/guard.h"
 #include "worker/progress.h"
 #include "worker/session.h"
 
@@ -18,9 +19,12 @@
 typedef struct loop {
     const worker_conf_t *wc;
     const train_args_t *a;
-    session_t s;         /* model, parameters, reader, batches */
-    reader_pos_t pos[2]; /* reader position after batch[i] */
-    float *dx;           /* (B, D) gradient of the session's input x */
+    session_t s;                    /* model, parameters, reader, batches */
+    reader_pos_t pos[2];            /* reader position after batch[i] */
+    reader_pos_t start[2];          /* reader position before batch[i] (messages) */
+    unsigned long long batch_no[2]; /* batch[i] is the batch_no[i]-th of this run */
+    unsigned long long batches;     /* batches read this run */
+    float *dx;                      /* (B, D) gradient of the session's input x */
     progress_t prog;
     uint64_t total_bytes; /* of the input files, for the ETA */
     uint64_t samples;     /* rows trained by this worker (this rank, all runs) */
@@ -72,15 +76,36 @@ static double job_fraction(const loop_t *l, int epoch, const reader_pos_t *pos)
  * Returns 0, ERR_EOF, or an error. */
 static int next_batch(loop_t *l, int i, errbuf_t *eb)
 {
-    int rc = reader_next_batch(l->s.reader, &l->s.batch[i], (size_t)l->wc->batch_size, eb);
+    int rc;
 
+    reader_tell(l->s.reader, &l->start[i]);
+    rc = reader_next_batch(l->s.reader, &l->s.batch[i], (size_t)l->wc->batch_size, eb);
     if (rc != 0)
         return rc;
+    l->batch_no[i] = ++l->batches;
     reader_tell(l->s.reader, &l->pos[i]);
     rc = pool_prepare(&l->s.pool[i], &l->s.batch[i]);
     if (rc != 0)
         return errbuf_set(eb, rc, "out of memory preparing a batch");
     return param_pull_start(l->s.param, &l->s.pool[i].req, PARAM_PULL_TRAIN, eb);
+}
+
+/* Losses and gradients of the batch in slot i finite, or ERR_REJECTED
+ * naming the batch and its lines (guard.h). */
+static int check_batch(loop_t *l, int i, const double *loss, const float *g, size_t n, errbuf_t *eb)
+{
+    const reader_pos_t *p0 = &l->start[i], *p1 = &l->pos[i];
+    int known = (int)p1->file < reader_nfiles(l->s.reader);
+    int lines = known && p0->file == p1->file && (p0->line || !p0->offset) && p1->line;
+    guard_where_t w = {
+        .batch = l->batch_no[i],
+        .file = known ? reader_file_path(l->s.reader, (int)p1->file) : NULL,
+        .line0 = lines ? p0->line : 0,
+        .line1 = lines ? p1->line : 0,
+    };
+
+    return guard_check_batch(l->s.model, &l->s.ms, loss, &l->s.pool[i].req,
+                             (const float *const *)l->s.pool[i].grads, g, n, &w, eb);
 }
 
 /* Forward, backward and push of the batch in slot i (its rows pulled),
@@ -99,11 +124,14 @@ static int step(loop_t *l, int i, int epoch, double *loss, errbuf_t *eb)
     if (rc != 0)
         return errbuf_set(eb, rc, "model step failed");
     pool_backward(&l->s.pool[i], b, l->dx);
+    g = model_grads(l->s.model, &n);
+    rc = check_batch(l, i, loss, g, n, eb);
+    if (rc != 0)
+        return rc;
     param_batch_pos(l->s.param, &after);
     rc = param_push(l->s.param, &l->s.pool[i].req, (const float *const *)l->s.pool[i].grads, eb);
     if (rc != 0)
         return rc;
-    g = model_grads(l->s.model, &n);
     return param_push_dense(l->s.param, g, n, eb);
 }
 
