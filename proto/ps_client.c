@@ -81,6 +81,40 @@ uint64_t ps_client_duplicates(const ps_client_t *c)
     return c->duplicates;
 }
 
+int ps_client_opts_keys(ps_client_opts_t *o, const char *server_pub, const char *self_key,
+                        errbuf_t *eb)
+{
+    curve_pair_t srv;
+    int rc;
+
+    o->curve_server[0] = '\0';
+    memset(&o->curve_self, 0, sizeof(o->curve_self));
+    if (!server_pub[0] && !self_key[0])
+        return 0;
+    if (!server_pub[0] || !self_key[0])
+        return errbuf_set(eb, ERR_CONFIG,
+                          "[cluster] curve_server_key (the shards' NAME.pub) and curve_secret_key "
+                          "(this client's NAME.key) go together: %s is not set",
+                          server_pub[0] ? "curve_secret_key" : "curve_server_key");
+    rc = curve_load_public(server_pub, &srv, eb);
+    if (rc == 0)
+        rc = curve_load_pair(self_key, &o->curve_self, eb);
+    if (rc != 0)
+        return errbuf_prefix(eb, rc, "CURVE keys");
+    memcpy(o->curve_server, srv.pub, sizeof(o->curve_server));
+    return 0;
+}
+
+/* Make sock a CURVE client of the shards' key with the client's pair. */
+static int curve_client(void *sock, const ps_client_opts_t *o)
+{
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, o->curve_server, CURVE_Z85_LEN) != 0 ||
+        zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, o->curve_self.pub, CURVE_Z85_LEN) != 0 ||
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, o->curve_self.sec, CURVE_Z85_LEN) != 0)
+        return -1;
+    return 0;
+}
+
 int ps_client_open(ps_client_t **out, char *const *endpoints, int n, const ps_client_opts_t *o,
                    errbuf_t *eb)
 {
@@ -131,6 +165,11 @@ int ps_client_open(ps_client_t **out, char *const *endpoints, int n, const ps_cl
         zmq_setsockopt(s->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof(ivl));
         zmq_setsockopt(s->sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof(ivl_max));
         zmq_setsockopt(s->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
+        if (c->o.curve_server[0] && curve_client(s->sock, &c->o) != 0) {
+            rc = errbuf_set(eb, ERR_NET, "shard %d (%s): cannot set the CURVE keys: %s", i,
+                            s->endpoint, zmq_strerror(errno));
+            goto fail;
+        }
         if (zmq_connect(s->sock, s->endpoint) != 0) {
             rc = errbuf_set(eb, ERR_NET, "shard %d: connect %s: %s", i, s->endpoint,
                             zmq_strerror(errno));
@@ -138,6 +177,7 @@ int ps_client_open(ps_client_t **out, char *const *endpoints, int n, const ps_cl
         }
         s->last_heard = clock_now_s();
     }
+    memset(c->o.curve_self.sec, 0, sizeof(c->o.curve_self.sec)); /* the sockets hold it */
     *out = c;
     return 0;
 fail:
