@@ -316,7 +316,7 @@ int auth_endpoint_is_local(const char *ep)
      * name or a host name is not local: it may resolve to anything) */
     if (hl < 4 || memcmp(host, "127.", 4) != 0)
         return 0;
-    int parts = 1, digits = 0, val = 0;
+    int parts = 2, digits = 0, val = 0; /* "127." was the first */
     for (size_t i = 4; i < hl; i++) {
         char ch = host[i];
         if (ch == '.') {
