@@ -22,6 +22,12 @@
  *   A decoded reply points into bytes the client keeps until the next
  *   ps_client_wait() on the same shard.
  *
+ *   CURVE. With keys (ps_client_opts_keys()) every socket is a CURVE
+ *   client of the shards' public key. A shard that refuses the key (not
+ *   in its allow-list) or does not speak CURVE sends no reply; a socket
+ *   monitor sees the failed handshake and the next wait ends at once
+ *   with ERR_DENIED saying which key file to fix, instead of timing out.
+ *
  * Thread-safety: one thread per client.
  */
 #ifndef FUNNEL_PS_CLIENT_H
