@@ -816,6 +816,19 @@ static void test_keyed_train(void)
     CU_ASSERT(stat_of(&c, "zap_refused") >= 1);
     conn_close(&c);
 
+    /* funnel-emb's online get reads rows with a worker key */
+    snprintf(log, sizeof(log), "%s/emb.log", dir);
+    char embbin[600];
+    tu_bin(embbin, sizeof(embbin), "funnel-emb");
+    CU_ASSERT(
+        tu_sh(log,
+              "%s get --ps %s %s --curve_server_key %s/shard.pub --curve_secret_key %s/w0.key "
+              "item_id:1 item_id:2",
+              embbin, ep, MODEL, dir, dir) <= 1);
+    text = tu_slurp(log, NULL);
+    CU_ASSERT(text && strstr(text, "item_id") && !strstr(text, "no reply"));
+    free(text);
+
     /* ctl with the admin key stops it; with a worker key it may not */
     snprintf(log, sizeof(log), "%s/ctl.log", dir);
     CU_ASSERT_NOT_EQUAL(tu_sh(log,
