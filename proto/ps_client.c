@@ -287,6 +287,7 @@ void ps_client_destroy(ps_client_t **cp)
     codec_buf_release(&c->enc);
     if (c->ctx)
         zmq_ctx_term(c->ctx);
+    memset(&c->o.curve_self, 0, sizeof(c->o.curve_self)); /* set if open failed */
     free(c);
     *cp = NULL;
 }

@@ -21,7 +21,10 @@
  *                and a plain (non-CURVE) client get no reply at all.
  *   train        a keyed shard on ipc:// serves `funnel-worker train` with
  *                a worker key end to end (rank 0 initializes the dense
- *                range); the same train with an unlisted key fails.
+ *                range) and `funnel-emb get --ps`; the same train with an
+ *                unlisted key fails at once naming the key, without keys
+ *                or with another rank's key it fails too; `ctl shutdown`
+ *                needs the admin key.
  *
  * Every process is started with tu_spawn() and stopped in the test or the
  * suite's teardown; the scratch directory is removed in the teardown.
