@@ -833,7 +833,8 @@ static int run_dim(bench_t *b, shard_t *s, dim_run_t *d, char *const *ep)
     static const char *names[NFIG] = {
         "ps pull",        "raw pull",    "ps push",     "raw push",     "ps_client pull",
         "ps_client push", "ps pull hot", "ps push hot", "ps pull zipf", "ps push zipf"};
-    ps_client_opts_t o = {CLIENT_SENDER, 20000, 60, INFLIGHT, 0};
+    ps_client_opts_t o = {
+        .sender = CLIENT_SENDER, .timeout_ms = 20000, .deadline_s = 60, .max_inflight = INFLIGHT};
     ps_client_t *c = NULL;
     flow_t fl[NFIG];
     result_t r;

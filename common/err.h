@@ -39,7 +39,8 @@
     X(NET, -16, "network error")         \
     X(STOPPED, -17, "stopped")           \
     X(EXISTS, -18, "already exists")     \
-    X(BUSY, -19, "busy")
+    X(BUSY, -19, "busy")                 \
+    X(DENIED, -20, "permission denied")
 
 enum {
 #define X(name, val, text) ERR_##name = (val),

@@ -15,6 +15,12 @@
     X(ps, shards, INT, "1", 1, 65536, NULL, "number of shards in the cluster")           \
     X(ps, listen, STR, "tcp://127.0.0.1:7700", 0, 0, NULL,                               \
       "ZeroMQ endpoint to serve on (tcp://HOST:PORT or ipc://PATH)")                     \
+    X(ps, curve_secret_key, STR, "", 0, 0, NULL,                                         \
+      "this shard's CURVE key pair (NAME.key of funnel-ps keygen); empty: no keys")      \
+    X(ps, curve_allow, STR, "", 0, 0, NULL,                                              \
+      "allow-list of client keys, lines ROLE PUBKEY NAME [RANKS] (README)")              \
+    X(ps, insecure, BOOL, "false", 0, 0, NULL,                                           \
+      "serve without keys on an address other machines reach (a loud warning)")          \
     X(ps, data, STR, "ps-data", 0, 0, NULL,                                              \
       "directory of this shard's RocksDB store (made if missing)")                       \
     X(ps, mem_limit, SIZE, "0", 0, 1.8e19, NULL,                                         \

@@ -5,6 +5,7 @@
  *   funnel-emb stats DIR [--slot S] [--json]
  *   funnel-emb get   DIR SLOT:VALUE|KEY... [--json]
  *   funnel-emb get   --ps EP0,EP1,... SLOT:VALUE... [--json]
+ *                    [--curve_server_key SHARD.pub --curve_secret_key CLIENT.key]
  *   funnel-emb top   DIR [--by count|norm|age] [--slot S] [-n N] [--json]
  *   funnel-emb dump  DIR [--slot S] [--format tsv|jsonl]
  *   funnel-emb diff  DIR_A DIR_B [--json]
@@ -39,7 +40,9 @@ static void usage(FILE *out)
             "                                  first/last day - or why there is none\n"
             "  get --ps EP0,EP1 SLOT:VALUE...  the same from a live cluster, with the reason a\n"
             "                                  key has no row (never seen, seen N times but not\n"
-            "                                  admitted, expired on day D)\n"
+            "                                  admitted, expired on day D); a keyed cluster\n"
+            "                                  also needs --curve_server_key SHARD.pub and\n"
+            "                                  --curve_secret_key CLIENT.key (as [cluster])\n"
             "  top DIR [--by count|norm|age] [-n N]\n"
             "                                  rows with the most updates, largest norm, oldest\n"
             "  dump DIR [--format tsv|jsonl]   every row\n"
@@ -63,7 +66,7 @@ int main(int argc, char **argv)
 {
     static ps_conf_t conf;
     emb_tool_args_t a = {.n = 10, .day = -1};
-    const char *online = NULL;
+    const char *online = NULL, *server_pub = "", *self_key = "";
     char *rest[MAX_ARGS], *pos[MAX_ARGS];
     int nrest = 0, npos = 0, help = 0, rc;
     model_spec_t ms;
@@ -81,12 +84,17 @@ int main(int argc, char **argv)
             a.json = 1;
         } else if ((!strcmp(o, "--slot") || !strcmp(o, "--by") || !strcmp(o, "-n") ||
                     !strcmp(o, "--format") || !strcmp(o, "--day") || !strcmp(o, "--out") ||
-                    !strcmp(o, "--since")) &&
+                    !strcmp(o, "--since") || !strcmp(o, "--curve_server_key") ||
+                    !strcmp(o, "--curve_secret_key")) &&
                    !v) {
             fprintf(stderr, "funnel-emb: %s needs a value\n", o);
             return 2;
         } else if (!strcmp(o, "--ps") && v) {
             online = argv[++i];
+        } else if (!strcmp(o, "--curve_server_key")) {
+            server_pub = argv[++i]; /* not [ps] curve_secret_key: this is the client's */
+        } else if (!strcmp(o, "--curve_secret_key")) {
+            self_key = argv[++i];
         } else if (!strcmp(o, "--slot")) {
             a.slot = argv[++i];
         } else if (!strcmp(o, "--by")) {
@@ -130,7 +138,7 @@ int main(int argc, char **argv)
         }
         rc = model_spec_from_conf(&ms, &conf.model, &eb);
         if (rc == 0)
-            rc = emb_online_get(&ms, online, pos, npos, a.json, stdout, &eb);
+            rc = emb_online_get(&ms, online, server_pub, self_key, pos, npos, a.json, stdout, &eb);
         if (rc < 0) {
             fprintf(stderr, "funnel-emb get: %s\n", eb.msg);
             return 1;

@@ -95,8 +95,9 @@ static void print_one(const model_spec_t *ms, const char *arg, int slot, uint64_
     fputc('\n', out);
 }
 
-int emb_online_get(const model_spec_t *ms, const char *endpoints, char *const *args, int nargs,
-                   int json, FILE *out, errbuf_t *eb)
+int emb_online_get(const model_spec_t *ms, const char *endpoints, const char *server_pub,
+                   const char *self_key, char *const *args, int nargs, int json, FILE *out,
+                   errbuf_t *eb)
 {
     char buf[4096];
     char *eps[PS_CLIENT_MAX_SHARDS];
@@ -108,7 +109,10 @@ int emb_online_get(const model_spec_t *ms, const char *endpoints, char *const *a
     if (n <= 0)
         return errbuf_set(eb, ERR_INVAL, "--ps: no endpoints");
     ps_client_opts_t o = {.sender = MSG_SENDER_TOOL, .timeout_ms = 2000, .deadline_s = 10};
-    rc = ps_client_open(&c, eps, n, &o, eb);
+    rc = ps_client_opts_keys(&o, server_pub, self_key, eb);
+    if (rc == 0)
+        rc = ps_client_open(&c, eps, n, &o, eb);
+    memset(&o.curve_self, 0, sizeof(o.curve_self));
     for (int i = 0; rc == 0 && i < nargs; i++) {
         int slot = 0;
         uint64_t key = 0;

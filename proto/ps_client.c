@@ -30,6 +30,7 @@ typedef struct pending {
 
 typedef struct shard_conn {
     void *sock;
+    void *mon; /* PAIR receiving the socket's handshake failures (CURVE only) */
     char endpoint[256];
     uint64_t next_seq; /* push sequence numbers, per shard */
     pending_t *pend;   /* outstanding requests */
@@ -79,6 +80,103 @@ void ps_client_set_seq(ps_client_t *c, int shard, uint64_t seq)
 uint64_t ps_client_duplicates(const ps_client_t *c)
 {
     return c->duplicates;
+}
+
+int ps_client_opts_keys(ps_client_opts_t *o, const char *server_pub, const char *self_key,
+                        errbuf_t *eb)
+{
+    curve_pair_t srv;
+    int rc;
+
+    o->curve_server[0] = '\0';
+    memset(&o->curve_self, 0, sizeof(o->curve_self));
+    if (!server_pub[0] && !self_key[0])
+        return 0;
+    if (!server_pub[0] || !self_key[0])
+        return errbuf_set(eb, ERR_CONFIG,
+                          "[cluster] curve_server_key (the shards' NAME.pub) and curve_secret_key "
+                          "(this client's NAME.key) go together: %s is not set",
+                          server_pub[0] ? "curve_secret_key" : "curve_server_key");
+    rc = curve_load_public(server_pub, &srv, eb);
+    if (rc == 0)
+        rc = curve_load_pair(self_key, &o->curve_self, eb);
+    if (rc != 0)
+        return errbuf_prefix(eb, rc, "CURVE keys");
+    memcpy(o->curve_server, srv.pub, sizeof(o->curve_server));
+    return 0;
+}
+
+#define HANDSHAKE_FAILED                                                     \
+    (ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | \
+     ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+
+/* Watch shard i's socket for failed CURVE handshakes (a refused key
+ * never gets a reply: without this the client would only time out). */
+static int watch_handshakes(ps_client_t *c, int i)
+{
+    shard_conn_t *s = &c->sh[i];
+    char ep[64];
+    int zero = 0;
+
+    snprintf(ep, sizeof(ep), "inproc://funnel-handshakes-%d", i);
+    if (zmq_socket_monitor(s->sock, ep, HANDSHAKE_FAILED) != 0)
+        return -1;
+    s->mon = zmq_socket(c->ctx, ZMQ_PAIR);
+    if (!s->mon)
+        return -1;
+    zmq_setsockopt(s->mon, ZMQ_LINGER, &zero, sizeof(zero));
+    return zmq_connect(s->mon, ep);
+}
+
+/* ERR_DENIED if shard i refused a handshake since the last look, else 0. */
+static int handshake_refused(ps_client_t *c, int i, errbuf_t *eb)
+{
+    shard_conn_t *s = &c->sh[i];
+    int rc = 0;
+
+    for (int round = 0; s->mon && round < 64; round++) {
+        zmq_msg_t ev, addr;
+        uint16_t event = 0;
+        uint32_t value = 0;
+        zmq_msg_init(&ev);
+        zmq_msg_init(&addr);
+        if (zmq_msg_recv(&ev, s->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            zmq_msg_close(&addr);
+            break;
+        }
+        zmq_msg_recv(&addr, s->mon, ZMQ_DONTWAIT); /* frame 2: the endpoint */
+        if (zmq_msg_size(&ev) >= 6) {
+            memcpy(&event, zmq_msg_data(&ev), 2);
+            memcpy(&value, (char *)zmq_msg_data(&ev) + 2, 4);
+        }
+        zmq_msg_close(&ev);
+        zmq_msg_close(&addr);
+        if (rc != 0 || !(event & HANDSHAKE_FAILED))
+            continue;
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+            rc = errbuf_set(eb, ERR_DENIED,
+                            "shard %d (%s) refused this client's CURVE key (ZAP status %u): add "
+                            "its public key (the .pub beside curve_secret_key) to the shard's "
+                            "curve_allow",
+                            i, s->endpoint, (unsigned)value);
+        else
+            rc = errbuf_set(eb, ERR_DENIED,
+                            "shard %d (%s): CURVE handshake failed: does the shard run with "
+                            "curve_secret_key, and is curve_server_key its .pub?",
+                            i, s->endpoint);
+    }
+    return rc;
+}
+
+/* Make sock a CURVE client of the shards' key with the client's pair. */
+static int curve_client(void *sock, const ps_client_opts_t *o)
+{
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, o->curve_server, CURVE_Z85_LEN) != 0 ||
+        zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, o->curve_self.pub, CURVE_Z85_LEN) != 0 ||
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, o->curve_self.sec, CURVE_Z85_LEN) != 0)
+        return -1;
+    return 0;
 }
 
 int ps_client_open(ps_client_t **out, char *const *endpoints, int n, const ps_client_opts_t *o,
@@ -131,6 +229,16 @@ int ps_client_open(ps_client_t **out, char *const *endpoints, int n, const ps_cl
         zmq_setsockopt(s->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof(ivl));
         zmq_setsockopt(s->sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof(ivl_max));
         zmq_setsockopt(s->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
+        if (c->o.curve_server[0] && curve_client(s->sock, &c->o) != 0) {
+            rc = errbuf_set(eb, ERR_NET, "shard %d (%s): cannot set the CURVE keys: %s", i,
+                            s->endpoint, zmq_strerror(errno));
+            goto fail;
+        }
+        if (c->o.curve_server[0] && watch_handshakes(c, i) != 0) {
+            rc = errbuf_set(eb, ERR_NET, "shard %d (%s): cannot watch the handshake: %s", i,
+                            s->endpoint, zmq_strerror(errno));
+            goto fail;
+        }
         if (zmq_connect(s->sock, s->endpoint) != 0) {
             rc = errbuf_set(eb, ERR_NET, "shard %d: connect %s: %s", i, s->endpoint,
                             zmq_strerror(errno));
@@ -138,6 +246,7 @@ int ps_client_open(ps_client_t **out, char *const *endpoints, int n, const ps_cl
         }
         s->last_heard = clock_now_s();
     }
+    memset(c->o.curve_self.sec, 0, sizeof(c->o.curve_self.sec)); /* the sockets hold it */
     *out = c;
     return 0;
 fail:
@@ -168,6 +277,8 @@ void ps_client_destroy(ps_client_t **cp)
         if (s->has_cur)
             zmq_msg_close(&s->cur);
         codec_dec_destroy(&s->dec);
+        if (s->mon)
+            zmq_close(s->mon);
         if (s->sock)
             zmq_close(s->sock);
     }
@@ -176,6 +287,7 @@ void ps_client_destroy(ps_client_t **cp)
     codec_buf_release(&c->enc);
     if (c->ctx)
         zmq_ctx_term(c->ctx);
+    memset(&c->o.curve_self, 0, sizeof(c->o.curve_self)); /* set if open failed */
     free(c);
     *cp = NULL;
 }
@@ -333,6 +445,8 @@ static int wait_round(ps_client_t *c, int i, errbuf_t *eb)
     long slice = c->o.timeout_ms < 100 ? c->o.timeout_ms : 100;
     int rc = pump(c, i, slice, eb);
 
+    if (rc == 0)
+        rc = handshake_refused(c, i, eb);
     if (rc == 0)
         rc = retry_overdue(c, i, eb);
     if (rc == 0 && c->stop && *c->stop)

@@ -22,6 +22,12 @@
  *   A decoded reply points into bytes the client keeps until the next
  *   ps_client_wait() on the same shard.
  *
+ *   CURVE. With keys (ps_client_opts_keys()) every socket is a CURVE
+ *   client of the shards' public key. A shard that refuses the key (not
+ *   in its allow-list) or does not speak CURVE sends no reply; a socket
+ *   monitor sees the failed handshake and the next wait ends at once
+ *   with ERR_DENIED saying which key file to fix, instead of timing out.
+ *
  * Thread-safety: one thread per client.
  */
 #ifndef FUNNEL_PS_CLIENT_H
@@ -32,6 +38,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "proto/curve.h"
 #include "proto/msg.h"
 
 #define PS_CLIENT_MAX_SHARDS 256
@@ -44,7 +51,20 @@ typedef struct ps_client_opts {
     int deadline_s;   /* give up on a shard silent this long */
     int max_inflight; /* unacknowledged pushes per shard before a push waits */
     size_t max_msg;   /* largest message accepted (bytes; 0: default) */
+    /* CURVE (curve.h): the shards' public key and this client's key pair,
+     * Z85; curve_server empty: plain ZeroMQ. Set by ps_client_opts_keys(). */
+    char curve_server[CURVE_Z85_LEN + 1];
+    curve_pair_t curve_self;
 } ps_client_opts_t;
+
+/*
+ * Fill o's CURVE keys from files: server_pub, the shards' NAME.pub (every
+ * shard of a cluster uses the same key pair), and self_key, this client's
+ * NAME.key (mode 0600). Both empty: no CURVE, 0. One without the other, or
+ * a bad file: ERR_CONFIG / ERR_IO naming the key and the file.
+ */
+int ps_client_opts_keys(ps_client_opts_t *o, const char *server_pub, const char *self_key,
+                        errbuf_t *eb);
 
 /*
  * Connect to the shards at endpoints[0..n) (shard i at endpoints[i]).

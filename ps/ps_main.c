@@ -3,6 +3,7 @@
  * line and config, installs signal handlers, runs server_run().
  *
  *   funnel-ps [--conf FILE] [--shard I --shards N] [--listen ENDPOINT] [--data DIR]
+ *   funnel-ps keygen --out DIR/NAME
  */
 #include <malloc.h>
 #include <signal.h>
@@ -11,6 +12,7 @@
 
 #include "common/log.h"
 #include "common/ps_conf.h"
+#include "proto/curve.h"
 #include "ps/server.h"
 
 typedef struct ps_state {
@@ -27,6 +29,27 @@ static void on_signal(int sig)
         *g_stop = 1;
 }
 
+/* funnel-ps keygen --out DIR/NAME: a CURVE key pair (curve.h). */
+static int keygen_main(int argc, char **argv)
+{
+    curve_pair_t p;
+    errbuf_t eb = {{0}};
+
+    if (argc != 4 || strcmp(argv[2], "--out") != 0) {
+        fprintf(stderr, "usage: funnel-ps keygen --out DIR/NAME   (writes NAME.key, mode 0600, "
+                        "and NAME.pub)\n");
+        return 2;
+    }
+    if (curve_keygen(argv[3], &p, &eb) != 0) {
+        fprintf(stderr, "funnel-ps keygen: %s\n", eb.msg);
+        return 1;
+    }
+    printf("wrote %s.key (secret, mode 0600) and %s.pub\npublic-key = %s\n", argv[3], argv[3],
+           p.pub);
+    memset(&p, 0, sizeof(p));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static ps_state_t st;
@@ -39,15 +62,24 @@ int main(int argc, char **argv)
         conf_print_ini(&ps_conf_schema, sections, stdout);
         return 0;
     }
+    if (argc > 1 && strcmp(argv[1], "keygen") == 0)
+        return keygen_main(argc, argv);
     rc = conf_parse_args(&ps_conf_schema, &st.conf, argc - 1, argv + 1, pos, 0, &npos, &help, &eb);
     if (help) {
         printf("usage: funnel-ps [--conf FILE] [--shard I --shards N] [--listen ENDPOINT]\n"
                "                 [--data DIR] [--KEY VALUE ...]\n"
-               "       funnel-ps print-conf\n\n"
+               "       funnel-ps print-conf\n"
+               "       funnel-ps keygen --out DIR/NAME\n\n"
                "One parameter-server shard: serves its share of the embedding rows and of the\n"
                "dense weights over ZeroMQ, durable in RocksDB under --data. Every option has\n"
                "a default (below), so without options it is a single shard on this machine.\n"
-               "SIGINT or SIGTERM stops it after writing its dirty rows to RocksDB.\n\n");
+               "SIGINT or SIGTERM stops it after writing its dirty rows to RocksDB.\n\n"
+               "Keys: keygen writes a CURVE key pair, NAME.key (secret, mode 0600) and\n"
+               "NAME.pub. With curve_secret_key (the shard's NAME.key) and curve_allow (one\n"
+               "client key a line: ROLE PUBKEY NAME [RANKS], ROLE worker or admin) only the\n"
+               "listed keys are served, encrypted; workers may pull, push as their RANKS and\n"
+               "read stats, admins may also shut down, begin a day, flush and checkpoint.\n"
+               "A --listen other machines can reach needs keys, or --insecure.\n\n");
         conf_print_help(&ps_conf_schema, stdout);
         return 0;
     }

@@ -23,6 +23,7 @@
 #include "ps/dense_shard.h"
 #include "ps/shard_layout.h"
 #include "ps/shard_meta.h"
+#include "ps/zap.h"
 #include "table/emb_table.h"
 #include "table/store.h"
 
@@ -47,7 +48,8 @@
     X(rows_flushed, "rows written by flushes")                                            \
     X(checkpoints, "checkpoints written")                                                 \
     X(hello_policy_diffs, "handshakes whose admission or expiry differ from this shard's") \
-    X(nonfinite_pushes, "pushes and assignments refused for carrying NaN or infinity")
+    X(nonfinite_pushes, "pushes and assignments refused for carrying NaN or infinity") \
+    X(denied, "requests refused: the client key's role or ranks do not allow them")
 
 typedef struct counters {
 #define X(name, desc) uint64_t name;
@@ -87,6 +89,9 @@ typedef struct server {
     uint64_t warn_suppressed;
     int shutdown;
     char ckpt_root[DIRS_PATH_MAX]; /* resolved checkpoint_root: CHECKPOINT writes only here */
+    auth_t *auth;           /* the allow-list; NULL: no keys, every peer may do anything */
+    zap_t *zap;             /* the ZAP handler admitting the allow-list's keys */
+    const auth_key_t *peer; /* the key of the request being handled (User-Id) */
 } server_t;
 
 static const char *err_name(int code)
@@ -615,6 +620,9 @@ static int on_stats(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
     stat_add(s, &q, "rows_refused", ts.create_refused);
     stat_add(s, &q, "admit_pending", ts.admit_pending);
     stat_add(s, &q, "admit_dropped", ts.admit_dropped);
+    stat_add(s, &q, "curve", s->auth != NULL);
+    stat_add(s, &q, "zap_admitted", zap_admitted(s->zap));
+    stat_add(s, &q, "zap_refused", zap_refused(s->zap));
     for (int sl = 0; sl < s->ms.nslots; sl++) {
         snprintf(nm, sizeof(nm), "rows_resident_%s", s->ms.slot[sl].name);
         stat_add(s, &q, nm, ts.slot_rows[sl]);
@@ -806,6 +814,20 @@ static int dispatch(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
     }
 }
 
+/* May the peer's key make request m? Refusals are counted (denied) and
+ * answered with ERR_DENIED by the caller; without keys everything is. */
+static int authorize(server_t *s, const msg_t *m, errbuf_t *eb)
+{
+    int rc;
+
+    if (!s->auth)
+        return 0;
+    rc = auth_allow(s->peer, m, s->dense.initialized, eb);
+    if (rc != 0)
+        s->c.denied++;
+    return rc;
+}
+
 /* Decode and answer one request. */
 static void handle(server_t *s, zmq_msg_t *id, const void *data, size_t len)
 {
@@ -830,7 +852,9 @@ static void handle(server_t *s, zmq_msg_t *id, const void *data, size_t len)
         return;
     }
     s->by_type[m.hdr.type]++;
-    rc = codec_check_layout(&m, &s->hello, &eb);
+    rc = authorize(s, &m, &eb);
+    if (rc == 0)
+        rc = codec_check_layout(&m, &s->hello, &eb);
     if (rc == 0)
         rc = dispatch(s, id, &m, &eb);
     if (rc != 0) {
@@ -878,6 +902,8 @@ static int serve_one(server_t *s)
         warn_limited(s, "bad message", "more than one payload frame; dropped");
         goto out;
     }
+    if (s->auth)
+        s->peer = auth_key_of(s->auth, zmq_msg_gets(&body, "User-Id"));
     handle(s, &id, zmq_msg_data(&body), zmq_msg_size(&body));
 out:
     zmq_msg_close(&body);
@@ -891,6 +917,45 @@ static int open_dense(server_t *s, errbuf_t *eb)
 {
     return dense_shard_init(&s->dense, &s->ms.dense_opt, model_spec_dense_len(&s->ms),
                             (uint32_t)s->pc->shards, (uint32_t)s->pc->shard, eb);
+}
+
+/* With [ps] curve_secret_key and curve_allow: load both (the listen rule
+ * is checked either way: auth.h). */
+static int load_keys(server_t *s, errbuf_t *eb)
+{
+    const ps_conf_t *pc = s->pc;
+    int keyed = pc->curve_secret_key.s[0] != 0, rc;
+
+    if (keyed != (pc->curve_allow.s[0] != 0))
+        return errbuf_set(eb, ERR_CONFIG,
+                          "[ps] curve_secret_key and curve_allow go together: %s is set, %s is "
+                          "not (make keys with funnel-ps keygen --out DIR/NAME)",
+                          keyed ? "curve_secret_key" : "curve_allow",
+                          keyed ? "curve_allow" : "curve_secret_key");
+    if (keyed && !curve_available())
+        return errbuf_set(eb, ERR_CONFIG, "curve_secret_key is set but this libzmq has no CURVE");
+    rc = auth_check_listen(pc->listen.s, keyed, (int)pc->insecure, eb);
+    if (rc == 0 && keyed)
+        rc = auth_load(&s->auth, pc->curve_allow.s, eb);
+    return rc != 0 ? errbuf_prefix(eb, rc, "shard %lld", (long long)pc->shard) : 0;
+}
+
+/* The socket becomes a CURVE server whose handshakes the ZAP handler
+ * decides (zap.h); the key pair is read here and not kept. */
+static int secure_socket(server_t *s, errbuf_t *eb)
+{
+    curve_pair_t pair;
+    int rc = curve_load_pair(s->pc->curve_secret_key.s, &pair, eb);
+
+    if (rc == 0)
+        rc = zap_start(&s->zap, s->ctx, s->auth, eb);
+    if (rc == 0)
+        rc = zap_curve_server(s->sock, &pair, eb);
+    memset(&pair, 0, sizeof(pair));
+    if (rc == 0)
+        LOG_INFO("CURVE on: %zu keys allowed (%s), server key %s", s->auth->n, s->pc->curve_allow.s,
+                 s->pc->curve_secret_key.s);
+    return rc;
 }
 
 static int open_socket(server_t *s, errbuf_t *eb)
@@ -909,6 +974,11 @@ static int open_socket(server_t *s, errbuf_t *eb)
     zmq_setsockopt(s->sock, ZMQ_ROUTER_MANDATORY, &zero, sizeof(zero));
     zmq_setsockopt(s->sock, ZMQ_SNDHWM, &hwm, sizeof(hwm));
     zmq_setsockopt(s->sock, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+    if (s->auth) {
+        int rc = secure_socket(s, eb);
+        if (rc != 0)
+            return rc;
+    }
     if (zmq_bind(s->sock, s->pc->listen.s) != 0)
         return errbuf_set(eb, ERR_NET, "shard %lld: listen on %s: %s", (long long)s->pc->shard,
                           s->pc->listen.s, zmq_strerror(errno));
@@ -926,6 +996,9 @@ static int server_open(server_t *s, errbuf_t *eb)
     if (pc->shard >= pc->shards)
         return errbuf_set(eb, ERR_CONFIG, "--shard %lld must be below --shards %lld",
                           (long long)pc->shard, (long long)pc->shards);
+    rc = load_keys(s, eb);
+    if (rc != 0)
+        return rc;
     rc = model_spec_from_conf(&s->ms, &pc->model, eb);
     if (rc == 0)
         rc = open_dense(s, eb);
@@ -968,6 +1041,8 @@ static void server_release(server_t *s)
     store_close(&s->store);
     if (s->sock)
         zmq_close(s->sock);
+    zap_stop(&s->zap); /* before the context ends: it owns a socket of it */
+    auth_destroy(&s->auth);
     if (s->ctx)
         zmq_ctx_term(s->ctx);
     codec_dec_destroy(&s->dec);

@@ -83,6 +83,14 @@
  *   (emb_table_set_max_rows()); beyond, ERROR and rows_refused. The data
  *   directory records its layout and refuses another (shard_layout.h).
  *
+ *   Keys. With [ps] curve_secret_key and curve_allow the socket is a
+ *   CURVE server and only the allow-list's keys complete a handshake
+ *   (zap.h); each request is then checked against its key's role and
+ *   ranks before anything else is done with it (auth.h): a refusal is an
+ *   ERR_DENIED reply, counted in `denied`, and changes nothing. Without
+ *   keys a shard serves anyone who reaches it, so it refuses to start on
+ *   an address other machines can reach unless told --insecure.
+ *
  *   Not served yet: EXPORT (funnel-emb exports checkpoints offline) and
  *   SCAN (the store has no seek); both get an ERROR reply.
  *

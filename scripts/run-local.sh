@@ -3,7 +3,7 @@
 #
 #   scripts/run-local.sh [--shards N] [--workers M] [--conf FILE] [--dir DIR]
 #                        [--bin BINDIR] [--ps-opt "--key value ..."]
-#                        [--worker-opt "--key value ..."] LOG...
+#                        [--worker-opt "--key value ..."] [--curve] LOG...
 #
 # Starts N funnel-ps shards (ipc:// endpoints inside DIR, so parallel runs
 # never clash) with their data under DIR/ps<i> (so their checkpoints, by
@@ -13,13 +13,21 @@
 # happens - a failing worker, Ctrl-C - every process it started is stopped.
 # Exit status: 0 if every worker succeeded.
 #
+# With --curve the cluster talks CURVE (authenticated, encrypted): key
+# pairs are made with funnel-ps keygen into DIR/keys (once; kept for later
+# runs) - shard (every shard's), admin, and worker<i> allowed to push only
+# as rank i - and DIR/keys/allow lists them. Operate a kept keyed cluster
+# with the admin key, e.g.
+#   funnel-worker ctl stats --ps $(cat DIR/endpoints) \
+#       --curve_server_key DIR/keys/shard.pub --curve_secret_key DIR/keys/admin.key
+#
 # With --keep the shards keep running after training (their endpoints are
 # printed and written to DIR/endpoints); stop them with
 #   scripts/run-local.sh --stop --dir DIR
 set -u
 . "$(dirname "$0")/lib.sh"
 
-SHARDS=2 WORKERS=2 CONF="" DIR="cluster" BIN="bin" PS_OPT="" W_OPT="" KEEP=0 STOP=0
+SHARDS=2 WORKERS=2 CONF="" DIR="cluster" BIN="bin" PS_OPT="" W_OPT="" KEEP=0 STOP=0 CURVE=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --shards) SHARDS=$2; shift 2 ;;
@@ -30,6 +38,7 @@ while [ $# -gt 0 ]; do
     --ps-opt) PS_OPT=$2; shift 2 ;;
     --worker-opt) W_OPT=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
+    --curve) CURVE=1; shift ;;
     --stop) STOP=1; shift ;;
     -h|--help) help_and_exit "$0" ;;
     --) shift; break ;;
@@ -85,6 +94,32 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# --curve: keys made once, the allow-list written for this many workers
+make_keys() {
+    K="$DIR/keys"
+    mkdir -p "$K" && chmod 700 "$K" || return 1
+    i=0
+    for name in shard admin $(while [ $i -lt "$WORKERS" ]; do echo "worker$i"; i=$((i + 1)); done); do
+        [ -f "$K/$name.key" ] ||
+            "$BIN/funnel-ps" keygen --out "$K/$name" > /dev/null || return 1
+    done
+    pub() { sed -n 's/^public-key = //p' "$K/$1.pub"; }
+    {
+        echo "# made by run-local.sh --curve: ROLE PUBKEY NAME [RANKS]"
+        echo "admin $(pub admin) admin"
+        i=0
+        while [ $i -lt "$WORKERS" ]; do
+            echo "worker $(pub "worker$i") worker$i $i"
+            i=$((i + 1))
+        done
+    } > "$K/allow"
+}
+if [ $CURVE -eq 1 ]; then
+    make_keys || { echo "run-local: cannot make keys in $DIR/keys" >&2; exit 1; }
+    PS_OPT="--curve_secret_key $DIR/keys/shard.key --curve_allow $DIR/keys/allow $PS_OPT"
+    echo "run-local: CURVE keys in $DIR/keys (admin key: $DIR/keys/admin.key)"
+fi
+
 EPS=""
 : > "$DIR/ps.pids"
 i=0
@@ -102,8 +137,10 @@ echo "run-local: $SHARDS shard(s) at $EPS (logs in $DIR/logs)"
 : > "$DIR/worker.pids"
 i=0
 while [ $i -lt "$WORKERS" ]; do
+    KEY_OPT=""
+    [ $CURVE -eq 1 ] && KEY_OPT="--curve_server_key $DIR/keys/shard.pub --curve_secret_key $DIR/keys/worker$i.key"
     "$BIN/funnel-worker" train $CONF_ARG --ps "$EPS" --rank $i --workers "$WORKERS" \
-        --metrics_file "$DIR/logs/metrics-worker$i.jsonl" $W_OPT "$@" \
+        --metrics_file "$DIR/logs/metrics-worker$i.jsonl" $KEY_OPT $W_OPT "$@" \
         > "$DIR/logs/worker$i.log" 2>&1 &
     echo $! >> "$DIR/worker.pids"
     i=$((i + 1))

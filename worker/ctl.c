@@ -28,7 +28,11 @@ static int connect_cluster(ps_client_t **c, const worker_conf_t *wc, char *buf, 
     ps_client_opts_t o = {.sender = MSG_SENDER_TOOL,
                           .timeout_ms = (int)wc->timeout_ms,
                           .deadline_s = (int)wc->deadline_s};
-    return ps_client_open(c, eps, n, &o, eb);
+    int rc = ps_client_opts_keys(&o, wc->curve_server_key.s, wc->curve_secret_key.s, eb);
+    if (rc == 0)
+        rc = ps_client_open(c, eps, n, &o, eb);
+    memset(&o.curve_self, 0, sizeof(o.curve_self));
+    return rc;
 }
 
 static int cmd_all(ps_client_t *c, int type, int day, uint32_t flags, errbuf_t *eb)

@@ -511,7 +511,10 @@ int param_remote_open(param_t **out, const worker_conf_t *wc, const model_spec_t
         .deadline_s = (int)wc->deadline_s,
         .max_inflight = (int)wc->max_inflight,
     };
-    rc = ps_client_open(&r->cli, eps, n, &o, eb);
+    rc = ps_client_opts_keys(&o, wc->curve_server_key.s, wc->curve_secret_key.s, eb);
+    if (rc == 0)
+        rc = ps_client_open(&r->cli, eps, n, &o, eb);
+    memset(&o.curve_self, 0, sizeof(o.curve_self));
     if (rc != 0)
         goto fail;
     ps_client_set_stop(r->cli, stop);

@@ -39,7 +39,13 @@
       "batches whose pushes may still be unacknowledged (staleness bound)")                      \
     X(cluster, timeout_ms, INT, "5000", 10, 3600000, NULL, "per-request timeout before a retry") \
     X(cluster, deadline_s, INT, "60", 1, 86400, NULL,                                            \
-      "a shard unreachable for this long ends the worker with an error")
+      "a shard unreachable for this long ends the worker with an error")                         \
+    X(cluster, curve_server_key, STR, "", 0, 0, NULL,                                            \
+      "the shards' public key file (their NAME.pub): with curve_secret_key, talk CURVE "         \
+      "(empty: plain)")                                                                          \
+    X(cluster, curve_secret_key, STR, "", 0, 0, NULL,                                            \
+      "this client's key pair file (NAME.key of funnel-ps keygen, mode 0600; its public key "    \
+      "in the shards' curve_allow)")
 
 typedef struct worker_conf {
     model_conf_t model;
