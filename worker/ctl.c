@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/dirs.h"
+#include "common/json.h"
 #include "common/meta.h"
 #include "model/model.h"
 #include "model/modeldir.h"
@@ -56,32 +57,40 @@ static int cmd_all(ps_client_t *c, int type, int day, uint32_t flags, const char
 
 static int stats(ps_client_t *c, int json, FILE *out, errbuf_t *eb)
 {
+    json_t j;
+
+    json_init(&j, out);
     if (json)
-        fprintf(out, "[");
+        json_array_begin(&j);
     for (int h = 0; h < ps_client_shards(c); h++) {
         msg_t m, rep;
         msg_init(&m, MSG_STATS, 0);
         int rc = ps_client_call(c, h, &m, &rep, eb);
         if (rc != 0)
             return rc;
-        if (json)
-            fprintf(out, "%s{\"endpoint\":\"%s\"", h ? "," : "", ps_client_endpoint(c, h));
-        else
+        if (json) {
+            json_object_begin(&j);
+            json_kv_str(&j, "endpoint", ps_client_endpoint(c, h));
+        } else {
             fprintf(out, "shard %d (%s)\n", h, ps_client_endpoint(c, h));
+        }
         for (uint32_t i = 0; i < rep.u.kv.n; i++) {
             const msg_kv_t *kv = &rep.u.kv.kv[i];
-            if (json)
-                fprintf(out, ",\"%.*s\":%llu", (int)kv->name.len, kv->name.ptr,
-                        (unsigned long long)kv->u64);
-            else
+            if (json) {
+                json_keyn(&j, kv->name.ptr, kv->name.len);
+                json_u64(&j, kv->u64);
+            } else {
                 fprintf(out, "  %-28.*s %llu\n", (int)kv->name.len, kv->name.ptr,
                         (unsigned long long)kv->u64);
+            }
         }
         if (json)
-            fprintf(out, "}");
+            json_object_end(&j);
     }
-    if (json)
-        fprintf(out, "]\n");
+    if (json) {
+        json_array_end(&j);
+        json_end_line(&j);
+    }
     return 0;
 }
 
