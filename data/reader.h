@@ -71,12 +71,14 @@ typedef struct reader_pos {
 } reader_pos_t;
 
 typedef struct reader_opts {
-    int format;         /* READER_TSV1 or READER_ALICCP */
-    int strict;         /* 1: the first rejected line is fatal (ERR_REJECTED) */
-    int report_rejects; /* rejected lines logged one by one before only counting */
-    int rank;           /* this worker, 0 .. workers-1 */
-    int workers;        /* workers splitting the input (0 counts as 1) */
-    size_t max_line;    /* bytes; longer lines are rejected (0: 64 MiB) */
+    int format;              /* READER_TSV1 or READER_ALICCP */
+    int strict;              /* 1: the first rejected line is fatal (ERR_REJECTED) */
+    int report_rejects;      /* rejected lines logged one by one before only counting */
+    int rank;                /* this worker, 0 .. workers-1 */
+    int workers;             /* workers splitting the input (0 counts as 1) */
+    size_t max_line;         /* bytes; longer lines are rejected (0: 64 MiB) */
+    tokens_seen_fn on_token; /* NULL, or told of every token of a declared slot */
+    void *on_token_ctx;      /* on_token's first argument */
 } reader_opts_t;
 
 typedef struct reader_stats {

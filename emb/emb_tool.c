@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "common/json.h"
+#include "common/keydict.h"
 #include "common/keyhash.h"
 #include "common/meta.h"
 #include "table/emb_export.h"
@@ -272,9 +273,11 @@ static int cmd_stats(const model_spec_t *ms, const emb_tool_args_t *a, store_t *
 
 /* ---- get ---- */
 
-static void print_row(const model_spec_t *ms, const row_t *r, int json, FILE *out)
+static void print_row(const model_spec_t *ms, const keydict_t *keys, const row_t *r, int json,
+                      FILE *out)
 {
     int dim = slot_dim(ms, r->slot);
+    const char *value = keydict_find(keys, r->slot, r->key);
 
     if (dim <= 0 || (uint32_t)dim > r->nf)
         dim = (int)r->nf;
@@ -285,6 +288,8 @@ static void print_row(const model_spec_t *ms, const row_t *r, int json, FILE *ou
         json_kv_str(&j, "slot", slot_name(ms, r->slot));
         json_key(&j, "key");
         json_hex64(&j, r->key);
+        if (keys)
+            json_kv_str(&j, "value", value);
         json_kv_u64(&j, "updates", r->meta.updates);
         json_kv_i64(&j, "first_day", r->meta.first_day);
         json_kv_i64(&j, "last_day", r->meta.last_day);
@@ -302,8 +307,12 @@ static void print_row(const model_spec_t *ms, const row_t *r, int json, FILE *ou
         json_end_line(&j);
         return;
     }
-    fprintf(out, "%s %016" PRIx64 "  updates %u  first day %d  last day %d\n  embedding:",
-            slot_name(ms, r->slot), r->key, r->meta.updates, r->meta.first_day, r->meta.last_day);
+    if (value)
+        fprintf(out, "%s:%s (key %016" PRIx64 ")", slot_name(ms, r->slot), value, r->key);
+    else
+        fprintf(out, "%s %016" PRIx64, slot_name(ms, r->slot), r->key);
+    fprintf(out, "  updates %u  first day %d  last day %d\n  embedding:", r->meta.updates,
+            r->meta.first_day, r->meta.last_day);
     for (int d = 0; d < dim; d++)
         fprintf(out, " %.5g", fget(r->floats, (size_t)d));
     fprintf(out, "\n  optimizer state (%s):", optim_name(ms->emb_opt.kind));
@@ -379,12 +388,12 @@ void emb_tool_row_release(emb_tool_row_t *r)
     r->nf = 0;
 }
 
-void emb_tool_print_row(const model_spec_t *ms, const char *query, const emb_tool_row_t *r,
-                        int json, FILE *out)
+void emb_tool_print_row(const model_spec_t *ms, const keydict_t *keys, const char *query,
+                        const emb_tool_row_t *r, int json, FILE *out)
 {
     if (r->found) {
         row_t row = {r->slot, r->key, r->meta, r->floats, r->nf};
-        print_row(ms, &row, json, out);
+        print_row(ms, keys, &row, json, out);
     } else if (json) {
         json_t j;
         json_init(&j, out);
@@ -405,8 +414,8 @@ void emb_tool_print_row(const model_spec_t *ms, const char *query, const emb_too
     }
 }
 
-static int cmd_get(const model_spec_t *ms, const emb_tool_args_t *a, store_t *st, FILE *out,
-                   errbuf_t *eb)
+static int cmd_get(const model_spec_t *ms, const keydict_t *keys, const emb_tool_args_t *a,
+                   store_t *st, FILE *out, errbuf_t *eb)
 {
     int missing = 0;
 
@@ -417,7 +426,7 @@ static int cmd_get(const model_spec_t *ms, const emb_tool_args_t *a, store_t *st
         int rc = emb_tool_get(ms, st, a->args[i], &r, eb);
 
         if (rc == 0)
-            emb_tool_print_row(ms, a->args[i], &r, a->json, out);
+            emb_tool_print_row(ms, keys, a->args[i], &r, a->json, out);
         emb_tool_row_release(&r);
         if (rc != 0)
             return rc;
@@ -504,10 +513,12 @@ void emb_tool_top_release(emb_tool_top_t *top)
     top->n = 0;
 }
 
-void emb_tool_print_top(const model_spec_t *ms, const emb_tool_top_t *top, int json, FILE *out)
+void emb_tool_print_top(const model_spec_t *ms, const keydict_t *keys, const emb_tool_top_t *top,
+                        int json, FILE *out)
 {
     if (!json)
-        fprintf(out, "%-16s %-18s %10s %9s %10s\n", "slot", "key", "updates", "last_day", "norm");
+        fprintf(out, "%-16s %-18s %10s %9s %10s\n", "slot", keys ? "value" : "key", "updates",
+                "last_day", "norm");
     for (long i = 0; i < top->n; i++) {
         const emb_tool_ranked_t *b = &top->rows[i];
         if (json) {
@@ -517,32 +528,38 @@ void emb_tool_print_top(const model_spec_t *ms, const emb_tool_top_t *top, int j
             json_kv_str(&j, "slot", slot_name(ms, b->slot));
             json_key(&j, "key");
             json_hex64(&j, b->key);
+            if (keys)
+                json_kv_str(&j, "value", keydict_find(keys, b->slot, b->key));
             json_kv_u64(&j, "updates", b->updates);
             json_kv_i64(&j, "last_day", b->last_day);
             json_kv_num(&j, "norm", b->norm, 6);
             json_object_end(&j);
             json_end_line(&j);
-        } else
-            fprintf(out, "%-16s %016" PRIx64 "   %10u %9d %10.4f\n", slot_name(ms, b->slot), b->key,
-                    b->updates, b->last_day, b->norm);
+        } else {
+            char hex[20];
+            const char *value = keydict_find(keys, b->slot, b->key);
+            snprintf(hex, sizeof(hex), "%s%016" PRIx64, keys ? "#" : "", b->key);
+            fprintf(out, "%-16s %-18s %10u %9d %10.4f\n", slot_name(ms, b->slot),
+                    value ? value : hex, b->updates, b->last_day, b->norm);
+        }
     }
 }
 
-static int cmd_top(const model_spec_t *ms, const emb_tool_args_t *a, store_t *st, FILE *out,
-                   errbuf_t *eb)
+static int cmd_top(const model_spec_t *ms, const keydict_t *keys, const emb_tool_args_t *a,
+                   store_t *st, FILE *out, errbuf_t *eb)
 {
     emb_tool_top_t top;
     int rc = emb_tool_top(ms, st, a->slot, a->by, a->n, &top, eb);
 
     if (rc == 0)
-        emb_tool_print_top(ms, &top, a->json, out);
+        emb_tool_print_top(ms, keys, &top, a->json, out);
     emb_tool_top_release(&top);
     return rc;
 }
 
 /* Every row, as it is read: nothing to compute. */
-static int cmd_dump(const model_spec_t *ms, const emb_tool_args_t *a, store_t *st, FILE *out,
-                    errbuf_t *eb)
+static int cmd_dump(const model_spec_t *ms, const keydict_t *keys, const emb_tool_args_t *a,
+                    store_t *st, FILE *out, errbuf_t *eb)
 {
     const char pfx = 'r';
     store_iter_t *it = store_iter_new(st, &pfx, 1);
@@ -552,12 +569,13 @@ static int cmd_dump(const model_spec_t *ms, const emb_tool_args_t *a, store_t *s
     if (!it)
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
     if (!a->json)
-        fprintf(out, "slot\tkey\tupdates\tfirst_day\tlast_day\tembedding\n");
+        fprintf(out, "slot\tkey\tupdates\tfirst_day\tlast_day\tembedding%s\n",
+                keys ? "\tvalue" : "");
     while ((rc = next_row(st, it, &r, eb)) == 1) {
         if (!want_slot(ms, a->slot, r.slot))
             continue;
         if (a->json) {
-            print_row(ms, &r, 1, out);
+            print_row(ms, keys, &r, 1, out);
             continue;
         }
         int dim = slot_dim(ms, r.slot);
@@ -567,6 +585,10 @@ static int cmd_dump(const model_spec_t *ms, const emb_tool_args_t *a, store_t *s
                 r.meta.updates, r.meta.first_day, r.meta.last_day);
         for (int d = 0; d < dim; d++)
             fprintf(out, "%s%.6g", d ? "," : "", fget(r.floats, (size_t)d));
+        if (keys) {
+            const char *value = keydict_find(keys, r.slot, r.key);
+            fprintf(out, "\t%s", value ? value : "");
+        }
         fputc('\n', out);
     }
     store_iter_destroy(st, &it);
@@ -812,6 +834,7 @@ static int cmd_apply(const emb_tool_args_t *a, FILE *out, errbuf_t *eb)
 
 int emb_tool_run(const model_spec_t *ms, const emb_tool_args_t *a, FILE *out, errbuf_t *eb)
 {
+    keydict_t *keys = NULL;
     store_t *st = NULL;
     int rc;
 
@@ -822,17 +845,21 @@ int emb_tool_run(const model_spec_t *ms, const emb_tool_args_t *a, FILE *out, er
     if (!strcmp(a->cmd, "export-dump"))
         return a->nargs ? errbuf_set(eb, ERR_INVAL, "export-dump: give one export file")
                         : emb_export_dump(a->dir, out, eb);
-    rc = emb_tool_open(a->dir, &st, eb);
-    if (rc != 0)
+    if (a->keys && (rc = keydict_load(&keys, ms, a->keys, eb)) != 0)
         return rc;
+    rc = emb_tool_open(a->dir, &st, eb);
+    if (rc != 0) {
+        keydict_destroy(&keys);
+        return rc;
+    }
     if (!strcmp(a->cmd, "stats"))
         rc = cmd_stats(ms, a, st, out, eb);
     else if (!strcmp(a->cmd, "get"))
-        rc = cmd_get(ms, a, st, out, eb);
+        rc = cmd_get(ms, keys, a, st, out, eb);
     else if (!strcmp(a->cmd, "top"))
-        rc = cmd_top(ms, a, st, out, eb);
+        rc = cmd_top(ms, keys, a, st, out, eb);
     else if (!strcmp(a->cmd, "dump"))
-        rc = cmd_dump(ms, a, st, out, eb);
+        rc = cmd_dump(ms, keys, a, st, out, eb);
     else if (!strcmp(a->cmd, "diff"))
         rc = cmd_diff(ms, a, st, out, eb);
     else
@@ -841,5 +868,6 @@ int emb_tool_run(const model_spec_t *ms, const emb_tool_args_t *a, FILE *out, er
                         "export, apply, export-dump)",
                         a->cmd);
     store_close(&st);
+    keydict_destroy(&keys);
     return rc;
 }

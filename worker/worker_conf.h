@@ -17,6 +17,10 @@
     X(data, strict, BOOL, "false", 0, 0, NULL, "make any rejected log line fatal")               \
     X(data, report_rejects, INT, "5", 0, 1000000, NULL,                                          \
       "rejected lines reported individually (file:line: reason) before only counting")           \
+    X(data, key_dict, STR, "", 0, 0, NULL,                                                       \
+      "check-data, train in process: write which value each key hashes (funnel-emb --keys)")     \
+    X(data, key_dict_max, INT, "1000000", 1, 1e9, NULL,                                          \
+      "keys the key dictionary holds at most (the first seen; about 40 bytes each)")             \
     X(train, batch_size, INT, "512", 1, 1048576, NULL, "impressions per training batch")         \
     X(train, epochs, INT, "1", 1, 10000, NULL, "passes over the training logs")                  \
     X(train, threads, INT, "2", 1, 256, NULL, "compute threads (BLAS + data-parallel batches)")  \
