@@ -16,8 +16,9 @@
 #include "model/modeldir.h"
 #include "proto/ps_client.h"
 
-static int connect_cluster(ps_client_t **c, const worker_conf_t *wc, char *buf, size_t len,
-                           errbuf_t *eb)
+/* Connect to the shards in wc->ps, giving up on one silent for deadline_s. */
+static int connect_cluster(ps_client_t **c, const worker_conf_t *wc, int deadline_s, char *buf,
+                           size_t len, errbuf_t *eb)
 {
     char *eps[PS_CLIENT_MAX_SHARDS];
     int n;
@@ -26,9 +27,8 @@ static int connect_cluster(ps_client_t **c, const worker_conf_t *wc, char *buf, 
     n = conf_split_list(buf, ',', eps, PS_CLIENT_MAX_SHARDS);
     if (n <= 0)
         return errbuf_set(eb, ERR_CONFIG, "give the cluster's shards with --ps EP0,EP1,...");
-    ps_client_opts_t o = {.sender = MSG_SENDER_TOOL,
-                          .timeout_ms = (int)wc->timeout_ms,
-                          .deadline_s = (int)wc->deadline_s};
+    ps_client_opts_t o = {
+        .sender = MSG_SENDER_TOOL, .timeout_ms = (int)wc->timeout_ms, .deadline_s = deadline_s};
     return ps_client_open(c, eps, n, &o, eb);
 }
 
@@ -55,10 +55,14 @@ static int cmd_all(ps_client_t *c, int type, int day, uint32_t flags, const char
     return 0;
 }
 
+/* Every shard's counters, as a table or JSON, to out (NULL: only check that
+ * every shard answers). */
 static int stats(ps_client_t *c, int json, FILE *out, errbuf_t *eb)
 {
     json_t j;
 
+    if (!out)
+        json = 0;
     json_init(&j, out);
     if (json)
         json_array_begin(&j);
@@ -68,6 +72,8 @@ static int stats(ps_client_t *c, int json, FILE *out, errbuf_t *eb)
         int rc = ps_client_call(c, h, &m, &rep, eb);
         if (rc != 0)
             return rc;
+        if (!out)
+            continue;
         if (json) {
             json_object_begin(&j);
             json_kv_str(&j, "endpoint", ps_client_endpoint(c, h));
@@ -147,13 +153,25 @@ int ctl_run(const worker_conf_t *wc, const ctl_args_t *a, FILE *out, errbuf_t *e
 {
     ps_client_t *c = NULL;
     char buf[CONF_STR_MAX];
-    int rc = connect_cluster(&c, wc, buf, sizeof(buf), eb);
+    int wait = a->wait_s > 0 ? a->wait_s : CTL_WAIT_S;
+    int rc = connect_cluster(&c, wc, wait, buf, sizeof(buf), eb);
 
+    /* every command first finds every shard answering within --wait (stats
+     * is that); the others then work with the shards' own pace, deadline_s */
+    if (rc == 0)
+        rc = stats(c, a->json, strcmp(a->cmd, "stats") ? NULL : out, eb);
+    if (rc == ERR_TIMEOUT)
+        rc = errbuf_prefix(eb, rc, "no answer within --wait %d s (give --wait S to wait longer)",
+                           wait);
+    if (rc != 0 || !strcmp(a->cmd, "stats")) {
+        ps_client_destroy(&c);
+        return rc;
+    }
+    ps_client_destroy(&c);
+    rc = connect_cluster(&c, wc, (int)wc->deadline_s, buf, sizeof(buf), eb);
     if (rc != 0)
         return rc;
-    if (!strcmp(a->cmd, "stats"))
-        rc = stats(c, a->json, out, eb);
-    else if (!strcmp(a->cmd, "flush"))
+    if (!strcmp(a->cmd, "flush"))
         rc = cmd_all(c, MSG_FLUSH, -1, 0, NULL, eb);
     else if (!strcmp(a->cmd, "checkpoint"))
         rc = checkpoint(c, wc, a, out, eb);
