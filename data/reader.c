@@ -727,6 +727,24 @@ void reader_log_summary(const reader_t *r)
                  (unsigned long long)st->join_rows, (unsigned long long)st->join_rejected);
 }
 
+int reader_check_inputs(char *const *paths, int npaths, errbuf_t *eb)
+{
+    reader_t *r;
+    uint64_t size;
+    int rc;
+
+    if (npaths <= 0)
+        return errbuf_set(eb, ERR_INVAL, "reader: no input files");
+    r = calloc(1, sizeof(*r));
+    if (!r)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    rc = expand_paths(r, paths, npaths, eb);
+    for (int i = 0; rc == 0 && i < r->nfiles; i++)
+        rc = probe_file(r->file[i].path, &size, eb);
+    reader_destroy(&r);
+    return rc;
+}
+
 void reader_destroy(reader_t **rp)
 {
     reader_t *r = rp ? *rp : NULL;

@@ -141,6 +141,14 @@ const char *reader_file_path(const reader_t *r, int i);
 /* One LOG_INFO line: lines read, trained (accepted), rejected by reason. */
 void reader_log_summary(const reader_t *r);
 
+/*
+ * Check, without reading them, that every path names a readable file and
+ * every pattern matches one: what reader_open() would refuse first, for a
+ * program to report before it prints anything else. Returns 0, ERR_IO
+ * naming the path, ERR_INVAL (no paths) or ERR_NOMEM.
+ */
+int reader_check_inputs(char *const *paths, int npaths, errbuf_t *eb);
+
 /* Close files and free; accepts NULL and clears the pointer. */
 void reader_destroy(reader_t **r);
 

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "data/reader.h"
 #include "worker/check_data.h"
 #include "worker/ctl.h"
 #include "worker/eval.h"
@@ -122,6 +123,10 @@ static int run_train(worker_state_t *st, const cmd_t *c, errbuf_t *eb)
         .nlogs = st->npos,
         .stop = &st->stop,
     };
+    /* a missing log is the first thing said, not buried under the config */
+    rc = reader_check_inputs(st->pos, st->npos, eb);
+    if (rc != 0)
+        return rc;
     conf_log_effective(&worker_conf_schema, &st->conf);
     rc = train_run(&st->conf, &ta, eb);
     return rc < 0 ? rc : 0;
