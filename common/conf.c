@@ -59,6 +59,8 @@ int conf_parse_size(const char *s, uint64_t *out)
         end++;
     if (*end != '\0')
         return ERR_PARSE;
+    if (v * mult >= 18446744073709551616.0) /* 2^64: no uint64_t holds it */
+        return ERR_PARSE;
     *out = (uint64_t)(v * mult);
     return 0;
 }
