@@ -59,6 +59,8 @@ int conf_parse_size(const char *s, uint64_t *out)
         end++;
     if (*end != '\0')
         return ERR_PARSE;
+    if (v * mult >= 18446744073709551616.0) /* 2^64: no uint64_t holds it */
+        return ERR_PARSE;
     *out = (uint64_t)(v * mult);
     return 0;
 }
@@ -434,12 +436,23 @@ static const char *type_name(const conf_key_t *k)
 
 void conf_print_help(const conf_schema_t *sc, FILE *out)
 {
+    conf_print_help_keys(sc, NULL, out);
+}
+
+void conf_print_help_keys(const conf_schema_t *sc, const char *const *only, FILE *out)
+{
     const char *last = "";
 
     fprintf(out, "Options (also settable in the config file given by --conf FILE):\n");
     for (size_t i = 0; i < sc->nkeys; i++) {
         const conf_key_t *k = &sc->keys[i];
         char range[96] = "";
+        int want = only == NULL;
+
+        for (const char *const *o = only; o && *o; o++)
+            want |= strcmp(*o, k->name) == 0;
+        if (!want)
+            continue;
 
         if (strcmp(k->section, last) != 0) {
             fprintf(out, "\n  [%s]\n", k->section);

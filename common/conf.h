@@ -101,6 +101,9 @@ int conf_parse_args(const conf_schema_t *sc, void *obj, int argc, char **argv, c
 /* Print every key: --name TYPE (default) [range] help, grouped by section. */
 void conf_print_help(const conf_schema_t *sc, FILE *out);
 
+/* The same for the keys named in `only` (NULL-terminated; NULL: every key). */
+void conf_print_help_keys(const conf_schema_t *sc, const char *const *only, FILE *out);
+
 /* Print every key of the schema as a documented INI file with its default
  * value (one "# help" comment line per key), grouped by section; only
  * sections listed in `only` (NULL-terminated) when it is not NULL. This is

@@ -132,7 +132,10 @@ static int parse_features(const tokens_slots_t *sl, const char *p, size_t len, u
         if (s < 0) {
             (*unknown)++;
         } else {
-            rc = emit(ctx, s, keyhash_value(sl->ms->slot[s].seed, fid, (size_t)(x - fid)), w);
+            uint64_t key = keyhash_value(sl->ms->slot[s].seed, fid, (size_t)(x - fid));
+            rc = emit(ctx, s, key, w);
+            if (rc == 0)
+                rc = tokens_tell(sl, s, fid, (size_t)(x - fid), key);
             if (rc != 0)
                 return rc;
         }

@@ -168,9 +168,10 @@ static int tsv1_parse(const tokens_slots_t *sl, const char *p, size_t len, batch
         if (s < 0) {
             nunk++;
         } else {
+            uint64_t key = keyhash_value(sl->ms->slot[s].seed, val, (size_t)(last - val));
             ntok++;
-            if (batch_row_add(b, s, keyhash_value(sl->ms->slot[s].seed, val, (size_t)(last - val)),
-                              w) != 0) {
+            if (batch_row_add(b, s, key, w) != 0 ||
+                tokens_tell(sl, s, val, (size_t)(last - val), key) != 0) {
                 batch_row_cancel(b);
                 return ERR_NOMEM;
             }
@@ -480,6 +481,8 @@ int reader_open(reader_t **out, const model_spec_t *ms, const reader_opts_t *o, 
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
     r->ms = *ms;
     tokens_slots_init(&r->slots, &r->ms);
+    r->slots.seen = o->on_token;
+    r->slots.seen_ctx = o->on_token_ctx;
     r->o = *o;
     if (r->o.workers == 0)
         r->o.workers = 1;
@@ -747,6 +750,24 @@ void reader_log_summary(const reader_t *r)
     if (r->join)
         LOG_INFO("common features: %llu rows joined by md5, %llu lines rejected",
                  (unsigned long long)st->join_rows, (unsigned long long)st->join_rejected);
+}
+
+int reader_check_inputs(char *const *paths, int npaths, errbuf_t *eb)
+{
+    reader_t *r;
+    uint64_t size;
+    int rc;
+
+    if (npaths <= 0)
+        return errbuf_set(eb, ERR_INVAL, "reader: no input files");
+    r = calloc(1, sizeof(*r));
+    if (!r)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    rc = expand_paths(r, paths, npaths, eb);
+    for (int i = 0; rc == 0 && i < r->nfiles; i++)
+        rc = probe_file(r->file[i].path, 1, &size, eb) /* empty: reader_open decides */;
+    reader_destroy(&r);
+    return rc;
 }
 
 void reader_destroy(reader_t **rp)

@@ -71,13 +71,15 @@ typedef struct reader_pos {
 } reader_pos_t;
 
 typedef struct reader_opts {
-    int format;         /* READER_TSV1 or READER_ALICCP */
-    int strict;         /* 1: the first rejected line is fatal (ERR_REJECTED) */
-    int report_rejects; /* rejected lines logged one by one before only counting */
-    int rank;           /* this worker, 0 .. workers-1 */
-    int workers;        /* workers splitting the input (0 counts as 1) */
-    size_t max_line;    /* bytes; longer lines are rejected (0: 64 MiB) */
-    int allow_empty;    /* 1: an empty log file is read as no rows, not refused */
+    int format;              /* READER_TSV1 or READER_ALICCP */
+    int strict;              /* 1: the first rejected line is fatal (ERR_REJECTED) */
+    int report_rejects;      /* rejected lines logged one by one before only counting */
+    int rank;                /* this worker, 0 .. workers-1 */
+    int workers;             /* workers splitting the input (0 counts as 1) */
+    size_t max_line;         /* bytes; longer lines are rejected (0: 64 MiB) */
+    tokens_seen_fn on_token; /* NULL, or told of every token of a declared slot */
+    void *on_token_ctx;      /* on_token's first argument */
+    int allow_empty;         /* 1: an empty log file is read as no rows, not refused */
 } reader_opts_t;
 
 typedef struct reader_stats {
@@ -140,6 +142,14 @@ const char *reader_file_path(const reader_t *r, int i);
 
 /* One LOG_INFO line: lines read, trained (accepted), rejected by reason. */
 void reader_log_summary(const reader_t *r);
+
+/*
+ * Check, without reading them, that every path names a readable file and
+ * every pattern matches one: what reader_open() would refuse first, for a
+ * program to report before it prints anything else. Returns 0, ERR_IO
+ * naming the path, ERR_INVAL (no paths) or ERR_NOMEM.
+ */
+int reader_check_inputs(char *const *paths, int npaths, errbuf_t *eb);
 
 /* Close files and free; accepts NULL and clears the pointer. */
 void reader_destroy(reader_t **r);

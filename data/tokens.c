@@ -23,6 +23,8 @@ void tokens_slots_init(tokens_slots_t *t, const model_spec_t *ms)
 {
     memset(t->bucket, -1, sizeof(t->bucket));
     t->ms = ms;
+    t->seen = NULL;
+    t->seen_ctx = NULL;
     for (int s = 0; s < ms->nslots; s++) {
         const char *name = ms->slot[s].name;
         size_t len = strlen(name);

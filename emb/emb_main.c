@@ -3,11 +3,11 @@
  * data directory, a model directory or a checkpoint, opened read-only).
  *
  *   funnel-emb stats DIR [--slot S] [--json]
- *   funnel-emb get   DIR SLOT:VALUE|KEY... [--json]
+ *   funnel-emb get   DIR SLOT:VALUE|KEY... [--keys FILE] [--json]
  *   funnel-emb get   --ps EP0,EP1,... SLOT:VALUE... [--json]
  *                    [--curve_server_key SHARD.pub --curve_secret_key CLIENT.key]
- *   funnel-emb top   DIR [--by count|norm|age] [--slot S] [-n N] [--json]
- *   funnel-emb dump  DIR [--slot S] [--format tsv|jsonl]
+ *   funnel-emb top   DIR [--by count|norm|age] [--slot S] [-n N] [--keys FILE] [--json]
+ *   funnel-emb dump  DIR [--slot S] [--format tsv|jsonl] [--keys FILE]
  *   funnel-emb diff  DIR_A DIR_B [--json]
  *   funnel-emb export CKPT [--since PREV_CKPT] --out FILE [--json]
  *   funnel-emb apply BASE_EXPORT DELTA_EXPORT --out FILE [--json]
@@ -56,10 +56,13 @@ static void usage(FILE *out)
             "                                  the full export of the delta's day\n"
             "  export-dump FILE                an export's header and records as text\n\n"
             "options: --slot S (one slot), --json, --day D (current day for ages; default:\n"
-            "the latest day in the table), --conf FILE and any [model] key (the slots must\n"
-            "be the table's: pass the same configuration the cluster used). export takes\n"
-            "the slots and day from the checkpoint's META; only a bare store directory\n"
-            "without META needs --conf (and --day for the day recorded).\n");
+            "the latest day in the table), --keys FILE (get, top, dump: show the value a\n"
+            "key was hashed from, e.g. item_id:i42, using the key dictionary that\n"
+            "funnel-worker check-data or train wrote with --key_dict FILE), --conf FILE and\n"
+            "any [model] key (the slots must be the table's: pass the same configuration\n"
+            "the cluster used). export takes the slots and day from the checkpoint's META;\n"
+            "only a bare store directory without META needs --conf (and --day for the day\n"
+            "recorded).\n");
 }
 
 int main(int argc, char **argv)
@@ -85,7 +88,7 @@ int main(int argc, char **argv)
         } else if ((!strcmp(o, "--slot") || !strcmp(o, "--by") || !strcmp(o, "-n") ||
                     !strcmp(o, "--format") || !strcmp(o, "--day") || !strcmp(o, "--out") ||
                     !strcmp(o, "--since") || !strcmp(o, "--curve_server_key") ||
-                    !strcmp(o, "--curve_secret_key")) &&
+                    !strcmp(o, "--curve_secret_key") || !strcmp(o, "--keys")) &&
                    !v) {
             fprintf(stderr, "funnel-emb: %s needs a value\n", o);
             return 2;
@@ -105,6 +108,8 @@ int main(int argc, char **argv)
             a.out = argv[++i];
         } else if (!strcmp(o, "--since")) {
             a.since = argv[++i];
+        } else if (!strcmp(o, "--keys")) {
+            a.keys = argv[++i];
         } else if (!strcmp(o, "--day")) {
             a.day = (int)strtol(argv[++i], NULL, 10);
         } else if (!strcmp(o, "--format")) {
@@ -128,6 +133,10 @@ int main(int argc, char **argv)
         return 2;
     }
     log_init("emb", -1, LOG_LEVEL_WARN, NULL);
+    if (a.keys && strcmp(a.cmd, "get") && strcmp(a.cmd, "top") && strcmp(a.cmd, "dump")) {
+        fprintf(stderr, "funnel-emb %s: --keys works with get, top and dump\n", a.cmd);
+        return 2;
+    }
     if (online) {
         if (strcmp(a.cmd, "get") != 0) {
             fprintf(stderr,

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "common/keyhash.h"
 #include "common/optim.h"
 #include "common/route.h"
@@ -48,28 +49,45 @@ static void print_one(const model_spec_t *ms, const char *arg, int slot, uint64_
     const char *st = rm->status < 5 ? status_text[rm->status] : "?";
 
     if (json) {
-        fprintf(out,
-                "{\"query\":\"%s\",\"slot\":\"%s\",\"key\":\"%016" PRIx64 "\","
-                "\"status\":\"%s\",\"seen\":%u,\"updates\":%" PRIu64 ",\"first_day\":%d,"
-                "\"last_day\":%d,\"expired_day\":%d,\"embedding\":",
-                arg, ms->slot[slot].name, key, st, rm->seen, rm->updates, rm->first_day,
-                rm->last_day, rm->expired_day);
-        if (!has) {
-            fprintf(out, "null,\"state\":null}\n");
-            return;
+        json_t j;
+        json_init(&j, out);
+        json_object_begin(&j);
+        json_kv_str(&j, "query", arg);
+        json_kv_str(&j, "slot", ms->slot[slot].name);
+        json_key(&j, "key");
+        json_hex64(&j, key);
+        json_kv_str(&j, "status", st);
+        json_kv_u64(&j, "seen", rm->seen);
+        json_kv_u64(&j, "updates", rm->updates);
+        json_kv_i64(&j, "first_day", rm->first_day);
+        json_kv_i64(&j, "last_day", rm->last_day);
+        json_kv_i64(&j, "expired_day", rm->expired_day);
+        json_key(&j, "embedding");
+        if (has) {
+            json_array_begin(&j);
+            for (uint32_t d = 0; d < width; d++) {
+                float f;
+                memcpy(&f, (const char *)rows + d * 4, 4);
+                if (d == (uint32_t)dim) {
+                    json_array_end(&j);
+                    json_key(&j, "state");
+                    json_array_begin(&j);
+                }
+                json_num(&j, f, 6);
+            }
+            if (width <= (uint32_t)dim) {
+                json_array_end(&j);
+                json_key(&j, "state");
+                json_array_begin(&j);
+            }
+            json_array_end(&j);
+        } else {
+            json_null(&j);
+            json_key(&j, "state");
+            json_null(&j);
         }
-        for (uint32_t d = 0; d < width; d++) {
-            float f;
-            memcpy(&f, (const char *)rows + d * 4, 4);
-            if (d == (uint32_t)dim)
-                fprintf(out, "],\"state\":[");
-            else if (d > 0)
-                fputc(',', out);
-            else
-                fputc('[', out);
-            fprintf(out, "%.6g", f);
-        }
-        fprintf(out, "%s]}\n", width <= (uint32_t)dim ? "],\"state\":[" : "");
+        json_object_end(&j);
+        json_end_line(&j);
         return;
     }
     if (!has) {

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/json.h"
+#include "common/keydict.h"
 #include "common/keyhash.h"
 #include "common/meta.h"
 #include "table/emb_export.h"
@@ -203,22 +205,35 @@ int emb_tool_stats(const model_spec_t *ms, store_t *st, const char *slot, int da
 void emb_tool_print_stats(const model_spec_t *ms, const emb_tool_stats_t *s, int json, FILE *out)
 {
     if (json) {
-        fprintf(out, "{\"rows\":%" PRIu64 ",\"day\":%d,\"slots\":{", s->rows, s->day);
-        int first = 1;
+        json_t j;
+        json_init(&j, out);
+        json_object_begin(&j);
+        json_kv_u64(&j, "rows", s->rows);
+        json_kv_i64(&j, "day", s->day);
+        json_key(&j, "slots");
+        json_object_begin(&j);
         for (int sl = 0; sl < MODEL_MAX_SLOTS; sl++) {
             if (!s->slot_rows[sl])
                 continue;
-            fprintf(out, "%s\"%s\":{\"rows\":%" PRIu64 ",\"bytes_per_row\":%.1f,\"updates_hist\":[",
-                    first ? "" : ",", slot_name(ms, sl), s->slot_rows[sl], s->bytes_per_row[sl]);
+            json_key(&j, slot_name(ms, sl));
+            json_object_begin(&j);
+            json_kv_u64(&j, "rows", s->slot_rows[sl]);
+            json_kv_num(&j, "bytes_per_row", s->bytes_per_row[sl], 6);
+            json_key(&j, "updates_hist");
+            json_array_begin(&j);
             for (int b = 0; b < NBUCKET; b++)
-                fprintf(out, "%s%" PRIu64, b ? "," : "", s->updates_hist[sl][b]);
-            fprintf(out, "],\"age_hist\":[");
+                json_u64(&j, s->updates_hist[sl][b]);
+            json_array_end(&j);
+            json_key(&j, "age_hist");
+            json_array_begin(&j);
             for (int b = 0; b < NBUCKET; b++)
-                fprintf(out, "%s%" PRIu64, b ? "," : "", s->age_hist[sl][b]);
-            fprintf(out, "]}");
-            first = 0;
+                json_u64(&j, s->age_hist[sl][b]);
+            json_array_end(&j);
+            json_object_end(&j);
         }
-        fprintf(out, "}}\n");
+        json_object_end(&j);
+        json_object_end(&j);
+        json_end_line(&j);
         return;
     }
     fprintf(out, "rows on disk: %" PRIu64 " (as of the last flush), latest day %d\n\n", s->rows,
@@ -264,28 +279,46 @@ static int cmd_stats(const model_spec_t *ms, const emb_tool_args_t *a, store_t *
 
 /* ---- get ---- */
 
-static void print_row(const model_spec_t *ms, const row_t *r, int json, FILE *out)
+static void print_row(const model_spec_t *ms, const keydict_t *keys, const row_t *r, int json,
+                      FILE *out)
 {
     int dim = slot_dim(ms, r->slot);
+    const char *value = keydict_find(keys, r->slot, r->key);
 
     if (dim <= 0 || (uint32_t)dim > r->nf)
         dim = (int)r->nf;
     if (json) {
-        fprintf(out,
-                "{\"slot\":\"%s\",\"key\":\"%016" PRIx64 "\",\"updates\":%u,\"first_day\":%d,"
-                "\"last_day\":%d,\"embedding\":[",
-                slot_name(ms, r->slot), r->key, r->meta.updates, r->meta.first_day,
-                r->meta.last_day);
+        json_t j;
+        json_init(&j, out);
+        json_object_begin(&j);
+        json_kv_str(&j, "slot", slot_name(ms, r->slot));
+        json_key(&j, "key");
+        json_hex64(&j, r->key);
+        if (keys)
+            json_kv_str(&j, "value", value);
+        json_kv_u64(&j, "updates", r->meta.updates);
+        json_kv_i64(&j, "first_day", r->meta.first_day);
+        json_kv_i64(&j, "last_day", r->meta.last_day);
+        json_key(&j, "embedding");
+        json_array_begin(&j);
         for (int d = 0; d < dim; d++)
-            fprintf(out, "%s%.6g", d ? "," : "", fget(r->floats, (size_t)d));
-        fprintf(out, "],\"state\":[");
+            json_num(&j, fget(r->floats, (size_t)d), 6);
+        json_array_end(&j);
+        json_key(&j, "state");
+        json_array_begin(&j);
         for (uint32_t d = (uint32_t)dim; d < r->nf; d++)
-            fprintf(out, "%s%.6g", d > (uint32_t)dim ? "," : "", fget(r->floats, d));
-        fprintf(out, "]}\n");
+            json_num(&j, fget(r->floats, d), 6);
+        json_array_end(&j);
+        json_object_end(&j);
+        json_end_line(&j);
         return;
     }
-    fprintf(out, "%s %016" PRIx64 "  updates %u  first day %d  last day %d\n  embedding:",
-            slot_name(ms, r->slot), r->key, r->meta.updates, r->meta.first_day, r->meta.last_day);
+    if (value)
+        fprintf(out, "%s:%s (key %016" PRIx64 ")", slot_name(ms, r->slot), value, r->key);
+    else
+        fprintf(out, "%s %016" PRIx64, slot_name(ms, r->slot), r->key);
+    fprintf(out, "  updates %u  first day %d  last day %d\n  embedding:", r->meta.updates,
+            r->meta.first_day, r->meta.last_day);
     for (int d = 0; d < dim; d++)
         fprintf(out, " %.5g", fget(r->floats, (size_t)d));
     fprintf(out, "\n  optimizer state (%s):", optim_name(ms->emb_opt.kind));
@@ -361,18 +394,24 @@ void emb_tool_row_release(emb_tool_row_t *r)
     r->nf = 0;
 }
 
-void emb_tool_print_row(const model_spec_t *ms, const char *query, const emb_tool_row_t *r,
-                        int json, FILE *out)
+void emb_tool_print_row(const model_spec_t *ms, const keydict_t *keys, const char *query,
+                        const emb_tool_row_t *r, int json, FILE *out)
 {
     if (r->found) {
         row_t row = {r->slot, r->key, r->meta, r->floats, r->nf};
-        print_row(ms, &row, json, out);
+        print_row(ms, keys, &row, json, out);
     } else if (json) {
-        fprintf(out,
-                "{\"query\":\"%s\",\"key\":\"%016" PRIx64 "\",\"row\":null,"
-                "\"why\":\"no row: never seen, not admitted, expired, or not yet "
-                "flushed\"}\n",
-                query, r->key);
+        json_t j;
+        json_init(&j, out);
+        json_object_begin(&j);
+        json_kv_str(&j, "query", query);
+        json_key(&j, "key");
+        json_hex64(&j, r->key);
+        json_key(&j, "row");
+        json_null(&j);
+        json_kv_str(&j, "why", "no row: never seen, not admitted, expired, or not yet flushed");
+        json_object_end(&j);
+        json_end_line(&j);
     } else {
         fprintf(out,
                 "%s (key %016" PRIx64 "): no row - never seen, not yet admitted, "
@@ -381,8 +420,8 @@ void emb_tool_print_row(const model_spec_t *ms, const char *query, const emb_too
     }
 }
 
-static int cmd_get(const model_spec_t *ms, const emb_tool_args_t *a, store_t *st, FILE *out,
-                   errbuf_t *eb)
+static int cmd_get(const model_spec_t *ms, const keydict_t *keys, const emb_tool_args_t *a,
+                   store_t *st, FILE *out, errbuf_t *eb)
 {
     int missing = 0;
 
@@ -393,7 +432,7 @@ static int cmd_get(const model_spec_t *ms, const emb_tool_args_t *a, store_t *st
         int rc = emb_tool_get(ms, st, a->args[i], &r, eb);
 
         if (rc == 0)
-            emb_tool_print_row(ms, a->args[i], &r, a->json, out);
+            emb_tool_print_row(ms, keys, a->args[i], &r, a->json, out);
         emb_tool_row_release(&r);
         if (rc != 0)
             return rc;
@@ -480,38 +519,53 @@ void emb_tool_top_release(emb_tool_top_t *top)
     top->n = 0;
 }
 
-void emb_tool_print_top(const model_spec_t *ms, const emb_tool_top_t *top, int json, FILE *out)
+void emb_tool_print_top(const model_spec_t *ms, const keydict_t *keys, const emb_tool_top_t *top,
+                        int json, FILE *out)
 {
     if (!json)
-        fprintf(out, "%-16s %-18s %10s %9s %10s\n", "slot", "key", "updates", "last_day", "norm");
+        fprintf(out, "%-16s %-18s %10s %9s %10s\n", "slot", keys ? "value" : "key", "updates",
+                "last_day", "norm");
     for (long i = 0; i < top->n; i++) {
         const emb_tool_ranked_t *b = &top->rows[i];
-        if (json)
-            fprintf(out,
-                    "{\"slot\":\"%s\",\"key\":\"%016" PRIx64 "\",\"updates\":%u,"
-                    "\"last_day\":%d,\"norm\":%.6g}\n",
-                    slot_name(ms, b->slot), b->key, b->updates, b->last_day, b->norm);
-        else
-            fprintf(out, "%-16s %016" PRIx64 "   %10u %9d %10.4f\n", slot_name(ms, b->slot), b->key,
-                    b->updates, b->last_day, b->norm);
+        if (json) {
+            json_t j;
+            json_init(&j, out);
+            json_object_begin(&j);
+            json_kv_str(&j, "slot", slot_name(ms, b->slot));
+            json_key(&j, "key");
+            json_hex64(&j, b->key);
+            if (keys)
+                json_kv_str(&j, "value", keydict_find(keys, b->slot, b->key));
+            json_kv_u64(&j, "updates", b->updates);
+            json_kv_i64(&j, "last_day", b->last_day);
+            json_kv_num(&j, "norm", b->norm, 6);
+            json_object_end(&j);
+            json_end_line(&j);
+        } else {
+            char hex[20];
+            const char *value = keydict_find(keys, b->slot, b->key);
+            snprintf(hex, sizeof(hex), "%s%016" PRIx64, keys ? "#" : "", b->key);
+            fprintf(out, "%-16s %-18s %10u %9d %10.4f\n", slot_name(ms, b->slot),
+                    value ? value : hex, b->updates, b->last_day, b->norm);
+        }
     }
 }
 
-static int cmd_top(const model_spec_t *ms, const emb_tool_args_t *a, store_t *st, FILE *out,
-                   errbuf_t *eb)
+static int cmd_top(const model_spec_t *ms, const keydict_t *keys, const emb_tool_args_t *a,
+                   store_t *st, FILE *out, errbuf_t *eb)
 {
     emb_tool_top_t top;
     int rc = emb_tool_top(ms, st, a->slot, a->by, a->n, &top, eb);
 
     if (rc == 0)
-        emb_tool_print_top(ms, &top, a->json, out);
+        emb_tool_print_top(ms, keys, &top, a->json, out);
     emb_tool_top_release(&top);
     return rc;
 }
 
 /* Every row, as it is read: nothing to compute. */
-static int cmd_dump(const model_spec_t *ms, const emb_tool_args_t *a, store_t *st, FILE *out,
-                    errbuf_t *eb)
+static int cmd_dump(const model_spec_t *ms, const keydict_t *keys, const emb_tool_args_t *a,
+                    store_t *st, FILE *out, errbuf_t *eb)
 {
     const char pfx = 'r';
     store_iter_t *it = store_iter_new(st, &pfx, 1);
@@ -521,12 +575,13 @@ static int cmd_dump(const model_spec_t *ms, const emb_tool_args_t *a, store_t *s
     if (!it)
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
     if (!a->json)
-        fprintf(out, "slot\tkey\tupdates\tfirst_day\tlast_day\tembedding\n");
+        fprintf(out, "slot\tkey\tupdates\tfirst_day\tlast_day\tembedding%s\n",
+                keys ? "\tvalue" : "");
     while ((rc = next_row(st, it, &r, eb)) == 1) {
         if (!want_slot(ms, a->slot, r.slot))
             continue;
         if (a->json) {
-            print_row(ms, &r, 1, out);
+            print_row(ms, keys, &r, 1, out);
             continue;
         }
         int dim = slot_dim(ms, r.slot);
@@ -536,6 +591,10 @@ static int cmd_dump(const model_spec_t *ms, const emb_tool_args_t *a, store_t *s
                 r.meta.updates, r.meta.first_day, r.meta.last_day);
         for (int d = 0; d < dim; d++)
             fprintf(out, "%s%.6g", d ? "," : "", fget(r.floats, (size_t)d));
+        if (keys) {
+            const char *value = keydict_find(keys, r.slot, r.key);
+            fprintf(out, "\t%s", value ? value : "");
+        }
         fputc('\n', out);
     }
     store_iter_destroy(st, &it);
@@ -656,34 +715,45 @@ out:
 
 void emb_tool_print_diff(const model_spec_t *ms, const emb_tool_diff_t *d, int json, FILE *out)
 {
-    int first = 1;
+    json_t j;
 
-    if (!json)
+    json_init(&j, out);
+    if (!json) {
         fprintf(out, "%-16s %10s %10s %10s %10s %10s %10s %10s %10s\n", "slot", "added", "removed",
                 "changed", "unchanged", "l2_p50", "l2_p90", "l2_max", "l2_mean");
-    else
-        fprintf(out, "{\"slots\":{");
+    } else {
+        json_object_begin(&j);
+        json_key(&j, "slots");
+        json_object_begin(&j);
+    }
     for (int s = 0; s < MODEL_MAX_SLOTS; s++) {
         const emb_tool_diff_slot_t *o = &d->slot[s];
         if (!o->added && !o->removed && !o->changed && !o->unchanged)
             continue;
-        if (json)
-            fprintf(out,
-                    "%s\"%s\":{\"added\":%" PRIu64 ",\"removed\":%" PRIu64 ",\"changed\":%" PRIu64
-                    ",\"unchanged\":%" PRIu64
-                    ",\"l2_p50\":%.6g,\"l2_p90\":%.6g,\"l2_max\":%.6g,\"l2_mean\":%.6g}",
-                    first ? "" : ",", slot_name(ms, s), o->added, o->removed, o->changed,
-                    o->unchanged, o->l2_p50, o->l2_p90, o->l2_max, o->l2_mean);
-        else
+        if (json) {
+            json_key(&j, slot_name(ms, s));
+            json_object_begin(&j);
+            json_kv_u64(&j, "added", o->added);
+            json_kv_u64(&j, "removed", o->removed);
+            json_kv_u64(&j, "changed", o->changed);
+            json_kv_u64(&j, "unchanged", o->unchanged);
+            json_kv_num(&j, "l2_p50", o->l2_p50, 6);
+            json_kv_num(&j, "l2_p90", o->l2_p90, 6);
+            json_kv_num(&j, "l2_max", o->l2_max, 6);
+            json_kv_num(&j, "l2_mean", o->l2_mean, 6);
+            json_object_end(&j);
+        } else
             fprintf(out,
                     "%-16s %10" PRIu64 " %10" PRIu64 " %10" PRIu64 " %10" PRIu64
                     " %10.4g %10.4g %10.4g %10.4g\n",
                     slot_name(ms, s), o->added, o->removed, o->changed, o->unchanged, o->l2_p50,
                     o->l2_p90, o->l2_max, o->l2_mean);
-        first = 0;
     }
-    if (json)
-        fprintf(out, "}}\n");
+    if (json) {
+        json_object_end(&j);
+        json_object_end(&j);
+        json_end_line(&j);
+    }
 }
 
 static int cmd_diff(const model_spec_t *ms, const emb_tool_args_t *a, store_t *sa, FILE *out,
@@ -712,11 +782,19 @@ static void print_summary(const char *what, const emb_export_stats_t *s, const c
     double rate = s->seconds > 0 ? (double)s->scanned / s->seconds : 0;
 
     if (json) {
-        fprintf(
-            out,
-            "{\"%s\":\"%s\",\"records\":%" PRIu64 ",\"puts\":%" PRIu64 ",\"deletes\":%" PRIu64
-            ",\"bytes\":%" PRIu64 ",\"read\":%" PRIu64 ",\"seconds\":%.3f,\"rows_per_s\":%.0f}\n",
-            what, file, s->records, s->puts, s->deletes, s->bytes, s->scanned, s->seconds, rate);
+        json_t j;
+        json_init(&j, out);
+        json_object_begin(&j);
+        json_kv_str(&j, what, file);
+        json_kv_u64(&j, "records", s->records);
+        json_kv_u64(&j, "puts", s->puts);
+        json_kv_u64(&j, "deletes", s->deletes);
+        json_kv_u64(&j, "bytes", s->bytes);
+        json_kv_u64(&j, "read", s->scanned);
+        json_kv_num(&j, "seconds", s->seconds, 6);
+        json_kv_u64(&j, "rows_per_s", (uint64_t)(rate + 0.5));
+        json_object_end(&j);
+        json_end_line(&j);
         return;
     }
     fprintf(out,
@@ -762,6 +840,7 @@ static int cmd_apply(const emb_tool_args_t *a, FILE *out, errbuf_t *eb)
 
 int emb_tool_run(const model_spec_t *ms, const emb_tool_args_t *a, FILE *out, errbuf_t *eb)
 {
+    keydict_t *keys = NULL;
     store_t *st = NULL;
     int rc;
 
@@ -772,17 +851,21 @@ int emb_tool_run(const model_spec_t *ms, const emb_tool_args_t *a, FILE *out, er
     if (!strcmp(a->cmd, "export-dump"))
         return a->nargs ? errbuf_set(eb, ERR_INVAL, "export-dump: give one export file")
                         : emb_export_dump(a->dir, out, eb);
-    rc = emb_tool_open(a->dir, &st, eb);
-    if (rc != 0)
+    if (a->keys && (rc = keydict_load(&keys, ms, a->keys, eb)) != 0)
         return rc;
+    rc = emb_tool_open(a->dir, &st, eb);
+    if (rc != 0) {
+        keydict_destroy(&keys);
+        return rc;
+    }
     if (!strcmp(a->cmd, "stats"))
         rc = cmd_stats(ms, a, st, out, eb);
     else if (!strcmp(a->cmd, "get"))
-        rc = cmd_get(ms, a, st, out, eb);
+        rc = cmd_get(ms, keys, a, st, out, eb);
     else if (!strcmp(a->cmd, "top"))
-        rc = cmd_top(ms, a, st, out, eb);
+        rc = cmd_top(ms, keys, a, st, out, eb);
     else if (!strcmp(a->cmd, "dump"))
-        rc = cmd_dump(ms, a, st, out, eb);
+        rc = cmd_dump(ms, keys, a, st, out, eb);
     else if (!strcmp(a->cmd, "diff"))
         rc = cmd_diff(ms, a, st, out, eb);
     else
@@ -791,5 +874,6 @@ int emb_tool_run(const model_spec_t *ms, const emb_tool_args_t *a, FILE *out, er
                         "export, apply, export-dump)",
                         a->cmd);
     store_close(&st);
+    keydict_destroy(&keys);
     return rc;
 }

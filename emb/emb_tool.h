@@ -35,6 +35,7 @@
 #include <stdio.h>
 
 #include "common/err.h"
+#include "common/keydict.h"
 #include "common/model_conf.h"
 #include "table/emb_table.h"
 #include "table/store.h"
@@ -51,6 +52,7 @@ typedef struct emb_tool_args {
     int day;           /* current day for ages; export: day of a store without META */
     const char *out;   /* export, apply: the file to write */
     const char *since; /* export: the previous checkpoint (a delta), or NULL (full) */
+    const char *keys;  /* get, top, dump: key dictionary (common/keydict.h), or NULL */
 } emb_tool_args_t;
 
 /* Run one subcommand, writing to out. Returns 0, 1 ("not found" answers of
@@ -115,9 +117,10 @@ int emb_tool_get(const model_spec_t *ms, store_t *st, const char *query, emb_too
 /* Free r's floats (a zeroed r is fine). */
 void emb_tool_row_release(emb_tool_row_t *r);
 
-/* One answer of get: the row, or that query (key r->key) has none. */
-void emb_tool_print_row(const model_spec_t *ms, const char *query, const emb_tool_row_t *r,
-                        int json, FILE *out);
+/* One answer of get: the row, or that query (key r->key) has none. With
+ * keys (NULL: none), a key it knows is shown as SLOT:VALUE. */
+void emb_tool_print_row(const model_spec_t *ms, const keydict_t *keys, const char *query,
+                        const emb_tool_row_t *r, int json, FILE *out);
 
 /* ---- top ---- */
 
@@ -147,8 +150,10 @@ int emb_tool_top(const model_spec_t *ms, store_t *st, const char *slot, const ch
 /* Free top's rows (a zeroed top is fine). */
 void emb_tool_top_release(emb_tool_top_t *top);
 
-/* A table (or one JSON line per row) of top's rows. */
-void emb_tool_print_top(const model_spec_t *ms, const emb_tool_top_t *top, int json, FILE *out);
+/* A table (or one JSON line per row) of top's rows; with keys (NULL:
+ * none), the value of each key it knows instead of the hash. */
+void emb_tool_print_top(const model_spec_t *ms, const keydict_t *keys, const emb_tool_top_t *top,
+                        int json, FILE *out);
 
 /* ---- diff ---- */
 

@@ -1,6 +1,6 @@
 /*
  * modeldir.h - the saved model directory written by in-process training
- * and read by predict and `train --init-from`.
+ * and read by predict and `train --init_from`.
  *
  *   DIR/META        what the model is (meta.h): type, slots, dims, towers,
  *                   optimizers; checked against the configuration on load

@@ -19,7 +19,7 @@
 set -eu
 . "$(dirname "$0")/lib.sh"
 
-DAY="" OUT="" PREV="" SHARDS=2 WORKERS=2 CONF="" BIN=bin WORK="" EXPORT="" W_OPT="" P_OPT=""
+DAY="" OUT="" PREV="" SHARDS=2 WORKERS=2 CONF="" BIN="$FUNNEL_TOP/bin" WORK="" EXPORT="" W_OPT="" P_OPT=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --day) DAY=$2; shift 2 ;;

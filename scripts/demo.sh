@@ -12,7 +12,7 @@ set -eu
 . "$(dirname "$0")/lib.sh"
 case "${1:-}" in -h | --help) help_and_exit "$0" ;; esac
 
-BIN=${1:-bin}
+BIN=${1:-$FUNNEL_TOP/bin}
 need_prog demo "$BIN" funnel-worker
 OUT=${DEMO_DIR:-demo-out}
 TRAIN=${DEMO_TRAIN:-1000000}
@@ -24,7 +24,7 @@ step() { printf '\n== %s\n' "$*"; }
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
-trap 'scripts/run-local.sh --stop --dir "$CLUSTER" >/dev/null 2>&1 || true' EXIT
+trap '"$FUNNEL_TOP"/scripts/run-local.sh --stop --dir "$CLUSTER" >/dev/null 2>&1 || true' EXIT
 
 step "1/5 generate a synthetic world: $TRAIN training and $TEST test impressions"
 "$BIN/funnel-gen" --out "$OUT/data" --train "$TRAIN" --test "$TEST" --seed 7
@@ -33,7 +33,7 @@ step "2/5 check the logs"
 "$BIN/funnel-worker" check-data "$OUT/data/train.tsv"
 
 step "3/5 train $MODEL on 2 parameter-server shards with 2 workers"
-scripts/run-local.sh --bin "$BIN" --shards 2 --workers 2 --dir "$CLUSTER" --keep \
+"$FUNNEL_TOP"/scripts/run-local.sh --bin "$BIN" --shards 2 --workers 2 --dir "$CLUSTER" --keep \
     --ps-opt "--model_type $MODEL --flush_interval 2" --worker-opt "--model_type $MODEL" \
     "$OUT/data/train.tsv"
 tail -n 2 "$CLUSTER/logs/worker0.log"
@@ -46,6 +46,6 @@ step "5/5 evaluate against the oracle (the generator's true probabilities)"
 "$BIN/funnel-worker" eval --model_type "$MODEL" --pred "$OUT/pred.tsv" --log "$OUT/data/test.tsv" \
     --truth "$OUT/data/test.truth.tsv"
 
-scripts/run-local.sh --stop --dir "$CLUSTER"
+"$FUNNEL_TOP"/scripts/run-local.sh --stop --dir "$CLUSTER"
 printf '\nDone. Everything is under %s/ (logs: %s/logs, metrics: %s/logs/metrics-*.jsonl).\n' \
     "$OUT" "$CLUSTER" "$CLUSTER"

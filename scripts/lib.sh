@@ -2,6 +2,11 @@
 #
 #   help_and_exit SCRIPT    print SCRIPT's header comment (its usage) and exit 0
 #   need_prog NAME BIN PROG exit 2 with a hint unless BIN/PROG is executable
+#   FUNNEL_TOP              the checkout the script lives in (absolute), so a
+#                           script run from another directory still finds
+#                           $FUNNEL_TOP/bin and $FUNNEL_TOP/scripts
+
+FUNNEL_TOP=$(cd "$(dirname "$0")/.." && pwd)
 
 help_and_exit() {
     awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$1"

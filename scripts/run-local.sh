@@ -11,7 +11,8 @@
 # processes (rank 0..M-1) over LOG..., waits for the workers, flushes and
 # stops the shards, and leaves every process's log in DIR/logs. Whatever
 # happens - a failing worker, Ctrl-C - every process it started is stopped.
-# Exit status: 0 if every worker succeeded.
+# Exit status: 0 if every worker succeeded. BINDIR defaults to the bin/ of
+# the checkout this script is in, wherever it is run from.
 #
 # With --curve the cluster talks CURVE (authenticated, encrypted): key
 # pairs are made with funnel-ps keygen into DIR/keys (once; kept for later
@@ -27,7 +28,7 @@
 set -u
 . "$(dirname "$0")/lib.sh"
 
-SHARDS=2 WORKERS=2 CONF="" DIR="cluster" BIN="bin" PS_OPT="" W_OPT="" KEEP=0 STOP=0 CURVE=0
+SHARDS=2 WORKERS=2 CONF="" DIR="cluster" BIN="$FUNNEL_TOP/bin" PS_OPT="" W_OPT="" KEEP=0 STOP=0 CURVE=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --shards) SHARDS=$2; shift 2 ;;
@@ -84,6 +85,8 @@ if [ $STOP -eq 1 ]; then
 fi
 
 [ $# -gt 0 ] || { echo "run-local: no log files given (see --help)" >&2; exit 2; }
+need_prog run-local "$BIN" funnel-ps
+need_prog run-local "$BIN" funnel-worker
 
 cleanup() {
     stop_pids TERM "$DIR/worker.pids"

@@ -244,6 +244,25 @@ static void test_shipped_config(void)
     check_shipped(&ps_conf_schema, sizeof(ps_conf_t));
 }
 
+/* Byte sizes: suffixes multiply by powers of 1024; a size no uint64_t
+ * holds is refused (found by fuzz_conf: 300000000T was converted with
+ * undefined behaviour). */
+static void test_sizes(void)
+{
+    uint64_t v = 0;
+
+    CU_ASSERT_EQUAL(conf_parse_size("4K", &v), 0);
+    CU_ASSERT_EQUAL(v, 4096);
+    CU_ASSERT_EQUAL(conf_parse_size("1.5 GB", &v), 0);
+    CU_ASSERT_EQUAL(v, UINT64_C(1610612736));
+    CU_ASSERT_EQUAL(conf_parse_size("16777215T", &v), 0);
+    CU_ASSERT_EQUAL(v, UINT64_C(16777215) << 40);
+    CU_ASSERT_EQUAL(conf_parse_size("16777216T", &v), ERR_PARSE); /* 2^64 */
+    CU_ASSERT_EQUAL(conf_parse_size("300000000T", &v), ERR_PARSE);
+    CU_ASSERT_EQUAL(conf_parse_size("1e30", &v), ERR_PARSE);
+    CU_ASSERT_EQUAL(conf_parse_size("-1", &v), ERR_PARSE);
+}
+
 int test_conf_register(void)
 {
     CU_pSuite s = CU_add_suite("conf", setup, teardown);
@@ -253,6 +272,7 @@ int test_conf_register(void)
     CU_add_test(s, "defaults and a good file", test_defaults_and_good_file);
     CU_add_test(s, "unknown key names file, line and key", test_unknown_key_names_file_line_key);
     CU_add_test(s, "bad values", test_bad_values);
+    CU_add_test(s, "byte sizes, and one past 2^64 refused", test_sizes);
     CU_add_test(s, "missing file", test_missing_file);
     CU_add_test(s, "command-line overrides", test_overrides);
     CU_add_test(s, "model description", test_model_spec);

@@ -14,21 +14,27 @@
 #include "emb/emb_tool.h"
 #include "table/emb_table.h"
 #include "table/store.h"
+#include "tests/json_check.h"
 #include "tests/util.h"
 
-static model_spec_t spec(void)
+static model_spec_t spec_named(const char *user, const char *item)
 {
     model_spec_t ms;
     memset(&ms, 0, sizeof(ms));
     ms.nslots = 2;
-    snprintf(ms.slot[0].name, sizeof(ms.slot[0].name), "user_id");
-    snprintf(ms.slot[1].name, sizeof(ms.slot[1].name), "item_id");
+    snprintf(ms.slot[0].name, sizeof(ms.slot[0].name), "%s", user);
+    snprintf(ms.slot[1].name, sizeof(ms.slot[1].name), "%s", item);
     for (int s = 0; s < 2; s++) {
         ms.slot[s].seed = keyhash_slot(ms.slot[s].name, strlen(ms.slot[s].name));
         ms.slot[s].dim = 4;
     }
     ms.emb_opt = (optim_t){.kind = OPTIM_ADAGRAD, .lr = 0.1f, .eps = 1e-8f, .init_std = 0.1f};
     return ms;
+}
+
+static model_spec_t spec(void)
+{
+    return spec_named("user_id", "item_id");
 }
 
 /* A table in dir: users u0..u(nu-1) pushed `pushes` times each; items
@@ -234,6 +240,93 @@ static void test_stats_get_top_diff(void)
     tu_rmtree(dir);
 }
 
+/* Slot names a config can hold that JSON must escape: a quote; a
+ * backslash, a control byte and non-ASCII. */
+#define HOSTILE_USER "u\"id"
+#define HOSTILE_ITEM "it\\em\001\xc3\xa9"
+
+/* out parses as n JSON lines, and each name appears (unescaped) as often
+ * as asked. */
+static void check_json(const char *out, int lines, int users, int items)
+{
+    int found = -1;
+    CU_ASSERT_EQUAL(jc_check_lines(out, HOSTILE_USER, strlen(HOSTILE_USER), &found), lines);
+    CU_ASSERT_EQUAL(found, users);
+    CU_ASSERT_EQUAL(jc_check_lines(out, HOSTILE_ITEM, strlen(HOSTILE_ITEM), &found), lines);
+    CU_ASSERT_EQUAL(found, items);
+}
+
+static void test_json_hostile_slot_names(void)
+{
+    char dir[512], a_dir[600], b_dir[600], out_path[600], bin[512], q0[64], q1[64];
+    model_spec_t ms = spec_named(HOSTILE_USER, HOSTILE_ITEM);
+    int rc;
+
+    CU_ASSERT_EQUAL_FATAL(tu_mkdtemp(dir, sizeof(dir), "embjson"), 0);
+    snprintf(a_dir, sizeof(a_dir), "%s/a", dir);
+    snprintf(b_dir, sizeof(b_dir), "%s/b", dir);
+    build(a_dir, &ms, 3, 2, 1);
+    build(b_dir, &ms, 4, 1, 2);
+
+    emb_tool_args_t a = {.cmd = "stats", .dir = a_dir, .json = 1, .day = -1};
+    char *out = run(&ms, &a, &rc);
+    CU_ASSERT_EQUAL(rc, 0);
+    check_json(out, 1, 1, 1);
+    free(out);
+
+    snprintf(q0, sizeof(q0), "%s:u1", HOSTILE_USER);
+    snprintf(q1, sizeof(q1), "%s:\"absent\\", HOSTILE_ITEM);
+    char *q[] = {q0, q1};
+    emb_tool_args_t g = {.cmd = "get", .dir = a_dir, .args = q, .nargs = 2, .json = 1};
+    out = run(&ms, &g, &rc);
+    CU_ASSERT_EQUAL(rc, 1);
+    check_json(out, 2, 1, 0);
+    int found = 0;
+    CU_ASSERT_EQUAL(jc_check_lines(out, q1, strlen(q1), &found), 2); /* the query, echoed */
+    CU_ASSERT_EQUAL(found, 1);
+    free(out);
+
+    emb_tool_args_t t = {.cmd = "top", .dir = a_dir, .n = 10, .json = 1};
+    out = run(&ms, &t, &rc);
+    CU_ASSERT_EQUAL(rc, 0);
+    check_json(out, 5, 3, 2);
+    free(out);
+
+    emb_tool_args_t d = {.cmd = "dump", .dir = a_dir, .json = 1};
+    out = run(&ms, &d, &rc);
+    CU_ASSERT_EQUAL(rc, 0);
+    check_json(out, 5, 3, 2);
+    free(out);
+
+    char *other[] = {b_dir};
+    emb_tool_args_t df = {.cmd = "diff", .dir = a_dir, .args = other, .nargs = 1, .json = 1};
+    out = run(&ms, &df, &rc);
+    CU_ASSERT_EQUAL(rc, 0);
+    check_json(out, 1, 1, 1);
+    free(out);
+
+    /* the program, its slot names from the command line */
+    snprintf(out_path, sizeof(out_path), "%s/stats.json", dir);
+    CU_ASSERT_EQUAL(tu_sh(NULL,
+                          "%s stats %s --json --emb_dim 4 "
+                          "--slots \"$(printf 'u\"id,it\\\\em\\001\\303\\251')\" > %s",
+                          tu_bin(bin, sizeof(bin), "funnel-emb"), a_dir, out_path),
+                    0);
+    out = tu_slurp(out_path, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+    check_json(out, 1, 1, 1);
+    free(out);
+    /* a second, independent reader where one is installed */
+    CU_ASSERT_EQUAL(
+        tu_sh(NULL,
+              "! command -v python3 >/dev/null || python3 -c 'import json,sys; "
+              "d=json.load(open(sys.argv[1],encoding=\"utf-8\")); "
+              "assert sorted(d[\"slots\"])==[\"it\\\\em\\x01\\xe9\",\"u\\\"id\"], d' %s",
+              out_path),
+        0);
+    tu_rmtree(dir);
+}
+
 int test_emb_tool_register(void)
 {
     CU_pSuite s = CU_add_suite("emb_tool", NULL, NULL);
@@ -243,5 +336,7 @@ int test_emb_tool_register(void)
     CU_add_test(s, "histogram buckets: 0, 1, powers of two, the last open", test_histogram_buckets);
     CU_add_test(s, "stats, get, top and diff compute what the test wrote", test_computed_answers);
     CU_add_test(s, "stats, get, top and diff report what the test wrote", test_stats_get_top_diff);
+    CU_add_test(s, "--json with hostile slot names parses and keeps the names",
+                test_json_hostile_slot_names);
     return CU_get_error();
 }

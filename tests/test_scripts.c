@@ -70,6 +70,53 @@ static void test_missing_programs(void)
     }
 }
 
+/* run-local.sh run from another directory finds the programs of its own
+ * checkout (not ./bin), trains a real log and stops its shard; a --bin
+ * without the programs is refused with a hint before anything starts. The
+ * checkout is a copy of scripts/ beside a bin/ linking to the programs
+ * under test (so an ASan build is the one run). */
+static void test_run_local_from_elsewhere(void)
+{
+    char out[700], gen[600], bin[600];
+    char *text;
+
+    tu_bin(bin, sizeof(bin), "");
+    CU_ASSERT_EQUAL_FATAL(tu_sh(NULL,
+                                "mkdir -p %s/co/scripts %s/elsewhere && cp %s/scripts/*.sh "
+                                "%s/co/scripts/ && ln -s \"$(cd %s && pwd)\" %s/co/bin",
+                                dir, dir, root, dir, bin, dir),
+                          0);
+    CU_ASSERT_EQUAL_FATAL(
+        tu_sh(NULL,
+              "%s --out %s/rl-data --train 3000 --test 10 --users 200 --items 100 "
+              "> %s/rl-gen.log 2>&1",
+              tu_bin(gen, sizeof(gen), "funnel-gen"), dir, dir),
+        0);
+    snprintf(out, sizeof(out), "%s/rl.out", dir);
+    CU_ASSERT_EQUAL(tu_sh(out,
+                          "cd %s/elsewhere && sh ../co/scripts/run-local.sh --shards 1 --workers 1 "
+                          "--dir ../rl-cluster --worker-opt '--progress off' ../rl-data/train.tsv",
+                          dir),
+                    0);
+    text = tu_slurp(out, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "run-local: training done"));
+    free(text);
+    /* the shard is gone: nothing listens on its socket's pid file */
+    CU_ASSERT_EQUAL(tu_sh(NULL, "test ! -e %s/rl-cluster/ps.pids", dir), 0);
+
+    snprintf(out, sizeof(out), "%s/rl-nobin.out", dir);
+    CU_ASSERT_EQUAL(tu_sh(out,
+                          "cd %s/elsewhere && sh ../co/scripts/run-local.sh --bin %s/nowhere "
+                          "--dir ../rl-nobin ../rl-data/train.tsv",
+                          dir, dir),
+                    2);
+    text = tu_slurp(out, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "not found: run make first"));
+    free(text);
+}
+
 int test_scripts_register(void)
 {
     CU_pSuite s = CU_add_suite("scripts", setup, teardown);
@@ -78,5 +125,7 @@ int test_scripts_register(void)
         return CU_get_error();
     CU_add_test(s, "--help prints the usage and runs nothing", test_help);
     CU_add_test(s, "a BINDIR without funnel's programs: exit 2 with a hint", test_missing_programs);
+    CU_add_test(s, "run-local.sh from another directory uses its checkout's bin/",
+                test_run_local_from_elsewhere);
     return CU_get_error();
 }

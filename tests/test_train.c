@@ -132,11 +132,12 @@ static void test_continue_from_saved_model(void)
     snprintf(out, sizeof(out), "%s/train2.log", dir);
     /* days/2 does not exist yet: --model creates its parents */
     CU_ASSERT_EQUAL(tu_sh(out,
-                          "%s train --towers 128,64 --init-from %s/m1 --model %s/days/2/m2 "
+                          "%s train --towers 128,64 --init_from %s/m1 --model %s/days/2/m2 "
                           "%s/data/train.tsv",
                           worker, dir, dir, dir),
                     0);
-    /* the wrong model type is refused, naming what differs */
+    /* the wrong model type is refused, naming what differs (given with the
+     * older spelling --init-from, still accepted: else nothing would differ) */
     snprintf(out, sizeof(out), "%s/train3.log", dir);
     CU_ASSERT_NOT_EQUAL(tu_sh(out,
                               "%s train --model_type esmm --loss_weights 1,1 --towers "
@@ -170,6 +171,25 @@ static void test_check_data_on_generated_and_broken_logs(void)
     free(text);
 }
 
+/* A log that is not there is the first thing train says: before the
+ * configuration dump, not after it. */
+static void test_missing_log_reported_first(void)
+{
+    char out[700];
+    char *log;
+
+    snprintf(out, sizeof(out), "%s/missing.log", dir);
+    CU_ASSERT_NOT_EQUAL(tu_sh(out, "%s train --model %s/m-missing %s/data/train.tsv %s/no-such.tsv",
+                              worker, dir, dir, dir),
+                        0);
+    log = tu_slurp(out, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(log);
+    CU_ASSERT_PTR_NOT_NULL(strstr(log, "no-such.tsv: No such file"));
+    CU_ASSERT_PTR_NULL(strstr(log, "batch_size")); /* no configuration dump */
+    free(log);
+    CU_ASSERT_EQUAL(tu_sh(NULL, "test ! -e %s/m-missing", dir), 0);
+}
+
 int test_train_register(void)
 {
     CU_pSuite s = CU_add_suite("train", setup, teardown);
@@ -180,7 +200,9 @@ int test_train_register(void)
                 test_train_predict_eval_beats_constant);
     CU_add_test(s, "a saved model predicts identically twice",
                 test_saved_model_predicts_identically);
-    CU_add_test(s, "--init-from continues; a mismatched model is refused",
+    CU_add_test(s, "a missing log is reported before the configuration dump",
+                test_missing_log_reported_first);
+    CU_add_test(s, "--init_from (or --init-from) continues; a mismatched model is refused",
                 test_continue_from_saved_model);
     CU_add_test(s, "check-data on generated and broken logs",
                 test_check_data_on_generated_and_broken_logs);

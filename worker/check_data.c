@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common/batch.h"
+#include "common/keydict.h"
 #include "common/model_conf.h"
 #include "data/reader.h"
 #include "data/tokens.h"
@@ -156,6 +157,7 @@ int check_data_run(const worker_conf_t *wc, char *const *paths, int npaths, FILE
     reader_opts_t o;
     reader_t *rd = NULL;
     slot_count_t *sc = NULL;
+    keydict_t *keys = NULL;
     uint64_t labels[3] = {0, 0, 0};
     batch_t b;
     int rc, batch_ok = 0;
@@ -168,6 +170,15 @@ int check_data_run(const worker_conf_t *wc, char *const *paths, int npaths, FILE
     o.report_rejects = (int)wc->report_rejects;
     o.rank = 0;
     o.workers = 1;
+    if (*wc->key_dict.s) {
+        keys = keydict_new(&ms, (size_t)wc->key_dict_max);
+        if (!keys) {
+            rc = errbuf_set(eb, ERR_NOMEM, "check-data: out of memory");
+            goto done;
+        }
+        o.on_token = keydict_add_cb;
+        o.on_token_ctx = keys;
+    }
     rc = reader_open(&rd, &ms, &o, paths, npaths, eb);
     if (rc != 0)
         goto done;
@@ -185,6 +196,14 @@ int check_data_run(const worker_conf_t *wc, char *const *paths, int npaths, FILE
     if (rc != ERR_EOF)
         goto done;
     print_report(out, rd, &ms, sc, labels, wc->format == READER_ALICCP);
+    if (keys) {
+        char line[1024];
+        rc = keydict_write(keys, wc->key_dict.s, eb);
+        if (rc != 0)
+            goto done;
+        keydict_summary(keys, wc->key_dict.s, line, sizeof(line));
+        fprintf(out, "%s\n", line);
+    }
     fflush(out);
     rc = reader_stats(rd)->rejected || reader_stats(rd)->join_rejected ? 1 : 0;
 done:
@@ -194,5 +213,6 @@ done:
         free(sc[s].keys.key);
     free(sc);
     reader_destroy(&rd);
+    keydict_destroy(&keys);
     return rc;
 }

@@ -5,8 +5,9 @@
  * Reads every file with one reader (rank 0 of 1, never strict, so every
  * bad line is counted) and prints to a stream: lines read, accepted,
  * rejected by reason, per declared slot the token count and the number of
- * distinct keys, undeclared-slot tokens, and the label rates. It does not
- * train or write anything. Thread-safety: none needed (one call per run).
+ * distinct keys, undeclared-slot tokens, and the label rates. It trains
+ * nothing and writes nothing but, with key_dict, the key dictionary
+ * (common/keydict.h). Thread-safety: none needed (one call per run).
  */
 #ifndef FUNNEL_CHECK_DATA_H
 #define FUNNEL_CHECK_DATA_H

@@ -10,13 +10,15 @@
 #include <unistd.h>
 
 #include "common/dirs.h"
+#include "common/json.h"
 #include "common/meta.h"
 #include "model/model.h"
 #include "model/modeldir.h"
 #include "proto/ps_client.h"
 
-static int connect_cluster(ps_client_t **c, const worker_conf_t *wc, char *buf, size_t len,
-                           errbuf_t *eb)
+/* Connect to the shards in wc->ps, giving up on one silent for deadline_s. */
+static int connect_cluster(ps_client_t **c, const worker_conf_t *wc, int deadline_s, char *buf,
+                           size_t len, errbuf_t *eb)
 {
     char *eps[PS_CLIENT_MAX_SHARDS];
     int n;
@@ -27,7 +29,7 @@ static int connect_cluster(ps_client_t **c, const worker_conf_t *wc, char *buf, 
         return errbuf_set(eb, ERR_CONFIG, "give the cluster's shards with --ps EP0,EP1,...");
     ps_client_opts_t o = {.sender = MSG_SENDER_TOOL,
                           .timeout_ms = (int)wc->timeout_ms,
-                          .deadline_s = (int)wc->deadline_s};
+                          .deadline_s = deadline_s};
     int rc = ps_client_opts_keys(&o, wc->curve_server_key.s, wc->curve_secret_key.s, eb);
     if (rc == 0)
         rc = ps_client_open(c, eps, n, &o, eb);
@@ -49,34 +51,48 @@ static int cmd_all(ps_client_t *c, int type, int day, uint32_t flags, errbuf_t *
     return 0;
 }
 
+/* Every shard's counters, as a table or JSON, to out (NULL: only check that
+ * every shard answers). */
 static int stats(ps_client_t *c, int json, FILE *out, errbuf_t *eb)
 {
+    json_t j;
+
+    if (!out)
+        json = 0;
+    json_init(&j, out);
     if (json)
-        fprintf(out, "[");
+        json_array_begin(&j);
     for (int h = 0; h < ps_client_shards(c); h++) {
         msg_t m, rep;
         msg_init(&m, MSG_STATS, 0);
         int rc = ps_client_call(c, h, &m, &rep, eb);
         if (rc != 0)
             return rc;
-        if (json)
-            fprintf(out, "%s{\"endpoint\":\"%s\"", h ? "," : "", ps_client_endpoint(c, h));
-        else
+        if (!out)
+            continue;
+        if (json) {
+            json_object_begin(&j);
+            json_kv_str(&j, "endpoint", ps_client_endpoint(c, h));
+        } else {
             fprintf(out, "shard %d (%s)\n", h, ps_client_endpoint(c, h));
+        }
         for (uint32_t i = 0; i < rep.u.kv.n; i++) {
             const msg_kv_t *kv = &rep.u.kv.kv[i];
-            if (json)
-                fprintf(out, ",\"%.*s\":%llu", (int)kv->name.len, kv->name.ptr,
-                        (unsigned long long)kv->u64);
-            else
+            if (json) {
+                json_keyn(&j, kv->name.ptr, kv->name.len);
+                json_u64(&j, kv->u64);
+            } else {
                 fprintf(out, "  %-28.*s %llu\n", (int)kv->name.len, kv->name.ptr,
                         (unsigned long long)kv->u64);
+            }
         }
         if (json)
-            fprintf(out, "}");
+            json_object_end(&j);
     }
-    if (json)
-        fprintf(out, "]\n");
+    if (json) {
+        json_array_end(&j);
+        json_end_line(&j);
+    }
     return 0;
 }
 
@@ -156,13 +172,25 @@ int ctl_run(const worker_conf_t *wc, const ctl_args_t *a, FILE *out, errbuf_t *e
 {
     ps_client_t *c = NULL;
     char buf[CONF_STR_MAX];
-    int rc = connect_cluster(&c, wc, buf, sizeof(buf), eb);
+    int wait = a->wait_s > 0 ? a->wait_s : CTL_WAIT_S;
+    int rc = connect_cluster(&c, wc, wait, buf, sizeof(buf), eb);
 
+    /* every command first finds every shard answering within --wait (stats
+     * is that); the others then work with the shards' own pace, deadline_s */
+    if (rc == 0)
+        rc = stats(c, a->json, strcmp(a->cmd, "stats") ? NULL : out, eb);
+    if (rc == ERR_TIMEOUT)
+        rc = errbuf_prefix(eb, rc, "no answer within --wait %d s (give --wait S to wait longer)",
+                           wait);
+    if (rc != 0 || !strcmp(a->cmd, "stats")) {
+        ps_client_destroy(&c);
+        return rc;
+    }
+    ps_client_destroy(&c);
+    rc = connect_cluster(&c, wc, (int)wc->deadline_s, buf, sizeof(buf), eb);
     if (rc != 0)
         return rc;
-    if (!strcmp(a->cmd, "stats"))
-        rc = stats(c, a->json, out, eb);
-    else if (!strcmp(a->cmd, "flush"))
+    if (!strcmp(a->cmd, "flush"))
         rc = cmd_all(c, MSG_FLUSH, -1, 0, eb);
     else if (!strcmp(a->cmd, "checkpoint"))
         rc = checkpoint(c, wc, a, out, eb);

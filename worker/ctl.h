@@ -43,8 +43,19 @@ typedef struct ctl_args {
     int day;          /* -1: none */
     int expire;       /* begin-day: expire stale rows */
     int json;
+    int wait_s; /* s: give up on a shard that does not answer (0: CTL_WAIT_S) */
 } ctl_args_t;
 
+#define CTL_WAIT_S 5 /* s */
+
+/*
+ * Run a->cmd against the cluster in wc->ps, printing to out. Every command
+ * first asks each shard for its counters and gives up on one silent for
+ * a->wait_s (so a dead cluster is reported within seconds, not after
+ * deadline_s); flush, checkpoint, begin-day and shutdown then wait up to
+ * deadline_s for the shards to do the work. Returns 0 or ERR_* with eb
+ * filled (ERR_TIMEOUT: a shard did not answer).
+ */
 int ctl_run(const worker_conf_t *wc, const ctl_args_t *a, FILE *out, errbuf_t *eb);
 
 #endif

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/batch.h"
+#include "common/json.h"
 #include "common/model_conf.h"
 #include "common/parse.h"
 #include "data/reader.h"
@@ -555,54 +556,49 @@ static void print_table(FILE *out, const eval_result_t *res)
                      "probabilities on the same rows; regret: oracle_auc - auc\n");
 }
 
-static void json_num(FILE *out, const char *key, double x)
-{
-    if (isfinite(x))
-        fprintf(out, "\"%s\":%.17g", key, x);
-    else
-        fprintf(out, "\"%s\":null", key);
-}
-
-static void json_task(FILE *out, const eval_task_t *et)
+static void json_task(json_t *j, const eval_task_t *et)
 {
     const metrics_summary_t *s = &et->model;
 
     if (!et->present) {
-        fputs("null", out);
+        json_null(j);
         return;
     }
-    fprintf(out, "{\"n\":%llu,\"positives\":%llu,", (unsigned long long)s->n,
-            (unsigned long long)s->pos);
-    json_num(out, "auc", s->auc);
-    fputc(',', out);
-    json_num(out, "logloss", s->logloss);
-    fputc(',', out);
-    json_num(out, "mean_pred", s->mean_pred);
-    fputc(',', out);
-    json_num(out, "rate", s->rate);
-    fputc(',', out);
-    json_num(out, "calibration", calibration(s));
-    fputc(',', out);
-    json_num(out, "oracle_auc", et->has_oracle ? et->oracle.auc : NAN);
-    fputc(',', out);
-    json_num(out, "oracle_logloss", et->has_oracle ? et->oracle.logloss : NAN);
-    fputc(',', out);
-    json_num(out, "regret", et->regret);
-    fputc('}', out);
+    json_object_begin(j);
+    json_kv_u64(j, "n", s->n);
+    json_kv_u64(j, "positives", s->pos);
+    json_kv_num(j, "auc", s->auc, 17);
+    json_kv_num(j, "logloss", s->logloss, 17);
+    json_kv_num(j, "mean_pred", s->mean_pred, 17);
+    json_kv_num(j, "rate", s->rate, 17);
+    json_kv_num(j, "calibration", calibration(s), 17);
+    json_kv_num(j, "oracle_auc", et->has_oracle ? et->oracle.auc : NAN, 17);
+    json_kv_num(j, "oracle_logloss", et->has_oracle ? et->oracle.logloss : NAN, 17);
+    json_kv_num(j, "regret", et->regret, 17);
+    json_object_end(j);
 }
 
 static void print_json(FILE *out, const eval_result_t *res)
 {
-    fprintf(out, "{\"rows\":%llu,\"rejected\":%llu,\"truth\":%s,\"tasks\":{",
-            (unsigned long long)res->rows, (unsigned long long)res->rejected,
-            res->has_truth ? "true" : "false");
+    json_t j;
+
+    json_init(&j, out);
+    json_object_begin(&j);
+    json_kv_u64(&j, "rows", res->rows);
+    json_kv_u64(&j, "rejected", res->rejected);
+    json_key(&j, "truth");
+    json_bool(&j, res->has_truth);
+    json_key(&j, "tasks");
+    json_object_begin(&j);
     for (int t = EVAL_CTR; t <= EVAL_CTAVR; t++) {
-        fprintf(out, "%s\"%s\":", t ? "," : "", tasks[t].name);
-        json_task(out, &res->task[t]);
+        json_key(&j, tasks[t].name);
+        json_task(&j, &res->task[t]);
     }
-    fputs("},\"cvr_entire_space\":", out);
-    json_task(out, &res->task[EVAL_CVR_ES]);
-    fputs("}\n", out);
+    json_object_end(&j);
+    json_key(&j, "cvr_entire_space");
+    json_task(&j, &res->task[EVAL_CVR_ES]);
+    json_object_end(&j);
+    json_end_line(&j);
 }
 
 int eval_print(FILE *out, const eval_result_t *res, int json)

@@ -4,6 +4,7 @@
 #include "worker/progress.h"
 
 #include "common/clock.h"
+#include "common/json.h"
 
 #include <errno.h>
 #include <string.h>
@@ -51,12 +52,24 @@ static void write_record(progress_t *p, double now, int final)
 
     if (!p->metrics)
         return;
-    fprintf(p->metrics, "{\"time_s\":%.3f,\"epoch\":%d,\"samples\":%llu,\"samples_per_s\":%.1f",
-            now - p->t0, p->epoch, (unsigned long long)p->samples,
-            dt > 0 ? (double)(p->samples - p->rec_samples) / dt : 0.0);
-    for (int i = 0; i < p->ntasks; i++)
-        fprintf(p->metrics, ",\"loss_%s\":%.6f", p->task[i], p->loss_sum[i] / rows);
-    fprintf(p->metrics, "%s}\n", final ? ",\"final\":true" : "");
+    json_t j;
+    char key[64];
+    json_init(&j, p->metrics);
+    json_object_begin(&j);
+    json_kv_num(&j, "time_s", now - p->t0, 9);
+    json_kv_i64(&j, "epoch", p->epoch);
+    json_kv_u64(&j, "samples", p->samples);
+    json_kv_num(&j, "samples_per_s", dt > 0 ? (double)(p->samples - p->rec_samples) / dt : 0.0, 9);
+    for (int i = 0; i < p->ntasks; i++) {
+        snprintf(key, sizeof(key), "loss_%s", p->task[i]);
+        json_kv_num(&j, key, p->loss_sum[i] / rows, 9);
+    }
+    if (final) {
+        json_key(&j, "final");
+        json_bool(&j, 1);
+    }
+    json_object_end(&j);
+    json_end_line(&j);
     fflush(p->metrics);
 }
 

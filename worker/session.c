@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/dirs.h"
+#include "common/log.h"
 #include "model/modeldir.h"
 #include "worker/param_local.h"
 #include "worker/param_remote.h"
@@ -51,6 +52,10 @@ int session_reopen_reader(session_t *s, errbuf_t *eb)
     reader_opts_t ro;
 
     worker_conf_reader_opts(s->wc, s->o.mode == SESSION_TRAIN, &ro);
+    if (s->keys) {
+        ro.on_token = keydict_add_cb;
+        ro.on_token_ctx = s->keys;
+    }
     reader_destroy(&s->reader);
     return reader_open(&s->reader, &s->ms, &ro, s->o.logs, s->o.nlogs, eb);
 }
@@ -83,6 +88,17 @@ int session_init(session_t *s, const worker_conf_t *wc, const session_opts_t *o,
     s->x = malloc(o->batch_size * (size_t)s->ms.input_dim * sizeof(float));
     if (!s->x)
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    if (o->mode == SESSION_TRAIN && *wc->key_dict.s) {
+        if (s->cluster)
+            return errbuf_set(eb, ERR_CONFIG,
+                              "--key_dict %s: a worker on a cluster reads only its share of the "
+                              "logs; write the dictionary with `funnel-worker check-data "
+                              "--key_dict %s LOGS...` instead",
+                              wc->key_dict.s, wc->key_dict.s);
+        s->keys = keydict_new(&s->ms, (size_t)wc->key_dict_max);
+        if (!s->keys)
+            return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    }
     rc = session_reopen_reader(s, eb);
     if (rc == 0)
         rc = open_param(s, eb);
@@ -99,7 +115,14 @@ int session_commit_model(session_t *s, errbuf_t *eb)
     }
     if (rc != 0)
         return errbuf_prefix(eb, rc, "model not saved (%s keeps what it held)", s->o.model_dir);
-    return 0;
+    if (s->keys) {
+        char line[1024];
+        rc = keydict_write(s->keys, s->wc->key_dict.s, eb);
+        keydict_summary(s->keys, s->wc->key_dict.s, line, sizeof(line));
+        if (rc == 0)
+            LOG_INFO("%s", line);
+    }
+    return rc;
 }
 
 void session_discard_model(session_t *s)
@@ -121,5 +144,6 @@ void session_release(session_t *s)
     reader_destroy(&s->reader);
     param_destroy(&s->param);
     model_destroy(&s->model);
+    keydict_destroy(&s->keys);
     memset(s, 0, sizeof(*s));
 }

@@ -21,6 +21,7 @@
 #include "common/batch.h"
 #include "common/dirs.h"
 #include "common/err.h"
+#include "common/keydict.h"
 #include "data/reader.h"
 #include "model/model.h"
 #include "worker/param.h"
@@ -61,6 +62,7 @@ typedef struct session {
     float *x;                     /* (B, D) pooled input of one batch */
     char tmpdir[DIRS_PATH_MAX];   /* train in process: the model directory being written */
     int cluster;                  /* 1: parameters on the cluster in wc->ps */
+    keydict_t *keys;              /* train in process with key_dict: the tokens read */
 } session_t;
 
 /*
@@ -81,8 +83,9 @@ int session_reopen_reader(session_t *s, errbuf_t *eb);
 /*
  * Train in process: write every changed row, close the parameters (the
  * rows store) and put the model directory being written in place of
- * o->model_dir with the model's dense weights (modeldir_commit). Returns 0
- * or ERR_*. Call after the last param_sync().
+ * o->model_dir with the model's dense weights (modeldir_commit); then,
+ * with key_dict set, write the key dictionary of the tokens read.
+ * Returns 0 or ERR_*. Call after the last param_sync().
  */
 int session_commit_model(session_t *s, errbuf_t *eb);
 

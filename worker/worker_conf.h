@@ -19,6 +19,10 @@
       "rejected lines reported individually (file:line: reason) before only counting")           \
     X(data, allow_empty, BOOL, "false", 0, 0, NULL,                                              \
       "read an empty log file as no rows instead of refusing it (--allow-empty)")                \
+    X(data, key_dict, STR, "", 0, 0, NULL,                                                       \
+      "check-data, train in process: write which value each key hashes (funnel-emb --keys)")     \
+    X(data, key_dict_max, INT, "1000000", 1, 1e9, NULL,                                          \
+      "keys the key dictionary holds at most (the first seen; about 40 bytes each)")             \
     X(train, batch_size, INT, "512", 1, 1048576, NULL, "impressions per training batch")         \
     X(train, epochs, INT, "1", 1, 10000, NULL, "passes over the training logs")                  \
     X(train, threads, INT, "2", 1, 256, NULL, "compute threads (BLAS + data-parallel batches)")  \

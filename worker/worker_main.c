@@ -5,7 +5,7 @@
  * usage text and each command's --help; the run functions only turn flags
  * into the arguments of the module that does the work.
  *
- *   funnel-worker train      [--model DIR] [--init-from DIR] [options] LOG...
+ *   funnel-worker train      [--model DIR] [--init_from DIR] [options] LOG...
  *   funnel-worker predict    (--model DIR | --ps ENDPOINTS) --in LOG --out FILE [options]
  *   funnel-worker eval       --pred FILE --log LOG [--truth FILE] [--json]
  *   funnel-worker check-data [options] LOG...
@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "data/reader.h"
 #include "worker/check_data.h"
 #include "worker/ctl.h"
 #include "worker/eval.h"
@@ -49,7 +50,9 @@ struct cmd {
     const char *summary;
     const flag_t *flags;
     cmd_run_fn *run;
-    int log_rank; /* log lines carry --rank (a training worker) */
+    int log_rank;            /* log lines carry --rank (a training worker) */
+    const char *const *keys; /* config keys --help lists (NULL: all) */
+    const char *keys_note;   /* after them, or NULL */
 };
 
 struct worker_state {
@@ -62,7 +65,7 @@ struct worker_state {
 
 static const flag_t train_flags[] = {
     {"model", 1, "model directory to write (default: model)"},
-    {"init-from", 1, "continue from this saved model directory"},
+    {"init_from", 1, "continue from this saved model directory (also --init-from)"},
     {NULL, 0, NULL},
 };
 static const flag_t predict_flags[] = {
@@ -84,8 +87,11 @@ static const flag_t ctl_flags[] = {
     {"day", 1, "checkpoint, begin-day: the day number"},
     {"expire", 0, "begin-day: delete rows unseen for longer than expire_days"},
     {"json", 0, "stats: JSON instead of a table"},
+    {"wait", 1, "seconds to wait for a shard to answer at all (default 5; then deadline_s)"},
     {NULL, 0, NULL},
 };
+/* The config keys ctl reads; checkpoint also takes the [model] keys (META). */
+static const char *const ctl_keys[] = {"ps", "timeout_ms", "deadline_s", "log_level", NULL};
 static const flag_t no_flags[] = {{NULL, 0, NULL}};
 
 static const char *flag(const worker_state_t *st, const cmd_t *c, const char *name)
@@ -113,11 +119,15 @@ static int run_train(worker_state_t *st, const cmd_t *c, errbuf_t *eb)
         return rc;
     train_args_t ta = {
         .model_dir = flag(st, c, "model") ? flag(st, c, "model") : "model",
-        .init_from = flag(st, c, "init-from"),
+        .init_from = flag(st, c, "init_from"),
         .logs = st->pos,
         .nlogs = st->npos,
         .stop = &st->stop,
     };
+    /* a missing log is the first thing said, not buried under the config */
+    rc = reader_check_inputs(st->pos, st->npos, eb);
+    if (rc != 0)
+        return rc;
     conf_log_effective(&worker_conf_schema, &st->conf);
     rc = train_run(&st->conf, &ta, eb);
     return rc < 0 ? rc : 0;
@@ -173,7 +183,7 @@ static int run_check_data(worker_state_t *st, const cmd_t *c, errbuf_t *eb)
 
 static int run_ctl(worker_state_t *st, const cmd_t *c, errbuf_t *eb)
 {
-    const char *day = flag(st, c, "day");
+    const char *day = flag(st, c, "day"), *wait = flag(st, c, "wait");
     ctl_args_t ca = {
         .cmd = st->npos > 0 ? st->pos[0] : "",
         .out = flag(st, c, "out"),
@@ -181,7 +191,14 @@ static int run_ctl(worker_state_t *st, const cmd_t *c, errbuf_t *eb)
         .day = day ? atoi(day) : -1,
         .expire = flag(st, c, "expire") != NULL,
         .json = flag(st, c, "json") != NULL,
+        .wait_s = wait ? atoi(wait) : 0,
     };
+
+    if (wait && ca.wait_s <= 0) {
+        fprintf(stderr, "funnel-worker ctl: --wait %s: give a whole number of seconds >= 1\n",
+                wait);
+        return 2;
+    }
     int rc = ctl_run(&st->conf, &ca, stdout, eb);
 
     return rc < 0 ? rc : 0;
@@ -199,22 +216,28 @@ static int run_print_conf(worker_state_t *st, const cmd_t *c, errbuf_t *eb)
 }
 
 static const cmd_t cmds[] = {
-    {"train", "train [--model DIR] [--init-from DIR] [options] LOG...",
+    {"train", "train [--model DIR] [--init_from DIR] [options] LOG...",
      "train the model on logs; in process, or with a cluster given by --ps", train_flags, run_train,
-     1},
+     1, NULL, NULL},
     {"predict", "predict (--model DIR | --ps ENDPOINTS) --in LOG --out FILE [options]",
-     "write pctr/pcvr/pctcvr for every accepted line of the logs", predict_flags, run_predict, 0},
+     "write pctr/pcvr/pctcvr for every accepted line of the logs", predict_flags, run_predict, 0,
+     NULL, NULL},
     {"eval", "eval --pred FILE --log LOG [--truth FILE] [--json]",
      "AUC, log-loss and calibration per task (and the oracle's, with a truth file)", eval_flags,
-     run_eval, 0},
+     run_eval, 0, NULL, NULL},
     {"check-data", "check-data [options] LOG...",
      "validate logs before a long job; exits 1 if any line is rejected", no_flags, run_check_data,
-     0},
-    {"ctl", "ctl stats|flush|checkpoint|begin-day|shutdown --ps ENDPOINTS [--name NAME] [--day D]",
+     0, NULL, NULL},
+    {"ctl",
+     "ctl stats|flush|checkpoint|begin-day|shutdown --ps ENDPOINTS [--name NAME] [--day D] "
+     "[--wait S]",
      "operate a running cluster: counters, flush, checkpoint, start a day, stop", ctl_flags,
-     run_ctl, 0},
+     run_ctl, 0, ctl_keys,
+     "checkpoint also takes the [model] keys the cluster was started with (--conf FILE, or\n"
+     "see `funnel-worker train --help`): they are recorded in the checkpoint's META.\n"},
     {"print-conf", "print-conf [options]",
-     "print every key with its default, as a documented config file", no_flags, run_print_conf, 0},
+     "print every key with its default, as a documented config file", no_flags, run_print_conf, 0,
+     NULL, NULL},
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -245,7 +268,20 @@ static void cmd_help(const cmd_t *c)
             printf("  --%-22s %s\n", f->name, f->help);
         printf("\n");
     }
-    conf_print_help(&worker_conf_schema, stdout);
+    conf_print_help_keys(&worker_conf_schema, c->keys, stdout);
+    if (c->keys_note)
+        printf("\n%s", c->keys_note);
+}
+
+/* The first n bytes of arg spell flag name: flags are spelled like config
+ * keys (--init_from), and a '-' where the name has '_' is accepted too (the
+ * older --init-from). */
+static int same_name(const char *arg, const char *name, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (arg[i] != name[i] && !(name[i] == '_' && arg[i] == '-'))
+            return 0;
+    return 1;
 }
 
 /* Take the command's own flags out of argv; the rest goes to the config
@@ -260,7 +296,7 @@ static int take_flags(const cmd_t *c, worker_state_t *st, int *argc, char **argv
 
         for (int f = 0; a[0] == '-' && a[1] == '-' && c->flags[f].name; f++) {
             size_t nl = strlen(c->flags[f].name);
-            if (strncmp(a + 2, c->flags[f].name, nl) != 0 || (a[2 + nl] && a[2 + nl] != '='))
+            if (!same_name(a + 2, c->flags[f].name, nl) || (a[2 + nl] && a[2 + nl] != '='))
                 continue;
             matched = 1;
             if (!c->flags[f].takes_value)
