@@ -28,27 +28,27 @@
 #include "table/store.h"
 
 /* Counters reported by STATS, listed once. */
-#define SERVER_COUNTERS(X)                                                                \
-    X(requests, "messages received (every payload, good or bad)")                         \
-    X(bytes_in, "bytes of payloads received")                                             \
-    X(bytes_out, "bytes of replies sent")                                                 \
-    X(replies_dropped, "replies ZeroMQ could not queue (peer gone or not reading)")       \
-    X(pull_keys, "keys pulled")                                                           \
-    X(push_keys, "keys pushed")                                                           \
-    X(pushes, "pushes applied (rows and dense)")                                          \
-    X(duplicate_pushes, "retried pushes answered without applying them")                  \
-    X(replayed_pushes, "pushes of batches already applied, resent by a restarted worker") \
-    X(lost_pushes, "pushes applied before a crash and not flushed (since this start)")    \
-    X(dense_pulls, "dense range pulls")                                                   \
-    X(dense_pushes, "dense gradients and assignments applied")                            \
-    X(errors, "requests answered with an error (errors_<CODE>: by kind)")                 \
-    X(bad_messages, "messages that did not decode, were not requests or had bad framing") \
-    X(bad_frames, "of bad_messages: multipart messages dropped without a reply")          \
-    X(flushes, "flushes to RocksDB")                                                      \
-    X(rows_flushed, "rows written by flushes")                                            \
-    X(checkpoints, "checkpoints written")                                                 \
+#define SERVER_COUNTERS(X)                                                                 \
+    X(requests, "messages received (every payload, good or bad)")                          \
+    X(bytes_in, "bytes of payloads received")                                              \
+    X(bytes_out, "bytes of replies sent")                                                  \
+    X(replies_dropped, "replies ZeroMQ could not queue (peer gone or not reading)")        \
+    X(pull_keys, "keys pulled")                                                            \
+    X(push_keys, "keys pushed")                                                            \
+    X(pushes, "pushes applied (rows and dense)")                                           \
+    X(duplicate_pushes, "retried pushes answered without applying them")                   \
+    X(replayed_pushes, "pushes of batches already applied, resent by a restarted worker")  \
+    X(lost_pushes, "pushes applied before a crash and not flushed (since this start)")     \
+    X(dense_pulls, "dense range pulls")                                                    \
+    X(dense_pushes, "dense gradients and assignments applied")                             \
+    X(errors, "requests answered with an error (errors_<CODE>: by kind)")                  \
+    X(bad_messages, "messages that did not decode, were not requests or had bad framing")  \
+    X(bad_frames, "of bad_messages: multipart messages dropped without a reply")           \
+    X(flushes, "flushes to RocksDB")                                                       \
+    X(rows_flushed, "rows written by flushes")                                             \
+    X(checkpoints, "checkpoints written")                                                  \
     X(hello_policy_diffs, "handshakes whose admission or expiry differ from this shard's") \
-    X(nonfinite_pushes, "pushes and assignments refused for carrying NaN or infinity") \
+    X(nonfinite_pushes, "pushes and assignments refused for carrying NaN or infinity")     \
     X(denied, "requests refused: the client key's role or ranks do not allow them")
 
 typedef struct counters {
@@ -89,9 +89,9 @@ typedef struct server {
     uint64_t warn_suppressed;
     int shutdown;
     char ckpt_root[DIRS_PATH_MAX]; /* resolved checkpoint_root: CHECKPOINT writes only here */
-    auth_t *auth;           /* the allow-list; NULL: no keys, every peer may do anything */
-    zap_t *zap;             /* the ZAP handler admitting the allow-list's keys */
-    const auth_key_t *peer; /* the key of the request being handled (User-Id) */
+    auth_t *auth;                  /* the allow-list; NULL: no keys, every peer may do anything */
+    zap_t *zap;                    /* the ZAP handler admitting the allow-list's keys */
+    const auth_key_t *peer;        /* the key of the request being handled (User-Id) */
 } server_t;
 
 static const char *err_name(int code)
@@ -1012,7 +1012,7 @@ static int server_open(server_t *s, errbuf_t *eb)
         return rc;
     snprintf(name, sizeof(name), "shard %lld %s", (long long)pc->shard, pc->data.s);
     rc = emb_store_open(&s->store, pc->data.s, STORE_CREATE | (pc->mem_limit ? STORE_NO_MMAP : 0),
-                          name, eb);
+                        name, eb);
     if (rc == 0)
         rc = shard_layout_check(s->store, &s->ms, pc->data.s, eb);
     if (rc == 0)

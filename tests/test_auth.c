@@ -622,7 +622,7 @@ static void test_attacks_refused(void)
     CU_ASSERT_FATAL(port > 0);
     snprintf(ep, sizeof(ep), "tcp://127.0.0.1:%d", port);
     snprintf(data, sizeof(data), "%s/tcp-data", dir);
-    snprintf(ck, sizeof(ck), "%s/stolen-ckpt", dir);
+    snprintf(ck, sizeof(ck), "%s/checkpoints/stolen-ckpt", dir); /* name: stolen-ckpt */
     pid_t pid = keyed_shard(ep, "tcp");
     CU_ASSERT_FATAL(pid > 0);
     CU_ASSERT_EQUAL_FATAL(conn_open(&w1, ep, k_shard.pub, &k_w1), 0);
@@ -667,7 +667,7 @@ static void test_attacks_refused(void)
     CU_ASSERT(denied(&w1, &m));
     m.u.cmd.flags = MSG_F_EXPIRE;
     CU_ASSERT(denied(&w1, &m));
-    cmd_msg(&m, MSG_CHECKPOINT, -1, ck);
+    cmd_msg(&m, MSG_CHECKPOINT, -1, "stolen-ckpt");
     CU_ASSERT(denied(&w1, &m));
     cmd_msg(&m, MSG_FLUSH, -1, NULL);
     CU_ASSERT(denied(&w1, &m));
@@ -735,7 +735,7 @@ static void test_attacks_refused(void)
 
     /* the admin may do all of it */
     CU_ASSERT_EQUAL_FATAL(conn_open(&adm, ep, k_shard.pub, &k_admin), 0);
-    cmd_msg(&m, MSG_CHECKPOINT, -1, ck);
+    cmd_msg(&m, MSG_CHECKPOINT, -1, "stolen-ckpt");
     CU_ASSERT(served(&adm, &m, MSG_ACK));
     CU_ASSERT_EQUAL(tu_sh(NULL, "test -d %s", ck), 0);
     cmd_msg(&m, MSG_BEGIN_DAY, 5, NULL);

@@ -481,7 +481,7 @@ static void make_good_shard(void)
                                 wbin, ep, dir, dir),
                           0);
     CU_ASSERT_EQUAL_FATAL(
-        tu_sh(log, "%s ctl checkpoint --towers 16,8 --ps %s --out %s/ckpt", wbin, ep, dir), 0);
+        tu_sh(log, "%s ctl checkpoint --towers 16,8 --ps %s --name ckpt", wbin, ep), 0);
     CU_ASSERT_EQUAL(tu_stop(pid, SIGTERM), 0);
 }
 
@@ -538,7 +538,9 @@ static void test_init_from_damaged_checkpoint(void)
     snprintf(ep, sizeof(ep), "ipc://%s/from-cut.sock", dir);
     snprintf(log, sizeof(log), "%s/from-cut.log", dir);
     CU_ASSERT_EQUAL_FATAL(
-        tu_sh(NULL, "cp -a %s/ckpt %s && truncate -s 60 %s/shard-0/MANIFEST-*", dir, ck, ck), 0);
+        tu_sh(NULL, "cp -a %s/checkpoints/ckpt %s && truncate -s 60 %s/shard-0/MANIFEST-*", dir, ck,
+              ck),
+        0);
     char *before = listing(ck);
     char extra[800];
     snprintf(extra, sizeof(extra), "--init_from %s", ck);
@@ -551,7 +553,7 @@ static void test_init_from_damaged_checkpoint(void)
     free(after);
     /* the intact checkpoint restores */
     snprintf(data, sizeof(data), "%s/from-good", dir);
-    snprintf(extra, sizeof(extra), "--init_from %s/ckpt", dir);
+    snprintf(extra, sizeof(extra), "--init_from %s/checkpoints/ckpt", dir);
     snprintf(log, sizeof(log), "%s/from-good.log", dir);
     snprintf(ep, sizeof(ep), "ipc://%s/from-good.sock", dir);
     pid_t pid = shard_start(ep, data, extra, log);

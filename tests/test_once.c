@@ -210,7 +210,8 @@ static int cl_stop(cluster_t *c)
 static ps_client_t *client(const char *ep, uint32_t sender)
 {
     char *eps[1] = {(char *)ep};
-    ps_client_opts_t o = {.sender = sender, .timeout_ms = 1000, .deadline_s = 30, .max_inflight = 4};
+    ps_client_opts_t o = {
+        .sender = sender, .timeout_ms = 1000, .deadline_s = 30, .max_inflight = 4};
     ps_client_t *cli = NULL;
     errbuf_t eb = {{0}};
 

@@ -27,9 +27,8 @@ static int connect_cluster(ps_client_t **c, const worker_conf_t *wc, int deadlin
     n = conf_split_list(buf, ',', eps, PS_CLIENT_MAX_SHARDS);
     if (n <= 0)
         return errbuf_set(eb, ERR_CONFIG, "give the cluster's shards with --ps EP0,EP1,...");
-    ps_client_opts_t o = {.sender = MSG_SENDER_TOOL,
-                          .timeout_ms = (int)wc->timeout_ms,
-                          .deadline_s = deadline_s};
+    ps_client_opts_t o = {
+        .sender = MSG_SENDER_TOOL, .timeout_ms = (int)wc->timeout_ms, .deadline_s = deadline_s};
     int rc = ps_client_opts_keys(&o, wc->curve_server_key.s, wc->curve_secret_key.s, eb);
     if (rc == 0)
         rc = ps_client_open(c, eps, n, &o, eb);
