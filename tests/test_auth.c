@@ -31,13 +31,11 @@
  */
 #include <CUnit/CUnit.h>
 #include <dirent.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,10 +46,10 @@
 #include "proto/msg.h"
 #include "ps/auth.h"
 #include "tests/util.h"
+#include "tests/wire.h"
 
 #define MODEL "--towers 8"
 #define PS_OPTS MODEL " --flush_interval 3600"
-#define REPLY_MS 10000
 #define SILENT_MS 1500 /* how long a refused client is listened to */
 #define NK 4
 #define DIM 16 /* item_id's dim under MODEL */
@@ -80,31 +78,6 @@ static int stop(pid_t pid, int sig)
     return tu_stop(pid, sig);
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* A TCP port on 127.0.0.1 that was free a moment ago. */
-static int free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t al = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-
-    if (fd < 0)
-        return -1;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &al) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
 /* The public key (Z85) of DIR/name.pub, made with funnel-ps keygen. */
 static int keygen(const char *name, curve_pair_t *p)
 {
@@ -117,128 +90,24 @@ static int keygen(const char *name, curve_pair_t *p)
     return curve_load_pair(path, p, &eb);
 }
 
-/* ---- a raw DEALER client, plain or CURVE ---- */
-
-typedef struct conn {
-    void *ctx, *sock;
-    codec_buf_t enc;
-    codec_dec_t *dec;
-    zmq_msg_t rep;
-    int has_rep;
-    uint64_t next_id;
-} conn_t;
-
-/* server: the shard's public key (NULL: plain); self: this client's pair. */
-static int conn_open(conn_t *c, const char *ep, const char *server, const curve_pair_t *self)
-{
-    int zero = 0;
-
-    memset(c, 0, sizeof(*c));
-    c->next_id = 1;
-    c->ctx = zmq_ctx_new();
-    c->sock = c->ctx ? zmq_socket(c->ctx, ZMQ_DEALER) : NULL;
-    c->dec = codec_dec_new(0);
-    codec_buf_init(&c->enc, 0);
-    if (!c->sock || !c->dec)
-        return -1;
-    zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof(zero));
-    if (server && (zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, server, 40) != 0 ||
-                   zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, self->pub, 40) != 0 ||
-                   zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, self->sec, 40) != 0))
-        return -1;
-    return zmq_connect(c->sock, ep);
-}
-
-static void conn_close(conn_t *c)
-{
-    if (c->has_rep)
-        zmq_msg_close(&c->rep);
-    c->has_rep = 0;
-    if (c->sock)
-        zmq_close(c->sock);
-    if (c->ctx)
-        zmq_ctx_term(c->ctx);
-    codec_dec_destroy(&c->dec);
-    codec_buf_release(&c->enc);
-    c->sock = c->ctx = NULL;
-}
-
-/* Send req and wait up to ms for its reply. 0, or -1 (no reply). */
-static int call_ms(conn_t *c, msg_t *req, msg_t *rep, long ms)
-{
-    errbuf_t eb;
-    double until = (double)ms;
-
-    req->hdr.req_id = c->next_id++;
-    if (codec_encode(&c->enc, req, &eb) != 0)
-        return -1;
-    if (zmq_send(c->sock, c->enc.data, c->enc.len, ZMQ_DONTWAIT) != (int)c->enc.len) {
-        /* not connected yet (the handshake may still run): wait, retry */
-        for (int i = 0; i < 50; i++) {
-            sleep_ms(20);
-            until -= 20;
-            if (zmq_send(c->sock, c->enc.data, c->enc.len, ZMQ_DONTWAIT) == (int)c->enc.len)
-                break;
-            if (until <= 0)
-                return -1;
-        }
-    }
-    for (int round = 0; round < 1000; round++) {
-        zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
-        if (until <= 0 || zmq_poll(&it, 1, (long)until) <= 0)
-            return -1;
-        if (c->has_rep)
-            zmq_msg_close(&c->rep);
-        zmq_msg_init(&c->rep);
-        c->has_rep = 1;
-        if (zmq_msg_recv(&c->rep, c->sock, 0) < 0)
-            return -1;
-        if (codec_decode(c->dec, rep, zmq_msg_data(&c->rep), zmq_msg_size(&c->rep), &eb) != 0)
-            return -1;
-        if (rep->hdr.req_id == req->hdr.req_id)
-            return 0;
-    }
-    return -1;
-}
-
-static int call(conn_t *c, msg_t *req, msg_t *rep)
-{
-    return call_ms(c, req, rep, REPLY_MS);
-}
-
-/* Counter name (exact), or -1; 0 for one not listed yet with zero. */
-static int64_t stat_of(conn_t *c, const char *name)
-{
-    msg_t m, r;
-
-    msg_init(&m, MSG_STATS, 0);
-    m.u.cmd.text.ptr = name;
-    m.u.cmd.text.len = (uint32_t)strlen(name);
-    if (call(c, &m, &r) != 0 || r.hdr.type != MSG_STATS_OK)
-        return -1;
-    for (uint32_t i = 0; i < r.u.kv.n; i++)
-        if (r.u.kv.kv[i].name.len == strlen(name) &&
-            memcmp(r.u.kv.kv[i].name.ptr, name, strlen(name)) == 0)
-            return (int64_t)r.u.kv.kv[i].u64;
-    return 0;
-}
+/* ---- requests over the raw client (tests/wire.h), plain or CURVE ---- */
 
 /* 1 if the reply is ERR_DENIED. */
-static int denied(conn_t *c, msg_t *m)
+static int denied(tw_conn_t *c, msg_t *m)
 {
     msg_t rep;
 
-    if (call(c, m, &rep) != 0)
+    if (tw_call(c, m, &rep) != 0)
         return 0;
     return rep.hdr.type == MSG_ERROR && rep.u.error.code == ERR_DENIED;
 }
 
 /* 1 if the reply is an ACK (or the type's own reply). */
-static int served(conn_t *c, msg_t *m, int want)
+static int served(tw_conn_t *c, msg_t *m, int want)
 {
     msg_t rep;
 
-    if (call(c, m, &rep) != 0)
+    if (tw_call(c, m, &rep) != 0)
         return 0;
     if (rep.hdr.type == MSG_ERROR)
         fprintf(stderr, "\n  %s refused: %.*s\n", msg_type_name(m->hdr.type),
@@ -546,8 +415,8 @@ static void test_keygen_files(void)
 static void test_listen_rule(void)
 {
     char log[700], *text;
-    int port = free_port();
-    conn_t c;
+    int port = tu_free_port();
+    tw_conn_t c;
 
     CU_ASSERT_FATAL(port > 0);
     snprintf(log, sizeof(log), "%s/listen.log", dir);
@@ -570,10 +439,10 @@ static void test_listen_rule(void)
     CU_ASSERT_FATAL(pid > 0);
     char ep[64];
     snprintf(ep, sizeof(ep), "tcp://127.0.0.1:%d", port);
-    CU_ASSERT_EQUAL_FATAL(conn_open(&c, ep, NULL, NULL), 0);
-    CU_ASSERT(stat_of(&c, "requests") >= 0);
-    CU_ASSERT_EQUAL(stat_of(&c, "curve"), 0);
-    conn_close(&c);
+    CU_ASSERT_EQUAL_FATAL(tw_open(&c, ep, NULL, NULL), 0);
+    CU_ASSERT(tw_stat(&c, "requests") >= 0);
+    CU_ASSERT_EQUAL(tw_stat(&c, "curve"), 0);
+    tw_close(&c);
     CU_ASSERT_EQUAL(stop(pid, SIGTERM), 0);
     text = tu_slurp(log, NULL);
     CU_ASSERT(text && strstr(text, "WARN INSECURE: listening on tcp://0.0.0.0"));
@@ -613,8 +482,8 @@ static pid_t keyed_shard(const char *ep, const char *name)
 static void test_attacks_refused(void)
 {
     char ep[64], data[700], ck[700], snap0[8192], snap1[8192];
-    int port = free_port();
-    conn_t w1, w0, adm, rogue, plain;
+    int port = tu_free_port();
+    tw_conn_t w1, w0, adm, rogue, plain;
     msg_t m, rep;
     uint64_t dn;
     float *dv;
@@ -625,9 +494,9 @@ static void test_attacks_refused(void)
     snprintf(ck, sizeof(ck), "%s/checkpoints/stolen-ckpt", dir); /* name: stolen-ckpt */
     pid_t pid = keyed_shard(ep, "tcp");
     CU_ASSERT_FATAL(pid > 0);
-    CU_ASSERT_EQUAL_FATAL(conn_open(&w1, ep, k_shard.pub, &k_w1), 0);
-    CU_ASSERT_EQUAL_FATAL(conn_open(&w0, ep, k_shard.pub, &k_w0), 0);
-    CU_ASSERT_EQUAL(stat_of(&w1, "curve"), 1);
+    CU_ASSERT_EQUAL_FATAL(tw_open(&w1, ep, k_shard.pub, &k_w1), 0);
+    CU_ASSERT_EQUAL_FATAL(tw_open(&w0, ep, k_shard.pub, &k_w0), 0);
+    CU_ASSERT_EQUAL(tw_stat(&w1, "curve"), 1);
 
     /* worker 0's normal work: rows, then the dense range's first values */
     for (int i = 0; i < NK * DIM; i++)
@@ -636,27 +505,27 @@ static void test_attacks_refused(void)
     CU_ASSERT(served(&w0, &m, MSG_PULL_OK));
     rows_msg(&m, MSG_PUSH, 0, 0, 1);
     CU_ASSERT(served(&w0, &m, MSG_ACK));
-    dn = (uint64_t)stat_of(&w0, "dense_floats");
+    dn = (uint64_t)tw_stat(&w0, "dense_floats");
     CU_ASSERT_FATAL(dn > 0);
     dv = calloc(dn, sizeof(float));
     CU_ASSERT_FATAL(dv != NULL);
     dense_msg(&m, 0, 2, dv, dn);
     CU_ASSERT(served(&w0, &m, MSG_ACK)); /* rank 0 initializes an uninitialized range */
-    CU_ASSERT_EQUAL(stat_of(&w0, "dense_initialized"), 1);
+    CU_ASSERT_EQUAL(tw_stat(&w0, "dense_initialized"), 1);
     progress_msg(&m, MSG_PROGRESS_SET, 0, 1000);
     CU_ASSERT(served(&w0, &m, MSG_ACK));
     msg_init(&m, MSG_FLUSH, 0);
     {
         /* a flush by the admin so the files below are settled */
-        conn_t a;
-        CU_ASSERT_EQUAL_FATAL(conn_open(&a, ep, k_shard.pub, &k_admin), 0);
+        tw_conn_t a;
+        CU_ASSERT_EQUAL_FATAL(tw_open(&a, ep, k_shard.pub, &k_admin), 0);
         CU_ASSERT(served(&a, &m, MSG_ACK));
-        conn_close(&a);
+        tw_close(&a);
     }
 
-    int64_t rows0 = stat_of(&w1, "rows_resident"), created0 = stat_of(&w1, "rows_created");
-    int64_t pushes0 = stat_of(&w1, "pushes"), step0 = stat_of(&w1, "dense_step");
-    int64_t flushes0 = stat_of(&w1, "flushes");
+    int64_t rows0 = tw_stat(&w1, "rows_resident"), created0 = tw_stat(&w1, "rows_created");
+    int64_t pushes0 = tw_stat(&w1, "pushes"), step0 = tw_stat(&w1, "dense_step");
+    int64_t flushes0 = tw_stat(&w1, "flushes");
     snapshot(data, snap0, sizeof(snap0));
     CU_ASSERT(strstr(snap0, "CURRENT") != NULL);
 
@@ -687,28 +556,28 @@ static void test_attacks_refused(void)
     m.u.rows.flags = MSG_F_ASSIGN | MSG_F_STATE;
     CU_ASSERT(denied(&w1, &m));
 
-    CU_ASSERT_EQUAL(stat_of(&w1, "denied"), 12);
-    CU_ASSERT_EQUAL(stat_of(&w1, "errors_DENIED"), 12);
-    CU_ASSERT_EQUAL(stat_of(&w1, "rows_resident"), rows0);
-    CU_ASSERT_EQUAL(stat_of(&w1, "rows_created"), created0);
-    CU_ASSERT_EQUAL(stat_of(&w1, "pushes"), pushes0);
-    CU_ASSERT_EQUAL(stat_of(&w1, "dense_step"), step0);
-    CU_ASSERT_EQUAL(stat_of(&w1, "flushes"), flushes0);
-    CU_ASSERT_EQUAL(stat_of(&w1, "day"), 0);
-    CU_ASSERT_EQUAL(stat_of(&w1, "seq_0"), 1 + 1); /* the row push and the dense assign */
-    CU_ASSERT_EQUAL(stat_of(&w1, "checkpoints"), 0);
+    CU_ASSERT_EQUAL(tw_stat(&w1, "denied"), 12);
+    CU_ASSERT_EQUAL(tw_stat(&w1, "errors_DENIED"), 12);
+    CU_ASSERT_EQUAL(tw_stat(&w1, "rows_resident"), rows0);
+    CU_ASSERT_EQUAL(tw_stat(&w1, "rows_created"), created0);
+    CU_ASSERT_EQUAL(tw_stat(&w1, "pushes"), pushes0);
+    CU_ASSERT_EQUAL(tw_stat(&w1, "dense_step"), step0);
+    CU_ASSERT_EQUAL(tw_stat(&w1, "flushes"), flushes0);
+    CU_ASSERT_EQUAL(tw_stat(&w1, "day"), 0);
+    CU_ASSERT_EQUAL(tw_stat(&w1, "seq_0"), 1 + 1); /* the row push and the dense assign */
+    CU_ASSERT_EQUAL(tw_stat(&w1, "checkpoints"), 0);
     CU_ASSERT_EQUAL(tu_sh(NULL, "test -e %s", ck), 1);
     snapshot(data, snap1, sizeof(snap1));
     CU_ASSERT_STRING_EQUAL(snap0, snap1);
     /* worker 0 is unharmed: its progress and its next push count */
     progress_msg(&m, MSG_PROGRESS_GET, 0, 0);
-    CU_ASSERT_EQUAL(call(&w0, &m, &rep), 0);
+    CU_ASSERT_EQUAL(tw_call(&w0, &m, &rep), 0);
     CU_ASSERT(rep.hdr.type == MSG_PROGRESS_OK && rep.u.progress.found &&
               rep.u.progress.offset == 1000);
     rows_msg(&m, MSG_PUSH, 0, 0, 3);
-    CU_ASSERT_EQUAL(call(&w0, &m, &rep), 0);
+    CU_ASSERT_EQUAL(tw_call(&w0, &m, &rep), 0);
     CU_ASSERT(rep.hdr.type == MSG_ACK && !(rep.u.kv.flags & MSG_F_DUPLICATE));
-    CU_ASSERT_EQUAL(stat_of(&w1, "pushes"), pushes0 + 1);
+    CU_ASSERT_EQUAL(tw_stat(&w1, "pushes"), pushes0 + 1);
     /* and worker 1 does its own work */
     rows_msg(&m, MSG_PUSH, 0, 1, 1);
     CU_ASSERT(served(&w1, &m, MSG_ACK));
@@ -716,31 +585,31 @@ static void test_attacks_refused(void)
     CU_ASSERT(served(&w1, &m, MSG_ACK));
 
     /* an unknown key and a plain client: no reply at all */
-    int64_t req0 = stat_of(&w1, "requests");
-    CU_ASSERT_EQUAL_FATAL(conn_open(&rogue, ep, k_shard.pub, &k_rogue), 0);
+    int64_t req0 = tw_stat(&w1, "requests");
+    CU_ASSERT_EQUAL_FATAL(tw_open(&rogue, ep, k_shard.pub, &k_rogue), 0);
     cmd_msg(&m, MSG_STATS, -1, NULL);
-    CU_ASSERT_NOT_EQUAL(call_ms(&rogue, &m, &rep, SILENT_MS), 0);
+    CU_ASSERT_NOT_EQUAL(tw_call_ms(&rogue, &m, &rep, SILENT_MS), 0);
     cmd_msg(&m, MSG_SHUTDOWN, -1, NULL);
-    CU_ASSERT_NOT_EQUAL(call_ms(&rogue, &m, &rep, SILENT_MS), 0);
-    conn_close(&rogue);
-    CU_ASSERT_EQUAL_FATAL(conn_open(&plain, ep, NULL, NULL), 0);
-    CU_ASSERT_NOT_EQUAL(call_ms(&plain, &m, &rep, SILENT_MS), 0);
-    conn_close(&plain);
+    CU_ASSERT_NOT_EQUAL(tw_call_ms(&rogue, &m, &rep, SILENT_MS), 0);
+    tw_close(&rogue);
+    CU_ASSERT_EQUAL_FATAL(tw_open(&plain, ep, NULL, NULL), 0);
+    CU_ASSERT_NOT_EQUAL(tw_call_ms(&plain, &m, &rep, SILENT_MS), 0);
+    tw_close(&plain);
     /* a client with the right key but a wrong idea of the shard's key */
-    CU_ASSERT_EQUAL_FATAL(conn_open(&rogue, ep, k_w0.pub, &k_w1), 0);
-    CU_ASSERT_NOT_EQUAL(call_ms(&rogue, &m, &rep, SILENT_MS), 0);
-    conn_close(&rogue);
-    CU_ASSERT_EQUAL(stat_of(&w1, "requests"), req0 + 1); /* only that STATS itself */
-    CU_ASSERT(stat_of(&w1, "zap_refused") >= 1);
+    CU_ASSERT_EQUAL_FATAL(tw_open(&rogue, ep, k_w0.pub, &k_w1), 0);
+    CU_ASSERT_NOT_EQUAL(tw_call_ms(&rogue, &m, &rep, SILENT_MS), 0);
+    tw_close(&rogue);
+    CU_ASSERT_EQUAL(tw_stat(&w1, "requests"), req0 + 1); /* only that STATS itself */
+    CU_ASSERT(tw_stat(&w1, "zap_refused") >= 1);
 
     /* the admin may do all of it */
-    CU_ASSERT_EQUAL_FATAL(conn_open(&adm, ep, k_shard.pub, &k_admin), 0);
+    CU_ASSERT_EQUAL_FATAL(tw_open(&adm, ep, k_shard.pub, &k_admin), 0);
     cmd_msg(&m, MSG_CHECKPOINT, -1, "stolen-ckpt");
     CU_ASSERT(served(&adm, &m, MSG_ACK));
     CU_ASSERT_EQUAL(tu_sh(NULL, "test -d %s", ck), 0);
     cmd_msg(&m, MSG_BEGIN_DAY, 5, NULL);
     CU_ASSERT(served(&adm, &m, MSG_ACK));
-    CU_ASSERT_EQUAL(stat_of(&adm, "day"), 5);
+    CU_ASSERT_EQUAL(tw_stat(&adm, "day"), 5);
     rows_msg(&m, MSG_PUSH, MSG_F_ASSIGN, MSG_SENDER_TOOL, 1);
     CU_ASSERT(served(&adm, &m, MSG_ACK));
     dense_msg(&m, MSG_SENDER_TOOL, 2, dv, dn);
@@ -751,9 +620,9 @@ static void test_attacks_refused(void)
     CU_ASSERT(served(&adm, &m, MSG_ACK));
     cmd_msg(&m, MSG_SHUTDOWN, -1, NULL);
     CU_ASSERT(served(&adm, &m, MSG_ACK));
-    conn_close(&adm);
-    conn_close(&w0);
-    conn_close(&w1);
+    tw_close(&adm);
+    tw_close(&w0);
+    tw_close(&w1);
     free(dv);
     CU_ASSERT_EQUAL(stop(pid, 0), 0); /* it exits by itself, status 0 */
 }
@@ -763,7 +632,7 @@ static void test_attacks_refused(void)
 static void test_keyed_train(void)
 {
     char ep[700], log[700], *text;
-    conn_t c;
+    tw_conn_t c;
 
     snprintf(ep, sizeof(ep), "ipc://%s/keyed.sock", dir);
     snprintf(log, sizeof(log), "%s/gen.log", dir);
@@ -812,12 +681,12 @@ static void test_keyed_train(void)
     text = tu_slurp(log, NULL);
     CU_ASSERT(text && strstr(text, "trained 4000 samples"));
     free(text);
-    CU_ASSERT_EQUAL_FATAL(conn_open(&c, ep, k_shard.pub, &k_admin), 0);
-    CU_ASSERT_EQUAL(stat_of(&c, "dense_initialized"), 1);
-    CU_ASSERT(stat_of(&c, "rows_resident") > 1000);
-    CU_ASSERT(stat_of(&c, "seq_0") >= 8); /* 4000 / 512 batches, rows and dense */
-    CU_ASSERT(stat_of(&c, "zap_refused") >= 1);
-    conn_close(&c);
+    CU_ASSERT_EQUAL_FATAL(tw_open(&c, ep, k_shard.pub, &k_admin), 0);
+    CU_ASSERT_EQUAL(tw_stat(&c, "dense_initialized"), 1);
+    CU_ASSERT(tw_stat(&c, "rows_resident") > 1000);
+    CU_ASSERT(tw_stat(&c, "seq_0") >= 8); /* 4000 / 512 batches, rows and dense */
+    CU_ASSERT(tw_stat(&c, "zap_refused") >= 1);
+    tw_close(&c);
 
     /* funnel-emb's online get reads rows with a worker key */
     snprintf(log, sizeof(log), "%s/emb.log", dir);

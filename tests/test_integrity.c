@@ -13,15 +13,12 @@
  * directory, removed by teardown.
  */
 #include <CUnit/CUnit.h>
-#include <arpa/inet.h>
 #include <dirent.h>
 #include <math.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -32,113 +29,27 @@
 #include "table/emb_table.h"
 #include "table/store.h"
 #include "tests/util.h"
+#include "tests/wire.h"
 
 #define OPTS "--towers 16,8 --flush_interval 1"
-#define REPLY_MS 10000
 #define NK 4      /* keys per request */
 #define DIM 16    /* emb_dim of slot 0 (default) */
 #define NSTATE 16 /* adagrad: one accumulator per float */
 
 static char dir[512], psbin[600], wbin[600], gbin[600], ebin[600];
 
-/* ---- a raw DEALER connection (the wire format, as an attacker speaks it) ---- */
+/* ---- requests over the raw client (tests/wire.h), as an attacker speaks ---- */
 
-typedef struct conn {
-    void *ctx, *sock;
-    codec_buf_t enc;
-    codec_dec_t *dec;
-    zmq_msg_t rep;
-    int has_rep;
-    uint64_t next_id;
-} conn_t;
-
-static int conn_open(conn_t *c, const char *ep)
-{
-    int zero = 0;
-
-    memset(c, 0, sizeof(*c));
-    c->next_id = 1;
-    c->ctx = zmq_ctx_new();
-    c->sock = c->ctx ? zmq_socket(c->ctx, ZMQ_DEALER) : NULL;
-    c->dec = codec_dec_new(0);
-    codec_buf_init(&c->enc, 0);
-    if (!c->sock || !c->dec)
-        return -1;
-    zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof(zero));
-    return zmq_connect(c->sock, ep);
-}
-
-static void conn_close(conn_t *c)
-{
-    if (c->has_rep)
-        zmq_msg_close(&c->rep);
-    if (c->sock)
-        zmq_close(c->sock);
-    if (c->ctx)
-        zmq_ctx_term(c->ctx);
-    codec_dec_destroy(&c->dec);
-    codec_buf_release(&c->enc);
-    memset(c, 0, sizeof(*c));
-}
-
-/* Send req, decode its reply into rep (valid until the next call). */
-static int call(conn_t *c, msg_t *req, msg_t *rep)
-{
-    errbuf_t eb;
-
-    req->hdr.req_id = c->next_id++;
-    if (codec_encode(&c->enc, req, &eb) != 0) {
-        fprintf(stderr, "\n  encode: %s\n", eb.msg);
-        return -1;
-    }
-    if (zmq_send(c->sock, c->enc.data, c->enc.len, 0) != (int)c->enc.len)
-        return -1;
-    for (int tries = 0; tries < 8; tries++) {
-        zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&it, 1, REPLY_MS) <= 0)
-            return -1;
-        if (c->has_rep)
-            zmq_msg_close(&c->rep);
-        zmq_msg_init(&c->rep);
-        c->has_rep = 1;
-        if (zmq_msg_recv(&c->rep, c->sock, 0) < 0)
-            return -1;
-        if (codec_decode(c->dec, rep, zmq_msg_data(&c->rep), zmq_msg_size(&c->rep), &eb) != 0) {
-            fprintf(stderr, "\n  undecodable reply: %s\n", eb.msg);
-            return -1;
-        }
-        if (rep->hdr.req_id == req->hdr.req_id)
-            return 0;
-    }
-    return -1;
-}
-
-static int64_t stat_of(conn_t *c, const char *name)
-{
-    msg_t m, r;
-
-    msg_init(&m, MSG_STATS, 0);
-    m.u.cmd.text.ptr = name;
-    m.u.cmd.text.len = (uint32_t)strlen(name);
-    if (call(c, &m, &r) != 0 || r.hdr.type != MSG_STATS_OK)
-        return -1;
-    for (uint32_t i = 0; i < r.u.kv.n; i++)
-        if (r.u.kv.kv[i].name.len == strlen(name) &&
-            memcmp(r.u.kv.kv[i].name.ptr, name, strlen(name)) == 0)
-            return (int64_t)r.u.kv.kv[i].u64;
-    return 0; /* counters are listed once non-zero */
-}
-
-static int simple(conn_t *c, int type)
+static int simple(tw_conn_t *c, int type)
 {
     msg_t m, r;
 
     msg_init(&m, type, 0);
-    return call(c, &m, &r) == 0 && r.hdr.type == MSG_ACK ? 0 : -1;
+    return tw_call(c, &m, &r) == 0 && r.hdr.type == MSG_ACK ? 0 : -1;
 }
 
 /* PULL (creating) the NK keys of slot 0 into v[NK * DIM]. */
-static int pull(conn_t *c, const uint64_t *keys, float *v)
+static int pull(tw_conn_t *c, const uint64_t *keys, float *v)
 {
     msg_t m, r;
 
@@ -148,7 +59,7 @@ static int pull(conn_t *c, const uint64_t *keys, float *v)
     m.u.rows.slot[0].slot = 0;
     m.u.rows.slot[0].nkeys = NK;
     m.u.rows.slot[0].keys = keys;
-    if (call(c, &m, &r) != 0)
+    if (tw_call(c, &m, &r) != 0)
         return -1;
     if (r.hdr.type != MSG_PULL_OK || r.u.rows.slot[0].dim != DIM)
         return -1;
@@ -159,7 +70,7 @@ static int pull(conn_t *c, const uint64_t *keys, float *v)
 
 /* PUSH rows (dim floats each) of slot 0 with flags; the reply's type, its
  * error code in *code. */
-static int push(conn_t *c, uint64_t seq, uint32_t flags, const uint64_t *keys, const float *rows,
+static int push(tw_conn_t *c, uint64_t seq, uint32_t flags, const uint64_t *keys, const float *rows,
                 uint32_t dim, int *code)
 {
     msg_t m, r;
@@ -175,13 +86,13 @@ static int push(conn_t *c, uint64_t seq, uint32_t flags, const uint64_t *keys, c
     m.u.rows.slot[0].keys = keys;
     m.u.rows.slot[0].dim = dim;
     m.u.rows.slot[0].rows = rows;
-    if (call(c, &m, &r) != 0)
+    if (tw_call(c, &m, &r) != 0)
         return -1;
     *code = r.hdr.type == MSG_ERROR ? r.u.error.code : 0;
     return r.hdr.type;
 }
 
-static int dense(conn_t *c, int type, uint64_t seq, uint32_t flags, uint64_t cnt, float *v,
+static int dense(tw_conn_t *c, int type, uint64_t seq, uint32_t flags, uint64_t cnt, float *v,
                  int *code)
 {
     msg_t m, r;
@@ -193,7 +104,7 @@ static int dense(conn_t *c, int type, uint64_t seq, uint32_t flags, uint64_t cnt
     m.u.dense.offset = 0;
     m.u.dense.count = cnt;
     m.u.dense.values = type == MSG_PUSH_DENSE ? v : NULL;
-    if (call(c, &m, &r) != 0)
+    if (tw_call(c, &m, &r) != 0)
         return -1;
     *code = r.hdr.type == MSG_ERROR ? r.u.error.code : 0;
     if (r.hdr.type == MSG_PULL_DENSE_OK) {
@@ -292,7 +203,7 @@ static void poison_on(const char *ep, const char *tag)
     uint64_t keys[NK] = {11, 22, 33, 44};
     float before[NK * DIM], after[NK * DIM], g[NK * DIM], full[NK * (DIM + NSTATE)];
     float *d0 = NULL, *d1 = NULL;
-    conn_t c;
+    tw_conn_t c;
     int code = 0;
     pid_t pid;
 
@@ -302,8 +213,8 @@ static void poison_on(const char *ep, const char *tag)
     snprintf(dump1, sizeof(dump1), "%s/%s-dump1", dir, tag);
     pid = shard_start(ep, data, NULL, log);
     CU_ASSERT_FATAL(pid > 0);
-    CU_ASSERT_EQUAL_FATAL(conn_open(&c, ep), 0);
-    int64_t nd = stat_of(&c, "dense_floats");
+    CU_ASSERT_EQUAL_FATAL(tw_open(&c, ep, NULL, NULL), 0);
+    int64_t nd = tw_stat(&c, "dense_floats");
     CU_ASSERT_FATAL(nd > 0);
     d0 = calloc((size_t)nd, sizeof(float));
     d1 = calloc((size_t)nd, sizeof(float));
@@ -341,8 +252,8 @@ static void poison_on(const char *ep, const char *tag)
     CU_ASSERT_EQUAL(code, ERR_REJECTED);
     d1[nd / 2] = INFINITY;
     CU_ASSERT_EQUAL(dense(&c, MSG_PUSH_DENSE, 7, MSG_F_ASSIGN, (uint64_t)nd, d1, &code), MSG_ERROR);
-    CU_ASSERT_EQUAL(stat_of(&c, "nonfinite_pushes"), 5);
-    CU_ASSERT_EQUAL(stat_of(&c, "errors_REJECTED"), 5);
+    CU_ASSERT_EQUAL(tw_stat(&c, "nonfinite_pushes"), 5);
+    CU_ASSERT_EQUAL(tw_stat(&c, "errors_REJECTED"), 5);
 
     /* nothing changed: rows, dense range, and the files after a flush */
     CU_ASSERT_EQUAL(pull(&c, keys, after), 0);
@@ -358,7 +269,7 @@ static void poison_on(const char *ep, const char *tag)
     /* the good pushes still work, and the warning was logged */
     g[NK * DIM - 1] = 0.1f;
     CU_ASSERT_EQUAL(push(&c, 8, 0, keys, g, DIM, &code), MSG_ACK);
-    conn_close(&c);
+    tw_close(&c);
     CU_ASSERT_EQUAL(tu_stop(pid, SIGTERM), 0);
     CU_ASSERT(file_has(log, "not finite"));
     free(d0);
@@ -373,27 +284,11 @@ static void test_nonfinite_refused_ipc(void)
     poison_on(ep, "ipc");
 }
 
-/* A loopback port free right now (the kernel's pick), or -1. */
-static int free_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-
-    if (fd < 0)
-        return -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &al) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
 static void test_nonfinite_refused_tcp(void)
 {
     char ep[64];
 
-    int port = free_port();
+    int port = tu_free_port();
 
     CU_ASSERT_FATAL(port > 0);
     snprintf(ep, sizeof(ep), "tcp://127.0.0.1:%d", port);
@@ -557,11 +452,11 @@ static void test_init_from_damaged_checkpoint(void)
     snprintf(log, sizeof(log), "%s/from-good.log", dir);
     snprintf(ep, sizeof(ep), "ipc://%s/from-good.sock", dir);
     pid_t pid = shard_start(ep, data, extra, log);
-    conn_t c;
+    tw_conn_t c;
     CU_ASSERT_FATAL(pid > 0);
-    CU_ASSERT_EQUAL_FATAL(conn_open(&c, ep), 0);
-    CU_ASSERT(stat_of(&c, "requests") >= 0);
-    conn_close(&c);
+    CU_ASSERT_EQUAL_FATAL(tw_open(&c, ep, NULL, NULL), 0);
+    CU_ASSERT(tw_stat(&c, "requests") >= 0);
+    tw_close(&c);
     CU_ASSERT_EQUAL(tu_stop(pid, SIGTERM), 0);
     CU_ASSERT_EQUAL(tu_sh(NULL, "%s stats %s | grep -q 'rows on disk: [1-9]'", ebin, data), 0);
 }

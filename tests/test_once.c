@@ -24,12 +24,10 @@
  * directory is removed unless a test failed.
  */
 #include <CUnit/CUnit.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -85,24 +83,6 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* A loopback TCP port nobody listens on right now (bound, then freed). */
-static int free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t al = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &al) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
 /* ---- a cluster: shard 0 on ipc://, shard 1 on tcp://127.0.0.1 ---- */
 
 typedef struct cluster {
@@ -118,7 +98,7 @@ typedef struct cluster {
 static int cl_start(cluster_t *c, const char *name, const char *extra)
 {
     char log[800];
-    int port = free_port();
+    int port = tu_free_port();
 
     memset(c, 0, sizeof(*c));
     snprintf(c->dir, sizeof(c->dir), "%s/%s", dir, name);

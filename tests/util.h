@@ -34,6 +34,10 @@ pid_t tu_spawn(const char *log_path, const char *fmt, ...) __attribute__((format
 int tu_stop(pid_t pid, int sig);
 void tu_stop_all(void);
 
+/* A TCP port on 127.0.0.1 that nobody listened on a moment ago (bound,
+ * then freed), or -1. */
+int tu_free_port(void);
+
 /* Read a whole file into a NUL-terminated heap buffer (caller frees). */
 char *tu_slurp(const char *path, size_t *len);
 
