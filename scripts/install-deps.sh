@@ -4,6 +4,10 @@
 #   scripts/install-deps.sh          build + test dependencies
 #   scripts/install-deps.sh --bench  also what `make bench` compares against
 #   scripts/install-deps.sh --dev    also what CI's format check uses (clang-format)
+#   scripts/install-deps.sh --slurm  also what `make test-slurm` starts (slurm-wlm, munge)
+#
+# libmicrohttpd serves the Prometheus metrics (--metrics_listen); curl
+# scrapes them in the tests; gnuplot-nox draws `scripts/plot-metrics.sh`.
 #
 # clang and its libFuzzer runtime are build + test dependencies: `make test`
 # ends with a short run of the fuzz targets (`make fuzz-smoke`).
@@ -14,15 +18,18 @@ set -eu
 . "$(dirname "$0")/lib.sh"
 case "${1:-}" in
 -h | --help) help_and_exit "$0" ;;
-"" | --bench | --dev) ;;
+"" | --bench | --dev | --slurm) ;;
 *) echo "install-deps: unknown option $1 (see --help)" >&2; exit 2 ;;
 esac
 
 PKGS="build-essential pkg-config zlib1g-dev libzmq3-dev libmsgpack-dev \
 librocksdb-dev libopenblas-dev libcunit1-dev libinih-dev libxxhash-dev \
-clang libclang-rt-14-dev"
+clang libclang-rt-14-dev libmicrohttpd-dev curl gnuplot-nox"
 if [ "${1:-}" = "--bench" ]; then
     PKGS="$PKGS python3 python3-numpy python3-torch"
+fi
+if [ "${1:-}" = "--slurm" ]; then
+    PKGS="$PKGS slurm-wlm munge iproute2"
 fi
 if [ "${1:-}" = "--dev" ]; then
     PKGS="$PKGS clang-format"
