@@ -154,6 +154,8 @@ static int check_rows(int type, const msg_rows_t *r, int code, errbuf_t *eb)
     return 0;
 }
 
+#define HELLO_MAX_TOWERS 16 /* the most towers a model type has, with room */
+
 static int check_hello(int type, const msg_hello_t *h, int code, errbuf_t *eb)
 {
     const char *tn = msg_type_name(type);
@@ -169,6 +171,16 @@ static int check_hello(int type, const msg_hello_t *h, int code, errbuf_t *eb)
                           h->emb_optim, h->dense_optim);
     if (h->day < -1)
         return errbuf_set(eb, code, "%s: day %" PRId32 " < -1", tn, h->day);
+    if (h->model_type > MODEL_NAIVE || h->ntowers > HELLO_MAX_TOWERS ||
+        h->nlayers > MODEL_MAX_LAYERS)
+        return errbuf_set(eb, code,
+                          "%s: model type %" PRIu32 ", %" PRIu32 " towers or %" PRIu32
+                          " layers out of range",
+                          tn, h->model_type, h->ntowers, h->nlayers);
+    for (uint32_t i = 0; i < h->nlayers; i++)
+        if (h->layer[i] < 1 || h->layer[i] > MSG_MAX_DIM)
+            return errbuf_set(eb, code, "%s: layer %" PRIu32 ": %" PRIu32 " outside [1, %u]", tn, i,
+                              h->layer[i], MSG_MAX_DIM);
     if (h->nslots > MODEL_MAX_SLOTS)
         return errbuf_set(eb, code, "%s: %" PRIu32 " slots, at most %d", tn, h->nslots,
                           MODEL_MAX_SLOTS);
@@ -392,7 +404,7 @@ static void pack_text(msgpack_packer *pk, const msg_str_t *s)
 
 static int encode_hello(msgpack_packer *pk, const msg_hello_t *h)
 {
-    msgpack_pack_array(pk, 9);
+    msgpack_pack_array(pk, 12);
     msgpack_pack_uint32(pk, h->flags);
     msgpack_pack_uint32(pk, h->shard);
     msgpack_pack_uint32(pk, h->nshards);
@@ -415,6 +427,11 @@ static int encode_hello(msgpack_packer *pk, const msg_hello_t *h)
     memcpy(p + MSG_HELLO_PARAMS, h->dense_params, sizeof(h->dense_params));
     msgpack_pack_bin(pk, sizeof(p));
     msgpack_pack_bin_body(pk, p, sizeof(p));
+    msgpack_pack_uint32(pk, h->model_type);
+    msgpack_pack_uint32(pk, h->ntowers);
+    msgpack_pack_array(pk, h->nlayers);
+    for (uint32_t i = 0; i < h->nlayers; i++)
+        msgpack_pack_uint32(pk, h->layer[i]);
     return 0;
 }
 
@@ -881,14 +898,11 @@ static int decode_hello_params(dec_t *c, const msgpack_object *o, msg_hello_t *h
 
 static int decode_hello(dec_t *c, const msgpack_object *body, msg_hello_t *h)
 {
-    const msgpack_object *f, *sl, *e;
+    const msgpack_object *f, *sl, *e, *ly;
     uint64_t dense;
     int rc;
 
-    /* 8 elements: a peer from before the optimizer parameters */
-    uint32_t arity = body->type == MSGPACK_OBJECT_ARRAY && body->via.array.size == 8 ? 8 : 9;
-
-    if ((rc = get_array(c, body, "body", arity, &f)) < 0 ||
+    if ((rc = get_array(c, body, "body", 12, &f)) < 0 ||
         (rc = get_u32(c, &f[0], "flags", &h->flags)) < 0 ||
         (rc = get_u32(c, &f[1], "shard", &h->shard)) < 0 ||
         (rc = get_u32(c, &f[2], "nshards", &h->nshards)) < 0 ||
@@ -917,7 +931,15 @@ static int decode_hello(dec_t *c, const msgpack_object *body, msg_hello_t *h)
         s->name[name.len] = '\0';
     }
     c->where[0] = '\0';
-    return arity == 9 ? decode_hello_params(c, &f[8], h) : 0;
+    if ((rc = decode_hello_params(c, &f[8], h)) < 0 ||
+        (rc = get_u32(c, &f[9], "model_type", &h->model_type)) < 0 ||
+        (rc = get_u32(c, &f[10], "ntowers", &h->ntowers)) < 0 ||
+        (rc = get_list(c, &f[11], "layers", MODEL_MAX_LAYERS, &ly, &h->nlayers)) < 0)
+        return rc;
+    for (uint32_t i = 0; i < h->nlayers; i++)
+        if ((rc = get_u32(c, &ly[i], "layer", &h->layer[i])) < 0)
+            return rc;
+    return 0;
 }
 
 /* [] (no position) or [last, epoch, file, offset, line, samples] */
@@ -1207,7 +1229,8 @@ int codec_decode(codec_dec_t *d, msg_t *m, const void *data, size_t len, errbuf_
         m->hdr.req_id = f[3].via.u64;
     if (m->hdr.version != MSG_VERSION)
         return errbuf_set(eb, ERR_VERSION,
-                          "peer speaks protocol version %" PRIu32 ", this build speaks %u",
+                          "peer speaks protocol version %" PRIu32 ", this build speaks %u "
+                          "(run the same funnel release on shards, workers and tools)",
                           m->hdr.version, MSG_VERSION);
     if (root.via.array.size != 7)
         return errbuf_set(eb, ERR_PROTO, "header: %" PRIu32 " elements, expected 7",
@@ -1246,21 +1269,43 @@ static unsigned params_used(uint32_t kind, int rows)
     return rows ? m | 0x80u : m;
 }
 
-static int params_check(const char *what, uint32_t kind, int rows, const float *a, const float *b,
-                        errbuf_t *eb)
+static const char *const param_name[MSG_HELLO_PARAMS] = {"lr",        "eps", "beta1", "beta2",
+                                                         "ftrl_beta", "l1",  "l2",    "init_std"};
+
+/* The [model] key of optimizer parameter i for an optimizer kind. */
+static const char *param_key(const char *what, uint32_t kind, int i, char *buf, size_t len)
 {
-    static const char *const name[MSG_HELLO_PARAMS] = {"lr",        "eps", "beta1", "beta2",
-                                                       "ftrl_beta", "l1",  "l2",    "init_std"};
+    static const char *const adagrad[] = {"lr", "adagrad_eps"};
+    static const char *const adam[] = {"lr", "adam_eps", "adam_beta1", "adam_beta2"};
+    static const char *const ftrl[] = {"ftrl_alpha", NULL,      NULL,     NULL,
+                                       "ftrl_beta",  "ftrl_l1", "ftrl_l2"};
+    const char *k = i == 7                  ? "emb_init_std"
+                    : kind == OPTIM_FTRL    ? ftrl[i]
+                    : kind == OPTIM_ADAM    ? adam[i]
+                    : kind == OPTIM_ADAGRAD ? adagrad[i]
+                                            : "lr";
+    if (k && !strcmp(k, "lr"))
+        snprintf(buf, len, "%s_lr", what[0] == 'e' ? "emb" : "dense");
+    else
+        snprintf(buf, len, "%s", k ? k : param_name[i]);
+    return buf;
+}
+
+static int params_check(const char *what, uint32_t kind, int rows, const float *a, const float *b,
+                        const char *me, const char *them, errbuf_t *eb)
+{
     unsigned used = params_used(kind, rows);
+    char key[32];
 
     for (int i = 0; i < MSG_HELLO_PARAMS; i++)
         if ((used >> i & 1u) && a[i] != b[i])
             return errbuf_set(eb, ERR_MISMATCH,
-                              "%s optimizer %s: %s %g here, %g at the peer (give workers and "
-                              "shards the same [model] settings)",
-                              what, optim_name((int)kind),
-                              kind == OPTIM_FTRL && i == 0 ? "alpha" : name[i], (double)a[i],
-                              (double)b[i]);
+                              "%s optimizer %s: %s has %s %g; %s has %g: set %s = %g in %s's "
+                              "[model], or give %s %g (the shard applies its own)",
+                              what, optim_name((int)kind), me,
+                              kind == OPTIM_FTRL && i == 0 ? "alpha" : param_name[i], (double)a[i],
+                              them, (double)b[i], param_key(what, kind, i, key, sizeof(key)),
+                              (double)b[i], me, them, (double)a[i]);
     return 0;
 }
 
@@ -1296,6 +1341,11 @@ void codec_hello_from_spec(msg_hello_t *h, const model_spec_t *spec, uint32_t sh
     h->day = day;
     h->nslots = (uint32_t)spec->nslots;
     h->has_params = 1;
+    h->model_type = (uint32_t)spec->type;
+    h->ntowers = (uint32_t)spec->ntowers;
+    h->nlayers = (uint32_t)spec->nlayers;
+    for (int i = 0; i < spec->nlayers; i++)
+        h->layer[i] = (uint32_t)spec->layer[i];
     hello_params(h->emb_params, &spec->emb_opt);
     hello_params(h->dense_params, &spec->dense_opt);
     for (int i = 0; i < spec->nslots; i++) {
@@ -1306,46 +1356,111 @@ void codec_hello_from_spec(msg_hello_t *h, const model_spec_t *spec, uint32_t sh
     }
 }
 
-int codec_hello_check(const msg_hello_t *mine, const msg_hello_t *peer, errbuf_t *eb)
+static const char *model_name(uint32_t type)
+{
+    static const char *const name[] = {"esm2", "esmm", "naive"};
+    return type < sizeof(name) / sizeof(name[0]) ? name[type] : "unknown";
+}
+
+/* "256,128,64" (or "none") into buf. */
+static const char *layers_str(const msg_hello_t *h, char *buf, size_t len)
+{
+    size_t o = 0;
+
+    buf[0] = '\0';
+    for (uint32_t i = 0; i < h->nlayers && o < len; i++)
+        o += (size_t)snprintf(buf + o, len - o, "%s%" PRIu32, i ? "," : "", h->layer[i]);
+    if (h->nlayers == 0)
+        snprintf(buf, len, "none");
+    return buf;
+}
+
+static int layers_differ(const msg_hello_t *a, const msg_hello_t *b)
+{
+    if (a->nlayers != b->nlayers)
+        return 1;
+    for (uint32_t i = 0; i < a->nlayers; i++)
+        if (a->layer[i] != b->layer[i])
+            return 1;
+    return 0;
+}
+
+int codec_hello_check(const msg_hello_t *mine, const msg_hello_t *peer, const char *me,
+                      const char *them, errbuf_t *eb)
 {
     if ((mine->flags | peer->flags) & MSG_F_PROBE)
         return 0;
     if (mine->shard != peer->shard || mine->nshards != peer->nshards)
         return errbuf_set(eb, ERR_MISMATCH,
-                          "shard %" PRIu32 " of %" PRIu32 " here, %" PRIu32 " of %" PRIu32
-                          " at the peer",
-                          mine->shard, mine->nshards, peer->shard, peer->nshards);
+                          "%s has shard %" PRIu32 " of %" PRIu32 "; %s has shard %" PRIu32
+                          " of %" PRIu32
+                          ": list every shard in --ps in shard order (funnel-ps --shard I "
+                          "--shards N), as many endpoints as shards",
+                          me, mine->shard, mine->nshards, them, peer->shard, peer->nshards);
+    if (mine->model_type != peer->model_type || mine->ntowers != peer->ntowers)
+        return errbuf_set(
+            eb, ERR_MISMATCH,
+            "%s has model_type %s (%" PRIu32 " towers); %s has model_type %s (%" PRIu32
+            " towers): set model_type = %s in %s's [model], or give %s a data "
+            "directory of a %s model",
+            me, model_name(mine->model_type), mine->ntowers, them, model_name(peer->model_type),
+            peer->ntowers, model_name(peer->model_type), me, them, model_name(mine->model_type));
+    if (layers_differ(mine, peer)) {
+        char la[96], lb[96];
+        layers_str(mine, la, sizeof(la));
+        layers_str(peer, lb, sizeof(lb));
+        return errbuf_set(eb, ERR_MISMATCH,
+                          "%s has towers = %s; %s has towers = %s: set towers = %s in %s's "
+                          "[model], or give %s towers = %s",
+                          me, la, them, lb, lb, me, them, la);
+    }
     if (mine->nslots != peer->nslots)
-        return errbuf_set(eb, ERR_MISMATCH, "%" PRIu32 " slots here, %" PRIu32 " at the peer",
-                          mine->nslots, peer->nslots);
+        return errbuf_set(eb, ERR_MISMATCH,
+                          "%s has %" PRIu32 " slots; %s has %" PRIu32
+                          ": give both the same [model] slots",
+                          me, mine->nslots, them, peer->nslots);
     for (uint32_t i = 0; i < mine->nslots; i++) {
         const msg_hello_slot_t *a = &mine->slot[i], *b = &peer->slot[i];
 
         if (strcmp(a->name, b->name) != 0)
-            return errbuf_set(eb, ERR_MISMATCH, "slot %" PRIu32 ": '%s' here, '%s' at the peer", i,
-                              a->name, b->name);
+            return errbuf_set(eb, ERR_MISMATCH,
+                              "slot %" PRIu32 ": %s has '%s'; %s has '%s': give both the same "
+                              "[model] slots, in the same order",
+                              i, me, a->name, them, b->name);
         if (a->dim != b->dim)
             return errbuf_set(eb, ERR_MISMATCH,
-                              "slot %" PRIu32 " '%s': dim %" PRIu32 " here, %" PRIu32
-                              " at the peer",
-                              i, a->name, a->dim, b->dim);
+                              "slot '%s': %s has dim %" PRIu32 "; %s has dim %" PRIu32
+                              ": set dim = %" PRIu32 " for '%s' in %s's [model] (emb_dim = %" PRIu32
+                              ", or slot_dims = \"%s:%" PRIu32 "\"), or give %s dim %" PRIu32,
+                              a->name, me, a->dim, them, b->dim, b->dim, a->name, me, b->dim,
+                              a->name, b->dim, them, a->dim);
     }
     if (mine->emb_optim != peer->emb_optim)
-        return errbuf_set(eb, ERR_MISMATCH, "embedding optimizer %s here, %s at the peer",
-                          optim_name((int)mine->emb_optim), optim_name((int)peer->emb_optim));
+        return errbuf_set(eb, ERR_MISMATCH,
+                          "%s has emb_optimizer %s; %s has %s: set emb_optimizer = %s in %s's "
+                          "[model], or give %s %s",
+                          me, optim_name((int)mine->emb_optim), them,
+                          optim_name((int)peer->emb_optim), optim_name((int)peer->emb_optim), me,
+                          them, optim_name((int)mine->emb_optim));
     if (mine->dense_optim != peer->dense_optim)
-        return errbuf_set(eb, ERR_MISMATCH, "dense optimizer %s here, %s at the peer",
-                          optim_name((int)mine->dense_optim), optim_name((int)peer->dense_optim));
+        return errbuf_set(eb, ERR_MISMATCH,
+                          "%s has dense_optimizer %s; %s has %s: set dense_optimizer = %s in %s's "
+                          "[model], or give %s %s",
+                          me, optim_name((int)mine->dense_optim), them,
+                          optim_name((int)peer->dense_optim), optim_name((int)peer->dense_optim),
+                          me, them, optim_name((int)mine->dense_optim));
     if (mine->dense_size != peer->dense_size)
         return errbuf_set(eb, ERR_MISMATCH,
-                          "dense vector of %" PRIu64 " floats here, %" PRIu64 " at the peer",
-                          mine->dense_size, peer->dense_size);
+                          "%s has a dense vector of %" PRIu64 " floats; %s has %" PRIu64
+                          ": give both the same [model] settings",
+                          me, mine->dense_size, them, peer->dense_size);
     if (!mine->has_params || !peer->has_params)
-        return 0; /* an older peer: nothing to compare */
-    int rc = params_check("embedding", mine->emb_optim, 1, mine->emb_params, peer->emb_params, eb);
+        return 0; /* nothing to compare */
+    int rc = params_check("embedding", mine->emb_optim, 1, mine->emb_params, peer->emb_params, me,
+                          them, eb);
     if (rc == 0)
-        rc =
-            params_check("dense", mine->dense_optim, 0, mine->dense_params, peer->dense_params, eb);
+        rc = params_check("dense", mine->dense_optim, 0, mine->dense_params, peer->dense_params, me,
+                          them, eb);
     return rc;
 }
 

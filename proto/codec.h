@@ -127,16 +127,21 @@ void codec_hello_from_spec(msg_hello_t *h, const model_spec_t *spec, uint32_t sh
 
 /*
  * Compare our layout with the peer's HELLO or HELLO_OK body: shard index
- * and count, slots (count, names, dims), optimizers and dense size.
- * Returns 0 if they agree or either side set MSG_F_PROBE, else
- * ERR_MISMATCH naming the first difference ("slot 2 'cate_id': dim 16
- * here, 8 at the peer"), including the optimizers' learning rates and the
- * other parameters each optimizer kind uses ("embedding adagrad lr 0.05
- * here, 0.1 at the peer": the shard applies its own, so a worker configured
- * otherwise would train with rates other than its configuration says).
- * Admission, expiry and day are not compared (codec_hello_policy_diff()).
+ * and count, model type and towers, slots (count, names, dims),
+ * optimizers and dense size. me and them name the two sides as the
+ * reader of the message knows them ("this worker", "shard 0 at
+ * ipc:///run/ps0"). Returns 0 if they agree or either side set
+ * MSG_F_PROBE, else ERR_MISMATCH naming the first difference from me's
+ * side, both values and the key to change ("slot 'cate_id': this worker
+ * has dim 16; shard 0 at EP has dim 8: set dim = 8 for 'cate_id' in this
+ * worker's [model] ..."), including the optimizers' learning rates and the
+ * other parameters each optimizer kind uses (the shard applies its own, so
+ * a worker configured otherwise would train with rates other than its
+ * configuration says). Admission, expiry and day are not compared
+ * (codec_hello_policy_diff()).
  */
-int codec_hello_check(const msg_hello_t *mine, const msg_hello_t *peer, errbuf_t *eb);
+int codec_hello_check(const msg_hello_t *mine, const msg_hello_t *peer, const char *me,
+                      const char *them, errbuf_t *eb);
 
 /*
  * Admission (admit_min) and expiry (expire_days) are the shard's to apply:

@@ -28,11 +28,12 @@
  *
  *     HELLO    [flags, shard, nshards, emb_optim, dense_optim, dense_size,
  *               day, [[name, dim, admit_min, expire_days] ...],
- *               params]
+ *               params, model_type, ntowers, [layer ...]]
  *              (params: bin of 16 float32, the embedding then the dense
  *              optimizer's lr, eps, beta1, beta2, ftrl_beta, l1, l2,
- *              init_std; absent from an older peer, whose rates are then
- *              not compared)
+ *              init_std; model_type MODEL_*, ntowers its towers, layer
+ *              the hidden sizes of every tower, so that a mismatch names
+ *              the model types and towers, not only dense float counts)
  *     ROWS     [flags, cursor, [[slot, nkeys, dim, keys, rows, counts,
  *               meta] ...], pos]         (one entry per slot present)
  *     DENSE    [flags, offset, count, values, pos]
@@ -48,7 +49,8 @@
  *   last = 1 on the batch's final push to this shard. A shard records it
  *   with the push, in the same step, and skips a push whose (samples,
  *   last) it has already passed (server.h, "Exactly-once samples").
- *   Version 2 added pos; a version-1 peer is told ERR_VERSION.
+ *   Version 2 added pos; version 3 added HELLO's model_type, ntowers and
+ *   layers. A peer of another version is told ERR_VERSION.
  *
  *   Binary data. Keys, float rows, occurrence counts and row metadata are
  *   msgpack bin blobs holding packed little-endian values (uint64 keys,
@@ -112,7 +114,7 @@
 #endif
 
 #define MSG_MAGIC 0x464e4cu /* "FNL" */
-#define MSG_VERSION 2u
+#define MSG_VERSION 3u
 
 #define MSG_MAX_DIM 65536u          /* floats per row on the wire (embedding + state) */
 #define MSG_MAX_TEXT 4096u          /* bytes of a path, error text or string value */
@@ -248,6 +250,10 @@ typedef struct msg_hello {
     int has_params;                       /* 0: the peer sent no optimizer parameters */
     float emb_params[MSG_HELLO_PARAMS];   /* MSG_HELLO_PARAMS order, finite */
     float dense_params[MSG_HELLO_PARAMS]; /* MSG_HELLO_PARAMS order, finite */
+    uint32_t model_type;                  /* MODEL_* (version 3) */
+    uint32_t ntowers;                     /* towers of that model type */
+    uint32_t nlayers;                     /* hidden layers per tower, <= MODEL_MAX_LAYERS */
+    uint32_t layer[MODEL_MAX_LAYERS];     /* hidden sizes, each >= 1 */
 } msg_hello_t;
 
 /* A training batch's end in its sender's input, carried by its pushes. */

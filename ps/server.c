@@ -279,7 +279,14 @@ static void hello_policy_diff(server_t *s, const msg_hello_t *peer)
 static int on_hello(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
 {
     msg_t r;
-    int rc = codec_hello_check(&s->hello, &m->u.hello, eb);
+    char me[64 + CONF_STR_MAX], them[32];
+
+    snprintf(me, sizeof(me), "shard %u at %s", s->hello.shard, s->pc->listen.s);
+    if (m->hdr.sender == MSG_SENDER_TOOL)
+        snprintf(them, sizeof(them), "the tool");
+    else
+        snprintf(them, sizeof(them), "worker %u", (unsigned)m->hdr.sender);
+    int rc = codec_hello_check(&s->hello, &m->u.hello, me, them, eb);
 
     if (rc != 0)
         return errbuf_prefix(eb, rc, "handshake refused"); /* logged rate-limited */

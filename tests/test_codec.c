@@ -197,7 +197,10 @@ static int msg_eq(const msg_t *a, const msg_t *b)
 
         if (x->flags != y->flags || x->shard != y->shard || x->nshards != y->nshards ||
             x->emb_optim != y->emb_optim || x->dense_optim != y->dense_optim ||
-            x->dense_size != y->dense_size || x->day != y->day || x->nslots != y->nslots)
+            x->dense_size != y->dense_size || x->day != y->day || x->nslots != y->nslots ||
+            x->model_type != y->model_type || x->ntowers != y->ntowers ||
+            x->nlayers != y->nlayers ||
+            memcmp(x->layer, y->layer, x->nlayers * sizeof(x->layer[0])) != 0)
             return 0;
         for (uint32_t i = 0; i < x->nslots; i++)
             if (strcmp(x->slot[i].name, y->slot[i].name) != 0 || x->slot[i].dim != y->slot[i].dim ||
@@ -713,8 +716,9 @@ static void test_wrong_version_magic_type(void)
         CU_ASSERT(expect(tree_decode(&f, root), ERR_VERSION, "next version", t));
         CU_ASSERT_EQUAL(f.d.hdr.req_id, 1000u + (uint64_t)t);
         CU_ASSERT_EQUAL(f.d.hdr.version, MSG_VERSION + 1);
-        CU_ASSERT_PTR_NOT_NULL(strstr(f.eb.msg, "version 3"));
-        /* the previous version (no batch positions): ERR_VERSION too */
+        CU_ASSERT_PTR_NOT_NULL(strstr(f.eb.msg, "version 4, this build speaks 3"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(f.eb.msg, "same funnel release"));
+        /* the previous version (HELLO without the model type): ERR_VERSION too */
         root->kid[1].u = MSG_VERSION - 1;
         CU_ASSERT(expect(tree_decode(&f, root), ERR_VERSION, "previous version", t));
         root->kid[1].u = 0;
@@ -914,6 +918,13 @@ static void test_semantic_violations(void)
     body->kid[3].u = 9;
     CU_ASSERT_EQUAL(tree_decode(&f, root), ERR_PROTO);
     body->kid[3].u = OPTIM_ADAGRAD;
+    body->kid[9].u = 3; /* model type past naive */
+    CU_ASSERT_EQUAL(tree_decode(&f, root), ERR_PROTO);
+    body->kid[9].u = MODEL_ESMM;
+    body->kid[11].kid[0].u = 0; /* a hidden layer of 0 units */
+    CU_ASSERT_EQUAL(tree_decode(&f, root), ERR_PROTO);
+    body->kid[11].kid[0].u = 256;
+    CU_ASSERT_EQUAL(tree_decode(&f, root), 0);
     body->kid[7].kid[0].kid[0].len = 0; /* empty slot name */
     CU_ASSERT_EQUAL(tree_decode(&f, root), ERR_PROTO);
     body->kid[7].kid[0].kid[0].p = (const unsigned char *)"user\0id";
@@ -1277,47 +1288,54 @@ static void test_hello_check(void)
     codec_hello_from_spec(&a, &spec, 0, 2, 1000, 3);
     CU_ASSERT_EQUAL(a.nslots, (uint32_t)spec.nslots);
     CU_ASSERT_STRING_EQUAL(a.slot[0].name, spec.slot[0].name);
-#define MISMATCH(change, word)                                         \
-    do {                                                               \
-        b = a;                                                         \
-        change;                                                        \
-        CU_ASSERT_EQUAL(codec_hello_check(&a, &b, &eb), ERR_MISMATCH); \
-        CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, word));                  \
-        CU_ASSERT_EQUAL(codec_hello_check(&b, &a, &eb), ERR_MISMATCH); \
+#define MISMATCH(change, word)                                                   \
+    do {                                                                         \
+        b = a;                                                                   \
+        change;                                                                  \
+        CU_ASSERT_EQUAL(codec_hello_check(&a, &b, "A", "B", &eb), ERR_MISMATCH); \
+        CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, word));                            \
+        CU_ASSERT_EQUAL(codec_hello_check(&b, &a, "B", "A", &eb), ERR_MISMATCH); \
     } while (0)
     b = a;
     b.day = 7, b.slot[1].admit_min = 9; /* not layout */
-    CU_ASSERT_EQUAL(codec_hello_check(&a, &b, &eb), 0);
+    CU_ASSERT_EQUAL(codec_hello_check(&a, &b, "A", "B", &eb), 0);
     MISMATCH(b.shard = 1, "shard");
     MISMATCH(b.nshards = 3, "shard");
     MISMATCH(b.nslots--, "slots");
-    MISMATCH(b.slot[2].dim = 8, "dim 16 here, 8 at the peer");
-    MISMATCH(strcpy(b.slot[1].name, "other"), "'other' at the peer");
+    MISMATCH(b.slot[2].dim = 8, "A has dim 16; B has dim 8: set dim = 8");
+    MISMATCH(strcpy(b.slot[1].name, "other"), "B has 'other'");
+    /* the model type and towers are named, not only dense float counts */
+    MISMATCH((b.model_type = MODEL_ESMM, b.ntowers = 2),
+             "A has model_type esm2 (4 towers); B has model_type esmm (2 towers): set "
+             "model_type = esmm in A's [model]");
+    MISMATCH(b.nlayers--, "A has towers = 256,128,64; B has towers = 256,128");
+    MISMATCH(b.layer[0] = 512, "B has towers = 512,128,64");
     MISMATCH(b.emb_optim = OPTIM_SGD, "sgd");
-    MISMATCH(b.dense_optim = OPTIM_ADAGRAD, "dense optimizer");
+    MISMATCH(b.dense_optim = OPTIM_ADAGRAD, "A has dense_optimizer adam; B has adagrad");
     MISMATCH(b.dense_size = 999, "dense vector");
     /* learning rates and the parameters each optimizer kind uses (spec:
      * adagrad rows, adam dense), both values named */
-    MISMATCH(b.emb_params[0] = 0.5f, "embedding optimizer adagrad: lr");
+    MISMATCH(b.emb_params[0] = 0.5f, "embedding optimizer adagrad: A has lr 0.05; B has 0.5: set "
+                                     "emb_lr = 0.5 in A's [model]");
     MISMATCH(b.emb_params[1] = 1e-3f, "eps");
     MISMATCH(b.emb_params[7] = 0.5f, "init_std");
-    MISMATCH(b.dense_params[0] = 0.25f, "dense optimizer adam: lr");
-    MISMATCH(b.dense_params[3] = 0.5f, "beta2");
+    MISMATCH(b.dense_params[0] = 0.25f, "dense optimizer adam: A has lr");
+    MISMATCH(b.dense_params[3] = 0.5f, "set adam_beta2 = 0.5");
 #undef MISMATCH
     b = a;
     b.emb_params[2] = 0.5f;   /* adam's beta1: adagrad rows do not use it */
     b.dense_params[7] = 0.5f; /* the shard does not initialize dense weights */
-    CU_ASSERT_EQUAL(codec_hello_check(&a, &b, &eb), 0);
+    CU_ASSERT_EQUAL(codec_hello_check(&a, &b, "A", "B", &eb), 0);
     b = a;
     b.emb_params[0] = 0.5f;
     b.has_params = 0; /* an older peer: rates not compared */
-    CU_ASSERT_EQUAL(codec_hello_check(&a, &b, &eb), 0);
+    CU_ASSERT_EQUAL(codec_hello_check(&a, &b, "A", "B", &eb), 0);
     /* admission and expiry: reported, not refused */
     char diff[256];
     b = a;
     CU_ASSERT_EQUAL(codec_hello_policy_diff(&a, &b, diff, sizeof(diff)), 0);
     b.slot[1].admit_min = 9;
-    CU_ASSERT_EQUAL(codec_hello_check(&a, &b, &eb), 0);
+    CU_ASSERT_EQUAL(codec_hello_check(&a, &b, "A", "B", &eb), 0);
     CU_ASSERT_EQUAL(codec_hello_policy_diff(&a, &b, diff, sizeof(diff)), 1);
     CU_ASSERT_PTR_NOT_NULL(strstr(diff, "admit_min 1 here, 9 at the peer"));
     b = a;
@@ -1327,7 +1345,7 @@ static void test_hello_check(void)
     b = a;
     b.slot[2].dim = 8;
     b.flags = MSG_F_PROBE;
-    CU_ASSERT_EQUAL(codec_hello_check(&a, &b, &eb), 0);
+    CU_ASSERT_EQUAL(codec_hello_check(&a, &b, "A", "B", &eb), 0);
 }
 
 static void test_check_reply(void)

@@ -152,7 +152,7 @@ static void test_handshake(void)
               wbin, OPTS, dir, ep, logs),
         0);
     out = tu_slurp(o, NULL);
-    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "lr 0.05 here, 0.1 at the peer"));
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "this worker has lr 0.1; shard 0 at "));
     free(out);
     CU_ASSERT_NOT_EQUAL(
         tu_sh(o,
@@ -160,7 +160,7 @@ static void test_handshake(void)
               wbin, OPTS, dir, ep, logs),
         0);
     out = tu_slurp(o, NULL);
-    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "dense optimizer adam: lr 0.001 here, 0.01"));
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "set dense_lr = 0.001 in this worker's [model]"));
     free(out);
     /* another admission: trains (the shard's holds), reported on both sides
      * (after the shard's one-per-second warning limit has passed) */

@@ -460,7 +460,7 @@ static void test_handshake(void)
     CU_ASSERT_EQUAL_FATAL(call(&mc, &m, &rep), 0);
     CU_ASSERT_EQUAL_FATAL(rep.hdr.type, MSG_HELLO_OK);
     CU_ASSERT_EQUAL(rep.hdr.req_id, m.hdr.req_id);
-    CU_ASSERT_EQUAL(codec_hello_check(&mine, &rep.u.hello, &eb), 0);
+    CU_ASSERT_EQUAL(codec_hello_check(&mine, &rep.u.hello, "test", "shard", &eb), 0);
     CU_ASSERT_EQUAL(rep.u.hello.shard, SHARD);
     CU_ASSERT_EQUAL(rep.u.hello.nshards, NSHARDS);
     CU_ASSERT_EQUAL(rep.u.hello.nslots, (uint32_t)spec.nslots);

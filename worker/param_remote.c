@@ -522,11 +522,22 @@ int param_remote_open(param_t **out, const worker_conf_t *wc, const model_spec_t
         msg_t m, rep;
         route_dense_range(dense_n, (uint32_t)n, (uint32_t)h, &r->part[h].dense_off,
                           &r->part[h].dense_cnt);
+        char them[64 + CONF_STR_MAX];
+        /* Learn the shard's layout first (a probe asserts nothing), so that
+         * a difference is worded from this worker's side; then the real
+         * handshake, which the shard checks too. */
+        snprintf(them, sizeof(them), "shard %d at %s", h, eps[h]);
+        msg_init(&m, MSG_HELLO, 0);
+        m.u.hello.flags = MSG_F_PROBE;
+        rc = ps_client_call(r->cli, h, &m, &rep, eb);
         msg_init(&m, MSG_HELLO, 0);
         codec_hello_from_spec(&m.u.hello, ms, (uint32_t)h, (uint32_t)n, dense_n, -1);
-        rc = ps_client_call(r->cli, h, &m, &rep, eb);
         if (rc == 0)
-            rc = codec_hello_check(&m.u.hello, &rep.u.hello, eb);
+            rc = codec_hello_check(&m.u.hello, &rep.u.hello, "this worker", them, eb);
+        if (rc == 0)
+            rc = ps_client_call(r->cli, h, &m, &rep, eb);
+        if (rc == 0)
+            rc = codec_hello_check(&m.u.hello, &rep.u.hello, "this worker", them, eb);
         if (rc != 0) {
             if (!eb || !strstr(eb->msg, eps[h]))
                 errbuf_prefix(eb, rc, "handshake with shard %d (%s)", h, eps[h]);
