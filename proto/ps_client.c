@@ -570,6 +570,59 @@ int ps_client_call(ps_client_t *c, int shard, msg_t *req, msg_t *rep, errbuf_t *
     return rc;
 }
 
+int ps_client_ping(ps_client_t *c, errbuf_t *eb)
+{
+    uint64_t *ids = calloc((size_t)c->n, sizeof(*ids));
+    char dead[ERRBUF_MAX / 2];
+    size_t o = 0;
+    int ndead = 0, rc = 0;
+
+    if (!ids)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    dead[0] = '\0';
+    /* All at once: the deadline of each counts from its send, so waiting
+     * for them one after the other still ends within one deadline_s. */
+    for (int i = 0; i < c->n && rc == 0; i++) {
+        msg_t m;
+        msg_init(&m, MSG_HELLO, 0);
+        m.u.hello.flags = MSG_F_PROBE;
+        rc = ps_client_send(c, i, &m, &ids[i], eb);
+    }
+    /* Round robin, so that every socket is pumped and its request resent
+     * (a send before the connection is up is retried by the waiter). */
+    for (int left = c->n; left > 0 && rc == 0;) {
+        for (int i = 0; i < c->n && rc == 0; i++) {
+            pending_t *p = ids[i] ? find_pending(&c->sh[i], ids[i]) : NULL;
+            msg_t rep;
+            int r;
+
+            if (!ids[i])
+                continue; /* answered or given up */
+            if (!p || p->replied)
+                r = ps_client_wait(c, i, ids[i], &rep, eb);
+            else if ((r = wait_round(c, i, eb)) == 0)
+                continue;
+            ids[i] = 0;
+            left--;
+            if (r == ERR_TIMEOUT) {
+                if (o < sizeof(dead))
+                    o += (size_t)snprintf(dead + o, sizeof(dead) - o, "%sshard %d (%s)",
+                                          ndead ? ", " : "", i, c->sh[i].endpoint);
+                ndead++;
+            } else if (r != 0) {
+                rc = r;
+            }
+        }
+    }
+    free(ids);
+    if (rc == 0 && ndead > 0)
+        rc = errbuf_set(eb, ERR_TIMEOUT,
+                        "%d of %d shard%s did not answer within %d s: %s; is funnel-ps running "
+                        "there?",
+                        ndead, c->n, c->n > 1 ? "s" : "", c->o.deadline_s, dead);
+    return rc;
+}
+
 int ps_client_drain(ps_client_t *c, errbuf_t *eb)
 {
     for (int i = 0; i < c->n; i++)

@@ -102,6 +102,14 @@ int ps_client_call(ps_client_t *c, int shard, msg_t *req, msg_t *rep, errbuf_t *
  * applied from this sender, e.g. before this process was restarted). */
 void ps_client_set_seq(ps_client_t *c, int shard, uint64_t seq);
 
+/*
+ * Ask every shard at once whether it answers (a probing HELLO), waiting up
+ * to deadline_s (give a short one). Returns 0 if all answered, ERR_TIMEOUT
+ * naming every silent shard and its endpoint, or another error of the
+ * first shard that answered with one (a refused CURVE key, ...).
+ */
+int ps_client_ping(ps_client_t *c, errbuf_t *eb);
+
 /* Wait until every push sent to every shard is acknowledged. */
 int ps_client_drain(ps_client_t *c, errbuf_t *eb);
 

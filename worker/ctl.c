@@ -174,10 +174,13 @@ int ctl_run(const worker_conf_t *wc, const ctl_args_t *a, FILE *out, errbuf_t *e
     int wait = a->wait_s > 0 ? a->wait_s : CTL_WAIT_S;
     int rc = connect_cluster(&c, wc, wait, buf, sizeof(buf), eb);
 
-    /* every command first finds every shard answering within --wait (stats
-     * is that); the others then work with the shards' own pace, deadline_s */
+    /* every command first pings every shard at once, naming all that do
+     * not answer within --wait; the others then work with the shards' own
+     * pace, deadline_s */
     if (rc == 0)
-        rc = stats(c, a->json, strcmp(a->cmd, "stats") ? NULL : out, eb);
+        rc = ps_client_ping(c, eb);
+    if (rc == 0 && !strcmp(a->cmd, "stats"))
+        rc = stats(c, a->json, out, eb);
     if (rc == ERR_TIMEOUT)
         rc = errbuf_prefix(eb, rc, "no answer within --wait %d s (give --wait S to wait longer)",
                            wait);

