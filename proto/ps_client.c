@@ -592,28 +592,30 @@ int ps_client_ping(ps_client_t *c, errbuf_t *eb)
      * (a send before the connection is up is retried by the waiter). */
     for (int left = c->n; left > 0 && rc == 0;) {
         for (int i = 0; i < c->n && rc == 0; i++) {
-            pending_t *p = ids[i] ? find_pending(&c->sh[i], ids[i]) : NULL;
+            pending_t *p;
             msg_t rep;
             int r;
 
-            if (!ids[i])
+            if (!ids[i] || ids[i] == UINT64_MAX)
                 continue; /* answered or given up */
+            p = find_pending(&c->sh[i], ids[i]);
             if (!p || p->replied)
                 r = ps_client_wait(c, i, ids[i], &rep, eb);
             else if ((r = wait_round(c, i, eb)) == 0)
                 continue;
-            ids[i] = 0;
+            ids[i] = r == ERR_TIMEOUT ? UINT64_MAX : 0; /* UINT64_MAX: silent */
             left--;
-            if (r == ERR_TIMEOUT) {
-                if (o < sizeof(dead))
-                    o += (size_t)snprintf(dead + o, sizeof(dead) - o, "%sshard %d (%s)",
-                                          ndead ? ", " : "", i, c->sh[i].endpoint);
-                ndead++;
-            } else if (r != 0) {
+            if (r != 0 && r != ERR_TIMEOUT)
                 rc = r;
-            }
         }
     }
+    for (int i = 0; i < c->n && rc == 0; i++) /* in shard order */
+        if (ids[i] == UINT64_MAX) {
+            if (o < sizeof(dead))
+                o += (size_t)snprintf(dead + o, sizeof(dead) - o, "%sshard %d (%s)",
+                                      ndead ? ", " : "", i, c->sh[i].endpoint);
+            ndead++;
+        }
     free(ids);
     if (rc == 0 && ndead > 0)
         rc = errbuf_set(eb, ERR_TIMEOUT,

@@ -21,6 +21,7 @@
 #include "proto/msg.h"
 #include "ps/ckpt_dir.h"
 #include "ps/dense_shard.h"
+#include "ps/endpoint.h"
 #include "ps/shard_layout.h"
 #include "ps/shard_meta.h"
 #include "ps/zap.h"
@@ -986,6 +987,9 @@ static int open_socket(server_t *s, errbuf_t *eb)
         if (rc != 0)
             return rc;
     }
+    int prc = endpoint_probe(s->pc->listen.s, NULL, eb); /* a live shard's ipc:// path */
+    if (prc != 0)
+        return errbuf_prefix(eb, prc, "shard %lld", (long long)s->pc->shard);
     if (zmq_bind(s->sock, s->pc->listen.s) != 0)
         return errbuf_set(eb, ERR_NET, "shard %lld: listen on %s: %s", (long long)s->pc->shard,
                           s->pc->listen.s, zmq_strerror(errno));

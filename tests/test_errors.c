@@ -142,6 +142,46 @@ static void test_ctl_names_every_dead_shard(void)
     CU_ASSERT_EQUAL(tu_stop(pid, 15), 0);
 }
 
+static void test_second_shard_on_ipc_endpoint(void)
+{
+    char ep[700], o[700], sock[700];
+    char *out;
+    pid_t pid = shard_start("same", ep, sizeof(ep), "");
+
+    CU_ASSERT_FATAL(pid > 0);
+    CU_ASSERT_EQUAL_FATAL(shard_up(ep), 0);
+    /* a second shard (other data) on the same endpoint: refused, exit 1 */
+    path_of(o, sizeof(o), "second.txt");
+    CU_ASSERT_EQUAL(tu_sh(o, BOUND "%s %s --listen %s --data %s/second-data", psbin, OPTS, ep, dir),
+                    1);
+    out = tu_slurp(o, NULL);
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "another process (a running shard?) is listening"));
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "give this shard its own --listen endpoint"));
+    free(out);
+    /* the first one still has its socket and answers */
+    CU_ASSERT_EQUAL(shard_up(ep), 0);
+    /* kill -9 leaves the socket file behind: a new shard reuses it */
+    CU_ASSERT_EQUAL(tu_stop(pid, 9), -1);
+    path_of(sock, sizeof(sock), "same.sock");
+    CU_ASSERT_EQUAL(access(sock, F_OK), 0);
+    pid = shard_start("same", ep, sizeof(ep), "");
+    CU_ASSERT_FATAL(pid > 0);
+    CU_ASSERT_EQUAL(shard_up(ep), 0);
+    CU_ASSERT_EQUAL(tu_stop(pid, 15), 0);
+    out = tu_slurp(path_of(o, sizeof(o), "same.log"), NULL);
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "removed a stale socket file"));
+    free(out);
+    /* a path that is not a socket is never deleted by a bind */
+    path_of(sock, sizeof(sock), "plain.file");
+    CU_ASSERT_EQUAL(tu_write(sock, "keep me\n"), 0);
+    CU_ASSERT_EQUAL(
+        tu_sh(o, BOUND "%s %s --listen ipc://%s --data %s/plain-data", psbin, OPTS, sock, dir), 1);
+    out = tu_slurp(o, NULL);
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "exists and is not a socket"));
+    free(out);
+    CU_ASSERT_EQUAL(access(sock, F_OK), 0);
+}
+
 static int setup(void)
 {
     char logs[700];
@@ -170,7 +210,9 @@ int test_errors_register(void)
         !CU_add_test(s, "handshake: model type, towers, dim worded from the worker's side",
                      test_handshake_from_workers_side) ||
         !CU_add_test(s, "ctl names every dead shard within --wait",
-                     test_ctl_names_every_dead_shard))
+                     test_ctl_names_every_dead_shard) ||
+        !CU_add_test(s, "a second shard on a live ipc:// endpoint refuses; a stale one is reused",
+                     test_second_shard_on_ipc_endpoint))
         return -1;
     return 0;
 }
