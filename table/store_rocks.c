@@ -1,8 +1,11 @@
 /*
  * store_rocks.c - the RocksDB implementation of store.h; the only file of
  * funnel that includes rocksdb/c.h. RocksDB's char *err messages are
- * translated here into ERR_STORE with the store's name and the action
- * ("shard 2 /data/ps2: open /data/ps2: IO error: ...").
+ * translated here into ERR_STORE with the store's name and the action,
+ * and the common ones (lock held, disk full, permission, missing store,
+ * I/O error, corruption) with what they mean and what to change, RocksDB's
+ * own text after it ("shard 2 /data/ps2: open /data/ps2: another process
+ * holds the store's lock ...: stop it, or ... (RocksDB: IO error: ...)").
  *
  * NOTES ON THE DESIGN
  *   Tables carry a 10-bit-per-key Bloom filter, so the MultiGet of keys
@@ -113,9 +116,53 @@ struct store_iter {
     int started;
 };
 
+/*
+ * What RocksDB's status text means to the person running funnel, and what
+ * to change; NULL for texts not recognized. The raw text follows in the
+ * message, so nothing RocksDB said is lost.
+ */
+static const char *meaning(const char *err)
+{
+    static const struct {
+        const char *has, *says;
+    } known[] = {
+        {"lock hold by current process",
+         "this process already has the store open: give each table its own directory"},
+        {"/LOCK: ",
+         "another process holds the store's lock (a funnel-ps or train already running on "
+         "this directory?): stop it, or give this process its own --data directory"},
+        {"No space left on device",
+         "the disk holding the store is full: free space there (or move --data to a larger "
+         "disk) and start again; rows changed since the last flush are lost"},
+        {"Disk quota exceeded", "the user's disk quota is used up: free space or raise the quota"},
+        {"Permission denied",
+         "this user may not read or write a file of the store: fix the owner or mode of the "
+         "directory and its files, or run as the user that owns them"},
+        {"Read-only file system",
+         "the store's filesystem is mounted read-only: give a writable directory"},
+        {"does not exist (create_if_missing is false)",
+         "there is no store here: give the data directory of a shard, a model directory or a "
+         "checkpoint (funnel-ps creates its store; readers never do)"},
+        {"No such file or directory",
+         "a file of the store is missing (deleted or moved while in use?): restore the "
+         "directory from a checkpoint"},
+        {"Corruption", "the store is damaged: " DAMAGED},
+        {"IO error",
+         "the filesystem reported an I/O error (see the kernel log, dmesg): check the disk, "
+         "then restore the directory from a checkpoint if files are damaged"},
+    };
+
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (strstr(err, known[i].has))
+            return known[i].says;
+    return NULL;
+}
+
 static int fail(rocks_t *r, char *err, const char *action, errbuf_t *eb)
 {
-    int rc = errbuf_set(eb, ERR_STORE, "%s: %s: %s", r->base.name, action, err);
+    const char *m = meaning(err);
+    int rc = m ? errbuf_set(eb, ERR_STORE, "%s: %s: %s (RocksDB: %s)", r->base.name, action, m, err)
+               : errbuf_set(eb, ERR_STORE, "%s: %s: %s", r->base.name, action, err);
     rocksdb_free(err);
     return rc;
 }

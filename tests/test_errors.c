@@ -160,6 +160,15 @@ static void test_second_shard_on_ipc_endpoint(void)
     free(out);
     /* the first one still has its socket and answers */
     CU_ASSERT_EQUAL(shard_up(ep), 0);
+    /* a second shard on the first one's data: RocksDB's lock, explained */
+    CU_ASSERT_EQUAL(tu_sh(o, BOUND "%s %s --listen ipc://%s/other.sock --data %s/same-data", psbin,
+                          OPTS, dir, dir),
+                    1);
+    out = tu_slurp(o, NULL);
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "another process holds the store's lock"));
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "give this process its own --data directory"));
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "(RocksDB: IO error: "));
+    free(out);
     /* kill -9 leaves the socket file behind: a new shard reuses it */
     CU_ASSERT_EQUAL(tu_stop(pid, 9), -1);
     path_of(sock, sizeof(sock), "same.sock");

@@ -158,6 +158,9 @@ static void test_rocks_errors(void)
     CU_ASSERT_PTR_NULL(s);
     CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "shard 2: open "));
     CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, path));
+    /* RocksDB's text is translated (meaning and fix), and kept after it */
+    CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "there is no store here: give the data directory"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "(RocksDB: "));
     CU_ASSERT_EQUAL(store_rocks_open(&s, path, STORE_READONLY, "shard 2", &eb), ERR_STORE);
     CU_ASSERT_PTR_NULL(s);
     /* a second writer of the same directory is refused (RocksDB's lock) */
@@ -165,6 +168,7 @@ static void test_rocks_errors(void)
     CU_ASSERT_EQUAL_FATAL(store_rocks_open(&a, path, STORE_CREATE, "shard 2", &eb), 0);
     CU_ASSERT_EQUAL(store_rocks_open(&b, path, 0, "shard 2", &eb), ERR_STORE);
     CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "shard 2: open "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "already has the store open"));
     CU_ASSERT_PTR_NULL(b);
     /* a checkpoint into an existing directory fails with the target named */
     CU_ASSERT_EQUAL(store_checkpoint(a, dir, &eb), ERR_STORE);
