@@ -24,6 +24,7 @@
 #include "ps/endpoint.h"
 #include "ps/shard_layout.h"
 #include "ps/shard_meta.h"
+#include "ps/shard_policy.h"
 #include "ps/zap.h"
 #include "table/emb_table.h"
 #include "table/store.h"
@@ -1026,6 +1027,8 @@ static int server_open(server_t *s, errbuf_t *eb)
                         name, eb);
     if (rc == 0)
         rc = shard_layout_check(s->store, &s->ms, pc->data.s, eb);
+    if (rc == 0 && (rc = shard_policy_check(s->store, &s->ms, pc->data.s, eb)) > 0)
+        rc = 0; /* changed admission or expiry: warned, not refused */
     if (rc == 0)
         rc = emb_table_open(&s->table, s->store, &s->ms, pc->mem_limit, eb);
     if (rc == 0)

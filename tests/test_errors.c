@@ -191,6 +191,48 @@ static void test_second_shard_on_ipc_endpoint(void)
     CU_ASSERT_EQUAL(access(sock, F_OK), 0);
 }
 
+/* 1 if the file at path contains needle. */
+static int file_has(const char *path, const char *needle)
+{
+    char *t = tu_slurp(path, NULL);
+    int has = t && strstr(t, needle) != NULL;
+
+    free(t);
+    return has;
+}
+
+static void test_policy_change_warned(void)
+{
+    char ep[700], log[700];
+    pid_t pid = shard_start("pol", ep, sizeof(ep), "");
+
+    path_of(log, sizeof(log), "pol.log");
+    CU_ASSERT_FATAL(pid > 0);
+    CU_ASSERT_EQUAL_FATAL(shard_up(ep), 0);
+    CU_ASSERT_EQUAL(tu_stop(pid, 15), 0);
+    CU_ASSERT(!file_has(log, "CHANGED"));
+    CU_ASSERT_EQUAL(tu_write(log, ""), 0);
+    /* the next day with other admission and expiry: starts, warns per slot */
+    pid = shard_start("pol", ep, sizeof(ep), "--slot_admit item_id:3 --slot_expire user_id:30");
+    CU_ASSERT_FATAL(pid > 0);
+    CU_ASSERT_EQUAL(shard_up(ep), 0);
+    CU_ASSERT_EQUAL(tu_stop(pid, 15), 0);
+    CU_ASSERT(file_has(log, "ADMISSION CHANGED: data directory "));
+    CU_ASSERT(file_has(log, "was last served with admit_min 1 for slot 'item_id'; this start "
+                            "gives 3"));
+    CU_ASSERT(file_has(log, "start with 'item_id:1' in slot_admit"));
+    CU_ASSERT(file_has(log, "EXPIRY CHANGED: "));
+    CU_ASSERT(file_has(log, "expire_days 0 for slot 'user_id'; this start gives 30"));
+    CU_ASSERT(!file_has(log, "slot 'tag'"));
+    /* the same settings again: recorded, so quiet */
+    CU_ASSERT_EQUAL(tu_write(log, ""), 0);
+    pid = shard_start("pol", ep, sizeof(ep), "--slot_admit item_id:3 --slot_expire user_id:30");
+    CU_ASSERT_FATAL(pid > 0);
+    CU_ASSERT_EQUAL(shard_up(ep), 0);
+    CU_ASSERT_EQUAL(tu_stop(pid, 15), 0);
+    CU_ASSERT(!file_has(log, "CHANGED"));
+}
+
 static int setup(void)
 {
     char logs[700];
@@ -221,7 +263,9 @@ int test_errors_register(void)
         !CU_add_test(s, "ctl names every dead shard within --wait",
                      test_ctl_names_every_dead_shard) ||
         !CU_add_test(s, "a second shard on a live ipc:// endpoint refuses; a stale one is reused",
-                     test_second_shard_on_ipc_endpoint))
+                     test_second_shard_on_ipc_endpoint) ||
+        !CU_add_test(s, "admission and expiry changed since the last start are warned about",
+                     test_policy_change_warned))
         return -1;
     return 0;
 }
