@@ -7,7 +7,8 @@
  * endpoint refuses to start while a dead shard's stale socket file is
  * reused; RocksDB's lock error names the other process and the fix;
  * admission and expiry that changed since the data directory was last
- * served are warned about at start.
+ * served are warned about at start; funnel-ps and train take --init_from
+ * and --init-from alike.
  *
  * Every process is stopped and the scratch directory removed by the
  * suite's teardown, also when an assertion failed.
@@ -233,6 +234,38 @@ static void test_policy_change_warned(void)
     CU_ASSERT(!file_has(log, "CHANGED"));
 }
 
+/* funnel-ps and the worker spell the option alike; both accept either */
+static void test_init_from_spelled_alike(void)
+{
+    char o[700], logs[700], want[800];
+    const char *spell[] = {"--init_from", "--init-from"};
+
+    path_of(o, sizeof(o), "init.txt");
+    path_of(logs, sizeof(logs), "train.tsv");
+    snprintf(want, sizeof(want), "%s/no-model/META", dir);
+    for (int i = 0; i < 2; i++) {
+        CU_ASSERT_EQUAL(tu_sh(o,
+                              BOUND "%s %s --listen ipc://%s/init.sock --data %s/init-data %s "
+                                    "%s/no-model",
+                              psbin, OPTS, dir, dir, spell[i], dir),
+                        1);
+        CU_ASSERT(file_has(o, want));
+        CU_ASSERT(!file_has(o, "unknown"));
+        CU_ASSERT_NOT_EQUAL(tu_sh(o, BOUND "%s train %s --threads 1 --model %s/m %s %s/no-model %s",
+                                  wbin, OPTS, dir, spell[i], dir, logs),
+                            0);
+        CU_ASSERT(file_has(o, "/no-model"));
+        CU_ASSERT(file_has(o, "No such file or directory"));
+        CU_ASSERT(!file_has(o, "unknown"));
+    }
+    /* help shows one spelling, the key's */
+    CU_ASSERT_EQUAL(tu_sh(o, "%s --help", psbin), 0);
+    CU_ASSERT(file_has(o, "--init_from "));
+    CU_ASSERT(!file_has(o, "--init-from"));
+    CU_ASSERT_EQUAL(tu_sh(o, "%s train --help", wbin), 0);
+    CU_ASSERT(file_has(o, "--init_from "));
+}
+
 static int setup(void)
 {
     char logs[700];
@@ -265,7 +298,9 @@ int test_errors_register(void)
         !CU_add_test(s, "a second shard on a live ipc:// endpoint refuses; a stale one is reused",
                      test_second_shard_on_ipc_endpoint) ||
         !CU_add_test(s, "admission and expiry changed since the last start are warned about",
-                     test_policy_change_warned))
+                     test_policy_change_warned) ||
+        !CU_add_test(s, "funnel-ps and train take --init_from and --init-from alike",
+                     test_init_from_spelled_alike))
         return -1;
     return 0;
 }
