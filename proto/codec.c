@@ -1402,7 +1402,7 @@ int codec_hello_check(const msg_hello_t *mine, const msg_hello_t *peer, const ch
             eb, ERR_MISMATCH,
             "%s has model_type %s (%" PRIu32 " towers); %s has model_type %s (%" PRIu32
             " towers): set model_type = %s in %s's [model], or give %s a data "
-            "directory of a %s model",
+            "directory made with model_type %s",
             me, model_name(mine->model_type), mine->ntowers, them, model_name(peer->model_type),
             peer->ntowers, model_name(peer->model_type), me, them, model_name(mine->model_type));
     if (layers_differ(mine, peer)) {
