@@ -204,8 +204,8 @@ int slotuse_verdict(const slotuse_t *su, errbuf_t *eb)
             append(msg, sizeof(msg), &len, "%s%d more slot name%s", listed ? ", and " : "",
                    su->nnames - listed + (su->other ? 1 : 0), "s");
         append(msg, sizeof(msg), &len,
-               "): add them to 'slots' (conf/aliccp.conf declares Ali-CCP's field ids), or set "
-               "allow_unknown_slots = true to ignore them");
+               "): add them to 'slots'%s, or set allow_unknown_slots = true to ignore them",
+               su->policy.aliccp ? " (conf/aliccp.conf declares Ali-CCP's 23 field ids)" : "");
     }
     if (unused_bad) {
         listed = 0;

@@ -45,6 +45,7 @@ typedef struct slotuse_policy {
     int allow_unknown; /* 1: undeclared slots in the log are no error */
     int allow_unused;  /* 1: declared slots without tokens are no error */
     uint64_t rows;     /* slotuse_train_check(): decide after this many rows (0: never) */
+    int aliccp;        /* 1: the log is Ali-CCP (the message points to conf/aliccp.conf) */
 } slotuse_policy_t;
 
 /*

@@ -37,7 +37,7 @@ void tokens_slots_init(tokens_slots_t *t, const model_spec_t *ms)
         for (i = h & (TOKENS_SLOT_TABLE - 1); t->bucket[i] >= 0;
              i = (i + 1) & (TOKENS_SLOT_TABLE - 1))
             ;
-        t->bucket[i] = (int8_t)s;
+        t->bucket[i] = (int16_t)s;
         t->len[s] = (uint8_t)len;
     }
 }

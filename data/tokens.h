@@ -69,7 +69,7 @@ static inline int tokens_reject(tokens_bad_t *bad, const char *p, size_t len, in
     return reason;
 }
 
-#define TOKENS_SLOT_TABLE 256 /* hash buckets, a power of 2 >= 4 * MODEL_MAX_SLOTS */
+#define TOKENS_SLOT_TABLE 1024 /* hash buckets, a power of 2 >= 4 * MODEL_MAX_SLOTS */
 
 /* Told of each token of a declared slot as it is parsed (also in a line
  * rejected later): its slot, VALUE text and key. Nonzero means out of
@@ -82,10 +82,10 @@ typedef void (*tokens_unknown_fn)(void *ctx, const char *name, size_t len);
 
 /* Slot name -> slot index, for the slots of one model_spec_t. */
 typedef struct tokens_slots {
-    const model_spec_t *ms;           /* names and seeds; must outlive the table */
-    uint8_t len[MODEL_MAX_SLOTS];     /* bytes of each slot name */
-    int8_t bucket[TOKENS_SLOT_TABLE]; /* slot index, -1: empty */
-    tokens_seen_fn seen;              /* NULL (the default), or told of every token */
+    const model_spec_t *ms;            /* names and seeds; must outlive the table */
+    uint8_t len[MODEL_MAX_SLOTS];      /* bytes of each slot name */
+    int16_t bucket[TOKENS_SLOT_TABLE]; /* slot index, -1: empty */
+    tokens_seen_fn seen;               /* NULL (the default), or told of every token */
     void *seen_ctx;
     tokens_unknown_fn unknown; /* NULL (the default), or told of every undeclared token */
     void *unknown_ctx;

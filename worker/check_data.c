@@ -174,7 +174,8 @@ int check_data_run(const worker_conf_t *wc, char *const *paths, int npaths, FILE
     slot_count_t *sc = NULL;
     keydict_t *keys = NULL;
     slotuse_t *su = NULL;
-    slotuse_policy_t policy = {(int)wc->allow_unknown_slots, (int)wc->allow_unused_slots, 0};
+    slotuse_policy_t policy = {(int)wc->allow_unknown_slots, (int)wc->allow_unused_slots, 0,
+                               wc->format == READER_ALICCP};
     uint64_t labels[3] = {0, 0, 0};
     batch_t b;
     errbuf_t verdict;

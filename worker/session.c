@@ -105,7 +105,7 @@ int session_init(session_t *s, const worker_conf_t *wc, const session_opts_t *o,
     }
     if (o->mode == SESSION_TRAIN && wc->slot_check_rows > 0) {
         slotuse_policy_t p = {(int)wc->allow_unknown_slots, (int)wc->allow_unused_slots,
-                              (uint64_t)wc->slot_check_rows};
+                              (uint64_t)wc->slot_check_rows, wc->format == READER_ALICCP};
         s->slots = slotuse_new(&s->ms, &p);
         if (!s->slots)
             return errbuf_set(eb, ERR_NOMEM, "out of memory");

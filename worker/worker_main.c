@@ -358,6 +358,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     rc = c->run(&st, c, &eb);
+    conf_release(&worker_conf_schema, &st.conf); /* slot lists: any length, on the heap */
     if (rc < 0) {
         LOG_ERROR("%s: %s", c->name, eb.msg[0] ? eb.msg : err_strerror(rc));
         return 1;
