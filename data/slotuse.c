@@ -78,8 +78,11 @@ static int same(const name_count_t *e, const char *name, size_t len, uint32_t h)
 void slotuse_unknown_cb(void *ctx, const char *name, size_t len)
 {
     slotuse_t *su = ctx;
-    uint32_t h = fnv(name, len), i;
+    uint32_t h, i;
 
+    if (su->decided) /* train decided already: no cost for the rest of the run */
+        return;
+    h = fnv(name, len);
     su->unknown++;
     if (!su->name && !(su->name = calloc(TABLE_CAP, sizeof(*su->name)))) {
         su->other++;
