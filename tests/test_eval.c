@@ -671,6 +671,7 @@ static void test_large_files(void)
     eval_data_release(&d);
     free(p);
     free(y);
+    conf_release(&worker_conf_schema, &wc);
 }
 
 int test_eval_register(void)
