@@ -204,6 +204,16 @@ static int set_value(const conf_key_t *k, void *obj, const char *v, const char *
         memcpy(((conf_str_t *)field)->s, v, n + 1);
         return 0;
     }
+    case CONF_TEXT: {
+        conf_text_t *t = (conf_text_t *)field;
+        char *copy = strdup(v);
+        if (!copy)
+            return errbuf_set(eb, ERR_NOMEM, "%s: key '%s': out of memory", where, k->name);
+        if (t->s && t->s != k->def)
+            free(t->s);
+        t->s = copy;
+        return 0;
+    }
     case CONF_ENUM: {
         int idx = enum_index(k->choices, v);
         if (idx < 0)
@@ -229,9 +239,27 @@ int conf_set(const conf_schema_t *sc, void *obj, const char *name, const char *v
     return set_value(k, obj, value, where, eb);
 }
 
+void conf_release(const conf_schema_t *sc, void *obj)
+{
+    for (size_t i = 0; i < sc->nkeys; i++) {
+        const conf_key_t *k = &sc->keys[i];
+        conf_text_t *t = (conf_text_t *)((char *)obj + k->offset);
+
+        if (k->type != CONF_TEXT)
+            continue;
+        if (t->s && t->s != k->def)
+            free(t->s);
+        t->s = (char *)k->def;
+    }
+}
+
 int conf_defaults(const conf_schema_t *sc, void *obj, errbuf_t *eb)
 {
     for (size_t i = 0; i < sc->nkeys; i++) {
+        if (sc->keys[i].type == CONF_TEXT) { /* the default text itself: nothing to free */
+            ((conf_text_t *)((char *)obj + sc->keys[i].offset))->s = (char *)sc->keys[i].def;
+            continue;
+        }
         int rc = set_value(&sc->keys[i], obj, sc->keys[i].def, "default", eb);
         if (rc != 0)
             return rc;
@@ -318,6 +346,11 @@ int conf_load_file(const conf_schema_t *sc, void *obj, const char *path, errbuf_
     c.fp = fopen(path, "r");
     if (!c.fp)
         return errbuf_set(eb, ERR_IO, "config %s: %s", path, strerror(errno));
+    /* Lines of any length (a slots list grows with the data): a heap line
+     * buffer that inih grows as needed, up to CONF_LINE_MAX. */
+    ini_use_stack = false;
+    ini_allow_realloc = true;
+    ini_max_line = CONF_LINE_MAX;
     rc = ini_parse_stream(read_line, &c, on_key, &c);
     fclose(c.fp);
     if (c.err != 0) {
@@ -430,6 +463,7 @@ static const char *type_name(const conf_key_t *k)
     case CONF_SIZE: return "size";
     case CONF_STR: return "string";
     case CONF_ENUM: return k->choices;
+    case CONF_TEXT: return "string";
     }
     return "?";
 }
@@ -506,6 +540,7 @@ void conf_format_value(const conf_key_t *k, const void *obj, char *buf, size_t l
     case CONF_SIZE: snprintf(buf, len, "%llu", (unsigned long long)*(const uint64_t *)field); break;
     case CONF_STR: snprintf(buf, len, "%s", ((const conf_str_t *)field)->s); break;
     case CONF_ENUM: enum_name(k->choices, *(const int *)field, buf, len); break;
+    case CONF_TEXT: snprintf(buf, len, "%s", ((const conf_text_t *)field)->s); break;
     }
 }
 
@@ -518,6 +553,10 @@ void conf_log_effective(const conf_schema_t *sc, const void *obj)
     LOG_INFO("effective %s configuration:", sc->role);
     for (size_t i = 0; i < sc->nkeys; i++) {
         conf_format_value(&sc->keys[i], obj, v, sizeof(v));
-        LOG_INFO("  %s.%s = %s", sc->keys[i].section, sc->keys[i].name, v);
+        if (sc->keys[i].type == CONF_TEXT) /* whole, however long */
+            LOG_INFO("  %s.%s = %s", sc->keys[i].section, sc->keys[i].name,
+                     ((const conf_text_t *)((const char *)obj + sc->keys[i].offset))->s);
+        else
+            LOG_INFO("  %s.%s = %s", sc->keys[i].section, sc->keys[i].name, v);
     }
 }

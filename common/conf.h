@@ -15,7 +15,9 @@
  *
  * Types: INT (int64_t), FLOAT (double), BOOL (int 0/1: true/false/yes/no/
  * on/off/1/0), SIZE (uint64_t bytes, suffixes K/M/G/T, powers of 1024),
- * STR (conf_str_t), ENUM (int index into "a|b|c").
+ * STR (conf_str_t), ENUM (int index into "a|b|c"), TEXT (conf_text_t: a
+ * string of any length on the heap, for lists that grow with the data such
+ * as the per-slot keys; free with conf_release()).
  *
  * Thread-safety: none needed; configuration is loaded once by main.
  */
@@ -29,12 +31,28 @@
 #include "common/err.h"
 
 #define CONF_STR_MAX 1024
+#define CONF_LINE_MAX (16 << 20) /* bytes of a config file line: what a TEXT value may hold */
 
 typedef struct conf_str {
     char s[CONF_STR_MAX];
 } conf_str_t;
 
-typedef enum { CONF_INT, CONF_FLOAT, CONF_BOOL, CONF_SIZE, CONF_STR, CONF_ENUM } conf_type_t;
+/* A TEXT value: s points to the key's default text (never written
+ * through) or to a heap copy of the value set; never NULL after
+ * conf_defaults(). */
+typedef struct conf_text {
+    char *s;
+} conf_text_t;
+
+typedef enum {
+    CONF_INT,
+    CONF_FLOAT,
+    CONF_BOOL,
+    CONF_SIZE,
+    CONF_STR,
+    CONF_ENUM,
+    CONF_TEXT
+} conf_type_t;
 
 #define CONF_CTYPE_INT int64_t
 #define CONF_CTYPE_FLOAT double
@@ -42,6 +60,7 @@ typedef enum { CONF_INT, CONF_FLOAT, CONF_BOOL, CONF_SIZE, CONF_STR, CONF_ENUM }
 #define CONF_CTYPE_SIZE uint64_t
 #define CONF_CTYPE_STR conf_str_t
 #define CONF_CTYPE_ENUM int
+#define CONF_CTYPE_TEXT conf_text_t
 
 /* Struct member for one key: use as X-macro callback inside a struct. */
 #define CONF_FIELD(sect, name, type, def, lo, hi, choices, help) CONF_CTYPE_##type name;
@@ -75,6 +94,11 @@ typedef struct conf_schema {
 /* Set every key of obj to its default. Returns 0 or ERR_CONFIG (a bad
  * default is a programming error but is reported, not asserted). */
 int conf_defaults(const conf_schema_t *sc, void *obj, errbuf_t *eb);
+
+/* Free the TEXT values of obj that are not their default (each back to
+ * its default); the other keys keep their values. Call once a role is done
+ * with its configuration; accepts an obj never set up (all zero). */
+void conf_release(const conf_schema_t *sc, void *obj);
 
 /* Load an INI file over obj. Missing file: ERR_IO naming it; bad content:
  * ERR_CONFIG "path:line: key 'k': reason". */

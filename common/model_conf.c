@@ -34,57 +34,61 @@ int model_spec_slot(const model_spec_t *ms, const char *name, size_t len)
 static int apply_overrides(model_spec_t *ms, const char *key, const char *text, long lo, long hi,
                            size_t field, errbuf_t *eb)
 {
-    char buf[CONF_STR_MAX];
+    char *buf = strdup(text); /* a TEXT value: any length */
     char *items[MODEL_MAX_SLOTS];
-    int n;
+    int n, rc = 0;
 
-    snprintf(buf, sizeof(buf), "%s", text);
+    if (!buf)
+        return errbuf_set(eb, ERR_NOMEM, "key '%s': out of memory", key);
     n = conf_split_list(buf, ',', items, MODEL_MAX_SLOTS);
     if (n < 0)
-        return errbuf_set(eb, ERR_CONFIG, "key '%s': too many entries", key);
-    for (int i = 0; i < n; i++) {
+        rc = errbuf_set(eb, ERR_CONFIG, "key '%s': more than %d entries (one per slot)", key,
+                        MODEL_MAX_SLOTS);
+    for (int i = 0; rc == 0 && i < n; i++) {
         char *colon = strrchr(items[i], ':');
         int64_t v;
         int s;
 
-        if (!colon)
-            return errbuf_set(eb, ERR_CONFIG, "key '%s': '%s' is not slot:value", key, items[i]);
+        if (!colon) {
+            rc = errbuf_set(eb, ERR_CONFIG, "key '%s': '%s' is not slot:value", key, items[i]);
+            break;
+        }
         *colon = '\0';
         s = model_spec_slot(ms, items[i], strlen(items[i]));
         if (s < 0)
-            return errbuf_set(eb, ERR_CONFIG, "key '%s': slot '%s' is not in 'slots'", key,
-                              items[i]);
-        if (parse_int_str(colon + 1, lo, hi, &v) != 0)
-            return errbuf_set(eb, ERR_CONFIG, "key '%s': slot '%s': '%s' is not in [%ld, %ld]", key,
-                              items[i], colon + 1, lo, hi);
-        *(int *)((char *)&ms->slot[s] + field) = (int)v;
+            rc = errbuf_set(eb, ERR_CONFIG, "key '%s': slot '%s' is not in 'slots'", key, items[i]);
+        else if (parse_int_str(colon + 1, lo, hi, &v) != 0)
+            rc = errbuf_set(eb, ERR_CONFIG, "key '%s': slot '%s': '%s' is not in [%ld, %ld]", key,
+                            items[i], colon + 1, lo, hi);
+        else
+            *(int *)((char *)&ms->slot[s] + field) = (int)v;
     }
-    return 0;
+    free(buf);
+    return rc;
 }
 
-int model_spec_from_conf(model_spec_t *ms, const model_conf_t *mc, errbuf_t *eb)
+/* The slot names of the 'slots' list into ms. */
+static int parse_slots(model_spec_t *ms, const model_conf_t *mc, errbuf_t *eb)
 {
-    char buf[CONF_STR_MAX];
-    char *items[MODEL_MAX_SLOTS + 1];
-    int n, rc;
+    char *buf = strdup(mc->slots.s); /* a TEXT value: any length */
+    char *items[MODEL_MAX_SLOTS];
+    int n, rc = 0;
 
-    memset(ms, 0, sizeof(*ms));
-    ms->type = mc->model_type;
-    ms->ntowers = ms->type == MODEL_ESM2 ? 4 : 2;
-    ms->nloss = ms->type == MODEL_ESM2 ? 3 : 2;
-
-    snprintf(buf, sizeof(buf), "%s", mc->slots.s);
+    if (!buf)
+        return errbuf_set(eb, ERR_NOMEM, "key 'slots': out of memory");
     n = conf_split_list(buf, ',', items, MODEL_MAX_SLOTS);
     if (n < 0)
-        return errbuf_set(eb, ERR_CONFIG, "key 'slots': more than %d slots", MODEL_MAX_SLOTS);
-    if (n == 0)
-        return errbuf_set(eb, ERR_CONFIG, "key 'slots': no slot declared");
-    for (int i = 0; i < n; i++) {
+        rc = errbuf_set(eb, ERR_CONFIG, "key 'slots': more than %d slots", MODEL_MAX_SLOTS);
+    else if (n == 0)
+        rc = errbuf_set(eb, ERR_CONFIG, "key 'slots': no slot declared");
+    for (int i = 0; rc == 0 && i < n; i++) {
         size_t len = strlen(items[i]);
         if (len == 0 || len >= MODEL_SLOT_NAME_MAX || strpbrk(items[i], ": \t"))
-            return errbuf_set(eb, ERR_CONFIG, "key 'slots': bad slot name '%s'", items[i]);
-        if (model_spec_slot(ms, items[i], len) >= 0)
-            return errbuf_set(eb, ERR_CONFIG, "key 'slots': slot '%s' declared twice", items[i]);
+            rc = errbuf_set(eb, ERR_CONFIG, "key 'slots': bad slot name '%s'", items[i]);
+        else if (model_spec_slot(ms, items[i], len) >= 0)
+            rc = errbuf_set(eb, ERR_CONFIG, "key 'slots': slot '%s' declared twice", items[i]);
+        if (rc != 0)
+            break;
         slot_spec_t *s = &ms->slot[ms->nslots++];
         memcpy(s->name, items[i], len + 1);
         s->seed = keyhash_slot(s->name, len);
@@ -92,7 +96,25 @@ int model_spec_from_conf(model_spec_t *ms, const model_conf_t *mc, errbuf_t *eb)
         s->admit_min = (int)mc->admit_min_count;
         s->expire_days = (int)mc->expire_days;
     }
-    rc = apply_overrides(ms, "slot_dims", mc->slot_dims.s, 1, 1024, offsetof(slot_spec_t, dim), eb);
+    free(buf);
+    return rc;
+}
+
+int model_spec_from_conf(model_spec_t *ms, const model_conf_t *mc, errbuf_t *eb)
+{
+    char buf[CONF_STR_MAX];
+    char *items[MODEL_MAX_LAYERS + 1];
+    int n, rc;
+
+    memset(ms, 0, sizeof(*ms));
+    ms->type = mc->model_type;
+    ms->ntowers = ms->type == MODEL_ESM2 ? 4 : 2;
+    ms->nloss = ms->type == MODEL_ESM2 ? 3 : 2;
+
+    rc = parse_slots(ms, mc, eb);
+    if (rc == 0)
+        rc = apply_overrides(ms, "slot_dims", mc->slot_dims.s, 1, 1024, offsetof(slot_spec_t, dim),
+                             eb);
     if (rc == 0)
         rc = apply_overrides(ms, "slot_admit", mc->slot_admit.s, 1, 1000000,
                              offsetof(slot_spec_t, admit_min), eb);

@@ -23,10 +23,10 @@
 #define MODEL_CONF_KEYS(X)                                                                         \
     X(model, model_type, ENUM, "esm2", 0, 0, "esm2|esmm|naive",                                    \
       "model type: esm2 (4 towers, 3 losses), esmm (2 towers), naive (CVR on clicks only)")        \
-    X(model, slots, STR, "user_id,item_id,cate_id,shop_id,brand_id,position,hour,tag", 0, 0, NULL, \
-      "comma-separated feature slots; tokens of other slots are ignored (counted)")                \
+    X(model, slots, TEXT, "user_id,item_id,cate_id,shop_id,brand_id,position,hour,tag", 0, 0,      \
+      NULL, "comma-separated feature slots; tokens of other slots are ignored (counted)")          \
     X(model, emb_dim, INT, "16", 1, 1024, NULL, "embedding dimension of every slot")               \
-    X(model, slot_dims, STR, "", 0, 0, NULL,                                                       \
+    X(model, slot_dims, TEXT, "", 0, 0, NULL,                                                      \
       "per-slot dimension overrides, e.g. \"tag:8,hour:4\"")                                       \
     X(model, towers, STR, "256,128,64", 0, 0, NULL,                                                \
       "hidden layer sizes of every tower (ReLU), then a sigmoid head")                             \
@@ -50,10 +50,10 @@
     X(model, ftrl_l2, FLOAT, "0", 0, 100, NULL, "FTRL L2 strength")                                \
     X(model, admit_min_count, INT, "1", 1, 1000000, NULL,                                          \
       "a new key gets a row after it was seen this many times (1: at once)")                       \
-    X(model, slot_admit, STR, "", 0, 0, NULL, "per-slot admission overrides, e.g. \"item_id:3\"")  \
+    X(model, slot_admit, TEXT, "", 0, 0, NULL, "per-slot admission overrides, e.g. \"item_id:3\"") \
     X(model, expire_days, INT, "0", 0, 100000, NULL,                                               \
       "rows unseen for this many days are deleted at refresh (0: never)")                          \
-    X(model, slot_expire, STR, "", 0, 0, NULL, "per-slot expiry overrides, e.g. \"user_id:30\"")
+    X(model, slot_expire, TEXT, "", 0, 0, NULL, "per-slot expiry overrides, e.g. \"user_id:30\"")
 
 typedef struct model_conf {
     MODEL_CONF_KEYS(CONF_FIELD)
@@ -61,7 +61,7 @@ typedef struct model_conf {
 
 enum { MODEL_ESM2 = 0, MODEL_ESMM = 1, MODEL_NAIVE = 2 };
 
-#define MODEL_MAX_SLOTS 64
+#define MODEL_MAX_SLOTS 256 /* one byte per slot index in store keys and exports */
 #define MODEL_MAX_LAYERS 8
 #define MODEL_SLOT_NAME_MAX 64
 

@@ -131,6 +131,7 @@ static int parse_features(const tokens_slots_t *sl, const char *p, size_t len, u
         s = tokens_slots_find(sl, f, (size_t)(q - f), h);
         if (s < 0) {
             (*unknown)++;
+            tokens_tell_unknown(sl, f, (size_t)(q - f));
         } else {
             uint64_t key = keyhash_value(sl->ms->slot[s].seed, fid, (size_t)(x - fid));
             rc = emit(ctx, s, key, w);

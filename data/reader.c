@@ -167,6 +167,7 @@ static int tsv1_parse(const tokens_slots_t *sl, const char *p, size_t len, batch
         s = tokens_slots_find(sl, tok, (size_t)(colon - tok), h);
         if (s < 0) {
             nunk++;
+            tokens_tell_unknown(sl, tok, (size_t)(colon - tok));
         } else {
             uint64_t key = keyhash_value(sl->ms->slot[s].seed, val, (size_t)(last - val));
             ntok++;
@@ -483,6 +484,8 @@ int reader_open(reader_t **out, const model_spec_t *ms, const reader_opts_t *o, 
     tokens_slots_init(&r->slots, &r->ms);
     r->slots.seen = o->on_token;
     r->slots.seen_ctx = o->on_token_ctx;
+    r->slots.unknown = o->on_unknown;
+    r->slots.unknown_ctx = o->on_unknown_ctx;
     r->o = *o;
     if (r->o.workers == 0)
         r->o.workers = 1;

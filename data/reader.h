@@ -80,6 +80,9 @@ typedef struct reader_opts {
     tokens_seen_fn on_token; /* NULL, or told of every token of a declared slot */
     void *on_token_ctx;      /* on_token's first argument */
     int allow_empty;         /* 1: an empty log file is read as no rows, not refused */
+    /* NULL, or told of every token of an undeclared slot (with on_unknown_ctx) */
+    tokens_unknown_fn on_unknown;
+    void *on_unknown_ctx;
 } reader_opts_t;
 
 typedef struct reader_stats {

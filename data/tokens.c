@@ -25,6 +25,8 @@ void tokens_slots_init(tokens_slots_t *t, const model_spec_t *ms)
     t->ms = ms;
     t->seen = NULL;
     t->seen_ctx = NULL;
+    t->unknown = NULL;
+    t->unknown_ctx = NULL;
     for (int s = 0; s < ms->nslots; s++) {
         const char *name = ms->slot[s].name;
         size_t len = strlen(name);
@@ -35,7 +37,7 @@ void tokens_slots_init(tokens_slots_t *t, const model_spec_t *ms)
         for (i = h & (TOKENS_SLOT_TABLE - 1); t->bucket[i] >= 0;
              i = (i + 1) & (TOKENS_SLOT_TABLE - 1))
             ;
-        t->bucket[i] = (int8_t)s;
+        t->bucket[i] = (int16_t)s;
         t->len[s] = (uint8_t)len;
     }
 }

@@ -69,20 +69,26 @@ static inline int tokens_reject(tokens_bad_t *bad, const char *p, size_t len, in
     return reason;
 }
 
-#define TOKENS_SLOT_TABLE 256 /* hash buckets, a power of 2 >= 4 * MODEL_MAX_SLOTS */
+#define TOKENS_SLOT_TABLE 1024 /* hash buckets, a power of 2 >= 4 * MODEL_MAX_SLOTS */
 
 /* Told of each token of a declared slot as it is parsed (also in a line
  * rejected later): its slot, VALUE text and key. Nonzero means out of
  * memory. */
 typedef int (*tokens_seen_fn)(void *ctx, int slot, const char *value, size_t len, uint64_t key);
 
+/* Told of each token of an undeclared slot as it is parsed (also in a line
+ * rejected later): the slot name's bytes (not NUL-terminated). */
+typedef void (*tokens_unknown_fn)(void *ctx, const char *name, size_t len);
+
 /* Slot name -> slot index, for the slots of one model_spec_t. */
 typedef struct tokens_slots {
-    const model_spec_t *ms;           /* names and seeds; must outlive the table */
-    uint8_t len[MODEL_MAX_SLOTS];     /* bytes of each slot name */
-    int8_t bucket[TOKENS_SLOT_TABLE]; /* slot index, -1: empty */
-    tokens_seen_fn seen;              /* NULL (the default), or told of every token */
+    const model_spec_t *ms;            /* names and seeds; must outlive the table */
+    uint8_t len[MODEL_MAX_SLOTS];      /* bytes of each slot name */
+    int16_t bucket[TOKENS_SLOT_TABLE]; /* slot index, -1: empty */
+    tokens_seen_fn seen;               /* NULL (the default), or told of every token */
     void *seen_ctx;
+    tokens_unknown_fn unknown; /* NULL (the default), or told of every undeclared token */
+    void *unknown_ctx;
 } tokens_slots_t;
 
 /* Tell sl->seen (if set) of a token; 0 or ERR_NOMEM. */
@@ -90,6 +96,13 @@ static inline int tokens_tell(const tokens_slots_t *sl, int slot, const char *va
                               uint64_t key)
 {
     return sl->seen && sl->seen(sl->seen_ctx, slot, value, len, key) != 0 ? ERR_NOMEM : 0;
+}
+
+/* Tell sl->unknown (if set) of a token of the undeclared slot name[0, len). */
+static inline void tokens_tell_unknown(const tokens_slots_t *sl, const char *name, size_t len)
+{
+    if (sl->unknown)
+        sl->unknown(sl->unknown_ctx, name, len);
 }
 
 /* Build the table for ms (at most MODEL_MAX_SLOTS slots). */

@@ -100,6 +100,7 @@ int main(int argc, char **argv)
     signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN);
     rc = server_run(&st.conf, &st.stop, &eb);
+    conf_release(&ps_conf_schema, &st.conf); /* slot lists: any length, on the heap */
     if (rc != 0) {
         LOG_ERROR("%s", eb.msg[0] ? eb.msg : err_strerror(rc));
         return 1;

@@ -66,7 +66,7 @@ static size_t encode_header(const emb_export_header_t *h, uint64_t records, unsi
     memcpy(buf, EMB_EXPORT_MAGIC, 8);
     bytes_put_le16(buf + 8, EMB_EXPORT_VERSION);
     buf[10] = (unsigned char)h->kind;
-    buf[11] = (unsigned char)h->nslots;
+    buf[11] = (unsigned char)(h->nslots & 0xff); /* 256 slots: 0 */
     bytes_put_le32(buf + 12, (uint32_t)h->day);
     bytes_put_le32(buf + 16, (uint32_t)h->base_day);
     bytes_put_le64(buf + 24, records);
@@ -355,7 +355,7 @@ static int parse_header(emb_export_reader_t *r, const unsigned char *p, size_t h
                           r->path);
     h->version = bytes_get_le16(p + 8);
     h->kind = p[10];
-    h->nslots = p[11];
+    h->nslots = p[11] ? p[11] : 256; /* 0 means 256 (files with 1..255 read as before) */
     h->day = (int32_t)bytes_get_le32(p + 12);
     h->base_day = (int32_t)bytes_get_le32(p + 16);
     h->records = bytes_get_le64(p + 24);

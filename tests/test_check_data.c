@@ -130,6 +130,7 @@ static void test_broken_file(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "buy/impression:            0.200000"));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "result: REJECTED LINES (4)"));
     free(text);
+    conf_release(&worker_conf_schema, &wc);
 }
 
 static void test_clean_file(void)
@@ -154,6 +155,7 @@ static void test_clean_file(void)
     CU_ASSERT_EQUAL(run(&wc, paths, 1, &text, &eb), 1);
     CU_ASSERT_EQUAL(value_of(text, "action or buy without click"), 2);
     free(text);
+    conf_release(&worker_conf_schema, &wc);
 }
 
 static void test_aliccp(void)
@@ -190,6 +192,7 @@ static void test_aliccp(void)
     CU_ASSERT_EQUAL(slot_row(text, "205", &t, &d), 0);
     CU_ASSERT(t == 2 && d == 2);
     free(text);
+    conf_release(&worker_conf_schema, &wc);
 }
 
 static void test_unreadable(void)
@@ -211,6 +214,7 @@ static void test_unreadable(void)
     CU_ASSERT_EQUAL(run(&wc, paths, 1, &text, &eb), ERR_CORRUPT);
     CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, path));
     free(text);
+    conf_release(&worker_conf_schema, &wc);
 }
 
 int test_check_data_register(void)

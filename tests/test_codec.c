@@ -1167,8 +1167,8 @@ static void test_encoder_rejects(void)
     REJECT(make_sample(&f.m, MSG_PULL); f.m.hdr.type = 200);
     REJECT(make_sample(&f.m, MSG_PULL); f.m.u.rows.flags = MSG_F_DELTA);
     REJECT(make_sample(&f.m, MSG_PULL); f.m.u.rows.slot[1].slot = 0);
-    REJECT(make_sample(&f.m, MSG_PULL); f.m.u.rows.slot[2].slot = 64);
-    REJECT(make_sample(&f.m, MSG_PULL); f.m.u.rows.nslots = 65);
+    REJECT(make_sample(&f.m, MSG_PULL); f.m.u.rows.slot[2].slot = MODEL_MAX_SLOTS);
+    REJECT(make_sample(&f.m, MSG_PULL); f.m.u.rows.nslots = MODEL_MAX_SLOTS + 1);
     REJECT(make_sample(&f.m, MSG_PULL); f.m.u.rows.slot[0].keys = NULL);
     REJECT(make_sample(&f.m, MSG_PULL); f.m.u.rows.slot[0].dim = 4);
     REJECT(make_sample(&f.m, MSG_PULL); f.m.u.rows.slot[0].rows = rows_a);
@@ -1195,7 +1195,7 @@ static void test_encoder_rejects(void)
     REJECT(make_sample(&f.m, MSG_HELLO); f.m.u.hello.emb_optim = 7);
     REJECT(make_sample(&f.m, MSG_STATS_OK); f.m.u.kv.kv = NULL);
     REJECT(make_sample(&f.m, MSG_PROGRESS_OK); f.m.u.progress.found = 3);
-    REJECT(make_sample(&f.m, MSG_SCAN); f.m.u.scan.slot = 64);
+    REJECT(make_sample(&f.m, MSG_SCAN); f.m.u.scan.slot = MODEL_MAX_SLOTS);
 #undef REJECT
     /* A probing HELLO needs no shard. */
     make_sample(&f.m, MSG_HELLO);

@@ -112,6 +112,7 @@ static int run(const char *truth, int json, char **text, errbuf_t *eb)
     CU_ASSERT_PTR_NOT_NULL_FATAL(out);
     eb->msg[0] = '\0';
     rc = eval_run(&wc, pred_path, logs, 1, truth, json, out, eb);
+    conf_release(&worker_conf_schema, &wc);
     fclose(out);
     return rc;
 }
@@ -301,6 +302,7 @@ static void test_compute_by_hand(void)
     CU_ASSERT_DOUBLE_EQUAL(r.task[EVAL_CTR].model.logloss, logloss_of(pctr, click, 8), 1e-12);
     eval_data_release(&d);
     CU_ASSERT_PTR_NULL(d.label[0]);
+    conf_release(&worker_conf_schema, &wc);
 }
 
 static void test_table(void)
@@ -443,6 +445,7 @@ static void test_header_order_crlf(void)
     CU_ASSERT_DOUBLE_EQUAL(r.task[EVAL_CTCVR].model.auc, 11.0 / 12, 1e-15);
     CU_ASSERT(!r.task[EVAL_CTAVR].present && !r.task[EVAL_CVR_ES].present && !r.has_truth);
     eval_data_release(&d);
+    conf_release(&worker_conf_schema, &wc);
 }
 
 /* Rejected log lines are not in the predictions; with truth they are an error. */
@@ -668,6 +671,7 @@ static void test_large_files(void)
     eval_data_release(&d);
     free(p);
     free(y);
+    conf_release(&worker_conf_schema, &wc);
 }
 
 int test_eval_register(void)

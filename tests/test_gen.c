@@ -468,6 +468,7 @@ static uint64_t read_back(const char *slots, int format, char **paths, int npath
     if (slots)
         CU_ASSERT_EQUAL_FATAL(conf_set(&worker_conf_schema, &wc, "slots", slots, "test", &eb), 0);
     CU_ASSERT_EQUAL_FATAL(model_spec_from_conf(&ms, &wc.model, &eb), 0);
+    conf_release(&worker_conf_schema, &wc);
     memset(&o, 0, sizeof(o));
     o.format = format;
     o.workers = 1;

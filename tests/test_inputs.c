@@ -20,7 +20,7 @@
 
 #include "tests/util.h"
 
-#define OPTS "--towers 8" /* the layout: shards and workers */
+#define OPTS "--towers 8 --slots user_id,item_id,tag" /* the layout: shards and workers */
 /* every command is bounded: a hang is a failure, never a stuck suite */
 #define BOUND "timeout -k 5 60 "
 
@@ -201,7 +201,7 @@ static void test_data_dir_layout(void)
                           "'emb_optimizer adam'",
                           "'dense_optimizer adam'; the configuration gives 'dense_optimizer "
                           "adagrad'",
-                          "'slot 7 tag 16'; the configuration gives 'slot 7 tag 8'"};
+                          "'slot 2 tag 16'; the configuration gives 'slot 2 tag 8'"};
     for (int i = 0; i < 3; i++) {
         path_of(o, sizeof(o), "lay-bad.txt");
         CU_ASSERT_EQUAL(tu_sh(o, BOUND "%s %s --listen ipc://%s/lay2.sock --data %s/lay-data %s",

@@ -59,6 +59,7 @@ static void make_spec(model_spec_t *ms, const char *slots)
     if (slots)
         CU_ASSERT_EQUAL_FATAL(conf_set(&worker_conf_schema, &wc, "slots", slots, "test", &eb), 0);
     CU_ASSERT_EQUAL_FATAL(model_spec_from_conf(ms, &wc.model, &eb), 0);
+    conf_release(&worker_conf_schema, &wc);
 }
 
 static reader_opts_t opts(int rank, int workers)

@@ -16,6 +16,7 @@
 #include "common/keydict.h"
 #include "common/model_conf.h"
 #include "data/reader.h"
+#include "data/slotuse.h"
 #include "data/tokens.h"
 
 #define CHECK_BATCH 4096 /* rows per batch */
@@ -98,9 +99,12 @@ static void print_reasons(FILE *out, const uint64_t *by_reason)
             fprintf(out, "  %-40s %llu\n", tokens_reason_text(i), (unsigned long long)by_reason[i]);
 }
 
-static void print_report(FILE *out, const reader_t *rd, const model_spec_t *ms,
-                         const slot_count_t *sc, const uint64_t labels[3], int aliccp)
+static int print_report(FILE *out, const reader_t *rd, const model_spec_t *ms,
+                        const slot_count_t *sc, const slotuse_t *su, const uint64_t labels[3],
+                        int aliccp, errbuf_t *verdict)
 {
+    int rc;
+
     const reader_stats_t *st = reader_stats(rd);
 
     fprintf(out, "files: %d\n", reader_nfiles(rd));
@@ -119,6 +123,9 @@ static void print_report(FILE *out, const reader_t *rd, const model_spec_t *ms,
         fprintf(out, "  %-20s %14llu %14llu\n", ms->slot[s].name, (unsigned long long)sc[s].tokens,
                 (unsigned long long)keyset_count(&sc[s].keys));
     fprintf(out, "undeclared-slot tokens: %llu\n", (unsigned long long)st->unknown_slot_tokens);
+    rc = slotuse_print(su, out);
+    if (rc != 0)
+        return rc;
     fprintf(out, "impressions: %llu\n", (unsigned long long)st->accepted);
     fprintf(out, "clicks: %llu\n", (unsigned long long)labels[0]);
     fprintf(out, "actions: %llu\n", (unsigned long long)labels[1]);
@@ -127,16 +134,24 @@ static void print_report(FILE *out, const reader_t *rd, const model_spec_t *ms,
     print_rate(out, "action/click:", labels[1], labels[0]);
     print_rate(out, "buy/click:", labels[2], labels[0]);
     print_rate(out, "buy/impression:", labels[2], st->accepted);
+    rc = slotuse_verdict(su, verdict);
+    if (rc != 0)
+        fprintf(out, "slots: %s\n", verdict->msg);
     if (st->rejected || st->join_rejected)
-        fprintf(out, "result: REJECTED LINES (%llu)\n",
-                (unsigned long long)(st->rejected + st->join_rejected));
+        fprintf(out, "result: REJECTED LINES (%llu)%s\n",
+                (unsigned long long)(st->rejected + st->join_rejected),
+                rc != 0 ? ", SLOTS DO NOT FIT THE LOG" : "");
+    else if (rc != 0)
+        fprintf(out, "result: SLOTS DO NOT FIT THE LOG\n");
     else
         fprintf(out, "result: ok\n");
+    return rc != 0 ? 1 : 0;
 }
 
 /* Add one batch's labels, token counts and keys. */
-static int count_batch(const batch_t *b, slot_count_t *sc, uint64_t labels[3])
+static int count_batch(const batch_t *b, slot_count_t *sc, slotuse_t *su, uint64_t labels[3])
 {
+    slotuse_add_batch(su, b);
     for (size_t i = 0; i < b->n; i++) {
         labels[0] += b->click[i];
         labels[1] += b->action[i];
@@ -158,9 +173,13 @@ int check_data_run(const worker_conf_t *wc, char *const *paths, int npaths, FILE
     reader_t *rd = NULL;
     slot_count_t *sc = NULL;
     keydict_t *keys = NULL;
+    slotuse_t *su = NULL;
+    slotuse_policy_t policy = {(int)wc->allow_unknown_slots, (int)wc->allow_unused_slots, 0,
+                               wc->format == READER_ALICCP};
     uint64_t labels[3] = {0, 0, 0};
     batch_t b;
-    int rc, batch_ok = 0;
+    errbuf_t verdict;
+    int rc, batch_ok = 0, slots_bad;
 
     rc = model_spec_from_conf(&ms, &wc->model, eb);
     if (rc != 0)
@@ -179,6 +198,13 @@ int check_data_run(const worker_conf_t *wc, char *const *paths, int npaths, FILE
         o.on_token = keydict_add_cb;
         o.on_token_ctx = keys;
     }
+    su = slotuse_new(&ms, &policy);
+    if (!su) {
+        rc = errbuf_set(eb, ERR_NOMEM, "check-data: out of memory");
+        goto done;
+    }
+    o.on_unknown = slotuse_unknown_cb;
+    o.on_unknown_ctx = su;
     rc = reader_open(&rd, &ms, &o, paths, npaths, eb);
     if (rc != 0)
         goto done;
@@ -189,13 +215,17 @@ int check_data_run(const worker_conf_t *wc, char *const *paths, int npaths, FILE
     }
     batch_ok = 1;
     while ((rc = reader_next_batch(rd, &b, CHECK_BATCH, eb)) == 0)
-        if (count_batch(&b, sc, labels) != 0) {
+        if (count_batch(&b, sc, su, labels) != 0) {
             rc = errbuf_set(eb, ERR_NOMEM, "check-data: out of memory for distinct keys");
             goto done;
         }
     if (rc != ERR_EOF)
         goto done;
-    print_report(out, rd, &ms, sc, labels, wc->format == READER_ALICCP);
+    slots_bad = print_report(out, rd, &ms, sc, su, labels, wc->format == READER_ALICCP, &verdict);
+    if (slots_bad < 0) {
+        rc = errbuf_set(eb, slots_bad, "check-data: out of memory");
+        goto done;
+    }
     if (keys) {
         char line[1024];
         rc = keydict_write(keys, wc->key_dict.s, eb);
@@ -205,7 +235,7 @@ int check_data_run(const worker_conf_t *wc, char *const *paths, int npaths, FILE
         fprintf(out, "%s\n", line);
     }
     fflush(out);
-    rc = reader_stats(rd)->rejected || reader_stats(rd)->join_rejected ? 1 : 0;
+    rc = slots_bad || reader_stats(rd)->rejected || reader_stats(rd)->join_rejected ? 1 : 0;
 done:
     if (batch_ok)
         batch_release(&b);
@@ -214,5 +244,6 @@ done:
     free(sc);
     reader_destroy(&rd);
     keydict_destroy(&keys);
+    slotuse_destroy(&su);
     return rc;
 }

@@ -56,6 +56,10 @@ int session_reopen_reader(session_t *s, errbuf_t *eb)
         ro.on_token = keydict_add_cb;
         ro.on_token_ctx = s->keys;
     }
+    if (s->slots) {
+        ro.on_unknown = slotuse_unknown_cb;
+        ro.on_unknown_ctx = s->slots;
+    }
     reader_destroy(&s->reader);
     return reader_open(&s->reader, &s->ms, &ro, s->o.logs, s->o.nlogs, eb);
 }
@@ -97,6 +101,13 @@ int session_init(session_t *s, const worker_conf_t *wc, const session_opts_t *o,
                               wc->key_dict.s, wc->key_dict.s);
         s->keys = keydict_new(&s->ms, (size_t)wc->key_dict_max);
         if (!s->keys)
+            return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    }
+    if (o->mode == SESSION_TRAIN && wc->slot_check_rows > 0) {
+        slotuse_policy_t p = {(int)wc->allow_unknown_slots, (int)wc->allow_unused_slots,
+                              (uint64_t)wc->slot_check_rows, wc->format == READER_ALICCP};
+        s->slots = slotuse_new(&s->ms, &p);
+        if (!s->slots)
             return errbuf_set(eb, ERR_NOMEM, "out of memory");
     }
     rc = session_reopen_reader(s, eb);
@@ -145,5 +156,6 @@ void session_release(session_t *s)
     param_destroy(&s->param);
     model_destroy(&s->model);
     keydict_destroy(&s->keys);
+    slotuse_destroy(&s->slots);
     memset(s, 0, sizeof(*s));
 }

@@ -23,6 +23,7 @@
 #include "common/err.h"
 #include "common/keydict.h"
 #include "data/reader.h"
+#include "data/slotuse.h"
 #include "model/model.h"
 #include "worker/param.h"
 #include "worker/pool.h"
@@ -63,6 +64,7 @@ typedef struct session {
     char tmpdir[DIRS_PATH_MAX];   /* train in process: the model directory being written */
     int cluster;                  /* 1: parameters on the cluster in wc->ps */
     keydict_t *keys;              /* train in process with key_dict: the tokens read */
+    slotuse_t *slots;             /* train with slot_check_rows: the slot check (slotuse.h) */
 } session_t;
 
 /*

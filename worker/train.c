@@ -80,6 +80,7 @@ static int next_batch(loop_t *l, int i, errbuf_t *eb)
 
     reader_tell(l->s.reader, &l->start[i]);
     rc = reader_next_batch(l->s.reader, &l->s.batch[i], (size_t)l->wc->batch_size, eb);
+    rc = slotuse_train_check(l->s.slots, &l->s.batch[i], rc, eb);
     if (rc != 0)
         return rc;
     l->batch_no[i] = ++l->batches;

@@ -49,7 +49,14 @@
       "(empty: plain)")                                                                          \
     X(cluster, curve_secret_key, STR, "", 0, 0, NULL,                                            \
       "this client's key pair file (NAME.key of funnel-ps keygen, mode 0600; its public key "    \
-      "in the shards' curve_allow)")
+      "in the shards' curve_allow)")                                                             \
+    /* slot checks (check-data, train): slot mistakes are loud */                                \
+    X(data, allow_unknown_slots, BOOL, "false", 0, 0, NULL,                                      \
+      "check-data and train accept tokens of slots 'slots' does not declare (ignored)")          \
+    X(data, allow_unused_slots, BOOL, "false", 0, 0, NULL,                                       \
+      "check-data and train accept declared slots that have no token in the log")                \
+    X(data, slot_check_rows, INT, "4096", 0, 1e12, NULL,                                         \
+      "train checks the slots against the log after this many rows of its input (0: never)")
 
 typedef struct worker_conf {
     model_conf_t model;

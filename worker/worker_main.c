@@ -40,7 +40,8 @@ typedef struct worker_state worker_state_t;
 typedef struct cmd cmd_t;
 
 /* Run command c with the parsed state. Returns the exit status (0; 1 from
- * check-data when lines were rejected; 2 for a usage error, printed), or a
+ * check-data when lines were rejected or the slots do not fit the log; 2
+ * for a usage error, printed), or a
  * negative ERR_* with eb filled. */
 typedef int cmd_run_fn(worker_state_t *st, const cmd_t *c, errbuf_t *eb);
 
@@ -226,8 +227,9 @@ static const cmd_t cmds[] = {
      "AUC, log-loss and calibration per task (and the oracle's, with a truth file)", eval_flags,
      run_eval, 0, NULL, NULL},
     {"check-data", "check-data [options] LOG...",
-     "validate logs before a long job; exits 1 if any line is rejected", no_flags, run_check_data,
-     0, NULL, NULL},
+     "validate logs before a long job; exits 1 if any line is rejected or the slots do not fit "
+     "the log (undeclared slots, declared ones without tokens: see allow_unknown_slots)",
+     no_flags, run_check_data, 0, NULL, NULL},
     {"ctl",
      "ctl stats|flush|checkpoint|begin-day|shutdown --ps ENDPOINTS [--name NAME] [--day D] "
      "[--wait S]",
@@ -358,6 +360,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     rc = c->run(&st, c, &eb);
+    conf_release(&worker_conf_schema, &st.conf); /* slot lists: any length, on the heap */
     if (rc < 0) {
         LOG_ERROR("%s: %s", c->name, eb.msg[0] ? eb.msg : err_strerror(rc));
         return 1;

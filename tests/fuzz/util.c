@@ -28,6 +28,7 @@ void fuzz_spec(model_spec_t *ms, const char *slots)
         fprintf(stderr, "fuzz_spec: %s\n", eb.msg);
         abort();
     }
+    conf_release(&sc, &mc);
 }
 
 int fuzz_memfile(const uint8_t *data, size_t size, char *path, size_t path_len)
