@@ -242,6 +242,7 @@ int conf_defaults(const conf_schema_t *sc, void *obj, errbuf_t *eb)
 typedef struct ini_ctx {
     const conf_schema_t *sc;
     void *obj;
+    conf_given_t *given; /* NULL: not recorded */
     const char *path;
     int lineno;     /* line being handled, counted by our reader */
     int err;        /* first error code */
@@ -289,8 +290,11 @@ static int on_key(void *user, const char *section, const char *name, const char 
         goto fail;
     }
     rc = set_value(k, c->obj, value, where, &eb);
-    if (rc == 0)
+    if (rc == 0) {
+        if (c->given && k - c->sc->keys < CONF_GIVEN_MAX)
+            c->given->key[k - c->sc->keys] = 1;
         return 1;
+    }
 fail:
     if (c->err == 0) {
         c->err = rc;
@@ -310,9 +314,10 @@ static char *read_line(char *str, int num, void *stream)
     return r;
 }
 
-int conf_load_file(const conf_schema_t *sc, void *obj, const char *path, errbuf_t *eb)
+static int load_file(const conf_schema_t *sc, void *obj, conf_given_t *given, const char *path,
+                     errbuf_t *eb)
 {
-    ini_ctx_t c = {.sc = sc, .obj = obj, .path = path};
+    ini_ctx_t c = {.sc = sc, .obj = obj, .given = given, .path = path};
     int rc;
 
     c.fp = fopen(path, "r");
@@ -333,13 +338,35 @@ int conf_load_file(const conf_schema_t *sc, void *obj, const char *path, errbuf_
     return 0;
 }
 
+int conf_load_file(const conf_schema_t *sc, void *obj, const char *path, errbuf_t *eb)
+{
+    return load_file(sc, obj, NULL, path, eb);
+}
+
+int conf_key_given(const conf_schema_t *sc, const conf_given_t *given, const char *name)
+{
+    const conf_key_t *k = conf_find(sc, name);
+
+    if (!k || k - sc->keys >= CONF_GIVEN_MAX)
+        return -1;
+    return given->key[k - sc->keys];
+}
+
 int conf_parse_args(const conf_schema_t *sc, void *obj, int argc, char **argv, char **pos,
                     int maxpos, int *npos, int *help, errbuf_t *eb)
+{
+    return conf_parse_args_given(sc, obj, NULL, argc, argv, pos, maxpos, npos, help, eb);
+}
+
+int conf_parse_args_given(const conf_schema_t *sc, void *obj, conf_given_t *given, int argc,
+                          char **argv, char **pos, int maxpos, int *npos, int *help, errbuf_t *eb)
 {
     int rc;
 
     *npos = 0;
     *help = 0;
+    if (given)
+        memset(given, 0, sizeof(*given));
     rc = conf_defaults(sc, obj, eb);
     if (rc != 0)
         return rc;
@@ -348,11 +375,11 @@ int conf_parse_args(const conf_schema_t *sc, void *obj, int argc, char **argv, c
         if (strcmp(argv[i], "--conf") == 0) {
             if (i + 1 >= argc)
                 return errbuf_set(eb, ERR_CONFIG, "--conf needs a file name");
-            rc = conf_load_file(sc, obj, argv[++i], eb);
+            rc = load_file(sc, obj, given, argv[++i], eb);
             if (rc != 0)
                 return rc;
         } else if (strncmp(argv[i], "--conf=", 7) == 0) {
-            rc = conf_load_file(sc, obj, argv[i] + 7, eb);
+            rc = load_file(sc, obj, given, argv[i] + 7, eb);
             if (rc != 0)
                 return rc;
         }
@@ -417,6 +444,8 @@ int conf_parse_args(const conf_schema_t *sc, void *obj, int argc, char **argv, c
         rc = set_value(k, obj, val, where, eb);
         if (rc != 0)
             return rc;
+        if (given && k - sc->keys < CONF_GIVEN_MAX)
+            given->key[k - sc->keys] = 1;
     }
     return 0;
 }
