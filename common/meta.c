@@ -127,6 +127,61 @@ static uint64_t layout_digest(const meta_t *m)
     return d;
 }
 
+/* a and b without blanks are the same text */
+static int same_text(const char *a, const char *b)
+{
+    for (;;) {
+        while (*a == ' ' || *a == '\t')
+            a++;
+        while (*b == ' ' || *b == '\t')
+            b++;
+        if (*a != *b)
+            return 0;
+        if (!*a)
+            return 1;
+        a++, b++;
+    }
+}
+
+int meta_apply_conf(const meta_t *m, const char *dir, const conf_schema_t *sc, void *obj,
+                    const conf_given_t *given, errbuf_t *eb)
+{
+    static const char *const keys[] = {"model_type",      "slots",  "towers",  "emb_optimizer",
+                                       "dense_optimizer", "format", "emb_dim", "slot_dims"};
+    char saved[CONF_STR_MAX], mine[CONF_STR_MAX], where[DIRS_PATH_MAX + 8];
+    int dims_given =
+        conf_key_given(sc, given, "emb_dim") == 1 || conf_key_given(sc, given, "slot_dims") == 1;
+
+    snprintf(where, sizeof(where), "%s/%s", dir, META_FILE);
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        const conf_key_t *k = conf_find(sc, keys[i]);
+        int is_dim = i >= 6, rc;
+
+        if (!k || meta_conf_value(m, keys[i], saved, sizeof(saved)) != 0)
+            continue; /* not this role's key, or not recorded */
+        if (is_dim ? dims_given : conf_key_given(sc, given, keys[i]) == 1) {
+            conf_format_value(k, obj, mine, sizeof(mine));
+            if (is_dim || same_text(saved, mine))
+                continue;
+            if (i == 0)
+                return errbuf_set(eb, ERR_MISMATCH,
+                                  "the model in %s holds %s %s model; --model_type says %s: drop "
+                                  "the option (or the config line) to use the model's, or give a "
+                                  "model trained as %s",
+                                  dir, saved[0] == 'e' ? "an" : "a", saved, mine, mine);
+            return errbuf_set(eb, ERR_MISMATCH,
+                              "the model in %s was trained with %s '%s'; --%s says '%s': drop the "
+                              "option (or the config line) to use the model's, or give a model "
+                              "trained with '%s'",
+                              dir, keys[i], saved, keys[i], mine, mine);
+        }
+        rc = conf_set(sc, obj, keys[i], saved, where, eb);
+        if (rc != 0)
+            return errbuf_prefix(eb, ERR_CONFIG, "taking the layout of %s", dir);
+    }
+    return 0;
+}
+
 int meta_write(const char *dir, const meta_t *m, errbuf_t *eb)
 {
     char buf[META_BYTES_MAX], path[DIRS_PATH_MAX];

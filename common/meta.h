@@ -50,6 +50,7 @@
 
 #include <stdint.h>
 
+#include "common/conf.h"
 #include "common/err.h"
 #include "common/model_conf.h"
 
@@ -91,6 +92,20 @@ const char *meta_model_name(int t);
  * emb_optimizer, dense_optimizer, format. Returns 0, or ERR_NOTFOUND for
  * another key or a format META does not record. */
 int meta_conf_value(const meta_t *m, const char *key, char *buf, size_t len);
+
+/*
+ * Take the layout of the model in dir (described by m) into a role's
+ * configuration obj of schema sc: every layout key of meta_conf_value()
+ * the schema has and the user did not give (given, see conf_key_given) is
+ * set to META's value; a given one must say the same, else ERR_MISMATCH
+ * naming both values and what to change ("the model in DIR holds an esmm
+ * model; --model_type says esm2: drop the option to use the model's, or
+ * give a model trained as esm2"). emb_dim and slot_dims are filled only
+ * when neither was given; given ones are compared per slot by meta_check()
+ * when the model is loaded. Returns 0, ERR_MISMATCH or ERR_CONFIG.
+ */
+int meta_apply_conf(const meta_t *m, const char *dir, const conf_schema_t *sc, void *obj,
+                    const conf_given_t *given, errbuf_t *eb);
 
 /* Write dir/META atomically (afile_write), which fsyncs dir too: entries
  * made in dir before, such as shard stores, are then durable as well.
