@@ -348,6 +348,27 @@ static void test_cluster_readonly_and_checkpoint(void)
     CU_ASSERT_TRUE(out_has("holds an esmm model; --model_type says naive"));
     for (int i = 0; i < 2; i++)
         CU_ASSERT_EQUAL(tu_stop(ps[i], SIGTERM), 0);
+
+    /* funnel-ps --init_from takes the layout from the checkpoint: no [model]
+     * options, and the restored cluster predicts the same bytes */
+    for (int i = 0; i < 2; i++) {
+        snprintf(ep[i], sizeof(ep[i]), "ipc://%s/rs%d.sock", dir, i);
+        snprintf(log, sizeof(log), "%s/rs%d.log", dir, i);
+        ps[i] = tu_spawn(log,
+                         "exec %s/funnel-ps --shard %d --shards 2 --listen %s --data %s/rs%d "
+                         "--init_from %s/checkpoints/c1",
+                         bin, i, ep[i], dir, i, dir);
+        CU_ASSERT_FATAL(ps[i] > 0);
+    }
+    snprintf(eps, sizeof(eps), "%s,%s", ep[0], ep[1]);
+    snprintf(cmd, sizeof(cmd),
+             "%s/funnel-worker predict --ps %%s " LAYOUT " --in %%s/d/test.tsv --out %s/p-rs.tsv",
+             bin, dir);
+    CU_ASSERT_EQUAL(run(cmd, eps, dir), 0);
+    snprintf(b, sizeof(b), "%s/p-rs.tsv", dir);
+    CU_ASSERT_TRUE(same_file(a, b));
+    for (int i = 0; i < 2; i++)
+        CU_ASSERT_EQUAL(tu_stop(ps[i], SIGTERM), 0);
 }
 
 int test_layout_register(void)
