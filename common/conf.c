@@ -264,6 +264,35 @@ static int section_known(const conf_schema_t *sc, const char *section, int *ours
     return 0;
 }
 
+/* 1 if key k of obj holds its default value. A config file line that
+ * repeats the default (the shipped files list every key so) does not count
+ * as given: only a value that differs, or a command-line option, does. */
+static int is_default(const conf_key_t *k, void *obj)
+{
+    union {
+        int64_t i;
+        double f;
+        uint64_t u;
+        conf_str_t s;
+    } saved;
+    char now[CONF_STR_MAX + 64], def[CONF_STR_MAX + 64];
+    char *field = (char *)obj + k->offset;
+    size_t size = k->type == CONF_STR                            ? sizeof(conf_str_t)
+                  : k->type == CONF_BOOL || k->type == CONF_ENUM ? sizeof(int)
+                  : k->type == CONF_FLOAT                        ? sizeof(double)
+                                                                 : sizeof(int64_t);
+
+    conf_format_value(k, obj, now, sizeof(now));
+    memcpy(&saved, field, size);
+    if (set_value(k, obj, k->def, "default", NULL) != 0) {
+        memcpy(field, &saved, size);
+        return 0;
+    }
+    conf_format_value(k, obj, def, sizeof(def));
+    memcpy(field, &saved, size);
+    return strcmp(now, def) == 0;
+}
+
 static int on_key(void *user, const char *section, const char *name, const char *value)
 {
     ini_ctx_t *c = user;
@@ -291,7 +320,7 @@ static int on_key(void *user, const char *section, const char *name, const char 
     }
     rc = set_value(k, c->obj, value, where, &eb);
     if (rc == 0) {
-        if (c->given && k - c->sc->keys < CONF_GIVEN_MAX)
+        if (c->given && k - c->sc->keys < CONF_GIVEN_MAX && !is_default(k, c->obj))
             c->given->key[k - c->sc->keys] = 1;
         return 1;
     }

@@ -106,12 +106,14 @@ int conf_parse_args(const conf_schema_t *sc, void *obj, int argc, char **argv, c
                     int maxpos, int *npos, int *help, errbuf_t *eb);
 
 /* conf_parse_args() that also records in *given (cleared first) which
- * keys a file or an option set, for conf_key_given(). */
+ * keys the user set, for conf_key_given(): every `--key` option, and every
+ * config file line whose value differs from the key's default (a file that
+ * lists the defaults, as the shipped ones do, pins nothing). */
 int conf_parse_args_given(const conf_schema_t *sc, void *obj, conf_given_t *given, int argc,
                           char **argv, char **pos, int maxpos, int *npos, int *help, errbuf_t *eb);
 
-/* 1 if key `name` was set by a config file or a `--name` option as
- * recorded in given, 0 if not (it holds its default, or a value the
+/* 1 if key `name` was set by a `--name` option or a config file line
+ * (other than the default) as recorded in given, 0 if not (it holds its default, or a value the
  * program filled with conf_set(), such as one read from a saved model's
  * META), -1 for a key the schema does not have. */
 int conf_key_given(const conf_schema_t *sc, const conf_given_t *given, const char *name);
