@@ -179,6 +179,19 @@ static void test_layout_into_conf(void)
     CU_ASSERT_EQUAL(meta_apply_conf(&m, "DIR", &sc, &mc, &given, &eb), ERR_MISMATCH);
     CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "--slots says 'user_id'"));
     CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "'user_id,item_id,cate_id"));
+
+    /* a config file: a line repeating the default pins nothing, another does */
+    char d[512], path[600];
+    CU_ASSERT_EQUAL_FATAL(tu_mkdtemp(d, sizeof(d), "metaconf"), 0);
+    snprintf(path, sizeof(path), "%s/x.conf", d);
+    tu_write(path, "[model]\ntowers = 256,128,64\nmodel_type = esmm\n");
+    argv[0] = "--conf", argv[1] = path;
+    CU_ASSERT_EQUAL(conf_parse_args_given(&sc, &mc, &given, 2, argv, pos, 2, &npos, &help, &eb), 0);
+    CU_ASSERT_EQUAL(conf_key_given(&sc, &given, "towers"), 0);
+    CU_ASSERT_EQUAL(conf_key_given(&sc, &given, "model_type"), 1);
+    CU_ASSERT_EQUAL(meta_apply_conf(&m, "DIR", &sc, &mc, &given, &eb), 0);
+    CU_ASSERT_STRING_EQUAL(mc.towers.s, "32,16");
+    tu_rmtree(d);
 }
 
 int test_meta_register(void)
