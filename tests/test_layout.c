@@ -312,7 +312,9 @@ static void test_cluster_readonly_and_checkpoint(void)
     }
 
     /* trained by one worker; predict --ps, then from its checkpoint */
-    snprintf(cmd, sizeof(cmd), "%s/funnel-worker train --ps %%s " LAYOUT " %%s/d/train.tsv", bin);
+    snprintf(cmd, sizeof(cmd),
+             "%s/funnel-worker train --ps %%s " LAYOUT " --metrics_file %s/m.jsonl %%s/d/train.tsv",
+             bin, dir);
     CU_ASSERT_EQUAL_FATAL(run(cmd, eps, dir), 0);
     snprintf(cmd, sizeof(cmd),
              "%s/funnel-worker predict --ps %%s " LAYOUT " --in %%s/d/test.tsv --out %s/p-ps.tsv",
