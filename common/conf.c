@@ -270,6 +270,7 @@ int conf_defaults(const conf_schema_t *sc, void *obj, errbuf_t *eb)
 typedef struct ini_ctx {
     const conf_schema_t *sc;
     void *obj;
+    conf_given_t *given; /* NULL: not recorded */
     const char *path;
     int lineno;     /* line being handled, counted by our reader */
     int err;        /* first error code */
@@ -289,6 +290,35 @@ static int section_known(const conf_schema_t *sc, const char *section, int *ours
         if (strcmp(*s, section) == 0)
             return 1;
     return 0;
+}
+
+/* 1 if key k of obj holds its default value. A config file line that
+ * repeats the default (the shipped files list every key so) does not count
+ * as given: only a value that differs, or a command-line option, does. */
+static int is_default(const conf_key_t *k, void *obj)
+{
+    union {
+        int64_t i;
+        double f;
+        uint64_t u;
+        conf_str_t s;
+    } saved;
+    char now[CONF_STR_MAX + 64], def[CONF_STR_MAX + 64];
+    char *field = (char *)obj + k->offset;
+    size_t size = k->type == CONF_STR                            ? sizeof(conf_str_t)
+                  : k->type == CONF_BOOL || k->type == CONF_ENUM ? sizeof(int)
+                  : k->type == CONF_FLOAT                        ? sizeof(double)
+                                                                 : sizeof(int64_t);
+
+    conf_format_value(k, obj, now, sizeof(now));
+    memcpy(&saved, field, size);
+    if (set_value(k, obj, k->def, "default", NULL) != 0) {
+        memcpy(field, &saved, size);
+        return 0;
+    }
+    conf_format_value(k, obj, def, sizeof(def));
+    memcpy(field, &saved, size);
+    return strcmp(now, def) == 0;
 }
 
 static int on_key(void *user, const char *section, const char *name, const char *value)
@@ -317,8 +347,11 @@ static int on_key(void *user, const char *section, const char *name, const char 
         goto fail;
     }
     rc = set_value(k, c->obj, value, where, &eb);
-    if (rc == 0)
+    if (rc == 0) {
+        if (c->given && k - c->sc->keys < CONF_GIVEN_MAX && !is_default(k, c->obj))
+            c->given->key[k - c->sc->keys] = 1;
         return 1;
+    }
 fail:
     if (c->err == 0) {
         c->err = rc;
@@ -338,9 +371,10 @@ static char *read_line(char *str, int num, void *stream)
     return r;
 }
 
-int conf_load_file(const conf_schema_t *sc, void *obj, const char *path, errbuf_t *eb)
+static int load_file(const conf_schema_t *sc, void *obj, conf_given_t *given, const char *path,
+                     errbuf_t *eb)
 {
-    ini_ctx_t c = {.sc = sc, .obj = obj, .path = path};
+    ini_ctx_t c = {.sc = sc, .obj = obj, .given = given, .path = path};
     int rc;
 
     c.fp = fopen(path, "r");
@@ -366,13 +400,35 @@ int conf_load_file(const conf_schema_t *sc, void *obj, const char *path, errbuf_
     return 0;
 }
 
+int conf_load_file(const conf_schema_t *sc, void *obj, const char *path, errbuf_t *eb)
+{
+    return load_file(sc, obj, NULL, path, eb);
+}
+
+int conf_key_given(const conf_schema_t *sc, const conf_given_t *given, const char *name)
+{
+    const conf_key_t *k = conf_find(sc, name);
+
+    if (!k || k - sc->keys >= CONF_GIVEN_MAX)
+        return -1;
+    return given->key[k - sc->keys];
+}
+
 int conf_parse_args(const conf_schema_t *sc, void *obj, int argc, char **argv, char **pos,
                     int maxpos, int *npos, int *help, errbuf_t *eb)
+{
+    return conf_parse_args_given(sc, obj, NULL, argc, argv, pos, maxpos, npos, help, eb);
+}
+
+int conf_parse_args_given(const conf_schema_t *sc, void *obj, conf_given_t *given, int argc,
+                          char **argv, char **pos, int maxpos, int *npos, int *help, errbuf_t *eb)
 {
     int rc;
 
     *npos = 0;
     *help = 0;
+    if (given)
+        memset(given, 0, sizeof(*given));
     rc = conf_defaults(sc, obj, eb);
     if (rc != 0)
         return rc;
@@ -381,11 +437,11 @@ int conf_parse_args(const conf_schema_t *sc, void *obj, int argc, char **argv, c
         if (strcmp(argv[i], "--conf") == 0) {
             if (i + 1 >= argc)
                 return errbuf_set(eb, ERR_CONFIG, "--conf needs a file name");
-            rc = conf_load_file(sc, obj, argv[++i], eb);
+            rc = load_file(sc, obj, given, argv[++i], eb);
             if (rc != 0)
                 return rc;
         } else if (strncmp(argv[i], "--conf=", 7) == 0) {
-            rc = conf_load_file(sc, obj, argv[i] + 7, eb);
+            rc = load_file(sc, obj, given, argv[i] + 7, eb);
             if (rc != 0)
                 return rc;
         }
@@ -450,6 +506,8 @@ int conf_parse_args(const conf_schema_t *sc, void *obj, int argc, char **argv, c
         rc = set_value(k, obj, val, where, eb);
         if (rc != 0)
             return rc;
+        if (given && k - sc->keys < CONF_GIVEN_MAX)
+            given->key[k - sc->keys] = 1;
     }
     return 0;
 }

@@ -84,6 +84,13 @@ typedef struct conf_key {
 #define CONF_ROW_IN(ST, member, sect, name, type, def, lo, hi, choices, help) \
     {#sect, #name, CONF_##type, offsetof(ST, member.name), def, lo, hi, choices, help},
 
+/* Which keys a config file or a `--key` option set (not just the default):
+ * one flag per key of the schema, by index (conf_parse_args_given). */
+#define CONF_GIVEN_MAX 512 /* keys of a schema that can be tracked */
+typedef struct conf_given {
+    unsigned char key[CONF_GIVEN_MAX]; /* 1: given */
+} conf_given_t;
+
 typedef struct conf_schema {
     const char *role; /* "worker", "ps", ... */
     const conf_key_t *keys;
@@ -121,6 +128,19 @@ const conf_key_t *conf_find(const conf_schema_t *sc, const char *name);
  */
 int conf_parse_args(const conf_schema_t *sc, void *obj, int argc, char **argv, char **pos,
                     int maxpos, int *npos, int *help, errbuf_t *eb);
+
+/* conf_parse_args() that also records in *given (cleared first) which
+ * keys the user set, for conf_key_given(): every `--key` option, and every
+ * config file line whose value differs from the key's default (a file that
+ * lists the defaults, as the shipped ones do, pins nothing). */
+int conf_parse_args_given(const conf_schema_t *sc, void *obj, conf_given_t *given, int argc,
+                          char **argv, char **pos, int maxpos, int *npos, int *help, errbuf_t *eb);
+
+/* 1 if key `name` was set by a `--name` option or a config file line
+ * (other than the default) as recorded in given, 0 if not (it holds its default, or a value the
+ * program filled with conf_set(), such as one read from a saved model's
+ * META), -1 for a key the schema does not have. */
+int conf_key_given(const conf_schema_t *sc, const conf_given_t *given, const char *name);
 
 /* Print every key: --name TYPE (default) [range] help, grouped by section. */
 void conf_print_help(const conf_schema_t *sc, FILE *out);

@@ -19,6 +19,74 @@ static const char *const model_names[] = {"esm2", "esmm", "naive"};
 
 static uint64_t layout_digest(const meta_t *m);
 
+const char *meta_model_name(int t)
+{
+    return t >= 0 && t < 3 ? model_names[t] : "?";
+}
+
+int meta_set_format(meta_t *m, const char *format)
+{
+    size_t n = format ? strlen(format) : 0;
+
+    if (n >= sizeof(m->format) || strspn(format ? format : "", "abcdefghijklmnopqrstuvwxyz"
+                                                               "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                               "0123456789_") != n)
+        return ERR_INVAL;
+    memcpy(m->format, n ? format : "", n + 1);
+    return 0;
+}
+
+/* The dimension most slots have (the smallest of equally common ones). */
+static int common_dim(const meta_t *m)
+{
+    int best = m->nslots ? m->dim[0] : 1, best_n = 0;
+
+    for (int s = 0; s < m->nslots; s++) {
+        int n = 0;
+        for (int t = 0; t < m->nslots; t++)
+            n += m->dim[t] == m->dim[s];
+        if (n > best_n || (n == best_n && m->dim[s] < best))
+            best = m->dim[s], best_n = n;
+    }
+    return best;
+}
+
+int meta_conf_value(const meta_t *m, const char *key, char *buf, size_t len)
+{
+    size_t n = 0;
+
+#define PUT(...) (n += (size_t)snprintf(buf + n, n < len ? len - n : 0, __VA_ARGS__))
+    buf[0] = '\0';
+    if (strcmp(key, "model_type") == 0) {
+        PUT("%s", meta_model_name(m->model_type));
+    } else if (strcmp(key, "slots") == 0) {
+        for (int s = 0; s < m->nslots; s++)
+            PUT("%s%s", s ? "," : "", m->slot[s]);
+    } else if (strcmp(key, "emb_dim") == 0) {
+        PUT("%d", common_dim(m));
+    } else if (strcmp(key, "slot_dims") == 0) {
+        int d = common_dim(m), first = 1;
+        for (int s = 0; s < m->nslots; s++)
+            if (m->dim[s] != d) {
+                PUT("%s%s:%d", first ? "" : ",", m->slot[s], m->dim[s]);
+                first = 0;
+            }
+    } else if (strcmp(key, "towers") == 0) {
+        for (int i = 0; i < m->nlayers; i++)
+            PUT("%s%d", i ? "," : "", m->layer[i]);
+    } else if (strcmp(key, "emb_optimizer") == 0) {
+        PUT("%s", optim_name(m->emb_opt));
+    } else if (strcmp(key, "dense_optimizer") == 0) {
+        PUT("%s", optim_name(m->dense_opt));
+    } else if (strcmp(key, "format") == 0 && m->format[0]) {
+        PUT("%s", m->format);
+    } else {
+        return ERR_NOTFOUND;
+    }
+#undef PUT
+    return n < len ? 0 : ERR_TOOBIG;
+}
+
 void meta_from_spec(meta_t *m, const model_spec_t *ms, int shards, int day, uint64_t dense_params)
 {
     memset(m, 0, sizeof(*m));
@@ -59,6 +127,61 @@ static uint64_t layout_digest(const meta_t *m)
     return d;
 }
 
+/* a and b without blanks are the same text */
+static int same_text(const char *a, const char *b)
+{
+    for (;;) {
+        while (*a == ' ' || *a == '\t')
+            a++;
+        while (*b == ' ' || *b == '\t')
+            b++;
+        if (*a != *b)
+            return 0;
+        if (!*a)
+            return 1;
+        a++, b++;
+    }
+}
+
+int meta_apply_conf(const meta_t *m, const char *dir, const conf_schema_t *sc, void *obj,
+                    const conf_given_t *given, errbuf_t *eb)
+{
+    static const char *const keys[] = {"model_type",      "slots",  "towers",  "emb_optimizer",
+                                       "dense_optimizer", "format", "emb_dim", "slot_dims"};
+    char saved[CONF_STR_MAX], mine[CONF_STR_MAX], where[DIRS_PATH_MAX + 8];
+    int dims_given =
+        conf_key_given(sc, given, "emb_dim") == 1 || conf_key_given(sc, given, "slot_dims") == 1;
+
+    snprintf(where, sizeof(where), "%s/%s", dir, META_FILE);
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        const conf_key_t *k = conf_find(sc, keys[i]);
+        int is_dim = i >= 6, rc;
+
+        if (!k || meta_conf_value(m, keys[i], saved, sizeof(saved)) != 0)
+            continue; /* not this role's key, or not recorded */
+        if (is_dim ? dims_given : conf_key_given(sc, given, keys[i]) == 1) {
+            conf_format_value(k, obj, mine, sizeof(mine));
+            if (is_dim || same_text(saved, mine))
+                continue;
+            if (i == 0)
+                return errbuf_set(eb, ERR_MISMATCH,
+                                  "the model in %s holds %s %s model; --model_type says %s: drop "
+                                  "the option (or the config line) to use the model's, or give a "
+                                  "model trained as %s",
+                                  dir, saved[0] == 'e' ? "an" : "a", saved, mine, mine);
+            return errbuf_set(eb, ERR_MISMATCH,
+                              "the model in %s was trained with %s '%s'; --%s says '%s': drop the "
+                              "option (or the config line) to use the model's, or give a model "
+                              "trained with '%s'",
+                              dir, keys[i], saved, keys[i], mine, mine);
+        }
+        rc = conf_set(sc, obj, keys[i], saved, where, eb);
+        if (rc != 0)
+            return errbuf_prefix(eb, ERR_CONFIG, "taking the layout of %s", dir);
+    }
+    return 0;
+}
+
 int meta_write(const char *dir, const meta_t *m, errbuf_t *eb)
 {
     char buf[META_BYTES_MAX], path[DIRS_PATH_MAX];
@@ -78,6 +201,8 @@ int meta_write(const char *dir, const meta_t *m, errbuf_t *eb)
     PUT("dense_optimizer %s\n", optim_name(m->dense_opt));
     PUT("shards %d\nrouting xxh64-mod\nday %d\n", m->shards, m->day);
     PUT("dense_params %llu\n", (unsigned long long)m->dense_params);
+    if (m->format[0])
+        PUT("format %s\n", m->format);
     PUT("digest %016llx\n", (unsigned long long)m->digest);
     PUT("check %016llx\n", (unsigned long long)XXH64(buf, n, 0));
 #undef PUT
@@ -155,6 +280,9 @@ static int parse_line(const char *line, meta_t *m, int *seen_slot)
         m->day = a;
     } else if (sscanf(line, "dense_params %llu %1s", &u, extra) == 1) {
         m->dense_params = u;
+    } else if (sscanf(line, "format %127s %1s", word, extra) == 1) {
+        if (meta_set_format(m, word) != 0 || !word[0])
+            return -1;
     } else if (sscanf(line, "digest %llx %1s", &u, extra) == 1) {
         m->digest = u;
     } else {

@@ -26,8 +26,16 @@
  *     routing xxh64-mod
  *     day 3
  *     dense_params 295172
+ *     format tsv1
  *     digest 9a1f...
  *     check 5c03...
+ *
+ *   "format" (optional) names the log format the model was trained on
+ *   (the worker's [data] format: tsv1, aliccp), so predict reads new logs
+ *   the way train read them; it is not part of the digest (it says how
+ *   logs are read, not what the rows mean). A file written before it
+ *   existed has no such line and reads with format "" (unknown): the
+ *   configuration decides.
  *
  *   Reading is strict: every line must be one of these, the digest must
  *   match the layout the lines describe, and "check" (the last line, an
@@ -42,6 +50,7 @@
 
 #include <stdint.h>
 
+#include "common/conf.h"
 #include "common/err.h"
 #include "common/model_conf.h"
 
@@ -63,10 +72,40 @@ typedef struct meta {
     int day;
     uint64_t dense_params; /* floats in the dense block */
     uint64_t digest;       /* of the layout-defining [model] keys */
+    char format[16];       /* log format trained on ("tsv1", "aliccp"); "": not recorded */
 } meta_t;
 
-/* Describe spec as it would be saved by `shards` shards on `day`. */
+/* Describe spec as it would be saved by `shards` shards on `day`; the
+ * format is left unrecorded (set it with meta_set_format). */
 void meta_from_spec(meta_t *m, const model_spec_t *ms, int shards, int day, uint64_t dense_params);
+
+/* Record the log format (a word of letters and digits, < 16 bytes; NULL
+ * or "" records none). Returns 0, or ERR_INVAL for another name. */
+int meta_set_format(meta_t *m, const char *format);
+
+/* Name of model type t (MODEL_*): "esm2", "esmm", "naive"; "?" otherwise. */
+const char *meta_model_name(int t);
+
+/* The layout META records as configuration text, for the key `key` of
+ * [model] or [data]: model_type, slots ("a,b,c"), emb_dim (the dimension
+ * most slots have), slot_dims (the others, "name:dim,..." or ""), towers,
+ * emb_optimizer, dense_optimizer, format. Returns 0, or ERR_NOTFOUND for
+ * another key or a format META does not record. */
+int meta_conf_value(const meta_t *m, const char *key, char *buf, size_t len);
+
+/*
+ * Take the layout of the model in dir (described by m) into a role's
+ * configuration obj of schema sc: every layout key of meta_conf_value()
+ * the schema has and the user did not give (given, see conf_key_given) is
+ * set to META's value; a given one must say the same, else ERR_MISMATCH
+ * naming both values and what to change ("the model in DIR holds an esmm
+ * model; --model_type says esm2: drop the option to use the model's, or
+ * give a model trained as esm2"). emb_dim and slot_dims are filled only
+ * when neither was given; given ones are compared per slot by meta_check()
+ * when the model is loaded. Returns 0, ERR_MISMATCH or ERR_CONFIG.
+ */
+int meta_apply_conf(const meta_t *m, const char *dir, const conf_schema_t *sc, void *obj,
+                    const conf_given_t *given, errbuf_t *eb);
 
 /* Write dir/META atomically (afile_write), which fsyncs dir too: entries
  * made in dir before, such as shard stores, are then durable as well.

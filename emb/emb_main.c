@@ -13,13 +13,16 @@
  *   funnel-emb apply BASE_EXPORT DELTA_EXPORT --out FILE [--json]
  *   funnel-emb export-dump FILE
  *
- * The [model] configuration (--conf FILE and --key value) names the slots.
+ * A table with META (model directory, checkpoint) names its own slots and
+ * dims; a bare store takes them from the [model] configuration (--conf FILE
+ * and --key value), which may otherwise only repeat them.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
+#include "common/meta.h"
 #include "common/ps_conf.h"
 #include "emb/emb_online.h"
 #include "emb/emb_tool.h"
@@ -59,15 +62,17 @@ static void usage(FILE *out)
             "the latest day in the table), --keys FILE (get, top, dump: show the value a\n"
             "key was hashed from, e.g. item_id:i42, using the key dictionary that\n"
             "funnel-worker check-data or train wrote with --key_dict FILE), --conf FILE and\n"
-            "any [model] key (the slots must be the table's: pass the same configuration\n"
-            "the cluster used). export takes the slots and day from the checkpoint's META;\n"
-            "only a bare store directory without META needs --conf (and --day for the day\n"
-            "recorded).\n");
+            "any [model] key (a table with META gives its own slots and dims, and a key\n"
+            "that contradicts them is an error). export takes the slots and day from the\n"
+            "checkpoint's META; only a bare store directory without META needs --conf (and\n"
+            "--day for the day recorded).\n");
 }
 
 int main(int argc, char **argv)
 {
     static ps_conf_t conf;
+    static conf_given_t given; /* keys the user set: the rest may come from META */
+    meta_t meta = {0};
     emb_tool_args_t a = {.n = 10, .day = -1};
     const char *online = NULL, *server_pub = "", *self_key = "";
     char *rest[MAX_ARGS], *pos[MAX_ARGS];
@@ -123,7 +128,8 @@ int main(int argc, char **argv)
             rest[nrest++] = argv[i];
         }
     }
-    rc = conf_parse_args(&ps_conf_schema, &conf, nrest, rest, pos, MAX_ARGS, &npos, &help, &eb);
+    rc = conf_parse_args_given(&ps_conf_schema, &conf, &given, nrest, rest, pos, MAX_ARGS, &npos,
+                               &help, &eb);
     if (help) {
         usage(stdout);
         return 0;
@@ -161,7 +167,18 @@ int main(int argc, char **argv)
     a.dir = pos[0];
     a.args = pos + 1;
     a.nargs = npos - 1;
-    rc = model_spec_from_conf(&ms, &conf.model, &eb);
+    rc = meta_read(a.dir, &meta, &eb); /* a saved table carries its slots and dims */
+    if (rc == 0)
+        rc = meta_apply_conf(&meta, a.dir, &ps_conf_schema, &conf, &given, &eb);
+    else if (rc == ERR_NOTFOUND || rc == ERR_IO) /* a bare store or a file: the configuration */
+        rc = 0;                                  /* names the slots */
+    if (rc == 0)
+        rc = model_spec_from_conf(&ms, &conf.model, &eb);
+    if (rc == 0 && meta.nslots > 0) { /* given dims must be the table's too */
+        meta_t running;
+        meta_from_spec(&running, &ms, 0, 0, 0);
+        rc = meta_check(&meta, &running, a.dir, &eb);
+    }
     if (rc == 0)
         rc = emb_tool_run(&ms, &a, stdout, &eb);
     if (rc < 0) {

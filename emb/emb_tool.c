@@ -16,6 +16,7 @@
 #include "common/keydict.h"
 #include "common/keyhash.h"
 #include "common/meta.h"
+#include "table/ckpt_read.h"
 #include "table/emb_export.h"
 #include "table/emb_table.h"
 
@@ -58,16 +59,13 @@ int emb_tool_open(const char *dir, store_t **s, errbuf_t *eb)
     store_t **parts = calloc((size_t)shards, sizeof(*parts));
     if (!parts)
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
-    rc = 0;
-    for (int i = 0; i < shards && rc == 0; i++) {
-        snprintf(path, sizeof(path), "%s/shard-%d", dir, i);
-        rc = emb_store_open(&parts[i], path, STORE_READONLY, path, eb);
-    }
-    if (rc == 0)
+    rc = ckpt_read_open_shards(parts, dir, shards, eb);
+    if (rc == 0) {
         rc = store_multi_open(s, parts, shards, dir, eb);
-    if (rc != 0)
-        for (int i = 0; i < shards; i++)
-            store_close(&parts[i]);
+        if (rc != 0)
+            for (int i = 0; i < shards; i++)
+                store_close(&parts[i]);
+    }
     free(parts);
     return rc;
 }

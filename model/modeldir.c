@@ -46,7 +46,8 @@ int modeldir_begin(const char *dir, const char *init_from, char *tmp, size_t tmp
     return 0;
 }
 
-int modeldir_commit(const char *dir, const char *tmp, const model_t *m, errbuf_t *eb)
+int modeldir_commit(const char *dir, const char *tmp, const model_t *m, const char *format,
+                    errbuf_t *eb)
 {
     char path[DIRS_PATH_MAX];
     afile_t af;
@@ -70,6 +71,8 @@ int modeldir_commit(const char *dir, const char *tmp, const model_t *m, errbuf_t
         return rc;
     model_params((model_t *)m, &n);
     meta_from_spec(&meta, model_spec(m), 1, 0, n);
+    if (meta_set_format(&meta, format) != 0)
+        return errbuf_set(eb, ERR_INVAL, "log format '%s' cannot be recorded in META", format);
     rc = meta_write(tmp, &meta, eb); /* fsyncs tmp: shard-0 and dense.bin are durable */
     if (rc != 0)
         return rc;

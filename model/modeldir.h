@@ -35,8 +35,10 @@
 int modeldir_begin(const char *dir, const char *init_from, char *tmp, size_t tmplen, errbuf_t *eb);
 
 /* Write dense.bin and META into tmp (each atomically, tmp fsynced), then
- * install tmp as dir (modeldir_install). Returns 0 or ERR_*. */
-int modeldir_commit(const char *dir, const char *tmp, const model_t *m, errbuf_t *eb);
+ * install tmp as dir (modeldir_install). format: the log format trained
+ * on, recorded in META (NULL: none). Returns 0 or ERR_*. */
+int modeldir_commit(const char *dir, const char *tmp, const model_t *m, const char *format,
+                    errbuf_t *eb);
 
 /* Check dir's META against m's spec and load its dense weights into m. */
 int modeldir_load_dense(const char *dir, model_t *m, errbuf_t *eb);

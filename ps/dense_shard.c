@@ -9,6 +9,7 @@
 
 #include "common/bytes.h"
 #include "common/route.h"
+#include "table/ckpt_read.h"
 
 int dense_shard_init(dense_shard_t *d, const optim_t *opt, uint64_t total, uint32_t nshards,
                      uint32_t shard, errbuf_t *eb)
@@ -100,37 +101,26 @@ int dense_shard_encode(dense_shard_t *d, const void **rec, size_t *len, errbuf_t
 int dense_shard_decode(dense_shard_t *d, const void *rec, size_t len, const char *where,
                        errbuf_t *eb)
 {
-    const unsigned char *p = rec;
-    uint64_t total, offset, count, nstate;
-    uint32_t kind;
+    ckpt_dense_rec_t r;
+    int rc = ckpt_read_dense_decode(&r, rec, len, where, eb);
 
-    if (len < DENSE_SHARD_RECORD_HEADER || p[0] != DENSE_SHARD_RECORD_VERSION)
-        return errbuf_set(eb, ERR_CORRUPT,
-                          "%s: dense record: %zu bytes, version %d (expected version %d)", where,
-                          len, len ? p[0] : -1, DENSE_SHARD_RECORD_VERSION);
-    kind = bytes_get_le32(p + 4);
-    total = bytes_get_le64(p + 8);
-    offset = bytes_get_le64(p + 16);
-    count = bytes_get_le64(p + 24);
-    nstate = bytes_get_le64(p + 40);
-    if (kind != (uint32_t)d->opt.kind)
+    if (rc != 0)
+        return rc;
+    if (r.opt_kind != (uint32_t)d->opt.kind)
         return errbuf_set(eb, ERR_MISMATCH,
                           "%s: dense weights were trained with %s, the config says %s", where,
-                          optim_name((int)kind), optim_name(d->opt.kind));
-    if (total != d->total || offset != d->offset || count != d->count || nstate != d->nstate)
+                          optim_name((int)r.opt_kind), optim_name(d->opt.kind));
+    if (r.total != d->total || r.offset != d->offset || r.count != d->count ||
+        r.nstate != d->nstate)
         return errbuf_set(eb, ERR_MISMATCH,
                           "%s: dense range [%llu, +%llu) of %llu floats stored, [%llu, +%llu) "
                           "of %llu expected (another shard count or towers?)",
-                          where, (unsigned long long)offset, (unsigned long long)count,
-                          (unsigned long long)total, (unsigned long long)d->offset,
+                          where, (unsigned long long)r.offset, (unsigned long long)r.count,
+                          (unsigned long long)r.total, (unsigned long long)d->offset,
                           (unsigned long long)d->count, (unsigned long long)d->total);
-    if (len != DENSE_SHARD_RECORD_HEADER + (count + nstate) * sizeof(float))
-        return errbuf_set(
-            eb, ERR_CORRUPT, "%s: dense record of %zu bytes, %llu expected", where, len,
-            (unsigned long long)(DENSE_SHARD_RECORD_HEADER + (count + nstate) * sizeof(float)));
-    d->initialized = p[1] != 0;
-    d->step = (int64_t)bytes_get_le64(p + 32);
-    memcpy(d->w, p + DENSE_SHARD_RECORD_HEADER, count * sizeof(float));
-    memcpy(d->state, p + DENSE_SHARD_RECORD_HEADER + count * sizeof(float), nstate * sizeof(float));
+    d->initialized = r.initialized;
+    d->step = r.step;
+    memcpy(d->w, r.w, r.count * sizeof(float));
+    memcpy(d->state, r.state, r.nstate * sizeof(float));
     return 0;
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/meta.h"
 #include "common/ps_conf.h"
 #include "proto/curve.h"
 #include "ps/server.h"
@@ -53,6 +54,7 @@ static int keygen_main(int argc, char **argv)
 int main(int argc, char **argv)
 {
     static ps_state_t st;
+    static conf_given_t given; /* keys the user set (--init_from's META fills the rest) */
     errbuf_t eb = {{0}};
     char *pos[1];
     int npos, help, rc;
@@ -64,7 +66,8 @@ int main(int argc, char **argv)
     }
     if (argc > 1 && strcmp(argv[1], "keygen") == 0)
         return keygen_main(argc, argv);
-    rc = conf_parse_args(&ps_conf_schema, &st.conf, argc - 1, argv + 1, pos, 0, &npos, &help, &eb);
+    rc = conf_parse_args_given(&ps_conf_schema, &st.conf, &given, argc - 1, argv + 1, pos, 0, &npos,
+                               &help, &eb);
     if (help) {
         printf("usage: funnel-ps [--conf FILE] [--shard I --shards N] [--listen ENDPOINT]\n"
                "                 [--data DIR] [--KEY VALUE ...]\n"
@@ -82,6 +85,13 @@ int main(int argc, char **argv)
                "A --listen other machines can reach needs keys, or --insecure.\n\n");
         conf_print_help(&ps_conf_schema, stdout);
         return 0;
+    }
+    if (rc == 0 && st.conf.init_from.s[0]) { /* [model] keys not given: the checkpoint's */
+        meta_t m;
+        int mrc = meta_read(st.conf.init_from.s, &m, &eb);
+        rc = mrc == 0
+                 ? meta_apply_conf(&m, st.conf.init_from.s, &ps_conf_schema, &st.conf, &given, &eb)
+                 : 0; /* no META: the restore says so, unless the data is already there */
     }
     if (rc != 0) {
         fprintf(stderr, "funnel-ps: %s\n", eb.msg);

@@ -14,9 +14,10 @@
 #include "common/dirs.h"
 #include "common/log.h"
 #include "common/meta.h"
+#include "table/ckpt_read.h"
 #include "table/emb_table.h"
 
-static const char KEY_DENSE[] = "m:dense";
+static const char KEY_DENSE[] = CKPT_READ_DENSE_KEY;
 static const char KEY_SEQ[] = "m:seq";
 static const char KEY_PROG[] = "m:progress";
 static const char KEY_DAY[] = "m:day";

@@ -159,6 +159,11 @@ static int checkpoint(ps_client_t *c, const worker_conf_t *wc, const ctl_args_t 
                               a->name, h, got, dir);
     }
     meta_from_spec(&meta, &ms, ps_client_shards(c), a->day < 0 ? 0 : a->day, n);
+    if (conf_key_given(&worker_conf_schema, &wc->given, "format") == 1) {
+        /* the shards do not know the logs' format: recorded when ctl is told */
+        conf_format_value(conf_find(&worker_conf_schema, "format"), wc, got, sizeof(got));
+        meta_set_format(&meta, got);
+    }
     rc = meta_write(dir, &meta, eb); /* fsyncs dir: the shard-N entries are durable too */
     if (rc != 0)
         return rc;

@@ -12,6 +12,7 @@
 
 #include "common/batch.h"
 #include "common/json.h"
+#include "common/log.h"
 #include "common/model_conf.h"
 #include "common/parse.h"
 #include "data/reader.h"
@@ -331,6 +332,33 @@ static int grow_labels(eval_data_t *d, size_t *cap, size_t need)
     return 0;
 }
 
+/*
+ * The model description eval reads logs with: labels only. Which lines are
+ * accepted does not depend on the slots (a line's columns, labels and
+ * token syntax do), so one slot no token can name (slot names in logs are
+ * never empty) gives the same rows as predict's reader without any slot
+ * configuration, and every token counts as "undeclared" silently.
+ */
+static void labels_only_spec(model_spec_t *ms)
+{
+    memset(ms, 0, sizeof(*ms));
+    ms->nslots = 1;
+    ms->slot[0].dim = 1;
+    ms->slot[0].admit_min = 1;
+    ms->input_dim = 1;
+}
+
+/* What the reader saw, without token counts (eval declares no slots). */
+static void log_labels_summary(const reader_stats_t *st)
+{
+    LOG_INFO("read %llu lines: %llu rows with labels, %llu rejected, %llu skipped",
+             (unsigned long long)st->lines, (unsigned long long)st->accepted,
+             (unsigned long long)st->rejected, (unsigned long long)st->skipped);
+    if (st->join_rows || st->join_rejected)
+        LOG_INFO("common features: %llu rows joined by md5, %llu lines rejected",
+                 (unsigned long long)st->join_rows, (unsigned long long)st->join_rejected);
+}
+
 /* The click/action/buy labels of every accepted line of the logs. */
 static int read_log_labels(eval_data_t *d, const worker_conf_t *wc, char *const *logs, int nlogs,
                            errbuf_t *eb)
@@ -341,9 +369,7 @@ static int read_log_labels(eval_data_t *d, const worker_conf_t *wc, char *const 
     size_t cap = 0;
     int rc, batch_ok = 0;
 
-    rc = model_spec_from_conf(&ms, &wc->model, eb);
-    if (rc != 0)
-        return rc;
+    labels_only_spec(&ms);
     reader_opts_t o;
     worker_conf_reader_opts(wc, 0, &o);
     rc = reader_open(&r, &ms, &o, logs, nlogs, eb);
@@ -368,7 +394,7 @@ static int read_log_labels(eval_data_t *d, const worker_conf_t *wc, char *const 
         goto done;
     rc = grow_labels(d, &cap, 1) == 0 ? 0 : errbuf_set(eb, ERR_NOMEM, "eval: out of memory");
     d->rejected = reader_stats(r)->rejected;
-    reader_log_summary(r);
+    log_labels_summary(reader_stats(r));
 done:
     if (batch_ok)
         batch_release(&b);

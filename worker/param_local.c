@@ -6,7 +6,12 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "common/dirs.h"
+#include "common/meta.h"
+#include "model/modeldir.h"
+#include "table/ckpt_read.h"
 #include "table/emb_table.h"
 #include "table/store.h"
 
@@ -140,6 +145,78 @@ int param_local_open(param_t **out, model_t *m, const char *store_dir, int reado
                         eb);
     if (rc == 0)
         rc = emb_table_open(&l->table, l->store, model_spec(m), mem_limit, eb);
+    if (rc != 0) {
+        local_destroy(&l->base);
+        return rc;
+    }
+    *out = &l->base;
+    return 0;
+}
+
+/* The shard stores of checkpoint dir as one read-only store, with its
+ * dense weights loaded into m. */
+static int open_checkpoint(store_t **out, model_t *m, const char *dir, const meta_t *saved,
+                           errbuf_t *eb)
+{
+    store_t **parts = calloc((size_t)saved->shards, sizeof(*parts));
+    meta_t running;
+    size_t n;
+    float *w = model_params(m, &n);
+    int rc;
+
+    if (!parts)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    meta_from_spec(&running, model_spec(m), 0, 0, n);
+    rc = meta_check(saved, &running, dir, eb);
+    if (rc == 0)
+        rc = ckpt_read_open_shards(parts, dir, saved->shards, eb);
+    if (rc != 0)
+        goto out;
+    rc = ckpt_read_dense(parts, saved->shards, dir, w, n, eb);
+    if (rc == 0 && saved->shards == 1) {
+        *out = parts[0];
+        parts[0] = NULL;
+    } else if (rc == 0) {
+        rc = store_multi_open(out, parts, saved->shards, dir, eb);
+        if (rc == 0)
+            memset(parts, 0, (size_t)saved->shards * sizeof(*parts)); /* owned by *out */
+    }
+    for (int i = 0; i < saved->shards; i++)
+        store_close(&parts[i]);
+out:
+    free(parts);
+    return rc;
+}
+
+int param_local_open_saved(param_t **out, model_t *m, const char *dir, errbuf_t *eb)
+{
+    char path[DIRS_PATH_MAX];
+    struct stat st;
+    meta_t saved;
+    local_t *l;
+    int rc;
+
+    *out = NULL;
+    rc = meta_read(dir, &saved, eb);
+    if (rc == 0)
+        rc = dirs_path(path, sizeof(path), eb, "%s/%s", dir, MODELDIR_DENSE);
+    if (rc != 0)
+        return rc;
+    if (stat(path, &st) == 0) { /* a model directory */
+        rc = modeldir_load_dense(dir, m, eb);
+        if (rc == 0)
+            modeldir_rows_path(dir, path, sizeof(path));
+        return rc == 0 ? param_local_open(out, m, path, 1, 0, eb) : rc;
+    }
+    l = calloc(1, sizeof(*l));
+    if (!l)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    l->base.ops = &local_ops;
+    l->model = m;
+    l->readonly = 1;
+    rc = open_checkpoint(&l->store, m, dir, &saved, eb);
+    if (rc == 0)
+        rc = emb_table_open(&l->table, l->store, model_spec(m), 0, eb);
     if (rc != 0) {
         local_destroy(&l->base);
         return rc;

@@ -24,6 +24,17 @@
 int param_local_open(param_t **out, model_t *m, const char *store_dir, int readonly,
                      uint64_t mem_limit, errbuf_t *eb);
 
+/*
+ * Open a saved model read-only for prediction: a model directory (META,
+ * dense.bin, shard-0) or a checkpoint of any number of shards (META,
+ * shard-0 .. shard-N-1, each with its rows and its range of the dense
+ * weights). META is checked against m's spec (ERR_MISMATCH naming the
+ * difference), the dense weights are loaded into m, and the rows of every
+ * shard are read as one table. Nothing is created or written. Returns 0
+ * or ERR_* naming the directory.
+ */
+int param_local_open_saved(param_t **out, model_t *m, const char *dir, errbuf_t *eb);
+
 /* Write every changed row to the store (before the directory is saved). */
 int param_local_flush(param_t *p, errbuf_t *eb);
 

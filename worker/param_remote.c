@@ -14,7 +14,12 @@
  *   gradient of its range. A fresh cluster's dense ranges are set by rank
  *   0 at start-up (PUSH_DENSE with MSG_F_ASSIGN) when a shard reports
  *   "dense_initialized" 0 in its STATS; other ranks wait until every
- *   shard reports 1.
+ *   shard reports 1. Opened read-only (no dense_init: prediction), the
+ *   worker never assigns: a shard without dense weights (an untrained
+ *   cluster) is an error at once, and nothing is written to any shard. A
+ *   cluster with dense weights but no rows is a trained model whose keys
+ *   are all unknown: it predicts (every key pools as zeros, as an unseen
+ *   key does in any model).
  *
  *   Batch positions: batch_pos() gives the position after the batch whose
  *   pushes follow. Its row pushes carry it with last = 0, and push_dense()
@@ -431,6 +436,13 @@ static int dense_bootstrap(remote_t *r, const float *init, int deadline_s,
                                   h, ps_client_endpoint(r->cli, h));
             if (v > 0)
                 break;
+            if (!init) /* read-only (predict): never assign, never wait */
+                return errbuf_set(eb, ERR_NOTFOUND,
+                                  "shard %d (%s) holds no dense weights: the cluster was never "
+                                  "trained, so there is nothing to predict with (prediction "
+                                  "writes nothing to a cluster); train it first (`funnel-worker "
+                                  "train --ps ...`) or predict with --model DIR",
+                                  h, ps_client_endpoint(r->cli, h));
             if (r->rank == 0) {
                 msg_t m, rep;
                 shard_part_t *sp = &r->part[h];

@@ -24,7 +24,9 @@
  * count, optimizers, dense size must match: a mismatch is an error naming
  * the shard and the difference). dense_init (n floats) are the weights a
  * fresh cluster starts from: rank 0 stores them on shards whose dense range
- * was never set. stop interrupts waits. Returns 0 or ERR_*.
+ * was never set. dense_init NULL opens read-only (prediction): nothing is
+ * assigned, and a shard without dense weights is ERR_NOTFOUND (an untrained
+ * cluster). stop interrupts waits. Returns 0 or ERR_*.
  */
 int param_remote_open(param_t **out, const worker_conf_t *wc, const model_spec_t *ms,
                       const float *dense_init, size_t dense_n, volatile sig_atomic_t *stop,

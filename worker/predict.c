@@ -11,6 +11,7 @@
 
 #include "common/afile.h"
 #include "common/log.h"
+#include "common/meta.h"
 #include "worker/session.h"
 
 #define PREDICT_BATCH 4096 /* rows per prediction batch */
@@ -55,6 +56,16 @@ static int predict_all(session_t *s, float *pred, afile_t *af, uint64_t *written
         *written += b->n;
     }
     return rc == ERR_EOF ? 0 : rc;
+}
+
+int predict_take_layout(worker_conf_t *wc, const char *dir, errbuf_t *eb)
+{
+    meta_t m;
+    int rc = meta_read(dir, &m, eb);
+
+    if (rc == 0)
+        rc = meta_apply_conf(&m, dir, &worker_conf_schema, wc, &wc->given, eb);
+    return rc;
 }
 
 int predict_run(const worker_conf_t *wc, const char *model_dir, char *const *logs, int nlogs,

@@ -6,7 +6,15 @@
  *
  * The model, parameters and reader are a session (session.h), as in
  * training. Keys that have no row (never trained, or not yet admitted)
- * pool as zeros; prediction creates and changes nothing.
+ * pool as zeros; prediction creates and changes nothing, on disk or on a
+ * cluster: an untrained cluster (a shard without dense weights) is refused,
+ * a trained one without rows predicts from its towers alone.
+ *
+ * A saved model carries its layout: predict_take_layout() fills the
+ * configuration's model_type, slots, dims, towers, optimizers and log
+ * format from the model's META wherever the user gave none, so
+ * `predict --model DIR` needs no layout options; a model directory or a
+ * checkpoint of any shard count is read in process.
  *
  * Thread-safety: one call per process.
  */
@@ -16,7 +24,16 @@
 #include "common/err.h"
 #include "worker/worker_conf.h"
 
-/* model_dir: a saved model, or NULL to use the cluster in wc->ps.
+/*
+ * Take the layout recorded in dir/META (a model directory or checkpoint)
+ * into wc: keys the user did not give are set from it, a given one that
+ * says otherwise is ERR_MISMATCH naming both values (meta_apply_conf).
+ * Returns 0 or ERR_* (ERR_NOTFOUND: no META in dir).
+ */
+int predict_take_layout(worker_conf_t *wc, const char *dir, errbuf_t *eb);
+
+/* model_dir: a saved model directory or checkpoint (read in process), or
+ * NULL to use the cluster in wc->ps (read-only).
  * out_path: prediction file, written atomically (afile.h). Returns 0 or
  * ERR_*. */
 int predict_run(const worker_conf_t *wc, const char *model_dir, char *const *logs, int nlogs,

@@ -23,11 +23,11 @@ static int open_param_local(session_t *s, errbuf_t *eb)
     char rows[DIRS_PATH_MAX + 16];
     int rc = 0;
 
-    if (!readonly) {
-        rc = modeldir_begin(o->model_dir, o->init_from, s->tmpdir, sizeof(s->tmpdir), eb);
-        rows_dir = s->tmpdir;
-        dense_from = o->init_from;
-    }
+    if (readonly) /* a model directory or a checkpoint of any shard count */
+        return param_local_open_saved(&s->param, s->model, o->model_dir, eb);
+    rc = modeldir_begin(o->model_dir, o->init_from, s->tmpdir, sizeof(s->tmpdir), eb);
+    rows_dir = s->tmpdir;
+    dense_from = o->init_from;
     if (rc == 0 && dense_from)
         rc = modeldir_load_dense(dense_from, s->model, eb);
     if (rc != 0)
@@ -44,7 +44,9 @@ static int open_param(session_t *s, errbuf_t *eb)
     if (!s->cluster)
         return open_param_local(s, eb);
     w = model_params(s->model, &n);
-    return param_remote_open(&s->param, s->wc, &s->ms, w, n, s->o.stop, eb);
+    /* prediction opens the cluster read-only: no initial weights to give */
+    return param_remote_open(&s->param, s->wc, &s->ms, s->o.mode == SESSION_PREDICT ? NULL : w, n,
+                             s->o.stop, eb);
 }
 
 int session_reopen_reader(session_t *s, errbuf_t *eb)
@@ -122,7 +124,9 @@ int session_commit_model(session_t *s, errbuf_t *eb)
 
     if (rc == 0) {
         param_destroy(&s->param); /* closes the rows store before the rename */
-        rc = modeldir_commit(s->o.model_dir, s->tmpdir, s->model, eb);
+        char format[32];
+        conf_format_value(conf_find(&worker_conf_schema, "format"), s->wc, format, sizeof(format));
+        rc = modeldir_commit(s->o.model_dir, s->tmpdir, s->model, format, eb);
     }
     if (rc != 0)
         return errbuf_prefix(eb, rc, "model not saved (%s keeps what it held)", s->o.model_dir);

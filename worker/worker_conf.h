@@ -61,6 +61,7 @@
 typedef struct worker_conf {
     model_conf_t model;
     WORKER_CONF_KEYS(CONF_FIELD)
+    conf_given_t given; /* keys a file or an option set (layout from META) */
 } worker_conf_t;
 
 /* The worker's key table ([model] + worker sections). */

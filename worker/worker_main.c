@@ -6,8 +6,8 @@
  * into the arguments of the module that does the work.
  *
  *   funnel-worker train      [--model DIR] [--init_from DIR] [options] LOG...
- *   funnel-worker predict    (--model DIR | --ps ENDPOINTS) --in LOG --out FILE [options]
- *   funnel-worker eval       --pred FILE --log LOG [--truth FILE] [--json]
+ *   funnel-worker predict    (--model DIR | --ps ENDPOINTS) --in LOG... --out FILE [options]
+ *   funnel-worker eval       --pred FILE --log LOG... [--model DIR] [--truth FILE] [--json]
  *   funnel-worker check-data [options] LOG...
  *   funnel-worker ctl        stats|flush|checkpoint|begin-day|shutdown --ps ENDPOINTS ...
  *   funnel-worker print-conf [options]
@@ -32,9 +32,14 @@
 /* Options of one subcommand that are not config keys. */
 typedef struct flag {
     const char *name; /* without "--" */
-    int takes_value;
+    int takes_value;  /* 0: a switch; 1: a value; FLAG_LOG: a log, kept among the arguments */
     const char *help;
 } flag_t;
+
+/* takes_value of a flag whose value is one more log: `--in A --in B C`
+ * reads A, B and C in that order (the values join the trailing arguments
+ * where they stand). */
+#define FLAG_LOG 2
 
 typedef struct worker_state worker_state_t;
 typedef struct cmd cmd_t;
@@ -70,14 +75,20 @@ static const flag_t train_flags[] = {
     {NULL, 0, NULL},
 };
 static const flag_t predict_flags[] = {
-    {"model", 1, "saved model directory to predict with (or use --ps for a running cluster)"},
-    {"in", 1, "log to predict (more logs may follow as arguments)"},
+    {"model", 1,
+     "saved model directory or checkpoint (any shard count) to predict with; its META gives "
+     "model_type, slots, dims, towers and format (or use --ps for a running cluster)"},
+    {"in", FLAG_LOG,
+     "log to predict; repeat it, or give more logs as arguments: all are read, in order"},
     {"out", 1, "prediction file to write (FORMAT.md: pctr pcvr pctcvr [pctavr])"},
     {NULL, 0, NULL},
 };
 static const flag_t eval_flags[] = {
     {"pred", 1, "prediction file"},
-    {"log", 1, "the log the predictions were made for"},
+    {"log", FLAG_LOG,
+     "the log(s) the predictions were made for (repeat it, or give more as "
+     "arguments; Ali-CCP: the skeleton and common_features files)"},
+    {"model", 1, "the model the predictions came from: its META gives the log format"},
     {"truth", 1, "truth file of a synthetic log (adds oracle AUCs and regret)"},
     {"json", 0, "one JSON object instead of a table"},
     {NULL, 0, NULL},
@@ -118,6 +129,11 @@ static int run_train(worker_state_t *st, const cmd_t *c, errbuf_t *eb)
 
     if (rc != 0)
         return rc;
+    if (flag(st, c, "init_from")) { /* layout keys not given come from its META */
+        rc = predict_take_layout(&st->conf, flag(st, c, "init_from"), eb);
+        if (rc != 0)
+            return rc;
+    }
     train_args_t ta = {
         .model_dir = flag(st, c, "model") ? flag(st, c, "model") : "model",
         .init_from = flag(st, c, "init_from"),
@@ -139,13 +155,7 @@ static int run_predict(worker_state_t *st, const cmd_t *c, errbuf_t *eb)
     const char *model = flag(st, c, "model"), *out = flag(st, c, "out");
     int rc;
 
-    if (flag(st, c, "in")) { /* --in LOG is the first log */
-        memmove(st->pos + 1, st->pos,
-                (size_t)(st->npos < MAX_POS - 1 ? st->npos : MAX_POS - 1) * sizeof(char *));
-        st->pos[0] = (char *)flag(st, c, "in");
-        st->npos = st->npos < MAX_POS - 1 ? st->npos + 1 : MAX_POS;
-    }
-    rc = need_logs(st, c);
+    rc = need_logs(st, c); /* --in LOG values are among the arguments, in order */
     if (rc != 0)
         return rc;
     if ((!model && !st->conf.ps.s[0]) || !out) {
@@ -153,22 +163,33 @@ static int run_predict(worker_state_t *st, const cmd_t *c, errbuf_t *eb)
                         "ENDPOINTS are required\n");
         return 2;
     }
-    rc = predict_run(&st->conf, model, st->pos, st->npos, out, eb);
+    if (model) { /* layout keys not given come from the model's META */
+        rc = predict_take_layout(&st->conf, model, eb);
+        if (rc != 0)
+            return rc;
+    }
+    rc = reader_check_inputs(st->pos, st->npos, eb);
+    if (rc == 0)
+        rc = predict_run(&st->conf, model, st->pos, st->npos, out, eb);
     return rc < 0 ? rc : 0;
 }
 
 static int run_eval(worker_state_t *st, const cmd_t *c, errbuf_t *eb)
 {
-    const char *pred = flag(st, c, "pred"), *log = flag(st, c, "log");
-    char *logs[1] = {(char *)log};
+    const char *pred = flag(st, c, "pred"), *model = flag(st, c, "model");
     int rc;
 
-    if (!pred || !log) {
+    if (!pred || st->npos == 0) { /* --log LOG values are among the arguments */
         fprintf(stderr, "funnel-worker eval: --pred FILE and --log LOG are required\n");
         return 2;
     }
-    rc = eval_run(&st->conf, pred, logs, 1, flag(st, c, "truth"), flag(st, c, "json") != NULL,
-                  stdout, eb);
+    if (model) { /* the log format, unless given, is the model's */
+        rc = predict_take_layout(&st->conf, model, eb);
+        if (rc != 0)
+            return rc;
+    }
+    rc = eval_run(&st->conf, pred, st->pos, st->npos, flag(st, c, "truth"),
+                  flag(st, c, "json") != NULL, stdout, eb);
     return rc < 0 ? rc : 0;
 }
 
@@ -220,10 +241,10 @@ static const cmd_t cmds[] = {
     {"train", "train [--model DIR] [--init_from DIR] [options] LOG...",
      "train the model on logs; in process, or with a cluster given by --ps", train_flags, run_train,
      1, NULL, NULL},
-    {"predict", "predict (--model DIR | --ps ENDPOINTS) --in LOG --out FILE [options]",
+    {"predict", "predict (--model DIR | --ps ENDPOINTS) --in LOG... --out FILE [options]",
      "write pctr/pcvr/pctcvr for every accepted line of the logs", predict_flags, run_predict, 0,
      NULL, NULL},
-    {"eval", "eval --pred FILE --log LOG [--truth FILE] [--json]",
+    {"eval", "eval --pred FILE --log LOG... [--model DIR] [--truth FILE] [--json]",
      "AUC, log-loss and calibration per task (and the oracle's, with a truth file)", eval_flags,
      run_eval, 0, NULL, NULL},
     {"check-data", "check-data [options] LOG...",
@@ -301,7 +322,17 @@ static int take_flags(const cmd_t *c, worker_state_t *st, int *argc, char **argv
             if (!same_name(a + 2, c->flags[f].name, nl) || (a[2 + nl] && a[2 + nl] != '='))
                 continue;
             matched = 1;
-            if (!c->flags[f].takes_value)
+            if (c->flags[f].takes_value == FLAG_LOG) { /* the value joins the logs, here */
+                if (a[2 + nl] == '=')
+                    argv[out++] = (char *)a + 3 + nl;
+                else if (i + 1 < *argc)
+                    argv[out++] = argv[++i];
+                else {
+                    fprintf(stderr, "funnel-worker %s: %s needs a value\n", c->name, a);
+                    return 2;
+                }
+                st->flag_val[f] = argv[out - 1];
+            } else if (!c->flags[f].takes_value)
                 st->flag_val[f] = "1";
             else if (a[2 + nl] == '=')
                 st->flag_val[f] = a + 3 + nl;
@@ -343,8 +374,8 @@ int main(int argc, char **argv)
     char **args = argv + 2;
     if (take_flags(c, &st, &nargs, args) != 0)
         return 2;
-    rc = conf_parse_args(&worker_conf_schema, &st.conf, nargs, args, st.pos, MAX_POS, &st.npos,
-                         &help, &eb);
+    rc = conf_parse_args_given(&worker_conf_schema, &st.conf, &st.conf.given, nargs, args, st.pos,
+                               MAX_POS, &st.npos, &help, &eb);
     if (help) {
         cmd_help(c);
         return 0;
