@@ -6,7 +6,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -26,7 +25,6 @@ typedef struct loop {
     unsigned long long batches;     /* batches read this run */
     float *dx;                      /* (B, D) gradient of the session's input x */
     progress_t prog;
-    uint64_t total_bytes; /* of the input files, for the ETA */
     uint64_t samples;     /* rows trained by this worker (this rank, all runs) */
     uint64_t done_before; /* of samples: already trained when this run resumed */
     uint64_t resent;      /* of the others: in batches some shards had already */
@@ -39,37 +37,16 @@ static void loop_release(loop_t *l)
     session_release(&l->s);
 }
 
-/* The size of this epoch's input, for the ETA. */
-static void count_bytes(loop_t *l)
+/* Fraction of the whole job done (epochs included), by bytes on disk of
+ * this rank's share (compressed bytes for .gz), or -1. */
+static double job_fraction(const loop_t *l, int epoch)
 {
-    struct stat st;
+    uint64_t done, total;
 
-    l->total_bytes = 0;
-    for (int i = 0; i < reader_nfiles(l->s.reader); i++)
-        if (stat(reader_file_path(l->s.reader, i), &st) == 0)
-            l->total_bytes += (uint64_t)st.st_size;
-}
-
-/* Fraction of the whole job done (epochs included), or -1. */
-static double job_fraction(const loop_t *l, int epoch, const reader_pos_t *pos)
-{
-    struct stat st;
-    uint64_t done = 0;
-    int nf = reader_nfiles(l->s.reader);
-
-    if (l->total_bytes == 0 || nf == 0)
+    reader_disk_progress(l->s.reader, &done, &total);
+    if (total == 0)
         return -1;
-    for (uint32_t i = 0; i < pos->file && (int)i < nf; i++)
-        if (stat(reader_file_path(l->s.reader, (int)i), &st) == 0)
-            done += (uint64_t)st.st_size;
-    if ((int)pos->file < nf && stat(reader_file_path(l->s.reader, (int)pos->file), &st) == 0) {
-        uint64_t off = pos->offset < (uint64_t)st.st_size ? pos->offset : (uint64_t)st.st_size;
-        done += off; /* for .gz the offset is uncompressed: the estimate is rough */
-    }
-    double f = (double)done / (double)l->total_bytes;
-    if (f > 1)
-        f = 1;
-    return ((double)epoch + f) / (double)l->wc->epochs;
+    return ((double)epoch + (double)done / (double)total) / (double)l->wc->epochs;
 }
 
 /* Read the next batch into slot i and start pulling its rows.
@@ -174,7 +151,7 @@ static int run_epoch(loop_t *l, int epoch, errbuf_t *eb)
         if (rc != 0)
             break;
         l->prog.epoch = epoch;
-        progress_update(&l->prog, l->s.batch[cur].n, loss, job_fraction(l, epoch, &l->pos[cur]));
+        progress_update(&l->prog, l->s.batch[cur].n, loss, job_fraction(l, epoch));
         if (*l->a->stop) {
             LOG_WARN("stopping on signal after %llu samples", (unsigned long long)l->samples);
             if (have_next)
@@ -253,7 +230,7 @@ int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
 {
     static const char *const none[1] = {"loss"};
     const char *names[HEADS_MAX_LOSS];
-    char metrics[4200];
+    char metrics[4200], label[32];
     loop_t l;
     int epoch = 0, rc;
     double t0 = progress_now();
@@ -279,7 +256,6 @@ int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
         rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
         goto out;
     }
-    count_bytes(&l);
     if (cluster && (rc = resume(&l, &epoch, eb)) != 0)
         goto out;
 
@@ -291,11 +267,25 @@ int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
         snprintf(metrics, sizeof(metrics), "metrics-worker%lld.jsonl", (long long)wc->rank);
     else
         snprintf(metrics, sizeof(metrics), "%s.metrics.jsonl", a->model_dir);
-    rc = progress_init(&l.prog, wc->progress == 1 || (wc->progress == 0 && isatty(STDERR_FILENO)),
-                       metrics, wc->metrics_interval, model_nloss(l.s.model),
-                       model_nloss(l.s.model) ? names : none, eb);
+    progress_opts_t po = {
+        .show = progress_show((int)wc->progress),
+        .every = wc->metrics_interval,
+        .label = label,
+        .command = "train",
+        .rank = (long long)wc->rank,
+        .metrics = metrics,
+        .ntasks = model_nloss(l.s.model) ? model_nloss(l.s.model) : 1,
+        .task = model_nloss(l.s.model) ? names : none,
+    };
+    if (cluster)
+        snprintf(label, sizeof(label), "worker%lld", (long long)wc->rank);
+    else
+        snprintf(label, sizeof(label), "train");
+    rc = progress_init(&l.prog, &po, eb);
     if (rc != 0)
         goto out;
+    l.prog.epoch = epoch;
+    progress_resume(&l.prog, l.samples, epoch < wc->epochs ? job_fraction(&l, epoch) : 1.0);
     LOG_INFO("training %s on %d log path%s, %d epoch%s, batch %lld, metrics in %s",
              heads_name(model_heads(l.s.model)), a->nlogs, a->nlogs > 1 ? "s" : "", (int)wc->epochs,
              wc->epochs > 1 ? "s" : "", (long long)wc->batch_size, metrics);
@@ -309,7 +299,6 @@ int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
             rc = session_reopen_reader(&l.s, eb);
             if (rc != 0)
                 break;
-            count_bytes(&l);
         }
     }
     progress_finish(&l.prog);

@@ -30,10 +30,12 @@
       "how threads split the towers: whole towers per thread, or each sgemm across threads")     \
     X(train, seed, INT, "1", 0, 9.2e18, NULL, "seed of the dense weight initialization")         \
     X(train, metrics_file, STR, "", 0, 0, NULL,                                                  \
-      "JSON-lines metrics (one record per interval); empty: <model dir>/metrics.jsonl")          \
+      "JSON-lines metrics (one record per interval); empty: MODEL.metrics.jsonl beside the "     \
+      "model directory, on a cluster metrics-worker<rank>.jsonl in the current directory")       \
     X(train, metrics_interval, FLOAT, "5", 0.01, 86400, NULL, "seconds between metric records")  \
-    X(train, progress, ENUM, "auto", 0, 0, "auto|on|off",                                        \
-      "live progress line on stderr (auto: only when stderr is a terminal)")                     \
+    X(train, progress, ENUM, "auto", 0, 0, "auto|on|off|plain",                                  \
+      "progress on stderr: on a live line, plain a line per metrics_interval (auto: live on a "  \
+      "terminal, else plain)")                                                                   \
     X(train, log_level, ENUM, "info", 0, 0, "debug|info|warn|error", "least severe log level")   \
     X(cluster, ps, STR, "", 0, 0, NULL,                                                          \
       "parameter server endpoints, shard order, comma-separated (empty: train in process)")      \
