@@ -12,6 +12,7 @@
 #include "worker/guard.h"
 #include "worker/progress.h"
 #include "worker/session.h"
+#include "worker/valid.h"
 
 /* Everything the loop owns; released in reverse order by loop_release().
  * The session's batch[i] and pool[i] are the two pipeline slots. */
@@ -25,6 +26,7 @@ typedef struct loop {
     unsigned long long batches;     /* batches read this run */
     float *dx;                      /* (B, D) gradient of the session's input x */
     progress_t prog;
+    valid_t *valid;       /* --valid: held-out evaluation, or NULL */
     uint64_t samples;     /* rows trained by this worker (this rank, all runs) */
     uint64_t done_before; /* of samples: already trained when this run resumed */
     uint64_t resent;      /* of the others: in batches some shards had already */
@@ -33,6 +35,7 @@ typedef struct loop {
 static void loop_release(loop_t *l)
 {
     progress_release(&l->prog);
+    valid_destroy(&l->valid);
     free(l->dx);
     session_release(&l->s);
 }
@@ -130,6 +133,8 @@ static int run_epoch(loop_t *l, int epoch, errbuf_t *eb)
         rc = param_pull_finish(l->s.param, l->s.pool[cur].rows, eb);
         if (rc == 0)
             rc = param_pull_dense(l->s.param, w, n, eb);
+        if (rc == 0 && valid_due(l->valid, l->samples)) /* no pull outstanding here */
+            rc = valid_run(l->valid, l->s.model, l->s.param, &l->prog, eb);
         if (rc != 0)
             break;
         rc = next_batch(l, nxt, eb);
@@ -162,6 +167,21 @@ static int run_epoch(loop_t *l, int epoch, errbuf_t *eb)
             return 0;
         cur = nxt;
     }
+    return rc;
+}
+
+/* --valid: one last held-out evaluation of what this run trained, with
+ * every update applied. */
+static int final_valid(loop_t *l, errbuf_t *eb)
+{
+    size_t n;
+    float *w = model_params(l->s.model, &n);
+    int rc = param_sync(l->s.param, eb);
+
+    if (rc == 0)
+        rc = param_pull_dense(l->s.param, w, n, eb);
+    if (rc == 0)
+        rc = valid_run(l->valid, l->s.model, l->s.param, &l->prog, eb);
     return rc;
 }
 
@@ -258,6 +278,9 @@ int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
     }
     if (cluster && (rc = resume(&l, &epoch, eb)) != 0)
         goto out;
+    if (valid_wanted(wc) &&
+        (rc = valid_open(&l.valid, wc, &l.s.ms, (size_t)wc->batch_size, eb)) != 0)
+        goto out;
 
     for (int k = 0; k < model_nloss(l.s.model); k++)
         names[k] = heads_loss_name(model_heads(l.s.model), k);
@@ -301,6 +324,8 @@ int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
                 break;
         }
     }
+    if (rc == 0 && l.valid && l.samples > l.done_before)
+        rc = final_valid(&l, eb);
     progress_finish(&l.prog);
     if (rc == 0 && l.samples == 0)
         rc = no_samples(&l, metrics, eb);

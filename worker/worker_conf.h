@@ -51,7 +51,13 @@
       "(empty: plain)")                                                                          \
     X(cluster, curve_secret_key, STR, "", 0, 0, NULL,                                            \
       "this client's key pair file (NAME.key of funnel-ps keygen, mode 0600; its public key "    \
-      "in the shards' curve_allow)")
+      "in the shards' curve_allow)")                                                             \
+    /* progress and metrics (issue 12): held-out evaluation into the metrics file */             \
+    X(train, valid, STR, "", 0, 0, NULL,                                                         \
+      "held-out logs LOG[,LOG] scored every valid_every samples (AUC, log-loss per task) into "  \
+      "the metrics file; on a cluster rank 0 does it (empty: none)")                             \
+    X(train, valid_every, INT, "100000", 1, 1e15, NULL,                                          \
+      "samples between held-out evaluations (--valid); one more at the end")
 
 typedef struct worker_conf {
     model_conf_t model;
