@@ -97,7 +97,10 @@ int progress_init(progress_t *p, const progress_opts_t *o, errbuf_t *eb)
         p->o.ntasks = PROGRESS_MAX_TASKS;
     if (!p->o.label)
         p->o.label = "progress";
-    p->frac0 = p->frac = -1;
+    p->base = o->base;
+    p->frac0 = o->frac0;
+    p->frac = -1;
+    p->epoch = o->epoch;
     p->t0 = p->last_line = p->last_record = progress_now();
     gmtime_r(&now, &tm);
     strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
@@ -111,12 +114,6 @@ int progress_init(progress_t *p, const progress_opts_t *o, errbuf_t *eb)
         start_record(p);
     }
     return 0;
-}
-
-void progress_resume(progress_t *p, uint64_t samples, double frac)
-{
-    p->base = samples;
-    p->frac0 = frac;
 }
 
 uint64_t progress_samples(const progress_t *p)

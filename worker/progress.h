@@ -11,7 +11,7 @@
  *
  * NOTES ON THE DESIGN
  *   This run. Counts, rates and the ETA are of this run only: a resumed
- *   run starts at the samples and fraction already done (progress_resume)
+ *   run starts at the samples and fraction already done (o.base, o.frac0)
  *   and its rate and ETA use only what it did itself, so a rerun that has
  *   nothing left trains 0 samples at 0/s.
  *
@@ -60,6 +60,9 @@ typedef struct progress_opts {
     const char *metrics;     /* JSON-lines file to append to; NULL or "": none */
     int ntasks;              /* losses per update (0: none) */
     const char *const *task; /* their names */
+    uint64_t base;           /* resumed: samples done before this run (else 0) */
+    double frac0;            /* resumed: fraction of the job done before it (else 0) */
+    int epoch;               /* the epoch the run starts in */
 } progress_opts_t;
 
 typedef struct progress {
@@ -90,10 +93,6 @@ int progress_show(int mode);
  * naming the file; either way release p with progress_release().
  */
 int progress_init(progress_t *p, const progress_opts_t *o, errbuf_t *eb);
-
-/* This run continues one that had done `samples` and fraction `frac` of
- * the job (<0: unknown). Call before the first update. */
-void progress_resume(progress_t *p, uint64_t samples, double frac);
 
 /* n more samples done with their mean losses per task (NULL if ntasks is
  * 0); frac is the fraction of the whole job done (0..1), <0 if unknown. */

@@ -299,6 +299,9 @@ int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
         .metrics = metrics,
         .ntasks = model_nloss(l.s.model) ? model_nloss(l.s.model) : 1,
         .task = model_nloss(l.s.model) ? names : none,
+        .base = l.samples,
+        .frac0 = epoch < wc->epochs ? job_fraction(&l, epoch) : 1.0,
+        .epoch = epoch,
     };
     if (cluster)
         snprintf(label, sizeof(label), "worker%lld", (long long)wc->rank);
@@ -307,8 +310,6 @@ int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
     rc = progress_init(&l.prog, &po, eb);
     if (rc != 0)
         goto out;
-    l.prog.epoch = epoch;
-    progress_resume(&l.prog, l.samples, epoch < wc->epochs ? job_fraction(&l, epoch) : 1.0);
     LOG_INFO("training %s on %d log path%s, %d epoch%s, batch %lld, metrics in %s",
              heads_name(model_heads(l.s.model)), a->nlogs, a->nlogs > 1 ? "s" : "", (int)wc->epochs,
              wc->epochs > 1 ? "s" : "", (long long)wc->batch_size, metrics);
