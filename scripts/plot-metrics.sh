@@ -38,6 +38,8 @@ for f in "$@"; do
     [ -r "$f" ] || { echo "plot-metrics: $f: no such readable metrics file" >&2; exit 2; }
 done
 OUT=${OUT:-${1%.jsonl}}
+[ -d "$(dirname "$OUT")" ] ||
+    { echo "plot-metrics: --out $OUT: directory $(dirname "$OUT") does not exist: create it first" >&2; exit 2; }
 TITLE=${TITLE:-$(basename "$1")${RUN:+ run $RUN}}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/plot-metrics.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT

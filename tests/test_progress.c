@@ -451,6 +451,9 @@ static void test_plot(void)
     svg = slurp_in(&e, "p2.out");
     CU_ASSERT_PTR_NOT_NULL(svg && strstr(svg, "run nosuchrun"));
     free(svg);
+    CU_ASSERT_EQUAL(tu_sh(NULL, "scripts/plot-metrics.sh --help | grep -q 'scripts/plot-metrics.sh "
+                                "\\[--run ID\\]'"),
+                    0);
     tu_rmtree(e.dir);
 }
 
