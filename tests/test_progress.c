@@ -94,7 +94,7 @@ static void test_piped(void)
     CU_ASSERT_EQUAL_FATAL(env_open(&e, "prog-piped", 0), 0);
     /* auto with stderr not a terminal: plain lines */
     CU_ASSERT_EQUAL(tu_sh(NULL,
-                          BOUND "%s train --model %s/m --threads 1 --metrics_interval 0.05 "
+                          BOUND "%s train --model %s/m --threads 1 --progress_interval 0.05 "
                                 "%s/data/train.tsv 2> %s/plain.err | cat",
                           e.worker, e.dir, e.dir, e.dir),
                     0);

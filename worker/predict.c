@@ -81,6 +81,7 @@ int predict_run(const worker_conf_t *wc, const char *model_dir, char *const *log
     progress_t pg;
     progress_opts_t po = {.show = progress_show((int)wc->progress),
                           .every = wc->metrics_interval,
+                          .plain_every = wc->progress_interval,
                           .label = "predict"};
     size_t n;
     int rc;

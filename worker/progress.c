@@ -182,7 +182,8 @@ static void show_line(progress_t *p, double now, int force)
 
     if (p->o.show == PROGRESS_SHOW_NONE)
         return;
-    if (!force && now - p->last_line < (p->o.show == PROGRESS_SHOW_LIVE ? LIVE_EVERY : p->o.every))
+    if (!force &&
+        now - p->last_line < (p->o.show == PROGRESS_SHOW_LIVE ? LIVE_EVERY : p->o.plain_every))
         return;
     line_text(p, text, sizeof(text), now);
     if (p->o.show == PROGRESS_SHOW_LIVE)

@@ -53,7 +53,8 @@ enum { PROGRESS_SHOW_NONE, PROGRESS_SHOW_LIVE, PROGRESS_SHOW_PLAIN };
 
 typedef struct progress_opts {
     int show;                /* PROGRESS_SHOW_* (progress_show()) */
-    double every;            /* s between plain lines and between metrics records */
+    double every;            /* s between metrics records */
+    double plain_every;      /* s between plain lines */
     const char *label;       /* first word of each line: "train", "predict", "worker1" */
     const char *command;     /* the start record's command ("train") */
     long long rank;          /* the start record's rank */

@@ -293,6 +293,7 @@ int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
     progress_opts_t po = {
         .show = progress_show((int)wc->progress),
         .every = wc->metrics_interval,
+        .plain_every = wc->progress_interval,
         .label = label,
         .command = "train",
         .rank = (long long)wc->rank,

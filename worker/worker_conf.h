@@ -34,7 +34,7 @@
       "model directory, on a cluster metrics-worker<rank>.jsonl in the current directory")       \
     X(train, metrics_interval, FLOAT, "5", 0.01, 86400, NULL, "seconds between metric records")  \
     X(train, progress, ENUM, "auto", 0, 0, "auto|on|off|plain",                                  \
-      "progress on stderr: on a live line, plain a line per metrics_interval (auto: live on a "  \
+      "progress on stderr: on a live line, plain a line per progress_interval (auto: live on a " \
       "terminal, else plain)")                                                                   \
     X(train, log_level, ENUM, "info", 0, 0, "debug|info|warn|error", "least severe log level")   \
     X(cluster, ps, STR, "", 0, 0, NULL,                                                          \
@@ -57,7 +57,9 @@
       "held-out logs LOG[,LOG] scored every valid_every samples (AUC, log-loss per task) into "  \
       "the metrics file; on a cluster rank 0 does it (empty: none)")                             \
     X(train, valid_every, INT, "100000", 1, 1e15, NULL,                                          \
-      "samples between held-out evaluations (--valid); one more at the end")
+      "samples between held-out evaluations (--valid); one more at the end")                     \
+    X(train, progress_interval, FLOAT, "10", 0.01, 86400, NULL,                                  \
+      "seconds between plain progress lines (progress = plain, or auto off a terminal)")
 
 typedef struct worker_conf {
     model_conf_t model;
