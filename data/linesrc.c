@@ -295,6 +295,15 @@ uint64_t linesrc_offset(const linesrc_t *ls)
     return ls->buf_off + ls->start;
 }
 
+uint64_t linesrc_disk_offset(const linesrc_t *ls)
+{
+    if (ls->gz) {
+        z_off_t o = gzoffset(ls->gz);
+        return o > 0 ? (uint64_t)o : 0;
+    }
+    return linesrc_offset(ls);
+}
+
 int linesrc_count_lines(const char *path, uint64_t end, uint64_t *n, errbuf_t *eb)
 {
     linesrc_t *ls = NULL;

@@ -63,6 +63,15 @@ int linesrc_next(linesrc_t *ls, linesrc_line_t *line, errbuf_t *eb);
 uint64_t linesrc_offset(const linesrc_t *ls);
 
 /*
+ * Bytes of the file on disk consumed so far, for progress estimates: for
+ * a gzip file the compressed bytes zlib has taken in (gzoffset: it runs a
+ * little ahead of the lines handed out, never behind), for a plain file
+ * linesrc_offset(). Uncompressed offsets of a .gz file say nothing about
+ * how much of it is left; these do.
+ */
+uint64_t linesrc_disk_offset(const linesrc_t *ls);
+
+/*
  * Count the '\n' bytes in the first `end` uncompressed bytes of path, i.e.
  * the number of lines before offset `end` when `end` is a line start.
  * Returns 0 and *n, or the codes of linesrc_open().

@@ -733,6 +733,30 @@ const char *reader_file_path(const reader_t *r, int i)
     return i >= 0 && i < r->nfiles ? r->file[i].path : NULL;
 }
 
+void reader_disk_progress(const reader_t *r, uint64_t *done, uint64_t *total)
+{
+    *done = *total = 0;
+    for (int i = 0; i < r->nfiles; i++) {
+        const rfile_t *f = &r->file[i];
+        uint64_t lo = 0, hi = f->size, at;
+
+        if (f->split == SPLIT_BYTES) {
+            lo = f->lo;
+            hi = f->hi;
+        } else if (f->split == SPLIT_WHOLE && !f->owned) {
+            continue;
+        }
+        *total += hi - lo;
+        if (i < r->cur)
+            *done += hi - lo;
+        else if (i == r->cur && r->src) {
+            at = linesrc_disk_offset(r->src);
+            at = at < lo ? lo : at > hi ? hi : at;
+            *done += at - lo;
+        }
+    }
+}
+
 void reader_log_summary(const reader_t *r)
 {
     char why[1024];

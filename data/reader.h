@@ -143,6 +143,15 @@ int reader_nfiles(const reader_t *r);
 /* Path of data file i (0 <= i < reader_nfiles()), owned by the reader. */
 const char *reader_file_path(const reader_t *r, int i);
 
+/*
+ * How far this rank is through its share of the data files, in bytes ON
+ * DISK (compressed bytes for .gz, linesrc_disk_offset), for progress and
+ * ETA: *total is the share (a plain file's byte range, a whole gzip file
+ * this rank reads), *done what of it has been consumed. Both 0 when the
+ * rank has nothing to read.
+ */
+void reader_disk_progress(const reader_t *r, uint64_t *done, uint64_t *total);
+
 /* One LOG_INFO line: lines read, trained (accepted), rejected by reason. */
 void reader_log_summary(const reader_t *r);
 

@@ -64,12 +64,14 @@ echo "daily-refresh: day $DAY${PREV:+ from $PREV}: training on $*"
 "$SCRIPTS/run-local.sh" --bin "$BIN" --shards "$SHARDS" --workers "$WORKERS" --dir "$WORK" \
     ${CONF:+--conf "$CONF"} --keep --ps-opt "$INIT --day $DAY --checkpoint_root $CK_ROOT $P_OPT" --worker-opt "$W_OPT" "$@"
 EP=$(cat "$WORK/endpoints")
+echo "daily-refresh: day $DAY: expiring stale rows and writing checkpoint $OUT"
 "$BIN/funnel-worker" ctl begin-day $CONF_ARG $W_OPT --ps "$EP" --day "$DAY" --expire
 "$BIN/funnel-worker" ctl checkpoint $CONF_ARG $W_OPT --ps "$EP" --day "$DAY" --name "$CK_NAME"
 "$SCRIPTS/run-local.sh" --stop --dir "$WORK"
 
 if [ -n "$EXPORT" ]; then
     mkdir -p "$EXPORT"
+    echo "daily-refresh: day $DAY: exporting to $EXPORT"
     "$BIN/funnel-emb" export $CONF_ARG "$OUT" --out "$EXPORT/full-day$DAY.emb"
     if [ -n "$PREV" ]; then
         "$BIN/funnel-emb" export $CONF_ARG "$OUT" --since "$PREV" --out "$EXPORT/delta-day$DAY.emb"

@@ -2,7 +2,10 @@
 # The main job end to end on an embedded default world:
 # generate logs -> check them -> start 2 parameter-server shards and
 # 2 workers -> train ESM2 -> predict the test log from the live cluster ->
-# evaluate against the oracle -> stop everything.
+# evaluate against the oracle -> stop everything. While the cluster trains
+# one line shows the whole cluster's progress; worker 0 scores the test log
+# every 250000 samples (--valid) and, with gnuplot installed, the training
+# loss and held-out AUC per task are drawn to DEMO_DIR/metrics.png and .svg.
 #
 #   scripts/demo.sh [BINDIR]        (make demo runs it with bin/)
 #
@@ -34,7 +37,8 @@ step "2/5 check the logs"
 
 step "3/5 train $MODEL on 2 parameter-server shards with 2 workers"
 "$FUNNEL_TOP"/scripts/run-local.sh --bin "$BIN" --shards 2 --workers 2 --dir "$CLUSTER" --keep \
-    --ps-opt "--model_type $MODEL --flush_interval 2" --worker-opt "--model_type $MODEL" \
+    --ps-opt "--model_type $MODEL --flush_interval 2" \
+    --worker-opt "--model_type $MODEL --valid $OUT/data/test.tsv --valid_every 250000" \
     "$OUT/data/train.tsv"
 tail -n 2 "$CLUSTER/logs/worker0.log"
 
@@ -47,5 +51,10 @@ step "5/5 evaluate against the oracle (the generator's true probabilities)"
     --truth "$OUT/data/test.truth.tsv"
 
 "$FUNNEL_TOP"/scripts/run-local.sh --stop --dir "$CLUSTER"
+if command -v gnuplot > /dev/null 2>&1; then
+    "$FUNNEL_TOP"/scripts/plot-metrics.sh --out "$OUT/metrics" --title "demo: worker 0" \
+        "$CLUSTER/logs/metrics-worker0.jsonl" > /dev/null &&
+        echo "metrics plotted: $OUT/metrics.png, $OUT/metrics.svg"
+fi
 printf '\nDone. Everything is under %s/ (logs: %s/logs, metrics: %s/logs/metrics-*.jsonl).\n' \
     "$OUT" "$CLUSTER" "$CLUSTER"

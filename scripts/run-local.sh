@@ -22,6 +22,12 @@
 #   funnel-worker ctl stats --ps $(cat DIR/endpoints) \
 #       --curve_server_key DIR/keys/shard.pub --curve_secret_key DIR/keys/admin.key
 #
+# While the workers train, one line sums up the whole cluster (workers
+# running, samples, samples/s, done, ETA, from their metrics files in
+# DIR/logs): redrawn in place on a terminal, a plain line every 10 s
+# otherwise (--progress plain|on|off|auto; auto: by whether stdout is a
+# terminal). Each worker's own progress lines are in DIR/logs/worker<i>.log.
+#
 # With --keep the shards keep running after training (their endpoints are
 # printed and written to DIR/endpoints); stop them with
 #   scripts/run-local.sh --stop --dir DIR
@@ -29,6 +35,7 @@ set -u
 . "$(dirname "$0")/lib.sh"
 
 SHARDS=2 WORKERS=2 CONF="" DIR="cluster" BIN="$FUNNEL_TOP/bin" PS_OPT="" W_OPT="" KEEP=0 STOP=0 CURVE=0
+PROGRESS=auto
 while [ $# -gt 0 ]; do
     case "$1" in
     --shards) SHARDS=$2; shift 2 ;;
@@ -40,6 +47,7 @@ while [ $# -gt 0 ]; do
     --worker-opt) W_OPT=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --curve) CURVE=1; shift ;;
+    --progress) PROGRESS=$2; shift 2 ;;
     --stop) STOP=1; shift ;;
     -h|--help) help_and_exit "$0" ;;
     --) shift; break ;;
@@ -47,6 +55,11 @@ while [ $# -gt 0 ]; do
     *) break ;;
     esac
 done
+case "$PROGRESS" in
+auto) if [ -t 1 ]; then PROGRESS=on; else PROGRESS=plain; fi ;;
+on | off | plain) ;;
+*) echo "run-local: --progress $PROGRESS: expected auto, on, off or plain" >&2; exit 2 ;;
+esac
 
 mkdir -p "$DIR/logs"
 DIR=$(cd "$DIR" && pwd)
@@ -143,12 +156,62 @@ while [ $i -lt "$WORKERS" ]; do
     KEY_OPT=""
     [ $CURVE -eq 1 ] && KEY_OPT="--curve_server_key $DIR/keys/shard.pub --curve_secret_key $DIR/keys/worker$i.key"
     "$BIN/funnel-worker" train $CONF_ARG --ps "$EPS" --rank $i --workers "$WORKERS" \
-        --metrics_file "$DIR/logs/metrics-worker$i.jsonl" $KEY_OPT $W_OPT "$@" \
+        --metrics_file "$DIR/logs/metrics-worker$i.jsonl" --metrics_interval 1 $KEY_OPT $W_OPT "$@" \
         > "$DIR/logs/worker$i.log" 2>&1 &
     echo $! >> "$DIR/worker.pids"
     i=$((i + 1))
 done
 echo "run-local: $WORKERS worker(s) training"
+
+# The cluster's line: workers still running, and over the workers' latest
+# metrics records of this run (the last non-"valid" record after their
+# last "start"): samples this run, samples/s, done, ETA (the slowest).
+cluster_line() { # running workers
+    for i in $(seq 0 $((WORKERS - 1))); do
+        f="$DIR/logs/metrics-worker$i.jsonl"
+        [ -f "$f" ] && grep -v '"event":"valid"' "$f" | tail -n 1
+    done | awk -v run="$1" -v all="$WORKERS" '
+        function num(k,   m) { return match($0, "\"" k "\":[-0-9.e+]+") ? substr($0, RSTART + length(k) + 3, RLENGTH - length(k) - 3) + 0 : -1 }
+        { s = num("run_samples"); if (s > 0) n += s
+          d = num("done"); t = num("time_s")
+          if ($0 !~ /"event":"end"/) { r = num("samples_per_s"); if (r > 0) rate += r }
+          else if (t > 0 && s > 0) rate += s / t
+          if (d >= 0) { dsum += d; dn++ }
+          if (d > 0.001 && d < 1 && t > 0) { e = t * (1 - d) / d; if (e > eta) eta = e } }
+        END {
+          line = sprintf("cluster: %d/%d workers running  %d samples  %.0f/s", run, all, n, rate)
+          if (dn > 0) line = line sprintf("  %.0f%%", 100 * dsum / all)
+          if (eta > 0) line = line sprintf("  ETA %dm%02ds", int(eta / 60), int(eta) % 60)
+          print line }'
+}
+
+running() { # workers alive (not yet exited; a zombie has exited)
+    n=0
+    for p in $(cat "$DIR/worker.pids"); do
+        st=$(ps -o stat= -p "$p" 2>/dev/null) || continue
+        case "$st" in Z*) ;; *) n=$((n + 1)) ;; esac
+    done
+    echo $n
+}
+
+watch_workers() {
+    [ "$PROGRESS" = off ] && return 0
+    last=0 tick=0
+    while :; do
+        n=$(running)
+        [ "$n" -eq 0 ] && break
+        if [ "$PROGRESS" = on ]; then
+            printf '\r%s\033[K' "$(cluster_line "$n")"
+        elif [ $((tick - last)) -ge 10 ]; then
+            cluster_line "$n"
+            last=$tick
+        fi
+        sleep 1
+        tick=$((tick + 1))
+    done
+    if [ "$PROGRESS" = on ]; then printf '\r%s\033[K\n' "$(cluster_line 0)"; else cluster_line 0; fi
+}
+watch_workers
 
 FAIL=0
 for p in $(cat "$DIR/worker.pids"); do

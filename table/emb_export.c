@@ -19,6 +19,7 @@
 #include "common/bytes.h"
 #include "common/clock.h"
 #include "common/dirs.h"
+#include "common/log.h"
 #include "common/meta.h"
 #include "table/emb_table.h"
 #include "table/store.h"
@@ -797,6 +798,24 @@ static int src_next(src_t *s, row_t *r, errbuf_t *eb)
 
 /* ---- exports ---- */
 
+#define TICK_EVERY 5.0 /* s between progress lines of a long export */
+
+/* A log line every TICK_EVERY seconds while an export runs, so a long one
+ * is seen to move (rows checked every 64 Ki rows, not per row). */
+static void tick(const char *what, uint64_t rows, double t0, double *last)
+{
+    double now;
+
+    if (rows & 0xffff)
+        return;
+    now = clock_now_s();
+    if (now - *last < TICK_EVERY)
+        return;
+    *last = now;
+    LOG_INFO("%s: %llu rows read (%.0f rows/s)", what, (unsigned long long)rows,
+             (double)rows / (now - t0));
+}
+
 int emb_export_full(const char *dir, const emb_export_opts_t *o, const char *out,
                     emb_export_stats_t *st, errbuf_t *eb)
 {
@@ -812,8 +831,11 @@ int emb_export_full(const char *dir, const emb_export_opts_t *o, const char *out
     s.h.kind = EMB_EXPORT_FULL;
     s.h.base_day = -1;
     rc = emb_export_writer_open(&w, out, &s.h, eb);
-    while (rc == 0 && (rc = src_next(&s, &r, eb)) == 1)
+    double last = t0;
+    while (rc == 0 && (rc = src_next(&s, &r, eb)) == 1) {
         rc = emb_export_writer_put(w, r.slot, r.key, r.emb, eb);
+        tick("export", s.rows, t0, &last);
+    }
     if (rc == 0)
         rc = emb_export_writer_finish(&w, &ws, eb);
     if (rc == 0 && st) {
@@ -858,6 +880,7 @@ int emb_export_delta(const char *dir, const char *prev, const emb_export_opts_t 
     rc = emb_export_writer_open(&w, out, &cur.h, eb);
     if (rc != 0)
         goto out;
+    double last = t0;
     hc = src_next(&cur, &rn, eb);
     hp = src_next(&old, &rp, eb);
     while ((hc == 1 || hp == 1) && hc >= 0 && hp >= 0) {
@@ -873,6 +896,7 @@ int emb_export_delta(const char *dir, const char *prev, const emb_export_opts_t 
             hp = src_next(&old, &rp, eb);
         if (c >= 0 && hp >= 0)
             hc = src_next(&cur, &rn, eb);
+        tick("delta export", cur.rows, t0, &last);
     }
     if (hc < 0 || hp < 0) {
         rc = hc < 0 ? hc : hp;

@@ -12,6 +12,7 @@
 #include "common/afile.h"
 #include "common/log.h"
 #include "common/meta.h"
+#include "worker/progress.h"
 #include "worker/session.h"
 
 #define PREDICT_BATCH 4096 /* rows per prediction batch */
@@ -31,7 +32,8 @@ static int write_rows(FILE *f, const float *pred, size_t n, int with_ctavr)
 
 /* Score every batch of the session's reader into af->f, with the header
  * line first. *written gets the rows written. */
-static int predict_all(session_t *s, float *pred, afile_t *af, uint64_t *written, errbuf_t *eb)
+static int predict_all(session_t *s, float *pred, afile_t *af, uint64_t *written, progress_t *pg,
+                       errbuf_t *eb)
 {
     batch_t *b = &s->batch[0];
     pool_t *pool = &s->pool[0];
@@ -54,6 +56,9 @@ static int predict_all(session_t *s, float *pred, afile_t *af, uint64_t *written
         if (rc != 0)
             return errbuf_set(eb, rc, "write %s: %s", af->tmp, strerror(errno));
         *written += b->n;
+        uint64_t done, total;
+        reader_disk_progress(s->reader, &done, &total);
+        progress_update(pg, b->n, NULL, total ? (double)done / (double)total : -1);
     }
     return rc == ERR_EOF ? 0 : rc;
 }
@@ -84,9 +89,15 @@ int predict_run(const worker_conf_t *wc, const char *model_dir, char *const *log
     afile_t af = {0};
     float *pred = NULL;
     uint64_t written = 0;
+    progress_t pg;
+    progress_opts_t po = {.show = progress_show((int)wc->progress),
+                          .every = wc->metrics_interval,
+                          .plain_every = wc->progress_interval,
+                          .label = "predict"};
     size_t n;
     int rc;
 
+    progress_init(&pg, &po, eb); /* no metrics file: cannot fail */
     rc = session_init(&s, wc, &so, eb);
     if (rc == 0 && s.cluster) { /* the cluster's weights, once: prediction changes none */
         float *w = model_params(s.model, &n);
@@ -101,7 +112,8 @@ int predict_run(const worker_conf_t *wc, const char *model_dir, char *const *log
     }
     rc = afile_open(&af, out_path, eb);
     if (rc == 0)
-        rc = predict_all(&s, pred, &af, &written, eb);
+        rc = predict_all(&s, pred, &af, &written, &pg, eb);
+    progress_finish(&pg);
     if (rc == 0)
         rc = afile_commit(&af, eb);
     if (rc != 0)
@@ -112,5 +124,6 @@ out:
     afile_abort(&af);
     free(pred);
     session_release(&s);
+    progress_release(&pg);
     return rc;
 }

@@ -6,13 +6,13 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "worker/guard.h"
 #include "worker/progress.h"
 #include "worker/session.h"
+#include "worker/valid.h"
 
 /* Everything the loop owns; released in reverse order by loop_release().
  * The session's batch[i] and pool[i] are the two pipeline slots. */
@@ -26,7 +26,7 @@ typedef struct loop {
     unsigned long long batches;     /* batches read this run */
     float *dx;                      /* (B, D) gradient of the session's input x */
     progress_t prog;
-    uint64_t total_bytes; /* of the input files, for the ETA */
+    valid_t *valid;       /* --valid: held-out evaluation, or NULL */
     uint64_t samples;     /* rows trained by this worker (this rank, all runs) */
     uint64_t done_before; /* of samples: already trained when this run resumed */
     uint64_t resent;      /* of the others: in batches some shards had already */
@@ -35,41 +35,21 @@ typedef struct loop {
 static void loop_release(loop_t *l)
 {
     progress_release(&l->prog);
+    valid_destroy(&l->valid);
     free(l->dx);
     session_release(&l->s);
 }
 
-/* The size of this epoch's input, for the ETA. */
-static void count_bytes(loop_t *l)
+/* Fraction of the whole job done (epochs included), by bytes on disk of
+ * this rank's share (compressed bytes for .gz), or -1. */
+static double job_fraction(const loop_t *l, int epoch)
 {
-    struct stat st;
+    uint64_t done, total;
 
-    l->total_bytes = 0;
-    for (int i = 0; i < reader_nfiles(l->s.reader); i++)
-        if (stat(reader_file_path(l->s.reader, i), &st) == 0)
-            l->total_bytes += (uint64_t)st.st_size;
-}
-
-/* Fraction of the whole job done (epochs included), or -1. */
-static double job_fraction(const loop_t *l, int epoch, const reader_pos_t *pos)
-{
-    struct stat st;
-    uint64_t done = 0;
-    int nf = reader_nfiles(l->s.reader);
-
-    if (l->total_bytes == 0 || nf == 0)
+    reader_disk_progress(l->s.reader, &done, &total);
+    if (total == 0)
         return -1;
-    for (uint32_t i = 0; i < pos->file && (int)i < nf; i++)
-        if (stat(reader_file_path(l->s.reader, (int)i), &st) == 0)
-            done += (uint64_t)st.st_size;
-    if ((int)pos->file < nf && stat(reader_file_path(l->s.reader, (int)pos->file), &st) == 0) {
-        uint64_t off = pos->offset < (uint64_t)st.st_size ? pos->offset : (uint64_t)st.st_size;
-        done += off; /* for .gz the offset is uncompressed: the estimate is rough */
-    }
-    double f = (double)done / (double)l->total_bytes;
-    if (f > 1)
-        f = 1;
-    return ((double)epoch + f) / (double)l->wc->epochs;
+    return ((double)epoch + (double)done / (double)total) / (double)l->wc->epochs;
 }
 
 /* Read the next batch into slot i and start pulling its rows.
@@ -154,6 +134,8 @@ static int run_epoch(loop_t *l, int epoch, errbuf_t *eb)
         rc = param_pull_finish(l->s.param, l->s.pool[cur].rows, eb);
         if (rc == 0)
             rc = param_pull_dense(l->s.param, w, n, eb);
+        if (rc == 0 && valid_due(l->valid, l->samples)) /* no pull outstanding here */
+            rc = valid_run(l->valid, l->s.model, l->s.param, &l->prog, eb);
         if (rc != 0)
             break;
         rc = next_batch(l, nxt, eb);
@@ -175,7 +157,7 @@ static int run_epoch(loop_t *l, int epoch, errbuf_t *eb)
         if (rc != 0)
             break;
         l->prog.epoch = epoch;
-        progress_update(&l->prog, l->s.batch[cur].n, loss, job_fraction(l, epoch, &l->pos[cur]));
+        progress_update(&l->prog, l->s.batch[cur].n, loss, job_fraction(l, epoch));
         if (*l->a->stop) {
             LOG_WARN("stopping on signal after %llu samples", (unsigned long long)l->samples);
             if (have_next)
@@ -186,6 +168,21 @@ static int run_epoch(loop_t *l, int epoch, errbuf_t *eb)
             return 0;
         cur = nxt;
     }
+    return rc;
+}
+
+/* --valid: one last held-out evaluation of what this run trained, with
+ * every update applied. */
+static int final_valid(loop_t *l, errbuf_t *eb)
+{
+    size_t n;
+    float *w = model_params(l->s.model, &n);
+    int rc = param_sync(l->s.param, eb);
+
+    if (rc == 0)
+        rc = param_pull_dense(l->s.param, w, n, eb);
+    if (rc == 0)
+        rc = valid_run(l->valid, l->s.model, l->s.param, &l->prog, eb);
     return rc;
 }
 
@@ -254,7 +251,7 @@ int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
 {
     static const char *const none[1] = {"loss"};
     const char *names[HEADS_MAX_LOSS];
-    char metrics[4200];
+    char metrics[4200], label[32];
     loop_t l;
     int epoch = 0, rc;
     double t0 = progress_now();
@@ -280,8 +277,10 @@ int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
         rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
         goto out;
     }
-    count_bytes(&l);
     if (cluster && (rc = resume(&l, &epoch, eb)) != 0)
+        goto out;
+    if (valid_wanted(wc) &&
+        (rc = valid_open(&l.valid, wc, &l.s.ms, (size_t)wc->batch_size, eb)) != 0)
         goto out;
 
     for (int k = 0; k < model_nloss(l.s.model); k++)
@@ -292,9 +291,25 @@ int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
         snprintf(metrics, sizeof(metrics), "metrics-worker%lld.jsonl", (long long)wc->rank);
     else
         snprintf(metrics, sizeof(metrics), "%s.metrics.jsonl", a->model_dir);
-    rc = progress_init(&l.prog, wc->progress == 1 || (wc->progress == 0 && isatty(STDERR_FILENO)),
-                       metrics, wc->metrics_interval, model_nloss(l.s.model),
-                       model_nloss(l.s.model) ? names : none, eb);
+    progress_opts_t po = {
+        .show = progress_show((int)wc->progress),
+        .every = wc->metrics_interval,
+        .plain_every = wc->progress_interval,
+        .label = label,
+        .command = "train",
+        .rank = (long long)wc->rank,
+        .metrics = metrics,
+        .ntasks = model_nloss(l.s.model) ? model_nloss(l.s.model) : 1,
+        .task = model_nloss(l.s.model) ? names : none,
+        .base = l.samples,
+        .frac0 = epoch < wc->epochs ? job_fraction(&l, epoch) : 1.0,
+        .epoch = epoch,
+    };
+    if (cluster)
+        snprintf(label, sizeof(label), "worker%lld", (long long)wc->rank);
+    else
+        snprintf(label, sizeof(label), "train");
+    rc = progress_init(&l.prog, &po, eb);
     if (rc != 0)
         goto out;
     LOG_INFO("training %s on %d log path%s, %d epoch%s, batch %lld, metrics in %s",
@@ -310,9 +325,10 @@ int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
             rc = session_reopen_reader(&l.s, eb);
             if (rc != 0)
                 break;
-            count_bytes(&l);
         }
     }
+    if (rc == 0 && l.valid && l.samples > l.done_before)
+        rc = final_valid(&l, eb);
     progress_finish(&l.prog);
     if (rc == 0 && l.samples == 0)
         rc = no_samples(&l, metrics, eb);

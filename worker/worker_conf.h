@@ -30,10 +30,12 @@
       "how threads split the towers: whole towers per thread, or each sgemm across threads")     \
     X(train, seed, INT, "1", 0, 9.2e18, NULL, "seed of the dense weight initialization")         \
     X(train, metrics_file, STR, "", 0, 0, NULL,                                                  \
-      "JSON-lines metrics (one record per interval); empty: <model dir>/metrics.jsonl")          \
+      "JSON-lines metrics (one record per interval); empty: MODEL.metrics.jsonl beside the "     \
+      "model directory, on a cluster metrics-worker<rank>.jsonl in the current directory")       \
     X(train, metrics_interval, FLOAT, "5", 0.01, 86400, NULL, "seconds between metric records")  \
-    X(train, progress, ENUM, "auto", 0, 0, "auto|on|off",                                        \
-      "live progress line on stderr (auto: only when stderr is a terminal)")                     \
+    X(train, progress, ENUM, "auto", 0, 0, "auto|on|off|plain",                                  \
+      "progress on stderr: on a live line, plain a line per progress_interval (auto: live on a " \
+      "terminal, else plain)")                                                                   \
     X(train, log_level, ENUM, "info", 0, 0, "debug|info|warn|error", "least severe log level")   \
     X(cluster, ps, STR, "", 0, 0, NULL,                                                          \
       "parameter server endpoints, shard order, comma-separated (empty: train in process)")      \
@@ -56,7 +58,15 @@
     X(data, allow_unused_slots, BOOL, "false", 0, 0, NULL,                                       \
       "check-data and train accept declared slots that have no token in the log")                \
     X(data, slot_check_rows, INT, "4096", 0, 1e12, NULL,                                         \
-      "train checks the slots against the log after this many rows of its input (0: never)")
+      "train checks the slots against the log after this many rows of its input (0: never)")     \
+    /* progress and metrics (issue 12): held-out evaluation into the metrics file */             \
+    X(train, valid, STR, "", 0, 0, NULL,                                                         \
+      "held-out logs LOG[,LOG] scored every valid_every samples (AUC, log-loss per task) into "  \
+      "the metrics file; on a cluster rank 0 does it (empty: none)")                             \
+    X(train, valid_every, INT, "100000", 1, 1e15, NULL,                                          \
+      "samples between held-out evaluations (--valid); one more at the end")                     \
+    X(train, progress_interval, FLOAT, "10", 0.01, 86400, NULL,                                  \
+      "seconds between plain progress lines (progress = plain, or auto off a terminal)")
 
 typedef struct worker_conf {
     model_conf_t model;
