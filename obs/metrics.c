@@ -322,7 +322,7 @@ static void put(text_t *t, const char *fmt, ...)
 }
 
 /* A sample value as the format spells it: integers without exponent or
- * fraction, NaN, +Inf, -Inf, else the shortest exact %g. */
+ * fraction, NaN, +Inf, -Inf, else the shortest %g that reads back exactly. */
 static void fmt_value(char *buf, size_t len, double v)
 {
     if (isnan(v))
@@ -332,7 +332,11 @@ static void fmt_value(char *buf, size_t len, double v)
     else if (v == floor(v) && fabs(v) < 1e15)
         snprintf(buf, len, "%.0f", v);
     else
-        snprintf(buf, len, "%.17g", v);
+        for (int prec = 15; prec <= 17; prec++) { /* shortest that reads back the same */
+            snprintf(buf, len, "%.*g", prec, v);
+            if (strtod(buf, NULL) == v)
+                break;
+        }
 }
 
 /* One sample line: name{labels[,extra]} value. */
