@@ -66,9 +66,17 @@ FUNNEL_CFLAGS := -std=gnu11 -Wall -Wextra -pthread -MMD -MP -I. \
 VECTORIZE ?= -fno-math-errno -fvect-cost-model=dynamic
 $(BUILD)/model/dense.o $(BUILD)/common/optim.o $(BUILD)/common/finite.o: FUNNEL_CFLAGS += $(VECTORIZE)
 
-# Live metrics (obs/): the build's version in funnel_*_build_info.
+# Live metrics (obs/): the build's version in funnel_*_build_info, in a
+# header rewritten only when the version changes (so metrics.o follows it).
 FUNNEL_VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo unknown)
-$(BUILD)/obs/metrics.o: FUNNEL_CFLAGS += -DFUNNEL_VERSION='"$(FUNNEL_VERSION)"'
+VERSION_H := $(BUILD)/obs/version.h
+$(VERSION_H): FORCE
+	@mkdir -p $(dir $@)
+	@echo '#define FUNNEL_VERSION "$(FUNNEL_VERSION)"' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+$(BUILD)/obs/metrics.o: $(VERSION_H)
+$(BUILD)/obs/metrics.o: FUNNEL_CFLAGS += -include $(VERSION_H)
+.PHONY: FORCE
 
 COMPILE = $(CC) $(FUNNEL_CFLAGS) $(OPT) $(CPPFLAGS) $(CFLAGS)
 LINK    = $(CC) $(OPT) $(CFLAGS) -pthread $(SANLIBS) $(LDFLAGS)
