@@ -35,13 +35,14 @@ USES_proto  := common
 USES_table  := common
 USES_data   := common
 USES_model  := common
-USES_ps     := common proto table
+USES_ps     := common proto table obs
 USES_emb    := common proto table
-USES_worker := common proto table data model
+USES_worker := common proto table data model obs
 USES_gen    := common
+USES_obs    := common
 
 # Link order: a folder before every folder it uses.
-LAYERS   := worker emb ps gen model data table proto common
+LAYERS   := worker emb ps gen model data table proto obs common
 PROGRAMS := worker:funnel-worker ps:funnel-ps emb:funnel-emb gen:funnel-gen
 
 # Third-party libraries (pkg-config names) each folder's files use.
@@ -52,6 +53,7 @@ PKGS_data   := zlib
 PKGS_model  := openblas
 PKGS_ps     := libzmq
 PKGS_gen    := zlib
+PKGS_obs    := libmicrohttpd
 PKGS_test   := cunit libzmq
 
 ALL_PKGS := $(sort $(foreach d,$(LAYERS),$(PKGS_$(d))) $(PKGS_test))
@@ -63,6 +65,18 @@ FUNNEL_CFLAGS := -std=gnu11 -Wall -Wextra -pthread -MMD -MP -I. \
 # "very cheap" model skips loops of unknown length). About 1.3x on a step.
 VECTORIZE ?= -fno-math-errno -fvect-cost-model=dynamic
 $(BUILD)/model/dense.o $(BUILD)/common/optim.o $(BUILD)/common/finite.o: FUNNEL_CFLAGS += $(VECTORIZE)
+
+# Live metrics (obs/): the build's version in funnel_*_build_info, in a
+# header rewritten only when the version changes (so metrics.o follows it).
+FUNNEL_VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+VERSION_H := $(BUILD)/obs/version.h
+$(VERSION_H): FORCE
+	@mkdir -p $(dir $@)
+	@echo '#define FUNNEL_VERSION "$(FUNNEL_VERSION)"' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+$(BUILD)/obs/metrics.o: $(VERSION_H)
+$(BUILD)/obs/metrics.o: FUNNEL_CFLAGS += -include $(VERSION_H)
+.PHONY: FORCE
 
 COMPILE = $(CC) $(FUNNEL_CFLAGS) $(OPT) $(CPPFLAGS) $(CFLAGS)
 LINK    = $(CC) $(OPT) $(CFLAGS) -pthread $(SANLIBS) $(LDFLAGS)

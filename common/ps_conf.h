@@ -43,6 +43,10 @@
       "(0: no limit)")                                                                   \
     X(ps, max_new_rows, INT, "262144", 0, 1e15, NULL,                                    \
       "new rows one PULL or PUSH may create; more gets ERROR (0: no limit)")             \
+    /* live metrics (Prometheus, obs/) */                                                \
+    X(ps, metrics_listen, STR, "", 0, 0, NULL,                                           \
+      "serve /metrics over HTTP on PORT (127.0.0.1) or HOST:PORT, no auth "              \
+      "(empty: off)")                                                                    \
     X(ps, log_level, ENUM, "info", 0, 0, "debug|info|warn|error", "least severe log level")
 
 typedef struct ps_conf {

@@ -22,6 +22,7 @@
 #include "ps/ckpt_dir.h"
 #include "ps/dense_shard.h"
 #include "ps/endpoint.h"
+#include "ps/ps_metrics.h"
 #include "ps/shard_layout.h"
 #include "ps/shard_meta.h"
 #include "ps/shard_policy.h"
@@ -94,6 +95,7 @@ typedef struct server {
     auth_t *auth;                  /* the allow-list; NULL: no keys, every peer may do anything */
     zap_t *zap;                    /* the ZAP handler admitting the allow-list's keys */
     const auth_key_t *peer;        /* the key of the request being handled (User-Id) */
+    ps_metrics_t *pm;              /* live metrics ([ps] metrics_listen); NULL: off */
 } server_t;
 
 static const char *err_name(int code)
@@ -597,13 +599,12 @@ static void stats_senders(server_t *s, stats_req_t *q)
     }
 }
 
-static int on_stats(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
+/* Every counter whose name starts with qp's prefix into s->st. */
+static void collect_stats(server_t *s, stats_req_t *qp)
 {
-    stats_req_t q = {m->u.cmd.text.ptr, m->u.cmd.text.len, 0, 0};
+    stats_req_t q = *qp;
     emb_table_stats_t ts;
     char nm[96];
-    msg_t r;
-    int rc;
 
     emb_table_stats(s->table, &ts);
 #define X(name, desc) stat_add(s, &q, #name, s->c.name);
@@ -647,6 +648,16 @@ static int on_stats(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
             snprintf(nm, sizeof(nm), "errors_%s", k < ERR_KINDS - 1 ? err_name(-k) : "OTHER");
             stat_add(s, &q, nm, s->by_err[k]);
         }
+    *qp = q;
+}
+
+static int on_stats(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
+{
+    stats_req_t q = {m->u.cmd.text.ptr, m->u.cmd.text.len, 0, 0};
+    msg_t r;
+    int rc;
+
+    collect_stats(s, &q);
     if (q.nomem)
         return errbuf_set(eb, ERR_NOMEM, "out of memory for the counters");
     /* the names are final only now (s->st may have moved while growing) */
@@ -662,6 +673,19 @@ static int on_stats(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
     if (rc == 0)
         send_reply(s, id);
     return rc;
+}
+
+/* Live metrics: the same counters as STATS, into the snapshot the metrics
+ * HTTP thread serves (ps_metrics.h). */
+static void publish_metrics(server_t *s, double now)
+{
+    stats_req_t q = {"", 0, 0, 0};
+
+    collect_stats(s, &q);
+    ps_metrics_begin(s->pm);
+    for (size_t i = 0; i < q.n; i++)
+        ps_metrics_put(s->pm, s->st[i].name, s->st[i].value);
+    ps_metrics_end(s->pm, now);
 }
 
 /* ---- control ---- */
@@ -842,6 +866,7 @@ static void handle(server_t *s, zmq_msg_t *id, const void *data, size_t len)
 {
     msg_t m;
     errbuf_t eb = {{0}};
+    double t0 = s->pm ? clock_now_s() : 0;
     int rc;
 
     s->c.requests++;
@@ -870,6 +895,8 @@ static void handle(server_t *s, zmq_msg_t *id, const void *data, size_t len)
         warn_limited(s, msg_type_name(m.hdr.type), eb.msg);
         reply_error(s, id, m.hdr.req_id, rc, eb.msg);
     }
+    if (s->pm)
+        ps_metrics_observe(s->pm, m.hdr.type, clock_now_s() - t0);
 }
 
 /* Receive one message: [identity][payload]. Anything with another number
@@ -1046,11 +1073,15 @@ static int server_open(server_t *s, errbuf_t *eb)
     s->dec = codec_dec_new(pc->max_msg_size);
     if (!s->dec)
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
-    return open_socket(s, eb);
+    rc = open_socket(s, eb);
+    if (rc == 0)
+        rc = ps_metrics_open(&s->pm, pc, &s->ms, eb);
+    return rc;
 }
 
 static void server_release(server_t *s)
 {
+    ps_metrics_close(&s->pm); /* its HTTP thread reads only its own snapshot */
     emb_table_destroy(&s->table);
     store_close(&s->store);
     if (s->sock)
@@ -1106,6 +1137,8 @@ int server_run(const ps_conf_t *pc, volatile sig_atomic_t *stop, errbuf_t *eb)
             if (rc != 0)
                 break;
         }
+        if (ps_metrics_due(s.pm, clock_now_s()))
+            publish_metrics(&s, clock_now_s());
     }
     if (s.warn_suppressed)
         LOG_WARN("%llu more warnings about bad requests were suppressed",

@@ -19,7 +19,7 @@ static char dir[512], root[512]; /* scratch; the checkout (tests run from its to
 /* What the copy needs for `make check-layers`: the Makefile, the script
  * and every folder of sources. */
 static const char *const tree =
-    "Makefile scripts common proto table data model ps emb worker gen tests bench";
+    "Makefile scripts common proto table data model ps emb worker gen obs tests bench";
 
 static int setup(void)
 {

@@ -13,6 +13,7 @@
 #include "worker/progress.h"
 #include "worker/session.h"
 #include "worker/valid.h"
+#include "worker/train_obs.h"
 
 /* Everything the loop owns; released in reverse order by loop_release().
  * The session's batch[i] and pool[i] are the two pipeline slots. */
@@ -30,10 +31,12 @@ typedef struct loop {
     uint64_t samples;     /* rows trained by this worker (this rank, all runs) */
     uint64_t done_before; /* of samples: already trained when this run resumed */
     uint64_t resent;      /* of the others: in batches some shards had already */
+    train_obs_t *obs;     /* live metrics ([train] metrics_listen); NULL: off */
 } loop_t;
 
 static void loop_release(loop_t *l)
 {
+    train_obs_close(&l->obs);
     progress_release(&l->prog);
     valid_destroy(&l->valid);
     free(l->dx);
@@ -158,6 +161,7 @@ static int run_epoch(loop_t *l, int epoch, errbuf_t *eb)
             break;
         l->prog.epoch = epoch;
         progress_update(&l->prog, l->s.batch[cur].n, loss, job_fraction(l, epoch));
+        train_obs_batch(l->obs, l->s.batch[cur].n, loss, epoch);
         if (*l->a->stop) {
             LOG_WARN("stopping on signal after %llu samples", (unsigned long long)l->samples);
             if (have_next)
@@ -310,6 +314,8 @@ int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
     else
         snprintf(label, sizeof(label), "train");
     rc = progress_init(&l.prog, &po, eb);
+    if (rc == 0)
+        rc = train_obs_open(&l.obs, wc, names, model_nloss(l.s.model), l.done_before, eb);
     if (rc != 0)
         goto out;
     LOG_INFO("training %s on %d log path%s, %d epoch%s, batch %lld, metrics in %s",

@@ -37,6 +37,9 @@
       "progress on stderr: on a live line, plain a line per progress_interval (auto: live on a " \
       "terminal, else plain)")                                                                   \
     X(train, log_level, ENUM, "info", 0, 0, "debug|info|warn|error", "least severe log level")   \
+    /* live metrics (Prometheus, obs/) */                                                        \
+    X(train, metrics_listen, STR, "", 0, 0, NULL,                                                \
+      "serve /metrics over HTTP on PORT (127.0.0.1) or HOST:PORT, no auth (empty: off)")         \
     X(cluster, ps, STR, "", 0, 0, NULL,                                                          \
       "parameter server endpoints, shard order, comma-separated (empty: train in process)")      \
     X(cluster, rank, INT, "0", 0, 65535, NULL, "this worker's rank, 0..workers-1")               \
