@@ -13,7 +13,8 @@
  *                flag at all (FUNNEL_SHARD/S, Slurm and Open MPI variables, FUNNEL_PS with
  *                a pattern) train a model that predicts (AUC well above
  *                chance) and log which source won; a worker whose rank is
- *                past its count is refused
+ *                past its count is refused; training in process ignores
+ *                the environment's rank
  */
 #include <CUnit/CUnit.h>
 #include <stdio.h>
@@ -381,6 +382,15 @@ static void test_processes(void)
     free(json);
     for (int i = 0; i < 2; i++)
         CU_ASSERT_EQUAL(tu_stop(ps[i], 15), 0);
+
+    /* in process a rank means nothing: every line is trained */
+    snprintf(out, sizeof(out), "%s/inproc.log", dir);
+    CU_ASSERT_EQUAL(tu_sh(out,
+                          "SLURM_PROCID=1 SLURM_NTASKS=2 %s/funnel-worker train --model %s/m %s "
+                          "%s/w/train.tsv",
+                          bin, dir, MODEL, dir),
+                    0);
+    CU_ASSERT(file_has(out, "trained 120000 samples"));
 }
 
 int test_cluster_env_register(void)

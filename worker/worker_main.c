@@ -360,7 +360,7 @@ int main(int argc, char **argv)
     cluster_said_t who = {{0}}, eps = {{0}};
     rc = cluster_env_endpoints(environ, conf_key_from(&worker_conf_schema, nargs, args, "ps"),
                                st.conf.ps.s, sizeof(st.conf.ps.s), &eps, &eb);
-    if (rc >= 0 && c->log_rank)
+    if (rc > 0 && c->log_rank) /* a rank means something only on a cluster */
         rc = cluster_env_worker(environ, conf_key_from(&worker_conf_schema, nargs, args, "rank"),
                                 conf_key_from(&worker_conf_schema, nargs, args, "workers"),
                                 &st.conf.rank, &st.conf.workers, &who, &eb);
@@ -369,7 +369,7 @@ int main(int argc, char **argv)
         return 2;
     }
     log_init("worker", c->log_rank ? (int)st.conf.rank : -1, st.conf.log_level, NULL);
-    if (c->log_rank)
+    if (c->log_rank && st.conf.ps.s[0])
         LOG_INFO("cluster: %s; %s", who.line, eps.line);
     g_stop = &st.stop;
     signal(SIGINT, on_signal);
