@@ -152,7 +152,7 @@ bench: deps
 	scripts/bench.sh $(BIN)
 
 # test-slurm (root): funnel under a one-node Slurm started from a scratch
-# folder (munged, slurmctld, slurmd); not in `make test`: needs root, ~2 min.
+# folder (munged, slurmctld, slurmd); not in `make test`: needs root, 1-3 min.
 .PHONY: test-slurm
 test-slurm:
 	@scripts/install-deps.sh --slurm

@@ -89,6 +89,7 @@ stop() {
 }
 
 case "${1:-}" in
+-h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" ;;
 start) start "$2" "${3:-8}" ;;
 stop) stop "$2" ;;
 *) echo "usage: $0 start DIR [CPUS] | stop DIR" >&2; exit 2 ;;
