@@ -23,7 +23,8 @@
 # runs instead of starting one: the shards keep yesterday's state, so step 1
 # becomes `ctl begin-day` and --prev only names the checkpoint the delta is
 # taken against; the M workers run on this machine, or with --srun as one
-# `srun --ntasks=M` step (ranks from Slurm; scripts/slurm/refresh.sbatch).
+# `srun --ntasks=M` step (ranks from Slurm; scripts/slurm/refresh.sbatch;
+# their metrics-workerR.jsonl land in the current directory).
 # The shards write the checkpoint under their own checkpoint_root, which
 # must be CKPT_D's parent on a filesystem this machine sees (else an error
 # says where they wrote); the shards are left running.

@@ -63,7 +63,8 @@ within() { # a b tol
 submit() { # name, sbatch args...: wait at most 10 min; prints the job's output
     name=$1; shift
     t0=$(date +%s)
-    if ! (cd "$TOP" && timeout 600 sbatch --wait --output="$S/$name.out" "$@" > /dev/null); then
+    # submitted from the checkout (SLURM_SUBMIT_DIR), run in the scratch folder
+    if ! (cd "$TOP" && timeout 600 sbatch --wait --chdir="$S" --output="$S/$name.out" "$@" > /dev/null); then
         echo "test-slurm: job $name failed or took over 10 min:" >&2
         cat "$S/$name.out" >&2 || true
         return 1
