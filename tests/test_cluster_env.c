@@ -15,6 +15,8 @@
  *                chance) and log which source won; a worker whose rank is
  *                past its count is refused; training in process ignores
  *                the environment's rank
+ *   hostname     a real shard in a UTS namespace named funnel-ps-1, with
+ *                KUBERNETES_SERVICE_HOST set, serves as shard 1 (root)
  */
 #include <CUnit/CUnit.h>
 #include <stdio.h>
@@ -393,6 +395,35 @@ static void test_processes(void)
     CU_ASSERT(file_has(out, "trained 120000 samples"));
 }
 
+/* A shard in a UTS namespace named like a StatefulSet pod (root only: the
+ * hostname path needs a hostname to set) takes its index from the name. */
+static void test_statefulset_hostname(void)
+{
+    char log[800], out[800];
+    pid_t ps;
+
+    if (geteuid() != 0) {
+        printf("\n    skipped: setting a hostname (unshare --uts) needs root\n");
+        return;
+    }
+    snprintf(log, sizeof(log), "%s/sts.log", dir);
+    ps = tu_spawn(log,
+                  "exec unshare --uts sh -c 'hostname funnel-ps-1 && "
+                  "KUBERNETES_SERVICE_HOST=10.0.0.1 FUNNEL_SHARDS=2 exec %s/funnel-ps --listen "
+                  "ipc://%s/sts.sock --data %s/sts-data %s'",
+                  bin, dir, dir, MODEL);
+    CU_ASSERT_FATAL(ps > 0);
+    snprintf(out, sizeof(out), "%s/sts-stats.txt", dir);
+    CU_ASSERT_EQUAL(
+        tu_sh(out, "%s/funnel-worker ctl stats --ps ipc://%s/sts.sock --wait 20", bin, dir), 0);
+    char *text = tu_slurp(out, NULL);
+    CU_ASSERT_PTR_NOT_NULL(text ? strstr(text, "shard                        1") : NULL);
+    free(text);
+    CU_ASSERT_EQUAL(tu_stop(ps, 15), 0);
+    CU_ASSERT(file_has(log, "cluster: shard 1 (hostname funnel-ps-1, StatefulSet ordinal) of 2 "
+                            "shards (FUNNEL_SHARDS=2, funnel)"));
+}
+
 int test_cluster_env_register(void)
 {
     CU_pSuite s = CU_add_suite("cluster_env", setup, teardown);
@@ -406,5 +437,6 @@ int test_cluster_env_register(void)
     CU_add_test(s, "endpoints: flag and config beat FUNNEL_PS", test_endpoints_env);
     CU_add_test(s, "conf_key_from: flag, config file, default", test_conf_from);
     CU_add_test(s, "real shards and workers started by environment only", test_processes);
+    CU_add_test(s, "a real shard named funnel-ps-1 in a pod is shard 1", test_statefulset_hostname);
     return CU_get_error();
 }
