@@ -165,6 +165,14 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	scripts/bench.sh $(BIN)
 
+# test-slurm (root): funnel under a one-node Slurm started from a scratch
+# folder (munged, slurmctld, slurmd); not in `make test`: needs root, 1-3 min.
+.PHONY: test-slurm
+test-slurm:
+	@scripts/install-deps.sh --slurm
+	@$(MAKE) --no-print-directory all
+	tests/slurm/test-slurm.sh $(BIN)
+
 # Fuzzing: tests/fuzz/fuzz_<name>.c are libFuzzer targets over the whole
 # library, built by clang with ASan + UBSan into build/fuzz; their seed
 # corpora are tests/fuzz/corpus/<name>/ (scripts/fuzz.sh never writes there).

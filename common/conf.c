@@ -618,3 +618,59 @@ void conf_log_effective(const conf_schema_t *sc, const void *obj)
             LOG_INFO("  %s.%s = %s", sc->keys[i].section, sc->keys[i].name, v);
     }
 }
+
+/* ---- where a key was set (cluster_env) ---- */
+
+typedef struct from_ctx {
+    const conf_key_t *k;
+    int found;
+} from_ctx_t;
+
+static int on_key_from(void *user, const char *section, const char *name, const char *value)
+{
+    from_ctx_t *c = user;
+
+    (void)value;
+    if (strcmp(section, c->k->section) == 0 && strcmp(name, c->k->name) == 0)
+        c->found = 1;
+    return 1;
+}
+
+conf_from_t conf_key_from(const conf_schema_t *sc, int argc, char **argv, const char *name)
+{
+    const conf_key_t *k = conf_find(sc, name);
+    from_ctx_t c = {.k = k};
+    size_t nl = strlen(name);
+
+    if (!k)
+        return CONF_FROM_DEFAULT;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        size_t j;
+
+        if (strcmp(a, "--") == 0)
+            break;
+        if (strcmp(a, "--conf") == 0) {
+            i++;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0)
+            continue;
+        for (j = 0; j < nl; j++)
+            if (a[2 + j] != name[j] && !(name[j] == '_' && a[2 + j] == '-'))
+                break;
+        if (j == nl && (a[2 + nl] == '\0' || a[2 + nl] == '='))
+            return CONF_FROM_FLAG;
+    }
+    for (int i = 0; i < argc; i++) {
+        const char *path = NULL;
+
+        if (strcmp(argv[i], "--conf") == 0 && i + 1 < argc)
+            path = argv[++i];
+        else if (strncmp(argv[i], "--conf=", 7) == 0)
+            path = argv[i] + 7;
+        if (path)
+            ini_parse(path, on_key_from, &c);
+    }
+    return c.found ? CONF_FROM_FILE : CONF_FROM_DEFAULT;
+}

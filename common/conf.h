@@ -168,4 +168,14 @@ int conf_parse_size(const char *s, uint64_t *out);
  * modified). Returns the count, or ERR_TOOBIG if there are more than max. */
 int conf_split_list(char *buf, char sep, char **items, int max);
 
+/* Where a key's value comes from on a command line (cluster_env: an explicit
+ * setting beats the cluster manager's environment). */
+typedef enum { CONF_FROM_DEFAULT = 0, CONF_FROM_FILE, CONF_FROM_FLAG } conf_from_t;
+
+/* CONF_FROM_FLAG if argv overrides key `name` (--name V, --name=V, '-' for
+ * '_'), else CONF_FROM_FILE if a --conf file in argv sets it in its
+ * section, else CONF_FROM_DEFAULT. Call after conf_parse_args() accepted
+ * the same argv (unreadable files count as not setting the key). */
+conf_from_t conf_key_from(const conf_schema_t *sc, int argc, char **argv, const char *name);
+
 #endif

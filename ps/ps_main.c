@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/cluster_env.h"
 #include "common/log.h"
 #include "common/meta.h"
 #include "common/ps_conf.h"
@@ -82,7 +83,10 @@ int main(int argc, char **argv)
                "client key a line: ROLE PUBKEY NAME [RANKS], ROLE worker or admin) only the\n"
                "listed keys are served, encrypted; workers may pull, push as their RANKS and\n"
                "read stats, admins may also shut down, begin a day, flush and checkpoint.\n"
-               "A --listen other machines can reach needs keys, or --insecure.\n\n");
+               "A --listen other machines can reach needs keys, or --insecure.\n\n"
+               "Without --shard/--shards (flag or config) they come from FUNNEL_SHARD /\n"
+               "FUNNEL_SHARDS, or in a Kubernetes pod the index from the StatefulSet\n"
+               "hostname (funnel-ps-3 is shard 3); README \"Running on a cluster\".\n\n");
         conf_print_help(&ps_conf_schema, stdout);
         return 0;
     }
@@ -97,7 +101,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "funnel-ps: %s\n", eb.msg);
         return 2;
     }
+    /* cluster_env: the shard index and count from the cluster manager */
+    cluster_said_t who = {{0}};
+    rc = cluster_env_shard(environ, NULL,
+                           conf_key_from(&ps_conf_schema, argc - 1, argv + 1, "shard"),
+                           conf_key_from(&ps_conf_schema, argc - 1, argv + 1, "shards"),
+                           &st.conf.shard, &st.conf.shards, &who, &eb);
+    if (rc != 0) {
+        fprintf(stderr, "funnel-ps: %s\n", eb.msg);
+        return 2;
+    }
     log_init("ps", (int)st.conf.shard, st.conf.log_level, NULL);
+    LOG_INFO("cluster: %s", who.line);
     conf_log_effective(&ps_conf_schema, &st.conf);
     /* Fixed malloc thresholds: glibc's adaptive ones rise after the first
      * large free (up to a 32 MB mmap threshold and a 64 MB trim threshold),

@@ -5,6 +5,7 @@
 #   scripts/daily-refresh.sh --day D --out CKPT_D [--prev CKPT_PREV]
 #       [--shards N] [--workers M] [--conf FILE] [--bin BINDIR]
 #       [--work DIR] [--export-dir DIR] [--worker-opt "..."] [--ps-opt "..."] LOG...
+#   scripts/daily-refresh.sh --ps ENDPOINTS [--srun] --day D --out CKPT_D ... LOG...
 #
 # 1. starts N shards on this machine, each restored from --prev (a cluster
 #    checkpoint; without --prev the model starts cold), with day D;
@@ -16,6 +17,17 @@
 # 5. with --export-dir, a full export of day D and, with --prev, the delta
 #    since the previous day (puts and tombstones) are written there;
 # 6. everything it started is stopped, also on failure.
+#
+# With --ps ENDPOINTS (a comma list, @FILE or a pattern such as
+# tcp://funnel-ps-{0..3}.funnel-ps:7700) it refreshes a cluster that already
+# runs instead of starting one: the shards keep yesterday's state, so step 1
+# becomes `ctl begin-day` and --prev only names the checkpoint the delta is
+# taken against; the M workers run on this machine, or with --srun as one
+# `srun --ntasks=M` step (ranks from Slurm; scripts/slurm/refresh.sbatch;
+# their metrics-workerR.jsonl land in the current directory).
+# The shards write the checkpoint under their own checkpoint_root, which
+# must be CKPT_D's parent on a filesystem this machine sees (else an error
+# says where they wrote); the shards are left running.
 set -eu
 . "$(dirname "$0")/lib.sh"
 
@@ -33,6 +45,8 @@ while [ $# -gt 0 ]; do
     --export-dir) EXPORT=$2; shift 2 ;;
     --worker-opt) W_OPT=$2; shift 2 ;;
     --ps-opt) P_OPT=$2; shift 2 ;;
+    --ps) PS=$2; shift 2 ;;   # running cluster
+    --srun) SRUN=1; shift ;;  # running cluster: workers as one srun step
     -h|--help) help_and_exit "$0" ;;
     --) shift; break ;;
     -*) echo "daily-refresh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -57,6 +71,44 @@ CONF_ARG=""
 INIT=""
 [ -n "$PREV" ] && INIT="--init_from $(cd "$PREV" && pwd)"
 SCRIPTS=$(cd "$(dirname "$0")" && pwd)
+
+# --ps: refresh the cluster that already runs at $PS (see the header).
+if [ -n "${PS:-}" ]; then
+    echo "daily-refresh: day $DAY on the running cluster $PS${PREV:+ (delta against $PREV)}: training on $*"
+    "$BIN/funnel-worker" ctl begin-day $CONF_ARG $W_OPT --ps "$PS" --day "$DAY"
+    if [ "${SRUN:-0}" -eq 1 ]; then
+        srun --ntasks="$WORKERS" --kill-on-bad-exit=1 "$BIN/funnel-worker" train $CONF_ARG \
+            --ps "$PS" $W_OPT "$@"
+    else
+        trap 'for p in $(cat "$WORK/worker.pids" 2>/dev/null); do kill "$p" 2>/dev/null; done' EXIT
+        i=0
+        while [ $i -lt "$WORKERS" ]; do
+            "$BIN/funnel-worker" train $CONF_ARG --ps "$PS" --rank $i --workers "$WORKERS" \
+                --metrics_file "$WORK/metrics-worker$i.jsonl" $W_OPT "$@" > "$WORK/worker$i.log" 2>&1 &
+            echo $! >> "$WORK/worker.pids"
+            i=$((i + 1))
+        done
+        FAIL=0
+        for p in $(cat "$WORK/worker.pids"); do wait "$p" || FAIL=1; done
+        rm -f "$WORK/worker.pids"
+        [ $FAIL -eq 0 ] || { tail -n 3 "$WORK"/worker*.log >&2; echo "daily-refresh: a worker failed (logs in $WORK)" >&2; exit 1; }
+    fi
+    "$BIN/funnel-worker" ctl begin-day $CONF_ARG $W_OPT --ps "$PS" --day "$DAY" --expire
+    "$BIN/funnel-worker" ctl checkpoint $CONF_ARG $W_OPT --ps "$PS" --day "$DAY" --name "$CK_NAME" > "$WORK/checkpoint.txt"
+    cat "$WORK/checkpoint.txt"
+    WROTE=$(sed -n 's/^checkpoint of .* written to \(.*\) (day .*$/\1/p' "$WORK/checkpoint.txt")
+    if [ ! -d "$OUT" ] || [ "$(cd "$OUT" && pwd -P)" != "$(cd "$WROTE" 2>/dev/null && pwd -P)" ]; then
+        echo "daily-refresh: the shards wrote the checkpoint to $WROTE, not to --out $OUT: give the shards checkpoint_root = $CK_ROOT on a filesystem this machine shares, or --out under their root" >&2
+        exit 1
+    fi
+    if [ -n "$EXPORT" ]; then
+        mkdir -p "$EXPORT"
+        "$BIN/funnel-emb" export $CONF_ARG "$OUT" --out "$EXPORT/full-day$DAY.emb"
+        [ -z "$PREV" ] || "$BIN/funnel-emb" export $CONF_ARG "$OUT" --since "$PREV" --out "$EXPORT/delta-day$DAY.emb"
+    fi
+    echo "daily-refresh: day $DAY done on $PS: checkpoint $OUT${EXPORT:+, exports in $EXPORT}"
+    exit 0
+fi
 
 trap '"$SCRIPTS/run-local.sh" --stop --dir "$WORK" >/dev/null 2>&1 || true' EXIT
 

@@ -4,6 +4,8 @@
  * start on day 2's test; rows unseen past the expiry are gone from day 3's
  * checkpoint and funnel-emb's diff and stats say so; a checkpoint restored
  * into a new cluster predicts exactly as the cluster it was taken from.
+ * With --ps the refresh runs against shards started here and its
+ * exports equal the self-started ones byte for byte.
  */
 #include <CUnit/CUnit.h>
 #include <math.h>
@@ -284,6 +286,68 @@ static void test_checkpoint_during_training(void)
     tu_stop(job, 15);
 }
 
+/* daily-refresh --ps against 2 shards started here, 1 worker (so training
+ * is deterministic): days 1 and 2 give byte-identical full and delta
+ * exports to the self-started mode; a checkpoint_root other than --out's
+ * parent is an error saying where the shards wrote. */
+static void test_running_cluster(void)
+{
+    char eps[800], cmd[2000], log[800];
+    pid_t ps[2];
+    const char *self = "--shards 2 --workers 1";
+
+    for (int i = 0; i < 2; i++) {
+        snprintf(log, sizeof(log), "%s/run-ps%d.log", dir, i);
+        ps[i] = tu_spawn(log,
+                         "exec %s/funnel-ps --shard %d --shards 2 --listen ipc://%s/run-p%d "
+                         "--data %s/run-d%d --checkpoint_root %s/run %s",
+                         bin, i, dir, i, dir, i, dir, OPTS);
+        CU_ASSERT_FATAL(ps[i] > 0);
+    }
+    snprintf(eps, sizeof(eps), "ipc://%s/run-p{0..1}", dir);
+    for (int d = 1; d <= 2; d++) {
+        char prev[700] = "", rprev[700] = "";
+        if (d == 2) {
+            snprintf(prev, sizeof(prev), "--prev %s/self/ck1", dir);
+            snprintf(rprev, sizeof(rprev), "--prev %s/run/ck1", dir);
+        }
+        snprintf(log, sizeof(log), "%s/self-day%d.log", dir, d);
+        CU_ASSERT_EQUAL_FATAL(
+            tu_sh(log,
+                  "scripts/daily-refresh.sh --bin %s %s --day %d %s --out %s/self/ck%d "
+                  "--worker-opt '%s' --ps-opt '%s' --export-dir %s/self-exp %s/w/day%d/train.tsv",
+                  bin, self, d, prev, dir, d, OPTS, OPTS, dir, dir, d),
+            0);
+        snprintf(log, sizeof(log), "%s/run-day%d.log", dir, d);
+        CU_ASSERT_EQUAL_FATAL(
+            tu_sh(log,
+                  "scripts/daily-refresh.sh --bin %s --ps '%s' --workers 1 --day %d %s "
+                  "--out %s/run/ck%d --worker-opt '%s' --export-dir %s/run-exp "
+                  "%s/w/day%d/train.tsv",
+                  bin, eps, d, rprev, dir, d, OPTS, dir, dir, d),
+            0);
+        snprintf(cmd, sizeof(cmd), "cmp %s/self-exp/full-day%d.emb %s/run-exp/full-day%d.emb", dir,
+                 d, dir, d);
+        CU_ASSERT_EQUAL(tu_sh(NULL, "%s", cmd), 0);
+    }
+    CU_ASSERT_EQUAL(
+        tu_sh(NULL, "cmp %s/self-exp/delta-day2.emb %s/run-exp/delta-day2.emb", dir, dir), 0);
+    /* --out elsewhere than the shards' checkpoint_root: refused, naming both */
+    snprintf(log, sizeof(log), "%s/run-wrong.log", dir);
+    CU_ASSERT_EQUAL(tu_sh(log,
+                          "head -n 2000 %s/w/day3/train.tsv > %s/small.tsv && "
+                          "scripts/daily-refresh.sh --bin %s --ps '%s' --workers 1 --day 3 "
+                          "--out %s/elsewhere/ck3 --worker-opt '%s' %s/small.tsv",
+                          dir, dir, bin, eps, dir, OPTS, dir),
+                    1);
+    char *text = tu_slurp(log, NULL);
+    snprintf(cmd, sizeof(cmd), "the shards wrote the checkpoint to %s/run/ck3, not to --out", dir);
+    CU_ASSERT_PTR_NOT_NULL(text ? strstr(text, cmd) : NULL);
+    free(text);
+    for (int i = 0; i < 2; i++)
+        CU_ASSERT_EQUAL(tu_stop(ps[i], 15), 0);
+}
+
 int test_refresh_register(void)
 {
     CU_pSuite s = CU_add_suite("refresh", setup, teardown);
@@ -293,5 +357,7 @@ int test_refresh_register(void)
     CU_add_test(s, "three days: warm start, expiry, restore", test_three_days);
     CU_add_test(s, "a checkpoint taken during training restores identically",
                 test_checkpoint_during_training);
+    CU_add_test(s, "daily-refresh --ps on a running cluster equals the self-started refresh",
+                test_running_cluster);
     return CU_get_error();
 }

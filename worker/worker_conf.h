@@ -41,9 +41,12 @@
     X(train, metrics_listen, STR, "", 0, 0, NULL,                                                \
       "serve /metrics over HTTP on PORT (127.0.0.1) or HOST:PORT, no auth (empty: off)")         \
     X(cluster, ps, STR, "", 0, 0, NULL,                                                          \
-      "parameter server endpoints, shard order, comma-separated (empty: train in process)")      \
-    X(cluster, rank, INT, "0", 0, 65535, NULL, "this worker's rank, 0..workers-1")               \
-    X(cluster, workers, INT, "1", 1, 65536, NULL, "number of workers splitting the input")       \
+      "shard endpoints in shard order: a comma list, @FILE or tcp://h-{0..3}:7700 (empty: "      \
+      "FUNNEL_PS, else train in process)")                                                       \
+    X(cluster, rank, INT, "0", 0, 65535, NULL,                                                   \
+      "this worker's rank, 0..workers-1 (unset: from the cluster manager, README)")              \
+    X(cluster, workers, INT, "1", 1, 65536, NULL,                                                \
+      "number of workers splitting the input (unset: from the cluster manager)")                 \
     X(cluster, max_inflight, INT, "4", 1, 1024, NULL,                                            \
       "batches whose pushes may still be unacknowledged (staleness bound)")                      \
     X(cluster, timeout_ms, INT, "5000", 10, 3600000, NULL, "per-request timeout before a retry") \

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/cluster_env.h"
 #include "common/log.h"
 #include "data/reader.h"
 #include "worker/check_data.h"
@@ -240,7 +241,11 @@ static int run_print_conf(worker_state_t *st, const cmd_t *c, errbuf_t *eb)
 static const cmd_t cmds[] = {
     {"train", "train [--model DIR] [--init_from DIR] [options] LOG...",
      "train the model on logs; in process, or with a cluster given by --ps", train_flags, run_train,
-     1, NULL, NULL},
+     1, NULL,
+     "Without --rank/--workers/--ps (flag or config) they come from the environment:\n"
+     "FUNNEL_RANK/FUNNEL_WORKERS, Open MPI, Slurm, a Kubernetes Indexed Job; FUNNEL_PS.\n"
+     "--ps takes a comma list, @FILE or tcp://funnel-ps-{0..3}.funnel-ps:7700 (README\n"
+     "\"Running on a cluster\").\n"},
     {"predict", "predict (--model DIR | --ps ENDPOINTS) --in LOG... --out FILE [options]",
      "write pctr/pcvr/pctcvr for every accepted line of the logs", predict_flags, run_predict, 0,
      NULL, NULL},
@@ -384,7 +389,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "funnel-worker %s: %s\n", c->name, eb.msg);
         return 2;
     }
+    /* cluster_env: endpoints (and a trainer's rank) from the cluster manager */
+    cluster_said_t who = {{0}}, eps = {{0}};
+    rc = cluster_env_endpoints(environ, conf_key_from(&worker_conf_schema, nargs, args, "ps"),
+                               st.conf.ps.s, sizeof(st.conf.ps.s), &eps, &eb);
+    if (rc > 0 && c->log_rank) /* a rank means something only on a cluster */
+        rc = cluster_env_worker(environ, conf_key_from(&worker_conf_schema, nargs, args, "rank"),
+                                conf_key_from(&worker_conf_schema, nargs, args, "workers"),
+                                &st.conf.rank, &st.conf.workers, &who, &eb);
+    if (rc < 0) {
+        fprintf(stderr, "funnel-worker %s: %s\n", c->name, eb.msg);
+        return 2;
+    }
     log_init("worker", c->log_rank ? (int)st.conf.rank : -1, st.conf.log_level, NULL);
+    if (c->log_rank && st.conf.ps.s[0])
+        LOG_INFO("cluster: %s; %s", who.line, eps.line);
     g_stop = &st.stop;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
