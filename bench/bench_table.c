@@ -13,8 +13,7 @@
  *    1000-key requests of Zipf(1.0) keys over a table holding every key;
  *    and of uniform keys over 1 M rows (every row a cache miss, as on a
  *    shard: bench-ps's keys), with pushes measured alone too. While those
- *    1 M rows are created: the mean and the slowest creating request (the
- *    requests that grow the slab or the index wait for it).
+ *    1 M rows are created: the mean and the slowest creating request.
  * 3. Spill: the same pull+push loop with the table ten times larger than
  *    mem_limit, on RocksDB, as a fraction of the all-in-memory figure
  *    measured in the same run on the same keys; with the share of keys
@@ -277,8 +276,8 @@ static void bench_uniform(int dim, uint64_t n)
            dim, (unsigned long long)n, m.pull_kps / 1e6, p.push_kps / 1e6, m.push_kps / 1e6,
            m.both_kps / 1e6);
     printf("growth     dim %-3d %8llu rows created by 1000-key pulls in %.2f s: %.1f us per "
-           "request on average, slowest %.1f ms (a request that grows the index waits for "
-           "the rehash of every row)\n",
+           "request on average, slowest %.1f ms (the index grows incrementally; a request "
+           "that grows the slab waits for its realloc)\n",
            dim, (unsigned long long)n, tfill, tfill / (double)((n + REQ - 1) / REQ) * 1e6,
            slowest * 1e3);
     emb_table_destroy(&mem);

@@ -7,7 +7,11 @@
 #                               a bridge in the switch namespace fh-ID-sw;
 #                               RATE (e.g. 1gbit) caps each host's link both
 #                               ways with a tc tbf qdisc
-#   hosts.sh add ID I [RATE]    (re)make host I alone (after `kill`)
+#   hosts.sh add ID I [RATE]    (re)make host I alone (after `kill`): same
+#                               address and MAC, as a rebooted machine (a new
+#                               MAC would leave peers' ARP caches pointing
+#                               at the dead one, and their TCP resends
+#                               unanswered for minutes instead of reset)
 #   hosts.sh exec ID I CMD...   run CMD on host I (exec: keeps the pid)
 #   hosts.sh cut ID I           take host I's link down (its processes live on)
 #   hosts.sh heal ID I          bring it up again
@@ -46,6 +50,7 @@ host_make() {
     ip netns add "$h" || return 1
     ip -n "$h" link set lo up &&
         ip -n "$h" link add eth0 type veth peer name "p$2" netns "$(sw "$1")" &&
+        ip -n "$h" link set eth0 address "$(printf '02:13:00:00:%02x:%02x' $(($2 / 256)) $(($2 % 256)))" &&
         ip -n "$h" addr add "$(addr "$2")/24" dev eth0 &&
         ip -n "$h" link set eth0 up &&
         ip -n "$(sw "$1")" link set "p$2" master br0 &&
