@@ -56,9 +56,11 @@ for nw in 1 2 4; do
     for r in $(seq "$RUNS"); do
         d="$DIR/w${nw}r$r"
         mkdir -p "$d"
+        shards=""
         for s in 0 1; do
             "$H" exec "$ID" "$s" "$BIN/funnel-ps" --shard "$s" --shards 2 --insecure \
                 --listen "tcp://$("$H" addr "$s"):7700" --data "$d/ps$s" $MODEL > "$d/ps$s.log" 2>&1 &
+            shards="$shards $!"
         done
         pids=""
         for k in $(seq 0 $((nw - 1))); do
@@ -69,8 +71,8 @@ for nw in 1 2 4; do
         done
         ok=1
         for p in $pids; do wait "$p" || ok=0; done
-        "$H" exec "$ID" 2 "$BIN/funnel-worker" ctl shutdown --ps "$EPS" > /dev/null 2>&1
-        wait
+        kill $shards 2> /dev/null # SIGTERM: each shard flushes and stops
+        for p in $shards; do wait "$p"; done
         [ "$ok" = 1 ] || { echo "bench-hosts: a worker failed (see $d)" >&2; exit 1; }
         rates="$rates $(job_rate "$d"/worker*.log)"
         rm -rf "$d"
