@@ -98,9 +98,9 @@ static int start_worker(job_t *j, int r)
     snprintf(log, sizeof(log), "%s/worker%d.%d.log", j->dir, r, a);
     j->w[r] = tu_spawn(log,
                        HOSTS " exec %s %d %s/funnel-worker train --ps %s --rank %d --workers %d "
-                             "--progress off %s " WORKER_OPTS " %s/w/train.tsv; echo $? > "
-                             "%s/w%d.%d.rc",
-                       id, j->wh[r], bin, j->eps, r, j->nw, MODEL, dir, j->dir, r, a);
+                             "--progress off --metrics_file %s/metrics%d.%d.jsonl %s " WORKER_OPTS
+                             " %s/w/train.tsv; echo $? > %s/w%d.%d.rc",
+                       id, j->wh[r], bin, j->eps, r, j->nw, j->dir, r, a, MODEL, dir, j->dir, r, a);
     return j->w[r] > 0 ? 0 : -1;
 }
 

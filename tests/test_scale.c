@@ -139,8 +139,9 @@ static void test_32_workers(void)
         snprintf(log, sizeof(log), "%s/worker%d.log", dir, r);
         w[r] = tu_spawn(log,
                         "%s/funnel-worker train --ps %s --rank %d --workers %d --threads 1 "
-                        "--progress off --deadline_s 240 %s %s/w/train.tsv; echo $? > %s/w%d.rc",
-                        bin, eps, r, NW, MODEL, dir, dir, r);
+                        "--progress off --deadline_s 240 --metrics_file %s/metrics%d.jsonl %s "
+                        "%s/w/train.tsv; echo $? > %s/w%d.rc",
+                        bin, eps, r, NW, dir, r, MODEL, dir, dir, r);
         CU_ASSERT_FATAL(w[r] > 0);
     }
     t0 = clock_now_s();
