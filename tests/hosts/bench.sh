@@ -6,7 +6,7 @@
 # 2 shards on hosts h0 and h1 and 1, 2 or 4 workers on hosts h2..h5, every
 # host's link capped at RATE (default 1gbit) both ways with tc tbf
 # (tests/hosts/hosts.sh), on a funnel-gen log of LINES lines (default
-# 300000), RUNS times each (default 3): samples/s of the job (samples
+# 300000), RUNS times each (default 3; RATE '' for no cap): samples/s of the job (samples
 # trained / the slowest worker's time) as min / median / max, beside the
 # in-process figure on the same log. Every namespace and process is
 # removed at the end, also on failure. Prints numbers; asserts nothing.
@@ -65,7 +65,8 @@ for nw in 1 2 4; do
         pids=""
         for k in $(seq 0 $((nw - 1))); do
             "$H" exec "$ID" $((2 + k)) "$BIN/funnel-worker" train --ps "$EPS" --rank "$k" \
-                --workers "$nw" --progress off --deadline_s 120 $MODEL "$DIR/w/train.tsv" \
+                --workers "$nw" --progress off --deadline_s 120 --metrics_file "$d/metrics$k.jsonl" \
+                $MODEL "$DIR/w/train.tsv" \
                 > "$d/worker$k.log" 2>&1 &
             pids="$pids $!"
         done
@@ -78,5 +79,5 @@ for nw in 1 2 4; do
         rm -rf "$d"
     done
     printf 'hosts  %d worker(s), 2 shards  samples/s min / median / max: %s  (each host %s)\n' \
-        "$nw" "$(stats $rates)" "$RATE"
+        "$nw" "$(stats $rates)" "${RATE:-uncapped}"
 done
