@@ -15,7 +15,7 @@ case "${1:-}" in -h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d' | sed 's/^# 
 BIN=${1:-bin}
 LINES=${2:-300000}
 RUNS=${3:-3}
-RATE=${4:-1gbit}
+RATE=${4-1gbit}
 H=$(dirname "$0")/hosts.sh
 ID=b$$
 MODEL="--towers 256,128,64"
