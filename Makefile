@@ -10,6 +10,8 @@
 #   make check-layers fail if a file includes a header its folder may not use
 #   make fuzz         build the libFuzzer targets (clang) and run each FUZZ_TIME s
 #   make fuzz-smoke   the same for a few seconds each (run by `make test`)
+#   make test-hosts   (root) the across-hosts and scale suites: network namespaces
+#   make bench-hosts  (root) samples/s over namespaces under a 1 Gbit/s cap
 #
 # Flags: CFLAGS, CPPFLAGS and LDFLAGS given on the command line are added
 # after the project's own (so `make CFLAGS=-O0` builds unoptimized); OPT
@@ -197,6 +199,17 @@ fuzz: deps
 fuzz-smoke: deps
 	@$(FUZZ_MAKE) fuzz-bins
 	@scripts/fuzz.sh build/fuzz/bin $(FUZZ_SMOKE_TIME) $(FUZZ_NAMES)
+
+# Across hosts (issue 13): "hosts" are network namespaces made by
+# tests/hosts/hosts.sh (root; the suites skip with a message otherwise).
+.PHONY: test-hosts bench-hosts
+test-hosts: deps
+	@$(MAKE) --no-print-directory all
+	FUNNEL_HOSTS=1 FUNNEL_BIN=$(BIN) $(TEST_BIN) hosts scale
+
+bench-hosts: deps
+	@$(MAKE) --no-print-directory all
+	tests/hosts/bench.sh $(BIN)
 
 FORMAT_SRC := $(sort $(ALL_SRC) $(foreach d,$(LAYERS) tests tests/fuzz bench,$(wildcard $(d)/*.h)) \
                 $(TEST_SRC) $(BENCH_SRC) $(wildcard tests/fuzz/*.c))

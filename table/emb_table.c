@@ -12,7 +12,7 @@
 #include "common/bytes.h"
 #include "common/optim.h"
 
-#define EMPTY UINT32_MAX
+#define EMPTY UINT32_MAX /* no record */
 #define CM_ROWS 4
 #define CM_BITS 18
 #define HDR EMB_ROW_HEADER /* bytes of a record before its floats */
@@ -52,8 +52,14 @@ typedef struct sub {
     uint32_t nfree;
     uint64_t *live, *dirty, *ref; /* bit maps over record slots */
     uint64_t *stored;             /* bit map: the store holds this row (maybe older) */
-    uint32_t *idx;                /* open addressing: record slot or EMPTY */
+    uint32_t *idx;                /* open addressing: IX_EMPTY or an entry */
     uint32_t icap;                /* power of two */
+    uint32_t *old;                /* while the index moves: the previous one, or NULL */
+    uint32_t ocap;                /* its positions (a power of two) */
+    uint32_t opos;                /* positions of old already moved (0..ocap) */
+    uint32_t *next;               /* the index a growth will move to, being faulted in */
+    uint32_t ncap;                /* its positions */
+    size_t nready;                /* bytes of next already faulted in (page multiple) */
     uint32_t rows;                /* live records */
     uint32_t hand;                /* CLOCK position */
 } sub_t;
@@ -217,22 +223,55 @@ static void want_huge_pages(void *p, size_t len)
 /* ---- index ---- */
 
 /*
- * An index position holds EMPTY or an entry: the record slot in the low
- * SLOT_BITS bits and a 4-bit tag of the key's hash above them, so a probe
- * reads a record only when the tags agree (1 in 16 for another key). The
- * position comes from the low bits of the hash, the tag from its top
- * bits. Record slots stop below SLOT_MASK, so no entry equals EMPTY.
+ * An index position holds IX_EMPTY (0) or an entry: the record slot + 1 in
+ * the low SLOT_BITS bits and a 4-bit tag of the key's hash above them, so a
+ * probe reads a record only when the tags agree (1 in 16 for another key).
+ * The position comes from the low bits of the hash, the tag from its top
+ * bits. Empty is 0 so that a new index is fresh anonymous memory the
+ * kernel zeroes page by page as it is first touched: no request waits for
+ * a memset of the whole index.
  */
 #define SLOT_BITS 28
 #define SLOT_MASK ((UINT32_C(1) << SLOT_BITS) - 1)
-#define MAX_RECORDS SLOT_MASK /* record slots per slot of a table: 0..2^28-2 */
+#define MAX_RECORDS (SLOT_MASK - 1)      /* record slots per slot of a table: 0..2^28-3 */
+#define IX_EMPTY 0                       /* an empty position */
+#define IX_MOVED SLOT_MASK               /* a position of the old index moved or deleted */
+#define ENT_REC(e) (((e)&SLOT_MASK) - 1) /* the record slot of an entry */
+
+/*
+ * Growing (or shrinking) an index is incremental, so no request waits for
+ * a pass over every row. Growth has two phases. When the rows pass 1/2 of
+ * the index, an index twice as large is mapped and faulted in a page at a
+ * time (PREP_PER_INSERT bytes per insert, PREP_PER_CALL per request: on a
+ * virtual machine a page fault costs up to 15 us, and the first request
+ * of a move would otherwise fault nearly every page of the new index at
+ * random). Once it is all faulted in, it becomes the index and the
+ * current one is kept beside it as the old one; every insert moves
+ * MOVE_PER_INSERT positions of the old index in position order and every
+ * request MOVE_PER_CALL more, until the old one is empty and unmapped. Meanwhile a key is in
+ * exactly one of the two: lookups try the new index, then the old; inserts go to the new one; a
+ * moved or deleted entry of the old index becomes IX_MOVED, which probes
+ * pass over like an entry (so the old index's probe chains stay whole and
+ * need no backward shift). A grown index doubles when the rows reach 3/4
+ * of the old one, so it holds 3/8 and fills to 3/4 only after 3/4 x ocap
+ * more inserts, long after MOVE_PER_INSERT >= 2 moved every position: a
+ * growth never has to finish a move at once. Faulting in needs 8 x icap
+ * bytes within the icap / 4 inserts from 1/2 to 3/4 full: 32 per insert,
+ * half of PREP_PER_INSERT. (A shrink after evictions
+ * may: a resize that starts while a move is under way finishes it first.)
+ */
+#define MOVE_PER_INSERT 4
+#define MOVE_PER_CALL 2048
+#define PREP_PER_INSERT 64        /* bytes */
+#define PREP_PER_CALL (64u << 10) /* bytes */
+#define PAGE 4096                 /* bytes faulted in by one write (at least) */
 
 static inline uint32_t tag_of(uint64_t hm)
 {
     return (uint32_t)(hm >> 60) << SLOT_BITS;
 }
 
-/* The position of key (hash hm) in the index, or of the EMPTY one that
+/* The position of key (hash hm) in the index, or of the empty one that
  * ends its probe chain. */
 static inline uint32_t *find_pos_h(const sub_t *s, uint64_t key, uint64_t hm)
 {
@@ -240,22 +279,36 @@ static inline uint32_t *find_pos_h(const sub_t *s, uint64_t key, uint64_t hm)
 
     for (;;) {
         uint32_t e = s->idx[h];
-        if (e == EMPTY || ((e & ~SLOT_MASK) == tag && rec_key(s, e & SLOT_MASK) == key))
+        if (e == IX_EMPTY || ((e & ~SLOT_MASK) == tag && rec_key(s, ENT_REC(e)) == key))
             return &s->idx[h];
         h = (h + 1) & mask;
     }
 }
 
-static uint32_t *find_pos(const sub_t *s, uint64_t key)
+/* While the index moves: the position of key in the old index, or NULL. */
+static uint32_t *find_old(const sub_t *s, uint64_t key, uint64_t hm)
 {
-    return find_pos_h(s, key, mix(key));
+    uint32_t mask = s->ocap - 1, h = (uint32_t)hm & mask, tag = tag_of(hm);
+
+    for (;;) {
+        uint32_t e = s->old[h];
+        if (e == IX_EMPTY)
+            return NULL;
+        if (e != IX_MOVED && (e & ~SLOT_MASK) == tag && rec_key(s, ENT_REC(e)) == key)
+            return &s->old[h];
+        h = (h + 1) & mask;
+    }
 }
 
 /* The record slot of key (hash hm), or EMPTY. */
 static inline uint32_t find_h(const sub_t *s, uint64_t key, uint64_t hm)
 {
     uint32_t e = *find_pos_h(s, key, hm);
-    return e == EMPTY ? EMPTY : e & SLOT_MASK;
+    if (e == IX_EMPTY && s->old) {
+        uint32_t *p = find_old(s, key, hm);
+        return p ? ENT_REC(*p) : EMPTY;
+    }
+    return e == IX_EMPTY ? EMPTY : ENT_REC(e);
 }
 
 static uint32_t find(const sub_t *s, uint64_t key)
@@ -263,48 +316,144 @@ static uint32_t find(const sub_t *s, uint64_t key)
     return find_h(s, key, mix(key));
 }
 
+/* An index of cap positions, all empty: fresh anonymous memory (see
+ * IX_EMPTY), or NULL. Release with index_free(). */
+static uint32_t *index_alloc(uint32_t cap)
+{
+    size_t len = (size_t)cap * sizeof(uint32_t);
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    if (p == MAP_FAILED)
+        return NULL;
+    want_huge_pages(p, len);
+    return p;
+}
+
+static void index_free(uint32_t *idx, uint32_t cap)
+{
+    if (idx)
+        munmap(idx, (size_t)cap * sizeof(uint32_t));
+}
+
 /*
- * Rebuild the index with ncap (a power of two) positions. The requests
- * that grow the index wait for this, so it walks the records in slab order
- * (every live record is in the index): sequential reads of each key,
- * where the old index's order would read the slab at random.
+ * Move up to npos positions of the old index into the new one (see the
+ * notes above MOVE_PER_INSERT); the last move frees the old index. Each
+ * entry's record is read for its hash: a batch's records are prefetched
+ * first, then the new positions, then the entries are placed.
+ */
+static void move_index(sub_t *s, uint32_t npos)
+{
+    enum { BATCH = 32 };
+    uint32_t mask = s->icap - 1;
+
+    while (s->old && npos > 0) {
+        uint32_t end = s->ocap - s->opos < BATCH ? s->ocap : s->opos + BATCH, n = 0;
+        uint32_t ent[BATCH];
+        uint64_t hm[BATCH];
+
+        if (end - s->opos > npos)
+            end = s->opos + npos;
+        npos -= end - s->opos;
+        for (uint32_t p = s->opos; p < end; p++) {
+            uint32_t e = s->old[p];
+            if (e != IX_EMPTY && e != IX_MOVED) {
+                s->old[p] = IX_MOVED;
+                ent[n++] = e;
+                __builtin_prefetch(recp(s, ENT_REC(e)));
+            }
+        }
+        s->opos = end;
+        for (uint32_t i = 0; i < n; i++) {
+            hm[i] = mix(rec_key(s, ENT_REC(ent[i])));
+            __builtin_prefetch(&s->idx[(uint32_t)hm[i] & mask]);
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t h = (uint32_t)hm[i] & mask; /* keys are distinct: the chain's first empty */
+            while (s->idx[h] != IX_EMPTY)
+                h = (h + 1) & mask;
+            s->idx[h] = ent[i];
+        }
+        if (s->opos == s->ocap) {
+            index_free(s->old, s->ocap);
+            s->old = NULL;
+            s->ocap = s->opos = 0;
+        }
+    }
+}
+
+/*
+ * Start moving the index to ncap (a power of two) positions: a move under
+ * way is finished first, then the new index is allocated empty and the
+ * current one becomes the old one, moved by later operations.
  */
 static int resize_index(sub_t *s, uint32_t ncap)
 {
-    enum { AHEAD = 8 }; /* records prefetched ahead of the one hashed */
-    uint32_t *old = s->idx, mask = ncap - 1, n = 0;
+    uint32_t *nidx;
 
-    assert((ncap & mask) == 0 && ncap > s->rows); /* a power of two with an empty position */
-    assert(s->rows + s->nfree == s->used);        /* every slab slot is live or free */
-    s->idx = malloc((size_t)ncap * sizeof(uint32_t));
-    if (!s->idx) {
-        s->idx = old;
-        return ERR_NOMEM;
+    move_index(s, UINT32_MAX);
+    assert((ncap & (ncap - 1)) == 0 && ncap > s->rows); /* a power of two with room */
+    if (s->next && s->ncap == ncap && s->nready == (size_t)ncap * sizeof(uint32_t)) {
+        nidx = s->next; /* grown in advance */
+    } else {
+        index_free(s->next, s->ncap);
+        nidx = index_alloc(ncap);
+        if (!nidx) {
+            s->next = NULL;
+            s->ncap = 0;
+            return ERR_NOMEM;
+        }
     }
-    want_huge_pages(s->idx, (size_t)ncap * sizeof(uint32_t));
-    memset(s->idx, 0xff, (size_t)ncap * sizeof(uint32_t));
+    s->next = NULL;
+    s->ncap = 0;
+    s->nready = 0;
+    if (s->rows > 0) {
+        s->old = s->idx;
+        s->ocap = s->icap;
+        s->opos = 0;
+    } else {
+        index_free(s->idx, s->icap);
+    }
+    s->idx = nidx;
     s->icap = ncap;
-    for (uint32_t r = 0; r < s->used; r++) {
-        if (r + AHEAD < s->used)
-            __builtin_prefetch(recp(s, r + AHEAD));
-        if (!bit(s->live, r))
-            continue;
-        uint64_t hm = mix(rec_key(s, r));
-        /* keys are distinct: the first empty position of the chain */
-        uint32_t h = (uint32_t)hm & mask;
-        while (s->idx[h] != EMPTY)
-            h = (h + 1) & mask;
-        s->idx[h] = tag_of(hm) | r;
-        n++;
-    }
-    assert(n == s->rows);
-    (void)n;
-    free(old);
     return 0;
+}
+
+/* Fault in up to bytes more of the next index (rounded up to pages);
+ * once all of it is, start moving to it. */
+static void prepare_index(sub_t *s, size_t bytes)
+{
+    size_t len = (size_t)s->ncap * sizeof(uint32_t);
+
+    if (!s->next)
+        return;
+    size_t end = bytes >= len - s->nready ? len : s->nready + bytes;
+    for (size_t b = s->nready; b < end; b += PAGE)
+        ((volatile unsigned char *)s->next)[b] = 0; /* stays IX_EMPTY */
+    s->nready = end == len ? len : (end + PAGE - 1) / PAGE * PAGE;
+    if (s->nready >= len) {
+        s->nready = len;
+        resize_index(s, s->ncap); /* cannot fail: the index is there */
+    }
+}
+
+/* Past 1/2 full, and not moving: map the index the next growth moves to.
+ * Failure is harmless (grow_index() tries again at 3/4). */
+static void plan_growth(sub_t *s)
+{
+    if (s->next || s->old || (uint64_t)s->rows * 2 <= s->icap || s->icap > UINT32_MAX / 4)
+        return;
+    s->next = index_alloc(s->icap * 2);
+    if (s->next)
+        s->ncap = s->icap * 2;
+    s->nready = 0;
 }
 
 static int grow_index(sub_t *s)
 {
+    if (s->next && s->ncap == s->icap * 2) {
+        prepare_index(s, SIZE_MAX); /* late: fault in the rest at once */
+        return 0;
+    }
     return resize_index(s, s->icap ? s->icap * 2 : INDEX_MIN);
 }
 
@@ -325,22 +474,27 @@ static void shrink_index(sub_t *s)
 static void index_remove(sub_t *s, uint64_t key)
 {
     uint32_t mask = s->icap - 1;
-    uint32_t *p = find_pos(s, key);
+    uint64_t hm = mix(key);
+    uint32_t *p = find_pos_h(s, key, hm);
     uint32_t i = (uint32_t)(p - s->idx), j = i;
 
-    assert(*p != EMPTY); /* only live records are removed, and all are indexed */
-    if (*p == EMPTY)
+    if (*p == IX_EMPTY) { /* not moved yet: the old index keeps its chains whole */
+        uint32_t *q = s->old ? find_old(s, key, hm) : NULL;
+        assert(q); /* only live records are removed, and all are indexed */
+        if (q)
+            *q = IX_MOVED;
         return;
-    s->idx[i] = EMPTY;
+    }
+    s->idx[i] = IX_EMPTY;
     for (;;) { /* backward shift: keep every probe chain unbroken */
         j = (j + 1) & mask;
         uint32_t r = s->idx[j];
-        if (r == EMPTY)
+        if (r == IX_EMPTY)
             return;
-        uint32_t h = (uint32_t)mix(rec_key(s, r & SLOT_MASK)) & mask;
+        uint32_t h = (uint32_t)mix(rec_key(s, ENT_REC(r))) & mask;
         if (((j - h) & mask) >= ((j - i) & mask)) {
             s->idx[i] = r;
-            s->idx[j] = EMPTY;
+            s->idx[j] = IX_EMPTY;
             i = j;
         }
     }
@@ -385,6 +539,9 @@ static uint32_t insert(sub_t *s, uint64_t key, int day)
 {
     uint32_t r;
 
+    move_index(s, MOVE_PER_INSERT);
+    prepare_index(s, PREP_PER_INSERT);
+    plan_growth(s);
     if ((uint64_t)(s->rows + 1) * 4 > (uint64_t)s->icap * 3 && grow_index(s) != 0)
         return EMPTY;
     if (s->nfree > 0) {
@@ -404,8 +561,8 @@ static uint32_t insert(sub_t *s, uint64_t key, int day)
     bclr(s->stored, r);
     uint64_t hm = mix(key);
     uint32_t *pos = find_pos_h(s, key, hm);
-    assert(*pos == EMPTY); /* callers insert only keys without a row */
-    *pos = tag_of(hm) | r;
+    assert(*pos == IX_EMPTY); /* callers insert only keys without a row */
+    *pos = tag_of(hm) | (r + 1);
     s->rows++;
     assert(s->rows + s->nfree == s->used);
     return r;
@@ -428,7 +585,8 @@ static uint64_t resident_bytes(const emb_table_t *t)
 {
     uint64_t b = 0;
     for (int i = 0; i < t->ms.nslots; i++)
-        b += (uint64_t)t->sub[i].rows * t->sub[i].rec + (uint64_t)t->sub[i].icap * 4 +
+        b += (uint64_t)t->sub[i].rows * t->sub[i].rec +
+             ((uint64_t)t->sub[i].icap + t->sub[i].ocap + t->sub[i].ncap) * 4 +
              (uint64_t)t->sub[i].cap * 3 / 8;
     return b;
 }
@@ -659,7 +817,9 @@ void emb_table_destroy(emb_table_t **tp)
         free(s->dirty);
         free(s->ref);
         free(s->stored);
-        free(s->idx);
+        index_free(s->idx, s->icap);
+        index_free(s->old, s->ocap);
+        index_free(s->next, s->ncap);
     }
     free(t->sketch);
     free(t->scratch);
@@ -1186,10 +1346,12 @@ static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, con
      * arrived by then), while key i is looked up and used from cache. A
      * pull needs the record's header and embedding; a push all of it. */
     enum { DIST = 16 };
-    uint32_t mask = s->icap - 1;
     size_t pf_bytes = op->kind == OP_PULL ? HDR + s->dim * sizeof(float) : s->rec;
     uint64_t *hm;
 
+    move_index(s, MOVE_PER_CALL); /* an index being moved gets there without inserts too */
+    prepare_index(s, PREP_PER_CALL);
+    uint32_t mask = s->icap - 1; /* (after: a prepared index may have become the index) */
     if (n > t->hm_cap) {
         uint64_t *p = realloc(t->hm, n * sizeof(*p));
         if (!p)
@@ -1207,9 +1369,9 @@ static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, con
             uint64_t h = hm[i - DIST];
             uint32_t pos = (uint32_t)h & mask, tag = tag_of(h), e;
             /* the first entry with the key's tag (usually its own) */
-            for (int probe = 0; probe < 4 && (e = s->idx[pos]) != EMPTY; probe++) {
+            for (int probe = 0; probe < 4 && (e = s->idx[pos]) != IX_EMPTY; probe++) {
                 if ((e & ~SLOT_MASK) == tag) {
-                    uintptr_t a = (uintptr_t)recp(s, e & SLOT_MASK);
+                    uintptr_t a = (uintptr_t)recp(s, ENT_REC(e));
                     for (uintptr_t l = a & ~(uintptr_t)63; l < a + pf_bytes; l += 64)
                         __builtin_prefetch((const void *)l);
                     break;
@@ -1551,13 +1713,15 @@ void emb_table_stats(const emb_table_t *t, emb_table_stats_t *st)
     st->resident_rows = 0;
     st->payload_bytes = 0;
     st->index_bytes = 0;
+    st->index_moving = 0;
     st->dirty_rows = 0;
     for (int i = 0; i < t->ms.nslots; i++) {
         const sub_t *s = &t->sub[i];
         st->slot_rows[i] = s->rows;
         st->resident_rows += s->rows;
         st->payload_bytes += (uint64_t)s->rows * s->nfloat * 4;
-        st->index_bytes += (uint64_t)s->icap * 4;
+        st->index_bytes += ((uint64_t)s->icap + s->ocap + s->ncap) * 4;
+        st->index_moving += s->old ? s->ocap - s->opos : 0;
         for (size_t w = 0; w < ((size_t)s->used + 63) / 64; w++)
             st->dirty_rows += (uint64_t)__builtin_popcountll(s->dirty[w] & s->live[w]);
     }

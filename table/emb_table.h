@@ -8,9 +8,10 @@
  *   Memory. Each slot keeps a slab of fixed-size records
  *     u64 key | u32 updates | u16 first_day | u16 last_day | f32 w[dim] | f32 state[S]
  *   (S = optim_state_len) and an open-addressing index of u32 entries
- *   (linear probing, load 3/8..3/4, backward-shift deletion): 28 bits of
+ *   (linear probing, load 3/8..3/4, backward-shift deletion, grown
+ *   incrementally: see "Growing" in emb_table.c): 28 bits of
  *   slab slot and a 4-bit tag of the key's hash, so a probe reads a record
- *   only when the tags agree (a slot of a table holds at most 2^28 - 1
+ *   only when the tags agree (a slot of a table holds at most 2^28 - 2
  *   rows). Plus three bit maps (live, dirty, referenced). Overhead per
  *   resident row beyond the payload (w + state): 16 bytes of header + 5.3
  *   ..10.7 bytes of index + 3 bits; bench-table measures 21.8..27 bytes.
@@ -130,6 +131,7 @@ typedef struct emb_table_stats {
     uint64_t slot_rows[MODEL_MAX_SLOTS]; /* resident rows per slot */
     uint64_t rows_total;                 /* rows stored or resident (0 unless max_rows set) */
     uint64_t create_refused;             /* calls refused: they would pass a row limit */
+    uint64_t index_moving;               /* index positions still to move (growth under way) */
 } emb_table_stats_t;
 
 /*

@@ -16,7 +16,9 @@
  * Also: a table ten times larger than mem_limit against an unlimited one,
  * the memory bound holding even when one request brings more new rows
  * than fit, malformed records on disk (ERR_CORRUPT, never a crash), the
- * flush count and the record layout as documented.
+ * flush count and the record layout as documented; and rows created,
+ * updated, expired, evicted and stored while an index grows incrementally
+ * (stopped in the middle of moves), each found exactly once.
  */
 #include <CUnit/CUnit.h>
 #include <stdio.h>
@@ -741,6 +743,263 @@ static void test_failed_writeback_keeps_rows(void)
     tu_rmtree(dir);
 }
 
+/* ---- incremental index growth ---- */
+
+typedef struct grow_ref {
+    uint64_t *key;  /* keys created, in order */
+    float *val;     /* their w (dim floats each) as last assigned */
+    uint8_t *state; /* 0 never created, 1 has a row, 2 expired */
+    size_t n, cap;
+} grow_ref_t;
+
+#define GDIM 4
+
+static uint64_t grow_key(size_t i)
+{
+    return (i + 1) * UINT64_C(0x9e3779b97f4a7c15) ^ UINT64_C(0x5bd1e995);
+}
+
+static uint64_t moving(emb_table_t *t)
+{
+    emb_table_stats_t st;
+    emb_table_stats(t, &st);
+    return st.index_moving;
+}
+
+/* Create m rows (assign: values derived from the key and a version). */
+static void grow_add(emb_table_t *t, grow_ref_t *r, size_t m, int version)
+{
+    uint64_t keys[64];
+    float v[64 * GDIM];
+    errbuf_t eb = {{0}};
+
+    CU_ASSERT_FATAL(m <= 64 && r->n + m <= r->cap);
+    for (size_t j = 0; j < m; j++) {
+        keys[j] = grow_key(r->n + j);
+        for (int d = 0; d < GDIM; d++)
+            v[j * GDIM + d] = (float)(r->n + j) + 0.25f * (float)d + (float)version;
+    }
+    CU_ASSERT_EQUAL_FATAL(emb_table_assign(t, 0, keys, m, v, 0, &eb), 0);
+    memcpy(r->val + r->n * GDIM, v, m * GDIM * sizeof(float));
+    memset(r->state + r->n, 1, m);
+    r->n += m;
+}
+
+/* Every row created answers get and a read-only pull exactly as assigned;
+ * expired and never-created keys have none. The pull is one request of all
+ * keys (the pipelined lookup; a request moves only a share of an index
+ * being moved, so the check sees the move as it is). Returns the rows
+ * checked. */
+static size_t grow_check(emb_table_t *t, const grow_ref_t *r)
+{
+    size_t n = r->n + 50, ok = 0, bad = 0;
+    uint64_t *keys = malloc(n * sizeof(uint64_t));
+    float *out = malloc(n * GDIM * sizeof(float)), vals[GDIM * 2], zero[GDIM] = {0};
+    emb_row_meta_t meta;
+    errbuf_t eb = {{0}};
+
+    CU_ASSERT_FATAL(keys && out);
+    for (size_t i = 0; i < n; i++) {
+        keys[i] = grow_key(i);
+        int rc = emb_table_get(t, 0, keys[i], vals, &meta, &eb);
+        if (i < r->n && r->state[i] == 1)
+            bad += rc != 0 || memcmp(vals, r->val + i * GDIM, GDIM * sizeof(float)) != 0;
+        else
+            bad += rc != ERR_NOTFOUND;
+    }
+    CU_ASSERT_EQUAL_FATAL(emb_table_pull(t, 0, keys, n, out, EMB_PULL_READONLY, &eb), 0);
+    for (size_t i = 0; i < n; i++) {
+        int live = i < r->n && r->state[i] == 1;
+        const float *want = live ? r->val + i * GDIM : zero;
+        if (memcmp(out + i * GDIM, want, GDIM * sizeof(float)) != 0)
+            bad++;
+        else
+            ok += live;
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    free(keys);
+    free(out);
+    return ok;
+}
+
+/* Every row once in the store after a flush (what export iterates), and
+ * (all_resident: nothing was evicted) the table's row count agrees. */
+static void grow_check_store(emb_table_t *t, store_t *st, const grow_ref_t *r, int all_resident)
+{
+    const char pfx[2] = {'r', 0};
+    const void *k, *v;
+    size_t kl, vl, live = 0, seen = 0;
+    uint8_t *mark = calloc(r->n, 1);
+    errbuf_t eb = {{0}};
+    emb_table_stats_t s;
+
+    CU_ASSERT_FATAL(mark != NULL);
+    CU_ASSERT_EQUAL_FATAL(emb_table_flush(t, NULL, &eb), 0);
+    for (size_t i = 0; i < r->n; i++)
+        live += r->state[i] == 1;
+    store_iter_t *it = store_iter_new(st, pfx, 2);
+    CU_ASSERT_FATAL(it != NULL);
+    while (store_iter_next(st, it, &k, &kl, &v, &vl)) {
+        int slot;
+        uint64_t key;
+        CU_ASSERT_EQUAL_FATAL(emb_key_decode(k, kl, &slot, &key), 0);
+        /* find its position: keys are grow_key(i); search the reference */
+        size_t i = 0;
+        while (i < r->n && grow_key(i) != key)
+            i++;
+        CU_ASSERT(i < r->n && r->state[i] == 1 && !mark[i]);
+        if (i < r->n)
+            mark[i] = 1;
+        seen++;
+    }
+    CU_ASSERT_EQUAL(store_iter_error(st, it, &eb), 0);
+    store_iter_destroy(st, &it);
+    CU_ASSERT_EQUAL(seen, live);
+    emb_table_stats(t, &s);
+    if (all_resident)
+        CU_ASSERT_EQUAL(s.slot_rows[0], live);
+    free(mark);
+}
+
+/*
+ * Rows created, updated, deleted (expiry) and stored while the index is
+ * being moved: the table is stopped in the middle of moves (the old and
+ * new index both hold rows), and every row must be found exactly once,
+ * with its last values, by get, pull, and the store after a flush.
+ */
+static void test_incremental_growth(void)
+{
+    const int dims[1] = {GDIM}, expire[1] = {2};
+    model_spec_t ms = make_spec(OPTIM_SGD, 1, dims, expire);
+    store_t *st = NULL;
+    emb_table_t *t = NULL;
+    errbuf_t eb = {{0}};
+    grow_ref_t r = {0};
+    int moves_seen = 0, checked_mid_move = 0;
+    uint64_t deleted = 0, *upd_keys;
+    float *upd;
+
+    r.cap = 200000;
+    upd_keys = malloc(r.cap / 13 * sizeof(uint64_t));
+    upd = malloc(r.cap / 13 * GDIM * sizeof(float));
+    CU_ASSERT_FATAL(upd_keys && upd);
+    r.key = NULL;
+    r.val = malloc(r.cap * GDIM * sizeof(float));
+    r.state = calloc(r.cap, 1);
+    CU_ASSERT_FATAL(r.val && r.state);
+    CU_ASSERT_EQUAL_FATAL(store_mem_open(&st, &eb), 0);
+    CU_ASSERT_EQUAL_FATAL(emb_table_open(&t, st, &ms, 0, &eb), 0);
+    CU_ASSERT_EQUAL_FATAL(emb_table_set_day(t, 0), 0);
+
+    /* day 0: small requests until moves were caught half done (a request
+     * moves a share of the old index, so small indexes move at once) */
+    while ((moves_seen < 3 || checked_mid_move < 10) && r.n + 64 <= r.cap / 4) {
+        uint64_t before = moving(t);
+        grow_add(t, &r, 7, 0);
+        uint64_t now = moving(t);
+        if (now > 0 && before == 0)
+            moves_seen++;
+        if (now > 0) {
+            CU_ASSERT(grow_check(t, &r) > 0);
+            checked_mid_move++;
+            /* updates of rows in either index, in one request */
+            size_t m = 0;
+            for (size_t i = 0; i < r.n; i += 13, m++) {
+                float *w = r.val + i * GDIM;
+                w[0] += 1.0f;
+                upd_keys[m] = grow_key(i);
+                memcpy(upd + m * GDIM, w, GDIM * sizeof(float));
+            }
+            CU_ASSERT_EQUAL_FATAL(emb_table_assign(t, 0, upd_keys, m, upd, 0, &eb), 0);
+        }
+    }
+    CU_ASSERT(moves_seen >= 3);
+    CU_ASSERT(checked_mid_move >= 10);
+    /* stop inside a move, then delete every day-0 row: some sit in the old
+     * index (marked moved), some in the new one (shifted back) */
+    while (moving(t) == 0 && r.n + 64 <= r.cap)
+        grow_add(t, &r, 7, 0);
+    CU_ASSERT_FATAL(moving(t) > 0);
+    size_t day0 = r.n;
+    CU_ASSERT_EQUAL_FATAL(emb_table_set_day(t, 10), 0);
+    grow_add(t, &r, 3, 1); /* day-10 rows beside them */
+    CU_ASSERT(moving(t) > 0);
+    CU_ASSERT_EQUAL_FATAL(emb_table_expire(t, 10, &deleted, &eb), 0);
+    CU_ASSERT_EQUAL(deleted, day0);
+    memset(r.state, 2, day0);
+    CU_ASSERT_EQUAL(grow_check(t, &r), r.n - day0);
+    grow_check_store(t, st, &r, 1);
+    /* grow again from the survivors, through more moves, and check */
+    moves_seen = 0;
+    while (moves_seen < 1 && r.n + 64 <= r.cap) {
+        uint64_t before = moving(t);
+        grow_add(t, &r, 61, 2);
+        if (moving(t) > 0 && before == 0) {
+            moves_seen++;
+            CU_ASSERT_EQUAL(grow_check(t, &r), r.n - day0);
+            grow_check_store(t, st, &r, 1);
+        }
+    }
+    CU_ASSERT_EQUAL(moves_seen, 1);
+    /* lookups alone finish a move (each request moves a share) */
+    for (int i = 0; i < 100000 && moving(t) > 0; i++) {
+        uint64_t k = grow_key(r.n - 1);
+        float out[GDIM];
+        CU_ASSERT_EQUAL_FATAL(emb_table_pull(t, 0, &k, 1, out, EMB_PULL_READONLY, &eb), 0);
+    }
+    CU_ASSERT_EQUAL(moving(t), 0);
+    CU_ASSERT_EQUAL(grow_check(t, &r), r.n - day0);
+    /* after a close, the store gives every row back */
+    grow_check_store(t, st, &r, 1);
+    emb_table_destroy(&t);
+    CU_ASSERT_EQUAL_FATAL(emb_table_open(&t, st, &ms, 0, &eb), 0);
+    CU_ASSERT_EQUAL(grow_check(t, &r), r.n - day0);
+    emb_table_destroy(&t);
+    store_close(&st);
+    free(r.val);
+    free(r.state);
+    free(upd_keys);
+    free(upd);
+}
+
+/* Evictions (a small budget) remove rows from both indexes during moves;
+ * they come back from the store with their values. */
+static void test_incremental_growth_evicting(void)
+{
+    const int dims[1] = {GDIM};
+    model_spec_t ms = make_spec(OPTIM_SGD, 1, dims, NULL);
+    store_t *st = NULL;
+    emb_table_t *t = NULL;
+    errbuf_t eb = {{0}};
+    grow_ref_t r = {0};
+    emb_table_stats_t s;
+    int checked_mid_move = 0;
+
+    r.cap = 20000;
+    r.val = malloc(r.cap * GDIM * sizeof(float));
+    r.state = calloc(r.cap, 1);
+    CU_ASSERT_FATAL(r.val && r.state);
+    CU_ASSERT_EQUAL_FATAL(store_mem_open(&st, &eb), 0);
+    /* about 3000 resident rows: indexes grow, evictions shrink them */
+    CU_ASSERT_EQUAL_FATAL(emb_table_open(&t, st, &ms, 3000 * (16 + 2 * GDIM * 4 + 10), &eb), 0);
+    while (r.n + 64 <= r.cap) {
+        grow_add(t, &r, 40, 3);
+        if (moving(t) > 0 && (r.n % 400) == 0) {
+            CU_ASSERT_EQUAL(grow_check(t, &r), r.n);
+            checked_mid_move++;
+        }
+    }
+    emb_table_stats(t, &s);
+    CU_ASSERT(s.evicted > 10000);
+    CU_ASSERT(checked_mid_move > 0);
+    CU_ASSERT_EQUAL(grow_check(t, &r), r.n);
+    grow_check_store(t, st, &r, 0);
+    emb_table_destroy(&t);
+    store_close(&st);
+    free(r.val);
+    free(r.state);
+}
+
 int test_emb_table_register(void)
 {
     CU_pSuite s = CU_add_suite("emb_table", NULL, NULL);
@@ -756,7 +1015,11 @@ int test_emb_table_register(void)
         !CU_add_test(s, "malformed records are ERR_CORRUPT", test_corrupt_records) ||
         !CU_add_test(s, "bad slot and day range", test_bad_slot) ||
         !CU_add_test(s, "failed write-back keeps the evicted rows",
-                     test_failed_writeback_keeps_rows))
+                     test_failed_writeback_keeps_rows) ||
+        !CU_add_test(s, "incremental index growth: get/put/delete/store mid-move",
+                     test_incremental_growth) ||
+        !CU_add_test(s, "incremental index growth under eviction",
+                     test_incremental_growth_evicting))
         return CU_get_error();
     return CUE_SUCCESS;
 }
