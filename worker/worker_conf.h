@@ -49,7 +49,10 @@
       "(empty: plain)")                                                                          \
     X(cluster, curve_secret_key, STR, "", 0, 0, NULL,                                            \
       "this client's key pair file (NAME.key of funnel-ps keygen, mode 0600; its public key "    \
-      "in the shards' curve_allow)")
+      "in the shards' curve_allow)")                                                             \
+    /* bytes on the wire (issue 13): 16-bit rows and gradients */                                \
+    X(cluster, wire_fp16, BOOL, "false", 0, 0, NULL,                                             \
+      "pull rows as fp16 and push gradients as bf16 (half the row bytes; tables stay fp32)")
 
 typedef struct worker_conf {
     model_conf_t model;
