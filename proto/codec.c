@@ -131,6 +131,8 @@ static int check_rows(int type, const msg_rows_t *r, int code, errbuf_t *eb)
         return rc;
     if (r->cursor != 0 && type != MSG_ROWS_OK)
         return errbuf_set(eb, code, "%s: only ROWS_OK carries a cursor", tn);
+    if ((r->flags & MSG_F_HALF) && (r->flags & (MSG_F_ASSIGN | MSG_F_STATE)))
+        return errbuf_set(eb, code, "%s: 16-bit rows (flag HALF) carry gradients, not values", tn);
     if (r->nslots > MODEL_MAX_SLOTS)
         return errbuf_set(eb, code, "%s: %" PRIu32 " slot entries, at most %d", tn, r->nslots,
                           MODEL_MAX_SLOTS);
@@ -489,7 +491,7 @@ static void encode_rows(msgpack_packer *pk, codec_buf_t *b, int type, const msg_
         msgpack_pack_uint32(pk, s->nkeys);
         msgpack_pack_uint32(pk, s->dim);
         pack_blob(pk, b, s->keys, rule->keys ? nk * 8 : 0, -1);
-        pack_blob(pk, b, s->rows, rule->rows ? nk * s->dim * 4 : 0, (int)i);
+        pack_blob(pk, b, s->rows, rule->rows ? nk * s->dim * msg_row_elem(r->flags) : 0, (int)i);
         pack_blob(pk, b, s->counts, s->counts ? nk * 4 : 0, -1);
         pack_blob(pk, b, s->meta, rule->meta ? nk * sizeof(msg_row_meta_t) : 0, -1);
     }
@@ -577,7 +579,8 @@ static size_t blob_bytes(const msg_t *m)
             size_t nk = s->nkeys;
 
             /* the blobs encode_rows() writes, and room for the slot's fields */
-            n += (rule->keys ? nk * 8 : 0) + (rule->rows ? nk * s->dim * 4 : 0) +
+            n += (rule->keys ? nk * 8 : 0) +
+                 (rule->rows ? nk * s->dim * msg_row_elem(m->u.rows.flags) : 0) +
                  (s->counts ? nk * 4 : 0) + (rule->meta ? nk * sizeof(msg_row_meta_t) : 0) + 64;
         }
     } else if (msg_type_body(m->hdr.type) == MSG_BODY_DENSE) {
@@ -988,10 +991,12 @@ static int decode_rows(dec_t *c, const msgpack_object *body, msg_rows_t *r)
             return rc;
         s->dim = (uint32_t)nk;
         nk = s->nkeys;
-        rows_len = nk * s->dim * 4; /* < 2^32 * 2^16 * 4: no overflow */
+        /* < 2^32 * 2^16 * 4: no overflow */
+        rows_len = nk * s->dim * msg_row_elem(r->flags);
         if ((rc = get_bin(c, &e[3], "keys", rule->keys ? nk * 8 : 0, "nkeys*8", &s->keys)) < 0 ||
-            (rc = get_bin(c, &e[4], "rows", rule->rows ? rows_len : 0, "nkeys*dim*4", &s->rows)) <
-                0)
+            (rc = get_bin(c, &e[4], "rows", rule->rows ? rows_len : 0,
+                          (r->flags & MSG_F_HALF) ? "nkeys*dim*2 (16-bit rows)" : "nkeys*dim*4",
+                          &s->rows)) < 0)
             return rc;
         /* counts: optional, so either empty or one per key. */
         ncounts = e[5].type == MSGPACK_OBJECT_BIN && e[5].via.bin.size > 0 ? s->nkeys : 0;
@@ -1501,6 +1506,10 @@ int codec_check_reply(const msg_t *req, const msg_t *rep, errbuf_t *eb)
         if (a->nslots != b->nslots)
             return errbuf_set(eb, ERR_PROTO, "%s of %" PRIu32 " slots answered with %" PRIu32, tn,
                               a->nslots, b->nslots);
+        if ((a->flags & MSG_F_HALF) != (b->flags & MSG_F_HALF))
+            return errbuf_set(eb, ERR_PROTO, "%s asked for %s rows, answered with %s rows", tn,
+                              (a->flags & MSG_F_HALF) ? "16-bit" : "32-bit",
+                              (b->flags & MSG_F_HALF) ? "16-bit" : "32-bit");
         for (uint32_t i = 0; i < a->nslots; i++)
             if (a->slot[i].slot != b->slot[i].slot || a->slot[i].nkeys != b->slot[i].nkeys)
                 return errbuf_set(eb, ERR_PROTO,

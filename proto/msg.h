@@ -96,6 +96,17 @@
  *   ...), the same representation as STATS_OK, so new results need no new
  *   message type.
  *
+ *   16-bit rows (MSG_F_HALF, the worker's `wire_fp16`). A PULL with the
+ *   flag asks for its rows as IEEE-754 binary16; its PULL_OK carries the
+ *   flag and a rows blob of nkeys*dim*2 bytes. A PUSH of gradients with
+ *   the flag carries them as bfloat16, nkeys*dim*2 bytes (not with
+ *   MSG_F_ASSIGN: values to store always travel as float32). Why two
+ *   formats, and the rounding: proto/half.h. Tables and optimizers stay
+ *   float32: a shard narrows what it sends and widens what it gets. The
+ *   flag changes nothing else in the framing, so MSG_VERSION stays; a
+ *   shard of an older build refuses the unknown flag (ERR_PROTO naming
+ *   it), never misreads the blob.
+ *
  *   Limits are checked by the decoder before it trusts any declared length:
  *   the whole message against the receiver's maximum, then every length
  *   and count against the bytes that remain (codec.h).
@@ -129,6 +140,7 @@
 #define MSG_F_DELTA 0x10u     /* EXPORT: delta since the previous export (else full) */
 #define MSG_F_EXPIRE 0x20u    /* BEGIN_DAY: expire unseen rows */
 #define MSG_F_DUPLICATE 0x40u /* ACK: the push was a retry already applied */
+#define MSG_F_HALF 0x80u      /* rows blob of 16-bit floats (wire_fp16; see the notes) */
 
 /*
  * Message types: X(name, code, reply, body, flags, description).
@@ -140,9 +152,9 @@
     X(HELLO, 1, HELLO_OK, HELLO, MSG_F_PROBE,                                                     \
       "handshake: shard id and count, table layout, optimizers, dense size")                      \
     X(HELLO_OK, 2, NONE, HELLO, 0, "handshake reply: the shard's own layout, compared both ways") \
-    X(PULL, 3, PULL_OK, ROWS, MSG_F_READONLY, "pull embedding rows: per slot, keys")              \
-    X(PULL_OK, 4, NONE, ROWS, 0, "pulled rows: per slot, rows in request key order")              \
-    X(PUSH, 5, ACK, ROWS, MSG_F_ASSIGN | MSG_F_STATE,                                             \
+    X(PULL, 3, PULL_OK, ROWS, MSG_F_READONLY | MSG_F_HALF, "pull embedding rows: per slot, keys") \
+    X(PULL_OK, 4, NONE, ROWS, MSG_F_HALF, "pulled rows: per slot, rows in request key order")     \
+    X(PUSH, 5, ACK, ROWS, MSG_F_ASSIGN | MSG_F_STATE | MSG_F_HALF,                                \
       "push gradients: per slot, keys, gradient rows, occurrence counts")                         \
     X(PULL_DENSE, 6, PULL_DENSE_OK, DENSE, 0, "pull a range of the dense parameter vector")       \
     X(PULL_DENSE_OK, 7, NONE, DENSE, 0, "the values of a dense range")                            \
@@ -458,6 +470,12 @@ static inline uint64_t msg_key_get(const void *keys, size_t i)
 static inline void msg_row_get(float *dst, const void *rows, size_t i, size_t dim)
 {
     memcpy(dst, (const unsigned char *)rows + i * dim * 4, dim * 4);
+}
+
+/* Bytes per float of a ROWS body's rows blob: 2 with MSG_F_HALF, else 4. */
+static inline size_t msg_row_elem(uint32_t flags)
+{
+    return (flags & MSG_F_HALF) ? 2 : 4;
 }
 
 /* Occurrence count of key i; 1 when the counts blob is absent (NULL). */

@@ -18,6 +18,7 @@
 
 typedef struct pending {
     uint64_t req_id;
+    int type; /* MSG_* of the request: what its bytes are counted as */
     int is_push;
     int replied;          /* raw holds the reply */
     unsigned char *bytes; /* the encoded request, for retries */
@@ -55,6 +56,7 @@ struct ps_client {
     uint64_t next_req;
     uint64_t duplicates;
     volatile sig_atomic_t *stop;
+    ps_client_wire_t wire; /* bytes sent and received, by request type */
 };
 
 int ps_client_shards(const ps_client_t *c)
@@ -317,11 +319,14 @@ static void drop_pending(shard_conn_t *s, pending_t *p)
     s->npend--;
 }
 
-static void transmit(shard_conn_t *s, pending_t *p, int timeout_ms)
+static void transmit(ps_client_t *c, shard_conn_t *s, pending_t *p, int timeout_ms)
 {
     p->sent_at = clock_now_s();
     p->attempts++;
-    if (zmq_send(s->sock, p->bytes, p->len, ZMQ_DONTWAIT) < 0) {
+    if (zmq_send(s->sock, p->bytes, p->len, ZMQ_DONTWAIT) >= 0) {
+        c->wire.sent[p->type]++;
+        c->wire.bytes_out[p->type] += p->len;
+    } else {
         /* Not connected yet (or the queue is full): try again in about
          * 100 ms instead of a whole timeout. */
         if (errno != EAGAIN)
@@ -365,6 +370,8 @@ static int pump(ps_client_t *c, int i, long timeout_ms, errbuf_t *eb)
             zmq_msg_close(&raw);
             continue;
         }
+        c->wire.replies[p->type]++;
+        c->wire.bytes_in[p->type] += zmq_msg_size(&raw);
         if (drc != 0) {
             zmq_msg_close(&raw);
             return errbuf_set(eb, drc, "shard %d (%s): bad reply: %s", i, s->endpoint, deb.msg);
@@ -419,7 +426,7 @@ static int retry_overdue(ps_client_t *c, int i, errbuf_t *eb)
         if ((now - p->sent_at) * 1000.0 >= c->o.timeout_ms || (p->is_push && push_due)) {
             LOG_DEBUG("shard %d (%s): no reply to request %llu for %d ms, resending", i,
                       s->endpoint, (unsigned long long)p->req_id, c->o.timeout_ms);
-            transmit(s, p, c->o.timeout_ms);
+            transmit(c, s, p, c->o.timeout_ms);
         }
     }
     if (oldest >= now)
@@ -501,6 +508,7 @@ int ps_client_send(ps_client_t *c, int shard, msg_t *m, uint64_t *req_id, errbuf
     memcpy(p->bytes, c->enc.data, c->enc.len);
     p->len = c->enc.len;
     p->req_id = m->hdr.req_id;
+    p->type = m->hdr.type;
     p->is_push = is_push;
     p->replied = 0;
     p->attempts = 0;
@@ -509,7 +517,7 @@ int ps_client_send(ps_client_t *c, int shard, msg_t *m, uint64_t *req_id, errbuf
         s->last_heard = p->first_sent; /* the deadline counts from here after idling */
     if (is_push)
         s->pushes++;
-    transmit(s, p, c->o.timeout_ms);
+    transmit(c, s, p, c->o.timeout_ms);
     *req_id = m->hdr.req_id;
     return 0;
 }
@@ -634,4 +642,9 @@ int ps_client_drain(ps_client_t *c, errbuf_t *eb)
                 return rc;
         }
     return 0;
+}
+
+void ps_client_wire(const ps_client_t *c, ps_client_wire_t *out)
+{
+    *out = c->wire;
 }

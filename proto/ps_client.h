@@ -119,4 +119,21 @@ void ps_client_set_stop(ps_client_t *c, volatile sig_atomic_t *stop);
 /* Pushes acknowledged as duplicates (retries the shard had applied). */
 uint64_t ps_client_duplicates(const ps_client_t *c);
 
+/*
+ * Bytes on the wire, by request type (index MSG_*): every send of a
+ * request (retries included) and every reply received for one (a late
+ * second reply to a retried request is dropped unread, uncounted). Bytes are ZeroMQ message
+ * payloads: the encoded msgpack message; ZMTP framing (2-9 bytes a message) and CURVE's box (+33)
+ * are not in them.
+ */
+typedef struct ps_client_wire {
+    uint64_t sent[MSG_TYPE_END];      /* requests sent, retries included */
+    uint64_t bytes_out[MSG_TYPE_END]; /* bytes of those requests */
+    uint64_t replies[MSG_TYPE_END];   /* replies received */
+    uint64_t bytes_in[MSG_TYPE_END];  /* bytes of those replies */
+} ps_client_wire_t;
+
+/* Copy the client's wire counters since it was opened into *out. */
+void ps_client_wire(const ps_client_t *c, ps_client_wire_t *out);
+
 #endif

@@ -18,6 +18,7 @@
 #include "common/finite.h"
 #include "common/log.h"
 #include "proto/codec.h"
+#include "proto/half.h"
 #include "proto/msg.h"
 #include "ps/ckpt_dir.h"
 #include "ps/dense_shard.h"
@@ -81,6 +82,9 @@ typedef struct server {
     shard_meta_t meta; /* push seqs, worker positions, day: saved at each flush */
     uint64_t *keys;    /* scratch: keys of one request entry (unaligned in the message) */
     size_t keys_cap;   /* keys */
+    float *wide;       /* scratch (wire_fp16): float32 rows of one 16-bit request or reply */
+    size_t wide_cap;   /* floats */
+    msg_t wmsg;        /* scratch (wire_fp16): a 16-bit push with its rows widened */
     stat_ent_t *st;    /* scratch: STATS entries */
     size_t st_cap;     /* entries */
     msg_kv_t *kv;      /* scratch: STATS reply list */
@@ -303,6 +307,48 @@ static int on_hello(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
     return rc;
 }
 
+/* wire_fp16: pull an entry's rows as float32 into scratch, send binary16. */
+static int pull_half(server_t *s, const msg_slot_t *in, const uint64_t *keys, void *blob, int mode,
+                     errbuf_t *eb)
+{
+    size_t n = (size_t)in->nkeys * (size_t)s->ms.slot[in->slot].dim;
+    int rc;
+
+    if (grow((void **)&s->wide, &s->wide_cap, n + 1, sizeof(float)) != 0)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory for %zu floats", n);
+    rc = emb_table_pull(s->table, (int)in->slot, keys, in->nkeys, s->wide, mode, eb);
+    if (rc == 0)
+        half_encode_fp16(blob, s->wide, n);
+    return rc;
+}
+
+/* wire_fp16: a copy of push m (in s->wmsg) with its bfloat16 gradients
+ * widened to float32 (in s->wide); m itself when it has float32 rows. */
+static const msg_t *widen_push(server_t *s, const msg_t *m, errbuf_t *eb)
+{
+    const msg_rows_t *q = &m->u.rows;
+    size_t n = 0, at = 0;
+
+    if (!(q->flags & MSG_F_HALF))
+        return m;
+    for (uint32_t e = 0; e < q->nslots; e++)
+        n += (size_t)q->slot[e].nkeys * q->slot[e].dim;
+    if (grow((void **)&s->wide, &s->wide_cap, n + 1, sizeof(float)) != 0) {
+        errbuf_set(eb, ERR_NOMEM, "out of memory for %zu floats", n);
+        return NULL;
+    }
+    s->wmsg.hdr = m->hdr;
+    s->wmsg.u.rows = *q;
+    s->wmsg.u.rows.flags &= ~MSG_F_HALF;
+    for (uint32_t e = 0; e < q->nslots; e++) {
+        size_t k = (size_t)q->slot[e].nkeys * q->slot[e].dim;
+        half_decode_bf16(s->wide + at, q->slot[e].rows, k);
+        s->wmsg.u.rows.slot[e].rows = s->wide + at;
+        at += k;
+    }
+    return &s->wmsg;
+}
+
 static int on_pull(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
 {
     const msg_rows_t *q = &m->u.rows;
@@ -312,6 +358,7 @@ static int on_pull(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
 
     /* the reply's row blobs are reserved by the encode and filled below */
     msg_init(&r, MSG_PULL_OK, m->hdr.req_id);
+    r.u.rows.flags = q->flags & MSG_F_HALF;
     r.u.rows.nslots = q->nslots;
     for (uint32_t e = 0; e < q->nslots; e++) {
         msg_slot_t *o = &r.u.rows.slot[e];
@@ -324,9 +371,12 @@ static int on_pull(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
     for (uint32_t e = 0; e < q->nslots && rc == 0; e++) {
         const msg_slot_t *in = &q->slot[e];
         const uint64_t *keys = entry_keys(s, in, eb);
-        rc = keys ? emb_table_pull(s->table, (int)in->slot, keys, in->nkeys,
-                                   codec_buf_blob(&s->out, e), mode, eb)
-                  : ERR_NOMEM;
+        if (keys && (q->flags & MSG_F_HALF))
+            rc = pull_half(s, in, keys, codec_buf_blob(&s->out, e), mode, eb);
+        else
+            rc = keys ? emb_table_pull(s->table, (int)in->slot, keys, in->nkeys,
+                                       codec_buf_blob(&s->out, e), mode, eb)
+                      : ERR_NOMEM;
         if (rc == 0)
             s->c.pull_keys += in->nkeys;
     }
@@ -417,10 +467,14 @@ static int check_finite_rows(server_t *s, const msg_t *m, errbuf_t *eb)
 
 static int on_push(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
 {
-    const msg_rows_t *q = &m->u.rows;
+    const msg_rows_t *q;
     shard_sender_t *snd;
-    int rc = check_finite_rows(s, m, eb);
+    int rc;
 
+    if ((m = widen_push(s, m, eb)) == NULL)
+        return ERR_NOMEM;
+    q = &m->u.rows;
+    rc = check_finite_rows(s, m, eb);
     if (rc != 0)
         return rc;
     if ((rc = push_sender(s, m, &snd, eb)) != 0)
@@ -1096,6 +1150,7 @@ static void server_release(server_t *s)
     free(s->kv);
     free(s->st);
     free(s->keys);
+    free(s->wide);
     shard_meta_release(&s->meta);
 }
 

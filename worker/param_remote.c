@@ -37,6 +37,7 @@
 #include "common/log.h"
 #include "common/route.h"
 #include "proto/codec.h"
+#include "proto/half.h"
 #include "proto/ps_client.h"
 
 typedef struct shard_part {
@@ -64,6 +65,7 @@ typedef struct remote {
     int pulling;         /* a pull is outstanding */
     int mode;            /* of the outstanding pull */
     msg_pos_t bpos;      /* position of the batch being pushed; has = 0: none */
+    int half;            /* wire_fp16: rows pulled as fp16, gradients pushed as bf16 */
 } remote_t;
 
 static int grow_part(shard_part_t *sp, int s, size_t need, size_t dim)
@@ -143,6 +145,8 @@ static int remote_pull_start(param_t *p, const param_req_t *req, int mode, errbu
         rows_body(&m.u.rows, r, sp, 0);
         if (mode == PARAM_PULL_PREDICT)
             m.u.rows.flags |= MSG_F_READONLY;
+        if (r->half)
+            m.u.rows.flags |= MSG_F_HALF;
         if (m.u.rows.nslots > 0) {
             rc = ps_client_send(r->cli, h, &m, &sp->pull_id, eb);
             if (rc != 0)
@@ -190,7 +194,15 @@ static int remote_pull_finish(param_t *p, float *const *rows, errbuf_t *eb)
                                       "shard %d: PULL reply does not match the request (slot %u)",
                                       h, s);
                 dim = ms->dim;
-                for (uint32_t j = 0; j < ms->nkeys; j++)
+                if ((rep.u.rows.flags & MSG_F_HALF) != (r->half ? MSG_F_HALF : 0u))
+                    return errbuf_set(eb, ERR_PROTO,
+                                      "shard %d: PULL reply's rows are not of the width asked "
+                                      "(wire_fp16)",
+                                      h);
+                for (uint32_t j = 0; j < ms->nkeys && r->half; j++)
+                    half_decode_fp16(rows[s] + (size_t)sp->back[s][j] * dim,
+                                     (const unsigned char *)ms->rows + (size_t)j * dim * 2, dim);
+                for (uint32_t j = 0; j < ms->nkeys && !r->half; j++)
                     msg_row_get(rows[s] + (size_t)sp->back[s][j] * dim, ms->rows, j, dim);
             }
             sp->pull_id = 0;
@@ -223,12 +235,18 @@ static int remote_push(param_t *p, const param_req_t *req, const float *const *g
         shard_part_t *sp = &r->ppart[h];
         for (int s = 0; s < req->nslots; s++) {
             size_t dim = (size_t)r->ms->slot[s].dim;
-            for (size_t j = 0; j < sp->n[s]; j++)
+            /* wire_fp16: bf16 gradients, packed at the front of the buffer */
+            for (size_t j = 0; j < sp->n[s] && r->half; j++)
+                half_encode_bf16((unsigned char *)sp->grads[s] + j * dim * 2,
+                                 grads[s] + (size_t)sp->back[s][j] * dim, dim);
+            for (size_t j = 0; j < sp->n[s] && !r->half; j++)
                 memcpy(sp->grads[s] + j * dim, grads[s] + (size_t)sp->back[s][j] * dim,
                        dim * sizeof(float));
         }
         msg_init(&m, MSG_PUSH, 0);
         rows_body(&m.u.rows, r, sp, 1);
+        if (r->half)
+            m.u.rows.flags |= MSG_F_HALF;
         if (m.u.rows.nslots == 0)
             continue;
         m.u.rows.pos = r->bpos;
@@ -375,10 +393,32 @@ static void remote_batch_pos(param_t *p, const param_progress_t *pr)
     r->bpos = (msg_pos_t){1, 0, pr->epoch, pr->file, pr->offset, pr->line, pr->samples};
 }
 
+/* One log line of the bytes this worker moved, per request type, for
+ * scripts/bench-wire.sh to divide by the samples trained. */
+static void log_wire(const remote_t *r)
+{
+    ps_client_wire_t w;
+
+    if (!r->cli)
+        return;
+    ps_client_wire(r->cli, &w);
+    LOG_INFO(
+        "wire bytes (%s): pull %llu out %llu in (%llu requests), push %llu out %llu in "
+        "(%llu), pull_dense %llu out %llu in (%llu), push_dense %llu out %llu in (%llu)",
+        r->half ? "wire_fp16" : "fp32", (unsigned long long)w.bytes_out[MSG_PULL],
+        (unsigned long long)w.bytes_in[MSG_PULL], (unsigned long long)w.sent[MSG_PULL],
+        (unsigned long long)w.bytes_out[MSG_PUSH], (unsigned long long)w.bytes_in[MSG_PUSH],
+        (unsigned long long)w.sent[MSG_PUSH], (unsigned long long)w.bytes_out[MSG_PULL_DENSE],
+        (unsigned long long)w.bytes_in[MSG_PULL_DENSE], (unsigned long long)w.sent[MSG_PULL_DENSE],
+        (unsigned long long)w.bytes_out[MSG_PUSH_DENSE],
+        (unsigned long long)w.bytes_in[MSG_PUSH_DENSE], (unsigned long long)w.sent[MSG_PUSH_DENSE]);
+}
+
 static void remote_destroy(param_t *p)
 {
     remote_t *r = (remote_t *)p;
 
+    log_wire(r);
     shard_part_t *sets[2] = {r->part, r->ppart};
     for (int k = 0; k < 2; k++)
         for (int h = 0; sets[k] && h < r->nshards; h++)
@@ -509,6 +549,7 @@ int param_remote_open(param_t **out, const worker_conf_t *wc, const model_spec_t
     r->ms = ms;
     r->nshards = n;
     r->rank = (uint32_t)wc->rank;
+    r->half = wc->wire_fp16 != 0;
     r->dense_n = dense_n;
     r->part = calloc((size_t)n, sizeof(*r->part));
     r->ppart = calloc((size_t)n, sizeof(*r->ppart));

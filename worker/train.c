@@ -12,8 +12,8 @@
 #include "worker/guard.h"
 #include "worker/progress.h"
 #include "worker/session.h"
-#include "worker/valid.h"
 #include "worker/train_obs.h"
+#include "worker/valid.h"
 
 /* Everything the loop owns; released in reverse order by loop_release().
  * The session's batch[i] and pool[i] are the two pipeline slots. */
