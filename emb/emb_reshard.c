@@ -14,6 +14,7 @@
 #include "common/parse.h"
 #include "common/route.h"
 #include "table/ckpt_io.h"
+#include "table/ckpt_read.h"
 #include "table/emb_table.h"
 
 #define BATCH_BYTES ((size_t)4 << 20) /* bytes buffered per new shard before a write */
@@ -308,7 +309,7 @@ static int take(reshard_t *r, int i, const unsigned char *k, size_t kl, const un
         r->has_day = 1;
         return 0;
     }
-    if (is_key(k, kl, CKPT_IO_DENSE_KEY)) {
+    if (is_key(k, kl, CKPT_READ_DENSE_KEY)) {
         int rc = ckpt_io_dense_decode(&r->dense[i], v, vl, where, eb);
         if (rc == 0)
             r->dense_seen++;
@@ -392,7 +393,7 @@ static int split_dense(reshard_t *r, errbuf_t *eb)
                    part.count * sizeof(float));
         rc = ckpt_io_dense_encode(&part, &rec, &len, eb);
         if (rc == 0)
-            rc = put(r, j, CKPT_IO_DENSE_KEY, strlen(CKPT_IO_DENSE_KEY), rec, len, eb);
+            rc = put(r, j, CKPT_READ_DENSE_KEY, strlen(CKPT_READ_DENSE_KEY), rec, len, eb);
         free(rec);
         free(part.state);
     }

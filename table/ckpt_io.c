@@ -10,11 +10,11 @@
 #include <sys/stat.h>
 
 #include "common/bytes.h"
+#include "table/ckpt_read.h"
 #include "table/emb_table.h"
 
 int ckpt_io_open(ckpt_in_t *c, const char *dir, errbuf_t *eb)
 {
-    char path[DIRS_PATH_MAX];
     int rc;
 
     memset(c, 0, sizeof(*c));
@@ -34,12 +34,9 @@ int ckpt_io_open(ckpt_in_t *c, const char *dir, errbuf_t *eb)
     c->shard = calloc((size_t)c->meta.shards, sizeof(*c->shard));
     if (!c->shard)
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
-    for (int i = 0; i < c->meta.shards; i++) {
-        if ((rc = dirs_path(path, sizeof(path), eb, "%s/shard-%d", dir, i)) != 0 ||
-            (rc = emb_store_open(&c->shard[i], path, STORE_READONLY, path, eb)) != 0)
-            return rc;
-        c->nshards = i + 1;
-    }
+    if ((rc = ckpt_read_open_shards(c->shard, dir, c->meta.shards, eb)) != 0)
+        return rc;
+    c->nshards = c->meta.shards;
     return 0;
 }
 
@@ -118,49 +115,46 @@ void ckpt_io_abort(ckpt_out_t *c)
 int ckpt_io_dense_decode(ckpt_dense_t *d, const void *rec, size_t len, const char *where,
                          errbuf_t *eb)
 {
-    const unsigned char *p = rec;
+    ckpt_dense_rec_t r;
+    int rc;
 
     memset(d, 0, sizeof(*d));
-    if (len < CKPT_IO_DENSE_HEADER || p[0] != CKPT_IO_DENSE_VERSION)
-        return errbuf_set(eb, ERR_CORRUPT,
-                          "%s: dense record of %zu bytes, version %d (%d expected)", where, len,
-                          len ? p[0] : -1, CKPT_IO_DENSE_VERSION);
-    d->initialized = p[1] != 0;
-    d->optim = bytes_get_le32(p + 4);
-    d->total = bytes_get_le64(p + 8);
-    d->offset = bytes_get_le64(p + 16);
-    d->count = bytes_get_le64(p + 24);
-    d->step = (int64_t)bytes_get_le64(p + 32);
-    d->nstate = bytes_get_le64(p + 40);
-    if (d->count > (len - CKPT_IO_DENSE_HEADER) / 4 ||
-        d->nstate > (len - CKPT_IO_DENSE_HEADER) / 4 - d->count ||
-        len != CKPT_IO_DENSE_HEADER + (d->count + d->nstate) * 4 || d->offset > d->total ||
-        d->count > d->total - d->offset || (d->count ? d->nstate % d->count : d->nstate) != 0)
+    if ((rc = ckpt_read_dense_decode(&r, rec, len, where, eb)) != 0)
+        return rc;
+    if (r.offset > r.total || r.count > r.total - r.offset ||
+        (r.count ? r.nstate % r.count : r.nstate) != 0)
         return errbuf_set(eb, ERR_CORRUPT,
                           "%s: dense record of %zu bytes does not hold range [%llu, +%llu) of "
                           "%llu floats with %llu floats of state",
-                          where, len, (unsigned long long)d->offset, (unsigned long long)d->count,
-                          (unsigned long long)d->total, (unsigned long long)d->nstate);
+                          where, len, (unsigned long long)r.offset, (unsigned long long)r.count,
+                          (unsigned long long)r.total, (unsigned long long)r.nstate);
+    d->initialized = r.initialized;
+    d->optim = r.opt_kind;
+    d->total = r.total;
+    d->offset = r.offset;
+    d->count = r.count;
+    d->step = r.step;
+    d->nstate = r.nstate;
     d->w = malloc((d->count + 1) * sizeof(float));
     d->state = malloc((d->nstate + 1) * sizeof(float));
     if (!d->w || !d->state) {
         ckpt_io_dense_release(d);
         return errbuf_set(eb, ERR_NOMEM, "%s: out of memory for the dense range", where);
     }
-    memcpy(d->w, p + CKPT_IO_DENSE_HEADER, d->count * 4);
-    memcpy(d->state, p + CKPT_IO_DENSE_HEADER + d->count * 4, d->nstate * 4);
+    memcpy(d->w, r.w, d->count * sizeof(float));
+    memcpy(d->state, r.state, d->nstate * sizeof(float));
     return 0;
 }
 
 int ckpt_io_dense_encode(const ckpt_dense_t *d, unsigned char **rec, size_t *len, errbuf_t *eb)
 {
-    size_t n = CKPT_IO_DENSE_HEADER + (d->count + d->nstate) * 4;
+    size_t n = CKPT_READ_DENSE_HEADER + (d->count + d->nstate) * 4;
     unsigned char *p = malloc(n);
 
     if (!p)
         return errbuf_set(eb, ERR_NOMEM, "out of memory for a dense record");
-    memset(p, 0, CKPT_IO_DENSE_HEADER);
-    p[0] = CKPT_IO_DENSE_VERSION;
+    memset(p, 0, CKPT_READ_DENSE_HEADER);
+    p[0] = CKPT_READ_DENSE_VERSION;
     p[1] = (unsigned char)(d->initialized != 0);
     bytes_put_le32(p + 4, d->optim);
     bytes_put_le64(p + 8, d->total);
@@ -169,8 +163,8 @@ int ckpt_io_dense_encode(const ckpt_dense_t *d, unsigned char **rec, size_t *len
     bytes_put_le64(p + 32, (uint64_t)d->step);
     bytes_put_le64(p + 40, d->nstate);
     /* the floats as they are in memory: funnel's hosts are little-endian */
-    memcpy(p + CKPT_IO_DENSE_HEADER, d->w, d->count * 4);
-    memcpy(p + CKPT_IO_DENSE_HEADER + d->count * 4, d->state, d->nstate * 4);
+    memcpy(p + CKPT_READ_DENSE_HEADER, d->w, d->count * 4);
+    memcpy(p + CKPT_READ_DENSE_HEADER + d->count * 4, d->state, d->nstate * 4);
     *rec = p;
     *len = n;
     return 0;

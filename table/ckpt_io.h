@@ -2,9 +2,9 @@
  * ckpt_io.h - a cluster checkpoint as files: reading the N shard stores
  * of CKPT (with CKPT/META) one by one, writing a new checkpoint of M
  * shard stores that funnel-ps can start from (--init_from), and the dense
- * record every shard store holds, decoded without the shard's program
- * code (ps/dense_shard.h owns the record; its layout is repeated here
- * because table/ may not include ps/: keep the two in step).
+ * record every shard store holds as a copy the caller owns (decoded by
+ * ckpt_read_dense_decode, which owns the record's layout: see
+ * table/ckpt_read.h; the stores are opened by ckpt_read_open_shards).
  *
  * Not here: what goes where when the shard count changes
  * (emb/emb_reshard.c), the shard's own handling of its records.
@@ -21,11 +21,10 @@
  *   and writes OUT/META last. A failed or abandoned write removes OUT,
  *   which it made and only it wrote into.
  *
- *   Dense record (ps/dense_shard.h, version 1, little-endian):
- *     u8 version | u8 initialized | u16 0 | u32 optimizer kind |
- *     u64 total | u64 offset | u64 count | i64 step | u64 nstate |
- *     f32 w[count] | f32 state[nstate]
- *   The state is nstate / count planes of count floats each (Adam: m then
+ *   Dense record: its layout is in table/ckpt_read.h (key
+ *   CKPT_READ_DENSE_KEY). Decoding here also checks that the range lies
+ *   in the vector and that the state is whole planes: the state is
+ *   nstate / count planes of count floats each (Adam: m then
  *   v; Adagrad: one accumulator), each plane indexed like w.
  *
  * Thread-safety: none; one thread owns a ckpt_in_t or ckpt_out_t.
@@ -40,10 +39,6 @@
 #include "common/err.h"
 #include "common/meta.h"
 #include "table/store.h"
-
-#define CKPT_IO_DENSE_KEY "m:dense" /* the shard's dense record */
-#define CKPT_IO_DENSE_VERSION 1
-#define CKPT_IO_DENSE_HEADER 48 /* bytes before w[] */
 
 /* A checkpoint opened for reading. */
 typedef struct ckpt_in {

@@ -4,7 +4,8 @@
  * RocksDB store) or a model directory (its one store, shard-0). It opens
  * the shard stores read-only, and decodes the dense record every shard
  * keeps beside its rows (the one definition of that record: the shard
- * itself, ps/dense_shard.c, decodes through it), so `predict` can run a
+ * itself, ps/dense_shard.c, and the checkpoint files of table/ckpt_io.c
+ * decode through it), so `predict` can run a
  * checkpoint in process and `funnel-emb` can read every shard as one table.
  *
  * It does not read META (meta.h: the caller knows the shard count from
@@ -35,8 +36,8 @@
 
 #define CKPT_READ_DENSE_KEY "m:dense"
 #define CKPT_READ_DENSE_VERSION 1
-#define CKPT_READ_DENSE_HEADER 48 /* bytes before w[] */
-#define CKPT_READ_MAX_SHARDS 4096
+#define CKPT_READ_DENSE_HEADER 48  /* bytes before w[] */
+#define CKPT_READ_MAX_SHARDS 65536 /* the most `funnel-emb reshard` writes */
 
 /* One dense record, decoded in place: w and state point into the record. */
 typedef struct ckpt_dense_rec {
