@@ -310,6 +310,8 @@ static int is_default(const conf_key_t *k, void *obj)
                   : k->type == CONF_FLOAT                        ? sizeof(double)
                                                                  : sizeof(int64_t);
 
+    if (k->type == CONF_TEXT) /* setting the default would free the value */
+        return strcmp(((const conf_text_t *)field)->s, k->def) == 0;
     conf_format_value(k, obj, now, sizeof(now));
     memcpy(&saved, field, size);
     if (set_value(k, obj, k->def, "default", NULL) != 0) {
