@@ -210,6 +210,8 @@ static int add_prog(reshard_t *r, const unsigned char *v, size_t vl, const char 
 
     for (uint32_t i = 0; rc == 0 && i < n; i++) {
         const unsigned char *p = v + LIST_HEADER + i * rec;
+        if (rec == PROG_REC && bytes_get_le32(p + 12) == 0)
+            continue; /* a rank with no position recorded on this shard */
         prog_ent_t e = {.rank = bytes_get_le32(p),
                         .epoch = bytes_get_le32(p + 4),
                         .file = bytes_get_le32(p + 8),
@@ -447,6 +449,7 @@ static int write_records(reshard_t *r, int j, errbuf_t *eb)
         bytes_put_le32(p, e->rank);
         bytes_put_le32(p + 4, e->epoch);
         bytes_put_le32(p + 8, e->file);
+        bytes_put_le32(p + 12, 1); /* found: a position the shard returns */
         bytes_put_le64(p + 16, e->offset);
         bytes_put_le64(p + 24, e->line);
         bytes_put_le64(p + 32, e->samples);

@@ -17,7 +17,7 @@
  *     m:seq       u8 2 | u8[3] 0 | u32 n | n x (u32 sender, u32 0, u64 last_seq,
  *                 u64 active: unix s of its last push)
  *     m:progress  u8 2 | u8[3] 0 | u32 n | n x (u32 rank, u32 epoch, u32 file,
- *                 u32 0, u64 offset, u64 line, u64 samples, u64 partial)
+ *                 u32 found (1: a position; 0: none yet), u64 offset, u64 line, u64 samples, u64 partial)
  *   Version-1 records (without active and partial) are still read: their
  *   senders count as active at load, their positions as complete.
  *     m:day       u8 1 | u8[3] 0 | i32 day: the current day (set by --day or
