@@ -17,17 +17,15 @@
  *     m:seq       u8 2 | u8[3] 0 | u32 n | n x (u32 sender, u32 0, u64 last_seq,
  *                 u64 active: unix s of its last push)
  *     m:progress  u8 2 | u8[3] 0 | u32 n | n x (u32 rank, u32 epoch, u32 file,
- *                 u32 found (1: a position; 0: none yet), u64 offset, u64 line, u64 samples, u64 partial)
- *   Version-1 records (without active and partial) are still read: their
- *   senders count as active at load, their positions as complete.
- *     m:day       u8 1 | u8[3] 0 | i32 day: the current day (set by --day or
- *                 BEGIN_DAY), so a restart does not fall back to an older one
- *   Batch positions. A worker's position on this shard is that of the
- *   last training batch whose pushes to this shard all arrived (its final
- *   push carries last = 1, msg.h); `partial` is the samples value of a
- *   batch whose earlier push (rows) was applied here but not yet its final
- *   one (dense), else 0. Ordered by (samples, last), they say which pushes
- *   of a replayed batch were already applied (shard_meta_batch_check).
+ *                 u32 found (1: a position; 0: none yet), u64 offset, u64 line, u64 samples, u64
+ * partial) Version-1 records (without active and partial) are still read: their senders count as
+ * active at load, their positions as complete. m:day       u8 1 | u8[3] 0 | i32 day: the current
+ * day (set by --day or BEGIN_DAY), so a restart does not fall back to an older one Batch positions.
+ * A worker's position on this shard is that of the last training batch whose pushes to this shard
+ * all arrived (its final push carries last = 1, msg.h); `partial` is the samples value of a batch
+ * whose earlier push (rows) was applied here but not yet its final one (dense), else 0. Ordered by
+ * (samples, last), they say which pushes of a replayed batch were already applied
+ * (shard_meta_batch_check).
  *
  *   Sender table. At most max_senders senders are recorded. A push from a
  *   new sender when the table is full expires the sender idle longest,
