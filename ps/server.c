@@ -1138,8 +1138,13 @@ static void server_release(server_t *s)
     ps_metrics_close(&s->pm); /* its HTTP thread reads only its own snapshot */
     emb_table_destroy(&s->table);
     store_close(&s->store);
-    if (s->sock)
+    if (s->sock) {
+        /* after SHUTDOWN its acknowledgement may still sit in the queue:
+         * give it up to a second to leave instead of dropping it */
+        int linger = s->shutdown ? 1000 : 0;
+        zmq_setsockopt(s->sock, ZMQ_LINGER, &linger, sizeof(linger));
         zmq_close(s->sock);
+    }
     zap_stop(&s->zap); /* before the context ends: it owns a socket of it */
     auth_destroy(&s->auth);
     if (s->ctx)
