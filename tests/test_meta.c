@@ -156,6 +156,7 @@ static void test_layout_into_conf(void)
     CU_ASSERT_EQUAL(meta_conf_value(&m, "format", buf, sizeof(buf)), ERR_NOTFOUND);
 
     /* nothing given: everything comes from META, and the spec is the same */
+    conf_release(&sc, &mc); /* the slot lists META put on the heap */
     CU_ASSERT_EQUAL(conf_parse_args_given(&sc, &mc, &given, 0, argv, pos, 2, &npos, &help, &eb), 0);
     CU_ASSERT_EQUAL(meta_apply_conf(&m, "DIR", &sc, &mc, &given, &eb), 0);
     model_spec_t back;
@@ -167,14 +168,17 @@ static void test_layout_into_conf(void)
 
     /* the same value given: fine; another: both named */
     argv[0] = "--towers", argv[1] = "32, 16";
+    conf_release(&sc, &mc);
     CU_ASSERT_EQUAL(conf_parse_args_given(&sc, &mc, &given, 2, argv, pos, 2, &npos, &help, &eb), 0);
     CU_ASSERT_EQUAL(meta_apply_conf(&m, "DIR", &sc, &mc, &given, &eb), 0);
     argv[0] = "--model_type", argv[1] = "naive";
+    conf_release(&sc, &mc);
     CU_ASSERT_EQUAL(conf_parse_args_given(&sc, &mc, &given, 2, argv, pos, 2, &npos, &help, &eb), 0);
     CU_ASSERT_EQUAL(meta_apply_conf(&m, "DIR", &sc, &mc, &given, &eb), ERR_MISMATCH);
     CU_ASSERT_PTR_NOT_NULL(
         strstr(eb.msg, "the model in DIR holds an esmm model; --model_type says naive"));
     argv[0] = "--slots", argv[1] = "user_id";
+    conf_release(&sc, &mc);
     CU_ASSERT_EQUAL(conf_parse_args_given(&sc, &mc, &given, 2, argv, pos, 2, &npos, &help, &eb), 0);
     CU_ASSERT_EQUAL(meta_apply_conf(&m, "DIR", &sc, &mc, &given, &eb), ERR_MISMATCH);
     CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "--slots says 'user_id'"));
@@ -186,11 +190,13 @@ static void test_layout_into_conf(void)
     snprintf(path, sizeof(path), "%s/x.conf", d);
     tu_write(path, "[model]\ntowers = 256,128,64\nmodel_type = esmm\n");
     argv[0] = "--conf", argv[1] = path;
+    conf_release(&sc, &mc);
     CU_ASSERT_EQUAL(conf_parse_args_given(&sc, &mc, &given, 2, argv, pos, 2, &npos, &help, &eb), 0);
     CU_ASSERT_EQUAL(conf_key_given(&sc, &given, "towers"), 0);
     CU_ASSERT_EQUAL(conf_key_given(&sc, &given, "model_type"), 1);
     CU_ASSERT_EQUAL(meta_apply_conf(&m, "DIR", &sc, &mc, &given, &eb), 0);
     CU_ASSERT_STRING_EQUAL(mc.towers.s, "32,16");
+    conf_release(&sc, &mc);
     tu_rmtree(d);
 }
 
