@@ -207,6 +207,9 @@ static int check_dense(int type, const msg_dense_t *d, int code, errbuf_t *eb)
     if ((rc = check_flags(type, d->flags, code, eb)) < 0 ||
         (rc = check_pos(type, &d->pos, code, eb)) < 0)
         return rc;
+    if ((d->flags & MSG_F_HALF) && (d->flags & MSG_F_ASSIGN))
+        return errbuf_set(eb, code, "%s: 16-bit values (flag HALF) are gradients, not values",
+                          msg_type_name(type));
     if (d->offset + d->count < d->offset)
         return errbuf_set(eb, code, "%s: range %" PRIu64 " + %" PRIu64 " wraps around",
                           msg_type_name(type), d->offset, d->count);
@@ -512,7 +515,8 @@ static void encode_body(msgpack_packer *pk, codec_buf_t *b, const msg_t *m)
         msgpack_pack_uint32(pk, d->flags);
         msgpack_pack_uint64(pk, d->offset);
         msgpack_pack_uint64(pk, d->count);
-        pack_blob(pk, b, d->values, type == MSG_PULL_DENSE ? 0 : d->count * 4, 0);
+        pack_blob(pk, b, d->values,
+                  type == MSG_PULL_DENSE ? 0 : d->count * msg_row_elem(d->flags), 0);
         encode_pos(pk, &d->pos);
         break;
     }
@@ -584,7 +588,7 @@ static size_t blob_bytes(const msg_t *m)
                  (s->counts ? nk * 4 : 0) + (rule->meta ? nk * sizeof(msg_row_meta_t) : 0) + 64;
         }
     } else if (msg_type_body(m->hdr.type) == MSG_BODY_DENSE) {
-        n += m->u.dense.count * 4;
+        n += m->u.dense.count * msg_row_elem(m->u.dense.flags);
     }
     return n;
 }
@@ -1025,7 +1029,8 @@ static int decode_dense(dec_t *c, const msgpack_object *body, msg_dense_t *d)
         return get_bin(c, &f[3], "values", 0, "PULL_DENSE carries none", &d->values);
     if (d->count > UINT32_MAX)
         return fail(c, ERR_TOOBIG, "count %" PRIu64 " cannot fit one message", d->count);
-    return get_bin(c, &f[3], "values", d->count * 4, "count*4", &d->values);
+    return get_bin(c, &f[3], "values", d->count * msg_row_elem(d->flags),
+                   (d->flags & MSG_F_HALF) ? "count*2 (16-bit values)" : "count*4", &d->values);
 }
 
 static int decode_progress(dec_t *c, const msgpack_object *body, msg_progress_t *p)
@@ -1525,6 +1530,10 @@ int codec_check_reply(const msg_t *req, const msg_t *rep, errbuf_t *eb)
                 eb, ERR_PROTO,
                 "%s [%" PRIu64 ", +%" PRIu64 ") answered with [%" PRIu64 ", +%" PRIu64 ")", tn,
                 req->u.dense.offset, req->u.dense.count, rep->u.dense.offset, rep->u.dense.count);
+        if ((req->u.dense.flags & MSG_F_HALF) != (rep->u.dense.flags & MSG_F_HALF))
+            return errbuf_set(eb, ERR_PROTO, "%s asked for %s values, answered with %s values", tn,
+                              (req->u.dense.flags & MSG_F_HALF) ? "16-bit" : "32-bit",
+                              (rep->u.dense.flags & MSG_F_HALF) ? "16-bit" : "32-bit");
         break;
     case MSG_PROGRESS_GET:
         if (req->u.progress.rank != rep->u.progress.rank)

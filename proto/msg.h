@@ -103,7 +103,12 @@
  *   MSG_F_ASSIGN: values to store always travel as float32). Why two
  *   formats, and the rounding: proto/half.h. Tables and optimizers stay
  *   float32: a shard narrows what it sends and widens what it gets. The
- *   flag changes nothing else in the framing, so MSG_VERSION stays; a
+ *   dense vector goes the same way: a PULL_DENSE with the flag is answered
+ *   by a PULL_DENSE_OK with the flag and count*2 bytes of binary16 values,
+ *   and a PUSH_DENSE of gradients with the flag carries count*2 bytes of
+ *   bfloat16 (an assignment never does). The shard keeps float32 master
+ *   weights; a worker computes with their binary16 rounding.
+ *   The flag changes nothing else in the framing, so MSG_VERSION stays; a
  *   shard of an older build refuses the unknown flag (ERR_PROTO naming
  *   it), never misreads the blob.
  *
@@ -156,9 +161,9 @@
     X(PULL_OK, 4, NONE, ROWS, MSG_F_HALF, "pulled rows: per slot, rows in request key order")     \
     X(PUSH, 5, ACK, ROWS, MSG_F_ASSIGN | MSG_F_STATE | MSG_F_HALF,                                \
       "push gradients: per slot, keys, gradient rows, occurrence counts")                         \
-    X(PULL_DENSE, 6, PULL_DENSE_OK, DENSE, 0, "pull a range of the dense parameter vector")       \
-    X(PULL_DENSE_OK, 7, NONE, DENSE, 0, "the values of a dense range")                            \
-    X(PUSH_DENSE, 8, ACK, DENSE, MSG_F_ASSIGN, "push a gradient (or values) for a dense range")   \
+    X(PULL_DENSE, 6, PULL_DENSE_OK, DENSE, MSG_F_HALF, "pull a range of the dense parameter vector") \
+    X(PULL_DENSE_OK, 7, NONE, DENSE, MSG_F_HALF, "the values of a dense range")                   \
+    X(PUSH_DENSE, 8, ACK, DENSE, MSG_F_ASSIGN | MSG_F_HALF, "push a gradient (or values) for a dense range")   \
     X(PROGRESS_SET, 9, ACK, PROGRESS, 0, "record a worker's reader position")                     \
     X(PROGRESS_GET, 10, PROGRESS_OK, PROGRESS, 0, "ask for a worker's last reader position")      \
     X(PROGRESS_OK, 11, NONE, PROGRESS, 0, "a worker's reader position, if one was recorded")      \
@@ -298,10 +303,10 @@ typedef struct msg_rows {
 } msg_rows_t;
 
 typedef struct msg_dense {
-    uint32_t flags;     /* MSG_F_ASSIGN (PUSH_DENSE) */
+    uint32_t flags;     /* MSG_F_ASSIGN (PUSH_DENSE), MSG_F_HALF */
     uint64_t offset;    /* first float of the range in the dense vector */
     uint64_t count;     /* floats in the range */
-    const void *values; /* count float32 LE; NULL for PULL_DENSE */
+    const void *values; /* count float32 LE (MSG_F_HALF: 16-bit); NULL for PULL_DENSE */
     msg_pos_t pos;      /* PUSH_DENSE: the batch's position, else has = 0 */
 } msg_dense_t;
 

@@ -517,6 +517,14 @@ static int on_pull_dense(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *e
     r.u.dense.offset = s->dense.offset;
     r.u.dense.count = s->dense.count;
     r.u.dense.values = s->dense.w;
+    if (m->u.dense.flags & MSG_F_HALF) { /* wire_fp16: binary16 values, in the scratch */
+        if (grow((void **)&s->wide, &s->wide_cap, s->dense.count / 2 + 1, sizeof(float)) != 0)
+            return errbuf_set(eb, ERR_NOMEM, "out of memory for %zu dense values",
+                              (size_t)s->dense.count);
+        half_encode_fp16(s->wide, s->dense.w, s->dense.count);
+        r.u.dense.values = s->wide;
+        r.u.dense.flags = MSG_F_HALF;
+    }
     rc = codec_encode(&s->out, &r, eb);
     if (rc == 0) {
         send_reply(s, id);
@@ -528,11 +536,22 @@ static int on_pull_dense(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *e
 static int on_push_dense(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
 {
     const msg_dense_t *d = &m->u.dense;
+    msg_dense_t wd;
     shard_sender_t *snd;
     int rc = dense_shard_check_range(&s->dense, d->offset, d->count, eb);
 
     if (rc != 0)
         return rc;
+    if (d->flags & MSG_F_HALF) { /* wire_fp16: bfloat16 gradients, widened in the scratch */
+        if (grow((void **)&s->wide, &s->wide_cap, d->count + 1, sizeof(float)) != 0)
+            return errbuf_set(eb, ERR_NOMEM, "out of memory for %zu dense values",
+                              (size_t)d->count);
+        half_decode_bf16(s->wide, d->values, d->count);
+        wd = *d;
+        wd.values = s->wide;
+        wd.flags &= ~MSG_F_HALF;
+        d = &wd;
+    }
     if (d->values && !finite_all(d->values, d->count)) {
         s->c.nonfinite_pushes++;
         return errbuf_set(eb, ERR_REJECTED,

@@ -364,8 +364,11 @@ static void test_fault_kill9_shard(void)
     cluster_t c;
     char pred[800], fi[64];
     double aucs[NTASKS];
-    long long want = expected_pushes(2), p, fl, pa = -1, pb = -1, hp[64];
-    double ta = 0, tb = 0, t0, ht[64];
+#define NHIST 4096 /* samples of shard 0's counters, 50 ms apart: 200 s */
+    static long long hp[NHIST], hf[NHIST];
+    static double ht[NHIST];
+    long long want = expected_pushes(2), p, fl = 0, fl0 = -1, pa = -1, pb = -1;
+    double ta = 0, tb = 0, t0;
     int nh = 0;
     int killed = 0;
 
@@ -381,22 +384,25 @@ static void test_fault_kill9_shard(void)
     snprintf(train, sizeof(train), "%s/w/train.tsv", dir);
     CU_ASSERT_EQUAL_FATAL(cl_workers(&c, 2, "--timeout_ms 500 --deadline_s 60", train), 0);
 
-    /* Watch shard 0's pushes (the rate from 10% of the job on, and over
-     * the last 1.5 s) and kill it at 60%, once it has flushed twice. By then it has
-     * applied more pushes than the bound allows to lose, so a shard that
-     * did not flush on time would fail the bound. */
+    /* Watch shard 0's pushes and flushes (sampled every 50 ms) and kill
+     * it at 60% of the job, once it has flushed twice since the watch
+     * began. By then it has applied more pushes than the bound allows to
+     * lose, so a shard that did not flush would fail the bound. */
     t0 = clock_now_s();
     while (clock_now_s() - t0 < 240 && worker_rc(&c, 0) < 0 && worker_rc(&c, 1) < 0) {
         p = shard_stat(c.ep[0], "pushes");
         fl = shard_stat(c.ep[0], "flushes");
-        ht[nh % 64] = clock_now_s();
-        hp[nh % 64] = p;
+        ht[nh % NHIST] = clock_now_s();
+        hp[nh % NHIST] = p;
+        hf[nh % NHIST] = fl;
         nh++;
+        if (fl0 < 0)
+            fl0 = fl;
         if (p >= want / 10 && pa < 0) {
             pa = p;
             ta = clock_now_s();
         }
-        if (pa >= 0 && p >= want * 60 / 100 && fl >= 2 && clock_now_s() - ta > 0.3) {
+        if (pa >= 0 && p >= want * 60 / 100 && fl >= fl0 + 2 && clock_now_s() - ta > 0.3) {
             pb = p;
             tb = clock_now_s();
             stop(c.ps[0], SIGKILL);
@@ -414,24 +420,30 @@ static void test_fault_kill9_shard(void)
     long long lost = shard_stat(c.ep[0], "lost_pushes");
     long long after = shard_stat(c.ep[0], "pushes");
     long long dups = shard_stat(c.ep[0], "duplicate_pushes");
-    /* the bound: every sender's pushes during flush_interval plus one
-     * flush (taken as 1 s), from the measured rate of both senders (rows
-     * and dense pushes alike; the higher of the rate since 10% and the
-     * rate of the last 1.5 s), plus the pushes each sender may have had
-     * in flight (max_inflight) */
-    double rate = (double)(pb - pa) / (tb - ta);
-    for (int h = nh > 64 ? nh - 64 : 0; h < nh; h++) /* the oldest sample of the last 1.5 s */
-        if (ht[h % 64] >= tb - 1.5 && ht[h % 64] >= ta) {
-            if (tb - ht[h % 64] > 0.3 && (double)(pb - hp[h % 64]) / (tb - ht[h % 64]) > rate)
-                rate = (double)(pb - hp[h % 64]) / (tb - ht[h % 64]);
+    /* The bound, from the shard's own counters: the last flush before
+     * the kill (number fl) started after flush fl - 1 had finished, which
+     * was after the last sample that still counted fl - 2 flushes; every
+     * push applied by that sample was in flush fl. So at most the pushes
+     * since that sample are lost, plus those applied between the last
+     * sample and the kill and those each sender had in flight
+     * (max_inflight). It does not depend on how long a flush takes (a
+     * rate x time bound failed under ASan on a loaded machine: flushes
+     * took seconds). */
+    long long durable = -1;
+    double since = 0;
+    for (int h = nh - 1; h >= 0 && h >= nh - NHIST; h--)
+        if (hf[h % NHIST] <= fl - 2) {
+            durable = hp[h % NHIST];
+            since = tb - ht[h % NHIST];
             break;
         }
-    long long bound = (long long)ceil(rate * (FLUSH_INTERVAL + 1.0)) + 2 * MAX_INFLIGHT;
+    CU_ASSERT_FATAL(durable >= 0); /* a sample before the previous flush */
+    long long bound = pb - durable + 4 * MAX_INFLIGHT;
     fprintf(stderr,
-            "\n  killed shard 0 at %lld of ~%lld pushes; push rate %.0f/s (both senders); "
-            "restarted shard: lost_pushes %lld (bound %lld), duplicate_pushes %lld, "
-            "pushes %lld\n",
-            pb, want, rate, lost, bound, dups, after);
+            "\n  killed shard 0 at %lld of ~%lld pushes, %lld flushes (%.1f s after the sample "
+            "before flush %lld); restarted shard: lost_pushes %lld (bound %lld), "
+            "duplicate_pushes %lld, pushes %lld\n",
+            pb, want, fl, since, fl - 1, lost, bound, dups, after);
     if (pb <= bound)
         fprintf(stderr, "  (note: the kill came before the bound exceeded what was pushed)\n");
     CU_ASSERT(lost >= 0 && lost <= bound);

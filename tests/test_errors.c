@@ -34,19 +34,6 @@ static char *path_of(char *buf, size_t len, const char *name)
     return buf;
 }
 
-/* A small tsv1 log of n rows. */
-static int write_log(const char *path, int n)
-{
-    FILE *f = fopen(path, "w");
-
-    if (!f)
-        return -1;
-    for (int i = 0; i < n; i++)
-        fprintf(f, "%d\t%d\t0\tuser_id:u%d item_id:i%d tag:t%d\n", i % 3 == 0, i % 6 == 0, i % 7,
-                i % 11, i % 5);
-    return fclose(f);
-}
-
 /* Start a shard on ipc://dir/name.sock over dir/name-data, log in
  * dir/name.log. */
 static pid_t shard_start(const char *name, char *ep, size_t eplen, const char *extra)
@@ -279,7 +266,7 @@ static int setup(void)
         return -1;
     tu_bin(psbin, sizeof(psbin), "funnel-ps");
     tu_bin(wbin, sizeof(wbin), "funnel-worker");
-    if (write_log(path_of(logs, sizeof(logs), "train.tsv"), 200) != 0)
+    if (tu_small_log(path_of(logs, sizeof(logs), "train.tsv"), 200) != 0)
         return -1;
     return access(psbin, X_OK) == 0 && access(wbin, X_OK) == 0 ? 0 : -1;
 }

@@ -32,19 +32,6 @@ static char *path_of(char *buf, size_t len, const char *name)
     return buf;
 }
 
-/* A small tsv1 log of n rows. */
-static int write_log(const char *path, int n)
-{
-    FILE *f = fopen(path, "w");
-
-    if (!f)
-        return -1;
-    for (int i = 0; i < n; i++)
-        fprintf(f, "%d\t%d\t0\tuser_id:u%d item_id:i%d tag:t%d\n", i % 3 == 0, i % 6 == 0, i % 7,
-                i % 11, i % 5);
-    return fclose(f);
-}
-
 /* Run train in process over logs (a shell word list) into dir/model;
  * output into dir/out.txt (returned in *out, caller frees). */
 static int train_local(const char *logs, const char *extra, char **out)
@@ -92,7 +79,7 @@ static void test_bad_logs(void)
     path_of(comments, sizeof(comments), "comments.tsv");
     CU_ASSERT_EQUAL_FATAL(tu_write(empty, ""), 0);
     CU_ASSERT_EQUAL_FATAL(tu_write(comments, "# nothing but a comment\n\n"), 0);
-    CU_ASSERT_EQUAL_FATAL(write_log(good, 300), 0);
+    CU_ASSERT_EQUAL_FATAL(tu_small_log(good, 300), 0);
     CU_ASSERT_EQUAL_FATAL(tu_sh(NULL, "mkfifo %s && mkdir %s", fifo, sub), 0);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int rc = train_local(bad[i].path, "", &out);
@@ -144,7 +131,7 @@ static void test_handshake(void)
 
     CU_ASSERT_FATAL(pid > 0);
     path_of(logs, sizeof(logs), "hs.tsv");
-    CU_ASSERT_EQUAL_FATAL(write_log(logs, 200), 0);
+    CU_ASSERT_EQUAL_FATAL(tu_small_log(logs, 200), 0);
     path_of(o, sizeof(o), "hs-worker.txt");
     /* another learning rate: refused, both values named */
     CU_ASSERT_NOT_EQUAL(

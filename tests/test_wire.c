@@ -225,6 +225,68 @@ static void test_codec_half(void)
     codec_dec_destroy(&d);
 }
 
+/* The dense vector's 16-bit bodies: PUSH_DENSE of bf16 gradients and
+ * PULL_DENSE_OK of fp16 weights are 2 bytes a float; an assignment is
+ * refused; a 16-bit answer only to a 16-bit PULL_DENSE. */
+static void test_codec_half_dense(void)
+{
+    enum { N = 40 };
+    float v[N], back[N];
+    unsigned char h16[N * 2];
+    codec_buf_t b32, b16;
+    codec_dec_t *d = codec_dec_new(0);
+    errbuf_t eb;
+    msg_t m, r, q;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    codec_buf_init(&b32, 0);
+    codec_buf_init(&b16, 0);
+    for (int i = 0; i < N; i++)
+        v[i] = (float)(i - 7) * 0.031f;
+    msg_init(&m, MSG_PUSH_DENSE, 1);
+    m.hdr.sender = 1;
+    m.hdr.seq = 1;
+    m.u.dense.offset = 100;
+    m.u.dense.count = N;
+    m.u.dense.values = v;
+    CU_ASSERT_EQUAL_FATAL(codec_encode(&b32, &m, &eb), 0);
+    half_encode_bf16(h16, v, N);
+    m.u.dense.flags = MSG_F_HALF;
+    m.u.dense.values = h16;
+    CU_ASSERT_EQUAL_FATAL(codec_encode(&b16, &m, &eb), 0);
+    CU_ASSERT_EQUAL(b32.len - b16.len, (size_t)N * 2 - 1);
+    CU_ASSERT_EQUAL_FATAL(codec_decode(d, &r, b16.data, b16.len, &eb), 0);
+    CU_ASSERT_EQUAL(r.u.dense.flags, MSG_F_HALF);
+    half_decode_bf16(back, r.u.dense.values, N);
+    for (int i = 0; i < N; i++)
+        CU_ASSERT(fabsf(back[i] - v[i]) <= fabsf(v[i]) * 0x1p-8f);
+    m.u.dense.flags = MSG_F_HALF | MSG_F_ASSIGN;
+    CU_ASSERT_EQUAL(codec_encode(&b16, &m, &eb), ERR_INVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "HALF"));
+    /* the reply to a pull of weights */
+    msg_init(&q, MSG_PULL_DENSE, 2);
+    q.u.dense.offset = 100;
+    q.u.dense.count = N;
+    half_encode_fp16(h16, v, N);
+    msg_init(&m, MSG_PULL_DENSE_OK, 2);
+    m.u.dense.flags = MSG_F_HALF;
+    m.u.dense.offset = 100;
+    m.u.dense.count = N;
+    m.u.dense.values = h16;
+    CU_ASSERT_EQUAL(codec_check_reply(&q, &m, &eb), ERR_PROTO);
+    CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "32-bit values, answered with 16-bit"));
+    q.u.dense.flags = MSG_F_HALF;
+    CU_ASSERT_EQUAL(codec_check_reply(&q, &m, &eb), 0);
+    CU_ASSERT_EQUAL_FATAL(codec_encode(&b16, &m, &eb), 0);
+    CU_ASSERT_EQUAL_FATAL(codec_decode(d, &r, b16.data, b16.len, &eb), 0);
+    half_decode_fp16(back, r.u.dense.values, N);
+    for (int i = 0; i < N; i++)
+        CU_ASSERT(fabsf(back[i] - v[i]) <= fabsf(v[i]) * 0x1p-11f);
+    codec_buf_release(&b32);
+    codec_buf_release(&b16);
+    codec_dec_destroy(&d);
+}
+
 /*
  * Seeds of the codec fuzz target for the 16-bit bodies
  * (tests/fuzz/corpus/codec/HALF_*), compared like test_codec's; with
@@ -243,7 +305,8 @@ static void test_fuzz_seeds(void)
     for (int i = 0; i < NK * DIM; i++)
         v[i] = (float)i * 0.25f - 1.0f;
     codec_buf_init(&b, 0);
-    for (int k = 0; k < 2; k++) {
+    static const char *const names[4] = {"PUSH", "PULL_OK", "PUSH_DENSE", "PULL_DENSE_OK"};
+    for (int k = 0; k < 4; k++) {
         char path[600];
         size_t len = 0;
         char *seed;
@@ -251,12 +314,21 @@ static void test_fuzz_seeds(void)
         if (k == 0) {
             half_encode_bf16(h16, v, NK * DIM);
             half_push(&m, h16, MSG_F_HALF);
-        } else {
+        } else if (k == 1) {
             half_encode_fp16(h16, v, NK * DIM);
             half_pull_ok(&m, h16);
+        } else {
+            (k == 2 ? half_encode_bf16 : half_encode_fp16)(h16, v, NK * DIM);
+            msg_init(&m, k == 2 ? MSG_PUSH_DENSE : MSG_PULL_DENSE_OK, 1);
+            m.hdr.sender = 1;
+            m.hdr.seq = k == 2;
+            m.u.dense.flags = MSG_F_HALF;
+            m.u.dense.offset = 8;
+            m.u.dense.count = NK * DIM;
+            m.u.dense.values = h16;
         }
         CU_ASSERT_EQUAL_FATAL(codec_encode(&b, &m, &eb), 0);
-        snprintf(path, sizeof(path), "%s/HALF_%s", sdir, k == 0 ? "PUSH" : "PULL_OK");
+        snprintf(path, sizeof(path), "%s/HALF_%s", sdir, names[k]);
         if (write_dir) {
             FILE *fp = fopen(path, "wb");
             CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
@@ -278,19 +350,20 @@ static void test_fuzz_seeds(void)
 
 /* ---- a real shard and worker ---- */
 
-/* The numbers of the worker's "wire bytes" log line in log: pull out,
- * pull in, push out. Returns 0 or -1. */
-static int wire_line(const char *log, unsigned long long *pull_out, unsigned long long *pull_in,
-                     unsigned long long *push_out)
+/* The numbers of the worker's "wire bytes" log line in log: w = pull out,
+ * pull in, push out, pull_dense in, push_dense out. Returns 0 or -1. */
+static int wire_line(const char *log, unsigned long long w[5])
 {
     char *text = tu_slurp(log, NULL), *at;
-    unsigned long long n1;
+    unsigned long long n1, n2, n3, x;
     int rc = -1;
 
     if (text && (at = strstr(text, "wire bytes (")) != NULL && (at = strstr(at, "): pull ")) &&
-        sscanf(at, "): pull %llu out %llu in (%llu requests), push %llu out", pull_out, pull_in,
-               &n1, push_out) == 4 &&
-        n1 > 0)
+        sscanf(at,
+               "): pull %llu out %llu in (%llu requests), push %llu out %llu in (%llu), "
+               "pull_dense %llu out %llu in (%llu), push_dense %llu out",
+               &w[0], &w[1], &n1, &w[2], &x, &n2, &x, &w[3], &n3, &w[4]) == 10 &&
+        n1 > 0 && n2 > 0 && n3 > 0)
         rc = 0;
     free(text);
     return rc;
@@ -299,7 +372,7 @@ static int wire_line(const char *log, unsigned long long *pull_out, unsigned lon
 /* Train the generated log on a fresh shard, fp16 or not; the shard is
  * left running (its pid in *pid), its endpoint in ep. */
 static void train_on(const char *tag, int fp16, char *ep, size_t eplen, pid_t *pid,
-                     unsigned long long w[3])
+                     unsigned long long w[5])
 {
     char data[700], log[700], tlog[700];
 
@@ -315,13 +388,13 @@ static void train_on(const char *tag, int fp16, char *ep, size_t eplen, pid_t *p
                                 "%s/%s.jsonl %s/data/train.tsv",
                                 wbin, ep, fp16 ? "true" : "false", dir, tag, dir),
                           0);
-    CU_ASSERT_EQUAL_FATAL(wire_line(tlog, &w[0], &w[1], &w[2]), 0);
+    CU_ASSERT_EQUAL_FATAL(wire_line(tlog, w), 0);
 }
 
 static void test_trains_and_round_trips(void)
 {
     char ep16[700], ep32[700];
-    unsigned long long w16[3], w32[3];
+    unsigned long long w16[5], w32[5];
     pid_t p16, p32;
     tw_conn_t c;
     msg_t m, r;
@@ -336,6 +409,11 @@ static void test_trains_and_round_trips(void)
     CU_ASSERT(w16[0] >= w32[0] && w16[0] <= w32[0] + w32[0] / 100);
     CU_ASSERT(w16[1] * 10 < w32[1] * 6);
     CU_ASSERT(w16[2] * 10 < w32[2] * 7);
+    /* the dense vector too: weights pulled as fp16, gradients pushed as bf16 */
+    fprintf(stderr, "  pull_dense in %llu / %llu bytes, push_dense out %llu / %llu bytes\n", w16[3],
+            w32[3], w16[4], w32[4]);
+    CU_ASSERT(w16[3] * 10 < w32[3] * 6);
+    CU_ASSERT(w16[4] * 10 < w32[4] * 6);
     /* rows pulled as binary16 are the float32 rows, rounded: keys from
      * the shard's store (flushed every second), rows from the shard */
     uint64_t keys[NKEYS];
@@ -398,6 +476,8 @@ int test_wire_register(void)
                 test_bf16_exhaustive);
     CU_add_test(s, "codec: 16-bit rows are 2 bytes a float; wrong length, assign refused",
                 test_codec_half);
+    CU_add_test(s, "codec: 16-bit dense values are 2 bytes a float; assign refused",
+                test_codec_half_dense);
     CU_add_test(s, "fuzz seeds of the 16-bit bodies are current", test_fuzz_seeds);
     CU_add_test(s, "wire_fp16 trains; rows round-trip within fp16; row bytes halved",
                 test_trains_and_round_trips);

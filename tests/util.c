@@ -185,3 +185,15 @@ int tu_free_port(void)
     close(fd);
     return port;
 }
+
+int tu_small_log(const char *path, int n)
+{
+    FILE *f = fopen(path, "w");
+
+    if (!f)
+        return -1;
+    for (int i = 0; i < n; i++)
+        fprintf(f, "%d\t%d\t0\tuser_id:u%d item_id:i%d tag:t%d\n", i % 3 == 0, i % 6 == 0, i % 7,
+                i % 11, i % 5);
+    return fclose(f);
+}

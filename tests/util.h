@@ -44,4 +44,8 @@ char *tu_slurp(const char *path, size_t *len);
 /* Write a string to a file. Returns 0 or -1. */
 int tu_write(const char *path, const char *text);
 
+/* A small tsv1 log of n rows over the slots user_id, item_id and tag
+ * (clicks on every third row, buys on every sixth). Returns 0 or -1. */
+int tu_small_log(const char *path, int n);
+
 #endif

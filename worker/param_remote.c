@@ -65,8 +65,20 @@ typedef struct remote {
     int pulling;         /* a pull is outstanding */
     int mode;            /* of the outstanding pull */
     msg_pos_t bpos;      /* position of the batch being pushed; has = 0: none */
-    int half;            /* wire_fp16: rows pulled as fp16, gradients pushed as bf16 */
+    int half;            /* wire_fp16: rows and dense weights pulled as fp16, gradients
+                            pushed as bf16 */
+    uint16_t *dense16;   /* wire_fp16: the dense gradient as bf16 (dense_n) */
 } remote_t;
+
+/* Install a PULL_DENSE_OK's values as this shard's range of the dense
+ * weights (widened from binary16 with wire_fp16). */
+static void dense_take(remote_t *r, const shard_part_t *sp, const msg_t *rep)
+{
+    if (rep->u.dense.flags & MSG_F_HALF)
+        half_decode_fp16(r->dense + sp->dense_off, rep->u.dense.values, sp->dense_cnt);
+    else
+        memcpy(r->dense + sp->dense_off, rep->u.dense.values, sp->dense_cnt * sizeof(float));
+}
 
 static int grow_part(shard_part_t *sp, int s, size_t need, size_t dim)
 {
@@ -156,6 +168,7 @@ static int remote_pull_start(param_t *p, const param_req_t *req, int mode, errbu
             msg_init(&m, MSG_PULL_DENSE, 0);
             m.u.dense.offset = sp->dense_off;
             m.u.dense.count = sp->dense_cnt;
+            m.u.dense.flags = r->half ? MSG_F_HALF : 0;
             rc = ps_client_send(r->cli, h, &m, &sp->dense_id, eb);
             if (rc != 0)
                 return rc;
@@ -214,7 +227,7 @@ static int remote_pull_finish(param_t *p, float *const *rows, errbuf_t *eb)
             if (rep.hdr.type != MSG_PULL_DENSE_OK || rep.u.dense.offset != sp->dense_off ||
                 rep.u.dense.count != sp->dense_cnt)
                 return errbuf_set(eb, ERR_PROTO, "shard %d: dense reply does not match", h);
-            memcpy(r->dense + sp->dense_off, rep.u.dense.values, sp->dense_cnt * sizeof(float));
+            dense_take(r, sp, &rep);
             sp->dense_id = 0;
         }
     }
@@ -274,10 +287,11 @@ static int remote_pull_dense(param_t *p, float *w, size_t n, errbuf_t *eb)
             msg_init(&m, MSG_PULL_DENSE, 0);
             m.u.dense.offset = sp->dense_off;
             m.u.dense.count = sp->dense_cnt;
+            m.u.dense.flags = r->half ? MSG_F_HALF : 0;
             int rc = ps_client_call(r->cli, h, &m, &rep, eb);
             if (rc != 0)
                 return rc;
-            memcpy(r->dense + sp->dense_off, rep.u.dense.values, sp->dense_cnt * sizeof(float));
+            dense_take(r, sp, &rep);
         }
     }
     memcpy(w, r->dense, n * sizeof(float));
@@ -289,7 +303,10 @@ static int send_dense(remote_t *r, const float *v, int assign, errbuf_t *eb)
 {
     msg_t m;
     uint64_t id;
+    int half = r->half && !assign; /* values to store always travel as float32 */
 
+    if (half)
+        half_encode_bf16(r->dense16, v, r->dense_n);
     for (int h = 0; h < r->nshards; h++) {
         shard_part_t *sp = &r->part[h];
         if (sp->dense_cnt == 0 && !r->bpos.has)
@@ -303,6 +320,10 @@ static int send_dense(remote_t *r, const float *v, int assign, errbuf_t *eb)
             m.u.dense.offset = sp->dense_off;
             m.u.dense.count = sp->dense_cnt;
             m.u.dense.values = v + sp->dense_off;
+            if (half) {
+                m.u.dense.flags |= MSG_F_HALF;
+                m.u.dense.values = r->dense16 + sp->dense_off;
+            }
             m.u.dense.pos = r->bpos;
         }
         if (r->bpos.has) /* the batch's final push to this shard */
@@ -430,6 +451,7 @@ static void remote_destroy(param_t *p)
     free(r->ppart);
     free(r->part);
     free(r->dense);
+    free(r->dense16);
     ps_client_destroy(&r->cli);
     free(r);
 }
@@ -554,7 +576,8 @@ int param_remote_open(param_t **out, const worker_conf_t *wc, const model_spec_t
     r->part = calloc((size_t)n, sizeof(*r->part));
     r->ppart = calloc((size_t)n, sizeof(*r->ppart));
     r->dense = malloc((dense_n ? dense_n : 1) * sizeof(float));
-    if (!r->part || !r->ppart || !r->dense) {
+    r->dense16 = r->half ? malloc((dense_n ? dense_n : 1) * sizeof(uint16_t)) : NULL;
+    if (!r->part || !r->ppart || !r->dense || (r->half && !r->dense16)) {
         rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
         goto fail;
     }
