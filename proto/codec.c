@@ -515,8 +515,8 @@ static void encode_body(msgpack_packer *pk, codec_buf_t *b, const msg_t *m)
         msgpack_pack_uint32(pk, d->flags);
         msgpack_pack_uint64(pk, d->offset);
         msgpack_pack_uint64(pk, d->count);
-        pack_blob(pk, b, d->values,
-                  type == MSG_PULL_DENSE ? 0 : d->count * msg_row_elem(d->flags), 0);
+        pack_blob(pk, b, d->values, type == MSG_PULL_DENSE ? 0 : d->count * msg_row_elem(d->flags),
+                  0);
         encode_pos(pk, &d->pos);
         break;
     }

@@ -161,9 +161,11 @@
     X(PULL_OK, 4, NONE, ROWS, MSG_F_HALF, "pulled rows: per slot, rows in request key order")     \
     X(PUSH, 5, ACK, ROWS, MSG_F_ASSIGN | MSG_F_STATE | MSG_F_HALF,                                \
       "push gradients: per slot, keys, gradient rows, occurrence counts")                         \
-    X(PULL_DENSE, 6, PULL_DENSE_OK, DENSE, MSG_F_HALF, "pull a range of the dense parameter vector") \
+    X(PULL_DENSE, 6, PULL_DENSE_OK, DENSE, MSG_F_HALF,                                            \
+      "pull a range of the dense parameter vector")                                               \
     X(PULL_DENSE_OK, 7, NONE, DENSE, MSG_F_HALF, "the values of a dense range")                   \
-    X(PUSH_DENSE, 8, ACK, DENSE, MSG_F_ASSIGN | MSG_F_HALF, "push a gradient (or values) for a dense range")   \
+    X(PUSH_DENSE, 8, ACK, DENSE, MSG_F_ASSIGN | MSG_F_HALF,                                       \
+      "push a gradient (or values) for a dense range")                                            \
     X(PROGRESS_SET, 9, ACK, PROGRESS, 0, "record a worker's reader position")                     \
     X(PROGRESS_GET, 10, PROGRESS_OK, PROGRESS, 0, "ask for a worker's last reader position")      \
     X(PROGRESS_OK, 11, NONE, PROGRESS, 0, "a worker's reader position, if one was recorded")      \

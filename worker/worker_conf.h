@@ -60,8 +60,8 @@
       "in the shards' curve_allow)")                                                             \
     /* bytes on the wire (issue 13): 16-bit rows and gradients */                                \
     X(cluster, wire_fp16, BOOL, "false", 0, 0, NULL,                                             \
-      "pull rows and dense weights as fp16, push gradients as bf16 (half the bytes; shards "    \
-      "keep fp32)")                                                                             \
+      "pull rows and dense weights as fp16, push gradients as bf16 (half the bytes; shards "     \
+      "keep fp32)")                                                                              \
     /* slot checks (check-data, train): slot mistakes are loud */                                \
     X(data, allow_unknown_slots, BOOL, "false", 0, 0, NULL,                                      \
       "check-data and train accept tokens of slots 'slots' does not declare (ignored)")          \
