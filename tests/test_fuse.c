@@ -279,6 +279,24 @@ static void test_fuse_known(void)
     free(text);
     tu_rmtree(dir);
     fuse_result_release(&r);
+
+    /* the sum form: buy follows pctr + 100 pctcvr, so log10 of pctcvr's
+     * weight is 2 (between grid points) and pctavr's weight small */
+    for (size_t i = 0; i < n; i++)
+        d.label[EVAL_L_BUY][i] =
+            (double)d.pred[EVAL_P_CTR][i] + 100.0 * d.pred[EVAL_P_CTCVR][i] > 6.0;
+    a.form = FUSE_SUM;
+    a.evals = 30;
+    CU_ASSERT_EQUAL_FATAL(fuse_search(&r, &d, &a, &eb), 0);
+    bo = &r.pts[r.best_bo];
+    g = &r.pts[r.best_grid];
+    printf("\n  known sum u < -1, v = 2: grid u %.3f v %.3f buy AUC %.5f; bo u %.3f v %.3f buy AUC "
+           "%.5f",
+           g->w[0], g->w[1], g->buy_auc, bo->w[0], bo->w[1], bo->buy_auc);
+    CU_ASSERT(fabs(bo->w[1] - 2) < 0.3 && bo->w[0] < -1);
+    CU_ASSERT(bo->buy_auc > 0.999);
+    CU_ASSERT(bo->buy_auc > g->buy_auc);
+    fuse_result_release(&r);
     eval_data_release(&d);
 }
 

@@ -45,6 +45,9 @@ static double flog(float p)
 static void make_score(fuse_ctx_t *c, const double *w)
 {
     const eval_data_t *d = c->d;
+    const float *ctr = d->pred[EVAL_P_CTR], *avr = d->pred[EVAL_P_CTAVR];
+    const float *cvr = d->pred[EVAL_P_CTCVR];
+    double wa = pow(10, w[0]), wc = pow(10, c->has_avr ? w[1] : w[0]);
 
     for (size_t i = 0; i < d->n; i++) {
         double s;
@@ -53,12 +56,9 @@ static void make_score(fuse_ctx_t *c, const double *w)
             if (c->has_avr)
                 s += w[1] * c->lg[2][i];
         } else {
-            s = d->pred[EVAL_P_CTR][i];
+            s = ctr[i] + wc * cvr[i];
             if (c->has_avr)
-                s += pow(10, w[0]) * d->pred[EVAL_P_CTAVR][i] +
-                     pow(10, w[1]) * d->pred[EVAL_P_CTCVR][i];
-            else
-                s += pow(10, w[0]) * d->pred[EVAL_P_CTCVR][i];
+                s += wa * avr[i];
         }
         c->score[i] = (float)s;
     }
@@ -82,8 +82,8 @@ static int evaluate(void *ctx, const double *w, double *y)
     fuse_point_t *p;
     int rc;
 
-    if (r->npts >= FUSE_MAX_EVALS)
-        return ERR_TOOBIG;
+    if (r->npts >= r->cap)
+        return ERR_TOOBIG; /* cannot happen: cap counts the grid and BO's budget */
     p = &r->pts[r->npts];
     memset(p, 0, sizeof(*p));
     memcpy(p->w, w, (size_t)r->nparams * sizeof(double));
@@ -183,6 +183,8 @@ int fuse_search(fuse_result_t *res, const eval_data_t *d, const fuse_args_t *a, 
 
     memset(res, 0, sizeof(*res));
     res->best_grid = res->best_bo = -1;
+    if (a->search < FUSE_GRID || a->search > FUSE_BOTH)
+        return errbuf_set(eb, ERR_INVAL, "fuse: search %d is not grid, bo or both", a->search);
     if (a->grid < 2 || a->grid > 64)
         return errbuf_set(eb, ERR_INVAL, "fuse: --grid %d: give 2..64 points per weight", a->grid);
     if ((a->search & FUSE_BO) && (a->evals < 2 || a->evals > BO_MAX_POINTS))
@@ -200,7 +202,9 @@ int fuse_search(fuse_result_t *res, const eval_data_t *d, const fuse_args_t *a, 
         res->names[1] = "log10w(pctcvr)";
     }
     metrics_ws_init(&c.ws);
-    res->pts = calloc(FUSE_MAX_EVALS, sizeof(*res->pts));
+    res->cap = (a->search & FUSE_GRID ? (res->nparams == 1 ? a->grid : a->grid * a->grid) : 0) +
+               (a->search & FUSE_BO ? a->evals : 0);
+    res->pts = calloc((size_t)res->cap, sizeof(*res->pts));
     c.score = malloc(d->n * sizeof(float));
     for (int k = 0; k < 3 && a->form == FUSE_PRODUCT; k++)
         c.lg[k] = malloc(d->n * sizeof(double));

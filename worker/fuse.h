@@ -35,7 +35,6 @@ enum { FUSE_PRODUCT = 0, FUSE_SUM = 1 };
 enum { FUSE_GRID = 1, FUSE_BO = 2, FUSE_BOTH = 3 };
 
 #define FUSE_MAX_PARAMS 2
-#define FUSE_MAX_EVALS 4096 /* grid points + BO evaluations recorded */
 
 typedef struct fuse_args {
     int metric;    /* FUSE_BUY_AUC or FUSE_CLICK_AUC: what is maximised */
@@ -61,6 +60,7 @@ typedef struct fuse_result {
     double base_buy[3];   /*   ... and buy AUC */
     fuse_point_t *pts;    /* every score tried, grid first (caller frees: fuse_result_release) */
     int npts;
+    int cap;           /* pts allocated: grid points + BO evaluations */
     int grid_evals;    /* of pts */
     int bo_evals;      /* of pts */
     int best_grid;     /* index into pts, -1 if no grid */
