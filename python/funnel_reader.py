@@ -712,6 +712,8 @@ def open_bundle(path):
                           % (mpath, b.meta.model, b.meta.digest, b.model_type, b.digest))
     b.dense = read_dense(os.path.join(path, "dense.bin"), b.meta)
     b.full = read_export(os.path.join(path, "full.emb"))
+    if b.meta.day != b.day:
+        raise FormatError("%s: day %d, META says day %d" % (mpath, b.day, b.meta.day))
     if b.full.kind != EXPORT_FULL or b.full.day != b.day:
         raise FormatError("%s: kind %d day %d, want a full export of day %d"
                           % (os.path.join(path, "full.emb"), b.full.kind, b.full.day, b.day))

@@ -168,6 +168,23 @@ def main(d):
     print("pyreader: bundle day %d (base %d, %s) verified: %s" % (b.day, b.base_day, b.model_type,
                                                                 ", ".join(b.order)))
 
+    # -- funnel-emb bundle's own bundle, when this build has the command
+    cdir = os.path.join(d, "bundle-c")
+    if os.path.isdir(cdir):
+        c = fr.open_bundle(cdir)
+        check((c.day, c.base_day, c.model_type, c.digest) == (b.day, b.base_day, b.model_type,
+                                                               b.digest),
+              "funnel-emb bundle's MANIFEST: %s" % ((c.day, c.base_day, c.model_type, c.digest),))
+        for name in ("META", "dense.bin", "full.emb", "delta.emb"):
+            with open(os.path.join(cdir, name), "rb") as f1, open(os.path.join(bdir, name),
+                                                                   "rb") as f2:
+                check(f1.read() == f2.read(), "funnel-emb bundle's %s differs from the model's"
+                      % name)
+        check(c.order == b.order, "file order %s, want %s" % (c.order, b.order))
+        print("pyreader: funnel-emb bundle's bundle verified and equal to the assembled one")
+    else:
+        print("pyreader: this funnel-emb has no bundle command: only the assembled bundle read")
+
     # -- the towers reproduce predict from numpy-pooled inputs
     rows = []
     with open(os.path.join(d, "test.tsv")) as f:

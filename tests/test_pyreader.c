@@ -4,10 +4,11 @@
  * model per day, funnel-emb exports both (full, and the delta from day 1 to
  * day 2, with puts and tombstones), applies the delta, dumps and gets rows,
  * and funnel-worker predicts a test log. python/test_funnel_reader.py then
- * assembles a serving bundle (the shared spec in python/README.md; until
- * `funnel-emb bundle` lands, its MANIFEST is written by the script) and
- * checks every row, the apply, the towers' predictions from numpy-pooled
- * inputs, and that damaged files are refused.
+ * assembles a serving bundle (the shared spec in python/README.md) and,
+ * when this funnel-emb has the `bundle` command, also reads the one it
+ * writes (bundle-c) and compares the two; it checks every row, the apply,
+ * the towers' predictions from numpy-pooled inputs, and that damaged files
+ * are refused.
  *
  * Needs a python3 with numpy and xxhash (Debian: python3-numpy,
  * python3-xxhash; scripts/install-deps.sh --dev): without one the suite
@@ -82,7 +83,9 @@ static int prepare(void)
                     "$E export-dump full2.emb > dump2.txt && "
                     "$E get m2 $(grep '^put' dump2.txt | awk 'NR %% 500 == 1 {print $3}') "
                     "--json > get2.jsonl && cp w/day2/test.tsv test.tsv && "
-                    "%s/funnel-worker predict --model m2 --in test.tsv --out pred.tsv; "
+                    "%s/funnel-worker predict --model m2 --in test.tsv --out pred.tsv && "
+                    "if $E bundle --help 2>&1 | grep -q 'bundle SRC'; then "
+                    "$E bundle m2 --since m1 --out bundle-c; fi; "
                     "} > emb.log 2>&1",
                     dir, bin, bin);
     return rc;
