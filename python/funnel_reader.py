@@ -643,7 +643,8 @@ def _parse_manifest(path):
         text = f.read().decode("utf-8", "replace")
     lines = text.split("\n")
     if lines[0] != BUNDLE_MAGIC:
-        newer = lines[0].startswith("funnel-bundle ")
+        tail = lines[0][len("funnel-bundle "):]
+        newer = lines[0].startswith("funnel-bundle ") and tail.isdigit() and int(tail) > 1
         raise FormatError("%s: first line is %r, want %r%s" % (
             path, lines[0][:40], BUNDLE_MAGIC,
             " (a newer bundle format: update the reader)" if newer else ""), newer)
