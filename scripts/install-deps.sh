@@ -35,6 +35,7 @@ if [ "${1:-}" = "--slurm" ]; then
 fi
 if [ "${1:-}" = "--dev" ]; then
     PKGS="$PKGS clang-format"
+    PKGS="$PKGS python3-numpy python3-xxhash" # the Python reader's test (python/funnel_reader.py)
 fi
 
 missing=""

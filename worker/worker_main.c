@@ -24,6 +24,7 @@
 #include "worker/check_data.h"
 #include "worker/ctl.h"
 #include "worker/eval.h"
+#include "worker/fuse.h"
 #include "worker/predict.h"
 #include "worker/train.h"
 #include "worker/worker_conf.h"
@@ -238,6 +239,48 @@ static int run_print_conf(worker_state_t *st, const cmd_t *c, errbuf_t *eb)
     return 0;
 }
 
+/* score fusion (issue 15): flags, run function */
+static const flag_t fuse_flags[] = {
+    {"pred", 1, "prediction file (predict's output) of the validation log"},
+    {"log", FLAG_LOG, "the validation log(s) the predictions were made for, in the same order"},
+    {"model", 1, "the model the predictions came from: its META gives the log format"},
+    {"metric", 1,
+     "what to maximise: buy_auc (default) or click_auc (ndcg needs request ids, which the log "
+     "format does not have yet)"},
+    {"form", 1,
+     "product (pctr * pcvr^b * pctavr^c, default) or sum (pctr + 10^u pctavr + 10^v "
+     "pctcvr)"},
+    {"search", 1, "grid, bo (Bayesian optimization) or both (default)"},
+    {"grid", 1, "grid points per weight (default 11)"},
+    {"evals", 1, "evaluations of the Bayesian optimization (default 30); seed: --seed"},
+    {NULL, 0, NULL},
+};
+
+static int run_fuse(worker_state_t *st, const cmd_t *c, errbuf_t *eb)
+{
+    const char *pred = flag(st, c, "pred"), *model = flag(st, c, "model");
+    const char *grid = flag(st, c, "grid"), *evals = flag(st, c, "evals");
+    fuse_args_t a = {.metric = FUSE_BUY_AUC,
+                     .form = FUSE_PRODUCT,
+                     .search = FUSE_BOTH,
+                     .grid = grid ? atoi(grid) : 11,
+                     .evals = evals ? atoi(evals) : 30,
+                     .seed = (uint64_t)st->conf.seed};
+    int rc;
+
+    if (!pred || st->npos == 0) {
+        fprintf(stderr, "funnel-worker fuse: --pred FILE and --log LOG are required\n");
+        return 2;
+    }
+    rc =
+        fuse_parse_words(&a, flag(st, c, "metric"), flag(st, c, "form"), flag(st, c, "search"), eb);
+    if (rc == 0 && model)
+        rc = predict_take_layout(&st->conf, model, eb);
+    if (rc == 0)
+        rc = fuse_run(&st->conf, pred, st->pos, st->npos, &a, stdout, eb);
+    return rc < 0 ? rc : 0;
+}
+
 static const cmd_t cmds[] = {
     {"train", "train [--model DIR] [--init_from DIR] [options] LOG...",
      "train the model on logs; in process, or with a cluster given by --ps", train_flags, run_train,
@@ -266,6 +309,11 @@ static const cmd_t cmds[] = {
     {"print-conf", "print-conf [options]",
      "print every key with its default, as a documented config file", no_flags, run_print_conf, 0,
      NULL, NULL},
+    {"fuse",
+     "fuse --pred FILE --log LOG... [--metric M] [--form F] [--search S] [--grid N] [--evals N]",
+     "tune a ranking score fused from the predictions (grid and Bayesian optimization) on a "
+     "validation log",
+     fuse_flags, run_fuse, 0, NULL, NULL},
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
