@@ -320,8 +320,7 @@ static size_t put_fields(const gen_conf_t *c, char *p, int day, int split, int64
     return n;
 }
 
-static void write_tsv1(gen_t *g, gen_out_t *o, const world_imp_t *m, int day, int split,
-                       int64_t j)
+static void write_tsv1(gen_t *g, gen_out_t *o, const world_imp_t *m, int day, int split, int64_t j)
 {
     char *p0 = gen_out_reserve(o, GEN_OUT_LINE_MAX), *p = p0;
 
