@@ -35,6 +35,8 @@ typedef struct loop {
     float label_w[3];     /* [train] label_weights: click, action, buy */
     float *sw;            /* (B) training weight of each row of the batch */
     double *pair_work;    /* heads_sample_t.work, or NULL without a pairwise loss */
+    double pair_sum;      /* pairwise loss x pairs, summed over this run's batches */
+    uint64_t pairs;       /* pairs of this run's batches */
 } loop_t;
 
 static void loop_release(loop_t *l)
@@ -121,6 +123,13 @@ static int step(loop_t *l, int i, int epoch, double *loss, errbuf_t *eb)
     rc = model_train_step(l->s.model, l->s.x, b->click, b->action, b->buy, &smp, b->n, l->dx, loss);
     if (rc != 0)
         return errbuf_set(eb, rc, "model step failed");
+    if (!isfinite(smp.pair_loss))
+        return errbuf_set(eb, ERR_INVAL,
+                          "pairwise loss is %g in batch %llu: lower the learning rates or "
+                          "pairwise_weight",
+                          smp.pair_loss, l->batch_no[i]);
+    l->pair_sum += smp.pair_loss * (double)smp.pairs;
+    l->pairs += smp.pairs;
     pool_backward(&l->s.pool[i], b, l->dx);
     g = model_grads(l->s.model, &n);
     rc = check_batch(l, i, loss, g, n, eb);
@@ -356,6 +365,16 @@ int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
     }
     if (rc == 0 && l.valid && l.samples > l.done_before)
         rc = final_valid(&l, eb);
+    if (rc == 0 && wc->pairwise_task != HEADS_PAIR_NONE) {
+        if (l.pairs)
+            LOG_INFO("pairwise loss (%s within requests): mean %.6f over %llu pairs",
+                     wc->pairwise_task == HEADS_PAIR_CLICK ? "click" : "buy",
+                     l.pair_sum / (double)l.pairs, (unsigned long long)l.pairs);
+        else
+            LOG_WARN("pairwise_task = %s, but no batch had a request (@req) with a positive and "
+                     "a negative: no pairwise loss was trained (does the log carry @req ids?)",
+                     wc->pairwise_task == HEADS_PAIR_CLICK ? "click" : "buy");
+    }
     progress_finish(&l.prog);
     if (rc == 0 && l.samples == 0)
         rc = no_samples(&l, metrics, eb);
