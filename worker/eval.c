@@ -605,13 +605,19 @@ static int task_extras(eval_task_t *et, const task_def_t *td, const eval_data_t 
 {
     const float *score = d->pred[td->prob];
     const uint8_t *y = d->label[td->label], *mask = td->mask >= 0 ? d->label[td->mask] : NULL;
-    scored_t *sc = malloc((d->n ? d->n : 1) * sizeof(*sc));
+    scored_t *sc;
     double sa = 0, sn = 0;
 
+    et->auc_weighted = et->model.auc; /* every weight 1: the same AUC by definition */
+    et->requests = 0;
+    et->request_auc = et->request_ndcg = NAN;
+    if (!d->weighted && !d->has_req)
+        return 0;
+    sc = malloc((d->n ? d->n : 1) * sizeof(*sc));
     if (!sc)
         return ERR_NOMEM;
-    et->auc_weighted = weighted_auc(score, y, mask, d->weight, 0, d->n, sc);
-    et->requests = 0;
+    if (d->weighted)
+        et->auc_weighted = weighted_auc(score, y, mask, d->weight, 0, d->n, sc);
     for (size_t a = 0, e; d->has_req && td->label != EVAL_L_BUY_CF && a < d->n; a = e) {
         size_t m = 0, pos = 0;
         double auc;
