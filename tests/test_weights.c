@@ -19,10 +19,12 @@
  *     untrained one (measured request AUC 0.70 vs 0.45; asserted +0.1),
  *     deterministically; eval's JSON carries the weighted AUC and the
  *     per-request numbers, checked by hand on four rows; train refuses a
- *     bad @w with file and line.
+ *     bad @w with file and line; on a 2-shard cluster (funnel-ps on
+ *     ipc:// sockets) the pairwise loss and buy weight 5 train as in process.
  */
 #include <CUnit/CUnit.h>
 #include <math.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -635,6 +637,83 @@ static void test_train_refuses_bad_weight(void)
     free(out);
 }
 
+/*
+ * On a 2-shard cluster (funnel-ps on ipc:// sockets in the scratch dir):
+ * pairwise loss alone and buy weight 5 train through the shards as in
+ * process (measured request AUC 0.69; mean pctcvr as in process).
+ */
+static void test_cluster(void)
+{
+    pid_t ps[2] = {0, 0};
+    char eps[1700], ep[2][800], bin[600];
+    char *j;
+    double r, m5, m1;
+
+    snprintf(bin, sizeof(bin), "%s", worker);
+    *strrchr(bin, '/') = '\0';
+    for (int i = 0; i < 2; i++) {
+        snprintf(ep[i], sizeof(ep[i]), "ipc://%s/ps%d.sock", dir, i);
+        ps[i] = tu_spawn(P("ps.log"),
+                         "exec %s/funnel-ps --shard %d --shards 2 --listen %s --data %s/ps%d "
+                         "--towers 64,32",
+                         bin, i, ep[i], dir, i);
+        CU_ASSERT(ps[i] > 0);
+    }
+    snprintf(eps, sizeof(eps), "%s,%s", ep[0], ep[1]);
+    if (ps[0] <= 0 || ps[1] <= 0)
+        goto out;
+    /* pairwise alone, then predict from the shards */
+    CU_ASSERT_EQUAL(tu_sh(P("cl.txt"),
+                          "%s train --ps %s --towers 64,32 --threads 1 --progress off "
+                          "--log_level warn --deadline_s 30 --metrics_file %s/cl.jsonl "
+                          "--loss_weights 0,0,0 --pairwise_task click %s/w/train.tsv && "
+                          "%s predict --ps %s --towers 64,32 --in %s/w/test.tsv --out %s/clp.pred "
+                          "--progress off --log_level warn && "
+                          "%s eval --json --pred %s/clp.pred --log %s/w/test.tsv --log_level warn "
+                          "> %s/clp.json",
+                          worker, eps, dir, dir, worker, eps, dir, dir, worker, dir, dir, dir),
+                    0);
+    j = tu_slurp(P("clp.json"), NULL);
+    r = j ? json_num(j, "\"ctr\"", "request_auc") : NAN;
+    free(j);
+    if (getenv("FUNNEL_TEST_VERBOSE"))
+        fprintf(stderr, "\n    cluster: pairwise request AUC of ctr %.4f\n", r);
+    CU_ASSERT(r > 0.6);
+    /* shut the shards, start fresh ones for the weighted run */
+    for (int i = 0; i < 2; i++) {
+        tu_stop(ps[i], SIGTERM);
+        ps[i] = 0;
+    }
+    tu_sh(NULL, "rm -rf %s/ps0 %s/ps1", dir, dir);
+    for (int i = 0; i < 2; i++) {
+        ps[i] = tu_spawn(P("ps.log"),
+                         "exec %s/funnel-ps --shard %d --shards 2 --listen %s --data %s/ps%d "
+                         "--towers 64,32",
+                         bin, i, ep[i], dir, i);
+        CU_ASSERT(ps[i] > 0);
+    }
+    CU_ASSERT_EQUAL(tu_sh(P("cl.txt"),
+                          "%s train --ps %s --towers 64,32 --threads 1 --progress off "
+                          "--log_level warn --deadline_s 30 --metrics_file %s/cl.jsonl "
+                          "--label_weights buy:5 %s/p/train.tsv && "
+                          "%s predict --ps %s --towers 64,32 --in %s/p/test.tsv --out %s/cl5.pred "
+                          "--progress off --log_level warn",
+                          worker, eps, dir, dir, worker, eps, dir, dir),
+                    0);
+    if (tu_sh(NULL, "test -e %s/plain.pred", dir) != 0) /* run alone */
+        train_predict("plain", P("p/train.tsv"), "p", "");
+    m1 = mean_col("plain.pred", 2);
+    m5 = mean_col("cl5.pred", 2);
+    if (getenv("FUNNEL_TEST_VERBOSE"))
+        fprintf(stderr, "    cluster: mean pctcvr with buy weight 5 %.6f (in process, 1: %.6f)\n",
+                m5, m1);
+    CU_ASSERT(m5 > 2 * m1);
+out:
+    for (int i = 0; i < 2; i++)
+        if (ps[i] > 0)
+            tu_stop(ps[i], SIGTERM);
+}
+
 int test_weights_register(void)
 {
     CU_pSuite s = CU_add_suite("weights", setup, teardown);
@@ -652,5 +731,6 @@ int test_weights_register(void)
     CU_add_test(s, "train: pairwise loss ranks within requests", test_pairwise_trains);
     CU_add_test(s, "train: bad @w and label_weights refused", test_train_refuses_bad_weight);
     CU_add_test(s, "eval: weighted and per-request AUC by hand", test_eval_by_hand);
+    CU_add_test(s, "2-shard cluster: pairwise and buy weight 5", test_cluster);
     return 0;
 }
