@@ -97,7 +97,7 @@ static int run(const char *type, int threads, int par, double gflops2, double gf
         param_pull_finish(p, pool.rows, &eb);
         param_pull_dense(p, model_params(m, &n), n, &eb);
         pool_forward(&pool, bb, x);
-        model_train_step(m, x, bb->click, bb->action, bb->buy, bb->n, dx, loss);
+        model_train_step(m, x, bb->click, bb->action, bb->buy, NULL, bb->n, dx, loss);
         pool_backward(&pool, bb, dx);
         param_push(p, &pool.req, (const float *const *)pool.grads, &eb);
         param_push_dense(p, model_grads(m, &n), n, &eb);

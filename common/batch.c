@@ -16,6 +16,8 @@ static int grow_rows(batch_t *b, size_t need)
 {
     size_t cap = b->cap ? b->cap : 64;
     uint8_t *c, *a, *y;
+    float *w;
+    uint64_t *q;
 
     while (cap < need)
         cap *= 2;
@@ -33,6 +35,14 @@ static int grow_rows(batch_t *b, size_t need)
     if (!y)
         return ERR_NOMEM;
     b->buy = y;
+    w = realloc(b->weight, cap * sizeof(*w));
+    if (!w)
+        return ERR_NOMEM;
+    b->weight = w;
+    q = realloc(b->req, cap * sizeof(*q));
+    if (!q)
+        return ERR_NOMEM;
+    b->req = q;
     for (int s = 0; s < b->nslots; s++) {
         uint32_t *off = realloc(b->slot[s].off, (cap + 1) * sizeof(*off));
         if (!off)
@@ -71,6 +81,8 @@ void batch_release(batch_t *b)
     free(b->click);
     free(b->action);
     free(b->buy);
+    free(b->weight);
+    free(b->req);
     memset(b, 0, sizeof(*b));
 }
 
@@ -90,7 +102,15 @@ int batch_row_begin(batch_t *b, int click, int action, int buy)
     b->click[b->n] = (uint8_t)click;
     b->action[b->n] = (uint8_t)action;
     b->buy[b->n] = (uint8_t)buy;
+    b->weight[b->n] = 1.0f;
+    b->req[b->n] = 0;
     return 0;
+}
+
+void batch_row_meta(batch_t *b, float weight, uint64_t req)
+{
+    b->weight[b->n] = weight;
+    b->req[b->n] = req;
 }
 
 int batch_row_add(batch_t *b, int s, uint64_t key, float weight)
@@ -126,4 +146,45 @@ void batch_row_cancel(batch_t *b)
 {
     for (int s = 0; s < b->nslots; s++)
         b->slot[s].nnz = b->slot[s].off[b->n];
+}
+
+int batch_append_rows(batch_t *dst, const batch_t *src, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++) {
+        if (batch_row_begin(dst, src->click[i], src->action[i], src->buy[i]) != 0)
+            return ERR_NOMEM;
+        batch_row_meta(dst, src->weight[i], src->req[i]);
+        for (int s = 0; s < src->nslots; s++) {
+            const batch_slot_t *ss = &src->slot[s];
+            for (uint32_t k = ss->off[i]; k < ss->off[i + 1]; k++)
+                if (batch_row_add(dst, s, ss->keys[k], ss->weights[k]) != 0) {
+                    batch_row_cancel(dst);
+                    return ERR_NOMEM;
+                }
+        }
+        batch_row_end(dst);
+    }
+    return 0;
+}
+
+void batch_row_weights(const batch_t *b, const float label_w[3], float *out)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        float lw = 0.0f;
+        int any = 0;
+
+        if (b->click[i]) {
+            lw = label_w[0];
+            any = 1;
+        }
+        if (b->action[i] && (!any || label_w[1] > lw)) {
+            lw = label_w[1];
+            any = 1;
+        }
+        if (b->buy[i] && (!any || label_w[2] > lw)) {
+            lw = label_w[2];
+            any = 1;
+        }
+        out[i] = b->weight[i] * (any ? lw : 1.0f);
+    }
 }

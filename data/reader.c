@@ -66,6 +66,13 @@ struct reader {
 
     int reported; /* rejected lines logged one by one */
     reader_stats_t st;
+
+    /* Request boundaries (reader.h, "Requests"): rows read past the end of
+     * the last batch, delivered first by the next call. */
+    batch_t carry;          /* slot NULL until first needed */
+    reader_pos_t *row_at;   /* per row of the batch being filled: cursor before its line */
+    reader_pos_t *carry_at; /* the same for the rows of carry */
+    size_t at_cap;          /* entries of row_at and carry_at */
 };
 
 /* ---- tsv1 ---------------------------------------------------------------- */
@@ -122,6 +129,52 @@ static int malformed(batch_t *b, tokens_bad_t *bad, const char *tok, const char 
     return tokens_reject(bad, tok, (size_t)(q - tok), TOKENS_R_TOKEN);
 }
 
+/* The optional per-line fields of a tsv1 line (FORMAT.md, "Sample weight
+ * and request id"). */
+typedef struct line_meta {
+    float weight; /* @w, 1 if absent */
+    uint64_t req; /* hash of @req, 0 if absent */
+    int has_w, has_req;
+} line_meta_t;
+
+#define REQ_SEED 0x7265717565737431ull /* seed of the request id hash ("requst1") */
+
+/*
+ * A token at tok whose name [tok, colon) starts with '@': if it is @w or
+ * @req, read its value (from colon + 1 to the next space; *q is left
+ * there) into m and return 0, or a reason (> 0) for a bad one. Returns -1
+ * for any other name: an ordinary token (an undeclared slot, unless the
+ * config declares it).
+ */
+static int line_field(const char *tok, const char *colon, const char **q, const char *end,
+                      line_meta_t *m, tokens_bad_t *bad)
+{
+    size_t nlen = (size_t)(colon - tok);
+    const char *val = colon + 1, *e = val;
+    int is_w = nlen == 2 && tok[1] == 'w', is_req = nlen == 4 && memcmp(tok, "@req", 4) == 0;
+
+    if (!is_w && !is_req)
+        return -1;
+    while (e < end && *e != ' ')
+        e++;
+    *q = e;
+    if (e == val || (is_w && m->has_w) || (is_req && m->has_req))
+        return tokens_reject(bad, tok, (size_t)(e - tok), TOKENS_R_FIELD);
+    if (is_w) {
+        float w;
+        if (tokens_parse_weight(val, (size_t)(e - val), &w) != 0 || !(w >= 0.0f))
+            return tokens_reject(bad, tok, (size_t)(e - tok), TOKENS_R_SWEIGHT);
+        m->weight = w;
+        m->has_w = 1;
+        return 0;
+    }
+    m->req = keyhash_value(REQ_SEED, val, (size_t)(e - val));
+    if (m->req == 0)
+        m->req = 1; /* 0 means "no request id" */
+    m->has_req = 1;
+    return 0;
+}
+
 /*
  * Append a tsv1 line (no '\n' or '\r') as a row of b. Returns 0 (token
  * counts added to *tokens / *unknown), a reason (> 0, b unchanged), or
@@ -133,6 +186,7 @@ static int tsv1_parse(const tokens_slots_t *sl, const char *p, size_t len, batch
     const char *end = p + len, *q;
     uint64_t ntok = 0, nunk = 0;
     int lab[3], rc;
+    line_meta_t meta = {1.0f, 0, 0, 0};
 
     rc = tsv1_labels(p, len, lab, &q, bad);
     if (rc != 0)
@@ -153,6 +207,15 @@ static int tsv1_parse(const tokens_slots_t *sl, const char *p, size_t len, batch
         if (q == end || *q == ' ' || q == tok)
             return malformed(b, bad, tok, end);
         val = ++q;
+        if (*tok == '@' && (rc = line_field(tok, colon, &q, end, &meta, bad)) >= 0) {
+            if (rc > 0) {
+                batch_row_cancel(b);
+                return rc;
+            }
+            if (q < end && ++q == end)
+                return malformed(b, bad, q, end);
+            continue;
+        }
         for (; q < end && *q != ' '; q++)
             if (*q == ':')
                 last = q;
@@ -181,6 +244,7 @@ static int tsv1_parse(const tokens_slots_t *sl, const char *p, size_t len, batch
         if (q < end && ++q == end)
             return malformed(b, bad, q, end);
     }
+    batch_row_meta(b, meta.weight, meta.req);
     batch_row_end(b);
     *tokens += ntok;
     *unknown += nunk;
@@ -604,18 +668,38 @@ static int take_line(reader_t *r, linesrc_line_t *ln, batch_t *b, errbuf_t *eb)
     return reject(r, 0, r->file[r->cur].path, current_line(r), reason, &bad, eb);
 }
 
-int reader_next_batch(reader_t *r, batch_t *b, size_t max_rows, errbuf_t *eb)
+/* Room for n entries in row_at and carry_at; 0 or ERR_NOMEM. */
+static int grow_at(reader_t *r, size_t n)
+{
+    reader_pos_t *a, *c;
+
+    if (n <= r->at_cap)
+        return 0;
+    a = realloc(r->row_at, n * sizeof(*a));
+    if (!a)
+        return ERR_NOMEM;
+    r->row_at = a;
+    c = realloc(r->carry_at, n * sizeof(*c));
+    if (!c)
+        return ERR_NOMEM;
+    r->carry_at = c;
+    r->at_cap = n;
+    return 0;
+}
+
+/*
+ * Read lines until b holds `want` rows or this rank's input ends (ERR_EOF
+ * is not an error here: the caller looks at b->n). r->row_at[i] gets the
+ * cursor before the line of each row i appended.
+ */
+static int fill(reader_t *r, batch_t *b, size_t want, errbuf_t *eb)
 {
     uint64_t w = (uint64_t)r->o.workers, k = (uint64_t)r->o.rank;
-    int rc = 0;
+    int rc = grow_at(r, want);
 
-    if (b->nslots != r->ms.nslots)
-        return errbuf_set(eb, ERR_INVAL, "reader: batch has %d slots, the model %d", b->nslots,
-                          r->ms.nslots);
-    if (max_rows == 0)
-        return errbuf_set(eb, ERR_INVAL, "reader: batch of 0 rows");
-    batch_clear(b);
-    while (b->n < max_rows) {
+    if (rc != 0)
+        return errbuf_set(eb, rc, "out of memory");
+    while (b->n < want) {
         linesrc_line_t ln;
         rfile_t *f;
 
@@ -636,13 +720,84 @@ int reader_next_batch(reader_t *r, batch_t *b, size_t max_rows, errbuf_t *eb)
             return rc;
         r->line++;
         if (f->split != SPLIT_LINES || (r->line - 1) % w == k) {
+            size_t n0 = b->n;
+            reader_pos_t before = r->cursor;
+
             rc = take_line(r, &ln, b, eb);
             if (rc != 0)
                 return rc;
+            if (b->n > n0)
+                r->row_at[n0] = before;
         }
         set_cursor(r);
     }
+    return 0;
+}
+
+/*
+ * b holds max_rows + 1 rows. Keep in b the rows up to the last request
+ * boundary (see reader.h), move the others to r->carry, and set r->told to
+ * the position before the first row moved: a reader seeking there reads
+ * the moved rows again.
+ */
+static int cut_at_request(reader_t *r, batch_t *b, size_t max_rows, errbuf_t *eb)
+{
+    size_t n = b->n, cut = max_rows;
+    uint64_t last = b->req[n - 1];
+
+    if (last != 0 && b->req[n - 2] == last) {
+        size_t first = n - 1;
+        while (first > 0 && b->req[first - 1] == last)
+            first--;
+        if (first > 0)
+            cut = first; /* else: one request longer than a batch, split */
+    }
+    if (r->carry.slot == NULL && batch_init(&r->carry, r->ms.nslots, max_rows + 1) != 0)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    batch_clear(&r->carry);
+    if (batch_append_rows(&r->carry, b, cut, n) != 0)
+        return errbuf_set(eb, ERR_NOMEM, "out of memory");
+    memcpy(r->carry_at, r->row_at + cut, (n - cut) * sizeof(*r->carry_at));
+    r->told = r->row_at[cut];
+    b->n = cut;
+    for (int s = 0; s < b->nslots; s++)
+        b->slot[s].nnz = b->slot[s].off[cut];
+    return 0;
+}
+
+int reader_next_batch(reader_t *r, batch_t *b, size_t max_rows, errbuf_t *eb)
+{
+    int rc;
+
+    if (b->nslots != r->ms.nslots)
+        return errbuf_set(eb, ERR_INVAL, "reader: batch has %d slots, the model %d", b->nslots,
+                          r->ms.nslots);
+    if (max_rows == 0)
+        return errbuf_set(eb, ERR_INVAL, "reader: batch of 0 rows");
+    batch_clear(b);
+    if (r->carry.n > 0) {
+        /* at most max_rows: cut_at_request() keeps at least one row */
+        if (batch_append_rows(b, &r->carry, 0, r->carry.n) != 0 || grow_at(r, max_rows + 1) != 0)
+            return errbuf_set(eb, ERR_NOMEM, "out of memory");
+        memcpy(r->row_at, r->carry_at, r->carry.n * sizeof(*r->row_at));
+        batch_clear(&r->carry);
+    }
+    rc = fill(r, b, max_rows, eb);
+    if (rc != 0)
+        return rc;
     r->told = r->cursor;
+    /* A request id on the last row: peek one row further. */
+    if (b->n == max_rows && b->req[b->n - 1] != 0) {
+        rc = fill(r, b, max_rows + 1, eb);
+        if (rc != 0)
+            return rc;
+        if (b->n > max_rows)
+            rc = cut_at_request(r, b, max_rows, eb);
+        else
+            r->told = r->cursor;
+        if (rc != 0)
+            return rc;
+    }
     return b->n > 0 ? 0 : ERR_EOF;
 }
 
@@ -681,6 +836,8 @@ int reader_seek(reader_t *r, const reader_pos_t *pos, errbuf_t *eb)
     if (pos->file > (uint32_t)r->nfiles)
         return errbuf_set(eb, ERR_INVAL, "reader: position in file %u of %d", pos->file, r->nfiles);
     linesrc_destroy(&r->src);
+    if (r->carry.slot)
+        batch_clear(&r->carry);
     r->cur = (int)pos->file;
     r->line = 0;
     r->line_from = 0;
@@ -804,6 +961,9 @@ void reader_destroy(reader_t **rp)
     if (!r)
         return;
     linesrc_destroy(&r->src);
+    batch_release(&r->carry);
+    free(r->row_at);
+    free(r->carry_at);
     aliccp_join_destroy(&r->join);
     for (int i = 0; i < r->nfiles; i++)
         free(r->file[i].path);

@@ -42,6 +42,19 @@
  * until then it reports line 0, meaning "unknown" (offset > 0 is always
  * past at least one line). Gzip positions always carry the line number.
  *
+ * Requests. A tsv1 line may carry a sample weight (@w) and a request id
+ * (@req) (FORMAT.md); they land in batch_t.weight / .req. When the last
+ * row of a batch has a request id, the reader reads one row further: if
+ * that row belongs to the same request, the batch ends before the
+ * request's first row instead (the rows read past the end are kept and
+ * open the next batch), so a request's consecutive lines share one batch.
+ * A request longer than a batch is split at the batch size, and so is a
+ * request whose lines fall on both sides of a split between workers (a
+ * plain file's byte ranges; gzip files split by line index interleave
+ * every request's lines). Without request ids nothing changes. Positions
+ * stay exact: reader_tell() is the position before the first row kept for
+ * the next batch.
+ *
  * Tokens. Slot names are found with a small open-addressing hash table
  * (tokens_slots_t), tokens are parsed in place in the line buffer and their
  * keys (keyhash_value with the slot's seed) appended straight into the
@@ -113,7 +126,9 @@ int reader_open(reader_t **out, const model_spec_t *ms, const reader_opts_t *o, 
                 int npaths, errbuf_t *eb);
 
 /*
- * Clear b and fill it with up to max_rows accepted rows, in input order.
+ * Clear b and fill it with up to max_rows accepted rows, in input order
+ * (ending early on a request boundary, see "Requests"; use the same
+ * max_rows on every call).
  * b must have been set up with batch_init(b, ms->nslots, ...).
  * Returns 0 with b->n > 0; ERR_EOF when this rank has no more rows;
  * ERR_REJECTED under strict (eb: "file:line: reason"); ERR_IO, ERR_CORRUPT

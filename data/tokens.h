@@ -31,16 +31,18 @@
 #include "common/model_conf.h"
 
 /* Why a line was rejected: X(name, text). */
-#define TOKENS_REASONS(X)                                     \
-    X(COLUMNS, "wrong column count")                          \
-    X(LABEL, "label not 0/1")                                 \
-    X(COMBO, "action or buy without click")                   \
-    X(TOKEN, "malformed token")                               \
-    X(WEIGHT, "unparsable weight")                            \
-    X(TOOLONG, "line too long")                               \
-    X(FEATNUM, "feature_num does not match the feature list") \
-    X(MD5, "md5 not in the common features")                  \
-    X(DUPMD5, "md5 already in the common features")
+#define TOKENS_REASONS(X)                                      \
+    X(COLUMNS, "wrong column count")                           \
+    X(LABEL, "label not 0/1")                                  \
+    X(COMBO, "action or buy without click")                    \
+    X(TOKEN, "malformed token")                                \
+    X(WEIGHT, "unparsable weight")                             \
+    X(TOOLONG, "line too long")                                \
+    X(FEATNUM, "feature_num does not match the feature list")  \
+    X(MD5, "md5 not in the common features")                   \
+    X(DUPMD5, "md5 already in the common features")            \
+    X(SWEIGHT, "bad sample weight (@w: a finite number >= 0)") \
+    X(FIELD, "empty or repeated @w / @req field")
 
 enum {
     TOKENS_R_NONE = 0, /* not a reason: the line is fine */

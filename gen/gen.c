@@ -305,7 +305,22 @@ static int build_tokens(gen_t *g)
 
 /* ---- one line of each format ------------------------------------------ */
 
-static void write_tsv1(gen_t *g, gen_out_t *o, const world_imp_t *m)
+/* FORMAT.md's optional fields (--weights, --request_size) of line j of
+ * split `split` of day `day` at p; returns the bytes written. */
+static size_t put_fields(const gen_conf_t *c, char *p, int day, int split, int64_t j,
+                         const world_imp_t *m)
+{
+    size_t n = 0;
+
+    if (c->weights > 0)
+        n += (size_t)sprintf(p + n, " @w:%.9g", m->buy ? c->weights : 1.0);
+    if (c->request_size > 0)
+        n += (size_t)sprintf(p + n, " @req:%c%d-%lld", split == GEN_TRAIN ? 'r' : 't', day,
+                             (long long)(j / c->request_size));
+    return n;
+}
+
+static void write_tsv1(gen_t *g, gen_out_t *o, const world_imp_t *m, int day, int split, int64_t j)
 {
     char *p0 = gen_out_reserve(o, GEN_OUT_LINE_MAX), *p = p0;
 
@@ -321,6 +336,7 @@ static void write_tsv1(gen_t *g, gen_out_t *o, const world_imp_t *m)
     p += put(p, &g->pos, m->position);
     p += put(p, &g->hour, m->hour);
     p += put(p, &g->tags, m->item);
+    p += put_fields(g->c, p, day, split, j, m);
     *p++ = '\n';
     gen_out_commit(o, (size_t)(p - p0));
 }
@@ -444,7 +460,7 @@ static int write_split(gen_t *g, const char *dir, int day, int split, gen_split_
         if (ali)
             write_aliccp(g, log, common, (uint64_t)j + 1, &m);
         else
-            write_tsv1(g, log, &m);
+            write_tsv1(g, log, &m, day, split, j);
         if (truth)
             write_truth(truth, &m);
         count(st, &m);

@@ -87,7 +87,14 @@
       "new items) each day")                                                                       \
     X(gen, calib_samples, INT, "200000", 1000, 100000000, NULL,                                    \
       "impressions sampled at start-up to solve the intercepts for the target rates")              \
-    X(gen, log_level, ENUM, "info", 0, 0, "debug|info|warn|error", "least severe log level")
+    X(gen, log_level, ENUM, "info", 0, 0, "debug|info|warn|error", "least severe log level")       \
+    /* sample weights and request ids (issue 15): FORMAT.md's optional tsv1 fields */              \
+    X(gen, weights, FLOAT, "0", 0, 1e6, NULL,                                                      \
+      "tsv1: 0 writes no sample weight; W > 0 gives every line a @w field, W on lines with a "     \
+      "buy and 1 on the others")                                                                   \
+    X(gen, request_size, INT, "0", 0, 1000000, NULL,                                               \
+      "tsv1: 0 writes no request id; N > 0 gives each run of N consecutive lines one @req id "     \
+      "(a request of N independent impressions)")
 
 enum { GEN_FORMAT_TSV1 = 0, GEN_FORMAT_ALICCP = 1 };
 

@@ -50,6 +50,22 @@
  *   as in the PyTorch reference. Total = sum_k weight_k * loss_k.
  *
  *   Labels: ctr <- click; ctavr <- click AND action; ctcvr and cvr <- buy.
+ *
+ *   Sample weights: row i's cross-entropy is multiplied by w_i in every
+ *   loss (the mean still divides by the row count, not by sum w_i), so a
+ *   weight scales that sample's gradient. All weights 1 give exactly the
+ *   unweighted numbers (multiplying by 1.0 is exact).
+ *
+ *   Pairwise loss (BPR within a request): the ranked score of row i is
+ *   s_i = log p_i, p = pCTR (task click) or pCTCVR (task buy), with its
+ *   gradient ds_i = dp as above. A request is a maximal run of consecutive
+ *   rows with the same nonzero id (the reader keeps a request's lines in one
+ *   batch). Each (i positive, j negative) of the task's label in the same
+ *   request is a pair with loss -log sigma(s_i - s_j) = softplus(s_j - s_i)
+ *   = -log(p_i / (p_i + p_j)), weighted by w_i w_j:
+ *     pair_loss = sum_pairs w_i w_j softplus(s_j - s_i) / pairs
+ *     d pair_loss / d s_i = -w_i w_j sigma(s_j - s_i) / pairs, d / d s_j the opposite.
+ *   The total adds pair_weight * pair_loss.
  */
 #include "model/heads.h"
 
@@ -227,10 +243,79 @@ static int label_of(int label, size_t i, const uint8_t *click, const uint8_t *ac
     }
 }
 
-double heads_loss(const heads_t *h, const double *logits, const uint8_t *click,
-                  const uint8_t *action, const uint8_t *buy, size_t B, const float *weight,
-                  double loss[HEADS_MAX_LOSS], double *dlogits)
+/* softplus(x) = log(1 + e^x) and sigma(x), stable for any x. */
+static double softplus(double x, double *sig)
 {
+    double e = exp(-fabs(x));
+    *sig = x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+    return (x > 0 ? x : 0.0) + log1p(e);
+}
+
+/*
+ * The pairwise loss of smp over the batch (see the notes); adds its
+ * gradient times pair_weight to dlogits (if not NULL). Returns the loss.
+ */
+static double pair_loss(const heads_t *h, const double *logits, const uint8_t *click,
+                        const uint8_t *buy, heads_sample_t *smp, size_t B, double *dlogits)
+{
+    const int T = h->ntowers, W = HEADS_MAX_TOWERS + 1;
+    const int prob = h->pred[smp->pair_task == HEADS_PAIR_CLICK ? HEADS_PCTR : HEADS_PCTCVR];
+    const uint8_t *lab = smp->pair_task == HEADS_PAIR_CLICK ? click : buy;
+    double *wk = smp->work, sum = 0.0, scale;
+    size_t pairs = 0;
+
+    /* count the pairs first: the gradient is a mean over them */
+    for (size_t a = 0, e; a < B; a = e) {
+        size_t np = 0, nn = 0;
+        for (e = a; e < B && smp->req[e] == smp->req[a]; e++) {
+            np += lab[e] != 0;
+            nn += lab[e] == 0;
+        }
+        if (smp->req[a] != 0)
+            pairs += np * nn;
+    }
+    smp->pairs = pairs;
+    if (pairs == 0)
+        return 0.0;
+    scale = 1.0 / (double)pairs;
+    for (size_t a = 0, e; a < B; a = e) {
+        for (e = a; e < B && smp->req[e] == smp->req[a]; e++) {
+            lterm_t y[HEADS_MAX_TOWERS], p;
+            for (int j = 0; j < T; j++)
+                tower(&y[j], logits + e * (size_t)T, j);
+            prob_eval(&p, prob, y);
+            wk[e * W] = p.lp;
+            memcpy(wk + e * W + 1, p.dp, (size_t)T * sizeof(double));
+        }
+        if (smp->req[a] == 0)
+            continue;
+        for (size_t i = a; i < e; i++) {
+            if (!lab[i])
+                continue;
+            for (size_t j = a; j < e; j++) {
+                double sig, wij, c;
+                if (lab[j])
+                    continue;
+                wij = smp->weight ? (double)smp->weight[i] * (double)smp->weight[j] : 1.0;
+                sum += wij * softplus(wk[j * W] - wk[i * W], &sig);
+                if (!dlogits)
+                    continue;
+                c = smp->pair_weight * wij * sig * scale;
+                for (int t = 0; t < T; t++) {
+                    dlogits[i * (size_t)T + t] -= c * wk[i * W + 1 + t];
+                    dlogits[j * (size_t)T + t] += c * wk[j * W + 1 + t];
+                }
+            }
+        }
+    }
+    return sum * scale;
+}
+
+double heads_loss(const heads_t *h, const double *logits, const uint8_t *click,
+                  const uint8_t *action, const uint8_t *buy, heads_sample_t *smp, size_t B,
+                  const float *weight, double loss[HEADS_MAX_LOSS], double *dlogits)
+{
+    const float *sw = smp ? smp->weight : NULL;
     const int T = h->ntowers;
     double scale[HEADS_MAX_LOSS], total = 0.0;
 
@@ -259,9 +344,10 @@ double heads_loss(const heads_t *h, const double *logits, const uint8_t *click,
                 continue;
             prob_eval(&p, hl->prob, y);
             int l = label_of(hl->label, i, click, action, buy);
-            loss[k] -= l ? p.lp : p.lq;
+            double wi = sw ? (double)sw[i] : 1.0;
+            loss[k] -= wi * (l ? p.lp : p.lq);
             if (d) {
-                double c = -(double)weight[k] * scale[k];
+                double c = -(double)weight[k] * scale[k] * wi;
                 for (int j = 0; j < T; j++)
                     d[j] += c * (l ? p.dp[j] : p.dq[j]);
             }
@@ -270,6 +356,14 @@ double heads_loss(const heads_t *h, const double *logits, const uint8_t *click,
     for (int k = 0; k < h->nloss; k++) {
         loss[k] *= scale[k];
         total += (double)weight[k] * loss[k];
+    }
+    if (smp) {
+        smp->pair_loss = 0.0;
+        smp->pairs = 0;
+        if (smp->req && smp->pair_task != HEADS_PAIR_NONE) {
+            smp->pair_loss = pair_loss(h, logits, click, buy, smp, B, dlogits);
+            total += smp->pair_weight * smp->pair_loss;
+        }
     }
     return total;
 }

@@ -42,17 +42,37 @@ const char *heads_loss_name(const heads_t *h, int k);
  * pctcvr; only esm2 predicts pctavr). */
 int heads_has_pred(const heads_t *h, int col);
 
+/* The task a pairwise loss ranks within requests. */
+enum { HEADS_PAIR_NONE = 0, HEADS_PAIR_CLICK = 1, HEADS_PAIR_BUY = 2 };
+
+/*
+ * Per-sample inputs of a batch beyond its labels, and the pairwise loss.
+ * A NULL heads_sample_t means every weight 1 and no pairwise loss.
+ */
+typedef struct heads_sample {
+    const float *weight; /* B training weights w_i >= 0 (NULL: all 1) */
+    const uint64_t *req; /* B request ids, 0: none (NULL: no pairwise loss) */
+    int pair_task;       /* HEADS_PAIR_*: whose probability is ranked */
+    double pair_weight;  /* weight of the pairwise loss in the total */
+    double *work;        /* B * (HEADS_MAX_TOWERS + 1) doubles, for the pairwise loss */
+    double pair_loss;    /* out: the pairwise loss (see heads.c), 0 without pairs */
+    size_t pairs;        /* out: (positive, negative) pairs in the batch */
+} heads_sample_t;
+
 /*
  * Losses of a batch. logits (B,T) row-major, T = heads_ntowers(h); labels
- * click/action/buy (B) are 0 or 1. weight[k] weighs loss k.
- *   loss[k]   = mean over loss k's rows of its binary cross-entropy (0 if
- *               it has no rows in this batch: naive's CVR without clicks)
- *   dlogits   (B,T) = d(sum_k weight[k] * loss[k]) / d logits (may be NULL)
- * Returns sum_k weight[k] * loss[k].
+ * click/action/buy (B) are 0 or 1. weight[k] weighs loss k; smp (may be
+ * NULL) gives each sample's weight w_i and the pairwise loss.
+ *   loss[k]   = mean over loss k's rows of w_i times its binary
+ *               cross-entropy (0 if it has no rows in this batch: naive's
+ *               CVR without clicks)
+ *   smp->pair_loss, smp->pairs: BPR loss within requests (heads.c notes)
+ *   dlogits   (B,T) = d total / d logits (may be NULL)
+ * Returns total = sum_k weight[k] * loss[k] + pair_weight * pair_loss.
  */
 double heads_loss(const heads_t *h, const double *logits, const uint8_t *click,
-                  const uint8_t *action, const uint8_t *buy, size_t B, const float *weight,
-                  double loss[HEADS_MAX_LOSS], double *dlogits);
+                  const uint8_t *action, const uint8_t *buy, heads_sample_t *smp, size_t B,
+                  const float *weight, double loss[HEADS_MAX_LOSS], double *dlogits);
 
 /* Predictions out (B, HEADS_NPRED): pctr, pcvr, pctcvr, pctavr from logits
  * (B,T); a column the model does not predict is NaN. */

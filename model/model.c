@@ -287,24 +287,25 @@ static job_t_f32 job_f32(model_t *m, float *g, const float *x, size_t B, float *
 }
 
 int model_train_step(model_t *m, const float *x, const uint8_t *click, const uint8_t *action,
-                     const uint8_t *buy, size_t B, float *dx, double loss[HEADS_MAX_LOSS])
+                     const uint8_t *buy, heads_sample_t *smp, size_t B, float *dx,
+                     double loss[HEADS_MAX_LOSS])
 {
     job_t_f32 j = job_f32(m, m->grads, x, B, dx);
 
     if (B == 0 || B > m->max_batch)
         return ERR_INVAL;
-    net_step_f32(m->team, &j, click, action, buy, m->lg, m->dlg, loss);
+    net_step_f32(m->team, &j, click, action, buy, smp, m->lg, m->dlg, loss);
     return 0;
 }
 
 int model_loss(model_t *m, const float *x, const uint8_t *click, const uint8_t *action,
-               const uint8_t *buy, size_t B, double loss[HEADS_MAX_LOSS])
+               const uint8_t *buy, heads_sample_t *smp, size_t B, double loss[HEADS_MAX_LOSS])
 {
     job_t_f32 j = job_f32(m, NULL, x, B, NULL);
 
     if (B == 0 || B > m->max_batch)
         return ERR_INVAL;
-    net_step_f32(m->team, &j, click, action, buy, m->lg, m->dlg, loss);
+    net_step_f32(m->team, &j, click, action, buy, smp, m->lg, m->dlg, loss);
     return 0;
 }
 
@@ -395,8 +396,8 @@ double model_flops_per_sample(const model_t *m)
 }
 
 int model_train_step_f64(const model_t *m, const double *p, const double *x, const uint8_t *click,
-                         const uint8_t *action, const uint8_t *buy, size_t B, double *g, double *dx,
-                         double loss[HEADS_MAX_LOSS], double *total)
+                         const uint8_t *action, const uint8_t *buy, heads_sample_t *smp, size_t B,
+                         double *g, double *dx, double loss[HEADS_MAX_LOSS], double *total)
 {
     size_t T = (size_t)m->ntowers, n = (size_t)team_size(m->team);
     size_t D = (size_t)m->spec.input_dim;
@@ -424,7 +425,7 @@ int model_train_step_f64(const model_t *m, const double *p, const double *x, con
         .dx = dx,
         .dxp = dxp,
     };
-    tl = net_step_f64(m->team, &j, click, action, buy, lg, dlg, loss);
+    tl = net_step_f64(m->team, &j, click, action, buy, smp, lg, dlg, loss);
     if (total)
         *total = tl;
     rc = 0;

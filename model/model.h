@@ -80,19 +80,21 @@ void model_destroy(model_t **m);
 
 /*
  * Forward and backward over a batch: x (B, input_dim) pooled inputs, labels
- * click/action/buy (B) of 0/1. Fills the gradient block (overwritten, not
+ * click/action/buy (B) of 0/1, smp the sample weights and pairwise loss
+ * (NULL: weights 1, no pairwise loss; heads.h). Fills the gradient block (overwritten, not
  * accumulated), dx (B, input_dim) = d total / d x (may be NULL), and
  * loss[k] = mean cross-entropy of loss k for k < model_nloss() (see
  * heads.h). Does not change the parameters. Returns 0, or ERR_INVAL if
  * B == 0 or B > max_batch.
  */
 int model_train_step(model_t *m, const float *x, const uint8_t *click, const uint8_t *action,
-                     const uint8_t *buy, size_t B, float *dx, double loss[HEADS_MAX_LOSS]);
+                     const uint8_t *buy, heads_sample_t *smp, size_t B, float *dx,
+                     double loss[HEADS_MAX_LOSS]);
 
 /* The losses of a batch without the backward pass (validation). Same
  * arguments and returns as model_train_step; the gradients are untouched. */
 int model_loss(model_t *m, const float *x, const uint8_t *click, const uint8_t *action,
-               const uint8_t *buy, size_t B, double loss[HEADS_MAX_LOSS]);
+               const uint8_t *buy, heads_sample_t *smp, size_t B, double loss[HEADS_MAX_LOSS]);
 
 /* Weighted total of losses from model_train_step: sum_k weight_k loss[k]. */
 double model_loss_total(const model_t *m, const double loss[HEADS_MAX_LOSS]);
@@ -155,7 +157,7 @@ int model_load_dense(model_t *m, FILE *f, errbuf_t *eb);
  * ERR_INVAL or ERR_NOMEM.
  */
 int model_train_step_f64(const model_t *m, const double *p, const double *x, const uint8_t *click,
-                         const uint8_t *action, const uint8_t *buy, size_t B, double *g, double *dx,
-                         double loss[HEADS_MAX_LOSS], double *total);
+                         const uint8_t *action, const uint8_t *buy, heads_sample_t *smp, size_t B,
+                         double *g, double *dx, double loss[HEADS_MAX_LOSS], double *total);
 
 #endif

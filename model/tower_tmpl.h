@@ -112,7 +112,8 @@ static void FN(run_backward)(void *arg, int r, int n)
  * dlg are (B, T) scratch. Returns the total loss.
  */
 static double FN(net_step)(team_t *team, FN(job_t) * j, const uint8_t *click, const uint8_t *action,
-                           const uint8_t *buy, double *lg, double *dlg, double loss[HEADS_MAX_LOSS])
+                           const uint8_t *buy, heads_sample_t *smp, double *lg, double *dlg,
+                           double loss[HEADS_MAX_LOSS])
 {
     const model_t *m = j->m;
     const size_t n = (size_t)team_size(team), B = j->B, D = (size_t)m->spec.input_dim;
@@ -120,7 +121,7 @@ static double FN(net_step)(team_t *team, FN(job_t) * j, const uint8_t *click, co
 
     team_run(team, FN(run_forward), j);
     FN(gather_logits)(m, j->act, B, lg);
-    total = heads_loss(m->heads, lg, click, action, buy, B, m->spec.loss_weight, loss,
+    total = heads_loss(m->heads, lg, click, action, buy, smp, B, m->spec.loss_weight, loss,
                        j->g ? dlg : NULL);
     if (!j->g)
         return total;

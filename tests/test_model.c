@@ -129,7 +129,7 @@ static void test_heads_direct(void)
             }
             nclick += c[i];
         }
-        double tot = heads_loss(h, a, c, ac, bu, B, W3, loss, dl);
+        double tot = heads_loss(h, a, c, ac, bu, NULL, B, W3, loss, dl);
         double wt = 0;
         for (int k = 0; k < heads_nloss(h); k++) {
             double n = type == MODEL_NAIVE && k == 1 ? nclick : B;
@@ -168,7 +168,7 @@ static void test_heads_saturated(void)
     uint8_t c = 1, ac = 1, bu = 1;
 
     /* -log sigma(-30) = 30 + log1p(e^-30) */
-    heads_loss(h, a, &c, &ac, &bu, 1, W3, loss, d);
+    heads_loss(h, a, &c, &ac, &bu, NULL, 1, W3, loss, d);
     CU_ASSERT(fabs(loss[0] - (30 + log1p(exp(-30)))) < 1e-12);
     /* pCTAVR = y0 y1: -log = 30 + tiny + log1p(e^-30) */
     CU_ASSERT(fabs(loss[1] - (30 + 2 * log1p(exp(-30)))) < 1e-12);
@@ -182,7 +182,7 @@ static void test_heads_saturated(void)
     /* a correct saturated prediction: loss and gradient near zero, not NaN */
     double b[4] = {40, -40, 0, 0};
     uint8_t c0 = 1, a0 = 0, b0 = 0;
-    heads_loss(h, b, &c0, &a0, &b0, 1, W3, loss, d);
+    heads_loss(h, b, &c0, &a0, &b0, NULL, 1, W3, loss, d);
     CU_ASSERT(loss[0] < 1e-17 && loss[0] >= 0);
     CU_ASSERT(loss[1] < 1e-17 && loss[1] >= 0);
     CU_ASSERT(isfinite(loss[2]) && fabs(loss[2] - log(2)) < 1e-12);
@@ -209,13 +209,13 @@ static void test_heads_gradcheck(void)
                 for (int i = 0; i < B * T; i++)
                     a[i] = (urand() < 0.5 ? -1 : 1) * (25 + 5 * urand());
             labels(c, ac, bu, B, 0.6);
-            heads_loss(h, a, c, ac, bu, B, W3, loss, dl);
+            heads_loss(h, a, c, ac, bu, NULL, B, W3, loss, dl);
             for (int i = 0; i < B * T; i++) {
                 double v = a[i], e = 1e-5;
                 a[i] = v + e;
-                double lp = heads_loss(h, a, c, ac, bu, B, W3, loss, NULL);
+                double lp = heads_loss(h, a, c, ac, bu, NULL, B, W3, loss, NULL);
                 a[i] = v - e;
-                double lm = heads_loss(h, a, c, ac, bu, B, W3, loss, NULL);
+                double lm = heads_loss(h, a, c, ac, bu, NULL, B, W3, loss, NULL);
                 a[i] = v;
                 double err = rel_err(dl[i], (lp - lm) / (2 * e), 1e-3);
                 if (err > worst)
@@ -280,14 +280,14 @@ static int gc_setup(gc_t *g, int type, uint64_t seed, int th)
 static double total_f64(gc_t *g, const double *p, const double *x)
 {
     double loss[3], t = NAN;
-    model_train_step_f64(g->m, p, x, g->c, g->ac, g->bu, GB, NULL, NULL, loss, &t);
+    model_train_step_f64(g->m, p, x, g->c, g->ac, g->bu, NULL, GB, NULL, NULL, loss, &t);
     return t;
 }
 
 static double total_f32(gc_t *g, const float *x)
 {
     double loss[3];
-    model_loss(g->m, x, g->c, g->ac, g->bu, GB, loss);
+    model_loss(g->m, x, g->c, g->ac, g->bu, NULL, GB, loss);
     return model_loss_total(g->m, loss);
 }
 
@@ -306,7 +306,8 @@ static void gradcheck_f64(int type, int th)
     gr = malloc(g.n * sizeof(double));
     for (size_t i = 0; i < g.n; i++)
         p[i] = pf[i];
-    CU_ASSERT_EQUAL(model_train_step_f64(g.m, p, g.xd, g.c, g.ac, g.bu, GB, gr, dx, loss, NULL), 0);
+    CU_ASSERT_EQUAL(
+        model_train_step_f64(g.m, p, g.xd, g.c, g.ac, g.bu, NULL, GB, gr, dx, loss, NULL), 0);
     for (size_t i = 0; i < g.n; i++) {
         double v = p[i], e = 1e-5;
         p[i] = v + e;
@@ -370,11 +371,11 @@ static void gradcheck_f32(int type, int th)
     double *p = malloc(g.n * sizeof(double)), *g64 = malloc(g.n * sizeof(double));
     double dx64[GB * 5];
 
-    CU_ASSERT_EQUAL(model_train_step(g.m, g.x, g.c, g.ac, g.bu, GB, dx, loss), 0);
+    CU_ASSERT_EQUAL(model_train_step(g.m, g.x, g.c, g.ac, g.bu, NULL, GB, dx, loss), 0);
     memcpy(gf, model_grads(g.m, &g.n), g.n * sizeof(float));
     for (size_t i = 0; i < g.n; i++)
         p[i] = pf[i];
-    model_train_step_f64(g.m, p, g.xd, g.c, g.ac, g.bu, GB, g64, dx64, loss, NULL);
+    model_train_step_f64(g.m, p, g.xd, g.c, g.ac, g.bu, NULL, GB, g64, dx64, loss, NULL);
 
     for (size_t i = 0; i < g.n + GB * g.D; i++) {
         int is_x = i >= g.n;
@@ -450,7 +451,7 @@ static void test_threads_agree(void)
         model_spec_t ms = small_spec(type, OPTIM_ADAM);
         model_t *ref = model_new(&ms, B, 8, NULL);
         CU_ASSERT_PTR_NOT_NULL_FATAL(ref);
-        model_train_step(ref, x, c, ac, bu, B, dx0, l0);
+        model_train_step(ref, x, c, ac, bu, NULL, B, dx0, l0);
         model_predict(ref, x, B, out0);
         model_apply_grads(ref);
         float *g0 = model_grads(ref, &n), *p0 = model_params(ref, &n);
@@ -461,7 +462,7 @@ static void test_threads_agree(void)
                 CU_ASSERT_EQUAL(model_threads_set(m, n_th, par, NULL), 0);
                 CU_ASSERT_EQUAL(model_threads(m, &got_par), n_th);
                 CU_ASSERT_EQUAL(got_par, par);
-                model_train_step(m, x, c, ac, bu, B, dx, l);
+                model_train_step(m, x, c, ac, bu, NULL, B, dx, l);
                 model_predict(m, x, B, out);
                 model_apply_grads(m);
                 if (par == MODEL_PAR_TOWERS) {
@@ -523,10 +524,10 @@ static void test_init_and_errors(void)
         CU_ASSERT(fabsf(pa[i]) <= 0.5f);
     CU_ASSERT_EQUAL(model_flops_per_sample(a), 4 * 6.0 * (20 + 12 + 3));
 
-    CU_ASSERT_EQUAL(model_train_step(a, x, &l0, &l0, &l0, 0, dx, loss), ERR_INVAL);
-    CU_ASSERT_EQUAL(model_train_step(a, x, &l0, &l0, &l0, 9, dx, loss), ERR_INVAL);
+    CU_ASSERT_EQUAL(model_train_step(a, x, &l0, &l0, &l0, NULL, 0, dx, loss), ERR_INVAL);
+    CU_ASSERT_EQUAL(model_train_step(a, x, &l0, &l0, &l0, NULL, 9, dx, loss), ERR_INVAL);
     CU_ASSERT_EQUAL(model_predict(a, x, 9, out), ERR_INVAL);
-    CU_ASSERT_EQUAL(model_train_step(a, x, &l0, &l0, &l0, 1, NULL, loss), 0);
+    CU_ASSERT_EQUAL(model_train_step(a, x, &l0, &l0, &l0, NULL, 1, NULL, loss), 0);
 
     ms.type = 7;
     CU_ASSERT_PTR_NULL(model_new(&ms, 8, 1, &eb));
@@ -582,7 +583,7 @@ static void test_save_load(void)
         x[i] = (float)(urand() * 2 - 1);
     labels(c, ac, bu, 32, 0.5);
     for (int s = 0; s < 3; s++) { /* some steps so the optimizer state is not zero */
-        model_train_step(a, x, c, ac, bu, 32, dx, loss);
+        model_train_step(a, x, c, ac, bu, NULL, 32, dx, loss);
         model_apply_grads(a);
     }
     f = fopen(path, "wb");
@@ -687,7 +688,7 @@ static void test_learns(void)
         CU_ASSERT_PTR_NOT_NULL_FATAL(m);
         for (int step = 0; step < 400; step++) {
             int k = step % NB;
-            CU_ASSERT_EQUAL(model_train_step(m, x[k], c[k], ac[k], bu[k], B, dx, loss), 0);
+            CU_ASSERT_EQUAL(model_train_step(m, x[k], c[k], ac[k], bu[k], NULL, B, dx, loss), 0);
             model_apply_grads(m);
             for (int j = 0; j < model_nloss(m); j++) {
                 if (step < NB)

@@ -317,6 +317,8 @@ static const char *describe_logs(char *buf, size_t len, char *const *logs, int n
 static int grow_labels(eval_data_t *d, size_t *cap, size_t need)
 {
     size_t c = *cap ? *cap : 65536;
+    float *w;
+    uint64_t *q;
 
     while (c < need)
         c *= 2;
@@ -328,6 +330,14 @@ static int grow_labels(eval_data_t *d, size_t *cap, size_t need)
             return ERR_NOMEM;
         d->label[l] = a;
     }
+    w = realloc(d->weight, c * sizeof(*w));
+    if (!w)
+        return ERR_NOMEM;
+    d->weight = w;
+    q = realloc(d->req, c * sizeof(*q));
+    if (!q)
+        return ERR_NOMEM;
+    d->req = q;
     *cap = c;
     return 0;
 }
@@ -369,7 +379,12 @@ static int read_log_labels(eval_data_t *d, const worker_conf_t *wc, char *const 
     size_t cap = 0;
     int rc, batch_ok = 0;
 
+    float lw[3];
+
     labels_only_spec(&ms);
+    rc = worker_conf_label_weights(wc, lw, eb);
+    if (rc != 0)
+        return rc;
     reader_opts_t o;
     worker_conf_reader_opts(wc, 0, &o);
     rc = reader_open(&r, &ms, &o, logs, nlogs, eb);
@@ -388,6 +403,12 @@ static int read_log_labels(eval_data_t *d, const worker_conf_t *wc, char *const 
         memcpy(d->label[EVAL_L_CLICK] + d->n, b.click, b.n);
         memcpy(d->label[EVAL_L_ACTION] + d->n, b.action, b.n);
         memcpy(d->label[EVAL_L_BUY] + d->n, b.buy, b.n);
+        batch_row_weights(&b, lw, d->weight + d->n);
+        memcpy(d->req + d->n, b.req, b.n * sizeof(*d->req));
+        for (size_t i = 0; i < b.n; i++) {
+            d->weighted |= d->weight[d->n + i] != 1.0f;
+            d->has_req |= b.req[i] != 0;
+        }
         d->n += b.n;
     }
     if (rc != ERR_EOF)
@@ -492,6 +513,8 @@ void eval_data_release(eval_data_t *d)
 {
     for (int l = 0; l < EVAL_NLABELS; l++)
         free(d->label[l]);
+    free(d->weight);
+    free(d->req);
     for (int p = 0; p < EVAL_NPROBS; p++) {
         free(d->pred[p]);
         free(d->truth[p]);
@@ -500,6 +523,122 @@ void eval_data_release(eval_data_t *d)
 }
 
 /* ---- computing --------------------------------------------------------- */
+
+typedef struct scored {
+    float s;    /* score */
+    uint32_t i; /* row */
+} scored_t;
+
+/* Ascending score, then row. */
+static int by_score(const void *a, const void *b)
+{
+    const scored_t *x = a, *y = b;
+
+    if (x->s != y->s)
+        return x->s < y->s ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/*
+ * AUC of rows [0, n) selected by mask (NULL: all), each counted with
+ * weight w[i] (NULL: 1): sum over (positive, negative) pairs of
+ * w_p w_n [s_p > s_n] (half for a tie) over (sum w_p)(sum w_n). NaN
+ * without both classes (of positive weight). sc: n entries of workspace.
+ */
+static double weighted_auc(const float *score, const uint8_t *y, const uint8_t *mask,
+                           const float *w, size_t from, size_t to, scored_t *sc)
+{
+    size_t m = 0;
+    double wneg_below = 0, wpos = 0, wneg = 0, num = 0;
+
+    for (size_t i = from; i < to; i++)
+        if (!mask || mask[i])
+            sc[m++] = (scored_t){score[i], (uint32_t)i};
+    qsort(sc, m, sizeof(*sc), by_score);
+    for (size_t a = 0, e; a < m; a = e) {
+        double gp = 0, gn = 0;
+        for (e = a; e < m && sc[e].s == sc[a].s; e++) {
+            double wi = w ? (double)w[sc[e].i] : 1.0;
+            if (y[sc[e].i])
+                gp += wi;
+            else
+                gn += wi;
+        }
+        num += gp * (wneg_below + 0.5 * gn);
+        wneg_below += gn;
+        wpos += gp;
+        wneg += gn;
+    }
+    return wpos > 0 && wneg > 0 ? num / (wpos * wneg) : NAN;
+}
+
+/*
+ * NDCG of rows [from, to) (binary gain y, ranked by descending score, ties
+ * in row order): DCG = sum over positives at rank r (from 1) of
+ * 1 / log2(r + 1), over the DCG of the positives ranked first. sc holds
+ * the rows sorted ascending by weighted_auc().
+ */
+static double ndcg(const uint8_t *y, size_t m, const scored_t *sc)
+{
+    double dcg = 0, ideal = 0;
+    size_t npos = 0, r = 0;
+
+    /* descending score; within a tie, row order */
+    for (size_t e = m; e > 0;) {
+        size_t a = e;
+        while (a > 0 && sc[a - 1].s == sc[e - 1].s)
+            a--;
+        for (size_t k = a; k < e; k++, r++)
+            if (y[sc[k].i]) {
+                dcg += 1.0 / log2((double)r + 2.0);
+                npos++;
+            }
+        e = a;
+    }
+    for (size_t k = 0; k < npos; k++)
+        ideal += 1.0 / log2((double)k + 2.0);
+    return ideal > 0 ? dcg / ideal : NAN;
+}
+
+/* Weighted AUC and the per-request means of task td into et. */
+static int task_extras(eval_task_t *et, const task_def_t *td, const eval_data_t *d)
+{
+    const float *score = d->pred[td->prob];
+    const uint8_t *y = d->label[td->label], *mask = td->mask >= 0 ? d->label[td->mask] : NULL;
+    scored_t *sc;
+    double sa = 0, sn = 0;
+
+    et->auc_weighted = et->model.auc; /* every weight 1: the same AUC by definition */
+    et->requests = 0;
+    et->request_auc = et->request_ndcg = NAN;
+    if (!d->weighted && !d->has_req)
+        return 0;
+    sc = malloc((d->n ? d->n : 1) * sizeof(*sc));
+    if (!sc)
+        return ERR_NOMEM;
+    if (d->weighted)
+        et->auc_weighted = weighted_auc(score, y, mask, d->weight, 0, d->n, sc);
+    for (size_t a = 0, e; d->has_req && td->label != EVAL_L_BUY_CF && a < d->n; a = e) {
+        size_t m = 0, pos = 0;
+        double auc;
+
+        for (e = a; e < d->n && d->req[e] == d->req[a]; e++)
+            if (!mask || mask[e]) {
+                m++;
+                pos += y[e];
+            }
+        if (d->req[a] == 0 || pos == 0 || pos == m)
+            continue;
+        auc = weighted_auc(score, y, mask, NULL, a, e, sc);
+        sa += auc;
+        sn += ndcg(y, m, sc);
+        et->requests++;
+    }
+    et->request_auc = et->requests ? sa / (double)et->requests : NAN;
+    et->request_ndcg = et->requests ? sn / (double)et->requests : NAN;
+    free(sc);
+    return 0;
+}
 
 int eval_compute(eval_result_t *res, const eval_data_t *d, errbuf_t *eb)
 {
@@ -511,6 +650,8 @@ int eval_compute(eval_result_t *res, const eval_data_t *d, errbuf_t *eb)
     res->rows = d->n;
     res->rejected = d->rejected;
     res->has_truth = d->truth[EVAL_P_CTR] != NULL;
+    res->weighted = d->weighted;
+    res->has_req = d->has_req;
     for (int t = 0; t < EVAL_NTASKS && rc == 0; t++) {
         const task_def_t *td = &tasks[t];
         eval_task_t *et = &res->task[t];
@@ -522,6 +663,8 @@ int eval_compute(eval_result_t *res, const eval_data_t *d, errbuf_t *eb)
             continue;
         et->present = 1;
         rc = metrics_summarize(&et->model, d->pred[td->prob], y, m, d->n, &ws);
+        if (rc == 0)
+            rc = task_extras(et, td, d);
         if (rc == 0 && d->truth[td->prob]) {
             et->has_oracle = 1;
             rc = metrics_summarize(&et->oracle, d->truth[td->prob], y, m, d->n, &ws);
@@ -580,6 +723,21 @@ static void print_table(FILE *out, const eval_result_t *res)
     if (res->has_truth)
         fprintf(out, "cvr_es: pcvr vs buy_cf on all rows (entire space); oracle_auc: the truth "
                      "probabilities on the same rows; regret: oracle_auc - auc\n");
+    if (!res->weighted && !res->has_req)
+        return;
+    fprintf(out, "\n%-7s %12s %12s %12s %12s\n", "task", "auc", "auc_weighted", "requests",
+            "request_auc");
+    for (int t = 0; t < EVAL_NTASKS; t++) {
+        const eval_task_t *et = &res->task[t];
+        if (!et->present)
+            continue;
+        fprintf(out, "%-7s %12s %12s %12llu %12s  ndcg %s\n", tasks[t].name,
+                fmt_num(b[0], 32, et->model.auc, 6), fmt_num(b[1], 32, et->auc_weighted, 6),
+                (unsigned long long)et->requests, fmt_num(b[2], 32, et->request_auc, 6),
+                fmt_num(b[3], 32, et->request_ndcg, 6));
+    }
+    fprintf(out, "auc_weighted: rows weighted by @w x label_weights; request_auc / ndcg: mean "
+                 "over the requests (@req) with both classes\n");
 }
 
 static void json_task(json_t *j, const eval_task_t *et)
@@ -601,6 +759,10 @@ static void json_task(json_t *j, const eval_task_t *et)
     json_kv_num(j, "oracle_auc", et->has_oracle ? et->oracle.auc : NAN, 17);
     json_kv_num(j, "oracle_logloss", et->has_oracle ? et->oracle.logloss : NAN, 17);
     json_kv_num(j, "regret", et->regret, 17);
+    json_kv_num(j, "auc_weighted", et->auc_weighted, 17);
+    json_kv_u64(j, "requests", et->requests);
+    json_kv_num(j, "request_auc", et->request_auc, 17);
+    json_kv_num(j, "request_ndcg", et->request_ndcg, 17);
     json_object_end(j);
 }
 

@@ -37,6 +37,15 @@
  * parsed to float (their ranking is exact for the 6 significant digits
  * funnel writes) and must lie in [0, 1]. Files are read in large blocks.
  *
+ * Weights and requests (README, "Weights and pairwise loss"). Each row
+ * weighs its line's @w times the [train] label_weights of its positive
+ * labels, as in training; auc_weighted is the probability that a positive
+ * drawn in proportion to its weight scores above a negative drawn the
+ * same way (ties count half). With request ids (@req), a request is a run
+ * of consecutive rows with one id; for each task the requests having both
+ * classes among its rows give an AUC and an NDCG (binary gain, the whole
+ * request ranked by score, ties in row order), averaged with equal weight
+ * per request. cvr_es has no per-request numbers.
  * Memory: about 52 bytes per row (4 label bytes, up to 8 float columns and
  * the AUC sort workspace of 16 bytes per row).
  */
@@ -65,6 +74,10 @@ typedef struct eval_data {
     uint8_t *label[EVAL_NLABELS]; /* 0/1; buy_cf NULL without truth */
     float *pred[EVAL_NPROBS];     /* the model's; pctavr may be NULL */
     float *truth[EVAL_NPROBS];    /* all NULL without truth; pctavr may be NULL */
+    float *weight;                /* row weights: @w times label_weights (FORMAT.md) */
+    uint64_t *req;                /* request ids (0: none) */
+    int weighted;                 /* some row weight is not 1 */
+    int has_req;                  /* some row has a request id */
 } eval_data_t;
 
 typedef struct eval_task {
@@ -73,12 +86,18 @@ typedef struct eval_task {
     metrics_summary_t model;  /* the prediction file's scores */
     metrics_summary_t oracle; /* the truth probabilities on the same rows */
     double regret;            /* oracle.auc - model.auc (AUC points); NaN if undefined */
+    double auc_weighted;      /* AUC with each row counted by its weight; NaN if undefined */
+    uint64_t requests;        /* requests with both classes (0: none, or no request ids) */
+    double request_auc;       /* mean AUC within those requests; NaN without any */
+    double request_ndcg;      /* mean NDCG within those requests; NaN without any */
 } eval_task_t;
 
 typedef struct eval_result {
     uint64_t rows;                 /* rows scored */
     uint64_t rejected;             /* log lines rejected (not in the predictions) */
     int has_truth;                 /* a truth file was given */
+    int weighted;                  /* the rows have weights other than 1 */
+    int has_req;                   /* the rows have request ids */
     eval_task_t task[EVAL_NTASKS]; /* EVAL_* order */
 } eval_result_t;
 
@@ -112,8 +131,10 @@ int eval_compute(eval_result_t *res, const eval_data_t *d, errbuf_t *eb);
  *    "tasks":{"ctr":T,"cvr":T,"ctcvr":T,"ctavr":T|null},
  *    "cvr_entire_space":T|null}
  *   T = {"n","positives","auc","logloss","mean_pred","rate","calibration",
- *        "oracle_auc","oracle_logloss","regret"}  (oracle_* and regret are
- *   null without truth; calibration = mean_pred / rate) */
+ *        "oracle_auc","oracle_logloss","regret","auc_weighted","requests",
+ *        "request_auc","request_ndcg"}  (oracle_* and regret are null
+ *   without truth; calibration = mean_pred / rate; auc_weighted equals auc
+ *   when every weight is 1; request_* are null without request ids) */
 int eval_print(FILE *out, const eval_result_t *res, int json);
 
 /*

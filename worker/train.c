@@ -32,6 +32,11 @@ typedef struct loop {
     uint64_t done_before; /* of samples: already trained when this run resumed */
     uint64_t resent;      /* of the others: in batches some shards had already */
     train_obs_t *obs;     /* live metrics ([train] metrics_listen); NULL: off */
+    float label_w[3];     /* [train] label_weights: click, action, buy */
+    float *sw;            /* (B) training weight of each row of the batch */
+    double *pair_work;    /* heads_sample_t.work, or NULL without a pairwise loss */
+    double pair_sum;      /* pairwise loss x pairs, summed over this run's batches */
+    uint64_t pairs;       /* pairs of this run's batches */
 } loop_t;
 
 static void loop_release(loop_t *l)
@@ -39,6 +44,8 @@ static void loop_release(loop_t *l)
     train_obs_close(&l->obs);
     progress_release(&l->prog);
     valid_destroy(&l->valid);
+    free(l->pair_work);
+    free(l->sw);
     free(l->dx);
     session_release(&l->s);
 }
@@ -103,10 +110,26 @@ static int step(loop_t *l, int i, int epoch, double *loss, errbuf_t *eb)
     float *g;
     int rc;
 
+    heads_sample_t smp = {
+        .weight = l->sw,
+        .req = l->pair_work ? b->req : NULL,
+        .pair_task = (int)l->wc->pairwise_task,
+        .pair_weight = l->wc->pairwise_weight,
+        .work = l->pair_work,
+    };
+
     pool_forward(&l->s.pool[i], b, l->s.x);
-    rc = model_train_step(l->s.model, l->s.x, b->click, b->action, b->buy, b->n, l->dx, loss);
+    batch_row_weights(b, l->label_w, l->sw);
+    rc = model_train_step(l->s.model, l->s.x, b->click, b->action, b->buy, &smp, b->n, l->dx, loss);
     if (rc != 0)
         return errbuf_set(eb, rc, "model step failed");
+    if (!isfinite(smp.pair_loss))
+        return errbuf_set(eb, ERR_INVAL,
+                          "pairwise loss is %g in batch %llu: lower the learning rates or "
+                          "pairwise_weight",
+                          smp.pair_loss, l->batch_no[i]);
+    l->pair_sum += smp.pair_loss * (double)smp.pairs;
+    l->pairs += smp.pairs;
     pool_backward(&l->s.pool[i], b, l->dx);
     g = model_grads(l->s.model, &n);
     rc = check_batch(l, i, loss, g, n, eb);
@@ -276,8 +299,15 @@ int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
     rc = session_init(&l.s, wc, &so, eb);
     if (rc != 0)
         goto out;
+    rc = worker_conf_label_weights(wc, l.label_w, eb);
+    if (rc != 0)
+        goto out;
     l.dx = malloc((size_t)wc->batch_size * (size_t)l.s.ms.input_dim * sizeof(float));
-    if (!l.dx) {
+    l.sw = malloc((size_t)wc->batch_size * sizeof(float));
+    if (wc->pairwise_task != HEADS_PAIR_NONE)
+        l.pair_work =
+            malloc((size_t)wc->batch_size * (HEADS_MAX_TOWERS + 1) * sizeof(*l.pair_work));
+    if (!l.dx || !l.sw || (wc->pairwise_task != HEADS_PAIR_NONE && !l.pair_work)) {
         rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
         goto out;
     }
@@ -335,6 +365,16 @@ int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
     }
     if (rc == 0 && l.valid && l.samples > l.done_before)
         rc = final_valid(&l, eb);
+    if (rc == 0 && wc->pairwise_task != HEADS_PAIR_NONE) {
+        if (l.pairs)
+            LOG_INFO("pairwise loss (%s within requests): mean %.6f over %llu pairs",
+                     wc->pairwise_task == HEADS_PAIR_CLICK ? "click" : "buy",
+                     l.pair_sum / (double)l.pairs, (unsigned long long)l.pairs);
+        else
+            LOG_WARN("pairwise_task = %s, but no batch had a request (@req) with a positive and "
+                     "a negative: no pairwise loss was trained (does the log carry @req ids?)",
+                     wc->pairwise_task == HEADS_PAIR_CLICK ? "click" : "buy");
+    }
     progress_finish(&l.prog);
     if (rc == 0 && l.samples == 0)
         rc = no_samples(&l, metrics, eb);

@@ -76,7 +76,15 @@
     X(train, valid_every, INT, "100000", 1, 1e15, NULL,                                          \
       "samples between held-out evaluations (--valid); one more at the end")                     \
     X(train, progress_interval, FLOAT, "10", 0.01, 86400, NULL,                                  \
-      "seconds between plain progress lines (progress = plain, or auto off a terminal)")
+      "seconds between plain progress lines (progress = plain, or auto off a terminal)")         \
+    /* sample weights and pairwise loss (issue 15): README "Weights and pairwise loss" */        \
+    X(train, label_weights, STR, "", 0, 0, NULL,                                                 \
+      "weight of a positive of each label, e.g. click:1,action:1,buy:5 (a row takes the "        \
+      "largest of its positive labels', times its @w; empty: all 1)")                            \
+    X(train, pairwise_task, ENUM, "none", 0, 0, "none|click|buy",                                \
+      "BPR loss within each request (@req) ranking pctr (click) or pctcvr (buy); none: off")     \
+    X(train, pairwise_weight, FLOAT, "1", 0, 1e6, NULL,                                          \
+      "weight of the pairwise loss beside the pointwise losses (loss_weights 0 leave it alone)")
 
 typedef struct worker_conf {
     model_conf_t model;
@@ -92,5 +100,11 @@ struct reader_opts;
 /* Reader options from [data] (and, with split, this rank's share of the
  * input per [cluster]; without, the whole input). */
 void worker_conf_reader_opts(const worker_conf_t *wc, int split, struct reader_opts *o);
+
+/*
+ * The label weights of 'label_weights' into lw (click, action, buy; 1 for
+ * a label not named). Returns 0 or ERR_CONFIG saying which item is wrong.
+ */
+int worker_conf_label_weights(const worker_conf_t *wc, float lw[3], errbuf_t *eb);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * fuzz_tsv1.c - the tsv1 log reader end to end: the input is one log file
  * (a memfd), read in small batches by two ranks as workers read it. Every
- * delivered batch must have 0/1 labels, ordered offsets and finite weights.
+ * delivered batch must have 0/1 labels, ordered offsets, finite token
+ * weights and finite, non-negative sample weights (corpus seed `fields`).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -16,6 +17,9 @@ static void check_batch(const batch_t *b)
 {
     for (size_t k = 0; k < b->n; k++)
         if (b->click[k] > 1 || b->action[k] > 1 || b->buy[k] > 1)
+            abort();
+    for (size_t k = 0; k < b->n; k++) /* sample weights (@w): finite, >= 0 */
+        if (!isfinite(b->weight[k]) || !(b->weight[k] >= 0.0f))
             abort();
     for (int s = 0; s < b->nslots; s++) {
         const batch_slot_t *bs = &b->slot[s];
