@@ -12,6 +12,7 @@
 #include "common/afile.h"
 #include "common/log.h"
 #include "common/meta.h"
+#include "table/bundle.h"
 #include "worker/progress.h"
 #include "worker/session.h"
 
@@ -65,9 +66,12 @@ static int predict_all(session_t *s, float *pred, afile_t *af, uint64_t *written
 
 int predict_take_layout(worker_conf_t *wc, const char *dir, errbuf_t *eb)
 {
+    static bundle_t b; /* a bundle's META, once its files are verified */
     meta_t m;
-    int rc = meta_read(dir, &m, eb);
+    int rc = bundle_is(dir) ? bundle_open(&b, dir, eb) : meta_read(dir, &m, eb);
 
+    if (rc == 0 && bundle_is(dir))
+        m = b.meta;
     if (rc == 0)
         rc = meta_apply_conf(&m, dir, &worker_conf_schema, wc, &wc->given, eb);
     return rc;
