@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "proto/serve_codec.h"
 #include "tests/util.h"
 
 #define OPTS "--towers 32,16"
@@ -298,12 +299,84 @@ static void test_three_days_live(void)
         free_lines(&want[d]);
 }
 
+/* The codec: round trips, and malformed input refused with a code. */
+static void test_codec(void)
+{
+    serve_codec_t *c = serve_codec_new(4096), *d = serve_codec_new(4096);
+    serve_str_t cand[3] = {{"item_id:i1", 10}, {"", 0}, {"item_id:i2 tag:a:0.5", 20}};
+    serve_req_t req = {
+        .type = SERVE_SCORE, .id = 77, .user = {"user_id:u9", 10}, .ncand = 3, .cand = cand};
+    serve_req_t got;
+    serve_rep_t rep, rgot;
+    float pred[8] = {0.25f, 0.5f, 0.125f, -0.0f, 1e-30f, 0.75f, 1.0f, 0.0f};
+    unsigned char bad[4200];
+    const void *data;
+    size_t len;
+    errbuf_t eb;
+
+    CU_ASSERT_FATAL(c && d);
+    CU_ASSERT_EQUAL_FATAL(serve_codec_encode_req(c, &req, &data, &len, &eb), 0);
+    CU_ASSERT_EQUAL(serve_codec_peek_type(data, len), SERVE_SCORE);
+    CU_ASSERT_EQUAL_FATAL(serve_codec_decode_req(d, &got, data, len, &eb), 0);
+    CU_ASSERT_EQUAL(got.type, SERVE_SCORE);
+    CU_ASSERT_EQUAL(got.id, 77);
+    CU_ASSERT_EQUAL(got.ncand, 3);
+    CU_ASSERT(got.user.len == 10 && !memcmp(got.user.p, "user_id:u9", 10));
+    CU_ASSERT(got.cand[2].len == 20 && !memcmp(got.cand[2].p, cand[2].p, 20));
+    CU_ASSERT_EQUAL(got.cand[1].len, 0);
+    /* every truncation is refused, never read past the end */
+    memcpy(bad, data, len);
+    for (size_t n = 0; n < len; n++)
+        CU_ASSERT_NOT_EQUAL(serve_codec_decode_req(d, &got, bad, n, &eb), 0);
+    /* another version: ERR_VERSION, the id still read */
+    bad[10] = 2;
+    CU_ASSERT_EQUAL(serve_codec_decode_req(d, &got, bad, len, &eb), ERR_VERSION);
+    CU_ASSERT_EQUAL(got.id, 77);
+    CU_ASSERT_EQUAL(serve_codec_peek_type(bad, len), 0);
+    /* another magic; a candidate that is not a string (fixint 1 for its str8) */
+    memcpy(bad, data, len);
+    bad[3] ^= 1;
+    CU_ASSERT_EQUAL(serve_codec_decode_req(d, &got, bad, len, &eb), ERR_PROTO);
+    memcpy(bad, data, len);
+    bad[len - 21] = 0x01;
+    CU_ASSERT_NOT_EQUAL(serve_codec_decode_req(d, &got, bad, len, &eb), 0);
+    /* too big for the decoder */
+    CU_ASSERT_EQUAL(serve_codec_decode_req(d, &got, bad, 4097, &eb), ERR_TOOBIG);
+    /* replies: scores round-trip bit for bit; errors carry their text */
+    rep = (serve_rep_t){.type = SERVE_SCORE, .id = 5, .day = 3, .npred = 4, .n = 2, .pred = pred};
+    CU_ASSERT_EQUAL_FATAL(serve_codec_encode_rep(c, &rep, &data, &len, &eb), 0);
+    CU_ASSERT_EQUAL_FATAL(serve_codec_decode_rep(d, &rgot, data, len, &eb), 0);
+    CU_ASSERT(rgot.day == 3 && rgot.npred == 4 && rgot.n == 2 && rgot.status == 0);
+    for (int i = 0; i < 8; i++) {
+        float f = serve_rep_pred(&rgot, (size_t)i);
+        CU_ASSERT_EQUAL(memcmp(&f, &pred[i], 4), 0);
+    }
+    rep = (serve_rep_t){
+        .type = SERVE_APPLY, .id = 6, .status = ERR_CORRUPT, .text = {"b/full.emb: damaged", 19}};
+    CU_ASSERT_EQUAL_FATAL(serve_codec_encode_rep(c, &rep, &data, &len, &eb), 0);
+    CU_ASSERT_EQUAL_FATAL(serve_codec_decode_rep(d, &rgot, data, len, &eb), 0);
+    CU_ASSERT(rgot.status == ERR_CORRUPT && rgot.text.len == 19);
+    /* a score reply whose blob does not match n * npred */
+    rep = (serve_rep_t){.type = SERVE_SCORE, .id = 5, .day = 3, .npred = 4, .n = 2, .pred = pred};
+    serve_codec_encode_rep(c, &rep, &data, &len, &eb);
+    memcpy(bad, data, len);
+    bad[len - 33 - 2] = 3; /* n: 2 -> 3 (the byte before the bin8 header) */
+    CU_ASSERT_EQUAL(serve_codec_decode_rep(d, &rgot, bad, len, &eb), ERR_PROTO);
+    /* too many candidates to encode */
+    req.ncand = SERVE_MAX_CANDIDATES + 1;
+    CU_ASSERT_EQUAL(serve_codec_encode_req(c, &req, &data, &len, &eb), ERR_TOOBIG);
+    serve_codec_destroy(&c);
+    serve_codec_destroy(&d);
+    CU_ASSERT_PTR_NULL(c);
+}
+
 int test_serve_register(void)
 {
     CU_pSuite s = CU_add_suite("serve", setup, teardown);
 
     if (!s)
         return CU_get_error();
+    CU_add_test(s, "the request and reply codec; malformed input refused", test_codec);
     CU_add_test(s, "scores equal predict's, before and after a live delta", test_equals_predict);
     CU_add_test(s, "three days of refresh with funnel-serve up: every reply is a day's",
                 test_three_days_live);
