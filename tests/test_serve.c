@@ -164,6 +164,38 @@ static void test_equals_predict(void)
     CU_ASSERT(contains(log, want));
 }
 
+/* CURVE: a keyed server answers a client with its public key, and a
+ * client without keys gets no answer (a timeout naming the keys). */
+static void test_curve(void)
+{
+    char ep[700], log[700];
+    pid_t srv;
+
+    CU_ASSERT_EQUAL_FATAL(tu_sh(NULL,
+                                "mkdir -p %s/keys && %s/funnel-ps keygen --out %s/keys/srv > "
+                                "/dev/null && %s/funnel-ps keygen --out %s/keys/cli > /dev/null",
+                                dir, bin, dir, bin, dir),
+                          0);
+    snprintf(ep, sizeof(ep), "ipc://%s/curve.sock", dir);
+    snprintf(log, sizeof(log), "%s/serve-curve.log", dir);
+    srv = tu_spawn(
+        log, "exec %s/funnel-serve --bundle %s/b2 --listen %s --curve_secret_key %s/keys/srv.key",
+        bin, dir, ep, dir);
+    CU_ASSERT_FATAL(srv > 0);
+    snprintf(log, sizeof(log), "%s/curve-score.log", dir);
+    CU_ASSERT_EQUAL(tu_sh(log,
+                          "%s/funnel-serve score --connect %s --curve_server_key %s/keys/srv.pub "
+                          "--curve_secret_key %s/keys/cli.key --in %s/reqs3.tsv --out %s/sc "
+                          "--group --max_candidates 4096",
+                          bin, ep, dir, dir, dir, dir),
+                    0);
+    CU_ASSERT_EQUAL(tu_sh(NULL, "cmp %s/p2 %s/sc", dir, dir), 0);
+    snprintf(log, sizeof(log), "%s/curve-nokey.log", dir);
+    CU_ASSERT_EQUAL(tu_sh(log, "%s/funnel-serve info --connect %s --timeout_ms 1000", bin, ep), 1);
+    CU_ASSERT(contains(log, "with these CURVE keys?"));
+    CU_ASSERT_EQUAL(tu_stop(srv, 15), 0);
+}
+
 /* The lines of a file after its header. */
 typedef struct lines {
     char *text;
@@ -378,6 +410,7 @@ int test_serve_register(void)
         return CU_get_error();
     CU_add_test(s, "the request and reply codec; malformed input refused", test_codec);
     CU_add_test(s, "scores equal predict's, before and after a live delta", test_equals_predict);
+    CU_add_test(s, "CURVE keys as for shards", test_curve);
     CU_add_test(s, "three days of refresh with funnel-serve up: every reply is a day's",
                 test_three_days_live);
     return CU_get_error();
