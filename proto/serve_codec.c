@@ -156,6 +156,73 @@ int serve_codec_peek_type(const void *data, size_t len)
     return p[11];
 }
 
+/* Big-endian unsigned of n bytes at p. */
+static uint64_t be(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/*
+ * One pass over the msgpack bytes before msgpack-c builds anything: every
+ * declared length and element count must fit in the bytes that remain (an
+ * element takes at least one byte), at most max_objects objects, exactly
+ * one value and nothing after it. So a message cannot make the unpacker
+ * allocate by what it declares.
+ */
+static int walk(const unsigned char *p, size_t len, size_t max_objects)
+{
+    size_t pos = 0, pending = 1, objects = 0;
+
+    while (pending > 0) {
+        uint64_t n = 0, skip = 0; /* elements; bytes after the header */
+        int hdr = 1;
+        if (pos >= len || ++objects > max_objects)
+            return -1;
+        unsigned char b = p[pos];
+        pending--;
+        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+        } else if (b <= 0x8f) {
+            n = 2 * (uint64_t)(b & 0x0f);
+        } else if (b <= 0x9f) {
+            n = b & 0x0f;
+        } else if (b <= 0xbf) {
+            skip = b & 0x1f;
+        } else if (b == 0xc1) {
+            return -1;
+        } else {
+            /* per type byte 0xc4..0xdf: bytes of its length or count field, and
+             * bytes that follow the header besides a length's worth (ext's type
+             * byte, the fixed-size numbers and fixexts) */
+            static const signed char lenb[28] = {1, 2, 4, 1, 2, 4, 0, 0, 0, 0, 0, 0, 0, 0,
+                                                 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 2, 4, 2, 4};
+            static const signed char fixed[28] = {0, 0, 0, 1, 1, 1, 4,  8, 1, 2, 4, 8, 1, 2,
+                                                  4, 8, 2, 3, 5, 9, 17, 0, 0, 0, 0, 0, 0, 0};
+            int i = b - 0xc4, l = lenb[i];
+            if (pos + 1 + (size_t)l > len)
+                return -1;
+            uint64_t v = be(p + pos + 1, l);
+            hdr = 1 + l;
+            skip = (uint64_t)fixed[i];
+            if (b >= 0xdc && b <= 0xdd)
+                n = v;
+            else if (b >= 0xde)
+                n = 2 * v;
+            else if (l > 0)
+                skip += v; /* bin, ext (after its type byte), str */
+        }
+        if ((size_t)hdr > len - pos || skip > len - pos - (size_t)hdr)
+            return -1;
+        pos += (size_t)hdr + (size_t)skip;
+        if (n > len - pos || pending + n > len - pos)
+            return -1;
+        pending += (size_t)n;
+    }
+    return pos == len ? 0 : -1;
+}
+
 static int get_u64(const msgpack_object *o, uint64_t *v)
 {
     if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
@@ -195,6 +262,8 @@ static int unpack(serve_codec_t *c, const void *data, size_t len, uint32_t arity
     if (len > c->max)
         return errbuf_set(eb, ERR_TOOBIG, "%s of %zu bytes over the limit of %zu", what, len,
                           c->max);
+    if (walk(data, len, 2 * (size_t)SERVE_MAX_CANDIDATES + 64) != 0)
+        return errbuf_set(eb, ERR_PROTO, "%s: not one well-formed msgpack value of its size", what);
     msgpack_zone_clear(&c->zone);
     if (msgpack_unpack(data, len, &off, &c->zone, root) != MSGPACK_UNPACK_SUCCESS || off != len)
         return errbuf_set(eb, ERR_PROTO, "%s: not one msgpack value", what);

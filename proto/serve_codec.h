@@ -23,12 +23,13 @@
  *   request's type in its first 12 bytes without decoding (a server routes
  *   control requests apart from scoring ones).
  *
- *   Decoding checks the size against the codec's maximum first, then
- *   lets msgpack-c build the object tree in the codec's zone, then checks
- *   types and counts; strings point into the caller's bytes (valid while
- *   they are and until the next decode). Unlike codec.c there is no
- *   pre-pass bounding declared container sizes before msgpack-c allocates
- *   (a known gap: the server is meant to sit behind CURVE keys).
+ *   Decoding checks the size against the codec's maximum first, then one
+ *   pass over the msgpack structure checks every declared length and
+ *   element count against the bytes that remain and bounds the number of
+ *   objects (so msgpack-c never allocates by what a message declares),
+ *   then msgpack-c builds the object tree in the codec's zone, then types
+ *   and counts are checked; strings point into the caller's bytes (valid
+ *   while they are and until the next decode).
  *
  * Thread-safety: a serve_codec_t belongs to one thread.
  */

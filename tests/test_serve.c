@@ -372,6 +372,16 @@ static void test_codec(void)
     memcpy(bad, data, len);
     bad[len - 21] = 0x01;
     CU_ASSERT_NOT_EQUAL(serve_codec_decode_req(d, &got, bad, len, &eb), 0);
+    /* a map declaring 2^32 pairs in 40 bytes (found by fuzz_serve_codec:
+     * msgpack-c tried to allocate 256 GiB before the walk was added) */
+    {
+        static const unsigned char huge[] = {
+            0x96, 0xa8, 0x65, 0x6e, 0x6c, 0x73, 0x65, 0x72, 0x76, 0x65, 0x00, 0x01, 0x01, 0x00,
+            0x94, 0x3e, 0xcd, 0xcc, 0xcc, 0x3e, 0xdf, 0xc2, 0xf5, 0x39, 0xcd, 0x99, 0x99, 0x3e,
+            0xcd, 0xcc, 0xcc, 0x3e, 0x8f, 0xc2, 0xf5, 0x3d, 0xcd, 0xcc, 0x4c, 0x3e};
+        CU_ASSERT_EQUAL(serve_codec_decode_rep(d, &rgot, huge, sizeof(huge), &eb), ERR_PROTO);
+        CU_ASSERT_EQUAL(serve_codec_decode_req(d, &got, huge, sizeof(huge), &eb), ERR_PROTO);
+    }
     /* too big for the decoder */
     CU_ASSERT_EQUAL(serve_codec_decode_req(d, &got, bad, 4097, &eb), ERR_TOOBIG);
     /* replies: scores round-trip bit for bit; errors carry their text */
