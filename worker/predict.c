@@ -66,12 +66,13 @@ static int predict_all(session_t *s, float *pred, afile_t *af, uint64_t *written
 
 int predict_take_layout(worker_conf_t *wc, const char *dir, errbuf_t *eb)
 {
-    static bundle_t b; /* a bundle's META, once its files are verified */
+    bundle_t *b = bundle_is(dir) ? malloc(sizeof(*b)) : NULL; /* a bundle: verified first */
     meta_t m;
-    int rc = bundle_is(dir) ? bundle_open(&b, dir, eb) : meta_read(dir, &m, eb);
+    int rc = !b ? meta_read(dir, &m, eb) : bundle_open(b, dir, eb);
 
-    if (rc == 0 && bundle_is(dir))
-        m = b.meta;
+    if (b && rc == 0)
+        m = b->meta;
+    free(b);
     if (rc == 0)
         rc = meta_apply_conf(&m, dir, &worker_conf_schema, wc, &wc->given, eb);
     return rc;
