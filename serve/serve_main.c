@@ -193,7 +193,6 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     rc = serve_run(&so, &eb);
     if (rc != 0) {
-        LOG_ERROR("%s", eb.msg);
         fprintf(stderr, "funnel-serve: %s\n", eb.msg);
         return 1;
     }
