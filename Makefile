@@ -42,10 +42,11 @@ USES_emb    := common proto table
 USES_worker := common proto table data model obs
 USES_gen    := common
 USES_obs    := common
+USES_serve  := common proto table data model
 
 # Link order: a folder before every folder it uses.
-LAYERS   := worker emb ps gen model data table proto obs common
-PROGRAMS := worker:funnel-worker ps:funnel-ps emb:funnel-emb gen:funnel-gen
+LAYERS   := worker emb ps gen serve model data table proto obs common
+PROGRAMS := worker:funnel-worker ps:funnel-ps emb:funnel-emb gen:funnel-gen serve:funnel-serve
 
 # Third-party libraries (pkg-config names) each folder's files use.
 PKGS_common := inih libxxhash
@@ -56,6 +57,7 @@ PKGS_model  := openblas
 PKGS_ps     := libzmq
 PKGS_gen    := zlib
 PKGS_obs    := libmicrohttpd
+PKGS_serve  := libzmq
 PKGS_test   := cunit libzmq
 
 ALL_PKGS := $(sort $(foreach d,$(LAYERS),$(PKGS_$(d))) $(PKGS_test))

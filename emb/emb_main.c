@@ -13,6 +13,7 @@
  *   funnel-emb apply BASE_EXPORT DELTA_EXPORT --out FILE [--json]
  *   funnel-emb export-dump FILE
  *   funnel-emb reshard --from CKPT --shards M --out DIR [--json]
+ *   funnel-emb bundle SRC --out DIR [--since PREV]
  *
  * A table with META (model directory, checkpoint) names its own slots and
  * dims; a bare store takes them from the [model] configuration (--conf FILE
@@ -25,6 +26,7 @@
 #include "common/log.h"
 #include "common/meta.h"
 #include "common/ps_conf.h"
+#include "emb/emb_bundle.h"
 #include "emb/emb_online.h"
 #include "emb/emb_reshard.h"
 #include "emb/emb_tool.h"
@@ -62,7 +64,10 @@ static void usage(FILE *out)
             "  export-dump FILE                an export's header and records as text\n"
             "  reshard --from CKPT --shards M --out DIR\n"
             "                                  the checkpoint as one of M shards, for\n"
-            "                                  funnel-ps --init_from (reshard --help)\n\n"
+            "                                  funnel-ps --init_from (reshard --help)\n"
+            "  bundle SRC --out DIR [--since PREV]\n"
+            "                                  the serving bundle of funnel-serve (bundle\n"
+            "                                  --help)\n\n"
             "options: --slot S (one slot), --json, --day D (current day for ages; default:\n"
             "the latest day in the table), --keys FILE (get, top, dump: show the value a\n"
             "key was hashed from, e.g. item_id:i42, using the key dictionary that\n"
@@ -92,6 +97,10 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "reshard")) { /* its own options: no [model] config needed */
         log_init("emb", -1, LOG_LEVEL_WARN, NULL);
         return emb_reshard_cli(argc - 1, argv + 1, stdout, stderr);
+    }
+    if (!strcmp(argv[1], "bundle")) { /* its own options, as reshard */
+        log_init("emb", -1, LOG_LEVEL_WARN, NULL);
+        return emb_bundle_cli(argc - 1, argv + 1, stdout, stderr);
     }
     a.cmd = argv[1];
     for (int i = 2; i < argc && nrest < MAX_ARGS; i++) {

@@ -3,14 +3,14 @@
 # Ratios are measured in the same run, so a noisy shared machine moves both
 # sides together.
 #
-#   scripts/bench.sh [BINDIR] [NAME...]     NAME: reader codec table train torch ps curve mem export e2e wire
+#   scripts/bench.sh [BINDIR] [NAME...]     NAME: reader codec table train torch ps curve mem export e2e wire serve
 set -u
 . "$(dirname "$0")/lib.sh"
 case "${1:-}" in -h | --help) help_and_exit "$0" ;; esac
 BIN=${1:-bin}
 need_prog bench "$BIN" funnel-ps
 [ $# -gt 0 ] && shift
-WANT="${*:-reader codec table train torch ps curve mem export e2e wire}"
+WANT="${*:-reader codec table train torch ps curve mem export e2e wire serve}"
 OUT=${BENCH_DIR:-bench-out}
 mkdir -p "$OUT"
 want() { case " $WANT " in *" $1 "*) return 0 ;; esac; return 1; }
@@ -52,4 +52,6 @@ want export && [ -x "$BIN/bench-export" ] && run export "$BIN/bench-export"
 want e2e && [ -x "$BIN/funnel-gen" ] && [ -x "$BIN/funnel-worker" ] && run e2e scripts/bench-e2e.sh "$BIN"
 # bytes on the wire per sample, wire_fp16 (issue 13)
 want wire && [ -x "$BIN/funnel-gen" ] && [ -x "$BIN/funnel-worker" ] && run wire scripts/bench-wire.sh "$BIN"
+# funnel-serve: requests/s, latency, delta apply (issue 14)
+want serve && [ -x "$BIN/bench-serve" ] && run serve env FUNNEL_BIN="$BIN" "$BIN/bench-serve"
 printf '\nResults are in %s/.\n' "$OUT"

@@ -15,7 +15,9 @@
 #    the shards get CKPT_D's parent as their checkpoint_root and its last
 #    component as the checkpoint's name; an existing CKPT_D is refused;
 # 5. with --export-dir, a full export of day D and, with --prev, the delta
-#    since the previous day (puts and tombstones) are written there;
+#    since the previous day (puts and tombstones) are written there, and
+#    the serving bundle bundle-D/ (docs/BUNDLE.md; with --prev, its delta)
+#    that funnel-serve loads or applies live;
 # 6. everything it started is stopped, also on failure.
 #
 # With --ps ENDPOINTS (a comma list, @FILE or a pattern such as
@@ -105,6 +107,7 @@ if [ -n "${PS:-}" ]; then
         mkdir -p "$EXPORT"
         "$BIN/funnel-emb" export $CONF_ARG "$OUT" --out "$EXPORT/full-day$DAY.emb"
         [ -z "$PREV" ] || "$BIN/funnel-emb" export $CONF_ARG "$OUT" --since "$PREV" --out "$EXPORT/delta-day$DAY.emb"
+        "$BIN/funnel-emb" bundle "$OUT" ${PREV:+--since "$PREV"} --out "$EXPORT/bundle-$DAY"
     fi
     echo "daily-refresh: day $DAY done on $PS: checkpoint $OUT${EXPORT:+, exports in $EXPORT}"
     exit 0
@@ -128,5 +131,6 @@ if [ -n "$EXPORT" ]; then
     if [ -n "$PREV" ]; then
         "$BIN/funnel-emb" export $CONF_ARG "$OUT" --since "$PREV" --out "$EXPORT/delta-day$DAY.emb"
     fi
+    "$BIN/funnel-emb" bundle "$OUT" ${PREV:+--since "$PREV"} --out "$EXPORT/bundle-$DAY"
 fi
 echo "daily-refresh: day $DAY done: checkpoint $OUT${EXPORT:+, exports in $EXPORT}"

@@ -12,6 +12,7 @@
 #include "common/afile.h"
 #include "common/log.h"
 #include "common/meta.h"
+#include "table/bundle.h"
 #include "worker/progress.h"
 #include "worker/session.h"
 
@@ -65,9 +66,13 @@ static int predict_all(session_t *s, float *pred, afile_t *af, uint64_t *written
 
 int predict_take_layout(worker_conf_t *wc, const char *dir, errbuf_t *eb)
 {
+    bundle_t *b = bundle_is(dir) ? malloc(sizeof(*b)) : NULL; /* a bundle: verified first */
     meta_t m;
-    int rc = meta_read(dir, &m, eb);
+    int rc = !b ? meta_read(dir, &m, eb) : bundle_open(b, dir, eb);
 
+    if (b && rc == 0)
+        m = b->meta;
+    free(b);
     if (rc == 0)
         rc = meta_apply_conf(&m, dir, &worker_conf_schema, wc, &wc->given, eb);
     return rc;

@@ -9,6 +9,8 @@
 #include "common/dirs.h"
 #include "common/log.h"
 #include "model/modeldir.h"
+#include "table/bundle.h"
+#include "worker/param_bundle.h"
 #include "worker/param_local.h"
 #include "worker/param_remote.h"
 
@@ -23,6 +25,8 @@ static int open_param_local(session_t *s, errbuf_t *eb)
     char rows[DIRS_PATH_MAX + 16];
     int rc = 0;
 
+    if (readonly && bundle_is(o->model_dir)) /* a serving bundle (predict --bundle) */
+        return param_bundle_open(&s->param, s->model, o->model_dir, eb);
     if (readonly) /* a model directory or a checkpoint of any shard count */
         return param_local_open_saved(&s->param, s->model, o->model_dir, eb);
     rc = modeldir_begin(o->model_dir, o->init_from, s->tmpdir, sizeof(s->tmpdir), eb);

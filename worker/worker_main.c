@@ -83,6 +83,8 @@ static const flag_t predict_flags[] = {
     {"in", FLAG_LOG,
      "log to predict; repeat it, or give more logs as arguments: all are read, in order"},
     {"out", 1, "prediction file to write (FORMAT.md: pctr pcvr pctcvr [pctavr])"},
+    /* serving bundle (issue 14) */
+    {"bundle", 1, "serving bundle to predict with (funnel-emb bundle; docs/BUNDLE.md), verified"},
     {NULL, 0, NULL},
 };
 static const flag_t eval_flags[] = {
@@ -93,6 +95,8 @@ static const flag_t eval_flags[] = {
     {"model", 1, "the model the predictions came from: its META gives the log format"},
     {"truth", 1, "truth file of a synthetic log (adds oracle AUCs and regret)"},
     {"json", 0, "one JSON object instead of a table"},
+    /* serving bundle (issue 14) */
+    {"bundle", 1, "the serving bundle the predictions came from: its META gives the log format"},
     {NULL, 0, NULL},
 };
 static const flag_t ctl_flags[] = {
@@ -157,6 +161,9 @@ static int run_predict(worker_state_t *st, const cmd_t *c, errbuf_t *eb)
     const char *model = flag(st, c, "model"), *out = flag(st, c, "out");
     int rc;
 
+    if (!model) /* a serving bundle reads as a model: session.c knows it by its MANIFEST */
+        model = flag(st, c, "bundle");
+
     rc = need_logs(st, c); /* --in LOG values are among the arguments, in order */
     if (rc != 0)
         return rc;
@@ -180,6 +187,9 @@ static int run_eval(worker_state_t *st, const cmd_t *c, errbuf_t *eb)
 {
     const char *pred = flag(st, c, "pred"), *model = flag(st, c, "model");
     int rc;
+
+    if (!model) /* serving bundle (issue 14) */
+        model = flag(st, c, "bundle");
 
     if (!pred || st->npos == 0) { /* --log LOG values are among the arguments */
         fprintf(stderr, "funnel-worker eval: --pred FILE and --log LOG are required\n");
