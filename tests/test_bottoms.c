@@ -11,7 +11,9 @@
  *     directory (the layout taken from META) and continues with --init_from,
  *     in process and on a 2-shard cluster (checkpoint, predict from it,
  *     restart the shards from it, train on); a mismatched bottom is refused
- *     with a message naming it.
+ *     with a message naming it;
+ *   - funnel-gen --task_corr: the correlation of the true click and
+ *     conversion logits follows the switch (1 > 0.5 > 0, about 0 at 0).
  */
 #include <CUnit/CUnit.h>
 #include <math.h>
@@ -567,6 +569,57 @@ static void test_cluster(void)
     }
 }
 
+/* Pearson correlation of logit(pctr) and logit(pcvr) over a truth file
+ * (columns click action buy buy_cf pctr pcvr ...), or NAN. */
+static double truth_corr(const char *path)
+{
+    char *t = tu_slurp(path, NULL), *line, *save = NULL;
+    double n = 0, sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0;
+
+    for (line = t ? strtok_r(t, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save)) {
+        double v[6];
+        char *p = line, *end;
+        int k;
+        for (k = 0; k < 6; k++, p = end)
+            if (v[k] = strtod(p, &end), end == p)
+                break;
+        if (k < 6 || !(v[4] > 0 && v[4] < 1 && v[5] > 0 && v[5] < 1))
+            continue; /* the header */
+        double x = log(v[4] / (1 - v[4])), y = log(v[5] / (1 - v[5]));
+        n++, sx += x, sy += y, sxx += x * x, syy += y * y, sxy += x * y;
+    }
+    free(t);
+    if (n < 2)
+        return NAN;
+    return (sxy - sx * sy / n) / sqrt((sxx - sx * sx / n) * (syy - sy * sy / n));
+}
+
+static void test_gen_task_corr(void)
+{
+    static const char *const tc[] = {"1", "0.5", "0"};
+    double r[3];
+
+    for (int k = 0; k < 3; k++) {
+        char path[800];
+        snprintf(path, sizeof(path), "%s/tc%d", dir, k);
+        CU_ASSERT_EQUAL_FATAL(tu_sh(NULL,
+                                    "%s/funnel-gen --out %s --train 0 --test 20000 --seed 4 "
+                                    "--users 5000 --items 3000 --clickbait false --task_corr %s "
+                                    "> %s.log 2>&1",
+                                    bin, path, tc[k], path),
+                              0);
+        snprintf(path, sizeof(path), "%s/tc%d/test.truth.tsv", dir, k);
+        r[k] = truth_corr(path);
+    }
+    if (getenv("FUNNEL_TEST_VERBOSE") || !(r[0] > r[1] + 0.1 && r[1] > r[2] + 0.1))
+        fprintf(stderr, "\n    task_corr 1 / 0.5 / 0: logit correlation %.3f / %.3f / %.3f\n", r[0],
+                r[1], r[2]);
+    CU_ASSERT(r[0] > r[1] + 0.1);
+    CU_ASSERT(r[1] > r[2] + 0.1);
+    CU_ASSERT(fabs(r[2]) < 0.15);
+    CU_ASSERT(r[0] > 0.5);
+}
+
 static int setup(void)
 {
     char gen[600];
@@ -613,5 +666,7 @@ int test_bottoms_register(void)
                 test_in_process);
     CU_add_test(s, "mmoe and ple on 2 shards: checkpoint, restart from it, refuse a mismatch",
                 test_cluster);
+    CU_add_test(s, "funnel-gen --task_corr sets how the click and conversion drivers correlate",
+                test_gen_task_corr);
     return 0;
 }
