@@ -5,7 +5,7 @@ Reads OUT/c<corr>-s<seed>-<impl>-<bottom>.json (funnel-worker eval --json)
 and prints, per implementation (funnel, torch), a table with a row per task
 correlation and a column per bottom holding the AUC of each task (ctr, cvr
 on clicked rows, ctcvr), mean +- std over the seeds present (n given), then
-the gap mmoe - shared and ple - shared in ctcvr AUC per correlation.
+the gaps concat, mmoe and ple - shared in cvr and ctcvr AUC per correlation.
 """
 import glob
 import json
@@ -53,18 +53,18 @@ def main(out):
             for t in TASKS:
                 print("| %s | %s | " % (c, t) + " | ".join(
                     fmt(auc.get((impl, c, b, t))) for b in BOTTOMS) + " |")
-        print("\nctcvr AUC gaps over the shared bottom (mean over seeds):\n")
-        print("| task_corr | concat - shared | mmoe - shared | ple - shared |")
-        print("|---|---|---|---|")
-        for c in corrs:
-            base = auc.get((impl, c, "shared", "ctcvr"))
-            row = []
-            for b in ("concat", "mmoe", "ple"):
-                v = auc.get((impl, c, b, "ctcvr"))
-                row.append("%+.4f" % (statistics.mean(v) - statistics.mean(base))
-                           if v and base else "-")
-            print("| %s | %s |" % (c, " | ".join(row)))
-
+        for task in ("cvr", "ctcvr"):
+            print("\n%s AUC gaps over the shared bottom (mean over seeds):\n" % task)
+            print("| task_corr | concat - shared | mmoe - shared | ple - shared |")
+            print("|---|---|---|---|")
+            for c in corrs:
+                base = auc.get((impl, c, "shared", task))
+                row = []
+                for b in ("concat", "mmoe", "ple"):
+                    v = auc.get((impl, c, b, task))
+                    row.append("%+.4f" % (statistics.mean(v) - statistics.mean(base))
+                               if v and base else "-")
+                print("| %s | %s |" % (c, " | ".join(row)))
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
