@@ -9,6 +9,9 @@
  * training step itself: unique keys, pull, pooling, towers forward and
  * backward, row and dense updates. Prints one line per configuration:
  *   train esm2 threads=2 par=towers: 91234 samples/s (xx% of sgemm bound)
+ * and, for the bottoms of issue 15 (default sizes: 4 experts 128-64; ple 2
+ * levels of 1 expert per task + 2 shared):
+ *   train esm2+mmoe threads=2 par=towers: ...
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +49,8 @@ static void make_batches(batch_t *b, int nslots, size_t B)
     }
 }
 
-static int run(const char *type, int threads, int par, double gflops2, double gflops1)
+static int run(const char *type, const char *bottom, int threads, int par, double gflops2,
+               double gflops1)
 {
     worker_conf_t wc;
     model_spec_t ms;
@@ -63,6 +67,7 @@ static int run(const char *type, int threads, int par, double gflops2, double gf
     conf_set(&worker_conf_schema, &wc, "model_type", type, "bench", &eb);
     if (strcmp(type, "esm2") != 0)
         conf_set(&worker_conf_schema, &wc, "loss_weights", "1,1", "bench", &eb);
+    conf_set(&worker_conf_schema, &wc, "bottom", bottom, "bench", &eb);
     if (model_spec_from_conf(&ms, &wc.model, &eb) != 0) {
         fprintf(stderr, "bench-train: %s\n", eb.msg);
         return 1;
@@ -106,10 +111,11 @@ static int run(const char *type, int threads, int par, double gflops2, double gf
     double sps = (double)TIMED * (double)B / el;
     double fps = model_flops_per_sample(m);
     double bound = (threads >= 2 ? gflops2 : gflops1) * 1e9 / fps;
-    printf("train %s threads=%d par=%s: %.0f samples/s (%.0f%% of the sgemm-bound %.0f samples/s; "
-           "%.2f MFLOP/sample)\n",
-           type, threads, par == MODEL_PAR_TOWERS ? "towers" : "blas", sps, 100.0 * sps / bound,
-           bound, fps / 1e6);
+    printf("train %s%s%s threads=%d par=%s: %.0f samples/s (%.0f%% of the sgemm-bound %.0f "
+           "samples/s; %.2f MFLOP/sample)\n",
+           type, strcmp(bottom, "concat") ? "+" : "", strcmp(bottom, "concat") ? bottom : "",
+           threads, par == MODEL_PAR_TOWERS ? "towers" : "blas", sps, 100.0 * sps / bound, bound,
+           fps / 1e6);
     fflush(stdout);
     free(x);
     free(dx);
@@ -133,9 +139,14 @@ int main(void)
     dense_threads_set(2);
     g2 = dense_sgemm_gflops(512, 256, 128, 1.0);
     printf("sgemm 512x256x128: %.1f GFLOP/s on 1 thread, %.1f on 2\n", g1, g2);
-    run("esm2", 1, MODEL_PAR_TOWERS, g2, g1);
-    run("esm2", 2, MODEL_PAR_BLAS, g2, g1);
-    run("esm2", 2, MODEL_PAR_TOWERS, g2, g1);
-    run("esmm", 2, MODEL_PAR_TOWERS, g2, g1);
+    run("esm2", "concat", 1, MODEL_PAR_TOWERS, g2, g1);
+    run("esm2", "concat", 2, MODEL_PAR_BLAS, g2, g1);
+    run("esm2", "concat", 2, MODEL_PAR_TOWERS, g2, g1);
+    run("esmm", "concat", 2, MODEL_PAR_TOWERS, g2, g1);
+    /* bottoms (issue 15) */
+    run("esm2", "mmoe", 2, MODEL_PAR_BLAS, g2, g1);
+    run("esm2", "mmoe", 2, MODEL_PAR_TOWERS, g2, g1);
+    run("esm2", "ple", 2, MODEL_PAR_BLAS, g2, g1);
+    run("esm2", "ple", 2, MODEL_PAR_TOWERS, g2, g1);
     return 0;
 }

@@ -20,7 +20,15 @@ local mode:
     pools to zeros; tokens of undeclared slots are ignored (counted).
     Rows start as normal(0, 0.01). Values first seen in the test log get a
     fresh, untrained row like any new key in funnel.
-  * Towers: one MLP per tower on the concatenated pooled slots, hidden sizes
+  * Bottoms (--bottom, funnel's 'bottom' key, model/bottom.h): concat (the
+    towers read the concatenated pooled slots), shared (one ReLU MLP,
+    --shared-layers), mmoe (--experts ReLU MLPs of --expert-layers, a
+    softmax gate per tower: linear over the input), omoe (one gate for all
+    towers), ple (--ple-levels CGC levels of --ple-task-experts per task and
+    --ple-shared-experts shared experts; task gates over their own and the
+    shared experts, a shared gate over all at inner levels). A gate over one
+    expert is the identity. Expert and gate weights start like the towers'.
+  * Towers: one MLP per tower on the bottom's output, hidden sizes
     --towers (default 256,128,64) with ReLU, then a 1-unit sigmoid head.
     Dense weights start as U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (the
     distribution of PyTorch's nn.Linear default, Kaiming uniform with
@@ -79,6 +87,7 @@ MODELS = {
     "esmm": (2, ("ctr", "ctcvr")),
     "naive": (2, ("ctr", "cvr")),
 }
+BOTTOMS = ("concat", "shared", "mmoe", "omoe", "ple")
 PROB_MIN = 1e-7
 PROB_MAX = 1.0 - 1e-7
 MAX_REPORTED_REJECTS = 5
@@ -123,6 +132,16 @@ def parse_args(argv):
                    help="separate: one nn.Linear stack per tower; fused: one "
                    "GEMM for all towers' first layers and batched matmuls "
                    "after (same math)")
+    p.add_argument("--bottom", choices=BOTTOMS, default="concat",
+                   help="bottom under the towers (funnel's 'bottom' key)")
+    p.add_argument("--experts", type=int, default=4, help="mmoe, omoe experts")
+    p.add_argument("--expert-layers", default="128,64",
+                   help="hidden sizes of every expert (mmoe, omoe, ple)")
+    p.add_argument("--shared-layers", default="256,128",
+                   help="hidden sizes of the shared bottom's MLP")
+    p.add_argument("--ple-shared-experts", type=int, default=2)
+    p.add_argument("--ple-task-experts", type=int, default=1)
+    p.add_argument("--ple-levels", type=int, default=2)
     p.add_argument("--batches", type=int, default=200,
                    help="throughput: timed training steps")
     p.add_argument("--warmup", type=int, default=20,
@@ -142,6 +161,13 @@ def parse_args(argv):
     if not a.slot_names or len(set(a.slot_names)) != len(a.slot_names):
         p.error("--slots must list distinct slot names")
     a.hidden = [int(x) for x in a.towers.split(",") if x]
+    a.bottom_layers = [int(x) for x in (a.shared_layers if a.bottom == "shared"
+                                        else a.expert_layers).split(",") if x]
+    if a.bottom != "concat" and not a.bottom_layers:
+        p.error("--%s-layers needs at least one size"
+                % ("shared" if a.bottom == "shared" else "expert"))
+    if a.bottom != "concat":
+        a.tower_impl = "separate"  # the fused towers assume one shared input
     nloss = len(MODELS[a.model][1])
     if a.loss_weights is None:
         a.weights = [1.0] * nloss
@@ -371,7 +397,8 @@ def build_model(args, nrows):
     nslots = len(args.slot_names)
     dim = args.emb_dim
     input_dim = nslots * dim
-    sizes = [input_dim] + args.hidden + [1]
+    tower_in = input_dim if args.bottom == "concat" else args.bottom_layers[-1]
+    sizes = [tower_in] + args.hidden + [1]
 
     def linear_init(weight, bias, fan_in):
         bound = 1.0 / math.sqrt(fan_in)
@@ -398,7 +425,84 @@ def build_model(args, nrows):
                 self.towers.append(nn.Sequential(*layers))
 
         def forward(self, x):
+            if isinstance(x, list):  # one input per tower (a bottom)
+                return torch.cat([t(xt) for t, xt in zip(self.towers, x)], dim=1)
             return torch.cat([t(x) for t in self.towers], dim=1)
+
+    def expert(fan_in):
+        layers, d = [], fan_in
+        for h in args.bottom_layers:
+            lin = nn.Linear(d, h)
+            linear_init(lin.weight, lin.bias, d)
+            layers += [lin, nn.ReLU()]
+            d = h
+        return nn.Sequential(*layers)
+
+    def gate(fan_in, nc):
+        if nc < 2:
+            return None  # one expert: the identity
+        lin = nn.Linear(fan_in, nc)
+        linear_init(lin.weight, lin.bias, fan_in)
+        return lin
+
+    class Bottom(nn.Module):
+        """shared / mmoe / omoe / ple as funnel's model/bottom.c: groups are
+        the tasks 0..T-1 and the shared group T; returns one input per
+        tower."""
+
+        def __init__(self):
+            super().__init__()
+            kind, T = args.bottom, ntowers
+            self.T = T
+            self.tied = kind in ("shared", "omoe")
+            self.L = args.ple_levels if kind == "ple" else 1
+            self.nt = args.ple_task_experts if kind == "ple" else 0
+            self.ns = (args.ple_shared_experts if kind == "ple"
+                       else 1 if kind == "shared" else args.experts)
+            self.experts = nn.ModuleList()
+            self.gates = nn.ModuleList()
+            self.gate_group = []
+            d = input_dim
+            for lvl in range(self.L):
+                ne = T * self.nt + self.ns
+                self.experts.append(nn.ModuleList(expert(d) for _ in range(ne)))
+                gl, gg = [], []
+                if not self.tied:
+                    for k in range(T):
+                        gl.append(gate(d, self.nt + self.ns))
+                        gg.append(k)
+                if self.tied or lvl + 1 < self.L:
+                    gl.append(gate(d, ne))
+                    gg.append(T)
+                self.gates.append(nn.ModuleList(
+                    g if g is not None else nn.Identity() for g in gl))
+                self.gate_group.append(gg)
+                d = args.bottom_layers[-1]
+
+        def choices(self, grp):
+            if grp == self.T:
+                return list(range(self.T * self.nt + self.ns))
+            return (list(range(grp * self.nt, grp * self.nt + self.nt))
+                    + list(range(self.T * self.nt, self.T * self.nt + self.ns)))
+
+        def forward(self, x):
+            inp = [x] * (self.T + 1)
+            for lvl in range(self.L):
+                outs = []
+                for e, ex in enumerate(self.experts[lvl]):
+                    grp = e // self.nt if e < self.T * self.nt else self.T
+                    outs.append(ex(inp[grp]))
+                new = [None] * (self.T + 1)
+                for g, grp in zip(self.gates[lvl], self.gate_group[lvl]):
+                    ch = self.choices(grp)
+                    if len(ch) == 1:
+                        new[grp] = outs[ch[0]]
+                        continue
+                    w = torch.softmax(g(inp[grp]), dim=1)        # (B, nc)
+                    e = torch.stack([outs[c] for c in ch], 1)   # (B, nc, H)
+                    new[grp] = (w.unsqueeze(2) * e).sum(1)
+                inp = new
+            return [inp[self.T]] * self.T if self.tied else inp[:self.T]
 
     class FusedTowers(nn.Module):
         """All towers at once: the first layers (same input) as one GEMM,
@@ -440,11 +544,14 @@ def build_model(args, nrows):
                 self.towers = FusedTowers()
             else:
                 self.towers = SeparateTowers()
+            self.bottom = Bottom() if args.bottom != "concat" else None
 
         def forward(self, rows, offsets, w):
             pooled = F.embedding_bag(rows, self.table, offsets, mode="sum",
                                      sparse=True, per_sample_weights=w)
             x = pooled.view(-1, input_dim)
+            if self.bottom is not None:
+                x = self.bottom(x)
             return torch.sigmoid(self.towers(x))         # (B, ntowers)
 
     return Model()
@@ -623,7 +730,7 @@ def run_train_eval(args):
     print("trained %d samples in %.2f s (%.0f samples/s); predicted %d in %.2f s"
           % (samples, train_s, samples / train_s, test.n, pred_s),
           file=sys.stderr)
-    res = {"mode": "train-eval", "model": args.model,
+    res = {"mode": "train-eval", "model": args.model, "bottom": args.bottom,
            "train_samples": samples, "test_samples": test.n,
            "parse_seconds": round(parse_s, 3),
            "train_seconds": round(train_s, 3),
@@ -687,7 +794,8 @@ def run_throughput(args):
     sps = args.batches * args.batch / secs
     print("%s: %d batches of %d in %.3f s: %.0f samples/s"
           % (args.model, args.batches, args.batch, secs, sps), file=sys.stderr)
-    res = {"mode": "throughput", "model": args.model, "batch": args.batch,
+    res = {"mode": "throughput", "model": args.model, "bottom": args.bottom,
+           "batch": args.batch,
            "batches": args.batches, "seconds": round(secs, 4),
            "samples_per_s": round(sps, 1)}
     res.update(thread_info(args))

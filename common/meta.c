@@ -51,6 +51,40 @@ static int common_dim(const meta_t *m)
     return best;
 }
 
+/* The bottom's size `key` if it applies to m's bottom: 1 (appended to buf
+ * at *n), else 0. */
+static int bottom_value(const meta_t *m, const char *key, char *buf, size_t len, size_t *n)
+{
+    int b = m->bottom, layers = 0, v = -1;
+
+    if (b == MODEL_BOTTOM_CONCAT)
+        return 0;
+    if (strcmp(key, "shared_layers") == 0)
+        layers = b == MODEL_BOTTOM_SHARED;
+    else if (strcmp(key, "expert_layers") == 0)
+        layers = b != MODEL_BOTTOM_SHARED;
+    else if (strcmp(key, "experts") == 0 && (b == MODEL_BOTTOM_MMOE || b == MODEL_BOTTOM_OMOE))
+        v = m->experts;
+    else if (b == MODEL_BOTTOM_PLE && strcmp(key, "ple_shared_experts") == 0)
+        v = m->ple_shared;
+    else if (b == MODEL_BOTTOM_PLE && strcmp(key, "ple_task_experts") == 0)
+        v = m->ple_task;
+    else if (b == MODEL_BOTTOM_PLE && strcmp(key, "ple_levels") == 0)
+        v = m->ple_levels;
+    if (v >= 0)
+        *n += (size_t)snprintf(buf + *n, *n < len ? len - *n : 0, "%d", v);
+    for (int i = 0; layers && i < m->nbottom_layers; i++)
+        *n += (size_t)snprintf(buf + *n, *n < len ? len - *n : 0, "%s%d", i ? "," : "",
+                               m->bottom_layer[i]);
+    return layers || v >= 0;
+}
+
+/* The bottom keys in the order META writes them. */
+static const char *const bottom_keys[] = {"experts",          "expert_layers",
+                                          "shared_layers",    "ple_shared_experts",
+                                          "ple_task_experts", "ple_levels"};
+#define NBOTTOM_KEYS (sizeof(bottom_keys) / sizeof(bottom_keys[0]))
+
 int meta_conf_value(const meta_t *m, const char *key, char *buf, size_t len)
 {
     size_t n = 0;
@@ -80,6 +114,10 @@ int meta_conf_value(const meta_t *m, const char *key, char *buf, size_t len)
         PUT("%s", optim_name(m->dense_opt));
     } else if (strcmp(key, "format") == 0 && m->format[0]) {
         PUT("%s", m->format);
+    } else if (strcmp(key, "bottom") == 0) {
+        PUT("%s", model_bottom_name(m->bottom));
+    } else if (bottom_value(m, key, buf, len, &n)) {
+        /* written by bottom_value */
     } else {
         return ERR_NOTFOUND;
     }
@@ -104,6 +142,13 @@ void meta_from_spec(meta_t *m, const model_spec_t *ms, int shards, int day, uint
     m->shards = shards;
     m->day = day;
     m->dense_params = dense_params;
+    m->bottom = ms->bottom;
+    m->nbottom_layers = ms->nbottom_layers;
+    memcpy(m->bottom_layer, ms->bottom_layer, sizeof(m->bottom_layer));
+    m->experts = ms->experts;
+    m->ple_shared = ms->ple_shared;
+    m->ple_task = ms->ple_task;
+    m->ple_levels = ms->ple_levels;
     m->digest = layout_digest(m);
 }
 
@@ -122,6 +167,15 @@ static uint64_t layout_digest(const meta_t *m)
     XXH64_update(st, m->layer, sizeof(int) * (size_t)m->nlayers);
     XXH64_update(st, &m->emb_opt, sizeof(int));
     XXH64_update(st, &m->dense_opt, sizeof(int));
+    if (m->bottom != MODEL_BOTTOM_CONCAT) { /* concat keeps the digest of before bottoms */
+        XXH64_update(st, &m->bottom, sizeof(int));
+        XXH64_update(st, &m->nbottom_layers, sizeof(int));
+        XXH64_update(st, m->bottom_layer, sizeof(int) * (size_t)m->nbottom_layers);
+        XXH64_update(st, &m->experts, sizeof(int));
+        XXH64_update(st, &m->ple_shared, sizeof(int));
+        XXH64_update(st, &m->ple_task, sizeof(int));
+        XXH64_update(st, &m->ple_levels, sizeof(int));
+    }
     uint64_t d = XXH64_digest(st);
     XXH64_freeState(st);
     return d;
@@ -146,8 +200,11 @@ static int same_text(const char *a, const char *b)
 int meta_apply_conf(const meta_t *m, const char *dir, const conf_schema_t *sc, void *obj,
                     const conf_given_t *given, errbuf_t *eb)
 {
-    static const char *const keys[] = {"model_type",      "slots",  "towers",  "emb_optimizer",
-                                       "dense_optimizer", "format", "emb_dim", "slot_dims"};
+    static const char *const keys[] = {"model_type", "slots", "towers", "emb_optimizer",
+                                       "dense_optimizer", "format", "emb_dim", "slot_dims",
+                                       /* bottoms (issue 15) */
+                                       "bottom", "experts", "expert_layers", "shared_layers",
+                                       "ple_shared_experts", "ple_task_experts", "ple_levels"};
     char saved[CONF_STR_MAX], mine[CONF_STR_MAX], where[DIRS_PATH_MAX + 8];
     int dims_given =
         conf_key_given(sc, given, "emb_dim") == 1 || conf_key_given(sc, given, "slot_dims") == 1;
@@ -155,7 +212,7 @@ int meta_apply_conf(const meta_t *m, const char *dir, const conf_schema_t *sc, v
     snprintf(where, sizeof(where), "%s/%s", dir, META_FILE);
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         const conf_key_t *k = conf_find(sc, keys[i]);
-        int is_dim = i >= 6, rc;
+        int is_dim = i == 6 || i == 7, rc;
 
         if (!k || meta_conf_value(m, keys[i], saved, sizeof(saved)) != 0)
             continue; /* not this role's key, or not recorded */
@@ -199,6 +256,15 @@ int meta_write(const char *dir, const meta_t *m, errbuf_t *eb)
         PUT("%s%d", i ? "," : "", m->layer[i]);
     PUT("\nemb_optimizer %s\n", optim_name(m->emb_opt));
     PUT("dense_optimizer %s\n", optim_name(m->dense_opt));
+    if (m->bottom != MODEL_BOTTOM_CONCAT) {
+        PUT("bottom %s\n", model_bottom_name(m->bottom));
+        for (size_t i = 0; i < NBOTTOM_KEYS; i++) {
+            char v[CONF_STR_MAX];
+            size_t vn = 0;
+            if (bottom_value(m, bottom_keys[i], v, sizeof(v), &vn))
+                PUT("%s %s\n", bottom_keys[i], v);
+        }
+    }
     PUT("shards %d\nrouting xxh64-mod\nday %d\n", m->shards, m->day);
     PUT("dense_params %llu\n", (unsigned long long)m->dense_params);
     if (m->format[0])
@@ -217,6 +283,47 @@ static int optim_kind(const char *name)
         if (strcmp(optim_name(k), name) == 0)
             return k;
     return -1;
+}
+
+/* A bottom size line ("experts 4", "expert_layers 128,64", ...): 0, or
+ * -1 if it is not one. */
+static int parse_bottom_line(const char *line, meta_t *m)
+{
+    char key[32], val[128], extra[2];
+    char *p = val, *end;
+    long v;
+
+    if (sscanf(line, "%31s %127s %1s", key, val, extra) != 2)
+        return -1;
+    if (strcmp(key, "expert_layers") == 0 || strcmp(key, "shared_layers") == 0) {
+        m->nbottom_layers = 0;
+        while (*p) {
+            v = strtol(p, &end, 10);
+            if (end == p || v < 1 || v > 65536 || m->nbottom_layers >= MODEL_MAX_LAYERS)
+                return -1;
+            m->bottom_layer[m->nbottom_layers++] = (int)v;
+            p = end;
+            if (*p == ',' && p[1])
+                p++;
+            else if (*p)
+                return -1;
+        }
+        return 0;
+    }
+    v = strtol(val, &end, 10);
+    if (end == val || *end || v < 1 || v > 64)
+        return -1;
+    if (strcmp(key, "experts") == 0)
+        m->experts = (int)v;
+    else if (strcmp(key, "ple_shared_experts") == 0)
+        m->ple_shared = (int)v;
+    else if (strcmp(key, "ple_task_experts") == 0)
+        m->ple_task = (int)v;
+    else if (strcmp(key, "ple_levels") == 0)
+        m->ple_levels = (int)v;
+    else
+        return -1;
+    return 0;
 }
 
 /* Parse one line of META (without its newline) into m. 0, or -1 if it is
@@ -283,6 +390,15 @@ static int parse_line(const char *line, meta_t *m, int *seen_slot)
     } else if (sscanf(line, "format %127s %1s", word, extra) == 1) {
         if (meta_set_format(m, word) != 0 || !word[0])
             return -1;
+    } else if (sscanf(line, "bottom %127s %1s", word, extra) == 1) {
+        m->bottom = -1;
+        for (int b = MODEL_BOTTOM_SHARED; b < MODEL_NBOTTOMS; b++)
+            if (strcmp(word, model_bottom_name(b)) == 0)
+                m->bottom = b;
+        if (m->bottom < 0)
+            return -1;
+    } else if (parse_bottom_line(line, m) == 0) {
+        /* a bottom size */
     } else if (sscanf(line, "digest %llx %1s", &u, extra) == 1) {
         m->digest = u;
     } else {
@@ -392,6 +508,21 @@ int meta_check(const meta_t *saved, const meta_t *running, const char *dir, errb
     if (saved->nlayers != running->nlayers ||
         memcmp(saved->layer, running->layer, sizeof(int) * (size_t)saved->nlayers) != 0)
         return errbuf_set(eb, ERR_MISMATCH, "%s: tower sizes differ from the configuration", dir);
+    if (saved->bottom != running->bottom)
+        return errbuf_set(eb, ERR_MISMATCH,
+                          "%s holds a model on the %s bottom, the configuration "
+                          "says bottom = %s",
+                          dir, model_bottom_name(saved->bottom),
+                          model_bottom_name(running->bottom));
+    if (saved->nbottom_layers != running->nbottom_layers ||
+        memcmp(saved->bottom_layer, running->bottom_layer,
+               sizeof(int) * (size_t)saved->nbottom_layers) != 0 ||
+        saved->experts != running->experts || saved->ple_shared != running->ple_shared ||
+        saved->ple_task != running->ple_task || saved->ple_levels != running->ple_levels)
+        return errbuf_set(eb, ERR_MISMATCH,
+                          "%s: the %s bottom's sizes (experts, expert or shared layers, ple "
+                          "sizes) differ from the configuration",
+                          dir, model_bottom_name(saved->bottom));
     if (saved->emb_opt != running->emb_opt)
         return errbuf_set(eb, ERR_MISMATCH,
                           "%s: embedding optimizer is %s, the configuration says %s", dir,

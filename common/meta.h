@@ -30,6 +30,14 @@
  *     digest 9a1f...
  *     check 5c03...
  *
+ *   Models with a bottom other than concat (issue 15) carry its lines after
+ *   "dense_optimizer": "bottom mmoe" and the sizes that apply to it, each
+ *   named as its [model] key ("experts 4", "expert_layers 128,64",
+ *   "shared_layers 256,128", "ple_shared_experts 2", "ple_task_experts 1",
+ *   "ple_levels 2"); they are part of the digest. A concat model writes
+ *   none of them, so its META (and digest) is the one written before
+ *   bottoms existed, and a file without them reads as concat.
+ *
  *   "format" (optional) names the log format the model was trained on
  *   (the worker's [data] format: tsv1, aliccp), so predict reads new logs
  *   the way train read them; it is not part of the digest (it says how
@@ -73,6 +81,11 @@ typedef struct meta {
     uint64_t dense_params; /* floats in the dense block */
     uint64_t digest;       /* of the layout-defining [model] keys */
     char format[16];       /* log format trained on ("tsv1", "aliccp"); "": not recorded */
+    /* the bottom (issue 15); sizes that do not apply to it are 0 */
+    int bottom; /* MODEL_BOTTOM_* */
+    int nbottom_layers;
+    int bottom_layer[MODEL_MAX_LAYERS];
+    int experts, ple_shared, ple_task, ple_levels;
 } meta_t;
 
 /* Describe spec as it would be saved by `shards` shards on `day`; the
@@ -89,7 +102,9 @@ const char *meta_model_name(int t);
 /* The layout META records as configuration text, for the key `key` of
  * [model] or [data]: model_type, slots ("a,b,c"), emb_dim (the dimension
  * most slots have), slot_dims (the others, "name:dim,..." or ""), towers,
- * emb_optimizer, dense_optimizer, format. Returns 0, or ERR_NOTFOUND for
+ * emb_optimizer, dense_optimizer, format, bottom, and the bottom's sizes
+ * that apply to it (experts, expert_layers, shared_layers,
+ * ple_shared_experts, ple_task_experts, ple_levels). Returns 0, or ERR_NOTFOUND for
  * another key or a format META does not record. */
 int meta_conf_value(const meta_t *m, const char *key, char *buf, size_t len);
 

@@ -10,16 +10,64 @@
 #include "common/keyhash.h"
 #include "common/parse.h"
 
+static const char *const bottom_names[MODEL_NBOTTOMS] = {"concat", "shared", "mmoe", "omoe", "ple"};
+
+const char *model_bottom_name(int b)
+{
+    return b >= 0 && b < MODEL_NBOTTOMS ? bottom_names[b] : "?";
+}
+
+int model_spec_tower_input(const model_spec_t *ms)
+{
+    return ms->bottom == MODEL_BOTTOM_CONCAT || ms->nbottom_layers < 1
+               ? ms->input_dim
+               : ms->bottom_layer[ms->nbottom_layers - 1];
+}
+
+/* Weights and biases of a gate over nc experts: none for one expert. */
+static size_t gate_len(size_t in, size_t nc)
+{
+    return nc > 1 ? (in + 1) * nc : 0;
+}
+
+size_t model_spec_bottom_len(const model_spec_t *ms)
+{
+    int tied = ms->bottom == MODEL_BOTTOM_SHARED || ms->bottom == MODEL_BOTTOM_OMOE;
+    size_t T = (size_t)ms->ntowers, levels = ms->bottom == MODEL_BOTTOM_PLE ? ms->ple_levels : 1;
+    size_t ns = ms->bottom == MODEL_BOTTOM_PLE      ? (size_t)ms->ple_shared
+                : ms->bottom == MODEL_BOTTOM_SHARED ? 1
+                                                    : (size_t)ms->experts;
+    size_t nt = ms->bottom == MODEL_BOTTOM_PLE ? (size_t)ms->ple_task : 0;
+    size_t in = (size_t)ms->input_dim, n = 0;
+
+    if (ms->bottom == MODEL_BOTTOM_CONCAT)
+        return 0;
+    for (size_t l = 0; l < levels; l++) {
+        size_t expert = 0, ein = in;
+        for (int k = 0; k < ms->nbottom_layers; k++) {
+            expert += ein * (size_t)ms->bottom_layer[k] + (size_t)ms->bottom_layer[k];
+            ein = (size_t)ms->bottom_layer[k];
+        }
+        n += (T * nt + ns) * expert;
+        if (!tied)
+            n += T * gate_len(in, nt + ns);
+        if (tied || l + 1 < levels)
+            n += gate_len(in, T * nt + ns);
+        in = ein;
+    }
+    return n;
+}
+
 size_t model_spec_dense_len(const model_spec_t *ms)
 {
-    size_t in = (size_t)ms->input_dim, tower = 0;
+    size_t in = (size_t)model_spec_tower_input(ms), tower = 0;
 
     for (int l = 0; l <= ms->nlayers; l++) {
         size_t out = l < ms->nlayers ? (size_t)ms->layer[l] : 1;
         tower += in * out + out;
         in = out;
     }
-    return (size_t)ms->ntowers * tower;
+    return (size_t)ms->ntowers * tower + model_spec_bottom_len(ms);
 }
 
 int model_spec_slot(const model_spec_t *ms, const char *name, size_t len)
@@ -100,6 +148,52 @@ static int parse_slots(model_spec_t *ms, const model_conf_t *mc, errbuf_t *eb)
     return rc;
 }
 
+/* A "128,64" list of layer sizes of key `key` into n, layer. */
+static int parse_sizes(const char *key, const char *text, int *n, int *layer, errbuf_t *eb)
+{
+    char buf[CONF_STR_MAX];
+    char *items[MODEL_MAX_LAYERS + 1];
+    int k;
+
+    snprintf(buf, sizeof(buf), "%s", text);
+    k = conf_split_list(buf, ',', items, MODEL_MAX_LAYERS);
+    if (k < 0)
+        return errbuf_set(eb, ERR_CONFIG, "key '%s': more than %d layers", key, MODEL_MAX_LAYERS);
+    if (k == 0)
+        return errbuf_set(eb, ERR_CONFIG, "key '%s': no layer size (give e.g. \"128,64\")", key);
+    for (int i = 0; i < k; i++) {
+        int64_t v;
+        if (parse_int_str(items[i], 1, 65536, &v) != 0)
+            return errbuf_set(eb, ERR_CONFIG, "key '%s': '%s' is not a size in [1, 65536]", key,
+                              items[i]);
+        layer[i] = (int)v;
+    }
+    *n = k;
+    return 0;
+}
+
+/* The bottom and the sizes that apply to it (the others stay 0). */
+static int parse_bottom(model_spec_t *ms, const model_conf_t *mc, errbuf_t *eb)
+{
+    ms->bottom = mc->bottom;
+    switch (ms->bottom) {
+    case MODEL_BOTTOM_CONCAT: return 0;
+    case MODEL_BOTTOM_SHARED:
+        return parse_sizes("shared_layers", mc->shared_layers.s, &ms->nbottom_layers,
+                           ms->bottom_layer, eb);
+    case MODEL_BOTTOM_MMOE:
+    case MODEL_BOTTOM_OMOE: ms->experts = (int)mc->experts; break;
+    case MODEL_BOTTOM_PLE:
+        ms->ple_shared = (int)mc->ple_shared_experts;
+        ms->ple_task = (int)mc->ple_task_experts;
+        ms->ple_levels = (int)mc->ple_levels;
+        break;
+    default: return errbuf_set(eb, ERR_CONFIG, "key 'bottom': unknown bottom %d", ms->bottom);
+    }
+    return parse_sizes("expert_layers", mc->expert_layers.s, &ms->nbottom_layers, ms->bottom_layer,
+                       eb);
+}
+
 int model_spec_from_conf(model_spec_t *ms, const model_conf_t *mc, errbuf_t *eb)
 {
     char buf[CONF_STR_MAX];
@@ -154,6 +248,9 @@ int model_spec_from_conf(model_spec_t *ms, const model_conf_t *mc, errbuf_t *eb)
                               items[i]);
         ms->loss_weight[i] = (float)w;
     }
+
+    if ((rc = parse_bottom(ms, mc, eb)) != 0)
+        return rc;
 
     ms->emb_opt = (optim_t){
         .kind = mc->emb_optimizer,

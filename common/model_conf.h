@@ -53,13 +53,35 @@
     X(model, slot_admit, TEXT, "", 0, 0, NULL, "per-slot admission overrides, e.g. \"item_id:3\"") \
     X(model, expire_days, INT, "0", 0, 100000, NULL,                                               \
       "rows unseen for this many days are deleted at refresh (0: never)")                          \
-    X(model, slot_expire, TEXT, "", 0, 0, NULL, "per-slot expiry overrides, e.g. \"user_id:30\"")
+    X(model, slot_expire, TEXT, "", 0, 0, NULL, "per-slot expiry overrides, e.g. \"user_id:30\"")  \
+    /* bottoms (issue 15): what sits between the pooled embeddings and the towers */               \
+    X(model, bottom, ENUM, "concat", 0, 0, "concat|shared|mmoe|omoe|ple",                          \
+      "bottom under the towers: concat (pooled embeddings straight in), shared (one MLP), mmoe "   \
+      "(experts, a softmax gate per tower), omoe (experts, one gate), ple (CGC levels)")           \
+    X(model, experts, INT, "4", 1, 64, NULL, "experts of the mmoe and omoe bottoms")               \
+    X(model, expert_layers, STR, "128,64", 0, 0, NULL,                                             \
+      "hidden sizes of every expert (ReLU; mmoe, omoe, ple); the last is the towers' input")       \
+    X(model, shared_layers, STR, "256,128", 0, 0, NULL,                                            \
+      "hidden sizes of the shared bottom's MLP (ReLU); the last is the towers' input")             \
+    X(model, ple_shared_experts, INT, "2", 1, 64, NULL, "ple: shared experts per level")           \
+    X(model, ple_task_experts, INT, "1", 1, 64, NULL, "ple: experts of each task per level")       \
+    X(model, ple_levels, INT, "2", 1, 8, NULL, "ple: extraction levels (1 = one CGC layer)")
 
 typedef struct model_conf {
     MODEL_CONF_KEYS(CONF_FIELD)
 } model_conf_t;
 
 enum { MODEL_ESM2 = 0, MODEL_ESMM = 1, MODEL_NAIVE = 2 };
+
+/* The bottoms, in the order of the 'bottom' key's choices. */
+enum {
+    MODEL_BOTTOM_CONCAT = 0,
+    MODEL_BOTTOM_SHARED = 1,
+    MODEL_BOTTOM_MMOE = 2,
+    MODEL_BOTTOM_OMOE = 3,
+    MODEL_BOTTOM_PLE = 4,
+    MODEL_NBOTTOMS = 5
+};
 
 #define MODEL_MAX_SLOTS 256 /* one byte per slot index in store keys and exports */
 #define MODEL_MAX_LAYERS 8
@@ -85,6 +107,14 @@ typedef struct model_spec {
     float loss_weight[3];
     optim_t emb_opt;
     optim_t dense_opt;
+    /* the bottom (issue 15); sizes that do not apply to it are 0 */
+    int bottom;                         /* MODEL_BOTTOM_* */
+    int nbottom_layers;                 /* layers of each expert / the shared MLP; 0 for concat */
+    int bottom_layer[MODEL_MAX_LAYERS]; /* their sizes */
+    int experts;                        /* mmoe, omoe: experts (shared has one) */
+    int ple_shared;                     /* ple: shared experts per level */
+    int ple_task;                       /* ple: experts of each task per level */
+    int ple_levels;                     /* ple: levels (the others have one) */
 } model_spec_t;
 
 /* Build and validate the model description. Errors name the key. */
@@ -97,6 +127,17 @@ int model_spec_from_conf(model_spec_t *ms, const model_conf_t *mc, errbuf_t *eb)
  * a shard learns its size here without building a model.
  */
 size_t model_spec_dense_len(const model_spec_t *ms);
+
+/* Name of bottom b (MODEL_BOTTOM_*): "concat", ...; "?" otherwise. */
+const char *model_bottom_name(int b);
+
+/* Width of each tower's input: input_dim for concat, else the last
+ * bottom layer's size. */
+int model_spec_tower_input(const model_spec_t *ms);
+
+/* Floats of the bottom's parameters (0 for concat); model/bottom.h lays
+ * them out after the towers. */
+size_t model_spec_bottom_len(const model_spec_t *ms);
 
 /* Index of a slot by name, or -1. */
 int model_spec_slot(const model_spec_t *ms, const char *name, size_t len);

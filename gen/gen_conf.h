@@ -87,6 +87,10 @@
       "new items) each day")                                                                       \
     X(gen, calib_samples, INT, "200000", 1000, 100000000, NULL,                                    \
       "impressions sampled at start-up to solve the intercepts for the target rates")              \
+    /* task conflict (issue 15) */                                                                 \
+    X(gen, task_corr, FLOAT, "-1", -1, 1, NULL,                                                    \
+      "correlation of the click and conversion drivers (MMoE's synthetic study: 1, 0.5, 0); "      \
+      "below 0: off, today's world")                                                               \
     X(gen, log_level, ENUM, "info", 0, 0, "debug|info|warn|error", "least severe log level")       \
     /* sample weights and request ids (issue 15): FORMAT.md's optional tsv1 fields */              \
     X(gen, weights, FLOAT, "0", 0, 1e6, NULL,                                                      \

@@ -60,10 +60,13 @@ struct world {
     int days;
     int clickbait, action_informative, shared;
     double click_aff, conv_aff, cb_click, cb_conv;
-    double b[5];                           /* intercepts */
-    float *ulat, *ulat2;                   /* (n_users, K) */
-    float *ilat, *ilat2;                   /* (n_items, K) */
-    float *uclick, *uconv, *uconv2;        /* (n_users) */
+    double tc, tc_s;                /* task_corr (< 0: off) and sqrt(1 - tc^2) */
+    double tc_ka;                   /* std(value2) / std(appeal) over items */
+    double tc_ku;                   /* std(uconv2) / std(uclick): USER_CONV_STD / USER_CLICK_STD */
+    double b[5];                    /* intercepts */
+    float *ulat, *ulat2;            /* (n_users, K) */
+    float *ilat, *ilat2;            /* (n_items, K) */
+    float *uclick, *uconv, *uconv2; /* (n_users) */
     float *appeal, *value, *value2, *cb;   /* (n_items); cb: strength, 0 if not clickbait */
     double *iweight;                       /* (n_items) popularity weight */
     world_item_t *item;                    /* (n_items) */
@@ -252,6 +255,13 @@ static void logits(const world_t *w, uint32_t u, uint32_t i, uint32_t pos, uint3
     double core = w->value[i] + w->uconv[u] - w->cb_conv * cb;
     double core2 = w->value2[i] + w->uconv2[u] - w->cb_conv * cb;
     double ctx = w->pos_conv[pos] + w->hour_conv[hour];
+
+    if (w->tc >= 0) { /* task_corr: conversion drivers = tc click's + s independent ones */
+        conv_a = w->tc * aff +
+                 w->tc_s * dot(w->ulat2 + (size_t)u * K, w->ilat2 + (size_t)i * K, 0, h) * sa;
+        core = w->tc * (w->tc_ka * w->appeal[i] + w->tc_ku * w->uclick[u]) +
+               w->tc_s * (w->value2[i] + w->uconv2[u]) - w->cb_conv * cb;
+    }
 
     a[0] = w->click_aff * aff + w->appeal[i] + w->uclick[u] + w->pos_click[pos] +
            w->hour_click[hour] + w->cb_click * cb;
@@ -462,6 +472,21 @@ static int parts_draw(parts_t *p, size_t n, int K, double std, world_rng_t *r)
     return 0;
 }
 
+/* std(a) / std(b) over n values (1 if b is constant): task_corr scales the
+ * click's item appeal to the spread of the independent item value. */
+static double std_ratio(const float *a, const float *b, size_t n)
+{
+    double sa = 0, sb = 0, ma = 0, mb = 0;
+
+    for (size_t k = 0; k < n; k++)
+        ma += a[k], mb += b[k];
+    ma /= n ? (double)n : 1.0;
+    mb /= n ? (double)n : 1.0;
+    for (size_t k = 0; k < n; k++)
+        sa += (a[k] - ma) * (a[k] - ma), sb += (b[k] - mb) * (b[k] - mb);
+    return sb > 0 ? sqrt(sa / sb) : 1.0;
+}
+
 /*
  * Item factors and scalars from their category/shop/brand/item/tag parts:
  * appeal = sum_e WA_e a_e, value = rho sum_e WV_e a_e + sqrt(1-rho^2)
@@ -624,6 +649,9 @@ int world_new(world_t **out, const gen_conf_t *c, errbuf_t *eb)
     w->conv_aff = c->conv_affinity;
     w->cb_click = c->clickbait_click;
     w->cb_conv = c->clickbait_conv;
+    w->tc = c->task_corr < 0 ? -1.0 : c->task_corr;
+    w->tc_s = w->tc < 0 ? 0.0 : sqrt(1.0 - w->tc * w->tc);
+    w->tc_ku = USER_CONV_STD / USER_CLICK_STD;
     if (w->n_positions >= sizeof(w->pos_click) / sizeof(w->pos_click[0])) {
         rc = errbuf_set(eb, ERR_INVAL, "world: too many positions");
         goto fail;
@@ -682,6 +710,7 @@ int world_new(world_t **out, const gen_conf_t *c, errbuf_t *eb)
     if (draw_items(w, c, &r, shop_cb, home) != 0 || compose_items(w, c, &r) != 0)
         goto nomem;
     fill_context(w, c);
+    w->tc_ka = std_ratio(w->value2, w->appeal, w->n_items);
     gtab_fill(w->gtab, c->noise);
     for (int h = 0; h < WORLD_HOURS; h++)
         hw[h] = hour_traffic[h];

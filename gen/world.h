@@ -57,6 +57,19 @@
  *                           solved for the same buy/click as the default
  *   shared_latents=false    conversion heads use independent p', q' instead
  *                           of p, q, and rho = 0
+ *   task_corr = t in [0, 1] (issue 15; off when < 0, the default) the
+ *                           conversion heads' drivers become t times the
+ *                           click's plus s = sqrt(1 - t^2) times
+ *                           independent ones of the same spread, as in the
+ *                           MMoE paper's synthetic tasks:
+ *                             conv_a = t aff + s aff'_A   (p', q' dims A)
+ *                             core = t (k_a appeal_i + k_u click_u)
+ *                                    + s (value2_i + conv'_u) - clickbait
+ *                           with k_a = std(value2)/std(appeal) over items
+ *                           and k_u = 0.3/0.5; t = 1: conversion follows
+ *                           the click's drivers, t = 0: unrelated to them
+ *                           (run with clickbait=false for a clean study:
+ *                           clickbait ties the tasks negatively)
  *
  * Sampling one impression: click ~ y1; a_cf ~ y2; buy_cf ~ (a_cf ? y3 : y4);
  * action = click & a_cf; buy = click & buy_cf. The same three uniforms are

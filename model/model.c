@@ -35,6 +35,7 @@
 #include "common/bytes.h"
 #include "common/optim.h"
 #include "common/rng.h"
+#include "model/bottom.h"
 #include "model/dense.h"
 #include "model/team.h"
 
@@ -67,6 +68,10 @@ struct model {
     float *tmp;       /* per team member: 2 * max_batch * max_width */
     float *dxp;       /* per team member but the first: max_batch * input_dim */
     double *lg, *dlg; /* max_batch * ntowers: logits and their gradients */
+    bottom_t *bot;    /* NULL for the concat bottom (towers read x) */
+    size_t bottom_p;  /* offset of the bottom's parameters: after the towers, floats */
+    size_t bottom_s;  /* offset of its optimizer state: after the towers', floats */
+    float *bs;        /* the bottom's scratch for max_batch rows */
 };
 
 /* The float path: OpenBLAS. */
@@ -74,22 +79,38 @@ struct model {
 #define FN(name) name##_f32
 #define DENSE_FORWARD dense_forward
 #define DENSE_BACKWARD dense_backward
+#define BOTTOM_FORWARD bottom_forward
+#define BOTTOM_BACKWARD bottom_backward
+#define BOTTOM_OUTPUT bottom_output
+#define BOTTOM_DOUTPUT bottom_doutput
 #include "model/tower_tmpl.h"
 #undef REAL
 #undef FN
 #undef DENSE_FORWARD
 #undef DENSE_BACKWARD
+#undef BOTTOM_FORWARD
+#undef BOTTOM_BACKWARD
+#undef BOTTOM_OUTPUT
+#undef BOTTOM_DOUTPUT
 
 /* The double path: plain loops. */
 #define REAL double
 #define FN(name) name##_f64
 #define DENSE_FORWARD dense_forward_ref
 #define DENSE_BACKWARD dense_backward_ref
+#define BOTTOM_FORWARD bottom_forward_f64
+#define BOTTOM_BACKWARD bottom_backward_f64
+#define BOTTOM_OUTPUT bottom_output_f64
+#define BOTTOM_DOUTPUT bottom_doutput_f64
 #include "model/tower_tmpl.h"
 #undef REAL
 #undef FN
 #undef DENSE_FORWARD
 #undef DENSE_BACKWARD
+#undef BOTTOM_FORWARD
+#undef BOTTOM_BACKWARD
+#undef BOTTOM_OUTPUT
+#undef BOTTOM_DOUTPUT
 
 static int check_spec(const model_spec_t *ms, const heads_t *h, size_t max_batch, errbuf_t *eb)
 {
@@ -126,7 +147,7 @@ static void lay_out(model_t *m)
 
     m->max_width = (size_t)ms->input_dim;
     for (int t = 0; t < m->ntowers; t++) {
-        size_t in = (size_t)ms->input_dim;
+        size_t in = (size_t)model_spec_tower_input(ms);
         m->tower_p[t] = off;
         for (int l = 0; l < m->depth; l++) {
             layer_t *L = &m->layer[t][l];
@@ -144,13 +165,16 @@ static void lay_out(model_t *m)
             in = L->out;
         }
     }
-    m->nparams = off;
-    assert(off == model_spec_dense_len(ms));
     m->tower_n = off / (size_t)m->ntowers;
+    m->bottom_p = off;
+    m->nparams = off + (m->bot ? bottom_nparams(m->bot) : 0);
+    assert(m->nparams == model_spec_dense_len(ms));
     m->act_width = col;
     for (int t = 0; t < m->ntowers; t++)
         m->tower_s[t] = (size_t)t * optim_dense_state_len(&ms->dense_opt, m->tower_n);
-    m->nstate = (size_t)m->ntowers * optim_dense_state_len(&ms->dense_opt, m->tower_n);
+    m->bottom_s = (size_t)m->ntowers * optim_dense_state_len(&ms->dense_opt, m->tower_n);
+    m->nstate =
+        m->bottom_s + (m->bot ? optim_dense_state_len(&ms->dense_opt, bottom_nparams(m->bot)) : 0);
 }
 
 /* W ~ U(-1/sqrt(in), 1/sqrt(in)) in layout order, b = 0. */
@@ -168,6 +192,8 @@ static void init_params(model_t *m, uint64_t seed)
                 m->params[L->w + i] = (float)((2.0 * u - 1.0) * bound);
             }
         }
+    if (m->bot)
+        bottom_init(m->bot, m->params + m->bottom_p, &s);
 }
 
 /* Per-member scratch for a team of n: backward buffers and dx partials. */
@@ -205,6 +231,12 @@ model_t *model_new(const model_spec_t *ms, size_t max_batch, uint64_t seed, errb
     m->depth = ms->nlayers + 1;
     m->max_batch = max_batch;
     m->par = MODEL_PAR_BLAS;
+    if (ms->bottom != MODEL_BOTTOM_CONCAT) {
+        if (!(m->bot = bottom_new(ms, eb)))
+            goto fail;
+        if (!(m->bs = malloc(bottom_scratch_len(m->bot, max_batch) * sizeof(float))))
+            goto nomem;
+    }
     lay_out(m);
     m->params = malloc(m->nparams * sizeof(float));
     m->grads = calloc(m->nparams, sizeof(float));
@@ -219,8 +251,9 @@ model_t *model_new(const model_spec_t *ms, size_t max_batch, uint64_t seed, errb
     init_params(m, seed);
     return m;
 nomem:
-    model_destroy(&m);
     errbuf_set(eb, ERR_NOMEM, "model %s: out of memory (max batch %zu)", heads_name(h), max_batch);
+fail:
+    model_destroy(&m);
     return NULL;
 }
 
@@ -231,6 +264,8 @@ void model_destroy(model_t **pm)
     if (!m)
         return;
     team_destroy(&m->team);
+    free(m->bs);
+    bottom_destroy(&m->bot);
     free(m->dlg);
     free(m->lg);
     free(m->dxp);
@@ -283,6 +318,7 @@ static job_t_f32 job_f32(model_t *m, float *g, const float *x, size_t B, float *
         .tmp = m->tmp,
         .dx = dx,
         .dxp = m->dxp,
+        .bs = m->bs,
     };
 }
 
@@ -327,6 +363,9 @@ static void run_apply(void *arg, int r, int n)
     for (int t = r; t < m->ntowers; t += n)
         optim_dense_update(&m->spec.dense_opt, m->params + m->tower_p[t], m->state + m->tower_s[t],
                            m->grads + m->tower_p[t], m->tower_n, m->step);
+    if (m->bot && r == m->ntowers % n) /* the bottom: the member next in line */
+        optim_dense_update(&m->spec.dense_opt, m->params + m->bottom_p, m->state + m->bottom_s,
+                           m->grads + m->bottom_p, bottom_nparams(m->bot), m->step);
 }
 
 void model_apply_grads(model_t *m)
@@ -341,7 +380,7 @@ int model_predict(model_t *m, const float *x, size_t B, float *out)
 
     if (B == 0 || B > m->max_batch)
         return ERR_INVAL;
-    team_run(m->team, run_forward_f32, &j);
+    net_forward_f32(m->team, &j);
     gather_logits_f32(m, m->act, B, m->lg);
     heads_predict(m->heads, m->lg, B, out);
     return 0;
@@ -392,7 +431,7 @@ double model_flops_per_sample(const model_t *m)
     for (int t = 0; t < m->ntowers; t++)
         for (int l = 0; l < m->depth; l++)
             f += 6.0 * (double)m->layer[t][l].in * (double)m->layer[t][l].out;
-    return f;
+    return f + (m->bot ? bottom_flops_per_sample(m->bot) : 0.0);
 }
 
 int model_train_step_f64(const model_t *m, const double *p, const double *x, const uint8_t *click,
@@ -401,7 +440,7 @@ int model_train_step_f64(const model_t *m, const double *p, const double *x, con
 {
     size_t T = (size_t)m->ntowers, n = (size_t)team_size(m->team);
     size_t D = (size_t)m->spec.input_dim;
-    double *act = NULL, *tmp = NULL, *dxp = NULL, *lg = NULL, *dlg = NULL, tl;
+    double *act = NULL, *tmp = NULL, *dxp = NULL, *lg = NULL, *dlg = NULL, *bs = NULL, tl;
     job_t_f64 j;
     int rc = ERR_NOMEM;
 
@@ -412,7 +451,8 @@ int model_train_step_f64(const model_t *m, const double *p, const double *x, con
     dxp = malloc((n - 1) * B * D * sizeof(double) + 1);
     lg = malloc(B * T * sizeof(double));
     dlg = malloc(B * T * sizeof(double));
-    if (!act || !tmp || !dxp || !lg || !dlg)
+    bs = malloc((m->bot ? bottom_scratch_len(m->bot, B) : 0) * sizeof(double) + 1);
+    if (!act || !tmp || !dxp || !lg || !dlg || !bs)
         goto out;
     j = (job_t_f64){
         .m = m,
@@ -424,12 +464,14 @@ int model_train_step_f64(const model_t *m, const double *p, const double *x, con
         .tmp = tmp,
         .dx = dx,
         .dxp = dxp,
+        .bs = bs,
     };
     tl = net_step_f64(m->team, &j, click, action, buy, smp, lg, dlg, loss);
     if (total)
         *total = tl;
     rc = 0;
 out:
+    free(bs);
     free(dlg);
     free(lg);
     free(dxp);
@@ -528,6 +570,19 @@ static void get_floats(io_t *io, float *x, size_t n)
     }
 }
 
+/* Version 2's bottom fields (see model.h). */
+static void put_bottom(io_t *io, const model_spec_t *ms)
+{
+    put_u32(io, (uint32_t)ms->bottom);
+    put_u32(io, (uint32_t)ms->nbottom_layers);
+    for (int l = 0; l < ms->nbottom_layers; l++)
+        put_u32(io, (uint32_t)ms->bottom_layer[l]);
+    put_u32(io, (uint32_t)ms->experts);
+    put_u32(io, (uint32_t)ms->ple_shared);
+    put_u32(io, (uint32_t)ms->ple_task);
+    put_u32(io, (uint32_t)ms->ple_levels);
+}
+
 int model_save_dense(const model_t *m, FILE *f, errbuf_t *eb)
 {
     io_t io = {f, FNV_OFFSET, 0};
@@ -535,12 +590,14 @@ int model_save_dense(const model_t *m, FILE *f, errbuf_t *eb)
 
     if (fwrite(MODEL_DENSE_MAGIC, 1, 8, f) != 8)
         return errbuf_set(eb, ERR_IO, "dense checkpoint: write failed");
-    put_u32(&io, MODEL_DENSE_VERSION);
+    put_u32(&io, m->bot ? MODEL_DENSE_VERSION : MODEL_DENSE_VERSION_CONCAT);
     put_u32(&io, (uint32_t)m->spec.type);
     put_u32(&io, (uint32_t)m->spec.input_dim);
     put_u32(&io, (uint32_t)m->spec.nlayers);
     for (int l = 0; l < m->spec.nlayers; l++)
         put_u32(&io, (uint32_t)m->spec.layer[l]);
+    if (m->bot)
+        put_bottom(&io, &m->spec);
     put_u32(&io, (uint32_t)m->spec.dense_opt.kind);
     put_u64(&io, m->nparams);
     put_u64(&io, m->nstate);
@@ -564,6 +621,39 @@ static int same(errbuf_t *eb, const char *field, uint64_t file, uint64_t model)
                       (unsigned long long)file, (unsigned long long)model);
 }
 
+/* The bottom fields of a version 2 header; a version 1 file is concat. */
+static int read_bottom(model_t *m, io_t *io, uint32_t version, errbuf_t *eb)
+{
+    const model_spec_t *ms = &m->spec;
+    uint32_t bottom = version == MODEL_DENSE_VERSION_CONCAT ? MODEL_BOTTOM_CONCAT : get_u32(io);
+    uint32_t nl;
+    int rc;
+
+    if (io->failed)
+        return errbuf_set(eb, ERR_CORRUPT, "dense checkpoint: truncated header");
+    if (bottom != (uint32_t)ms->bottom)
+        return errbuf_set(eb, ERR_MISMATCH,
+                          "dense checkpoint: bottom is %s in the file but %s in the model",
+                          model_bottom_name((int)bottom), model_bottom_name(ms->bottom));
+    if (bottom == MODEL_BOTTOM_CONCAT)
+        return 0;
+    if ((rc = same(eb, "bottom layer count", nl = get_u32(io), (uint32_t)ms->nbottom_layers)))
+        return io->failed ? errbuf_set(eb, ERR_CORRUPT, "dense checkpoint: truncated header") : rc;
+    for (uint32_t l = 0; l < nl; l++) {
+        char what[40];
+        snprintf(what, sizeof(what), "size of bottom layer %u", l);
+        if ((rc = same(eb, what, get_u32(io), (uint32_t)ms->bottom_layer[l])))
+            break;
+    }
+    if (rc == 0 && (rc = same(eb, "experts", get_u32(io), (uint32_t)ms->experts)) == 0 &&
+        (rc = same(eb, "ple_shared_experts", get_u32(io), (uint32_t)ms->ple_shared)) == 0 &&
+        (rc = same(eb, "ple_task_experts", get_u32(io), (uint32_t)ms->ple_task)) == 0)
+        rc = same(eb, "ple_levels", get_u32(io), (uint32_t)ms->ple_levels);
+    if (io->failed)
+        return errbuf_set(eb, ERR_CORRUPT, "dense checkpoint: truncated header");
+    return rc;
+}
+
 static int read_header(model_t *m, io_t *io, errbuf_t *eb)
 {
     const model_spec_t *ms = &m->spec;
@@ -573,9 +663,9 @@ static int read_header(model_t *m, io_t *io, errbuf_t *eb)
     version = get_u32(io);
     if (io->failed)
         return errbuf_set(eb, ERR_CORRUPT, "dense checkpoint: truncated header");
-    if (version != MODEL_DENSE_VERSION)
-        return errbuf_set(eb, ERR_VERSION, "dense checkpoint: version %u, expected %u", version,
-                          MODEL_DENSE_VERSION);
+    if (version != MODEL_DENSE_VERSION && version != MODEL_DENSE_VERSION_CONCAT)
+        return errbuf_set(eb, ERR_VERSION, "dense checkpoint: version %u, expected %u or %u",
+                          version, MODEL_DENSE_VERSION_CONCAT, MODEL_DENSE_VERSION);
     type = get_u32(io);
     if (!io->failed && type != (uint32_t)ms->type) {
         const heads_t *fh = heads_for((int)type);
@@ -593,6 +683,8 @@ static int read_header(model_t *m, io_t *io, errbuf_t *eb)
             return io->failed ? errbuf_set(eb, ERR_CORRUPT, "dense checkpoint: truncated header")
                               : rc;
     }
+    if ((rc = read_bottom(m, io, version, eb)))
+        return rc;
     uint32_t kind = get_u32(io);
     if (!io->failed && kind != (uint32_t)ms->dense_opt.kind)
         return errbuf_set(eb, ERR_MISMATCH,

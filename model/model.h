@@ -21,6 +21,14 @@
  *   pushes the gradient block to the parameter servers as flat float
  *   ranges.
  *
+ *   Bottoms (issue 15; bottom.h): with a bottom other than concat, layer 0
+ *   of every tower reads the bottom's output (in_0 = the last bottom layer's
+ *   size, model_spec_tower_input()) instead of x, and the bottom's
+ *   parameters (bottom.h's layout) follow the last tower in the parameter
+ *   and gradient blocks: [T * n_t, nparams). Its optimizer state follows
+ *   the towers' state. A concat model's layout is exactly the one above.
+ *   Init draws the towers first, then the bottom, from the same stream.
+ *
  *   Init: W ~ U(-1/sqrt(in), 1/sqrt(in)) (the distribution of PyTorch's
  *   nn.Linear weight init, kaiming_uniform with a = sqrt(5)), drawn in
  *   layout order from a splitmix64 stream of the seed; b = 0.
@@ -31,6 +39,10 @@
  *     u32      model type (MODEL_*)
  *     u32      input_dim
  *     u32      nlayers, then u32 layer[nlayers]
+ *     (version 2 only, the bottom:)
+ *     u32      bottom (MODEL_BOTTOM_*), u32 nbottom_layers, then u32
+ *              bottom_layer[nbottom_layers], u32 experts, u32 ple_shared,
+ *              u32 ple_task, u32 ple_levels
  *     u32      dense optimizer kind (OPTIM_*)
  *     u64      nparams
  *     u64      nstate
@@ -40,7 +52,9 @@
  *     u64      FNV-1a 64 of every preceding byte after the magic
  *   Loading into a model of another type, shape or optimizer fails with
  *   ERR_MISMATCH naming the field; a bad magic or checksum or a short file
- *   is ERR_CORRUPT; another version ERR_VERSION.
+ *   is ERR_CORRUPT; another version ERR_VERSION. Concat models write
+ *   version 1 (byte for byte the format before bottoms existed) and any
+ *   other bottom version 2; both load (a version 1 file is a concat model).
  *
  *   Threads (model_threads_set): MODEL_PAR_TOWERS runs whole towers on a
  *   team of threads, each tower's sgemms single-threaded (esm2's 4 towers
@@ -62,7 +76,8 @@
 #include "model/heads.h"
 
 #define MODEL_DENSE_MAGIC "FNLDENSE"
-#define MODEL_DENSE_VERSION 1
+#define MODEL_DENSE_VERSION 2        /* written by models with a bottom */
+#define MODEL_DENSE_VERSION_CONCAT 1 /* written by concat models: no bottom fields */
 
 typedef struct model model_t;
 

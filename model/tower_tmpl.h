@@ -10,7 +10,13 @@
  *   FN(name)             name with a precision suffix
  *   DENSE_FORWARD(...)   dense_forward or dense_forward_ref
  *   DENSE_BACKWARD(...)  dense_backward or dense_backward_ref
- * and provides model_t (layer table, sizes), the heads and the team.
+ *   BOTTOM_FORWARD, BOTTOM_BACKWARD, BOTTOM_OUTPUT, BOTTOM_DOUTPUT
+ *                        bottom.h's kernels of the same precision
+ * and provides model_t (layer table, sizes, bottom), the heads and the team.
+ *
+ * With a bottom (model_t's bot), tower t reads the bottom's output t instead
+ * of x and stores its input gradient into the bottom's scratch; the bottom
+ * runs before the towers' forward and after their backward, in the caller.
  *
  * Scratch layout for a batch of B rows (see model.c's notes): the outputs of
  * layer l of tower t are act + B * layer[t][l].act, (B, layer[t][l].out);
@@ -77,11 +83,14 @@ typedef struct FN(job) {
     REAL *g;       /* gradient block, NULL: forward only */
     const REAL *x; /* (B, D) */
     size_t B;
-    REAL *act;         /* B * act_width */
-    REAL *tmp;         /* member r: tmp + r * 2 * B * max_width */
-    REAL *dx;          /* (B, D) or NULL */
-    REAL *dxp;         /* member r > 0: dxp + (r - 1) * B * D */
-    const double *dlg; /* (B, T) d loss / d logits */
+    REAL *act;                         /* B * act_width */
+    REAL *tmp;                         /* member r: tmp + r * 2 * B * max_width */
+    REAL *dx;                          /* (B, D) or NULL */
+    REAL *dxp;                         /* member r > 0: dxp + (r - 1) * B * D */
+    const double *dlg;                 /* (B, T) d loss / d logits */
+    REAL *bs;                          /* the bottom's scratch (model_t's bot only) */
+    const REAL *tin[HEADS_MAX_TOWERS]; /* with a bottom: tower t's input (B, in_0) */
+    REAL *dtin[HEADS_MAX_TOWERS];      /* and its gradient */
 } FN(job_t);
 
 static void FN(run_forward)(void *arg, int r, int n)
@@ -89,7 +98,7 @@ static void FN(run_forward)(void *arg, int r, int n)
     FN(job_t) *j = arg;
 
     for (int t = r; t < j->m->ntowers; t += n)
-        FN(tower_forward)(j->m, t, j->p, j->x, j->B, j->act);
+        FN(tower_forward)(j->m, t, j->p, j->m->bot ? j->tin[t] : j->x, j->B, j->act);
 }
 
 static void FN(run_backward)(void *arg, int r, int n)
@@ -102,8 +111,26 @@ static void FN(run_backward)(void *arg, int r, int n)
     for (int t = r; t < j->m->ntowers; t += n) {
         for (size_t i = 0; i < B; i++)
             tmp[i] = (REAL)j->dlg[i * T + (size_t)t];
-        FN(tower_backward)(j->m, t, j->p, j->g, j->x, B, j->act, tmp, dx, t >= n);
+        if (j->m->bot)
+            FN(tower_backward)(j->m, t, j->p, j->g, j->tin[t], B, j->act, tmp, j->dtin[t], 0);
+        else
+            FN(tower_backward)(j->m, t, j->p, j->g, j->x, B, j->act, tmp, dx, t >= n);
     }
+}
+
+/* The bottom (if any) in the caller, then every tower on the team. */
+static void FN(net_forward)(team_t *team, FN(job_t) * j)
+{
+    const model_t *m = j->m;
+
+    if (m->bot) {
+        BOTTOM_FORWARD(m->bot, j->bs, j->p + m->bottom_p, j->x, j->B);
+        for (int t = 0; t < m->ntowers; t++) {
+            j->tin[t] = BOTTOM_OUTPUT(m->bot, j->bs, t, j->B);
+            j->dtin[t] = BOTTOM_DOUTPUT(m->bot, j->bs, t, j->B);
+        }
+    }
+    team_run(team, FN(run_forward), j);
 }
 
 /*
@@ -119,7 +146,7 @@ static double FN(net_step)(team_t *team, FN(job_t) * j, const uint8_t *click, co
     const size_t n = (size_t)team_size(team), B = j->B, D = (size_t)m->spec.input_dim;
     double total;
 
-    team_run(team, FN(run_forward), j);
+    FN(net_forward)(team, j);
     FN(gather_logits)(m, j->act, B, lg);
     total = heads_loss(m->heads, lg, click, action, buy, smp, B, m->spec.loss_weight, loss,
                        j->g ? dlg : NULL);
@@ -127,7 +154,9 @@ static double FN(net_step)(team_t *team, FN(job_t) * j, const uint8_t *click, co
         return total;
     j->dlg = dlg;
     team_run(team, FN(run_backward), j);
-    if (j->dx)
+    if (m->bot)
+        BOTTOM_BACKWARD(m->bot, j->bs, j->p + m->bottom_p, j->g + m->bottom_p, j->x, B, j->dx);
+    else if (j->dx)
         for (size_t r = 1; r < n && r < (size_t)m->ntowers; r++) {
             const REAL *part = j->dxp + (r - 1) * B * D;
             for (size_t i = 0; i < B * D; i++)

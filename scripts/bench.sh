@@ -44,6 +44,21 @@ if want torch && [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import torch' 2
             'BEGIN{printf "funnel / PyTorch (esm2, best of each): %.0f / %.0f = %.2fx\n", o, t, o/t}' |
             tee -a "$OUT/torch.txt"
     fi
+    # bottoms (issue 15): esm2 on mmoe and ple, PyTorch on 2 threads beside
+    # funnel's best 2-thread setting of the same model (bench-train)
+    for b in mmoe ple; do
+        r=$(OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 bench/torch_model.py throughput \
+            --model esm2 --bottom "$b" --threads 2 --blas-threads 2 --batches 100 --warmup 10 \
+            2>/dev/null | tail -n 1)
+        t=$(printf '%s' "$r" | sed -n 's/.*"samples_per_s": *\([0-9.]*\).*/\1/p')
+        o=$(sed -n "s/^train esm2+$b threads=2 .*: \([0-9.]*\) samples\/s.*/\1/p" \
+            "$OUT/train.txt" 2>/dev/null | sort -g | tail -n 1)
+        echo "torch esm2+$b threads=2 blas_threads=2: ${t:-?} samples/s"
+        if [ -n "$t" ] && [ -n "$o" ]; then
+            awk -v o="$o" -v t="$t" -v b="$b" \
+                'BEGIN{printf "funnel / PyTorch (esm2 on %s, 2 threads): %.0f / %.0f = %.2fx\n", b, o, t, o/t}'
+        fi
+    done | tee -a "$OUT/torch.txt"
 fi
 want ps && [ -x "$BIN/bench-ps" ] && run ps "$BIN/bench-ps"
 want curve && [ -x "$BIN/bench-curve" ] && run curve "$BIN/bench-curve"
