@@ -118,6 +118,16 @@ int dense_threads_get(void)
     return openblas_get_num_threads();
 }
 
+const char *dense_blas_core(void)
+{
+    return openblas_get_corename();
+}
+
+int dense_blas_max_threads(void)
+{
+    return openblas_get_num_procs();
+}
+
 double dense_sgemm_gflops(size_t M, size_t N, size_t K, double min_seconds)
 {
     float *a = malloc(M * K * sizeof(float));

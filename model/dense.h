@@ -52,6 +52,12 @@ void dense_backward_ref(double *din, double *dw, double *db, double *dout, const
 void dense_threads_set(int n);
 int dense_threads_get(void);
 
+/* The BLAS kernel in use: OpenBLAS's core name ("Haswell", "SkylakeX",
+ * ...: OPENBLAS_CORETYPE or what it detected), and the most threads its
+ * build allows. For benchmarks to say what ran. */
+const char *dense_blas_core(void);
+int dense_blas_max_threads(void);
+
 /*
  * Measure sgemm throughput on C (M,N) = A (M,K) B (K,N), all row-major, at
  * OpenBLAS's current thread count: repeats the product until at least

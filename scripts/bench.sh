@@ -24,6 +24,11 @@ want reader && [ -x "$BIN/bench-reader" ] && run reader "$BIN/bench-reader"
 want codec && [ -x "$BIN/bench-codec" ] && run codec "$BIN/bench-codec"
 want table && [ -x "$BIN/bench-table" ] && run table "$BIN/bench-table"
 want train && [ -x "$BIN/bench-train" ] && run train "$BIN/bench-train"
+# the same without the environment's OpenBLAS overrides: the kernel
+# OpenBLAS detects on this CPU (issue 16: AVX-512 where the CPU has it)
+if want train && [ -x "$BIN/bench-train" ] && env | grep -q '^OPENBLAS_\(CORETYPE\|L2_SIZE\)='; then
+    run train-detected env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$BIN/bench-train"
+fi
 if want torch && [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import torch' 2>/dev/null; then
     printf '\n== torch (PyTorch CPU reference, same model and batch; best thread setting)\n'
     best=0
@@ -42,6 +47,13 @@ if want torch && [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import torch' 2
     if [ -n "$best" ] && [ -n "$ours" ]; then
         awk -v o="$ours" -v t="$best" \
             'BEGIN{printf "funnel / PyTorch (esm2, best of each): %.0f / %.0f = %.2fx\n", o, t, o/t}' |
+            tee -a "$OUT/torch.txt"
+    fi
+    ours=$(sed -n 's/^train esm2 .*: \([0-9.]*\) samples\/s.*/\1/p' "$OUT/train-detected.txt" \
+        2>/dev/null | sort -g | tail -n 1)
+    if [ -f "$OUT/train-detected.txt" ] && [ -n "$best" ] && [ -n "$ours" ]; then
+        awk -v o="$ours" -v t="$best" \
+            'BEGIN{printf "funnel (detected kernel) / PyTorch (esm2, best of each): %.0f / %.0f = %.2fx\n", o, t, o/t}' |
             tee -a "$OUT/torch.txt"
     fi
     # bottoms (issue 15): esm2 on mmoe and ple, PyTorch on 2 threads beside

@@ -159,7 +159,8 @@ static void gradcheck_f64(int type, int bottom, int threads)
         p[i] = pf[i];
     nb = model_spec_bottom_len(model_spec(g.m));
     CU_ASSERT(nb > 0 && nb < g.n);
-    CU_ASSERT_EQUAL(model_train_step_f64(g.m, p, g.xd, g.c, g.ac, g.bu, NULL, GB, gr, dx, loss, NULL), 0);
+    CU_ASSERT_EQUAL(
+        model_train_step_f64(g.m, p, g.xd, g.c, g.ac, g.bu, NULL, GB, gr, dx, loss, NULL), 0);
     for (size_t i = 0; i < g.n + GB * D; i++) {
         double *slot = i < g.n ? &p[i] : &g.xd[i - g.n];
         double an = i < g.n ? gr[i] : dx[i - g.n];
