@@ -36,6 +36,15 @@
  *                within a request) on a shard whose mem_limit holds a tenth
  *                of its 1 M rows (pre-filled, so most rows live in RocksDB),
  *                as a fraction of the same loop on an unlimited shard.
+ *   pinned       the dim-16 pull and raw figures again with the shard's
+ *                (echo's) loop thread alone on CPU 1 and its ZeroMQ I/O
+ *                thread beside this process on CPU 0 (sched_setaffinity on
+ *                each thread), when 2 CPUs are available;
+ *   CPU ratio    the issue's target for the shard's CPU per request: shard
+ *                CPU per 1000-key pull / (echo CPU per request + 1000 x the
+ *                bare loop's ns per key, `bench-table bare DIM`, run once
+ *                before the shards start), pinned and unpinned (target
+ *                <= 1.3).
  * Beside each rate: the CPU time the server process (shard or echo, all
  * its threads) and this process spent per request, from /proc and
  * getrusage - on a shared 2-core machine a rate moves with the other
@@ -55,11 +64,13 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <math.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,6 +140,8 @@ typedef struct bench {
     size_t raw_cap;              /* bytes */
     uint64_t *zipf_sets;         /* ZIPF_SETS x KEYS distinct Zipf keys */
     uint64_t rng;
+    double bare_ns[2];  /* bench-table's bare loop at dim 16 and 64: ns per key, 0: unknown */
+    cpu_set_t all_cpus; /* this process's CPUs at the start */
     errbuf_t eb;
 } bench_t;
 
@@ -752,6 +765,84 @@ static int drive_client(bench_t *b, ps_client_t *c, const flow_t *f, double seco
     return rc;
 }
 
+/* ---- the bare loop and pinning ---- */
+
+/* bench-table's bare loop of a uniform pull's memory accesses on 1 M rows
+ * of dim floats: ns per key, or 0 if it could not run (said on stderr). */
+static double bare_loop_ns(const bench_t *b, int dim)
+{
+    char cmd[DIRS_PATH_MAX + 64], line[256];
+    double ns = 0;
+    FILE *p;
+
+    snprintf(cmd, sizeof(cmd), "'%s/bench-table' bare %d", b->bin, dim);
+    fflush(stdout);
+    p = popen(cmd, "r");
+    if (!p) {
+        fprintf(stderr, "bench-ps: %s: %s\n", cmd, strerror(errno));
+        return 0;
+    }
+    while (fgets(line, sizeof(line), p)) {
+        const char *c = strstr(line, "rows: ");
+        if (c)
+            ns = atof(c + 6);
+    }
+    if (pclose(p) != 0 || ns <= 0) {
+        fprintf(stderr, "bench-ps: %s failed: no bare-loop figure\n", cmd);
+        return 0;
+    }
+    return ns;
+}
+
+/* Put thread pid of process pid (its loop thread) on CPU main_cpu and its
+ * other threads (ZeroMQ's I/O and reaper threads) on other_cpu; a
+ * negative CPU means every CPU of all. 0, or -1 if a thread refused. */
+static int pin_threads(pid_t pid, int main_cpu, int other_cpu, const cpu_set_t *all)
+{
+    char path[64];
+    struct dirent *e;
+    DIR *d;
+    int rc = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    d = opendir(path);
+    if (!d)
+        return -1;
+    while ((e = readdir(d)) != NULL) {
+        pid_t tid = (pid_t)atoi(e->d_name);
+        int cpu = tid == pid ? main_cpu : other_cpu;
+        cpu_set_t set;
+        if (tid <= 0)
+            continue;
+        if (cpu < 0) {
+            set = *all;
+        } else {
+            CPU_ZERO(&set);
+            CPU_SET(cpu, &set);
+        }
+        if (sched_setaffinity(tid, sizeof(set), &set) != 0)
+            rc = -1;
+    }
+    closedir(d);
+    return rc;
+}
+
+/* Pinned (1) or not (0): the server process srv's loop thread on the
+ * second CPU of all, its I/O thread and all of this process on the first. */
+static int pin_pair(bench_t *b, pid_t srv, int on)
+{
+    int cpu[2] = {-1, -1}, n = 0;
+
+    for (int c = 0; on && c < CPU_SETSIZE && n < 2; c++)
+        if (CPU_ISSET(c, &b->all_cpus))
+            cpu[n++] = c;
+    if (on && n < 2)
+        return -1;
+    if (pin_threads(getpid(), cpu[0], cpu[0], &b->all_cpus) != 0)
+        return -1;
+    return pin_threads(srv, cpu[1], cpu[0], &b->all_cpus);
+}
+
 /* ---- figures ---- */
 
 static double rate(const result_t *r)
@@ -807,6 +898,8 @@ enum {
     HOT_PUSH,
     ZIPF_PULL,
     ZIPF_PUSH,
+    PIN_PULL, /* PS_PULL, pinned (dim 16 only) */
+    PIN_RAW,  /* RAW_PULL, pinned (dim 16 only) */
     NFIG
 };
 
@@ -815,6 +908,7 @@ typedef struct dim_run {
     fig_t fig[NFIG];
     size_t pull_req, pull_rep, push_req, push_rep; /* bytes */
     uint64_t rows, bytes_resident, bytes_payload;
+    double bare_ns; /* bench-table's bare loop, ns per key; 0: unknown */
 } dim_run_t;
 
 /* Create every row of s with sequential pulls (rows 0 .. UNIVERSE-1). */
@@ -830,9 +924,10 @@ static int prefill(bench_t *b, shard_t *s)
  * (left running for the spill comparison). */
 static int run_dim(bench_t *b, shard_t *s, dim_run_t *d, char *const *ep)
 {
-    static const char *names[NFIG] = {
-        "ps pull",        "raw pull",    "ps push",     "raw push",     "ps_client pull",
-        "ps_client push", "ps pull hot", "ps push hot", "ps pull zipf", "ps push zipf"};
+    static const char *names[NFIG] = {"ps pull",      "raw pull",       "ps push",
+                                      "raw push",     "ps_client pull", "ps_client push",
+                                      "ps pull hot",  "ps push hot",    "ps pull zipf",
+                                      "ps push zipf", "ps pull pinned", "raw pull pinned"};
     ps_client_opts_t o = {
         .sender = CLIENT_SENDER, .timeout_ms = 20000, .deadline_s = 60, .max_inflight = INFLIGHT};
     ps_client_t *c = NULL;
@@ -861,6 +956,8 @@ static int run_dim(bench_t *b, shard_t *s, dim_run_t *d, char *const *ep)
     fl[HOT_PUSH] = (flow_t){F_PUSH_HOT, d->dim, 0, 0, 0};
     fl[ZIPF_PULL] = (flow_t){F_PULL_ZIPF, d->dim, 0, 0, 0};
     fl[ZIPF_PUSH] = (flow_t){F_PUSH_ZIPF, d->dim, 0, 0, 0};
+    fl[PIN_PULL] = fl[PS_PULL];
+    fl[PIN_RAW] = fl[RAW_PULL];
 
     double t = clock_now_s();
     rc = prefill(b, s);
@@ -879,7 +976,7 @@ static int run_dim(bench_t *b, shard_t *s, dim_run_t *d, char *const *ep)
         return rc;
     ps_client_set_stop(c, b->stop);
     /* a short untimed pass of each, so connections and buffers are warm */
-    for (int i = 0; i < NFIG && rc == 0; i++) {
+    for (int i = 0; i < PIN_PULL && rc == 0; i++) {
         if (i == CL_PULL || i == CL_PUSH)
             rc = drive_client(b, c, &fl[i], 0.1, &r);
         else
@@ -888,8 +985,13 @@ static int run_dim(bench_t *b, shard_t *s, dim_run_t *d, char *const *ep)
     }
     for (int round = 0; round < ROUNDS && rc == 0; round++)
         for (int i = 0; i < NFIG && rc == 0; i++) {
-            int raw = i == RAW_PULL || i == RAW_PUSH;
+            int raw = i == RAW_PULL || i == RAW_PUSH || i == PIN_RAW;
+            int pin = i == PIN_PULL || i == PIN_RAW;
             pid_t srv = raw ? b->echo.pid : s->pid;
+            if (pin && (d->dim != 16 || pin_pair(b, srv, 1) != 0)) {
+                pin_pair(b, srv, 0);
+                continue; /* no second CPU, or not allowed: no pinned figures */
+            }
             double srv0 = proc_cpu_s(srv), cli0 = self_cpu_s();
             if (i == CL_PULL || i == CL_PUSH)
                 rc = drive_client(b, c, &fl[i], b->window, &r);
@@ -899,6 +1001,8 @@ static int run_dim(bench_t *b, shard_t *s, dim_run_t *d, char *const *ep)
                 rc = drive(b, s->sock, s, &fl[i], b->window, &r);
             if (rc == 0)
                 fig_add(&d->fig[i], &r, proc_cpu_s(srv) - srv0, self_cpu_s() - cli0);
+            if (pin)
+                pin_pair(b, srv, 0);
         }
     ps_client_destroy(&c);
     return rc;
@@ -947,6 +1051,23 @@ static void print_dim(const dim_run_t *d)
                    push ? "push" : "pull", d->dim, other[o].keys, m[i], m[i] / m[raw],
                    cpu_note(c1, sizeof(c1), "shard", &f[i]));
         }
+    /* issue 16: shard CPU per request against echo + bare loop */
+    double bare_us = d->bare_ns * KEYS / 1e3;
+    for (int pin = 0; pin < 2; pin++) {
+        int ps = pin ? PIN_PULL : PS_PULL, raw = pin ? PIN_RAW : RAW_PULL;
+        double sh = median_of(f[ps].srv_us, f[ps].n), echo = median_of(f[raw].srv_us, f[raw].n);
+        if (!f[ps].n || !f[raw].n)
+            continue;
+        printf("ps pull dim%d %s: %.2f M keys/s, raw %.2f (ratio %.2f); CPU per request: shard "
+               "%.0f us, echo %.0f us, bare loop %.1f ns x %d keys = %.0f us: shard / (echo + "
+               "bare loop) = %.2f (target <= 1.3)%s\n",
+               d->dim,
+               pin ? "pinned (shard loop on its own CPU, I/O threads beside the client)"
+                   : "unpinned",
+               m[ps], m[raw], m[ps] / m[raw], sh, echo, d->bare_ns, KEYS, bare_us,
+               d->bare_ns > 0 ? sh / (echo + bare_us) : 0.0,
+               d->bare_ns > 0 ? "" : " (no bare-loop figure: ratio not computed)");
+    }
     if (d->rows)
         printf("resident row dim%d: %.1f bytes (payload %.1f, overhead %.1f) over %llu rows\n",
                d->dim, (double)d->bytes_resident / (double)d->rows,
@@ -1115,11 +1236,19 @@ static void print_json(const dim_run_t *d, int nd, const spill_run_t *s)
     printf("{\"bench\": \"ps\", \"keys_per_request\": %d, \"inflight\": %d, \"rows\": %d", KEYS,
            INFLIGHT, UNIVERSE);
     for (int k = 0; k < nd; k++) {
-        static const char *const key[NFIG] = {"ps_pull",     "raw_pull",    "ps_push",  "raw_push",
-                                              "client_pull", "client_push", "hot_pull", "hot_push",
-                                              "zipf_pull",   "zipf_push"};
+        static const char *const key[NFIG] = {
+            "ps_pull",  "raw_pull", "ps_push",   "raw_push",  "client_pull", "client_push",
+            "hot_pull", "hot_push", "zipf_pull", "zipf_push", "pinned_pull", "pinned_raw_pull"};
         for (int i = 0; i < NFIG; i++)
             printf(", \"%s_dim%d\": %.0f", key[i], d[k].dim, median(&d[k].fig[i]));
+        for (int pin = 0; pin < 2; pin++) {
+            const fig_t *ps = &d[k].fig[pin ? PIN_PULL : PS_PULL];
+            const fig_t *raw = &d[k].fig[pin ? PIN_RAW : RAW_PULL];
+            if (ps->n && raw->n && d[k].bare_ns > 0)
+                printf(", \"cpu_ratio%s_dim%d\": %.3f", pin ? "_pinned" : "", d[k].dim,
+                       median_of(ps->srv_us, ps->n) /
+                           (median_of(raw->srv_us, raw->n) + d[k].bare_ns * KEYS / 1e3));
+        }
         printf(", \"pull_ratio_dim%d\": %.3f, \"push_ratio_dim%d\": %.3f", d[k].dim,
                median(&d[k].fig[PS_PULL]) / median(&d[k].fig[RAW_PULL]), d[k].dim,
                median(&d[k].fig[PS_PUSH]) / median(&d[k].fig[RAW_PUSH]));
@@ -1172,6 +1301,9 @@ int main(int argc, char **argv)
     b.rng = 42;
     for (size_t i = 0; i < KEYS * MAX_DIM; i++)
         b.grads[i] = 0.01f * ((float)(rng_splitmix64(&b.rng) >> 40) / 16777216.0f - 0.5f);
+    sched_getaffinity(0, sizeof(b.all_cpus), &b.all_cpus);
+    for (int k = 0; k < 2; k++) /* before any shard runs: the machine is quieter */
+        b.bare_ns[k] = bare_loop_ns(&b, dims[k]);
     b.raw_cap = (size_t)KEYS * (MAX_DIM * 4 + 8) + 4096;
     rc = echo_start(&b, b.raw_cap); /* forks: before any ZeroMQ context */
     if (rc != 0)
@@ -1195,6 +1327,7 @@ int main(int argc, char **argv)
     fflush(stdout);
     for (int k = 0; k < 2 && rc == 0; k++) {
         d[k].dim = dims[k];
+        d[k].bare_ns = b.bare_ns[k];
         rc = shard_start(&b, &sh, dims[k] == 16 ? "ps16" : "ps64", dims[k], 0);
         ep[0] = sh.endpoint;
         if (rc == 0)

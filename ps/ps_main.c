@@ -117,8 +117,14 @@ int main(int argc, char **argv)
     /* Fixed malloc thresholds: glibc's adaptive ones rise after the first
      * large free (up to a 32 MB mmap threshold and a 64 MB trim threshold),
      * and the shard's freed request buffers then stay resident for good,
-     * beyond mem_limit (bench-mem measures it). */
-    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+     * beyond mem_limit (bench-mem measures it). 1 MB, not 256 kB (issue
+     * 16): a 1000-key push at dim 64 is 264 kB, and each one mapped fresh
+     * cost the shard ~1.5 ms of page faults (bench-ps: 2.0 -> 1.25 ms of
+     * CPU per push; 0.35-0.55 ms with a 4 MB trim threshold, which held
+     * 3.39x a 32 MB limit in bench-mem). bench-mem, 1 M keys at 32 MB, one
+     * run each: peak RSS 2.65x the limit with 256 kB, 2.90x with 1 MB;
+     * 28 k -> 61 k keys/s (its 262 kB replies were mapped fresh too). */
+    mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
     mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
     g_stop = &st.stop;
     signal(SIGINT, on_signal);

@@ -17,6 +17,8 @@
 #define CM_BITS 18
 #define HDR EMB_ROW_HEADER /* bytes of a record before its floats */
 #define INDEX_MIN 1024     /* smallest index of a slot (positions) */
+#define SEG0_BITS 10       /* records of a slab's first segment: 2^SEG0_BITS */
+#define SEG_MAX 20         /* segments: 2^SEG0_BITS x 2^(SEG_MAX-2) >= 2^28 records */
 
 /*
  * A resident record, in a slab (memory only, host byte order, unaligned
@@ -44,11 +46,12 @@ _Static_assert(REC_NFLOATS + 4 == EMB_RECORD_HEADER, "stored record header");
 
 typedef struct sub {
     int slot;
-    size_t dim, nstate, nfloat; /* floats: w, state, both */
-    size_t rec;                 /* bytes per record */
-    unsigned char *slab;        /* cap records */
-    uint32_t cap, used;         /* records allocated / high-water mark */
-    uint32_t *freelist;         /* free record slots */
+    size_t dim, nstate, nfloat;  /* floats: w, state, both */
+    size_t rec;                  /* bytes per record */
+    uintptr_t segoff[SEG_MAX];   /* segment k's address minus its first record's offset */
+    unsigned char *seg[SEG_MAX]; /* segments of records (see recp()), NULL beyond cap */
+    uint32_t cap, used;          /* records allocated / high-water mark */
+    uint32_t *freelist;          /* free record slots */
     uint32_t nfree;
     uint64_t *live, *dirty, *ref; /* bit maps over record slots */
     uint64_t *stored;             /* bit map: the store holds this row (maybe older) */
@@ -107,9 +110,19 @@ static inline void bclr(uint64_t *m, uint32_t i)
     m[i >> 6] &= ~(UINT64_C(1) << (i & 63));
 }
 
+/*
+ * The slab of a slot is a list of segments that never move: segment 0
+ * holds records 0 .. 2^SEG0_BITS - 1, segment k >= 1 records 2^(SEG0_BITS
+ * + k - 1) .. 2^(SEG0_BITS + k) - 1, so capacity doubles by mapping one
+ * more segment. Record r is in segment 22 - clz(r | 1023) (for
+ * SEG0_BITS 10), at segoff[k] + r x rec: a lookup of the segment's entry
+ * (in L1) instead of a realloc'd slab that a growth moves.
+ */
 static inline unsigned char *recp(const sub_t *s, uint32_t r)
 {
-    return s->slab + (size_t)r * s->rec;
+    unsigned k =
+        (unsigned)(31 - SEG0_BITS + 1) - (unsigned)__builtin_clz(r | ((1u << SEG0_BITS) - 1));
+    return (unsigned char *)(s->segoff[k] + (uintptr_t)r * s->rec);
 }
 static inline uint64_t rec_key(const sub_t *s, uint32_t r)
 {
@@ -504,20 +517,26 @@ static void index_remove(sub_t *s, uint64_t key)
 
 static int grow_slab(sub_t *s)
 {
-    uint32_t ncap = s->cap ? (s->cap <= MAX_RECORDS / 2 ? s->cap * 2 : MAX_RECORDS) : 1024;
+    uint32_t ncap =
+        s->cap ? (s->cap <= MAX_RECORDS / 2 ? s->cap * 2 : MAX_RECORDS) : (1u << SEG0_BITS);
     size_t words = ((size_t)ncap + 63) / 64, owords = ((size_t)s->cap + 63) / 64;
-    unsigned char *slab;
+    unsigned k = s->cap ? (unsigned)(32 - __builtin_clz(s->cap >> SEG0_BITS)) : 0;
 
-    if (ncap <= s->cap) /* MAX_RECORDS rows: the index cannot address more */
+    if (ncap <= s->cap || k >= SEG_MAX) /* MAX_RECORDS rows: the index cannot address more */
         return ERR_NOMEM;
-    slab = realloc(s->slab, (size_t)ncap * s->rec);
-    if (!slab)
-        return ERR_NOMEM;
-    s->slab = slab;
-    /* no huge pages here: realloc moves a grown slab with mremap, which
-     * takes ~1 ms for 277 MB of small pages but ~150 ms for huge ones (the
-     * request that grows the slab waits), and on 1 M uniform rows they did
-     * not speed up lookups measurably (bench-table) */
+    /* a new segment for records cap .. ncap - 1; the others stay where
+     * they are, so huge pages cost a growth nothing (a realloc'd slab of
+     * huge pages took ~150 ms to move at 277 MB) and spare a uniform
+     * lookup most of its TLB misses */
+    if (!s->seg[k]) {
+        size_t len = (size_t)(ncap - s->cap) * s->rec;
+        void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return ERR_NOMEM;
+        want_huge_pages(p, len);
+        s->seg[k] = p;
+        s->segoff[k] = (uintptr_t)p - (uintptr_t)s->cap * s->rec;
+    }
     uint64_t **maps[4] = {&s->live, &s->dirty, &s->ref, &s->stored};
     for (int m = 0; m < 4; m++) {
         uint64_t *b = realloc(*maps[m], words * 8);
@@ -811,7 +830,10 @@ void emb_table_destroy(emb_table_t **tp)
         return;
     for (int i = 0; i < MODEL_MAX_SLOTS; i++) {
         sub_t *s = &t->sub[i];
-        free(s->slab);
+        for (unsigned k = 0; k < SEG_MAX && s->seg[k]; k++) {
+            uint32_t lo = k ? 1u << (SEG0_BITS + k - 1) : 0, hi = 1u << (SEG0_BITS + k);
+            munmap(s->seg[k], (size_t)((hi < MAX_RECORDS ? hi : MAX_RECORDS) - lo) * s->rec);
+        }
         free(s->freelist);
         free(s->live);
         free(s->dirty);
@@ -1170,6 +1192,7 @@ static int load_misses(emb_table_t *t, sub_t *s, const uint64_t *keys, const siz
             row_set_meta(p, meta.updates, meta.first_day, meta.last_day);
             memcpy(p + HDR, fl, s->nfloat * 4);
             bset(s->stored, r);
+            bclr(s->ref, r); /* on probation: see "Memory budget" in emb_table.h */
             t->st.loaded++;
         }
         found[j] = 1;
@@ -1338,7 +1361,7 @@ static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, con
     size_t *miss = NULL, nm = 0;
     uint8_t *found = NULL;
     uint32_t *rows = NULL;
-    int rc = 0, create = op->create;
+    int rc = 0, create = op->create, clock_on = t->mem_limit != 0;
 
     /* A request's keys are independent, so their memory misses can
      * overlap: a software pipeline loads the index position of key i +
@@ -1384,7 +1407,10 @@ static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, con
         size_t k = i - 2 * DIST;
         uint32_t r = find_h(s, keys[k], hm[k]);
         if (r != EMPTY) {
-            bset(s->ref, r);
+            /* a random line of the bit map: only CLOCK reads it; a push
+             * follows its pull, which counted the reference */
+            if (clock_on && op->kind != OP_PUSH)
+                bset(s->ref, r);
             visit(t, s, op, k, r);
             continue;
         }
@@ -1425,6 +1451,7 @@ static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, con
             rc = insert_failed(t, s, eb);
             goto out;
         }
+        bclr(s->ref, rows[j]); /* on probation, as a loaded row */
         float *w = rec_w(s, rows[j]);
         optim_row_init(&t->ms.emb_opt, keys[i], w, w + s->dim, s->dim);
         bset(s->dirty, rows[j]);

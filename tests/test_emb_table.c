@@ -743,6 +743,194 @@ static void test_failed_writeback_keeps_rows(void)
     tu_rmtree(dir);
 }
 
+/* ---- the dirty bit ---- */
+
+/* A store that counts the row puts written through it (to a memory store
+ * it owns). */
+typedef struct count_store {
+    store_t base;
+    store_t *inner;
+    store_ops_t ops;
+    uint64_t row_puts; /* puts of row keys ('r' | slot | key) */
+} count_store_t;
+
+static int cs_multiget(store_t *s, size_t n, const void *const *keys, const size_t *klens,
+                       void **vals, size_t *vlens, errbuf_t *eb)
+{
+    return store_multiget(((count_store_t *)s)->inner, n, keys, klens, vals, vlens, eb);
+}
+
+static int cs_write(store_t *s, const store_op_t *ops, size_t n, int sync, errbuf_t *eb)
+{
+    count_store_t *c = (count_store_t *)s;
+    int rc = store_write(c->inner, ops, n, sync, eb);
+
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        c->row_puts +=
+            ops[i].v && ops[i].klen == EMB_KEY_LEN && ((const unsigned char *)ops[i].k)[0] == 'r';
+    return rc;
+}
+
+static store_iter_t *cs_iter_new(store_t *s, const void *prefix, size_t plen)
+{
+    return store_iter_new(((count_store_t *)s)->inner, prefix, plen);
+}
+
+static void cs_close(store_t *s)
+{
+    count_store_t *c = (count_store_t *)s;
+
+    store_close(&c->inner);
+    free(c);
+}
+
+static count_store_t *count_store_new(void)
+{
+    count_store_t *c = calloc(1, sizeof(*c));
+    errbuf_t eb = {{0}};
+
+    if (!c || store_mem_open(&c->inner, &eb) != 0) {
+        free(c);
+        return NULL;
+    }
+    c->ops = *c->inner->ops; /* its iterators, as they are */
+    c->ops.multiget = cs_multiget;
+    c->ops.write = cs_write;
+    c->ops.iter_new = cs_iter_new;
+    c->ops.checkpoint = NULL;
+    c->ops.seal = NULL;
+    c->ops.close = cs_close;
+    c->base.ops = &c->ops;
+    snprintf(c->base.name, sizeof(c->base.name), "counting");
+    return c;
+}
+
+/* Compare every row of the universe, state and update count included,
+ * with the reference; returns the rows that differ. */
+static int rows_differ(emb_table_t *t, ref_t *r)
+{
+    float got[64];
+    emb_row_meta_t m;
+    int bad = 0;
+
+    for (size_t i = 0; i < r->nk; i++) {
+        int rc = emb_table_get(t, 0, r->key[0][i], got, &m, NULL);
+        if (!r->has[0][i])
+            bad += rc != ERR_NOTFOUND;
+        else
+            bad += rc != 0 || m.updates != r->meta[0][i].updates ||
+                   memcmp(got, ref_row(r, 0, i), r->nf[0] * sizeof(float)) != 0;
+    }
+    return bad;
+}
+
+/*
+ * A table 10x over its budget under skewed keys loses nothing: after a
+ * spill-heavy random workload of pulls and pushes every row equals a
+ * reference model of it. And the dirty bit holds: once the rows are
+ * flushed, pulls alone (which evict and reload thousands of rows) write
+ * no row; rows pushed once are each written exactly once afterwards.
+ */
+static void test_dirty_bit(void)
+{
+    static const int dims[1] = {8};
+    model_spec_t ms = make_spec(OPTIM_ADAGRAD, 1, dims, NULL);
+    enum { NK = 20000, BATCH = 400, NPUSH = 300 };
+    count_store_t *cs = count_store_new();
+    store_t *st = cs ? &cs->base : NULL;
+    emb_table_t *t = NULL;
+    emb_table_stats_t s0, s1;
+    errbuf_t eb = {{0}};
+    ref_t r;
+    uint64_t seed = 11, keys[BATCH];
+    size_t idx[BATCH];
+    float out[BATCH * 8], want[BATCH * 8], g[BATCH * 8];
+    int bad = 0;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cs);
+    ref_init(&r, &ms, NK, 5);
+    /* a tenth of the rows fit: 16 header + 8 w + 8 Adagrad floats */
+    CU_ASSERT_EQUAL_FATAL(emb_table_open(&t, st, &ms, (uint64_t)NK * (16 + 64) / 10, &eb), 0);
+    for (int round = 0; round < 300; round++) {
+        for (int j = 0; j < BATCH; j++) {
+            idx[j] = rng_skewed(&seed, NK);
+            keys[j] = r.key[0][idx[j]];
+        }
+        CU_ASSERT_EQUAL(emb_table_pull(t, 0, keys, BATCH, out, EMB_PULL_CREATE, &eb), 0);
+        ref_pull(&r, 0, idx, BATCH, want, 1);
+        bad += memcmp(out, want, sizeof(out)) != 0;
+        if (round % 3 == 2)
+            continue; /* a third of the rounds only pull */
+        for (int j = 0; j < BATCH * 8; j++)
+            g[j] = out[j] * 0.25f + 0.01f * (float)(j % 5 - 2);
+        CU_ASSERT_EQUAL(emb_table_push(t, 0, keys, BATCH, g, &eb), 0);
+        ref_push(&r, 0, idx, BATCH, g);
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    emb_table_stats(t, &s0);
+    CU_ASSERT(s0.evicted > NK); /* spill-heavy indeed */
+    CU_ASSERT(s0.loaded > NK / 2);
+    CU_ASSERT(s0.resident_rows < NK / 8);
+    CU_ASSERT_EQUAL(rows_differ(t, &r), 0);
+
+    /* every row made, flushed, then pulls only (both modes): no row write */
+    for (size_t i = 0; i < NK; i += BATCH) {
+        for (int j = 0; j < BATCH; j++) {
+            idx[j] = i + (size_t)j;
+            keys[j] = r.key[0][idx[j]];
+        }
+        CU_ASSERT_EQUAL(emb_table_pull(t, 0, keys, BATCH, out, EMB_PULL_CREATE, &eb), 0);
+        ref_pull(&r, 0, idx, BATCH, want, 1);
+    }
+    CU_ASSERT_EQUAL(emb_table_flush(t, NULL, &eb), 0);
+    uint64_t puts0 = cs->row_puts;
+    emb_table_stats(t, &s0);
+    for (int round = 0; round < 200; round++) {
+        for (int j = 0; j < BATCH; j++) {
+            idx[j] = rng_splitmix64(&seed) % NK;
+            keys[j] = r.key[0][idx[j]];
+        }
+        CU_ASSERT_EQUAL(emb_table_pull(t, 0, keys, BATCH, out, round % 2, &eb), 0);
+        ref_pull(&r, 0, idx, BATCH, want, round % 2 == EMB_PULL_CREATE);
+        bad += memcmp(out, want, sizeof(out)) != 0;
+    }
+    emb_table_stats(t, &s1);
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT(s1.evicted - s0.evicted > NK);
+    CU_ASSERT(s1.loaded - s0.loaded > NK);
+    CU_ASSERT_EQUAL(s1.evicted_dirty, s0.evicted_dirty);
+    CU_ASSERT_EQUAL(cs->row_puts, puts0);
+
+    /* NPUSH distinct rows pushed once, then evicted by pulls and flushed:
+     * each is written exactly once, however often it is reloaded */
+    for (int j = 0; j < NPUSH; j++) {
+        idx[j] = (size_t)j * (NK / NPUSH);
+        keys[j] = r.key[0][idx[j]];
+        for (int k = 0; k < 8; k++)
+            g[j * 8 + k] = 0.02f * (float)(k - j % 7);
+    }
+    CU_ASSERT_EQUAL(emb_table_push(t, 0, keys, NPUSH, g, &eb), 0);
+    ref_push(&r, 0, idx, NPUSH, g);
+    for (int round = 0; round < 200; round++) {
+        for (int j = 0; j < BATCH; j++) {
+            idx[j] = rng_splitmix64(&seed) % NK;
+            keys[j] = r.key[0][idx[j]];
+        }
+        CU_ASSERT_EQUAL(emb_table_pull(t, 0, keys, BATCH, out, EMB_PULL_READONLY, &eb), 0);
+    }
+    CU_ASSERT_EQUAL(emb_table_flush(t, NULL, &eb), 0);
+    CU_ASSERT_EQUAL(cs->row_puts - puts0, NPUSH);
+    CU_ASSERT_EQUAL(rows_differ(t, &r), 0);
+
+    /* and a table reopened over the store holds the same rows */
+    emb_table_destroy(&t);
+    CU_ASSERT_EQUAL_FATAL(emb_table_open(&t, st, &ms, 0, &eb), 0);
+    CU_ASSERT_EQUAL(rows_differ(t, &r), 0);
+    emb_table_destroy(&t);
+    ref_release(&r);
+    store_close(&st);
+}
+
 /* ---- incremental index growth ---- */
 
 typedef struct grow_ref {
@@ -1016,6 +1204,8 @@ int test_emb_table_register(void)
         !CU_add_test(s, "bad slot and day range", test_bad_slot) ||
         !CU_add_test(s, "failed write-back keeps the evicted rows",
                      test_failed_writeback_keeps_rows) ||
+        !CU_add_test(s, "spill loses nothing; the dirty bit spares clean rows a write",
+                     test_dirty_bit) ||
         !CU_add_test(s, "incremental index growth: get/put/delete/store mid-move",
                      test_incremental_growth) ||
         !CU_add_test(s, "incremental index growth under eviction",
