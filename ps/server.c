@@ -20,6 +20,7 @@
 #include "proto/codec.h"
 #include "proto/half.h"
 #include "proto/msg.h"
+#include "proto/zap.h"
 #include "ps/ckpt_dir.h"
 #include "ps/dense_shard.h"
 #include "ps/endpoint.h"
@@ -27,7 +28,6 @@
 #include "ps/shard_layout.h"
 #include "ps/shard_meta.h"
 #include "ps/shard_policy.h"
-#include "ps/zap.h"
 #include "table/emb_table.h"
 #include "table/store.h"
 

@@ -2,7 +2,7 @@
  * serve_main.c - funnel-serve: online scoring of a serving bundle.
  *
  *   funnel-serve --bundle DIR --listen EP [--threads N] [--apply DIR]...
- *                [--curve_secret_key NAME.key]
+ *                [--curve_secret_key NAME.key --curve_allow FILE] [--insecure]
  *   funnel-serve score --connect EP --in LOG --out PRED [--user_slots LIST]
  *                [--group] [--max_candidates N] [--repeat N] [--day_column]
  *   funnel-serve apply --connect EP DIR
@@ -36,7 +36,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: funnel-serve --bundle DIR --listen EP [--threads N] [--apply DIR]...\n"
-            "                    [--curve_secret_key NAME.key] [--log_level L]\n"
+            "                    [--curve_secret_key NAME.key --curve_allow FILE]\n"
+            "                    [--insecure] [--log_level L]\n"
             "       funnel-serve score --connect EP --in LOG --out PRED [--user_slots LIST]\n"
             "                    [--group] [--max_candidates N] [--repeat N] [--day_column]\n"
             "       funnel-serve apply --connect EP DIR\n"
@@ -51,8 +52,12 @@ static void usage(FILE *out)
             "  --threads N           scoring threads (1..64, default 1)\n"
             "  --apply DIR           a later bundle to apply after loading (repeatable, in order)\n"
             "  --curve_secret_key K  CURVE: the server's NAME.key (funnel-ps keygen); clients\n"
-            "                        then need NAME.pub. Any client with the server's public\n"
-            "                        key may connect (no allow list yet)\n"
+            "                        then need NAME.pub and a key of their own on the allow list\n"
+            "  --curve_allow FILE    the allow list, as funnel-ps's curve_allow: a 'worker' key\n"
+            "                        may score and ask info, an 'admin' key may also apply\n"
+            "                        bundles; other keys never complete a handshake\n"
+            "  --insecure            listen on a non-local endpoint without keys (anyone who\n"
+            "                        reaches it may score and apply bundles)\n"
             "  --log_level L         debug|info|warn|error (default info)\n"
             "While serving, `funnel-serve apply --connect EP DIR` applies the next day's\n"
             "bundle: its delta on the rows served (or its full export if it does not follow\n"
@@ -102,6 +107,8 @@ int main(int argc, char **argv)
             sc.group = 1;
         } else if (!strcmp(o, "--day_column")) {
             sc.day_column = 1;
+        } else if (!strcmp(o, "--insecure")) {
+            so.insecure = 1;
         } else if (o[0] == '-' && o[1] == '-' && !val) {
             fprintf(stderr, "funnel-serve: %s needs a value (see --help)\n", o);
             return 2;
@@ -121,6 +128,8 @@ int main(int argc, char **argv)
             so.threads = (int)v;
         } else if (!strcmp(o, "--curve_secret_key")) {
             so.curve_secret_key = co.client_key = argv[++i];
+        } else if (!strcmp(o, "--curve_allow")) {
+            so.curve_allow = argv[++i];
         } else if (!strcmp(o, "--curve_server_key")) {
             co.server_key = argv[++i];
         } else if (!strcmp(o, "--connect")) {

@@ -11,8 +11,10 @@
 #include <zmq.h>
 
 #include "common/log.h"
+#include "proto/auth.h"
 #include "proto/curve.h"
 #include "proto/serve_codec.h"
+#include "proto/zap.h"
 #include "serve/serve_score.h"
 
 #define EP_SCORE "inproc://funnel-serve-score"
@@ -25,6 +27,9 @@ typedef struct server {
     pthread_mutex_t mu;       /* guards cur and every state's refs */
     serve_state_t *cur;       /* the state new requests score on */
     pthread_mutex_t apply_mu; /* one apply at a time */
+    auth_t *auth;             /* the allow list; NULL: no keys */
+    zap_t *zap;               /* admits the allow list's keys */
+    serve_codec_t *codec;     /* the main thread's, for refusals */
 } server_t;
 
 /* The current state, with a reference the caller drops with release(). */
@@ -221,10 +226,44 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* Answer request m (its routing parts before it) on sock with ERR_DENIED:
+ * an APPLY from a key that is not an admin. Closes the parts. */
+static void deny(server_t *s, void *sock, zmq_msg_t *part, int n, const auth_key_t *k)
+{
+    serve_req_t req;
+    serve_rep_t rep;
+    errbuf_t eb = {{0}};
+    char text[256];
+    const void *out;
+    size_t olen;
+
+    memset(&rep, 0, sizeof(rep));
+    if (serve_codec_decode_req(s->codec, &req, zmq_msg_data(&part[n - 1]),
+                               zmq_msg_size(&part[n - 1]), &eb) == 0)
+        rep.id = req.id;
+    rep.type = SERVE_APPLY;
+    rep.status = ERR_DENIED;
+    snprintf(text, sizeof(text),
+             "key %s is a worker key: applying a bundle needs an admin key on the server's "
+             "curve_allow list",
+             k ? k->name : "?");
+    rep.text = (serve_str_t){text, strlen(text)};
+    LOG_WARN("apply refused: %s", text);
+    for (int i = 0; i < n - 1; i++)
+        if (zmq_msg_send(&part[i], sock, ZMQ_SNDMORE) < 0)
+            zmq_msg_close(&part[i]);
+    zmq_msg_close(&part[n - 1]);
+    if (serve_codec_encode_rep(s->codec, &rep, &out, &olen, &eb) == 0)
+        zmq_send(sock, out, olen, 0);
+    else
+        zmq_send(sock, "", 0, 0);
+}
+
 /* Forward one whole message (every part) from `from` to `to`, or to ctl
  * (when given) if its payload is a control request. A message of more
- * than 8 parts is no client's (REQ sends 3) and is dropped. */
-static void forward(void *from, void *to, void *ctl)
+ * than 8 parts is no client's (REQ sends 3) and is dropped. With keys,
+ * an APPLY must come from an admin key: others are answered here. */
+static void forward(server_t *s, void *from, void *to, void *ctl)
 {
     zmq_msg_t part[8];
     int n = 0, more = 1, drop = 0;
@@ -246,6 +285,14 @@ static void forward(void *from, void *to, void *ctl)
     }
     if (n > 0 && ctl && !drop) {
         int t = serve_codec_peek_type(zmq_msg_data(&part[n - 1]), zmq_msg_size(&part[n - 1]));
+        if (t == SERVE_APPLY && s->auth) {
+            const char *uid = zmq_msg_gets(&part[n - 1], "User-Id");
+            const auth_key_t *k = uid ? auth_key_of(s->auth, uid) : NULL;
+            if (!k || k->role != AUTH_ADMIN) {
+                deny(s, from, part, n, k);
+                return;
+            }
+        }
         if (t == SERVE_APPLY || t == SERVE_INFO)
             to = ctl;
     }
@@ -254,21 +301,51 @@ static void forward(void *from, void *to, void *ctl)
             zmq_msg_close(&part[i]);
 }
 
-/* CURVE server on sock with the key pair at path. */
-static int set_curve(void *sock, const char *path, errbuf_t *eb)
+/* Keys on the front socket: the allow list, its ZAP handler, the CURVE
+ * server key pair at o->curve_secret_key (funnel-ps's way, proto/zap.h). */
+static int set_curve(server_t *s, void *sock, const serve_opts_t *o, errbuf_t *eb)
 {
     curve_pair_t kp;
-    int one = 1, rc;
+    int rc;
 
     if (!curve_available())
         return errbuf_set(eb, ERR_CONFIG, "--curve_secret_key is set but this libzmq has no CURVE");
-    rc = curve_load_pair(path, &kp, eb);
+    if (!o->curve_allow || !*o->curve_allow)
+        return errbuf_set(eb, ERR_CONFIG,
+                          "--curve_secret_key needs --curve_allow FILE: the clients' public keys "
+                          "('worker KEY NAME *' may score, 'admin KEY NAME' may also apply "
+                          "bundles; funnel-ps keygen makes key pairs)");
+    rc = curve_load_pair(o->curve_secret_key, &kp, eb);
     if (rc != 0)
-        return errbuf_prefix(eb, rc, "--curve_secret_key %s", path);
-    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof(one)) != 0 ||
-        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, kp.sec, strlen(kp.sec)) != 0)
-        return errbuf_set(eb, ERR_CONFIG, "CURVE: %s", zmq_strerror(errno));
-    LOG_INFO("CURVE on: server key %s (clients need its .pub)", kp.pub);
+        return errbuf_prefix(eb, rc, "--curve_secret_key %s", o->curve_secret_key);
+    if ((rc = auth_load(&s->auth, o->curve_allow, eb)) != 0 ||
+        (rc = zap_start(&s->zap, s->ctx, s->auth, eb)) != 0 ||
+        (rc = zap_curve_server(sock, &kp, eb)) != 0) {
+        memset(&kp, 0, sizeof(kp));
+        return rc;
+    }
+    LOG_INFO("CURVE on: server key %s, %zu client keys allowed", kp.pub, s->auth->n);
+    memset(&kp, 0, sizeof(kp));
+    return 0;
+}
+
+/* The shards' rule: an endpoint other machines reach needs keys, unless
+ * --insecure (then a warning). */
+static int check_listen(const serve_opts_t *o, errbuf_t *eb)
+{
+    if ((o->curve_secret_key && *o->curve_secret_key) || auth_endpoint_is_local(o->listen))
+        return 0;
+    if (!o->insecure)
+        return errbuf_set(eb, ERR_CONFIG,
+                          "--listen %s is reachable from other machines and funnel-serve has no "
+                          "keys: anyone could score and apply bundles. Make keys with `funnel-ps "
+                          "keygen --out DIR/serve` (and one per client), then give "
+                          "--curve_secret_key DIR/serve.key --curve_allow FILE; or --insecure on "
+                          "a network you trust",
+                          o->listen);
+    LOG_WARN("--insecure: %s is reachable from other machines without keys; anyone who reaches "
+             "it may score and apply bundles",
+             o->listen);
     return 0;
 }
 
@@ -306,6 +383,10 @@ int serve_run(const serve_opts_t *o, errbuf_t *eb)
         if (rc == 0)
             LOG_INFO("applied %s", msg);
     }
+    if (rc == 0)
+        rc = check_listen(o, eb);
+    if (rc == 0 && !(s.codec = serve_codec_new(0)))
+        rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
     if (rc != 0)
         goto out;
     s.ctx = zmq_ctx_new();
@@ -319,7 +400,7 @@ int serve_run(const serve_opts_t *o, errbuf_t *eb)
     if (rc == 0)
         ctl = new_socket(&s, ZMQ_DEALER, eb, &rc);
     if (rc == 0 && o->curve_secret_key && *o->curve_secret_key)
-        rc = set_curve(front, o->curve_secret_key, eb);
+        rc = set_curve(&s, front, o, eb);
     if (rc == 0 && zmq_bind(front, o->listen) != 0)
         rc = errbuf_set(eb, ERR_NET, "--listen %s: %s (another server on it? a typo?)", o->listen,
                         zmq_strerror(errno));
@@ -351,11 +432,11 @@ int serve_run(const serve_opts_t *o, errbuf_t *eb)
             break;
         }
         if (it[0].revents & ZMQ_POLLIN)
-            forward(front, back, ctl);
+            forward(&s, front, back, ctl);
         if (it[1].revents & ZMQ_POLLIN)
-            forward(back, front, NULL);
+            forward(&s, back, front, NULL);
         if (it[2].revents & ZMQ_POLLIN)
-            forward(ctl, front, NULL);
+            forward(&s, ctl, front, NULL);
     }
     if (rc == 0)
         LOG_INFO("stopping");
@@ -377,8 +458,11 @@ out:
         zmq_close(back);
     if (ctl)
         zmq_close(ctl);
+    zap_stop(&s.zap); /* before the context ends: it owns a socket of it */
     if (s.ctx)
         zmq_ctx_term(s.ctx);
+    auth_destroy(&s.auth);
+    serve_codec_destroy(&s.codec);
     if (s.cur)
         release(&s, s.cur);
     pthread_mutex_destroy(&s.mu);

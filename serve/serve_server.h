@@ -20,6 +20,13 @@
  *   is computed from exactly one day's state, no request waits for an
  *   apply or fails because of one, and memory peaks at two states.
  *
+ *   Keys. With --curve_secret_key the front socket is a CURVE server and
+ *   the ZAP handler (proto/zap.h) admits only the allow list's keys; the
+ *   main thread reads each request's key (its ZAP User-Id) and answers an
+ *   APPLY from a key that is not an admin with ERR_DENIED itself, so the
+ *   control thread never sees it. Without keys the endpoint must be local
+ *   (ipc://, loopback) unless --insecure, the shards' rule (auth.h).
+ *
  *   Stopping: SIGTERM (through *stop) ends the loop within 200 ms; the
  *   context is shut down, so threads blocked in receive return, and every
  *   thread is joined before the states are freed.
@@ -42,6 +49,8 @@ typedef struct serve_opts {
     const char *listen;           /* ZeroMQ endpoint to bind */
     int threads;                  /* scoring threads, 1..SERVE_MAX_THREADS */
     const char *curve_secret_key; /* NAME.key (funnel-ps keygen), or NULL: no CURVE */
+    const char *curve_allow;      /* the allow list (proto/auth.h); needed with a key */
+    int insecure;                 /* a non-local endpoint without keys is allowed */
     volatile sig_atomic_t *stop;  /* set by SIGTERM / SIGINT */
 } serve_opts_t;
 

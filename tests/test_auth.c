@@ -41,10 +41,10 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "proto/auth.h"
 #include "proto/codec.h"
 #include "proto/curve.h"
 #include "proto/msg.h"
-#include "ps/auth.h"
 #include "tests/util.h"
 #include "tests/wire.h"
 

@@ -164,23 +164,43 @@ static void test_equals_predict(void)
     CU_ASSERT(contains(log, want));
 }
 
-/* CURVE: a keyed server answers a client with its public key, and a
- * client without keys gets no answer (a timeout naming the keys). */
+/* CURVE, as for shards: a keyed server answers a listed client, a worker
+ * key may score but not apply, an admin key may apply, an unlisted key and
+ * a client without keys get no answer (a timeout naming the keys); a key
+ * without an allow list, and a non-local endpoint without keys, are
+ * refused at start. */
 static void test_curve(void)
 {
     char ep[700], log[700];
     pid_t srv;
 
-    CU_ASSERT_EQUAL_FATAL(tu_sh(NULL,
-                                "mkdir -p %s/keys && %s/funnel-ps keygen --out %s/keys/srv > "
-                                "/dev/null && %s/funnel-ps keygen --out %s/keys/cli > /dev/null",
-                                dir, bin, dir, bin, dir),
-                          0);
+    CU_ASSERT_EQUAL_FATAL(
+        tu_sh(NULL,
+              "mkdir -p %s/keys && for k in srv cli adm other; do %s/funnel-ps keygen --out "
+              "%s/keys/$k > /dev/null || exit 1; done && "
+              "printf 'worker %%s cli *\nadmin %%s adm\n' "
+              "\"$(sed -n 's/^public-key = //p' %s/keys/cli.pub)\" "
+              "\"$(sed -n 's/^public-key = //p' %s/keys/adm.pub)\" > %s/keys/allow",
+              dir, bin, dir, dir, dir, dir),
+        0);
     snprintf(ep, sizeof(ep), "ipc://%s/curve.sock", dir);
+    snprintf(log, sizeof(log), "%s/serve-curve-noallow.log", dir);
+    CU_ASSERT_EQUAL(tu_sh(log,
+                          "%s/funnel-serve --bundle %s/b2 --listen %s --curve_secret_key "
+                          "%s/keys/srv.key",
+                          bin, dir, ep, dir),
+                    1);
+    CU_ASSERT(contains(log, "--curve_secret_key needs --curve_allow FILE"));
+    snprintf(log, sizeof(log), "%s/serve-open.log", dir);
+    CU_ASSERT_EQUAL(tu_sh(log, "%s/funnel-serve --bundle %s/b2 --listen tcp://0.0.0.0:%d", bin, dir,
+                          tu_free_port()),
+                    1);
+    CU_ASSERT(contains(log, "reachable from other machines and funnel-serve has no keys"));
     snprintf(log, sizeof(log), "%s/serve-curve.log", dir);
-    srv = tu_spawn(
-        log, "exec %s/funnel-serve --bundle %s/b2 --listen %s --curve_secret_key %s/keys/srv.key",
-        bin, dir, ep, dir);
+    srv = tu_spawn(log,
+                   "exec %s/funnel-serve --bundle %s/b2 --listen %s --curve_secret_key "
+                   "%s/keys/srv.key --curve_allow %s/keys/allow",
+                   bin, dir, ep, dir, dir);
     CU_ASSERT_FATAL(srv > 0);
     snprintf(log, sizeof(log), "%s/curve-score.log", dir);
     CU_ASSERT_EQUAL(tu_sh(log,
@@ -193,6 +213,27 @@ static void test_curve(void)
     snprintf(log, sizeof(log), "%s/curve-nokey.log", dir);
     CU_ASSERT_EQUAL(tu_sh(log, "%s/funnel-serve info --connect %s --timeout_ms 1000", bin, ep), 1);
     CU_ASSERT(contains(log, "with these CURVE keys?"));
+    snprintf(log, sizeof(log), "%s/curve-other.log", dir);
+    CU_ASSERT_EQUAL(tu_sh(log,
+                          "%s/funnel-serve info --connect %s --curve_server_key %s/keys/srv.pub "
+                          "--curve_secret_key %s/keys/other.key --timeout_ms 1000",
+                          bin, ep, dir, dir),
+                    1);
+    CU_ASSERT(contains(log, "with these CURVE keys?"));
+    /* a worker key may not apply: refused, the day served unchanged */
+    snprintf(log, sizeof(log), "%s/curve-apply-worker.log", dir);
+    CU_ASSERT_EQUAL(tu_sh(log,
+                          "%s/funnel-serve apply --connect %s --curve_server_key %s/keys/srv.pub "
+                          "--curve_secret_key %s/keys/cli.key %s/b2",
+                          bin, ep, dir, dir, dir),
+                    1);
+    CU_ASSERT(contains(log, "key cli is a worker key: applying a bundle needs an admin key"));
+    snprintf(log, sizeof(log), "%s/curve-apply-admin.log", dir);
+    CU_ASSERT_EQUAL(tu_sh(log,
+                          "%s/funnel-serve apply --connect %s --curve_server_key %s/keys/srv.pub "
+                          "--curve_secret_key %s/keys/adm.key %s/b2",
+                          bin, ep, dir, dir, dir),
+                    0);
     CU_ASSERT_EQUAL(tu_stop(srv, 15), 0);
 }
 

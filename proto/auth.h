@@ -1,7 +1,9 @@
 /*
  * auth.h - who may do what on a shard: the allow-list of client public
  * keys with their roles, the rule that decides each request, and the rule
- * that a shard reachable from other machines needs keys. The transport
+ * that a shard reachable from other machines needs keys. funnel-serve
+ * reads the same allow-list (a worker key may score, an admin key may
+ * also apply bundles) and follows the same listening rule. The transport
  * side (CURVE, the ZAP handler that admits a key and names it) is zap.h;
  * this module includes no ZeroMQ header, so it is tested in process.
  *

@@ -2,7 +2,7 @@
  * zap.c - the CURVE server socket options and the ZAP handler thread.
  * See zap.h.
  */
-#include "ps/zap.h"
+#include "proto/zap.h"
 
 #include <errno.h>
 #include <pthread.h>

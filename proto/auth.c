@@ -2,7 +2,7 @@
  * auth.c - the allow-list, the per-request rule and the listen rule. See
  * auth.h.
  */
-#include "ps/auth.h"
+#include "proto/auth.h"
 
 #include <errno.h>
 #include <stdio.h>

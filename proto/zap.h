@@ -1,5 +1,6 @@
 /*
- * zap.h - the shard's side of CURVE: its socket becomes a CURVE server
+ * zap.h - a server's side of CURVE (funnel-ps and funnel-serve, so it
+ * lives in the protocol library): its socket becomes a CURVE server
  * (every frame encrypted and authenticated, CurveZMQ), and a ZAP handler
  * (ZeroMQ's authentication protocol, RFC 27, on inproc://zeromq.zap.01)
  * admits only the public keys of the allow-list (auth.h). An admitted
@@ -29,8 +30,8 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "proto/auth.h"
 #include "proto/curve.h"
-#include "ps/auth.h"
 
 #define ZAP_DOMAIN "funnel"
 
