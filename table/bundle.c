@@ -143,31 +143,16 @@ static int read_shard(store_t *part, int i, int n, const char *dir, uint64_t tot
 {
     char where[BUNDLE_PATH_MAX + 16];
     ckpt_dense_rec_t r;
+    void *v;
+    int rc = ckpt_read_dense_shard(part, i, n, dir, total, &r, &v, eb);
     uint64_t off, cnt;
-    void *v = NULL;
-    size_t vl = 0;
-    int rc;
 
-    snprintf(where, sizeof(where), "%s/shard-%d", dir, i);
-    rc = store_get(part, CKPT_READ_DENSE_KEY, strlen(CKPT_READ_DENSE_KEY), &v, &vl, eb);
-    if (rc == ERR_NOTFOUND)
-        return errbuf_set(eb, rc,
-                          "%s holds no dense weights (a shard that never served a training "
-                          "worker, or a reshard of a model directory): no towers to bundle",
-                          where);
     if (rc != 0)
-        return errbuf_prefix(eb, rc, "%s: dense record", where);
-    rc = ckpt_read_dense_decode(&r, v, vl, where, eb);
-    route_dense_range(total, (uint32_t)n, (uint32_t)i, &off, &cnt);
-    if (rc == 0 && (r.total != total || r.offset != off || r.count != cnt || !r.initialized))
-        rc =
-            errbuf_set(eb, ERR_MISMATCH,
-                       "%s: dense range [%llu, +%llu) of %llu floats%s, [%llu, +%llu) of %llu "
-                       "trained weights expected",
-                       where, (unsigned long long)r.offset, (unsigned long long)r.count,
-                       (unsigned long long)r.total, r.initialized ? "" : " never initialized",
-                       (unsigned long long)off, (unsigned long long)cnt, (unsigned long long)total);
-    if (rc == 0 && i == 0) {
+        return errbuf_prefix(eb, rc, "no towers to bundle");
+    off = r.offset;
+    cnt = r.count;
+    snprintf(where, sizeof(where), "%s/shard-%d", dir, i);
+    if (i == 0) {
         d->k = r.count ? (int)(r.nstate / r.count) : 0;
         d->step = r.step;
         d->opt = r.opt_kind;

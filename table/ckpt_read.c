@@ -60,42 +60,55 @@ int ckpt_read_open_shards(store_t **parts, const char *dir, int n, errbuf_t *eb)
     return rc;
 }
 
+int ckpt_read_dense_shard(store_t *st, int i, int n, const char *dir, uint64_t total,
+                          ckpt_dense_rec_t *r, void **v, errbuf_t *eb)
+{
+    char where[DIRS_PATH_MAX + 16];
+    uint64_t off, cnt;
+    size_t vl = 0;
+    int rc;
+
+    *v = NULL;
+    snprintf(where, sizeof(where), "%s/shard-%d", dir, i);
+    rc = store_get(st, CKPT_READ_DENSE_KEY, strlen(CKPT_READ_DENSE_KEY), v, &vl, eb);
+    if (rc == ERR_NOTFOUND)
+        return errbuf_set(eb, ERR_NOTFOUND,
+                          "%s holds no dense weights (a shard that never served a training "
+                          "worker, or a reshard of a model directory)",
+                          where);
+    if (rc != 0)
+        return errbuf_prefix(eb, rc, "%s: dense record", where);
+    rc = ckpt_read_dense_decode(r, *v, vl, where, eb);
+    route_dense_range(total, (uint32_t)n, (uint32_t)i, &off, &cnt);
+    if (rc == 0 && (r->total != total || r->offset != off || r->count != cnt))
+        rc = errbuf_set(eb, ERR_MISMATCH,
+                        "%s: dense range [%llu, +%llu) of %llu floats stored, [%llu, +%llu) of "
+                        "%llu expected (another shard count or towers?)",
+                        where, (unsigned long long)r->offset, (unsigned long long)r->count,
+                        (unsigned long long)r->total, (unsigned long long)off,
+                        (unsigned long long)cnt, (unsigned long long)total);
+    if (rc == 0 && !r->initialized)
+        rc = errbuf_set(eb, ERR_NOTFOUND,
+                        "%s: its dense weights were never initialized (an untrained "
+                        "cluster's checkpoint)",
+                        where);
+    if (rc != 0) {
+        free(*v);
+        *v = NULL;
+    }
+    return rc;
+}
+
 /* Copy shard i's weights into w after checking its record. */
 static int read_one(store_t *st, int i, int n, const char *dir, float *w, uint64_t total,
                     errbuf_t *eb)
 {
-    char where[DIRS_PATH_MAX + 16];
     ckpt_dense_rec_t r;
-    uint64_t off, cnt;
-    void *v = NULL;
-    size_t vl = 0;
-    int rc;
+    void *v;
+    int rc = ckpt_read_dense_shard(st, i, n, dir, total, &r, &v, eb);
 
-    snprintf(where, sizeof(where), "%s/shard-%d", dir, i);
-    rc = store_get(st, CKPT_READ_DENSE_KEY, strlen(CKPT_READ_DENSE_KEY), &v, &vl, eb);
-    if (rc == ERR_NOTFOUND)
-        return errbuf_set(eb, ERR_NOTFOUND,
-                          "%s holds no dense weights (a shard that never served a "
-                          "training worker): nothing to predict with",
-                          where);
-    if (rc != 0)
-        return errbuf_prefix(eb, rc, "%s", where);
-    rc = ckpt_read_dense_decode(&r, v, vl, where, eb);
-    route_dense_range(total, (uint32_t)n, (uint32_t)i, &off, &cnt);
-    if (rc == 0 && (r.total != total || r.offset != off || r.count != cnt))
-        rc = errbuf_set(eb, ERR_MISMATCH,
-                        "%s: dense range [%llu, +%llu) of %llu floats stored, [%llu, +%llu) of "
-                        "%llu expected (another shard count or towers?)",
-                        where, (unsigned long long)r.offset, (unsigned long long)r.count,
-                        (unsigned long long)r.total, (unsigned long long)off,
-                        (unsigned long long)cnt, (unsigned long long)total);
-    if (rc == 0 && !r.initialized)
-        rc = errbuf_set(eb, ERR_NOTFOUND,
-                        "%s: its dense weights were never initialized (an untrained "
-                        "cluster's checkpoint): nothing to predict with",
-                        where);
     if (rc == 0)
-        memcpy(w + off, r.w, cnt * sizeof(float)); /* little-endian f32, as floats here */
+        memcpy(w + r.offset, r.w, r.count * sizeof(float)); /* little-endian f32, as floats here */
     free(v);
     return rc;
 }

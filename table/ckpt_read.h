@@ -60,6 +60,18 @@ int ckpt_read_dense_decode(ckpt_dense_rec_t *r, const void *rec, size_t len, con
                            errbuf_t *eb);
 
 /*
+ * Shard i of n's dense record from its store st (DIR/shard-i), checked
+ * against the range of total floats the routing gives shard i, and for
+ * initialized weights. *v receives the record's bytes (the caller frees
+ * them; NULL on error) and r points into them. Returns 0, ERR_NOTFOUND (no
+ * record, or never initialized: an untrained cluster's checkpoint),
+ * ERR_MISMATCH (another range: another shard count or towers),
+ * ERR_CORRUPT, or the store's error; eb names the shard.
+ */
+int ckpt_read_dense_shard(store_t *st, int i, int n, const char *dir, uint64_t total,
+                          ckpt_dense_rec_t *r, void **v, errbuf_t *eb);
+
+/*
  * Open DIR/shard-0 .. shard-(n-1) read-only into parts[0..n-1] (1 <= n <=
  * CKPT_READ_MAX_SHARDS). Returns 0, or ERR_IO / ERR_CORRUPT naming the
  * shard directory, with every part closed and NULL. Close each with
