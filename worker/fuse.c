@@ -356,9 +356,9 @@ int fuse_parse_words(fuse_args_t *a, const char *metric, const char *form, const
             a->metric = FUSE_CLICK_AUC;
         else if (strcmp(metric, "ndcg") == 0)
             return errbuf_set(eb, ERR_INVAL,
-                              "fuse: --metric ndcg needs a request id per log line, which the "
-                              "log format (docs/FORMAT.md) does not have yet: use buy_auc or "
-                              "click_auc");
+                              "fuse: --metric ndcg (per request, over the log's @req request "
+                              "ids) is not built yet: use buy_auc or click_auc, and `eval` of "
+                              "the fused predictions prints per-request AUC and NDCG");
         else
             return errbuf_set(eb, ERR_INVAL, "fuse: --metric %s: want buy_auc or click_auc",
                               metric);
