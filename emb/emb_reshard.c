@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/bytes.h"
+#include "common/grow.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "common/parse.h"
@@ -79,21 +80,6 @@ typedef struct reshard {
     size_t nsame, same_cap;
 } reshard_t;
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap : 64;
-    while (n < need)
-        n *= 2;
-    void *q = realloc(*p, n * elem);
-    if (!q)
-        return ERR_NOMEM;
-    *p = q;
-    *cap = n;
-    return 0;
-}
-
 static int batch_flush(reshard_t *r, int j, int sync, errbuf_t *eb)
 {
     batch_t *b = &r->b[j];
@@ -116,10 +102,10 @@ static int put(reshard_t *r, int j, const void *k, size_t klen, const void *v, s
     batch_t *b = &r->b[j];
     size_t c1 = b->ncap, c2 = b->ncap, c3 = b->ncap;
 
-    if (grow((void **)&b->buf, &b->cap, b->len + klen + vlen, 1) != 0 ||
-        grow((void **)&b->off, &c1, b->n + 1, sizeof(size_t)) != 0 ||
-        grow((void **)&b->klen, &c2, b->n + 1, sizeof(size_t)) != 0 ||
-        grow((void **)&b->vlen, &c3, b->n + 1, sizeof(size_t)) != 0)
+    if (grow_array((void **)&b->buf, &b->cap, b->len + klen + vlen, 1) != 0 ||
+        grow_array((void **)&b->off, &c1, b->n + 1, sizeof(size_t)) != 0 ||
+        grow_array((void **)&b->klen, &c2, b->n + 1, sizeof(size_t)) != 0 ||
+        grow_array((void **)&b->vlen, &c3, b->n + 1, sizeof(size_t)) != 0)
         return errbuf_set(eb, ERR_NOMEM, "out of memory buffering shard %d", j);
     b->ncap = c3;
     b->off[b->n] = b->len;
@@ -188,7 +174,7 @@ static int add_seq(reshard_t *r, const unsigned char *v, size_t vl, const char *
         while (k < r->nseq && r->seq[k].sender != e.sender)
             k++;
         if (k == r->nseq) {
-            if (grow((void **)&r->seq, &r->seq_cap, r->nseq + 1, sizeof(*r->seq)) != 0)
+            if (grow_array((void **)&r->seq, &r->seq_cap, r->nseq + 1, sizeof(*r->seq)) != 0)
                 return errbuf_set(eb, ERR_NOMEM, "out of memory");
             r->seq[r->nseq++] = e;
             continue;
@@ -223,7 +209,7 @@ static int add_prog(reshard_t *r, const unsigned char *v, size_t vl, const char 
         while (k < r->nprog && r->prog[k].rank != e.rank)
             k++;
         if (k == r->nprog) {
-            if (grow((void **)&r->prog, &r->prog_cap, r->nprog + 1, sizeof(*r->prog)) != 0)
+            if (grow_array((void **)&r->prog, &r->prog_cap, r->nprog + 1, sizeof(*r->prog)) != 0)
                 return errbuf_set(eb, ERR_NOMEM, "out of memory");
             r->prog[r->nprog++] = e;
             continue;
@@ -259,7 +245,7 @@ static int add_same(reshard_t *r, const void *k, size_t klen, const void *v, siz
         s->seen++;
         return 0;
     }
-    if (grow((void **)&r->same, &r->same_cap, r->nsame + 1, sizeof(*r->same)) != 0)
+    if (grow_array((void **)&r->same, &r->same_cap, r->nsame + 1, sizeof(*r->same)) != 0)
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
     same_rec_t *s = &r->same[r->nsame];
     s->key = malloc(klen + 1);

@@ -16,6 +16,7 @@
 #include "common/clock.h"
 #include "common/dirs.h"
 #include "common/finite.h"
+#include "common/grow.h"
 #include "common/log.h"
 #include "proto/codec.h"
 #include "proto/half.h"
@@ -111,21 +112,6 @@ static const char *err_name(int code)
 #undef X
     }
     return "OTHER";
-}
-
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap : 64;
-    while (n < need)
-        n *= 2;
-    void *q = realloc(*p, n * elem);
-    if (!q)
-        return ERR_NOMEM;
-    *p = q;
-    *cap = n;
-    return 0;
 }
 
 /* Write dirty rows, then (synced) the dense range, the senders' last seqs
@@ -260,7 +246,7 @@ static const uint64_t *entry_keys(server_t *s, const msg_slot_t *in, errbuf_t *e
 {
     if ((uintptr_t)in->keys % _Alignof(uint64_t) == 0)
         return (const uint64_t *)in->keys;
-    if (grow((void **)&s->keys, &s->keys_cap, (size_t)in->nkeys + 1, sizeof(uint64_t)) != 0) {
+    if (grow_array((void **)&s->keys, &s->keys_cap, (size_t)in->nkeys + 1, sizeof(uint64_t)) != 0) {
         errbuf_set(eb, ERR_NOMEM, "out of memory for %u keys", in->nkeys);
         return NULL;
     }
@@ -314,7 +300,7 @@ static int pull_half(server_t *s, const msg_slot_t *in, const uint64_t *keys, vo
     size_t n = (size_t)in->nkeys * (size_t)s->ms.slot[in->slot].dim;
     int rc;
 
-    if (grow((void **)&s->wide, &s->wide_cap, n + 1, sizeof(float)) != 0)
+    if (grow_array((void **)&s->wide, &s->wide_cap, n + 1, sizeof(float)) != 0)
         return errbuf_set(eb, ERR_NOMEM, "out of memory for %zu floats", n);
     rc = emb_table_pull(s->table, (int)in->slot, keys, in->nkeys, s->wide, mode, eb);
     if (rc == 0)
@@ -333,7 +319,7 @@ static const msg_t *widen_push(server_t *s, const msg_t *m, errbuf_t *eb)
         return m;
     for (uint32_t e = 0; e < q->nslots; e++)
         n += (size_t)q->slot[e].nkeys * q->slot[e].dim;
-    if (grow((void **)&s->wide, &s->wide_cap, n + 1, sizeof(float)) != 0) {
+    if (grow_array((void **)&s->wide, &s->wide_cap, n + 1, sizeof(float)) != 0) {
         errbuf_set(eb, ERR_NOMEM, "out of memory for %zu floats", n);
         return NULL;
     }
@@ -518,7 +504,7 @@ static int on_pull_dense(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *e
     r.u.dense.count = s->dense.count;
     r.u.dense.values = s->dense.w;
     if (m->u.dense.flags & MSG_F_HALF) { /* wire_fp16: binary16 values, in the scratch */
-        if (grow((void **)&s->wide, &s->wide_cap, s->dense.count / 2 + 1, sizeof(float)) != 0)
+        if (grow_array((void **)&s->wide, &s->wide_cap, s->dense.count / 2 + 1, sizeof(float)) != 0)
             return errbuf_set(eb, ERR_NOMEM, "out of memory for %zu dense values",
                               (size_t)s->dense.count);
         half_encode_fp16(s->wide, s->dense.w, s->dense.count);
@@ -543,7 +529,7 @@ static int on_push_dense(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *e
     if (rc != 0)
         return rc;
     if (d->flags & MSG_F_HALF) { /* wire_fp16: bfloat16 gradients, widened in the scratch */
-        if (grow((void **)&s->wide, &s->wide_cap, d->count + 1, sizeof(float)) != 0)
+        if (grow_array((void **)&s->wide, &s->wide_cap, d->count + 1, sizeof(float)) != 0)
             return errbuf_set(eb, ERR_NOMEM, "out of memory for %zu dense values",
                               (size_t)d->count);
         half_decode_bf16(s->wide, d->values, d->count);
@@ -630,7 +616,7 @@ static void stat_add(server_t *s, stats_req_t *q, const char *name, uint64_t val
 
     if (nl < q->pl || (q->pl && memcmp(name, q->pfx, q->pl) != 0))
         return;
-    if (grow((void **)&s->st, &s->st_cap, q->n + 1, sizeof(*s->st)) != 0) {
+    if (grow_array((void **)&s->st, &s->st_cap, q->n + 1, sizeof(*s->st)) != 0) {
         q->nomem = 1;
         return;
     }
@@ -734,7 +720,7 @@ static int on_stats(server_t *s, zmq_msg_t *id, const msg_t *m, errbuf_t *eb)
     if (q.nomem)
         return errbuf_set(eb, ERR_NOMEM, "out of memory for the counters");
     /* the names are final only now (s->st may have moved while growing) */
-    if (q.n > 0 && grow((void **)&s->kv, &s->kv_cap, q.n, sizeof(*s->kv)) != 0)
+    if (q.n > 0 && grow_array((void **)&s->kv, &s->kv_cap, q.n, sizeof(*s->kv)) != 0)
         return errbuf_set(eb, ERR_NOMEM, "out of memory for the counters");
     for (size_t i = 0; i < q.n; i++)
         s->kv[i] = (msg_kv_t){
