@@ -36,7 +36,7 @@
 #define DIM 16    /* emb_dim of slot 0 (default) */
 #define NSTATE 16 /* adagrad: one accumulator per float */
 
-static char dir[512], psbin[600], wbin[600], gbin[600], ebin[600];
+static char dir[512], psbin[600], wbin[600], ebin[600];
 
 /* ---- requests over the raw client (tests/wire.h), as an attacker speaks ---- */
 
@@ -176,16 +176,10 @@ static int find_file(const char *d, const char *suffix, char *buf, size_t len)
 
 static int setup(void)
 {
-    if (tu_mkdtemp(dir, sizeof(dir), "integrity") != 0)
-        return -1;
     tu_bin(psbin, sizeof(psbin), "funnel-ps");
     tu_bin(wbin, sizeof(wbin), "funnel-worker");
-    tu_bin(gbin, sizeof(gbin), "funnel-gen");
     tu_bin(ebin, sizeof(ebin), "funnel-emb");
-    return tu_sh(NULL, "%s --out %s/data --train 150000 --test 2000 --seed 5 > %s/gen.log 2>&1",
-                 gbin, dir, dir) == 0
-               ? 0
-               : -1;
+    return tu_world(dir, sizeof(dir), "integrity", "--train 150000 --test 2000 --seed 5");
 }
 
 static int teardown(void)

@@ -29,7 +29,7 @@
 #include "obs/metrics_http.h"
 #include "tests/util.h"
 
-static char dir[512], psbin[600], wbin[600], gbin[600];
+static char dir[512], psbin[600], wbin[600];
 
 /* ---- a small parser of the text format, strict about what we emit ---- */
 
@@ -696,15 +696,9 @@ static void test_port_taken(void)
 
 static int setup(void)
 {
-    if (tu_mkdtemp(dir, sizeof(dir), "prom") != 0)
-        return -1;
     tu_bin(psbin, sizeof(psbin), "funnel-ps");
     tu_bin(wbin, sizeof(wbin), "funnel-worker");
-    tu_bin(gbin, sizeof(gbin), "funnel-gen");
-    return tu_sh(NULL, "%s --out %s/data --train 20000 --test 100 --seed 3 > %s/gen.log 2>&1", gbin,
-                 dir, dir) == 0
-               ? 0
-               : -1;
+    return tu_world(dir, sizeof(dir), "prom", "--train 20000 --test 100 --seed 3");
 }
 
 static int teardown(void)

@@ -21,20 +21,14 @@
 
 #define MODEL "--towers 16,8"
 
-static char dir[512], psbin[600], wbin[600], gbin[600], ebin[600];
+static char dir[512], psbin[600], wbin[600], ebin[600];
 
 static int setup(void)
 {
-    if (tu_mkdtemp(dir, sizeof(dir), "reshard") != 0)
-        return -1;
     tu_bin(psbin, sizeof(psbin), "funnel-ps");
     tu_bin(wbin, sizeof(wbin), "funnel-worker");
-    tu_bin(gbin, sizeof(gbin), "funnel-gen");
     tu_bin(ebin, sizeof(ebin), "funnel-emb");
-    return tu_sh(NULL, "%s --out %s/data --train 80000 --test 4000 --seed 11 > %s/gen.log 2>&1",
-                 gbin, dir, dir) == 0
-               ? 0
-               : -1;
+    return tu_world(dir, sizeof(dir), "reshard", "--train 80000 --test 4000 --seed 11");
 }
 
 static int teardown(void)

@@ -32,19 +32,13 @@
 #define OPTS "--towers 16,8 --flush_interval 1"
 #define NKEYS 200 /* rows compared fp16 against fp32 */
 
-static char dir[512], psbin[600], wbin[600], gbin[600];
+static char dir[512], psbin[600], wbin[600];
 
 static int setup(void)
 {
-    if (tu_mkdtemp(dir, sizeof(dir), "wire") != 0)
-        return -1;
     tu_bin(psbin, sizeof(psbin), "funnel-ps");
     tu_bin(wbin, sizeof(wbin), "funnel-worker");
-    tu_bin(gbin, sizeof(gbin), "funnel-gen");
-    return tu_sh(NULL, "%s --out %s/data --train 60000 --test 1000 --seed 7 > %s/gen.log 2>&1",
-                 gbin, dir, dir) == 0
-               ? 0
-               : -1;
+    return tu_world(dir, sizeof(dir), "wire", "--train 60000 --test 1000 --seed 7");
 }
 
 static int teardown(void)

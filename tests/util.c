@@ -197,3 +197,14 @@ int tu_small_log(const char *path, int n)
                 i % 11, i % 5);
     return fclose(f);
 }
+
+int tu_world(char *dir, size_t len, const char *tag, const char *gen_args)
+{
+    char gen[600];
+
+    if (tu_mkdtemp(dir, len, tag) != 0)
+        return -1;
+    tu_bin(gen, sizeof(gen), "funnel-gen");
+    return tu_sh(NULL, "%s --out %s/data %s > %s/gen.log 2>&1", gen, dir, gen_args, dir) == 0 ? 0
+                                                                                              : -1;
+}

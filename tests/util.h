@@ -41,6 +41,11 @@ int tu_free_port(void);
 /* Read a whole file into a NUL-terminated heap buffer (caller frees). */
 char *tu_slurp(const char *path, size_t *len);
 
+/* A scratch directory (tu_mkdtemp with tag, into dir) holding a
+ * funnel-gen world in dir/data made with gen_args (e.g. "--train 80000
+ * --test 4000 --seed 11"), its output in dir/gen.log. Returns 0 or -1. */
+int tu_world(char *dir, size_t len, const char *tag, const char *gen_args);
+
 /* Write a string to a file. Returns 0 or -1. */
 int tu_write(const char *path, const char *text);
 
