@@ -15,6 +15,7 @@
 #include "tests/util.h"
 #include "worker/bayesopt.h"
 #include "worker/fuse.h"
+#include "worker/metrics.h"
 
 /* Two bumps on [0, 1]: the global maximum 1 at x = 0.3 (the other bump's
  * tail adds < 1e-11 there), a local one of 0.6 at 0.8. */
@@ -300,6 +301,78 @@ static void test_fuse_known(void)
     eval_data_release(&d);
 }
 
+/* Requests of 10 rows whose one buy is the row ranked first by
+ * pctr * pcvr^2: maximising buy NDCG finds b near 2 with NDCG near 1,
+ * above pctr alone; the NDCG reported is metrics_per_request's. */
+static void test_fuse_ndcg_known(void)
+{
+    const size_t n = 5000, per = 10;
+    eval_data_t d;
+    fuse_result_t r;
+    fuse_args_t a = {.metric = FUSE_BUY_NDCG,
+                     .form = FUSE_PRODUCT,
+                     .search = FUSE_BOTH,
+                     .grid = 9,
+                     .evals = 20,
+                     .seed = 2};
+    errbuf_t eb = {{0}};
+    uint64_t s = 21;
+
+    memset(&d, 0, sizeof(d));
+    d.n = n;
+    d.has_req = 1;
+    d.req = calloc(n, sizeof(*d.req));
+    for (int k = 0; k < EVAL_NLABELS - 1; k++)
+        d.label[k] = calloc(n, 1);
+    for (int k = 0; k < EVAL_NPROBS; k++)
+        d.pred[k] = calloc(n, sizeof(float));
+    for (size_t a0 = 0; a0 < n; a0 += per) {
+        size_t top = a0;
+        for (size_t i = a0; i < a0 + per; i++) {
+            float ctr = (float)(0.01 + 0.3 * rng_unit(rng_splitmix64(&s)));
+            float cvr = (float)(0.01 + 0.5 * rng_unit(rng_splitmix64(&s)));
+            d.req[i] = 1 + a0 / per;
+            d.pred[EVAL_P_CTR][i] = ctr;
+            d.pred[EVAL_P_CVR][i] = cvr;
+            d.pred[EVAL_P_CTCVR][i] = ctr * cvr;
+            d.pred[EVAL_P_CTAVR][i] = (float)(0.01 + 0.2 * rng_unit(rng_splitmix64(&s)));
+            d.label[EVAL_L_CLICK][i] = ctr > 0.15f;
+            if ((double)ctr * cvr * cvr >
+                (double)d.pred[EVAL_P_CTR][top] * d.pred[EVAL_P_CVR][top] * d.pred[EVAL_P_CVR][top])
+                top = i;
+        }
+        d.label[EVAL_L_BUY][top] = 1;
+    }
+    CU_ASSERT_EQUAL_FATAL(fuse_search(&r, &d, &a, &eb), 0);
+    CU_ASSERT_EQUAL(r.requests, n / per);
+    const fuse_point_t *g = &r.pts[r.best_grid], *bo = &r.pts[r.best_bo];
+    printf("\n  known b = 2 by NDCG: grid b %.3f NDCG %.5f; bo b %.3f NDCG %.5f (pctr alone %.5f)",
+           g->w[0], g->ndcg, bo->w[0], bo->ndcg, r.base_ndcg[0]);
+    CU_ASSERT(fabs(g->w[0] - 2) < 0.01 && g->w[1] == 0); /* on the grid: 2.0, 0.0 */
+    CU_ASSERT(g->ndcg > 0.9999);
+    CU_ASSERT(bo->ndcg > 0.97);
+    CU_ASSERT(r.base_ndcg[0] < 0.9);
+    /* the metric is the per-request NDCG of the fused score */
+    float *sc = malloc(n * sizeof(float));
+    metrics_ws_t ws;
+    metrics_requests_t rq;
+    metrics_ws_init(&ws);
+    for (size_t i = 0; i < n; i++)
+        sc[i] = (float)(log(d.pred[EVAL_P_CTR][i]) + g->w[0] * log(d.pred[EVAL_P_CVR][i]) +
+                        g->w[1] * log(d.pred[EVAL_P_CTAVR][i]));
+    CU_ASSERT_EQUAL(metrics_per_request(&rq, sc, d.label[EVAL_L_BUY], NULL, d.req, n, &ws), 0);
+    CU_ASSERT_DOUBLE_EQUAL(rq.ndcg, g->ndcg, 1e-9);
+    metrics_ws_release(&ws);
+    free(sc);
+    fuse_result_release(&r);
+    /* without request ids the NDCG metrics are refused, naming the field */
+    d.has_req = 0;
+    CU_ASSERT_EQUAL(fuse_search(&r, &d, &a, &eb), ERR_INVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(eb.msg, "@req:ID"));
+    fuse_result_release(&r);
+    eval_data_release(&d);
+}
+
 /* funnel-worker fuse on the predictions of a model trained on a
  * funnel-gen world, and its refusals. */
 static void test_fuse_real(void)
@@ -370,7 +443,7 @@ static void test_fuse_real(void)
                           bin, dir, dir),
                     1);
     text = tu_slurp(out, NULL);
-    CU_ASSERT_PTR_NOT_NULL(text ? strstr(text, "@req request ids) is not built yet") : NULL);
+    CU_ASSERT_PTR_NOT_NULL(text ? strstr(text, "and the log has no request ids") : NULL);
     free(text);
     CU_ASSERT_EQUAL(tu_sh(out,
                           "%s/funnel-worker fuse --pred %s/pred.tsv --log %s/w/test.tsv "
@@ -381,6 +454,44 @@ static void test_fuse_real(void)
     CU_ASSERT_PTR_NOT_NULL(text ? strstr(text, "--form power: want product or sum") : NULL);
     free(text);
     CU_ASSERT_EQUAL(tu_sh(out, "%s/funnel-worker fuse --pred %s/pred.tsv", bin, dir), 2);
+
+    /* with request ids (@req): --metric ndcg maximises buy NDCG per
+     * request; its pctcvr baseline is eval's ctcvr request NDCG */
+    CU_ASSERT_EQUAL_FATAL(tu_sh(out,
+                                "%s/funnel-gen --out %s/r --train 1 --test 30000 --seed 11 "
+                                "--request_size 20 && "
+                                "%s/funnel-worker predict --model %s/m --in %s/r/test.tsv "
+                                "--out %s/rpred.tsv && "
+                                "%s/funnel-worker eval --pred %s/rpred.tsv --log %s/r/test.tsv "
+                                "--json > %s/reval.json",
+                                bin, dir, bin, dir, dir, dir, bin, dir, dir, dir),
+                          0);
+    CU_ASSERT_EQUAL(tu_sh(out,
+                          "%s/funnel-worker fuse --pred %s/rpred.tsv --log %s/r/test.tsv --model "
+                          "%s/m --metric ndcg --evals 12 --grid 7",
+                          bin, dir, dir, dir),
+                    0);
+    text = tu_slurp(out, NULL);
+    printf("\n%s", text ? text : "(no output)");
+    double base_ndcg = NAN, pctr_ndcg = NAN, best_ndcg = NAN;
+    if (text && (p = strstr(text, "baseline pctcvr ")))
+        sscanf(p, "baseline pctcvr %*s %*f %*s %*f %*s %lf", &base_ndcg);
+    if (text && (p = strstr(text, "baseline pctr ")))
+        sscanf(p, "baseline pctr %*s %*f %*s %*f %*s %lf", &pctr_ndcg);
+    if (text && (p = strstr(text, "\nbest ")))
+        sscanf(p, "\nbest %*s buy_ndcg %lf", &best_ndcg);
+    CU_ASSERT(!isnan(base_ndcg) && !isnan(pctr_ndcg) && !isnan(best_ndcg));
+    CU_ASSERT(best_ndcg >= pctr_ndcg - 1e-12); /* pctr alone is on the grid */
+    CU_ASSERT_PTR_NOT_NULL(text ? strstr(text, "maximising buy_ndcg") : NULL);
+    free(text);
+    text = tu_slurp(strcat(strcpy(out, dir), "/reval.json"), NULL);
+    p = text ? strstr(text, "\"ctcvr\":{") : NULL;
+    p = p ? strstr(p, "\"request_ndcg\":") : NULL;
+    double eval_ndcg = p ? atof(p + 15) : NAN;
+    printf("  eval ctcvr request_ndcg %.6f, fuse baseline pctcvr buy_ndcg %.6f\n", eval_ndcg,
+           base_ndcg);
+    CU_ASSERT(fabs(eval_ndcg - base_ndcg) < 1e-5);
+    free(text);
     tu_rmtree(dir);
 }
 
@@ -398,6 +509,7 @@ int test_fuse_register(void)
                 test_gp_interpolates);
     CU_add_test(s, "bad options and observations are refused", test_bo_errors);
     CU_add_test(s, "fusion finds a known score and its Pareto front", test_fuse_known);
+    CU_add_test(s, "fusion by per-request NDCG finds a known score", test_fuse_ndcg_known);
     CU_add_test(s, "funnel-worker fuse on a trained model's predictions", test_fuse_real);
     return CU_get_error();
 }

@@ -2,7 +2,8 @@
  * test_metrics.c - AUC on hand-computed cases (ties, masks, signs, -0),
  * against a brute-force pairwise AUC and an independent rank-sum AUC on
  * random data with many ties; undefined AUC; log-loss clamping;
- * calibration; workspace reuse.
+ * calibration; workspace reuse; weighted AUC against brute force and
+ * per-request AUC and NDCG on hand-computed requests.
  */
 #include <CUnit/CUnit.h>
 #include <math.h>
@@ -268,6 +269,76 @@ static void test_calibration(void)
     CU_ASSERT(isnan(mp) && isnan(rate) && pos == 0 && n == 0);
 }
 
+/* Weighted AUC: brute force over pairs with weights; every weight 1 is
+ * the plain AUC. */
+static void test_auc_weighted(void)
+{
+    enum { N = 300 };
+    float score[N], w[N], one[N];
+    uint8_t y[N], mask[N];
+    metrics_ws_t ws;
+    uint64_t s = 5;
+
+    metrics_ws_init(&ws);
+    for (int i = 0; i < N; i++) {
+        score[i] = (float)(next_u64(&s) % 20); /* many ties */
+        w[i] = (float)(0.1 + 3 * next_unit(&s));
+        one[i] = 1;
+        y[i] = next_unit(&s) < 0.3;
+        mask[i] = next_unit(&s) < 0.8;
+    }
+    double num = 0, den = 0, got, plain, unit;
+    for (int p = 0; p < N; p++)
+        for (int q = 0; q < N; q++)
+            if (mask[p] && mask[q] && y[p] && !y[q]) {
+                double ww = (double)w[p] * w[q];
+                num += ww * (score[p] > score[q] ? 1.0 : score[p] == score[q] ? 0.5 : 0.0);
+                den += ww;
+            }
+    CU_ASSERT_EQUAL_FATAL(metrics_auc_weighted(&got, score, y, mask, w, N, &ws), 0);
+    CU_ASSERT_DOUBLE_EQUAL(got, num / den, 1e-12);
+    CU_ASSERT_EQUAL(metrics_auc(&plain, score, y, mask, N, &ws), 0);
+    CU_ASSERT_EQUAL(metrics_auc_weighted(&unit, score, y, mask, one, N, &ws), 0);
+    CU_ASSERT_DOUBLE_EQUAL(unit, plain, 1e-12);
+    CU_ASSERT_EQUAL(metrics_auc_weighted(&unit, score, y, mask, NULL, N, &ws), 0);
+    CU_ASSERT_DOUBLE_EQUAL(unit, plain, 1e-12);
+    metrics_ws_release(&ws);
+}
+
+/* Per request: hand-computed NDCG and AUC; requests of one class and
+ * id 0 are left out. */
+static void test_per_request(void)
+{
+    /* request 7: scores .9 .8 .7, buy on the second: rank 2, NDCG
+     * 1/log2(3), AUC 1/2. request 8: .1 .5 .3 .2, buys on rows 1 and 3
+     * (scores .5 and .2): ranks 1 and 3, NDCG (1 + 1/2) / (1 + 1/log2 3),
+     * AUC 3/4. request 9: no buy (left out). id 0 rows: left out. */
+    const float score[] = {.9f, .8f, .7f, .1f, .5f, .3f, .2f, .4f, .6f, .9f, .1f};
+    const uint8_t y[] = {0, 1, 0, 0, 1, 0, 1, 0, 0, 1, 0};
+    const uint64_t req[] = {7, 7, 7, 8, 8, 8, 8, 9, 9, 0, 0};
+    const size_t n = sizeof(y);
+    metrics_requests_t r;
+    metrics_ws_t ws;
+
+    metrics_ws_init(&ws);
+    CU_ASSERT_EQUAL_FATAL(metrics_per_request(&r, score, y, NULL, req, n, &ws), 0);
+    CU_ASSERT_EQUAL(r.requests, 2);
+    double n7 = 1 / log2(3.0), n8 = 1.5 / (1 + 1 / log2(3.0));
+    CU_ASSERT_DOUBLE_EQUAL(r.ndcg, (n7 + n8) / 2, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(r.auc, (0.5 + 0.75) / 2, 1e-12);
+    /* a mask that hides request 8's first buy leaves one buy at rank 2 of 3 */
+    const uint8_t mask[] = {1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1};
+    CU_ASSERT_EQUAL_FATAL(metrics_per_request(&r, score, y, mask, req, n, &ws), 0);
+    CU_ASSERT_EQUAL(r.requests, 2);
+    CU_ASSERT_DOUBLE_EQUAL(r.ndcg, (n7 + 1 / log2(3.0)) / 2, 1e-12);
+    /* no request with both classes */
+    const uint64_t none[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    CU_ASSERT_EQUAL_FATAL(metrics_per_request(&r, score, y, NULL, none, n, &ws), 0);
+    CU_ASSERT_EQUAL(r.requests, 0);
+    CU_ASSERT(isnan(r.ndcg) && isnan(r.auc));
+    metrics_ws_release(&ws);
+}
+
 static void test_summarize(void)
 {
     metrics_ws_t ws;
@@ -300,5 +371,7 @@ int test_metrics_register(void)
     CU_add_test(s, "log-loss clamping", test_logloss);
     CU_add_test(s, "calibration", test_calibration);
     CU_add_test(s, "summary of one column", test_summarize);
+    CU_add_test(s, "weighted AUC against brute force", test_auc_weighted);
+    CU_add_test(s, "per-request AUC and NDCG by hand", test_per_request);
     return CU_get_error();
 }

@@ -524,120 +524,24 @@ void eval_data_release(eval_data_t *d)
 
 /* ---- computing --------------------------------------------------------- */
 
-typedef struct scored {
-    float s;    /* score */
-    uint32_t i; /* row */
-} scored_t;
-
-/* Ascending score, then row. */
-static int by_score(const void *a, const void *b)
-{
-    const scored_t *x = a, *y = b;
-
-    if (x->s != y->s)
-        return x->s < y->s ? -1 : 1;
-    return x->i < y->i ? -1 : x->i > y->i;
-}
-
-/*
- * AUC of rows [0, n) selected by mask (NULL: all), each counted with
- * weight w[i] (NULL: 1): sum over (positive, negative) pairs of
- * w_p w_n [s_p > s_n] (half for a tie) over (sum w_p)(sum w_n). NaN
- * without both classes (of positive weight). sc: n entries of workspace.
- */
-static double weighted_auc(const float *score, const uint8_t *y, const uint8_t *mask,
-                           const float *w, size_t from, size_t to, scored_t *sc)
-{
-    size_t m = 0;
-    double wneg_below = 0, wpos = 0, wneg = 0, num = 0;
-
-    for (size_t i = from; i < to; i++)
-        if (!mask || mask[i])
-            sc[m++] = (scored_t){score[i], (uint32_t)i};
-    qsort(sc, m, sizeof(*sc), by_score);
-    for (size_t a = 0, e; a < m; a = e) {
-        double gp = 0, gn = 0;
-        for (e = a; e < m && sc[e].s == sc[a].s; e++) {
-            double wi = w ? (double)w[sc[e].i] : 1.0;
-            if (y[sc[e].i])
-                gp += wi;
-            else
-                gn += wi;
-        }
-        num += gp * (wneg_below + 0.5 * gn);
-        wneg_below += gn;
-        wpos += gp;
-        wneg += gn;
-    }
-    return wpos > 0 && wneg > 0 ? num / (wpos * wneg) : NAN;
-}
-
-/*
- * NDCG of rows [from, to) (binary gain y, ranked by descending score, ties
- * in row order): DCG = sum over positives at rank r (from 1) of
- * 1 / log2(r + 1), over the DCG of the positives ranked first. sc holds
- * the rows sorted ascending by weighted_auc().
- */
-static double ndcg(const uint8_t *y, size_t m, const scored_t *sc)
-{
-    double dcg = 0, ideal = 0;
-    size_t npos = 0, r = 0;
-
-    /* descending score; within a tie, row order */
-    for (size_t e = m; e > 0;) {
-        size_t a = e;
-        while (a > 0 && sc[a - 1].s == sc[e - 1].s)
-            a--;
-        for (size_t k = a; k < e; k++, r++)
-            if (y[sc[k].i]) {
-                dcg += 1.0 / log2((double)r + 2.0);
-                npos++;
-            }
-        e = a;
-    }
-    for (size_t k = 0; k < npos; k++)
-        ideal += 1.0 / log2((double)k + 2.0);
-    return ideal > 0 ? dcg / ideal : NAN;
-}
-
 /* Weighted AUC and the per-request means of task td into et. */
-static int task_extras(eval_task_t *et, const task_def_t *td, const eval_data_t *d)
+static int task_extras(eval_task_t *et, const task_def_t *td, const eval_data_t *d,
+                       metrics_ws_t *ws)
 {
     const float *score = d->pred[td->prob];
     const uint8_t *y = d->label[td->label], *mask = td->mask >= 0 ? d->label[td->mask] : NULL;
-    scored_t *sc;
-    double sa = 0, sn = 0;
+    metrics_requests_t rq = {.auc = NAN, .ndcg = NAN};
+    int rc = 0;
 
     et->auc_weighted = et->model.auc; /* every weight 1: the same AUC by definition */
-    et->requests = 0;
-    et->request_auc = et->request_ndcg = NAN;
-    if (!d->weighted && !d->has_req)
-        return 0;
-    sc = malloc((d->n ? d->n : 1) * sizeof(*sc));
-    if (!sc)
-        return ERR_NOMEM;
     if (d->weighted)
-        et->auc_weighted = weighted_auc(score, y, mask, d->weight, 0, d->n, sc);
-    for (size_t a = 0, e; d->has_req && td->label != EVAL_L_BUY_CF && a < d->n; a = e) {
-        size_t m = 0, pos = 0;
-        double auc;
-
-        for (e = a; e < d->n && d->req[e] == d->req[a]; e++)
-            if (!mask || mask[e]) {
-                m++;
-                pos += y[e];
-            }
-        if (d->req[a] == 0 || pos == 0 || pos == m)
-            continue;
-        auc = weighted_auc(score, y, mask, NULL, a, e, sc);
-        sa += auc;
-        sn += ndcg(y, m, sc);
-        et->requests++;
-    }
-    et->request_auc = et->requests ? sa / (double)et->requests : NAN;
-    et->request_ndcg = et->requests ? sn / (double)et->requests : NAN;
-    free(sc);
-    return 0;
+        rc = metrics_auc_weighted(&et->auc_weighted, score, y, mask, d->weight, d->n, ws);
+    if (rc == 0 && d->has_req && td->label != EVAL_L_BUY_CF)
+        rc = metrics_per_request(&rq, score, y, mask, d->req, d->n, ws);
+    et->requests = rq.requests;
+    et->request_auc = rq.auc;
+    et->request_ndcg = rq.ndcg;
+    return rc;
 }
 
 int eval_compute(eval_result_t *res, const eval_data_t *d, errbuf_t *eb)
@@ -664,7 +568,7 @@ int eval_compute(eval_result_t *res, const eval_data_t *d, errbuf_t *eb)
         et->present = 1;
         rc = metrics_summarize(&et->model, d->pred[td->prob], y, m, d->n, &ws);
         if (rc == 0)
-            rc = task_extras(et, td, d);
+            rc = task_extras(et, td, d, &ws);
         if (rc == 0 && d->truth[td->prob]) {
             et->has_oracle = 1;
             rc = metrics_summarize(&et->oracle, d->truth[td->prob], y, m, d->n, &ws);

@@ -33,7 +33,17 @@ typedef struct fuse_ctx {
 
 double fuse_metric(const fuse_point_t *p, int metric)
 {
-    return metric == FUSE_CLICK_AUC ? p->click_auc : p->buy_auc;
+    switch (metric) {
+    case FUSE_CLICK_AUC: return p->click_auc;
+    case FUSE_BUY_NDCG:
+    case FUSE_CLICK_NDCG: return p->ndcg;
+    default: return p->buy_auc;
+    }
+}
+
+static int is_ndcg(int metric)
+{
+    return metric == FUSE_BUY_NDCG || metric == FUSE_CLICK_NDCG;
 }
 
 static double flog(float p)
@@ -64,13 +74,23 @@ static void make_score(fuse_ctx_t *c, const double *w)
     }
 }
 
-/* Both AUCs of the score in c->score. */
-static int both_auc(fuse_ctx_t *c, const float *score, double *click, double *buy)
+/* Both AUCs of score, and the NDCG metric's per-request mean (NaN for
+ * the AUC metrics). */
+static int measure(fuse_ctx_t *c, const float *score, double *click, double *buy, double *ndcg)
 {
-    int rc = metrics_auc(click, score, c->d->label[EVAL_L_CLICK], NULL, c->d->n, &c->ws);
+    const eval_data_t *d = c->d;
+    int rc = metrics_auc(click, score, d->label[EVAL_L_CLICK], NULL, d->n, &c->ws);
 
     if (rc == 0)
-        rc = metrics_auc(buy, score, c->d->label[EVAL_L_BUY], NULL, c->d->n, &c->ws);
+        rc = metrics_auc(buy, score, d->label[EVAL_L_BUY], NULL, d->n, &c->ws);
+    *ndcg = NAN;
+    if (rc == 0 && is_ndcg(c->a->metric)) {
+        metrics_requests_t rq;
+        int y = c->a->metric == FUSE_CLICK_NDCG ? EVAL_L_CLICK : EVAL_L_BUY;
+        rc = metrics_per_request(&rq, score, d->label[y], NULL, d->req, d->n, &c->ws);
+        *ndcg = rq.ndcg;
+        c->res->requests = rq.requests;
+    }
     return rc;
 }
 
@@ -88,7 +108,7 @@ static int evaluate(void *ctx, const double *w, double *y)
     memset(p, 0, sizeof(*p));
     memcpy(p->w, w, (size_t)r->nparams * sizeof(double));
     make_score(c, w);
-    if ((rc = both_auc(c, c->score, &p->click_auc, &p->buy_auc)) != 0)
+    if ((rc = measure(c, c->score, &p->click_auc, &p->buy_auc, &p->ndcg)) != 0)
         return rc;
     p->by = c->by;
     r->npts++;
@@ -167,10 +187,11 @@ static int baselines(fuse_ctx_t *c)
     int rc;
 
     for (int k = 0; k < 3; k++) {
-        c->res->base_click[k] = c->res->base_buy[k] = NAN;
+        c->res->base_click[k] = c->res->base_buy[k] = c->res->base_ndcg[k] = NAN;
         if (!c->d->pred[col[k]])
             continue;
-        if ((rc = both_auc(c, c->d->pred[col[k]], &c->res->base_click[k], &c->res->base_buy[k])))
+        if ((rc = measure(c, c->d->pred[col[k]], &c->res->base_click[k], &c->res->base_buy[k],
+                          &c->res->base_ndcg[k])))
             return rc;
     }
     return 0;
@@ -192,6 +213,12 @@ int fuse_search(fuse_result_t *res, const eval_data_t *d, const fuse_args_t *a, 
                           BO_MAX_POINTS);
     if (d->n == 0)
         return errbuf_set(eb, ERR_INVAL, "fuse: no rows to score");
+    if (is_ndcg(a->metric) && !d->has_req)
+        return errbuf_set(eb, ERR_INVAL,
+                          "fuse: --metric %s ranks within requests, and the log has no request "
+                          "ids: give a log whose lines carry @req:ID (docs/FORMAT.md; funnel-gen "
+                          "--request_size N writes them), or use --metric buy_auc",
+                          a->metric == FUSE_CLICK_NDCG ? "click_ndcg" : "ndcg");
     c.has_avr = d->pred[EVAL_P_CTAVR] != NULL;
     res->nparams = c.has_avr ? 2 : 1;
     if (a->form == FUSE_PRODUCT) {
@@ -228,6 +255,13 @@ int fuse_search(fuse_result_t *res, const eval_data_t *d, const fuse_args_t *a, 
                         "(no AUC): give a validation log with clicks and buys");
         goto out;
     }
+    if (is_ndcg(a->metric) && res->requests == 0) {
+        rc = errbuf_set(eb, ERR_INVAL,
+                        "fuse: no request of the log has both a %s and a row without one, so "
+                        "per-request NDCG is undefined: give a log with more rows per request",
+                        a->metric == FUSE_CLICK_NDCG ? "click" : "buy");
+        goto out;
+    }
     if ((a->search & FUSE_GRID) && (rc = run_grid(&c)) != 0) {
         errbuf_set(eb, rc, "fuse: grid search: %s", err_strerror(rc));
         goto out;
@@ -250,7 +284,16 @@ void fuse_result_release(fuse_result_t *res)
 
 static const char *metric_name(int m)
 {
-    return m == FUSE_CLICK_AUC ? "click_auc" : "buy_auc";
+    static const char *const names[] = {"buy_auc", "click_auc", "buy_ndcg", "click_ndcg"};
+
+    return names[m >= 0 && m <= FUSE_CLICK_NDCG ? m : 0];
+}
+
+/* "  buy_ndcg 0.612345" after the AUCs for the NDCG metrics; nothing else. */
+static void print_ndcg(FILE *out, int metric, double v)
+{
+    if (is_ndcg(metric))
+        fprintf(out, "  %s %.6f", metric_name(metric), v);
 }
 
 static void print_w(FILE *out, const fuse_result_t *r, const fuse_point_t *p)
@@ -294,28 +337,37 @@ int fuse_print(FILE *out, const fuse_result_t *r, const fuse_args_t *a, size_t r
                 : (r->nparams == 2 ? "score = pctr + 10^u pctavr + 10^v pctcvr"
                                    : "score = pctr + 10^u pctcvr"));
     for (int k = 0; k < 3; k++)
-        if (!isnan(r->base_buy[k]))
-            fprintf(out, "baseline %-8s buy_auc %.6f  click_auc %.6f\n", bname[k], r->base_buy[k],
+        if (!isnan(r->base_buy[k])) {
+            fprintf(out, "baseline %-8s buy_auc %.6f  click_auc %.6f", bname[k], r->base_buy[k],
                     r->base_click[k]);
+            print_ndcg(out, a->metric, r->base_ndcg[k]);
+            fputc('\n', out);
+        }
     if (r->best_grid >= 0) {
         const fuse_point_t *p = &r->pts[r->best_grid];
-        fprintf(out, "grid     %4d evals  buy_auc %.6f  click_auc %.6f  ", r->grid_evals,
-                p->buy_auc, p->click_auc);
+        fprintf(out, "grid     %4d evals  buy_auc %.6f  click_auc %.6f", r->grid_evals, p->buy_auc,
+                p->click_auc);
+        print_ndcg(out, a->metric, p->ndcg);
+        fputs("  ", out);
         print_w(out, r, p);
         fputc('\n', out);
         best = p;
     }
     if (r->best_bo >= 0) {
         const fuse_point_t *p = &r->pts[r->best_bo];
-        fprintf(out, "bo       %4d evals  buy_auc %.6f  click_auc %.6f  ", r->bo_evals, p->buy_auc,
+        fprintf(out, "bo       %4d evals  buy_auc %.6f  click_auc %.6f", r->bo_evals, p->buy_auc,
                 p->click_auc);
+        print_ndcg(out, a->metric, p->ndcg);
+        fputs("  ", out);
         print_w(out, r, p);
         fprintf(out, "  (best at eval %d, GP length scale %.2f)\n", r->bo_first_best, r->bo_len);
         if (!best || fuse_metric(p, a->metric) > fuse_metric(best, a->metric))
             best = p;
     }
     if (best) {
-        double base = a->metric == FUSE_CLICK_AUC ? r->base_click[0] : r->base_buy[0];
+        fuse_point_t pctr = {
+            .click_auc = r->base_click[0], .buy_auc = r->base_buy[0], .ndcg = r->base_ndcg[0]};
+        double base = fuse_metric(&pctr, a->metric);
         double got = fuse_metric(best, a->metric);
         fprintf(out, "best     %-4s        %s %.6f  ", best->by == FUSE_GRID ? "grid" : "bo",
                 metric_name(a->metric), got);
@@ -354,13 +406,14 @@ int fuse_parse_words(fuse_args_t *a, const char *metric, const char *form, const
             a->metric = FUSE_BUY_AUC;
         else if (strcmp(metric, "click_auc") == 0)
             a->metric = FUSE_CLICK_AUC;
-        else if (strcmp(metric, "ndcg") == 0)
-            return errbuf_set(eb, ERR_INVAL,
-                              "fuse: --metric ndcg (per request, over the log's @req request "
-                              "ids) is not built yet: use buy_auc or click_auc, and `eval` of "
-                              "the fused predictions prints per-request AUC and NDCG");
+        else if (strcmp(metric, "ndcg") == 0 || strcmp(metric, "buy_ndcg") == 0)
+            a->metric = FUSE_BUY_NDCG;
+        else if (strcmp(metric, "click_ndcg") == 0)
+            a->metric = FUSE_CLICK_NDCG;
         else
-            return errbuf_set(eb, ERR_INVAL, "fuse: --metric %s: want buy_auc or click_auc",
+            return errbuf_set(eb, ERR_INVAL,
+                              "fuse: --metric %s: want buy_auc, click_auc, ndcg (= buy_ndcg, "
+                              "per request) or click_ndcg",
                               metric);
     }
     if (form) {

@@ -13,10 +13,11 @@
  *   sum      score = pctr + 10^u * pctavr + 10^v * pctcvr   u, v in [-3, 3]
  *            (u only with pctavr); log-scaled because pctcvr is ~100x
  *            smaller than pctr
- * Metrics: buy AUC (score against buy over every row) and click AUC
- * (against click). NDCG per request needs a request id in the log, which
- * the log format (docs/FORMAT.md) does not have yet: asked for, it is
- * refused with that reason.
+ * Metrics: buy AUC (score against buy over every row), click AUC (against
+ * click), and buy or click NDCG per request: the mean over the log's
+ * requests (@req ids, docs/FORMAT.md) holding both classes of the NDCG of
+ * the request's rows ranked by the score (metrics_per_request). A log
+ * without request ids is refused for the NDCG metrics with that reason.
  *
  * Not here: predicting (predict.h). Thread-safety: one call at a time.
  */
@@ -30,14 +31,14 @@
 #include "worker/eval.h"
 #include "worker/worker_conf.h"
 
-enum { FUSE_BUY_AUC = 0, FUSE_CLICK_AUC = 1 };
+enum { FUSE_BUY_AUC = 0, FUSE_CLICK_AUC = 1, FUSE_BUY_NDCG = 2, FUSE_CLICK_NDCG = 3 };
 enum { FUSE_PRODUCT = 0, FUSE_SUM = 1 };
 enum { FUSE_GRID = 1, FUSE_BO = 2, FUSE_BOTH = 3 };
 
 #define FUSE_MAX_PARAMS 2
 
 typedef struct fuse_args {
-    int metric;    /* FUSE_BUY_AUC or FUSE_CLICK_AUC: what is maximised */
+    int metric;    /* FUSE_BUY_AUC, ..._CLICK_AUC, ..._BUY_NDCG, ..._CLICK_NDCG: maximised */
     int form;      /* FUSE_* form */
     int search;    /* FUSE_GRID, FUSE_BO or both */
     int grid;      /* grid points per parameter, >= 2 */
@@ -50,7 +51,8 @@ typedef struct fuse_point {
     double w[FUSE_MAX_PARAMS]; /* the form's weights (b, c or u, v) */
     double click_auc;
     double buy_auc;
-    int by; /* FUSE_GRID or FUSE_BO */
+    double ndcg; /* per-request NDCG of the NDCG metrics' label; NaN for the AUC metrics */
+    int by;      /* FUSE_GRID or FUSE_BO */
 } fuse_point_t;
 
 typedef struct fuse_result {
@@ -58,6 +60,8 @@ typedef struct fuse_result {
     const char *names[2]; /* of the weights */
     double base_click[3]; /* pctr, pctcvr and pctavr (NaN if absent) alone: click AUC */
     double base_buy[3];   /*   ... and buy AUC */
+    double base_ndcg[3];  /*   ... and the NDCG metric (NaN for the AUC metrics) */
+    uint64_t requests;    /* requests the NDCG metrics average over */
     fuse_point_t *pts;    /* every score tried, grid first (caller frees: fuse_result_release) */
     int npts;
     int cap;           /* pts allocated: grid points + BO evaluations */
@@ -95,9 +99,9 @@ int fuse_print(FILE *out, const fuse_result_t *res, const fuse_args_t *a, size_t
 int fuse_run(const worker_conf_t *wc, const char *pred_path, char *const *log_paths, int nlogs,
              const fuse_args_t *a, FILE *out, errbuf_t *eb);
 
-/* Parse the --metric, --form and --search words into a. 0, or ERR_INVAL
- * with eb naming the option, the value and the accepted words (ndcg:
- * the reason it is not available). NULL leaves the default. */
+/* Parse the --metric (buy_auc, click_auc, ndcg = buy_ndcg, click_ndcg),
+ * --form and --search words into a. 0, or ERR_INVAL with eb naming the
+ * option, the value and the accepted words. NULL leaves the default. */
 int fuse_parse_words(fuse_args_t *a, const char *metric, const char *form, const char *search,
                      errbuf_t *eb);
 

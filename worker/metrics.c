@@ -23,6 +23,7 @@ void metrics_ws_release(metrics_ws_t *ws)
 {
     free(ws->key);
     free(ws->tmp);
+    free(ws->scored);
     metrics_ws_init(ws);
 }
 
@@ -171,4 +172,136 @@ int metrics_summarize(metrics_summary_t *out, const float *score, const uint8_t 
     metrics_calibration(&out->mean_pred, &out->rate, &out->pos, &out->n, score, label, mask, n);
     out->logloss = metrics_logloss(score, label, mask, n);
     return metrics_auc(&out->auc, score, label, mask, n, ws);
+}
+
+/* ---- weighted and per-request ranking ------------------------------------ */
+
+typedef struct scored {
+    float s;    /* score */
+    uint32_t i; /* row */
+} scored_t;
+
+static scored_t *scored_reserve(metrics_ws_t *ws, size_t n)
+{
+    scored_t *p;
+
+    if (n <= ws->scored_cap)
+        return ws->scored;
+    if (!(p = malloc((n ? n : 1) * sizeof(*p))))
+        return NULL;
+    free(ws->scored);
+    ws->scored = p;
+    ws->scored_cap = n;
+    return p;
+}
+
+/* Ascending score, then row. */
+static int by_score(const void *a, const void *b)
+{
+    const scored_t *x = a, *y = b;
+
+    if (x->s != y->s)
+        return x->s < y->s ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* Sort the selected rows of [from, to) into sc; returns how many. */
+static size_t sort_rows(scored_t *sc, const float *score, const uint8_t *mask, size_t from,
+                        size_t to)
+{
+    size_t m = 0;
+
+    for (size_t i = from; i < to; i++)
+        if (!mask || mask[i])
+            sc[m++] = (scored_t){score[i], (uint32_t)i};
+    qsort(sc, m, sizeof(*sc), by_score);
+    return m;
+}
+
+/* Weighted AUC of the m sorted rows of sc (w NULL: 1 each). */
+static double sorted_auc(const scored_t *sc, size_t m, const uint8_t *y, const float *w)
+{
+    double wneg_below = 0, wpos = 0, wneg = 0, num = 0;
+
+    for (size_t a = 0, e; a < m; a = e) {
+        double gp = 0, gn = 0;
+        for (e = a; e < m && sc[e].s == sc[a].s; e++) {
+            double wi = w ? (double)w[sc[e].i] : 1.0;
+            if (y[sc[e].i])
+                gp += wi;
+            else
+                gn += wi;
+        }
+        num += gp * (wneg_below + 0.5 * gn);
+        wneg_below += gn;
+        wpos += gp;
+        wneg += gn;
+    }
+    return wpos > 0 && wneg > 0 ? num / (wpos * wneg) : NAN;
+}
+
+/* NDCG of the m rows of sc sorted ascending (see metrics_per_request). */
+static double sorted_ndcg(const scored_t *sc, size_t m, const uint8_t *y)
+{
+    double dcg = 0, ideal = 0;
+    size_t npos = 0, r = 0;
+
+    /* descending score; within a tie, row order */
+    for (size_t e = m; e > 0;) {
+        size_t a = e;
+        while (a > 0 && sc[a - 1].s == sc[e - 1].s)
+            a--;
+        for (size_t k = a; k < e; k++, r++)
+            if (y[sc[k].i]) {
+                dcg += 1.0 / log2((double)r + 2.0);
+                npos++;
+            }
+        e = a;
+    }
+    for (size_t k = 0; k < npos; k++)
+        ideal += 1.0 / log2((double)k + 2.0);
+    return ideal > 0 ? dcg / ideal : NAN;
+}
+
+int metrics_auc_weighted(double *auc, const float *score, const uint8_t *label, const uint8_t *mask,
+                         const float *w, size_t n, metrics_ws_t *ws)
+{
+    scored_t *sc = scored_reserve(ws, n);
+
+    if (!sc)
+        return ERR_NOMEM;
+    *auc = sorted_auc(sc, sort_rows(sc, score, mask, 0, n), label, w);
+    return 0;
+}
+
+int metrics_per_request(metrics_requests_t *out, const float *score, const uint8_t *label,
+                        const uint8_t *mask, const uint64_t *req, size_t n, metrics_ws_t *ws)
+{
+    scored_t *sc = scored_reserve(ws, n);
+    double sa = 0, sn = 0;
+
+    memset(out, 0, sizeof(*out));
+    out->auc = out->ndcg = NAN;
+    if (!sc)
+        return ERR_NOMEM;
+    for (size_t a = 0, e; a < n; a = e) {
+        size_t m = 0, pos = 0;
+
+        for (e = a; e < n && req[e] == req[a]; e++)
+            if (!mask || mask[e]) {
+                m++;
+                pos += label[e] != 0;
+            }
+        if (req[a] == 0 || pos == 0 || pos == m)
+            continue;
+        m = sort_rows(sc, score, mask, a, e);
+        sa += sorted_auc(sc, m, label, NULL);
+        sn += sorted_ndcg(sc, m, label);
+        out->requests++;
+    }
+    if (out->requests) {
+        out->auc = sa / (double)out->requests;
+        out->ndcg = sn / (double)out->requests;
+    }
+    return 0;
 }

@@ -39,10 +39,19 @@
 
 /* Scratch memory of the AUC sort, kept across calls. */
 typedef struct metrics_ws {
-    uint64_t *key; /* cap sort words */
-    uint64_t *tmp; /* cap sort words (the other half of each pass) */
-    size_t cap;    /* words allocated in each array */
+    uint64_t *key;     /* cap sort words */
+    uint64_t *tmp;     /* cap sort words (the other half of each pass) */
+    size_t cap;        /* words allocated in each array */
+    void *scored;      /* scored_cap (score, row) pairs: weighted and per-request metrics */
+    size_t scored_cap; /* pairs allocated */
 } metrics_ws_t;
+
+/* Means over the requests of one column (metrics_per_request). */
+typedef struct metrics_requests {
+    uint64_t requests; /* requests with both classes among their selected rows */
+    double auc;        /* mean AUC over them; NaN if none */
+    double ndcg;       /* mean NDCG over them; NaN if none */
+} metrics_requests_t;
 
 /* Everything measured about one score column against one label column. */
 typedef struct metrics_summary {
@@ -76,6 +85,26 @@ double metrics_logloss(const float *score, const uint8_t *label, const uint8_t *
  * *npos and *nsel receive the counts when not NULL. */
 void metrics_calibration(double *mean_pred, double *rate, uint64_t *npos, uint64_t *nsel,
                          const float *score, const uint8_t *label, const uint8_t *mask, size_t n);
+
+/*
+ * AUC with row weights: the sum over (positive, negative) pairs of
+ * w_p w_n [s_p > s_n] (a tie counts half) over (sum w_p)(sum w_n), rows
+ * selected as in metrics_auc(); w NULL weighs every row 1. *auc is NaN
+ * without both classes of positive weight. Returns 0 or ERR_NOMEM.
+ */
+int metrics_auc_weighted(double *auc, const float *score, const uint8_t *label, const uint8_t *mask,
+                         const float *w, size_t n, metrics_ws_t *ws);
+
+/*
+ * Per-request ranking quality: rows with the same request id req[i] (in
+ * consecutive rows; id 0 is no request) form one request; over the
+ * requests whose selected rows hold both classes, the mean AUC and the
+ * mean NDCG (binary gain = label; rank by descending score, ties in row
+ * order; DCG = sum over positives at rank r (from 1) of 1 / log2(r + 1),
+ * over the DCG of the positives ranked first). Returns 0 or ERR_NOMEM.
+ */
+int metrics_per_request(metrics_requests_t *out, const float *score, const uint8_t *label,
+                        const uint8_t *mask, const uint64_t *req, size_t n, metrics_ws_t *ws);
 
 /* All of the above in one call. Returns 0, ERR_NOMEM or ERR_TOOBIG. */
 int metrics_summarize(metrics_summary_t *out, const float *score, const uint8_t *label,

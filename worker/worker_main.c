@@ -255,8 +255,8 @@ static const flag_t fuse_flags[] = {
     {"log", FLAG_LOG, "the validation log(s) the predictions were made for, in the same order"},
     {"model", 1, "the model the predictions came from: its META gives the log format"},
     {"metric", 1,
-     "what to maximise: buy_auc (default) or click_auc (ndcg needs request ids, which the log "
-     "format does not have yet)"},
+     "what to maximise: buy_auc (default), click_auc, ndcg (buy NDCG per request; the log's "
+     "lines need @req:ID) or click_ndcg"},
     {"form", 1,
      "product (pctr * pcvr^b * pctavr^c, default) or sum (pctr + 10^u pctavr + 10^v "
      "pctcvr)"},
