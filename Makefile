@@ -4,7 +4,7 @@
 #   make test         install missing packages, build, check the layers, run all tests
 #   make demo         install missing packages, build, run the main job end to end
 #   make asan         build and run the same tests under AddressSanitizer + UBSan
-#   make bench        benchmarks (print numbers; nothing is asserted)
+#   make bench        benchmarks, BENCH_RUNS (3) runs, min/median/max (nothing is asserted)
 #   make format       clang-format every source file
 #   make check-format fail if `make format` would change a file
 #   make check-layers fail if a file includes a header its folder may not use
@@ -167,7 +167,7 @@ asan: deps
 bench: deps
 	@scripts/install-deps.sh --bench
 	@$(MAKE) --no-print-directory all
-	scripts/bench.sh $(BIN)
+	scripts/bench-runs.sh $(BIN) $(BENCH)
 
 # test-slurm (root): funnel under a one-node Slurm started from a scratch
 # folder (munged, slurmctld, slurmd); not in `make test`: needs root, 1-3 min.

@@ -2,7 +2,8 @@
  * test_scripts.c - the shell scripts under scripts/ answer --help with
  * their usage and nothing else (before, some took --help for their BINDIR
  * argument and started a benchmark), and refuse a BINDIR without funnel's
- * programs with a hint instead of failing half-way.
+ * programs with a hint instead of failing half-way; make bench's summary
+ * of several runs (bench_summary.py) gives min/median/max per number.
  */
 #include <CUnit/CUnit.h>
 #include <stdio.h>
@@ -13,7 +14,7 @@
 #include "tests/util.h"
 
 static const char *const scripts[] = {"run-local", "demo",           "daily-refresh", "bench",
-                                      "bench-e2e", "experiment-auc", "install-deps"};
+                                      "bench-e2e", "experiment-auc", "install-deps",  "bench-runs"};
 #define NSCRIPTS (sizeof(scripts) / sizeof(scripts[0]))
 
 static char dir[512], root[512]; /* scratch; the checkout (tests run from its top) */
@@ -55,7 +56,8 @@ static void test_help(void)
 
 static void test_missing_programs(void)
 {
-    static const char *const with_bindir[] = {"demo", "bench", "bench-e2e", "experiment-auc"};
+    static const char *const with_bindir[] = {"demo", "bench", "bench-e2e", "experiment-auc",
+                                              "bench-runs"};
     char out[700];
 
     for (size_t i = 0; i < sizeof(with_bindir) / sizeof(with_bindir[0]); i++) {
@@ -68,6 +70,44 @@ static void test_missing_programs(void)
         CU_ASSERT_PTR_NOT_NULL(strstr(text, "not found: run make first"));
         free(text);
     }
+}
+
+/* Three runs' outputs merged: numbers matched by the line's words (columns
+ * may move), min/median/max at the most decimals printed, equal values
+ * once, a line missing from a run marked, each run's environment kept. */
+static void test_bench_summary(void)
+{
+    static const char *const run[3][2] = {
+        {"train esm2 threads=1: 42.5 k samples/s = 79% of 53.9 k\nkeys 1000\nonly here 7\n",
+         "start 2026-12-06T06:00:00Z load 1.00\n"},
+        {"train esm2 threads=1:   40.1 k samples/s = 75% of 53.1 k\nkeys 1000\n",
+         "start 2026-12-06T06:10:00Z load 9.00\n"},
+        {"train esm2 threads=1: 44.25 k samples/s = 81% of 55 k\nkeys 1000\n",
+         "start 2026-12-06T06:20:00Z load 5.00\n"}};
+    char out[700], *text;
+
+    for (int k = 0; k < 3; k++) {
+        char path[600];
+        snprintf(path, sizeof(path), "%s/sum-%d", dir, k);
+        CU_ASSERT_EQUAL_FATAL(tu_sh(NULL, "mkdir -p %s", path), 0);
+        CU_ASSERT_EQUAL_FATAL(tu_write(strcat(path, "/train.txt"), run[k][0]), 0);
+        snprintf(path, sizeof(path), "%s/sum-%d/env.txt", dir, k);
+        CU_ASSERT_EQUAL_FATAL(tu_write(path, run[k][1]), 0);
+    }
+    snprintf(out, sizeof(out), "%s/summary.txt", dir);
+    CU_ASSERT_EQUAL_FATAL(tu_sh(out,
+                                "python3 %s/scripts/bench_summary.py %s/sum-0 %s/sum-1 %s/sum-2",
+                                root, dir, dir, dir),
+                          0);
+    text = tu_slurp(out, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(text, "train esm2 threads=1: 40.10/42.50/44.25 k samples/s = 75/79/81% of "
+                     "53.1/53.9/55.0 k\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "\nkeys 1000\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "only here 7   [1 of 3 runs]"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "start 2026-12-06T06:10:00Z load 9.00"));
+    free(text);
 }
 
 /* run-local.sh run from another directory finds the programs of its own
@@ -125,6 +165,7 @@ int test_scripts_register(void)
         return CU_get_error();
     CU_add_test(s, "--help prints the usage and runs nothing", test_help);
     CU_add_test(s, "a BINDIR without funnel's programs: exit 2 with a hint", test_missing_programs);
+    CU_add_test(s, "make bench's summary: min/median/max of each number", test_bench_summary);
     CU_add_test(s, "run-local.sh from another directory uses its checkout's bin/",
                 test_run_local_from_elsewhere);
     return CU_get_error();
