@@ -452,7 +452,328 @@ static void test_save_load(void)
     model_destroy(&d);
 }
 
+/* ---- real processes ---------------------------------------------------- */
+
 static char dir[512], bin[700];
+
+/* Small towers; the world below has a strong position effect. */
+#define SMALL "--towers 64,32 --emb_dim 8"
+#define WORLD_ROWS 200000
+#define TEST_ROWS 20000
+
+/* Column col (0-based) of every line of a TAB-separated file with a header
+ * line, into a new array; *n gets the count. NULL if unreadable. */
+static double *column(const char *path, int col, size_t *n)
+{
+    char *t = tu_slurp(path, NULL), *line, *save = NULL;
+    double *v = NULL;
+    size_t cap = 0;
+    int first = 1;
+
+    *n = 0;
+    for (line = t ? strtok_r(t, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save)) {
+        char *p = line, *end = NULL;
+        double x = NAN;
+        if (first) { /* the header */
+            first = 0;
+            continue;
+        }
+        for (int k = 0; k <= col; k++, p = end)
+            x = strtod(p, &end);
+        if (*n == cap) {
+            double *nv = realloc(v, (cap = cap ? 2 * cap : 4096) * sizeof(*v));
+            if (!nv)
+                break;
+            v = nv;
+        }
+        v[(*n)++] = x;
+    }
+    free(t);
+    return v;
+}
+
+static const double *sort_key;
+
+static int by_key(const void *a, const void *b)
+{
+    double x = sort_key[*(const size_t *)a], y = sort_key[*(const size_t *)b];
+    return x < y ? -1 : x > y;
+}
+
+/* Ranks 0..n-1 of x, ties sharing their mean rank. */
+static double *ranks(const double *x, size_t n)
+{
+    size_t *idx = malloc(n * sizeof(*idx));
+    double *r = malloc(n * sizeof(*r));
+
+    if (!idx || !r) {
+        free(idx);
+        free(r);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        idx[i] = i;
+    sort_key = x;
+    qsort(idx, n, sizeof(*idx), by_key);
+    for (size_t i = 0, j; i < n; i = j + 1) {
+        for (j = i; j + 1 < n && x[idx[j + 1]] == x[idx[i]]; j++)
+            ;
+        for (size_t k = i; k <= j; k++)
+            r[idx[k]] = 0.5 * (double)(i + j);
+    }
+    free(idx);
+    return r;
+}
+
+/* Spearman's rank correlation of the pctr column of a prediction file with
+ * column col of a reference file (relevance or truth), or NAN. */
+static double spearman(const char *pred, const char *ref, int col)
+{
+    size_t np = 0, nr = 0;
+    double *p = column(pred, 0, &np), *q = column(ref, col, &nr), *rp = NULL, *rq = NULL;
+    double res = NAN;
+
+    if (p && q && np == nr && np > 1 && (rp = ranks(p, np)) && (rq = ranks(q, nr))) {
+        double m = 0.5 * (double)(np - 1), sab = 0, saa = 0, sbb = 0;
+        for (size_t i = 0; i < np; i++) {
+            sab += (rp[i] - m) * (rq[i] - m);
+            saa += (rp[i] - m) * (rp[i] - m);
+            sbb += (rq[i] - m) * (rq[i] - m);
+        }
+        res = sab / sqrt(saa * sbb);
+    }
+    free(rq);
+    free(rp);
+    free(q);
+    free(p);
+    return res;
+}
+
+/* funnel-gen --relevance: one relevance per test line; it is the truth's
+ * pctr at position 1 and above it at every later position (the click
+ * logit falls by position_bias ln(position)). */
+static void test_gen_relevance(void)
+{
+    char path[800], *log;
+    size_t nr = 0, nt = 0, same = 0, above = 0, bad = 0, lines = 0;
+    double *rel, *pctr;
+
+    snprintf(path, sizeof(path), "%s/w/test.relevance.tsv", dir);
+    rel = column(path, 0, &nr);
+    snprintf(path, sizeof(path), "%s/w/test.truth.tsv", dir);
+    pctr = column(path, 4, &nt);
+    snprintf(path, sizeof(path), "%s/w/test.tsv", dir);
+    log = tu_slurp(path, NULL);
+    CU_ASSERT_FATAL(rel && pctr && log);
+    CU_ASSERT_EQUAL(nr, (size_t)TEST_ROWS);
+    CU_ASSERT_EQUAL(nt, nr);
+    for (char *line = log, *nl; nr == nt && *line && lines < nr; line = nl + 1, lines++) {
+        const char *pos = strstr(line, "position:");
+        nl = strchr(line, '\n');
+        if (!nl || !pos || pos > nl)
+            break;
+        if (atoi(pos + 9) == 1)
+            same += rel[lines] == pctr[lines];
+        else if (rel[lines] > pctr[lines])
+            above++;
+        else
+            bad++;
+    }
+    CU_ASSERT_EQUAL(lines, nr);
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT(same > nr / 20); /* ~1/10 of the lines are at position 1 */
+    CU_ASSERT_EQUAL(same + above, nr);
+    free(log);
+    free(pctr);
+    free(rel);
+}
+
+/*
+ * The point of the tower: train the same model twice on the same log, once
+ * with position in the bias tower (in two runs: the second half continues
+ * with --init_from) and once as an ordinary feature; the first ranks the
+ * held-out log closer to the true relevance (Spearman), the second closer
+ * to the biased truth it was fit to. With --with_bias the first predicts
+ * the biased click probability again. A model without bias slots refuses
+ * --with_bias, and a model dir refuses other bias_slots, naming the key.
+ */
+static void test_ranks_relevance(void)
+{
+    char log[800], ma[800], ma2[800], mb[800], pa[800], pa1[800], pab[800], pb[800], rel[800],
+        truth[800], *text;
+    double sa, sa1, sab, sb, ta, tab, tb;
+
+    snprintf(log, sizeof(log), "%s/relevance.log", dir);
+    snprintf(ma, sizeof(ma), "%s/bias-1", dir);
+    snprintf(ma2, sizeof(ma2), "%s/bias-2", dir);
+    snprintf(mb, sizeof(mb), "%s/feature", dir);
+    snprintf(pa1, sizeof(pa1), "%s/bias-1.pred", dir);
+    snprintf(pa, sizeof(pa), "%s/bias-2.pred", dir);
+    snprintf(pab, sizeof(pab), "%s/bias-2-with.pred", dir);
+    snprintf(pb, sizeof(pb), "%s/feature.pred", dir);
+    snprintf(rel, sizeof(rel), "%s/w/test.relevance.tsv", dir);
+    snprintf(truth, sizeof(truth), "%s/w/test.truth.tsv", dir);
+    CU_ASSERT_EQUAL_FATAL(
+        tu_sh(log, "%s/funnel-worker train " SMALL " --bias_slots position --model %s %s/w/a.tsv",
+              bin, ma, dir),
+        0);
+    CU_ASSERT_EQUAL_FATAL(tu_sh(log, "%s/funnel-worker train --init_from %s --model %s %s/w/b.tsv",
+                                bin, ma, ma2, dir),
+                          0);
+    CU_ASSERT_EQUAL_FATAL(
+        tu_sh(log, "%s/funnel-worker train " SMALL " --model %s %s/w/train.tsv", bin, mb, dir), 0);
+    /* the layout (bias slots too) comes from META: no option at all */
+    CU_ASSERT_EQUAL(tu_sh(log, "%s/funnel-worker predict --model %s --in %s/w/test.tsv --out %s",
+                          bin, ma, dir, pa1),
+                    0);
+    CU_ASSERT_EQUAL(tu_sh(log, "%s/funnel-worker predict --model %s --in %s/w/test.tsv --out %s",
+                          bin, ma2, dir, pa),
+                    0);
+    CU_ASSERT_EQUAL(tu_sh(log,
+                          "%s/funnel-worker predict --with_bias --model %s --in %s/w/test.tsv "
+                          "--out %s",
+                          bin, ma2, dir, pab),
+                    0);
+    CU_ASSERT_EQUAL(tu_sh(log, "%s/funnel-worker predict --model %s --in %s/w/test.tsv --out %s",
+                          bin, mb, dir, pb),
+                    0);
+    sa1 = spearman(pa1, rel, 0);
+    sa = spearman(pa, rel, 0);
+    sab = spearman(pab, rel, 0);
+    sb = spearman(pb, rel, 0);
+    ta = spearman(pa, truth, 4);
+    tab = spearman(pab, truth, 4);
+    tb = spearman(pb, truth, 4);
+    fprintf(stderr,
+            "\n    Spearman with the true relevance: bias tower %.3f (half the log %.3f, with "
+            "the bias %.3f), position as a feature %.3f;\n    with the biased truth pctr: bias "
+            "tower %.3f (with the bias %.3f), position as a feature %.3f\n",
+            sa, sa1, sab, sb, ta, tab, tb);
+    CU_ASSERT(sa > sb + 0.1);  /* closer to the relevance */
+    CU_ASSERT(sa > sa1);       /* --init_from went on learning */
+    CU_ASSERT(tb > ta + 0.1);  /* the feature model fits the biased clicks */
+    CU_ASSERT(tab > ta + 0.1); /* --with_bias puts the position effect back */
+    CU_ASSERT(sab < sa - 0.1);
+    /* --with_bias needs a bias tower */
+    snprintf(log, sizeof(log), "%s/refused.log", dir);
+    CU_ASSERT_NOT_EQUAL(tu_sh(log,
+                              "%s/funnel-worker predict --with_bias --model %s --in "
+                              "%s/w/test.tsv --out %s/refused.pred",
+                              bin, mb, dir, dir),
+                        0);
+    text = tu_slurp(log, NULL);
+    CU_ASSERT(text && strstr(text, "--with_bias") && strstr(text, "no bias tower"));
+    free(text);
+    /* other bias slots than the model's are refused, naming the key */
+    CU_ASSERT_NOT_EQUAL(tu_sh(log,
+                              "%s/funnel-worker predict --bias_slots hour --model %s --in "
+                              "%s/w/test.tsv --out %s/refused.pred",
+                              bin, ma, dir, dir),
+                        0);
+    text = tu_slurp(log, NULL);
+    CU_ASSERT(text && strstr(text, "bias_slots") && strstr(text, "position"));
+    if (!(text && strstr(text, "bias_slots")))
+        fprintf(stderr, "\n  refused: %s\n", text ? text : "(no log)");
+    free(text);
+}
+
+static int files_equal(const char *a, const char *b)
+{
+    size_t na = 0, nb = 0;
+    char *ta = tu_slurp(a, &na), *tb = tu_slurp(b, &nb);
+    int same = ta && tb && na == nb && na > 0 && memcmp(ta, tb, na) == 0;
+    free(ta);
+    free(tb);
+    return same;
+}
+
+/* Start the 2 shards of cluster cl with extra options; pids into ps. */
+static int start_shards(const char *cl, const char *extra, pid_t ps[2])
+{
+    char log[800];
+
+    for (int i = 0; i < 2; i++) {
+        snprintf(log, sizeof(log), "%s/ps%d.log", cl, i);
+        ps[i] = tu_spawn(log,
+                         "exec %s/funnel-ps --shard %d --shards 2 --listen ipc://%s/ps%d.sock "
+                         "--data %s/ps%d %s",
+                         bin, i, cl, i, cl, i, extra);
+        if (ps[i] <= 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void stop_shards(pid_t ps[2])
+{
+    for (int i = 0; i < 2; i++)
+        if (ps[i] > 0) {
+            tu_stop(ps[i], SIGTERM);
+            ps[i] = 0;
+        }
+}
+
+/*
+ * On 2 shards: the bias tower's weights are dense weights on the shards
+ * and the position rows are pulled and pushed like any other; the cluster
+ * model ranks by relevance better than the feature model of the previous
+ * test, a checkpoint predicts what the cluster predicts (with and without
+ * the bias), and its META carries the bias slots.
+ */
+static void test_cluster(void)
+{
+    char cl[700], eps[1500], log[800], ck[760], p1[800], p2[800], p3[800], p4[800], pb[800],
+        rel[800], meta[800], *text;
+    pid_t ps[2] = {0, 0};
+    const char *opt = SMALL " --bias_slots position";
+    double s1, sb;
+
+    snprintf(cl, sizeof(cl), "%s/cl", dir);
+    mkdir(cl, 0755);
+    snprintf(eps, sizeof(eps), "ipc://%s/ps0.sock,ipc://%s/ps1.sock", cl, cl);
+    snprintf(log, sizeof(log), "%s/worker.log", cl);
+    snprintf(ck, sizeof(ck), "%s/checkpoints/c1", cl);
+    snprintf(p1, sizeof(p1), "%s/ps.pred", cl);
+    snprintf(p2, sizeof(p2), "%s/ck.pred", cl);
+    snprintf(p3, sizeof(p3), "%s/ps-with.pred", cl);
+    snprintf(p4, sizeof(p4), "%s/ck-with.pred", cl);
+    snprintf(pb, sizeof(pb), "%s/feature.pred", dir);
+    snprintf(rel, sizeof(rel), "%s/w/test.relevance.tsv", dir);
+    snprintf(meta, sizeof(meta), "%s/META", ck);
+    CU_ASSERT_EQUAL_FATAL(start_shards(cl, opt, ps), 0);
+    CU_ASSERT_EQUAL(
+        tu_sh(log, "%s/funnel-worker train --ps %s %s %s/w/train.tsv", bin, eps, opt, dir), 0);
+    CU_ASSERT_EQUAL(tu_sh(log, "%s/funnel-worker predict --ps %s %s --in %s/w/test.tsv --out %s",
+                          bin, eps, opt, dir, p1),
+                    0);
+    CU_ASSERT_EQUAL(tu_sh(log,
+                          "%s/funnel-worker predict --ps %s %s --with_bias --in %s/w/test.tsv "
+                          "--out %s",
+                          bin, eps, opt, dir, p3),
+                    0);
+    CU_ASSERT_EQUAL(
+        tu_sh(log, "%s/funnel-worker ctl checkpoint --ps %s --name c1 %s", bin, eps, opt), 0);
+    stop_shards(ps);
+    CU_ASSERT_EQUAL(tu_sh(log, "%s/funnel-worker predict --model %s --in %s/w/test.tsv --out %s",
+                          bin, ck, dir, p2),
+                    0);
+    CU_ASSERT_EQUAL(tu_sh(log,
+                          "%s/funnel-worker predict --with_bias --model %s --in %s/w/test.tsv "
+                          "--out %s",
+                          bin, ck, dir, p4),
+                    0);
+    CU_ASSERT(files_equal(p1, p2));
+    CU_ASSERT(files_equal(p3, p4));
+    CU_ASSERT(!files_equal(p1, p3));
+    text = tu_slurp(meta, NULL);
+    CU_ASSERT(text && strstr(text, "\nbias_slots position\n") && strstr(text, "\nshards 2\n"));
+    free(text);
+    s1 = spearman(p1, rel, 0);
+    sb = spearman(pb, rel, 0);
+    fprintf(stderr, "\n    2 shards: Spearman with the true relevance %.3f (feature model %.3f)\n",
+            s1, sb);
+    CU_ASSERT(s1 > sb + 0.1);
+}
 
 static int setup(void)
 {
@@ -463,7 +784,17 @@ static int setup(void)
     tu_bin(gen, sizeof(gen), "funnel-gen");
     snprintf(bin, sizeof(bin), "%s", gen);
     *strrchr(bin, '/') = '\0';
-    return access(gen, X_OK) == 0 ? 0 : -1;
+    if (access(gen, X_OK) != 0)
+        return -1;
+    /* a strong, known position effect: the click logit falls by 2 ln(position) */
+    return tu_sh(NULL,
+                 "%s --out %s/w --train %d --test %d --seed 5 --position_bias 2 --relevance true "
+                 "> %s/gen.log 2>&1 && head -n %d %s/w/train.tsv > %s/w/a.tsv && "
+                 "tail -n +%d %s/w/train.tsv > %s/w/b.tsv",
+                 gen, dir, WORLD_ROWS, TEST_ROWS, dir, WORLD_ROWS / 2, dir, dir, WORLD_ROWS / 2 + 1,
+                 dir, dir) == 0
+               ? 0
+               : -1;
 }
 
 static int teardown(void)
@@ -491,5 +822,12 @@ int test_posbias_register(void)
     CU_add_test(s, "parameter counts by hand; the towers read the main part", test_shapes);
     CU_add_test(s, "bias_slots and bias_layers", test_conf);
     CU_add_test(s, "save, load; a model with another bias tower refuses the file", test_save_load);
+    CU_add_test(s, "funnel-gen --relevance: the true p(click) without the position effect",
+                test_gen_relevance);
+    CU_add_test(s,
+                "the bias tower ranks held-out lines closer to the relevance than position as "
+                "a feature; --with_bias, --init_from",
+                test_ranks_relevance);
+    CU_add_test(s, "on 2 shards: train, predict, checkpoint, predict from it", test_cluster);
     return 0;
 }
