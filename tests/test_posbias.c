@@ -654,6 +654,31 @@ static void test_ranks_relevance(void)
     CU_ASSERT(tb > ta + 0.1);  /* the feature model fits the biased clicks */
     CU_ASSERT(tab > ta + 0.1); /* --with_bias puts the position effect back */
     CU_ASSERT(sab < sa - 0.1);
+    /* a serving bundle of the bias model: predict --bundle gives the same
+     * file, and funnel-serve scores without the bias too */
+    {
+        char ep[800], slog[800], sv[800];
+        pid_t srv;
+        double ss;
+        snprintf(ep, sizeof(ep), "ipc://%s/serve.sock", dir);
+        snprintf(slog, sizeof(slog), "%s/serve.log", dir);
+        snprintf(sv, sizeof(sv), "%s/served.pred", dir);
+        CU_ASSERT_EQUAL(tu_sh(log,
+                              "%s/funnel-emb bundle %s --out %s/bundle && %s/funnel-worker "
+                              "predict --bundle %s/bundle --in %s/w/test.tsv --out %s/bundle.pred "
+                              "&& cmp %s %s/bundle.pred",
+                              bin, ma2, dir, bin, dir, dir, dir, pa, dir),
+                        0);
+        srv = tu_spawn(slog, "exec %s/funnel-serve --bundle %s/bundle --listen %s", bin, dir, ep);
+        CU_ASSERT_FATAL(srv > 0);
+        CU_ASSERT_EQUAL(tu_sh(log, "%s/funnel-serve score --connect %s --in %s/w/test.tsv --out %s",
+                              bin, ep, dir, sv),
+                        0);
+        tu_stop(srv, SIGTERM);
+        ss = spearman(sv, rel, 0);
+        fprintf(stderr, "    served: %.3f\n", ss);
+        CU_ASSERT(fabs(ss - sa) < 1e-3);
+    }
     /* --with_bias needs a bias tower */
     snprintf(log, sizeof(log), "%s/refused.log", dir);
     CU_ASSERT_NOT_EQUAL(tu_sh(log,
