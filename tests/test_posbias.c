@@ -743,12 +743,13 @@ static void stop_shards(pid_t ps[2])
  * and the position rows are pulled and pushed like any other; the cluster
  * model ranks by relevance better than the feature model of the previous
  * test, a checkpoint predicts what the cluster predicts (with and without
- * the bias), and its META carries the bias slots.
+ * the bias), its META carries the bias slots, and shards restarted from it
+ * predict the same and train on.
  */
 static void test_cluster(void)
 {
-    char cl[700], eps[1500], log[800], ck[760], p1[800], p2[800], p3[800], p4[800], pb[800],
-        rel[800], meta[800], *text;
+    char cl[700], eps[1500], log[800], ck[760], p1[800], p2[800], p3[800], p4[800], p5[800],
+        p6[800], pb[800], rel[800], meta[800], init[800], *text;
     pid_t ps[2] = {0, 0};
     const char *opt = SMALL " --bias_slots position";
     double s1, sb;
@@ -793,6 +794,29 @@ static void test_cluster(void)
     text = tu_slurp(meta, NULL);
     CU_ASSERT(text && strstr(text, "\nbias_slots position\n") && strstr(text, "\nshards 2\n"));
     free(text);
+    /* new shards started from the checkpoint (the layout, bias tower too,
+     * from its META): the same predictions, and training goes on */
+    snprintf(cl, sizeof(cl), "%s/cl-2", dir);
+    mkdir(cl, 0755);
+    snprintf(eps, sizeof(eps), "ipc://%s/ps0.sock,ipc://%s/ps1.sock", cl, cl);
+    snprintf(init, sizeof(init), "--init_from %s", ck);
+    snprintf(log, sizeof(log), "%s/worker.log", cl);
+    snprintf(p5, sizeof(p5), "%s/restarted.pred", cl);
+    snprintf(p6, sizeof(p6), "%s/trained-on.pred", cl);
+    CU_ASSERT_EQUAL_FATAL(start_shards(cl, init, ps), 0);
+    CU_ASSERT_EQUAL(tu_sh(log, "%s/funnel-worker predict --ps %s %s --in %s/w/test.tsv --out %s",
+                          bin, eps, opt, dir, p5),
+                    0);
+    CU_ASSERT(files_equal(p1, p5));
+    /* the shards resume the worker after its first log: a second one goes on */
+    CU_ASSERT_EQUAL(tu_sh(log, "%s/funnel-worker train --ps %s %s %s/w/train.tsv %s/w/b.tsv", bin,
+                          eps, opt, dir, dir),
+                    0);
+    CU_ASSERT_EQUAL(tu_sh(log, "%s/funnel-worker predict --ps %s %s --in %s/w/test.tsv --out %s",
+                          bin, eps, opt, dir, p6),
+                    0);
+    stop_shards(ps);
+    CU_ASSERT(!files_equal(p5, p6));
     s1 = spearman(p1, rel, 0);
     sb = spearman(pb, rel, 0);
     fprintf(stderr, "\n    2 shards: Spearman with the true relevance %.3f (feature model %.3f)\n",
