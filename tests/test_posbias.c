@@ -768,7 +768,9 @@ static void test_cluster(void)
     snprintf(meta, sizeof(meta), "%s/META", ck);
     CU_ASSERT_EQUAL_FATAL(start_shards(cl, opt, ps), 0);
     CU_ASSERT_EQUAL(
-        tu_sh(log, "%s/funnel-worker train --ps %s %s %s/w/train.tsv", bin, eps, opt, dir), 0);
+        tu_sh(log, "%s/funnel-worker train --ps %s %s --metrics_file %s/m.jsonl %s/w/train.tsv",
+              bin, eps, opt, cl, dir),
+        0);
     CU_ASSERT_EQUAL(tu_sh(log, "%s/funnel-worker predict --ps %s %s --in %s/w/test.tsv --out %s",
                           bin, eps, opt, dir, p1),
                     0);
@@ -809,8 +811,10 @@ static void test_cluster(void)
                     0);
     CU_ASSERT(files_equal(p1, p5));
     /* the shards resume the worker after its first log: a second one goes on */
-    CU_ASSERT_EQUAL(tu_sh(log, "%s/funnel-worker train --ps %s %s %s/w/train.tsv %s/w/b.tsv", bin,
-                          eps, opt, dir, dir),
+    CU_ASSERT_EQUAL(tu_sh(log,
+                          "%s/funnel-worker train --ps %s %s --metrics_file %s/m.jsonl "
+                          "%s/w/train.tsv %s/w/b.tsv",
+                          bin, eps, opt, cl, dir, dir),
                     0);
     CU_ASSERT_EQUAL(tu_sh(log, "%s/funnel-worker predict --ps %s %s --in %s/w/test.tsv --out %s",
                           bin, eps, opt, dir, p6),
