@@ -118,6 +118,10 @@ int meta_conf_value(const meta_t *m, const char *key, char *buf, size_t len)
         PUT("%s", model_bottom_name(m->bottom));
     } else if (bottom_value(m, key, buf, len, &n)) {
         /* written by bottom_value */
+    } else if (strcmp(key, "bias_slots") == 0) {
+        PUT("%s", m->bias_slots);
+    } else if (strcmp(key, "bias_layers") == 0 && m->bias_slots[0]) {
+        PUT("%s", m->bias_layers);
     } else {
         return ERR_NOTFOUND;
     }
@@ -149,6 +153,18 @@ void meta_from_spec(meta_t *m, const model_spec_t *ms, int shards, int day, uint
     m->ple_shared = ms->ple_shared;
     m->ple_task = ms->ple_task;
     m->ple_levels = ms->ple_levels;
+    if (ms->nbias > 0) {
+        size_t n = 0;
+        for (int s = 0; s < ms->nslots; s++)
+            if (ms->slot[s].bias && n < sizeof(m->bias_slots))
+                n += (size_t)snprintf(m->bias_slots + n, sizeof(m->bias_slots) - n, "%s%s",
+                                      n ? "," : "", ms->slot[s].name);
+        n = 0;
+        snprintf(m->bias_layers, sizeof(m->bias_layers), "0");
+        for (int l = 0; l < ms->nbias_layers && n < sizeof(m->bias_layers); l++)
+            n += (size_t)snprintf(m->bias_layers + n, sizeof(m->bias_layers) - n, "%s%d",
+                                  l ? "," : "", ms->bias_layer[l]);
+    }
     m->digest = layout_digest(m);
 }
 
@@ -175,6 +191,10 @@ static uint64_t layout_digest(const meta_t *m)
         XXH64_update(st, &m->ple_shared, sizeof(int));
         XXH64_update(st, &m->ple_task, sizeof(int));
         XXH64_update(st, &m->ple_levels, sizeof(int));
+    }
+    if (m->bias_slots[0]) { /* no bias tower keeps the digest of before it */
+        XXH64_update(st, m->bias_slots, strlen(m->bias_slots) + 1);
+        XXH64_update(st, m->bias_layers, strlen(m->bias_layers) + 1);
     }
     uint64_t d = XXH64_digest(st);
     XXH64_freeState(st);
@@ -204,7 +224,9 @@ int meta_apply_conf(const meta_t *m, const char *dir, const conf_schema_t *sc, v
                                        "dense_optimizer", "format", "emb_dim", "slot_dims",
                                        /* bottoms (issue 15) */
                                        "bottom", "experts", "expert_layers", "shared_layers",
-                                       "ple_shared_experts", "ple_task_experts", "ple_levels"};
+                                       "ple_shared_experts", "ple_task_experts", "ple_levels",
+                                       /* the position-bias tower (issue 15) */
+                                       "bias_slots", "bias_layers"};
     char saved[CONF_STR_MAX], mine[CONF_STR_MAX], where[DIRS_PATH_MAX + 8];
     int dims_given =
         conf_key_given(sc, given, "emb_dim") == 1 || conf_key_given(sc, given, "slot_dims") == 1;
@@ -265,6 +287,8 @@ int meta_write(const char *dir, const meta_t *m, errbuf_t *eb)
                 PUT("%s %s\n", bottom_keys[i], v);
         }
     }
+    if (m->bias_slots[0])
+        PUT("bias_slots %s\nbias_layers %s\n", m->bias_slots, m->bias_layers);
     PUT("shards %d\nrouting xxh64-mod\nday %d\n", m->shards, m->day);
     PUT("dense_params %llu\n", (unsigned long long)m->dense_params);
     if (m->format[0])
@@ -330,7 +354,7 @@ static int parse_bottom_line(const char *line, meta_t *m)
  * not a line META has. */
 static int parse_line(const char *line, meta_t *m, int *seen_slot)
 {
-    char word[128], name[128], extra[2];
+    char word[256], name[128], extra[2];
     int a, b;
     unsigned long long u;
 
@@ -399,6 +423,13 @@ static int parse_line(const char *line, meta_t *m, int *seen_slot)
             return -1;
     } else if (parse_bottom_line(line, m) == 0) {
         /* a bottom size */
+    } else if (sscanf(line, "bias_slots %255s %1s", word, extra) == 1) {
+        snprintf(m->bias_slots, sizeof(m->bias_slots), "%s", word);
+    } else if (sscanf(line, "bias_layers %127s %1s", word, extra) == 1) {
+        size_t wl = strlen(word);
+        if (strspn(word, "0123456789,") != wl || wl >= sizeof(m->bias_layers))
+            return -1;
+        memcpy(m->bias_layers, word, wl + 1);
     } else if (sscanf(line, "digest %llx %1s", &u, extra) == 1) {
         m->digest = u;
     } else {
@@ -523,6 +554,16 @@ int meta_check(const meta_t *saved, const meta_t *running, const char *dir, errb
                           "%s: the %s bottom's sizes (experts, expert or shared layers, ple "
                           "sizes) differ from the configuration",
                           dir, model_bottom_name(saved->bottom));
+    if (strcmp(saved->bias_slots, running->bias_slots) != 0)
+        return errbuf_set(eb, ERR_MISMATCH,
+                          "%s holds a model with bias_slots '%s', the configuration says "
+                          "bias_slots = '%s'",
+                          dir, saved->bias_slots, running->bias_slots);
+    if (strcmp(saved->bias_layers, running->bias_layers) != 0)
+        return errbuf_set(eb, ERR_MISMATCH,
+                          "%s: its bias tower has layers '%s', the configuration says "
+                          "bias_layers = '%s'",
+                          dir, saved->bias_layers, running->bias_layers);
     if (saved->emb_opt != running->emb_opt)
         return errbuf_set(eb, ERR_MISMATCH,
                           "%s: embedding optimizer is %s, the configuration says %s", dir,

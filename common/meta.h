@@ -37,6 +37,11 @@
  *   "ple_levels 2"); they are part of the digest. A concat model writes
  *   none of them, so its META (and digest) is the one written before
  *   bottoms existed, and a file without them reads as concat.
+ *   Models with a position-bias tower (issue 15) carry "bias_slots
+ *   position,device" (in slot order) and "bias_layers 16" ("0": linear)
+ *   after the bottom lines; they are part of the digest. Models without
+ *   one write neither, so their META and digest are unchanged, and a file
+ *   without them reads as no bias tower.
  *
  *   "format" (optional) names the log format the model was trained on
  *   (the worker's [data] format: tsv1, aliccp), so predict reads new logs
@@ -86,6 +91,9 @@ typedef struct meta {
     int nbottom_layers;
     int bottom_layer[MODEL_MAX_LAYERS];
     int experts, ple_shared, ple_task, ple_levels;
+    /* the position-bias tower (issue 15): "" without one */
+    char bias_slots[256];  /* bias slot names in slot order, "position,device" */
+    char bias_layers[128]; /* its hidden sizes, "16" ("0": linear) */
 } meta_t;
 
 /* Describe spec as it would be saved by `shards` shards on `day`; the
@@ -104,7 +112,8 @@ const char *meta_model_name(int t);
  * most slots have), slot_dims (the others, "name:dim,..." or ""), towers,
  * emb_optimizer, dense_optimizer, format, bottom, and the bottom's sizes
  * that apply to it (experts, expert_layers, shared_layers,
- * ple_shared_experts, ple_task_experts, ple_levels). Returns 0, or ERR_NOTFOUND for
+ * ple_shared_experts, ple_task_experts, ple_levels), bias_slots ("" without
+ * a bias tower) and bias_layers (with one). Returns 0, or ERR_NOTFOUND for
  * another key or a format META does not record. */
 int meta_conf_value(const meta_t *m, const char *key, char *buf, size_t len);
 

@@ -20,7 +20,7 @@ const char *model_bottom_name(int b)
 int model_spec_tower_input(const model_spec_t *ms)
 {
     return ms->bottom == MODEL_BOTTOM_CONCAT || ms->nbottom_layers < 1
-               ? ms->input_dim
+               ? ms->input_dim - ms->bias_dim
                : ms->bottom_layer[ms->nbottom_layers - 1];
 }
 
@@ -38,7 +38,7 @@ size_t model_spec_bottom_len(const model_spec_t *ms)
                 : ms->bottom == MODEL_BOTTOM_SHARED ? 1
                                                     : (size_t)ms->experts;
     size_t nt = ms->bottom == MODEL_BOTTOM_PLE ? (size_t)ms->ple_task : 0;
-    size_t in = (size_t)ms->input_dim, n = 0;
+    size_t in = (size_t)(ms->input_dim - ms->bias_dim), n = 0;
 
     if (ms->bottom == MODEL_BOTTOM_CONCAT)
         return 0;
@@ -67,7 +67,21 @@ size_t model_spec_dense_len(const model_spec_t *ms)
         tower += in * out + out;
         in = out;
     }
-    return (size_t)ms->ntowers * tower + model_spec_bottom_len(ms);
+    return (size_t)ms->ntowers * tower + model_spec_bottom_len(ms) + model_spec_bias_len(ms);
+}
+
+size_t model_spec_bias_len(const model_spec_t *ms)
+{
+    size_t in = (size_t)ms->bias_dim, n = 0;
+
+    if (ms->nbias == 0)
+        return 0;
+    for (int l = 0; l <= ms->nbias_layers; l++) {
+        size_t out = l < ms->nbias_layers ? (size_t)ms->bias_layer[l] : 1;
+        n += in * out + out;
+        in = out;
+    }
+    return n;
 }
 
 int model_spec_slot(const model_spec_t *ms, const char *name, size_t len)
@@ -194,6 +208,40 @@ static int parse_bottom(model_spec_t *ms, const model_conf_t *mc, errbuf_t *eb)
                        eb);
 }
 
+/* The bias slots (flagged in ms->slot) and the bias tower's sizes. */
+static int parse_bias(model_spec_t *ms, const model_conf_t *mc, errbuf_t *eb)
+{
+    char buf[CONF_STR_MAX];
+    char *items[MODEL_MAX_SLOTS + 1];
+    int k;
+
+    snprintf(buf, sizeof(buf), "%s", mc->bias_slots.s);
+    k = conf_split_list(buf, ',', items, MODEL_MAX_SLOTS);
+    if (k < 0)
+        return errbuf_set(eb, ERR_CONFIG, "key 'bias_slots': more than %d slots", MODEL_MAX_SLOTS);
+    if (k == 0)
+        return 0;
+    for (int i = 0; i < k; i++) {
+        int s = model_spec_slot(ms, items[i], strlen(items[i]));
+        if (s < 0)
+            return errbuf_set(eb, ERR_CONFIG,
+                              "key 'bias_slots': '%s' is not one of 'slots' (add it there too)",
+                              items[i]);
+        if (ms->slot[s].bias)
+            return errbuf_set(eb, ERR_CONFIG, "key 'bias_slots': '%s' is listed twice", items[i]);
+        ms->slot[s].bias = 1;
+        ms->nbias++;
+        ms->bias_dim += ms->slot[s].dim;
+    }
+    if (ms->nbias == ms->nslots)
+        return errbuf_set(eb, ERR_CONFIG,
+                          "key 'bias_slots': every slot is a bias slot; the main towers need at "
+                          "least one other slot");
+    if (strcmp(mc->bias_layers.s, "0") == 0)
+        return 0;
+    return parse_sizes("bias_layers", mc->bias_layers.s, &ms->nbias_layers, ms->bias_layer, eb);
+}
+
 int model_spec_from_conf(model_spec_t *ms, const model_conf_t *mc, errbuf_t *eb)
 {
     char buf[CONF_STR_MAX];
@@ -249,7 +297,7 @@ int model_spec_from_conf(model_spec_t *ms, const model_conf_t *mc, errbuf_t *eb)
         ms->loss_weight[i] = (float)w;
     }
 
-    if ((rc = parse_bottom(ms, mc, eb)) != 0)
+    if ((rc = parse_bottom(ms, mc, eb)) != 0 || (rc = parse_bias(ms, mc, eb)) != 0)
         return rc;
 
     ms->emb_opt = (optim_t){

@@ -65,7 +65,13 @@
       "hidden sizes of the shared bottom's MLP (ReLU); the last is the towers' input")             \
     X(model, ple_shared_experts, INT, "2", 1, 64, NULL, "ple: shared experts per level")           \
     X(model, ple_task_experts, INT, "1", 1, 64, NULL, "ple: experts of each task per level")       \
-    X(model, ple_levels, INT, "2", 1, 8, NULL, "ple: extraction levels (1 = one CGC layer)")
+    X(model, ple_levels, INT, "2", 1, 8, NULL, "ple: extraction levels (1 = one CGC layer)")       \
+    /* position bias (issue 15) */                                                                 \
+    X(model, bias_slots, TEXT, "", 0, 0, NULL,                                                     \
+      "slots (of 'slots') that feed only the shallow bias tower, e.g. \"position\"; its logit is " \
+      "added to the click logit in training only (empty: no bias tower)")                          \
+    X(model, bias_layers, STR, "16", 0, 0, NULL,                                                   \
+      "hidden sizes of the bias tower (ReLU) before its 1-unit logit; \"0\": a linear tower")
 
 typedef struct model_conf {
     MODEL_CONF_KEYS(CONF_FIELD)
@@ -89,6 +95,7 @@ enum {
 
 typedef struct slot_spec {
     char name[MODEL_SLOT_NAME_MAX];
+    int bias;        /* 1: a bias slot (feeds only the bias tower) */
     uint64_t seed;   /* keyhash_slot(name) */
     int dim;         /* floats per embedding row */
     int admit_min;   /* sightings before a row is created */
@@ -115,6 +122,13 @@ typedef struct model_spec {
     int ple_shared;                     /* ple: shared experts per level */
     int ple_task;                       /* ple: experts of each task per level */
     int ple_levels;                     /* ple: levels (the others have one) */
+    /* the position-bias tower (issue 15; model/bias.h): bias slots are
+     * slots with slot[s].bias set; they count in input_dim (the pooled
+     * row) but not in the bottom's or towers' input */
+    int nbias;                        /* bias slots, 0: no bias tower */
+    int bias_dim;                     /* sum of their dims: the bias tower's input */
+    int nbias_layers;                 /* hidden layers of the bias tower (0: linear) */
+    int bias_layer[MODEL_MAX_LAYERS]; /* their sizes */
 } model_spec_t;
 
 /* Build and validate the model description. Errors name the key. */
@@ -122,7 +136,8 @@ int model_spec_from_conf(model_spec_t *ms, const model_conf_t *mc, errbuf_t *eb)
 
 /*
  * Floats in the dense parameter vector of the model ms describes: every
- * tower's layers (input_dim -> layer[0] -> ... -> 1), weights then biases.
+ * tower's layers (input_dim -> layer[0] -> ... -> 1), weights then biases,
+ * then the bottom's and the bias tower's parameters.
  * This is the layout model.c allocates and the dense range a shard serves;
  * a shard learns its size here without building a model.
  */
@@ -131,13 +146,17 @@ size_t model_spec_dense_len(const model_spec_t *ms);
 /* Name of bottom b (MODEL_BOTTOM_*): "concat", ...; "?" otherwise. */
 const char *model_bottom_name(int b);
 
-/* Width of each tower's input: input_dim for concat, else the last
- * bottom layer's size. */
+/* Width of each tower's input: input_dim - bias_dim for concat, else the
+ * last bottom layer's size. */
 int model_spec_tower_input(const model_spec_t *ms);
 
 /* Floats of the bottom's parameters (0 for concat); model/bottom.h lays
  * them out after the towers. */
 size_t model_spec_bottom_len(const model_spec_t *ms);
+
+/* Floats of the bias tower's parameters (0 without bias slots);
+ * model/bias.h lays them out after the bottom. */
+size_t model_spec_bias_len(const model_spec_t *ms);
 
 /* Index of a slot by name, or -1. */
 int model_spec_slot(const model_spec_t *ms, const char *name, size_t len);

@@ -392,6 +392,15 @@ static void write_truth(gen_out_t *o, const world_imp_t *m)
     gen_out_commit(o, (size_t)(p - p0));
 }
 
+static void write_relevance(gen_out_t *o, double p)
+{
+    char *p0 = gen_out_reserve(o, 64), *q = p0;
+
+    q += gen_format_prob(q, p);
+    *q++ = '\n';
+    gen_out_commit(o, (size_t)(q - p0));
+}
+
 /* ---- files ------------------------------------------------------------- */
 
 /* A line about every 10% of the run: INFO on long runs, DEBUG on short ones. */
@@ -429,7 +438,7 @@ static int write_split(gen_t *g, const char *dir, int day, int split, gen_split_
     int ali = c->format == GEN_FORMAT_ALICCP;
     const char *gz = c->gzip ? ".gz" : "";
     int64_t n = split == GEN_TRAIN ? c->train : c->test;
-    gen_out_t *log = NULL, *common = NULL, *truth = NULL;
+    gen_out_t *log = NULL, *common = NULL, *truth = NULL, *rel = NULL;
     char path[1200];
     world_rng_t r;
     world_imp_t m;
@@ -452,6 +461,13 @@ static int write_split(gen_t *g, const char *dir, int day, int split, gen_split_
         if (rc == 0)
             gen_out_write(truth, header, sizeof(header) - 1);
     }
+    if (rc == 0 && split == GEN_TEST && c->relevance) {
+        static const char header[] = "relevance\n";
+        snprintf(path, sizeof(path), "%s/test.relevance.tsv", dir);
+        rc = gen_out_open(&rel, path, 0, eb);
+        if (rc == 0)
+            gen_out_write(rel, header, sizeof(header) - 1);
+    }
     if (rc != 0)
         goto out;
     world_rng_seed(&r, (uint64_t)c->seed, 1 + 2 * (uint64_t)day + (uint64_t)split);
@@ -463,11 +479,15 @@ static int write_split(gen_t *g, const char *dir, int day, int split, gen_split_
             write_tsv1(g, log, &m, day, split, j);
         if (truth)
             write_truth(truth, &m);
+        if (rel)
+            write_relevance(rel, world_relevance(g->w, &m));
         count(st, &m);
         progress(g);
     }
 out:
     /* close all; report the first error */
+    if (gen_out_close(&rel, rc ? NULL : eb) != 0 && rc == 0)
+        rc = ERR_IO;
     if (gen_out_close(&truth, rc ? NULL : eb) != 0 && rc == 0)
         rc = ERR_IO;
     if (gen_out_close(&common, rc ? NULL : eb) != 0 && rc == 0)

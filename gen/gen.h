@@ -26,6 +26,9 @@
  * Truth file: header `click action buy buy_cf pctr pcvr pctcvr pctavr`
  * (TAB-separated), one line per test impression in log order;
  * probabilities printed with 6 significant digits, never in exponent form.
+ * With --relevance, test.relevance.tsv: header `relevance`, one line per
+ * test impression, the true p(click) without the position effect
+ * (world_relevance), printed the same way.
  *
  * Randomness: the world from (seed, world stream); each file from (seed,
  * day, split), so one split's bytes do not depend on the other's length.

@@ -98,7 +98,11 @@
       "buy and 1 on the others")                                                                   \
     X(gen, request_size, INT, "0", 0, 1000000, NULL,                                               \
       "tsv1: 0 writes no request id; N > 0 gives each run of N consecutive lines one @req id "     \
-      "(a request of N independent impressions)")
+      "(a request of N independent impressions)")                                                  \
+    /* position bias (issue 15) */                                                                 \
+    X(gen, relevance, BOOL, "false", 0, 0, NULL,                                                   \
+      "also write test.relevance.tsv: per test line the true p(click) without the position "       \
+      "effect (as if at position 1), the target of a position-debiased model")
 
 enum { GEN_FORMAT_TSV1 = 0, GEN_FORMAT_ALICCP = 1 };
 

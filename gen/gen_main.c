@@ -20,7 +20,9 @@ static void usage(FILE *out)
             "\n"
             "Writes synthetic click/action/buy logs whose true probabilities are known:\n"
             "DIR/train.tsv, DIR/test.tsv and DIR/test.truth.tsv (with --days D one folder\n"
-            "DIR/dayN per day, with drifting items). Same seed, same bytes.\n\n");
+            "DIR/dayN per day, with drifting items), and with --relevance true\n"
+            "DIR/test.relevance.tsv (p(click) without the position effect). Same seed, same\n"
+            "bytes.\n\n");
 }
 
 int main(int argc, char **argv)

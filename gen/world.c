@@ -315,6 +315,14 @@ void world_truth(const world_imp_t *m, double t[4])
     t[3] = y[0] * y[1];
 }
 
+double world_relevance(const world_t *w, const world_imp_t *m)
+{
+    double a[5];
+
+    logits(w, m->user, m->item, 1, m->hour, a);
+    return gfun(w->gtab, w->b[0] + a[0]);
+}
+
 /* ---- construction ------------------------------------------------------ */
 
 static void *xcalloc(size_t n, size_t size, int *fail)

@@ -183,6 +183,11 @@ void world_draw(const world_t *w, world_rng_t *r, world_imp_t *imp);
  * t[1] pcvr = (1-y2) y4 + y2 y3, t[2] pctcvr = y1 pcvr, t[3] pctavr = y1 y2. */
 void world_truth(const world_imp_t *imp, double t[4]);
 
+/* The relevance of an impression (issue 15's position bias): its true
+ * p(click) y1 with the position term removed, i.e. y1 as if shown at
+ * position 1 (position_bias ln(1) = 0). */
+double world_relevance(const world_t *w, const world_imp_t *imp);
+
 /* Attributes of item i (i < items). */
 const world_item_t *world_item(const world_t *w, uint32_t i);
 

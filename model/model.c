@@ -35,6 +35,7 @@
 #include "common/bytes.h"
 #include "common/optim.h"
 #include "common/rng.h"
+#include "model/bias.h"
 #include "model/bottom.h"
 #include "model/dense.h"
 #include "model/team.h"
@@ -72,6 +73,17 @@ struct model {
     size_t bottom_p;  /* offset of the bottom's parameters: after the towers, floats */
     size_t bottom_s;  /* offset of its optimizer state: after the towers', floats */
     float *bs;        /* the bottom's scratch for max_batch rows */
+    /* the bias tower (bias.h; NULL without bias slots). spec then describes
+     * the main part of the pooled rows (input_dim - bias_dim wide, no bias
+     * slots) and xspec the caller's spec */
+    model_spec_t xspec;
+    bias_t *bias;
+    size_t bias_p, bias_s; /* offsets of its parameters (after the bottom) and state */
+    int with_bias;         /* model_predict adds its logit (model_predict_set_bias) */
+    float *xm, *dxm;       /* max_batch * main: the main part and its gradient */
+    float *xb, *dxb;       /* max_batch * bias_dim: the bias part and its gradient */
+    float *bsc;            /* the bias tower's scratch */
+    double *dz;            /* max_batch: gradient of the bias logit */
 };
 
 /* The float path: OpenBLAS. */
@@ -83,7 +95,13 @@ struct model {
 #define BOTTOM_BACKWARD bottom_backward
 #define BOTTOM_OUTPUT bottom_output
 #define BOTTOM_DOUTPUT bottom_doutput
+#define BIAS_FORWARD bias_forward
+#define BIAS_BACKWARD bias_backward
 #include "model/tower_tmpl.h"
+/* after the towers: it calls them */
+#include "model/bias_step_tmpl.h"
+#undef BIAS_FORWARD
+#undef BIAS_BACKWARD
 #undef REAL
 #undef FN
 #undef DENSE_FORWARD
@@ -102,7 +120,13 @@ struct model {
 #define BOTTOM_BACKWARD bottom_backward_f64
 #define BOTTOM_OUTPUT bottom_output_f64
 #define BOTTOM_DOUTPUT bottom_doutput_f64
+#define BIAS_FORWARD bias_forward_f64
+#define BIAS_BACKWARD bias_backward_f64
 #include "model/tower_tmpl.h"
+/* after the towers: it calls them */
+#include "model/bias_step_tmpl.h"
+#undef BIAS_FORWARD
+#undef BIAS_BACKWARD
 #undef REAL
 #undef FN
 #undef DENSE_FORWARD
@@ -168,13 +192,18 @@ static void lay_out(model_t *m)
     m->tower_n = off / (size_t)m->ntowers;
     m->bottom_p = off;
     m->nparams = off + (m->bot ? bottom_nparams(m->bot) : 0);
-    assert(m->nparams == model_spec_dense_len(ms));
+    m->bias_p = m->nparams;
+    m->nparams += m->bias ? bias_nparams(m->bias) : 0;
+    assert(m->nparams == model_spec_dense_len(&m->xspec));
     m->act_width = col;
     for (int t = 0; t < m->ntowers; t++)
         m->tower_s[t] = (size_t)t * optim_dense_state_len(&ms->dense_opt, m->tower_n);
     m->bottom_s = (size_t)m->ntowers * optim_dense_state_len(&ms->dense_opt, m->tower_n);
     m->nstate =
         m->bottom_s + (m->bot ? optim_dense_state_len(&ms->dense_opt, bottom_nparams(m->bot)) : 0);
+    m->bias_s = m->nstate;
+    if (m->bias)
+        m->nstate += optim_dense_state_len(&ms->dense_opt, bias_nparams(m->bias));
 }
 
 /* W ~ U(-1/sqrt(in), 1/sqrt(in)) in layout order, b = 0. */
@@ -194,6 +223,8 @@ static void init_params(model_t *m, uint64_t seed)
         }
     if (m->bot)
         bottom_init(m->bot, m->params + m->bottom_p, &s);
+    if (m->bias)
+        bias_init(m->bias, m->params + m->bias_p, &s);
 }
 
 /* Per-member scratch for a team of n: backward buffers and dx partials. */
@@ -215,10 +246,30 @@ static int alloc_team_scratch(model_t *m, int n)
     return 0;
 }
 
+/* The bias tower and its buffers; spec becomes the main part's (bias.h). */
+static int bias_hook_new(model_t *m, size_t max_batch, errbuf_t *eb)
+{
+    size_t Db;
+
+    if (!(m->bias = bias_new(&m->xspec, eb)))
+        return ERR_INVAL;
+    Db = bias_in_dim(m->bias);
+    m->spec.input_dim -= m->spec.bias_dim;
+    m->spec.nbias = m->spec.bias_dim = m->spec.nbias_layers = 0;
+    m->xm = malloc(max_batch * bias_main_dim(m->bias) * sizeof(float));
+    m->dxm = malloc(max_batch * bias_main_dim(m->bias) * sizeof(float));
+    m->xb = malloc(max_batch * Db * sizeof(float));
+    m->dxb = malloc(max_batch * Db * sizeof(float));
+    m->bsc = malloc(bias_scratch_len(m->bias, max_batch) * sizeof(float));
+    m->dz = malloc(max_batch * sizeof(double));
+    return m->xm && m->dxm && m->xb && m->dxb && m->bsc && m->dz ? 0 : ERR_NOMEM;
+}
+
 model_t *model_new(const model_spec_t *ms, size_t max_batch, uint64_t seed, errbuf_t *eb)
 {
     const heads_t *h = heads_for(ms->type);
     model_t *m = NULL;
+    int rc;
 
     if (check_spec(ms, h, max_batch, eb))
         return NULL;
@@ -226,13 +277,19 @@ model_t *model_new(const model_spec_t *ms, size_t max_batch, uint64_t seed, errb
     if (!m)
         goto nomem;
     m->spec = *ms;
+    m->xspec = *ms;
+    if (ms->nbias > 0 && (rc = bias_hook_new(m, max_batch, eb)) != 0) {
+        if (rc == ERR_NOMEM)
+            goto nomem;
+        goto fail;
+    }
     m->heads = h;
     m->ntowers = heads_ntowers(h);
     m->depth = ms->nlayers + 1;
     m->max_batch = max_batch;
     m->par = MODEL_PAR_BLAS;
     if (ms->bottom != MODEL_BOTTOM_CONCAT) {
-        if (!(m->bot = bottom_new(ms, eb)))
+        if (!(m->bot = bottom_new(&m->spec, eb)))
             goto fail;
         if (!(m->bs = malloc(bottom_scratch_len(m->bot, max_batch) * sizeof(float))))
             goto nomem;
@@ -264,6 +321,13 @@ void model_destroy(model_t **pm)
     if (!m)
         return;
     team_destroy(&m->team);
+    free(m->dz);
+    free(m->bsc);
+    free(m->dxb);
+    free(m->xb);
+    free(m->dxm);
+    free(m->xm);
+    bias_destroy(&m->bias);
     free(m->bs);
     bottom_destroy(&m->bot);
     free(m->dlg);
@@ -322,6 +386,20 @@ static job_t_f32 job_f32(model_t *m, float *g, const float *x, size_t B, float *
     };
 }
 
+/* A step with the bias tower: split x, step, merge the input gradients. */
+static void bias_step(model_t *m, float *g, const float *x, const uint8_t *click,
+                      const uint8_t *action, const uint8_t *buy, heads_sample_t *smp, size_t B,
+                      float *dx, double loss[HEADS_MAX_LOSS])
+{
+    job_t_f32 j = job_f32(m, g, m->xm, B, dx ? m->dxm : NULL);
+
+    bias_split(m->bias, x, B, m->xm, m->xb);
+    bias_net_step_f32(m->team, &j, m->xb, m->bsc, dx ? m->dxb : NULL, m->dz, click, action, buy,
+                      smp, m->lg, m->dlg, loss);
+    if (g && dx)
+        bias_merge(m->bias, m->dxm, m->dxb, B, dx);
+}
+
 int model_train_step(model_t *m, const float *x, const uint8_t *click, const uint8_t *action,
                      const uint8_t *buy, heads_sample_t *smp, size_t B, float *dx,
                      double loss[HEADS_MAX_LOSS])
@@ -330,7 +408,10 @@ int model_train_step(model_t *m, const float *x, const uint8_t *click, const uin
 
     if (B == 0 || B > m->max_batch)
         return ERR_INVAL;
-    net_step_f32(m->team, &j, click, action, buy, smp, m->lg, m->dlg, loss);
+    if (m->bias)
+        bias_step(m, m->grads, x, click, action, buy, smp, B, dx, loss);
+    else
+        net_step_f32(m->team, &j, click, action, buy, smp, m->lg, m->dlg, loss);
     return 0;
 }
 
@@ -341,7 +422,10 @@ int model_loss(model_t *m, const float *x, const uint8_t *click, const uint8_t *
 
     if (B == 0 || B > m->max_batch)
         return ERR_INVAL;
-    net_step_f32(m->team, &j, click, action, buy, smp, m->lg, m->dlg, loss);
+    if (m->bias)
+        bias_step(m, NULL, x, click, action, buy, smp, B, NULL, loss);
+    else
+        net_step_f32(m->team, &j, click, action, buy, smp, m->lg, m->dlg, loss);
     return 0;
 }
 
@@ -372,18 +456,41 @@ void model_apply_grads(model_t *m)
 {
     m->step++;
     team_run(m->team, run_apply, m);
+    if (m->bias) /* a few hundred floats: not worth a thread */
+        optim_dense_update(&m->spec.dense_opt, m->params + m->bias_p, m->state + m->bias_s,
+                           m->grads + m->bias_p, bias_nparams(m->bias), m->step);
 }
 
 int model_predict(model_t *m, const float *x, size_t B, float *out)
 {
-    job_t_f32 j = job_f32(m, NULL, x, B, NULL);
+    job_t_f32 j = job_f32(m, NULL, m->bias ? m->xm : x, B, NULL);
 
     if (B == 0 || B > m->max_batch)
         return ERR_INVAL;
+    if (m->bias)
+        bias_split(m->bias, x, B, m->xm, m->xb);
     net_forward_f32(m->team, &j);
     gather_logits_f32(m, m->act, B, m->lg);
+    if (m->bias && m->with_bias) {
+        const float *zb = bias_forward(m->bias, m->bsc, m->params + m->bias_p, m->xb, B);
+        for (size_t i = 0; i < B; i++)
+            m->lg[i * (size_t)m->ntowers] += (double)zb[i];
+    }
     heads_predict(m->heads, m->lg, B, out);
     return 0;
+}
+
+int model_predict_set_bias(model_t *m, int on)
+{
+    int was = m->with_bias;
+
+    m->with_bias = on != 0;
+    return was;
+}
+
+int model_has_bias(const model_t *m)
+{
+    return m->bias != NULL;
 }
 
 float *model_params(model_t *m, size_t *n)
@@ -411,7 +518,7 @@ int64_t model_step(const model_t *m)
 
 const model_spec_t *model_spec(const model_t *m)
 {
-    return &m->spec;
+    return &m->xspec;
 }
 
 const heads_t *model_heads(const model_t *m)
@@ -431,7 +538,8 @@ double model_flops_per_sample(const model_t *m)
     for (int t = 0; t < m->ntowers; t++)
         for (int l = 0; l < m->depth; l++)
             f += 6.0 * (double)m->layer[t][l].in * (double)m->layer[t][l].out;
-    return f + (m->bot ? bottom_flops_per_sample(m->bot) : 0.0);
+    return f + (m->bot ? bottom_flops_per_sample(m->bot) : 0.0) +
+           (m->bias ? bias_flops_per_sample(m->bias) : 0.0);
 }
 
 int model_train_step_f64(const model_t *m, const double *p, const double *x, const uint8_t *click,
@@ -439,13 +547,25 @@ int model_train_step_f64(const model_t *m, const double *p, const double *x, con
                          double *g, double *dx, double loss[HEADS_MAX_LOSS], double *total)
 {
     size_t T = (size_t)m->ntowers, n = (size_t)team_size(m->team);
-    size_t D = (size_t)m->spec.input_dim;
+    size_t D = (size_t)m->spec.input_dim, Db = m->bias ? bias_in_dim(m->bias) : 0;
     double *act = NULL, *tmp = NULL, *dxp = NULL, *lg = NULL, *dlg = NULL, *bs = NULL, tl;
+    double *xm = NULL, *dxm = NULL, *xb = NULL, *dxb = NULL, *bsc = NULL, *dz = NULL;
     job_t_f64 j;
     int rc = ERR_NOMEM;
 
     if (B == 0)
         return ERR_INVAL;
+    if (m->bias) {
+        xm = malloc(B * D * sizeof(double));
+        dxm = malloc(B * D * sizeof(double));
+        xb = malloc(B * Db * sizeof(double));
+        dxb = malloc(B * Db * sizeof(double));
+        bsc = malloc(bias_scratch_len(m->bias, B) * sizeof(double));
+        dz = malloc(B * sizeof(double));
+        if (!xm || !dxm || !xb || !dxb || !bsc || !dz)
+            goto out;
+        bias_split_f64(m->bias, x, B, xm, xb);
+    }
     act = malloc(B * m->act_width * sizeof(double));
     tmp = malloc(n * 2 * B * m->max_width * sizeof(double));
     dxp = malloc((n - 1) * B * D * sizeof(double) + 1);
@@ -458,19 +578,32 @@ int model_train_step_f64(const model_t *m, const double *p, const double *x, con
         .m = m,
         .p = p,
         .g = g,
-        .x = x,
+        .x = m->bias ? xm : x,
         .B = B,
         .act = act,
         .tmp = tmp,
-        .dx = dx,
+        .dx = m->bias && dx ? dxm : dx,
         .dxp = dxp,
         .bs = bs,
     };
-    tl = net_step_f64(m->team, &j, click, action, buy, smp, lg, dlg, loss);
+    if (m->bias) {
+        tl = bias_net_step_f64(m->team, &j, xb, bsc, dx ? dxb : NULL, dz, click, action, buy, smp,
+                               lg, dlg, loss);
+        if (g && dx)
+            bias_merge_f64(m->bias, dxm, dxb, B, dx);
+    } else {
+        tl = net_step_f64(m->team, &j, click, action, buy, smp, lg, dlg, loss);
+    }
     if (total)
         *total = tl;
     rc = 0;
 out:
+    free(dz);
+    free(bsc);
+    free(dxb);
+    free(xb);
+    free(dxm);
+    free(xm);
     free(bs);
     free(dlg);
     free(lg);
@@ -583,6 +716,15 @@ static void put_bottom(io_t *io, const model_spec_t *ms)
     put_u32(io, (uint32_t)ms->ple_levels);
 }
 
+/* Version 3's bias tower fields (see model.h). */
+static void put_bias(io_t *io, const model_spec_t *ms)
+{
+    put_u32(io, (uint32_t)ms->bias_dim);
+    put_u32(io, (uint32_t)ms->nbias_layers);
+    for (int l = 0; l < ms->nbias_layers; l++)
+        put_u32(io, (uint32_t)ms->bias_layer[l]);
+}
+
 int model_save_dense(const model_t *m, FILE *f, errbuf_t *eb)
 {
     io_t io = {f, FNV_OFFSET, 0};
@@ -590,7 +732,9 @@ int model_save_dense(const model_t *m, FILE *f, errbuf_t *eb)
 
     if (fwrite(MODEL_DENSE_MAGIC, 1, 8, f) != 8)
         return errbuf_set(eb, ERR_IO, "dense checkpoint: write failed");
-    put_u32(&io, m->bot ? MODEL_DENSE_VERSION : MODEL_DENSE_VERSION_CONCAT);
+    put_u32(&io, m->bias  ? MODEL_DENSE_VERSION_BIAS
+                 : m->bot ? MODEL_DENSE_VERSION
+                          : MODEL_DENSE_VERSION_CONCAT);
     put_u32(&io, (uint32_t)m->spec.type);
     put_u32(&io, (uint32_t)m->spec.input_dim);
     put_u32(&io, (uint32_t)m->spec.nlayers);
@@ -598,6 +742,10 @@ int model_save_dense(const model_t *m, FILE *f, errbuf_t *eb)
         put_u32(&io, (uint32_t)m->spec.layer[l]);
     if (m->bot)
         put_bottom(&io, &m->spec);
+    else if (m->bias)
+        put_u32(&io, MODEL_BOTTOM_CONCAT);
+    if (m->bias)
+        put_bias(&io, &m->xspec);
     put_u32(&io, (uint32_t)m->spec.dense_opt.kind);
     put_u64(&io, m->nparams);
     put_u64(&io, m->nstate);
@@ -654,6 +802,29 @@ static int read_bottom(model_t *m, io_t *io, uint32_t version, errbuf_t *eb)
     return rc;
 }
 
+/* The bias tower fields of a version 3 header; older files have none. */
+static int read_bias(model_t *m, io_t *io, errbuf_t *eb)
+{
+    const model_spec_t *ms = &m->xspec;
+    uint32_t nl;
+    int rc = 0;
+
+    if (!m->bias)
+        return 0;
+    if ((rc = same(eb, "bias tower input width", get_u32(io), (uint32_t)ms->bias_dim)) == 0 &&
+        (rc = same(eb, "bias tower layer count", nl = get_u32(io), (uint32_t)ms->nbias_layers)) ==
+            0)
+        for (uint32_t l = 0; l < nl; l++) {
+            char what[40];
+            snprintf(what, sizeof(what), "size of bias tower layer %u", l);
+            if ((rc = same(eb, what, get_u32(io), (uint32_t)ms->bias_layer[l])))
+                break;
+        }
+    if (io->failed)
+        return errbuf_set(eb, ERR_CORRUPT, "dense checkpoint: truncated header");
+    return rc;
+}
+
 static int read_header(model_t *m, io_t *io, errbuf_t *eb)
 {
     const model_spec_t *ms = &m->spec;
@@ -663,9 +834,17 @@ static int read_header(model_t *m, io_t *io, errbuf_t *eb)
     version = get_u32(io);
     if (io->failed)
         return errbuf_set(eb, ERR_CORRUPT, "dense checkpoint: truncated header");
-    if (version != MODEL_DENSE_VERSION && version != MODEL_DENSE_VERSION_CONCAT)
-        return errbuf_set(eb, ERR_VERSION, "dense checkpoint: version %u, expected %u or %u",
-                          version, MODEL_DENSE_VERSION_CONCAT, MODEL_DENSE_VERSION);
+    if (version != MODEL_DENSE_VERSION && version != MODEL_DENSE_VERSION_CONCAT &&
+        version != MODEL_DENSE_VERSION_BIAS)
+        return errbuf_set(eb, ERR_VERSION, "dense checkpoint: version %u, expected %u, %u or %u",
+                          version, MODEL_DENSE_VERSION_CONCAT, MODEL_DENSE_VERSION,
+                          MODEL_DENSE_VERSION_BIAS);
+    if ((version == MODEL_DENSE_VERSION_BIAS) != (m->bias != NULL)) /* before its input_dim */
+        return errbuf_set(eb, ERR_MISMATCH,
+                          "dense checkpoint: the file has %s bias tower but the model has %s "
+                          "(key 'bias_slots')",
+                          version == MODEL_DENSE_VERSION_BIAS ? "a" : "no",
+                          m->bias ? "one" : "none");
     type = get_u32(io);
     if (!io->failed && type != (uint32_t)ms->type) {
         const heads_t *fh = heads_for((int)type);
@@ -683,7 +862,7 @@ static int read_header(model_t *m, io_t *io, errbuf_t *eb)
             return io->failed ? errbuf_set(eb, ERR_CORRUPT, "dense checkpoint: truncated header")
                               : rc;
     }
-    if ((rc = read_bottom(m, io, version, eb)))
+    if ((rc = read_bottom(m, io, version, eb)) || (rc = read_bias(m, io, eb)))
         return rc;
     uint32_t kind = get_u32(io);
     if (!io->failed && kind != (uint32_t)ms->dense_opt.kind)

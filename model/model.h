@@ -27,6 +27,19 @@
  *   parameters (bottom.h's layout) follow the last tower in the parameter
  *   and gradient blocks: [T * n_t, nparams). Its optimizer state follows
  *   the towers' state. A concat model's layout is exactly the one above.
+ *
+ *   Bias tower (issue 15; bias.h): with bias slots, the pooled row x
+ *   (B, input_dim) is split by columns into the main part (every other
+ *   slot, in slot order: the bottom's and towers' input) and the bias part
+ *   (the bias tower's input). The bias tower's parameters follow the
+ *   bottom's (or the towers' when concat) in the parameter and gradient
+ *   blocks, and its optimizer state follows the bottom's. In training and
+ *   in model_loss its logit is added to the click logit (tower 0) before
+ *   the heads, so every head built on pCTR (esm2's pCTAVR and pCTCVR,
+ *   esmm's pCTCVR) sees the biased click probability in training; the
+ *   gradient of the click logit flows into the bias tower unchanged.
+ *   model_predict leaves it out unless model_predict_set_bias() asked.
+ *   Init draws it after the bottom, from the same stream.
  *   Init draws the towers first, then the bottom, from the same stream.
  *
  *   Init: W ~ U(-1/sqrt(in), 1/sqrt(in)) (the distribution of PyTorch's
@@ -39,10 +52,12 @@
  *     u32      model type (MODEL_*)
  *     u32      input_dim
  *     u32      nlayers, then u32 layer[nlayers]
- *     (version 2 only, the bottom:)
- *     u32      bottom (MODEL_BOTTOM_*), u32 nbottom_layers, then u32
- *              bottom_layer[nbottom_layers], u32 experts, u32 ple_shared,
- *              u32 ple_task, u32 ple_levels
+ *     (versions 2 and 3, the bottom:)
+ *     u32      bottom (MODEL_BOTTOM_*), then unless it is concat: u32
+ *              nbottom_layers, u32 bottom_layer[nbottom_layers], u32
+ *              experts, u32 ple_shared, u32 ple_task, u32 ple_levels
+ *     (version 3 only, the bias tower:)
+ *     u32      bias_dim, u32 nbias_layers, then u32 bias_layer[nbias_layers]
  *     u32      dense optimizer kind (OPTIM_*)
  *     u64      nparams
  *     u64      nstate
@@ -54,7 +69,9 @@
  *   ERR_MISMATCH naming the field; a bad magic or checksum or a short file
  *   is ERR_CORRUPT; another version ERR_VERSION. Concat models write
  *   version 1 (byte for byte the format before bottoms existed) and any
- *   other bottom version 2; both load (a version 1 file is a concat model).
+ *   other bottom version 2, models with a bias tower version 3; all load
+ *   (a version 1 file is a concat model, versions 1 and 2 have no bias
+ *   tower). input_dim is the main part's width (input_dim - bias_dim).
  *
  *   Threads (model_threads_set): MODEL_PAR_TOWERS runs whole towers on a
  *   team of threads, each tower's sgemms single-threaded (esm2's 4 towers
@@ -78,6 +95,7 @@
 #define MODEL_DENSE_MAGIC "FNLDENSE"
 #define MODEL_DENSE_VERSION 2        /* written by models with a bottom */
 #define MODEL_DENSE_VERSION_CONCAT 1 /* written by concat models: no bottom fields */
+#define MODEL_DENSE_VERSION_BIAS 3   /* written by models with a bias tower */
 
 typedef struct model model_t;
 
@@ -124,6 +142,14 @@ void model_apply_grads(model_t *m);
  */
 int model_predict(model_t *m, const float *x, size_t B, float *out);
 
+/* Whether model_predict adds the bias tower's logit to the click logit
+ * (off in a new model; no effect without bias slots). Returns the previous
+ * setting. */
+int model_predict_set_bias(model_t *m, int on);
+
+/* 1 if the model has a bias tower (bias slots in its spec). */
+int model_has_bias(const model_t *m);
+
 /* The blocks (owned by the model, valid until model_destroy); *n gets the
  * length in floats. Writing the parameter block is how a pulled copy is
  * installed; the gradient block is what a push sends. */
@@ -134,7 +160,8 @@ float *model_opt_state(model_t *m, size_t *n);
 /* Optimizer steps applied so far (Adam's t of the last step). */
 int64_t model_step(const model_t *m);
 
-/* The model's spec (its own copy), heads and loss count. */
+/* The model's spec (its own copy of the one model_new got), heads and
+ * loss count. */
 const model_spec_t *model_spec(const model_t *m);
 const heads_t *model_heads(const model_t *m);
 int model_nloss(const model_t *m);

@@ -64,6 +64,16 @@ static int predict_all(session_t *s, float *pred, afile_t *af, uint64_t *written
     return rc == ERR_EOF ? 0 : rc;
 }
 
+int predict_set_bias(model_t *m, const worker_conf_t *wc, errbuf_t *eb)
+{
+    if (wc->with_bias && !model_has_bias(m))
+        return errbuf_set(eb, ERR_CONFIG,
+                          "--with_bias: the model has no bias tower (its bias_slots is empty); "
+                          "drop --with_bias, or train a model with bias_slots = position");
+    model_predict_set_bias(m, wc->with_bias);
+    return 0;
+}
+
 int predict_take_layout(worker_conf_t *wc, const char *dir, errbuf_t *eb)
 {
     bundle_t *b = bundle_is(dir) ? malloc(sizeof(*b)) : NULL; /* a bundle: verified first */
@@ -104,6 +114,8 @@ int predict_run(const worker_conf_t *wc, const char *model_dir, char *const *log
 
     progress_init(&pg, &po, eb); /* no metrics file: cannot fail */
     rc = session_init(&s, wc, &so, eb);
+    if (rc == 0)
+        rc = predict_set_bias(s.model, wc, eb);
     if (rc == 0 && s.cluster) { /* the cluster's weights, once: prediction changes none */
         float *w = model_params(s.model, &n);
         rc = param_pull_dense(s.param, w, n, eb);

@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 #include "worker/guard.h"
+#include "worker/predict.h"
 #include "worker/progress.h"
 #include "worker/session.h"
 #include "worker/train_obs.h"
@@ -297,6 +298,8 @@ int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
     l.wc = wc;
     l.a = a;
     rc = session_init(&l.s, wc, &so, eb);
+    if (rc == 0)
+        rc = predict_set_bias(l.s.model, wc, eb); /* what --valid scores */
     if (rc != 0)
         goto out;
     rc = worker_conf_label_weights(wc, l.label_w, eb);

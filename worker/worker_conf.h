@@ -84,7 +84,11 @@
     X(train, pairwise_task, ENUM, "none", 0, 0, "none|click|buy",                                \
       "BPR loss within each request (@req) ranking pctr (click) or pctcvr (buy); none: off")     \
     X(train, pairwise_weight, FLOAT, "1", 0, 1e6, NULL,                                          \
-      "weight of the pairwise loss beside the pointwise losses (loss_weights 0 leave it alone)")
+      "weight of the pairwise loss beside the pointwise losses (loss_weights 0 leave it alone)") \
+    /* position bias (issue 15): README "Position bias" */                                       \
+    X(train, with_bias, BOOL, "false", 0, 0, NULL,                                               \
+      "predict and --valid: add the bias tower's logit to pctr (the biased click probability "   \
+      "of training); false: leave it out (needs bias_slots)")
 
 typedef struct worker_conf {
     model_conf_t model;
