@@ -1385,27 +1385,56 @@ static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, con
     hm = t->hm;
     for (size_t i = 0; i < n; i++)
         hm[i] = mix(keys[i]);
+    /* cand[]: what the record stage found for a key, so that the use
+     * stage reads neither the index nor the slab table again: a record
+     * whose tag matched (its key is checked when used), CAND_ABSENT (the
+     * chain ended first: no row in this index) or CAND_SLOW (a longer
+     * chain: look it up). The index cannot change during this loop. */
+    enum { CAND_ABSENT = EMPTY, CAND_SLOW = EMPTY - 1 };
+    uint32_t cand[2 * DIST];
+    const unsigned char *candp[2 * DIST];
     for (size_t i = 0; i < n + 2 * DIST; i++) {
         if (i < n)
             __builtin_prefetch(&s->idx[(uint32_t)hm[i] & mask]);
         if (i >= DIST && i - DIST < n) {
             uint64_t h = hm[i - DIST];
-            uint32_t pos = (uint32_t)h & mask, tag = tag_of(h), e;
+            uint32_t pos = (uint32_t)h & mask, tag = tag_of(h), e, c = CAND_SLOW;
+            const unsigned char *cp = NULL;
             /* the first entry with the key's tag (usually its own) */
-            for (int probe = 0; probe < 4 && (e = s->idx[pos]) != IX_EMPTY; probe++) {
+            for (int probe = 0; probe < 4; probe++) {
+                e = s->idx[pos];
+                if (e == IX_EMPTY) {
+                    c = CAND_ABSENT;
+                    break;
+                }
                 if ((e & ~SLOT_MASK) == tag) {
-                    uintptr_t a = (uintptr_t)recp(s, ENT_REC(e));
+                    c = ENT_REC(e);
+                    cp = recp(s, c);
+                    uintptr_t a = (uintptr_t)cp;
                     for (uintptr_t l = a & ~(uintptr_t)63; l < a + pf_bytes; l += 64)
                         __builtin_prefetch((const void *)l);
                     break;
                 }
                 pos = (pos + 1) & mask;
             }
+            cand[(i - DIST) % (2 * DIST)] = c;
+            candp[(i - DIST) % (2 * DIST)] = cp;
         }
         if (i < 2 * DIST)
             continue;
         size_t k = i - 2 * DIST;
-        uint32_t r = find_h(s, keys[k], hm[k]);
+        uint32_t r = cand[k % (2 * DIST)];
+        if (r == CAND_ABSENT) {
+            if (s->old)
+                r = find_h(s, keys[k], hm[k]);
+        } else if (r == CAND_SLOW) {
+            r = find_h(s, keys[k], hm[k]);
+        } else {
+            uint64_t key;
+            memcpy(&key, candp[k % (2 * DIST)] + ROW_KEY, 8);
+            if (key != keys[k]) /* another key's tag: the rest of the chain */
+                r = find_h(s, keys[k], hm[k]);
+        }
         if (r != EMPTY) {
             /* a random line of the bit map: only CLOCK reads it; a push
              * follows its pull, which counted the reference */
