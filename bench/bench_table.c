@@ -30,6 +30,10 @@
  *    read back from RocksDB. Also flush speed (rows/s into RocksDB). The
  *    fraction is given by wall time and by the process's CPU time (its
  *    RocksDB threads included), which a shared machine's load moves less.
+ *    Then where the spill's time goes (the table's store timings, see
+ *    emb_table_stats_t): the table thread's CPU per key, the MultiGet's
+ *    CPU and wall time per key read back, the eviction batches' per row
+ *    written back, and the CPU of RocksDB's own threads per key read.
  *
  * 4. Growth to 20 M rows (dim 16, Adagrad; SCALE multiplies): every request
  *    creates 1000 rows and is followed by a pull of 1000 existing rows at
@@ -247,6 +251,10 @@ typedef struct loop_result {
     double pull_cpu_ns;                  /* CPU of the pulls per key, ns */
     double both_cpu_kps;                 /* keys per CPU second of the process, pull+push */
     double loaded_share;                 /* keys read back from the store per key pulled */
+    double read_us, write_us;            /* wall us per key read back / per row written back */
+    double read_cpu_us, write_cpu_us;    /* the same in the table thread's CPU time */
+    double other_us;                     /* CPU us of the process's other threads per key read */
+    double self_us;                      /* CPU us of the calling thread per key, pull+push */
 } loop_result_t;
 
 /* Timed pull + push loop for about secs seconds (push_only: no pulls, so
@@ -257,7 +265,7 @@ static loop_result_t run_loop(emb_table_t *t, const zipf_t *z, int dim, double s
     uint8_t *mark = calloc(z->n, 1);
     float *rows = malloc(REQ * (size_t)dim * sizeof(float));
     float *g = malloc(REQ * (size_t)dim * sizeof(float));
-    double tpull = 0, tpush = 0, t0 = clock_now_s(), cpull = 0, cboth = 0;
+    double tpull = 0, tpush = 0, t0 = clock_now_s(), cpull = 0, cboth = 0, cself = 0;
     errbuf_t eb = {{0}};
     emb_table_stats_t s0, s1;
     loop_result_t r;
@@ -276,6 +284,7 @@ static loop_result_t run_loop(emb_table_t *t, const zipf_t *z, int dim, double s
             die("push", &eb);
         double c = clock_now_s();
         cboth += process_cpu_s() - pa;
+        cself += thread_cpu_s() - ca;
         tpull += b - a;
         tpush += c - b;
         nreq++;
@@ -287,6 +296,15 @@ static loop_result_t run_loop(emb_table_t *t, const zipf_t *z, int dim, double s
     r.pull_cpu_ns = cpull / (double)(nreq * REQ) * 1e9;
     r.both_cpu_kps = (double)(nreq * REQ) / cboth;
     r.loaded_share = (double)(s1.loaded - s0.loaded) / (double)(nreq * REQ);
+    uint64_t nread = s1.store_read_keys - s0.store_read_keys;
+    uint64_t nwritten = s1.store_written - s0.store_written;
+    r.read_us = nread ? (s1.store_read_s - s0.store_read_s) / (double)nread * 1e6 : 0;
+    r.write_us = nwritten ? (s1.store_write_s - s0.store_write_s) / (double)nwritten * 1e6 : 0;
+    r.read_cpu_us = nread ? (s1.store_read_cpu_s - s0.store_read_cpu_s) / (double)nread * 1e6 : 0;
+    r.write_cpu_us =
+        nwritten ? (s1.store_write_cpu_s - s0.store_write_cpu_s) / (double)nwritten * 1e6 : 0;
+    r.other_us = nread ? (cboth - cself) / (double)nread * 1e6 : 0;
+    r.self_us = cself / (double)(nreq * REQ) * 1e6;
     free(mark);
     free(rows);
     free(g);
@@ -582,6 +600,12 @@ static void bench_throughput(int dim, uint64_t n, const char *dir)
            (unsigned long long)s.resident_rows, w.both_kps / 1e6, w.both_kps / f.both_kps,
            w.both_cpu_kps / 1e6, f.both_cpu_kps / 1e6, w.both_cpu_kps / f.both_cpu_kps,
            100.0 * w.loaded_share);
+    printf("10x spill  dim %-3d where the time goes: %.2f us of the table's thread's CPU per key "
+           "(%.2f all in RAM); per key read back a MultiGet share of %.2f us CPU (%.2f wall), per "
+           "row written back %.2f us CPU (%.2f wall); RocksDB's own threads (flush, compaction) "
+           "%.2f us of CPU per key read back\n",
+           dim, w.self_us, f.self_us, w.read_cpu_us, w.read_us, w.write_cpu_us, w.write_us,
+           w.other_us);
     emb_table_destroy(&spill);
     store_close(&sa);
     store_close(&sb);

@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 
 #include "common/bytes.h"
+#include "common/clock.h"
 #include "common/optim.h"
 
 #define EMPTY UINT32_MAX /* no record */
@@ -86,6 +87,15 @@ struct emb_table {
     uint64_t max_rows;    /* rows, 0: no limit (emb_table_set_max_rows) */
     uint64_t create_left; /* rows the current request may still create */
 };
+
+/* CPU seconds of the calling thread (the store's timings in the stats). */
+static double thread_cpu_now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 static inline uint64_t mix(uint64_t k)
 {
@@ -1112,7 +1122,11 @@ out:
     /* write back the dirty rows removed so far, even after an error; if
      * that fails they become resident (and dirty) again */
     size_t nw = w.n;
+    double t0 = clock_now_s(), c0 = thread_cpu_now_s();
     int wrc = wbuf_write(t, &w, rc == 0 ? eb : NULL);
+    t->st.store_write_s += clock_now_s() - t0;
+    t->st.store_write_cpu_s += thread_cpu_now_s() - c0;
+    t->st.store_written += wrc == 0 ? nw : 0;
     if (wrc != 0)
         restore_evicted(t, w.ops, nw);
     if (rc != 0)
@@ -1162,7 +1176,11 @@ static int load_misses(emb_table_t *t, sub_t *s, const uint64_t *keys, const siz
         kp[j] = kb + j * EMB_KEY_LEN;
         kl[j] = EMB_KEY_LEN;
     }
+    double t0 = clock_now_s(), c0 = thread_cpu_now_s();
     rc = store_multiget(t->store, nm, kp, kl, vals, vl, eb);
+    t->st.store_read_s += clock_now_s() - t0;
+    t->st.store_read_cpu_s += thread_cpu_now_s() - c0;
+    t->st.store_read_keys += nm;
     if (rc != 0)
         goto out;
     for (size_t j = 0; j < nm && rc == 0; j++) {

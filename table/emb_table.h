@@ -147,6 +147,10 @@ typedef struct emb_table_stats {
     uint64_t rows_total;                 /* rows stored or resident (0 unless max_rows set) */
     uint64_t create_refused;             /* calls refused: they would pass a row limit */
     uint64_t index_moving;               /* index positions still to move (growth under way) */
+    uint64_t store_read_keys;            /* keys asked of the store for missed rows */
+    uint64_t store_written; /* rows written back by evictions (evicted_dirty, batched) */
+    double store_read_s, store_write_s;         /* wall seconds in those reads / eviction writes */
+    double store_read_cpu_s, store_write_cpu_s; /* the same in the calling thread's CPU time */
 } emb_table_stats_t;
 
 /*
