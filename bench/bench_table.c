@@ -18,13 +18,22 @@
  *    shard: bench-ps's keys), with pushes measured alone too. While those
  *    1 M rows are created: the mean and the slowest creating request.
  *    Beside the uniform pulls, a bare loop of the same memory accesses
- *    (see bare_loop_ns()) and the ratio table / bare loop (issue 16: >= 0.8).
+ *    (see bare_pass()) and the ratio table / bare loop (issue 16: >= 0.8):
+ *    7 passes of 300 read-only pulls alternate with 7 bare-loop passes of
+ *    as many keys, each timed by thread CPU, min/median/max of each (the
+ *    ratio once compared the table's mean over a loop interleaved with
+ *    pushes against the bare loop's best pass: 0.54-0.67 where the
+ *    alternating passes of the same build gave 0.70-0.75).
  * 3. Spill: the same pull+push loop with the table ten times larger than
  *    mem_limit, on RocksDB, as a fraction of the all-in-memory figure
  *    measured in the same run on the same keys; with the share of keys
  *    read back from RocksDB. Also flush speed (rows/s into RocksDB). The
  *    fraction is given by wall time and by the process's CPU time (its
  *    RocksDB threads included), which a shared machine's load moves less.
+ *    Then where the spill's time goes (the table's store timings, see
+ *    emb_table_stats_t): the table thread's CPU per key, the MultiGet's
+ *    CPU and wall time per key read back, the eviction batches' per row
+ *    written back, and the CPU of RocksDB's own threads per key read.
  *
  * 4. Growth to 20 M rows (dim 16, Adagrad; SCALE multiplies): every request
  *    creates 1000 rows and is followed by a pull of 1000 existing rows at
@@ -242,6 +251,10 @@ typedef struct loop_result {
     double pull_cpu_ns;                  /* CPU of the pulls per key, ns */
     double both_cpu_kps;                 /* keys per CPU second of the process, pull+push */
     double loaded_share;                 /* keys read back from the store per key pulled */
+    double read_us, write_us;            /* wall us per key read back / per row written back */
+    double read_cpu_us, write_cpu_us;    /* the same in the table thread's CPU time */
+    double other_us;                     /* CPU us of the process's other threads per key read */
+    double self_us;                      /* CPU us of the calling thread per key, pull+push */
 } loop_result_t;
 
 /* Timed pull + push loop for about secs seconds (push_only: no pulls, so
@@ -252,7 +265,7 @@ static loop_result_t run_loop(emb_table_t *t, const zipf_t *z, int dim, double s
     uint8_t *mark = calloc(z->n, 1);
     float *rows = malloc(REQ * (size_t)dim * sizeof(float));
     float *g = malloc(REQ * (size_t)dim * sizeof(float));
-    double tpull = 0, tpush = 0, t0 = clock_now_s(), cpull = 0, cboth = 0;
+    double tpull = 0, tpush = 0, t0 = clock_now_s(), cpull = 0, cboth = 0, cself = 0;
     errbuf_t eb = {{0}};
     emb_table_stats_t s0, s1;
     loop_result_t r;
@@ -271,6 +284,7 @@ static loop_result_t run_loop(emb_table_t *t, const zipf_t *z, int dim, double s
             die("push", &eb);
         double c = clock_now_s();
         cboth += process_cpu_s() - pa;
+        cself += thread_cpu_s() - ca;
         tpull += b - a;
         tpush += c - b;
         nreq++;
@@ -282,6 +296,15 @@ static loop_result_t run_loop(emb_table_t *t, const zipf_t *z, int dim, double s
     r.pull_cpu_ns = cpull / (double)(nreq * REQ) * 1e9;
     r.both_cpu_kps = (double)(nreq * REQ) / cboth;
     r.loaded_share = (double)(s1.loaded - s0.loaded) / (double)(nreq * REQ);
+    uint64_t nread = s1.store_read_keys - s0.store_read_keys;
+    uint64_t nwritten = s1.store_written - s0.store_written;
+    r.read_us = nread ? (s1.store_read_s - s0.store_read_s) / (double)nread * 1e6 : 0;
+    r.write_us = nwritten ? (s1.store_write_s - s0.store_write_s) / (double)nwritten * 1e6 : 0;
+    r.read_cpu_us = nread ? (s1.store_read_cpu_s - s0.store_read_cpu_s) / (double)nread * 1e6 : 0;
+    r.write_cpu_us =
+        nwritten ? (s1.store_write_cpu_s - s0.store_write_cpu_s) / (double)nwritten * 1e6 : 0;
+    r.other_us = nread ? (cboth - cself) / (double)nread * 1e6 : 0;
+    r.self_us = cself / (double)(nreq * REQ) * 1e6;
     free(mark);
     free(rows);
     free(g);
@@ -289,62 +312,116 @@ static loop_result_t run_loop(emb_table_t *t, const zipf_t *z, int dim, double s
 }
 
 /*
- * The floor of a uniform 1000-key pull on n rows, in ns per key: a bare
- * loop of the accesses a lookup cannot avoid, without hashing, probing,
- * key checks or bookkeeping. Each key reads a random u32 entry of an
- * index of the table's size (2 positions per row), which names a random
- * record of the table's record size (EMB_ROW_HEADER + embedding + Adagrad
- * state), and copies the record's dim floats out; the same software
- * pipeline as the table (entries prefetched 32 keys ahead, records 16).
- * Thread CPU time (a shared machine's other load is not counted), best
- * of 5 passes of 1.5 M keys.
+ * The floor of a uniform 1000-key pull on n rows: a bare loop of the
+ * accesses a lookup cannot avoid, without hashing, probing, key checks or
+ * bookkeeping. Each key reads a random u32 entry of an index of the
+ * table's size (2 positions per row), which names a random record of the
+ * table's record size (EMB_ROW_HEADER + embedding + Adagrad state), and
+ * copies the record's dim floats out; the same software pipeline as the
+ * table (entries prefetched 32 keys ahead, records 16).
  */
-static double bare_loop_ns(int dim, uint64_t n)
+typedef struct bare {
+    size_t rec, ipos, rb;
+    uint32_t *idx;
+    unsigned char *slab, *out;
+    uint64_t seed;
+} bare_t;
+
+static void bare_init(bare_t *b, int dim, uint64_t n)
+{
+    model_spec_t ms = spec(dim);
+
+    b->rec = EMB_ROW_HEADER + 4 * ((size_t)dim + optim_state_len(&ms.emb_opt, (size_t)dim));
+    b->rb = (size_t)dim * sizeof(float);
+    b->seed = 5;
+    for (b->ipos = 1; b->ipos < 2 * n;)
+        b->ipos *= 2;
+    b->idx = malloc(b->ipos * sizeof(uint32_t));
+    b->slab = malloc(n * b->rec);
+    b->out = malloc(REQ * b->rb);
+    if (!b->idx || !b->slab || !b->out)
+        die("bare loop", &(errbuf_t){.msg = "out of memory"});
+    for (size_t i = 0; i < b->ipos; i++)
+        b->idx[i] = (uint32_t)(rng_splitmix64(&b->seed) % n);
+    memset(b->slab, 1, n * b->rec);
+}
+
+static void bare_free(bare_t *b)
+{
+    free(b->idx);
+    free(b->slab);
+    free(b->out);
+}
+
+/* One pass of nreq requests: thread CPU ns per key. */
+static double bare_pass(bare_t *b, int nreq)
 {
     enum { DIST = 16 };
-    model_spec_t ms = spec(dim);
-    size_t rec = EMB_ROW_HEADER + 4 * ((size_t)dim + optim_state_len(&ms.emb_opt, (size_t)dim));
-    size_t ipos = 1, rb = (size_t)dim * sizeof(float);
-    uint64_t seed = 5;
-    while (ipos < 2 * n)
-        ipos *= 2;
-    uint32_t *idx = malloc(ipos * sizeof(uint32_t)), pos[REQ];
-    unsigned char *slab = malloc(n * rec), *out = malloc(REQ * rb);
+    uint32_t pos[REQ];
+    size_t rec = b->rec, rb = b->rb;
+    double t0 = thread_cpu_s();
+
+    for (int q = 0; q < nreq; q++) {
+        for (size_t k = 0; k < REQ; k++)
+            pos[k] = (uint32_t)(rng_splitmix64(&b->seed) & (b->ipos - 1));
+        for (size_t i = 0; i < REQ + 2 * DIST; i++) {
+            if (i < REQ)
+                __builtin_prefetch(&b->idx[pos[i]]);
+            if (i >= DIST && i - DIST < REQ) {
+                uintptr_t a = (uintptr_t)(b->slab + (size_t)b->idx[pos[i - DIST]] * rec);
+                for (uintptr_t l = a & ~(uintptr_t)63; l < a + EMB_ROW_HEADER + rb; l += 64)
+                    __builtin_prefetch((const void *)l);
+            }
+            if (i >= 2 * DIST) {
+                size_t k = i - 2 * DIST;
+                memcpy(b->out + k * rb, b->slab + (size_t)b->idx[pos[k]] * rec + EMB_ROW_HEADER,
+                       rb);
+            }
+        }
+        __asm__ volatile("" : : "r"(b->out) : "memory"); /* the copies are used */
+    }
+    return (thread_cpu_s() - t0) / ((double)nreq * REQ) * 1e9;
+}
+
+/* The bare loop alone (bench-ps's figure): thread CPU time (a shared
+ * machine's other load is not counted), best of 5 passes of 1.5 M keys. */
+static double bare_loop_ns(int dim, uint64_t n)
+{
+    bare_t b;
     double best = 1e30;
 
-    if (!idx || !slab || !out)
-        die("bare loop", &(errbuf_t){.msg = "out of memory"});
-    for (size_t i = 0; i < ipos; i++)
-        idx[i] = (uint32_t)(rng_splitmix64(&seed) % n);
-    memset(slab, 1, n * rec);
+    bare_init(&b, dim, n);
     for (int pass = 0; pass < 5; pass++) {
-        double t0 = thread_cpu_s();
-        for (int q = 0; q < 1500; q++) {
-            for (size_t k = 0; k < REQ; k++)
-                pos[k] = (uint32_t)(rng_splitmix64(&seed) & (ipos - 1));
-            for (size_t i = 0; i < REQ + 2 * DIST; i++) {
-                if (i < REQ)
-                    __builtin_prefetch(&idx[pos[i]]);
-                if (i >= DIST && i - DIST < REQ) {
-                    uintptr_t a = (uintptr_t)(slab + (size_t)idx[pos[i - DIST]] * rec);
-                    for (uintptr_t l = a & ~(uintptr_t)63; l < a + EMB_ROW_HEADER + rb; l += 64)
-                        __builtin_prefetch((const void *)l);
-                }
-                if (i >= 2 * DIST) {
-                    size_t k = i - 2 * DIST;
-                    memcpy(out + k * rb, slab + (size_t)idx[pos[k]] * rec + EMB_ROW_HEADER, rb);
-                }
-            }
-            __asm__ volatile("" : : "r"(out) : "memory"); /* the copies are used */
-        }
-        double dt = (thread_cpu_s() - t0) / (1500.0 * REQ) * 1e9;
+        double dt = bare_pass(&b, 1500);
         if (dt < best)
             best = dt;
     }
-    free(idx);
-    free(slab);
-    free(out);
+    bare_free(&b);
     return best;
+}
+
+/* One pass of nreq uniform pulls on t (rows of rank < n): thread CPU ns per key. */
+static double table_pass(emb_table_t *t, uint64_t n, int nreq, uint64_t *seed, float *out)
+{
+    uint64_t keys[REQ];
+    errbuf_t eb = {{0}};
+    double cpu = 0;
+
+    for (int q = 0; q < nreq; q++) {
+        for (size_t j = 0; j < REQ; j++)
+            keys[j] = key_of(rng_splitmix64(seed) % n);
+        double a = thread_cpu_s();
+        if (emb_table_pull(t, 0, keys, REQ, out, EMB_PULL_READONLY, &eb) != 0)
+            die("pull", &eb);
+        cpu += thread_cpu_s() - a;
+    }
+    return cpu / ((double)nreq * REQ) * 1e9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
 }
 
 /* Uniform keys over a table larger than the CPU caches: every key is a
@@ -367,10 +444,25 @@ static void bench_uniform(int dim, uint64_t n)
            "(%5.2f M right after a pull of the same keys), pull+push %5.2f M keys/s\n",
            dim, (unsigned long long)n, m.pull_kps / 1e6, p.push_kps / 1e6, m.push_kps / 1e6,
            m.both_kps / 1e6);
-    double bare = bare_loop_ns(dim, n), tns = m.pull_cpu_ns;
-    printf("bare loop  dim %-3d %8llu rows: %5.1f ns of CPU per key (%5.2f M keys/s); table pull "
-           "%5.1f ns of CPU per key: table / bare loop %.2f (target >= 0.8)\n",
-           dim, (unsigned long long)n, bare, 1e3 / bare, tns, bare / tns);
+    /* table and bare loop alternate, 7 passes of 300 requests each, so
+     * both meet the same load of a shared machine */
+    enum { PASSES = 7 };
+    bare_t bl;
+    double tb[PASSES], bb[PASSES];
+    uint64_t seed = 11;
+    bare_init(&bl, dim, n);
+    for (int q = 0; q < PASSES; q++) {
+        tb[q] = table_pass(mem, n, 300, &seed, out);
+        bb[q] = bare_pass(&bl, 300);
+    }
+    bare_free(&bl);
+    qsort(tb, PASSES, sizeof(double), cmp_double);
+    qsort(bb, PASSES, sizeof(double), cmp_double);
+    printf("bare loop  dim %-3d %8llu rows, %d alternating passes of 300 pulls, ns of CPU per key "
+           "min/median/max: table %.1f/%.1f/%.1f, bare loop %.1f/%.1f/%.1f: table / bare loop "
+           "%.2f by medians, %.2f by minima (target >= 0.8)\n",
+           dim, (unsigned long long)n, PASSES, tb[0], tb[PASSES / 2], tb[PASSES - 1], bb[0],
+           bb[PASSES / 2], bb[PASSES - 1], bb[PASSES / 2] / tb[PASSES / 2], bb[0] / tb[0]);
     printf("growth     dim %-3d %8llu rows created by 1000-key pulls in %.2f s: %.1f us per "
            "request on average, slowest %.1f ms (the index grows incrementally; a request "
            "that grows the slab waits for its realloc)\n",
@@ -379,12 +471,6 @@ static void bench_uniform(int dim, uint64_t n)
     emb_table_destroy(&mem);
     store_close(&sm);
     free(out);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 /* Part 4: the slowest request while a table grows to n rows. */
@@ -514,6 +600,12 @@ static void bench_throughput(int dim, uint64_t n, const char *dir)
            (unsigned long long)s.resident_rows, w.both_kps / 1e6, w.both_kps / f.both_kps,
            w.both_cpu_kps / 1e6, f.both_cpu_kps / 1e6, w.both_cpu_kps / f.both_cpu_kps,
            100.0 * w.loaded_share);
+    printf("10x spill  dim %-3d where the time goes: %.2f us of the table's thread's CPU per key "
+           "(%.2f all in RAM); per key read back a MultiGet share of %.2f us CPU (%.2f wall), per "
+           "row written back %.2f us CPU (%.2f wall); RocksDB's own threads (flush, compaction) "
+           "%.2f us of CPU per key read back\n",
+           dim, w.self_us, f.self_us, w.read_cpu_us, w.read_us, w.write_cpu_us, w.write_us,
+           w.other_us);
     emb_table_destroy(&spill);
     store_close(&sa);
     store_close(&sb);

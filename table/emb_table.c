@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 
 #include "common/bytes.h"
+#include "common/clock.h"
 #include "common/optim.h"
 
 #define EMPTY UINT32_MAX /* no record */
@@ -86,6 +87,15 @@ struct emb_table {
     uint64_t max_rows;    /* rows, 0: no limit (emb_table_set_max_rows) */
     uint64_t create_left; /* rows the current request may still create */
 };
+
+/* CPU seconds of the calling thread (the store's timings in the stats). */
+static double thread_cpu_now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 static inline uint64_t mix(uint64_t k)
 {
@@ -1112,7 +1122,11 @@ out:
     /* write back the dirty rows removed so far, even after an error; if
      * that fails they become resident (and dirty) again */
     size_t nw = w.n;
+    double t0 = clock_now_s(), c0 = thread_cpu_now_s();
     int wrc = wbuf_write(t, &w, rc == 0 ? eb : NULL);
+    t->st.store_write_s += clock_now_s() - t0;
+    t->st.store_write_cpu_s += thread_cpu_now_s() - c0;
+    t->st.store_written += wrc == 0 ? nw : 0;
     if (wrc != 0)
         restore_evicted(t, w.ops, nw);
     if (rc != 0)
@@ -1162,7 +1176,11 @@ static int load_misses(emb_table_t *t, sub_t *s, const uint64_t *keys, const siz
         kp[j] = kb + j * EMB_KEY_LEN;
         kl[j] = EMB_KEY_LEN;
     }
+    double t0 = clock_now_s(), c0 = thread_cpu_now_s();
     rc = store_multiget(t->store, nm, kp, kl, vals, vl, eb);
+    t->st.store_read_s += clock_now_s() - t0;
+    t->st.store_read_cpu_s += thread_cpu_now_s() - c0;
+    t->st.store_read_keys += nm;
     if (rc != 0)
         goto out;
     for (size_t j = 0; j < nm && rc == 0; j++) {
@@ -1259,6 +1277,20 @@ typedef struct row_op {
     size_t width;            /* OP_ASSIGN: floats per value row */
 } row_op_t;
 
+/* memcpy of a row's embedding, inlined for the common widths (dim 8, 16,
+ * 32, 64): a call of libc's memcpy per key cost the uniform pull a few ns
+ * of its ~25. */
+static inline void copy_row(unsigned char *dst, const float *src, size_t rb)
+{
+    switch (rb) {
+    case 32: memcpy(dst, src, 32); return;
+    case 64: memcpy(dst, src, 64); return;
+    case 128: memcpy(dst, src, 128); return;
+    case 256: memcpy(dst, src, 256); return;
+    default: memcpy(dst, src, rb); return;
+    }
+}
+
 /* Do op for key k of the request, whose row is record r (or EMPTY).
  * Inlined into the lookup loop: op->kind is the same for every key. */
 __attribute__((always_inline)) static inline void visit(emb_table_t *t, sub_t *s,
@@ -1271,7 +1303,7 @@ __attribute__((always_inline)) static inline void visit(emb_table_t *t, sub_t *s
         if (r == EMPTY)
             memset(op->out + k * rb, 0, rb);
         else
-            memcpy(op->out + k * rb, rec_w(s, r), rb);
+            copy_row(op->out + k * rb, rec_w(s, r), rb);
         return;
     case OP_PUSH: {
         if (r == EMPTY) { /* not admitted yet */
@@ -1385,27 +1417,56 @@ static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, con
     hm = t->hm;
     for (size_t i = 0; i < n; i++)
         hm[i] = mix(keys[i]);
+    /* cand[]: what the record stage found for a key, so that the use
+     * stage reads neither the index nor the slab table again: a record
+     * whose tag matched (its key is checked when used), CAND_ABSENT (the
+     * chain ended first: no row in this index) or CAND_SLOW (a longer
+     * chain: look it up). The index cannot change during this loop. */
+    enum { CAND_ABSENT = EMPTY, CAND_SLOW = EMPTY - 1 };
+    uint32_t cand[2 * DIST];
+    const unsigned char *candp[2 * DIST];
     for (size_t i = 0; i < n + 2 * DIST; i++) {
         if (i < n)
             __builtin_prefetch(&s->idx[(uint32_t)hm[i] & mask]);
         if (i >= DIST && i - DIST < n) {
             uint64_t h = hm[i - DIST];
-            uint32_t pos = (uint32_t)h & mask, tag = tag_of(h), e;
+            uint32_t pos = (uint32_t)h & mask, tag = tag_of(h), e, c = CAND_SLOW;
+            const unsigned char *cp = NULL;
             /* the first entry with the key's tag (usually its own) */
-            for (int probe = 0; probe < 4 && (e = s->idx[pos]) != IX_EMPTY; probe++) {
+            for (int probe = 0; probe < 4; probe++) {
+                e = s->idx[pos];
+                if (e == IX_EMPTY) {
+                    c = CAND_ABSENT;
+                    break;
+                }
                 if ((e & ~SLOT_MASK) == tag) {
-                    uintptr_t a = (uintptr_t)recp(s, ENT_REC(e));
+                    c = ENT_REC(e);
+                    cp = recp(s, c);
+                    uintptr_t a = (uintptr_t)cp;
                     for (uintptr_t l = a & ~(uintptr_t)63; l < a + pf_bytes; l += 64)
                         __builtin_prefetch((const void *)l);
                     break;
                 }
                 pos = (pos + 1) & mask;
             }
+            cand[(i - DIST) % (2 * DIST)] = c;
+            candp[(i - DIST) % (2 * DIST)] = cp;
         }
         if (i < 2 * DIST)
             continue;
         size_t k = i - 2 * DIST;
-        uint32_t r = find_h(s, keys[k], hm[k]);
+        uint32_t r = cand[k % (2 * DIST)];
+        if (r == CAND_ABSENT) {
+            if (s->old)
+                r = find_h(s, keys[k], hm[k]);
+        } else if (r == CAND_SLOW) {
+            r = find_h(s, keys[k], hm[k]);
+        } else {
+            uint64_t key;
+            memcpy(&key, candp[k % (2 * DIST)] + ROW_KEY, 8);
+            if (key != keys[k]) /* another key's tag: the rest of the chain */
+                r = find_h(s, keys[k], hm[k]);
+        }
         if (r != EMPTY) {
             /* a random line of the bit map: only CLOCK reads it; a push
              * follows its pull, which counted the reference */

@@ -872,6 +872,11 @@ static void test_dirty_bit(void)
     CU_ASSERT(s0.loaded > NK / 2);
     CU_ASSERT(s0.resident_rows < NK / 8);
     CU_ASSERT_EQUAL(rows_differ(t, &r), 0);
+    /* the store's timings count what they time: every dirty eviction was
+     * written back by an eviction batch, every loaded row was asked for */
+    CU_ASSERT_EQUAL(s0.store_written, s0.evicted_dirty);
+    CU_ASSERT(s0.store_read_keys >= s0.loaded);
+    CU_ASSERT(s0.store_read_s > 0 && s0.store_write_s > 0);
 
     /* every row made, flushed, then pulls only (both modes): no row write */
     for (size_t i = 0; i < NK; i += BATCH) {
@@ -899,6 +904,8 @@ static void test_dirty_bit(void)
     CU_ASSERT(s1.evicted - s0.evicted > NK);
     CU_ASSERT(s1.loaded - s0.loaded > NK);
     CU_ASSERT_EQUAL(s1.evicted_dirty, s0.evicted_dirty);
+    CU_ASSERT_EQUAL(s1.store_written, s0.store_written);
+    CU_ASSERT(s1.store_read_keys - s0.store_read_keys >= s1.loaded - s0.loaded);
     CU_ASSERT_EQUAL(cs->row_puts, puts0);
 
     /* NPUSH distinct rows pushed once, then evicted by pulls and flushed:
