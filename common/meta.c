@@ -15,13 +15,13 @@
 
 #define META_BYTES_MAX 16384 /* the writer's buffer: no META is longer */
 
-static const char *const model_names[] = {"esm2", "esmm", "naive"};
+static const char *const model_names[] = {"esm2", "esmm", "naive", "nmtr"};
 
 static uint64_t layout_digest(const meta_t *m);
 
 const char *meta_model_name(int t)
 {
-    return t >= 0 && t < 3 ? model_names[t] : "?";
+    return t >= 0 && t < 4 ? model_names[t] : "?";
 }
 
 int meta_set_format(meta_t *m, const char *format)
@@ -343,7 +343,7 @@ static int parse_line(const char *line, meta_t *m, int *seen_slot)
         seen_slot[a] = 1;
     } else if (sscanf(line, "model %127s %1s", word, extra) == 1) {
         m->model_type = -1;
-        for (int t = 0; t < 3; t++)
+        for (int t = 0; t < 4; t++)
             if (strcmp(word, model_names[t]) == 0)
                 m->model_type = t;
         if (m->model_type < 0)

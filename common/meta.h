@@ -96,7 +96,7 @@ void meta_from_spec(meta_t *m, const model_spec_t *ms, int shards, int day, uint
  * or "" records none). Returns 0, or ERR_INVAL for another name. */
 int meta_set_format(meta_t *m, const char *format);
 
-/* Name of model type t (MODEL_*): "esm2", "esmm", "naive"; "?" otherwise. */
+/* Name of model type t (MODEL_*): "esm2", "esmm", "naive", "nmtr"; "?" otherwise. */
 const char *meta_model_name(int t);
 
 /* The layout META records as configuration text, for the key `key` of

@@ -202,8 +202,8 @@ int model_spec_from_conf(model_spec_t *ms, const model_conf_t *mc, errbuf_t *eb)
 
     memset(ms, 0, sizeof(*ms));
     ms->type = mc->model_type;
-    ms->ntowers = ms->type == MODEL_ESM2 ? 4 : 2;
-    ms->nloss = ms->type == MODEL_ESM2 ? 3 : 2;
+    ms->ntowers = ms->type == MODEL_ESM2 ? 4 : ms->type == MODEL_NMTR ? 3 : 2;
+    ms->nloss = ms->type == MODEL_ESM2 || ms->type == MODEL_NMTR ? 3 : 2;
 
     rc = parse_slots(ms, mc, eb);
     if (rc == 0)

@@ -21,8 +21,9 @@
 
 /* X(section, name, TYPE, default, min, max, choices, help) */
 #define MODEL_CONF_KEYS(X)                                                                         \
-    X(model, model_type, ENUM, "esm2", 0, 0, "esm2|esmm|naive",                                    \
-      "model type: esm2 (4 towers, 3 losses), esmm (2 towers), naive (CVR on clicks only)")        \
+    X(model, model_type, ENUM, "esm2", 0, 0, "esm2|esmm|naive|nmtr",                               \
+      "model type: esm2 (4 towers, 3 losses), esmm (2 towers), naive (CVR on clicks only), nmtr "  \
+      "(3 towers: click -> action -> buy logit cascade)")                                          \
     X(model, slots, TEXT, "user_id,item_id,cate_id,shop_id,brand_id,position,hour,tag", 0, 0,      \
       NULL, "comma-separated feature slots; tokens of other slots are ignored (counted)")          \
     X(model, emb_dim, INT, "16", 1, 1024, NULL, "embedding dimension of every slot")               \
@@ -31,8 +32,8 @@
     X(model, towers, STR, "256,128,64", 0, 0, NULL,                                                \
       "hidden layer sizes of every tower (ReLU), then a sigmoid head")                             \
     X(model, loss_weights, STR, "1,1,1", 0, 0, NULL,                                               \
-      "loss weights: ctr,ctavr,ctcvr (esm2); ctr,ctcvr (esmm); ctr,cvr-on-clicks (naive); 1,1,1 "  \
-      "= all ones")                                                                                \
+      "loss weights: ctr,ctavr,ctcvr (esm2, nmtr); ctr,ctcvr (esmm); ctr,cvr-on-clicks (naive); "  \
+      "1,1,1 = all ones")                                                                          \
     X(model, emb_optimizer, ENUM, "adagrad", 0, 0, "adagrad|sgd|adam|ftrl",                        \
       "optimizer of embedding rows (state stored beside each row)")                                \
     X(model, emb_lr, FLOAT, "0.05", 0, 100, NULL, "learning rate of embedding rows")               \
@@ -71,7 +72,7 @@ typedef struct model_conf {
     MODEL_CONF_KEYS(CONF_FIELD)
 } model_conf_t;
 
-enum { MODEL_ESM2 = 0, MODEL_ESMM = 1, MODEL_NAIVE = 2 };
+enum { MODEL_ESM2 = 0, MODEL_ESMM = 1, MODEL_NAIVE = 2, MODEL_NMTR = 3 };
 
 /* The bottoms, in the order of the 'bottom' key's choices. */
 enum {
@@ -102,8 +103,8 @@ typedef struct model_spec {
     int input_dim;               /* sum of slot dims */
     int nlayers;                 /* hidden layers per tower */
     int layer[MODEL_MAX_LAYERS]; /* hidden sizes */
-    int ntowers;                 /* 4 for esm2, 2 otherwise */
-    int nloss;                   /* 3 for esm2, 2 otherwise */
+    int ntowers;                 /* 4 for esm2, 3 for nmtr, 2 otherwise */
+    int nloss;                   /* 3 for esm2 and nmtr, 2 otherwise */
     float loss_weight[3];
     optim_t emb_opt;
     optim_t dense_opt;

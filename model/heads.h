@@ -2,7 +2,7 @@
  * heads.h - the multi-task heads: which probabilities a model type builds
  * from its towers' logits, which of them are trained against which label on
  * which rows, and what the model predicts. One table, one row per model
- * type (esm2, esmm, naive); the loss and prediction code reads the table.
+ * type (esm2, esmm, naive, nmtr); the loss and prediction code reads the table.
  *
  * Everything here works per sample on B x T logits in double precision: the
  * heads are a few scalar operations per sample, so double costs nothing
@@ -39,7 +39,7 @@ int heads_nloss(const heads_t *h);
 const char *heads_loss_name(const heads_t *h, int k);
 
 /* 1 if the model predicts the column (every type predicts pctr, pcvr,
- * pctcvr; only esm2 predicts pctavr). */
+ * pctcvr; esm2 and nmtr predict pctavr). */
 int heads_has_pred(const heads_t *h, int col);
 
 /* The task a pairwise loss ranks within requests. */
