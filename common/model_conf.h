@@ -66,7 +66,13 @@
       "hidden sizes of the shared bottom's MLP (ReLU); the last is the towers' input")             \
     X(model, ple_shared_experts, INT, "2", 1, 64, NULL, "ple: shared experts per level")           \
     X(model, ple_task_experts, INT, "1", 1, 64, NULL, "ple: experts of each task per level")       \
-    X(model, ple_levels, INT, "2", 1, 8, NULL, "ple: extraction levels (1 = one CGC layer)")
+    X(model, ple_levels, INT, "2", 1, 8, NULL, "ple: extraction levels (1 = one CGC layer)")       \
+    /* loss weighting (issue 15) */                                                                \
+    X(model, loss_weighting, ENUM, "fixed", 0, 0, "fixed|uncertainty|pareto",                      \
+      "how the losses are weighted: fixed (loss_weights), uncertainty (learned log-variances, "    \
+      "dense weights), pareto (PE-LTR min-norm weights per batch)")                                \
+    X(model, pareto_min_weight, FLOAT, "0", 0, 0.33, NULL,                                         \
+      "pareto: lower bound of every loss's share of the weights (PE-LTR's c_k; shares sum to 1)")
 
 typedef struct model_conf {
     MODEL_CONF_KEYS(CONF_FIELD)
@@ -83,6 +89,9 @@ enum {
     MODEL_BOTTOM_PLE = 4,
     MODEL_NBOTTOMS = 5
 };
+
+/* The loss weightings, in the order of the 'loss_weighting' key's choices. */
+enum { MODEL_LW_FIXED = 0, MODEL_LW_UNCERTAINTY = 1, MODEL_LW_PARETO = 2 };
 
 #define MODEL_MAX_SLOTS 256 /* one byte per slot index in store keys and exports */
 #define MODEL_MAX_LAYERS 8
@@ -116,6 +125,8 @@ typedef struct model_spec {
     int ple_shared;                     /* ple: shared experts per level */
     int ple_task;                       /* ple: experts of each task per level */
     int ple_levels;                     /* ple: levels (the others have one) */
+    int loss_weighting;                 /* MODEL_LW_* */
+    float pareto_min;                   /* pareto: lower bound of each loss's share */
 } model_spec_t;
 
 /* Build and validate the model description. Errors name the key. */
@@ -128,6 +139,14 @@ int model_spec_from_conf(model_spec_t *ms, const model_conf_t *mc, errbuf_t *eb)
  * a shard learns its size here without building a model.
  */
 size_t model_spec_dense_len(const model_spec_t *ms);
+
+/* Floats of the learned loss weights in the dense vector: one
+ * log-variance per loss with uncertainty weighting, else 0 (model.h lays
+ * them out after the bottom). */
+size_t model_spec_lossw_len(const model_spec_t *ms);
+
+/* Name of loss weighting w (MODEL_LW_*): "fixed", ...; "?" otherwise. */
+const char *model_lossw_name(int w);
 
 /* Name of bottom b (MODEL_BOTTOM_*): "concat", ...; "?" otherwise. */
 const char *model_bottom_name(int b);

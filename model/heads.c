@@ -355,6 +355,17 @@ double heads_loss(const heads_t *h, const double *logits, const uint8_t *click,
                   const uint8_t *action, const uint8_t *buy, heads_sample_t *smp, size_t B,
                   const float *weight, double loss[HEADS_MAX_LOSS], double *dlogits)
 {
+    double w[HEADS_MAX_LOSS];
+
+    for (int k = 0; k < h->nloss; k++)
+        w[k] = (double)weight[k];
+    return heads_loss_w(h, logits, click, action, buy, smp, B, w, loss, dlogits);
+}
+
+double heads_loss_w(const heads_t *h, const double *logits, const uint8_t *click,
+                    const uint8_t *action, const uint8_t *buy, heads_sample_t *smp, size_t B,
+                    const double *weight, double loss[HEADS_MAX_LOSS], double *dlogits)
+{
     const float *sw = smp ? smp->weight : NULL;
     const int T = h->ntowers;
     double scale[HEADS_MAX_LOSS], total = 0.0;
@@ -387,7 +398,7 @@ double heads_loss(const heads_t *h, const double *logits, const uint8_t *click,
             double wi = sw ? (double)sw[i] : 1.0;
             loss[k] -= wi * (l ? p.lp : p.lq);
             if (d) {
-                double c = -(double)weight[k] * scale[k] * wi;
+                double c = -weight[k] * scale[k] * wi;
                 for (int j = 0; j < T; j++)
                     d[j] += c * (l ? p.dp[j] : p.dq[j]);
             }
@@ -395,7 +406,7 @@ double heads_loss(const heads_t *h, const double *logits, const uint8_t *click,
     }
     for (int k = 0; k < h->nloss; k++) {
         loss[k] *= scale[k];
-        total += (double)weight[k] * loss[k];
+        total += weight[k] * loss[k];
     }
     if (smp) {
         smp->pair_loss = 0.0;

@@ -74,6 +74,12 @@ double heads_loss(const heads_t *h, const double *logits, const uint8_t *click,
                   const uint8_t *action, const uint8_t *buy, heads_sample_t *smp, size_t B,
                   const float *weight, double loss[HEADS_MAX_LOSS], double *dlogits);
 
+/* heads_loss with double weights (the loss weighting's exp(-s_k) and
+ * Pareto weights, model/lossw.h, keep double precision to the loss). */
+double heads_loss_w(const heads_t *h, const double *logits, const uint8_t *click,
+                    const uint8_t *action, const uint8_t *buy, heads_sample_t *smp, size_t B,
+                    const double *weight, double loss[HEADS_MAX_LOSS], double *dlogits);
+
 /* Predictions out (B, HEADS_NPRED): pctr, pcvr, pctcvr, pctavr from logits
  * (B,T); a column the model does not predict is NaN. */
 void heads_predict(const heads_t *h, const double *logits, size_t B, float *out);

@@ -39,10 +39,12 @@
  *     u32      model type (MODEL_*)
  *     u32      input_dim
  *     u32      nlayers, then u32 layer[nlayers]
- *     (version 2 only, the bottom:)
- *     u32      bottom (MODEL_BOTTOM_*), u32 nbottom_layers, then u32
- *              bottom_layer[nbottom_layers], u32 experts, u32 ple_shared,
- *              u32 ple_task, u32 ple_levels
+ *     (versions 2 and 3, the bottom:)
+ *     u32      bottom (MODEL_BOTTOM_*), and unless it is concat: u32
+ *              nbottom_layers, then u32 bottom_layer[nbottom_layers], u32
+ *              experts, u32 ple_shared, u32 ple_task, u32 ple_levels
+ *     (version 3 only:)
+ *     u32      loss weighting (MODEL_LW_UNCERTAINTY)
  *     u32      dense optimizer kind (OPTIM_*)
  *     u64      nparams
  *     u64      nstate
@@ -55,6 +57,18 @@
  *   is ERR_CORRUPT; another version ERR_VERSION. Concat models write
  *   version 1 (byte for byte the format before bottoms existed) and any
  *   other bottom version 2; both load (a version 1 file is a concat model).
+ *   Models with uncertainty loss weighting (lossw.h) write version 3; the
+ *   other weightings add no parameters and keep versions 1 and 2, byte
+ *   for byte. A version 1 or 2 file loads into an uncertainty model with
+ *   every s_k = 0 and its optimizer state 0 (continuing an old model under
+ *   uncertainty weighting); a version 3 file into a model without it is
+ *   ERR_MISMATCH naming loss_weighting.
+ *
+ *   Loss weights (lossw.h): with uncertainty weighting the nloss
+ *   log-variances s_k follow the bottom (or the last tower) in the
+ *   parameter and gradient blocks, [nparams - nloss, nparams), and their
+ *   optimizer state follows the bottom's: they are dense weights like any
+ *   other, pulled from and pushed to the shards, saved and loaded.
  *
  *   Threads (model_threads_set): MODEL_PAR_TOWERS runs whole towers on a
  *   team of threads, each tower's sgemms single-threaded (esm2's 4 towers
@@ -78,6 +92,7 @@
 #define MODEL_DENSE_MAGIC "FNLDENSE"
 #define MODEL_DENSE_VERSION 2        /* written by models with a bottom */
 #define MODEL_DENSE_VERSION_CONCAT 1 /* written by concat models: no bottom fields */
+#define MODEL_DENSE_VERSION_LOSSW 3  /* written by models with learned loss weights */
 
 typedef struct model model_t;
 
@@ -111,8 +126,15 @@ int model_train_step(model_t *m, const float *x, const uint8_t *click, const uin
 int model_loss(model_t *m, const float *x, const uint8_t *click, const uint8_t *action,
                const uint8_t *buy, heads_sample_t *smp, size_t B, double loss[HEADS_MAX_LOSS]);
 
-/* Weighted total of losses from model_train_step: sum_k weight_k loss[k]. */
+/* Weighted total of losses from the last model_train_step or model_loss:
+ * sum_k weight_k loss[k] with the weights that step used (lossw.h), plus
+ * sum_k s_k with uncertainty weighting; without the pairwise loss. */
 double model_loss_total(const model_t *m, const double loss[HEADS_MAX_LOSS]);
+
+/* The loss weights the last step used (fixed: loss_weights; uncertainty:
+ * loss_weight_k exp(-s_k); pareto: K times the min-norm shares) into w;
+ * returns their count (model_nloss). */
+int model_loss_weights(const model_t *m, double w[HEADS_MAX_LOSS]);
 
 /* One dense optimizer step with the gradient block (step count + 1). */
 void model_apply_grads(model_t *m);
