@@ -118,6 +118,8 @@ int meta_conf_value(const meta_t *m, const char *key, char *buf, size_t len)
         PUT("%s", model_bottom_name(m->bottom));
     } else if (bottom_value(m, key, buf, len, &n)) {
         /* written by bottom_value */
+    } else if (strcmp(key, "loss_weighting") == 0 && m->loss_weighting == MODEL_LW_UNCERTAINTY) {
+        PUT("%s", model_lossw_name(m->loss_weighting));
     } else {
         return ERR_NOTFOUND;
     }
@@ -149,6 +151,8 @@ void meta_from_spec(meta_t *m, const model_spec_t *ms, int shards, int day, uint
     m->ple_shared = ms->ple_shared;
     m->ple_task = ms->ple_task;
     m->ple_levels = ms->ple_levels;
+    m->loss_weighting =
+        ms->loss_weighting == MODEL_LW_UNCERTAINTY ? MODEL_LW_UNCERTAINTY : MODEL_LW_FIXED;
     m->digest = layout_digest(m);
 }
 
@@ -176,6 +180,8 @@ static uint64_t layout_digest(const meta_t *m)
         XXH64_update(st, &m->ple_task, sizeof(int));
         XXH64_update(st, &m->ple_levels, sizeof(int));
     }
+    if (m->loss_weighting != MODEL_LW_FIXED) /* fixed keeps the digest of before */
+        XXH64_update(st, &m->loss_weighting, sizeof(int));
     uint64_t d = XXH64_digest(st);
     XXH64_freeState(st);
     return d;
@@ -204,7 +210,9 @@ int meta_apply_conf(const meta_t *m, const char *dir, const conf_schema_t *sc, v
                                        "dense_optimizer", "format", "emb_dim", "slot_dims",
                                        /* bottoms (issue 15) */
                                        "bottom", "experts", "expert_layers", "shared_layers",
-                                       "ple_shared_experts", "ple_task_experts", "ple_levels"};
+                                       "ple_shared_experts", "ple_task_experts", "ple_levels",
+                                       /* loss weighting (issue 15) */
+                                       "loss_weighting"};
     char saved[CONF_STR_MAX], mine[CONF_STR_MAX], where[DIRS_PATH_MAX + 8];
     int dims_given =
         conf_key_given(sc, given, "emb_dim") == 1 || conf_key_given(sc, given, "slot_dims") == 1;
@@ -265,6 +273,8 @@ int meta_write(const char *dir, const meta_t *m, errbuf_t *eb)
                 PUT("%s %s\n", bottom_keys[i], v);
         }
     }
+    if (m->loss_weighting != MODEL_LW_FIXED)
+        PUT("loss_weighting %s\n", model_lossw_name(m->loss_weighting));
     PUT("shards %d\nrouting xxh64-mod\nday %d\n", m->shards, m->day);
     PUT("dense_params %llu\n", (unsigned long long)m->dense_params);
     if (m->format[0])
@@ -399,6 +409,10 @@ static int parse_line(const char *line, meta_t *m, int *seen_slot)
             return -1;
     } else if (parse_bottom_line(line, m) == 0) {
         /* a bottom size */
+    } else if (sscanf(line, "loss_weighting %127s %1s", word, extra) == 1) {
+        if (strcmp(word, model_lossw_name(MODEL_LW_UNCERTAINTY)) != 0)
+            return -1;
+        m->loss_weighting = MODEL_LW_UNCERTAINTY;
     } else if (sscanf(line, "digest %llx %1s", &u, extra) == 1) {
         m->digest = u;
     } else {

@@ -38,6 +38,12 @@
  *   none of them, so its META (and digest) is the one written before
  *   bottoms existed, and a file without them reads as concat.
  *
+ *   A model with uncertainty loss weighting (model/lossw.h: its
+ *   log-variances are dense weights) writes "loss_weighting uncertainty"
+ *   after them, part of the digest; other weightings write nothing (their
+ *   META and digest are unchanged), and a file without the line reads as
+ *   a model without log-variances.
+ *
  *   "format" (optional) names the log format the model was trained on
  *   (the worker's [data] format: tsv1, aliccp), so predict reads new logs
  *   the way train read them; it is not part of the digest (it says how
@@ -86,6 +92,7 @@ typedef struct meta {
     int nbottom_layers;
     int bottom_layer[MODEL_MAX_LAYERS];
     int experts, ple_shared, ple_task, ple_levels;
+    int loss_weighting; /* MODEL_LW_UNCERTAINTY (s_k in the dense block) or MODEL_LW_FIXED */
 } meta_t;
 
 /* Describe spec as it would be saved by `shards` shards on `day`; the
@@ -104,8 +111,10 @@ const char *meta_model_name(int t);
  * most slots have), slot_dims (the others, "name:dim,..." or ""), towers,
  * emb_optimizer, dense_optimizer, format, bottom, and the bottom's sizes
  * that apply to it (experts, expert_layers, shared_layers,
- * ple_shared_experts, ple_task_experts, ple_levels). Returns 0, or ERR_NOTFOUND for
- * another key or a format META does not record. */
+ * ple_shared_experts, ple_task_experts, ple_levels), loss_weighting (only
+ * "uncertainty": the other weightings do not change the layout and are
+ * the configuration's). Returns 0, or ERR_NOTFOUND for another key or a
+ * format or weighting META does not record. */
 int meta_conf_value(const meta_t *m, const char *key, char *buf, size_t len);
 
 /*
