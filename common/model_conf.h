@@ -71,7 +71,7 @@
     X(model, loss_weighting, ENUM, "fixed", 0, 0, "fixed|uncertainty|pareto",                      \
       "how the losses are weighted: fixed (loss_weights), uncertainty (learned log-variances, "    \
       "dense weights), pareto (PE-LTR min-norm weights per batch)")                                \
-    X(model, pareto_min_weight, FLOAT, "0", 0, 0.33, NULL,                                         \
+    X(model, pareto_min_weight, FLOAT, "0.1", 0, 0.33, NULL,                                       \
       "pareto: lower bound of every loss's share of the weights (PE-LTR's c_k; shares sum to 1)")
 
 typedef struct model_conf {
