@@ -419,6 +419,55 @@ double heads_loss_w(const heads_t *h, const double *logits, const uint8_t *click
     return total;
 }
 
+void heads_gram(const heads_t *h, const double *logits, const uint8_t *click, const uint8_t *action,
+                const uint8_t *buy, const heads_sample_t *smp, size_t B, double *G)
+{
+    const float *sw = smp ? smp->weight : NULL;
+    const int T = h->ntowers, K = h->nloss;
+    double scale[HEADS_MAX_LOSS];
+
+    for (int k = 0; k < K; k++) {
+        size_t n = B;
+        if (h->loss[k].rows == ROWS_CLICKED) {
+            n = 0;
+            for (size_t i = 0; i < B; i++)
+                n += click[i] != 0;
+        }
+        scale[k] = n ? 1.0 / (double)n : 0.0;
+    }
+    memset(G, 0, (size_t)(K * K) * sizeof(double));
+    for (size_t i = 0; i < B; i++) {
+        const double *a = logits + i * (size_t)T;
+        double g[HEADS_MAX_LOSS][HEADS_MAX_TOWERS];
+        lterm_t y[HEADS_MAX_TOWERS], p;
+
+        for (int j = 0; j < T; j++)
+            tower(&y[j], a, j);
+        for (int k = 0; k < K; k++) {
+            const head_loss_t *hl = &h->loss[k];
+            memset(g[k], 0, sizeof(g[k]));
+            if (hl->rows == ROWS_CLICKED && !click[i])
+                continue;
+            prob_eval(&p, hl->prob, a, y);
+            int l = label_of(hl->label, i, click, action, buy);
+            double c = -scale[k] * (sw ? (double)sw[i] : 1.0);
+            for (int j = 0; j < T; j++)
+                g[k][j] = c * (l ? p.dp[j] : p.dq[j]);
+        }
+        /* row i's gradients touch only row i's logits: the Gram is a sum over rows */
+        for (int k = 0; k < K; k++)
+            for (int m = k; m < K; m++) {
+                double d = 0.0;
+                for (int j = 0; j < T; j++)
+                    d += g[k][j] * g[m][j];
+                G[k * K + m] += d;
+            }
+    }
+    for (int k = 0; k < K; k++)
+        for (int m = 0; m < k; m++)
+            G[k * K + m] = G[m * K + k];
+}
+
 void heads_predict(const heads_t *h, const double *logits, size_t B, float *out)
 {
     const int T = h->ntowers;

@@ -80,6 +80,13 @@ double heads_loss_w(const heads_t *h, const double *logits, const uint8_t *click
                     const uint8_t *action, const uint8_t *buy, heads_sample_t *smp, size_t B,
                     const double *weight, double loss[HEADS_MAX_LOSS], double *dlogits);
 
+/* The Gram matrix G (K x K, K = heads_nloss) of the per-loss gradients
+ * g_k = d loss[k] / d logits (B, T) of heads_loss (sample weights from smp,
+ * no pairwise loss): G_kl = <g_k, g_l>, in one pass over the rows (row i's
+ * gradients touch only row i's logits). For the pareto loss weighting. */
+void heads_gram(const heads_t *h, const double *logits, const uint8_t *click, const uint8_t *action,
+                const uint8_t *buy, const heads_sample_t *smp, size_t B, double *G);
+
 /* Predictions out (B, HEADS_NPRED): pctr, pcvr, pctcvr, pctavr from logits
  * (B,T); a column the model does not predict is NaN. */
 void heads_predict(const heads_t *h, const double *logits, size_t B, float *out);

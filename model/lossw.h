@@ -36,8 +36,8 @@
  *   and Koltun, NeurIPS 2018, takes over the shared representation): one
  *   backward pass instead of K, and it is exact for the shared towers'
  *   coupling the heads create (esm2's ctcvr reaches towers 0..3). The Gram
- *   matrix G_kl = <g_k, g_l> comes from K + K(K-1)/2 extra head passes
- *   (polarisation), no tower work. The weights are constants of the step
+ *   matrix G_kl = <g_k, g_l> comes from one extra pass over the heads
+ *   (heads_gram), no tower work. The weights are constants of the step
  *   (not differentiated), as in PE-LTR; loss_weights are not used. They
  *   are scaled by K so that equal shares are the fixed 1,1,1.
  *
@@ -64,14 +64,5 @@
  * 1/K. Returns 0, or -1 for a bad K or c (u then equal shares).
  */
 int lossw_min_norm(int K, const double *G, double c, double *u);
-
-/*
- * The Gram matrix G (K x K) of the K = heads_nloss(h) per-loss gradients
- * with respect to the logits (B, T) of a batch (no pairwise loss). scratch
- * holds B * T doubles. heads.h's arguments.
- */
-void lossw_gram(const heads_t *h, const double *logits, const uint8_t *click, const uint8_t *action,
-                const uint8_t *buy, const heads_sample_t *smp, size_t B, double *scratch,
-                double *G);
 
 #endif

@@ -85,7 +85,7 @@ struct model {
  * parameter block), gs (if not NULL) receives d total / d s_k. Writes the
  * weights used into m->lw_last (a step's, not a forward-only pareto pass:
  * validation batches do not move the weights shown). dlg is the logit
- * gradient (NULL: forward only) and the pareto Gram's scratch.
+ * gradient (NULL: forward only).
  */
 static double net_loss(const model_t *m, const double *s, double *gs, const double *lg,
                        const uint8_t *click, const uint8_t *action, const uint8_t *buy,
@@ -102,7 +102,7 @@ static double net_loss(const model_t *m, const double *s, double *gs, const doub
             w[k] *= exp(-s[k]);
     } else if (ms->loss_weighting == MODEL_LW_PARETO && dlg) {
         double G[HEADS_MAX_LOSS * HEADS_MAX_LOSS], u[HEADS_MAX_LOSS];
-        lossw_gram(m->heads, lg, click, action, buy, smp, B, dlg, G);
+        heads_gram(m->heads, lg, click, action, buy, smp, B, G);
         lossw_min_norm(K, G, (double)ms->pareto_min, u);
         for (int k = 0; k < K; k++)
             w[k] = K * u[k];

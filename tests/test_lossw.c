@@ -143,14 +143,14 @@ static void test_min_norm(void)
     CU_ASSERT_EQUAL(lossw_min_norm(0, G, 0.0, u), -1);
 }
 
-/* lossw_gram against explicit dot products of each loss's gradient. */
+/* heads_gram against explicit dot products of each loss's gradient. */
 static void test_gram(void)
 {
     enum { B = 12 };
     for (int type = 0; type <= MODEL_NMTR; type++) {
         const heads_t *h = heads_for(type);
         const int T = heads_ntowers(h), K = heads_nloss(h);
-        double a[B * 4], g[3][B * 4], scratch[B * 4], G[9], loss[3];
+        double a[B * 4], g[3][B * 4], G[9], loss[3];
         float sw[B];
         uint8_t c[B], ac[B], bu[B];
         heads_sample_t smp = {.weight = sw};
@@ -169,7 +169,7 @@ static void test_gram(void)
             w[k] = 1;
             heads_loss_w(h, a, c, ac, bu, &smp, B, w, loss, g[k]);
         }
-        lossw_gram(h, a, c, ac, bu, &smp, B, scratch, G);
+        heads_gram(h, a, c, ac, bu, &smp, B, G);
         for (int k = 0; k < K; k++)
             for (int l = 0; l < K; l++) {
                 double d = 0;
