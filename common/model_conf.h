@@ -71,8 +71,9 @@
     X(model, loss_weighting, ENUM, "fixed", 0, 0, "fixed|uncertainty|pareto",                      \
       "how the losses are weighted: fixed (loss_weights), uncertainty (learned log-variances, "    \
       "dense weights), pareto (PE-LTR min-norm weights per batch)")                                \
-    X(model, pareto_min_weight, FLOAT, "0.1", 0, 0.33, NULL,                                       \
-      "pareto: lower bound of every loss's share of the weights (PE-LTR's c_k; shares sum to 1)")
+    X(model, pareto_min_weight, FLOAT, "0.1", 0, 0.5, NULL,                                        \
+      "pareto: lower bound of each loss's share (PE-LTR's c_k); shares sum to 1: at most "         \
+      "1/losses")
 
 typedef struct model_conf {
     MODEL_CONF_KEYS(CONF_FIELD)
