@@ -626,6 +626,15 @@ static void test_in_process(void)
     text = tu_slurp(log, NULL);
     CU_ASSERT(text && strstr(text, "loss_weighting") && strstr(text, "uncertainty"));
     free(text);
+    /* lower bounds that cannot sum to 1 over esm2's 3 losses: refused, saying the bound */
+    CU_ASSERT_NOT_EQUAL(tu_sh(log,
+                              "%s/funnel-worker train --loss_weighting pareto --pareto_min_weight "
+                              "0.4 --model %s/never %s/data/a.tsv",
+                              bin, dir, dir),
+                        0);
+    text = tu_slurp(log, NULL);
+    CU_ASSERT(text && strstr(text, "pareto_min_weight") && strstr(text, "at most 0.333333"));
+    free(text);
 }
 
 static int start_shards(const char *cl, const char *extra, pid_t ps[2])
