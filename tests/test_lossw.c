@@ -21,7 +21,7 @@
  *     the directory and continue with --init_from (also a fixed model
  *     continued under uncertainty); both on a 2-shard cluster: the learned
  *     s_k move, checkpoint, predict from the checkpoint what the cluster
- *     predicted.
+ *     predicted, restart the shards from it and train on.
  */
 #include <CUnit/CUnit.h>
 #include <math.h>
@@ -704,6 +704,24 @@ static void test_cluster(void)
                               bin, ck, dir, p2),
                         0);
         CU_ASSERT(files_equal(p1, p2));
+        /* shards restarted from the checkpoint (the weighting from its META):
+         * the same predictions, and training goes on */
+        char init[800], p3[800];
+        snprintf(cl, sizeof(cl), "%s/cl-%s-2", dir, lw[k]);
+        mkdir(cl, 0755);
+        snprintf(eps, sizeof(eps), "ipc://%s/ps0.sock,ipc://%s/ps1.sock", cl, cl);
+        snprintf(init, sizeof(init), "--init_from %s", ck);
+        snprintf(p3, sizeof(p3), "%s/restarted.pred", cl);
+        snprintf(log, sizeof(log), "%s/worker.log", cl);
+        CU_ASSERT_EQUAL_FATAL(start_shards(cl, init, ps), 0);
+        CU_ASSERT_EQUAL(tu_sh(log,
+                              "%s/funnel-worker predict --ps %s %s --in %s/data/test.tsv --out %s",
+                              bin, eps, opt, dir, p3),
+                        0);
+        CU_ASSERT(files_equal(p1, p3));
+        CU_ASSERT_EQUAL(
+            tu_sh(log, "%s/funnel-worker train --ps %s %s %s/data/b.tsv", bin, eps, opt, dir), 0);
+        stop_shards(ps);
     }
 }
 
@@ -751,7 +769,8 @@ int test_lossw_register(void)
                 test_dense_file);
     CU_add_test(s, "uncertainty and pareto train, print weights, save, predict, --init_from",
                 test_in_process);
-    CU_add_test(s, "uncertainty and pareto on 2 shards: train, checkpoint, predict from it",
+    CU_add_test(s,
+                "uncertainty and pareto on 2 shards: train, checkpoint, predict from it, restart",
                 test_cluster);
     return 0;
 }
