@@ -720,7 +720,9 @@ static void test_cluster(void)
                         0);
         CU_ASSERT(files_equal(p1, p3));
         CU_ASSERT_EQUAL(
-            tu_sh(log, "%s/funnel-worker train --ps %s %s %s/data/b.tsv", bin, eps, opt, dir), 0);
+            tu_sh(log, "%s/funnel-worker train --ps %s %s --metrics_file %s/m.jsonl %s/data/b.tsv",
+                  bin, eps, opt, cl, dir),
+            0);
         stop_shards(ps);
     }
 }

@@ -367,8 +367,11 @@ static void test_cluster(void)
     snprintf(p2, sizeof(p2), "%s/ck.pred", cl);
     snprintf(p3, sizeof(p3), "%s/restarted.pred", cl);
     CU_ASSERT_EQUAL_FATAL(start_shards(cl, SMALL, ps), 0);
-    CU_ASSERT_EQUAL(
-        tu_sh(log, "%s/funnel-worker train --ps %s " SMALL " %s/data/a.tsv", bin, eps, dir), 0);
+    CU_ASSERT_EQUAL(tu_sh(log,
+                          "%s/funnel-worker train --ps %s " SMALL
+                          " --metrics_file %s/m.jsonl %s/data/a.tsv",
+                          bin, eps, cl, dir),
+                    0);
     CU_ASSERT_EQUAL(
         tu_sh(log, "%s/funnel-worker predict --ps %s " SMALL " --in %s/data/test.tsv --out %s", bin,
               eps, dir, p1),
@@ -393,8 +396,11 @@ static void test_cluster(void)
               eps, dir, p3),
         0);
     CU_ASSERT(files_equal(p1, p3));
-    CU_ASSERT_EQUAL(
-        tu_sh(log, "%s/funnel-worker train --ps %s " SMALL " %s/data/b.tsv", bin, eps, dir), 0);
+    CU_ASSERT_EQUAL(tu_sh(log,
+                          "%s/funnel-worker train --ps %s " SMALL
+                          " --metrics_file %s/m.jsonl %s/data/b.tsv",
+                          bin, eps, cl, dir),
+                    0);
     stop_shards(ps);
 }
 
