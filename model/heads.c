@@ -14,8 +14,10 @@
  *         pCTCVR = y0 * pCVR;  esmm / naive: pCTR = y0, pCVR = y1, pCTCVR = y0 y1.
  *
  *   nmtr (Gao et al., ICDE 2019, "Neural Multi-Task Recommendation from
- *   Multi-Behavior Data"): a cascade in logit space. Each behaviour's
- *   logit is the previous behaviour's logit plus its own tower's output:
+ *   Multi-Behavior Data"): a cascade in logit space (our reading of the
+ *   paper's cascaded prediction: a behaviour's score builds on the
+ *   previous behaviour's before the sigmoid). Each behaviour's logit is
+ *   the previous behaviour's logit plus its own tower's output:
  *     z_click = a0,  z_action = a0 + a1,  z_buy = a0 + a1 + a2,
  *     pCTR = sigma(z_click), pCTAVR = sigma(z_action), pCTCVR = sigma(z_buy),
  *   each trained against its behaviour on every impression (ctr <- click,
