@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """
 torch_model.py - PyTorch reference implementation of funnel's multi-task
-models (esm2, esmm, naive), used only by the benchmark and by the AUC
+models (esm2, esmm, naive, nmtr), used only by the benchmark and by the AUC
 comparison of issue 3. Nothing in funnel's build or tests depends on it.
 
 It implements the same model, data, optimizer and epochs as funnel-worker in
@@ -41,6 +41,11 @@ local mode:
       naive towers ctr, cvr; pCTR vs click on every row, pCVR vs buy only on
             clicked rows (the CVR term is multiplied by click);
             pCTCVR = pCTR*pCVR is only reported.
+      nmtr  towers a1..a3 as logits, cascaded (NMTR, Gao et al. ICDE 2019):
+            z_click = a1, z_action = a1+a2, z_buy = a1+a2+a3; pCTR =
+            sigmoid(z_click) vs click, pCTAVR = sigmoid(z_action) vs action,
+            pCTCVR = sigmoid(z_buy) vs buy, all rows; pCVR = sigmoid(a2+a3)
+            (the buy logit's rise over the click logit, as funnel's heads.c).
     Batch loss = sum_k weight_k * loss_k (--loss-weights, default 1,1,1 or
     1,1), where loss_k is the mean cross-entropy over the batch's rows -
     except naive's CVR loss, the mean over the batch's clicked rows (0 with
@@ -86,6 +91,7 @@ MODELS = {
     "esm2": (4, ("ctr", "ctavr", "ctcvr")),
     "esmm": (2, ("ctr", "ctcvr")),
     "naive": (2, ("ctr", "cvr")),
+    "nmtr": (3, ("ctr", "ctavr", "ctcvr")),
 }
 BOTTOMS = ("concat", "shared", "mmoe", "omoe", "ple")
 PROB_MIN = 1e-7
@@ -95,7 +101,7 @@ MAX_REPORTED_REJECTS = 5
 
 def parse_args(argv):
     p = argparse.ArgumentParser(
-        description="PyTorch reference of funnel's esm2/esmm/naive models")
+        description="PyTorch reference of funnel's esm2/esmm/naive/nmtr models")
     p.add_argument("mode", choices=("train-eval", "throughput"))
     p.add_argument("--model", choices=sorted(MODELS), default="esm2")
     p.add_argument("--train", nargs="+", default=[], metavar="LOG",
@@ -108,7 +114,7 @@ def parse_args(argv):
     p.add_argument("--towers", default="256,128,64",
                    help="hidden sizes of every tower")
     p.add_argument("--loss-weights", default=None,
-                   help="ctr,ctavr,ctcvr (esm2) or ctr,ctcvr|cvr; default all 1")
+                   help="ctr,ctavr,ctcvr (esm2, nmtr) or ctr,ctcvr|cvr; default all 1")
     p.add_argument("--batch", type=int, default=512)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--emb-lr", type=float, default=0.05)
@@ -552,13 +558,20 @@ def build_model(args, nrows):
             x = pooled.view(-1, input_dim)
             if self.bottom is not None:
                 x = self.bottom(x)
-            return torch.sigmoid(self.towers(x))         # (B, ntowers)
+            return self.towers(x)                        # logits (B, ntowers)
 
     return Model()
 
 
-def heads(model_type, y):
-    """Probabilities from tower outputs y (B, T): dict of (B,) tensors."""
+def heads(model_type, a):
+    """Probabilities from tower logits a (B, T): dict of (B,) tensors."""
+    import torch
+    if model_type == "nmtr":
+        z = torch.cumsum(a, 1)                           # the cascade's logits
+        p = torch.sigmoid(z)
+        return {"pctr": p[:, 0], "pcvr": torch.sigmoid(a[:, 1] + a[:, 2]),
+                "pctcvr": p[:, 2], "pctavr": p[:, 1]}
+    y = torch.sigmoid(a)
     if model_type == "esm2":
         y1, y2, y3, y4 = y.unbind(1)
         pcvr = (1 - y2) * y4 + y2 * y3
@@ -581,7 +594,7 @@ def losses(model_type, h, lab):
     row, except naive's CVR loss, whose rows are the clicked ones (0, with
     no gradient, in a batch without clicks)."""
     click, action, buy = lab.unbind(1)
-    if model_type == "esm2":
+    if model_type in ("esm2", "nmtr"):
         return (bce(h["pctr"], click).mean(), bce(h["pctavr"], action).mean(),
                 bce(h["pctcvr"], buy).mean())
     if model_type == "esmm":
@@ -678,7 +691,7 @@ def thread_info(args):
 
 def write_predictions(path, pred, model_type):
     import numpy as np
-    header = "pctr\tpcvr\tpctcvr" + ("\tpctavr" if model_type == "esm2" else "")
+    header = "pctr\tpcvr\tpctcvr" + ("\tpctavr" if model_type in ("esm2", "nmtr") else "")
     tmp = path + ".tmp"
     np.savetxt(tmp, pred, fmt="%.7g", delimiter="\t", header=header,
                comments="")

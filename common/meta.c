@@ -15,13 +15,13 @@
 
 #define META_BYTES_MAX 16384 /* the writer's buffer: no META is longer */
 
-static const char *const model_names[] = {"esm2", "esmm", "naive"};
+static const char *const model_names[] = {"esm2", "esmm", "naive", "nmtr"};
 
 static uint64_t layout_digest(const meta_t *m);
 
 const char *meta_model_name(int t)
 {
-    return t >= 0 && t < 3 ? model_names[t] : "?";
+    return t >= 0 && t < 4 ? model_names[t] : "?";
 }
 
 int meta_set_format(meta_t *m, const char *format)
@@ -122,6 +122,8 @@ int meta_conf_value(const meta_t *m, const char *key, char *buf, size_t len)
         PUT("%s", m->bias_slots);
     } else if (strcmp(key, "bias_layers") == 0 && m->bias_slots[0]) {
         PUT("%s", m->bias_layers);
+    } else if (strcmp(key, "loss_weighting") == 0 && m->loss_weighting == MODEL_LW_UNCERTAINTY) {
+        PUT("%s", model_lossw_name(m->loss_weighting));
     } else {
         return ERR_NOTFOUND;
     }
@@ -165,6 +167,8 @@ void meta_from_spec(meta_t *m, const model_spec_t *ms, int shards, int day, uint
             n += (size_t)snprintf(m->bias_layers + n, sizeof(m->bias_layers) - n, "%s%d",
                                   l ? "," : "", ms->bias_layer[l]);
     }
+    m->loss_weighting =
+        ms->loss_weighting == MODEL_LW_UNCERTAINTY ? MODEL_LW_UNCERTAINTY : MODEL_LW_FIXED;
     m->digest = layout_digest(m);
 }
 
@@ -196,6 +200,8 @@ static uint64_t layout_digest(const meta_t *m)
         XXH64_update(st, m->bias_slots, strlen(m->bias_slots) + 1);
         XXH64_update(st, m->bias_layers, strlen(m->bias_layers) + 1);
     }
+    if (m->loss_weighting != MODEL_LW_FIXED) /* fixed keeps the digest of before */
+        XXH64_update(st, &m->loss_weighting, sizeof(int));
     uint64_t d = XXH64_digest(st);
     XXH64_freeState(st);
     return d;
@@ -226,7 +232,9 @@ int meta_apply_conf(const meta_t *m, const char *dir, const conf_schema_t *sc, v
                                        "bottom", "experts", "expert_layers", "shared_layers",
                                        "ple_shared_experts", "ple_task_experts", "ple_levels",
                                        /* the position-bias tower (issue 15) */
-                                       "bias_slots", "bias_layers"};
+                                       "bias_slots", "bias_layers",
+                                       /* loss weighting (issue 15) */
+                                       "loss_weighting"};
     char saved[CONF_STR_MAX], mine[CONF_STR_MAX], where[DIRS_PATH_MAX + 8];
     int dims_given =
         conf_key_given(sc, given, "emb_dim") == 1 || conf_key_given(sc, given, "slot_dims") == 1;
@@ -289,6 +297,8 @@ int meta_write(const char *dir, const meta_t *m, errbuf_t *eb)
     }
     if (m->bias_slots[0])
         PUT("bias_slots %s\nbias_layers %s\n", m->bias_slots, m->bias_layers);
+    if (m->loss_weighting != MODEL_LW_FIXED)
+        PUT("loss_weighting %s\n", model_lossw_name(m->loss_weighting));
     PUT("shards %d\nrouting xxh64-mod\nday %d\n", m->shards, m->day);
     PUT("dense_params %llu\n", (unsigned long long)m->dense_params);
     if (m->format[0])
@@ -367,7 +377,7 @@ static int parse_line(const char *line, meta_t *m, int *seen_slot)
         seen_slot[a] = 1;
     } else if (sscanf(line, "model %127s %1s", word, extra) == 1) {
         m->model_type = -1;
-        for (int t = 0; t < 3; t++)
+        for (int t = 0; t < 4; t++)
             if (strcmp(word, model_names[t]) == 0)
                 m->model_type = t;
         if (m->model_type < 0)
@@ -430,6 +440,10 @@ static int parse_line(const char *line, meta_t *m, int *seen_slot)
         if (strspn(word, "0123456789,") != wl || wl >= sizeof(m->bias_layers))
             return -1;
         memcpy(m->bias_layers, word, wl + 1);
+    } else if (sscanf(line, "loss_weighting %127s %1s", word, extra) == 1) {
+        if (strcmp(word, model_lossw_name(MODEL_LW_UNCERTAINTY)) != 0)
+            return -1;
+        m->loss_weighting = MODEL_LW_UNCERTAINTY;
     } else if (sscanf(line, "digest %llx %1s", &u, extra) == 1) {
         m->digest = u;
     } else {

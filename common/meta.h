@@ -43,6 +43,12 @@
  *   one write neither, so their META and digest are unchanged, and a file
  *   without them reads as no bias tower.
  *
+ *   A model with uncertainty loss weighting (model/lossw.h: its
+ *   log-variances are dense weights) writes "loss_weighting uncertainty"
+ *   after them, part of the digest; other weightings write nothing (their
+ *   META and digest are unchanged), and a file without the line reads as
+ *   a model without log-variances.
+ *
  *   "format" (optional) names the log format the model was trained on
  *   (the worker's [data] format: tsv1, aliccp), so predict reads new logs
  *   the way train read them; it is not part of the digest (it says how
@@ -94,6 +100,7 @@ typedef struct meta {
     /* the position-bias tower (issue 15): "" without one */
     char bias_slots[256];  /* bias slot names in slot order, "position,device" */
     char bias_layers[128]; /* its hidden sizes, "16" ("0": linear) */
+    int loss_weighting;    /* MODEL_LW_UNCERTAINTY (s_k in the dense block) or MODEL_LW_FIXED */
 } meta_t;
 
 /* Describe spec as it would be saved by `shards` shards on `day`; the
@@ -104,7 +111,7 @@ void meta_from_spec(meta_t *m, const model_spec_t *ms, int shards, int day, uint
  * or "" records none). Returns 0, or ERR_INVAL for another name. */
 int meta_set_format(meta_t *m, const char *format);
 
-/* Name of model type t (MODEL_*): "esm2", "esmm", "naive"; "?" otherwise. */
+/* Name of model type t (MODEL_*): "esm2", "esmm", "naive", "nmtr"; "?" otherwise. */
 const char *meta_model_name(int t);
 
 /* The layout META records as configuration text, for the key `key` of
@@ -113,8 +120,10 @@ const char *meta_model_name(int t);
  * emb_optimizer, dense_optimizer, format, bottom, and the bottom's sizes
  * that apply to it (experts, expert_layers, shared_layers,
  * ple_shared_experts, ple_task_experts, ple_levels), bias_slots ("" without
- * a bias tower) and bias_layers (with one). Returns 0, or ERR_NOTFOUND for
- * another key or a format META does not record. */
+ * a bias tower), bias_layers (with one) and loss_weighting (only
+ * "uncertainty": the other weightings do not change the layout and are
+ * the configuration's). Returns 0, or ERR_NOTFOUND for another key or a
+ * format or weighting META does not record. */
 int meta_conf_value(const meta_t *m, const char *key, char *buf, size_t len);
 
 /*

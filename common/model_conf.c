@@ -67,7 +67,8 @@ size_t model_spec_dense_len(const model_spec_t *ms)
         tower += in * out + out;
         in = out;
     }
-    return (size_t)ms->ntowers * tower + model_spec_bottom_len(ms) + model_spec_bias_len(ms);
+    return (size_t)ms->ntowers * tower + model_spec_bottom_len(ms) + model_spec_bias_len(ms) +
+           model_spec_lossw_len(ms);
 }
 
 size_t model_spec_bias_len(const model_spec_t *ms)
@@ -82,6 +83,17 @@ size_t model_spec_bias_len(const model_spec_t *ms)
         in = out;
     }
     return n;
+}
+
+size_t model_spec_lossw_len(const model_spec_t *ms)
+{
+    return ms->loss_weighting == MODEL_LW_UNCERTAINTY ? (size_t)ms->nloss : 0;
+}
+
+const char *model_lossw_name(int w)
+{
+    static const char *const name[] = {"fixed", "uncertainty", "pareto"};
+    return w >= 0 && w < 3 ? name[w] : "?";
 }
 
 int model_spec_slot(const model_spec_t *ms, const char *name, size_t len)
@@ -250,8 +262,8 @@ int model_spec_from_conf(model_spec_t *ms, const model_conf_t *mc, errbuf_t *eb)
 
     memset(ms, 0, sizeof(*ms));
     ms->type = mc->model_type;
-    ms->ntowers = ms->type == MODEL_ESM2 ? 4 : 2;
-    ms->nloss = ms->type == MODEL_ESM2 ? 3 : 2;
+    ms->ntowers = ms->type == MODEL_ESM2 ? 4 : ms->type == MODEL_NMTR ? 3 : 2;
+    ms->nloss = ms->type == MODEL_ESM2 || ms->type == MODEL_NMTR ? 3 : 2;
 
     rc = parse_slots(ms, mc, eb);
     if (rc == 0)
@@ -299,6 +311,13 @@ int model_spec_from_conf(model_spec_t *ms, const model_conf_t *mc, errbuf_t *eb)
 
     if ((rc = parse_bottom(ms, mc, eb)) != 0 || (rc = parse_bias(ms, mc, eb)) != 0)
         return rc;
+    ms->loss_weighting = mc->loss_weighting;
+    ms->pareto_min = (float)mc->pareto_min_weight;
+    if (ms->loss_weighting == MODEL_LW_PARETO && mc->pareto_min_weight * ms->nloss > 1.0)
+        return errbuf_set(eb, ERR_CONFIG,
+                          "key 'pareto_min_weight': %g times %d losses is more than 1 (the "
+                          "shares sum to 1): lower it to at most %g",
+                          mc->pareto_min_weight, ms->nloss, 1.0 / ms->nloss);
 
     ms->emb_opt = (optim_t){
         .kind = mc->emb_optimizer,

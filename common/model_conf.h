@@ -21,8 +21,9 @@
 
 /* X(section, name, TYPE, default, min, max, choices, help) */
 #define MODEL_CONF_KEYS(X)                                                                         \
-    X(model, model_type, ENUM, "esm2", 0, 0, "esm2|esmm|naive",                                    \
-      "model type: esm2 (4 towers, 3 losses), esmm (2 towers), naive (CVR on clicks only)")        \
+    X(model, model_type, ENUM, "esm2", 0, 0, "esm2|esmm|naive|nmtr",                               \
+      "model type: esm2 (4 towers, 3 losses), esmm (2 towers), naive (CVR on clicks only), nmtr "  \
+      "(3 towers: click -> action -> buy logit cascade)")                                          \
     X(model, slots, TEXT, "user_id,item_id,cate_id,shop_id,brand_id,position,hour,tag", 0, 0,      \
       NULL, "comma-separated feature slots; tokens of other slots are ignored (counted)")          \
     X(model, emb_dim, INT, "16", 1, 1024, NULL, "embedding dimension of every slot")               \
@@ -31,8 +32,8 @@
     X(model, towers, STR, "256,128,64", 0, 0, NULL,                                                \
       "hidden layer sizes of every tower (ReLU), then a sigmoid head")                             \
     X(model, loss_weights, STR, "1,1,1", 0, 0, NULL,                                               \
-      "loss weights: ctr,ctavr,ctcvr (esm2); ctr,ctcvr (esmm); ctr,cvr-on-clicks (naive); 1,1,1 "  \
-      "= all ones")                                                                                \
+      "loss weights: ctr,ctavr,ctcvr (esm2, nmtr); ctr,ctcvr (esmm); ctr,cvr-on-clicks (naive); "  \
+      "1,1,1 = all ones")                                                                          \
     X(model, emb_optimizer, ENUM, "adagrad", 0, 0, "adagrad|sgd|adam|ftrl",                        \
       "optimizer of embedding rows (state stored beside each row)")                                \
     X(model, emb_lr, FLOAT, "0.05", 0, 100, NULL, "learning rate of embedding rows")               \
@@ -71,13 +72,20 @@
       "slots (of 'slots') that feed only the shallow bias tower, e.g. \"position\"; its logit is " \
       "added to the click logit in training only (empty: no bias tower)")                          \
     X(model, bias_layers, STR, "16", 0, 0, NULL,                                                   \
-      "hidden sizes of the bias tower (ReLU) before its 1-unit logit; \"0\": a linear tower")
+      "hidden sizes of the bias tower (ReLU) before its 1-unit logit; \"0\": a linear tower")      \
+    /* loss weighting (issue 15) */                                                                \
+    X(model, loss_weighting, ENUM, "fixed", 0, 0, "fixed|uncertainty|pareto",                      \
+      "how the losses are weighted: fixed (loss_weights), uncertainty (learned log-variances, "    \
+      "dense weights), pareto (PE-LTR min-norm weights per batch)")                                \
+    X(model, pareto_min_weight, FLOAT, "0.1", 0, 0.5, NULL,                                        \
+      "pareto: lower bound of each loss's share (PE-LTR's c_k); shares sum to 1: at most "         \
+      "1/losses")
 
 typedef struct model_conf {
     MODEL_CONF_KEYS(CONF_FIELD)
 } model_conf_t;
 
-enum { MODEL_ESM2 = 0, MODEL_ESMM = 1, MODEL_NAIVE = 2 };
+enum { MODEL_ESM2 = 0, MODEL_ESMM = 1, MODEL_NAIVE = 2, MODEL_NMTR = 3 };
 
 /* The bottoms, in the order of the 'bottom' key's choices. */
 enum {
@@ -88,6 +96,9 @@ enum {
     MODEL_BOTTOM_PLE = 4,
     MODEL_NBOTTOMS = 5
 };
+
+/* The loss weightings, in the order of the 'loss_weighting' key's choices. */
+enum { MODEL_LW_FIXED = 0, MODEL_LW_UNCERTAINTY = 1, MODEL_LW_PARETO = 2 };
 
 #define MODEL_MAX_SLOTS 256 /* one byte per slot index in store keys and exports */
 #define MODEL_MAX_LAYERS 8
@@ -109,8 +120,8 @@ typedef struct model_spec {
     int input_dim;               /* sum of slot dims */
     int nlayers;                 /* hidden layers per tower */
     int layer[MODEL_MAX_LAYERS]; /* hidden sizes */
-    int ntowers;                 /* 4 for esm2, 2 otherwise */
-    int nloss;                   /* 3 for esm2, 2 otherwise */
+    int ntowers;                 /* 4 for esm2, 3 for nmtr, 2 otherwise */
+    int nloss;                   /* 3 for esm2 and nmtr, 2 otherwise */
     float loss_weight[3];
     optim_t emb_opt;
     optim_t dense_opt;
@@ -129,6 +140,8 @@ typedef struct model_spec {
     int bias_dim;                     /* sum of their dims: the bias tower's input */
     int nbias_layers;                 /* hidden layers of the bias tower (0: linear) */
     int bias_layer[MODEL_MAX_LAYERS]; /* their sizes */
+    int loss_weighting;               /* MODEL_LW_* */
+    float pareto_min;                 /* pareto: lower bound of each loss's share */
 } model_spec_t;
 
 /* Build and validate the model description. Errors name the key. */
@@ -142,6 +155,14 @@ int model_spec_from_conf(model_spec_t *ms, const model_conf_t *mc, errbuf_t *eb)
  * a shard learns its size here without building a model.
  */
 size_t model_spec_dense_len(const model_spec_t *ms);
+
+/* Floats of the learned loss weights in the dense vector: one
+ * log-variance per loss with uncertainty weighting, else 0 (model.h lays
+ * them out after the bottom). */
+size_t model_spec_lossw_len(const model_spec_t *ms);
+
+/* Name of loss weighting w (MODEL_LW_*): "fixed", ...; "?" otherwise. */
+const char *model_lossw_name(int w);
 
 /* Name of bottom b (MODEL_BOTTOM_*): "concat", ...; "?" otherwise. */
 const char *model_bottom_name(int b);

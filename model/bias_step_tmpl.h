@@ -27,8 +27,7 @@ static double FN(bias_net_step)(team_t *team, FN(job_t) * j, const REAL *xb, REA
     zb = BIAS_FORWARD(m->bias, bs, j->p + m->bias_p, xb, B);
     for (size_t i = 0; i < B; i++)
         lg[i * T] += (double)zb[i];
-    total = heads_loss(m->heads, lg, click, action, buy, smp, B, m->spec.loss_weight, loss,
-                       j->g ? dlg : NULL);
+    total = FN(net_loss)(m, j->p, j->g, lg, click, action, buy, smp, B, loss, j->g ? dlg : NULL);
     if (!j->g)
         return total;
     j->dlg = dlg;

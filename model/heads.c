@@ -13,6 +13,21 @@
  *   esm2: pCTR = y0, pCTAVR = y0 y1, pCVR = mix(y1, y2, y3) = y1 y2 + (1-y1) y3,
  *         pCTCVR = y0 * pCVR;  esmm / naive: pCTR = y0, pCVR = y1, pCTCVR = y0 y1.
  *
+ *   nmtr (Gao et al., ICDE 2019, "Neural Multi-Task Recommendation from
+ *   Multi-Behavior Data"): a cascade in logit space (our reading of the
+ *   paper's cascaded prediction: a behaviour's score builds on the
+ *   previous behaviour's before the sigmoid). Each behaviour's logit is
+ *   the previous behaviour's logit plus its own tower's output:
+ *     z_click = a0,  z_action = a0 + a1,  z_buy = a0 + a1 + a2,
+ *     pCTR = sigma(z_click), pCTAVR = sigma(z_action), pCTCVR = sigma(z_buy),
+ *   each trained against its behaviour on every impression (ctr <- click,
+ *   ctavr <- click AND action, ctcvr <- buy). The cascade does not bound
+ *   pCTCVR by pCTR, so it has no exact post-click CVR; its pcvr column is
+ *   sigma(a1 + a2), the buy logit's rise over the click logit (a ranking
+ *   score for clicked rows, not a calibrated p(buy | click)).
+ *   Shape: csum(j0..j1) p = sigma(a_j0 + ... + a_j1), lp and lq as tower's
+ *   with dlp/da_j = 1 - p and dlq/da_j = -p for every j in the range.
+ *
  *   Log domain, never a division by a probability. Each shape is carried as
  *   lp = log p and lq = log(1 - p) together with their gradients dp, dq with
  *   respect to every logit:
@@ -75,7 +90,7 @@
 #include "common/model_conf.h"
 
 /* Probabilities a head can be trained on or predict. */
-enum { P_NONE = 0, P_Y0, P_Y1, P_Y0Y1, P_ESM2_CVR, P_Y0_ESM2_CVR };
+enum { P_NONE = 0, P_Y0, P_Y1, P_Y0Y1, P_ESM2_CVR, P_Y0_ESM2_CVR, P_C01, P_C012, P_C12 };
 
 enum { LABEL_CLICK = 0, LABEL_ACTION = 1, LABEL_BUY = 2 };
 enum { ROWS_ALL = 0, ROWS_CLICKED = 1 };
@@ -122,6 +137,16 @@ static const heads_t table[] = {
             .loss = {{"ctr", P_Y0, LABEL_CLICK, ROWS_ALL}, {"cvr", P_Y1, LABEL_BUY, ROWS_CLICKED}},
             .pred = {P_Y0, P_Y1, P_Y0Y1, P_NONE},
         },
+    [MODEL_NMTR] =
+        {
+            .name = "nmtr",
+            .ntowers = 3,
+            .nloss = 3,
+            .loss = {{"ctr", P_Y0, LABEL_CLICK, ROWS_ALL},
+                     {"ctavr", P_C01, LABEL_ACTION, ROWS_ALL},
+                     {"ctcvr", P_C012, LABEL_BUY, ROWS_ALL}},
+            .pred = {P_Y0, P_C12, P_C012, P_C01},
+        },
 };
 
 const heads_t *heads_for(int model_type)
@@ -162,17 +187,30 @@ typedef struct lterm {
     double dp[HEADS_MAX_TOWERS], dq[HEADS_MAX_TOWERS];
 } lterm_t;
 
-static void tower(lterm_t *t, const double *a, int j)
+/* p = sigma(sum of the logits a_j, j in [j0, j1]): a tower (j0 = j1) or a
+ * cascade's running logit (nmtr). */
+static void casc(lterm_t *t, const double *a, int j0, int j1)
 {
-    double x = a[j], e = exp(-fabs(x)), l = log1p(e);
-    double sp = x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e); /* sigma(x), no cancellation */
-    double sn = x >= 0 ? e / (1.0 + e) : 1.0 / (1.0 + e); /* sigma(-x) */
+    double x = 0.0, e, l, sp, sn;
 
+    for (int j = j0; j <= j1; j++)
+        x += a[j];
+    e = exp(-fabs(x));
+    l = log1p(e);
+    sp = x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e); /* sigma(x), no cancellation */
+    sn = x >= 0 ? e / (1.0 + e) : 1.0 / (1.0 + e); /* sigma(-x) */
     memset(t, 0, sizeof(*t));
     t->lp = (x < 0 ? x : 0.0) - l;
     t->lq = (x > 0 ? -x : 0.0) - l;
-    t->dp[j] = sn;
-    t->dq[j] = -sp;
+    for (int j = j0; j <= j1; j++) {
+        t->dp[j] = sn;
+        t->dq[j] = -sp;
+    }
+}
+
+static void tower(lterm_t *t, const double *a, int j)
+{
+    casc(t, a, j, j);
 }
 
 /* log(e^x + e^y) and the two shares e^(x - lse), e^(y - lse). */
@@ -215,12 +253,16 @@ static void mix(lterm_t *t, const lterm_t *G, const lterm_t *Y, const lterm_t *N
     }
 }
 
-/* The probability `prob` of one sample, given y[j] = tower(j) for its towers. */
-static void prob_eval(lterm_t *t, int prob, const lterm_t *y)
+/* The probability `prob` of one sample, given its logits a and
+ * y[j] = tower(j) for its towers. */
+static void prob_eval(lterm_t *t, int prob, const double *a, const lterm_t *y)
 {
     lterm_t cvr;
 
     switch (prob) {
+    case P_C01: casc(t, a, 0, 1); return;
+    case P_C012: casc(t, a, 0, 2); return;
+    case P_C12: casc(t, a, 1, 2); return;
     case P_Y0: *t = y[0]; return;
     case P_Y1: *t = y[1]; return;
     case P_Y0Y1: prod(t, &y[0], &y[1]); return;
@@ -283,7 +325,7 @@ static double pair_loss(const heads_t *h, const double *logits, const uint8_t *c
             lterm_t y[HEADS_MAX_TOWERS], p;
             for (int j = 0; j < T; j++)
                 tower(&y[j], logits + e * (size_t)T, j);
-            prob_eval(&p, prob, y);
+            prob_eval(&p, prob, logits + e * (size_t)T, y);
             wk[e * W] = p.lp;
             memcpy(wk + e * W + 1, p.dp, (size_t)T * sizeof(double));
         }
@@ -315,6 +357,17 @@ double heads_loss(const heads_t *h, const double *logits, const uint8_t *click,
                   const uint8_t *action, const uint8_t *buy, heads_sample_t *smp, size_t B,
                   const float *weight, double loss[HEADS_MAX_LOSS], double *dlogits)
 {
+    double w[HEADS_MAX_LOSS];
+
+    for (int k = 0; k < h->nloss; k++)
+        w[k] = (double)weight[k];
+    return heads_loss_w(h, logits, click, action, buy, smp, B, w, loss, dlogits);
+}
+
+double heads_loss_w(const heads_t *h, const double *logits, const uint8_t *click,
+                    const uint8_t *action, const uint8_t *buy, heads_sample_t *smp, size_t B,
+                    const double *weight, double loss[HEADS_MAX_LOSS], double *dlogits)
+{
     const float *sw = smp ? smp->weight : NULL;
     const int T = h->ntowers;
     double scale[HEADS_MAX_LOSS], total = 0.0;
@@ -342,12 +395,12 @@ double heads_loss(const heads_t *h, const double *logits, const uint8_t *click,
             const head_loss_t *hl = &h->loss[k];
             if (hl->rows == ROWS_CLICKED && !click[i])
                 continue;
-            prob_eval(&p, hl->prob, y);
+            prob_eval(&p, hl->prob, logits + i * (size_t)T, y);
             int l = label_of(hl->label, i, click, action, buy);
             double wi = sw ? (double)sw[i] : 1.0;
             loss[k] -= wi * (l ? p.lp : p.lq);
             if (d) {
-                double c = -(double)weight[k] * scale[k] * wi;
+                double c = -weight[k] * scale[k] * wi;
                 for (int j = 0; j < T; j++)
                     d[j] += c * (l ? p.dp[j] : p.dq[j]);
             }
@@ -355,7 +408,7 @@ double heads_loss(const heads_t *h, const double *logits, const uint8_t *click,
     }
     for (int k = 0; k < h->nloss; k++) {
         loss[k] *= scale[k];
-        total += (double)weight[k] * loss[k];
+        total += weight[k] * loss[k];
     }
     if (smp) {
         smp->pair_loss = 0.0;
@@ -366,6 +419,55 @@ double heads_loss(const heads_t *h, const double *logits, const uint8_t *click,
         }
     }
     return total;
+}
+
+void heads_gram(const heads_t *h, const double *logits, const uint8_t *click, const uint8_t *action,
+                const uint8_t *buy, const heads_sample_t *smp, size_t B, double *G)
+{
+    const float *sw = smp ? smp->weight : NULL;
+    const int T = h->ntowers, K = h->nloss;
+    double scale[HEADS_MAX_LOSS];
+
+    for (int k = 0; k < K; k++) {
+        size_t n = B;
+        if (h->loss[k].rows == ROWS_CLICKED) {
+            n = 0;
+            for (size_t i = 0; i < B; i++)
+                n += click[i] != 0;
+        }
+        scale[k] = n ? 1.0 / (double)n : 0.0;
+    }
+    memset(G, 0, (size_t)(K * K) * sizeof(double));
+    for (size_t i = 0; i < B; i++) {
+        const double *a = logits + i * (size_t)T;
+        double g[HEADS_MAX_LOSS][HEADS_MAX_TOWERS];
+        lterm_t y[HEADS_MAX_TOWERS], p;
+
+        for (int j = 0; j < T; j++)
+            tower(&y[j], a, j);
+        for (int k = 0; k < K; k++) {
+            const head_loss_t *hl = &h->loss[k];
+            memset(g[k], 0, sizeof(g[k]));
+            if (hl->rows == ROWS_CLICKED && !click[i])
+                continue;
+            prob_eval(&p, hl->prob, a, y);
+            int l = label_of(hl->label, i, click, action, buy);
+            double c = -scale[k] * (sw ? (double)sw[i] : 1.0);
+            for (int j = 0; j < T; j++)
+                g[k][j] = c * (l ? p.dp[j] : p.dq[j]);
+        }
+        /* row i's gradients touch only row i's logits: the Gram is a sum over rows */
+        for (int k = 0; k < K; k++)
+            for (int m = k; m < K; m++) {
+                double d = 0.0;
+                for (int j = 0; j < T; j++)
+                    d += g[k][j] * g[m][j];
+                G[k * K + m] += d;
+            }
+    }
+    for (int k = 0; k < K; k++)
+        for (int m = 0; m < k; m++)
+            G[k * K + m] = G[m * K + k];
 }
 
 void heads_predict(const heads_t *h, const double *logits, size_t B, float *out)
@@ -381,7 +483,7 @@ void heads_predict(const heads_t *h, const double *logits, size_t B, float *out)
                 out[i * HEADS_NPRED + c] = NAN;
                 continue;
             }
-            prob_eval(&p, h->pred[c], y);
+            prob_eval(&p, h->pred[c], logits + i * (size_t)T, y);
             out[i * HEADS_NPRED + c] = (float)exp(p.lp);
         }
     }

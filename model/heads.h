@@ -2,7 +2,7 @@
  * heads.h - the multi-task heads: which probabilities a model type builds
  * from its towers' logits, which of them are trained against which label on
  * which rows, and what the model predicts. One table, one row per model
- * type (esm2, esmm, naive); the loss and prediction code reads the table.
+ * type (esm2, esmm, naive, nmtr); the loss and prediction code reads the table.
  *
  * Everything here works per sample on B x T logits in double precision: the
  * heads are a few scalar operations per sample, so double costs nothing
@@ -39,7 +39,7 @@ int heads_nloss(const heads_t *h);
 const char *heads_loss_name(const heads_t *h, int k);
 
 /* 1 if the model predicts the column (every type predicts pctr, pcvr,
- * pctcvr; only esm2 predicts pctavr). */
+ * pctcvr; esm2 and nmtr predict pctavr). */
 int heads_has_pred(const heads_t *h, int col);
 
 /* The task a pairwise loss ranks within requests. */
@@ -73,6 +73,19 @@ typedef struct heads_sample {
 double heads_loss(const heads_t *h, const double *logits, const uint8_t *click,
                   const uint8_t *action, const uint8_t *buy, heads_sample_t *smp, size_t B,
                   const float *weight, double loss[HEADS_MAX_LOSS], double *dlogits);
+
+/* heads_loss with double weights (the loss weighting's exp(-s_k) and
+ * Pareto weights, model/lossw.h, keep double precision to the loss). */
+double heads_loss_w(const heads_t *h, const double *logits, const uint8_t *click,
+                    const uint8_t *action, const uint8_t *buy, heads_sample_t *smp, size_t B,
+                    const double *weight, double loss[HEADS_MAX_LOSS], double *dlogits);
+
+/* The Gram matrix G (K x K, K = heads_nloss) of the per-loss gradients
+ * g_k = d loss[k] / d logits (B, T) of heads_loss (sample weights from smp,
+ * no pairwise loss): G_kl = <g_k, g_l>, in one pass over the rows (row i's
+ * gradients touch only row i's logits). For the pareto loss weighting. */
+void heads_gram(const heads_t *h, const double *logits, const uint8_t *click, const uint8_t *action,
+                const uint8_t *buy, const heads_sample_t *smp, size_t B, double *G);
 
 /* Predictions out (B, HEADS_NPRED): pctr, pcvr, pctcvr, pctavr from logits
  * (B,T); a column the model does not predict is NaN. */

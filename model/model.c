@@ -38,6 +38,7 @@
 #include "model/bias.h"
 #include "model/bottom.h"
 #include "model/dense.h"
+#include "model/lossw.h"
 #include "model/team.h"
 
 typedef struct layer {
@@ -84,7 +85,71 @@ struct model {
     float *xb, *dxb;       /* max_batch * bias_dim: the bias part and its gradient */
     float *bsc;            /* the bias tower's scratch */
     double *dz;            /* max_batch: gradient of the bias logit */
+    size_t lw_p;           /* offset of the log-variances s_k (uncertainty): after the bottom */
+    size_t lw_s;           /* offset of their optimizer state: after the bottom's */
+    size_t nlw;            /* model_spec_lossw_len: nloss with uncertainty weighting, else 0 */
+    double *lw_last;       /* HEADS_MAX_LOSS: the loss weights of the last step (lossw.h) */
 };
+
+/*
+ * The loss of a step under the model's loss weighting (lossw.h), for both
+ * precisions' net_step: s the log-variances (uncertainty; read from the
+ * parameter block), gs (if not NULL) receives d total / d s_k. Writes the
+ * weights used into m->lw_last (a step's, not a forward-only pareto pass:
+ * validation batches do not move the weights shown). dlg is the logit
+ * gradient (NULL: forward only).
+ */
+static double net_loss(const model_t *m, const double *s, double *gs, const double *lg,
+                       const uint8_t *click, const uint8_t *action, const uint8_t *buy,
+                       heads_sample_t *smp, size_t B, double loss[HEADS_MAX_LOSS], double *dlg)
+{
+    const model_spec_t *ms = &m->spec;
+    const int K = heads_nloss(m->heads);
+    double w[HEADS_MAX_LOSS], total;
+
+    for (int k = 0; k < K; k++)
+        w[k] = (double)ms->loss_weight[k];
+    if (ms->loss_weighting == MODEL_LW_UNCERTAINTY) {
+        for (int k = 0; k < K; k++)
+            w[k] *= exp(-s[k]);
+    } else if (ms->loss_weighting == MODEL_LW_PARETO && dlg) {
+        double G[HEADS_MAX_LOSS * HEADS_MAX_LOSS], u[HEADS_MAX_LOSS];
+        heads_gram(m->heads, lg, click, action, buy, smp, B, G);
+        lossw_min_norm(K, G, (double)ms->pareto_min, u);
+        for (int k = 0; k < K; k++)
+            w[k] = K * u[k];
+    } else if (ms->loss_weighting == MODEL_LW_PARETO) {
+        for (int k = 0; k < K; k++)
+            w[k] = m->lw_last[k]; /* a forward-only pass: the last step's weights */
+    }
+    total = heads_loss_w(m->heads, lg, click, action, buy, smp, B, w, loss, dlg);
+    if (ms->loss_weighting == MODEL_LW_UNCERTAINTY)
+        for (int k = 0; k < K; k++) {
+            total += s[k];
+            if (gs)
+                gs[k] = 1.0 - w[k] * loss[k];
+        }
+    memcpy(m->lw_last, w, (size_t)K * sizeof(double));
+    return total;
+}
+
+#define NET_LOSS(REAL, suffix)                                                                  \
+    static double net_loss_##suffix(const model_t *m, const REAL *p, REAL *g, const double *lg, \
+                                    const uint8_t *click, const uint8_t *action,                \
+                                    const uint8_t *buy, heads_sample_t *smp, size_t B,          \
+                                    double loss[HEADS_MAX_LOSS], double *dlg)                   \
+    {                                                                                           \
+        double s[HEADS_MAX_LOSS], gs[HEADS_MAX_LOSS], total;                                    \
+        for (size_t k = 0; k < m->nlw; k++)                                                     \
+            s[k] = (double)p[m->lw_p + k];                                                      \
+        total = net_loss(m, s, g ? gs : NULL, lg, click, action, buy, smp, B, loss, dlg);       \
+        for (size_t k = 0; g && k < m->nlw; k++)                                                \
+            g[m->lw_p + k] = (REAL)gs[k];                                                       \
+        return total;                                                                           \
+    }
+NET_LOSS(float, f32)
+NET_LOSS(double, f64)
+#undef NET_LOSS
 
 /* The float path: OpenBLAS. */
 #define REAL float
@@ -191,19 +256,20 @@ static void lay_out(model_t *m)
     }
     m->tower_n = off / (size_t)m->ntowers;
     m->bottom_p = off;
-    m->nparams = off + (m->bot ? bottom_nparams(m->bot) : 0);
-    m->bias_p = m->nparams;
-    m->nparams += m->bias ? bias_nparams(m->bias) : 0;
+    m->bias_p = off + (m->bot ? bottom_nparams(m->bot) : 0);
+    m->lw_p = m->bias_p + (m->bias ? bias_nparams(m->bias) : 0);
+    m->nlw = model_spec_lossw_len(ms);
+    m->nparams = m->lw_p + m->nlw;
     assert(m->nparams == model_spec_dense_len(&m->xspec));
     m->act_width = col;
     for (int t = 0; t < m->ntowers; t++)
         m->tower_s[t] = (size_t)t * optim_dense_state_len(&ms->dense_opt, m->tower_n);
     m->bottom_s = (size_t)m->ntowers * optim_dense_state_len(&ms->dense_opt, m->tower_n);
-    m->nstate =
+    m->bias_s =
         m->bottom_s + (m->bot ? optim_dense_state_len(&ms->dense_opt, bottom_nparams(m->bot)) : 0);
-    m->bias_s = m->nstate;
-    if (m->bias)
-        m->nstate += optim_dense_state_len(&ms->dense_opt, bias_nparams(m->bias));
+    m->lw_s =
+        m->bias_s + (m->bias ? optim_dense_state_len(&ms->dense_opt, bias_nparams(m->bias)) : 0);
+    m->nstate = m->lw_s + (m->nlw ? optim_dense_state_len(&ms->dense_opt, m->nlw) : 0);
 }
 
 /* W ~ U(-1/sqrt(in), 1/sqrt(in)) in layout order, b = 0. */
@@ -302,10 +368,15 @@ model_t *model_new(const model_spec_t *ms, size_t max_batch, uint64_t seed, errb
     m->lg = malloc(max_batch * (size_t)m->ntowers * sizeof(double));
     m->dlg = malloc(max_batch * (size_t)m->ntowers * sizeof(double));
     m->team = team_new(1, NULL);
+    m->lw_last = malloc(HEADS_MAX_LOSS * sizeof(double));
     if (!m->params || !m->grads || !m->state || !m->act || !m->lg || !m->dlg || !m->team ||
-        alloc_team_scratch(m, 1))
+        !m->lw_last || alloc_team_scratch(m, 1))
         goto nomem;
     init_params(m, seed);
+    for (int k = 0; k < HEADS_MAX_LOSS; k++) /* s_k = 0: the first step weighs as fixed */
+        m->lw_last[k] = k < ms->nloss && ms->loss_weighting != MODEL_LW_PARETO
+                            ? (double)ms->loss_weight[k]
+                            : 1.0;
     return m;
 nomem:
     errbuf_set(eb, ERR_NOMEM, "model %s: out of memory (max batch %zu)", heads_name(h), max_batch);
@@ -329,6 +400,7 @@ void model_destroy(model_t **pm)
     free(m->xm);
     bias_destroy(&m->bias);
     free(m->bs);
+    free(m->lw_last);
     bottom_destroy(&m->bot);
     free(m->dlg);
     free(m->lg);
@@ -434,8 +506,16 @@ double model_loss_total(const model_t *m, const double loss[HEADS_MAX_LOSS])
     double total = 0.0;
 
     for (int k = 0; k < m->spec.nloss; k++)
-        total += (double)m->spec.loss_weight[k] * loss[k];
+        total += m->lw_last[k] * loss[k];
+    for (size_t k = 0; k < m->nlw; k++)
+        total += (double)m->params[m->lw_p + k];
     return total;
+}
+
+int model_loss_weights(const model_t *m, double w[HEADS_MAX_LOSS])
+{
+    memcpy(w, m->lw_last, (size_t)m->spec.nloss * sizeof(double));
+    return m->spec.nloss;
 }
 
 /* Member r updates towers r, r + n, ...: each tower's weights and state are
@@ -450,6 +530,9 @@ static void run_apply(void *arg, int r, int n)
     if (m->bot && r == m->ntowers % n) /* the bottom: the member next in line */
         optim_dense_update(&m->spec.dense_opt, m->params + m->bottom_p, m->state + m->bottom_s,
                            m->grads + m->bottom_p, bottom_nparams(m->bot), m->step);
+    if (m->nlw && r == (m->ntowers + 1) % n) /* the log-variances: the one after */
+        optim_dense_update(&m->spec.dense_opt, m->params + m->lw_p, m->state + m->lw_s,
+                           m->grads + m->lw_p, m->nlw, m->step);
 }
 
 void model_apply_grads(model_t *m)
@@ -703,10 +786,12 @@ static void get_floats(io_t *io, float *x, size_t n)
     }
 }
 
-/* Version 2's bottom fields (see model.h). */
+/* Version 2's and 3's bottom fields (see model.h). */
 static void put_bottom(io_t *io, const model_spec_t *ms)
 {
     put_u32(io, (uint32_t)ms->bottom);
+    if (ms->bottom == MODEL_BOTTOM_CONCAT)
+        return;
     put_u32(io, (uint32_t)ms->nbottom_layers);
     for (int l = 0; l < ms->nbottom_layers; l++)
         put_u32(io, (uint32_t)ms->bottom_layer[l]);
@@ -732,20 +817,20 @@ int model_save_dense(const model_t *m, FILE *f, errbuf_t *eb)
 
     if (fwrite(MODEL_DENSE_MAGIC, 1, 8, f) != 8)
         return errbuf_set(eb, ERR_IO, "dense checkpoint: write failed");
-    put_u32(&io, m->bias  ? MODEL_DENSE_VERSION_BIAS
-                 : m->bot ? MODEL_DENSE_VERSION
-                          : MODEL_DENSE_VERSION_CONCAT);
+    put_u32(&io, m->bias || m->nlw ? MODEL_DENSE_VERSION_EXT
+                 : m->bot          ? MODEL_DENSE_VERSION
+                                   : MODEL_DENSE_VERSION_CONCAT);
+    if (m->bias || m->nlw) { /* version 3: the bias tower, then the loss weighting */
+        put_bias(&io, &m->xspec);
+        put_u32(&io, m->nlw ? (uint32_t)m->spec.loss_weighting : MODEL_LW_FIXED);
+    }
     put_u32(&io, (uint32_t)m->spec.type);
     put_u32(&io, (uint32_t)m->spec.input_dim);
     put_u32(&io, (uint32_t)m->spec.nlayers);
     for (int l = 0; l < m->spec.nlayers; l++)
         put_u32(&io, (uint32_t)m->spec.layer[l]);
-    if (m->bot)
+    if (m->bot || m->bias || m->nlw)
         put_bottom(&io, &m->spec);
-    else if (m->bias)
-        put_u32(&io, MODEL_BOTTOM_CONCAT);
-    if (m->bias)
-        put_bias(&io, &m->xspec);
     put_u32(&io, (uint32_t)m->spec.dense_opt.kind);
     put_u64(&io, m->nparams);
     put_u64(&io, m->nstate);
@@ -802,16 +887,29 @@ static int read_bottom(model_t *m, io_t *io, uint32_t version, errbuf_t *eb)
     return rc;
 }
 
-/* The bias tower fields of a version 3 header; older files have none. */
+/* The bias tower fields of a version 3 header (width 0: none); versions 1
+ * and 2 have none. */
 static int read_bias(model_t *m, io_t *io, errbuf_t *eb)
 {
     const model_spec_t *ms = &m->xspec;
     uint32_t nl;
     int rc = 0;
 
-    if (!m->bias)
-        return 0;
-    if ((rc = same(eb, "bias tower input width", get_u32(io), (uint32_t)ms->bias_dim)) == 0 &&
+    uint32_t dim = get_u32(io);
+
+    if (!io->failed && (dim != 0) != (m->bias != NULL))
+        return errbuf_set(eb, ERR_MISMATCH,
+                          "dense checkpoint: the file has %s bias tower but the model has %s "
+                          "(key 'bias_slots')",
+                          dim ? "a" : "no", m->bias ? "one" : "none");
+    if (!m->bias) { /* width 0 and no layers */
+        nl = get_u32(io);
+        if (io->failed)
+            return errbuf_set(eb, ERR_CORRUPT, "dense checkpoint: truncated header");
+        return nl ? errbuf_set(eb, ERR_CORRUPT, "dense checkpoint: %u layers of no bias tower", nl)
+                  : 0;
+    }
+    if ((rc = same(eb, "bias tower input width", dim, (uint32_t)ms->bias_dim)) == 0 &&
         (rc = same(eb, "bias tower layer count", nl = get_u32(io), (uint32_t)ms->nbias_layers)) ==
             0)
         for (uint32_t l = 0; l < nl; l++) {
@@ -825,26 +923,36 @@ static int read_bias(model_t *m, io_t *io, errbuf_t *eb)
     return rc;
 }
 
-static int read_header(model_t *m, io_t *io, errbuf_t *eb)
+/*
+ * The header; *no_lw gets 1 if the file has no log-variances but the
+ * model has (a file written before or without uncertainty weighting: its
+ * parameters and state are the model's without the trailing s_k).
+ */
+static int read_header(model_t *m, io_t *io, int *no_lw, errbuf_t *eb)
 {
     const model_spec_t *ms = &m->spec;
-    uint32_t version, type, nl;
+    uint32_t version, type, nl, lw = MODEL_LW_FIXED;
+    size_t np_want = m->nparams, ns_want = m->nstate;
     int rc;
 
+    *no_lw = 0;
     version = get_u32(io);
     if (io->failed)
         return errbuf_set(eb, ERR_CORRUPT, "dense checkpoint: truncated header");
     if (version != MODEL_DENSE_VERSION && version != MODEL_DENSE_VERSION_CONCAT &&
-        version != MODEL_DENSE_VERSION_BIAS)
+        version != MODEL_DENSE_VERSION_EXT)
         return errbuf_set(eb, ERR_VERSION, "dense checkpoint: version %u, expected %u, %u or %u",
                           version, MODEL_DENSE_VERSION_CONCAT, MODEL_DENSE_VERSION,
-                          MODEL_DENSE_VERSION_BIAS);
-    if ((version == MODEL_DENSE_VERSION_BIAS) != (m->bias != NULL)) /* before its input_dim */
+                          MODEL_DENSE_VERSION_EXT);
+    if (version != MODEL_DENSE_VERSION_EXT && m->bias) /* before its input_dim */
         return errbuf_set(eb, ERR_MISMATCH,
-                          "dense checkpoint: the file has %s bias tower but the model has %s "
-                          "(key 'bias_slots')",
-                          version == MODEL_DENSE_VERSION_BIAS ? "a" : "no",
-                          m->bias ? "one" : "none");
+                          "dense checkpoint: the file has no bias tower but the model has one "
+                          "(key 'bias_slots')");
+    if (version == MODEL_DENSE_VERSION_EXT) { /* before input_dim, which the bias tower changes */
+        if ((rc = read_bias(m, io, eb)))
+            return rc;
+        lw = get_u32(io);
+    }
     type = get_u32(io);
     if (!io->failed && type != (uint32_t)ms->type) {
         const heads_t *fh = heads_for((int)type);
@@ -862,8 +970,17 @@ static int read_header(model_t *m, io_t *io, errbuf_t *eb)
             return io->failed ? errbuf_set(eb, ERR_CORRUPT, "dense checkpoint: truncated header")
                               : rc;
     }
-    if ((rc = read_bottom(m, io, version, eb)) || (rc = read_bias(m, io, eb)))
+    if ((rc = read_bottom(m, io, version, eb)))
         return rc;
+    if (!io->failed && lw != MODEL_LW_FIXED && lw != (uint32_t)ms->loss_weighting)
+        return errbuf_set(eb, ERR_MISMATCH,
+                          "dense checkpoint: loss_weighting is %s in the file but %s in the model",
+                          model_lossw_name((int)lw), model_lossw_name(ms->loss_weighting));
+    if (lw == MODEL_LW_FIXED && m->nlw) { /* no s_k in the file: they start at 0 */
+        *no_lw = 1;
+        np_want -= m->nlw;
+        ns_want = m->lw_s;
+    }
     uint32_t kind = get_u32(io);
     if (!io->failed && kind != (uint32_t)ms->dense_opt.kind)
         return errbuf_set(eb, ERR_MISMATCH,
@@ -872,11 +989,11 @@ static int read_header(model_t *m, io_t *io, errbuf_t *eb)
     uint64_t np = get_u64(io), ns = get_u64(io);
     if (io->failed)
         return errbuf_set(eb, ERR_CORRUPT, "dense checkpoint: truncated header");
-    if (np != m->nparams || ns != m->nstate)
+    if (np != np_want || ns != ns_want)
         return errbuf_set(eb, ERR_CORRUPT,
                           "dense checkpoint: %llu parameters and %llu state floats, the "
                           "header's shape implies %zu and %zu",
-                          (unsigned long long)np, (unsigned long long)ns, m->nparams, m->nstate);
+                          (unsigned long long)np, (unsigned long long)ns, np_want, ns_want);
     return 0;
 }
 
@@ -886,12 +1003,15 @@ int model_load_dense(model_t *m, FILE *f, errbuf_t *eb)
     char magic[8];
     float *params = NULL, *state = NULL;
     uint64_t step, hash, stored;
-    int rc;
+    size_t np, ns;
+    int rc, no_lw;
 
     if (fread(magic, 1, 8, f) != 8 || memcmp(magic, MODEL_DENSE_MAGIC, 8) != 0)
         return errbuf_set(eb, ERR_CORRUPT, "dense checkpoint: bad magic (not a dense model file)");
-    if ((rc = read_header(m, &io, eb)))
+    if ((rc = read_header(m, &io, &no_lw, eb)))
         return rc;
+    np = no_lw ? m->nparams - m->nlw : m->nparams;
+    ns = no_lw ? m->lw_s : m->nstate;
     step = get_u64(&io);
     params = malloc(m->nparams * sizeof(float));
     state = malloc((m->nstate ? m->nstate : 1) * sizeof(float));
@@ -899,13 +1019,15 @@ int model_load_dense(model_t *m, FILE *f, errbuf_t *eb)
         rc = errbuf_set(eb, ERR_NOMEM, "dense checkpoint: out of memory");
         goto out;
     }
-    get_floats(&io, params, m->nparams);
-    get_floats(&io, state, m->nstate);
+    memset(params, 0, m->nparams * sizeof(float)); /* s_k = 0 when the file has none */
+    memset(state, 0, m->nstate * sizeof(float));
+    get_floats(&io, params, np);
+    get_floats(&io, state, ns);
     hash = io.hash;
     stored = get_u64(&io);
     if (io.failed) {
         rc = errbuf_set(eb, ERR_CORRUPT, "dense checkpoint: truncated (%zu parameters expected)",
-                        m->nparams);
+                        np);
         goto out;
     }
     if (stored != hash) {

@@ -49,6 +49,11 @@
  *   Dense checkpoint (model_save_dense), every field little-endian:
  *     magic    8 bytes "FNLDENSE"
  *     u32      version (MODEL_DENSE_VERSION)
+ *     (version 3 only, the bias tower and the loss weighting:)
+ *     u32      bias_dim (0: no bias tower), u32 nbias_layers, then u32
+ *              bias_layer[nbias_layers]
+ *     u32      loss weighting (MODEL_LW_UNCERTAINTY, or MODEL_LW_FIXED:
+ *              no log-variances)
  *     u32      model type (MODEL_*)
  *     u32      input_dim
  *     u32      nlayers, then u32 layer[nlayers]
@@ -56,8 +61,6 @@
  *     u32      bottom (MODEL_BOTTOM_*), then unless it is concat: u32
  *              nbottom_layers, u32 bottom_layer[nbottom_layers], u32
  *              experts, u32 ple_shared, u32 ple_task, u32 ple_levels
- *     (version 3 only, the bias tower:)
- *     u32      bias_dim, u32 nbias_layers, then u32 bias_layer[nbias_layers]
  *     u32      dense optimizer kind (OPTIM_*)
  *     u64      nparams
  *     u64      nstate
@@ -69,9 +72,23 @@
  *   ERR_MISMATCH naming the field; a bad magic or checksum or a short file
  *   is ERR_CORRUPT; another version ERR_VERSION. Concat models write
  *   version 1 (byte for byte the format before bottoms existed) and any
- *   other bottom version 2, models with a bias tower version 3; all load
- *   (a version 1 file is a concat model, versions 1 and 2 have no bias
- *   tower). input_dim is the main part's width (input_dim - bias_dim).
+ *   other bottom version 2; models with a bias tower or with uncertainty
+ *   loss weighting (the two that add parameters after the bottom's)
+ *   version 3. All load (a version 1 file is a concat model, versions 1
+ *   and 2 have no bias tower and no log-variances). input_dim is the main
+ *   part's width (input_dim - bias_dim). The other weightings add no
+ *   parameters and keep versions 1 and 2, byte for byte. A file without
+ *   log-variances loads into an uncertainty model with every s_k = 0 and
+ *   its optimizer state 0 (continuing an old model under uncertainty
+ *   weighting); a file with them into a model without is ERR_MISMATCH
+ *   naming loss_weighting; a bias tower in one and not the other is
+ *   ERR_MISMATCH naming bias_slots.
+ *
+ *   Order of the dense block: the towers, the bottom, the bias tower
+ *   (bias.h), then with uncertainty weighting the nloss log-variances s_k,
+ *   [nparams - nloss, nparams); optimizer state in the same order. The s_k
+ *   are dense weights like any other, pulled from and pushed to the
+ *   shards, saved and loaded.
  *
  *   Threads (model_threads_set): MODEL_PAR_TOWERS runs whole towers on a
  *   team of threads, each tower's sgemms single-threaded (esm2's 4 towers
@@ -95,7 +112,7 @@
 #define MODEL_DENSE_MAGIC "FNLDENSE"
 #define MODEL_DENSE_VERSION 2        /* written by models with a bottom */
 #define MODEL_DENSE_VERSION_CONCAT 1 /* written by concat models: no bottom fields */
-#define MODEL_DENSE_VERSION_BIAS 3   /* written by models with a bias tower */
+#define MODEL_DENSE_VERSION_EXT 3    /* written with a bias tower or log-variances */
 
 typedef struct model model_t;
 
@@ -129,8 +146,15 @@ int model_train_step(model_t *m, const float *x, const uint8_t *click, const uin
 int model_loss(model_t *m, const float *x, const uint8_t *click, const uint8_t *action,
                const uint8_t *buy, heads_sample_t *smp, size_t B, double loss[HEADS_MAX_LOSS]);
 
-/* Weighted total of losses from model_train_step: sum_k weight_k loss[k]. */
+/* Weighted total of losses from the last model_train_step or model_loss:
+ * sum_k weight_k loss[k] with the weights that step used (lossw.h), plus
+ * sum_k s_k with uncertainty weighting; without the pairwise loss. */
 double model_loss_total(const model_t *m, const double loss[HEADS_MAX_LOSS]);
+
+/* The loss weights the last step used (fixed: loss_weights; uncertainty:
+ * loss_weight_k exp(-s_k); pareto: K times the min-norm shares) into w;
+ * returns their count (model_nloss). */
+int model_loss_weights(const model_t *m, double w[HEADS_MAX_LOSS]);
 
 /* One dense optimizer step with the gradient block (step count + 1). */
 void model_apply_grads(model_t *m);

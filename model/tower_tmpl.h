@@ -148,8 +148,7 @@ static double FN(net_step)(team_t *team, FN(job_t) * j, const uint8_t *click, co
 
     FN(net_forward)(team, j);
     FN(gather_logits)(m, j->act, B, lg);
-    total = heads_loss(m->heads, lg, click, action, buy, smp, B, m->spec.loss_weight, loss,
-                       j->g ? dlg : NULL);
+    total = FN(net_loss)(m, j->p, j->g, lg, click, action, buy, smp, B, loss, j->g ? dlg : NULL);
     if (!j->g)
         return total;
     j->dlg = dlg;

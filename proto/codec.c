@@ -173,7 +173,7 @@ static int check_hello(int type, const msg_hello_t *h, int code, errbuf_t *eb)
                           h->emb_optim, h->dense_optim);
     if (h->day < -1)
         return errbuf_set(eb, code, "%s: day %" PRId32 " < -1", tn, h->day);
-    if (h->model_type > MODEL_NAIVE || h->ntowers > HELLO_MAX_TOWERS ||
+    if (h->model_type > MODEL_NMTR || h->ntowers > HELLO_MAX_TOWERS ||
         h->nlayers > MODEL_MAX_LAYERS)
         return errbuf_set(eb, code,
                           "%s: model type %" PRIu32 ", %" PRIu32 " towers or %" PRIu32
@@ -1368,7 +1368,7 @@ void codec_hello_from_spec(msg_hello_t *h, const model_spec_t *spec, uint32_t sh
 
 static const char *model_name(uint32_t type)
 {
-    static const char *const name[] = {"esm2", "esmm", "naive"};
+    static const char *const name[] = {"esm2", "esmm", "naive", "nmtr"};
     return type < sizeof(name) / sizeof(name[0]) ? name[type] : "unknown";
 }
 

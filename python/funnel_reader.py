@@ -45,9 +45,9 @@ __all__ = [
     "forward", "predict",
 ]
 
-MODEL_NAMES = ("esm2", "esmm", "naive")        # MODEL_* order (common/model_conf.h)
+MODEL_NAMES = ("esm2", "esmm", "naive", "nmtr")  # MODEL_* order (common/model_conf.h)
 OPTIM_NAMES = ("adagrad", "sgd", "adam", "ftrl")  # OPTIM_* order (common/optim.h)
-TOWERS = {"esm2": 4, "esmm": 2, "naive": 2}    # model/heads.c table
+TOWERS = {"esm2": 4, "esmm": 2, "naive": 2, "nmtr": 3}  # model/heads.c table
 
 EXPORT_MAGIC = b"FNLEXPRT"
 EXPORT_END = b"FNLEXEND"
@@ -611,13 +611,18 @@ def forward(dense, x):
 
 
 def predict(dense, x):
-    """Predictions (B, 4): pctr, pcvr, pctcvr, pctavr (NaN unless esm2), the
-    heads of model/heads.c computed in double from the logits."""
+    """Predictions (B, 4): pctr, pcvr, pctcvr, pctavr (NaN unless esm2 or
+    nmtr), the heads of model/heads.c computed in double from the logits."""
     a = forward(dense, x)
     y = 1.0 / (1.0 + np.exp(-a))
     out = np.full((a.shape[0], 4), np.nan)
     out[:, 0] = y[:, 0]
-    if dense.model == "esm2":
+    if dense.model == "nmtr":  # the logit cascade click -> action -> buy
+        z = np.cumsum(a, axis=1)
+        out[:, 1] = 1.0 / (1.0 + np.exp(-(a[:, 1] + a[:, 2])))
+        out[:, 2] = 1.0 / (1.0 + np.exp(-z[:, 2]))
+        out[:, 3] = 1.0 / (1.0 + np.exp(-z[:, 1]))
+    elif dense.model == "esm2":
         cvr = y[:, 1] * y[:, 2] + (1.0 - y[:, 1]) * y[:, 3]
         out[:, 1] = cvr
         out[:, 2] = y[:, 0] * cvr

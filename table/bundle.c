@@ -405,8 +405,8 @@ static int manifest_line(bundle_t *b, const char *path, int ln, char *line, errb
                 b->model_type = t;
         if (b->model_type < 0)
             return errbuf_set(eb, ERR_CORRUPT,
-                              "%s line %d: model_type %s: expected esm2, esmm or naive", path, ln,
-                              word);
+                              "%s line %d: model_type %s: expected esm2, esmm, naive or nmtr", path,
+                              ln, word);
     } else if (!strcmp(key, "digest")) {
         if (sscanf(line, "%*s %16" SCNx64 "%31s", &b->digest, word) != 1)
             return errbuf_set(eb, ERR_CORRUPT, "%s line %d: digest: expected 16 hex digits", path,

@@ -918,7 +918,7 @@ static void test_semantic_violations(void)
     body->kid[3].u = 9;
     CU_ASSERT_EQUAL(tree_decode(&f, root), ERR_PROTO);
     body->kid[3].u = OPTIM_ADAGRAD;
-    body->kid[9].u = 3; /* model type past naive */
+    body->kid[9].u = MODEL_NMTR + 1; /* model type past the last */
     CU_ASSERT_EQUAL(tree_decode(&f, root), ERR_PROTO);
     body->kid[9].u = MODEL_ESMM;
     body->kid[11].kid[0].u = 0; /* a hidden layer of 0 units */

@@ -84,7 +84,7 @@ static void test_heads_table(void)
     const heads_t *nv = heads_for(MODEL_NAIVE);
 
     CU_ASSERT_PTR_NULL(heads_for(-1));
-    CU_ASSERT_PTR_NULL(heads_for(3));
+    CU_ASSERT_PTR_NULL(heads_for(MODEL_NMTR + 1));
     CU_ASSERT_STRING_EQUAL(heads_name(e2), "esm2");
     CU_ASSERT_EQUAL(heads_ntowers(e2), 4);
     CU_ASSERT_EQUAL(heads_nloss(e2), 3);

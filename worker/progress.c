@@ -169,6 +169,8 @@ static void line_text(progress_t *p, char *buf, size_t len, double now)
             p->shown[i] = p->loss_sum[i] / p->loss_rows;
     for (int i = 0; i < p->o.ntasks && (p->loss_rows > 0 || p->samples > 0); i++)
         ADD("  %s %.4f", p->o.task[i], p->shown[i]);
+    for (int i = 0; p->has_weights && i < p->o.ntasks; i++)
+        ADD("%s%.3g", i ? "/" : "  w ", p->weight[i]);
     if (p->frac >= 0) {
         fmt_eta(e, sizeof(e), eta(p, el));
         ADD("  %.0f%%  ETA %s", p->frac * 100, e);
@@ -212,11 +214,22 @@ static void interval_record(progress_t *p, double now, const char *event)
             snprintf(key, sizeof(key), "loss_%s", p->o.task[i]);
             json_kv_num(&j, key, p->loss_sum[i] / p->loss_rows, 9);
         }
+    for (int i = 0; p->has_weights && i < p->o.ntasks; i++) {
+        snprintf(key, sizeof(key), "weight_%s", p->o.task[i]);
+        json_kv_num(&j, key, p->weight[i], 9);
+    }
     if (strcmp(event, "end") == 0) {
         json_key(&j, "final");
         json_bool(&j, 1);
     }
     progress_record_end(p, &j);
+}
+
+void progress_set_weights(progress_t *p, const double *w)
+{
+    for (int i = 0; i < p->o.ntasks && i < PROGRESS_MAX_TASKS; i++)
+        p->weight[i] = w[i];
+    p->has_weights = 1;
 }
 
 void progress_update(progress_t *p, size_t n, const double *loss, double frac)

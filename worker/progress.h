@@ -30,7 +30,8 @@
  *   "start" adds command, rank, tasks and run_samples 0; "train" and "end"
  *   add run_samples (this run), samples_per_s (since the previous record),
  *   done (fraction of the whole job, when known) and loss_<task> (mean
- *   over the rows since the previous record).
+ *   over the rows since the previous record); with a learned loss
+ *   weighting also weight_<task> (the weights of the last batch).
  *
  * Thread-safety: one progress_t per run, used by one thread.
  */
@@ -82,6 +83,8 @@ typedef struct progress {
     double loss_rows;                    /* rows in loss_sum */
     double shown[PROGRESS_MAX_TASKS];    /* losses on the last line */
     int epoch;                           /* set by the caller: the epoch being trained */
+    double weight[PROGRESS_MAX_TASKS];   /* the current loss weights (progress_set_weights) */
+    int has_weights;                     /* 1 once set: lines and records show them */
 } progress_t;
 
 /* What to show for the 'progress' key value (PROGRESS_AUTO..PLAIN): auto
@@ -94,6 +97,12 @@ int progress_show(int mode);
  * naming the file; either way release p with progress_release().
  */
 int progress_init(progress_t *p, const progress_opts_t *o, errbuf_t *eb);
+
+/* The loss weights now in use, one per task (learned or per-batch loss
+ * weighting, model/lossw.h): from now on each line shows them ("w
+ * 1.02/0.97/1.31") and each "train" and "end" record carries
+ * weight_<task>. Not called: neither shows weights. */
+void progress_set_weights(progress_t *p, const double *w);
 
 /* n more samples done with their mean losses per task (NULL if ntasks is
  * 0); frac is the fraction of the whole job done (0..1), <0 if unknown. */

@@ -184,6 +184,11 @@ static int run_epoch(loop_t *l, int epoch, errbuf_t *eb)
         if (rc != 0)
             break;
         l->prog.epoch = epoch;
+        if (model_spec(l->s.model)->loss_weighting != MODEL_LW_FIXED) { /* lossw.h */
+            double lw[HEADS_MAX_LOSS];
+            model_loss_weights(l->s.model, lw);
+            progress_set_weights(&l->prog, lw);
+        }
         progress_update(&l->prog, l->s.batch[cur].n, loss, job_fraction(l, epoch));
         train_obs_batch(l->obs, l->s.batch[cur].n, loss, epoch);
         if (*l->a->stop) {
