@@ -172,10 +172,32 @@ static int run(const char *type, const char *bottom, int threads, int par, doubl
     return 0;
 }
 
-int main(void)
+static void usage(void)
+{
+    printf("usage: bench-train [TYPE:BOTTOM:THREADS:PAR ...]\n"
+           "  with no argument: every configuration of make bench; else only those named,\n"
+           "  e.g. esm2:concat:2:towers (TYPE esm2|esmm|naive, BOTTOM concat|shared|mmoe|omoe|ple,\n"
+           "  PAR towers|blas). OPENBLAS_CORETYPE picks OpenBLAS's kernel (e.g. SkylakeX, Haswell).\n");
+}
+
+int main(int argc, char **argv)
 {
     double g1, g2;
+    static const struct {
+        const char *type, *bottom;
+        int threads, par;
+    } all[] = {
+        {"esm2", "concat", 1, MODEL_PAR_TOWERS}, {"esm2", "concat", 2, MODEL_PAR_BLAS},
+        {"esm2", "concat", 2, MODEL_PAR_TOWERS}, {"esmm", "concat", 2, MODEL_PAR_TOWERS},
+        {"esm2", "mmoe", 2, MODEL_PAR_BLAS},     {"esm2", "mmoe", 2, MODEL_PAR_TOWERS},
+        {"esm2", "ple", 2, MODEL_PAR_BLAS},      {"esm2", "ple", 2, MODEL_PAR_TOWERS},
+    };
 
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage();
+            return 0;
+        }
     dense_threads_set(1);
     g1 = dense_sgemm_gflops(512, 256, 128, 1.0);
     dense_threads_set(2);
@@ -187,14 +209,23 @@ int main(void)
     printf("bound: n threads reach at most n x the 1-thread sgemm rate of the model's own shapes "
            "(or the measured n-thread rate if higher) [shapes]; bottoms other than concat: their "
            "FLOPs over the 512x256x128 rate, same rule [flops]\n");
-    run("esm2", "concat", 1, MODEL_PAR_TOWERS, g2, g1);
-    run("esm2", "concat", 2, MODEL_PAR_BLAS, g2, g1);
-    run("esm2", "concat", 2, MODEL_PAR_TOWERS, g2, g1);
-    run("esmm", "concat", 2, MODEL_PAR_TOWERS, g2, g1);
-    /* bottoms (issue 15) */
-    run("esm2", "mmoe", 2, MODEL_PAR_BLAS, g2, g1);
-    run("esm2", "mmoe", 2, MODEL_PAR_TOWERS, g2, g1);
-    run("esm2", "ple", 2, MODEL_PAR_BLAS, g2, g1);
-    run("esm2", "ple", 2, MODEL_PAR_TOWERS, g2, g1);
+    if (argc < 2) {
+        for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+            run(all[i].type, all[i].bottom, all[i].threads, all[i].par, g2, g1);
+        return 0;
+    }
+    for (int i = 1; i < argc; i++) {
+        char type[32], bottom[32], par[32];
+        int threads;
+        if (sscanf(argv[i], "%31[^:]:%31[^:]:%d:%31s", type, bottom, &threads, par) != 4 ||
+            (strcmp(par, "towers") && strcmp(par, "blas")) || threads < 1 || threads > 64) {
+            fprintf(stderr, "bench-train: bad configuration '%s'\n", argv[i]);
+            usage();
+            return 2;
+        }
+        if (run(type, bottom, threads, strcmp(par, "towers") ? MODEL_PAR_BLAS : MODEL_PAR_TOWERS,
+                g2, g1))
+            return 1;
+    }
     return 0;
 }

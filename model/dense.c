@@ -11,11 +11,12 @@
 #include "common/clock.h"
 #include "common/err.h"
 
-/* out (B,H) += b, then ReLU if asked: one pass over the output. */
-static void bias_act(float *restrict out, const float *restrict b, size_t B, size_t H, int act)
+/* out (B,H, rows ldo apart) += b, then ReLU if asked: one pass. */
+static void bias_act(float *restrict out, size_t ldo, const float *restrict b, size_t B, size_t H,
+                     int act)
 {
     for (size_t i = 0; i < B; i++) {
-        float *restrict o = out + i * H;
+        float *restrict o = out + i * ldo;
         if (act == DENSE_RELU)
             for (size_t j = 0; j < H; j++) {
                 float v = o[j] + b[j];
@@ -27,23 +28,39 @@ static void bias_act(float *restrict out, const float *restrict b, size_t B, siz
     }
 }
 
+void dense_forward_ld(float *out, size_t ldo, const float *in, size_t ldi, const float *w,
+                      const float *b, size_t B, size_t D, size_t H, int act)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)H, (int)D, 1.0f, in, (int)ldi,
+                w, (int)D, 0.0f, out, (int)ldo);
+    bias_act(out, ldo, b, B, H, act);
+}
+
 void dense_forward(float *out, const float *in, const float *w, const float *b, size_t B, size_t D,
                    size_t H, int act)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)H, (int)D, 1.0f, in, (int)D,
-                w, (int)D, 0.0f, out, (int)H);
-    bias_act(out, b, B, H, act);
+    dense_forward_ld(out, H, in, D, w, b, B, D, H, act);
+}
+
+void dense_relu_mask(float *dout, size_t lddo, const float *out, size_t ldo, size_t B, size_t H)
+{
+    for (size_t i = 0; i < B; i++) {
+        float *restrict d = dout + i * lddo;
+        const float *restrict o = out + i * ldo;
+        for (size_t j = 0; j < H; j++)
+            d[j] = o[j] > 0.0f ? d[j] : 0.0f;
+    }
 }
 
 /* db (H) = column sums of dout (B,H), after masking dout by out > 0 if ReLU. */
-static void mask_and_colsum(float *restrict db, float *restrict dout, const float *restrict out,
-                            size_t B, size_t H, int act)
+static void mask_and_colsum(float *restrict db, float *restrict dout, size_t lddo,
+                            const float *restrict out, size_t ldo, size_t B, size_t H, int act)
 {
     memset(db, 0, H * sizeof(float));
     for (size_t i = 0; i < B; i++) {
-        float *restrict d = dout + i * H;
+        float *restrict d = dout + i * lddo;
         if (act == DENSE_RELU) {
-            const float *restrict o = out + i * H;
+            const float *restrict o = out + i * ldo;
             for (size_t j = 0; j < H; j++)
                 d[j] = o[j] > 0.0f ? d[j] : 0.0f;
         }
@@ -52,28 +69,84 @@ static void mask_and_colsum(float *restrict db, float *restrict dout, const floa
     }
 }
 
-void dense_backward(float *din, float *dw, float *db, float *dout, const float *in, const float *w,
-                    const float *out, size_t B, size_t D, size_t H, int act, int accum)
+void dense_backward_ld(float *din, size_t lddi, float *dw, float *db, float *dout, size_t lddo,
+                       const float *in, size_t ldi, const float *w, const float *out, size_t ldo,
+                       size_t B, size_t D, size_t H, int act, int accum)
 {
-    mask_and_colsum(db, dout, out, B, H, act);
-    /* dw (H,D) = dout^T (H,B) in (B,D) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)H, (int)D, (int)B, 1.0f, dout, (int)H,
-                in, (int)D, 0.0f, dw, (int)D);
+    if (dw) {
+        mask_and_colsum(db, dout, lddo, out, ldo, B, H, act);
+        /* dw (H,D) = dout^T (H,B) in (B,D) */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)H, (int)D, (int)B, 1.0f, dout,
+                    (int)lddo, in, (int)ldi, 0.0f, dw, (int)D);
+    }
     /* din (B,D) = dout (B,H) W (H,D) */
     if (din)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B, (int)D, (int)H, 1.0f, dout,
-                    (int)H, w, (int)D, accum ? 1.0f : 0.0f, din, (int)D);
+                    (int)lddo, w, (int)D, accum ? 1.0f : 0.0f, din, (int)lddi);
 }
 
-void dense_forward_ref(double *out, const double *in, const double *w, const double *b, size_t B,
-                       size_t D, size_t H, int act)
+void dense_backward(float *din, float *dw, float *db, float *dout, const float *in, const float *w,
+                    const float *out, size_t B, size_t D, size_t H, int act, int accum)
+{
+    dense_backward_ld(din, D, dw, db, dout, H, in, D, w, out, H, B, D, H, act, accum);
+}
+
+void dense_forward_ld_ref(double *out, size_t ldo, const double *in, size_t ldi, const double *w,
+                          const double *b, size_t B, size_t D, size_t H, int act)
 {
     for (size_t i = 0; i < B; i++)
         for (size_t j = 0; j < H; j++) {
             double s = b[j];
             for (size_t k = 0; k < D; k++)
-                s += in[i * D + k] * w[j * D + k];
-            out[i * H + j] = act == DENSE_RELU && s <= 0.0 ? 0.0 : s;
+                s += in[i * ldi + k] * w[j * D + k];
+            out[i * ldo + j] = act == DENSE_RELU && s <= 0.0 ? 0.0 : s;
+        }
+}
+
+void dense_forward_ref(double *out, const double *in, const double *w, const double *b, size_t B,
+                       size_t D, size_t H, int act)
+{
+    dense_forward_ld_ref(out, H, in, D, w, b, B, D, H, act);
+}
+
+void dense_relu_mask_ref(double *dout, size_t lddo, const double *out, size_t ldo, size_t B,
+                         size_t H)
+{
+    for (size_t i = 0; i < B; i++)
+        for (size_t j = 0; j < H; j++)
+            if (!(out[i * ldo + j] > 0.0))
+                dout[i * lddo + j] = 0.0;
+}
+
+void dense_backward_ld_ref(double *din, size_t lddi, double *dw, double *db, double *dout,
+                           size_t lddo, const double *in, size_t ldi, const double *w,
+                           const double *out, size_t ldo, size_t B, size_t D, size_t H, int act,
+                           int accum)
+{
+    if (dw) {
+        if (act == DENSE_RELU)
+            dense_relu_mask_ref(dout, lddo, out, ldo, B, H);
+        for (size_t j = 0; j < H; j++) {
+            double s = 0.0;
+            for (size_t i = 0; i < B; i++)
+                s += dout[i * lddo + j];
+            db[j] = s;
+            for (size_t k = 0; k < D; k++) {
+                double t = 0.0;
+                for (size_t i = 0; i < B; i++)
+                    t += dout[i * lddo + j] * in[i * ldi + k];
+                dw[j * D + k] = t;
+            }
+        }
+    }
+    if (!din)
+        return;
+    for (size_t i = 0; i < B; i++)
+        for (size_t k = 0; k < D; k++) {
+            double s = accum ? din[i * lddi + k] : 0.0;
+            for (size_t j = 0; j < H; j++)
+                s += dout[i * lddo + j] * w[j * D + k];
+            din[i * lddi + k] = s;
         }
 }
 
@@ -81,31 +154,7 @@ void dense_backward_ref(double *din, double *dw, double *db, double *dout, const
                         const double *w, const double *out, size_t B, size_t D, size_t H, int act,
                         int accum)
 {
-    if (act == DENSE_RELU)
-        for (size_t i = 0; i < B * H; i++)
-            if (!(out[i] > 0.0))
-                dout[i] = 0.0;
-    for (size_t j = 0; j < H; j++) {
-        double s = 0.0;
-        for (size_t i = 0; i < B; i++)
-            s += dout[i * H + j];
-        db[j] = s;
-        for (size_t k = 0; k < D; k++) {
-            double t = 0.0;
-            for (size_t i = 0; i < B; i++)
-                t += dout[i * H + j] * in[i * D + k];
-            dw[j * D + k] = t;
-        }
-    }
-    if (!din)
-        return;
-    for (size_t i = 0; i < B; i++)
-        for (size_t k = 0; k < D; k++) {
-            double s = accum ? din[i * D + k] : 0.0;
-            for (size_t j = 0; j < H; j++)
-                s += dout[i * H + j] * w[j * D + k];
-            din[i * D + k] = s;
-        }
+    dense_backward_ld_ref(din, D, dw, db, dout, H, in, D, w, out, H, B, D, H, act, accum);
 }
 
 void dense_threads_set(int n)

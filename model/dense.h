@@ -41,12 +41,38 @@ void dense_forward(float *out, const float *in, const float *w, const float *b, 
 void dense_backward(float *din, float *dw, float *db, float *dout, const float *in, const float *w,
                     const float *out, size_t B, size_t D, size_t H, int act, int accum);
 
-/* The same two operations as plain loops in double precision. */
+/*
+ * The same two with leading dimensions (row strides, in elements), so a
+ * layer can read or write a column block of a wider matrix: in (B,D) rows
+ * ldi apart, out (B,H) ldo, dout (B,H) lddo, din (B,D) lddi; W, dw, b, db
+ * are contiguous. dense_backward_ld skips dw and db when dw is NULL (and
+ * then leaves dout as it is: the caller masked it already), din when NULL.
+ */
+void dense_forward_ld(float *out, size_t ldo, const float *in, size_t ldi, const float *w,
+                      const float *b, size_t B, size_t D, size_t H, int act);
+void dense_backward_ld(float *din, size_t lddi, float *dw, float *db, float *dout, size_t lddo,
+                       const float *in, size_t ldi, const float *w, const float *out, size_t ldo,
+                       size_t B, size_t D, size_t H, int act, int accum);
+
+/* dout (B,H), rows lddo apart, <- 0 where out (B,H, rows ldo apart) <= 0
+ * (the ReLU mask of dense_backward, on its own). */
+void dense_relu_mask(float *dout, size_t lddo, const float *out, size_t ldo, size_t B, size_t H);
+void dense_relu_mask_ref(double *dout, size_t lddo, const double *out, size_t ldo, size_t B,
+                         size_t H);
+
+/* The same operations as plain loops in double precision. */
 void dense_forward_ref(double *out, const double *in, const double *w, const double *b, size_t B,
                        size_t D, size_t H, int act);
 void dense_backward_ref(double *din, double *dw, double *db, double *dout, const double *in,
                         const double *w, const double *out, size_t B, size_t D, size_t H, int act,
                         int accum);
+
+void dense_forward_ld_ref(double *out, size_t ldo, const double *in, size_t ldi, const double *w,
+                          const double *b, size_t B, size_t D, size_t H, int act);
+void dense_backward_ld_ref(double *din, size_t lddi, double *dw, double *db, double *dout,
+                           size_t lddo, const double *in, size_t ldi, const double *w,
+                           const double *out, size_t ldo, size_t B, size_t D, size_t H, int act,
+                           int accum);
 
 /* Set OpenBLAS's thread count (process-wide; n >= 1) / read it back. */
 void dense_threads_set(int n);
