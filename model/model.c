@@ -72,13 +72,16 @@ struct model {
     size_t bottom_p;  /* offset of the bottom's parameters: after the towers, floats */
     size_t bottom_s;  /* offset of its optimizer state: after the towers', floats */
     float *bs;        /* the bottom's scratch for max_batch rows */
+    float *wcat;      /* concat: the towers' layer 0 packed, (T*H0, D) then (T*H0) */
+    float *F, *dF;    /* concat: layer 0's outputs and gradients, max_batch * T*H0 each */
 };
 
 /* The float path: OpenBLAS. */
 #define REAL float
 #define FN(name) name##_f32
-#define DENSE_FORWARD dense_forward
-#define DENSE_BACKWARD dense_backward
+#define DENSE_FORWARD_LD dense_forward_ld
+#define DENSE_BACKWARD_LD dense_backward_ld
+#define DENSE_RELU_MASK dense_relu_mask
 #define BOTTOM_FORWARD bottom_forward
 #define BOTTOM_BACKWARD bottom_backward
 #define BOTTOM_OUTPUT bottom_output
@@ -86,8 +89,9 @@ struct model {
 #include "model/tower_tmpl.h"
 #undef REAL
 #undef FN
-#undef DENSE_FORWARD
-#undef DENSE_BACKWARD
+#undef DENSE_FORWARD_LD
+#undef DENSE_BACKWARD_LD
+#undef DENSE_RELU_MASK
 #undef BOTTOM_FORWARD
 #undef BOTTOM_BACKWARD
 #undef BOTTOM_OUTPUT
@@ -96,8 +100,9 @@ struct model {
 /* The double path: plain loops. */
 #define REAL double
 #define FN(name) name##_f64
-#define DENSE_FORWARD dense_forward_ref
-#define DENSE_BACKWARD dense_backward_ref
+#define DENSE_FORWARD_LD dense_forward_ld_ref
+#define DENSE_BACKWARD_LD dense_backward_ld_ref
+#define DENSE_RELU_MASK dense_relu_mask_ref
 #define BOTTOM_FORWARD bottom_forward_f64
 #define BOTTOM_BACKWARD bottom_backward_f64
 #define BOTTOM_OUTPUT bottom_output_f64
@@ -105,8 +110,9 @@ struct model {
 #include "model/tower_tmpl.h"
 #undef REAL
 #undef FN
-#undef DENSE_FORWARD
-#undef DENSE_BACKWARD
+#undef DENSE_FORWARD_LD
+#undef DENSE_BACKWARD_LD
+#undef DENSE_RELU_MASK
 #undef BOTTOM_FORWARD
 #undef BOTTOM_BACKWARD
 #undef BOTTOM_OUTPUT
@@ -244,6 +250,14 @@ model_t *model_new(const model_spec_t *ms, size_t max_batch, uint64_t seed, errb
     m->act = malloc(max_batch * m->act_width * sizeof(float));
     m->lg = malloc(max_batch * (size_t)m->ntowers * sizeof(double));
     m->dlg = malloc(max_batch * (size_t)m->ntowers * sizeof(double));
+    if (!m->bot) {
+        size_t th = (size_t)m->ntowers * m->layer[0][0].out;
+        m->wcat = malloc(th * (m->layer[0][0].in + 1) * sizeof(float));
+        m->F = malloc(max_batch * th * sizeof(float));
+        m->dF = malloc(max_batch * th * sizeof(float));
+        if (!m->wcat || !m->F || !m->dF)
+            goto nomem;
+    }
     m->team = team_new(1, NULL);
     if (!m->params || !m->grads || !m->state || !m->act || !m->lg || !m->dlg || !m->team ||
         alloc_team_scratch(m, 1))
@@ -264,6 +278,9 @@ void model_destroy(model_t **pm)
     if (!m)
         return;
     team_destroy(&m->team);
+    free(m->dF);
+    free(m->F);
+    free(m->wcat);
     free(m->bs);
     bottom_destroy(&m->bot);
     free(m->dlg);
@@ -317,7 +334,9 @@ static job_t_f32 job_f32(model_t *m, float *g, const float *x, size_t B, float *
         .act = m->act,
         .tmp = m->tmp,
         .dx = dx,
-        .dxp = m->dxp,
+        .wcat = m->wcat,
+        .F = m->F,
+        .dF = m->dF,
         .bs = m->bs,
     };
 }
@@ -381,7 +400,7 @@ int model_predict(model_t *m, const float *x, size_t B, float *out)
     if (B == 0 || B > m->max_batch)
         return ERR_INVAL;
     net_forward_f32(m->team, &j);
-    gather_logits_f32(m, m->act, B, m->lg);
+    gather_logits_f32(m, m->act, j.F, B, m->lg);
     heads_predict(m->heads, m->lg, B, out);
     return 0;
 }
@@ -440,7 +459,8 @@ int model_train_step_f64(const model_t *m, const double *p, const double *x, con
 {
     size_t T = (size_t)m->ntowers, n = (size_t)team_size(m->team);
     size_t D = (size_t)m->spec.input_dim;
-    double *act = NULL, *tmp = NULL, *dxp = NULL, *lg = NULL, *dlg = NULL, *bs = NULL, tl;
+    size_t TH = T * m->layer[0][0].out;
+    double *act = NULL, *tmp = NULL, *fl = NULL, *lg = NULL, *dlg = NULL, *bs = NULL, tl;
     job_t_f64 j;
     int rc = ERR_NOMEM;
 
@@ -448,11 +468,11 @@ int model_train_step_f64(const model_t *m, const double *p, const double *x, con
         return ERR_INVAL;
     act = malloc(B * m->act_width * sizeof(double));
     tmp = malloc(n * 2 * B * m->max_width * sizeof(double));
-    dxp = malloc((n - 1) * B * D * sizeof(double) + 1);
+    fl = malloc((TH * (D + 1) + 2 * B * TH) * sizeof(double)); /* wcat, F, dF */
     lg = malloc(B * T * sizeof(double));
     dlg = malloc(B * T * sizeof(double));
     bs = malloc((m->bot ? bottom_scratch_len(m->bot, B) : 0) * sizeof(double) + 1);
-    if (!act || !tmp || !dxp || !lg || !dlg || !bs)
+    if (!act || !tmp || !fl || !lg || !dlg || !bs)
         goto out;
     j = (job_t_f64){
         .m = m,
@@ -463,7 +483,9 @@ int model_train_step_f64(const model_t *m, const double *p, const double *x, con
         .act = act,
         .tmp = tmp,
         .dx = dx,
-        .dxp = dxp,
+        .wcat = fl,
+        .F = fl + TH * (D + 1),
+        .dF = fl + TH * (D + 1) + B * TH,
         .bs = bs,
     };
     tl = net_step_f64(m->team, &j, click, action, buy, smp, lg, dlg, loss);
@@ -474,7 +496,7 @@ out:
     free(bs);
     free(dlg);
     free(lg);
-    free(dxp);
+    free(fl);
     free(tmp);
     free(act);
     return rc;
