@@ -92,4 +92,10 @@ int dense_blas_max_threads(void);
  */
 double dense_sgemm_gflops(size_t M, size_t N, size_t K, double min_seconds);
 
+/* The same, giving GFLOP/s by wall time and by the calling thread's CPU
+ * time (what a 1-thread product achieves while the machine is shared).
+ * Either pointer may be NULL. 0 or ERR_NOMEM. */
+int dense_sgemm_rate(size_t M, size_t N, size_t K, double min_seconds, double *wall_gflops,
+                     double *cpu_gflops);
+
 #endif

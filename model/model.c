@@ -66,7 +66,7 @@ struct model {
     int par;          /* MODEL_PAR_* */
     float *act;       /* max_batch * act_width */
     float *tmp;       /* per team member: 2 * max_batch * max_width */
-    float *dxp;       /* per team member but the first: max_batch * input_dim */
+    float *bmem;      /* with a bottom, per team member: bottom_member_len(max_batch) */
     double *lg, *dlg; /* max_batch * ntowers: logits and their gradients */
     bottom_t *bot;    /* NULL for the concat bottom (towers read x) */
     size_t bottom_p;  /* offset of the bottom's parameters: after the towers, floats */
@@ -202,22 +202,22 @@ static void init_params(model_t *m, uint64_t seed)
         bottom_init(m->bot, m->params + m->bottom_p, &s);
 }
 
-/* Per-member scratch for a team of n: backward buffers and dx partials. */
+/* Per-member scratch for a team of n: backward buffers and the bottom's. */
 static int alloc_team_scratch(model_t *m, int n)
 {
-    size_t D = (size_t)m->spec.input_dim;
+    size_t bl = m->bot ? bottom_member_len(m->bot, m->max_batch) : 0;
     float *tmp = malloc((size_t)n * 2 * m->max_batch * m->max_width * sizeof(float));
-    float *dxp = malloc(((size_t)n - 1) * m->max_batch * D * sizeof(float) + 1);
+    float *bmem = malloc((size_t)n * bl * sizeof(float) + 1);
 
-    if (!tmp || !dxp) {
+    if (!tmp || !bmem) {
         free(tmp);
-        free(dxp);
+        free(bmem);
         return ERR_NOMEM;
     }
     free(m->tmp);
-    free(m->dxp);
+    free(m->bmem);
     m->tmp = tmp;
-    m->dxp = dxp;
+    m->bmem = bmem;
     return 0;
 }
 
@@ -285,7 +285,7 @@ void model_destroy(model_t **pm)
     bottom_destroy(&m->bot);
     free(m->dlg);
     free(m->lg);
-    free(m->dxp);
+    free(m->bmem);
     free(m->tmp);
     free(m->act);
     free(m->state);
@@ -338,6 +338,7 @@ static job_t_f32 job_f32(model_t *m, float *g, const float *x, size_t B, float *
         .F = m->F,
         .dF = m->dF,
         .bs = m->bs,
+        .bmem = m->bmem,
     };
 }
 
@@ -460,7 +461,8 @@ int model_train_step_f64(const model_t *m, const double *p, const double *x, con
     size_t T = (size_t)m->ntowers, n = (size_t)team_size(m->team);
     size_t D = (size_t)m->spec.input_dim;
     size_t TH = T * m->layer[0][0].out;
-    double *act = NULL, *tmp = NULL, *fl = NULL, *lg = NULL, *dlg = NULL, *bs = NULL, tl;
+    double *act = NULL, *tmp = NULL, *fl = NULL, *lg = NULL, *dlg = NULL, *bs = NULL, *bm = NULL;
+    double tl;
     job_t_f64 j;
     int rc = ERR_NOMEM;
 
@@ -472,7 +474,8 @@ int model_train_step_f64(const model_t *m, const double *p, const double *x, con
     lg = malloc(B * T * sizeof(double));
     dlg = malloc(B * T * sizeof(double));
     bs = malloc((m->bot ? bottom_scratch_len(m->bot, B) : 0) * sizeof(double) + 1);
-    if (!act || !tmp || !fl || !lg || !dlg || !bs)
+    bm = malloc((m->bot ? n * bottom_member_len(m->bot, B) : 0) * sizeof(double) + 1);
+    if (!act || !tmp || !fl || !lg || !dlg || !bs || !bm)
         goto out;
     j = (job_t_f64){
         .m = m,
@@ -487,12 +490,14 @@ int model_train_step_f64(const model_t *m, const double *p, const double *x, con
         .F = fl + TH * (D + 1),
         .dF = fl + TH * (D + 1) + B * TH,
         .bs = bs,
+        .bmem = bm,
     };
     tl = net_step_f64(m->team, &j, click, action, buy, smp, lg, dlg, loss);
     if (total)
         *total = tl;
     rc = 0;
 out:
+    free(bm);
     free(bs);
     free(dlg);
     free(lg);

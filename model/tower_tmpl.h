@@ -16,7 +16,7 @@
  *
  * With a bottom (model_t's bot), tower t reads the bottom's output t instead
  * of x and stores its input gradient into the bottom's scratch; the bottom
- * runs before the towers' forward and after their backward, in the caller.
+ * runs before the towers' forward and after their backward, on the team.
  *
  * Scratch layout for a batch of B rows (see model.c's notes): the outputs of
  * layer l of tower t are act + B * layer[t][l].act, (B, layer[t][l].out);
@@ -93,7 +93,9 @@ static void FN(tower_backward)(const model_t *m, int t, const REAL *p, REAL *g, 
 
     for (int l = m->depth - 1; l >= low; l--) {
         const layer_t *L = &m->layer[t][l];
-        const REAL *in = !l ? x : l == 1 && F ? F + (size_t)t * H0 : act + B * m->layer[t][l - 1].act;
+        const REAL *in = !l            ? x
+                         : l == 1 && F ? F + (size_t)t * H0
+                                       : act + B * m->layer[t][l - 1].act;
         size_t ldi = l == 1 && F ? TH : L->in;
         REAL *next = !l ? dx : l == 1 && F ? dF + (size_t)t * H0 : din;
         size_t ldn = l == 1 && F ? TH : L->in;
@@ -110,8 +112,8 @@ static void FN(tower_backward)(const model_t *m, int t, const REAL *p, REAL *g, 
     L0 = &m->layer[t][0];
     if (L0->fn == DENSE_RELU)
         DENSE_RELU_MASK(dF + (size_t)t * H0, TH, F + (size_t)t * H0, TH, B, H0);
-    DENSE_BACKWARD_LD(NULL, 0, g + L0->w, g + L0->b, dF + (size_t)t * H0, TH, x, L0->in, NULL,
-                      NULL, 0, B, L0->in, H0, DENSE_LINEAR, 0);
+    DENSE_BACKWARD_LD(NULL, 0, g + L0->w, g + L0->b, dF + (size_t)t * H0, TH, x, L0->in, NULL, NULL,
+                      0, B, L0->in, H0, DENSE_LINEAR, 0);
 }
 
 /* lg (B,T) <- the towers' logits, read from each tower's last layer. */
@@ -147,6 +149,7 @@ typedef struct FN(job) {
     REAL *F, *dF;                      /* fused: (B, T*H0) each */
     const double *dlg;                 /* (B, T) d loss / d logits */
     REAL *bs;                          /* the bottom's scratch (model_t's bot only) */
+    REAL *bmem;                        /* and its per-member scratch */
     const REAL *tin[HEADS_MAX_TOWERS]; /* with a bottom: tower t's input (B, in_0) */
     REAL *dtin[HEADS_MAX_TOWERS];      /* and its gradient */
 } FN(job_t);
@@ -197,10 +200,9 @@ static void FN(run_backward)(void *arg, int r, int n)
         for (size_t i = 0; i < B; i++)
             tmp[i] = (REAL)j->dlg[i * T + (size_t)t];
         if (j->m->bot)
-            FN(tower_backward)(j->m, t, j->p, j->g, j->tin[t], B, j->act, tmp, j->dtin[t], 0, NULL,
-                               NULL);
-        else
-            FN(tower_backward)(j->m, t, j->p, j->g, j->x, B, j->act, tmp, NULL, 0, j->F, j->dF);
+            FN(tower_backward)
+        (j->m, t, j->p, j->g, j->tin[t], B, j->act, tmp, j->dtin[t], 0, NULL, NULL);
+        else FN(tower_backward)(j->m, t, j->p, j->g, j->x, B, j->act, tmp, NULL, 0, j->F, j->dF);
     }
 }
 
@@ -210,7 +212,7 @@ static void FN(net_forward)(team_t *team, FN(job_t) * j)
     const model_t *m = j->m;
 
     if (m->bot) {
-        BOTTOM_FORWARD(m->bot, j->bs, j->p + m->bottom_p, j->x, j->B);
+        BOTTOM_FORWARD(m->bot, team, j->bs, j->p + m->bottom_p, j->x, j->B);
         for (int t = 0; t < m->ntowers; t++) {
             j->tin[t] = BOTTOM_OUTPUT(m->bot, j->bs, t, j->B);
             j->dtin[t] = BOTTOM_DOUTPUT(m->bot, j->bs, t, j->B);
@@ -244,7 +246,8 @@ static double FN(net_step)(team_t *team, FN(job_t) * j, const uint8_t *click, co
     j->dlg = dlg;
     team_run(team, FN(run_backward), j);
     if (m->bot)
-        BOTTOM_BACKWARD(m->bot, j->bs, j->p + m->bottom_p, j->g + m->bottom_p, j->x, j->B, j->dx);
+        BOTTOM_BACKWARD(m->bot, team, j->bs, j->p + m->bottom_p, j->g + m->bottom_p, j->x, j->B,
+                        j->dx, j->bmem);
     else if (j->dx)
         team_run(team, FN(run_first_backward), j);
     return total;
