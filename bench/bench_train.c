@@ -121,7 +121,7 @@ static void print_mmm(double *v, int n, const char *fmt)
  * scripts/bench.sh reads), then min / median / max of samples/s and of
  * the ratio to the bound, by wall time and by CPU time.
  */
-static int run(const char *type, const char *bottom, int threads, int par)
+static int run(const char *type, const char *bottom, int threads, int par, int prec)
 {
     worker_conf_t wc;
     model_spec_t ms;
@@ -150,6 +150,7 @@ static int run(const char *type, const char *bottom, int threads, int par)
         fprintf(stderr, "bench-train: %s\n", eb.msg);
         return 1;
     }
+    model_precision_set(m, prec);
     snprintf(dir, sizeof(dir), "%s/funnel-bench-train-XXXXXX",
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(dir)) {
@@ -207,10 +208,11 @@ static int run(const char *type, const char *bottom, int threads, int par)
     double med[ROUNDS];
     memcpy(med, sps, sizeof(med));
     qsort(med, ROUNDS, sizeof(double), cmp_double);
-    printf("train %s%s%s threads=%d par=%s: %.0f samples/s median; min/median/max of %d rounds: "
+    printf("train %s%s%s threads=%d par=%s%s: %.0f samples/s median; min/median/max of %d rounds: "
            "samples/s ",
            type, strcmp(bottom, "concat") ? "+" : "", strcmp(bottom, "concat") ? bottom : "",
-           threads, par == MODEL_PAR_TOWERS ? "towers" : "blas", med[ROUNDS / 2], ROUNDS);
+           threads, par == MODEL_PAR_TOWERS ? "towers" : "blas", prec == DENSE_BF16 ? " bf16" : "",
+           med[ROUNDS / 2], ROUNDS);
     print_mmm(sps, ROUNDS, "%.0f");
     printf(", %% of the sgemm bound ");
     print_mmm(ratio, ROUNDS, "%.0f");
@@ -248,12 +250,18 @@ int main(int argc, char **argv)
     double g1, g2;
     static const struct {
         const char *type, *bottom;
-        int threads, par;
+        int threads, par, prec;
     } all[] = {
-        {"esm2", "concat", 1, MODEL_PAR_TOWERS}, {"esm2", "concat", 2, MODEL_PAR_BLAS},
-        {"esm2", "concat", 2, MODEL_PAR_TOWERS}, {"esmm", "concat", 2, MODEL_PAR_TOWERS},
-        {"esm2", "mmoe", 2, MODEL_PAR_BLAS},     {"esm2", "mmoe", 2, MODEL_PAR_TOWERS},
-        {"esm2", "ple", 2, MODEL_PAR_BLAS},      {"esm2", "ple", 2, MODEL_PAR_TOWERS},
+        {"esm2", "concat", 1, MODEL_PAR_TOWERS, DENSE_FP32},
+        {"esm2", "concat", 1, MODEL_PAR_TOWERS, DENSE_BF16},
+        {"esm2", "concat", 2, MODEL_PAR_BLAS, DENSE_FP32},
+        {"esm2", "concat", 2, MODEL_PAR_TOWERS, DENSE_FP32},
+        {"esm2", "concat", 2, MODEL_PAR_TOWERS, DENSE_BF16},
+        {"esmm", "concat", 2, MODEL_PAR_TOWERS, DENSE_FP32},
+        {"esm2", "mmoe", 2, MODEL_PAR_BLAS, DENSE_FP32},
+        {"esm2", "mmoe", 2, MODEL_PAR_TOWERS, DENSE_FP32},
+        {"esm2", "ple", 2, MODEL_PAR_BLAS, DENSE_FP32},
+        {"esm2", "ple", 2, MODEL_PAR_TOWERS, DENSE_FP32},
     };
 
     for (int i = 1; i < argc; i++)
@@ -276,19 +284,22 @@ int main(int argc, char **argv)
            "leaves of the ratio)\n");
     if (argc < 2) {
         for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-            run(all[i].type, all[i].bottom, all[i].threads, all[i].par);
+            run(all[i].type, all[i].bottom, all[i].threads, all[i].par, all[i].prec);
         return 0;
     }
     for (int i = 1; i < argc; i++) {
-        char type[32], bottom[32], par[32];
+        char type[32], bottom[32], par[32], prec[32] = "fp32";
         int threads;
-        if (sscanf(argv[i], "%31[^:]:%31[^:]:%d:%31s", type, bottom, &threads, par) != 4 ||
-            (strcmp(par, "towers") && strcmp(par, "blas")) || threads < 1 || threads > 64) {
+        if (sscanf(argv[i], "%31[^:]:%31[^:]:%d:%31[^:]:%31s", type, bottom, &threads, par, prec) <
+                4 ||
+            (strcmp(par, "towers") && strcmp(par, "blas")) || threads < 1 || threads > 64 ||
+            (strcmp(prec, "fp32") && strcmp(prec, "bf16"))) {
             fprintf(stderr, "bench-train: bad configuration '%s'\n", argv[i]);
             usage();
             return 2;
         }
-        if (run(type, bottom, threads, strcmp(par, "towers") ? MODEL_PAR_BLAS : MODEL_PAR_TOWERS))
+        if (run(type, bottom, threads, strcmp(par, "towers") ? MODEL_PAR_BLAS : MODEL_PAR_TOWERS,
+                strcmp(prec, "bf16") ? DENSE_FP32 : DENSE_BF16))
             return 1;
     }
     return 0;

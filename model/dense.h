@@ -25,6 +25,18 @@
 #include <stddef.h>
 
 enum { DENSE_LINEAR = 0, DENSE_RELU = 1 };
+enum { DENSE_FP32 = 0, DENSE_BF16 = 1 };
+
+/*
+ * Precision of the float kernels' products (process-wide, like OpenBLAS's
+ * thread count): DENSE_FP32 (OpenBLAS sgemm) or DENSE_BF16 (inputs rounded
+ * to bfloat16, products on oneDNN's matmul with float32 accumulation and
+ * output; products smaller than 16 in a dimension, or any oneDNN failure,
+ * stay on sgemm). Parameters, gradients and optimizer state are float32
+ * either way. The double reference kernels ignore it.
+ */
+void dense_precision_set(int p);
+int dense_precision_get(void);
 
 /* out (B,H) = act(in (B,D) W^T (D,H) + b (H)); W is (H,D). act: DENSE_*. */
 void dense_forward(float *out, const float *in, const float *w, const float *b, size_t B, size_t D,

@@ -64,6 +64,7 @@ struct model {
     float *params, *grads, *state;
     team_t *team;     /* runs the towers; size 1 unless MODEL_PAR_TOWERS */
     int par;          /* MODEL_PAR_* */
+    int prec;         /* DENSE_FP32 or DENSE_BF16 */
     float *act;       /* max_batch * act_width */
     float *tmp;       /* per team member: 2 * max_batch * max_width */
     float *bmem;      /* with a bottom, per team member: bottom_member_len(max_batch) */
@@ -316,6 +317,11 @@ int model_threads_set(model_t *m, int n, int par, errbuf_t *eb)
     return 0;
 }
 
+void model_precision_set(model_t *m, int precision)
+{
+    m->prec = precision == DENSE_BF16 ? DENSE_BF16 : DENSE_FP32;
+}
+
 int model_threads(const model_t *m, int *par)
 {
     if (par)
@@ -325,6 +331,7 @@ int model_threads(const model_t *m, int *par)
 
 static job_t_f32 job_f32(model_t *m, float *g, const float *x, size_t B, float *dx)
 {
+    dense_precision_set(m->prec);
     return (job_t_f32){
         .m = m,
         .p = m->params,

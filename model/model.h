@@ -152,6 +152,12 @@ int model_threads_set(model_t *m, int n, int par, errbuf_t *eb);
 /* Threads in use; *par (if not NULL) gets the MODEL_PAR_* mode. */
 int model_threads(const model_t *m, int *par);
 
+/* Precision of the float path's products: dense.h's DENSE_FP32 (new
+ * models) or DENSE_BF16 (bf16 inputs, fp32 accumulation; parameters,
+ * gradients and optimizer state stay fp32). The model applies it
+ * (dense_precision_set) at the start of each step and prediction. */
+void model_precision_set(model_t *m, int precision);
+
 /* FLOPs of one sample's training step: the towers' matrix products,
  * forward (2 in out per layer) + backward (dW and din: 4 in out). */
 double model_flops_per_sample(const model_t *m);
