@@ -237,12 +237,12 @@ static int run(const char *type, const char *bottom, int threads, int par, int p
 
 static void usage(void)
 {
-    printf(
-        "usage: bench-train [TYPE:BOTTOM:THREADS:PAR ...]\n"
-        "  with no argument: every configuration of make bench; else only those named,\n"
-        "  e.g. esm2:concat:2:towers (TYPE esm2|esmm|naive, BOTTOM concat|shared|mmoe|omoe|ple,\n"
-        "  PAR towers|blas). OPENBLAS_CORETYPE picks OpenBLAS's kernel (e.g. SkylakeX, "
-        "Haswell).\n");
+    printf("usage: bench-train [--core | TYPE:BOTTOM:THREADS:PAR[:PRECISION] ...]\n"
+           "  with no argument: every configuration of make bench; else only those named,\n"
+           "  e.g. esm2:concat:2:towers or esm2:concat:1:towers:bf16 (TYPE esm2|esmm|naive,\n"
+           "  BOTTOM concat|shared|mmoe|omoe|ple, PAR towers|blas, PRECISION fp32|bf16).\n"
+           "  --core: print OpenBLAS's core name and exit. OPENBLAS_CORETYPE picks the\n"
+           "  kernel (e.g. SkylakeX, Haswell).\n");
 }
 
 int main(int argc, char **argv)
@@ -269,6 +269,10 @@ int main(int argc, char **argv)
             usage();
             return 0;
         }
+    if (argc == 2 && !strcmp(argv[1], "--core")) { /* for scripts/bench.sh */
+        printf("%s\n", dense_blas_core());
+        return 0;
+    }
     dense_threads_set(1);
     g1 = dense_sgemm_gflops(512, 256, 128, 0.5);
     dense_threads_set(2);
