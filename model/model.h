@@ -60,6 +60,10 @@
  *   team of threads, each tower's sgemms single-threaded (esm2's 4 towers
  *   split 2 + 2 on two cores, esmm's 2 towers 1 + 1); MODEL_PAR_BLAS runs
  *   the towers one after another and lets OpenBLAS split each sgemm.
+ *   Concat models run the towers' first layers (which all read x) as one
+ *   fused layer, its forward and input-gradient products split by rows
+ *   across the team (tower_tmpl.h); bottoms split their experts and gates
+ *   across the team (bottom.h).
  *   A new model uses one thread.
  *
  * Thread-safety: a model_t is used by one thread at a time.
