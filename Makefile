@@ -59,6 +59,9 @@ PKGS_gen    := zlib
 PKGS_obs    := libmicrohttpd
 PKGS_serve  := libzmq
 PKGS_test   := cunit libzmq
+# ... and those without a pkg-config file: oneDNN (bf16 products, dense.c)
+# and its OpenMP runtime
+LIBS_model  := -ldnnl -lgomp
 
 ALL_PKGS := $(sort $(foreach d,$(LAYERS),$(PKGS_$(d))) $(PKGS_test))
 FUNNEL_CFLAGS := -std=gnu11 -Wall -Wextra -pthread -MMD -MP -I. \
@@ -92,7 +95,7 @@ lib_of     = $(BUILD)/lib$(1).a
 closure    = $(filter $(1) $(USES_$(1)),$(LAYERS))
 libs_for   = $(foreach d,$(call closure,$(1)),$(call lib_of,$(d)))
 ldlibs_for = $(shell pkg-config --libs $(sort $(foreach d,$(call closure,$(1)),$(PKGS_$(d)))) \
-               2>/dev/null) -lm
+               2>/dev/null) $(foreach d,$(call closure,$(1)),$(LIBS_$(d))) -lm
 
 ALL_SRC := $(foreach d,$(LAYERS),$(wildcard $(d)/*.c))
 ALL_LIBS := $(foreach d,$(LAYERS),$(if $(call src_of,$(d)),$(call lib_of,$(d))))
@@ -118,7 +121,7 @@ TEST_LIST  := $(BUILD)/tests/suites.h
 BENCH_SRC  := $(wildcard bench/bench_*.c)
 BENCH_BINS := $(BENCH_SRC:bench/bench_%.c=$(BIN)/bench-%)
 EVERY_LIB  := $(ALL_LIBS)
-EVERY_LDLIBS := $(shell pkg-config --libs $(ALL_PKGS) 2>/dev/null) -lm
+EVERY_LDLIBS := $(shell pkg-config --libs $(ALL_PKGS) 2>/dev/null) $(LIBS_model) -lm
 
 .PHONY: all deps test demo asan bench format check-format check-layers clean \
         fuzz fuzz-smoke fuzz-bins

@@ -7,8 +7,9 @@
  * one token per slot, 0-3 weighted tokens in the last slot, 100k values per
  * slot, Zipf-free uniform ids) and built before timing, so the number is the
  * training step itself: unique keys, pull, pooling, towers forward and
- * backward, row and dense updates. Prints one line per configuration:
- *   train esm2 threads=2 par=towers: 91234 samples/s (xx% of sgemm bound)
+ * backward, row and dense updates. Prints one line per configuration
+ * (`bench-train TYPE:BOTTOM:THREADS:PAR` runs only those named):
+ *   train esm2 threads=2 par=towers: 91234 samples/s median; min/median/max ...
  * and, for the bottoms of issue 15 (default sizes: 4 experts 128-64; ple 2
  * levels of 1 expert per task + 2 shared):
  *   train esm2+mmoe threads=2 par=towers: ...
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/batch.h"
 #include "common/clock.h"
@@ -29,7 +31,8 @@
 
 #define NBATCH 64 /* distinct batches, cycled */
 #define WARMUP 20
-#define TIMED 300
+#define TIMED 200 /* steps per round */
+#define ROUNDS 3  /* bound, then training, this many times */
 
 static void make_batches(batch_t *b, int nslots, size_t B)
 {
@@ -54,14 +57,17 @@ static void make_batches(batch_t *b, int nslots, size_t B)
  * OpenBLAS threads: the time OpenBLAS takes for the towers' own products
  * at batch B (per layer D -> H: forward (B,D)x(D,H), weight gradient
  * (H,B)x(B,D), input gradient (B,H)x(H,D)), each shape timed on its own,
- * times the towers. Only the concat bottom's towers read input_dim
- * columns; other bottoms get 0 (the caller falls back to FLOPs / rate).
+ * times the towers. *cpu (if not NULL) gets the same by the thread's CPU
+ * time. Only the concat bottom's towers read input_dim columns; other
+ * bottoms get 0 (the caller falls back to FLOPs / rate).
  */
-static double shape_bound(const model_spec_t *ms, int ntowers, size_t B, int threads)
+static double shape_bound(const model_spec_t *ms, int ntowers, size_t B, int threads, double *cpu)
 {
-    double sec = 0;
+    double sec = 0, csec = 0;
     size_t in = (size_t)ms->input_dim;
 
+    if (cpu)
+        *cpu = 0;
     if (ms->bottom != MODEL_BOTTOM_CONCAT)
         return 0;
     dense_threads_set(threads);
@@ -69,17 +75,53 @@ static double shape_bound(const model_spec_t *ms, int ntowers, size_t B, int thr
         size_t out = l < ms->nlayers ? (size_t)ms->layer[l] : 1;
         const size_t shp[3][3] = {{B, out, in}, {out, in, B}, {B, in, out}};
         for (int k = 0; k < 3; k++) {
-            double g = dense_sgemm_gflops(shp[k][0], shp[k][1], shp[k][2], 0.05);
-            if (g > 0)
-                sec += 2.0 * (double)(shp[k][0] * shp[k][1] * shp[k][2]) / (g * 1e9);
+            double g = 0, gc = 0, f = 2.0 * (double)(shp[k][0] * shp[k][1] * shp[k][2]);
+            if (dense_sgemm_rate(shp[k][0], shp[k][1], shp[k][2], 0.05, &g, &gc) == 0 && g > 0) {
+                sec += f / (g * 1e9);
+                csec += gc > 0 ? f / (gc * 1e9) : 0;
+            }
         }
         in = out;
     }
+    if (cpu && csec > 0)
+        *cpu = (double)B / (csec * ntowers);
     return sec > 0 ? (double)B / (sec * ntowers) : 0;
 }
 
-static int run(const char *type, const char *bottom, int threads, int par, double gflops2,
-               double gflops1)
+static double process_cpu_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* v[0..n) sorted in place; prints "min / median / max" with fmt. */
+static void print_mmm(double *v, int n, const char *fmt)
+{
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    printf(fmt, v[0]);
+    printf(" / ");
+    printf(fmt, v[n / 2]);
+    printf(" / ");
+    printf(fmt, v[n - 1]);
+}
+
+/*
+ * One configuration, ROUNDS rounds each of: the bound measured (1 thread,
+ * the model's shapes, or the 512x256x128 rate for bottoms), then TIMED
+ * training steps; the ratio is taken per round, so a loaded machine moves
+ * both sides of it together. Prints the median samples/s first (what
+ * scripts/bench.sh reads), then min / median / max of samples/s and of
+ * the ratio to the bound, by wall time and by CPU time.
+ */
+static int run(const char *type, const char *bottom, int threads, int par, int prec)
 {
     worker_conf_t wc;
     model_spec_t ms;
@@ -90,7 +132,8 @@ static int run(const char *type, const char *bottom, int threads, int par, doubl
     param_t *p = NULL;
     model_t *m;
     size_t n, B = 512;
-    double loss[3];
+    double loss[3], sps[ROUNDS], ratio[ROUNDS], cps[ROUNDS], cratio[ROUNDS], bnd[ROUNDS];
+    const char *how = "shapes";
 
     conf_defaults(&worker_conf_schema, &wc, &eb);
     conf_set(&worker_conf_schema, &wc, "model_type", type, "bench", &eb);
@@ -101,17 +144,13 @@ static int run(const char *type, const char *bottom, int threads, int par, doubl
         fprintf(stderr, "bench-train: %s\n", eb.msg);
         return 1;
     }
-    /* the bound n threads can reach: n x the 1-thread rate of the same
-     * shapes, or the measured n-thread rate when that is higher */
     int ntow = heads_ntowers(heads_for(ms.type));
-    double sb1 = shape_bound(&ms, ntow, B, 1), sbn = 0;
-    if (threads > 1)
-        sbn = shape_bound(&ms, ntow, B, threads);
     m = model_new(&ms, B, 1, &eb);
     if (!m || model_threads_set(m, threads, par, &eb) != 0) {
         fprintf(stderr, "bench-train: %s\n", eb.msg);
         return 1;
     }
+    model_precision_set(m, prec);
     snprintf(dir, sizeof(dir), "%s/funnel-bench-train-XXXXXX",
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(dir)) {
@@ -127,37 +166,61 @@ static int run(const char *type, const char *bottom, int threads, int par, doubl
     pool_init(&pool, &ms);
     float *x = malloc(B * (size_t)ms.input_dim * sizeof(float));
     float *dx = malloc(B * (size_t)ms.input_dim * sizeof(float));
-    double t0 = 0;
-    for (int it = 0; it < WARMUP + TIMED; it++) {
-        batch_t *bb = &b[it % NBATCH];
-        if (it == WARMUP)
-            t0 = clock_now_s();
-        pool_prepare(&pool, bb);
-        param_pull_start(p, &pool.req, PARAM_PULL_TRAIN, &eb);
-        param_pull_finish(p, pool.rows, &eb);
-        param_pull_dense(p, model_params(m, &n), n, &eb);
-        pool_forward(&pool, bb, x);
-        model_train_step(m, x, bb->click, bb->action, bb->buy, NULL, bb->n, dx, loss);
-        pool_backward(&pool, bb, dx);
-        param_push(p, &pool.req, (const float *const *)pool.grads, &eb);
-        param_push_dense(p, model_grads(m, &n), n, &eb);
-    }
-    double el = clock_now_s() - t0;
-    double sps = (double)TIMED * (double)B / el;
     double fps = model_flops_per_sample(m);
-    /* FLOPs over the 512x256x128 rate where the shapes are not timed */
-    double bound = threads * sb1 > sbn ? threads * sb1 : sbn;
-    const char *how = "shapes";
-    if (bound <= 0) {
-        double r = threads > 1 && gflops2 > threads * gflops1 ? gflops2 : threads * gflops1;
-        bound = r * 1e9 / fps;
-        how = "flops";
+    int it = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        /* the bound: 1-thread rates (wall and CPU), times the threads */
+        double b1c = 0, b1 = shape_bound(&ms, ntow, B, 1, &b1c);
+        if (b1 <= 0) {
+            double g = 0, gc = 0;
+            dense_threads_set(1);
+            dense_sgemm_rate(512, 256, 128, 0.3, &g, &gc);
+            b1 = g * 1e9 / fps;
+            b1c = gc * 1e9 / fps;
+            how = "flops";
+        }
+        /* model_threads_set's OpenBLAS thread count again */
+        dense_threads_set(par == MODEL_PAR_TOWERS ? 1 : threads);
+        double t0 = 0, c0 = 0;
+        for (int k = 0; k < (round ? 0 : WARMUP) + TIMED; k++, it++) {
+            batch_t *bb = &b[it % NBATCH];
+            if (k == (round ? 0 : WARMUP)) {
+                t0 = clock_now_s();
+                c0 = process_cpu_s();
+            }
+            pool_prepare(&pool, bb);
+            param_pull_start(p, &pool.req, PARAM_PULL_TRAIN, &eb);
+            param_pull_finish(p, pool.rows, &eb);
+            param_pull_dense(p, model_params(m, &n), n, &eb);
+            pool_forward(&pool, bb, x);
+            model_train_step(m, x, bb->click, bb->action, bb->buy, NULL, bb->n, dx, loss);
+            pool_backward(&pool, bb, dx);
+            param_push(p, &pool.req, (const float *const *)pool.grads, &eb);
+            param_push_dense(p, model_grads(m, &n), n, &eb);
+        }
+        double el = clock_now_s() - t0, cpu = process_cpu_s() - c0;
+        sps[round] = (double)TIMED * (double)B / el;
+        cps[round] = (double)TIMED * (double)B / cpu * threads; /* per core, times the cores */
+        bnd[round] = threads * b1;
+        ratio[round] = 100.0 * sps[round] / (threads * b1);
+        cratio[round] = b1c > 0 ? 100.0 * cps[round] / (threads * b1c) : 0;
     }
-    printf("train %s%s%s threads=%d par=%s: %.0f samples/s (%.0f%% of the sgemm-bound %.0f "
-           "samples/s [%s]; %.2f MFLOP/sample)\n",
+    double med[ROUNDS];
+    memcpy(med, sps, sizeof(med));
+    qsort(med, ROUNDS, sizeof(double), cmp_double);
+    printf("train %s%s%s threads=%d par=%s%s: %.0f samples/s median; min/median/max of %d rounds: "
+           "samples/s ",
            type, strcmp(bottom, "concat") ? "+" : "", strcmp(bottom, "concat") ? bottom : "",
-           threads, par == MODEL_PAR_TOWERS ? "towers" : "blas", sps, 100.0 * sps / bound, bound,
-           how, fps / 1e6);
+           threads, par == MODEL_PAR_TOWERS ? "towers" : "blas", prec == DENSE_BF16 ? " bf16" : "",
+           med[ROUNDS / 2], ROUNDS);
+    print_mmm(sps, ROUNDS, "%.0f");
+    printf(", %% of the sgemm bound ");
+    print_mmm(ratio, ROUNDS, "%.0f");
+    printf(" (bound ");
+    print_mmm(bnd, ROUNDS, "%.0f");
+    printf(" [%s]); by CPU time: %% of the bound ", how);
+    print_mmm(cratio, ROUNDS, "%.0f");
+    printf("; %.2f MFLOP/sample\n", fps / 1e6);
     fflush(stdout);
     free(x);
     free(dx);
@@ -172,29 +235,76 @@ static int run(const char *type, const char *bottom, int threads, int par, doubl
     return 0;
 }
 
-int main(void)
+static void usage(void)
+{
+    printf("usage: bench-train [--core | TYPE:BOTTOM:THREADS:PAR[:PRECISION] ...]\n"
+           "  with no argument: every configuration of make bench; else only those named,\n"
+           "  e.g. esm2:concat:2:towers or esm2:concat:1:towers:bf16 (TYPE esm2|esmm|naive,\n"
+           "  BOTTOM concat|shared|mmoe|omoe|ple, PAR towers|blas, PRECISION fp32|bf16).\n"
+           "  --core: print OpenBLAS's core name and exit. OPENBLAS_CORETYPE picks the\n"
+           "  kernel (e.g. SkylakeX, Haswell).\n");
+}
+
+int main(int argc, char **argv)
 {
     double g1, g2;
+    static const struct {
+        const char *type, *bottom;
+        int threads, par, prec;
+    } all[] = {
+        {"esm2", "concat", 1, MODEL_PAR_TOWERS, DENSE_FP32},
+        {"esm2", "concat", 1, MODEL_PAR_TOWERS, DENSE_BF16},
+        {"esm2", "concat", 2, MODEL_PAR_BLAS, DENSE_FP32},
+        {"esm2", "concat", 2, MODEL_PAR_TOWERS, DENSE_FP32},
+        {"esm2", "concat", 2, MODEL_PAR_TOWERS, DENSE_BF16},
+        {"esmm", "concat", 2, MODEL_PAR_TOWERS, DENSE_FP32},
+        {"esm2", "mmoe", 2, MODEL_PAR_BLAS, DENSE_FP32},
+        {"esm2", "mmoe", 2, MODEL_PAR_TOWERS, DENSE_FP32},
+        {"esm2", "ple", 2, MODEL_PAR_BLAS, DENSE_FP32},
+        {"esm2", "ple", 2, MODEL_PAR_TOWERS, DENSE_FP32},
+    };
 
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage();
+            return 0;
+        }
+    if (argc == 2 && !strcmp(argv[1], "--core")) { /* for scripts/bench.sh */
+        printf("%s\n", dense_blas_core());
+        return 0;
+    }
     dense_threads_set(1);
-    g1 = dense_sgemm_gflops(512, 256, 128, 1.0);
+    g1 = dense_sgemm_gflops(512, 256, 128, 0.5);
     dense_threads_set(2);
-    g2 = dense_sgemm_gflops(512, 256, 128, 1.0);
+    g2 = dense_sgemm_gflops(512, 256, 128, 0.5);
     printf("blas: OpenBLAS core %s (OPENBLAS_CORETYPE=%s), %d threads at most\n", dense_blas_core(),
            getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset (detected)",
            dense_blas_max_threads());
     printf("sgemm 512x256x128: %.1f GFLOP/s on 1 thread, %.1f on 2\n", g1, g2);
     printf("bound: n threads reach at most n x the 1-thread sgemm rate of the model's own shapes "
-           "(or the measured n-thread rate if higher) [shapes]; bottoms other than concat: their "
-           "FLOPs over the 512x256x128 rate, same rule [flops]\n");
-    run("esm2", "concat", 1, MODEL_PAR_TOWERS, g2, g1);
-    run("esm2", "concat", 2, MODEL_PAR_BLAS, g2, g1);
-    run("esm2", "concat", 2, MODEL_PAR_TOWERS, g2, g1);
-    run("esmm", "concat", 2, MODEL_PAR_TOWERS, g2, g1);
-    /* bottoms (issue 15) */
-    run("esm2", "mmoe", 2, MODEL_PAR_BLAS, g2, g1);
-    run("esm2", "mmoe", 2, MODEL_PAR_TOWERS, g2, g1);
-    run("esm2", "ple", 2, MODEL_PAR_BLAS, g2, g1);
-    run("esm2", "ple", 2, MODEL_PAR_TOWERS, g2, g1);
+           "[shapes]; bottoms other than concat: their FLOPs over the 1-thread 512x256x128 rate, "
+           "times n [flops]; measured before each round; by CPU time: samples per CPU-second "
+           "against the bound by the sgemm thread's CPU time (per core; what a shared machine "
+           "leaves of the ratio)\n");
+    if (argc < 2) {
+        for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+            run(all[i].type, all[i].bottom, all[i].threads, all[i].par, all[i].prec);
+        return 0;
+    }
+    for (int i = 1; i < argc; i++) {
+        char type[32], bottom[32], par[32], prec[32] = "fp32";
+        int threads;
+        if (sscanf(argv[i], "%31[^:]:%31[^:]:%d:%31[^:]:%31s", type, bottom, &threads, par, prec) <
+                4 ||
+            (strcmp(par, "towers") && strcmp(par, "blas")) || threads < 1 || threads > 64 ||
+            (strcmp(prec, "fp32") && strcmp(prec, "bf16"))) {
+            fprintf(stderr, "bench-train: bad configuration '%s'\n", argv[i]);
+            usage();
+            return 2;
+        }
+        if (run(type, bottom, threads, strcmp(par, "towers") ? MODEL_PAR_BLAS : MODEL_PAR_TOWERS,
+                strcmp(prec, "bf16") ? DENSE_FP32 : DENSE_BF16))
+            return 1;
+    }
     return 0;
 }

@@ -67,7 +67,6 @@ struct bottom {
     blevel_t level[BOTTOM_MAX_LEVELS];
     size_t nparams; /* floats */
     size_t maxw;    /* widest expert layer */
-    size_t tmpcol;  /* 2 * maxw columns of backward ping-pong */
     size_t tgcol;   /* tied: T * H columns, tower t's gradient at tgcol + t * H */
     size_t ncols;   /* scratch columns */
     double flops;   /* per sample and step */
@@ -141,8 +140,6 @@ static void lay_out(bottom_t *bt)
             add_gate(bt, lv, bt->T, (size_t)lv->nexp, &off, &col);
         in = bt->H;
     }
-    bt->tmpcol = col;
-    col += 2 * bt->maxw;
     bt->tgcol = col;
     col += bt->tied ? (size_t)bt->T * bt->H : 0;
     bt->ncols = col;
@@ -229,6 +226,11 @@ size_t bottom_scratch_len(const bottom_t *b, size_t B)
     return B * b->ncols;
 }
 
+size_t bottom_member_len(const bottom_t *b, size_t B)
+{
+    return B * (2 * b->maxw + (size_t)(b->T + 1) * (b->D > b->H ? b->D : b->H));
+}
+
 double bottom_flops_per_sample(const bottom_t *b)
 {
     return b->flops;
@@ -304,14 +306,16 @@ static size_t doutput_col(const bottom_t *bt, int t)
 #undef DENSE_FORWARD
 #undef DENSE_BACKWARD
 
-void bottom_forward(const bottom_t *b, float *s, const float *p, const float *x, size_t B)
+void bottom_forward(const bottom_t *b, team_t *team, float *s, const float *p, const float *x,
+                    size_t B)
 {
-    forward_f32(b, s, p, x, B);
+    forward_f32(b, team, s, p, x, B);
 }
 
-void bottom_forward_f64(const bottom_t *b, double *s, const double *p, const double *x, size_t B)
+void bottom_forward_f64(const bottom_t *b, team_t *team, double *s, const double *p,
+                        const double *x, size_t B)
 {
-    forward_f64(b, s, p, x, B);
+    forward_f64(b, team, s, p, x, B);
 }
 
 const float *bottom_output(const bottom_t *b, const float *s, int t, size_t B)
@@ -334,14 +338,14 @@ double *bottom_doutput_f64(const bottom_t *b, double *s, int t, size_t B)
     return s + B * doutput_col(b, t);
 }
 
-void bottom_backward(const bottom_t *b, float *s, const float *p, float *g, const float *x,
-                     size_t B, float *dx)
+void bottom_backward(const bottom_t *b, team_t *team, float *s, const float *p, float *g,
+                     const float *x, size_t B, float *dx, float *mem)
 {
-    backward_f32(b, s, p, g, x, B, dx);
+    backward_f32(b, team, s, p, g, x, B, dx, mem);
 }
 
-void bottom_backward_f64(const bottom_t *b, double *s, const double *p, double *g, const double *x,
-                         size_t B, double *dx)
+void bottom_backward_f64(const bottom_t *b, team_t *team, double *s, const double *p, double *g,
+                         const double *x, size_t B, double *dx, double *mem)
 {
-    backward_f64(b, s, p, g, x, B, dx);
+    backward_f64(b, team, s, p, g, x, B, dx, mem);
 }

@@ -34,6 +34,13 @@
  *   Forward fills it, the towers read their inputs from it and write their
  *   input gradients into it (bottom_doutput), backward consumes it.
  *
+ *   Threads: forward runs each level's experts split across the team
+ *   (expert e on member e mod n), then its gates likewise; backward runs
+ *   the gates in the caller (their products are (B, nc) small), then the
+ *   experts split across the team, each member > 0 adding its experts'
+ *   input gradients into its own partial that the caller then sums in
+ *   member order. Every expert's products stay single-threaded.
+ *
  * Thread-safety: a bottom_t is immutable after bottom_new(); the kernels
  * are reentrant over caller-owned parameters and scratch.
  */
@@ -45,6 +52,7 @@
 
 #include "common/err.h"
 #include "common/model_conf.h"
+#include "model/team.h"
 
 typedef struct bottom bottom_t;
 
@@ -72,9 +80,16 @@ void bottom_init(const bottom_t *b, float *p, uint64_t *rng);
  * per layer and gate). */
 double bottom_flops_per_sample(const bottom_t *b);
 
-/* Forward over x (B, input_dim) with parameters p into scratch s. */
-void bottom_forward(const bottom_t *b, float *s, const float *p, const float *x, size_t B);
-void bottom_forward_f64(const bottom_t *b, double *s, const double *p, const double *x, size_t B);
+/* REALs of per-member scratch backward needs for B rows: the caller passes
+ * team_size(team) of them, one after another, as mem. */
+size_t bottom_member_len(const bottom_t *b, size_t B);
+
+/* Forward over x (B, input_dim) with parameters p into scratch s, on the
+ * team (the caller is member 0). */
+void bottom_forward(const bottom_t *b, team_t *team, float *s, const float *p, const float *x,
+                    size_t B);
+void bottom_forward_f64(const bottom_t *b, team_t *team, double *s, const double *p,
+                        const double *x, size_t B);
 
 /* Tower t's input (B, out_dim) in s after bottom_forward, and where tower t
  * stores (not adds) the gradient of the loss w.r.t. it before backward. */
@@ -87,11 +102,12 @@ double *bottom_doutput_f64(const bottom_t *b, double *s, int t, size_t B);
  * Backward after bottom_forward on the same s, x and p and the towers'
  * gradients in bottom_doutput(): writes every parameter gradient into g
  * (the bottom's range, overwritten) and, if dx is not NULL, stores
- * d loss / d x (B, input_dim) into dx. Scratch s is consumed.
+ * d loss / d x (B, input_dim) into dx. Scratch s is consumed; mem is
+ * team_size(team) * bottom_member_len(B) REALs of per-member scratch.
  */
-void bottom_backward(const bottom_t *b, float *s, const float *p, float *g, const float *x,
-                     size_t B, float *dx);
-void bottom_backward_f64(const bottom_t *b, double *s, const double *p, double *g, const double *x,
-                         size_t B, double *dx);
+void bottom_backward(const bottom_t *b, team_t *team, float *s, const float *p, float *g,
+                     const float *x, size_t B, float *dx, float *mem);
+void bottom_backward_f64(const bottom_t *b, team_t *team, double *s, const double *p, double *g,
+                         const double *x, size_t B, double *dx, double *mem);
 
 #endif

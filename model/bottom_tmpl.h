@@ -37,63 +37,99 @@ static REAL *FN(group_din)(const bottom_t *bt, REAL *s, REAL *dx, int l, int grp
     return s + B * lv->gate[lv->gate_of[grp]].dcol;
 }
 
-static void FN(forward)(const bottom_t *bt, REAL *s, const REAL *p, const REAL *x, size_t B)
-{
-    const size_t H = bt->H;
+/* One step's bottom work shared by a team (see bottom.h's threads note). */
+typedef struct FN(bjob) {
+    const bottom_t *bt;
+    REAL *s;
+    const REAL *p;
+    REAL *g;
+    const REAL *x;
+    size_t B;
+    REAL *dx;
+    REAL *mem; /* member r: mem + r * bottom_member_len(B) */
+    int l;     /* the level being run */
+} FN(bjob_t);
 
-    for (int l = 0; l < bt->L; l++) {
-        const blevel_t *lv = &bt->level[l];
-        for (int e = 0; e < lv->nexp; e++) {
-            const bexpert_t *ex = &lv->exp[e];
-            const REAL *in = FN(group_in)(bt, s, x, l, ex->group, B);
-            for (int k = 0; k < bt->nl; k++) {
-                const blayer_t *ly = &ex->layer[k];
-                REAL *out = s + B * ly->col;
-                DENSE_FORWARD(out, in, p + ly->w, p + ly->b, B, ly->in, ly->out, DENSE_RELU);
-                in = out;
-            }
+/* Forward of the level's experts e = r, r + n, ... */
+static void FN(run_experts_forward)(void *arg, int r, int n)
+{
+    FN(bjob_t) *j = arg;
+    const bottom_t *bt = j->bt;
+    const blevel_t *lv = &bt->level[j->l];
+    const size_t B = j->B;
+
+    for (int e = r; e < lv->nexp; e += n) {
+        const bexpert_t *ex = &lv->exp[e];
+        const REAL *in = FN(group_in)(bt, j->s, j->x, j->l, ex->group, B);
+        for (int k = 0; k < bt->nl; k++) {
+            const blayer_t *ly = &ex->layer[k];
+            REAL *out = j->s + B * ly->col;
+            DENSE_FORWARD(out, in, j->p + ly->w, j->p + ly->b, B, ly->in, ly->out, DENSE_RELU);
+            in = out;
         }
-        for (int gi = 0; gi < lv->ngate; gi++) {
-            const bgate_t *gt = &lv->gate[gi];
-            const REAL *in = FN(group_in)(bt, s, x, l, gt->group, B);
-            REAL *g = s + B * gt->pcol, *o = s + B * gt->ocol;
-            const size_t nc = gt->nc;
-            if (nc > 1) {
-                DENSE_FORWARD(g, in, p + gt->w, p + gt->b, B, lv->in, nc, DENSE_LINEAR);
-                for (size_t i = 0; i < B; i++) {
-                    REAL *gr = g + i * nc, mx = gr[0], sum = 0;
-                    for (size_t c = 1; c < nc; c++)
-                        mx = gr[c] > mx ? gr[c] : mx;
-                    for (size_t c = 0; c < nc; c++)
-                        sum += gr[c] = EXP(gr[c] - mx);
-                    for (size_t c = 0; c < nc; c++)
-                        gr[c] /= sum;
-                }
-            } else {
-                for (size_t i = 0; i < B; i++)
-                    g[i] = 1;
+    }
+}
+
+/* Forward of the level's gates gi = r, r + n, ...: probabilities, mixture. */
+static void FN(run_gates_forward)(void *arg, int r, int n)
+{
+    FN(bjob_t) *j = arg;
+    const bottom_t *bt = j->bt;
+    const blevel_t *lv = &bt->level[j->l];
+    const size_t H = bt->H, B = j->B;
+    REAL *s = j->s;
+
+    for (int gi = r; gi < lv->ngate; gi += n) {
+        const bgate_t *gt = &lv->gate[gi];
+        const REAL *in = FN(group_in)(bt, s, j->x, j->l, gt->group, B);
+        REAL *g = s + B * gt->pcol, *o = s + B * gt->ocol;
+        const size_t nc = gt->nc;
+        if (nc > 1) {
+            DENSE_FORWARD(g, in, j->p + gt->w, j->p + gt->b, B, lv->in, nc, DENSE_LINEAR);
+            for (size_t i = 0; i < B; i++) {
+                REAL *gr = g + i * nc, mx = gr[0], sum = 0;
+                for (size_t c = 1; c < nc; c++)
+                    mx = gr[c] > mx ? gr[c] : mx;
+                for (size_t c = 0; c < nc; c++)
+                    sum += gr[c] = EXP(gr[c] - mx);
+                for (size_t c = 0; c < nc; c++)
+                    gr[c] /= sum;
             }
-            memset(o, 0, B * H * sizeof(REAL));
-            for (size_t c = 0; c < nc; c++) {
-                const bexpert_t *ex = &lv->exp[gate_expert(bt, gt, c)];
-                const REAL *eo = s + B * ex->layer[bt->nl - 1].col;
-                for (size_t i = 0; i < B; i++) {
-                    const REAL gc = g[i * nc + c];
-                    for (size_t j = 0; j < H; j++)
-                        o[i * H + j] += gc * eo[i * H + j];
-                }
+        } else {
+            for (size_t i = 0; i < B; i++)
+                g[i] = 1;
+        }
+        memset(o, 0, B * H * sizeof(REAL));
+        for (size_t c = 0; c < nc; c++) {
+            const bexpert_t *ex = &lv->exp[gate_expert(bt, gt, c)];
+            const REAL *eo = s + B * ex->layer[bt->nl - 1].col;
+            for (size_t i = 0; i < B; i++) {
+                const REAL gc = g[i * nc + c];
+                for (size_t j2 = 0; j2 < H; j2++)
+                    o[i * H + j2] += gc * eo[i * H + j2];
             }
         }
     }
 }
 
+static void FN(forward)(const bottom_t *bt, team_t *team, REAL *s, const REAL *p, const REAL *x,
+                        size_t B)
+{
+    FN(bjob_t) j = {.bt = bt, .s = s, .p = p, .x = x, .B = B};
+
+    for (j.l = 0; j.l < bt->L; j.l++) {
+        team_run(team, FN(run_experts_forward), &j);
+        team_run(team, FN(run_gates_forward), &j);
+    }
+}
+
 /* Backward of one expert: d output at dcol (masked in place), its input
- * gradient added into din (NULL: skipped). */
+ * gradient added into din (NULL: skipped); pp: 2 * B * maxw of ping-pong. */
 static void FN(expert_backward)(const bottom_t *bt, const bexpert_t *ex, REAL *s, const REAL *p,
-                                REAL *g, const REAL *in0, REAL *din, size_t B)
+                                REAL *g, const REAL *in0, REAL *din, size_t B, REAL *pp)
 {
     REAL *dout = s + B * ex->dcol;
-    REAL *buf[2] = {s + B * bt->tmpcol, s + B * (bt->tmpcol + bt->maxw)};
+    REAL *buf[2] = {pp, pp + B * bt->maxw};
     int nb = 0;
 
     for (int k = bt->nl - 1; k >= 0; k--) {
@@ -143,10 +179,41 @@ static void FN(gate_backward)(const bottom_t *bt, const blevel_t *lv, const bgat
                    1);
 }
 
-static void FN(backward)(const bottom_t *bt, REAL *s, const REAL *p, REAL *g, const REAL *x,
-                         size_t B, REAL *dx)
+/*
+ * Backward of the level's experts e = r, r + n, ... Member 0 adds its
+ * experts' input gradients into their group's din, member r > 0 into its
+ * own partial of that din (zeroed at first use), summed by the caller.
+ */
+static void FN(run_experts_backward)(void *arg, int r, int n)
+{
+    FN(bjob_t) *j = arg;
+    const bottom_t *bt = j->bt;
+    const blevel_t *lv = &bt->level[j->l];
+    const size_t B = j->B, win = lv->in;
+    REAL *mem = j->mem + (size_t)r * bottom_member_len(bt, B);
+    uint64_t zeroed = 0;
+
+    for (int e = r; e < lv->nexp; e += n) {
+        const bexpert_t *ex = &lv->exp[e];
+        const int slot = j->l ? ex->group : 0;
+        REAL *din = FN(group_din)(bt, j->s, j->dx, j->l, ex->group, B);
+        if (din && r > 0) {
+            din = mem + 2 * B * bt->maxw + (size_t)slot * B * win;
+            if (!(zeroed >> slot & 1))
+                memset(din, 0, B * win * sizeof(REAL));
+            zeroed |= (uint64_t)1 << slot;
+        }
+        FN(expert_backward)
+        (bt, ex, j->s, j->p, j->g, FN(group_in)(bt, j->s, j->x, j->l, ex->group, B), din, B, mem);
+    }
+}
+
+static void FN(backward)(const bottom_t *bt, team_t *team, REAL *s, const REAL *p, REAL *g,
+                         const REAL *x, size_t B, REAL *dx, REAL *mem)
 {
     const size_t H = bt->H;
+    const int n = team_size(team);
+    FN(bjob_t) j = {.bt = bt, .s = s, .p = p, .g = g, .x = x, .B = B, .dx = dx, .mem = mem};
 
     if (bt->tied) { /* every tower read the shared mixture: their gradients add up */
         const blevel_t *lv = &bt->level[bt->L - 1];
@@ -175,11 +242,21 @@ static void FN(backward)(const bottom_t *bt, REAL *s, const REAL *p, REAL *g, co
             (bt, lv, gt, s, p, g, FN(group_in)(bt, s, x, l, gt->group, B),
              FN(group_din)(bt, s, dx, l, gt->group, B), B);
         }
-        for (int e = 0; e < lv->nexp; e++) {
-            const bexpert_t *ex = &lv->exp[e];
-            FN(expert_backward)
-            (bt, ex, s, p, g, FN(group_in)(bt, s, x, l, ex->group, B),
-             FN(group_din)(bt, s, dx, l, ex->group, B), B);
+        j.l = l;
+        team_run(team, FN(run_experts_backward), &j);
+        /* the members' partials, in member order */
+        for (int r = 1; r < n; r++) {
+            const REAL *part = mem + (size_t)r * bottom_member_len(bt, B) + 2 * B * bt->maxw;
+            uint64_t seen = 0;
+            for (int e = r; e < lv->nexp; e += n) {
+                const int grp = lv->exp[e].group, slot = l ? grp : 0;
+                REAL *din = FN(group_din)(bt, s, dx, l, grp, B);
+                if (!din || (seen >> slot & 1))
+                    continue;
+                seen |= (uint64_t)1 << slot;
+                for (size_t i = 0; i < B * lv->in; i++)
+                    din[i] += part[(size_t)slot * B * lv->in + i];
+            }
         }
     }
 }

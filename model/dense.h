@@ -25,6 +25,18 @@
 #include <stddef.h>
 
 enum { DENSE_LINEAR = 0, DENSE_RELU = 1 };
+enum { DENSE_FP32 = 0, DENSE_BF16 = 1 };
+
+/*
+ * Precision of the float kernels' products (process-wide, like OpenBLAS's
+ * thread count): DENSE_FP32 (OpenBLAS sgemm) or DENSE_BF16 (inputs rounded
+ * to bfloat16, products on oneDNN's matmul with float32 accumulation and
+ * output; products smaller than 16 in a dimension, or any oneDNN failure,
+ * stay on sgemm). Parameters, gradients and optimizer state are float32
+ * either way. The double reference kernels ignore it.
+ */
+void dense_precision_set(int p);
+int dense_precision_get(void);
 
 /* out (B,H) = act(in (B,D) W^T (D,H) + b (H)); W is (H,D). act: DENSE_*. */
 void dense_forward(float *out, const float *in, const float *w, const float *b, size_t B, size_t D,
@@ -41,12 +53,38 @@ void dense_forward(float *out, const float *in, const float *w, const float *b, 
 void dense_backward(float *din, float *dw, float *db, float *dout, const float *in, const float *w,
                     const float *out, size_t B, size_t D, size_t H, int act, int accum);
 
-/* The same two operations as plain loops in double precision. */
+/*
+ * The same two with leading dimensions (row strides, in elements), so a
+ * layer can read or write a column block of a wider matrix: in (B,D) rows
+ * ldi apart, out (B,H) ldo, dout (B,H) lddo, din (B,D) lddi; W, dw, b, db
+ * are contiguous. dense_backward_ld skips dw and db when dw is NULL (and
+ * then leaves dout as it is: the caller masked it already), din when NULL.
+ */
+void dense_forward_ld(float *out, size_t ldo, const float *in, size_t ldi, const float *w,
+                      const float *b, size_t B, size_t D, size_t H, int act);
+void dense_backward_ld(float *din, size_t lddi, float *dw, float *db, float *dout, size_t lddo,
+                       const float *in, size_t ldi, const float *w, const float *out, size_t ldo,
+                       size_t B, size_t D, size_t H, int act, int accum);
+
+/* dout (B,H), rows lddo apart, <- 0 where out (B,H, rows ldo apart) <= 0
+ * (the ReLU mask of dense_backward, on its own). */
+void dense_relu_mask(float *dout, size_t lddo, const float *out, size_t ldo, size_t B, size_t H);
+void dense_relu_mask_ref(double *dout, size_t lddo, const double *out, size_t ldo, size_t B,
+                         size_t H);
+
+/* The same operations as plain loops in double precision. */
 void dense_forward_ref(double *out, const double *in, const double *w, const double *b, size_t B,
                        size_t D, size_t H, int act);
 void dense_backward_ref(double *din, double *dw, double *db, double *dout, const double *in,
                         const double *w, const double *out, size_t B, size_t D, size_t H, int act,
                         int accum);
+
+void dense_forward_ld_ref(double *out, size_t ldo, const double *in, size_t ldi, const double *w,
+                          const double *b, size_t B, size_t D, size_t H, int act);
+void dense_backward_ld_ref(double *din, size_t lddi, double *dw, double *db, double *dout,
+                           size_t lddo, const double *in, size_t ldi, const double *w,
+                           const double *out, size_t ldo, size_t B, size_t D, size_t H, int act,
+                           int accum);
 
 /* Set OpenBLAS's thread count (process-wide; n >= 1) / read it back. */
 void dense_threads_set(int n);
@@ -65,5 +103,11 @@ int dense_blas_max_threads(void);
  * ERR_NOMEM if the matrices cannot be allocated.
  */
 double dense_sgemm_gflops(size_t M, size_t N, size_t K, double min_seconds);
+
+/* The same, giving GFLOP/s by wall time and by the calling thread's CPU
+ * time (what a 1-thread product achieves while the machine is shared).
+ * Either pointer may be NULL. 0 or ERR_NOMEM. */
+int dense_sgemm_rate(size_t M, size_t N, size_t K, double min_seconds, double *wall_gflops,
+                     double *cpu_gflops);
 
 #endif

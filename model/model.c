@@ -66,9 +66,10 @@ struct model {
     float *params, *grads, *state;
     team_t *team;     /* runs the towers; size 1 unless MODEL_PAR_TOWERS */
     int par;          /* MODEL_PAR_* */
+    int prec;         /* DENSE_FP32 or DENSE_BF16 */
     float *act;       /* max_batch * act_width */
     float *tmp;       /* per team member: 2 * max_batch * max_width */
-    float *dxp;       /* per team member but the first: max_batch * input_dim */
+    float *bmem;      /* with a bottom, per team member: bottom_member_len(max_batch) */
     double *lg, *dlg; /* max_batch * ntowers: logits and their gradients */
     bottom_t *bot;    /* NULL for the concat bottom (towers read x) */
     size_t bottom_p;  /* offset of the bottom's parameters: after the towers, floats */
@@ -89,6 +90,8 @@ struct model {
     size_t lw_s;           /* offset of their optimizer state: after the bottom's */
     size_t nlw;            /* model_spec_lossw_len: nloss with uncertainty weighting, else 0 */
     double *lw_last;       /* HEADS_MAX_LOSS: the loss weights of the last step (lossw.h) */
+    float *wcat;           /* concat: the towers' layer 0 packed, (T*H0, D) then (T*H0) */
+    float *F, *dF;         /* concat: layer 0's outputs and gradients, max_batch * T*H0 each */
 };
 
 /*
@@ -154,8 +157,9 @@ NET_LOSS(double, f64)
 /* The float path: OpenBLAS. */
 #define REAL float
 #define FN(name) name##_f32
-#define DENSE_FORWARD dense_forward
-#define DENSE_BACKWARD dense_backward
+#define DENSE_FORWARD_LD dense_forward_ld
+#define DENSE_BACKWARD_LD dense_backward_ld
+#define DENSE_RELU_MASK dense_relu_mask
 #define BOTTOM_FORWARD bottom_forward
 #define BOTTOM_BACKWARD bottom_backward
 #define BOTTOM_OUTPUT bottom_output
@@ -163,14 +167,13 @@ NET_LOSS(double, f64)
 #define BIAS_FORWARD bias_forward
 #define BIAS_BACKWARD bias_backward
 #include "model/tower_tmpl.h"
-/* after the towers: it calls them */
-#include "model/bias_step_tmpl.h"
 #undef BIAS_FORWARD
 #undef BIAS_BACKWARD
 #undef REAL
 #undef FN
-#undef DENSE_FORWARD
-#undef DENSE_BACKWARD
+#undef DENSE_FORWARD_LD
+#undef DENSE_BACKWARD_LD
+#undef DENSE_RELU_MASK
 #undef BOTTOM_FORWARD
 #undef BOTTOM_BACKWARD
 #undef BOTTOM_OUTPUT
@@ -179,8 +182,9 @@ NET_LOSS(double, f64)
 /* The double path: plain loops. */
 #define REAL double
 #define FN(name) name##_f64
-#define DENSE_FORWARD dense_forward_ref
-#define DENSE_BACKWARD dense_backward_ref
+#define DENSE_FORWARD_LD dense_forward_ld_ref
+#define DENSE_BACKWARD_LD dense_backward_ld_ref
+#define DENSE_RELU_MASK dense_relu_mask_ref
 #define BOTTOM_FORWARD bottom_forward_f64
 #define BOTTOM_BACKWARD bottom_backward_f64
 #define BOTTOM_OUTPUT bottom_output_f64
@@ -188,14 +192,13 @@ NET_LOSS(double, f64)
 #define BIAS_FORWARD bias_forward_f64
 #define BIAS_BACKWARD bias_backward_f64
 #include "model/tower_tmpl.h"
-/* after the towers: it calls them */
-#include "model/bias_step_tmpl.h"
 #undef BIAS_FORWARD
 #undef BIAS_BACKWARD
 #undef REAL
 #undef FN
-#undef DENSE_FORWARD
-#undef DENSE_BACKWARD
+#undef DENSE_FORWARD_LD
+#undef DENSE_BACKWARD_LD
+#undef DENSE_RELU_MASK
 #undef BOTTOM_FORWARD
 #undef BOTTOM_BACKWARD
 #undef BOTTOM_OUTPUT
@@ -293,22 +296,22 @@ static void init_params(model_t *m, uint64_t seed)
         bias_init(m->bias, m->params + m->bias_p, &s);
 }
 
-/* Per-member scratch for a team of n: backward buffers and dx partials. */
+/* Per-member scratch for a team of n: backward buffers and the bottom's. */
 static int alloc_team_scratch(model_t *m, int n)
 {
-    size_t D = (size_t)m->spec.input_dim;
+    size_t bl = m->bot ? bottom_member_len(m->bot, m->max_batch) : 0;
     float *tmp = malloc((size_t)n * 2 * m->max_batch * m->max_width * sizeof(float));
-    float *dxp = malloc(((size_t)n - 1) * m->max_batch * D * sizeof(float) + 1);
+    float *bmem = malloc((size_t)n * bl * sizeof(float) + 1);
 
-    if (!tmp || !dxp) {
+    if (!tmp || !bmem) {
         free(tmp);
-        free(dxp);
+        free(bmem);
         return ERR_NOMEM;
     }
     free(m->tmp);
-    free(m->dxp);
+    free(m->bmem);
     m->tmp = tmp;
-    m->dxp = dxp;
+    m->bmem = bmem;
     return 0;
 }
 
@@ -367,6 +370,14 @@ model_t *model_new(const model_spec_t *ms, size_t max_batch, uint64_t seed, errb
     m->act = malloc(max_batch * m->act_width * sizeof(float));
     m->lg = malloc(max_batch * (size_t)m->ntowers * sizeof(double));
     m->dlg = malloc(max_batch * (size_t)m->ntowers * sizeof(double));
+    if (!m->bot) {
+        size_t th = (size_t)m->ntowers * m->layer[0][0].out;
+        m->wcat = malloc(th * (m->layer[0][0].in + 1) * sizeof(float));
+        m->F = malloc(max_batch * th * sizeof(float));
+        m->dF = malloc(max_batch * th * sizeof(float));
+        if (!m->wcat || !m->F || !m->dF)
+            goto nomem;
+    }
     m->team = team_new(1, NULL);
     m->lw_last = malloc(HEADS_MAX_LOSS * sizeof(double));
     if (!m->params || !m->grads || !m->state || !m->act || !m->lg || !m->dlg || !m->team ||
@@ -399,12 +410,15 @@ void model_destroy(model_t **pm)
     free(m->dxm);
     free(m->xm);
     bias_destroy(&m->bias);
+    free(m->dF);
+    free(m->F);
+    free(m->wcat);
     free(m->bs);
     free(m->lw_last);
     bottom_destroy(&m->bot);
     free(m->dlg);
     free(m->lg);
-    free(m->dxp);
+    free(m->bmem);
     free(m->tmp);
     free(m->act);
     free(m->state);
@@ -435,6 +449,11 @@ int model_threads_set(model_t *m, int n, int par, errbuf_t *eb)
     return 0;
 }
 
+void model_precision_set(model_t *m, int precision)
+{
+    m->prec = precision == DENSE_BF16 ? DENSE_BF16 : DENSE_FP32;
+}
+
 int model_threads(const model_t *m, int *par)
 {
     if (par)
@@ -444,6 +463,7 @@ int model_threads(const model_t *m, int *par)
 
 static job_t_f32 job_f32(model_t *m, float *g, const float *x, size_t B, float *dx)
 {
+    dense_precision_set(m->prec);
     return (job_t_f32){
         .m = m,
         .p = m->params,
@@ -453,8 +473,11 @@ static job_t_f32 job_f32(model_t *m, float *g, const float *x, size_t B, float *
         .act = m->act,
         .tmp = m->tmp,
         .dx = dx,
-        .dxp = m->dxp,
+        .wcat = m->wcat,
+        .F = m->F,
+        .dF = m->dF,
         .bs = m->bs,
+        .bmem = m->bmem,
     };
 }
 
@@ -465,9 +488,12 @@ static void bias_step(model_t *m, float *g, const float *x, const uint8_t *click
 {
     job_t_f32 j = job_f32(m, g, m->xm, B, dx ? m->dxm : NULL);
 
+    j.xb = m->xb;
+    j.dxb = dx ? m->dxb : NULL;
+    j.bsc = m->bsc;
+    j.dz = m->dz;
     bias_split(m->bias, x, B, m->xm, m->xb);
-    bias_net_step_f32(m->team, &j, m->xb, m->bsc, dx ? m->dxb : NULL, m->dz, click, action, buy,
-                      smp, m->lg, m->dlg, loss);
+    net_step_f32(m->team, &j, click, action, buy, smp, m->lg, m->dlg, loss);
     if (g && dx)
         bias_merge(m->bias, m->dxm, m->dxb, B, dx);
 }
@@ -553,7 +579,7 @@ int model_predict(model_t *m, const float *x, size_t B, float *out)
     if (m->bias)
         bias_split(m->bias, x, B, m->xm, m->xb);
     net_forward_f32(m->team, &j);
-    gather_logits_f32(m, m->act, B, m->lg);
+    gather_logits_f32(m, m->act, j.F, B, m->lg);
     if (m->bias && m->with_bias) {
         const float *zb = bias_forward(m->bias, m->bsc, m->params + m->bias_p, m->xb, B);
         for (size_t i = 0; i < B; i++)
@@ -631,8 +657,9 @@ int model_train_step_f64(const model_t *m, const double *p, const double *x, con
 {
     size_t T = (size_t)m->ntowers, n = (size_t)team_size(m->team);
     size_t D = (size_t)m->spec.input_dim, Db = m->bias ? bias_in_dim(m->bias) : 0;
-    double *act = NULL, *tmp = NULL, *dxp = NULL, *lg = NULL, *dlg = NULL, *bs = NULL, tl;
-    double *xm = NULL, *dxm = NULL, *xb = NULL, *dxb = NULL, *bsc = NULL, *dz = NULL;
+    size_t TH = T * m->layer[0][0].out;
+    double *act = NULL, *tmp = NULL, *fl = NULL, *lg = NULL, *dlg = NULL, *bs = NULL, *bm = NULL;
+    double *xm = NULL, *dxm = NULL, *xb = NULL, *dxb = NULL, *bsc = NULL, *dz = NULL, tl;
     job_t_f64 j;
     int rc = ERR_NOMEM;
 
@@ -651,11 +678,12 @@ int model_train_step_f64(const model_t *m, const double *p, const double *x, con
     }
     act = malloc(B * m->act_width * sizeof(double));
     tmp = malloc(n * 2 * B * m->max_width * sizeof(double));
-    dxp = malloc((n - 1) * B * D * sizeof(double) + 1);
+    fl = malloc((TH * (D + 1) + 2 * B * TH) * sizeof(double)); /* wcat, F, dF */
     lg = malloc(B * T * sizeof(double));
     dlg = malloc(B * T * sizeof(double));
     bs = malloc((m->bot ? bottom_scratch_len(m->bot, B) : 0) * sizeof(double) + 1);
-    if (!act || !tmp || !dxp || !lg || !dlg || !bs)
+    bm = malloc((m->bot ? n * bottom_member_len(m->bot, B) : 0) * sizeof(double) + 1);
+    if (!act || !tmp || !fl || !lg || !dlg || !bs || !bm)
         goto out;
     j = (job_t_f64){
         .m = m,
@@ -666,17 +694,19 @@ int model_train_step_f64(const model_t *m, const double *p, const double *x, con
         .act = act,
         .tmp = tmp,
         .dx = m->bias && dx ? dxm : dx,
-        .dxp = dxp,
+        .wcat = fl,
+        .F = fl + TH * (D + 1),
+        .dF = fl + TH * (D + 1) + B * TH,
+        .xb = xb,
+        .dxb = dx ? dxb : NULL,
+        .bsc = bsc,
+        .dz = dz,
         .bs = bs,
+        .bmem = bm,
     };
-    if (m->bias) {
-        tl = bias_net_step_f64(m->team, &j, xb, bsc, dx ? dxb : NULL, dz, click, action, buy, smp,
-                               lg, dlg, loss);
-        if (g && dx)
-            bias_merge_f64(m->bias, dxm, dxb, B, dx);
-    } else {
-        tl = net_step_f64(m->team, &j, click, action, buy, smp, lg, dlg, loss);
-    }
+    tl = net_step_f64(m->team, &j, click, action, buy, smp, lg, dlg, loss);
+    if (m->bias && g && dx)
+        bias_merge_f64(m->bias, dxm, dxb, B, dx);
     if (total)
         *total = tl;
     rc = 0;
@@ -687,10 +717,11 @@ out:
     free(xb);
     free(dxm);
     free(xm);
+    free(bm);
     free(bs);
     free(dlg);
     free(lg);
-    free(dxp);
+    free(fl);
     free(tmp);
     free(act);
     return rc;

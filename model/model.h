@@ -94,6 +94,10 @@
  *   team of threads, each tower's sgemms single-threaded (esm2's 4 towers
  *   split 2 + 2 on two cores, esmm's 2 towers 1 + 1); MODEL_PAR_BLAS runs
  *   the towers one after another and lets OpenBLAS split each sgemm.
+ *   Concat models run the towers' first layers (which all read x) as one
+ *   fused layer, its forward and input-gradient products split by rows
+ *   across the team (tower_tmpl.h); bottoms split their experts and gates
+ *   across the team (bottom.h).
  *   A new model uses one thread.
  *
  * Thread-safety: a model_t is used by one thread at a time.
@@ -202,6 +206,12 @@ int model_threads_set(model_t *m, int n, int par, errbuf_t *eb);
 
 /* Threads in use; *par (if not NULL) gets the MODEL_PAR_* mode. */
 int model_threads(const model_t *m, int *par);
+
+/* Precision of the float path's products: dense.h's DENSE_FP32 (new
+ * models) or DENSE_BF16 (bf16 inputs, fp32 accumulation; parameters,
+ * gradients and optimizer state stay fp32). The model applies it
+ * (dense_precision_set) at the start of each step and prediction. */
+void model_precision_set(model_t *m, int precision);
 
 /* FLOPs of one sample's training step: the towers' matrix products,
  * forward (2 in out per layer) + backward (dW and din: 4 in out). */

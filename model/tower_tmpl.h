@@ -8,15 +8,15 @@
  * The includer defines:
  *   REAL                 float or double
  *   FN(name)             name with a precision suffix
- *   DENSE_FORWARD(...)   dense_forward or dense_forward_ref
- *   DENSE_BACKWARD(...)  dense_backward or dense_backward_ref
+ *   DENSE_FORWARD_LD, DENSE_BACKWARD_LD, DENSE_RELU_MASK
+ *                        dense.h's strided kernels of the same precision
  *   BOTTOM_FORWARD, BOTTOM_BACKWARD, BOTTOM_OUTPUT, BOTTOM_DOUTPUT
  *                        bottom.h's kernels of the same precision
  * and provides model_t (layer table, sizes, bottom), the heads and the team.
  *
  * With a bottom (model_t's bot), tower t reads the bottom's output t instead
  * of x and stores its input gradient into the bottom's scratch; the bottom
- * runs before the towers' forward and after their backward, in the caller.
+ * runs before the towers' forward and after their backward, on the team.
  *
  * Scratch layout for a batch of B rows (see model.c's notes): the outputs of
  * layer l of tower t are act + B * layer[t][l].act, (B, layer[t][l].out);
@@ -25,17 +25,51 @@
  * covers the split of the towers across threads and the sum of dx too.
  */
 
-/* act <- every layer output of tower t for input x (B,D). */
-static void FN(tower_forward)(const model_t *m, int t, const REAL *p, const REAL *x, size_t B,
-                              REAL *act)
+/*
+ * Concat models (no bottom): layer 0 of every tower reads x, so the T
+ * towers' layer 0 is run as one layer of T * H0 units (H0 = its width):
+ * W0cat (T*H0, D) is the towers' W0 stacked and b0cat (T*H0) their b0,
+ * packed from the parameter block before each forward (the block's layout
+ * and the file format stay as they are). Its output F (B, T*H0) holds
+ * tower t's layer-0 output in columns [t*H0, (t+1)*H0), and dF the same
+ * for the gradients. The fused layer's forward and dx products are split
+ * across the team by rows; its dW stays per tower (with the tower's
+ * member, so every team size computes the same gradients bit for bit).
+ */
+/* [*a, *b) = member r of k's share of n items. */
+static void FN(share)(size_t n, int r, int k, size_t *a, size_t *b)
 {
-    const REAL *in = x;
+    *a = n * (size_t)r / (size_t)k;
+    *b = n * (size_t)(r + 1) / (size_t)k;
+}
 
-    for (int l = 0; l < m->depth; l++) {
+/* wcat <- W0cat (T*H0, D) then b0cat (T*H0), from parameter block p. */
+static void FN(pack_first)(const model_t *m, const REAL *p, REAL *wcat)
+{
+    const size_t H0 = m->layer[0][0].out, D = m->layer[0][0].in, TH = (size_t)m->ntowers * H0;
+
+    for (int t = 0; t < m->ntowers; t++) {
+        const layer_t *L = &m->layer[t][0];
+        memcpy(wcat + (size_t)t * H0 * D, p + L->w, H0 * D * sizeof(REAL));
+        memcpy(wcat + TH * D + (size_t)t * H0, p + L->b, H0 * sizeof(REAL));
+    }
+}
+
+/* act <- every layer output of tower t for input x (B,D); fused (F not
+ * NULL): layers 1.. only, reading tower t's columns of F. */
+static void FN(tower_forward)(const model_t *m, int t, const REAL *p, const REAL *x, size_t B,
+                              REAL *act, const REAL *F)
+{
+    const size_t H0 = m->layer[0][0].out, TH = (size_t)m->ntowers * H0;
+    const REAL *in = F ? F + (size_t)t * H0 : x;
+    size_t ldi = F ? TH : m->layer[t][0].in;
+
+    for (int l = F ? 1 : 0; l < m->depth; l++) {
         const layer_t *L = &m->layer[t][l];
         REAL *out = act + B * L->act;
-        DENSE_FORWARD(out, in, p + L->w, p + L->b, B, L->in, L->out, L->fn);
+        DENSE_FORWARD_LD(out, L->out, in, ldi, p + L->w, p + L->b, B, L->in, L->out, L->fn);
         in = out;
+        ldi = L->out;
     }
 }
 
@@ -43,39 +77,64 @@ static void FN(tower_forward)(const model_t *m, int t, const REAL *p, const REAL
  * Backward of tower t. tmp[0..B) holds d loss / d logit of the tower on
  * entry; tmp is 2 * B * max_width. Writes the tower's parameter gradients
  * into g and stores (accum = 0) or adds (accum = 1) its input gradient into
- * dx (B,D); dx NULL skips it.
+ * dx (B,D); dx NULL skips it. Fused (F, dF not NULL): stores tower t's
+ * gradient w.r.t. its layer-0 pre-activation into its columns of dF and
+ * its layer 0's dW and db into g; dx of the fused layer is the caller's
+ * (run_first_backward), once every tower's columns of dF are in.
  */
 static void FN(tower_backward)(const model_t *m, int t, const REAL *p, REAL *g, const REAL *x,
-                               size_t B, const REAL *act, REAL *tmp, REAL *dx, int accum)
+                               size_t B, const REAL *act, REAL *tmp, REAL *dx, int accum,
+                               const REAL *F, REAL *dF)
 {
+    const size_t H0 = m->layer[0][0].out, TH = (size_t)m->ntowers * H0;
     REAL *dout = tmp, *din = tmp + B * m->max_width;
+    const layer_t *L0;
+    int low = F ? 1 : 0;
 
-    for (int l = m->depth - 1; l >= 0; l--) {
+    for (int l = m->depth - 1; l >= low; l--) {
         const layer_t *L = &m->layer[t][l];
-        const REAL *in = l ? act + B * m->layer[t][l - 1].act : x;
-        REAL *next = l ? din : dx;
-        DENSE_BACKWARD(next, g + L->w, g + L->b, dout, in, p + L->w, act + B * L->act, B, L->in,
-                       L->out, L->fn, l ? 0 : accum);
+        const REAL *in = !l            ? x
+                         : l == 1 && F ? F + (size_t)t * H0
+                                       : act + B * m->layer[t][l - 1].act;
+        size_t ldi = l == 1 && F ? TH : L->in;
+        REAL *next = !l ? dx : l == 1 && F ? dF + (size_t)t * H0 : din;
+        size_t ldn = l == 1 && F ? TH : L->in;
+        DENSE_BACKWARD_LD(next, ldn, g + L->w, g + L->b, dout, L->out, in, ldi, p + L->w,
+                          act + B * L->act, L->out, B, L->in, L->out, L->fn, l ? 0 : accum);
         din = dout;
         dout = next;
     }
+    if (!F)
+        return;
+    if (m->depth == 1) /* layer 0 is the logit layer: its gradient is the input one */
+        for (size_t i = 0; i < B; i++)
+            dF[i * TH + (size_t)t] = tmp[i];
+    L0 = &m->layer[t][0];
+    if (L0->fn == DENSE_RELU)
+        DENSE_RELU_MASK(dF + (size_t)t * H0, TH, F + (size_t)t * H0, TH, B, H0);
+    DENSE_BACKWARD_LD(NULL, 0, g + L0->w, g + L0->b, dF + (size_t)t * H0, TH, x, L0->in, NULL, NULL,
+                      0, B, L0->in, H0, DENSE_LINEAR, 0);
 }
 
 /* lg (B,T) <- the towers' logits, read from each tower's last layer. */
-static void FN(gather_logits)(const model_t *m, const REAL *act, size_t B, double *lg)
+static void FN(gather_logits)(const model_t *m, const REAL *act, const REAL *F, size_t B,
+                              double *lg)
 {
-    for (int t = 0; t < m->ntowers; t++) {
-        const REAL *z = act + B * m->layer[t][m->depth - 1].act;
+    const size_t T = (size_t)m->ntowers;
+
+    for (size_t t = 0; t < T; t++) {
+        const int last = m->depth - 1;
+        const REAL *z = F && !last ? F + t : act + B * m->layer[t][last].act;
+        const size_t ld = F && !last ? T : 1;
         for (size_t i = 0; i < B; i++)
-            lg[i * (size_t)m->ntowers + (size_t)t] = (double)z[i];
+            lg[i * T + t] = (double)z[i * ld];
     }
 }
 
 /*
  * One step's work shared by a team: member r of n runs towers r, r + n, ...
- * Each member has its own backward scratch; member 0 writes the input
- * gradient into dx, member r > 0 into its own partial dxp[r - 1], and the
- * partials are summed after the join (towers share x, so their dx add up).
+ * and its share of the fused layer's rows and columns. Each member has its
+ * own backward scratch.
  */
 typedef struct FN(job) {
     const model_t *m;
@@ -86,80 +145,120 @@ typedef struct FN(job) {
     REAL *act;                         /* B * act_width */
     REAL *tmp;                         /* member r: tmp + r * 2 * B * max_width */
     REAL *dx;                          /* (B, D) or NULL */
-    REAL *dxp;                         /* member r > 0: dxp + (r - 1) * B * D */
+    REAL *wcat;                        /* fused: W0cat then b0cat */
+    REAL *F, *dF;                      /* fused: (B, T*H0) each */
     const double *dlg;                 /* (B, T) d loss / d logits */
     REAL *bs;                          /* the bottom's scratch (model_t's bot only) */
+    REAL *bmem;                        /* and its per-member scratch */
     const REAL *tin[HEADS_MAX_TOWERS]; /* with a bottom: tower t's input (B, in_0) */
     REAL *dtin[HEADS_MAX_TOWERS];      /* and its gradient */
+    /* the bias tower (bias.h; model_t's bias only): x is then the main part */
+    const REAL *xb; /* (B, bias_dim): the bias part of the pooled rows */
+    REAL *dxb;      /* its gradient, or NULL */
+    REAL *bsc;      /* the bias tower's scratch */
+    double *dz;     /* B: gradient of the bias logit */
 } FN(job_t);
+
+/* Fused layer 0, forward: member r's share of the rows of F. */
+static void FN(run_first_forward)(void *arg, int r, int n)
+{
+    FN(job_t) *j = arg;
+    const layer_t *L = &j->m->layer[0][0];
+    const size_t D = L->in, TH = (size_t)j->m->ntowers * L->out;
+    size_t a, b;
+
+    FN(share)(j->B, r, n, &a, &b);
+    if (b > a)
+        DENSE_FORWARD_LD(j->F + a * TH, TH, j->x + a * D, D, j->wcat, j->wcat + TH * D, b - a, D,
+                         TH, L->fn);
+}
+
+/* Fused layer 0, backward: member r's share of the rows of dx = dF W0cat
+ * (dF masked, and dW0 and db0 written, by each tower's backward). */
+static void FN(run_first_backward)(void *arg, int r, int n)
+{
+    FN(job_t) *j = arg;
+    const size_t D = j->m->layer[0][0].in, TH = (size_t)j->m->ntowers * j->m->layer[0][0].out;
+    size_t a, b;
+
+    FN(share)(j->B, r, n, &a, &b);
+    if (b > a)
+        DENSE_BACKWARD_LD(j->dx + a * D, D, NULL, NULL, j->dF + a * TH, TH, NULL, 0, j->wcat, NULL,
+                          0, b - a, D, TH, DENSE_LINEAR, 0);
+}
 
 static void FN(run_forward)(void *arg, int r, int n)
 {
     FN(job_t) *j = arg;
 
     for (int t = r; t < j->m->ntowers; t += n)
-        FN(tower_forward)(j->m, t, j->p, j->m->bot ? j->tin[t] : j->x, j->B, j->act);
+        FN(tower_forward)(j->m, t, j->p, j->m->bot ? j->tin[t] : j->x, j->B, j->act, j->F);
 }
 
 static void FN(run_backward)(void *arg, int r, int n)
 {
     FN(job_t) *j = arg;
-    const size_t B = j->B, T = (size_t)j->m->ntowers, D = (size_t)j->m->spec.input_dim;
+    const size_t B = j->B, T = (size_t)j->m->ntowers;
     REAL *tmp = j->tmp + (size_t)r * 2 * B * j->m->max_width;
-    REAL *dx = !j->dx ? NULL : r == 0 ? j->dx : j->dxp + (size_t)(r - 1) * B * D;
 
     for (int t = r; t < j->m->ntowers; t += n) {
         for (size_t i = 0; i < B; i++)
             tmp[i] = (REAL)j->dlg[i * T + (size_t)t];
         if (j->m->bot)
-            FN(tower_backward)(j->m, t, j->p, j->g, j->tin[t], B, j->act, tmp, j->dtin[t], 0);
-        else
-            FN(tower_backward)(j->m, t, j->p, j->g, j->x, B, j->act, tmp, dx, t >= n);
+            FN(tower_backward)
+        (j->m, t, j->p, j->g, j->tin[t], B, j->act, tmp, j->dtin[t], 0, NULL, NULL);
+        else FN(tower_backward)(j->m, t, j->p, j->g, j->x, B, j->act, tmp, NULL, 0, j->F, j->dF);
     }
 }
 
-/* The bottom (if any) in the caller, then every tower on the team. */
+/* The bottom (if any) or the fused layer 0, then every tower on the team. */
 static void FN(net_forward)(team_t *team, FN(job_t) * j)
 {
     const model_t *m = j->m;
 
     if (m->bot) {
-        BOTTOM_FORWARD(m->bot, j->bs, j->p + m->bottom_p, j->x, j->B);
+        BOTTOM_FORWARD(m->bot, team, j->bs, j->p + m->bottom_p, j->x, j->B);
         for (int t = 0; t < m->ntowers; t++) {
             j->tin[t] = BOTTOM_OUTPUT(m->bot, j->bs, t, j->B);
             j->dtin[t] = BOTTOM_DOUTPUT(m->bot, j->bs, t, j->B);
         }
+        j->F = j->dF = NULL;
+    } else {
+        FN(pack_first)(m, j->p, j->wcat);
+        team_run(team, FN(run_first_forward), j);
     }
     team_run(team, FN(run_forward), j);
 }
 
+#include "model/bias_step_tmpl.h"
+
 /*
  * A whole step on the team: forward every tower, the heads' losses and,
- * if j->g, backward every tower and the sum of the input gradients. lg and
- * dlg are (B, T) scratch. Returns the total loss.
+ * if j->g, backward every tower and the input gradient. lg and dlg are
+ * (B, T) scratch. Returns the total loss.
  */
 static double FN(net_step)(team_t *team, FN(job_t) * j, const uint8_t *click, const uint8_t *action,
                            const uint8_t *buy, heads_sample_t *smp, double *lg, double *dlg,
                            double loss[HEADS_MAX_LOSS])
 {
     const model_t *m = j->m;
-    const size_t n = (size_t)team_size(team), B = j->B, D = (size_t)m->spec.input_dim;
     double total;
 
     FN(net_forward)(team, j);
-    FN(gather_logits)(m, j->act, B, lg);
-    total = FN(net_loss)(m, j->p, j->g, lg, click, action, buy, smp, B, loss, j->g ? dlg : NULL);
+    FN(gather_logits)(m, j->act, j->F, j->B, lg);
+    if (m->bias)
+        FN(bias_logit_add)(j, lg);
+    total = FN(net_loss)(m, j->p, j->g, lg, click, action, buy, smp, j->B, loss, j->g ? dlg : NULL);
     if (!j->g)
         return total;
     j->dlg = dlg;
     team_run(team, FN(run_backward), j);
     if (m->bot)
-        BOTTOM_BACKWARD(m->bot, j->bs, j->p + m->bottom_p, j->g + m->bottom_p, j->x, B, j->dx);
+        BOTTOM_BACKWARD(m->bot, team, j->bs, j->p + m->bottom_p, j->g + m->bottom_p, j->x, j->B,
+                        j->dx, j->bmem);
     else if (j->dx)
-        for (size_t r = 1; r < n && r < (size_t)m->ntowers; r++) {
-            const REAL *part = j->dxp + (r - 1) * B * D;
-            for (size_t i = 0; i < B * D; i++)
-                j->dx[i] += part[i];
-        }
+        team_run(team, FN(run_first_backward), j);
+    if (m->bias)
+        FN(bias_logit_back)(j, dlg);
     return total;
 }

@@ -23,7 +23,7 @@ case "${1:-}" in
 esac
 
 PKGS="build-essential pkg-config zlib1g-dev libzmq3-dev libmsgpack-dev \
-librocksdb-dev libopenblas-dev libcunit1-dev libinih-dev libxxhash-dev \
+librocksdb-dev libopenblas-dev libdnnl-dev libcunit1-dev libinih-dev libxxhash-dev \
 clang libclang-rt-14-dev libmicrohttpd-dev curl gnuplot-nox"
 # the deploy suite checks deploy/k8s with deploy/check-manifests.py (cluster)
 PKGS="$PKGS python3 python3-yaml"

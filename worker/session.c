@@ -88,6 +88,7 @@ int session_init(session_t *s, const worker_conf_t *wc, const session_opts_t *o,
     rc = model_threads_set(s->model, (int)wc->threads, wc->parallel, eb);
     if (rc != 0)
         return rc;
+    model_precision_set(s->model, wc->dense_precision);
     for (int i = 0; i < s->depth; i++) {
         rc = batch_init(&s->batch[i], s->ms.nslots, o->batch_size);
         if (rc == 0)

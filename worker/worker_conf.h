@@ -28,6 +28,9 @@
     X(train, threads, INT, "2", 1, 256, NULL, "compute threads (BLAS + data-parallel batches)")  \
     X(train, parallel, ENUM, "towers", 0, 0, "blas|towers",                                      \
       "how threads split the towers: whole towers per thread, or each sgemm across threads")     \
+    X(train, dense_precision, ENUM, "fp32", 0, 0, "fp32|bf16",                                   \
+      "precision of the dense products: fp32, or bf16 inputs with fp32 accumulation and fp32 "   \
+      "weights (oneDNN; fastest where the CPU has AMX or AVX512-BF16)")                          \
     X(train, seed, INT, "1", 0, 9.2e18, NULL, "seed of the dense weight initialization")         \
     X(train, metrics_file, STR, "", 0, 0, NULL,                                                  \
       "JSON-lines metrics (one record per interval); empty: MODEL.metrics.jsonl beside the "     \
