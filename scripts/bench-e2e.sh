@@ -34,8 +34,10 @@
 # default 3), E2E_WORKER_OPT and E2E_PS_OPT (extra "--key value" options for
 # every worker / shard), E2E_AB ("--key value" worker options of a variant
 # B of the 2 + 2 cluster, run in every round right after A, in alternating
-# order, and printed as B / A: the A/B of one lever), E2E_KEEP=1 keeps the
-# scratch directory (printed) with every log.
+# order, and printed as B / A: the A/B of one lever), E2E_AB_BIN (a
+# directory of other funnel-ps and funnel-worker programs, e.g. a build of
+# an older commit, for variant B: the A/B of a code change; alone or with
+# E2E_AB), E2E_KEEP=1 keeps the scratch directory (printed) with every log.
 set -u
 . "$(dirname "$0")/lib.sh"
 case "${1:-}" in -h | --help) help_and_exit "$0" ;; esac
@@ -48,6 +50,10 @@ RUNS=${E2E_RUNS:-3}
 W_OPT=${E2E_WORKER_OPT:-}
 P_OPT=${E2E_PS_OPT:-}
 AB=${E2E_AB:-}
+AB_BIN=${E2E_AB_BIN:-}
+[ -z "$AB_BIN" ] || need_prog bench-e2e "$AB_BIN" funnel-worker
+[ -z "$AB_BIN" ] || need_prog bench-e2e "$AB_BIN" funnel-ps
+AB_NAME="${AB:+$AB}${AB_BIN:+${AB:+, }programs of $AB_BIN}"
 HERE=$(cd "$(dirname "$0")" && pwd)
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/bench-e2e.XXXXXX") || exit 1
 
@@ -105,6 +111,7 @@ echo "bench-e2e: generating $TRAIN training impressions" >&2
 "$BIN/funnel-gen" --out "$DIR/world" --train "$TRAIN" --test 1000 --seed 7 \
     > "$DIR/gen.log" 2>&1 || die "funnel-gen failed: $(tail -n 3 "$DIR/gen.log")"
 LOG="$DIR/world/train.tsv"
+echo "bench-e2e: $TRAIN samples, $RUNS rounds, $(nproc 2>/dev/null || echo '?') cores, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset: OpenBLAS detects)}, worker options '${W_OPT}', shard options '${P_OPT}'"
 
 # in process: prints its line, sets RATE and CPU (ms per 1000 samples)
 local_run() {
@@ -123,14 +130,15 @@ local_run() {
         "$1" "$2" "$RATE" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$CPU" "$l0"
 }
 
-# cluster SHARDS WORKERS [TAG [WORKER_OPT]]: prints its line, sets RATE and CPU
+# cluster SHARDS WORKERS [TAG [WORKER_OPT [BINDIR]]]: prints its line, sets
+# RATE and CPU
 cluster() {
-    shards=$1 workers=$2 tag=${3:-} opt=${4:-} c="$DIR/c$1x$2${3:-}"
+    shards=$1 workers=$2 tag=${3:-} opt=${4:-} bin=${5:-$BIN} c="$DIR/c$1x$2${3:-}"
     echo "bench-e2e: training with $shards shard(s) and $workers worker(s) $opt" >&2
     rm -rf "$c"
     l0=$(load)
     t0=$(now)
-    "$HERE/run-local.sh" --bin "$BIN" --shards "$shards" --workers "$workers" --dir "$c" --keep \
+    "$HERE/run-local.sh" --bin "$bin" --shards "$shards" --workers "$workers" --dir "$c" --keep \
         --progress off --ps-opt "$P_OPT" --worker-opt "--progress off $W_OPT $opt" "$LOG" \
         > "$c.log" 2>&1 ||
         die "run-local with $shards shard(s) and $workers worker(s) failed: $(tail -n 5 "$c.log")"
@@ -149,7 +157,7 @@ cluster() {
     RATE=$(awk -v n="$n" -v t="$t" 'BEGIN { printf "%.0f", n / t }')
     CPU=$(awk -v c="$cpu" -v n="$n" 'BEGIN { printf "%.1f", 1e6 * c / n }')
     printf '%d shard(s) + %d worker(s)%s: %d samples in %.1f s: %d samples/s (launcher wall %.1f s), cpu %s ms per 1k samples, load %s\n' \
-        "$shards" "$workers" "${opt:+ ($opt)}" "$n" "$t" "$RATE" \
+        "$shards" "$workers" "${tag:+ (B: $AB_NAME)}" "$n" "$t" "$RATE" \
         "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$CPU" "$l0"
 }
 
@@ -167,12 +175,12 @@ while [ $r -lt "$RUNS" ]; do
         local) local_run; L=$RATE LC=$CPU ;;
         c11) cluster 1 1; A=$RATE AC=$CPU ;;
         c22)
-            if [ -n "$AB" ] && [ $((r % 2)) -eq 1 ]; then
-                cluster 2 2 b "$AB"; B=$RATE BC=$CPU
+            if [ -n "$AB_NAME" ] && [ $((r % 2)) -eq 1 ]; then
+                cluster 2 2 b "$AB" "${AB_BIN:-$BIN}"; B=$RATE BC=$CPU
                 cluster 2 2; C=$RATE CC=$CPU
             else
                 cluster 2 2; C=$RATE CC=$CPU
-                if [ -n "$AB" ]; then cluster 2 2 b "$AB"; B=$RATE BC=$CPU; fi
+                if [ -n "$AB_NAME" ]; then cluster 2 2 b "$AB" "${AB_BIN:-$BIN}"; B=$RATE BC=$CPU; fi
             fi
             ;;
         esac
@@ -183,7 +191,7 @@ while [ $r -lt "$RUNS" ]; do
     add cpu_local "$LC"; add cpu_c11 "$AC"; add cpu_c22 "$CC"
     add e11 "$(awk -v a="$AC" -v l="$LC" 'BEGIN { print l / a }')"
     add e22 "$(awk -v a="$CC" -v l="$LC" 'BEGIN { print l / a }')"
-    if [ -n "$AB" ]; then
+    if [ -n "$AB_NAME" ]; then
         add c22b "$B"; add cpu_c22b "$BC"
         add rb "$(awk -v a="$B" -v l="$L" 'BEGIN { print a / l }')"
         add ab "$(awk -v a="$B" -v c="$C" 'BEGIN { print a / c }')"
@@ -212,10 +220,10 @@ mmm cpu_c11 "1+1 cpu ms per 1k samples" "%.1f"
 mmm cpu_c22 "2+2 cpu ms per 1k samples" "%.1f"
 mmm e11 "cpu efficiency 1+1 (cpu in process / cpu 1+1)" "%.2f"
 mmm e22 "cpu efficiency 2+2 (cpu in process / cpu 2+2)" "%.2f"
-if [ -n "$AB" ]; then
-    mmm c22b "2+2 with $AB samples/s" "%.0f"
-    mmm rb "2+2 with $AB / in process" "%.2f"
-    mmm ab "B / A: 2+2 with $AB / 2+2 (same round)" "%.2f"
+if [ -n "$AB_NAME" ]; then
+    mmm c22b "2+2 B ($AB_NAME) samples/s" "%.0f"
+    mmm rb "2+2 B / in process" "%.2f"
+    mmm ab "B / A: 2+2 B / 2+2 (same round)" "%.2f"
     mmm eab "B / A cpu efficiency (cpu A / cpu B)" "%.2f"
 fi
 med() { sort -g "$DIR/s.$1" | awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }

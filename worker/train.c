@@ -226,11 +226,13 @@ static void log_timeline(const loop_t *l, double elapsed)
 
     if (getrusage(RUSAGE_SELF, &ru) != 0)
         memset(&ru, 0, sizeof(ru));
-    LOG_INFO("batch timeline over %llu batches (ms per batch): pull wait %.2f, read %.2f, "
-             "compute %.2f, push %.2f; process cpu %.1f s user %.1f s sys in %.1f s, "
-             "%ld voluntary + %ld involuntary context switches",
-             l->timed, 1e3 * l->t_wait / nb, 1e3 * l->t_read / nb, 1e3 * l->t_compute / nb,
-             1e3 * l->t_push / nb, (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec,
+    LOG_INFO("batch timeline over %llu batches, %d compute thread%s (ms per batch): pull wait "
+             "%.2f, read %.2f, compute %.2f, push %.2f; process cpu %.1f s user %.1f s sys in "
+             "%.1f s, %ld voluntary + %ld involuntary context switches",
+             l->timed, model_threads(l->s.model, NULL),
+             model_threads(l->s.model, NULL) > 1 ? "s" : "", 1e3 * l->t_wait / nb,
+             1e3 * l->t_read / nb, 1e3 * l->t_compute / nb, 1e3 * l->t_push / nb,
+             (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec,
              (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec, elapsed, ru.ru_nvcsw,
              ru.ru_nivcsw);
 }
