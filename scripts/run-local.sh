@@ -163,7 +163,7 @@ case " $W_OPT " in
 *)
     if [ -z "$CONF" ] || ! grep -q '^[[:space:]]*threads[[:space:]]*=' "$CONF"; then
         cores=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
-        t=$((cores / WORKERS))
+        t=$((cores / (WORKERS > 0 ? WORKERS : 1)))
         [ "$t" -ge 1 ] || t=1
         THREADS_OPT="--threads $t"
     fi
