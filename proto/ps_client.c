@@ -497,16 +497,27 @@ int ps_client_send(ps_client_t *c, int shard, msg_t *m, uint64_t *req_id, errbuf
         s->cap = cap;
     }
     p = &s->pend[s->npend];
-    if (p->cap < c->enc.len) {
-        unsigned char *b = realloc(p->bytes, c->enc.len);
-        if (!b)
+    if (p->cap < c->enc.len) { /* a block as large as the message, contents not kept */
+        free(p->bytes);
+        p->cap = 0;
+        p->bytes = malloc(c->enc.len);
+        if (!p->bytes)
             return errbuf_set(eb, ERR_NOMEM, "out of memory");
-        p->bytes = b;
         p->cap = c->enc.len;
     }
     s->npend++;
-    memcpy(p->bytes, c->enc.data, c->enc.len);
+    /* The encoded bytes become the request's (kept for retries) and the
+     * request slot's block, as large, the encoder's next one: no copy (a
+     * dense push is 0.6 MB a shard a batch), and once every slot's block
+     * is as large as the largest message, no allocation either. */
+    unsigned char *spare = p->bytes;
+    size_t spare_cap = p->cap;
+    p->bytes = c->enc.data;
+    p->cap = c->enc.cap;
     p->len = c->enc.len;
+    c->enc.data = spare;
+    c->enc.cap = spare_cap;
+    c->enc.len = 0;
     p->req_id = m->hdr.req_id;
     p->type = m->hdr.type;
     p->is_push = is_push;

@@ -28,6 +28,12 @@
 # otherwise (--progress plain|on|off|auto; auto: by whether stdout is a
 # terminal). Each worker's own progress lines are in DIR/logs/worker<i>.log.
 #
+# Each worker trains with threads = the cores of this machine / M (at
+# least 1): the workers share the cores, and more compute threads than
+# cores only add hand-offs between threads that wait for a core (README,
+# "End-to-end throughput"). A --threads in --worker-opt, or a
+# threads key in the --conf file, is used instead.
+#
 # With --keep the shards keep running after training (their endpoints are
 # printed and written to DIR/endpoints); stop them with
 #   scripts/run-local.sh --stop --dir DIR
@@ -150,18 +156,32 @@ done
 echo "$EPS" > "$DIR/endpoints"
 echo "run-local: $SHARDS shard(s) at $EPS (logs in $DIR/logs)"
 
+# the workers' share of the cores, unless the caller chose the threads
+THREADS_OPT=""
+case " $W_OPT " in
+*" --threads "* | *" --threads="*) ;;
+*)
+    if [ -z "$CONF" ] || ! grep -q '^[[:space:]]*threads[[:space:]]*=' "$CONF"; then
+        cores=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+        t=$((cores / (WORKERS > 0 ? WORKERS : 1)))
+        [ "$t" -ge 1 ] || t=1
+        THREADS_OPT="--threads $t"
+    fi
+    ;;
+esac
+
 : > "$DIR/worker.pids"
 i=0
 while [ $i -lt "$WORKERS" ]; do
     KEY_OPT=""
     [ $CURVE -eq 1 ] && KEY_OPT="--curve_server_key $DIR/keys/shard.pub --curve_secret_key $DIR/keys/worker$i.key"
     "$BIN/funnel-worker" train $CONF_ARG --ps "$EPS" --rank $i --workers "$WORKERS" \
-        --metrics_file "$DIR/logs/metrics-worker$i.jsonl" --metrics_interval 1 $KEY_OPT $W_OPT "$@" \
+        --metrics_file "$DIR/logs/metrics-worker$i.jsonl" --metrics_interval 1 $KEY_OPT $THREADS_OPT $W_OPT "$@" \
         > "$DIR/logs/worker$i.log" 2>&1 &
     echo $! >> "$DIR/worker.pids"
     i=$((i + 1))
 done
-echo "run-local: $WORKERS worker(s) training"
+echo "run-local: $WORKERS worker(s) training${THREADS_OPT:+ ($THREADS_OPT each: this machine's cores / workers)}"
 
 # The cluster's line: workers still running, and over the workers' latest
 # metrics records of this run (the last non-"valid" record after their

@@ -3,7 +3,8 @@
  * their usage and nothing else (before, some took --help for their BINDIR
  * argument and started a benchmark), and refuse a BINDIR without funnel's
  * programs with a hint instead of failing half-way; make bench's summary
- * of several runs (bench_summary.py) gives min/median/max per number.
+ * of several runs (bench_summary.py) gives min/median/max per number;
+ * run-local.sh shares the cores among its workers.
  */
 #include <CUnit/CUnit.h>
 #include <stdio.h>
@@ -157,6 +158,72 @@ static void test_run_local_from_elsewhere(void)
     free(text);
 }
 
+/* Compute threads of a worker, from its log's "batch timeline" line, or -1. */
+static int worker_threads(const char *log)
+{
+    char *text = tu_slurp(log, NULL), *p;
+    int n = -1;
+
+    if (text && (p = strstr(text, "batch timeline over ")) != NULL &&
+        (p = strstr(p, " batches, ")) != NULL)
+        n = atoi(p + strlen(" batches, "));
+    free(text);
+    return n;
+}
+
+/* run-local.sh gives each of its M workers this machine's cores / M
+ * compute threads (at least 1), unless --worker-opt sets --threads; each
+ * worker's summary says how many it ran and where its batches' time went. */
+static void test_run_local_threads(void)
+{
+    char out[700], gen[600], bin[600], log[700];
+    char *text;
+    int cores, want;
+
+    CU_ASSERT_EQUAL_FATAL(tu_sh(NULL,
+                                "%s --out %s/rt-data --train 3000 --test 10 --users 200 "
+                                "--items 100 > %s/rt-gen.log 2>&1",
+                                tu_bin(gen, sizeof(gen), "funnel-gen"), dir, dir),
+                          0);
+    snprintf(out, sizeof(out), "%s/rt-nproc", dir);
+    CU_ASSERT_EQUAL_FATAL(tu_sh(out, "nproc"), 0);
+    text = tu_slurp(out, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    cores = atoi(text);
+    free(text);
+    CU_ASSERT_FATAL(cores >= 1);
+    want = cores / 2 > 0 ? cores / 2 : 1;
+
+    tu_bin(bin, sizeof(bin), "");
+    snprintf(out, sizeof(out), "%s/rt.out", dir);
+    CU_ASSERT_EQUAL(tu_sh(out,
+                          "sh scripts/run-local.sh --bin %s --shards 1 --workers 2 --dir %s/rt "
+                          "--progress off --worker-opt '--progress off' %s/rt-data/train.tsv",
+                          bin, dir, dir),
+                    0);
+    for (int i = 0; i < 2; i++) {
+        snprintf(log, sizeof(log), "%s/rt/logs/worker%d.log", dir, i);
+        CU_ASSERT_EQUAL(worker_threads(log), want);
+    }
+    text = tu_slurp(log, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "ms per batch): pull wait "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, " context switches"));
+    free(text);
+
+    /* the caller's --threads wins */
+    CU_ASSERT_EQUAL(tu_sh(out,
+                          "sh scripts/run-local.sh --bin %s --shards 1 --workers 2 --dir %s/rt3 "
+                          "--progress off --worker-opt '--progress off --threads 3' "
+                          "%s/rt-data/train.tsv",
+                          bin, dir, dir),
+                    0);
+    for (int i = 0; i < 2; i++) {
+        snprintf(log, sizeof(log), "%s/rt3/logs/worker%d.log", dir, i);
+        CU_ASSERT_EQUAL(worker_threads(log), 3);
+    }
+}
+
 int test_scripts_register(void)
 {
     CU_pSuite s = CU_add_suite("scripts", setup, teardown);
@@ -168,5 +235,7 @@ int test_scripts_register(void)
     CU_add_test(s, "make bench's summary: min/median/max of each number", test_bench_summary);
     CU_add_test(s, "run-local.sh from another directory uses its checkout's bin/",
                 test_run_local_from_elsewhere);
+    CU_add_test(s, "run-local.sh: cores / workers compute threads, unless --threads is given",
+                test_run_local_threads);
     return CU_get_error();
 }

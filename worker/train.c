@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -38,6 +39,12 @@ typedef struct loop {
     double *pair_work;    /* heads_sample_t.work, or NULL without a pairwise loss */
     double pair_sum;      /* pairwise loss x pairs, summed over this run's batches */
     uint64_t pairs;       /* pairs of this run's batches */
+    /* Where a batch's time goes (seconds summed over this run's batches):
+     * waiting for its rows and dense weights, reading and preparing the
+     * next batch (and sending its pull), forward and backward, sending the
+     * pushes (which wait when max_inflight pushes are unacknowledged). */
+    double t_wait, t_read, t_compute, t_push;
+    unsigned long long timed; /* batches timed */
 } loop_t;
 
 static void loop_release(loop_t *l)
@@ -136,11 +143,13 @@ static int step(loop_t *l, int i, int epoch, double *loss, errbuf_t *eb)
     rc = check_batch(l, i, loss, g, n, eb);
     if (rc != 0)
         return rc;
+    double t0 = progress_now();
     param_batch_pos(l->s.param, &after);
     rc = param_push(l->s.param, &l->s.pool[i].req, (const float *const *)l->s.pool[i].grads, eb);
-    if (rc != 0)
-        return rc;
-    return param_push_dense(l->s.param, g, n, eb);
+    if (rc == 0)
+        rc = param_push_dense(l->s.param, g, n, eb);
+    l->t_push += progress_now() - t0;
+    return rc;
 }
 
 /* One pass over this worker's part of the input, from where the reader
@@ -158,20 +167,29 @@ static int run_epoch(loop_t *l, int epoch, errbuf_t *eb)
         int nxt = 1 - cur, have_next;
 
         float *w = model_params(l->s.model, &n);
+        double t0 = progress_now(), t1, t2;
         rc = param_pull_finish(l->s.param, l->s.pool[cur].rows, eb);
         if (rc == 0)
             rc = param_pull_dense(l->s.param, w, n, eb);
+        t1 = progress_now();
+        l->t_wait += t1 - t0;
         if (rc == 0 && valid_due(l->valid, l->samples)) /* no pull outstanding here */
             rc = valid_run(l->valid, l->s.model, l->s.param, &l->prog, eb);
         if (rc != 0)
             break;
+        t1 = progress_now();
         rc = next_batch(l, nxt, eb);
         if (rc != 0 && rc != ERR_EOF)
             break;
         have_next = rc == 0;
+        t2 = progress_now();
+        l->t_read += t2 - t1;
+        double pushed = l->t_push;
         rc = step(l, cur, epoch, loss, eb);
         if (rc != 0)
             break;
+        l->t_compute += progress_now() - t2 - (l->t_push - pushed);
+        l->timed++;
         l->samples += l->s.batch[cur].n;
         for (int k = 0; k < model_nloss(l->s.model); k++)
             if (!isfinite(loss[k])) {
@@ -202,6 +220,27 @@ static int run_epoch(loop_t *l, int epoch, errbuf_t *eb)
         cur = nxt;
     }
     return rc;
+}
+
+/* One log line of where this run's batches spent their time and of the
+ * process's CPU (user + system) and context switches, for
+ * scripts/bench-e2e.sh. */
+static void log_timeline(const loop_t *l, double elapsed)
+{
+    struct rusage ru;
+    double nb = l->timed ? (double)l->timed : 1.0;
+
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        memset(&ru, 0, sizeof(ru));
+    LOG_INFO("batch timeline over %llu batches, %d compute thread%s (ms per batch): pull wait "
+             "%.2f, read %.2f, compute %.2f, push %.2f; process cpu %.1f s user %.1f s sys in "
+             "%.1f s, %ld voluntary + %ld involuntary context switches",
+             l->timed, model_threads(l->s.model, NULL),
+             model_threads(l->s.model, NULL) > 1 ? "s" : "", 1e3 * l->t_wait / nb,
+             1e3 * l->t_read / nb, 1e3 * l->t_compute / nb, 1e3 * l->t_push / nb,
+             (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec,
+             (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec, elapsed, ru.ru_nvcsw,
+             ru.ru_nivcsw);
 }
 
 /* --valid: one last held-out evaluation of what this run trained, with
@@ -400,6 +439,7 @@ int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
                  (unsigned long long)run, el, el > 0 ? (double)run / el : 0.0,
                  (unsigned long long)l.done_before,
                  (unsigned long long)(l.resent < run ? l.resent : run));
+        log_timeline(&l, el);
     }
 out:
     loop_release(&l);
