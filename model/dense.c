@@ -10,7 +10,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/clock.h"
 #include "common/err.h"
@@ -390,6 +392,50 @@ const char *dense_blas_core(void)
 int dense_blas_max_threads(void)
 {
     return openblas_get_num_procs();
+}
+
+/* OpenBLAS falls back to its generic "Prescott" kernels (SSE3) on a CPU
+ * model it does not know, even when the CPU has AVX2 or AVX-512: seen on
+ * virtual machines that report a bare "Intel Xeon Processor", where it
+ * costs training 3-4x. The core OpenBLAS would run best, from the CPU's
+ * own feature flags, or NULL when its choice stands. */
+const char *dense_blas_better_core(void)
+{
+    const char *core = openblas_get_corename();
+
+    if (!core || strcasecmp(core, "Prescott") != 0)
+        return NULL;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        return "SkylakeX";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return "Haswell";
+    return NULL;
+}
+
+void dense_blas_choose_core(char **argv)
+{
+    const char *better;
+
+    if (getenv("OPENBLAS_CORETYPE") || getenv(DENSE_BLAS_FALLBACK_ENV))
+        return;
+    better = dense_blas_better_core();
+    if (!better)
+        return;
+    /* OpenBLAS reads OPENBLAS_CORETYPE once, when it is loaded: start the
+     * program again with it set. Nothing has run yet but this check. */
+    if (setenv("OPENBLAS_CORETYPE", better, 1) != 0 ||
+        setenv(DENSE_BLAS_FALLBACK_ENV, openblas_get_corename(), 1) != 0)
+        return;
+    execv("/proc/self/exe", argv);
+    /* exec failed (no /proc): run on the generic kernels, and say so. */
+    unsetenv("OPENBLAS_CORETYPE");
+}
+
+const char *dense_blas_fallback(void)
+{
+    return getenv(DENSE_BLAS_FALLBACK_ENV);
 }
 
 static double cpu_now_s(void)

@@ -96,6 +96,21 @@ int dense_threads_get(void);
 const char *dense_blas_core(void);
 int dense_blas_max_threads(void);
 
+/* Choosing OpenBLAS's kernels. OpenBLAS runs its generic SSE3 kernels
+ * ("Prescott") on CPU models it does not recognise, whatever their
+ * vector units. dense_blas_better_core() names the core the CPU's flags
+ * allow (SkylakeX with AVX-512, Haswell with AVX2+FMA) when that happened,
+ * else NULL. dense_blas_choose_core(argv), called first thing in main,
+ * re-executes the program with OPENBLAS_CORETYPE set to it; it does
+ * nothing when OPENBLAS_CORETYPE is already set (the user's choice wins,
+ * OPENBLAS_CORETYPE=Prescott keeps the generic kernels). After such a
+ * restart dense_blas_fallback() returns the core OpenBLAS had chosen, for
+ * the log; otherwise NULL. */
+#define DENSE_BLAS_FALLBACK_ENV "FUNNEL_BLAS_FALLBACK"
+const char *dense_blas_better_core(void);
+void dense_blas_choose_core(char **argv);
+const char *dense_blas_fallback(void);
+
 /*
  * Measure sgemm throughput on C (M,N) = A (M,K) B (K,N), all row-major, at
  * OpenBLAS's current thread count: repeats the product until at least

@@ -19,6 +19,7 @@
 
 #include "common/log.h"
 #include "common/parse.h"
+#include "model/dense.h"
 #include "serve/serve_client.h"
 #include "serve/serve_server.h"
 
@@ -95,6 +96,7 @@ int main(int argc, char **argv)
     int64_t v;
     int i = 1, rc, lv = LOG_LEVEL_INFO;
 
+    dense_blas_choose_core(argv);
     if (argc > 1 &&
         (!strcmp(argv[1], "score") || !strcmp(argv[1], "apply") || !strcmp(argv[1], "info")))
         cmd = argv[i++];

@@ -190,6 +190,62 @@ static void test_missing_log_reported_first(void)
     CU_ASSERT_EQUAL(tu_sh(NULL, "test ! -e %s/m-missing", dir), 0);
 }
 
+/* OpenBLAS's generic "Prescott" kernels on a CPU it does not know are
+ * replaced by the ones the CPU's flags allow: with OPENBLAS_VERBOSE=2
+ * OpenBLAS prints "Core: NAME" each time it loads. Either it loaded once
+ * (it knew the CPU), or twice, Prescott first and then SkylakeX or
+ * Haswell. A core the user set is never overridden. */
+static void test_blas_core_choice(void)
+{
+    char out[700];
+    char *text, *first, *second;
+    int n = 0;
+
+    snprintf(out, sizeof(out), "%s/core.log", dir);
+    CU_ASSERT_EQUAL_FATAL(tu_sh(out,
+                                "env -u OPENBLAS_CORETYPE -u FUNNEL_BLAS_FALLBACK "
+                                "OPENBLAS_VERBOSE=2 %s --help",
+                                worker),
+                          0);
+    text = tu_slurp(out, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    first = strstr(text, "Core: ");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(first);
+    second = strstr(first + 1, "Core: ");
+    if (second) {
+        CU_ASSERT_EQUAL(strncmp(first, "Core: Prescott", 14), 0);
+        CU_ASSERT(strncmp(second, "Core: SkylakeX", 14) == 0 ||
+                  strncmp(second, "Core: Haswell", 13) == 0);
+        CU_ASSERT_PTR_NULL(strstr(second + 1, "Core: "));
+    }
+    free(text);
+
+    CU_ASSERT_EQUAL_FATAL(tu_sh(out,
+                                "env -u FUNNEL_BLAS_FALLBACK OPENBLAS_CORETYPE=Prescott "
+                                "OPENBLAS_VERBOSE=2 %s --help",
+                                worker),
+                          0);
+    text = tu_slurp(out, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    for (const char *p = text; (p = strstr(p, "Core: ")); p++)
+        n++;
+    CU_ASSERT_EQUAL(n, 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "Core: Prescott"));
+    free(text);
+
+    /* the training log names the kernels (the first test's run) */
+    snprintf(out, sizeof(out), "%s/train.log", dir);
+    text = tu_slurp(out, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    first = strstr(text, "dense kernels: OpenBLAS ");
+    CU_ASSERT_PTR_NOT_NULL(first);
+    __builtin_cpu_init();
+    if (first && !getenv("OPENBLAS_CORETYPE") && __builtin_cpu_supports("avx2") &&
+        __builtin_cpu_supports("fma"))
+        CU_ASSERT_NOT_EQUAL(strncmp(first, "dense kernels: OpenBLAS Prescott", 32), 0);
+    free(text);
+}
+
 int test_train_register(void)
 {
     CU_pSuite s = CU_add_suite("train", setup, teardown);
@@ -206,5 +262,7 @@ int test_train_register(void)
                 test_continue_from_saved_model);
     CU_add_test(s, "check-data on generated and broken logs",
                 test_check_data_on_generated_and_broken_logs);
+    CU_add_test(s, "OpenBLAS's generic kernels give way to the CPU's, a set core stays",
+                test_blas_core_choice);
     return CU_get_error();
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "model/dense.h"
 #include "worker/guard.h"
 #include "worker/predict.h"
 #include "worker/progress.h"
@@ -395,6 +396,13 @@ int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
         rc = train_obs_open(&l.obs, wc, names, model_nloss(l.s.model), l.done_before, eb);
     if (rc != 0)
         goto out;
+    if (dense_blas_fallback())
+        LOG_INFO("dense kernels: OpenBLAS %s; OpenBLAS chose its generic %s kernels on this CPU, "
+                 "which it does not know, so funnel restarted with OPENBLAS_CORETYPE=%s (set "
+                 "OPENBLAS_CORETYPE yourself to choose)",
+                 dense_blas_core(), dense_blas_fallback(), dense_blas_core());
+    else
+        LOG_INFO("dense kernels: OpenBLAS %s", dense_blas_core());
     LOG_INFO("training %s on %d log path%s, %d epoch%s, batch %lld, metrics in %s",
              heads_name(model_heads(l.s.model)), a->nlogs, a->nlogs > 1 ? "s" : "", (int)wc->epochs,
              wc->epochs > 1 ? "s" : "", (long long)wc->batch_size, metrics);

@@ -21,6 +21,7 @@
 #include "common/cluster_env.h"
 #include "common/log.h"
 #include "data/reader.h"
+#include "model/dense.h"
 #include "worker/check_data.h"
 #include "worker/ctl.h"
 #include "worker/eval.h"
@@ -421,6 +422,7 @@ int main(int argc, char **argv)
     errbuf_t eb = {{0}};
     int help, rc;
 
+    dense_blas_choose_core(argv);
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
