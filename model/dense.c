@@ -13,6 +13,9 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __SSE__
+#include <xmmintrin.h>
+#endif
 
 #include "common/clock.h"
 #include "common/err.h"
@@ -219,6 +222,26 @@ static void gemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, s
         return;
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                 (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+unsigned dense_fp_mode_enter(void)
+{
+#ifdef __SSE__
+    unsigned prev = _mm_getcsr();
+    _mm_setcsr(prev | _MM_FLUSH_ZERO_ON | 0x0040 /* DAZ */);
+    return prev;
+#else
+    return 0;
+#endif
+}
+
+void dense_fp_mode_restore(unsigned prev)
+{
+#ifdef __SSE__
+    _mm_setcsr(prev);
+#else
+    (void)prev;
+#endif
 }
 
 void dense_precision_set(int p)

@@ -38,6 +38,17 @@ enum { DENSE_FP32 = 0, DENSE_BF16 = 1 };
 void dense_precision_set(int p);
 int dense_precision_get(void);
 
+/*
+ * The calling thread's float mode for a training step: denormal results
+ * flushed to zero and denormal inputs read as zero (x86 FTZ and DAZ; a
+ * no-op elsewhere). Gradients of a few towers and experts underflow into
+ * denormals, which sgemm's AVX-512 kernel takes microcode assists on (the
+ * ple bottom's step ran 2-3x slower); flushing them changes values below
+ * 1.2e-38 only. Returns the previous mode for dense_fp_mode_restore().
+ */
+unsigned dense_fp_mode_enter(void);
+void dense_fp_mode_restore(unsigned prev);
+
 /* out (B,H) = act(in (B,D) W^T (D,H) + b (H)); W is (H,D). act: DENSE_*. */
 void dense_forward(float *out, const float *in, const float *w, const float *b, size_t B, size_t D,
                    size_t H, int act);

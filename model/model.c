@@ -504,12 +504,16 @@ int model_train_step(model_t *m, const float *x, const uint8_t *click, const uin
 {
     job_t_f32 j = job_f32(m, m->grads, x, B, dx);
 
+    unsigned fp;
+
     if (B == 0 || B > m->max_batch)
         return ERR_INVAL;
+    fp = dense_fp_mode_enter(); /* the team's members follow the caller's mode */
     if (m->bias)
         bias_step(m, m->grads, x, click, action, buy, smp, B, dx, loss);
     else
         net_step_f32(m->team, &j, click, action, buy, smp, m->lg, m->dlg, loss);
+    dense_fp_mode_restore(fp);
     return 0;
 }
 

@@ -6,6 +6,9 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#ifdef __SSE__
+#include <xmmintrin.h>
+#endif
 
 #define TEAM_MAX 64
 
@@ -25,6 +28,7 @@ struct team {
     int stop;            /* helpers exit, under mu */
     team_fn fn;
     void *arg;
+    unsigned csr; /* the caller's SSE control register (denormal modes), for this run */
     pthread_t tid[TEAM_MAX];
     member_t member[TEAM_MAX];
 };
@@ -46,6 +50,10 @@ static void *helper(void *p)
         seen = t->gen;
         team_fn fn = t->fn;
         void *arg = t->arg;
+#ifdef __SSE__
+        if (_mm_getcsr() != t->csr)
+            _mm_setcsr(t->csr);
+#endif
         pthread_mutex_unlock(&t->mu);
 
         fn(arg, me->rank, t->size);
@@ -116,6 +124,9 @@ void team_run(team_t *t, team_fn fn, void *arg)
         pthread_mutex_lock(&t->mu);
         t->fn = fn;
         t->arg = arg;
+#ifdef __SSE__
+        t->csr = _mm_getcsr();
+#endif
         t->pending = t->size - 1;
         t->gen++;
         pthread_cond_broadcast(&t->go);

@@ -32,7 +32,8 @@ void team_destroy(team_t **t);
 int team_size(const team_t *t);
 
 /* Run fn(arg, r, size) for every r concurrently (r = 0 on the calling
- * thread) and return when every member has returned. */
+ * thread) and return when every member has returned. Members run under the
+ * caller's floating-point modes (x86: its MXCSR, e.g. flush-to-zero). */
 void team_run(team_t *t, team_fn fn, void *arg);
 
 #endif
