@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """
 torch_model.py - PyTorch reference implementation of funnel's multi-task
-models (esm2, esmm, naive, nmtr), used only by the benchmark and by the AUC
-comparison of issue 3. Nothing in funnel's build or tests depends on it.
+models (esm2, esmm, naive, nmtr), used by the benchmark, the AUC comparison
+of issue 3 and the torchref test suite (grad-check mode: funnel's
+hand-written gradients against autograd on the same weights).
 
 It implements the same model, data, optimizer and epochs as funnel-worker in
 local mode:
@@ -59,6 +60,15 @@ local mode:
   * Batch 512, --epochs 1, no shuffling: batches in input order.
 
 Modes:
+  grad-check  compare funnel's dense forward and backward with autograd:
+              --dir holds case directories written by funnel's torchref
+              suite (tests/test_torchref.c), each funnel's dense block,
+              batch, losses, predictions and gradients of one float step
+              and an 'args' file of this script's model options. The
+              block is loaded into these modules by funnel's layout
+              (funnel_layout), the step recomputed in float32 (and float64,
+              to show how far each side is from exact) and compared; prints
+              the worst error per parameter group, exits 1 on a mismatch.
   train-eval  train on --train FILE..., predict --test FILE, write --pred in
               FORMAT.md's prediction format (pctr pcvr pctcvr, plus pctavr
               for esm2), print timings. Parsing and tensorizing happen once
@@ -102,7 +112,7 @@ MAX_REPORTED_REJECTS = 5
 def parse_args(argv):
     p = argparse.ArgumentParser(
         description="PyTorch reference of funnel's esm2/esmm/naive/nmtr models")
-    p.add_argument("mode", choices=("train-eval", "throughput"))
+    p.add_argument("mode", choices=("train-eval", "throughput", "grad-check"))
     p.add_argument("--model", choices=sorted(MODELS), default="esm2")
     p.add_argument("--train", nargs="+", default=[], metavar="LOG",
                    help="training log(s), tsv1, .gz read transparently")
@@ -160,9 +170,14 @@ def parse_args(argv):
                    help="any rejected line is fatal")
     p.add_argument("--self-check", action="store_true",
                    help="train-eval: print AUCs of the predictions on the test log")
+    p.add_argument("--dir", metavar="DIR",
+                   help="grad-check: a case directory written by funnel's "
+                   "torchref test, or a directory of them")
     a = p.parse_args(argv)
     if a.mode == "train-eval" and (not a.train or not a.test or not a.pred):
         p.error("train-eval needs --train, --test and --pred")
+    if a.mode == "grad-check" and not a.dir:
+        p.error("grad-check needs --dir")
     a.slot_names = [s for s in a.slots.split(",") if s]
     if not a.slot_names or len(set(a.slot_names)) != len(a.slot_names):
         p.error("--slots must list distinct slot names")
@@ -174,6 +189,8 @@ def parse_args(argv):
                 % ("shared" if a.bottom == "shared" else "expert"))
     if a.bottom != "concat":
         a.tower_impl = "separate"  # the fused towers assume one shared input
+    if a.mode == "grad-check":
+        a.tower_impl = "separate"  # funnel's layout is tower after tower
     nloss = len(MODELS[a.model][1])
     if a.loss_weights is None:
         a.weights = [1.0] * nloss
@@ -555,7 +572,11 @@ def build_model(args, nrows):
         def forward(self, rows, offsets, w):
             pooled = F.embedding_bag(rows, self.table, offsets, mode="sum",
                                      sparse=True, per_sample_weights=w)
-            x = pooled.view(-1, input_dim)
+            return self.dense(pooled.view(-1, input_dim))
+
+        def dense(self, x):
+            """Tower logits (B, ntowers) of pooled inputs x (B, input_dim):
+            the dense part funnel's model/model.c computes."""
             if self.bottom is not None:
                 x = self.bottom(x)
             return self.towers(x)                        # logits (B, ntowers)
@@ -815,6 +836,228 @@ def run_throughput(args):
     print(json.dumps(res))
 
 
+# ---------------------------------------------------------------- grad-check
+
+# Tolerances of grad-check (funnel float32 against this reference in
+# float32 on the same weights and batch). The largest differences measured
+# over the 20 bottom x model cases of funnel's torchref suite were 3.9e-7
+# (grad), 9.5e-8 (dx), 1.3e-7 (loss) and 6.0e-8 (pred), and the float64 run
+# of the reference puts each float32 side about as far from exact as from
+# the other: rounding, not a formula. The tolerances leave 17x-75x of room
+# for other BLAS kernels and summation orders, and a wrong formula or a
+# layout mix-up misses them by orders of magnitude.
+GRAD_TOL = 1e-5   # max |funnel - torch| in a group / ||torch's gradient||_2
+DX_TOL = 1e-5     # the same for d total / d x, over ||torch's dx||_2
+LOSS_TOL = 1e-5   # |funnel - torch| / |torch| of each loss
+PRED_TOL = 1e-6   # |funnel - torch| of each predicted probability
+SAT = 1e-6        # trained probabilities must stay this far from 0 and 1
+
+
+class CheckError(Exception):
+    pass
+
+
+def funnel_layout(model):
+    """The dense parameters as (name, tensor) in the order of funnel's
+    dense block (model/model.h): for every tower t, for every layer, W
+    (out, in) row-major then b (out); then the bottom (model/bottom.h):
+    level after level, every expert (task 0's, ..., then the shared ones)
+    layer by layer, then the task gates and the shared gate, W (nc, in)
+    then b (nc); a gate over one expert has none. nn.Linear's weight is
+    (out, in) row-major, so every tensor is a plain slice of the block."""
+    import torch.nn as nn
+
+    def linears(seq):
+        return [m for m in seq if isinstance(m, nn.Linear)]
+
+    out = []
+    for t, seq in enumerate(model.towers.towers):
+        for k, lin in enumerate(linears(seq)):
+            out.append(("tower%d.layer%d.W" % (t, k), lin.weight))
+            out.append(("tower%d.layer%d.b" % (t, k), lin.bias))
+    b = model.bottom
+    if b is None:
+        return out
+    for lvl in range(b.L):
+        for e, ex in enumerate(b.experts[lvl]):
+            who = ("task%d.%d" % divmod(e, b.nt) if e < b.T * b.nt
+                   else "shared%d" % (e - b.T * b.nt))
+            for k, lin in enumerate(linears(ex)):
+                name = "bottom.level%d.expert_%s.layer%d" % (lvl, who, k)
+                out.append((name + ".W", lin.weight))
+                out.append((name + ".b", lin.bias))
+        for g, grp in zip(b.gates[lvl], b.gate_group[lvl]):
+            if isinstance(g, nn.Linear):
+                name = "bottom.level%d.gate_%s" % (
+                    lvl, "shared" if grp == b.T else "task%d" % grp)
+                out.append((name + ".W", g.weight))
+                out.append((name + ".b", g.bias))
+    return out
+
+
+def read_case(d):
+    """The files of a case directory (native float32 / float64 / uint8,
+    written by tests/test_torchref.c on the same machine)."""
+    import numpy as np
+
+    def f(name, dtype):
+        return np.fromfile(os.path.join(d, name), dtype=dtype)
+    c = {"params": f("params.f32", np.float32), "grads": f("grads.f32", np.float32),
+         "x": f("x.f32", np.float32), "dx": f("dx.f32", np.float32),
+         "pred": f("pred.f32", np.float32), "loss": f("loss.f64", np.float64),
+         "labels": f("labels.u8", np.uint8)}
+    if len(c["labels"]) % 3 or len(c["pred"]) != len(c["labels"]) // 3 * 4:
+        raise CheckError("labels.u8 / pred.f32: not B x 3 / B x 4")
+    if len(c["params"]) != len(c["grads"]):
+        raise CheckError("params.f32 and grads.f32 differ in length")
+    return c
+
+
+def reference_step(args, c, dtype):
+    """The reference's forward and backward on funnel's weights and batch:
+    (layout names, gradients, dx, losses, predictions (B, 4), trained
+    probabilities), numpy float64 arrays of dtype's results."""
+    import numpy as np
+    import torch
+    B = len(c["labels"]) // 3
+    input_dim = len(args.slot_names) * args.emb_dim
+    if len(c["x"]) != B * input_dim:
+        raise CheckError("x.f32 has %d floats, want B x input_dim = %d x %d"
+                         % (len(c["x"]), B, input_dim))
+    model = build_model(args, 1).to(dtype)
+    layout = funnel_layout(model)
+    n = sum(p.numel() for _, p in layout)
+    if n != len(c["params"]):
+        raise CheckError("layout: funnel's dense block has %d floats, the "
+                         "reference's %d" % (len(c["params"]), n))
+    off = 0
+    with torch.no_grad():
+        for _, p in layout:
+            src = torch.from_numpy(c["params"][off:off + p.numel()])
+            p.copy_(src.view_as(p).to(dtype))
+            off += p.numel()
+    x = torch.from_numpy(c["x"]).to(dtype).view(B, input_dim).requires_grad_(True)
+    lab = torch.from_numpy(c["labels"].reshape(B, 3).astype(np.float32)).to(dtype)
+    h = heads(args.model, model.dense(x))
+    per_task = torch.stack(losses(args.model, h, lab))
+    (torch.tensor(args.weights, dtype=dtype) * per_task).sum().backward()
+    grads = [p.grad.detach().double().numpy().ravel() if p.grad is not None
+             else np.zeros(p.numel()) for _, p in layout]
+    pred = np.full((B, 4), np.nan)
+    for j, k in enumerate(("pctr", "pcvr", "pctcvr", "pctavr")):
+        if k in h:
+            pred[:, j] = h[k].detach().double().numpy()
+    trained = ([h["pctr"], h["pctavr"], h["pctcvr"]] if args.model in ("esm2", "nmtr")
+               else [h["pctr"], h["pctcvr"] if args.model == "esmm" else h["pcvr"]])
+    trained = np.concatenate([t.detach().double().numpy() for t in trained])
+    return ([name for name, _ in layout], grads, x.grad.double().numpy().ravel(),
+            per_task.detach().double().numpy(), pred, trained)
+
+
+def grad_check_case(args, d, name, out):
+    """Compare one case; print a line per parameter group; return the
+    worst errors (dict) and whether everything is within tolerance."""
+    import numpy as np
+    import torch
+    c = read_case(d)
+    names, g32, dx32, l32, p32, trained = reference_step(args, c, torch.float32)
+    _, g64, dx64, l64, p64, _ = reference_step(args, c, torch.float64)
+    if trained.min() < SAT or trained.max() > 1 - SAT:
+        raise CheckError("a trained probability is within %g of 0 or 1, where "
+                         "the reference clamps and funnel does not: use "
+                         "smaller weights" % SAT)
+    ok = True
+    worst = {"grad": 0.0, "dx": 0.0, "loss": 0.0, "pred": 0.0}
+    norm = float(np.linalg.norm(np.concatenate(g32)))
+    print("case %s: %s on %s, B %d, %d dense floats, ||grad||_2 %.4g"
+          % (name, args.model, args.bottom, len(c["labels"]) // 3,
+             len(c["params"]), norm), file=out)
+    print("  %-40s %6s %10s %10s %10s" % ("group", "floats", "funnel-t32",
+                                           "funnel-t64", "t32-t64"), file=out)
+    off = 0
+    for gname, a32, a64 in zip(names, g32, g64):
+        f = c["grads"][off:off + len(a32)].astype(np.float64)
+        off += len(a32)
+        e = float(np.abs(f - a32).max()) / norm
+        bad = not e <= GRAD_TOL             # NaN is a mismatch too
+        ok &= not bad
+        worst["grad"] = max(worst["grad"], e)
+        print("  %-40s %6d %10.2e %10.2e %10.2e%s"
+              % (gname, len(a32), e, np.abs(f - a64).max() / norm,
+                 np.abs(a32 - a64).max() / norm, "  MISMATCH" if bad else ""),
+              file=out)
+    dnorm = float(np.linalg.norm(dx32))
+    f = c["dx"].astype(np.float64)
+    e = float(np.abs(f - dx32).max()) / dnorm
+    bad = not e <= DX_TOL
+    ok &= not bad
+    worst["dx"] = e
+    print("  %-40s %6d %10.2e %10.2e %10.2e%s"
+          % ("dx (over ||dx||_2 %.4g)" % dnorm, len(f), e,
+             np.abs(f - dx64).max() / dnorm, np.abs(dx32 - dx64).max() / dnorm,
+             "  MISMATCH" if bad else ""), file=out)
+    for k, lname in enumerate(MODELS[args.model][1]):
+        e = abs(float(c["loss"][k]) - l32[k]) / abs(l32[k])
+        bad = not e <= LOSS_TOL
+        ok &= not bad
+        worst["loss"] = max(worst["loss"], e)
+        print("  loss %-10s funnel %.8f torch %.8f (f64 %.8f) rel %.2e%s"
+              % (lname, c["loss"][k], l32[k], l64[k], e,
+                 "  MISMATCH" if bad else ""), file=out)
+    fp = c["pred"].reshape(-1, 4).astype(np.float64)
+    if not np.array_equal(np.isnan(fp), np.isnan(p32)):
+        ok = False
+        print("  pred: funnel and torch predict different columns  MISMATCH",
+              file=out)
+    have = ~np.isnan(p32)
+    e = float(np.abs(fp[have] - p32[have]).max()) if have.any() else 0.0
+    bad = not e <= PRED_TOL
+    ok &= not bad
+    worst["pred"] = e
+    print("  pred max |funnel - torch| %.2e (f64: %.2e)%s"
+          % (e, np.abs(fp[have] - p64[have]).max(), "  MISMATCH" if bad else ""),
+          file=out)
+    print("case %s: %s" % (name, "ok" if ok else "MISMATCH"), file=out)
+    return worst, ok
+
+
+def run_grad_check(args):
+    """Every case under --dir (or --dir itself if it is one): each holds
+    'args' (this script's options for the model) and funnel's arrays."""
+    d = args.dir
+    if os.path.exists(os.path.join(d, "args")):
+        cases = [d]
+    else:
+        cases = sorted(os.path.join(d, e) for e in os.listdir(d)
+                       if os.path.exists(os.path.join(d, e, "args")))
+    if not cases:
+        raise CheckError("%s: no case directories (with an 'args' file)" % d)
+    worst = {"grad": 0.0, "dx": 0.0, "loss": 0.0, "pred": 0.0}
+    bad = []
+    for cd in cases:
+        name = os.path.basename(os.path.normpath(cd))
+        with open(os.path.join(cd, "args")) as f:
+            case_args = parse_args(["grad-check", "--dir", cd] + f.read().split())
+        try:
+            w, ok = grad_check_case(case_args, cd, name, sys.stdout)
+        except CheckError as e:
+            print("case %s: %s  MISMATCH" % (name, e))
+            w, ok = {}, False
+        for k, v in w.items():
+            worst[k] = max(worst[k], v)
+        if not ok:
+            bad.append(name)
+    print("grad-check: %d cases, %d mismatched%s; worst grad %.2e (tol %g), "
+          "dx %.2e (tol %g), loss %.2e (tol %g), pred %.2e (tol %g)"
+          % (len(cases), len(bad), (": " + " ".join(bad)) if bad else "",
+             worst["grad"], GRAD_TOL, worst["dx"], DX_TOL, worst["loss"],
+             LOSS_TOL, worst["pred"], PRED_TOL), file=sys.stderr)
+    res = {"mode": "grad-check", "cases": len(cases), "mismatched": bad}
+    res.update({"worst_" + k: float("%.3g" % v) for k, v in worst.items()})
+    print(json.dumps(res))
+    return 1 if bad else 0
+
+
 def main(argv):
     args = parse_args(argv)
     # OpenBLAS reads its thread count when the library loads, i.e. when
@@ -827,9 +1070,11 @@ def main(argv):
     try:
         if args.mode == "train-eval":
             run_train_eval(args)
+        elif args.mode == "grad-check":
+            return run_grad_check(args)
         else:
             run_throughput(args)
-    except (OSError, Reject) as e:
+    except (OSError, Reject, CheckError) as e:
         print("torch_model: %s" % e, file=sys.stderr)
         return 1
     return 0

@@ -3,7 +3,9 @@
 #
 #   scripts/install-deps.sh          build + test dependencies
 #   scripts/install-deps.sh --bench  also what `make bench` compares against
-#   scripts/install-deps.sh --dev    also what CI's format check uses (clang-format)
+#   scripts/install-deps.sh --dev    also what CI's format check uses (clang-format) and
+#                                    what the pyreader and torchref suites run (numpy,
+#                                    xxhash, torch)
 #   scripts/install-deps.sh --slurm  also what `make test-slurm` starts (slurm-wlm, munge)
 #
 # libmicrohttpd serves the Prometheus metrics (--metrics_listen); curl
@@ -36,6 +38,7 @@ fi
 if [ "${1:-}" = "--dev" ]; then
     PKGS="$PKGS clang-format"
     PKGS="$PKGS python3-numpy python3-xxhash" # the Python reader's test (python/funnel_reader.py)
+    PKGS="$PKGS python3-torch" # the torchref suite: gradients against bench/torch_model.py
 fi
 
 missing=""
