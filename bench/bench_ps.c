@@ -42,8 +42,10 @@
  *                each thread), when 2 CPUs are available;
  *   CPU ratio    the issue's target for the shard's CPU per request: shard
  *                CPU per 1000-key pull / (echo CPU per request + 1000 x the
- *                bare loop's ns per key, `bench-table bare DIM`, run once
- *                before the shards start), pinned and unpinned (target
+ *                bare loop's ns per key, `bench-table bare DIM`: the
+ *                median of its passes, measured before the shards start
+ *                and again after each round, so under the rounds' load;
+ *                the median of those), pinned and unpinned (target
  *                <= 1.3).
  * Beside each rate: the CPU time the server process (shard or echo, all
  * its threads) and this process spent per request, from /proc and
@@ -187,12 +189,14 @@ static uint64_t key_of(uint64_t i)
     return rng_splitmix64(&s);
 }
 
-/* Median of the first n of x[ROUNDS]. */
+/* Median of the first n (at most ROUNDS + 1) of x. */
 static double median_of(const double *x, int n)
 {
-    double v[ROUNDS];
+    double v[ROUNDS + 1];
 
-    memcpy(v, x, sizeof(v));
+    if (n > ROUNDS + 1)
+        n = ROUNDS + 1;
+    memcpy(v, x, (size_t)(n > 0 ? n : 0) * sizeof(v[0]));
     for (int i = 1; i < n; i++)
         for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
             double t = v[j];
@@ -909,6 +913,10 @@ typedef struct dim_run {
     size_t pull_req, pull_rep, push_req, push_rep; /* bytes */
     uint64_t rows, bytes_resident, bytes_payload;
     double bare_ns; /* bench-table's bare loop, ns per key; 0: unknown */
+    /* the bare loop measured before the shards start and again after each
+     * round, under the load the rounds saw; bare_ns is their median */
+    double bare_v[ROUNDS + 1];
+    int bare_n;
 } dim_run_t;
 
 /* Create every row of s with sequential pulls (rows 0 .. UNIVERSE-1). */
@@ -983,7 +991,7 @@ static int run_dim(bench_t *b, shard_t *s, dim_run_t *d, char *const *ep)
             rc = drive(b, i == RAW_PULL || i == RAW_PUSH ? b->raw_sock : s->sock,
                        i == RAW_PULL || i == RAW_PUSH ? NULL : s, &fl[i], 0.1, &r);
     }
-    for (int round = 0; round < ROUNDS && rc == 0; round++)
+    for (int round = 0; round < ROUNDS && rc == 0; round++) {
         for (int i = 0; i < NFIG && rc == 0; i++) {
             int raw = i == RAW_PULL || i == RAW_PUSH || i == PIN_RAW;
             int pin = i == PIN_PULL || i == PIN_RAW;
@@ -1004,6 +1012,14 @@ static int run_dim(bench_t *b, shard_t *s, dim_run_t *d, char *const *ep)
             if (pin)
                 pin_pair(b, srv, 0);
         }
+        if (rc == 0 && d->bare_n > 0) {
+            double ns = bare_loop_ns(b, d->dim);
+            if (ns > 0)
+                d->bare_v[d->bare_n++] = ns;
+        }
+    }
+    if (d->bare_n > 0)
+        d->bare_ns = median_of(d->bare_v, d->bare_n);
     ps_client_destroy(&c);
     return rc;
 }
@@ -1060,12 +1076,12 @@ static void print_dim(const dim_run_t *d)
             continue;
         printf("ps pull dim%d %s: %.2f M keys/s, raw %.2f (ratio %.2f); CPU per request: shard "
                "%.0f us, echo %.0f us, bare loop %.1f ns x %d keys = %.0f us: shard / (echo + "
-               "bare loop) = %.2f (target <= 1.3)%s\n",
+               "bare loop) = %.2f (target <= 1.3; bare loop median of %d measurements)%s\n",
                d->dim,
                pin ? "pinned (shard loop on its own CPU, I/O threads beside the client)"
                    : "unpinned",
                m[ps], m[raw], m[ps] / m[raw], sh, echo, d->bare_ns, KEYS, bare_us,
-               d->bare_ns > 0 ? sh / (echo + bare_us) : 0.0,
+               d->bare_ns > 0 ? sh / (echo + bare_us) : 0.0, d->bare_n,
                d->bare_ns > 0 ? "" : " (no bare-loop figure: ratio not computed)");
     }
     if (d->rows)
@@ -1328,6 +1344,9 @@ int main(int argc, char **argv)
     for (int k = 0; k < 2 && rc == 0; k++) {
         d[k].dim = dims[k];
         d[k].bare_ns = b.bare_ns[k];
+        d[k].bare_n = 0;
+        if (b.bare_ns[k] > 0)
+            d[k].bare_v[d[k].bare_n++] = b.bare_ns[k];
         rc = shard_start(&b, &sh, dims[k] == 16 ? "ps16" : "ps64", dims[k], 0);
         ep[0] = sh.endpoint;
         if (rc == 0)
