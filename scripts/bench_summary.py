@@ -9,8 +9,8 @@ of a benchmark's output is matched across the runs by its template: the
 line with every number replaced by a placeholder (the k-th line of a
 template in one run goes with the k-th in each other run). Each number of
 a line found in every run is printed as min/median/max over the runs (one
-value when all runs agree); a line missing from some run is printed from
-the first run that has it, marked with how many runs printed it. Numbers
+value when all runs agree); a line missing from some run is merged over
+the runs that printed it and marked with how many did. Numbers
 glued to a letter before them (esm2, fp16, x86) are part of the words.
 """
 import os
@@ -75,15 +75,14 @@ def merge(files):
                 order.append((t, k))
     for key in order:
         lines = [m[key] for m in index if key in m]
-        if len(lines) < len(present):
-            out.append(f"{lines[0]}   [{len(lines)} of {len(present)} runs]")
-            continue
         nums = [NUM.findall(l) for l in lines]
         parts = NUM.split(lines[0])
         merged = parts[0]
         for i in range(len(nums[0])):
             texts = [n[i] for n in nums]
             merged += fmt(texts) + parts[i + 1]
+        if len(lines) < len(present):
+            merged += f"   [{len(lines)} of {len(present)} runs]"
         out.append(merged)
     return out
 
