@@ -383,6 +383,12 @@ static double bare_pass(bare_t *b, int nreq)
     return (thread_cpu_s() - t0) / ((double)nreq * REQ) * 1e9;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 /* The bare loop alone (bench-ps's figure): thread CPU time (a shared
  * machine's other load is not counted), the median of 5 passes of 1.5 M
  * keys (bench-ps sets it against medians of the shard's CPU, so a best
@@ -396,12 +402,7 @@ static double bare_loop_ns(int dim, uint64_t n)
     for (int pass = 0; pass < 5; pass++)
         v[pass] = bare_pass(&b, 1500);
     bare_free(&b);
-    for (int i = 1; i < 5; i++) /* insertion sort of five */
-        for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
-            double t = v[j];
-            v[j] = v[j - 1];
-            v[j - 1] = t;
-        }
+    qsort(v, 5, sizeof(double), cmp_double);
     return v[2];
 }
 
@@ -421,12 +422,6 @@ static double table_pass(emb_table_t *t, uint64_t n, int nreq, uint64_t *seed, f
         cpu += thread_cpu_s() - a;
     }
     return cpu / ((double)nreq * REQ) * 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 /* Uniform keys over a table larger than the CPU caches: every key is a

@@ -224,24 +224,33 @@ static void gemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, s
                 (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
-unsigned dense_fp_mode_enter(void)
+unsigned dense_fp_mode_get(void)
 {
 #ifdef __SSE__
-    unsigned prev = _mm_getcsr();
-    _mm_setcsr(prev | _MM_FLUSH_ZERO_ON | 0x0040 /* DAZ */);
-    return prev;
+    return _mm_getcsr();
 #else
     return 0;
 #endif
 }
 
-void dense_fp_mode_restore(unsigned prev)
+void dense_fp_mode_set(unsigned mode)
 {
 #ifdef __SSE__
-    _mm_setcsr(prev);
+    if (_mm_getcsr() != mode)
+        _mm_setcsr(mode);
 #else
-    (void)prev;
+    (void)mode;
 #endif
+}
+
+unsigned dense_fp_mode_enter(void)
+{
+    unsigned prev = dense_fp_mode_get();
+
+#ifdef __SSE__
+    dense_fp_mode_set(prev | _MM_FLUSH_ZERO_ON | 0x0040 /* DAZ */);
+#endif
+    return prev;
 }
 
 void dense_precision_set(int p)
@@ -422,7 +431,7 @@ int dense_blas_max_threads(void)
  * virtual machines that report a bare "Intel Xeon Processor", where it
  * costs training 3-4x. The core OpenBLAS would run best, from the CPU's
  * own feature flags, or NULL when its choice stands. */
-const char *dense_blas_better_core(void)
+static const char *blas_better_core(void)
 {
     const char *core = openblas_get_corename();
 
@@ -443,7 +452,7 @@ void dense_blas_choose_core(char **argv)
 
     if (getenv("OPENBLAS_CORETYPE") || getenv(DENSE_BLAS_FALLBACK_ENV))
         return;
-    better = dense_blas_better_core();
+    better = blas_better_core();
     if (!better)
         return;
     /* OpenBLAS reads OPENBLAS_CORETYPE once, when it is loaded: start the
@@ -452,8 +461,9 @@ void dense_blas_choose_core(char **argv)
         setenv(DENSE_BLAS_FALLBACK_ENV, openblas_get_corename(), 1) != 0)
         return;
     execv("/proc/self/exe", argv);
-    /* exec failed (no /proc): run on the generic kernels, and say so. */
+    /* exec failed (no /proc): run on the generic kernels, as if never tried */
     unsetenv("OPENBLAS_CORETYPE");
+    unsetenv(DENSE_BLAS_FALLBACK_ENV);
 }
 
 const char *dense_blas_fallback(void)

@@ -44,10 +44,14 @@ int dense_precision_get(void);
  * no-op elsewhere). Gradients of a few towers and experts underflow into
  * denormals, which sgemm's AVX-512 kernel takes microcode assists on (the
  * ple bottom's step ran 2-3x slower); flushing them changes values below
- * 1.2e-38 only. Returns the previous mode for dense_fp_mode_restore().
+ * 1.2e-38 only. Returns the previous mode, to put back with
+ * dense_fp_mode_set(). dense_fp_mode_get/set read and set the thread's
+ * whole mode (x86 MXCSR; 0 and a no-op elsewhere): the team hands the
+ * caller's mode to its members with them.
  */
 unsigned dense_fp_mode_enter(void);
-void dense_fp_mode_restore(unsigned prev);
+unsigned dense_fp_mode_get(void);
+void dense_fp_mode_set(unsigned mode);
 
 /* out (B,H) = act(in (B,D) W^T (D,H) + b (H)); W is (H,D). act: DENSE_*. */
 void dense_forward(float *out, const float *in, const float *w, const float *b, size_t B, size_t D,
@@ -109,16 +113,15 @@ int dense_blas_max_threads(void);
 
 /* Choosing OpenBLAS's kernels. OpenBLAS runs its generic SSE3 kernels
  * ("Prescott") on CPU models it does not recognise, whatever their
- * vector units. dense_blas_better_core() names the core the CPU's flags
- * allow (SkylakeX with AVX-512, Haswell with AVX2+FMA) when that happened,
- * else NULL. dense_blas_choose_core(argv), called first thing in main,
- * re-executes the program with OPENBLAS_CORETYPE set to it; it does
+ * vector units. dense_blas_choose_core(argv), called first thing in
+ * main, re-executes the program with OPENBLAS_CORETYPE set to the core
+ * the CPU's flags allow (SkylakeX with AVX-512, Haswell with AVX2+FMA)
+ * when that happened; it does
  * nothing when OPENBLAS_CORETYPE is already set (the user's choice wins,
  * OPENBLAS_CORETYPE=Prescott keeps the generic kernels). After such a
  * restart dense_blas_fallback() returns the core OpenBLAS had chosen, for
  * the log; otherwise NULL. */
 #define DENSE_BLAS_FALLBACK_ENV "FUNNEL_BLAS_FALLBACK"
-const char *dense_blas_better_core(void);
 void dense_blas_choose_core(char **argv);
 const char *dense_blas_fallback(void);
 

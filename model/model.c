@@ -503,7 +503,6 @@ int model_train_step(model_t *m, const float *x, const uint8_t *click, const uin
                      double loss[HEADS_MAX_LOSS])
 {
     job_t_f32 j = job_f32(m, m->grads, x, B, dx);
-
     unsigned fp;
 
     if (B == 0 || B > m->max_batch)
@@ -513,7 +512,7 @@ int model_train_step(model_t *m, const float *x, const uint8_t *click, const uin
         bias_step(m, m->grads, x, click, action, buy, smp, B, dx, loss);
     else
         net_step_f32(m->team, &j, click, action, buy, smp, m->lg, m->dlg, loss);
-    dense_fp_mode_restore(fp);
+    dense_fp_mode_set(fp);
     return 0;
 }
 

@@ -6,9 +6,8 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
-#ifdef __SSE__
-#include <xmmintrin.h>
-#endif
+
+#include "model/dense.h"
 
 #define TEAM_MAX 64
 
@@ -28,7 +27,7 @@ struct team {
     int stop;            /* helpers exit, under mu */
     team_fn fn;
     void *arg;
-    unsigned csr; /* the caller's SSE control register (denormal modes), for this run */
+    unsigned csr; /* the caller's float mode (dense_fp_mode_get), for this run */
     pthread_t tid[TEAM_MAX];
     member_t member[TEAM_MAX];
 };
@@ -50,10 +49,7 @@ static void *helper(void *p)
         seen = t->gen;
         team_fn fn = t->fn;
         void *arg = t->arg;
-#ifdef __SSE__
-        if (_mm_getcsr() != t->csr)
-            _mm_setcsr(t->csr);
-#endif
+        dense_fp_mode_set(t->csr);
         pthread_mutex_unlock(&t->mu);
 
         fn(arg, me->rank, t->size);
@@ -124,9 +120,7 @@ void team_run(team_t *t, team_fn fn, void *arg)
         pthread_mutex_lock(&t->mu);
         t->fn = fn;
         t->arg = arg;
-#ifdef __SSE__
-        t->csr = _mm_getcsr();
-#endif
+        t->csr = dense_fp_mode_get();
         t->pending = t->size - 1;
         t->gen++;
         pthread_cond_broadcast(&t->go);
