@@ -302,7 +302,9 @@ static int stat_get(bench_t *b, shard_t *s, const char *name, uint64_t *v, doubl
 
 /* Start funnel-ps for a one-slot table of dim floats per row (mem_limit
  * bytes, 0: unlimited), connect a DEALER and wait until it answers. */
-static int shard_start(bench_t *b, shard_t *s, const char *name, int dim, size_t mem_limit)
+/* spill: the shard's [ps] spill ("file" or "store"), or NULL for its default */
+static int shard_start(bench_t *b, shard_t *s, const char *name, int dim, size_t mem_limit,
+                       const char *spill)
 {
     char prog[DIRS_PATH_MAX], dims[16], mem[32];
     int port, zero = 0, rc;
@@ -324,7 +326,11 @@ static int shard_start(bench_t *b, shard_t *s, const char *name, int dim, size_t
     char *argv[] = {prog,        "--shard",  "0",     "--shards",    "1",  "--listen",
                     s->endpoint, "--data",   s->data, "--slots",     "s0", "--emb_dim",
                     dims,        "--towers", "8",     "--mem_limit", mem,  "--flush_interval",
-                    "3600",      NULL};
+                    "3600",      NULL,       NULL,    NULL};
+    if (spill) {
+        argv[sizeof(argv) / sizeof(argv[0]) - 3] = "--spill";
+        argv[sizeof(argv) / sizeof(argv[0]) - 2] = (char *)spill;
+    }
     if (access(prog, X_OK) != 0)
         return errbuf_set(&b->eb, ERR_NOTFOUND, "%s: %s (set FUNNEL_BIN)", prog, strerror(errno));
     s->pid = fork();
@@ -1175,75 +1181,105 @@ static int make_zipf_sets(bench_t *b)
     return 0;
 }
 
+/* The two ways a shard spills: a spill file ([ps] spill = file, the
+ * default) and RocksDB itself (spill = store). */
+enum { SP_FILE, SP_STORE, SP_KINDS };
+static const char *const spill_kind[SP_KINDS] = {"file", "store"};
+
 typedef struct spill_run {
-    fig_t mem, spill;
-    size_t mem_limit;                   /* bytes */
-    uint64_t fit;                       /* rows that fit */
-    uint64_t resident, loaded, evicted; /* spill shard: after the windows; during */
+    fig_t mem, spill[SP_KINDS];
+    size_t mem_limit; /* bytes */
+    uint64_t fit;     /* rows that fit */
+    /* per kind: after the windows; during them */
+    uint64_t resident[SP_KINDS], loaded[SP_KINDS], spill_loaded[SP_KINDS], evicted[SP_KINDS];
+    uint64_t spill_index[SP_KINDS]; /* bytes of the spill file's index (of the budget) */
 } spill_run_t;
 
 /* Pull+push of Zipf keys on the unlimited shard `all` (dim 16, prefilled)
- * and on a fresh shard with a tenth of the memory, prefilled the same way. */
+ * and on fresh shards with a tenth of the memory, prefilled the same way:
+ * one per kind of spill, all three in turn within each round. */
 static int run_spill(bench_t *b, shard_t *all, const dim_run_t *d, shard_t *sp, spill_run_t *out)
 {
     flow_t f = {F_ZIPF, all->dim, 0, 0, 0};
     double per_row = (double)d->bytes_resident / (double)d->rows, t;
-    uint64_t loaded0 = 0, evicted0 = 0;
+    uint64_t loaded0[SP_KINDS] = {0}, sloaded0[SP_KINDS] = {0}, evicted0[SP_KINDS] = {0};
     result_t r;
-    int rc;
+    int rc = 0;
 
     out->mem = (fig_t){.name = "all in memory"};
-    out->spill = (fig_t){.name = "spill"};
     out->fit = UNIVERSE / SPILL_FACTOR;
     out->mem_limit = (size_t)(per_row * (double)out->fit);
-    rc = shard_start(b, sp, "spill", all->dim, out->mem_limit);
-    if (rc != 0)
-        return rc;
-    t = clock_now_s();
-    rc = prefill(b, sp);
-    if (rc != 0)
-        return rc;
-    fprintf(stderr, "bench-ps: spill shard: %d rows created in %.1f s (mem_limit %zu bytes)\n",
-            UNIVERSE, clock_now_s() - t, out->mem_limit);
-    /* untimed: the spill shard's memory fills with the Zipf-hot rows */
+    for (int k = 0; k < SP_KINDS && rc == 0; k++) {
+        char name[32];
+        out->spill[k] = (fig_t){.name = spill_kind[k]};
+        snprintf(name, sizeof(name), "spill-%s", spill_kind[k]);
+        rc = shard_start(b, &sp[k], name, all->dim, out->mem_limit, spill_kind[k]);
+        if (rc != 0)
+            return rc;
+        t = clock_now_s();
+        rc = prefill(b, &sp[k]);
+        if (rc != 0)
+            return rc;
+        fprintf(stderr,
+                "bench-ps: spill shard (spill = %s): %d rows created in %.1f s (mem_limit %zu "
+                "bytes)\n",
+                spill_kind[k], UNIVERSE, clock_now_s() - t, out->mem_limit);
+    }
+    /* untimed: the spill shards' memory fills with the Zipf-hot rows */
     rc = drive(b, all->sock, all, &f, b->window / 2, &r);
-    if (rc == 0)
-        rc = drive(b, sp->sock, sp, &f, b->window, &r);
-    if (rc == 0)
-        rc = stat_get(b, sp, "rows_loaded", &loaded0, REPLY_TIMEOUT);
-    if (rc == 0)
-        rc = stat_get(b, sp, "rows_evicted", &evicted0, REPLY_TIMEOUT);
+    for (int k = 0; k < SP_KINDS && rc == 0; k++) {
+        rc = drive(b, sp[k].sock, &sp[k], &f, b->window, &r);
+        if (rc == 0)
+            rc = stat_get(b, &sp[k], "rows_loaded", &loaded0[k], REPLY_TIMEOUT);
+        if (rc == 0)
+            rc = stat_get(b, &sp[k], "rows_spill_loaded", &sloaded0[k], REPLY_TIMEOUT);
+        if (rc == 0)
+            rc = stat_get(b, &sp[k], "rows_evicted", &evicted0[k], REPLY_TIMEOUT);
+    }
     for (int round = 0; round < ROUNDS && rc == 0; round++) {
         rc = drive(b, all->sock, all, &f, b->window, &r);
-        if (rc == 0) {
-            fig_add(&out->mem, &r, 0, 0);
-            rc = drive(b, sp->sock, sp, &f, b->window, &r);
-        }
         if (rc == 0)
-            fig_add(&out->spill, &r, 0, 0);
+            fig_add(&out->mem, &r, 0, 0);
+        for (int k = 0; k < SP_KINDS && rc == 0; k++) {
+            rc = drive(b, sp[k].sock, &sp[k], &f, b->window, &r);
+            if (rc == 0)
+                fig_add(&out->spill[k], &r, 0, 0);
+        }
     }
-    if (rc == 0)
-        rc = stat_get(b, sp, "rows_resident", &out->resident, REPLY_TIMEOUT);
-    if (rc == 0)
-        rc = stat_get(b, sp, "rows_loaded", &out->loaded, REPLY_TIMEOUT);
-    if (rc == 0)
-        rc = stat_get(b, sp, "rows_evicted", &out->evicted, REPLY_TIMEOUT);
-    out->loaded -= loaded0;
-    out->evicted -= evicted0;
+    for (int k = 0; k < SP_KINDS && rc == 0; k++) {
+        rc = stat_get(b, &sp[k], "rows_resident", &out->resident[k], REPLY_TIMEOUT);
+        if (rc == 0)
+            rc = stat_get(b, &sp[k], "rows_loaded", &out->loaded[k], REPLY_TIMEOUT);
+        if (rc == 0)
+            rc = stat_get(b, &sp[k], "rows_spill_loaded", &out->spill_loaded[k], REPLY_TIMEOUT);
+        if (rc == 0)
+            rc = stat_get(b, &sp[k], "rows_evicted", &out->evicted[k], REPLY_TIMEOUT);
+        if (rc == 0)
+            rc = stat_get(b, &sp[k], "bytes_spill_index", &out->spill_index[k], REPLY_TIMEOUT);
+        out->loaded[k] -= loaded0[k];
+        out->spill_loaded[k] -= sloaded0[k];
+        out->evicted[k] -= evicted0[k];
+    }
     return rc;
 }
 
 static void print_spill(const spill_run_t *s)
 {
-    double mem = median(&s->mem), sp = median(&s->spill);
+    double mem = median(&s->mem);
 
-    printf("spill dim16 (Zipf %.1f, %d rows, mem_limit %.1f MB holds ~%llu; %llu resident): "
-           "%.2f M keys/s pulled+pushed vs %.2f M all in memory: fraction %.2f\n",
-           ZIPF_S, UNIVERSE, (double)s->mem_limit / 1e6, (unsigned long long)s->fit,
-           (unsigned long long)s->resident, sp / 1e6, mem / 1e6, sp / mem);
-    printf("spill dim16: %llu rows read back from RocksDB and %llu evicted during the timed "
-           "windows\n",
-           (unsigned long long)s->loaded, (unsigned long long)s->evicted);
+    for (int k = 0; k < SP_KINDS; k++) {
+        double sp = median(&s->spill[k]);
+        printf("spill dim16, spill = %-5s (Zipf %.1f, %d rows, mem_limit %.1f MB holds ~%llu; "
+               "%llu resident, %.1f MB of the budget the spill file's index): %.2f M keys/s "
+               "pulled+pushed vs %.2f M all in memory: fraction %.2f\n",
+               spill_kind[k], ZIPF_S, UNIVERSE, (double)s->mem_limit / 1e6,
+               (unsigned long long)s->fit, (unsigned long long)s->resident[k],
+               (double)s->spill_index[k] / 1e6, sp / 1e6, mem / 1e6, sp / mem);
+        printf("spill dim16, spill = %-5s: %llu rows read back (%llu from the spill file, the "
+               "rest from RocksDB) and %llu evicted during the timed windows\n",
+               spill_kind[k], (unsigned long long)s->loaded[k],
+               (unsigned long long)s->spill_loaded[k], (unsigned long long)s->evicted[k]);
+    }
     fflush(stdout);
 }
 
@@ -1270,8 +1306,11 @@ static void print_json(const dim_run_t *d, int nd, const spill_run_t *s)
                median(&d[k].fig[PS_PUSH]) / median(&d[k].fig[RAW_PUSH]));
     }
     if (s)
-        printf(", \"zipf_mem\": %.0f, \"zipf_spill\": %.0f, \"spill_fraction\": %.3f",
-               median(&s->mem), median(&s->spill), median(&s->spill) / median(&s->mem));
+        printf(", \"zipf_mem\": %.0f, \"zipf_spill\": %.0f, \"spill_fraction\": %.3f, "
+               "\"zipf_spill_store\": %.0f, \"spill_fraction_store\": %.3f",
+               median(&s->mem), median(&s->spill[SP_FILE]),
+               median(&s->spill[SP_FILE]) / median(&s->mem), median(&s->spill[SP_STORE]),
+               median(&s->spill[SP_STORE]) / median(&s->mem));
     printf("}\n");
 }
 
@@ -1291,7 +1330,7 @@ int main(int argc, char **argv)
     static const int dims[2] = {16, 64};
     dim_run_t d[2];
     spill_run_t sp;
-    shard_t sh = {0}, sps = {0};
+    shard_t sh = {0}, sps[SP_KINDS] = {{0}};
     const char *env = getenv("FUNNEL_BIN"), *tmp = getenv("TMPDIR");
     char *ep[1];
     int rc = 0, nd = 0, have_spill = 0;
@@ -1347,7 +1386,7 @@ int main(int argc, char **argv)
         d[k].bare_n = 0;
         if (b.bare_ns[k] > 0)
             d[k].bare_v[d[k].bare_n++] = b.bare_ns[k];
-        rc = shard_start(&b, &sh, dims[k] == 16 ? "ps16" : "ps64", dims[k], 0);
+        rc = shard_start(&b, &sh, dims[k] == 16 ? "ps16" : "ps64", dims[k], 0, NULL);
         ep[0] = sh.endpoint;
         if (rc == 0)
             rc = run_dim(&b, &sh, &d[k], ep);
@@ -1356,8 +1395,9 @@ int main(int argc, char **argv)
             print_dim(&d[k]);
         }
         if (rc == 0 && dims[k] == 16) {
-            rc = run_spill(&b, &sh, &d[k], &sps, &sp);
-            shard_stop(&sps);
+            rc = run_spill(&b, &sh, &d[k], sps, &sp);
+            for (int q = 0; q < SP_KINDS; q++)
+                shard_stop(&sps[q]);
             if (rc == 0) {
                 have_spill = 1;
                 print_spill(&sp);
@@ -1368,7 +1408,8 @@ int main(int argc, char **argv)
     if (rc == 0)
         print_json(d, nd, have_spill ? &sp : NULL);
 out:
-    shard_stop(&sps);
+    for (int q = 0; q < SP_KINDS; q++)
+        shard_stop(&sps[q]);
     shard_stop(&sh);
     echo_stop(&b);
     if (b.ctx)

@@ -24,7 +24,9 @@
     X(ps, data, STR, "ps-data", 0, 0, NULL,                                              \
       "directory of this shard's RocksDB store (made if missing)")                       \
     X(ps, mem_limit, SIZE, "0", 0, 1.8e19, NULL,                                         \
-      "bytes of resident rows; beyond it cold rows go to RocksDB (0: unlimited)")        \
+      "bytes of resident rows; beyond it cold rows go to `spill` (0: unlimited)")        \
+    X(ps, spill, ENUM, "file", 0, 0, "file|store",                                       \
+      "rows beyond mem_limit: an unlinked file in DATA (file) or RocksDB (store)")       \
     X(ps, flush_interval, FLOAT, "10", 0.05, 86400, NULL,                                \
       "seconds between writes of dirty rows to RocksDB: the most a crash can lose")      \
     X(ps, max_msg_size, SIZE, "256M", 1024, 1.8e19, NULL,                                \
@@ -48,6 +50,8 @@
       "serve /metrics over HTTP on PORT (127.0.0.1) or HOST:PORT, no auth "              \
       "(empty: off)")                                                                    \
     X(ps, log_level, ENUM, "info", 0, 0, "debug|info|warn|error", "least severe log level")
+
+enum { PS_SPILL_FILE = 0, PS_SPILL_STORE = 1 }; /* [ps] spill */
 
 typedef struct ps_conf {
     model_conf_t model;

@@ -55,7 +55,14 @@
     X(bytes_payload, payload_bytes, GAUGE, "Bytes of row payload (values, optimizer state).")   \
     X(rows_dirty, rows_dirty, GAUGE, "Rows changed since the last flush.")                      \
     X(rows_created, rows_created_total, COUNTER, "Rows created.")                               \
-    X(rows_loaded, rows_loaded_total, COUNTER, "Rows read back from RocksDB.")                  \
+    X(rows_loaded, rows_loaded_total, COUNTER, "Rows read back (spill file or RocksDB).")       \
+    X(rows_spill_loaded, rows_spill_loaded_total, COUNTER,                                      \
+      "Of the loaded rows: from the spill file.")                                               \
+    X(rows_spilled, rows_spilled, GAUGE, "Rows in the spill file.")                             \
+    X(bytes_spill_index, spill_index_bytes, GAUGE,                                              \
+      "Of resident_bytes: the spill file's index, bit maps and buffer.")                        \
+    X(spill_refused, spill_refused_total, COUNTER,                                              \
+      "Evictions the spill file could not take (written to RocksDB).")                          \
     X(rows_evicted, rows_evicted_total, COUNTER, "Rows dropped from memory by the budget.")     \
     X(rows_evicted_dirty, rows_evicted_dirty_total, COUNTER,                                    \
       "Of the evicted rows: written back first.")                                               \

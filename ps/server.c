@@ -94,6 +94,7 @@ typedef struct server {
     uint64_t by_type[MSG_TYPE_END];
     uint64_t by_err[ERR_KINDS];
     double t0, last_flush, last_warn; /* s, monotonic */
+    int spill_warned;                 /* the spill file's failure was logged */
     uint64_t warn_suppressed;
     int shutdown;
     char ckpt_root[DIRS_PATH_MAX]; /* resolved checkpoint_root: CHECKPOINT writes only here */
@@ -131,6 +132,11 @@ static int flush_all(server_t *s, errbuf_t *eb)
         s->c.flushes++;
         s->c.rows_flushed += rows;
         LOG_DEBUG("flushed %llu rows in %.3f s", (unsigned long long)rows, clock_now_s() - t);
+        const char *why = emb_table_spill_error(s->table);
+        if (why && !s->spill_warned) {
+            LOG_WARN("%s", why);
+            s->spill_warned = 1;
+        }
     } else {
         errbuf_prefix(eb, rc,
                       "flush failed: what was applied since the last flush %.1f s ago (at most "
@@ -682,6 +688,10 @@ static void collect_stats(server_t *s, stats_req_t *qp)
     stat_add(s, &q, "rows_dirty", ts.dirty_rows);
     stat_add(s, &q, "rows_created", ts.created);
     stat_add(s, &q, "rows_loaded", ts.loaded);
+    stat_add(s, &q, "rows_spill_loaded", ts.spill_loaded);
+    stat_add(s, &q, "rows_spilled", ts.spill_rows);
+    stat_add(s, &q, "bytes_spill_index", ts.spill_mem_bytes);
+    stat_add(s, &q, "spill_refused", ts.spill_refused);
     stat_add(s, &q, "rows_evicted", ts.evicted);
     stat_add(s, &q, "rows_evicted_dirty", ts.evicted_dirty);
     stat_add(s, &q, "rows_expired", ts.expired);
@@ -1119,6 +1129,8 @@ static int server_open(server_t *s, errbuf_t *eb)
         rc = emb_table_open(&s->table, s->store, &s->ms, pc->mem_limit, eb);
     if (rc == 0)
         rc = emb_table_set_max_rows(s->table, (uint64_t)pc->max_rows, eb);
+    if (rc == 0 && pc->mem_limit && pc->spill == PS_SPILL_FILE)
+        rc = emb_table_set_spill(s->table, pc->data.s, eb);
     if (rc == 0)
         rc = ckpt_dir_root(s->ckpt_root, sizeof(s->ckpt_root), pc->checkpoint_root.s, pc->data.s,
                            eb);

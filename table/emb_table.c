@@ -5,6 +5,7 @@
 #include "table/emb_table.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -12,6 +13,7 @@
 #include "common/bytes.h"
 #include "common/clock.h"
 #include "common/optim.h"
+#include "table/spill.h"
 
 #define EMPTY UINT32_MAX /* no record */
 #define CM_ROWS 4
@@ -19,6 +21,8 @@
 #define HDR EMB_ROW_HEADER /* bytes of a record before its floats */
 #define INDEX_MIN 1024     /* smallest index of a slot (positions) */
 #define SEG0_BITS 10       /* records of a slab's first segment: 2^SEG0_BITS */
+#define SPILL_SHARE_NUM 2  /* of the budget, the most the spill files' memory may take: */
+#define SPILL_SHARE_DEN 3  /* 2/3 (see emb_table_set_spill) */
 #define SEG_MAX 20         /* segments: 2^SEG0_BITS x 2^(SEG_MAX-2) >= 2^28 records */
 
 /*
@@ -66,6 +70,7 @@ typedef struct sub {
     size_t nready;                /* bytes of next already faulted in (page multiple) */
     uint32_t rows;                /* live records */
     uint32_t hand;                /* CLOCK position */
+    spill_t *spill;               /* evicted rows, or NULL (emb_table_set_spill) */
 } sub_t;
 
 struct emb_table {
@@ -79,7 +84,7 @@ struct emb_table {
     unsigned char rows_rec[8 + 8 * MODEL_MAX_SLOTS]; /* scratch: the EMB_ROWS_KEY record */
     sub_t sub[MODEL_MAX_SLOTS];
     emb_table_stats_t st;
-    float *scratch; /* one row of floats */
+    float *scratch; /* one row of floats, or one resident-format record */
     uint64_t *hm;   /* hashes of a request's keys */
     size_t hm_cap;
     uint16_t *sketch;     /* CM_ROWS x 2^CM_BITS sighting counters, or NULL */
@@ -205,13 +210,12 @@ static void row_set_meta(unsigned char *p, uint32_t updates, int first_day, int 
     memcpy(p + ROW_LAST_DAY, &ld, 2);
 }
 
-/* Serialize record r of s into buf (EMB_RECORD_HEADER + nfloat*4 bytes). */
-static size_t encode_record(const sub_t *s, uint32_t r, unsigned char *buf)
+/* Serialize resident-format record p of s into buf (EMB_RECORD_HEADER +
+ * nfloat*4 bytes). */
+static size_t encode_record(const sub_t *s, const unsigned char *p, unsigned char *buf)
 {
-    const unsigned char *p = recp(s, r);
     emb_row_meta_t meta;
 
-    assert(r < s->used && bit(s->live, r));
     row_get_meta(p, &meta);
     buf[REC_VERSION] = EMB_RECORD_VERSION;
     buf[REC_SLOT] = (unsigned char)s->slot;
@@ -616,7 +620,7 @@ static uint64_t resident_bytes(const emb_table_t *t)
     for (int i = 0; i < t->ms.nslots; i++)
         b += (uint64_t)t->sub[i].rows * t->sub[i].rec +
              ((uint64_t)t->sub[i].icap + t->sub[i].ocap + t->sub[i].ncap) * 4 +
-             (uint64_t)t->sub[i].cap * 3 / 8;
+             (uint64_t)t->sub[i].cap * 3 / 8 + spill_mem_bytes(t->sub[i].spill);
     return b;
 }
 
@@ -708,7 +712,7 @@ int emb_table_open(emb_table_t **out, store_t *store, const model_spec_t *ms, ui
                 return errbuf_set(eb, ERR_NOMEM, "out of memory");
             }
         }
-    t->scratch = malloc(maxf * sizeof(float));
+    t->scratch = malloc(maxf * sizeof(float) + HDR); /* a row's floats, or a record */
     if (!t->scratch) {
         emb_table_destroy(&t);
         return errbuf_set(eb, ERR_NOMEM, "out of memory");
@@ -852,12 +856,39 @@ void emb_table_destroy(emb_table_t **tp)
         index_free(s->idx, s->icap);
         index_free(s->old, s->ocap);
         index_free(s->next, s->ncap);
+        spill_close(&s->spill);
     }
     free(t->sketch);
     free(t->scratch);
     free(t->hm);
     free(t);
     *tp = NULL;
+}
+
+int emb_table_set_spill(emb_table_t *t, const char *dir, errbuf_t *eb)
+{
+    uint64_t cap = t->mem_limit / SPILL_SHARE_DEN * SPILL_SHARE_NUM /
+                   (uint64_t)(t->ms.nslots > 0 ? t->ms.nslots : 1);
+
+    for (int i = 0; i < t->ms.nslots; i++) {
+        sub_t *s = &t->sub[i];
+        char name[300];
+        snprintf(name, sizeof(name), "%s slot '%s'", t->store->name, t->ms.slot[i].name);
+        if (s->spill)
+            continue;
+        int rc = spill_open(&s->spill, dir, s->rec, cap, name, eb);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+const char *emb_table_spill_error(const emb_table_t *t)
+{
+    for (int i = 0; i < t->ms.nslots; i++)
+        if (spill_error(t->sub[i].spill)[0])
+            return spill_error(t->sub[i].spill);
+    return NULL;
 }
 
 int emb_table_set_day(emb_table_t *t, int day)
@@ -919,7 +950,21 @@ typedef struct wbuf {
     uint64_t added[MODEL_MAX_SLOTS]; /* rows of the batch new to the store */
 } wbuf_t;
 
+static int wbuf_add_p(wbuf_t *w, const sub_t *s, const unsigned char *p, int *stored);
+
 static int wbuf_add(wbuf_t *w, sub_t *s, uint32_t r)
+{
+    int stored = bit(s->stored, r);
+    int rc = wbuf_add_p(w, s, recp(s, r), &stored);
+
+    if (rc == 0)
+        bset(s->stored, r);
+    return rc;
+}
+
+/* Add resident-format record p of s; *stored: whether the store already
+ * holds the row (set on return). */
+static int wbuf_add_p(wbuf_t *w, const sub_t *s, const unsigned char *p, int *stored)
 {
     size_t need = EMB_KEY_LEN + EMB_RECORD_HEADER + s->nfloat * 4;
 
@@ -942,18 +987,20 @@ static int wbuf_add(wbuf_t *w, sub_t *s, uint32_t r)
         w->bytes = b;
         w->bcap = cap;
     }
-    unsigned char *p = w->bytes + w->bused;
-    emb_key_encode(p, s->slot, rec_key(s, r));
-    size_t vl = encode_record(s, r, p + EMB_KEY_LEN);
+    unsigned char *o = w->bytes + w->bused;
+    uint64_t key;
+    memcpy(&key, p + ROW_KEY, 8);
+    emb_key_encode(o, s->slot, key);
+    size_t vl = encode_record(s, p, o + EMB_KEY_LEN);
     w->ops[w->n].k = (const void *)(uintptr_t)w->bused;
     w->ops[w->n].klen = EMB_KEY_LEN;
     w->ops[w->n].v = (const void *)(uintptr_t)(w->bused + EMB_KEY_LEN);
     w->ops[w->n].vlen = vl;
     w->n++;
     w->bused += EMB_KEY_LEN + vl;
-    if (!bit(s->stored, r)) {
+    if (!*stored) {
         w->added[s->slot]++;
-        bset(s->stored, r);
+        *stored = 1;
     }
     return 0;
 }
@@ -1068,6 +1115,22 @@ static void restore_evicted(emb_table_t *t, const store_op_t *ops, size_t n)
     }
 }
 
+/* Give s's spill file what the table's spill share leaves it (the share
+ * is SPILL_SHARE of the budget, for all slots' files together); 0 if
+ * nothing is left. */
+static int spill_fits(emb_table_t *t, sub_t *s)
+{
+    uint64_t share = t->mem_limit / SPILL_SHARE_DEN * SPILL_SHARE_NUM, others = 0;
+
+    for (int i = 0; i < t->ms.nslots; i++)
+        if (&t->sub[i] != s)
+            others += spill_mem_bytes(t->sub[i].spill);
+    if (others >= share)
+        return 0;
+    spill_set_cap(s->spill, share - others);
+    return 1;
+}
+
 /*
  * Drop cold rows until resident bytes are under 90% of the budget. The
  * slots are swept in turn, each by a slice proportional to its size, so
@@ -1105,7 +1168,14 @@ static int evict(emb_table_t *t, errbuf_t *eb)
                 bclr(s->ref, r);
                 continue;
             }
-            if (bit(s->dirty, r)) {
+            uint64_t smem = spill_mem_bytes(s->spill);
+            if (s->spill && spill_fits(t, s) &&
+                spill_put(s->spill, rec_key(s, r), recp(s, r),
+                          (bit(s->dirty, r) ? SPILL_DIRTY : 0) |
+                              (bit(s->stored, r) ? SPILL_STORED : 0)) == 0) {
+                t->st.spilled++;
+                cur = cur + spill_mem_bytes(s->spill) - smem; /* its index may have grown */
+            } else if (bit(s->dirty, r)) {
                 rc = wbuf_add(&w, s, r);
                 if (rc != 0)
                     goto out;
@@ -1155,9 +1225,84 @@ static int insert_failed(const emb_table_t *t, const sub_t *s, errbuf_t *eb)
     return errbuf_set(eb, ERR_NOMEM, "out of memory");
 }
 
+static int load_stored(emb_table_t *t, sub_t *s, const uint64_t *keys, const size_t *miss,
+                       size_t nm, uint8_t *found, errbuf_t *eb);
+
+/* Take the rows of keys[miss[0..nm)] that s's spill file holds back into
+ * memory; found[j] is set for those. */
+static int load_spilled(emb_table_t *t, sub_t *s, const uint64_t *keys, const size_t *miss,
+                        size_t nm, uint8_t *found, errbuf_t *eb)
+{
+    unsigned char *buf = (unsigned char *)t->scratch; /* one record */
+    unsigned flags;
+    int rc = 0;
+
+    for (size_t j = 0; j < nm && rc == 0 && spill_rows(s->spill) > 0; j++) {
+        uint64_t key = keys[miss[j]];
+        if (found[j] || find(s, key) != EMPTY) {
+            found[j] = 1; /* a repeated key, loaded already */
+            continue;
+        }
+        rc = spill_take(s->spill, key, buf, &flags, eb);
+        if (rc <= 0)
+            continue;
+        rc = 0;
+        uint32_t r = insert(s, key, t->day);
+        if (r == EMPTY) {
+            /* back where it was; the error says why */
+            spill_put(s->spill, key, buf, flags);
+            return insert_failed(t, s, eb);
+        }
+        memcpy(recp(s, r), buf, s->rec);
+        if (flags & SPILL_DIRTY)
+            bset(s->dirty, r);
+        if (flags & SPILL_STORED)
+            bset(s->stored, r);
+        bclr(s->ref, r); /* on probation: see "Memory budget" in emb_table.h */
+        t->st.loaded++;
+        t->st.spill_loaded++;
+        found[j] = 1;
+    }
+    return rc;
+}
+
+/* Load the rows of keys[miss[0..nm)] from the spill file, then from the
+ * store, into s. found[j] is set for those present. */
+static int load_misses(emb_table_t *t, sub_t *s, const uint64_t *keys, const size_t *miss,
+                       size_t nm, uint8_t *found, errbuf_t *eb)
+{
+    memset(found, 0, nm);
+    if (s->spill) {
+        int rc = load_spilled(t, s, keys, miss, nm, found, eb);
+        if (rc != 0)
+            return rc;
+    }
+    if (!t->store_maybe_rows)
+        return 0;
+    /* the rest from the store, in one MultiGet */
+    size_t *rest = malloc(nm * sizeof(*rest)), nr = 0;
+    uint8_t *rfound = malloc(nm);
+    int rc = 0;
+    if (!rest || !rfound) {
+        rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
+    } else {
+        for (size_t j = 0; j < nm; j++)
+            if (!found[j])
+                rest[nr++] = miss[j];
+        if (nr > 0)
+            rc = load_stored(t, s, keys, rest, nr, rfound, eb);
+        for (size_t j = 0, q = 0; rc == 0 && j < nm; j++)
+            if (!found[j])
+                found[j] = rfound[q++];
+    }
+    free(rest);
+    free(rfound);
+    return rc;
+}
+
 /* Load the rows of keys[miss[0..nm)] from the store into s. found[j] is
  * set for those present. */
-static int load_misses(emb_table_t *t, sub_t *s, const uint64_t *keys, const size_t *miss,
+static int load_stored(emb_table_t *t, sub_t *s, const uint64_t *keys, const size_t *miss,
                        size_t nm, uint8_t *found, errbuf_t *eb)
 {
     unsigned char *kb = malloc(nm * EMB_KEY_LEN);
@@ -1487,7 +1632,7 @@ static int resolve(emb_table_t *t, sub_t *s, const uint64_t *keys, size_t n, con
         rc = errbuf_set(eb, ERR_NOMEM, "out of memory");
         goto out;
     }
-    if (t->store_maybe_rows) {
+    if (t->store_maybe_rows || spill_rows(s->spill) > 0) {
         rc = load_misses(t, s, keys, miss, nm, found, eb);
         if (rc != 0)
             goto out;
@@ -1574,6 +1719,26 @@ int emb_table_assign(emb_table_t *t, int slot, const uint64_t *keys, size_t n, c
     return rc;
 }
 
+typedef struct spill_flush {
+    emb_table_t *t;
+    wbuf_t *w;
+    const sub_t *s;
+    uint64_t *total;
+    errbuf_t *eb;
+} spill_flush_t;
+
+/* A spill_fn: one dirty spilled row into the flush's batch. */
+static int spill_flush_one(void *ctx, const unsigned char *rec, int stored)
+{
+    spill_flush_t *f = ctx;
+    int rc = wbuf_add_p(f->w, f->s, rec, &stored);
+
+    (*f->total)++;
+    if (rc == 0 && f->w->n >= 65536)
+        rc = wbuf_write(f->t, f->w, f->eb);
+    return rc;
+}
+
 int emb_table_flush(emb_table_t *t, uint64_t *nrows, errbuf_t *eb)
 {
     wbuf_t w = {0};
@@ -1596,6 +1761,12 @@ int emb_table_flush(emb_table_t *t, uint64_t *nrows, errbuf_t *eb)
                 rc = wbuf_write(t, &w, eb);
         }
     }
+    /* then the dirty rows of the spill files */
+    for (int i = 0; i < t->ms.nslots && rc == 0; i++) {
+        spill_flush_t f = {t, &w, &t->sub[i], &total, eb};
+        if (t->sub[i].spill)
+            rc = spill_each_dirty(t->sub[i].spill, spill_flush_one, &f, eb);
+    }
     if (rc == 0)
         rc = wbuf_write(t, &w, eb);
     if (rc == 0 && total == 0) {
@@ -1613,9 +1784,12 @@ int emb_table_flush(emb_table_t *t, uint64_t *nrows, errbuf_t *eb)
         rc = sketch_store(t, eb);
     if (rc != 0)
         return rc;
-    for (int i = 0; i < t->ms.nslots; i++)
+    for (int i = 0; i < t->ms.nslots; i++) {
         if (t->sub[i].dirty)
             memset(t->sub[i].dirty, 0, (((size_t)t->sub[i].cap + 63) / 64) * 8);
+        if (t->sub[i].spill)
+            spill_mark_clean(t->sub[i].spill);
+    }
     t->st.flushed += total;
     if (nrows)
         *nrows = total;
@@ -1633,6 +1807,11 @@ int emb_table_expire(emb_table_t *t, int day, uint64_t *deleted, errbuf_t *eb)
         return errbuf_set(eb, ERR_INVAL, "%s: expiry on day %d: days are 0..%d", t->store->name,
                           day, EMB_DAY_MAX);
     rc = emb_table_flush(t, NULL, eb);
+    /* the store now holds every spilled row as it is: forget them, so that
+     * expiry judges the store and memory alone */
+    for (int i = 0; rc == 0 && i < t->ms.nslots; i++)
+        if (t->sub[i].spill)
+            rc = spill_clear(t->sub[i].spill, eb);
 
     for (int i = 0; rc == 0 && i < t->ms.nslots; i++) {
         int exp = t->ms.slot[i].expire_days;
@@ -1736,6 +1915,18 @@ int emb_table_get(emb_table_t *t, int slot, uint64_t key, float *vals, emb_row_m
         memcpy(vals, p + HDR, s->nfloat * 4);
         return 0;
     }
+    if (spill_rows(s->spill) > 0) {
+        unsigned flags;
+        unsigned char *p = (unsigned char *)t->scratch;
+        rc = spill_peek(s->spill, key, p, &flags, eb);
+        if (rc < 0)
+            return rc;
+        if (rc == 1) {
+            row_get_meta(p, meta);
+            memcpy(vals, p + HDR, s->nfloat * 4);
+            return 0;
+        }
+    }
     unsigned char kb[EMB_KEY_LEN];
     void *v = NULL;
     size_t vl;
@@ -1772,6 +1963,19 @@ int emb_table_inspect(emb_table_t *t, int slot, uint64_t key, float *vals, emb_r
         *status = EMB_ROW_RESIDENT;
         return emb_table_get(t, slot, key, vals, meta, eb);
     }
+    if (spill_rows(t->sub[slot].spill) > 0) {
+        unsigned flags;
+        unsigned char *p = (unsigned char *)t->scratch;
+        rc = spill_peek(t->sub[slot].spill, key, p, &flags, eb);
+        if (rc < 0)
+            return rc;
+        if (rc == 1) {
+            *status = EMB_ROW_RESIDENT; /* the shard holds it: in its spill file */
+            row_get_meta(p, meta);
+            memcpy(vals, p + HDR, t->sub[slot].nfloat * 4);
+            return 0;
+        }
+    }
     rc = emb_table_get(t, slot, key, vals, meta, eb);
     if (rc == 0) {
         *status = EMB_ROW_STORED;
@@ -1803,6 +2007,8 @@ void emb_table_stats(const emb_table_t *t, emb_table_stats_t *st)
     st->index_bytes = 0;
     st->index_moving = 0;
     st->dirty_rows = 0;
+    st->spill_rows = st->spill_dirty = st->spill_records = st->spill_mem_bytes = 0;
+    st->spill_refused = st->spill_compactions = st->spill_reads = 0;
     for (int i = 0; i < t->ms.nslots; i++) {
         const sub_t *s = &t->sub[i];
         st->slot_rows[i] = s->rows;
@@ -1812,6 +2018,17 @@ void emb_table_stats(const emb_table_t *t, emb_table_stats_t *st)
         st->index_moving += s->old ? s->ocap - s->opos : 0;
         for (size_t w = 0; w < ((size_t)s->used + 63) / 64; w++)
             st->dirty_rows += (uint64_t)__builtin_popcountll(s->dirty[w] & s->live[w]);
+        if (s->spill) {
+            spill_stats_t ss;
+            spill_stats(s->spill, &ss);
+            st->spill_rows += ss.rows;
+            st->spill_dirty += ss.dirty;
+            st->spill_records += ss.records;
+            st->spill_mem_bytes += ss.mem_bytes;
+            st->spill_refused += ss.refused;
+            st->spill_compactions += ss.compactions;
+            st->spill_reads += ss.read_calls;
+        }
     }
     st->resident_bytes = resident_bytes(t);
 }

@@ -151,6 +151,15 @@ typedef struct emb_table_stats {
     uint64_t store_written; /* rows written back by evictions (evicted_dirty, batched) */
     double store_read_s, store_write_s;         /* wall seconds in those reads / eviction writes */
     double store_read_cpu_s, store_write_cpu_s; /* the same in the calling thread's CPU time */
+    uint64_t spilled;                           /* evicted rows appended to the spill files */
+    uint64_t spill_loaded;      /* of loaded: rows taken back from the spill files */
+    uint64_t spill_rows;        /* rows in the spill files now */
+    uint64_t spill_dirty;       /* of which newer than the store */
+    uint64_t spill_records;     /* records in the spill files, dead ones included */
+    uint64_t spill_mem_bytes;   /* of resident_bytes: the spill files' indexes, maps, buffers */
+    uint64_t spill_refused;     /* evictions the spill files could not take (to the store) */
+    uint64_t spill_compactions; /* spill file rebuilds */
+    uint64_t spill_reads;       /* single-record reads of the spill files */
 } emb_table_stats_t;
 
 /*
@@ -190,6 +199,21 @@ int emb_table_check_store(store_t *store, errbuf_t *eb);
 /* store_rocks_open_checked() with emb_table_check_store(): how every
  * program opens a directory of embedding rows. */
 int emb_store_open(store_t **out, const char *path, int flags, const char *name, errbuf_t *eb);
+
+/*
+ * Give every slot a spill file (table/spill.h) in directory dir: evicted
+ * rows are appended there instead of written to the store, and a miss
+ * looks there first; flushes write the spilled dirty rows to the store.
+ * The files' memory (index, bit maps, buffers: 6-8 bytes per spilled row)
+ * counts against mem_limit; together they may take up to 2/3 of it, beyond
+ * which evicted rows go to the store as without a spill file (10x more rows
+ * than fit at dim 16 need about 45%). Call after opening, with
+ * a mem_limit. Returns 0 or ERR_IO naming dir.
+ */
+int emb_table_set_spill(emb_table_t *t, const char *dir, errbuf_t *eb);
+
+/* Why a spill file stopped taking rows (a failed write), or NULL. */
+const char *emb_table_spill_error(const emb_table_t *t);
 
 /* The day stamped on rows as first/last seen: 0..EMB_DAY_MAX (days are
  * u16 in memory and on disk). Returns 0, or ERR_INVAL (the day is kept). */

@@ -12,7 +12,9 @@
  *                senders pushed in flush_interval + the flush's duration).
  *   spill        shards with a mem_limit far below their table train and
  *                predict exactly like unlimited ones (1 worker: the runs
- *                are deterministic, so the predictions are identical).
+ *                are deterministic, so the predictions are identical),
+ *                with rows beyond the budget in RocksDB and in a spill
+ *                file (which serves most of the misses).
  *   late/absent  a worker started before its shards retries and warns; it
  *                gives up past --deadline_s naming the endpoint, and uses
  *                shards that come up in time.
@@ -489,10 +491,10 @@ static void test_fault_kill9_shard(void)
 
 /* Train on the first 200k lines with 1 worker and predict; ps_opt for the
  * shards. Returns 0 with the shards' STATS of interest in st. */
-static int spill_run(const char *name, const char *ps_opt, const char *pred, long long st[2][4])
+static int spill_run(const char *name, const char *ps_opt, const char *pred, long long st[2][5])
 {
-    static const char *const names[4] = {"rows_evicted", "rows_loaded", "rows_created",
-                                         "bytes_payload"};
+    static const char *const names[5] = {"rows_evicted", "rows_loaded", "rows_created",
+                                         "bytes_payload", "rows_spill_loaded"};
     cluster_t c;
     char train[800];
     int rc = 0;
@@ -506,7 +508,7 @@ static int spill_run(const char *name, const char *ps_opt, const char *pred, lon
     if (rc == 0)
         rc = predict_ps(c.eps, pred);
     for (int i = 0; rc == 0 && i < 2; i++)
-        for (int k = 0; k < 4; k++)
+        for (int k = 0; k < 5; k++)
             st[i][k] = shard_stat(c.ep[i], names[k]);
     if (cl_stop(&c) != 0)
         rc = -1;
@@ -515,34 +517,45 @@ static int spill_run(const char *name, const char *ps_opt, const char *pred, lon
 
 static void test_spill(void)
 {
-    char a[800], b[800], opt[64];
-    long long sa[2][4], sb[2][4];
+    char a[800], b[800], f[800], opt[96];
+    long long sa[2][5], sb[2][5], sf[2][5];
     double auca[NTASKS], aucb[NTASKS];
     const long long limit = 400 * 1024;
 
     CU_ASSERT_EQUAL_FATAL(tu_sh(NULL, "head -n 200000 %s/w/train.tsv > %s/small.tsv", dir, dir), 0);
     snprintf(a, sizeof(a), "%s/unlimited.pred", dir);
     snprintf(b, sizeof(b), "%s/spill.pred", dir);
+    snprintf(f, sizeof(f), "%s/spillfile.pred", dir);
     CU_ASSERT_EQUAL_FATAL(spill_run("unlimited", "", a, sa), 0);
-    snprintf(opt, sizeof(opt), "--mem_limit %lld", limit);
+    /* rows beyond the budget in RocksDB itself, then in a spill file */
+    snprintf(opt, sizeof(opt), "--mem_limit %lld --spill store", limit);
     CU_ASSERT_EQUAL_FATAL(spill_run("spill", opt, b, sb), 0);
+    snprintf(opt, sizeof(opt), "--mem_limit %lld --spill file", limit);
+    CU_ASSERT_EQUAL_FATAL(spill_run("spillfile", opt, f, sf), 0);
     fprintf(stderr, "\n");
     for (int i = 0; i < 2; i++) {
         /* the table is over ten times the budget: created rows times the
          * payload per row (the unlimited run holds every row) */
         double per_row = (double)sa[i][3] / (double)sa[i][2];
         fprintf(stderr,
-                "  shard %d: %lld rows (%.1f MB payload), mem_limit %lld KB: %lld rows evicted, "
-                "%lld read back\n",
-                i, sb[i][2], (double)sb[i][2] * per_row / 1e6, limit / 1024, sb[i][0], sb[i][1]);
+                "  shard %d: %lld rows (%.1f MB payload), mem_limit %lld KB: spill = store: %lld "
+                "rows evicted, %lld read back; spill = file: %lld evicted, %lld read back (%lld "
+                "from the file)\n",
+                i, sb[i][2], (double)sb[i][2] * per_row / 1e6, limit / 1024, sb[i][0], sb[i][1],
+                sf[i][0], sf[i][1], sf[i][4]);
         CU_ASSERT_EQUAL(sa[i][0], 0);
         CU_ASSERT((double)sb[i][2] * per_row >= 10.0 * (double)limit);
         CU_ASSERT(sb[i][0] > 0);
         CU_ASSERT(sb[i][1] > 0);
+        CU_ASSERT_EQUAL(sb[i][4], 0);
         CU_ASSERT_EQUAL(sb[i][2], sa[i][2]);
+        CU_ASSERT(sf[i][0] > 0);
+        CU_ASSERT(sf[i][4] > sf[i][1] / 2); /* the file served most misses */
+        CU_ASSERT_EQUAL(sf[i][2], sa[i][2]);
     }
-    /* one worker: both runs are deterministic, so identical predictions */
+    /* one worker: every run is deterministic, so identical predictions */
     CU_ASSERT_EQUAL(tu_sh(NULL, "cmp -s %s %s", a, b), 0);
+    CU_ASSERT_EQUAL(tu_sh(NULL, "cmp -s %s %s", a, f), 0);
     CU_ASSERT_EQUAL_FATAL(eval_aucs(a, auca), 0);
     CU_ASSERT_EQUAL_FATAL(eval_aucs(b, aucb), 0);
     print_aucs("unlimited:", auca);
@@ -603,7 +616,8 @@ int test_cluster_register(void)
     CU_add_test(s, "2 shards + 2 workers match in-process AUCs", test_integration);
     CU_add_test(s, "kill -9 a shard mid-training: job completes, loss bounded",
                 test_fault_kill9_shard);
-    CU_add_test(s, "spill: small mem_limit predicts like unlimited", test_spill);
+    CU_add_test(s, "spill: small mem_limit predicts like unlimited (RocksDB, spill file)",
+                test_spill);
     CU_add_test(s, "shards absent: warnings, then an error naming the endpoint; late: used",
                 test_shards_late_or_absent);
     return CUE_SUCCESS;

@@ -21,9 +21,13 @@
  * (stopped in the middle of moves), each found exactly once.
  */
 #include <CUnit/CUnit.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "common/optim.h"
 #include "common/rng.h"
@@ -183,8 +187,18 @@ static uint64_t ref_expire(ref_t *r, int day)
 
 /* ---- the tables under test ---- */
 
-enum { ROCKS_SMALL = 0, ROCKS_FULL, MEM_FULL, MEM_SMALL, NTAB };
-static const char *const tab_name[NTAB] = {"rocks+limit", "rocks", "mem", "mem+limit"};
+enum { ROCKS_SMALL = 0, ROCKS_FULL, MEM_FULL, MEM_SMALL, ROCKS_SPILL, MEM_SPILL, NTAB };
+static const char *const tab_name[NTAB] = {
+    "rocks+limit", "rocks", "mem", "mem+limit", "rocks+limit+spill file", "mem+limit+spill file"};
+
+static int is_small(int i)
+{
+    return i == ROCKS_SMALL || i == MEM_SMALL || i == ROCKS_SPILL || i == MEM_SPILL;
+}
+static int is_rocks(int i)
+{
+    return i == ROCKS_SMALL || i == ROCKS_FULL || i == ROCKS_SPILL;
+}
 
 typedef struct fixture {
     char dir[512];
@@ -193,13 +207,14 @@ typedef struct fixture {
     const model_spec_t *ms;
     uint64_t small_limit;     /* bytes */
     uint64_t evicted, loaded; /* by the budgeted tables, summed over reopens */
+    uint64_t spill_loaded;    /* by the spill-file tables, summed over reopens */
 } fixture_t;
 
 static int fx_open_tables(fixture_t *f, int day)
 {
     errbuf_t eb = {{0}};
     for (int i = 0; i < NTAB; i++) {
-        uint64_t lim = (i == ROCKS_SMALL || i == MEM_SMALL) ? f->small_limit : 0;
+        uint64_t lim = is_small(i) ? f->small_limit : 0;
         if (!f->st[i]) {
             char path[600];
             snprintf(path, sizeof(path), "%s/db%d", f->dir, i);
@@ -208,7 +223,8 @@ static int fx_open_tables(fixture_t *f, int day)
                 return -1;
             }
         }
-        if (emb_table_open(&f->t[i], f->st[i], f->ms, lim, &eb) != 0) {
+        if (emb_table_open(&f->t[i], f->st[i], f->ms, lim, &eb) != 0 ||
+            ((i == ROCKS_SPILL || i == MEM_SPILL) && emb_table_set_spill(f->t[i], f->dir, &eb))) {
             fprintf(stderr, "%s\n", eb.msg);
             return -1;
         }
@@ -225,7 +241,8 @@ static int fx_open(fixture_t *f, const model_spec_t *ms, uint64_t small_limit)
     f->small_limit = small_limit;
     if (tu_mkdtemp(f->dir, sizeof(f->dir), "emb") != 0)
         return -1;
-    if (store_mem_open(&f->st[MEM_FULL], &eb) != 0 || store_mem_open(&f->st[MEM_SMALL], &eb) != 0)
+    if (store_mem_open(&f->st[MEM_FULL], &eb) != 0 || store_mem_open(&f->st[MEM_SMALL], &eb) != 0 ||
+        store_mem_open(&f->st[MEM_SPILL], &eb) != 0)
         return -1;
     return fx_open_tables(f, 0);
 }
@@ -236,14 +253,15 @@ static int fx_reopen(fixture_t *f, int day)
     for (int i = 0; i < NTAB; i++) {
         emb_table_stats_t st;
         emb_table_stats(f->t[i], &st);
-        if (i == ROCKS_SMALL || i == MEM_SMALL) {
+        if (is_small(i)) {
             f->evicted += st.evicted;
             f->loaded += st.loaded;
+            f->spill_loaded += st.spill_loaded;
         }
         CU_ASSERT_EQUAL(emb_table_flush(f->t[i], NULL, NULL), 0);
         emb_table_destroy(&f->t[i]);
         CU_ASSERT_PTR_NULL(f->t[i]);
-        if (i == ROCKS_SMALL || i == ROCKS_FULL)
+        if (is_rocks(i))
             store_close(&f->st[i]);
     }
     return fx_open_tables(f, day);
@@ -303,7 +321,7 @@ static int compare_all(fixture_t *f, ref_t *r)
 }
 
 typedef struct diff_counts {
-    uint64_t evicted, loaded, expired, pulls_compared;
+    uint64_t evicted, loaded, spill_loaded, expired, pulls_compared;
 } diff_counts_t;
 
 /* The differential run for one optimizer. */
@@ -379,7 +397,7 @@ static void run_differential(int kind, int steps, uint64_t seed, diff_counts_t *
         for (int t = 0; t < NTAB; t++) {
             emb_table_stats_t st;
             emb_table_stats(f.t[t], &st);
-            if ((t == ROCKS_SMALL || t == MEM_SMALL) && st.resident_bytes > f.small_limit)
+            if (is_small(t) && st.resident_bytes > f.small_limit)
                 over_budget++;
         }
         if (step % 500 == 499)
@@ -393,6 +411,7 @@ static void run_differential(int kind, int steps, uint64_t seed, diff_counts_t *
     CU_ASSERT_EQUAL(compare_all(&f, &r), 0);
     dc->evicted = f.evicted;
     dc->loaded = f.loaded;
+    dc->spill_loaded = f.spill_loaded;
     fx_close(&f);
     ref_release(&r);
     for (int i = 0; i <= NTAB; i++)
@@ -407,6 +426,7 @@ static void test_differential_adagrad(void)
     /* the small budget really did evict and reload, and expiry deleted */
     CU_ASSERT(dc.evicted > 1000);
     CU_ASSERT(dc.loaded > 1000);
+    CU_ASSERT(dc.spill_loaded > 500); /* the spill files served misses */
     CU_ASSERT(dc.expired > 0);
     CU_ASSERT(dc.pulls_compared > 50000);
 }
@@ -487,6 +507,133 @@ static void test_spill(void)
     free(ra);
     free(rb);
     free(g);
+    tu_rmtree(dir);
+}
+
+/*
+ * The same with a spill file, against an unlimited table: every pull and
+ * every row agree, the budget (spill index included) holds, and most misses
+ * are served from the file. fsize_limit > 0 (in a child process): the file
+ * may not grow past it, so its writes fail part way; rows then go to the
+ * store and nothing is lost. Returns the disagreements and broken bounds.
+ */
+static int run_spill_file(const char *dir, uint64_t fsize_limit, emb_table_stats_t *out)
+{
+    static const int dims[1] = {16};
+    model_spec_t ms = make_spec(OPTIM_ADAGRAD, 1, dims, NULL);
+    store_t *sa = NULL, *sb = NULL;
+    emb_table_t *a = NULL, *b = NULL;
+    emb_table_stats_t st;
+    errbuf_t eb = {{0}};
+    enum { NKEYS = 30000, BATCH = 500 };
+    uint64_t seed = 11, *keys = malloc(BATCH * sizeof(uint64_t));
+    float *ra = malloc(BATCH * 16 * sizeof(float)), *rb = malloc(BATCH * 16 * sizeof(float));
+    float *g = malloc(BATCH * 16 * sizeof(float));
+    uint64_t limit = (uint64_t)NKEYS * (16 + 32 * 4) / 10;
+    int bad = 0;
+
+    if (store_mem_open(&sa, &eb) != 0 || store_mem_open(&sb, &eb) != 0 ||
+        emb_table_open(&a, sa, &ms, limit, &eb) != 0 || emb_table_set_spill(a, dir, &eb) != 0 ||
+        emb_table_open(&b, sb, &ms, 0, &eb) != 0) {
+        fprintf(stderr, "%s\n", eb.msg);
+        return 1000;
+    }
+    for (int round = 0; round < NKEYS / BATCH + 300; round++) {
+        for (int j = 0; j < BATCH; j++)
+            keys[j] = round < NKEYS / BATCH ? (uint64_t)(round * BATCH + j) * 2654435761u
+                                            : (rng_splitmix64(&seed) % NKEYS) * 2654435761u;
+        bad += emb_table_pull(a, 0, keys, BATCH, ra, EMB_PULL_CREATE, &eb) != 0;
+        bad += emb_table_pull(b, 0, keys, BATCH, rb, EMB_PULL_CREATE, &eb) != 0;
+        bad += memcmp(ra, rb, BATCH * 16 * sizeof(float)) != 0;
+        for (int j = 0; j < BATCH * 16; j++)
+            g[j] = ra[j] * 0.5f + 0.01f;
+        bad += emb_table_push(a, 0, keys, BATCH, g, &eb) != 0;
+        bad += emb_table_push(b, 0, keys, BATCH, g, &eb) != 0;
+        if (round % 97 == 0) /* flushes write the spilled dirty rows */
+            bad += emb_table_flush(a, NULL, &eb) != 0;
+        emb_table_stats(a, &st);
+        bad += st.resident_bytes > limit;
+    }
+    /* every row, state and update count included, agrees: through get,
+     * and from the store alone after a flush */
+    float fa[32], fb[32];
+    emb_row_meta_t ma, mb;
+    for (uint64_t k = 0; k < NKEYS; k++) {
+        uint64_t key = k * 2654435761u;
+        bad += emb_table_get(a, 0, key, fa, &ma, NULL) != 0;
+        bad += emb_table_get(b, 0, key, fb, &mb, NULL) != 0;
+        bad += memcmp(fa, fb, sizeof(fa)) != 0 || ma.updates != mb.updates;
+    }
+    emb_table_stats(a, out);
+    bad += emb_table_flush(a, NULL, &eb) != 0;
+    emb_table_destroy(&a);
+    bad += emb_table_open(&a, sa, &ms, 0, &eb) != 0;
+    for (uint64_t k = 0; a && k < NKEYS; k++) {
+        uint64_t key = k * 2654435761u;
+        bad += emb_table_get(a, 0, key, fa, &ma, NULL) != 0;
+        bad += emb_table_get(b, 0, key, fb, &mb, NULL) != 0;
+        bad += memcmp(fa, fb, sizeof(fa)) != 0 || ma.updates != mb.updates;
+    }
+    (void)fsize_limit;
+    emb_table_destroy(&a);
+    emb_table_destroy(&b);
+    store_close(&sa);
+    store_close(&sb);
+    free(keys);
+    free(ra);
+    free(rb);
+    free(g);
+    return bad;
+}
+
+static void test_spill_file(void)
+{
+    char dir[512];
+    emb_table_stats_t st;
+
+    CU_ASSERT_EQUAL_FATAL(tu_mkdtemp(dir, sizeof(dir), "spillf"), 0);
+    CU_ASSERT_EQUAL(run_spill_file(dir, 0, &st), 0);
+    CU_ASSERT(st.resident_rows < 30000 / 8);
+    CU_ASSERT(st.spill_rows > 20000);    /* most rows live in the file */
+    CU_ASSERT(st.spill_loaded > 30000);  /* and come back from it */
+    CU_ASSERT(st.spill_compactions > 0); /* taken rows leave dead records */
+    CU_ASSERT(st.loaded - st.spill_loaded < st.spill_loaded / 10); /* the store is rarely asked */
+    CU_ASSERT(st.spill_mem_bytes > 0 && st.spill_mem_bytes < st.resident_bytes);
+    CU_ASSERT_PTR_NULL(st.spill_refused ? "refused" : NULL);
+    tu_rmtree(dir);
+}
+
+/* A spill file that cannot grow (RLIMIT_FSIZE in a child): its writes
+ * fail, evicted rows go to the store, every row is still there. */
+static void test_spill_file_write_fails(void)
+{
+    char dir[512];
+    int pfd[2];
+
+    CU_ASSERT_EQUAL_FATAL(tu_mkdtemp(dir, sizeof(dir), "spillw"), 0);
+    CU_ASSERT_EQUAL_FATAL(pipe(pfd), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        struct rlimit rl = {1 << 20, 1 << 20}; /* 1 MiB: about 7000 records */
+        emb_table_stats_t st;
+        signal(SIGXFSZ, SIG_IGN);
+        setrlimit(RLIMIT_FSIZE, &rl);
+        int bad = run_spill_file(dir, rl.rlim_cur, &st);
+        uint64_t r[3] = {(uint64_t)bad, st.spill_refused, st.spill_loaded};
+        _exit(write(pfd[1], r, sizeof(r)) == (ssize_t)sizeof(r) ? 0 : 1);
+    }
+    close(pfd[1]);
+    uint64_t r[3] = {1, 0, 0};
+    CU_ASSERT_EQUAL(read(pfd[0], r, sizeof(r)), (ssize_t)sizeof(r));
+    close(pfd[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CU_ASSERT_EQUAL(r[0], 0); /* nothing lost, nothing differs */
+    CU_ASSERT(r[1] > 1000);   /* the file refused rows: they went to the store */
+    CU_ASSERT(r[2] > 1000);   /* after serving some */
     tu_rmtree(dir);
 }
 
@@ -1205,6 +1352,10 @@ int test_emb_table_register(void)
                      test_differential_adagrad) ||
         !CU_add_test(s, "differential, sgd / adam / ftrl", test_differential_other_optimizers) ||
         !CU_add_test(s, "spill: 10x the budget equals unlimited", test_spill) ||
+        !CU_add_test(s, "spill file: 10x the budget equals unlimited, also after a flush",
+                     test_spill_file) ||
+        !CU_add_test(s, "spill file whose writes fail: rows go to the store, none lost",
+                     test_spill_file_write_fails) ||
         !CU_add_test(s, "budget holds after one huge request", test_budget_after_big_request) ||
         !CU_add_test(s, "record layout on disk", test_record_layout) ||
         !CU_add_test(s, "malformed records are ERR_CORRUPT", test_corrupt_records) ||
