@@ -1337,9 +1337,10 @@ int main(int argc, char **argv)
 
     memset(d, 0, sizeof(d));
     memset(&sp, 0, sizeof(sp));
-    b.window = argc > 1 ? atof(argv[1]) : 1.0;
-    if (b.window <= 0 || argc > 2) {
-        fprintf(stderr, "usage: bench-ps [SECONDS per window]\n");
+    int spill_only = argc > 1 && strcmp(argv[1], "spill") == 0;
+    b.window = argc > 1 + spill_only ? atof(argv[1 + spill_only]) : 1.0;
+    if (b.window <= 0 || argc > 2 + spill_only) {
+        fprintf(stderr, "usage: bench-ps [spill] [SECONDS per window]\n");
         return 2;
     }
     snprintf(b.bin, sizeof(b.bin), "%s", env && env[0] ? env : "bin");
@@ -1357,7 +1358,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < KEYS * MAX_DIM; i++)
         b.grads[i] = 0.01f * ((float)(rng_splitmix64(&b.rng) >> 40) / 16777216.0f - 0.5f);
     sched_getaffinity(0, sizeof(b.all_cpus), &b.all_cpus);
-    for (int k = 0; k < 2; k++) /* before any shard runs: the machine is quieter */
+    for (int k = 0; k < 2 && !spill_only; k++) /* before any shard runs: quieter */
         b.bare_ns[k] = bare_loop_ns(&b, dims[k]);
     b.raw_cap = (size_t)KEYS * (MAX_DIM * 4 + 8) + 4096;
     rc = echo_start(&b, b.raw_cap); /* forks: before any ZeroMQ context */
@@ -1388,6 +1389,21 @@ int main(int argc, char **argv)
             d[k].bare_v[d[k].bare_n++] = b.bare_ns[k];
         rc = shard_start(&b, &sh, dims[k] == 16 ? "ps16" : "ps64", dims[k], 0, NULL);
         ep[0] = sh.endpoint;
+        if (rc == 0 && spill_only) {
+            /* only what the spill needs: the rows and their bytes */
+            rc = prefill(&b, &sh);
+            if (rc == 0)
+                rc = stat_get(&b, &sh, "rows_resident", &d[k].rows, REPLY_TIMEOUT);
+            if (rc == 0)
+                rc = stat_get(&b, &sh, "bytes_resident", &d[k].bytes_resident, REPLY_TIMEOUT);
+            if (rc == 0) {
+                rc = run_spill(&b, &sh, &d[k], sps, &sp);
+                have_spill = rc == 0;
+                if (rc == 0)
+                    print_spill(&sp);
+            }
+            break;
+        }
         if (rc == 0)
             rc = run_dim(&b, &sh, &d[k], ep);
         if (rc == 0) {

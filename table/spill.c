@@ -21,6 +21,8 @@
 #define INDEX_MIN 256u
 #define LOAD_MAX 80            /* percent: occupied positions that start a rebuild */
 #define LOAD_REBUILD 55        /* percent: the load a rebuild aims at */
+#define DEAD_FACTOR 3          /* records per live one that start a compaction */
+#define DEAD_MIN 65536u        /* ... once at least this many are dead */
 #define BUF_BYTES (64u << 10)  /* the write buffer */
 #define CHUNK_BYTES (1u << 20) /* compaction and flush reads */
 
@@ -32,7 +34,7 @@ struct spill {
     char dir[4096];
     char err[256];
     uint32_t *idx, icap; /* entries: tag << 28 | (record + 2), or IX_EMPTY / IX_TOMB */
-    uint32_t occupied;   /* live + tombstones = records since the last rebuild */
+    uint32_t occupied;   /* positions live or dead (tombstones) */
     uint32_t n, nfile;   /* records; of which in the file (the rest in buf) */
     uint32_t live, dirty;
     uint64_t *blive, *bdirty, *bstored; /* bit maps over records */
@@ -241,12 +243,16 @@ static inline uint64_t rec_key(const unsigned char *p)
     return k;
 }
 
-static void index_put(uint32_t *idx, uint32_t icap, uint64_t h, uint32_t i)
+/* Enter record i at the first empty or dead position of its chain;
+ * returns 1 if the position was empty (one more occupied). */
+static int index_put(uint32_t *idx, uint32_t icap, uint64_t h, uint32_t i)
 {
     uint32_t pos = home_of(h, icap);
     while (idx[pos] > IX_TOMB)
         pos = next_pos(pos, icap);
+    int was_empty = idx[pos] == IX_EMPTY;
     idx[pos] = tag_of(h) | (i + 2);
+    return was_empty;
 }
 
 /* The index position of key, or UINT32_MAX; its record is read into out
@@ -352,7 +358,7 @@ static int compact(spill_t *sp)
             if (!bit(sp->blive, i))
                 continue;
             memcpy(outb + (size_t)wbuf * sp->rec, in + (size_t)j * sp->rec, sp->rec);
-            index_put(nidx, ncap, hash_of(rec_key(in + (size_t)j * sp->rec)), w);
+            (void)index_put(nidx, ncap, hash_of(rec_key(in + (size_t)j * sp->rec)), w);
             bput(nlive, w, 1);
             bput(ndirty, w, bit(sp->bdirty, i));
             bput(nstored, w, bit(sp->bstored, i));
@@ -405,12 +411,15 @@ int spill_put(spill_t *sp, uint64_t key, const void *rec, unsigned flags)
         sp->st.refused++;
         return SPILL_FULL;
     }
-    if ((uint64_t)(sp->occupied + 1) * 100 > (uint64_t)sp->icap * LOAD_MAX ||
-        sp->n >= MAX_RECORDS ||
-        (sp->mem_cap && sp->n + 1 > sp->bcap &&
-         mem_of(sp->icap, bits_for(sp->n + 1), sp->bufrec, sp->rec) > sp->mem_cap)) {
-        /* at the cap, rebuild only when tombstones freed a tenth */
-        if ((sp->at_cap && sp->occupied - sp->live < sp->icap / 10) || compact(sp) != 0 ||
+    int full_index = (uint64_t)(sp->occupied + 1) * 100 > (uint64_t)sp->icap * LOAD_MAX;
+    int full_file = sp->n >= MAX_RECORDS ||
+                    (sp->n >= DEAD_FACTOR * (uint64_t)sp->live && sp->n - sp->live >= DEAD_MIN) ||
+                    (sp->mem_cap && sp->n + 1 > sp->bcap &&
+                     mem_of(sp->icap, bits_for(sp->n + 1), sp->bufrec, sp->rec) > sp->mem_cap);
+    if (full_index || full_file) {
+        /* at the cap with few tombstones, a rebuild would not make room */
+        int futile = !full_file && sp->at_cap && sp->occupied - sp->live < sp->icap / 10;
+        if (futile || compact(sp) != 0 ||
             (uint64_t)(sp->occupied + 1) * 100 > (uint64_t)sp->icap * LOAD_MAX ||
             sp->n >= MAX_RECORDS) {
             sp->st.refused++;
@@ -427,11 +436,10 @@ int spill_put(spill_t *sp, uint64_t key, const void *rec, unsigned flags)
     }
     uint32_t i = sp->n++;
     memcpy(sp->buf + (size_t)(i - sp->nfile) * sp->rec, rec, sp->rec);
-    index_put(sp->idx, sp->icap, hash_of(key), i);
+    sp->occupied += (uint32_t)index_put(sp->idx, sp->icap, hash_of(key), i);
     bput(sp->blive, i, 1);
     bput(sp->bdirty, i, (flags & SPILL_DIRTY) != 0);
     bput(sp->bstored, i, (flags & SPILL_STORED) != 0);
-    sp->occupied++;
     sp->live++;
     sp->dirty += (flags & SPILL_DIRTY) != 0;
     sp->st.put++;
