@@ -19,8 +19,8 @@
 #define NUM_MASK 0x0fffffffu                 /* record number + 2 */
 #define MAX_RECORDS ((uint64_t)NUM_MASK - 2) /* record numbers 0 .. 2^28 - 4 */
 #define INDEX_MIN 256u
-#define LOAD_MAX 80            /* percent: occupied positions that start a rebuild */
-#define LOAD_REBUILD 55        /* percent: the load a rebuild aims at */
+#define LOAD_MAX 88            /* percent: occupied positions that start a rebuild */
+#define LOAD_REBUILD 70        /* percent: the load a rebuild aims at */
 #define DEAD_FACTOR 3          /* records per live one that start a compaction */
 #define DEAD_MIN 65536u        /* ... once at least this many are dead */
 #define BUF_BYTES (64u << 10)  /* the write buffer */

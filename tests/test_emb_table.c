@@ -259,6 +259,11 @@ static int fx_reopen(fixture_t *f, int day)
             f->spill_loaded += st.spill_loaded;
         }
         CU_ASSERT_EQUAL(emb_table_flush(f->t[i], NULL, NULL), 0);
+        /* the row count record equals the rows stored (spilled rows too) */
+        errbuf_t eb = {{0}};
+        CU_ASSERT_EQUAL(emb_table_check_store(f->st[i], &eb), 0);
+        if (eb.msg[0])
+            fprintf(stderr, "\n%s: %s\n", tab_name[i], eb.msg);
         emb_table_destroy(&f->t[i]);
         CU_ASSERT_PTR_NULL(f->t[i]);
         if (is_rocks(i))
