@@ -33,9 +33,12 @@
  *                over the 1 M rows (ID traffic is skewed: the hot rows stay
  *                in the caches, the tail does not);
  *   spill        pull then push of the same 1000 Zipf(1.1) keys (distinct
- *                within a request) on a shard whose mem_limit holds a tenth
- *                of its 1 M rows (pre-filled, so most rows live in RocksDB),
- *                as a fraction of the same loop on an unlimited shard.
+ *                within a request) on shards whose mem_limit holds a tenth
+ *                of their 1 M rows (pre-filled, so most rows live beyond
+ *                it), one with a spill file (spill = file, the default),
+ *                one spilling to RocksDB (spill = store), as fractions of
+ *                the same loop on an unlimited shard, the three in turn in
+ *                each round. `bench-ps spill [SECONDS]` runs only this.
  *   pinned       the dim-16 pull and raw figures again with the shard's
  *                (echo's) loop thread alone on CPU 1 and its ZeroMQ I/O
  *                thread beside this process on CPU 0 (sched_setaffinity on

@@ -34,6 +34,10 @@
  *    emb_table_stats_t): the table thread's CPU per key, the MultiGet's
  *    CPU and wall time per key read back, the eviction batches' per row
  *    written back, and the CPU of RocksDB's own threads per key read.
+ *    Last the same with spill files (emb_table_set_spill, a shard's
+ *    default): evicted rows appended to an unlinked file beside the store,
+ *    whose index counts against the same mem_limit (printed), by wall and
+ *    CPU time, with the share of keys read back (from the file, mostly).
  *
  * 4. Growth to 20 M rows (dim 16, Adagrad; SCALE multiplies): every request
  *    creates 1000 rows and is followed by a pull of 1000 existing rows at

@@ -36,11 +36,15 @@
  *   checks the key: no second index read or segment lookup (table / bare
  *   loop 0.70-0.75 -> 0.73-0.85 by medians of alternating passes).
  *
- *   Memory budget. resident_bytes counts live records, indexes and bit
- *   maps. When it exceeds mem_limit after a request, CLOCK hands (one per
- *   slot, swept in turn by slices proportional to the slot's size, so
- *   together they act as one CLOCK) evict rows not referenced since the
- *   last pass, down to 90% of the budget; dirty ones are written to the
+ *   Memory budget. resident_bytes counts live records, indexes, bit maps
+ *   and the spill files' memory. When it exceeds mem_limit after a
+ *   request, CLOCK hands (one per slot, swept in turn by slices
+ *   proportional to the slot's size, so together they act as one CLOCK)
+ *   evict rows not referenced since the last pass, down to 90% of the
+ *   budget. With spill files (emb_table_set_spill, a shard's default) an
+ *   evicted row, clean or dirty, is appended to its slot's file and a miss
+ *   takes it back from there (spill.h); a row the files cannot take, and
+ *   every row without them, goes as follows: dirty ones are written to the
  *   store first (one write batch, in key order); clean ones are dropped
  *   without a write. A row that a miss loads or creates starts on
  *   probation (not referenced), so it is the next to go unless a later
@@ -52,14 +56,17 @@
  *   pulled (a static top-k would miss 21.7%). Indexes left under 1/8
  *   full shrink. A slab keeps its capacity (freed records are reused), so
  *   the process holds each slot's high-water mark of records. A miss reads
- *   the store (one MultiGet for all misses of a request) before creating
- *   a row, so an evicted row comes back exactly. Within one request the
+ *   the spill file, then the store (one MultiGet for all misses of a
+ *   request left), before creating a row, so an evicted row comes back
+ *   exactly. Within one request the
  *   budget may be exceeded by that request's new rows.
  *
  *   Durability. Rows changed since the last emb_table_flush() are dirty;
- *   flush writes them all (one record = row + optimizer state, so what is
- *   stored is always consistent) and clears the bits. What a crash loses is
- *   what changed since the last flush.
+ *   flush writes them all, the spilled ones too (one record = row +
+ *   optimizer state, so what is stored is always consistent) and clears
+ *   the bits. What a crash loses is what changed since the last flush (the
+ *   spill files are unlinked: a crash leaves nothing to trust). Expiry
+ *   flushes, then forgets the spilled rows, so it judges the store.
  *
  *   Admission. A slot with admit_min > 1 creates a row only on the
  *   admit_min-th sighting of its key (a pull in create mode); until then

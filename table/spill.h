@@ -8,26 +8,34 @@
  * NOTES ON THE DESIGN
  *   Why. A RocksDB point read of an evicted row cost 3-5 us of CPU here
  *   and its write-back 2-3 us (bench-table spill), so a table 10x over its
- *   budget ran at 2-7% of its in-memory speed. An appended record costs a
+ *   budget ran at 2-8% of its in-memory speed. An appended record costs a
  *   share of one large write (0.02 us for 144 bytes; a random 144-byte
  *   pwrite on ext4 cost 7 us, which is why records are never rewritten in
- *   place) and a read one pread (0.5 us) from the page cache.
+ *   place) and a read one pread (0.45 us) from the page cache. Reads
+ *   through a mapping of the file were faster still (bench-table dim 16:
+ *   0.13 of in-memory against 0.07 with pread, before the compaction
+ *   change) but put the file's pages in the shard's RSS, which the budget
+ *   promises to bound; io_uring batches of 300 reads cost the same CPU per
+ *   read as pread (0.43 against 0.45 us).
  *
  *   What is in memory. An open-addressing index of u32 entries (4 bits
- *   of the key's hash, 28 bits of record number; load at most 3/4, 1/2
- *   after a rebuild: 5.3..8 bytes per spilled row), three bit maps over
- *   the records (live, dirty: newer than the store, stored: the store has
- *   some copy) and a write buffer of up to 256 kB. spill_mem_bytes() is
- *   what the table counts against its budget. A key is read only when its
- *   4-bit tag matches, and its full key is compared from the record read.
+ *   of the key's hash, 28 bits of record number; 70% full after a
+ *   rebuild, at most 88%: 4.5..5.7 bytes per spilled row), three bit maps
+ *   over the records (live, dirty: newer than the store, stored: the store
+ *   has some copy) and a write buffer of up to 64 kB. spill_mem_bytes() is
+ *   what the table counts against its budget. A record is read only when
+ *   its 4-bit tag matches, and its full key is compared from the record.
  *
  *   Records are the table's resident records (u64 key first, host byte
  *   order); record i is at offset i x rec. A row taken back into memory
- *   leaves a dead record and a tombstone in the index; when records reach
- *   3/4 of the index, a compaction moves the live records down in one
- *   sequential pass, cuts the file and rebuilds the index (at least two
- *   positions per live row, within the memory cap). Each record is copied
- *   at most a few times over its life, in 1 MB reads and writes.
+ *   leaves a dead record and a tombstone in the index; the next put whose
+ *   chain meets the tombstone reuses it. When the dead records reach
+ *   DEAD_FACTOR (3) per live one, or tombstones and entries fill the
+ *   index, a compaction copies the live records in order to a new file
+ *   (1 MB reads and writes) and rebuilds the index (within the memory
+ *   cap); so each take costs about half a record copied. The old file
+ *   is kept until the new one is whole, so a failed compaction loses
+ *   nothing.
  *
  *   Durability: none of its own. The file is unlinked from birth
  *   (O_TMPFILE), so a crash leaves nothing behind; the table's flush
