@@ -19,6 +19,7 @@
 #include "common/bytes.h"
 #include "common/clock.h"
 #include "common/dirs.h"
+#include "common/fdio.h"
 #include "common/log.h"
 #include "common/meta.h"
 #include "table/emb_table.h"
@@ -102,43 +103,21 @@ static int same_slots(const emb_export_header_t *a, const char *an, const emb_ex
 
 static int write_all(int fd, const void *data, size_t len, const char *path, errbuf_t *eb)
 {
-    const char *p = data;
+    int e = fdio_write(fd, data, len);
 
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return errbuf_set(eb, ERR_IO, "write %s: %s", path, strerror(errno));
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
+    return e ? errbuf_set(eb, ERR_IO, "write %s: %s", path, strerror(e)) : 0;
 }
 
 /* pread exactly len bytes at off; a short file is ERR_CORRUPT. */
 static int read_at(int fd, void *data, size_t len, uint64_t off, const char *path, errbuf_t *eb)
 {
-    char *p = data;
+    int e = fdio_pread(fd, data, len, off);
 
-    while (len > 0) {
-        ssize_t r = pread(fd, p, len, (off_t)off);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return errbuf_set(eb, ERR_IO, "read %s: %s", path, strerror(errno));
-        }
-        if (r == 0)
-            return errbuf_set(eb, ERR_CORRUPT,
-                              "%s: ends early at byte %" PRIu64
-                              " (the file shrank while being read?)",
-                              path, off);
-        p += r;
-        len -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return 0;
+    if (e == FDIO_EOF)
+        return errbuf_set(eb, ERR_CORRUPT,
+                          "%s: ends before byte %" PRIu64 " (the file shrank while being read?)",
+                          path, off + len);
+    return e ? errbuf_set(eb, ERR_IO, "read %s: %s", path, strerror(e)) : 0;
 }
 
 /* ---- writer ---- */

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/fdio.h"
 #include "common/rng.h"
 
 #define IX_EMPTY 0u
@@ -109,22 +110,12 @@ void spill_stats(const spill_t *sp, spill_stats_t *st)
     st->mem_bytes = spill_mem_bytes(sp);
 }
 
-/* Full-length pread/pwrite; 0 or errno. */
-static int pio(int fd, void *p, size_t len, uint64_t off, int write)
+/* fdio_pread() with a short file as EIO: the file is ours, so it cannot be
+ * shorter than the records it was given. */
+static int read_at(int fd, void *buf, size_t len, uint64_t off)
 {
-    unsigned char *b = p;
-
-    while (len > 0) {
-        ssize_t k = write ? pwrite(fd, b, len, (off_t)off) : pread(fd, b, len, (off_t)off);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return k < 0 ? errno : EIO;
-        b += k;
-        len -= (size_t)k;
-        off += (uint64_t)k;
-    }
-    return 0;
+    int e = fdio_pread(fd, buf, len, off);
+    return e == FDIO_EOF ? EIO : e;
 }
 
 /* Bits of the bit maps for n records: a multiple of 512. */
@@ -212,8 +203,8 @@ static int flush_buf(spill_t *sp)
 {
     if (sp->n == sp->nfile)
         return 0;
-    int e = pio(sp->fd, sp->buf, (size_t)(sp->n - sp->nfile) * sp->rec,
-                (uint64_t)sp->nfile * sp->rec, 1);
+    int e = fdio_pwrite(sp->fd, sp->buf, (size_t)(sp->n - sp->nfile) * sp->rec,
+                        (uint64_t)sp->nfile * sp->rec);
     if (e != 0) {
         sp->failed = 1;
         snprintf(sp->err, sizeof(sp->err),
@@ -233,7 +224,7 @@ static int read_rec(spill_t *sp, uint32_t i, void *out)
         return 0;
     }
     sp->st.read_calls++;
-    return pio(sp->fd, out, sp->rec, (uint64_t)i * sp->rec, 0);
+    return read_at(sp->fd, out, sp->rec, (uint64_t)i * sp->rec);
 }
 
 static inline uint64_t rec_key(const unsigned char *p)
@@ -351,7 +342,7 @@ static int compact(spill_t *sp)
             any = bit(sp->blive, c0 + j);
         if (!any)
             continue;
-        if ((e = pio(sp->fd, in, (size_t)cn * sp->rec, (uint64_t)c0 * sp->rec, 0)) != 0)
+        if ((e = read_at(sp->fd, in, (size_t)cn * sp->rec, (uint64_t)c0 * sp->rec)) != 0)
             break;
         for (uint32_t j = 0; j < cn && e == 0; j++) {
             uint32_t i = c0 + j;
@@ -364,13 +355,13 @@ static int compact(spill_t *sp)
             bput(nstored, w, bit(sp->bstored, i));
             w++;
             if (++wbuf == per) {
-                e = pio(fd, outb, (size_t)wbuf * sp->rec, (uint64_t)(w - wbuf) * sp->rec, 1);
+                e = fdio_pwrite(fd, outb, (size_t)wbuf * sp->rec, (uint64_t)(w - wbuf) * sp->rec);
                 wbuf = 0;
             }
         }
     }
     if (e == 0 && wbuf > 0)
-        e = pio(fd, outb, (size_t)wbuf * sp->rec, (uint64_t)(w - wbuf) * sp->rec, 1);
+        e = fdio_pwrite(fd, outb, (size_t)wbuf * sp->rec, (uint64_t)(w - wbuf) * sp->rec);
     free(in);
     free(outb);
     if (e != 0) {
@@ -506,8 +497,8 @@ int spill_each_dirty(spill_t *sp, spill_fn fn, void *ctx, errbuf_t *eb)
         uint32_t lo = c0 + first, hi = c0 + last + 1;
         uint32_t fend = sp->nfile < lo ? lo : sp->nfile > hi ? hi : sp->nfile;
         if (fend > lo)
-            rc = pio(sp->fd, in + (size_t)first * sp->rec, (size_t)(fend - lo) * sp->rec,
-                     (uint64_t)lo * sp->rec, 0);
+            rc = read_at(sp->fd, in + (size_t)first * sp->rec, (size_t)(fend - lo) * sp->rec,
+                         (uint64_t)lo * sp->rec);
         if (rc == 0 && hi > fend)
             memcpy(in + (size_t)(fend - c0) * sp->rec,
                    sp->buf + (size_t)(fend - sp->nfile) * sp->rec, (size_t)(hi - fend) * sp->rec);
