@@ -1237,6 +1237,9 @@ static int load_spilled(emb_table_t *t, sub_t *s, const uint64_t *keys, const si
     unsigned flags;
     int rc = 0;
 
+    /* the index lines of all misses at once: their cache misses overlap */
+    for (size_t j = 0; j < nm; j++)
+        spill_prefetch(s->spill, keys[miss[j]]);
     for (size_t j = 0; j < nm && rc == 0 && spill_rows(s->spill) > 0; j++) {
         uint64_t key = keys[miss[j]];
         if (found[j] || find(s, key) != EMPTY) {

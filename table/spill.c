@@ -460,6 +460,12 @@ static int lookup(spill_t *sp, uint64_t key, void *out, unsigned *flags, int tak
     return 1;
 }
 
+void spill_prefetch(const spill_t *sp, uint64_t key)
+{
+    if (sp->live > 0)
+        __builtin_prefetch(&sp->idx[home_of(hash_of(key), sp->icap)]);
+}
+
 int spill_take(spill_t *sp, uint64_t key, void *out, unsigned *flags, errbuf_t *eb)
 {
     return lookup(sp, key, out, flags, 1, eb);

@@ -98,6 +98,9 @@ int spill_put(spill_t *sp, uint64_t key, const void *rec, unsigned flags);
  * (the record stays). */
 int spill_take(spill_t *sp, uint64_t key, void *out, unsigned *flags, errbuf_t *eb);
 
+/* Start loading key's index line (before a spill_take() of many keys). */
+void spill_prefetch(const spill_t *sp, uint64_t key);
+
 /* spill_take() that leaves the record where it is. */
 int spill_peek(spill_t *sp, uint64_t key, void *out, unsigned *flags, errbuf_t *eb);
 
