@@ -35,7 +35,9 @@
  *   (1 MB reads and writes) and rebuilds the index (within the memory
  *   cap); so each take costs about half a record copied. The old file
  *   is kept until the new one is whole, so a failed compaction loses
- *   nothing.
+ *   nothing; the old index and bit maps too, so for the length of a
+ *   compaction both exist (the one transient beyond the budget; bench-mem
+ *   at 32 MB peaked at 3.69x the limit against 3.50x with spill = store).
  *
  *   Durability: none of its own. The file is unlinked from birth
  *   (O_TMPFILE), so a crash leaves nothing behind; the table's flush
