@@ -1252,8 +1252,15 @@ static int load_spilled(emb_table_t *t, sub_t *s, const uint64_t *keys, const si
         rc = 0;
         uint32_t r = insert(s, key, t->day);
         if (r == EMPTY) {
-            /* back where it was; the error says why */
-            spill_put(s->spill, key, buf, flags);
+            /* back where it was, or if the file cannot take it, into the
+             * store; the error says why it did not load */
+            if (spill_put(s->spill, key, buf, flags) != 0 && (flags & SPILL_DIRTY)) {
+                wbuf_t w = {0};
+                int stored = (flags & SPILL_STORED) != 0;
+                if (wbuf_add_p(&w, s, buf, &stored) == 0)
+                    wbuf_write(t, &w, NULL);
+                wbuf_release(&w);
+            }
             return insert_failed(t, s, eb);
         }
         memcpy(recp(s, r), buf, s->rec);
