@@ -159,7 +159,6 @@ NET_LOSS(double, f64)
 #define FN(name) name##_f32
 #define DENSE_FORWARD_LD dense_forward_ld
 #define DENSE_BACKWARD_LD dense_backward_ld
-#define DENSE_RELU_MASK dense_relu_mask
 #define BOTTOM_FORWARD bottom_forward
 #define BOTTOM_BACKWARD bottom_backward
 #define BOTTOM_OUTPUT bottom_output
@@ -173,7 +172,6 @@ NET_LOSS(double, f64)
 #undef FN
 #undef DENSE_FORWARD_LD
 #undef DENSE_BACKWARD_LD
-#undef DENSE_RELU_MASK
 #undef BOTTOM_FORWARD
 #undef BOTTOM_BACKWARD
 #undef BOTTOM_OUTPUT
@@ -184,7 +182,6 @@ NET_LOSS(double, f64)
 #define FN(name) name##_f64
 #define DENSE_FORWARD_LD dense_forward_ld_ref
 #define DENSE_BACKWARD_LD dense_backward_ld_ref
-#define DENSE_RELU_MASK dense_relu_mask_ref
 #define BOTTOM_FORWARD bottom_forward_f64
 #define BOTTOM_BACKWARD bottom_backward_f64
 #define BOTTOM_OUTPUT bottom_output_f64
@@ -198,7 +195,6 @@ NET_LOSS(double, f64)
 #undef FN
 #undef DENSE_FORWARD_LD
 #undef DENSE_BACKWARD_LD
-#undef DENSE_RELU_MASK
 #undef BOTTOM_FORWARD
 #undef BOTTOM_BACKWARD
 #undef BOTTOM_OUTPUT

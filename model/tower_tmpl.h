@@ -8,7 +8,7 @@
  * The includer defines:
  *   REAL                 float or double
  *   FN(name)             name with a precision suffix
- *   DENSE_FORWARD_LD, DENSE_BACKWARD_LD, DENSE_RELU_MASK
+ *   DENSE_FORWARD_LD, DENSE_BACKWARD_LD
  *                        dense.h's strided kernels of the same precision
  *   BOTTOM_FORWARD, BOTTOM_BACKWARD, BOTTOM_OUTPUT, BOTTOM_DOUTPUT
  *                        bottom.h's kernels of the same precision
@@ -109,11 +109,9 @@ static void FN(tower_backward)(const model_t *m, int t, const REAL *p, REAL *g, 
     if (m->depth == 1) /* layer 0 is the logit layer: its gradient is the input one */
         for (size_t i = 0; i < B; i++)
             dF[i * TH + (size_t)t] = tmp[i];
-    L0 = &m->layer[t][0];
-    if (L0->fn == DENSE_RELU)
-        DENSE_RELU_MASK(dF + (size_t)t * H0, TH, F + (size_t)t * H0, TH, B, H0);
-    DENSE_BACKWARD_LD(NULL, 0, g + L0->w, g + L0->b, dF + (size_t)t * H0, TH, x, L0->in, NULL, NULL,
-                      0, B, L0->in, H0, DENSE_LINEAR, 0);
+    L0 = &m->layer[t][0]; /* the ReLU mask and db0 in one pass over the columns */
+    DENSE_BACKWARD_LD(NULL, 0, g + L0->w, g + L0->b, dF + (size_t)t * H0, TH, x, L0->in, NULL,
+                      F + (size_t)t * H0, TH, B, L0->in, H0, L0->fn, 0);
 }
 
 /* lg (B,T) <- the towers' logits, read from each tower's last layer. */
