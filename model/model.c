@@ -91,7 +91,8 @@ struct model {
     size_t nlw;            /* model_spec_lossw_len: nloss with uncertainty weighting, else 0 */
     double *lw_last;       /* HEADS_MAX_LOSS: the loss weights of the last step (lossw.h) */
     float *wcat;           /* concat: the towers' layer 0 packed, (T*H0, D) then (T*H0) */
-    float *F, *dF;         /* concat: layer 0's outputs and gradients, max_batch * T*H0 each */
+    float *F, *dF;         /* concat: layer 0's outputs and gradients, max_batch * ldf each */
+    size_t ldf;            /* concat: their row stride (first_stride), floats */
 };
 
 /*
@@ -271,6 +272,16 @@ static void lay_out(model_t *m)
     m->nstate = m->lw_s + (m->nlw ? optim_dense_state_len(&ms->dense_opt, m->nlw) : 0);
 }
 
+/* The row stride of F and dF for T*H0 columns: a multiple of 16 floats
+ * (rows start on cache lines) that is not a multiple of 1 KiB (rows on
+ * different cache sets; tower_tmpl.h). */
+static size_t first_stride(size_t th)
+{
+    size_t ld = (th + 15) / 16 * 16;
+
+    return ld % 256 ? ld : ld + 16;
+}
+
 /* W ~ U(-1/sqrt(in), 1/sqrt(in)) in layout order, b = 0. */
 static void init_params(model_t *m, uint64_t seed)
 {
@@ -368,9 +379,10 @@ model_t *model_new(const model_spec_t *ms, size_t max_batch, uint64_t seed, errb
     m->dlg = malloc(max_batch * (size_t)m->ntowers * sizeof(double));
     if (!m->bot) {
         size_t th = (size_t)m->ntowers * m->layer[0][0].out;
+        m->ldf = first_stride(th);
         m->wcat = malloc(th * (m->layer[0][0].in + 1) * sizeof(float));
-        m->F = malloc(max_batch * th * sizeof(float));
-        m->dF = malloc(max_batch * th * sizeof(float));
+        m->F = malloc(max_batch * m->ldf * sizeof(float));
+        m->dF = malloc(max_batch * m->ldf * sizeof(float));
         if (!m->wcat || !m->F || !m->dF)
             goto nomem;
     }
@@ -667,7 +679,7 @@ int model_train_step_f64(const model_t *m, const double *p, const double *x, con
 {
     size_t T = (size_t)m->ntowers, n = (size_t)team_size(m->team);
     size_t D = (size_t)m->spec.input_dim, Db = m->bias ? bias_in_dim(m->bias) : 0;
-    size_t TH = T * m->layer[0][0].out;
+    size_t TH = T * m->layer[0][0].out, LF = m->ldf;
     double *act = NULL, *tmp = NULL, *fl = NULL, *lg = NULL, *dlg = NULL, *bs = NULL, *bm = NULL;
     double *xm = NULL, *dxm = NULL, *xb = NULL, *dxb = NULL, *bsc = NULL, *dz = NULL, tl;
     job_t_f64 j;
@@ -688,7 +700,7 @@ int model_train_step_f64(const model_t *m, const double *p, const double *x, con
     }
     act = malloc(B * m->act_width * sizeof(double));
     tmp = malloc(n * 2 * B * m->max_width * sizeof(double));
-    fl = malloc((TH * (D + 1) + 2 * B * TH) * sizeof(double)); /* wcat, F, dF */
+    fl = malloc((TH * (D + 1) + 2 * B * LF) * sizeof(double)); /* wcat, F, dF */
     lg = malloc(B * T * sizeof(double));
     dlg = malloc(B * T * sizeof(double));
     bs = malloc((m->bot ? bottom_scratch_len(m->bot, B) : 0) * sizeof(double) + 1);
@@ -706,7 +718,7 @@ int model_train_step_f64(const model_t *m, const double *p, const double *x, con
         .dx = m->bias && dx ? dxm : dx,
         .wcat = fl,
         .F = fl + TH * (D + 1),
-        .dF = fl + TH * (D + 1) + B * TH,
+        .dF = fl + TH * (D + 1) + B * LF,
         .xb = xb,
         .dxb = dx ? dxb : NULL,
         .bsc = bsc,
