@@ -32,12 +32,14 @@
  * packed from the parameter block before each forward (the block's layout
  * and the file format stay as they are). Its output F (B, T*H0) holds
  * tower t's layer-0 output in columns [t*H0, (t+1)*H0), and dF the same
- * for the gradients. Their rows are m->ldf apart, not T*H0: esm2's
- * 4 x 256 columns put each row 4 KiB after the last, on the same cache
- * sets, and the products that read or write a tower's columns of them
- * ran 10-20% slower than on contiguous matrices. The fused layer's forward and dx products are
- * split across the team by rows; its dW stays per tower (with the tower's member, so every team
- * size computes the same gradients bit for bit).
+ * for the gradients. The fused layer's forward and dx products are split
+ * across the team by rows; its dW stays per tower (with the tower's
+ * member, so every team size computes the same gradients bit for bit).
+ *
+ * F's and dF's rows are m->ldf apart, not T*H0: esm2's 4 x 256 columns
+ * put each row 4 KiB after the last, on the same cache sets, and the
+ * products that read or write a tower's columns of them ran 10-20% slower
+ * than on contiguous matrices.
  */
 /* [*a, *b) = member r of k's share of n items. */
 static void FN(share)(size_t n, int r, int k, size_t *a, size_t *b)
