@@ -263,7 +263,20 @@ int dense_precision_get(void)
     return precision;
 }
 
+/* The elementwise passes around the products (bias and ReLU, the ReLU
+ * mask and db's column sums) are built for AVX-512, AVX2 and the baseline
+ * (picked at load time; -march stays x86-64-v2). They only add, compare
+ * and select, each column's sum in row order, so every build gives the
+ * same bits. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_ADDRESS__)
+#define LANES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define LANES
+#endif
+
 /* out (B,H, rows ldo apart) += b, then ReLU if asked: one pass. */
+LANES
 static void bias_act(float *restrict out, size_t ldo, const float *restrict b, size_t B, size_t H,
                      int act)
 {
@@ -293,17 +306,8 @@ void dense_forward(float *out, const float *in, const float *w, const float *b, 
     dense_forward_ld(out, H, in, D, w, b, B, D, H, act);
 }
 
-void dense_relu_mask(float *dout, size_t lddo, const float *out, size_t ldo, size_t B, size_t H)
-{
-    for (size_t i = 0; i < B; i++) {
-        float *restrict d = dout + i * lddo;
-        const float *restrict o = out + i * ldo;
-        for (size_t j = 0; j < H; j++)
-            d[j] = o[j] > 0.0f ? d[j] : 0.0f;
-    }
-}
-
 /* db (H) = column sums of dout (B,H), after masking dout by out > 0 if ReLU. */
+LANES
 static void mask_and_colsum(float *restrict db, float *restrict dout, size_t lddo,
                             const float *restrict out, size_t ldo, size_t B, size_t H, int act)
 {
@@ -358,8 +362,8 @@ void dense_forward_ref(double *out, const double *in, const double *w, const dou
     dense_forward_ld_ref(out, H, in, D, w, b, B, D, H, act);
 }
 
-void dense_relu_mask_ref(double *dout, size_t lddo, const double *out, size_t ldo, size_t B,
-                         size_t H)
+static void relu_mask_ref(double *dout, size_t lddo, const double *out, size_t ldo, size_t B,
+                          size_t H)
 {
     for (size_t i = 0; i < B; i++)
         for (size_t j = 0; j < H; j++)
@@ -374,7 +378,7 @@ void dense_backward_ld_ref(double *din, size_t lddi, double *dw, double *db, dou
 {
     if (dw) {
         if (act == DENSE_RELU)
-            dense_relu_mask_ref(dout, lddo, out, ldo, B, H);
+            relu_mask_ref(dout, lddo, out, ldo, B, H);
         for (size_t j = 0; j < H; j++) {
             double s = 0.0;
             for (size_t i = 0; i < B; i++)

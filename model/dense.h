@@ -81,12 +81,6 @@ void dense_backward_ld(float *din, size_t lddi, float *dw, float *db, float *dou
                        const float *in, size_t ldi, const float *w, const float *out, size_t ldo,
                        size_t B, size_t D, size_t H, int act, int accum);
 
-/* dout (B,H), rows lddo apart, <- 0 where out (B,H, rows ldo apart) <= 0
- * (the ReLU mask of dense_backward, on its own). */
-void dense_relu_mask(float *dout, size_t lddo, const float *out, size_t ldo, size_t B, size_t H);
-void dense_relu_mask_ref(double *dout, size_t lddo, const double *out, size_t ldo, size_t B,
-                         size_t H);
-
 /* The same operations as plain loops in double precision. */
 void dense_forward_ref(double *out, const double *in, const double *w, const double *b, size_t B,
                        size_t D, size_t H, int act);

@@ -91,7 +91,8 @@ struct model {
     size_t nlw;            /* model_spec_lossw_len: nloss with uncertainty weighting, else 0 */
     double *lw_last;       /* HEADS_MAX_LOSS: the loss weights of the last step (lossw.h) */
     float *wcat;           /* concat: the towers' layer 0 packed, (T*H0, D) then (T*H0) */
-    float *F, *dF;         /* concat: layer 0's outputs and gradients, max_batch * T*H0 each */
+    float *F, *dF;         /* concat: layer 0's outputs and gradients, max_batch * ldf each */
+    size_t ldf;            /* concat: their row stride (first_stride), floats */
 };
 
 /*
@@ -159,7 +160,6 @@ NET_LOSS(double, f64)
 #define FN(name) name##_f32
 #define DENSE_FORWARD_LD dense_forward_ld
 #define DENSE_BACKWARD_LD dense_backward_ld
-#define DENSE_RELU_MASK dense_relu_mask
 #define BOTTOM_FORWARD bottom_forward
 #define BOTTOM_BACKWARD bottom_backward
 #define BOTTOM_OUTPUT bottom_output
@@ -173,7 +173,6 @@ NET_LOSS(double, f64)
 #undef FN
 #undef DENSE_FORWARD_LD
 #undef DENSE_BACKWARD_LD
-#undef DENSE_RELU_MASK
 #undef BOTTOM_FORWARD
 #undef BOTTOM_BACKWARD
 #undef BOTTOM_OUTPUT
@@ -184,7 +183,6 @@ NET_LOSS(double, f64)
 #define FN(name) name##_f64
 #define DENSE_FORWARD_LD dense_forward_ld_ref
 #define DENSE_BACKWARD_LD dense_backward_ld_ref
-#define DENSE_RELU_MASK dense_relu_mask_ref
 #define BOTTOM_FORWARD bottom_forward_f64
 #define BOTTOM_BACKWARD bottom_backward_f64
 #define BOTTOM_OUTPUT bottom_output_f64
@@ -198,7 +196,6 @@ NET_LOSS(double, f64)
 #undef FN
 #undef DENSE_FORWARD_LD
 #undef DENSE_BACKWARD_LD
-#undef DENSE_RELU_MASK
 #undef BOTTOM_FORWARD
 #undef BOTTOM_BACKWARD
 #undef BOTTOM_OUTPUT
@@ -273,6 +270,16 @@ static void lay_out(model_t *m)
     m->lw_s =
         m->bias_s + (m->bias ? optim_dense_state_len(&ms->dense_opt, bias_nparams(m->bias)) : 0);
     m->nstate = m->lw_s + (m->nlw ? optim_dense_state_len(&ms->dense_opt, m->nlw) : 0);
+}
+
+/* The row stride of F and dF for T*H0 columns: a multiple of 16 floats
+ * (rows start on cache lines) that is not a multiple of 1 KiB (rows on
+ * different cache sets; tower_tmpl.h). */
+static size_t first_stride(size_t th)
+{
+    size_t ld = (th + 15) / 16 * 16;
+
+    return ld % 256 ? ld : ld + 16;
 }
 
 /* W ~ U(-1/sqrt(in), 1/sqrt(in)) in layout order, b = 0. */
@@ -372,9 +379,10 @@ model_t *model_new(const model_spec_t *ms, size_t max_batch, uint64_t seed, errb
     m->dlg = malloc(max_batch * (size_t)m->ntowers * sizeof(double));
     if (!m->bot) {
         size_t th = (size_t)m->ntowers * m->layer[0][0].out;
+        m->ldf = first_stride(th);
         m->wcat = malloc(th * (m->layer[0][0].in + 1) * sizeof(float));
-        m->F = malloc(max_batch * th * sizeof(float));
-        m->dF = malloc(max_batch * th * sizeof(float));
+        m->F = malloc(max_batch * m->ldf * sizeof(float));
+        m->dF = malloc(max_batch * m->ldf * sizeof(float));
         if (!m->wcat || !m->F || !m->dF)
             goto nomem;
     }
@@ -564,13 +572,24 @@ static void run_apply(void *arg, int r, int n)
                            m->grads + m->lw_p, m->nlw, m->step);
 }
 
+/*
+ * Under the step's float mode (flush-to-zero, denormals-are-zero; the team
+ * hands it to its members): Adam's first moment of a weight whose gradient
+ * stays 0 (a dead ReLU unit) decays by beta1 a step into the denormals and
+ * sticks there (0.9 x 4 ulp rounds back to 4 ulp), and every update of
+ * it takes a microcode assist: after ~700 steps a fifth of an esm2
+ * model's first moments were denormal and the update ran 5x slower.
+ */
 void model_apply_grads(model_t *m)
 {
+    unsigned fp = dense_fp_mode_enter();
+
     m->step++;
     team_run(m->team, run_apply, m);
     if (m->bias) /* a few hundred floats: not worth a thread */
         optim_dense_update(&m->spec.dense_opt, m->params + m->bias_p, m->state + m->bias_s,
                            m->grads + m->bias_p, bias_nparams(m->bias), m->step);
+    dense_fp_mode_set(fp);
 }
 
 int model_predict(model_t *m, const float *x, size_t B, float *out)
@@ -660,7 +679,7 @@ int model_train_step_f64(const model_t *m, const double *p, const double *x, con
 {
     size_t T = (size_t)m->ntowers, n = (size_t)team_size(m->team);
     size_t D = (size_t)m->spec.input_dim, Db = m->bias ? bias_in_dim(m->bias) : 0;
-    size_t TH = T * m->layer[0][0].out;
+    size_t TH = T * m->layer[0][0].out, LF = m->ldf;
     double *act = NULL, *tmp = NULL, *fl = NULL, *lg = NULL, *dlg = NULL, *bs = NULL, *bm = NULL;
     double *xm = NULL, *dxm = NULL, *xb = NULL, *dxb = NULL, *bsc = NULL, *dz = NULL, tl;
     job_t_f64 j;
@@ -681,7 +700,7 @@ int model_train_step_f64(const model_t *m, const double *p, const double *x, con
     }
     act = malloc(B * m->act_width * sizeof(double));
     tmp = malloc(n * 2 * B * m->max_width * sizeof(double));
-    fl = malloc((TH * (D + 1) + 2 * B * TH) * sizeof(double)); /* wcat, F, dF */
+    fl = malloc((TH * (D + 1) + 2 * B * LF) * sizeof(double)); /* wcat, F, dF */
     lg = malloc(B * T * sizeof(double));
     dlg = malloc(B * T * sizeof(double));
     bs = malloc((m->bot ? bottom_scratch_len(m->bot, B) : 0) * sizeof(double) + 1);
@@ -699,7 +718,7 @@ int model_train_step_f64(const model_t *m, const double *p, const double *x, con
         .dx = m->bias && dx ? dxm : dx,
         .wcat = fl,
         .F = fl + TH * (D + 1),
-        .dF = fl + TH * (D + 1) + B * TH,
+        .dF = fl + TH * (D + 1) + B * LF,
         .xb = xb,
         .dxb = dx ? dxb : NULL,
         .bsc = bsc,

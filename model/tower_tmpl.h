@@ -8,7 +8,7 @@
  * The includer defines:
  *   REAL                 float or double
  *   FN(name)             name with a precision suffix
- *   DENSE_FORWARD_LD, DENSE_BACKWARD_LD, DENSE_RELU_MASK
+ *   DENSE_FORWARD_LD, DENSE_BACKWARD_LD
  *                        dense.h's strided kernels of the same precision
  *   BOTTOM_FORWARD, BOTTOM_BACKWARD, BOTTOM_OUTPUT, BOTTOM_DOUTPUT
  *                        bottom.h's kernels of the same precision
@@ -35,6 +35,11 @@
  * for the gradients. The fused layer's forward and dx products are split
  * across the team by rows; its dW stays per tower (with the tower's
  * member, so every team size computes the same gradients bit for bit).
+ *
+ * F's and dF's rows are m->ldf apart, not T*H0: esm2's 4 x 256 columns
+ * put each row 4 KiB after the last, on the same cache sets, and the
+ * products that read or write a tower's columns of them ran 10-20% slower
+ * than on contiguous matrices.
  */
 /* [*a, *b) = member r of k's share of n items. */
 static void FN(share)(size_t n, int r, int k, size_t *a, size_t *b)
@@ -60,9 +65,9 @@ static void FN(pack_first)(const model_t *m, const REAL *p, REAL *wcat)
 static void FN(tower_forward)(const model_t *m, int t, const REAL *p, const REAL *x, size_t B,
                               REAL *act, const REAL *F)
 {
-    const size_t H0 = m->layer[0][0].out, TH = (size_t)m->ntowers * H0;
+    const size_t H0 = m->layer[0][0].out;
     const REAL *in = F ? F + (size_t)t * H0 : x;
-    size_t ldi = F ? TH : m->layer[t][0].in;
+    size_t ldi = F ? m->ldf : m->layer[t][0].in;
 
     for (int l = F ? 1 : 0; l < m->depth; l++) {
         const layer_t *L = &m->layer[t][l];
@@ -86,7 +91,7 @@ static void FN(tower_backward)(const model_t *m, int t, const REAL *p, REAL *g, 
                                size_t B, const REAL *act, REAL *tmp, REAL *dx, int accum,
                                const REAL *F, REAL *dF)
 {
-    const size_t H0 = m->layer[0][0].out, TH = (size_t)m->ntowers * H0;
+    const size_t H0 = m->layer[0][0].out, LF = m->ldf;
     REAL *dout = tmp, *din = tmp + B * m->max_width;
     const layer_t *L0;
     int low = F ? 1 : 0;
@@ -96,9 +101,9 @@ static void FN(tower_backward)(const model_t *m, int t, const REAL *p, REAL *g, 
         const REAL *in = !l            ? x
                          : l == 1 && F ? F + (size_t)t * H0
                                        : act + B * m->layer[t][l - 1].act;
-        size_t ldi = l == 1 && F ? TH : L->in;
+        size_t ldi = l == 1 && F ? LF : L->in;
         REAL *next = !l ? dx : l == 1 && F ? dF + (size_t)t * H0 : din;
-        size_t ldn = l == 1 && F ? TH : L->in;
+        size_t ldn = l == 1 && F ? LF : L->in;
         DENSE_BACKWARD_LD(next, ldn, g + L->w, g + L->b, dout, L->out, in, ldi, p + L->w,
                           act + B * L->act, L->out, B, L->in, L->out, L->fn, l ? 0 : accum);
         din = dout;
@@ -108,12 +113,10 @@ static void FN(tower_backward)(const model_t *m, int t, const REAL *p, REAL *g, 
         return;
     if (m->depth == 1) /* layer 0 is the logit layer: its gradient is the input one */
         for (size_t i = 0; i < B; i++)
-            dF[i * TH + (size_t)t] = tmp[i];
-    L0 = &m->layer[t][0];
-    if (L0->fn == DENSE_RELU)
-        DENSE_RELU_MASK(dF + (size_t)t * H0, TH, F + (size_t)t * H0, TH, B, H0);
-    DENSE_BACKWARD_LD(NULL, 0, g + L0->w, g + L0->b, dF + (size_t)t * H0, TH, x, L0->in, NULL, NULL,
-                      0, B, L0->in, H0, DENSE_LINEAR, 0);
+            dF[i * LF + (size_t)t] = tmp[i];
+    L0 = &m->layer[t][0]; /* the ReLU mask and db0 in one pass over the columns */
+    DENSE_BACKWARD_LD(NULL, 0, g + L0->w, g + L0->b, dF + (size_t)t * H0, LF, x, L0->in, NULL,
+                      F + (size_t)t * H0, LF, B, L0->in, H0, L0->fn, 0);
 }
 
 /* lg (B,T) <- the towers' logits, read from each tower's last layer. */
@@ -125,7 +128,7 @@ static void FN(gather_logits)(const model_t *m, const REAL *act, const REAL *F, 
     for (size_t t = 0; t < T; t++) {
         const int last = m->depth - 1;
         const REAL *z = F && !last ? F + t : act + B * m->layer[t][last].act;
-        const size_t ld = F && !last ? T : 1;
+        const size_t ld = F && !last ? m->ldf : 1;
         for (size_t i = 0; i < B; i++)
             lg[i * T + t] = (double)z[i * ld];
     }
@@ -146,7 +149,7 @@ typedef struct FN(job) {
     REAL *tmp;                         /* member r: tmp + r * 2 * B * max_width */
     REAL *dx;                          /* (B, D) or NULL */
     REAL *wcat;                        /* fused: W0cat then b0cat */
-    REAL *F, *dF;                      /* fused: (B, T*H0) each */
+    REAL *F, *dF;                      /* fused: (B, T*H0) each, rows m->ldf apart */
     const double *dlg;                 /* (B, T) d loss / d logits */
     REAL *bs;                          /* the bottom's scratch (model_t's bot only) */
     REAL *bmem;                        /* and its per-member scratch */
@@ -169,8 +172,8 @@ static void FN(run_first_forward)(void *arg, int r, int n)
 
     FN(share)(j->B, r, n, &a, &b);
     if (b > a)
-        DENSE_FORWARD_LD(j->F + a * TH, TH, j->x + a * D, D, j->wcat, j->wcat + TH * D, b - a, D,
-                         TH, L->fn);
+        DENSE_FORWARD_LD(j->F + a * j->m->ldf, j->m->ldf, j->x + a * D, D, j->wcat,
+                         j->wcat + TH * D, b - a, D, TH, L->fn);
 }
 
 /* Fused layer 0, backward: member r's share of the rows of dx = dF W0cat
@@ -183,8 +186,8 @@ static void FN(run_first_backward)(void *arg, int r, int n)
 
     FN(share)(j->B, r, n, &a, &b);
     if (b > a)
-        DENSE_BACKWARD_LD(j->dx + a * D, D, NULL, NULL, j->dF + a * TH, TH, NULL, 0, j->wcat, NULL,
-                          0, b - a, D, TH, DENSE_LINEAR, 0);
+        DENSE_BACKWARD_LD(j->dx + a * D, D, NULL, NULL, j->dF + a * j->m->ldf, j->m->ldf, NULL, 0,
+                          j->wcat, NULL, 0, b - a, D, TH, DENSE_LINEAR, 0);
 }
 
 static void FN(run_forward)(void *arg, int r, int n)

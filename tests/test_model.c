@@ -491,6 +491,38 @@ static void test_threads_agree(void)
     model_destroy(&m);
 }
 
+/* The optimizer step runs flush-to-zero and denormals-are-zero (a denormal
+ * first moment of a weight whose gradient stays 0 would stick at a few ulp
+ * and slow every update), and gives the caller back its float mode. */
+static void test_apply_flushes_denormals(void)
+{
+    model_spec_t ms = small_spec(MODEL_ESM2, OPTIM_ADAM);
+    model_t *m = model_new(&ms, 4, 1, NULL);
+    volatile float tiny = 1e-30f, small = 1e-10f;
+    size_t n, ns, zeros = 0;
+    float *g, *st, *p0;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    g = model_grads(m, &n);
+    st = model_opt_state(m, &ns);
+    p0 = malloc(n * sizeof(float));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p0);
+    memcpy(p0, model_params(m, &n), n * sizeof(float));
+    memset(g, 0, n * sizeof(float));
+    for (size_t i = 0; i < ns; i++) /* 4 ulp: b1 m and b2 v round back to it */
+        st[i] = 4 * 0x1p-149f;
+    model_apply_grads(m);
+    for (size_t i = 0; i < ns; i++)
+        zeros += st[i] == 0.0f;
+#if defined(__x86_64__)
+    CU_ASSERT_EQUAL(zeros, ns);
+#endif
+    CU_ASSERT_EQUAL(memcmp(p0, model_params(m, &n), n * sizeof(float)), 0);
+    CU_ASSERT(tiny * small > 0.0f); /* the caller still has denormals */
+    free(p0);
+    model_destroy(&m);
+}
+
 /* ---- init, errors, shapes --------------------------------------------------- */
 
 static void test_init_and_errors(void)
@@ -717,6 +749,8 @@ int test_model_register(void)
     CU_add_test(s, "network gradients vs finite differences, double", test_net_gradcheck_f64);
     CU_add_test(s, "network gradients vs finite differences, float", test_net_gradcheck_f32);
     CU_add_test(s, "every thread setting computes the same step", test_threads_agree);
+    CU_add_test(s, "the optimizer step flushes denormals, keeps the caller's float mode",
+                test_apply_flushes_denormals);
     CU_add_test(s, "init, shapes and argument errors", test_init_and_errors);
     CU_add_test(s, "save, load, predict; mismatch and corruption", test_save_load);
     CU_add_test(s, "a few hundred steps learn a separable funnel", test_learns);
