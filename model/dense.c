@@ -13,9 +13,6 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
-#ifdef __SSE__
-#include <xmmintrin.h>
-#endif
 
 #include "common/clock.h"
 #include "common/err.h"
@@ -222,35 +219,6 @@ static void gemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, s
         return;
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                 (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
-}
-
-unsigned dense_fp_mode_get(void)
-{
-#ifdef __SSE__
-    return _mm_getcsr();
-#else
-    return 0;
-#endif
-}
-
-void dense_fp_mode_set(unsigned mode)
-{
-#ifdef __SSE__
-    if (_mm_getcsr() != mode)
-        _mm_setcsr(mode);
-#else
-    (void)mode;
-#endif
-}
-
-unsigned dense_fp_mode_enter(void)
-{
-    unsigned prev = dense_fp_mode_get();
-
-#ifdef __SSE__
-    dense_fp_mode_set(prev | _MM_FLUSH_ZERO_ON | 0x0040 /* DAZ */);
-#endif
-    return prev;
 }
 
 void dense_precision_set(int p)

@@ -38,21 +38,6 @@ enum { DENSE_FP32 = 0, DENSE_BF16 = 1 };
 void dense_precision_set(int p);
 int dense_precision_get(void);
 
-/*
- * The calling thread's float mode for a training step: denormal results
- * flushed to zero and denormal inputs read as zero (x86 FTZ and DAZ; a
- * no-op elsewhere). Gradients of a few towers and experts underflow into
- * denormals, which sgemm's AVX-512 kernel takes microcode assists on (the
- * ple bottom's step ran 2-3x slower); flushing them changes values below
- * 1.2e-38 only. Returns the previous mode, to put back with
- * dense_fp_mode_set(). dense_fp_mode_get/set read and set the thread's
- * whole mode (x86 MXCSR; 0 and a no-op elsewhere): the team hands the
- * caller's mode to its members with them.
- */
-unsigned dense_fp_mode_enter(void);
-unsigned dense_fp_mode_get(void);
-void dense_fp_mode_set(unsigned mode);
-
 /* out (B,H) = act(in (B,D) W^T (D,H) + b (H)); W is (H,D). act: DENSE_*. */
 void dense_forward(float *out, const float *in, const float *w, const float *b, size_t B, size_t D,
                    size_t H, int act);

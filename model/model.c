@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "common/bytes.h"
+#include "common/fpmode.h"
 #include "common/optim.h"
 #include "common/rng.h"
 #include "model/bias.h"
@@ -515,12 +516,12 @@ int model_train_step(model_t *m, const float *x, const uint8_t *click, const uin
 
     if (B == 0 || B > m->max_batch)
         return ERR_INVAL;
-    fp = dense_fp_mode_enter(); /* the team's members follow the caller's mode */
+    fp = fpmode_enter(); /* the team's members follow the caller's mode */
     if (m->bias)
         bias_step(m, m->grads, x, click, action, buy, smp, B, dx, loss);
     else
         net_step_f32(m->team, &j, click, action, buy, smp, m->lg, m->dlg, loss);
-    dense_fp_mode_set(fp);
+    fpmode_set(fp);
     return 0;
 }
 
@@ -582,14 +583,14 @@ static void run_apply(void *arg, int r, int n)
  */
 void model_apply_grads(model_t *m)
 {
-    unsigned fp = dense_fp_mode_enter();
+    unsigned fp = fpmode_enter();
 
     m->step++;
     team_run(m->team, run_apply, m);
     if (m->bias) /* a few hundred floats: not worth a thread */
         optim_dense_update(&m->spec.dense_opt, m->params + m->bias_p, m->state + m->bias_s,
                            m->grads + m->bias_p, bias_nparams(m->bias), m->step);
-    dense_fp_mode_set(fp);
+    fpmode_set(fp);
 }
 
 int model_predict(model_t *m, const float *x, size_t B, float *out)

@@ -161,7 +161,7 @@ double model_loss_total(const model_t *m, const double loss[HEADS_MAX_LOSS]);
 int model_loss_weights(const model_t *m, double w[HEADS_MAX_LOSS]);
 
 /* One dense optimizer step with the gradient block (step count + 1), in
- * the training step's float mode (dense_fp_mode_enter: values below
+ * the training step's float mode (fpmode_enter: values below
  * 1.2e-38 are read and written as 0). */
 void model_apply_grads(model_t *m);
 

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "common/fpmode.h"
 #include "model/dense.h"
 
 #define TEAM_MAX 64
@@ -27,7 +28,7 @@ struct team {
     int stop;            /* helpers exit, under mu */
     team_fn fn;
     void *arg;
-    unsigned csr; /* the caller's float mode (dense_fp_mode_get), for this run */
+    unsigned csr; /* the caller's float mode (fpmode_get), for this run */
     pthread_t tid[TEAM_MAX];
     member_t member[TEAM_MAX];
 };
@@ -49,7 +50,7 @@ static void *helper(void *p)
         seen = t->gen;
         team_fn fn = t->fn;
         void *arg = t->arg;
-        dense_fp_mode_set(t->csr);
+        fpmode_set(t->csr);
         pthread_mutex_unlock(&t->mu);
 
         fn(arg, me->rank, t->size);
@@ -120,7 +121,7 @@ void team_run(team_t *t, team_fn fn, void *arg)
         pthread_mutex_lock(&t->mu);
         t->fn = fn;
         t->arg = arg;
-        t->csr = dense_fp_mode_get();
+        t->csr = fpmode_get();
         t->pending = t->size - 1;
         t->gen++;
         pthread_cond_broadcast(&t->go);

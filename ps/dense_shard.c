@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/bytes.h"
+#include "common/fpmode.h"
 #include "common/route.h"
 #include "table/ckpt_read.h"
 
@@ -64,7 +65,11 @@ void dense_shard_apply(dense_shard_t *d, const void *g)
 {
     memcpy(d->grad, g, d->count * sizeof(float)); /* the wire is not aligned */
     d->step++;
+    /* under FTZ/DAZ like the workers' in-process step (common/fpmode.h):
+     * Adam's moments of idle units would otherwise sit in denormals */
+    unsigned fp = fpmode_enter();
     optim_dense_update(&d->opt, d->w, d->state, d->grad, d->count, d->step);
+    fpmode_set(fp);
 }
 
 int dense_shard_encode(dense_shard_t *d, const void **rec, size_t *len, errbuf_t *eb)

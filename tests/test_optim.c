@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "common/fpmode.h"
 #include "common/optim.h"
 
 #define CLOSE(a, b, tol) CU_ASSERT(fabs((double)(a) - (double)(b)) <= (tol))
@@ -226,6 +227,24 @@ static void test_init_deterministic(void)
         CU_ASSERT_EQUAL(w[j], 0.0f);
 }
 
+/* Adam's first moment of a unit whose gradient stopped: 0.9 x m, which
+ * stays a denormal for good without FTZ/DAZ (the slow case fpmode.h is
+ * about); under fpmode_enter it flushes to 0, and fpmode_set restores. */
+static void test_fpmode(void)
+{
+    volatile float m = 4 * 1.401298464e-45f, beta = 0.9f; /* 4 ulp: a denormal */
+    unsigned before = fpmode_get();
+
+    CU_ASSERT(fpclassify(m * beta) == FP_SUBNORMAL); /* rounds back to 4 ulp */
+    unsigned prev = fpmode_enter();
+    CU_ASSERT_EQUAL(prev & ~0x3fu, before & ~0x3fu); /* the low 6 bits: sticky flags */
+    CU_ASSERT(m * beta == 0.0f);                     /* FTZ: the result flushes */
+    CU_ASSERT(m + 0.0f == 0.0f);                     /* DAZ: the input reads as zero */
+    fpmode_set(prev);
+    CU_ASSERT_EQUAL(fpmode_get() & ~0x3fu, before & ~0x3fu);
+    CU_ASSERT(fpclassify(m * beta) == FP_SUBNORMAL);
+}
+
 int test_optim_register(void)
 {
     CU_pSuite s = CU_add_suite("optim", NULL, NULL);
@@ -238,5 +257,6 @@ int test_optim_register(void)
     CU_add_test(s, "adam rows and dense by hand (PyTorch semantics)", test_adam);
     CU_add_test(s, "ftrl-proximal by hand, init reproduces the embedding", test_ftrl);
     CU_add_test(s, "row init is deterministic and normal", test_init_deterministic);
+    CU_add_test(s, "fpmode: FTZ/DAZ flush denormals, the mode comes back", test_fpmode);
     return CU_get_error();
 }
