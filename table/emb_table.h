@@ -248,7 +248,8 @@ int emb_table_push(emb_table_t *t, int slot, const uint64_t *keys, size_t n, con
 int emb_table_assign(emb_table_t *t, int slot, const uint64_t *keys, size_t n, const void *v,
                      int with_state, errbuf_t *eb);
 
-/* Write every dirty row to the store (batches of 64k rows, each atomic;
+/* Write every dirty row to the store (batches of 64k rows, or under a
+ * budget of mem_limit / 32 bytes, each atomic;
  * the dirty bits clear only when all succeeded), then the admission
  * sketch if it changed; *rows (if not NULL) gets the rows written. */
 int emb_table_flush(emb_table_t *t, uint64_t *rows, errbuf_t *eb);

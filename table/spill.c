@@ -33,7 +33,7 @@ struct spill {
     uint64_t mem_cap;
     char name[128];
     char dir[4096];
-    char err[256];
+    char err[512];
     uint32_t *idx, icap; /* entries: tag << 28 | (record + 2), or IX_EMPTY / IX_TOMB */
     uint32_t occupied;   /* positions live or dead (tombstones) */
     uint32_t n, nfile;   /* records; of which in the file (the rest in buf) */
@@ -303,15 +303,54 @@ static int tmpfile_in(const char *dir)
 }
 
 /*
+ * A new index of cap positions for the records of the current file,
+ * read from it (CHUNK_BYTES at a time into in): how a compaction that
+ * failed gets the old file's index back. Drops the tombstones. 0, or
+ * ERR_NOMEM / an errno (then sp->idx is NULL).
+ */
+static int reindex(spill_t *sp, uint32_t cap, unsigned char *in, uint32_t per)
+{
+    int e = 0;
+
+    sp->idx = calloc(cap, sizeof(uint32_t));
+    if (!sp->idx)
+        return ERR_NOMEM;
+    sp->icap = cap;
+    for (uint32_t c0 = 0; c0 < sp->nfile && e == 0; c0 += per) {
+        uint32_t cn = sp->nfile - c0 < per ? sp->nfile - c0 : per;
+        int any = 0;
+        for (uint32_t j = 0; j < cn && !any; j++)
+            any = bit(sp->blive, c0 + j);
+        if (!any || (e = read_at(sp->fd, in, (size_t)cn * sp->rec, (uint64_t)c0 * sp->rec)) != 0)
+            continue;
+        for (uint32_t j = 0; j < cn; j++)
+            if (bit(sp->blive, c0 + j))
+                (void)index_put(sp->idx, cap, hash_of(rec_key(in + (size_t)j * sp->rec)), c0 + j);
+    }
+    if (e != 0) {
+        free(sp->idx);
+        sp->idx = NULL;
+    }
+    sp->occupied = sp->live;
+    return e;
+}
+
+/*
  * Copy the live records, in order, to a new file (CHUNK_BYTES reads and
  * writes) with a new index at index_size() and new bit maps, then let go
- * of the old file. On any failure the old file, index and maps stay as
- * they were. 0 or an errno / ERR_NOMEM.
+ * of the old file. One index exists at a time: the old one is freed
+ * first, the new one built from the records as they are copied (the
+ * indexes are most of the spill's memory, so two at once would pass the
+ * budget). On a failure the old file and maps stay, and its index is
+ * built again from the old file; only if that too fails (its records
+ * unreadable, or no memory for an index the size of the one just freed)
+ * are the spilled rows dropped, which loses what of them changed since
+ * the last flush, as a crash would. 0 or an errno / ERR_NOMEM.
  */
 static int compact(spill_t *sp)
 {
     uint32_t ncap = index_size(sp, sp->live), per = (uint32_t)(CHUNK_BYTES / sp->rec);
-    uint32_t nbcap = bits_for(sp->live);
+    uint32_t nbcap = bits_for(sp->live), ocap = sp->icap;
     size_t words = (size_t)nbcap / 64;
     uint32_t *nidx = NULL;
     uint64_t *nlive = NULL, *ndirty = NULL, *nstored = NULL;
@@ -325,16 +364,21 @@ static int compact(spill_t *sp)
         per = 1;
     if ((e = flush_buf(sp)) != 0)
         return e;
-    nidx = calloc(ncap, sizeof(uint32_t));
     nlive = calloc(words, 8);
     ndirty = calloc(words, 8);
     nstored = calloc(words, 8);
     in = malloc((size_t)per * sp->rec);
     outb = malloc((size_t)per * sp->rec);
-    if (!nidx || !nlive || !ndirty || !nstored || !in || !outb)
+    if (!nlive || !ndirty || !nstored || !in || !outb)
         e = ERR_NOMEM;
     else if ((fd = tmpfile_in(sp->dir)) < 0)
         e = errno;
+    if (e == 0) {
+        free(sp->idx);
+        sp->idx = NULL;
+        if (!(nidx = calloc(ncap, sizeof(uint32_t))))
+            e = ERR_NOMEM;
+    }
     for (uint32_t c0 = 0; c0 < sp->n && e == 0; c0 += per) {
         uint32_t cn = sp->n - c0 < per ? sp->n - c0 : per;
         int any = 0;
@@ -362,7 +406,6 @@ static int compact(spill_t *sp)
     }
     if (e == 0 && wbuf > 0)
         e = fdio_pwrite(fd, outb, (size_t)wbuf * sp->rec, (uint64_t)(w - wbuf) * sp->rec);
-    free(in);
     free(outb);
     if (e != 0) {
         if (fd >= 0)
@@ -371,15 +414,27 @@ static int compact(spill_t *sp)
         free(nlive);
         free(ndirty);
         free(nstored);
+        const char *lost = "";
+        if (!sp->idx && (!in || reindex(sp, ocap, in, per) != 0)) {
+            /* the old index could not be rebuilt: its rows are gone */
+            lost = "; the rows it held that changed since the last flush are lost";
+            sp->idx = calloc(INDEX_MIN, sizeof(uint32_t)); /* empty: finds nothing */
+            sp->icap = sp->idx ? INDEX_MIN : 0;
+            sp->live = sp->dirty = sp->occupied = 0;
+            memset(sp->blive, 0, (size_t)sp->bcap / 8);
+            memset(sp->bdirty, 0, (size_t)sp->bcap / 8);
+        }
+        free(in);
         snprintf(sp->err, sizeof(sp->err),
-                 "%s: spill file compaction failed (%s); evicted rows go to the store from now on",
-                 sp->name, e == ERR_NOMEM ? "out of memory" : strerror(e));
+                 "%s: spill file compaction failed (%s); evicted rows go to the store from now "
+                 "on%s",
+                 sp->name, e == ERR_NOMEM ? "out of memory" : strerror(e), lost);
         sp->failed = 1;
         return e;
     }
+    free(in);
     close(sp->fd);
     sp->fd = fd;
-    free(sp->idx);
     free(sp->blive);
     free(sp->bdirty);
     free(sp->bstored);
@@ -393,6 +448,16 @@ static int compact(spill_t *sp)
     sp->occupied = sp->live;
     sp->n = sp->nfile = w;
     sp->st.compactions++;
+    return 0;
+}
+
+int spill_compact(spill_t *sp, errbuf_t *eb)
+{
+    if (sp->failed)
+        return errbuf_set(eb, ERR_IO, "%s", sp->err);
+    int e = compact(sp);
+    if (e != 0)
+        return errbuf_set(eb, e == ERR_NOMEM ? ERR_NOMEM : ERR_IO, "%s", sp->err);
     return 0;
 }
 
@@ -533,7 +598,8 @@ void spill_mark_clean(spill_t *sp)
 int spill_clear(spill_t *sp, errbuf_t *eb)
 {
     (void)eb;
-    memset(sp->idx, 0, (size_t)sp->icap * 4);
+    if (sp->idx)
+        memset(sp->idx, 0, (size_t)sp->icap * 4);
     memset(sp->blive, 0, (size_t)sp->bcap / 8);
     memset(sp->bdirty, 0, (size_t)sp->bcap / 8);
     memset(sp->bstored, 0, (size_t)sp->bcap / 8);
