@@ -1157,8 +1157,11 @@ static void server_release(server_t *s)
     store_close(&s->store);
     if (s->sock) {
         /* after SHUTDOWN its acknowledgement may still sit in the queue:
-         * give it up to a second to leave instead of dropping it */
-        int linger = s->shutdown ? 1000 : 0;
+         * give it up to 5 s to leave instead of dropping it (1 s was not
+         * always enough for a CURVE reply on a machine loaded by two test
+         * runs at once: `ctl shutdown` then failed though the shard
+         * stopped cleanly) */
+        int linger = s->shutdown ? 5000 : 0;
         zmq_setsockopt(s->sock, ZMQ_LINGER, &linger, sizeof(linger));
         zmq_close(s->sock);
     }
