@@ -1115,19 +1115,25 @@ static void restore_evicted(emb_table_t *t, const store_op_t *ops, size_t n)
     }
 }
 
-/* Give s's spill file what the table's spill share leaves it (the share
- * is SPILL_SHARE of the budget, for all slots' files together); 0 if
- * nothing is left. */
-static int spill_fits(emb_table_t *t, sub_t *s)
+/* Try to append row r of s to its spill file, which may take what the
+ * table's spill share (SPILL_SHARE of the budget, for all slots' files
+ * together, *all_mem of it in use) leaves it. 1 if it took the row; *cur
+ * and *all_mem follow the file's memory (its index may have grown). */
+static int spill_row(emb_table_t *t, sub_t *s, uint32_t r, uint64_t *cur, uint64_t *all_mem)
 {
-    uint64_t share = t->mem_limit / SPILL_SHARE_DEN * SPILL_SHARE_NUM, others = 0;
+    uint64_t share = t->mem_limit / SPILL_SHARE_DEN * SPILL_SHARE_NUM;
+    uint64_t own = spill_mem_bytes(s->spill), others = *all_mem - own;
 
-    for (int i = 0; i < t->ms.nslots; i++)
-        if (&t->sub[i] != s)
-            others += spill_mem_bytes(t->sub[i].spill);
     if (others >= share)
         return 0;
     spill_set_cap(s->spill, share - others);
+    if (spill_put(s->spill, rec_key(s, r), recp(s, r),
+                  (bit(s->dirty, r) ? SPILL_DIRTY : 0) | (bit(s->stored, r) ? SPILL_STORED : 0)) !=
+        0)
+        return 0;
+    uint64_t now = spill_mem_bytes(s->spill);
+    *cur = *cur + now - own;
+    *all_mem = *all_mem + now - own;
     return 1;
 }
 
@@ -1142,13 +1148,16 @@ static int spill_fits(emb_table_t *t, sub_t *s)
 static int evict(emb_table_t *t, errbuf_t *eb)
 {
     uint64_t target = t->mem_limit / 10 * 9, cur = resident_bytes(t), turn = 0, idle = 0;
+    uint64_t spill_mem = 0; /* of cur: the spill files' */
     wbuf_t w = {0};
     int rc = 0;
 
     if (t->ms.nslots <= 0)
         return 0;
-    for (int i = 0; i < t->ms.nslots; i++)
+    for (int i = 0; i < t->ms.nslots; i++) {
         turn += (uint64_t)t->sub[i].used + 1;
+        spill_mem += spill_mem_bytes(t->sub[i].spill);
+    }
     for (int i = 0; cur > target && idle <= 2 * turn; i = (i + 1) % t->ms.nslots) {
         if (i == 0 && shrink_indexes(t, &cur) && cur <= target)
             break;
@@ -1168,13 +1177,8 @@ static int evict(emb_table_t *t, errbuf_t *eb)
                 bclr(s->ref, r);
                 continue;
             }
-            uint64_t smem = spill_mem_bytes(s->spill);
-            if (s->spill && spill_fits(t, s) &&
-                spill_put(s->spill, rec_key(s, r), recp(s, r),
-                          (bit(s->dirty, r) ? SPILL_DIRTY : 0) |
-                              (bit(s->stored, r) ? SPILL_STORED : 0)) == 0) {
+            if (s->spill && spill_row(t, s, r, &cur, &spill_mem)) {
                 t->st.spilled++;
-                cur = cur + spill_mem_bytes(s->spill) - smem; /* its index may have grown */
             } else if (bit(s->dirty, r)) {
                 rc = wbuf_add(&w, s, r);
                 if (rc != 0)
@@ -1289,6 +1293,11 @@ static int load_misses(emb_table_t *t, sub_t *s, const uint64_t *keys, const siz
     }
     if (!t->store_maybe_rows)
         return 0;
+    size_t nfound = 0;
+    for (size_t j = 0; j < nm; j++)
+        nfound += found[j];
+    if (nfound == 0) /* all of them from the store (no spill file, or it had none) */
+        return load_stored(t, s, keys, miss, nm, found, eb);
     /* the rest from the store, in one MultiGet */
     size_t *rest = malloc(nm * sizeof(*rest)), nr = 0;
     uint8_t *rfound = malloc(nm);
@@ -1831,7 +1840,7 @@ int emb_table_expire(emb_table_t *t, int day, uint64_t *deleted, errbuf_t *eb)
      * expiry judges the store and memory alone */
     for (int i = 0; rc == 0 && i < t->ms.nslots; i++)
         if (t->sub[i].spill)
-            rc = spill_clear(t->sub[i].spill, eb);
+            spill_clear(t->sub[i].spill);
 
     for (int i = 0; rc == 0 && i < t->ms.nslots; i++) {
         int exp = t->ms.slot[i].expire_days;

@@ -302,6 +302,16 @@ static int tmpfile_in(const char *dir)
     return fd;
 }
 
+/* Records c0 .. c0 + cn - 1 of the file into in, if any of them is live
+ * (*any). 0 or an errno. */
+static int read_live_chunk(spill_t *sp, uint32_t c0, uint32_t cn, unsigned char *in, int *any)
+{
+    *any = 0;
+    for (uint32_t j = 0; j < cn && !*any; j++)
+        *any = bit(sp->blive, c0 + j);
+    return *any ? read_at(sp->fd, in, (size_t)cn * sp->rec, (uint64_t)c0 * sp->rec) : 0;
+}
+
 /*
  * A new index of cap positions for the records of the current file,
  * read from it (CHUNK_BYTES at a time into in): how a compaction that
@@ -318,10 +328,8 @@ static int reindex(spill_t *sp, uint32_t cap, unsigned char *in, uint32_t per)
     sp->icap = cap;
     for (uint32_t c0 = 0; c0 < sp->nfile && e == 0; c0 += per) {
         uint32_t cn = sp->nfile - c0 < per ? sp->nfile - c0 : per;
-        int any = 0;
-        for (uint32_t j = 0; j < cn && !any; j++)
-            any = bit(sp->blive, c0 + j);
-        if (!any || (e = read_at(sp->fd, in, (size_t)cn * sp->rec, (uint64_t)c0 * sp->rec)) != 0)
+        int any;
+        if ((e = read_live_chunk(sp, c0, cn, in, &any)) != 0 || !any)
             continue;
         for (uint32_t j = 0; j < cn; j++)
             if (bit(sp->blive, c0 + j))
@@ -381,13 +389,11 @@ static int compact(spill_t *sp)
     }
     for (uint32_t c0 = 0; c0 < sp->n && e == 0; c0 += per) {
         uint32_t cn = sp->n - c0 < per ? sp->n - c0 : per;
-        int any = 0;
-        for (uint32_t j = 0; j < cn && !any; j++)
-            any = bit(sp->blive, c0 + j);
+        int any;
+        if ((e = read_live_chunk(sp, c0, cn, in, &any)) != 0)
+            break;
         if (!any)
             continue;
-        if ((e = read_at(sp->fd, in, (size_t)cn * sp->rec, (uint64_t)c0 * sp->rec)) != 0)
-            break;
         for (uint32_t j = 0; j < cn && e == 0; j++) {
             uint32_t i = c0 + j;
             if (!bit(sp->blive, i))
@@ -595,9 +601,8 @@ void spill_mark_clean(spill_t *sp)
     sp->dirty = 0;
 }
 
-int spill_clear(spill_t *sp, errbuf_t *eb)
+void spill_clear(spill_t *sp)
 {
-    (void)eb;
     if (sp->idx)
         memset(sp->idx, 0, (size_t)sp->icap * 4);
     memset(sp->blive, 0, (size_t)sp->bcap / 8);
@@ -608,5 +613,4 @@ int spill_clear(spill_t *sp, errbuf_t *eb)
     if (ftruncate(sp->fd, 0) != 0) {
         /* harmless: records past n are never read */
     }
-    return 0;
 }

@@ -122,7 +122,7 @@ void spill_mark_clean(spill_t *sp);
 int spill_compact(spill_t *sp, errbuf_t *eb);
 
 /* Forget every record (the store holds them all: after a flush). */
-int spill_clear(spill_t *sp, errbuf_t *eb);
+void spill_clear(spill_t *sp);
 
 uint64_t spill_mem_bytes(const spill_t *sp);
 
