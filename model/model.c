@@ -156,6 +156,16 @@ NET_LOSS(float, f32)
 NET_LOSS(double, f64)
 #undef NET_LOSS
 
+/* Member r of a team of n runs towers [*t0, *t1): contiguous blocks, as
+ * even as T / n allows (a member may get none when n > T). The forward,
+ * the backward and the optimizer use the same blocks, so a tower's
+ * activations, gradients and weights stay with one core. */
+static void member_towers(const model_t *m, int r, int n, int *t0, int *t1)
+{
+    *t0 = m->ntowers * r / n;
+    *t1 = m->ntowers * (r + 1) / n;
+}
+
 /* The float path: OpenBLAS. */
 #define REAL float
 #define FN(name) name##_f32
@@ -556,19 +566,22 @@ int model_loss_weights(const model_t *m, double w[HEADS_MAX_LOSS])
     return m->spec.nloss;
 }
 
-/* Member r updates towers r, r + n, ...: each tower's weights and state are
- * contiguous, and the update is elementwise. */
+/* Member r updates the towers whose gradients it computed (member_towers):
+ * each tower's weights and state are contiguous, and the update is
+ * elementwise. */
 static void run_apply(void *arg, int r, int n)
 {
     model_t *m = arg;
+    int t0, t1;
 
-    for (int t = r; t < m->ntowers; t += n)
+    member_towers(m, r, n, &t0, &t1);
+    for (int t = t0; t < t1; t++)
         optim_dense_update(&m->spec.dense_opt, m->params + m->tower_p[t], m->state + m->tower_s[t],
                            m->grads + m->tower_p[t], m->tower_n, m->step);
-    if (m->bot && r == m->ntowers % n) /* the bottom: the member next in line */
+    if (m->bot && r == 0) /* the bottom: member 0, whose block is the smallest */
         optim_dense_update(&m->spec.dense_opt, m->params + m->bottom_p, m->state + m->bottom_s,
                            m->grads + m->bottom_p, bottom_nparams(m->bot), m->step);
-    if (m->nlw && r == (m->ntowers + 1) % n) /* the log-variances: the one after */
+    if (m->nlw && r == n - 1) /* the log-variances (a few floats): the last member */
         optim_dense_update(&m->spec.dense_opt, m->params + m->lw_p, m->state + m->lw_s,
                            m->grads + m->lw_p, m->nlw, m->step);
 }

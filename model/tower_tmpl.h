@@ -32,28 +32,32 @@
  * packed from the parameter block before each forward (the block's layout
  * and the file format stay as they are). Its output F (B, T*H0) holds
  * tower t's layer-0 output in columns [t*H0, (t+1)*H0), and dF the same
- * for the gradients. The fused layer's forward and dx products are split
- * across the team by rows; its dW stays per tower (with the tower's
- * member, so every team size computes the same gradients bit for bit).
+ * for the gradients.
+ *
+ * The team splits the fused layer by towers, like the rest of the step:
+ * member r owns a contiguous block of towers (member_towers) and with it
+ * one block of columns of W0cat, F and dF, which no other core touches.
+ * Split by rows instead, every member packed all of W0cat for its products
+ * and read the other core's rows of F and dF, and each member's half of a
+ * product took 0.75 of the whole one's time. The dx product is summed over
+ * the members: member r computes its towers' share of it (dF's block times
+ * W0cat's), member 0 into dx and the others into their backward scratch,
+ * and the caller adds them in member order. dx is therefore the same for a
+ * given team size but rounds differently across sizes; the parameter
+ * gradients, losses and predictions are the same bits for every size.
  *
  * F's and dF's rows are m->ldf apart, not T*H0: esm2's 4 x 256 columns
  * put each row 4 KiB after the last, on the same cache sets, and the
  * products that read or write a tower's columns of them ran 10-20% slower
  * than on contiguous matrices.
  */
-/* [*a, *b) = member r of k's share of n items. */
-static void FN(share)(size_t n, int r, int k, size_t *a, size_t *b)
-{
-    *a = n * (size_t)r / (size_t)k;
-    *b = n * (size_t)(r + 1) / (size_t)k;
-}
-
-/* wcat <- W0cat (T*H0, D) then b0cat (T*H0), from parameter block p. */
-static void FN(pack_first)(const model_t *m, const REAL *p, REAL *wcat)
+/* Towers [t0, t1)'s rows of wcat <- W0cat (T*H0, D) then b0cat (T*H0),
+ * from parameter block p. */
+static void FN(pack_first)(const model_t *m, const REAL *p, REAL *wcat, int t0, int t1)
 {
     const size_t H0 = m->layer[0][0].out, D = m->layer[0][0].in, TH = (size_t)m->ntowers * H0;
 
-    for (int t = 0; t < m->ntowers; t++) {
+    for (int t = t0; t < t1; t++) {
         const layer_t *L = &m->layer[t][0];
         memcpy(wcat + (size_t)t * H0 * D, p + L->w, H0 * D * sizeof(REAL));
         memcpy(wcat + TH * D + (size_t)t * H0, p + L->b, H0 * sizeof(REAL));
@@ -135,9 +139,9 @@ static void FN(gather_logits)(const model_t *m, const REAL *act, const REAL *F, 
 }
 
 /*
- * One step's work shared by a team: member r of n runs towers r, r + n, ...
- * and its share of the fused layer's rows and columns. Each member has its
- * own backward scratch.
+ * One step's work shared by a team: member r of n runs its block of towers
+ * (member_towers) and those towers' columns of the fused layer. Each member
+ * has its own backward scratch.
  */
 typedef struct FN(job) {
     const model_t *m;
@@ -162,55 +166,77 @@ typedef struct FN(job) {
     double *dz;     /* B: gradient of the bias logit */
 } FN(job_t);
 
-/* Fused layer 0, forward: member r's share of the rows of F. */
-static void FN(run_first_forward)(void *arg, int r, int n)
+/* Fused layer 0, forward: towers [t0, t1)'s columns of F. */
+static void FN(first_forward)(FN(job_t) * j, int t0, int t1)
 {
-    FN(job_t) *j = arg;
-    const layer_t *L = &j->m->layer[0][0];
-    const size_t D = L->in, TH = (size_t)j->m->ntowers * L->out;
-    size_t a, b;
+    const model_t *m = j->m;
+    const layer_t *L = &m->layer[0][0];
+    const size_t D = L->in, H0 = L->out, TH = (size_t)m->ntowers * H0, c0 = (size_t)t0 * H0;
 
-    FN(share)(j->B, r, n, &a, &b);
-    if (b > a)
-        DENSE_FORWARD_LD(j->F + a * j->m->ldf, j->m->ldf, j->x + a * D, D, j->wcat,
-                         j->wcat + TH * D, b - a, D, TH, L->fn);
+    FN(pack_first)(m, j->p, j->wcat, t0, t1);
+    DENSE_FORWARD_LD(j->F + c0, m->ldf, j->x, D, j->wcat + c0 * D, j->wcat + TH * D + c0, j->B, D,
+                     (size_t)(t1 - t0) * H0, L->fn);
 }
 
-/* Fused layer 0, backward: member r's share of the rows of dx = dF W0cat
- * (dF masked, and dW0 and db0 written, by each tower's backward). */
-static void FN(run_first_backward)(void *arg, int r, int n)
+/* Fused layer 0, backward: out (B, D) <- towers [t0, t1)'s share of
+ * dx = dF W0cat (dF masked, and dW0 and db0 written, by each tower's
+ * backward); zeros for no towers. */
+static void FN(first_dx)(FN(job_t) * j, int t0, int t1, REAL *out)
 {
-    FN(job_t) *j = arg;
-    const size_t D = j->m->layer[0][0].in, TH = (size_t)j->m->ntowers * j->m->layer[0][0].out;
-    size_t a, b;
+    const model_t *m = j->m;
+    const size_t D = m->layer[0][0].in, H0 = m->layer[0][0].out, c0 = (size_t)t0 * H0;
 
-    FN(share)(j->B, r, n, &a, &b);
-    if (b > a)
-        DENSE_BACKWARD_LD(j->dx + a * D, D, NULL, NULL, j->dF + a * j->m->ldf, j->m->ldf, NULL, 0,
-                          j->wcat, NULL, 0, b - a, D, TH, DENSE_LINEAR, 0);
+    if (t1 > t0)
+        DENSE_BACKWARD_LD(out, D, NULL, NULL, j->dF + c0, m->ldf, NULL, 0, j->wcat + c0 * D, NULL,
+                          0, j->B, D, (size_t)(t1 - t0) * H0, DENSE_LINEAR, 0);
+    else
+        memset(out, 0, j->B * D * sizeof(REAL));
 }
 
+/* Member r's towers: the fused layer's columns of them first (concat). */
 static void FN(run_forward)(void *arg, int r, int n)
 {
     FN(job_t) *j = arg;
+    int t0, t1;
 
-    for (int t = r; t < j->m->ntowers; t += n)
+    member_towers(j->m, r, n, &t0, &t1);
+    if (j->F && t1 > t0)
+        FN(first_forward)(j, t0, t1);
+    for (int t = t0; t < t1; t++)
         FN(tower_forward)(j->m, t, j->p, j->m->bot ? j->tin[t] : j->x, j->B, j->act, j->F);
 }
 
+/* Member r's towers backward, then (concat, dx wanted) their share of the
+ * fused layer's dx: member 0's into dx, member r's into its scratch. */
 static void FN(run_backward)(void *arg, int r, int n)
 {
     FN(job_t) *j = arg;
     const size_t B = j->B, T = (size_t)j->m->ntowers;
     REAL *tmp = j->tmp + (size_t)r * 2 * B * j->m->max_width;
+    int t0, t1;
 
-    for (int t = r; t < j->m->ntowers; t += n) {
+    member_towers(j->m, r, n, &t0, &t1);
+    for (int t = t0; t < t1; t++) {
         for (size_t i = 0; i < B; i++)
             tmp[i] = (REAL)j->dlg[i * T + (size_t)t];
         if (j->m->bot)
             FN(tower_backward)
         (j->m, t, j->p, j->g, j->tin[t], B, j->act, tmp, j->dtin[t], 0, NULL, NULL);
         else FN(tower_backward)(j->m, t, j->p, j->g, j->x, B, j->act, tmp, NULL, 0, j->F, j->dF);
+    }
+    if (!j->m->bot && j->dx)
+        FN(first_dx)(j, t0, t1, r ? tmp : j->dx);
+}
+
+/* dx += every other member's share of the fused layer's dx, in member order. */
+static void FN(sum_first_dx)(const FN(job_t) * j, int n)
+{
+    const size_t len = j->B * j->m->layer[0][0].in, stride = 2 * j->B * j->m->max_width;
+
+    for (int r = 1; r < n; r++) {
+        const REAL *part = j->tmp + (size_t)r * stride;
+        for (size_t i = 0; i < len; i++)
+            j->dx[i] += part[i];
     }
 }
 
@@ -226,9 +252,6 @@ static void FN(net_forward)(team_t *team, FN(job_t) * j)
             j->dtin[t] = BOTTOM_DOUTPUT(m->bot, j->bs, t, j->B);
         }
         j->F = j->dF = NULL;
-    } else {
-        FN(pack_first)(m, j->p, j->wcat);
-        team_run(team, FN(run_first_forward), j);
     }
     team_run(team, FN(run_forward), j);
 }
@@ -260,7 +283,7 @@ static double FN(net_step)(team_t *team, FN(job_t) * j, const uint8_t *click, co
         BOTTOM_BACKWARD(m->bot, team, j->bs, j->p + m->bottom_p, j->g + m->bottom_p, j->x, j->B,
                         j->dx, j->bmem);
     else if (j->dx)
-        team_run(team, FN(run_first_backward), j);
+        FN(sum_first_dx)(j, team_size(team));
     if (m->bias)
         FN(bias_logit_back)(j, dlg);
     return total;
