@@ -121,7 +121,7 @@ static void print_mmm(double *v, int n, const char *fmt)
  * scripts/bench.sh reads), then min / median / max of samples/s and of
  * the ratio to the bound, by wall time and by CPU time.
  */
-static int run(const char *type, const char *bottom, int threads, int par, int prec)
+static int run(const char *type, const char *bottom, int threads, int par, int prec, int lib)
 {
     worker_conf_t wc;
     model_spec_t ms;
@@ -151,6 +151,7 @@ static int run(const char *type, const char *bottom, int threads, int par, int p
         return 1;
     }
     model_precision_set(m, prec);
+    dense_gemm_set(lib); /* the products and the bound's, both */
     snprintf(dir, sizeof(dir), "%s/funnel-bench-train-XXXXXX",
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(dir)) {
@@ -208,11 +209,12 @@ static int run(const char *type, const char *bottom, int threads, int par, int p
     double med[ROUNDS];
     memcpy(med, sps, sizeof(med));
     qsort(med, ROUNDS, sizeof(double), cmp_double);
-    printf("train %s%s%s threads=%d par=%s%s: %.0f samples/s median; min/median/max of %d rounds: "
-           "samples/s ",
-           type, strcmp(bottom, "concat") ? "+" : "", strcmp(bottom, "concat") ? bottom : "",
-           threads, par == MODEL_PAR_TOWERS ? "towers" : "blas", prec == DENSE_BF16 ? " bf16" : "",
-           med[ROUNDS / 2], ROUNDS);
+    printf(
+        "train %s%s%s threads=%d par=%s%s%s: %.0f samples/s median; min/median/max of %d rounds: "
+        "samples/s ",
+        type, strcmp(bottom, "concat") ? "+" : "", strcmp(bottom, "concat") ? bottom : "", threads,
+        par == MODEL_PAR_TOWERS ? "towers" : "blas", prec == DENSE_BF16 ? " bf16" : "",
+        lib == DENSE_GEMM_OPENBLAS ? " openblas" : "", med[ROUNDS / 2], ROUNDS);
     print_mmm(sps, ROUNDS, "%.0f");
     printf(", %% of the sgemm bound ");
     print_mmm(ratio, ROUNDS, "%.0f");
@@ -237,31 +239,36 @@ static int run(const char *type, const char *bottom, int threads, int par, int p
 
 static void usage(void)
 {
-    printf("usage: bench-train [--core | TYPE:BOTTOM:THREADS:PAR[:PRECISION] ...]\n"
+    printf("usage: bench-train [--core | TYPE:BOTTOM:THREADS:PAR[:PRECISION[:LIB]] ...]\n"
            "  with no argument: every configuration of make bench; else only those named,\n"
-           "  e.g. esm2:concat:2:towers or esm2:concat:1:towers:bf16 (TYPE esm2|esmm|naive,\n"
-           "  BOTTOM concat|shared|mmoe|omoe|ple, PAR towers|blas, PRECISION fp32|bf16).\n"
-           "  --core: print OpenBLAS's core name and exit. OPENBLAS_CORETYPE picks the\n"
-           "  kernel (e.g. SkylakeX, Haswell).\n");
+           "  e.g. esm2:concat:2:towers or esm2:concat:1:towers:fp32:openblas (TYPE\n"
+           "  esm2|esmm|naive, BOTTOM concat|shared|mmoe|omoe|ple, PAR towers|blas,\n"
+           "  PRECISION fp32|bf16, LIB onednn|openblas: the fp32 products' library, and\n"
+           "  the bound's; default onednn).\n"
+           "  --core: print OpenBLAS's core name and exit. OPENBLAS_CORETYPE picks\n"
+           "  OpenBLAS's kernel (e.g. SkylakeX, Haswell); oneDNN picks its own.\n");
 }
 
 int main(int argc, char **argv)
 {
-    double g1, g2;
+    double g[2][2];
+    enum { ONE = DENSE_GEMM_ONEDNN, OB = DENSE_GEMM_OPENBLAS };
     static const struct {
         const char *type, *bottom;
-        int threads, par, prec;
+        int threads, par, prec, lib;
     } all[] = {
-        {"esm2", "concat", 1, MODEL_PAR_TOWERS, DENSE_FP32},
-        {"esm2", "concat", 1, MODEL_PAR_TOWERS, DENSE_BF16},
-        {"esm2", "concat", 2, MODEL_PAR_BLAS, DENSE_FP32},
-        {"esm2", "concat", 2, MODEL_PAR_TOWERS, DENSE_FP32},
-        {"esm2", "concat", 2, MODEL_PAR_TOWERS, DENSE_BF16},
-        {"esmm", "concat", 2, MODEL_PAR_TOWERS, DENSE_FP32},
-        {"esm2", "mmoe", 2, MODEL_PAR_BLAS, DENSE_FP32},
-        {"esm2", "mmoe", 2, MODEL_PAR_TOWERS, DENSE_FP32},
-        {"esm2", "ple", 2, MODEL_PAR_BLAS, DENSE_FP32},
-        {"esm2", "ple", 2, MODEL_PAR_TOWERS, DENSE_FP32},
+        {"esm2", "concat", 1, MODEL_PAR_TOWERS, DENSE_FP32, ONE},
+        {"esm2", "concat", 1, MODEL_PAR_TOWERS, DENSE_FP32, OB},
+        {"esm2", "concat", 1, MODEL_PAR_TOWERS, DENSE_BF16, ONE},
+        {"esm2", "concat", 2, MODEL_PAR_BLAS, DENSE_FP32, ONE},
+        {"esm2", "concat", 2, MODEL_PAR_TOWERS, DENSE_FP32, ONE},
+        {"esm2", "concat", 2, MODEL_PAR_TOWERS, DENSE_FP32, OB},
+        {"esm2", "concat", 2, MODEL_PAR_TOWERS, DENSE_BF16, ONE},
+        {"esmm", "concat", 2, MODEL_PAR_TOWERS, DENSE_FP32, ONE},
+        {"esm2", "mmoe", 2, MODEL_PAR_BLAS, DENSE_FP32, ONE},
+        {"esm2", "mmoe", 2, MODEL_PAR_TOWERS, DENSE_FP32, ONE},
+        {"esm2", "ple", 2, MODEL_PAR_BLAS, DENSE_FP32, ONE},
+        {"esm2", "ple", 2, MODEL_PAR_TOWERS, DENSE_FP32, ONE},
     };
 
     for (int i = 1; i < argc; i++)
@@ -273,37 +280,47 @@ int main(int argc, char **argv)
         printf("%s\n", dense_blas_core());
         return 0;
     }
-    dense_threads_set(1);
-    g1 = dense_sgemm_gflops(512, 256, 128, 0.5);
-    dense_threads_set(2);
-    g2 = dense_sgemm_gflops(512, 256, 128, 0.5);
-    printf("blas: OpenBLAS core %s (OPENBLAS_CORETYPE=%s), %d threads at most\n", dense_blas_core(),
+    for (int lib = 0; lib < 2; lib++) {
+        dense_gemm_set(lib);
+        dense_threads_set(1);
+        g[lib][0] = dense_sgemm_gflops(512, 256, 128, 0.5);
+        dense_threads_set(2);
+        g[lib][1] = dense_sgemm_gflops(512, 256, 128, 0.5);
+    }
+    printf("blas: oneDNN sgemm (%s), the default; OpenBLAS core %s (OPENBLAS_CORETYPE=%s), %d "
+           "threads at most\n",
+           dense_onednn_isa(), dense_blas_core(),
            getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset (detected)",
            dense_blas_max_threads());
-    printf("sgemm 512x256x128: %.1f GFLOP/s on 1 thread, %.1f on 2\n", g1, g2);
-    printf("bound: n threads reach at most n x the 1-thread sgemm rate of the model's own shapes "
-           "[shapes]; bottoms other than concat: their FLOPs over the 1-thread 512x256x128 rate, "
-           "times n [flops]; measured before each round; by CPU time: samples per CPU-second "
-           "against the bound by the sgemm thread's CPU time (per core; what a shared machine "
-           "leaves of the ratio)\n");
+    printf("sgemm 512x256x128: oneDNN %.1f GFLOP/s on 1 thread, %.1f on 2; OpenBLAS %.1f on 1 "
+           "thread, %.1f on 2\n",
+           g[ONE][0], g[ONE][1], g[OB][0], g[OB][1]);
+    printf("bound: n threads reach at most n x the 1-thread sgemm rate of the model's own shapes, "
+           "on the configuration's library (oneDNN unless the line says openblas) [shapes]; "
+           "bottoms other than concat: their FLOPs over the 1-thread 512x256x128 rate, times n "
+           "[flops]; measured before each round; by CPU time: samples per CPU-second against the "
+           "bound by the sgemm thread's CPU time (per core; what a shared machine leaves of the "
+           "ratio)\n");
     if (argc < 2) {
         for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-            run(all[i].type, all[i].bottom, all[i].threads, all[i].par, all[i].prec);
+            run(all[i].type, all[i].bottom, all[i].threads, all[i].par, all[i].prec, all[i].lib);
         return 0;
     }
     for (int i = 1; i < argc; i++) {
-        char type[32], bottom[32], par[32], prec[32] = "fp32";
+        char type[32], bottom[32], par[32], prec[32] = "fp32", lib[32] = "onednn";
         int threads;
-        if (sscanf(argv[i], "%31[^:]:%31[^:]:%d:%31[^:]:%31s", type, bottom, &threads, par, prec) <
-                4 ||
+        if (sscanf(argv[i], "%31[^:]:%31[^:]:%d:%31[^:]:%31[^:]:%31s", type, bottom, &threads, par,
+                   prec, lib) < 4 ||
             (strcmp(par, "towers") && strcmp(par, "blas")) || threads < 1 || threads > 64 ||
-            (strcmp(prec, "fp32") && strcmp(prec, "bf16"))) {
+            (strcmp(prec, "fp32") && strcmp(prec, "bf16")) ||
+            (strcmp(lib, "onednn") && strcmp(lib, "openblas"))) {
             fprintf(stderr, "bench-train: bad configuration '%s'\n", argv[i]);
             usage();
             return 2;
         }
         if (run(type, bottom, threads, strcmp(par, "towers") ? MODEL_PAR_BLAS : MODEL_PAR_TOWERS,
-                strcmp(prec, "bf16") ? DENSE_FP32 : DENSE_BF16))
+                strcmp(prec, "bf16") ? DENSE_FP32 : DENSE_BF16,
+                strcmp(lib, "openblas") ? DENSE_GEMM_ONEDNN : DENSE_GEMM_OPENBLAS))
             return 1;
     }
     return 0;

@@ -1,5 +1,6 @@
 /*
- * dense.c - fully connected layer on OpenBLAS and its double reference.
+ * dense.c - fully connected layer on oneDNN or OpenBLAS, and its double
+ * reference.
  * See dense.h for shapes and conventions.
  */
 #include "model/dense.h"
@@ -7,6 +8,7 @@
 #include <cblas.h>
 #include <dnnl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,36 @@
 
 #include "common/clock.h"
 #include "common/err.h"
+
+/* ---- signals around oneDNN -----------------------------------------------
+ *
+ * oneDNN's JIT gemm kernels point the stack pointer into the heap while
+ * they run (oneDNN issue 4845): a signal handled on that thread writes its
+ * frame there. A SIGTERM to a training worker corrupted its heap in 2 of 30
+ * runs ("corrupted size vs. prev_size" later, in an unrelated malloc), never
+ * with OpenBLAS. So every oneDNN call runs with the asynchronous signals
+ * blocked on its thread; one that arrives meanwhile waits the call's few
+ * hundred microseconds and is handled on the ordinary stack. Threads that
+ * oneDNN's runtime starts inside a call inherit the blocked mask, so its
+ * own threads never take them. The synchronous fault signals stay open.
+ */
+static void signals_hold(sigset_t *old)
+{
+    sigset_t all;
+
+    sigfillset(&all);
+    sigdelset(&all, SIGSEGV);
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGFPE);
+    sigdelset(&all, SIGILL);
+    sigdelset(&all, SIGTRAP);
+    pthread_sigmask(SIG_BLOCK, &all, old);
+}
+
+static void signals_release(const sigset_t *old)
+{
+    pthread_sigmask(SIG_SETMASK, old, NULL);
+}
 
 /* ---- bf16 products on oneDNN ---------------------------------------------
  *
@@ -199,8 +231,13 @@ static int gemm_bf16(int ta, int tb, size_t M, size_t N, size_t K, const float *
     dnnl_memory_set_data_handle(e->c, out);
     dnnl_exec_arg_t args[3] = {
         {DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}};
-    if (dnnl_primitive_execute(e->prim, st->stream, 3, args) != dnnl_success ||
-        dnnl_stream_wait(st->stream) != dnnl_success)
+    sigset_t old;
+    int rc;
+    signals_hold(&old);
+    rc = dnnl_primitive_execute(e->prim, st->stream, 3, args) != dnnl_success ||
+         dnnl_stream_wait(st->stream) != dnnl_success;
+    signals_release(&old);
+    if (rc)
         return -1;
     if (out != C)
         for (size_t i = 0; i < M; i++)
@@ -209,16 +246,92 @@ static int gemm_bf16(int ta, int tb, size_t M, size_t N, size_t K, const float *
     return 0;
 }
 
+/* ---- fp32 products ------------------------------------------------------
+ *
+ * oneDNN's sgemm (the default) or OpenBLAS's. oneDNN picks its kernels
+ * from the CPU's own flags (AVX-512 here, where OpenBLAS 0.3.21 needs a
+ * re-exec with OPENBLAS_CORETYPE to leave its SSE3 ones), and at the
+ * towers' shapes (batch 512, 64 to 1024 wide) ran 1.07-1.29x OpenBLAS's
+ * SkylakeX kernels: it packs less around small products. Its threads are
+ * libgomp's, whose count is per calling thread: each thread sets it to
+ * dense_threads_set()'s count before its first product and when that
+ * changes. A oneDNN error falls back to OpenBLAS for that product.
+ */
+static int gemm_lib = DENSE_GEMM_ONEDNN;
+static int gemm_threads = 1; /* dense_threads_set()'s count, for libgomp */
+
+static int sgemm_onednn(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda,
+                        const float *B, size_t ldb, float beta, float *C, size_t ldc)
+{
+    static __thread int omp_n;
+    int want = __atomic_load_n(&gemm_threads, __ATOMIC_RELAXED);
+    sigset_t old;
+    dnnl_status_t st;
+
+    if (omp_n != want) {
+        omp_set_num_threads(want);
+        omp_n = want;
+    }
+    signals_hold(&old);
+    st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', (dnnl_dim_t)M, (dnnl_dim_t)N, (dnnl_dim_t)K,
+                    1.0f, A, (dnnl_dim_t)lda, B, (dnnl_dim_t)ldb, beta, C, (dnnl_dim_t)ldc);
+    signals_release(&old);
+    return st == dnnl_success ? 0 : -1;
+}
+
+/* C (M,N) = op(A) op(B) + beta C in fp32 on library lib. */
+static void sgemm(int lib, int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda,
+                  const float *B, size_t ldb, float beta, float *C, size_t ldc)
+{
+    if (lib == DENSE_GEMM_ONEDNN &&
+        sgemm_onednn(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc) == 0)
+        return;
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
 /* C (M,N) = op(A) op(B) + beta C, row-major: bf16 when asked and worth it,
- * else OpenBLAS's sgemm. */
+ * else fp32 on the chosen library. */
 static void gemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda,
                  const float *B, size_t ldb, float beta, float *C, size_t ldc)
 {
     if (precision == DENSE_BF16 && M >= BF16_MIN && N >= BF16_MIN && K >= BF16_MIN &&
         gemm_bf16(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc) == 0)
         return;
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+    sgemm(__atomic_load_n(&gemm_lib, __ATOMIC_RELAXED), ta, tb, M, N, K, A, lda, B, ldb, beta, C,
+          ldc);
+}
+
+void dense_gemm_set(int lib)
+{
+    __atomic_store_n(&gemm_lib,
+                     lib == DENSE_GEMM_OPENBLAS ? DENSE_GEMM_OPENBLAS : DENSE_GEMM_ONEDNN,
+                     __ATOMIC_RELAXED);
+}
+
+int dense_gemm_get(void)
+{
+    return __atomic_load_n(&gemm_lib, __ATOMIC_RELAXED);
+}
+
+const char *dense_gemm_name(int lib)
+{
+    return lib == DENSE_GEMM_OPENBLAS ? "openblas" : "onednn";
+}
+
+const char *dense_onednn_isa(void)
+{
+    switch (dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_sse41: return "sse41";
+    case dnnl_cpu_isa_avx: return "avx";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    default: return "baseline";
+    }
 }
 
 void dense_precision_set(int p)
@@ -381,6 +494,7 @@ void dense_backward_ref(double *din, double *dw, double *db, double *dout, const
 void dense_threads_set(int n)
 {
     openblas_set_num_threads(n < 1 ? 1 : n);
+    __atomic_store_n(&gemm_threads, n < 1 ? 1 : n, __ATOMIC_RELAXED);
 }
 
 int dense_threads_get(void)
@@ -458,7 +572,7 @@ int dense_sgemm_rate(size_t M, size_t N, size_t K, double min_seconds, double *w
     float *b = malloc(K * N * sizeof(float));
     float *c = malloc(M * N * sizeof(float));
     double t0, c0, t = 0, reps = 0, flops = 2.0 * (double)M * (double)N * (double)K;
-    int rc = ERR_NOMEM;
+    int rc = ERR_NOMEM, lib = dense_gemm_get();
 
     if (!a || !b || !c)
         goto out;
@@ -466,14 +580,12 @@ int dense_sgemm_rate(size_t M, size_t N, size_t K, double min_seconds, double *w
         a[i] = (float)(i % 13) * 0.01f;
     for (size_t i = 0; i < K * N; i++)
         b[i] = (float)(i % 7) * 0.02f;
-    /* one untimed product warms caches and OpenBLAS's thread pool */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, a, (int)K,
-                b, (int)N, 0.0f, c, (int)N);
+    /* one untimed product warms caches and the library's threads */
+    sgemm(lib, 0, 0, M, N, K, a, K, b, N, 0.0f, c, N);
     t0 = clock_now_s();
     c0 = cpu_now_s();
     do {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, a,
-                    (int)K, b, (int)N, 0.0f, c, (int)N);
+        sgemm(lib, 0, 0, M, N, K, a, K, b, N, 0.0f, c, N);
         reps++;
         t = clock_now_s() - t0;
     } while (t < min_seconds);

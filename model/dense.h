@@ -1,6 +1,6 @@
 /*
  * dense.h - the fully connected layer of the towers: forward and backward
- * on OpenBLAS sgemm, the same math as plain double loops (the reference the
+ * on oneDNN's or OpenBLAS's sgemm, the same math as plain double loops (the reference the
  * tests compare against and the double-precision path of the gradient
  * checks), and control of OpenBLAS's threads.
  *
@@ -28,8 +28,8 @@ enum { DENSE_LINEAR = 0, DENSE_RELU = 1 };
 enum { DENSE_FP32 = 0, DENSE_BF16 = 1 };
 
 /*
- * Precision of the float kernels' products (process-wide, like OpenBLAS's
- * thread count): DENSE_FP32 (OpenBLAS sgemm) or DENSE_BF16 (inputs rounded
+ * Precision of the float kernels' products (process-wide, like the thread
+ * count): DENSE_FP32 (sgemm, dense_gemm_set's library) or DENSE_BF16 (inputs rounded
  * to bfloat16, products on oneDNN's matmul with float32 accumulation and
  * output; products smaller than 16 in a dimension, or any oneDNN failure,
  * stay on sgemm). Parameters, gradients and optimizer state are float32
@@ -80,7 +80,22 @@ void dense_backward_ld_ref(double *din, size_t lddi, double *dw, double *db, dou
                            const double *out, size_t ldo, size_t B, size_t D, size_t H, int act,
                            int accum);
 
-/* Set OpenBLAS's thread count (process-wide; n >= 1) / read it back. */
+/*
+ * The library of the fp32 products (process-wide): DENSE_GEMM_ONEDNN (the
+ * default; oneDNN's sgemm) or DENSE_GEMM_OPENBLAS (OpenBLAS's). Both give
+ * the same bits for a given shape whatever the team size (a product's
+ * columns are split, never its rows or its sums), not the same bits as
+ * each other. dense_gemm_name() is "onednn" or "openblas";
+ * dense_onednn_isa() the instruction set oneDNN's kernels use on this CPU
+ * ("avx512_core_amx", "avx2", ...), for benchmarks and logs.
+ */
+enum { DENSE_GEMM_ONEDNN = 0, DENSE_GEMM_OPENBLAS = 1 };
+void dense_gemm_set(int lib);
+int dense_gemm_get(void);
+const char *dense_gemm_name(int lib);
+const char *dense_onednn_isa(void);
+/* Set the products' thread count (OpenBLAS's, process-wide, and oneDNN's
+ * for every thread's next product; n >= 1) / read it back. */
 void dense_threads_set(int n);
 int dense_threads_get(void);
 
@@ -105,8 +120,9 @@ void dense_blas_choose_core(char **argv);
 const char *dense_blas_fallback(void);
 
 /*
- * Measure sgemm throughput on C (M,N) = A (M,K) B (K,N), all row-major, at
- * OpenBLAS's current thread count: repeats the product until at least
+ * Measure fp32 product throughput on C (M,N) = A (M,K) B (K,N), all
+ * row-major, on the library dense_gemm_get() names, at the thread count of
+ * dense_threads_set(): repeats the product until at least
  * min_seconds elapsed. Returns GFLOP/s (2MNK per product), or a negative
  * ERR_NOMEM if the matrices cannot be allocated.
  */

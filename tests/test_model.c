@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/dense.h"
 #include "model/heads.h"
 #include "model/model.h"
 #include "tests/util.h"
@@ -434,8 +435,9 @@ static void test_net_gradcheck_f32(void)
 
 /* Every thread setting computes the same step: gradients, losses and
  * predictions bit for bit (each tower runs the same single-threaded code),
- * dx up to the order of the towers' sum; the optimizer step too. */
-static void test_threads_agree(void)
+ * dx up to the order of the towers' sum; the optimizer step too. On each
+ * library of the products (dense_gemm_set). */
+static void threads_agree(int lib)
 {
     enum { B = 33 };
     float x[B * 5], dx0[B * 5], dx[B * 5], out0[B * 4], out[B * 4];
@@ -443,6 +445,9 @@ static void test_threads_agree(void)
     double l0[3], l[3];
     size_t n;
 
+    int lib0 = dense_gemm_get();
+
+    dense_gemm_set(lib);
     rs = 21;
     for (size_t i = 0; i < B * 5; i++)
         x[i] = (float)(urand() * 2 - 1);
@@ -480,6 +485,13 @@ static void test_threads_agree(void)
             }
         model_destroy(&ref);
     }
+    dense_gemm_set(lib0);
+}
+
+static void test_threads_agree(void)
+{
+    threads_agree(DENSE_GEMM_ONEDNN);
+    threads_agree(DENSE_GEMM_OPENBLAS);
     model_t *m = model_new(&(model_spec_t){0}, 4, 1, NULL);
     CU_ASSERT_PTR_NULL(m);
     model_spec_t ms = small_spec(MODEL_ESMM, OPTIM_ADAM);
@@ -489,6 +501,62 @@ static void test_threads_agree(void)
     CU_ASSERT_EQUAL(model_threads_set(m, 2, 7, &eb), ERR_INVAL);
     CU_ASSERT_EQUAL(model_threads(m, NULL), 1);
     model_destroy(&m);
+}
+
+/*
+ * The same at the default model's size (esm2, 16-dim slots x 8, towers
+ * 256-128-64, batch 512), where the libraries pick their blocked kernels:
+ * two steps on 1, 2 and 3 threads give the same parameters bit for bit,
+ * on each library.
+ */
+static void test_threads_agree_full_size(void)
+{
+    enum { B = 512, D = 128 };
+    float *x = malloc(B * D * sizeof(float)), *dx = malloc(B * D * sizeof(float));
+    float *p1 = NULL;
+    uint8_t c[B], ac[B], bu[B];
+    double l[3];
+    size_t n = 0;
+    int lib0 = dense_gemm_get();
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(dx);
+    rs = 5;
+    for (size_t i = 0; i < B * D; i++)
+        x[i] = (float)(urand() - 0.5);
+    labels(c, ac, bu, B, 0.3);
+    for (int lib = 0; lib < 2; lib++) {
+        dense_gemm_set(lib);
+        for (int th = 1; th <= 3; th++) {
+            model_spec_t ms = small_spec(MODEL_ESM2, OPTIM_ADAM);
+            ms.input_dim = D;
+            ms.nlayers = 3;
+            ms.layer[0] = 256;
+            ms.layer[1] = 128;
+            ms.layer[2] = 64;
+            model_t *m = model_new(&ms, B, 3, NULL);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+            CU_ASSERT_EQUAL(model_threads_set(m, th, MODEL_PAR_TOWERS, NULL), 0);
+            for (int k = 0; k < 2; k++) {
+                model_train_step(m, x, c, ac, bu, NULL, B, dx, l);
+                model_apply_grads(m);
+            }
+            float *p = model_params(m, &n);
+            if (th == 1) {
+                free(p1);
+                p1 = malloc(n * sizeof(float));
+                CU_ASSERT_PTR_NOT_NULL_FATAL(p1);
+                memcpy(p1, p, n * sizeof(float));
+            } else {
+                CU_ASSERT_EQUAL(memcmp(p1, p, n * sizeof(float)), 0);
+            }
+            model_destroy(&m);
+        }
+    }
+    dense_gemm_set(lib0);
+    free(p1);
+    free(dx);
+    free(x);
 }
 
 /* The optimizer step runs flush-to-zero and denormals-are-zero (a denormal
@@ -748,7 +816,10 @@ int test_model_register(void)
     CU_add_test(s, "logit gradients vs finite differences, saturated", test_heads_gradcheck);
     CU_add_test(s, "network gradients vs finite differences, double", test_net_gradcheck_f64);
     CU_add_test(s, "network gradients vs finite differences, float", test_net_gradcheck_f32);
-    CU_add_test(s, "every thread setting computes the same step", test_threads_agree);
+    CU_add_test(s, "every thread setting computes the same step, both libraries",
+                test_threads_agree);
+    CU_add_test(s, "the same at the default model's size, 1 to 3 threads",
+                test_threads_agree_full_size);
     CU_add_test(s, "the optimizer step flushes denormals, keeps the caller's float mode",
                 test_apply_flushes_denormals);
     CU_add_test(s, "init, shapes and argument errors", test_init_and_errors);

@@ -8,6 +8,7 @@
 
 #include "common/dirs.h"
 #include "common/log.h"
+#include "model/dense.h"
 #include "model/modeldir.h"
 #include "table/bundle.h"
 #include "worker/param_bundle.h"
@@ -89,6 +90,7 @@ int session_init(session_t *s, const worker_conf_t *wc, const session_opts_t *o,
     if (rc != 0)
         return rc;
     model_precision_set(s->model, wc->dense_precision);
+    dense_gemm_set(wc->dense_gemm);
     for (int i = 0; i < s->depth; i++) {
         rc = batch_init(&s->batch[i], s->ms.nslots, o->batch_size);
         if (rc == 0)

@@ -396,7 +396,9 @@ int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
         rc = train_obs_open(&l.obs, wc, names, model_nloss(l.s.model), l.done_before, eb);
     if (rc != 0)
         goto out;
-    if (dense_blas_fallback())
+    if (dense_gemm_get() == DENSE_GEMM_ONEDNN)
+        LOG_INFO("dense kernels: oneDNN sgemm (%s)", dense_onednn_isa());
+    else if (dense_blas_fallback())
         LOG_INFO("dense kernels: OpenBLAS %s; OpenBLAS chose its generic %s kernels on this CPU, "
                  "which it does not know, so funnel restarted with OPENBLAS_CORETYPE=%s (set "
                  "OPENBLAS_CORETYPE yourself to choose)",

@@ -31,6 +31,9 @@
     X(train, dense_precision, ENUM, "fp32", 0, 0, "fp32|bf16",                                   \
       "precision of the dense products: fp32, or bf16 inputs with fp32 accumulation and fp32 "   \
       "weights (oneDNN; fastest where the CPU has AMX or AVX512-BF16)")                          \
+    X(train, dense_gemm, ENUM, "onednn", 0, 0, "onednn|openblas",                                \
+      "library of the fp32 dense products: oneDNN (picks the CPU's AVX-512 or AVX2 kernels "     \
+      "itself; faster at the towers' shapes) or OpenBLAS")                                       \
     X(train, seed, INT, "1", 0, 9.2e18, NULL, "seed of the dense weight initialization")         \
     X(train, metrics_file, STR, "", 0, 0, NULL,                                                  \
       "JSON-lines metrics (one record per interval); empty: MODEL.metrics.jsonl beside the "     \
