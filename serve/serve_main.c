@@ -3,6 +3,7 @@
  *
  *   funnel-serve --bundle DIR --listen EP [--threads N] [--apply DIR]...
  *                [--curve_secret_key NAME.key --curve_allow FILE] [--insecure]
+ *                [--dense_gemm onednn|openblas]
  *   funnel-serve score --connect EP --in LOG --out PRED [--user_slots LIST]
  *                [--group] [--max_candidates N] [--repeat N] [--day_column]
  *   funnel-serve apply --connect EP DIR
@@ -38,7 +39,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: funnel-serve --bundle DIR --listen EP [--threads N] [--apply DIR]...\n"
             "                    [--curve_secret_key NAME.key --curve_allow FILE]\n"
-            "                    [--insecure] [--log_level L]\n"
+            "                    [--insecure] [--dense_gemm LIB] [--log_level L]\n"
             "       funnel-serve score --connect EP --in LOG --out PRED [--user_slots LIST]\n"
             "                    [--group] [--max_candidates N] [--repeat N] [--day_column]\n"
             "       funnel-serve apply --connect EP DIR\n"
@@ -51,6 +52,9 @@ static void usage(FILE *out)
             "  --bundle DIR          the bundle to load (verified: sizes and checksums)\n"
             "  --listen EP           endpoint to bind, e.g. tcp://127.0.0.1:7800 or ipc:///run/s\n"
             "  --threads N           scoring threads (1..64, default 1)\n"
+            "  --dense_gemm LIB      onednn (default) or openblas: the towers' products; give\n"
+            "                        the model's [train] dense_gemm to score bit for bit as\n"
+            "                        its predict does\n"
             "  --apply DIR           a later bundle to apply after loading (repeatable, in order)\n"
             "  --curve_secret_key K  CURVE: the server's NAME.key (funnel-ps keygen); clients\n"
             "                        then need NAME.pub and a key of their own on the allow list\n"
@@ -128,6 +132,13 @@ int main(int argc, char **argv)
             if (bad_int(o, argv[++i], 1, SERVE_MAX_THREADS, &v))
                 return 2;
             so.threads = (int)v;
+        } else if (!strcmp(o, "--dense_gemm")) {
+            const char *lib = argv[++i];
+            if (strcmp(lib, "onednn") && strcmp(lib, "openblas")) {
+                fprintf(stderr, "funnel-serve: --dense_gemm %s: use onednn or openblas\n", lib);
+                return 2;
+            }
+            dense_gemm_set(strcmp(lib, "openblas") ? DENSE_GEMM_ONEDNN : DENSE_GEMM_OPENBLAS);
         } else if (!strcmp(o, "--curve_secret_key")) {
             so.curve_secret_key = co.client_key = argv[++i];
         } else if (!strcmp(o, "--curve_allow")) {
@@ -202,6 +213,10 @@ int main(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    if (dense_gemm_get() == DENSE_GEMM_ONEDNN)
+        LOG_INFO("dense kernels: oneDNN sgemm (%s)", dense_onednn_isa());
+    else
+        LOG_INFO("dense kernels: OpenBLAS %s", dense_blas_core());
     rc = serve_run(&so, &eb);
     if (rc != 0) {
         fprintf(stderr, "funnel-serve: %s\n", eb.msg);

@@ -124,6 +124,24 @@ static void test_equals_predict(void)
     CU_ASSERT_EQUAL(predict_requests(what, 3, "p1"), 0);
     CU_ASSERT_EQUAL(score(ep, 3, "s1"), 0);
     CU_ASSERT_EQUAL(tu_sh(NULL, "cmp %s/p1 %s/s1", dir, dir), 0);
+    /* the same on OpenBLAS's products, on both sides; a bad library named */
+    snprintf(ep, sizeof(ep), "ipc://%s/s1b.sock", dir);
+    snprintf(log, sizeof(log), "%s/serve1b.log", dir);
+    pid_t srvb = tu_spawn(
+        log, "exec %s/funnel-serve --bundle %s/b1 --listen %s --threads 2 --dense_gemm openblas",
+        bin, dir, ep);
+    CU_ASSERT_FATAL(srvb > 0);
+    snprintf(what, sizeof(what), "--model %s/m1 --dense_gemm openblas", dir);
+    CU_ASSERT_EQUAL(predict_requests(what, 3, "p1b"), 0);
+    CU_ASSERT_EQUAL(score(ep, 3, "s1b"), 0);
+    CU_ASSERT_EQUAL(tu_sh(NULL, "cmp %s/p1b %s/s1b", dir, dir), 0);
+    CU_ASSERT_EQUAL(tu_stop(srvb, 15), 0);
+    CU_ASSERT(contains(log, "dense kernels: OpenBLAS "));
+    snprintf(log, sizeof(log), "%s/serve-lib.log", dir);
+    CU_ASSERT_EQUAL(
+        tu_sh(log, "%s/funnel-serve --bundle %s/b1 --listen %s --dense_gemm mkl", bin, dir, ep), 2);
+    CU_ASSERT(contains(log, "--dense_gemm mkl: use onednn or openblas"));
+    snprintf(ep, sizeof(ep), "ipc://%s/s1.sock", dir);
     /* the next day's delta, live; then a damaged bundle, refused */
     snprintf(log, sizeof(log), "%s/apply.log", dir);
     CU_ASSERT_EQUAL(tu_sh(log, "%s/funnel-serve apply --connect %s %s/b2", bin, ep, dir), 0);
