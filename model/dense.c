@@ -23,9 +23,9 @@
  *
  * oneDNN's JIT gemm kernels point the stack pointer into the heap while
  * they run (oneDNN issue 4845): a signal handled on that thread writes its
- * frame there. A SIGTERM to a training worker corrupted its heap in 2 of 30
- * runs ("corrupted size vs. prev_size" later, in an unrelated malloc), never
- * with OpenBLAS. So every oneDNN call runs with the asynchronous signals
+ * frame there. A SIGTERM to a training worker corrupted its heap in 3 of 20
+ * runs ("corrupted size vs. prev_size" later, in an unrelated malloc), in 0
+ * of 25 on OpenBLAS. So every oneDNN call runs with the asynchronous signals
  * blocked on its thread; one that arrives meanwhile waits the call's few
  * hundred microseconds and is handled on the ordinary stack. Threads that
  * oneDNN's runtime starts inside a call inherit the blocked mask, so its
