@@ -312,15 +312,13 @@ int main(int argc, char **argv)
         if (sscanf(argv[i], "%31[^:]:%31[^:]:%d:%31[^:]:%31[^:]:%31s", type, bottom, &threads, par,
                    prec, lib) < 4 ||
             (strcmp(par, "towers") && strcmp(par, "blas")) || threads < 1 || threads > 64 ||
-            (strcmp(prec, "fp32") && strcmp(prec, "bf16")) ||
-            (strcmp(lib, "onednn") && strcmp(lib, "openblas"))) {
+            (strcmp(prec, "fp32") && strcmp(prec, "bf16")) || dense_gemm_parse(lib) < 0) {
             fprintf(stderr, "bench-train: bad configuration '%s'\n", argv[i]);
             usage();
             return 2;
         }
         if (run(type, bottom, threads, strcmp(par, "towers") ? MODEL_PAR_BLAS : MODEL_PAR_TOWERS,
-                strcmp(prec, "bf16") ? DENSE_FP32 : DENSE_BF16,
-                strcmp(lib, "openblas") ? DENSE_GEMM_ONEDNN : DENSE_GEMM_OPENBLAS))
+                strcmp(prec, "bf16") ? DENSE_FP32 : DENSE_BF16, dense_gemm_parse(lib)))
             return 1;
     }
     return 0;

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -19,8 +20,16 @@
 #include "common/clock.h"
 #include "common/err.h"
 
-/* ---- signals around oneDNN -----------------------------------------------
+/* ---- around every oneDNN call --------------------------------------------
  *
+ * onednn_enter / onednn_leave bracket each oneDNN call (sgemm and the bf16
+ * matmul alike). They do two things.
+ *
+ * Threads: oneDNN's are libgomp's, whose count is per calling thread; each
+ * thread sets it to dense_threads_set()'s count before its first call and
+ * whenever that count changes (a team member: 1).
+ *
+ * Signals:
  * oneDNN's JIT gemm kernels point the stack pointer into the heap while
  * they run (oneDNN issue 4845): a signal handled on that thread writes its
  * frame there. A SIGTERM to a training worker corrupted its heap in 3 of 20
@@ -31,20 +40,36 @@
  * oneDNN's runtime starts inside a call inherit the blocked mask, so its
  * own threads never take them. The synchronous fault signals stay open.
  */
-static void signals_hold(sigset_t *old)
-{
-    sigset_t all;
+extern void omp_set_num_threads(int); /* libgomp, oneDNN's runtime here */
 
-    sigfillset(&all);
-    sigdelset(&all, SIGSEGV);
-    sigdelset(&all, SIGBUS);
-    sigdelset(&all, SIGFPE);
-    sigdelset(&all, SIGILL);
-    sigdelset(&all, SIGTRAP);
-    pthread_sigmask(SIG_BLOCK, &all, old);
+static int gemm_threads = 1; /* dense_threads_set()'s count, for libgomp */
+static sigset_t held;        /* every signal but the synchronous faults */
+static pthread_once_t held_once = PTHREAD_ONCE_INIT;
+
+static void held_init(void)
+{
+    sigfillset(&held);
+    sigdelset(&held, SIGSEGV);
+    sigdelset(&held, SIGBUS);
+    sigdelset(&held, SIGFPE);
+    sigdelset(&held, SIGILL);
+    sigdelset(&held, SIGTRAP);
 }
 
-static void signals_release(const sigset_t *old)
+static void onednn_enter(sigset_t *old)
+{
+    static __thread int omp_n;
+    int want = __atomic_load_n(&gemm_threads, __ATOMIC_RELAXED);
+
+    if (omp_n != want) {
+        omp_set_num_threads(want);
+        omp_n = want;
+    }
+    pthread_once(&held_once, held_init);
+    pthread_sigmask(SIG_BLOCK, &held, old);
+}
+
+static void onednn_leave(const sigset_t *old)
 {
     pthread_sigmask(SIG_SETMASK, old, NULL);
 }
@@ -62,8 +87,6 @@ static void signals_release(const sigset_t *old)
  */
 #define BF16_MIN 16
 #define BF16_CACHE 48
-
-extern void omp_set_num_threads(int); /* libgomp, oneDNN's runtime here */
 
 typedef struct mm {
     int M, N, K, ta, tb, ldc;
@@ -125,7 +148,6 @@ static bf16_state_t *bf16_state(void)
         free(st);
         return NULL;
     }
-    omp_set_num_threads(1); /* the team splits the work; each product on its caller */
     pthread_setspecific(state_key, st);
     return st;
 }
@@ -233,10 +255,10 @@ static int gemm_bf16(int ta, int tb, size_t M, size_t N, size_t K, const float *
         {DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}};
     sigset_t old;
     int rc;
-    signals_hold(&old);
+    onednn_enter(&old);
     rc = dnnl_primitive_execute(e->prim, st->stream, 3, args) != dnnl_success ||
          dnnl_stream_wait(st->stream) != dnnl_success;
-    signals_release(&old);
+    onednn_leave(&old);
     if (rc)
         return -1;
     if (out != C)
@@ -252,30 +274,21 @@ static int gemm_bf16(int ta, int tb, size_t M, size_t N, size_t K, const float *
  * from the CPU's own flags (AVX-512 here, where OpenBLAS 0.3.21 needs a
  * re-exec with OPENBLAS_CORETYPE to leave its SSE3 ones), and at the
  * towers' shapes (batch 512, 64 to 1024 wide) ran 1.07-1.29x OpenBLAS's
- * SkylakeX kernels: it packs less around small products. Its threads are
- * libgomp's, whose count is per calling thread: each thread sets it to
- * dense_threads_set()'s count before its first product and when that
- * changes. A oneDNN error falls back to OpenBLAS for that product.
+ * SkylakeX kernels: it packs less around small products. A oneDNN error
+ * falls back to OpenBLAS for that product.
  */
 static int gemm_lib = DENSE_GEMM_ONEDNN;
-static int gemm_threads = 1; /* dense_threads_set()'s count, for libgomp */
 
 static int sgemm_onednn(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda,
                         const float *B, size_t ldb, float beta, float *C, size_t ldc)
 {
-    static __thread int omp_n;
-    int want = __atomic_load_n(&gemm_threads, __ATOMIC_RELAXED);
     sigset_t old;
     dnnl_status_t st;
 
-    if (omp_n != want) {
-        omp_set_num_threads(want);
-        omp_n = want;
-    }
-    signals_hold(&old);
+    onednn_enter(&old);
     st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', (dnnl_dim_t)M, (dnnl_dim_t)N, (dnnl_dim_t)K,
                     1.0f, A, (dnnl_dim_t)lda, B, (dnnl_dim_t)ldb, beta, C, (dnnl_dim_t)ldc);
-    signals_release(&old);
+    onednn_leave(&old);
     return st == dnnl_success ? 0 : -1;
 }
 
@@ -312,6 +325,22 @@ void dense_gemm_set(int lib)
 int dense_gemm_get(void)
 {
     return __atomic_load_n(&gemm_lib, __ATOMIC_RELAXED);
+}
+
+int dense_gemm_parse(const char *name)
+{
+    return !strcmp(name, "onednn")     ? DENSE_GEMM_ONEDNN
+           : !strcmp(name, "openblas") ? DENSE_GEMM_OPENBLAS
+                                       : -1;
+}
+
+const char *dense_kernels(char *buf, size_t len)
+{
+    if (dense_gemm_get() == DENSE_GEMM_ONEDNN)
+        snprintf(buf, len, "oneDNN sgemm (%s)", dense_onednn_isa());
+    else
+        snprintf(buf, len, "OpenBLAS %s", dense_blas_core());
+    return buf;
 }
 
 const char *dense_gemm_name(int lib)

@@ -93,7 +93,12 @@ enum { DENSE_GEMM_ONEDNN = 0, DENSE_GEMM_OPENBLAS = 1 };
 void dense_gemm_set(int lib);
 int dense_gemm_get(void);
 const char *dense_gemm_name(int lib);
+/* DENSE_GEMM_* for "onednn" or "openblas", -1 for any other name. */
+int dense_gemm_parse(const char *name);
 const char *dense_onednn_isa(void);
+/* The fp32 products' kernels now, for logs: "oneDNN sgemm (avx512_core)"
+ * or "OpenBLAS SkylakeX". Returns buf. */
+const char *dense_kernels(char *buf, size_t len);
 /* Set the products' thread count (OpenBLAS's, process-wide, and oneDNN's
  * for every thread's next product; n >= 1) / read it back. */
 void dense_threads_set(int n);

@@ -206,13 +206,19 @@ static void FN(run_forward)(void *arg, int r, int n)
         FN(tower_forward)(j->m, t, j->p, j->m->bot ? j->tin[t] : j->x, j->B, j->act, j->F);
 }
 
+/* Member r's backward scratch (2 * B * max_width). */
+static REAL *FN(member_tmp)(const FN(job_t) * j, int r)
+{
+    return j->tmp + (size_t)r * 2 * j->B * j->m->max_width;
+}
+
 /* Member r's towers backward, then (concat, dx wanted) their share of the
  * fused layer's dx: member 0's into dx, member r's into its scratch. */
 static void FN(run_backward)(void *arg, int r, int n)
 {
     FN(job_t) *j = arg;
     const size_t B = j->B, T = (size_t)j->m->ntowers;
-    REAL *tmp = j->tmp + (size_t)r * 2 * B * j->m->max_width;
+    REAL *tmp = FN(member_tmp)(j, r);
     int t0, t1;
 
     member_towers(j->m, r, n, &t0, &t1);
@@ -231,10 +237,10 @@ static void FN(run_backward)(void *arg, int r, int n)
 /* dx += every other member's share of the fused layer's dx, in member order. */
 static void FN(sum_first_dx)(const FN(job_t) * j, int n)
 {
-    const size_t len = j->B * j->m->layer[0][0].in, stride = 2 * j->B * j->m->max_width;
+    const size_t len = j->B * j->m->layer[0][0].in;
 
     for (int r = 1; r < n; r++) {
-        const REAL *part = j->tmp + (size_t)r * stride;
+        const REAL *part = FN(member_tmp)(j, r);
         for (size_t i = 0; i < len; i++)
             j->dx[i] += part[i];
     }

@@ -133,12 +133,13 @@ int main(int argc, char **argv)
                 return 2;
             so.threads = (int)v;
         } else if (!strcmp(o, "--dense_gemm")) {
-            const char *lib = argv[++i];
-            if (strcmp(lib, "onednn") && strcmp(lib, "openblas")) {
-                fprintf(stderr, "funnel-serve: --dense_gemm %s: use onednn or openblas\n", lib);
+            const char *name = argv[++i];
+            int lib = dense_gemm_parse(name);
+            if (lib < 0) {
+                fprintf(stderr, "funnel-serve: --dense_gemm %s: use onednn or openblas\n", name);
                 return 2;
             }
-            dense_gemm_set(strcmp(lib, "openblas") ? DENSE_GEMM_ONEDNN : DENSE_GEMM_OPENBLAS);
+            dense_gemm_set(lib);
         } else if (!strcmp(o, "--curve_secret_key")) {
             so.curve_secret_key = co.client_key = argv[++i];
         } else if (!strcmp(o, "--curve_allow")) {
@@ -213,10 +214,8 @@ int main(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    if (dense_gemm_get() == DENSE_GEMM_ONEDNN)
-        LOG_INFO("dense kernels: oneDNN sgemm (%s)", dense_onednn_isa());
-    else
-        LOG_INFO("dense kernels: OpenBLAS %s", dense_blas_core());
+    char kernels[96];
+    LOG_INFO("dense kernels: %s", dense_kernels(kernels, sizeof(kernels)));
     rc = serve_run(&so, &eb);
     if (rc != 0) {
         fprintf(stderr, "funnel-serve: %s\n", eb.msg);

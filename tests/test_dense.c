@@ -178,6 +178,17 @@ static void test_openblas_vs_reference(void)
 {
     blas_vs_reference(DENSE_GEMM_OPENBLAS);
     CU_ASSERT_STRING_EQUAL(dense_gemm_name(DENSE_GEMM_OPENBLAS), "openblas");
+    /* names both ways, and the log's description of what runs */
+    CU_ASSERT_EQUAL(dense_gemm_parse("onednn"), DENSE_GEMM_ONEDNN);
+    CU_ASSERT_EQUAL(dense_gemm_parse("openblas"), DENSE_GEMM_OPENBLAS);
+    CU_ASSERT_EQUAL(dense_gemm_parse("mkl"), -1);
+    char k[96];
+    int lib0 = dense_gemm_get();
+    dense_gemm_set(DENSE_GEMM_OPENBLAS);
+    CU_ASSERT_EQUAL(strncmp(dense_kernels(k, sizeof(k)), "OpenBLAS ", 9), 0);
+    dense_gemm_set(DENSE_GEMM_ONEDNN);
+    CU_ASSERT_EQUAL(strncmp(dense_kernels(k, sizeof(k)), "oneDNN sgemm (", 14), 0);
+    dense_gemm_set(lib0);
 }
 
 /* 1 and 2 threads on each library: oneDNN's libgomp count follows

@@ -396,15 +396,14 @@ int train_run(const worker_conf_t *wc, const train_args_t *a, errbuf_t *eb)
         rc = train_obs_open(&l.obs, wc, names, model_nloss(l.s.model), l.done_before, eb);
     if (rc != 0)
         goto out;
-    if (dense_gemm_get() == DENSE_GEMM_ONEDNN)
-        LOG_INFO("dense kernels: oneDNN sgemm (%s)", dense_onednn_isa());
-    else if (dense_blas_fallback())
+    char kernels[96];
+    if (dense_gemm_get() == DENSE_GEMM_OPENBLAS && dense_blas_fallback())
         LOG_INFO("dense kernels: OpenBLAS %s; OpenBLAS chose its generic %s kernels on this CPU, "
                  "which it does not know, so funnel restarted with OPENBLAS_CORETYPE=%s (set "
                  "OPENBLAS_CORETYPE yourself to choose)",
                  dense_blas_core(), dense_blas_fallback(), dense_blas_core());
     else
-        LOG_INFO("dense kernels: OpenBLAS %s", dense_blas_core());
+        LOG_INFO("dense kernels: %s", dense_kernels(kernels, sizeof(kernels)));
     LOG_INFO("training %s on %d log path%s, %d epoch%s, batch %lld, metrics in %s",
              heads_name(model_heads(l.s.model)), a->nlogs, a->nlogs > 1 ? "s" : "", (int)wc->epochs,
              wc->epochs > 1 ? "s" : "", (long long)wc->batch_size, metrics);
