@@ -303,16 +303,41 @@ static void sgemm(int lib, int ta, int tb, size_t M, size_t N, size_t K, const f
                 (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
+static int timing_on;      /* dense_timing_set */
+static uint64_t timing_ns; /* products' wall time, summed over threads */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* C (M,N) = op(A) op(B) + beta C, row-major: bf16 when asked and worth it,
  * else fp32 on the chosen library. */
 static void gemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda,
                  const float *B, size_t ldb, float beta, float *C, size_t ldc)
 {
-    if (precision == DENSE_BF16 && M >= BF16_MIN && N >= BF16_MIN && K >= BF16_MIN &&
-        gemm_bf16(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc) == 0)
-        return;
-    sgemm(__atomic_load_n(&gemm_lib, __ATOMIC_RELAXED), ta, tb, M, N, K, A, lda, B, ldb, beta, C,
-          ldc);
+    int timed = __atomic_load_n(&timing_on, __ATOMIC_RELAXED);
+    uint64_t t0 = timed ? now_ns() : 0;
+
+    if (!(precision == DENSE_BF16 && M >= BF16_MIN && N >= BF16_MIN && K >= BF16_MIN &&
+          gemm_bf16(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc) == 0))
+        sgemm(__atomic_load_n(&gemm_lib, __ATOMIC_RELAXED), ta, tb, M, N, K, A, lda, B, ldb, beta,
+              C, ldc);
+    if (timed)
+        __atomic_fetch_add(&timing_ns, now_ns() - t0, __ATOMIC_RELAXED);
+}
+
+void dense_timing_set(int on)
+{
+    __atomic_store_n(&timing_on, on != 0, __ATOMIC_RELAXED);
+}
+
+double dense_timing_take(void)
+{
+    return (double)__atomic_exchange_n(&timing_ns, 0, __ATOMIC_RELAXED) * 1e-9;
 }
 
 void dense_gemm_set(int lib)

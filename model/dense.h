@@ -124,6 +124,16 @@ int dense_blas_max_threads(void);
 void dense_blas_choose_core(char **argv);
 const char *dense_blas_fallback(void);
 
+/* Product time, for benchmarks that say where a step goes: while on,
+ * every product of the kernels above adds its wall time (clock_gettime
+ * around the call, ~50 ns) to one process-wide sum, whichever thread ran
+ * it; the rate measurements below never count. dense_timing_take()
+ * returns the seconds summed since its last call (over threads: two
+ * members busy for 1 ms each make 2 ms) and restarts the sum. Off by
+ * default; nothing else reads it. */
+void dense_timing_set(int on);
+double dense_timing_take(void);
+
 /*
  * Measure fp32 product throughput on C (M,N) = A (M,K) B (K,N), all
  * row-major, on the library dense_gemm_get() names, at the thread count of

@@ -293,6 +293,58 @@ static void test_signals_during_products(void)
     dense_gemm_set(lib0);
 }
 
+/* Product time: nothing counted while off; on, the caller's products and
+ * another thread's count in the same sum, never more than the time taken
+ * around them; rate measurements never count; take restarts the sum. */
+typedef struct {
+    double took;
+} timed_t;
+
+static void *timed_products(void *arg)
+{
+    timed_t *t = arg;
+    enum { B = 256, D = 128, H = 256 };
+    float *in = calloc(B * D, sizeof(float)), *w = calloc(H * D, sizeof(float));
+    float *b = calloc(H, sizeof(float)), *out = calloc(B * H, sizeof(float));
+    struct timespec t0, t1;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (in && w && b && out)
+        for (int i = 0; i < 20; i++)
+            dense_forward(out, in, w, b, B, D, H, DENSE_RELU);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    t->took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    free(out);
+    free(b);
+    free(w);
+    free(in);
+    return NULL;
+}
+
+static void test_product_timing(void)
+{
+    timed_t mine = {0}, theirs = {0};
+    pthread_t th;
+
+    dense_timing_set(0);
+    dense_timing_take();
+    timed_products(&mine);
+    CU_ASSERT_EQUAL(dense_timing_take(), 0.0);
+    dense_timing_set(1);
+    CU_ASSERT(dense_sgemm_gflops(64, 64, 64, 0.001) > 0.0);
+    CU_ASSERT_EQUAL(dense_timing_take(), 0.0); /* the rate does not count */
+    timed_products(&mine);
+    double alone = dense_timing_take();
+    CU_ASSERT(alone > 0.0 && alone <= mine.took);
+    /* another thread's products alone: counted in the same sum */
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, timed_products, &theirs), 0);
+    pthread_join(th, NULL);
+    double other = dense_timing_take();
+    CU_ASSERT(other > 0.0 && other <= theirs.took);
+    CU_ASSERT_EQUAL(dense_timing_take(), 0.0);
+    dense_timing_set(0);
+}
+
 int test_dense_register(void)
 {
     CU_pSuite s = CU_add_suite("dense", NULL, NULL);
@@ -304,6 +356,8 @@ int test_dense_register(void)
     CU_add_test(s, "OpenBLAS layer against the reference on random shapes",
                 test_openblas_vs_reference);
     CU_add_test(s, "thread count and product rate, both libraries", test_threads);
+    CU_add_test(s, "product time sums every thread's products, and only while on",
+                test_product_timing);
     CU_add_test(s, "signals while oneDNN's kernels run leave the heap whole",
                 test_signals_during_products);
     return CU_get_error();
