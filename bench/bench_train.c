@@ -18,6 +18,7 @@
  * time), the rest of the step, pull and pooling, push, the dense update:
  *   where a batch goes (ms, the median round): 8.47 = products 7.04 (alone: 7.78) + ...
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +36,10 @@
 
 #define NBATCH 64 /* distinct batches, cycled */
 #define WARMUP 20
-#define TIMED 200 /* steps per round */
-#define ROUNDS 3  /* bound, then training, this many times */
+#define TIMED 200     /* steps per round */
+#define CHUNK 10      /* steps between two measurements of the bound */
+#define ROUNDS 3      /* rounds of TIMED steps, the bound interleaved */
+#define SHAPE_S 0.004 /* seconds per shape in one measurement of the bound */
 
 static void make_batches(batch_t *b, int nslots, size_t B)
 {
@@ -80,7 +83,7 @@ static double shape_bound(const model_spec_t *ms, int ntowers, size_t B, int thr
         const size_t shp[3][3] = {{B, out, in}, {out, in, B}, {B, in, out}};
         for (int k = 0; k < 3; k++) {
             double g = 0, gc = 0, f = 2.0 * (double)(shp[k][0] * shp[k][1] * shp[k][2]);
-            if (dense_sgemm_rate(shp[k][0], shp[k][1], shp[k][2], 0.05, &g, &gc) == 0 && g > 0) {
+            if (dense_sgemm_rate(shp[k][0], shp[k][1], shp[k][2], SHAPE_S, &g, &gc) == 0 && g > 0) {
                 sec += f / (g * 1e9);
                 csec += gc > 0 ? f / (gc * 1e9) : 0;
             }
@@ -146,13 +149,80 @@ static void print_phases(double ph[ROUNDS][NPHASE], const double *sps, int threa
            ph[r][PH_STEP] - ph[r][PH_PRODUCTS], ph[r][PH_PULL], ph[r][PH_PUSH], ph[r][PH_DENSE]);
 }
 
+/* The bound's time for one batch on `threads` threads (1-thread rates
+ * over the threads), by wall time and (*cpu) by the measuring thread's CPU
+ * time: the model's shapes, or its FLOPs at the 512x256x128 rate for
+ * bottoms other than concat (*how says which). */
+static double bound_batch_s(const model_spec_t *ms, int ntow, size_t B, int threads, double fps,
+                            double *cpu, const char **how)
+{
+    double b1c = 0, b1 = shape_bound(ms, ntow, B, 1, &b1c);
+
+    *how = "shapes";
+    if (b1 <= 0) {
+        double g = 0, gc = 0;
+        dense_threads_set(1);
+        dense_sgemm_rate(512, 256, 128, 12 * SHAPE_S, &g, &gc);
+        b1 = g * 1e9 / fps;
+        b1c = gc * 1e9 / fps;
+        *how = "flops";
+    }
+    *cpu = b1c > 0 ? (double)B / (threads * b1c) : 0;
+    return b1 > 0 ? (double)B / (threads * b1) : 0;
+}
+
+/* One thread's 512x256x128 rate (1 product thread), for pair(). */
+static void *rate_thread(void *arg)
+{
+    dense_sgemm_rate(512, 256, 128, 0.5, (double *)arg, NULL);
+    return NULL;
+}
+
 /*
- * One configuration, ROUNDS rounds each of: the bound measured (1 thread,
- * the model's shapes, or the 512x256x128 rate for bottoms), then TIMED
- * training steps; the ratio is taken per round, so a loaded machine moves
- * both sides of it together. Prints the median samples/s first (what
- * scripts/bench.sh reads), then min / median / max of samples/s and of
- * the ratio to the bound, by wall time and by CPU time.
+ * What the machine gives two threads at once: one thread's 512x256x128
+ * rate alone, then two threads each running their own product at the same
+ * time, PAIRS times. Prints, min / median / max over the tries, both
+ * together against 2 x the one alone (what the 2-thread bound assumes),
+ * and the slower of the two against one alone (what a static split of
+ * the work runs at). On a virtual machine the two cores are not always
+ * equally fast.
+ */
+#define PAIRS 3
+static void pair(void)
+{
+    double both[PAIRS], slow[PAIRS];
+
+    dense_threads_set(1);
+    for (int i = 0; i < PAIRS; i++) {
+        double one = 0, g[2] = {0, 0};
+        pthread_t th[2];
+        rate_thread(&one);
+        for (int k = 0; k < 2; k++)
+            if (pthread_create(&th[k], NULL, rate_thread, &g[k]) != 0)
+                return;
+        for (int k = 0; k < 2; k++)
+            pthread_join(th[k], NULL);
+        both[i] = one > 0 ? (g[0] + g[1]) / (2 * one) : 0;
+        slow[i] = one > 0 ? (g[0] < g[1] ? g[0] : g[1]) / one : 0;
+    }
+    printf("two threads at once, each its own 512x256x128 product, %d tries: together ", PAIRS);
+    print_mmm(both, PAIRS, "%.2f");
+    printf(" of 2 x one alone; the slower one ");
+    print_mmm(slow, PAIRS, "%.2f");
+    printf(" of one alone\n");
+}
+
+/*
+ * One configuration, ROUNDS rounds of TIMED training steps, with the bound
+ * (1 thread, the model's shapes, or the 512x256x128 rate for bottoms)
+ * measured again every CHUNK steps: a round's ratio is its mean bound time
+ * a batch over its mean training time a batch, both taken through the
+ * same seconds, so a machine that slows down or speeds up moves both
+ * sides of it together (measured once before each round, the bound alone
+ * moved from 55 k to 90 k samples/s between rounds). Prints the median
+ * samples/s first (what scripts/bench.sh reads), then min / median / max
+ * of samples/s and of the ratio to the bound, by wall time and by CPU
+ * time.
  */
 static int run(const char *type, const char *bottom, int threads, int par, int prec, int lib)
 {
@@ -165,7 +235,7 @@ static int run(const char *type, const char *bottom, int threads, int par, int p
     param_t *p = NULL;
     model_t *m;
     size_t n, B = 512;
-    double loss[3], sps[ROUNDS], ratio[ROUNDS], cps[ROUNDS], cratio[ROUNDS], bnd[ROUNDS];
+    double loss[3], sps[ROUNDS], ratio[ROUNDS], cratio[ROUNDS], bnd[ROUNDS];
     double phase_ms[ROUNDS][NPHASE];
     const char *how = "shapes";
 
@@ -205,28 +275,25 @@ static int run(const char *type, const char *bottom, int threads, int par, int p
     double fps = model_flops_per_sample(m);
     int it = 0;
     for (int round = 0; round < ROUNDS; round++) {
-        /* the bound: 1-thread rates (wall and CPU), times the threads */
-        double b1c = 0, b1 = shape_bound(&ms, ntow, B, 1, &b1c);
-        if (b1 <= 0) {
-            double g = 0, gc = 0;
-            dense_threads_set(1);
-            dense_sgemm_rate(512, 256, 128, 0.3, &g, &gc);
-            b1 = g * 1e9 / fps;
-            b1c = gc * 1e9 / fps;
-            how = "flops";
-        }
-        /* model_threads_set's OpenBLAS thread count again */
-        dense_threads_set(par == MODEL_PAR_TOWERS ? 1 : threads);
-        double t0 = 0, c0 = 0, ph[NPHASE] = {0};
-        for (int k = 0; k < (round ? 0 : WARMUP) + TIMED; k++, it++) {
+        double el = 0, cpu = 0, bt = 0, bc = 0, ph[NPHASE] = {0};
+        int warm = round ? 0 : WARMUP;
+        dense_timing_take();
+        for (int k = 0; k < warm + TIMED; k++, it++) {
             batch_t *bb = &b[it % NBATCH];
-            if (k == (round ? 0 : WARMUP)) {
-                t0 = clock_now_s();
-                c0 = process_cpu_s();
-                memset(ph, 0, sizeof(ph));
-                dense_timing_take();
+            if (k >= warm && (k - warm) % CHUNK == 0) {
+                /* the bound for the next CHUNK steps: 1-thread rates (wall
+                 * and CPU), times the threads; then model_threads_set's
+                 * thread count again */
+                double c = 0;
+                bt += CHUNK * bound_batch_s(&ms, ntow, B, threads, fps, &c, &how);
+                bc += CHUNK * c;
+                dense_threads_set(par == MODEL_PAR_TOWERS ? 1 : threads);
+                if (k == warm) {
+                    memset(ph, 0, sizeof(ph));
+                    dense_timing_take();
+                }
             }
-            double q0 = clock_now_s();
+            double q0 = clock_now_s(), c0 = process_cpu_s();
             pool_prepare(&pool, bb);
             param_pull_start(p, &pool.req, PARAM_PULL_TRAIN, &eb);
             param_pull_finish(p, pool.rows, &eb);
@@ -239,22 +306,25 @@ static int run(const char *type, const char *bottom, int threads, int par, int p
             param_push(p, &pool.req, (const float *const *)pool.grads, &eb);
             double q3 = clock_now_s();
             param_push_dense(p, model_grads(m, &n), n, &eb);
+            double q4 = clock_now_s();
             ph[PH_PULL] += q1 - q0;
             ph[PH_STEP] += q2 - q1;
             ph[PH_PUSH] += q3 - q2;
-            ph[PH_DENSE] += clock_now_s() - q3;
+            ph[PH_DENSE] += q4 - q3;
+            if (k >= warm) {
+                el += q4 - q0;
+                cpu += process_cpu_s() - c0;
+            }
         }
-        double el = clock_now_s() - t0, cpu = process_cpu_s() - c0;
         ph[PH_PRODUCTS] = dense_timing_take() / threads;
-        ph[PH_ALONE] = (double)B / (threads * b1) * TIMED;
+        ph[PH_ALONE] = bt;
         for (int k = 0; k < NPHASE; k++)
             phase_ms[round][k] = ph[k] / TIMED * 1e3;
         phase_ms[round][PH_BATCH] = el / TIMED * 1e3;
         sps[round] = (double)TIMED * (double)B / el;
-        cps[round] = (double)TIMED * (double)B / cpu * threads; /* per core, times the cores */
-        bnd[round] = threads * b1;
-        ratio[round] = 100.0 * sps[round] / (threads * b1);
-        cratio[round] = b1c > 0 ? 100.0 * cps[round] / (threads * b1c) : 0;
+        bnd[round] = (double)TIMED * (double)B / bt;
+        ratio[round] = 100.0 * bt / el;
+        cratio[round] = bc > 0 ? 100.0 * bc / (cpu / threads) : 0;
     }
     double med[ROUNDS];
     memcpy(med, sps, sizeof(med));
@@ -346,10 +416,13 @@ int main(int argc, char **argv)
     printf("sgemm 512x256x128: oneDNN %.1f GFLOP/s on 1 thread, %.1f on 2; OpenBLAS %.1f on 1 "
            "thread, %.1f on 2\n",
            g[ONE][0], g[ONE][1], g[OB][0], g[OB][1]);
+    dense_gemm_set(ONE);
+    pair();
     printf("bound: n threads reach at most n x the 1-thread sgemm rate of the model's own shapes, "
            "on the configuration's library (oneDNN unless the line says openblas) [shapes]; "
            "bottoms other than concat: their FLOPs over the 1-thread 512x256x128 rate, times n "
-           "[flops]; measured before each round; by CPU time: samples per CPU-second against the "
+           "[flops]; measured again every 10 training steps, each round's ratio over the same "
+           "seconds; by CPU time: samples per CPU-second against the "
            "bound by the sgemm thread's CPU time (per core; what a shared machine leaves of the "
            "ratio)\n");
     if (argc < 2) {
