@@ -121,15 +121,15 @@ static void print_mmm(double *v, int n, const char *fmt)
 }
 
 /* Where a batch's time goes, in ms per batch (PH_PRODUCTS: the products'
- * time summed over the threads, divided by them; PH_ALONE: the same
- * products alone, the bound's time). */
+ * wall time; with a team, summed over its members and divided by them;
+ * PH_ALONE: the same products alone, the bound's time). */
 enum { PH_PULL, PH_STEP, PH_PUSH, PH_DENSE, PH_PRODUCTS, PH_ALONE, PH_BATCH, NPHASE };
 
 /* The breakdown of the round with the median samples/s: the products
  * inside the step against the same products alone (the bound), what else
  * the step does (elementwise passes, losses, a team's waiting), and the
  * work around it. */
-static void print_phases(double ph[ROUNDS][NPHASE], const double *sps, int threads, const char *how)
+static void print_phases(double ph[ROUNDS][NPHASE], const double *sps, int members, const char *how)
 {
     int r = 0;
 
@@ -144,7 +144,7 @@ static void print_phases(double ph[ROUNDS][NPHASE], const double *sps, int threa
     }
     printf("  where a batch goes (ms, the median round%s): %.2f = products %.2f (alone%s: %.2f) "
            "+ rest of the step %.2f + pull and pooling %.2f + push %.2f + dense update %.2f\n",
-           threads > 1 ? "; products per thread" : "", ph[r][PH_BATCH], ph[r][PH_PRODUCTS],
+           members > 1 ? "; products per thread" : "", ph[r][PH_BATCH], ph[r][PH_PRODUCTS],
            strcmp(how, "shapes") ? ", by FLOPs" : "", ph[r][PH_ALONE],
            ph[r][PH_STEP] - ph[r][PH_PRODUCTS], ph[r][PH_PULL], ph[r][PH_PUSH], ph[r][PH_DENSE]);
 }
@@ -316,7 +316,9 @@ static int run(const char *type, const char *bottom, int threads, int par, int p
                 cpu += process_cpu_s() - c0;
             }
         }
-        ph[PH_PRODUCTS] = dense_timing_take() / threads;
+        /* towers: each member times its own products, so the sum is over
+         * the threads; blas: the caller times each product, threads and all */
+        ph[PH_PRODUCTS] = dense_timing_take() / (par == MODEL_PAR_TOWERS ? threads : 1);
         ph[PH_ALONE] = bt;
         for (int k = 0; k < NPHASE; k++)
             phase_ms[round][k] = ph[k] / TIMED * 1e3;
@@ -343,7 +345,7 @@ static int run(const char *type, const char *bottom, int threads, int par, int p
     printf(" [%s]); by CPU time: %% of the bound ", how);
     print_mmm(cratio, ROUNDS, "%.0f");
     printf("; %.2f MFLOP/sample\n", fps / 1e6);
-    print_phases(phase_ms, sps, threads, how);
+    print_phases(phase_ms, sps, par == MODEL_PAR_TOWERS ? threads : 1, how);
     fflush(stdout);
     free(x);
     free(dx);
