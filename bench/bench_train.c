@@ -250,7 +250,6 @@ static int run(const char *type, const char *bottom, int threads, int par, int p
     }
     int ntow = heads_ntowers(heads_for(ms.type));
     m = model_new(&ms, B, 1, &eb);
-    dense_timing_set(1);
     if (!m || model_threads_set(m, threads, par, &eb) != 0) {
         fprintf(stderr, "bench-train: %s\n", eb.msg);
         return 1;
@@ -420,6 +419,7 @@ int main(int argc, char **argv)
            g[ONE][0], g[ONE][1], g[OB][0], g[OB][1]);
     dense_gemm_set(ONE);
     pair();
+    dense_timing_set(1); /* for each configuration's breakdown */
     printf("bound: n threads reach at most n x the 1-thread sgemm rate of the model's own shapes, "
            "on the configuration's library (oneDNN unless the line says openblas) [shapes]; "
            "bottoms other than concat: their FLOPs over the 1-thread 512x256x128 rate, times n "

@@ -166,7 +166,7 @@ static void member_towers(const model_t *m, int r, int n, int *t0, int *t1)
     *t1 = m->ntowers * (r + 1) / n;
 }
 
-/* The float path: OpenBLAS. */
+/* The float path: oneDNN's or OpenBLAS's sgemm (dense_gemm_set). */
 #define REAL float
 #define FN(name) name##_f32
 #define DENSE_FORWARD_LD dense_forward_ld
